@@ -1,0 +1,44 @@
+# streamflink: PGXS build.
+MODULE_big = streamflink
+OBJS = \
+	src/streamflink.o \
+	src/catalog.o \
+	src/decode.o \
+	src/kafka_source.o \
+	src/state.o \
+	src/keyed_state.o \
+	src/aggregate.o \
+	src/window.o \
+	src/sink.o \
+	src/checkpoint.o \
+	src/worker.o \
+	src/launcher.o \
+	src/live.o \
+	src/producer.o
+
+EXTENSION = streamflink
+DATA = sql/streamflink--0.1.sql
+PGFILEDESC = "streamflink - stream processing inside PostgreSQL"
+
+SHLIB_LINK = -lrdkafka -lrocksdb -lpthread
+PG_CPPFLAGS = -I$(srcdir)/src
+
+# pg_regress (sql/, expected/): tests run against a server the test driver started with
+# shared_preload_libraries (see test/run_tests.sh), hence --use-existing.
+REGRESS = setup source pipeline errors run
+REGRESS_OPTS = --use-existing --dbname=streamflink_regress
+
+EXTRA_CLEAN = test/mock_broker test/produce test/consume_bench
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# Test programs: the mock Kafka broker, the producer, the consume baseline.
+TEST_PROGRAMS = test/mock_broker test/produce test/consume_bench
+
+test/%: test/%.c
+	$(CC) -O2 -Wall -o $@ $< -lrdkafka -lpthread
+
+test-programs: $(TEST_PROGRAMS)
+.PHONY: test-programs

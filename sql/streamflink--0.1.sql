@@ -1,0 +1,676 @@
+/* streamflink--0.1.sql */
+
+\echo Use "CREATE EXTENSION streamflink" to load this file. \quit
+
+/*
+ * Catalog.  Rows here are the truth about sources, pipelines and completed
+ * checkpoints; shared memory only mirrors what running workers are doing.
+ * Tables are singular (like pg_class); the views users read are plural.
+ */
+
+CREATE TABLE streamflink.source (
+	id			serial PRIMARY KEY,
+	name		text NOT NULL UNIQUE
+				CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$'),
+	brokers		text NOT NULL,
+	topic		text NOT NULL,
+	format		text NOT NULL CHECK (format IN ('json', 'csv', 'text')),
+	row_type	regtype NOT NULL,	/* composite type of the decoded columns */
+	event_time	text,			/* column holding event time; NULL: Kafka timestamp */
+	max_out_of_orderness interval NOT NULL,
+	idle_timeout interval,		/* a partition idle this long stops holding back the watermark */
+	options		text[] NOT NULL DEFAULT '{}',	/* librdkafka name=value settings */
+	owner		regrole NOT NULL DEFAULT current_user::regrole,
+	created		timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE streamflink.pipeline (
+	id			serial PRIMARY KEY,
+	name		text NOT NULL UNIQUE
+				CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$'),
+	source_id	int NOT NULL REFERENCES streamflink.source (id),
+	kind		text NOT NULL CHECK (kind IN ('window')),
+	key_columns text[] NOT NULL,
+	window_kind text NOT NULL CHECK (window_kind IN ('tumble', 'hop', 'session')),
+	window_size interval,		/* tumble, hop */
+	window_slide interval,		/* hop */
+	session_gap interval,		/* session */
+	aggregates	text NOT NULL,
+	sink		regclass NOT NULL,
+	allowed_lateness interval NOT NULL,
+	checkpoint_interval interval NOT NULL,
+	state		text NOT NULL DEFAULT 'stopped' CHECK (state IN ('stopped', 'running')),
+	owner		regrole NOT NULL DEFAULT current_user::regrole,
+	created		timestamptz NOT NULL DEFAULT now()
+);
+
+/*
+ * One row per completed checkpoint: inserted, and committed, only after the
+ * checkpoint's prepared transaction exists.  Its presence is the decision to
+ * COMMIT PREPARED that transaction, also during recovery.
+ */
+CREATE TABLE streamflink.checkpoint (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	id			bigint NOT NULL,
+	started		timestamptz NOT NULL,
+	completed	timestamptz NOT NULL,
+	duration	interval NOT NULL,
+	state_bytes bigint NOT NULL,		/* size of the RocksDB snapshot */
+	new_state_bytes bigint NOT NULL,	/* bytes not shared with the previous snapshot */
+	events		bigint NOT NULL,		/* events consumed in this checkpoint's epoch */
+	rows_emitted bigint NOT NULL,		/* sink rows written in this epoch */
+	PRIMARY KEY (pipeline_id, id)
+);
+
+/*
+ * Kafka positions of a checkpoint: written inside the checkpoint's prepared
+ * transaction, so they become visible exactly when its sink rows do.
+ */
+CREATE TABLE streamflink.checkpoint_offset (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	checkpoint_id bigint NOT NULL,
+	topic		text NOT NULL,
+	partition	int NOT NULL,
+	next_offset bigint NOT NULL,	/* offset of the next message to read */
+	max_event_time timestamptz,		/* for the partition's watermark */
+	PRIMARY KEY (pipeline_id, checkpoint_id, partition)
+);
+
+CREATE TABLE streamflink.dead_letter (
+	id			bigserial PRIMARY KEY,
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	topic		text NOT NULL,
+	partition	int NOT NULL,
+	"offset"	bigint NOT NULL,
+	payload		bytea,
+	error		text NOT NULL,
+	received	timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (pipeline_id, partition, "offset")
+);
+
+CREATE TABLE streamflink.late_event (
+	id			bigserial PRIMARY KEY,
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	topic		text NOT NULL,
+	partition	int NOT NULL,
+	"offset"	bigint NOT NULL,
+	event_time	timestamptz NOT NULL,
+	watermark	timestamptz NOT NULL,
+	payload		bytea,
+	reason		text NOT NULL,
+	received	timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (pipeline_id, partition, "offset")
+);
+
+SELECT pg_catalog.pg_extension_config_dump('streamflink.source', '');
+SELECT pg_catalog.pg_extension_config_dump('streamflink.pipeline', '');
+SELECT pg_catalog.pg_extension_config_dump('streamflink.checkpoint', '');
+SELECT pg_catalog.pg_extension_config_dump('streamflink.checkpoint_offset', '');
+SELECT pg_catalog.pg_extension_config_dump('streamflink.dead_letter', '');
+SELECT pg_catalog.pg_extension_config_dump('streamflink.late_event', '');
+
+/*
+ * Internal C functions.
+ */
+
+/* Checks an aggregate list against a row type; returns the output names. */
+CREATE FUNCTION streamflink._check_aggregates(row_type regtype, aggregates text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'streamflink_check_aggregates'
+LANGUAGE C STRICT;
+
+/* Registers (at commit) the worker of a pipeline. */
+CREATE FUNCTION streamflink._launch(pipeline_id int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_launch'
+LANGUAGE C STRICT;
+
+/* Asks (at commit) the worker of a pipeline to stop. */
+CREATE FUNCTION streamflink._terminate(pipeline_id int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_terminate'
+LANGUAGE C STRICT;
+
+/* What the running workers of this database report. */
+CREATE FUNCTION streamflink._worker_status(
+	OUT pipeline_id int, OUT pid int, OUT status text, OUT error text,
+	OUT started timestamptz, OUT events bigint, OUT events_per_second float8,
+	OUT rows_emitted bigint, OUT dead_letters bigint, OUT late_events bigint,
+	OUT watermark timestamptz, OUT lag bigint, OUT last_checkpoint bigint,
+	OUT last_checkpoint_at timestamptz, OUT state_keys bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'streamflink_worker_status'
+LANGUAGE C STRICT;
+
+/* Open windows of a running pipeline, as rows of its sink's type. */
+CREATE FUNCTION streamflink.live(pipeline text, sink_row anyelement)
+RETURNS SETOF anyelement
+AS 'MODULE_PATHNAME', 'streamflink_live'
+LANGUAGE C CALLED ON NULL INPUT;
+
+/* Produce messages to a Kafka topic (tests, demos, backfills). */
+CREATE FUNCTION streamflink.produce(brokers text, topic text, payloads text[],
+									partition int DEFAULT -1)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_produce'
+LANGUAGE C STRICT;
+
+/* Stop at commit: usable only by superusers or pipeline owners. */
+REVOKE ALL ON FUNCTION streamflink._launch(int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamflink._terminate(int) FROM PUBLIC;
+
+/*
+ * Helpers for the SQL functions below.
+ */
+
+CREATE FUNCTION streamflink._interval_ms(i interval)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT (extract(epoch FROM i) * 1000)::bigint $$;
+
+/* Windows need fixed durations: a month has no fixed length. */
+CREATE FUNCTION streamflink._check_duration(what text, i interval, allow_zero bool)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF i IS NULL THEN
+		RETURN;
+	END IF;
+	IF extract(month FROM i) <> 0 OR extract(year FROM i) <> 0 THEN
+		RAISE EXCEPTION 'invalid %: %', what, i
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use a fixed duration in days, hours, minutes, seconds or milliseconds.';
+	END IF;
+	IF i < interval '0' OR (NOT allow_zero AND i = interval '0') THEN
+		RAISE EXCEPTION 'invalid %: %', what, i
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = CASE WHEN allow_zero THEN 'It must not be negative.'
+							  ELSE 'It must be positive.' END;
+	END IF;
+	IF i <> interval '0' AND streamflink._interval_ms(i) = 0 THEN
+		RAISE EXCEPTION 'invalid %: %', what, i
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The smallest unit is one millisecond.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION streamflink._source(source_name text)
+RETURNS streamflink.source
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	s streamflink.source;
+BEGIN
+	SELECT * INTO s FROM streamflink.source WHERE name = source_name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'source "%" does not exist', source_name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it with streamflink.create_source(); see streamflink.sources.';
+	END IF;
+	RETURN s;
+END
+$$;
+
+CREATE FUNCTION streamflink._pipeline(pipeline_name text)
+RETURNS streamflink.pipeline
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	p streamflink.pipeline;
+BEGIN
+	SELECT * INTO p FROM streamflink.pipeline WHERE name = pipeline_name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline "%" does not exist', pipeline_name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See streamflink.pipelines for the pipelines of this database.';
+	END IF;
+	RETURN p;
+END
+$$;
+
+/* Only the owner (or a member of the owning role) manages an object. */
+CREATE FUNCTION streamflink._check_owner(what text, obj_name text, owner regrole)
+RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF NOT pg_has_role(current_user, owner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of % "%"', what, obj_name
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('It is owned by role %s.', owner);
+	END IF;
+END
+$$;
+
+/* Columns of a composite type, in order. */
+CREATE FUNCTION streamflink._columns(t regtype)
+RETURNS TABLE (attname text, atttype regtype, attnum int)
+LANGUAGE sql STABLE
+AS $$
+	SELECT a.attname::text, a.atttypid::regtype, a.attnum::int
+	FROM pg_type ty
+	JOIN pg_attribute a ON a.attrelid = ty.typrelid
+	WHERE ty.oid = t AND a.attnum > 0 AND NOT a.attisdropped
+	ORDER BY a.attnum
+$$;
+
+/*
+ * Sources.
+ */
+
+CREATE FUNCTION streamflink.create_source(
+	name text,
+	brokers text,
+	topic text,
+	format text DEFAULT 'json',
+	columns text DEFAULT NULL,
+	event_time text DEFAULT NULL,
+	max_out_of_orderness interval DEFAULT '0',
+	idle_timeout interval DEFAULT NULL,
+	options text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	src_name	text := name;
+	fmt			text := lower(format);
+	cols		text := columns;
+	type_name	text;
+	et_type		regtype;
+	opt			text;
+	ncols		int;
+BEGIN
+	IF src_name IS NULL OR src_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
+		RAISE EXCEPTION 'invalid source name: %', coalesce(quote_literal(src_name), 'NULL')
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM streamflink.source s WHERE s.name = src_name) THEN
+		RAISE EXCEPTION 'source "%" already exists', src_name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF coalesce(brokers, '') = '' OR coalesce(topic, '') = '' THEN
+		RAISE EXCEPTION 'a source needs brokers and a topic'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: brokers => ''127.0.0.1:9092'', topic => ''events''.';
+	END IF;
+	IF fmt IS NULL OR fmt NOT IN ('json', 'csv', 'text') THEN
+		RAISE EXCEPTION 'unknown source format: %', coalesce(quote_literal(format), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Supported formats are json, csv and text.';
+	END IF;
+	IF cols IS NULL THEN
+		IF fmt <> 'text' THEN
+			RAISE EXCEPTION 'a % source needs columns', fmt
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example: columns => ''device text, value float8, ts timestamptz''.';
+		END IF;
+		cols := 'payload text';
+	END IF;
+	/* The column list is spliced into CREATE TYPE: allow one statement only. */
+	IF position(';' IN cols) > 0 THEN
+		RAISE EXCEPTION 'invalid column list: %', cols
+			USING ERRCODE = 'syntax_error',
+				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
+	END IF;
+	FOREACH opt IN ARRAY coalesce(options, '{}') LOOP
+		IF opt !~ '^[a-z0-9._]+=' THEN
+			RAISE EXCEPTION 'invalid Kafka option: %', opt
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Options are librdkafka settings written as name=value.';
+		END IF;
+	END LOOP;
+	PERFORM streamflink._check_duration('max_out_of_orderness', max_out_of_orderness, true);
+	PERFORM streamflink._check_duration('idle_timeout', idle_timeout, false);
+	IF max_out_of_orderness IS NULL THEN
+		max_out_of_orderness := interval '0';
+	END IF;
+
+	/*
+	 * The decoded row is a composite type: Postgres' own parser checks the
+	 * column list, and every type works.
+	 */
+	type_name := 'source_' || src_name;
+	BEGIN
+		EXECUTE pg_catalog.format('CREATE TYPE streamflink.%I AS (%s)', type_name, cols);
+	EXCEPTION WHEN syntax_error THEN
+		RAISE EXCEPTION 'invalid column list: %', cols
+			USING ERRCODE = 'syntax_error',
+				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
+	END;
+
+	SELECT count(*) INTO ncols FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype);
+	IF fmt = 'text' AND ncols <> 1 THEN
+		RAISE EXCEPTION 'a text source has exactly one column'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The whole payload is that column''s value.';
+	END IF;
+
+	IF event_time IS NOT NULL THEN
+		SELECT c.atttype INTO et_type
+		FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype) c
+		WHERE c.attname = event_time;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'event time column "%" is not a column of source "%"', event_time, src_name
+				USING ERRCODE = 'undefined_column',
+					  HINT = 'Name one of the declared columns, or omit event_time to use the Kafka message timestamp.';
+		END IF;
+		IF et_type NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
+			RAISE EXCEPTION 'event time column "%" has type %', event_time, et_type
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'The event time column must be of type timestamptz or timestamp.';
+		END IF;
+	END IF;
+
+	INSERT INTO streamflink.source (name, brokers, topic, format, row_type, event_time,
+									max_out_of_orderness, idle_timeout, options)
+	VALUES (src_name, brokers, topic, fmt,
+			('streamflink.' || quote_ident(type_name))::regtype,
+			event_time, max_out_of_orderness, idle_timeout, coalesce(options, '{}'));
+END
+$$;
+
+CREATE FUNCTION streamflink.drop_source(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s streamflink.source := streamflink._source(name);
+	users text;
+BEGIN
+	PERFORM streamflink._check_owner('source', s.name, s.owner);
+	SELECT string_agg(p.name, ', ' ORDER BY p.name) INTO users
+	FROM streamflink.pipeline p WHERE p.source_id = s.id;
+	IF users IS NOT NULL THEN
+		RAISE EXCEPTION 'source "%" is used by pipeline %', s.name, users
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop those pipelines first.';
+	END IF;
+	DELETE FROM streamflink.source WHERE id = s.id;
+	EXECUTE pg_catalog.format('DROP TYPE %s', s.row_type);
+END
+$$;
+
+/*
+ * Window pipelines.
+ */
+
+CREATE FUNCTION streamflink.create_window_pipeline(
+	name text,
+	source text,
+	key text,
+	"window" text,
+	aggregates text,
+	sink text,
+	size interval DEFAULT NULL,
+	slide interval DEFAULT NULL,
+	gap interval DEFAULT NULL,
+	allowed_lateness interval DEFAULT '0',
+	checkpoint_interval interval DEFAULT '1 second')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p_name		text := name;
+	s			streamflink.source := streamflink._source(source);
+	wkind		text;
+	keys		text[] := '{}';
+	k			text;
+	key_list	text;
+	out_names	text[];
+	sink_rel	regclass;
+	sink_ident	text;
+	idx_cols	text;
+BEGIN
+	IF p_name IS NULL OR p_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
+		RAISE EXCEPTION 'invalid pipeline name: %', coalesce(quote_literal(p_name), 'NULL')
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = p_name) THEN
+		RAISE EXCEPTION 'pipeline "%" already exists', p_name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+
+	wkind := CASE lower("window")
+		WHEN 'tumble' THEN 'tumble' WHEN 'tumbling' THEN 'tumble'
+		WHEN 'hop' THEN 'hop' WHEN 'hopping' THEN 'hop' WHEN 'sliding' THEN 'hop'
+		WHEN 'session' THEN 'session'
+	END;
+	IF wkind IS NULL THEN
+		RAISE EXCEPTION 'unknown window type: %', coalesce(quote_literal("window"), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use tumble (size), hop (size, slide) or session (gap).';
+	END IF;
+	PERFORM streamflink._check_duration('window size', size, false);
+	PERFORM streamflink._check_duration('window slide', slide, false);
+	PERFORM streamflink._check_duration('session gap', gap, false);
+	PERFORM streamflink._check_duration('allowed_lateness', allowed_lateness, true);
+	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
+	IF allowed_lateness IS NULL THEN
+		allowed_lateness := interval '0';
+	END IF;
+	IF checkpoint_interval IS NULL THEN
+		checkpoint_interval := interval '1 second';
+	END IF;
+	IF wkind = 'tumble' AND (size IS NULL OR slide IS NOT NULL OR gap IS NOT NULL) THEN
+		RAISE EXCEPTION 'a tumbling window takes a size only'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: "window" => ''tumble'', size => ''1 minute''.';
+	END IF;
+	IF wkind = 'hop' THEN
+		IF size IS NULL OR slide IS NULL OR gap IS NOT NULL THEN
+			RAISE EXCEPTION 'a hopping window takes a size and a slide'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example: "window" => ''hop'', size => ''5 minutes'', slide => ''30 seconds''.';
+		END IF;
+		IF slide > size THEN
+			RAISE EXCEPTION 'window slide % is larger than window size %', slide, size
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A slide larger than the size would skip events; use a smaller slide.';
+		END IF;
+		IF streamflink._interval_ms(size) / streamflink._interval_ms(slide) > 1000 THEN
+			RAISE EXCEPTION 'window size % is more than 1000 slides of %', size, slide
+				USING ERRCODE = 'program_limit_exceeded',
+					  HINT = 'Each event is added to size/slide windows; use a larger slide.';
+		END IF;
+	END IF;
+	IF wkind = 'session' AND (gap IS NULL OR size IS NOT NULL OR slide IS NOT NULL) THEN
+		RAISE EXCEPTION 'a session window takes a gap only'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: "window" => ''session'', gap => ''10 minutes''.';
+	END IF;
+
+	/* Key columns: a comma-separated list of source columns (may be empty). */
+	FOREACH k IN ARRAY regexp_split_to_array(coalesce(key, ''), '\s*,\s*') LOOP
+		k := btrim(k);
+		CONTINUE WHEN k = '';
+		IF NOT EXISTS (SELECT 1 FROM streamflink._columns(s.row_type) c WHERE c.attname = k) THEN
+			RAISE EXCEPTION 'key column "%" is not a column of source "%"', k, s.name
+				USING ERRCODE = 'undefined_column',
+					  HINT = format('Columns of this source: %s.',
+									(SELECT string_agg(c.attname, ', ') FROM streamflink._columns(s.row_type) c));
+		END IF;
+		IF k = ANY (keys) THEN
+			RAISE EXCEPTION 'key column "%" is listed twice', k
+				USING ERRCODE = 'duplicate_column';
+		END IF;
+		keys := keys || k;
+	END LOOP;
+
+	/* Every output must be a plain aggregate call over the source's columns. */
+	out_names := streamflink._check_aggregates(s.row_type, aggregates);
+	IF EXISTS (SELECT 1 FROM unnest(out_names) o WHERE o = ANY (keys || ARRAY['window_start', 'window_end'])) THEN
+		RAISE EXCEPTION 'aggregate output name collides with a key column or window_start/window_end'
+			USING ERRCODE = 'duplicate_column',
+				  HINT = 'Name each aggregate with AS.';
+	END IF;
+
+	/*
+	 * The sink table: created here from the same query a user would write,
+	 * so its column types are exactly SQL's (sum(int4) is bigint, avg(float8)
+	 * is float8, ...).  A unique index on (key, window_start) makes every
+	 * window appear at most once; NULLS NOT DISTINCT as GROUP BY groups NULLs.
+	 */
+	sink_rel := to_regclass(sink);
+	IF sink IS NULL THEN
+		RAISE EXCEPTION 'a pipeline needs a sink table name'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF sink_rel IS NOT NULL THEN
+		RAISE EXCEPTION 'sink table "%" already exists', sink
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'The pipeline creates its sink table; choose a new name or drop the table.';
+	END IF;
+	SELECT string_agg(quote_ident(x), ', ') INTO key_list FROM unnest(keys) x;
+	sink_ident := sink;
+	EXECUTE pg_catalog.format(
+		'CREATE TABLE %s AS SELECT %s timestamptz ''-infinity'' AS window_start, timestamptz ''-infinity'' AS window_end, %s '
+		'FROM (SELECT (NULL::%s).*) AS e %s WITH NO DATA',
+		sink_ident,
+		CASE WHEN key_list IS NULL THEN '' ELSE key_list || ',' END,
+		aggregates, s.row_type,
+		CASE WHEN key_list IS NULL THEN '' ELSE 'GROUP BY ' || key_list END);
+	sink_rel := to_regclass(sink);
+	idx_cols := coalesce(key_list || ', ', '') || 'window_start';
+	EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN window_start SET NOT NULL, ALTER COLUMN window_end SET NOT NULL',
+							  sink_rel);
+	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', sink_rel, idx_cols);
+
+	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind,
+									  window_size, window_slide, session_gap, aggregates, sink,
+									  allowed_lateness, checkpoint_interval)
+	VALUES (p_name, s.id, 'window', keys, wkind, size, slide, gap, aggregates, sink_rel,
+			allowed_lateness, checkpoint_interval);
+END
+$$;
+
+CREATE FUNCTION streamflink.start(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
+	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
+	IF p.state = 'running' THEN
+		RAISE NOTICE 'pipeline "%" is already running', p.name;
+		RETURN;
+	END IF;
+	UPDATE streamflink.pipeline SET state = 'running' WHERE id = p.id;
+	PERFORM streamflink._launch(p.id);
+END
+$$;
+
+CREATE FUNCTION streamflink.stop(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
+	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
+	IF p.state = 'stopped' THEN
+		RAISE NOTICE 'pipeline "%" is not running', p.name;
+		RETURN;
+	END IF;
+	UPDATE streamflink.pipeline SET state = 'stopped' WHERE id = p.id;
+	PERFORM streamflink._terminate(p.id);
+END
+$$;
+
+CREATE FUNCTION streamflink.drop_pipeline(pipeline text, drop_sink bool DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
+	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
+	IF p.state = 'running' THEN
+		RAISE EXCEPTION 'pipeline "%" is running', p.name
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Stop it first with streamflink.stop().';
+	END IF;
+	DELETE FROM streamflink.pipeline WHERE id = p.id;
+	IF drop_sink THEN
+		EXECUTE pg_catalog.format('DROP TABLE %s', p.sink);
+	END IF;
+END
+$$;
+
+/* Open windows as jsonb, for any pipeline. */
+CREATE FUNCTION streamflink.live(pipeline text)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
+	RETURN QUERY EXECUTE pg_catalog.format(
+		'SELECT to_jsonb(l) FROM streamflink.live(%L, NULL::%s) AS l', p.name, p.sink);
+END
+$$;
+
+/*
+ * Views.
+ */
+
+CREATE VIEW streamflink.sources AS
+SELECT s.name, s.brokers, s.topic, s.format,
+	   (SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(c.atttype, NULL), ', ')
+		  FROM streamflink._columns(s.row_type) c) AS columns,
+	   s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options, s.owner, s.created
+FROM streamflink.source s;
+
+CREATE VIEW streamflink.pipelines AS
+SELECT p.name, s.name AS source, p.window_kind AS "window",
+	   p.window_size AS size, p.window_slide AS slide, p.session_gap AS gap,
+	   p.key_columns AS key, p.aggregates, p.sink,
+	   p.allowed_lateness, p.checkpoint_interval,
+	   p.state AS desired_state,
+	   CASE WHEN w.pid IS NULL THEN
+				CASE p.state WHEN 'running' THEN 'starting' ELSE 'stopped' END
+			ELSE w.status END AS status,
+	   w.error, w.pid, w.started,
+	   w.events, w.events_per_second, w.rows_emitted,
+	   w.dead_letters, w.late_events, w.watermark, w.lag,
+	   c.id AS last_checkpoint, c.completed AS last_checkpoint_at,
+	   c.duration AS last_checkpoint_duration, c.state_bytes AS last_checkpoint_bytes,
+	   p.owner
+FROM streamflink.pipeline p
+JOIN streamflink.source s ON s.id = p.source_id
+LEFT JOIN streamflink._worker_status() w ON w.pipeline_id = p.id
+LEFT JOIN LATERAL (SELECT * FROM streamflink.checkpoint ck
+				   WHERE ck.pipeline_id = p.id ORDER BY ck.id DESC LIMIT 1) c ON true;
+
+CREATE VIEW streamflink.checkpoints AS
+SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
+	   c.state_bytes, c.new_state_bytes, c.events, c.rows_emitted
+FROM streamflink.checkpoint c
+JOIN streamflink.pipeline p ON p.id = c.pipeline_id;
+
+CREATE VIEW streamflink.offsets AS
+SELECT p.name AS pipeline, o.topic, o.partition, o.next_offset, o.max_event_time,
+	   o.checkpoint_id
+FROM streamflink.pipeline p
+JOIN LATERAL (SELECT max(id) AS id FROM streamflink.checkpoint c WHERE c.pipeline_id = p.id) last ON true
+JOIN streamflink.checkpoint_offset o ON o.pipeline_id = p.id AND o.checkpoint_id = last.id;
+
+CREATE VIEW streamflink.dead_letters AS
+SELECT p.name AS pipeline, d.topic, d.partition, d."offset", d.payload, d.error, d.received
+FROM streamflink.dead_letter d JOIN streamflink.pipeline p ON p.id = d.pipeline_id;
+
+CREATE VIEW streamflink.late_events AS
+SELECT p.name AS pipeline, l.topic, l.partition, l."offset", l.event_time, l.watermark,
+	   l.payload, l.reason, l.received
+FROM streamflink.late_event l JOIN streamflink.pipeline p ON p.id = l.pipeline_id;

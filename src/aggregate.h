@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * aggregate.h
+ *	  Running Postgres aggregates outside the executor, over event rows.
+ *
+ * A pipeline's aggregate list ("count(*) AS n, avg(x) AS mean") is parsed
+ * and analysed by Postgres itself against the source's row type; each item
+ * must be a plain aggregate call.  The aggregates then run through their
+ * own transition, combine, final, serialize and deserialize functions
+ * (pg_aggregate), so results have exactly SQL's types and NULL rules.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_AGGREGATE_H
+#define STREAMFLINK_AGGREGATE_H
+
+#include "executor/tuptable.h"
+#include "lib/stringinfo.h"
+
+typedef struct AggSpec AggSpec;
+
+/* Transition states of all aggregates of one window. */
+typedef struct AggStates
+{
+	Datum	   *values;
+	bool	   *isnull;
+	bool	   *no_value;		/* strict transfn, no initial value, no input yet */
+} AggStates;
+
+/*
+ * Parse and check an aggregate list against a row type.  ereports a clear
+ * error for anything that is not a plain aggregate call or whose state
+ * cannot be serialized.  'state_cxt' holds transition states: states are
+ * allocated there, and it is reset by the caller as a whole.
+ */
+extern AggSpec *agg_spec_create(Oid row_type, const char *aggregates,
+								MemoryContext state_cxt);
+
+extern int	agg_count(AggSpec *spec);
+extern const char *agg_name(AggSpec *spec, int i);
+extern Oid	agg_result_type(AggSpec *spec, int i);
+
+/* New states (initial values), in the state context. */
+extern AggStates *agg_states_new(AggSpec *spec);
+
+/*
+ * Add one event to the states.  The event row is in 'slot' (a slot of the
+ * source row type); argument expressions are evaluated on it.
+ */
+extern void agg_advance(AggSpec *spec, AggStates *states, TupleTableSlot *slot);
+
+/* Merge 'from' into 'into' (session windows); needs combine functions. */
+extern void agg_combine(AggSpec *spec, AggStates *into, AggStates *from);
+extern bool agg_can_combine(AggSpec *spec);
+
+/* Final values; by-reference results are allocated in CurrentMemoryContext. */
+extern void agg_final(AggSpec *spec, AggStates *states, Datum *values, bool *isnull);
+
+/* Binary form for RocksDB, and back (into the state context). */
+extern void agg_serialize(AggSpec *spec, AggStates *states, StringInfo buf);
+extern AggStates *agg_deserialize(AggSpec *spec, const char *data, size_t len,
+								  size_t *consumed);
+
+#endif							/* STREAMFLINK_AGGREGATE_H */

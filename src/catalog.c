@@ -1,0 +1,171 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Reading source and pipeline definitions from the catalog tables.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+
+#include "catalog.h"
+
+static int64
+interval_us(Datum d, bool isnull)
+{
+	Interval   *i;
+
+	if (isnull)
+		return -1;
+	i = DatumGetIntervalP(d);
+	/* Months were refused at creation; days count as 24 hours. */
+	return i->time + (int64) i->day * USECS_PER_DAY;
+}
+
+static char *
+text_or_null(HeapTuple tup, TupleDesc desc, int attno)
+{
+	char	   *s = SPI_getvalue(tup, desc, attno);
+
+	return s;
+}
+
+/* Find a column of a composite type by name: 0-based, or -1. */
+static int
+row_type_attno(Oid row_type, const char *colname, Oid *coltype)
+{
+	TupleDesc	desc = lookup_rowtype_tupdesc(row_type, -1);
+	int			result = -1;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), colname) == 0)
+		{
+			result = i;
+			if (coltype)
+				*coltype = att->atttypid;
+			break;
+		}
+	}
+	ReleaseTupleDesc(desc);
+	return result;
+}
+
+PipelineDef *
+catalog_load_pipeline(int32 id, const char *name)
+{
+	static const char *query =
+		"SELECT p.id, p.name, p.state, p.key_columns, p.window_kind,"
+		"       p.window_size, p.window_slide, p.session_gap, p.allowed_lateness,"
+		"       p.checkpoint_interval, p.aggregates, p.sink::oid,"
+		"       s.id, s.name, s.brokers, s.topic, s.format, s.row_type::oid,"
+		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options"
+		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
+		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		args[2];
+	char		argnulls[2] = {' ', ' '};
+	MemoryContext caller = CurrentMemoryContext;
+	PipelineDef *def = NULL;
+	int			ret;
+
+	args[0] = Int32GetDatum(id);
+	if (name)
+		args[1] = CStringGetTextDatum(name);
+	else
+		argnulls[1] = 'n';
+
+	SPI_connect();
+	ret = SPI_execute_with_args(query, 2, argtypes, args, argnulls, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.pipeline: %s", SPI_result_code_string(ret));
+
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		bool		isnull;
+		Datum		d;
+		char	   *kind;
+		char	   *et;
+		ArrayType  *arr;
+		Datum	   *elems;
+		int			nelems;
+
+		def = palloc0(sizeof(PipelineDef));
+		def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		def->name = SPI_getvalue(tup, desc, 2);
+		def->running = strcmp(SPI_getvalue(tup, desc, 3), "running") == 0;
+		kind = SPI_getvalue(tup, desc, 5);
+		def->window_kind = strcmp(kind, "tumble") == 0 ? WINDOW_TUMBLE :
+			strcmp(kind, "hop") == 0 ? WINDOW_HOP : WINDOW_SESSION;
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		def->size = interval_us(d, isnull);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		def->slide = interval_us(d, isnull);
+		if (def->window_kind == WINDOW_TUMBLE)
+			def->slide = def->size;
+		d = SPI_getbinval(tup, desc, 8, &isnull);
+		def->gap = interval_us(d, isnull);
+		d = SPI_getbinval(tup, desc, 9, &isnull);
+		def->allowed_lateness = interval_us(d, isnull);
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		def->checkpoint_interval = interval_us(d, isnull);
+		def->aggregates = SPI_getvalue(tup, desc, 11);
+		def->sink_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
+
+		def->source.id = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
+		def->source.name = SPI_getvalue(tup, desc, 14);
+		def->source.brokers = SPI_getvalue(tup, desc, 15);
+		def->source.topic = SPI_getvalue(tup, desc, 16);
+		def->source.format = SPI_getvalue(tup, desc, 17);
+		def->source.row_type = DatumGetObjectId(SPI_getbinval(tup, desc, 18, &isnull));
+		et = text_or_null(tup, desc, 19);
+		def->source.event_time_attno = -1;
+		if (et)
+			def->source.event_time_attno = row_type_attno(def->source.row_type, et,
+														  &def->source.event_time_type);
+		d = SPI_getbinval(tup, desc, 20, &isnull);
+		def->source.max_out_of_orderness = interval_us(d, isnull);
+		d = SPI_getbinval(tup, desc, 21, &isnull);
+		def->source.idle_timeout = interval_us(d, isnull);
+
+		d = SPI_getbinval(tup, desc, 22, &isnull);
+		if (!isnull)
+		{
+			arr = DatumGetArrayTypeP(d);
+			deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+			for (int i = 0; i < nelems; i++)
+				def->source.options = lappend(def->source.options, TextDatumGetCString(elems[i]));
+		}
+
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		arr = DatumGetArrayTypeP(d);
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+		def->nkeys = nelems;
+		def->key_attnos = palloc(sizeof(int) * Max(nelems, 1));
+		for (int i = 0; i < nelems; i++)
+		{
+			char	   *col = TextDatumGetCString(elems[i]);
+
+			def->key_attnos[i] = row_type_attno(def->source.row_type, col, NULL);
+			if (def->key_attnos[i] < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("key column \"%s\" of pipeline \"%s\" no longer exists",
+								col, def->name)));
+		}
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return def;
+}

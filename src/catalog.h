@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.h
+ *	  Reading source and pipeline definitions from the catalog tables.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_CATALOG_H
+#define STREAMFLINK_CATALOG_H
+
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+typedef enum WindowKind
+{
+	WINDOW_TUMBLE,
+	WINDOW_HOP,
+	WINDOW_SESSION
+} WindowKind;
+
+typedef struct SourceDef
+{
+	int32		id;
+	char	   *name;
+	char	   *brokers;
+	char	   *topic;
+	char	   *format;
+	Oid			row_type;		/* composite type of decoded rows */
+	int			event_time_attno;	/* 0-based column, -1: Kafka timestamp */
+	Oid			event_time_type;	/* TIMESTAMPTZOID or TIMESTAMPOID */
+	int64		max_out_of_orderness;	/* microseconds */
+	int64		idle_timeout;	/* microseconds, -1 for none */
+	List	   *options;		/* librdkafka "name=value" strings */
+} SourceDef;
+
+typedef struct PipelineDef
+{
+	int32		id;
+	char	   *name;
+	bool		running;		/* desired state */
+	SourceDef	source;
+	int			nkeys;
+	int		   *key_attnos;		/* 0-based columns of the source row */
+	WindowKind	window_kind;
+	int64		size;			/* microseconds: tumble, hop */
+	int64		slide;			/* hop; equals size for tumble */
+	int64		gap;			/* session */
+	int64		allowed_lateness;
+	int64		checkpoint_interval;
+	char	   *aggregates;
+	Oid			sink_relid;
+} PipelineDef;
+
+/*
+ * Load a pipeline (by id, or by name when name != NULL) and its source.
+ * Must run inside a transaction; connects to SPI itself.  Returns NULL if
+ * there is no such pipeline.
+ */
+extern PipelineDef *catalog_load_pipeline(int32 id, const char *name);
+
+#endif							/* STREAMFLINK_CATALOG_H */

@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * decode.h
+ *	  Decoding Kafka payloads (json, csv, text) into typed Postgres rows.
+ *
+ * Values are converted with each column type's own input function, so every
+ * Postgres type works.  A payload that cannot be decoded is reported by
+ * returning false with an error text (destined for the dead-letter table);
+ * it never raises an error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_DECODE_H
+#define STREAMFLINK_DECODE_H
+
+typedef enum DecodeFormat
+{
+	DECODE_JSON,
+	DECODE_CSV,
+	DECODE_TEXT
+} DecodeFormat;
+
+typedef struct Decoder Decoder;
+
+/* Parse a format name; ereports ERROR with a hint if unknown. */
+extern DecodeFormat decode_format_from_name(const char *name);
+
+/*
+ * Create a decoder for 'ncols' columns.  For json, columns are matched by
+ * name against the top-level object's keys (a missing key or a JSON null
+ * gives SQL NULL); for csv, by position (an empty unquoted field gives
+ * NULL); for text, the whole payload is the single column.
+ * Allocated in CurrentMemoryContext.
+ */
+extern Decoder *decoder_create(DecodeFormat format, int ncols,
+							   char **names, Oid *types, int32 *typmods);
+
+/*
+ * Decode one payload into values/nulls (arrays of ncols).  Pass-by-reference
+ * values are allocated in CurrentMemoryContext.  Returns false and sets
+ * *error (palloc'd) if the payload is malformed or a value does not convert.
+ */
+extern bool decode_message(Decoder *dec, const char *payload, size_t len,
+						   Datum *values, bool *nulls, char **error);
+
+#endif							/* STREAMFLINK_DECODE_H */

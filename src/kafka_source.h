@@ -1,0 +1,75 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka_source.h
+ *	  Kafka consumer for pipeline sources, on librdkafka.
+ *
+ * Partitions are assigned manually and positioned at offsets read from our
+ * checkpoint catalog; Kafka's consumer-group offsets are never committed nor
+ * used.  librdkafka runs its own threads: nothing here is called from them,
+ * its log lines are queued and emitted from the caller's thread by
+ * ksrc_poll_events().
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_KAFKA_SOURCE_H
+#define STREAMFLINK_KAFKA_SOURCE_H
+
+/* Offset meaning "the first offset still held by the broker". */
+#define KSRC_OFFSET_BEGINNING (-2)
+
+typedef struct KafkaSource KafkaSource;
+
+typedef struct KafkaMessage
+{
+	int32		partition;
+	int64		offset;			/* offset of this message */
+	const char *payload;		/* not NUL-terminated; NULL for a null value */
+	size_t		len;
+	const char *key;			/* may be NULL */
+	size_t		key_len;
+	int64		timestamp_ms;	/* Kafka message timestamp, -1 if none */
+} KafkaMessage;
+
+/*
+ * Create a consumer for 'topic' on 'brokers'.  'options' is a list of
+ * librdkafka "name=value" settings (char *) applied after our defaults, so a
+ * user may override e.g. security settings.  Never contacts the broker;
+ * ereports ERROR (ERRCODE_INVALID_PARAMETER_VALUE) on a bad setting.
+ */
+extern KafkaSource *ksrc_create(const char *brokers, const char *topic,
+								const char *group_id, List *options);
+
+/*
+ * Number of partitions of the topic, from a metadata request waiting at most
+ * timeout_ms.  Returns -1 and sets *errmsg (palloc'd) if the broker cannot
+ * be reached or the topic does not exist.
+ */
+extern int	ksrc_partition_count(KafkaSource *src, int timeout_ms, char **errmsg);
+
+/*
+ * Assign partitions 0..nparts-1, each starting at next_offsets[i] (the offset
+ * of the next message to read, or KSRC_OFFSET_BEGINNING).
+ */
+extern void ksrc_assign(KafkaSource *src, int nparts, const int64 *next_offsets);
+
+/*
+ * Fetch up to 'max' messages, waiting at most timeout_ms for the first one.
+ * The messages stay valid until the next ksrc_consume() or ksrc_destroy().
+ * A partition-level error (e.g. offset out of range) is not returned as a
+ * message: the call returns -1 and sets *errmsg.
+ */
+extern int	ksrc_consume(KafkaSource *src, KafkaMessage *out, int max,
+						 int timeout_ms, char **errmsg);
+
+/*
+ * Last known end offset (high watermark) of a partition, from the broker's
+ * fetch responses (no request is made); -1 if not known yet.
+ */
+extern int64 ksrc_high_watermark(KafkaSource *src, int32 partition);
+
+/* Emit queued librdkafka log lines with elog(LOG) from the calling thread. */
+extern void ksrc_poll_events(KafkaSource *src);
+
+extern void ksrc_destroy(KafkaSource *src);
+
+#endif							/* STREAMFLINK_KAFKA_SOURCE_H */

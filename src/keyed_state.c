@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyed_state.c
+ *	  Keyed operator state: a bounded write-back cache over a StateStore.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "keyed_state.h"
+
+/* Hash keys are variable-length byte strings, held by pointer. */
+typedef struct CacheKey
+{
+	const char *data;
+	size_t		len;
+} CacheKey;
+
+typedef struct CacheEntry
+{
+	CacheKey	key;			/* data copied into the cache context */
+	void	   *obj;			/* NULL: deleted */
+	bool		dirty;
+} CacheEntry;
+
+struct KeyedState
+{
+	StateStore *store;
+	const KeyedStateOps *ops;
+	void	   *arg;
+	int			max_entries;
+	MemoryContext cxt;			/* entries, keys and objects */
+	HTAB	   *cache;
+	StringInfoData buf;
+	StateBatch *batch;
+};
+
+static uint32
+cache_key_hash(const void *key, Size keysize)
+{
+	const CacheKey *k = (const CacheKey *) key;
+
+	return hash_bytes((const unsigned char *) k->data, (int) k->len);
+}
+
+static int
+cache_key_match(const void *key1, const void *key2, Size keysize)
+{
+	const CacheKey *a = (const CacheKey *) key1;
+	const CacheKey *b = (const CacheKey *) key2;
+
+	if (a->len != b->len)
+		return 1;
+	return memcmp(a->data, b->data, a->len);
+}
+
+static void
+cache_create(KeyedState *ks)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(CacheKey);
+	ctl.entrysize = sizeof(CacheEntry);
+	ctl.hash = cache_key_hash;
+	ctl.match = cache_key_match;
+	ctl.hcxt = ks->cxt;
+	ks->cache = hash_create("streamflink keyed state", 1024, &ctl,
+							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+KeyedState *
+kstate_create(StateStore *store, const KeyedStateOps *ops, void *arg, int max_entries)
+{
+	KeyedState *ks = palloc0(sizeof(KeyedState));
+
+	ks->store = store;
+	ks->ops = ops;
+	ks->arg = arg;
+	ks->max_entries = max_entries;
+	ks->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state",
+									ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&ks->buf);
+	ks->batch = state_batch_create();
+	cache_create(ks);
+	return ks;
+}
+
+MemoryContext
+kstate_memory(KeyedState *ks)
+{
+	return ks->cxt;
+}
+
+static CacheEntry *
+cache_enter(KeyedState *ks, const char *key, size_t klen, bool *found)
+{
+	CacheKey	k = {key, klen};
+	CacheEntry *e = hash_search(ks->cache, &k, HASH_ENTER, found);
+
+	if (!*found)
+	{
+		char	   *copy = MemoryContextAlloc(ks->cxt, klen);
+
+		memcpy(copy, key, klen);
+		e->key.data = copy;
+		e->key.len = klen;
+		e->obj = NULL;
+		e->dirty = false;
+	}
+	return e;
+}
+
+void *
+kstate_get(KeyedState *ks, const char *key, size_t klen)
+{
+	bool		found;
+	CacheEntry *e = cache_enter(ks, key, klen, &found);
+
+	if (!found && state_get(ks->store, key, klen, &ks->buf))
+	{
+		MemoryContext old = MemoryContextSwitchTo(ks->cxt);
+
+		e->obj = ks->ops->deserialize(ks->arg, ks->buf.data, ks->buf.len);
+		MemoryContextSwitchTo(old);
+	}
+	return e->obj;
+}
+
+void
+kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj)
+{
+	bool		found;
+	CacheEntry *e = cache_enter(ks, key, klen, &found);
+
+	e->obj = obj;
+	e->dirty = true;
+}
+
+void
+kstate_delete(KeyedState *ks, const char *key, size_t klen)
+{
+	kstate_put(ks, key, klen, NULL);
+}
+
+bool
+kstate_full(KeyedState *ks)
+{
+	return hash_get_num_entries(ks->cache) >= ks->max_entries;
+}
+
+void
+kstate_flush(KeyedState *ks)
+{
+	HASH_SEQ_STATUS seq;
+	CacheEntry *e;
+	bool		any = false;
+
+	hash_seq_init(&seq, ks->cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (!e->dirty)
+			continue;
+		any = true;
+		if (e->obj == NULL)
+			state_batch_delete(ks->batch, e->key.data, e->key.len);
+		else
+		{
+			resetStringInfo(&ks->buf);
+			ks->ops->serialize(ks->arg, e->obj, &ks->buf);
+			state_batch_put(ks->batch, e->key.data, e->key.len, ks->buf.data, ks->buf.len);
+		}
+	}
+	if (any)
+		state_batch_write(ks->store, ks->batch);
+
+	/* Everything is in the store now: start afresh. */
+	MemoryContextReset(ks->cxt);
+	cache_create(ks);
+}

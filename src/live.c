@@ -1,0 +1,226 @@
+/*-------------------------------------------------------------------------
+ *
+ * live.c
+ *	  streamflink.live(): open windows of a running pipeline, from any
+ *	  session.
+ *
+ * The worker owns its RocksDB database; a backend opens a secondary
+ * instance of it (with a directory of its own), keeps it open for the
+ * session, and catches up with the primary on each call.  What it sees is
+ * the state as of the worker's last flush, which happens at every
+ * checkpoint: at most checkpoint_interval old.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+
+#include "catalog.h"
+#include "checkpoint.h"
+#include "state.h"
+#include "streamflink.h"
+#include "window.h"
+
+PG_FUNCTION_INFO_V1(streamflink_live);
+
+/* One secondary per pipeline, for the session's lifetime. */
+typedef struct LiveStore
+{
+	int32		pipeline_id;
+	StateStore *store;
+	char	   *secondary_dir;
+} LiveStore;
+
+static List *live_stores = NIL;
+static bool exit_registered = false;
+
+static void
+live_close_all(int code, Datum arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, live_stores)
+	{
+		LiveStore  *ls = (LiveStore *) lfirst(lc);
+
+		state_close(ls->store);
+		state_remove_dir(ls->secondary_dir);
+	}
+	live_stores = NIL;
+}
+
+static LiveStore *
+live_store(PipelineDef *def, const char *dbdir)
+{
+	ListCell   *lc;
+	LiveStore  *ls;
+	MemoryContext old;
+
+	foreach(lc, live_stores)
+	{
+		ls = (LiveStore *) lfirst(lc);
+		if (ls->pipeline_id == def->id)
+			return ls;
+	}
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ls = palloc0(sizeof(LiveStore));
+	ls->pipeline_id = def->id;
+	ls->secondary_dir = psprintf("%s/live-%d", sf_pipeline_dir(MyDatabaseId, def->id), MyProcPid);
+	MemoryContextSwitchTo(old);
+
+	if (!exit_registered)
+	{
+		before_shmem_exit(live_close_all, (Datum) 0);
+		exit_registered = true;
+	}
+	ls->store = state_open_secondary(dbdir, ls->secondary_dir);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	live_stores = lappend(live_stores, ls);
+	MemoryContextSwitchTo(old);
+	return ls;
+}
+
+static void
+live_forget(LiveStore *ls)
+{
+	live_stores = list_delete_ptr(live_stores, ls);
+	state_close(ls->store);
+	state_remove_dir(ls->secondary_dir);
+}
+
+typedef struct LiveOutput
+{
+	ReturnSetInfo *rsinfo;
+	int			natts;
+	int		   *source;			/* per output column: kind << 16 | index */
+	Datum	   *values;
+	bool	   *nulls;
+} LiveOutput;
+
+#define SRC_NONE 0
+#define SRC_KEY 1
+#define SRC_START 2
+#define SRC_END 3
+#define SRC_AGG 4
+
+static void
+live_row(void *arg, Datum *keys, bool *keynulls, TimestampTz start, TimestampTz end,
+		 Datum *values, bool *nulls)
+{
+	LiveOutput *out = (LiveOutput *) arg;
+
+	for (int i = 0; i < out->natts; i++)
+	{
+		int			kind = out->source[i] >> 16;
+		int			idx = out->source[i] & 0xFFFF;
+
+		out->nulls[i] = false;
+		switch (kind)
+		{
+			case SRC_KEY:
+				out->values[i] = keys[idx];
+				out->nulls[i] = keynulls[idx];
+				break;
+			case SRC_START:
+				out->values[i] = TimestampTzGetDatum(start);
+				break;
+			case SRC_END:
+				out->values[i] = TimestampTzGetDatum(end);
+				break;
+			case SRC_AGG:
+				out->values[i] = values[idx];
+				out->nulls[i] = nulls[idx];
+				break;
+			default:
+				out->nulls[i] = true;
+		}
+	}
+	tuplestore_putvalues(out->rsinfo->setResult, out->rsinfo->setDesc, out->values, out->nulls);
+}
+
+Datum
+streamflink_live(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name;
+	PipelineDef *def;
+	TupleDesc	desc;
+	TupleDesc	rowdesc;
+	LiveOutput	out;
+	char	   *dbdir;
+	struct stat st;
+	LiveStore  *ls;
+	AggSpec    *aggs;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline name must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	def = catalog_load_pipeline(0, name);
+	if (def == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("See streamflink.pipelines for the pipelines of this database.")));
+
+	InitMaterializedSRF(fcinfo, 0);
+	desc = rsinfo->setDesc;
+
+	/* Map output columns to key columns, window bounds and aggregates. */
+	rowdesc = lookup_rowtype_tupdesc(def->source.row_type, -1);
+	aggs = agg_spec_create(def->source.row_type, def->aggregates, CurrentMemoryContext);
+	out.rsinfo = rsinfo;
+	out.natts = desc->natts;
+	out.source = palloc0(sizeof(int) * desc->natts);
+	out.values = palloc(sizeof(Datum) * desc->natts);
+	out.nulls = palloc(sizeof(bool) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		const char *col = NameStr(TupleDescAttr(desc, i)->attname);
+
+		if (strcmp(col, "window_start") == 0)
+			out.source[i] = SRC_START << 16;
+		else if (strcmp(col, "window_end") == 0)
+			out.source[i] = SRC_END << 16;
+		for (int k = 0; k < def->nkeys; k++)
+			if (strcmp(col, NameStr(TupleDescAttr(rowdesc, def->key_attnos[k])->attname)) == 0)
+				out.source[i] = (SRC_KEY << 16) | k;
+		for (int a = 0; a < agg_count(aggs); a++)
+			if (strcmp(col, agg_name(aggs, a)) == 0)
+				out.source[i] = (SRC_AGG << 16) | a;
+	}
+	ReleaseTupleDesc(rowdesc);
+
+	dbdir = checkpoint_db_dir(sf_pipeline_dir(MyDatabaseId, def->id));
+	if (stat(dbdir, &st) != 0)
+		PG_RETURN_VOID();		/* never started: nothing open */
+
+	ls = live_store(def, dbdir);
+	PG_TRY();
+	{
+		state_catch_up(ls->store);
+	}
+	PG_CATCH();
+	{
+		/* The worker restored its database from a snapshot: reopen. */
+		FlushErrorState();
+		live_forget(ls);
+		ls = live_store(def, dbdir);
+		state_catch_up(ls->store);
+	}
+	PG_END_TRY();
+
+	window_scan_open(def, ls->store, live_row, &out);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,48 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink.h
+ *	  Writing results, dead letters and late events into Postgres tables.
+ *
+ * Everything here is written inside the worker's open epoch transaction
+ * (see checkpoint.h), which is prepared at the next checkpoint and
+ * committed once the checkpoint is complete: rows become visible exactly
+ * once, together with the Kafka offsets that produced them.
+ *
+ * Callers must be connected to SPI, with an active snapshot.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_SINK_H
+#define STREAMFLINK_SINK_H
+
+#include "catalog.h"
+#include "aggregate.h"
+
+typedef struct Sink Sink;
+
+/* Prepare the statements (kept across transactions). */
+extern Sink *sink_create(PipelineDef *def, AggSpec *aggs, TupleDesc event_desc);
+
+/*
+ * Insert the result of a window, or replace it if that window was emitted
+ * before (a late firing): the sink holds each window once.
+ */
+extern void sink_emit_window(Sink *sink, Datum *keys, bool *keynulls,
+							 TimestampTz start, TimestampTz end,
+							 Datum *values, bool *nulls);
+
+/* Remove a window superseded by a merged one (session windows). */
+extern void sink_retract_window(Sink *sink, Datum *keys, bool *keynulls,
+								TimestampTz start);
+
+extern void sink_dead_letter(Sink *sink, int32 partition, int64 offset,
+							 const char *payload, size_t len, const char *error);
+
+extern void sink_late_event(Sink *sink, int32 partition, int64 offset,
+							TimestampTz event_time, TimestampTz watermark,
+							const char *payload, size_t len, const char *reason);
+
+/* Rows written since the last call (for checkpoint statistics). */
+extern int64 sink_take_row_count(Sink *sink);
+
+#endif							/* STREAMFLINK_SINK_H */

@@ -1,0 +1,1118 @@
+/*-------------------------------------------------------------------------
+ *
+ * state.c
+ *	  Keyed operator state kept in RocksDB: one database per pipeline.
+ *
+ * A pipeline's worker owns the primary instance of its database; backends
+ * that want to look at live state open a secondary instance, which tails the
+ * primary's MANIFEST and WAL.  Writes therefore keep the WAL enabled, but do
+ * not sync it: durability comes from checkpoints (RocksDB's checkpoint API),
+ * which are what recovery restores, never the live database.
+ *
+ * Memory and resource ownership:
+ *
+ * - A StateStore and its iterators live in TopMemoryContext.  The RocksDB
+ *   handles they wrap are process-level resources that outlive transactions
+ *   (the worker runs many), and state_close must be callable from a
+ *   before_shmem_exit callback, long after any transaction context is gone.
+ *   Iterators are tracked by their store, so that state_close can destroy
+ *   any an ERROR left behind: RocksDB must not be closed with live
+ *   iterators.
+ *
+ * - A StateBatch is palloc'd in the caller's context, but its write batch is
+ *   malloc'd by RocksDB; callers should keep one batch and reuse it
+ *   (state_batch_write clears it).
+ *
+ * Threads and signals: RocksDB's background threads inherit the signal mask
+ * of the thread that creates them, and must never run a Postgres signal
+ * handler (see DESIGN.md: SIGTERM on a RocksDB thread aborted the cluster).
+ * RocksDB's thread pools start their threads when a database is opened
+ * (Env::IncBackgroundThreadsIfNeeded -> StartBGThreads, sized by
+ * max_background_jobs); the periodic-task timer thread is also started at
+ * open.  Point reads and writes only hand work to existing threads.  So we
+ * block all signals around open, checkpoint, catch-up, batch writes and
+ * close (the cost of two extra system calls there is negligible), but not
+ * around single puts, gets and iterator steps, which are the hot path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rocksdb/c.h>
+
+#include "common/file_perm.h"
+#include "common/hashfn.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+
+#include "state.h"
+
+/*
+ * Tuning.  The worker is one process among many on the server, so memory and
+ * threads are kept modest.
+ */
+#define STATE_WRITE_BUFFER_SIZE		(32 * 1024 * 1024)
+#define STATE_BACKGROUND_JOBS		2
+#define STATE_PRIMARY_CACHE_SIZE	(32 * 1024 * 1024)
+#define STATE_SECONDARY_CACHE_SIZE	(8 * 1024 * 1024)
+#define STATE_BLOOM_BITS_PER_KEY	10.0
+
+/*
+ * RocksDB preallocates each WAL file in blocks of 1.1 * write_buffer_size
+ * (about 70 MB with the default 64 MB memtable), capped by
+ * max_total_wal_size.  With a single column family max_total_wal_size never
+ * forces a flush, so its only effect here is that cap: WAL disk usage grows
+ * in 8 MB steps instead of one large block per database.
+ */
+#define STATE_MAX_TOTAL_WAL_SIZE	(8 * 1024 * 1024)
+
+/* Every open starts a new info LOG; keep only a couple of old ones. */
+#define STATE_KEEP_LOG_FILE_NUM		2
+#define STATE_MAX_LOG_FILE_SIZE		(1024 * 1024)
+
+/* Room for a RocksDB error string copied before it is freed. */
+#define STATE_ERRMSG_LEN			1024
+
+#define STATE_COPY_BUFSIZE			(64 * 1024)
+
+struct StateStore
+{
+	rocksdb_t  *db;
+	rocksdb_options_t *options;
+	rocksdb_readoptions_t *ropts;
+	rocksdb_writeoptions_t *wopts;
+	rocksdb_cache_t *cache;
+	bool		secondary;
+	char	   *dir;			/* database directory, for messages */
+	dlist_head	iters;			/* live StateIters */
+};
+
+struct StateIter
+{
+	dlist_node	node;			/* in store->iters */
+	StateStore *store;
+	rocksdb_iterator_t *iter;
+	rocksdb_readoptions_t *ropts;
+	char	   *lower;			/* owned copies: RocksDB keeps pointers */
+	size_t		llen;
+	char	   *upper;
+	size_t		ulen;
+	bool		started;
+};
+
+struct StateBatch
+{
+	rocksdb_writebatch_t *wb;
+};
+
+static void store_release(StateStore *store);
+static void check_writable(StateStore *store);
+static void iter_release(StateIter *it);
+
+
+/* ---------- helpers ---------- */
+
+/*
+ * Block every signal in the calling thread, saving the previous mask, so that
+ * threads RocksDB creates meanwhile start with everything blocked.  Signals
+ * that arrive meanwhile stay pending and are delivered when the mask is
+ * restored.
+ */
+static inline void
+block_signals(sigset_t *saved)
+{
+	sigset_t	all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, saved);
+}
+
+static inline void
+restore_signals(const sigset_t *saved)
+{
+	pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
+
+/*
+ * Copy a RocksDB error string into 'buf' and free it.  RocksDB's strings are
+ * malloc'd; copying first lets us free them before ereport longjmps away.
+ */
+static void
+take_error(char *err, char *buf, size_t buflen)
+{
+	strlcpy(buf, err, buflen);
+	rocksdb_free(err);
+}
+
+/* Map a RocksDB status string (its "Code: message" form) to a SQLSTATE. */
+static int
+rocks_errcode(const char *msg)
+{
+	if (strncmp(msg, "Corruption", 10) == 0)
+		return ERRCODE_DATA_CORRUPTED;
+	if (strstr(msg, "/LOCK:") != NULL ||
+		strncmp(msg, "Resource busy", 13) == 0 ||
+		strncmp(msg, "Operation failed. Try again", 27) == 0)
+		return ERRCODE_OBJECT_IN_USE;
+	if (strncmp(msg, "IO error", 8) == 0)
+		return ERRCODE_IO_ERROR;
+	if (strncmp(msg, "Invalid argument", 16) == 0)
+		return ERRCODE_INVALID_PARAMETER_VALUE;
+	return ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+}
+
+/* Does 'path' exist (as anything)?  Errors other than ENOENT are reported. */
+static bool
+path_exists(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0)
+		return true;
+	if (errno != ENOENT)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat \"%s\": %m", path)));
+	return false;
+}
+
+/* mkdir -p, with Postgres' directory permissions. */
+static void
+make_dir_path(const char *path)
+{
+	char	   *copy = pstrdup(path);
+
+	if (pg_mkdir_p(copy, pg_dir_create_mode) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", path)));
+	pfree(copy);
+}
+
+/* Create the parent directory of 'path' if it is missing. */
+static void
+make_parent_dir(const char *path)
+{
+	char	   *parent = pstrdup(path);
+
+	canonicalize_path(parent);
+	get_parent_directory(parent);
+	if (parent[0] != '\0')
+		make_dir_path(parent);
+	pfree(parent);
+}
+
+/*
+ * Options shared by primary and secondary instances: block-based tables with
+ * bloom filters (window and pattern operators do a point lookup per event, and
+ * most lookups of a new key miss), lz4 compression, bounded info LOGs.
+ */
+static rocksdb_options_t *
+make_options(StateStore *store, size_t cache_size)
+{
+	rocksdb_options_t *opts = rocksdb_options_create();
+	rocksdb_block_based_table_options_t *bbto;
+	rocksdb_filterpolicy_t *bloom;
+
+	store->options = opts;
+
+	rocksdb_options_set_keep_log_file_num(opts, STATE_KEEP_LOG_FILE_NUM);
+	rocksdb_options_set_max_log_file_size(opts, STATE_MAX_LOG_FILE_SIZE);
+	rocksdb_options_set_compression(opts, rocksdb_lz4_compression);
+	rocksdb_options_set_max_background_jobs(opts, STATE_BACKGROUND_JOBS);
+
+	store->cache = rocksdb_cache_create_lru(cache_size);
+	bbto = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_block_cache(bbto, store->cache);
+	/* the table options take ownership of the filter policy */
+	bloom = rocksdb_filterpolicy_create_bloom_full(STATE_BLOOM_BITS_PER_KEY);
+	rocksdb_block_based_options_set_filter_policy(bbto, bloom);
+	/* the options copy the table options (and share the cache) */
+	rocksdb_options_set_block_based_table_factory(opts, bbto);
+	rocksdb_block_based_options_destroy(bbto);
+
+	return opts;
+}
+
+static StateStore *
+store_alloc(const char *dir, bool secondary)
+{
+	StateStore *store;
+
+	store = MemoryContextAllocZero(TopMemoryContext, sizeof(StateStore));
+	store->dir = MemoryContextStrdup(TopMemoryContext, dir);
+	store->secondary = secondary;
+	dlist_init(&store->iters);
+	return store;
+}
+
+
+/* ---------- key groups ---------- */
+
+uint16
+state_key_group(const char *key, size_t len)
+{
+	/*
+	 * hash_bytes is Postgres' stable Jenkins hash: the same key always lands
+	 * in the same group across restarts and versions, which persisted keys
+	 * and checkpoints rely on.
+	 */
+	Assert(len <= (size_t) PG_INT32_MAX);
+	return (uint16) (hash_bytes((const unsigned char *) key, (int) len) %
+					 STATE_KEY_GROUPS);
+}
+
+
+/* ---------- open / close ---------- */
+
+StateStore *
+state_open(const char *dir)
+{
+	StateStore *store;
+	rocksdb_options_t *opts;
+	sigset_t	saved;
+	char	   *err = NULL;
+
+	/* RocksDB creates the database directory, but not its parents. */
+	make_parent_dir(dir);
+
+	store = store_alloc(dir, false);
+	opts = make_options(store, STATE_PRIMARY_CACHE_SIZE);
+	rocksdb_options_set_create_if_missing(opts, 1);
+	rocksdb_options_set_write_buffer_size(opts, STATE_WRITE_BUFFER_SIZE);
+	rocksdb_options_set_max_total_wal_size(opts, STATE_MAX_TOTAL_WAL_SIZE);
+
+	store->ropts = rocksdb_readoptions_create();
+	store->wopts = rocksdb_writeoptions_create();
+	/* no fsync per write: checkpoints, not the WAL, make state durable */
+	rocksdb_writeoptions_set_sync(store->wopts, 0);
+	/* but keep the WAL: secondaries read live writes from it */
+	rocksdb_writeoptions_disable_WAL(store->wopts, 0);
+
+	block_signals(&saved);
+	store->db = rocksdb_open(opts, dir, &err);
+	restore_signals(&saved);
+
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		store->db = NULL;
+		store_release(store);
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not open state database \"%s\": %s", dir, msg),
+				 rocks_errcode(msg) == ERRCODE_OBJECT_IN_USE ?
+				 errhint("Another process has the database open; only one process may open it for writing.") : 0));
+	}
+
+	return store;
+}
+
+StateStore *
+state_open_secondary(const char *dir, const char *secondary_dir)
+{
+	StateStore *store;
+	rocksdb_options_t *opts;
+	sigset_t	saved;
+	char	   *err = NULL;
+
+	/* The secondary keeps its own info LOG and MANIFEST copy here. */
+	make_dir_path(secondary_dir);
+
+	store = store_alloc(dir, true);
+	opts = make_options(store, STATE_SECONDARY_CACHE_SIZE);
+	/* a secondary must keep every table file open (RocksDB requires it) */
+	rocksdb_options_set_max_open_files(opts, -1);
+
+	store->ropts = rocksdb_readoptions_create();
+
+	block_signals(&saved);
+	store->db = rocksdb_open_as_secondary(opts, dir, secondary_dir, &err);
+	restore_signals(&saved);
+
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		store->db = NULL;
+		store_release(store);
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not open state database \"%s\" as a secondary: %s",
+						dir, msg),
+				 errdetail("The secondary's own files are kept in \"%s\".",
+						   secondary_dir),
+				 strstr(msg, "No such file") != NULL ?
+				 errhint("The database is created when its pipeline first runs.") : 0));
+	}
+
+	return store;
+}
+
+void
+state_catch_up(StateStore *store)
+{
+	sigset_t	saved;
+	char	   *err = NULL;
+
+	/* a primary is always up to date with itself */
+	if (store == NULL || store->db == NULL || !store->secondary)
+		return;
+
+	block_signals(&saved);
+	rocksdb_try_catch_up_with_primary(store->db, &err);
+	restore_signals(&saved);
+
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not catch up with state database \"%s\": %s",
+						store->dir, msg)));
+	}
+}
+
+/*
+ * Free everything the store holds, in dependency order (iterators before the
+ * database, the database before its options and cache).  Every field may be
+ * NULL, so this works on a store whose open failed half way.  It neither
+ * allocates nor raises errors: it runs in before_shmem_exit callbacks.
+ */
+static void
+store_release(StateStore *store)
+{
+	sigset_t	saved;
+	dlist_mutable_iter miter;
+
+	dlist_foreach_modify(miter, &store->iters)
+	{
+		StateIter  *it = dlist_container(StateIter, node, miter.cur);
+
+		iter_release(it);
+		pfree(it);
+	}
+
+	if (store->db != NULL)
+	{
+		/* closing waits for and may finish background work: mask too */
+		block_signals(&saved);
+		rocksdb_close(store->db);
+		restore_signals(&saved);
+		store->db = NULL;
+	}
+	if (store->ropts != NULL)
+		rocksdb_readoptions_destroy(store->ropts);
+	if (store->wopts != NULL)
+		rocksdb_writeoptions_destroy(store->wopts);
+	if (store->options != NULL)
+		rocksdb_options_destroy(store->options);
+	if (store->cache != NULL)
+		rocksdb_cache_destroy(store->cache);
+	store->ropts = NULL;
+	store->wopts = NULL;
+	store->options = NULL;
+	store->cache = NULL;
+
+	if (store->dir != NULL)
+		pfree(store->dir);
+	pfree(store);
+}
+
+/*
+ * Close the database and free the store.  Iterators still open on it are
+ * destroyed too (pointers to them become invalid).  NULL is accepted.
+ */
+void
+state_close(StateStore *store)
+{
+	if (store == NULL)
+		return;
+	store_release(store);
+}
+
+
+/* ---------- point operations ---------- */
+
+/*
+ * Writes need an open primary.  Checked always, not just asserted: a
+ * secondary has no write options, and RocksDB would crash on them.
+ */
+static void
+check_writable(StateStore *store)
+{
+	if (unlikely(store == NULL || store->db == NULL))
+		elog(ERROR, "state database is not open");
+	if (unlikely(store->secondary))
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("state database \"%s\" is open read-only (as a secondary)",
+						store->dir)));
+}
+
+bool
+state_get(StateStore *store, const char *key, size_t klen, StringInfo out)
+{
+	rocksdb_pinnableslice_t *ps;
+	const char *val;
+	size_t		vlen;
+	char	   *err = NULL;
+
+	if (unlikely(store == NULL || store->db == NULL))
+		elog(ERROR, "state database is not open");
+
+	/* pinned: no malloc + copy inside RocksDB, the value is read in place */
+	ps = rocksdb_get_pinned(store->db, store->ropts, key, klen, &err);
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not read from state database \"%s\": %s",
+						store->dir, msg)));
+	}
+
+	resetStringInfo(out);
+	if (ps == NULL)
+		return false;
+
+	val = rocksdb_pinnableslice_value(ps, &vlen);
+	if (vlen >= (size_t) MaxAllocSize)
+	{
+		rocksdb_pinnableslice_destroy(ps);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("state value of %zu bytes is too large", vlen)));
+	}
+	appendBinaryStringInfo(out, val, (int) vlen);
+	rocksdb_pinnableslice_destroy(ps);
+	return true;
+}
+
+void
+state_put(StateStore *store, const char *key, size_t klen,
+		  const char *val, size_t vlen)
+{
+	char	   *err = NULL;
+
+	check_writable(store);
+	rocksdb_put(store->db, store->wopts, key, klen, val, vlen, &err);
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not write to state database \"%s\": %s",
+						store->dir, msg)));
+	}
+}
+
+void
+state_delete(StateStore *store, const char *key, size_t klen)
+{
+	char	   *err = NULL;
+
+	check_writable(store);
+	rocksdb_delete(store->db, store->wopts, key, klen, &err);
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not delete from state database \"%s\": %s",
+						store->dir, msg)));
+	}
+}
+
+
+/* ---------- write batches ---------- */
+
+StateBatch *
+state_batch_create(void)
+{
+	StateBatch *batch = palloc(sizeof(StateBatch));
+
+	batch->wb = rocksdb_writebatch_create();
+	return batch;
+}
+
+void
+state_batch_put(StateBatch *batch, const char *key, size_t klen,
+				const char *val, size_t vlen)
+{
+	rocksdb_writebatch_put(batch->wb, key, klen, val, vlen);
+}
+
+void
+state_batch_delete(StateBatch *batch, const char *key, size_t klen)
+{
+	rocksdb_writebatch_delete(batch->wb, key, klen);
+}
+
+/* Apply the batch atomically, then clear it for reuse (also on failure). */
+void
+state_batch_write(StateStore *store, StateBatch *batch)
+{
+	sigset_t	saved;
+	char	   *err = NULL;
+
+	check_writable(store);
+
+	/*
+	 * A large batch can fill the memtable and schedule a flush; the pool's
+	 * threads already exist, but masking costs nothing at batch granularity.
+	 */
+	block_signals(&saved);
+	rocksdb_write(store->db, store->wopts, batch->wb, &err);
+	restore_signals(&saved);
+
+	rocksdb_writebatch_clear(batch->wb);
+
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not write batch to state database \"%s\": %s",
+						store->dir, msg)));
+	}
+}
+
+void
+state_batch_destroy(StateBatch *batch)
+{
+	if (batch == NULL)
+		return;
+	if (batch->wb != NULL)
+		rocksdb_writebatch_destroy(batch->wb);
+	pfree(batch);
+}
+
+
+/* ---------- iterators ---------- */
+
+StateIter *
+state_iter_create(StateStore *store,
+				  const char *lower, size_t llen,
+				  const char *upper, size_t ulen)
+{
+	StateIter  *it;
+
+	if (unlikely(store == NULL || store->db == NULL))
+		elog(ERROR, "state database is not open");
+
+	/* owned by the store (see file header), so state_close can clean up */
+	it = MemoryContextAllocZero(TopMemoryContext, sizeof(StateIter));
+	it->store = store;
+	if (lower != NULL && llen > 0)
+	{
+		it->lower = MemoryContextAlloc(TopMemoryContext, llen);
+		memcpy(it->lower, lower, llen);
+		it->llen = llen;
+	}
+	if (upper != NULL)
+	{
+		/* RocksDB keeps a pointer to the bound: it must outlive the iterator */
+		it->upper = MemoryContextAlloc(TopMemoryContext, Max(ulen, 1));
+		memcpy(it->upper, upper, ulen);
+		it->ulen = ulen;
+	}
+
+	it->ropts = rocksdb_readoptions_create();
+	if (it->upper != NULL)
+		rocksdb_readoptions_set_iterate_upper_bound(it->ropts,
+													it->upper, it->ulen);
+	it->iter = rocksdb_create_iterator(store->db, it->ropts);
+	dlist_push_tail(&store->iters, &it->node);
+
+	return it;
+}
+
+/*
+ * Return the next key/value.  The first call positions the iterator on the
+ * first key >= lower; later calls advance.  Positioning lazily, on the call
+ * that returns the entry, keeps the returned pointers valid until the next
+ * call, as RocksDB's key/value pointers die when the iterator moves.
+ */
+bool
+state_iter_next(StateIter *it,
+				const char **key, size_t *klen,
+				const char **val, size_t *vlen)
+{
+	char	   *err = NULL;
+
+	if (it->iter == NULL)
+		return false;
+
+	if (!it->started)
+	{
+		it->started = true;
+		if (it->lower != NULL)
+			rocksdb_iter_seek(it->iter, it->lower, it->llen);
+		else
+			rocksdb_iter_seek_to_first(it->iter);
+	}
+	else if (rocksdb_iter_valid(it->iter))
+		rocksdb_iter_next(it->iter);
+
+	if (rocksdb_iter_valid(it->iter))
+	{
+		*key = rocksdb_iter_key(it->iter, klen);
+		*val = rocksdb_iter_value(it->iter, vlen);
+		return true;
+	}
+
+	/* Invalid means either the end or an error: tell them apart. */
+	rocksdb_iter_get_error(it->iter, &err);
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not iterate over state database \"%s\": %s",
+						it->store ? it->store->dir : "?", msg)));
+	}
+	return false;
+}
+
+/* Free the RocksDB side of an iterator and unlink it from its store. */
+static void
+iter_release(StateIter *it)
+{
+	if (it->iter != NULL)
+		rocksdb_iter_destroy(it->iter);
+	if (it->ropts != NULL)
+		rocksdb_readoptions_destroy(it->ropts);
+	it->iter = NULL;
+	it->ropts = NULL;
+	if (it->lower != NULL)
+		pfree(it->lower);
+	if (it->upper != NULL)
+		pfree(it->upper);
+	it->lower = it->upper = NULL;
+	if (it->store != NULL)
+		dlist_delete(&it->node);
+	it->store = NULL;
+}
+
+void
+state_iter_destroy(StateIter *it)
+{
+	if (it == NULL)
+		return;
+	iter_release(it);
+	pfree(it);
+}
+
+void
+state_iter_destroy_all(StateStore *store)
+{
+	dlist_mutable_iter miter;
+
+	if (store == NULL)
+		return;
+	dlist_foreach_modify(miter, &store->iters)
+	{
+		StateIter  *it = dlist_container(StateIter, node, miter.cur);
+
+		iter_release(it);
+		pfree(it);
+	}
+}
+
+
+/* ---------- checkpoints ---------- */
+
+/*
+ * Sum the sizes of the regular files directly in 'dir' (a RocksDB database
+ * or snapshot is a flat directory).  With only_unshared, count only files
+ * with a single link, i.e. not shared with another snapshot or the live
+ * database.
+ */
+static uint64
+dir_size(const char *dir, bool only_unshared)
+{
+	DIR		   *d;
+	struct dirent *de;
+	uint64		total = 0;
+	char		path[MAXPGPATH];
+
+	d = AllocateDir(dir);
+	while ((de = ReadDir(d, dir)) != NULL)
+	{
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) != 0)
+		{
+			/* RocksDB may delete files of a live database concurrently */
+			if (errno == ENOENT)
+				continue;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not stat file \"%s\": %m", path)));
+		}
+		if (!S_ISREG(st.st_mode))
+			continue;
+		if (only_unshared && st.st_nlink != 1)
+			continue;
+		total += (uint64) st.st_size;
+	}
+	FreeDir(d);
+	return total;
+}
+
+/*
+ * Write a snapshot to 'chk_dir'.  RocksDB refuses an existing target; one can
+ * only exist if an earlier attempt at the same checkpoint crashed or failed
+ * after RocksDB created it (callers never reuse a completed checkpoint's
+ * directory), so it is removed, as is RocksDB's "<chk_dir>.tmp" staging
+ * directory.  The memtable is flushed first (log_size_for_flush = 0), so the
+ * snapshot is mostly SST files hard-linked from the database and shares them
+ * with the previous snapshot.
+ */
+uint64
+state_checkpoint(StateStore *store, const char *chk_dir)
+{
+	rocksdb_checkpoint_t *chk;
+	sigset_t	saved;
+	char	   *err = NULL;
+	char	   *target;
+	char		staging[MAXPGPATH];
+	uint64		size;
+
+	check_writable(store);
+
+	/* RocksDB derives "<dir>.tmp" textually: no trailing slash */
+	target = pstrdup(chk_dir);
+	canonicalize_path(target);
+
+	state_remove_dir(target);
+	snprintf(staging, sizeof(staging), "%s.tmp", target);
+	state_remove_dir(staging);
+	make_parent_dir(target);
+
+	/* the checkpoint flushes the memtable, which runs on the pool threads */
+	block_signals(&saved);
+	chk = rocksdb_checkpoint_object_create(store->db, &err);
+	if (err == NULL)
+	{
+		rocksdb_checkpoint_create(chk, target, 0, &err);
+		rocksdb_checkpoint_object_destroy(chk);
+	}
+	restore_signals(&saved);
+
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not create checkpoint \"%s\" of state database \"%s\": %s",
+						target, store->dir, msg)));
+	}
+
+	size = dir_size(target, false);
+	pfree(target);
+	return size;
+}
+
+/*
+ * Bytes of 'chk_dir' not shared with any other snapshot or the live database
+ * (files with one link).  Measured right after state_checkpoint, this is the
+ * checkpoint's incremental size.  Later it grows as the files it shares are
+ * compacted away in the database and older snapshots are deleted.
+ */
+uint64
+state_checkpoint_new_bytes(const char *chk_dir)
+{
+	return dir_size(chk_dir, true);
+}
+
+
+/*
+ * Bytes of 'chk_dir' not present in snapshot 'prev_chk_dir' (files compared
+ * by inode, so a hard-linked SST counts as present), i.e. what checkpoint
+ * 'chk_dir' added on top of 'prev_chk_dir'.  With prev_chk_dir NULL or
+ * missing, the whole size.
+ */
+uint64
+state_checkpoint_incremental_bytes(const char *chk_dir, const char *prev_chk_dir)
+{
+	DIR		   *d;
+	struct dirent *de;
+	uint64		total = 0;
+	char		path[MAXPGPATH];
+	struct stat *prev = NULL;
+	int			nprev = 0;
+	int			maxprev = 0;
+
+	/* collect the previous snapshot's inodes (a few dozen files at most) */
+	if (prev_chk_dir != NULL && path_exists(prev_chk_dir))
+	{
+		maxprev = 64;
+		prev = palloc(maxprev * sizeof(struct stat));
+		d = AllocateDir(prev_chk_dir);
+		while ((de = ReadDir(d, prev_chk_dir)) != NULL)
+		{
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", prev_chk_dir, de->d_name);
+			if (nprev == maxprev)
+			{
+				maxprev *= 2;
+				prev = repalloc(prev, maxprev * sizeof(struct stat));
+			}
+			if (lstat(path, &prev[nprev]) != 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not stat file \"%s\": %m", path)));
+			if (S_ISREG(prev[nprev].st_mode))
+				nprev++;
+		}
+		FreeDir(d);
+	}
+
+	d = AllocateDir(chk_dir);
+	while ((de = ReadDir(d, chk_dir)) != NULL)
+	{
+		struct stat st;
+		bool		shared = false;
+		int			i;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", chk_dir, de->d_name);
+		if (lstat(path, &st) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not stat file \"%s\": %m", path)));
+		if (!S_ISREG(st.st_mode))
+			continue;
+		for (i = 0; i < nprev && !shared; i++)
+			shared = (prev[i].st_ino == st.st_ino && prev[i].st_dev == st.st_dev);
+		if (!shared)
+			total += (uint64) st.st_size;
+	}
+	FreeDir(d);
+
+	if (prev != NULL)
+		pfree(prev);
+	return total;
+}
+
+
+/* ---------- restore and removal ---------- */
+
+/* Copy one file, fsync'ing the copy.  'to' must not exist. */
+static void
+copy_file_durably(const char *from, const char *to)
+{
+	int			src;
+	int			dst;
+	char	   *buf;
+
+	src = OpenTransientFile(from, O_RDONLY | PG_BINARY);
+	if (src < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", from)));
+	dst = OpenTransientFile(to, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY);
+	if (dst < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", to)));
+
+	buf = palloc(STATE_COPY_BUFSIZE);
+	for (;;)
+	{
+		ssize_t		nread = read(src, buf, STATE_COPY_BUFSIZE);
+		ssize_t		off = 0;
+
+		if (nread < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m", from)));
+		}
+		if (nread == 0)
+			break;
+		while (off < nread)
+		{
+			ssize_t		nwritten;
+
+			errno = 0;
+			nwritten = write(dst, buf + off, nread - off);
+			if (nwritten <= 0)
+			{
+				if (errno == EINTR)
+					continue;
+				/* a short write without errno means out of space */
+				if (errno == 0)
+					errno = ENOSPC;
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not write file \"%s\": %m", to)));
+			}
+			off += nwritten;
+		}
+	}
+	pfree(buf);
+
+	if (pg_fsync(dst) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", to)));
+	if (CloseTransientFile(dst) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close file \"%s\": %m", to)));
+	CloseTransientFile(src);
+}
+
+/* Is this one of RocksDB's immutable data files, safe to share by link? */
+static bool
+is_immutable_file(const char *name)
+{
+	size_t		len = strlen(name);
+
+	return (len > 4 && strcmp(name + len - 4, ".sst") == 0) ||
+		(len > 5 && strcmp(name + len - 5, ".blob") == 0);
+}
+
+/*
+ * Replace 'dir' by a copy of snapshot 'chk_dir'.  SST (and blob) files are
+ * never modified in place, so they are hard-linked: the restored database may
+ * later delete its link after a compaction, and the snapshot keeps its own.
+ * MANIFEST, CURRENT, OPTIONS and WAL files are appended to or rewritten by
+ * the live database, so they are copied.  The copy is assembled in
+ * "<dir>.restoring" and renamed into place, so 'dir' never holds a partial
+ * copy; a crash in between leaves 'dir' missing or old, and recovery simply
+ * restores again.
+ */
+void
+state_restore(const char *dir, const char *chk_dir)
+{
+	char	   *target;
+	char		staging[MAXPGPATH];
+	char		from[MAXPGPATH];
+	char		to[MAXPGPATH];
+	char	   *parent;
+	DIR		   *d;
+	struct dirent *de;
+
+	target = pstrdup(dir);
+	canonicalize_path(target);
+
+	if (!path_exists(chk_dir))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("state checkpoint directory \"%s\" does not exist",
+						chk_dir)));
+
+	snprintf(staging, sizeof(staging), "%s.restoring", target);
+	state_remove_dir(staging);
+	make_dir_path(staging);
+
+	d = AllocateDir(chk_dir);
+	while ((de = ReadDir(d, chk_dir)) != NULL)
+	{
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(from, sizeof(from), "%s/%s", chk_dir, de->d_name);
+		snprintf(to, sizeof(to), "%s/%s", staging, de->d_name);
+		if (lstat(from, &st) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not stat file \"%s\": %m", from)));
+		if (!S_ISREG(st.st_mode))
+			continue;
+		/* a LOCK file belongs to whoever had a database open, never copy */
+		if (strcmp(de->d_name, "LOCK") == 0)
+			continue;
+
+		/* link where possible (other filesystem, no links: copy) */
+		if (is_immutable_file(de->d_name) && link(from, to) == 0)
+			continue;
+		copy_file_durably(from, to);
+	}
+	FreeDir(d);
+	fsync_fname_ext(staging, true, false, ERROR);
+
+	state_remove_dir(target);
+	if (rename(staging, target) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not rename directory \"%s\" to \"%s\": %m",
+						staging, target)));
+
+	/* make the rename durable */
+	parent = pstrdup(target);
+	get_parent_directory(parent);
+	if (parent[0] != '\0')
+		fsync_fname_ext(parent, true, false, ERROR);
+	pfree(parent);
+	pfree(target);
+}
+
+void
+state_remove_dir(const char *dir)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) != 0)
+	{
+		if (errno == ENOENT)
+			return;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat \"%s\": %m", dir)));
+	}
+
+	/* not a directory (a stray file or symlink): just unlink it */
+	if (!S_ISDIR(st.st_mode))
+	{
+		if (unlink(dir) != 0 && errno != ENOENT)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", dir)));
+		return;
+	}
+
+	/* rmtree reports each failure as a WARNING and returns false */
+	if (!rmtree(dir, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("could not remove directory \"%s\"", dir),
+				 errdetail("See the preceding warnings for the files that could not be removed.")));
+}

@@ -1,0 +1,121 @@
+/*-------------------------------------------------------------------------
+ *
+ * state.h
+ *	  Keyed operator state kept in RocksDB: one database per pipeline.
+ *
+ * Every operator (window, CEP) stores its keyed state through this module.
+ * Keys are opaque byte strings built by the operator; by convention their
+ * first two bytes are the key group (state_key_group()), so state can later
+ * be split or merged by key-group range when a pipeline is rescaled.
+ *
+ * Consistent snapshots use RocksDB's checkpoint API (hard links to the
+ * immutable SST files, so successive checkpoints share most files).
+ *
+ * RocksDB starts threads of its own that inherit the caller's signal mask;
+ * they must never run a Postgres signal handler, so every call that may
+ * start threads runs with all signals blocked.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_STATE_H
+#define STREAMFLINK_STATE_H
+
+#include "lib/stringinfo.h"
+
+/* Flink's default max parallelism: the number of key groups. */
+#define STATE_KEY_GROUPS 128
+
+typedef struct StateStore StateStore;
+typedef struct StateIter StateIter;
+typedef struct StateBatch StateBatch;
+
+/* Key group of a serialized key: hash(key) mod STATE_KEY_GROUPS. */
+extern uint16 state_key_group(const char *key, size_t len);
+
+/*
+ * Open (creating if missing) the primary database in directory 'dir'.
+ * ereports ERROR with the RocksDB message on failure.
+ */
+extern StateStore *state_open(const char *dir);
+
+/*
+ * Open a read-only secondary instance of the database in 'dir', using
+ * 'secondary_dir' (created if missing) for its own files.  Used by
+ * backends to read live state while the worker owns the primary.
+ */
+extern StateStore *state_open_secondary(const char *dir, const char *secondary_dir);
+
+/* Bring a secondary up to date with the primary's latest writes. */
+extern void state_catch_up(StateStore *store);
+
+extern void state_close(StateStore *store);
+
+/* Point operations.  state_get appends the value to 'out' (reset first). */
+extern bool state_get(StateStore *store, const char *key, size_t klen,
+					  StringInfo out);
+extern void state_put(StateStore *store, const char *key, size_t klen,
+					  const char *val, size_t vlen);
+extern void state_delete(StateStore *store, const char *key, size_t klen);
+
+/* Atomic write batches. */
+extern StateBatch *state_batch_create(void);
+extern void state_batch_put(StateBatch *batch, const char *key, size_t klen,
+							const char *val, size_t vlen);
+extern void state_batch_delete(StateBatch *batch, const char *key, size_t klen);
+extern void state_batch_write(StateStore *store, StateBatch *batch);	/* and clears it */
+extern void state_batch_destroy(StateBatch *batch);
+
+/*
+ * Iterate keys k with lower <= k < upper (byte order); upper may be NULL for
+ * no bound.  Pointers returned by state_iter_next stay valid until the next
+ * call.  Returns false when exhausted.
+ */
+extern StateIter *state_iter_create(StateStore *store,
+									const char *lower, size_t llen,
+									const char *upper, size_t ulen);
+extern bool state_iter_next(StateIter *it,
+							const char **key, size_t *klen,
+							const char **val, size_t *vlen);
+extern void state_iter_destroy(StateIter *it);
+
+/*
+ * Destroy every iterator still open on 'store', e.g. ones an ERROR left
+ * behind (iterators are owned by their store, not by a memory context).
+ * state_close does this too.
+ */
+extern void state_iter_destroy_all(StateStore *store);
+
+/*
+ * Write a consistent snapshot of the database to 'chk_dir' (which must not
+ * exist yet; same filesystem as the database, so SST files are hard links).
+ * Returns the total size in bytes of the files in the snapshot.
+ */
+extern uint64 state_checkpoint(StateStore *store, const char *chk_dir);
+
+/*
+ * Incremental size of snapshot 'chk_dir': bytes of its files not shared
+ * (by hard link) with any other snapshot or the live database.  Meaningful
+ * right after state_checkpoint; grows later as shared files are compacted
+ * away or older snapshots are removed.
+ */
+extern uint64 state_checkpoint_new_bytes(const char *chk_dir);
+
+/*
+ * Bytes of snapshot 'chk_dir' that snapshot 'prev_chk_dir' does not share
+ * (compared by inode): what checkpoint n added on top of n-1.  Unlike
+ * state_checkpoint_new_bytes, files also linked from the live database still
+ * count.  With prev_chk_dir NULL or missing: the whole snapshot.
+ */
+extern uint64 state_checkpoint_incremental_bytes(const char *chk_dir,
+												 const char *prev_chk_dir);
+
+/*
+ * Replace the database directory 'dir' by a copy of snapshot 'chk_dir'
+ * (SST files hard-linked, other files copied).  The database must not be open.
+ */
+extern void state_restore(const char *dir, const char *chk_dir);
+
+/* Remove a directory tree (a database or snapshot); missing is fine. */
+extern void state_remove_dir(const char *dir);
+
+#endif							/* STREAMFLINK_STATE_H */

@@ -1,0 +1,406 @@
+/*-------------------------------------------------------------------------
+ *
+ * streamflink.c
+ *	  Module load: settings, shared memory, and the SQL functions that start
+ *	  and stop pipeline workers at commit.
+ *
+ * Workers are started and stopped only when the transaction that asked for
+ * it commits (as logical replication's launcher is woken at commit), so a
+ * rolled-back streamflink.start() leaves nothing running.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "access/twophase.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "streamflink.h"
+#include "launcher.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+int			sf_max_workers = 16;
+int			sf_state_cache_entries = 200000;
+int			sf_batch_size = 5000;
+
+SfShared   *sf_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Pipelines to start or stop when the current transaction commits. */
+typedef struct PendingAction
+{
+	bool		start;
+	int32		pipeline_id;
+} PendingAction;
+
+static List *pending_actions = NIL;
+static bool xact_callback_registered = false;
+
+PG_FUNCTION_INFO_V1(streamflink_launch);
+PG_FUNCTION_INFO_V1(streamflink_terminate);
+PG_FUNCTION_INFO_V1(streamflink_worker_status);
+
+static Size
+sf_shmem_size(void)
+{
+	return add_size(offsetof(SfShared, slots),
+					mul_size(sizeof(WorkerSlot), sf_max_workers));
+}
+
+static void
+sf_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(sf_shmem_size());
+	RequestNamedLWLockTranche("streamflink", 1);
+}
+
+static void
+sf_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	sf_shared = ShmemInitStruct("streamflink", sf_shmem_size(), &found);
+	if (!found)
+	{
+		memset(sf_shared, 0, sf_shmem_size());
+		sf_shared->lock = &(GetNamedLWLockTranche("streamflink"))->lock;
+		sf_shared->nslots = sf_max_workers;
+		for (int i = 0; i < sf_max_workers; i++)
+			SpinLockInit(&sf_shared->slots[i].mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("streamflink.max_workers",
+							"Maximum number of pipeline workers running at once.",
+							"Each running pipeline uses one background worker; "
+							"max_worker_processes must leave room for them.",
+							&sf_max_workers, 16, 1, 1024,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("streamflink.state_cache_entries",
+							"Window states a worker keeps in memory between checkpoints.",
+							"Above this, states are written back to RocksDB early; "
+							"it bounds a worker's memory whatever the number of keys.",
+							&sf_state_cache_entries, 200000, 100, INT_MAX / 2,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("streamflink.batch_size",
+							"Kafka messages a worker takes in one batch.",
+							NULL,
+							&sf_batch_size, 5000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("streamflink");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = sf_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = sf_shmem_startup;
+
+	launcher_register();
+}
+
+void
+sf_require_preload(void)
+{
+	if (sf_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("streamflink must be loaded via shared_preload_libraries"),
+				 errhint("Add streamflink to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+void
+sf_require_prepared_xacts(void)
+{
+	if (max_prepared_xacts <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("streamflink needs prepared transactions, but max_prepared_transactions is 0"),
+				 errhint("Set max_prepared_transactions to at least the number of pipelines (for example 64) and restart the server.")));
+}
+
+char *
+sf_pipeline_dir(Oid dboid, int32 pipeline_id)
+{
+	return psprintf("%s/streamflink/%u/%d", DataDir, dboid, pipeline_id);
+}
+
+/*
+ * Claim the slot of a pipeline.  Returns NULL if a live worker already holds
+ * it: two workers of one pipeline would both consume and both write.
+ */
+WorkerSlot *
+sf_claim_slot(Oid dboid, int32 pipeline_id)
+{
+	WorkerSlot *slot = NULL;
+
+	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < sf_shared->nslots; i++)
+	{
+		WorkerSlot *s = &sf_shared->slots[i];
+
+		if (s->in_use && s->dboid == dboid && s->pipeline_id == pipeline_id)
+		{
+			if (s->pid != MyProcPid && s->pid != 0 && kill(s->pid, 0) == 0)
+			{
+				LWLockRelease(sf_shared->lock);
+				return NULL;
+			}
+			slot = s;
+			break;
+		}
+		if (!s->in_use && slot == NULL)
+			slot = s;
+	}
+	if (slot == NULL)
+	{
+		LWLockRelease(sf_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("no free streamflink worker slot"),
+				 errhint("Raise streamflink.max_workers (currently %d) and restart the server.",
+						 sf_max_workers)));
+	}
+
+	slot->in_use = true;
+	slot->dboid = dboid;
+	slot->pipeline_id = pipeline_id;
+	slot->pid = MyProcPid;
+	SpinLockAcquire(&slot->mutex);
+	slot->stop_requested = false;
+	strlcpy(slot->status, "starting", SF_STATUS_LEN);
+	slot->error[0] = '\0';
+	slot->started = GetCurrentTimestamp();
+	slot->events = 0;
+	slot->events_per_second = 0;
+	slot->rows_emitted = 0;
+	slot->dead_letters = 0;
+	slot->late_events = 0;
+	slot->watermark = DT_NOBEGIN;
+	slot->lag = -1;
+	slot->last_checkpoint = 0;
+	slot->last_checkpoint_at = 0;
+	slot->state_keys = 0;
+	SpinLockRelease(&slot->mutex);
+	LWLockRelease(sf_shared->lock);
+	return slot;
+}
+
+void
+sf_release_slot(WorkerSlot *slot)
+{
+	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
+	{
+		slot->in_use = false;
+		slot->pid = 0;
+	}
+	LWLockRelease(sf_shared->lock);
+}
+
+void
+sf_slot_set_status(WorkerSlot *slot, const char *status, const char *error)
+{
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->status, status, SF_STATUS_LEN);
+	strlcpy(slot->error, error ? error : "", SF_ERROR_LEN);
+	SpinLockRelease(&slot->mutex);
+}
+
+bool
+sf_register_worker(Oid dboid, int32 pipeline_id)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* A crashed worker comes back and recovers from its last checkpoint. */
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "streamflink", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "streamflink_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "streamflink pipeline %d", pipeline_id);
+	strlcpy(worker.bgw_type, "streamflink pipeline", BGW_MAXLEN);
+	worker.bgw_main_arg = Int32GetDatum(pipeline_id);
+	memcpy(worker.bgw_extra, &dboid, sizeof(Oid));
+	worker.bgw_notify_pid = 0;
+
+	return RegisterDynamicBackgroundWorker(&worker, &handle);
+}
+
+static void
+sf_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == XACT_EVENT_COMMIT)
+	{
+		foreach(lc, pending_actions)
+		{
+			PendingAction *a = (PendingAction *) lfirst(lc);
+
+			if (a->start)
+			{
+				if (!sf_register_worker(MyDatabaseId, a->pipeline_id))
+					ereport(WARNING,
+							(errmsg("could not start the worker of pipeline %d", a->pipeline_id),
+							 errhint("Raise max_worker_processes; the launcher retries at the next server start.")));
+				continue;
+			}
+
+			LWLockAcquire(sf_shared->lock, LW_SHARED);
+			for (int i = 0; i < sf_shared->nslots; i++)
+			{
+				WorkerSlot *s = &sf_shared->slots[i];
+
+				if (s->in_use && s->dboid == MyDatabaseId &&
+					s->pipeline_id == a->pipeline_id && s->pid != 0)
+				{
+					SpinLockAcquire(&s->mutex);
+					s->stop_requested = true;
+					SpinLockRelease(&s->mutex);
+					kill(s->pid, SIGTERM);
+				}
+			}
+			LWLockRelease(sf_shared->lock);
+		}
+	}
+
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		pending_actions = NIL;	/* memory went with TopTransactionContext */
+}
+
+static void
+sf_add_pending(bool start, int32 pipeline_id)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	PendingAction *a = palloc(sizeof(PendingAction));
+
+	a->start = start;
+	a->pipeline_id = pipeline_id;
+	pending_actions = lappend(pending_actions, a);
+	MemoryContextSwitchTo(old);
+
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(sf_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+Datum
+streamflink_launch(PG_FUNCTION_ARGS)
+{
+	int32		pipeline_id = PG_GETARG_INT32(0);
+	int			used = 0;
+
+	sf_require_preload();
+	sf_require_prepared_xacts();
+
+	LWLockAcquire(sf_shared->lock, LW_SHARED);
+	for (int i = 0; i < sf_shared->nslots; i++)
+		if (sf_shared->slots[i].in_use)
+			used++;
+	LWLockRelease(sf_shared->lock);
+	if (used >= sf_shared->nslots)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many running pipelines"),
+				 errdetail("%d pipeline workers are running.", used),
+				 errhint("Raise streamflink.max_workers and restart the server.")));
+
+	sf_add_pending(true, pipeline_id);
+	PG_RETURN_VOID();
+}
+
+Datum
+streamflink_terminate(PG_FUNCTION_ARGS)
+{
+	sf_require_preload();
+	sf_add_pending(false, PG_GETARG_INT32(0));
+	PG_RETURN_VOID();
+}
+
+Datum
+streamflink_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (sf_shared == NULL)
+		PG_RETURN_VOID();
+
+	LWLockAcquire(sf_shared->lock, LW_SHARED);
+	for (int i = 0; i < sf_shared->nslots; i++)
+	{
+		WorkerSlot *s = &sf_shared->slots[i];
+		WorkerSlot	copy;
+		Datum		values[15];
+		bool		nulls[15];
+
+		if (!s->in_use || s->dboid != MyDatabaseId)
+			continue;
+		SpinLockAcquire(&s->mutex);
+		memcpy(&copy, s, sizeof(WorkerSlot));
+		SpinLockRelease(&s->mutex);
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int32GetDatum(copy.pipeline_id);
+		values[1] = Int32GetDatum(copy.pid);
+		values[2] = CStringGetTextDatum(copy.status);
+		if (copy.error[0])
+			values[3] = CStringGetTextDatum(copy.error);
+		else
+			nulls[3] = true;
+		values[4] = TimestampTzGetDatum(copy.started);
+		values[5] = Int64GetDatum(copy.events);
+		values[6] = Float8GetDatum(copy.events_per_second);
+		values[7] = Int64GetDatum(copy.rows_emitted);
+		values[8] = Int64GetDatum(copy.dead_letters);
+		values[9] = Int64GetDatum(copy.late_events);
+		if (TIMESTAMP_NOT_FINITE(copy.watermark))
+			nulls[10] = true;
+		else
+			values[10] = TimestampTzGetDatum(copy.watermark);
+		values[11] = Int64GetDatum(copy.lag);
+		nulls[11] = copy.lag < 0;
+		values[12] = Int64GetDatum(copy.last_checkpoint);
+		nulls[12] = copy.last_checkpoint == 0;
+		values[13] = TimestampTzGetDatum(copy.last_checkpoint_at);
+		nulls[13] = copy.last_checkpoint_at == 0;
+		values[14] = Int64GetDatum(copy.state_keys);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(sf_shared->lock);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,81 @@
+/*-------------------------------------------------------------------------
+ *
+ * streamflink.h
+ *	  Shared memory, settings and the worker slots that mirror what running
+ *	  pipeline workers do.
+ *
+ * The catalog tables are the truth about pipelines; a slot only reports the
+ * progress of the worker that owns it (for the streamflink.pipelines view)
+ * and carries the request to stop.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_H
+#define STREAMFLINK_H
+
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+#define SF_STATUS_LEN 32
+#define SF_ERROR_LEN 512
+
+typedef struct WorkerSlot
+{
+	/* Set under SfShared->lock. */
+	bool		in_use;
+	Oid			dboid;
+	int32		pipeline_id;
+	pid_t		pid;
+
+	/* The rest under 'mutex'. */
+	slock_t		mutex;
+	bool		stop_requested;
+	char		status[SF_STATUS_LEN];
+	char		error[SF_ERROR_LEN];
+	TimestampTz started;
+	int64		events;
+	double		events_per_second;
+	int64		rows_emitted;
+	int64		dead_letters;
+	int64		late_events;
+	TimestampTz watermark;		/* DT_NOBEGIN until every partition has one */
+	int64		lag;			/* messages behind the partitions' ends, -1 unknown */
+	int64		last_checkpoint;
+	TimestampTz last_checkpoint_at;
+	int64		state_keys;		/* open windows held in state */
+} WorkerSlot;
+
+typedef struct SfShared
+{
+	LWLock	   *lock;
+	int			nslots;
+	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} SfShared;
+
+/* Settings. */
+extern int	sf_max_workers;
+extern int	sf_state_cache_entries;
+extern int	sf_batch_size;
+
+extern SfShared *sf_shared;
+
+/* Errors out with a hint unless the library was preloaded. */
+extern void sf_require_preload(void);
+
+/* Errors out with a hint unless prepared transactions are enabled. */
+extern void sf_require_prepared_xacts(void);
+
+/* Directory of a pipeline's state (RocksDB database and its snapshots). */
+extern char *sf_pipeline_dir(Oid dboid, int32 pipeline_id);
+
+/* Slot helpers used by the worker. */
+extern WorkerSlot *sf_claim_slot(Oid dboid, int32 pipeline_id);
+extern void sf_release_slot(WorkerSlot *slot);
+extern void sf_slot_set_status(WorkerSlot *slot, const char *status,
+							   const char *error);
+
+/* Start a pipeline's worker now (used at commit and by the launcher). */
+extern bool sf_register_worker(Oid dboid, int32 pipeline_id);
+
+#endif							/* STREAMFLINK_H */

@@ -1,0 +1,737 @@
+/*-------------------------------------------------------------------------
+ *
+ * window.c
+ *	  Event-time windows (tumbling, hopping, session) over keyed events.
+ *
+ * State layout in the pipeline's RocksDB database (all integers big-endian,
+ * times with the sign bit flipped so that byte order is time order):
+ *
+ *	 window	  [key group:2][group key][window start:8] -> [fired:1][agg states]
+ *	 session  [key group:2][group key]				   -> [n:4] n x [start:8][end:8][fired:1][agg states]
+ *	 timer	  [FF FF][time:8][state key]			   -> (empty)
+ *	 meta	  [FF FE]"open"							   -> open window count
+ *
+ * The group key is the key columns' values, each as a null flag and the
+ * datum's image, so equal values give equal bytes.  A timer is registered
+ * for every window end (fire) and end + allowed lateness (clean up);
+ * timers are always registered above the current watermark, so firing
+ * scans only the time range the watermark just passed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "datatype/timestamp.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+
+#include "streamflink.h"
+#include "window.h"
+
+/* Unix epoch in Postgres timestamps (microseconds since 2000-01-01). */
+#define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
+
+#define TIMER_PREFIX "\xFF\xFF"
+#define META_OPEN_KEY "\xFF\xFEopen"
+
+typedef struct KeyCodec
+{
+	int			nkeys;
+	int		   *attnos;
+	int16	   *typlen;
+	bool	   *typbyval;
+} KeyCodec;
+
+typedef struct WinState
+{
+	bool		fired;
+	AggStates  *aggs;
+} WinState;
+
+typedef struct Session
+{
+	TimestampTz start;
+	TimestampTz end;
+	bool		fired;
+	AggStates  *aggs;
+} Session;
+
+typedef struct SessionSet
+{
+	int			n;
+	int			cap;
+	Session    *s;
+} SessionSet;
+
+struct WindowOperator
+{
+	PipelineDef *def;
+	StateStore *store;
+	KeyedState *ks;
+	AggSpec    *aggs;
+	Sink	   *sink;
+	KeyCodec	codec;
+	MemoryContext scratch;		/* per event / per firing */
+	TimestampTz timer_floor;	/* no timer below this remains */
+	int64		open;			/* open windows */
+	StringInfoData gk;			/* group key of the current event */
+	StringInfoData skey;		/* state key */
+	StringInfoData tkey;		/* timer key */
+	Datum	   *keyvals;
+	bool	   *keynulls;
+	Datum	   *aggvals;
+	bool	   *aggnulls;
+};
+
+/* --- encoding ------------------------------------------------------- */
+
+static void
+append_time(StringInfo buf, int64 t)
+{
+	uint64		u = ((uint64) t) ^ (UINT64CONST(1) << 63);
+	unsigned char b[8];
+
+	for (int i = 7; i >= 0; i--)
+	{
+		b[i] = u & 0xFF;
+		u >>= 8;
+	}
+	appendBinaryStringInfo(buf, (char *) b, 8);
+}
+
+static int64
+read_time(const char *p)
+{
+	uint64		u = 0;
+
+	for (int i = 0; i < 8; i++)
+		u = (u << 8) | (unsigned char) p[i];
+	return (int64) (u ^ (UINT64CONST(1) << 63));
+}
+
+static void
+codec_init(KeyCodec *codec, PipelineDef *def)
+{
+	TupleDesc	desc = lookup_rowtype_tupdesc(def->source.row_type, -1);
+
+	codec->nkeys = def->nkeys;
+	codec->attnos = def->key_attnos;
+	codec->typlen = palloc(sizeof(int16) * Max(def->nkeys, 1));
+	codec->typbyval = palloc(sizeof(bool) * Max(def->nkeys, 1));
+	for (int i = 0; i < def->nkeys; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, def->key_attnos[i]);
+
+		codec->typlen[i] = att->attlen;
+		codec->typbyval[i] = att->attbyval;
+	}
+	ReleaseTupleDesc(desc);
+}
+
+static void
+encode_group_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf)
+{
+	resetStringInfo(buf);
+	for (int i = 0; i < codec->nkeys; i++)
+	{
+		int			attno = codec->attnos[i];
+		bool		isnull = slot->tts_isnull[attno];
+		Datum		v = slot->tts_values[attno];
+		char		flag = isnull ? 0 : 1;
+
+		appendBinaryStringInfo(buf, &flag, 1);
+		if (isnull)
+			continue;
+		if (codec->typbyval[i])
+		{
+			char		b[sizeof(Datum)];
+
+			store_att_byval(b, v, codec->typlen[i]);
+			appendBinaryStringInfo(buf, b, codec->typlen[i]);
+		}
+		else if (codec->typlen[i] == -1)
+		{
+			struct varlena *vl = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
+			uint32		len = VARSIZE_ANY_EXHDR(vl);
+
+			appendBinaryStringInfo(buf, (char *) &len, 4);
+			appendBinaryStringInfo(buf, VARDATA_ANY(vl), len);
+		}
+		else
+		{
+			uint32		len = datumGetSize(v, false, codec->typlen[i]);
+
+			appendBinaryStringInfo(buf, (char *) &len, 4);
+			appendBinaryStringInfo(buf, DatumGetPointer(v), len);
+		}
+	}
+}
+
+/* Decode a group key into datums (in CurrentMemoryContext); returns its end. */
+static const char *
+decode_group_key(KeyCodec *codec, const char *p, Datum *vals, bool *nulls)
+{
+	for (int i = 0; i < codec->nkeys; i++)
+	{
+		uint32		len;
+
+		nulls[i] = (*p++ == 0);
+		vals[i] = (Datum) 0;
+		if (nulls[i])
+			continue;
+		if (codec->typbyval[i])
+		{
+			vals[i] = fetch_att(p, true, codec->typlen[i]);
+			p += codec->typlen[i];
+			continue;
+		}
+		memcpy(&len, p, 4);
+		p += 4;
+		if (codec->typlen[i] == -1)
+		{
+			struct varlena *vl = palloc(VARHDRSZ + len);
+
+			SET_VARSIZE(vl, VARHDRSZ + len);
+			memcpy(VARDATA(vl), p, len);
+			vals[i] = PointerGetDatum(vl);
+		}
+		else
+		{
+			char	   *copy = palloc(len);
+
+			memcpy(copy, p, len);
+			vals[i] = PointerGetDatum(copy);
+		}
+		p += len;
+	}
+	return p;
+}
+
+/* State key: [key group][group key][window start] (no start for sessions). */
+static void
+make_state_key(WindowOperator *op, TimestampTz start)
+{
+	uint16		kg = state_key_group(op->gk.data, op->gk.len);
+	char		b[2] = {(char) (kg >> 8), (char) (kg & 0xFF)};
+
+	resetStringInfo(&op->skey);
+	appendBinaryStringInfo(&op->skey, b, 2);
+	appendBinaryStringInfo(&op->skey, op->gk.data, op->gk.len);
+	if (op->def->window_kind != WINDOW_SESSION)
+		append_time(&op->skey, start);
+}
+
+static void
+timer_key(StringInfo buf, TimestampTz when, const char *skey, size_t sklen)
+{
+	resetStringInfo(buf);
+	appendBinaryStringInfo(buf, TIMER_PREFIX, 2);
+	append_time(buf, when);
+	appendBinaryStringInfo(buf, skey, sklen);
+}
+
+static void
+register_timer(WindowOperator *op, TimestampTz when)
+{
+	timer_key(&op->tkey, when, op->skey.data, op->skey.len);
+	state_put(op->store, op->tkey.data, op->tkey.len, "", 0);
+}
+
+/* --- state objects ---------------------------------------------------- */
+
+static void *
+winstate_deserialize(void *arg, const char *data, size_t len)
+{
+	WindowOperator *op = (WindowOperator *) arg;
+
+	if (op->def->window_kind == WINDOW_SESSION)
+	{
+		SessionSet *set = palloc(sizeof(SessionSet));
+		const char *p = data;
+		uint32		n;
+
+		memcpy(&n, p, 4);
+		p += 4;
+		set->n = n;
+		set->cap = Max(n, 4);
+		set->s = palloc(sizeof(Session) * set->cap);
+		for (int i = 0; i < set->n; i++)
+		{
+			size_t		used;
+
+			set->s[i].start = read_time(p);
+			set->s[i].end = read_time(p + 8);
+			set->s[i].fired = p[16] != 0;
+			p += 17;
+			set->s[i].aggs = agg_deserialize(op->aggs, p, data + len - p, &used);
+			p += used;
+		}
+		return set;
+	}
+	else
+	{
+		WinState   *ws = palloc(sizeof(WinState));
+
+		ws->fired = data[0] != 0;
+		ws->aggs = agg_deserialize(op->aggs, data + 1, len - 1, NULL);
+		return ws;
+	}
+}
+
+static void
+winstate_serialize(void *arg, void *obj, StringInfo buf)
+{
+	WindowOperator *op = (WindowOperator *) arg;
+
+	if (op->def->window_kind == WINDOW_SESSION)
+	{
+		SessionSet *set = (SessionSet *) obj;
+		uint32		n = set->n;
+
+		appendBinaryStringInfo(buf, (char *) &n, 4);
+		for (int i = 0; i < set->n; i++)
+		{
+			char		fired = set->s[i].fired;
+
+			append_time(buf, set->s[i].start);
+			append_time(buf, set->s[i].end);
+			appendBinaryStringInfo(buf, &fired, 1);
+			agg_serialize(op->aggs, set->s[i].aggs, buf);
+		}
+	}
+	else
+	{
+		WinState   *ws = (WinState *) obj;
+		char		fired = ws->fired;
+
+		appendBinaryStringInfo(buf, &fired, 1);
+		agg_serialize(op->aggs, ws->aggs, buf);
+	}
+}
+
+static const KeyedStateOps winstate_ops = {
+	winstate_deserialize,
+	winstate_serialize
+};
+
+/* --- operator --------------------------------------------------------- */
+
+WindowOperator *
+window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
+{
+	WindowOperator *op = palloc0(sizeof(WindowOperator));
+	StringInfoData buf;
+	int			naggs;
+
+	op->def = def;
+	op->store = store;
+	op->sink = sink;
+	op->ks = kstate_create(store, &winstate_ops, op, sf_state_cache_entries);
+	op->aggs = agg_spec_create(def->source.row_type, def->aggregates, kstate_memory(op->ks));
+	if (def->window_kind == WINDOW_SESSION && !agg_can_combine(op->aggs))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("session windows need aggregates with combine functions"),
+				 errhint("Merging two sessions combines their aggregate states.")));
+	codec_init(&op->codec, def);
+	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink window scratch",
+										ALLOCSET_DEFAULT_SIZES);
+	op->timer_floor = PG_INT64_MIN;
+	initStringInfo(&op->gk);
+	initStringInfo(&op->skey);
+	initStringInfo(&op->tkey);
+	op->keyvals = palloc(sizeof(Datum) * Max(def->nkeys, 1));
+	op->keynulls = palloc(sizeof(bool) * Max(def->nkeys, 1));
+	naggs = agg_count(op->aggs);
+	op->aggvals = palloc(sizeof(Datum) * naggs);
+	op->aggnulls = palloc(sizeof(bool) * naggs);
+
+	initStringInfo(&buf);
+	if (state_get(store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1, &buf) && buf.len == 8)
+		memcpy(&op->open, buf.data, 8);
+	pfree(buf.data);
+	return op;
+}
+
+AggSpec *
+window_aggregates(WindowOperator *op)
+{
+	return op->aggs;
+}
+
+void
+window_set_sink(WindowOperator *op, Sink *sink)
+{
+	op->sink = sink;
+}
+
+int64
+window_open_count(WindowOperator *op)
+{
+	return op->open;
+}
+
+/* Emit a window's current result to the sink; key taken from op->gk. */
+static void
+emit(WindowOperator *op, TimestampTz start, TimestampTz end, AggStates *aggs)
+{
+	MemoryContext old = MemoryContextSwitchTo(op->scratch);
+
+	decode_group_key(&op->codec, op->gk.data, op->keyvals, op->keynulls);
+	agg_final(op->aggs, aggs, op->aggvals, op->aggnulls);
+	sink_emit_window(op->sink, op->keyvals, op->keynulls, start, end,
+					 op->aggvals, op->aggnulls);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(op->scratch);
+}
+
+static void
+retract(WindowOperator *op, TimestampTz start)
+{
+	MemoryContext old = MemoryContextSwitchTo(op->scratch);
+
+	decode_group_key(&op->codec, op->gk.data, op->keyvals, op->keynulls);
+	sink_retract_window(op->sink, op->keyvals, op->keynulls, start);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(op->scratch);
+}
+
+/* floor((t - epoch) / step) * step + epoch, also for negative t */
+static TimestampTz
+align_down(TimestampTz t, int64 step)
+{
+	int64		rel = t - UNIX_EPOCH_TS;
+	int64		rem = rel % step;
+
+	if (rem < 0)
+		rem += step;
+	return t - rem;
+}
+
+static bool
+process_fixed(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+{
+	PipelineDef *def = op->def;
+	bool		accepted = false;
+
+	for (TimestampTz start = align_down(t, def->slide); start > t - def->size; start -= def->slide)
+	{
+		TimestampTz end = start + def->size;
+		WinState   *ws;
+
+		if (end + def->allowed_lateness <= wm)
+			continue;			/* this window is gone */
+
+		make_state_key(op, start);
+		ws = kstate_get(op->ks, op->skey.data, op->skey.len);
+		if (ws == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
+
+			ws = palloc(sizeof(WinState));
+			ws->fired = false;
+			ws->aggs = agg_states_new(op->aggs);
+			MemoryContextSwitchTo(old);
+			op->open++;
+			if (end > wm)
+				register_timer(op, end);
+		}
+		agg_advance(op->aggs, ws->aggs, event);
+		kstate_put(op->ks, op->skey.data, op->skey.len, ws);
+		accepted = true;
+
+		if (end <= wm)
+		{
+			/* Late but allowed: fire (again) with the new event. */
+			emit(op, start, end, ws->aggs);
+			if (!ws->fired)
+			{
+				ws->fired = true;
+				op->open--;
+				register_timer(op, end + def->allowed_lateness);
+			}
+		}
+	}
+	return accepted;
+}
+
+static bool
+process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+{
+	PipelineDef *def = op->def;
+	MemoryContext old;
+	SessionSet *set;
+	TimestampTz start = t;
+	TimestampTz end = t + def->gap;
+	Session		merged;
+	int			kept = 0;
+
+	make_state_key(op, 0);
+	set = kstate_get(op->ks, op->skey.data, op->skey.len);
+
+	/* The span of the new window merged with every session it touches. */
+	for (int i = 0; set && i < set->n; i++)
+	{
+		Session    *s = &set->s[i];
+
+		if (s->start <= end && s->end >= start)
+		{
+			start = Min(start, s->start);
+			end = Max(end, s->end);
+		}
+	}
+	if (end + def->allowed_lateness <= wm)
+		return false;
+
+	old = MemoryContextSwitchTo(kstate_memory(op->ks));
+	if (set == NULL)
+	{
+		set = palloc(sizeof(SessionSet));
+		set->n = 0;
+		set->cap = 4;
+		set->s = palloc(sizeof(Session) * set->cap);
+	}
+	merged.start = start;
+	merged.end = end;
+	merged.fired = false;
+	merged.aggs = agg_states_new(op->aggs);
+	for (int i = 0; i < set->n; i++)
+	{
+		Session    *s = &set->s[i];
+
+		if (s->start <= end && s->end >= start)
+		{
+			agg_combine(op->aggs, merged.aggs, s->aggs);
+			if (!s->fired)
+				op->open--;
+			else if (s->start != start)
+				retract(op, s->start);	/* its sink row has other bounds now */
+		}
+		else
+			set->s[kept++] = *s;
+	}
+	set->n = kept;
+	agg_advance(op->aggs, merged.aggs, event);
+	if (set->n == set->cap)
+	{
+		set->cap *= 2;
+		set->s = repalloc(set->s, sizeof(Session) * set->cap);
+	}
+	MemoryContextSwitchTo(old);
+
+	op->open++;
+	if (end <= wm)
+	{
+		emit(op, start, end, merged.aggs);
+		merged.fired = true;
+		op->open--;
+		register_timer(op, end + def->allowed_lateness);
+	}
+	else
+		register_timer(op, end);	/* firing registers the clean-up */
+	set->s[set->n++] = merged;
+	kstate_put(op->ks, op->skey.data, op->skey.len, set);
+	return true;
+}
+
+bool
+window_process(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+{
+	encode_group_key(&op->codec, event, &op->gk);
+	if (op->def->window_kind == WINDOW_SESSION)
+		return process_session(op, event, t, wm);
+	return process_fixed(op, event, t, wm);
+}
+
+/* A timer of a fixed window passed: fire it, or drop it after lateness. */
+static void
+fire_fixed(WindowOperator *op, TimestampTz wm)
+{
+	PipelineDef *def = op->def;
+	TimestampTz start = read_time(op->skey.data + op->skey.len - 8);
+	TimestampTz end = start + def->size;
+	WinState   *ws = kstate_get(op->ks, op->skey.data, op->skey.len);
+
+	if (ws == NULL)
+		return;
+	if (!ws->fired)
+	{
+		emit(op, start, end, ws->aggs);
+		ws->fired = true;
+		op->open--;
+		kstate_put(op->ks, op->skey.data, op->skey.len, ws);
+	}
+	if (end + def->allowed_lateness <= wm)
+		kstate_delete(op->ks, op->skey.data, op->skey.len);
+	else
+		register_timer(op, end + def->allowed_lateness);
+}
+
+static void
+fire_sessions(WindowOperator *op, TimestampTz wm)
+{
+	PipelineDef *def = op->def;
+	SessionSet *set = kstate_get(op->ks, op->skey.data, op->skey.len);
+	int			kept = 0;
+
+	if (set == NULL)
+		return;
+	for (int i = 0; i < set->n; i++)
+	{
+		Session    *s = &set->s[i];
+
+		if (s->end <= wm && !s->fired)
+		{
+			emit(op, s->start, s->end, s->aggs);
+			s->fired = true;
+			op->open--;
+			if (s->end + def->allowed_lateness > wm)
+				register_timer(op, s->end + def->allowed_lateness);
+		}
+		if (s->end + def->allowed_lateness > wm)
+			set->s[kept++] = *s;
+	}
+	set->n = kept;
+	if (kept == 0)
+		kstate_delete(op->ks, op->skey.data, op->skey.len);
+	else
+		kstate_put(op->ks, op->skey.data, op->skey.len, set);
+}
+
+void
+window_advance(WindowOperator *op, TimestampTz wm)
+{
+	StringInfoData lower,
+				upper;
+	StateIter  *it;
+	const char *key,
+			   *val;
+	size_t		klen,
+				vlen;
+	List	   *due = NIL;
+	ListCell   *lc;
+
+	if (wm == DT_NOBEGIN || wm < op->timer_floor)
+		return;
+
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+	appendBinaryStringInfo(&lower, TIMER_PREFIX, 2);
+	append_time(&lower, op->timer_floor);
+	appendBinaryStringInfo(&upper, TIMER_PREFIX, 2);
+	append_time(&upper, wm + 1);
+
+	/* Collect first: firing registers and deletes timers. */
+	it = state_iter_create(op->store, lower.data, lower.len, upper.data, upper.len);
+	while (state_iter_next(it, &key, &klen, &val, &vlen))
+	{
+		StringInfo	k = makeStringInfo();
+
+		appendBinaryStringInfo(k, key, klen);
+		due = lappend(due, k);
+	}
+	state_iter_destroy(it);
+
+	foreach(lc, due)
+	{
+		StringInfo	k = (StringInfo) lfirst(lc);
+		int			skeylen = k->len - 10;
+
+		resetStringInfo(&op->skey);
+		appendBinaryStringInfo(&op->skey, k->data + 10, skeylen);
+		/* The group key is the state key less key group (and start). */
+		resetStringInfo(&op->gk);
+		appendBinaryStringInfo(&op->gk, op->skey.data + 2,
+							   skeylen - 2 - (op->def->window_kind == WINDOW_SESSION ? 0 : 8));
+		if (op->def->window_kind == WINDOW_SESSION)
+			fire_sessions(op, wm);
+		else
+			fire_fixed(op, wm);
+		state_delete(op->store, k->data, k->len);
+		pfree(k->data);
+		pfree(k);
+	}
+	list_free(due);
+	pfree(lower.data);
+	pfree(upper.data);
+	op->timer_floor = wm + 1;
+}
+
+void
+window_maybe_flush(WindowOperator *op)
+{
+	if (kstate_full(op->ks))
+		window_flush(op);
+}
+
+void
+window_flush(WindowOperator *op)
+{
+	kstate_flush(op->ks);
+	state_put(op->store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1,
+			  (char *) &op->open, 8);
+}
+
+/* --- live reads -------------------------------------------------------- */
+
+void
+window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *arg)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink live",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	WindowOperator op;
+	StateIter  *it;
+	const char *key,
+			   *val;
+	size_t		klen,
+				vlen;
+	int			naggs;
+	Datum	   *keys = palloc(sizeof(Datum) * Max(def->nkeys, 1));
+	bool	   *keynulls = palloc(sizeof(bool) * Max(def->nkeys, 1));
+	Datum	   *values;
+	bool	   *nulls;
+
+	memset(&op, 0, sizeof(op));
+	op.def = def;
+	op.aggs = agg_spec_create(def->source.row_type, def->aggregates, cxt);
+	codec_init(&op.codec, def);
+	naggs = agg_count(op.aggs);
+	values = palloc(sizeof(Datum) * naggs);
+	nulls = palloc(sizeof(bool) * naggs);
+
+	it = state_iter_create(store, "\0\0", 2, "\xFF\xFE", 2);
+	while (state_iter_next(it, &key, &klen, &val, &vlen))
+	{
+		const char *p = decode_group_key(&op.codec, key + 2, keys, keynulls);
+
+		if (def->window_kind == WINDOW_SESSION)
+		{
+			SessionSet *set = winstate_deserialize(&op, val, vlen);
+
+			for (int i = 0; i < set->n; i++)
+			{
+				if (set->s[i].fired)
+					continue;
+				agg_final(op.aggs, set->s[i].aggs, values, nulls);
+				fn(arg, keys, keynulls, set->s[i].start, set->s[i].end, values, nulls);
+			}
+		}
+		else
+		{
+			WinState   *ws = winstate_deserialize(&op, val, vlen);
+			TimestampTz start = read_time(p);
+
+			if (ws->fired)
+				continue;
+			agg_final(op.aggs, ws->aggs, values, nulls);
+			fn(arg, keys, keynulls, start, start + def->size, values, nulls);
+		}
+	}
+	state_iter_destroy(it);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}

@@ -1,0 +1,68 @@
+/*-------------------------------------------------------------------------
+ *
+ * window.h
+ *	  Event-time windows (tumbling, hopping, session) with watermarks and
+ *	  allowed lateness, aggregating keyed events.
+ *
+ * Semantics follow Flink's WindowOperator with an event-time trigger:
+ *  - the watermark W says no more events older than W are expected;
+ *  - a window [start, end) fires when W >= end;
+ *  - its state is kept until W >= end + allowed_lateness, and an event for
+ *    a fired window within that time updates the window and fires it again
+ *    (the sink row is replaced);
+ *  - an event all of whose windows are past end + allowed_lateness is late.
+ *  - windows are aligned to the Unix epoch, as date_bin(size, t,
+ *    '1970-01-01') would align them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_WINDOW_H
+#define STREAMFLINK_WINDOW_H
+
+#include "catalog.h"
+#include "aggregate.h"
+#include "keyed_state.h"
+#include "sink.h"
+
+typedef struct WindowOperator WindowOperator;
+
+extern WindowOperator *window_create(PipelineDef *def, StateStore *store,
+									 Sink *sink, TupleDesc event_desc);
+
+/* The aggregates, to prepare the sink's statements. */
+extern AggSpec *window_aggregates(WindowOperator *op);
+
+/* Where fired windows go (set once, after window_create). */
+extern void window_set_sink(WindowOperator *op, Sink *sink);
+
+/*
+ * Add one event.  Returns false, changing nothing, if the event is late for
+ * all of its windows.
+ */
+extern bool window_process(WindowOperator *op, TupleTableSlot *event,
+						   TimestampTz event_time, TimestampTz watermark);
+
+/* Fire and clean up windows up to the watermark. */
+extern void window_advance(WindowOperator *op, TimestampTz watermark);
+
+/* Bound memory between events: flush the state cache when it is full. */
+extern void window_maybe_flush(WindowOperator *op);
+
+/* Write all state to the store (before a snapshot). */
+extern void window_flush(WindowOperator *op);
+
+/* Open windows, for the status view. */
+extern int64 window_open_count(WindowOperator *op);
+
+/*
+ * Reading open windows from a store (the worker's, or a secondary opened by
+ * a backend): calls 'fn' for each not yet fired window with its key
+ * values, bounds and final aggregate values.
+ */
+typedef void (*window_visit_fn) (void *arg, Datum *keys, bool *keynulls,
+								 TimestampTz start, TimestampTz end,
+								 Datum *values, bool *nulls);
+extern void window_scan_open(PipelineDef *def, StateStore *store,
+							 window_visit_fn fn, void *arg);
+
+#endif							/* STREAMFLINK_WINDOW_H */

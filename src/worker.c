@@ -1,0 +1,609 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The background worker that runs one pipeline.
+ *
+ * Start-up: resolve in-doubt transactions, restore state from the last
+ * completed checkpoint, seek Kafka to its positions.  Then, in a loop:
+ * take a batch of messages, decode them (bad ones to the dead-letter
+ * table), track per-partition watermarks, feed the window operator, fire
+ * windows the pipeline watermark passed, and checkpoint every
+ * checkpoint_interval.
+ *
+ * Everything the worker writes goes into its open epoch transaction (see
+ * checkpoint.h).  Any error ends the worker; the postmaster starts it again
+ * (bgw_restart_time) and it recovers from its last checkpoint, which is also
+ * what happens after a crash.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/twophase.h"
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "catalog.h"
+#include "checkpoint.h"
+#include "decode.h"
+#include "kafka_source.h"
+#include "sink.h"
+#include "state.h"
+#include "streamflink.h"
+#include "window.h"
+
+PGDLLEXPORT void streamflink_worker_main(Datum arg);
+
+#define META_WATERMARK_KEY "\xFF\xFEwatermark"
+#define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
+
+typedef struct PartitionState
+{
+	PartitionPosition pos;
+	TimestampTz last_message;	/* processing time, for idleness */
+} PartitionState;
+
+typedef struct Worker
+{
+	Oid			dboid;
+	PipelineDef *def;
+	WorkerSlot *slot;
+	char	   *dir;
+	StateStore *store;
+	KafkaSource *src;
+	Decoder    *decoder;
+	TupleDesc	event_desc;
+	TupleTableSlot *event;
+	Sink	   *sink;
+	WindowOperator *op;
+	int			nparts;
+	PartitionState *parts;
+	PartitionPosition *positions;	/* scratch for checkpoints */
+	TimestampTz watermark;
+	int64		checkpoint_id;	/* last completed */
+	EpochStats stats;		/* of the epoch in progress */
+	MemoryContext msg_cxt;
+	KafkaMessage *batch;
+	/* progress reporting */
+	int64		events_total;
+	int64		dead_total;
+	int64		late_total;
+	int64		rows_total;
+	TimestampTz rate_since;
+	int64		rate_events;
+} Worker;
+
+static volatile sig_atomic_t got_sigterm = false;
+static Worker *worker_for_exit = NULL;
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Close Kafka and RocksDB (their threads) before the process goes away. */
+static void
+worker_shmem_exit(int code, Datum arg)
+{
+	Worker	   *w = worker_for_exit;
+
+	if (w == NULL)
+		return;
+	if (w->src)
+		ksrc_destroy(w->src);
+	w->src = NULL;
+	if (w->store)
+		state_close(w->store);
+	w->store = NULL;
+	if (w->slot)
+		sf_release_slot(w->slot);
+	w->slot = NULL;
+}
+
+static bool
+stop_requested(Worker *w)
+{
+	bool		stop;
+
+	SpinLockAcquire(&w->slot->mutex);
+	stop = w->slot->stop_requested;
+	SpinLockRelease(&w->slot->mutex);
+	return stop;
+}
+
+/* Sleep on the latch, reacting to SIGTERM and config reloads. */
+static void
+worker_sleep(long ms)
+{
+	int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   ms, PG_WAIT_EXTENSION);
+
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+static void
+report_progress(Worker *w)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		lag = 0;
+	double		secs = (now - w->rate_since) / 1000000.0;
+
+	for (int p = 0; p < w->nparts; p++)
+	{
+		int64		high = ksrc_high_watermark(w->src, p);
+		int64		next = w->parts[p].pos.next_offset;
+
+		if (high < 0)
+		{
+			lag = -1;
+			break;
+		}
+		lag += Max(0, high - Max(next, 0));
+	}
+
+	SpinLockAcquire(&w->slot->mutex);
+	w->slot->events = w->events_total;
+	w->slot->dead_letters = w->dead_total;
+	w->slot->late_events = w->late_total;
+	w->slot->rows_emitted = w->rows_total;
+	w->slot->watermark = w->watermark;
+	w->slot->lag = lag;
+	w->slot->state_keys = window_open_count(w->op);
+	w->slot->last_checkpoint = w->checkpoint_id;
+	if (secs >= 1.0)
+	{
+		w->slot->events_per_second = w->rate_events / secs;
+		w->rate_events = 0;
+		w->rate_since = now;
+	}
+	SpinLockRelease(&w->slot->mutex);
+}
+
+/*
+ * Pipeline watermark: the minimum over partitions of max event time less
+ * the allowed out-of-orderness.  A partition with no message for the
+ * source's idle timeout does not hold it back.  Never moves backwards.
+ */
+static TimestampTz
+compute_watermark(Worker *w, TimestampTz now)
+{
+	TimestampTz wm = DT_NOEND;
+	bool		any = false;
+
+	for (int p = 0; p < w->nparts; p++)
+	{
+		PartitionState *ps = &w->parts[p];
+
+		if (w->def->source.idle_timeout > 0 &&
+			now - ps->last_message >= w->def->source.idle_timeout)
+			continue;
+		any = true;
+		if (ps->pos.max_event_time == DT_NOBEGIN)
+			return w->watermark;
+		wm = Min(wm, ps->pos.max_event_time - w->def->source.max_out_of_orderness);
+	}
+	if (!any)
+		return w->watermark;
+	return Max(wm, w->watermark);
+}
+
+static TimestampTz
+event_time(Worker *w, KafkaMessage *msg, const char **error)
+{
+	int			attno = w->def->source.event_time_attno;
+
+	if (attno < 0)
+	{
+		if (msg->timestamp_ms < 0)
+		{
+			*error = "message has no Kafka timestamp";
+			return DT_NOBEGIN;
+		}
+		return UNIX_EPOCH_TS + msg->timestamp_ms * 1000;
+	}
+	if (w->event->tts_isnull[attno])
+	{
+		*error = "event time is NULL";
+		return DT_NOBEGIN;
+	}
+	/* timestamp without time zone is taken as UTC */
+	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w->event->tts_values[attno])))
+	{
+		*error = "event time is not finite";
+		return DT_NOBEGIN;
+	}
+	return DatumGetTimestampTz(w->event->tts_values[attno]);
+}
+
+static void
+process_message(Worker *w, KafkaMessage *msg)
+{
+	PartitionState *ps = &w->parts[msg->partition];
+	char	   *error = NULL;
+	const char *terror = NULL;
+	TimestampTz t;
+
+	w->events_total++;
+	w->rate_events++;
+	w->stats.events++;
+	ps->pos.next_offset = msg->offset + 1;
+
+	ExecClearTuple(w->event);
+	if (msg->payload == NULL)
+		error = "message has no value";
+	else if (!decode_message(w->decoder, msg->payload, msg->len,
+							 w->event->tts_values, w->event->tts_isnull, &error))
+		 /* error set */ ;
+	if (error == NULL)
+	{
+		ExecStoreVirtualTuple(w->event);
+		t = event_time(w, msg, &terror);
+		if (terror)
+			error = (char *) terror;
+	}
+	if (error)
+	{
+		sink_dead_letter(w->sink, msg->partition, msg->offset, msg->payload, msg->len, error);
+		w->dead_total++;
+		return;
+	}
+
+	if (t > ps->pos.max_event_time || ps->pos.max_event_time == DT_NOBEGIN)
+		ps->pos.max_event_time = t;
+
+	if (!window_process(w->op, w->event, t, w->watermark))
+	{
+		char	   *reason = psprintf("event time %s is more than the allowed lateness behind the watermark %s",
+									  timestamptz_to_str(t), timestamptz_to_str(w->watermark));
+
+		sink_late_event(w->sink, msg->partition, msg->offset, t, w->watermark,
+						msg->payload, msg->len, reason);
+		w->late_total++;
+	}
+}
+
+static void
+take_checkpoint(Worker *w)
+{
+	int64		id = w->checkpoint_id + 1;
+	char	   *snap = checkpoint_snapshot_dir(w->dir, id);
+	char	   *prev = w->checkpoint_id > 0 ? checkpoint_snapshot_dir(w->dir, w->checkpoint_id) : NULL;
+	TimestampTz wm = w->watermark;
+
+	/* State first: everything up to the current positions. */
+	window_flush(w->op);
+	state_put(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1,
+			  (char *) &wm, sizeof(wm));
+	w->stats.state_bytes = state_checkpoint(w->store, snap);
+	w->stats.new_state_bytes = state_checkpoint_incremental_bytes(snap, prev);
+	w->stats.rows_emitted = sink_take_row_count(w->sink);
+	w->rows_total += w->stats.rows_emitted;
+
+	for (int p = 0; p < w->nparts; p++)
+		w->positions[p] = w->parts[p].pos;
+	checkpoint_complete(w->dboid, w->def, id, w->nparts, w->positions, &w->stats);
+	w->checkpoint_id = id;
+
+	/* Keep the previous snapshot too, in case this one is damaged. */
+	checkpoint_prune(w->dir, id - 1);
+
+	SpinLockAcquire(&w->slot->mutex);
+	w->slot->last_checkpoint = id;
+	w->slot->last_checkpoint_at = GetCurrentTimestamp();
+	w->slot->error[0] = '\0';
+	SpinLockRelease(&w->slot->mutex);
+
+	memset(&w->stats, 0, sizeof(w->stats));
+	w->stats.started = GetCurrentTimestamp();
+}
+
+/* Wait until the broker answers; report why not in the status view. */
+static int
+wait_for_partitions(Worker *w)
+{
+	for (;;)
+	{
+		char	   *err = NULL;
+		int			n = ksrc_partition_count(w->src, 5000, &err);
+
+		ksrc_poll_events(w->src);
+		if (n > 0)
+			return n;
+		sf_slot_set_status(w->slot, "waiting for broker", err);
+		ereport(LOG,
+				(errmsg("streamflink pipeline \"%s\": %s", w->def->name, err ? err : "no partitions")));
+		if (got_sigterm)
+			proc_exit(stop_requested(w) ? 0 : 1);
+		worker_sleep(5000);
+	}
+}
+
+static void
+worker_startup(Worker *w)
+{
+	TypeCacheEntry *tce;
+	char	  **names;
+	Oid		   *types;
+	int32	   *typmods;
+	StringInfoData buf;
+	TimestampTz saved_wm = DT_NOBEGIN;
+	PartitionPosition *pos;
+
+	/* Prepared transactions of a crashed run first: they hold locks. */
+	sf_slot_set_status(w->slot, "recovering", NULL);
+	checkpoint_resolve_in_doubt(w->dboid, w->def->id);
+
+	w->dir = sf_pipeline_dir(w->dboid, w->def->id);
+	w->src = ksrc_create(w->def->source.brokers, w->def->source.topic,
+						 psprintf("streamflink-%u-%d", w->dboid, w->def->id),
+						 w->def->source.options);
+	w->nparts = wait_for_partitions(w);
+	sf_slot_set_status(w->slot, "recovering", NULL);
+
+	StartTransactionCommand();
+	pos = MemoryContextAlloc(TopMemoryContext, sizeof(PartitionPosition) * w->nparts);
+	w->checkpoint_id = checkpoint_last(w->def->id, w->nparts, pos);
+	CommitTransactionCommand();
+
+	checkpoint_restore_state(w->dir, w->checkpoint_id);
+	w->store = state_open(checkpoint_db_dir(w->dir));
+	initStringInfo(&buf);
+	if (state_get(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1, &buf) &&
+		buf.len == sizeof(TimestampTz))
+		memcpy(&saved_wm, buf.data, sizeof(TimestampTz));
+	pfree(buf.data);
+
+	w->parts = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState) * w->nparts);
+	w->positions = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionPosition) * w->nparts);
+	{
+		int64	   *offsets = palloc(sizeof(int64) * w->nparts);
+		TimestampTz now = GetCurrentTimestamp();
+
+		for (int p = 0; p < w->nparts; p++)
+		{
+			w->parts[p].pos = pos[p];
+			w->parts[p].last_message = now;
+			offsets[p] = pos[p].next_offset >= 0 ? pos[p].next_offset : KSRC_OFFSET_BEGINNING;
+		}
+		ksrc_assign(w->src, w->nparts, offsets);
+	}
+	w->watermark = saved_wm;
+
+	/* Decoder, operator and sink, over the source's row type. */
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		tce = lookup_type_cache(w->def->source.row_type, TYPECACHE_TUPDESC);
+		w->event_desc = CreateTupleDescCopy(tce->tupDesc);
+		names = palloc(sizeof(char *) * w->event_desc->natts);
+		types = palloc(sizeof(Oid) * w->event_desc->natts);
+		typmods = palloc(sizeof(int32) * w->event_desc->natts);
+		for (int i = 0; i < w->event_desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(w->event_desc, i);
+
+			names[i] = pstrdup(NameStr(att->attname));
+			types[i] = att->atttypid;
+			typmods[i] = att->atttypmod;
+		}
+		w->decoder = decoder_create(decode_format_from_name(w->def->source.format),
+									w->event_desc->natts, names, types, typmods);
+		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
+		w->op = window_create(w->def, w->store, NULL, w->event_desc);
+		w->sink = sink_create(w->def, window_aggregates(w->op), w->event_desc);
+		window_set_sink(w->op, w->sink);
+		w->batch = palloc(sizeof(KafkaMessage) * Max(sf_batch_size, 1));
+		w->msg_cxt = AllocSetContextCreate(TopMemoryContext, "streamflink message",
+										   ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSwitchTo(old);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	ereport(LOG,
+			(errmsg("streamflink pipeline \"%s\" started from checkpoint " INT64_FORMAT " on %d partitions",
+					w->def->name, w->checkpoint_id, w->nparts)));
+}
+
+static void
+worker_loop(Worker *w)
+{
+	TimestampTz next_checkpoint;
+	TimestampTz last_report = 0;
+
+	w->rate_since = GetCurrentTimestamp();
+	memset(&w->stats, 0, sizeof(w->stats));
+	w->stats.started = GetCurrentTimestamp();
+	next_checkpoint = w->stats.started + w->def->checkpoint_interval;
+	sf_slot_set_status(w->slot, "running", NULL);
+	checkpoint_begin_epoch();
+
+	for (;;)
+	{
+		char	   *err = NULL;
+		int			n;
+		TimestampTz now;
+		TimestampTz wm;
+
+		CHECK_FOR_INTERRUPTS();
+		if (got_sigterm)
+		{
+			if (stop_requested(w))
+			{
+				/* A requested stop ends with a checkpoint: nothing is left behind. */
+				if (w->stats.events > 0)
+					take_checkpoint(w);
+				AbortOutOfAnyTransaction();
+				ereport(LOG, (errmsg("streamflink pipeline \"%s\" stopped", w->def->name)));
+				proc_exit(0);
+			}
+			proc_exit(1);
+		}
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		n = ksrc_consume(w->src, w->batch, Min(sf_batch_size, 1000000), 100, &err);
+		ksrc_poll_events(w->src);
+		if (n < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("streamflink pipeline \"%s\": %s", w->def->name, err)));
+		now = GetCurrentTimestamp();
+
+		if (n > 0)
+		{
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			for (int i = 0; i < n; i++)
+			{
+				MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
+
+				w->parts[w->batch[i].partition].last_message = now;
+				process_message(w, &w->batch[i]);
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(w->msg_cxt);
+				window_maybe_flush(w->op);
+			}
+			PopActiveSnapshot();
+			SPI_finish();
+			CommitTransactionCommand();
+		}
+
+		wm = compute_watermark(w, now);
+		if (wm > w->watermark)
+		{
+			w->watermark = wm;
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			window_advance(w->op, wm);
+			PopActiveSnapshot();
+			SPI_finish();
+			CommitTransactionCommand();
+		}
+
+		if (now >= next_checkpoint)
+		{
+			if (w->stats.events > 0)
+				take_checkpoint(w);
+			next_checkpoint = now + w->def->checkpoint_interval;
+		}
+		if (now - last_report >= 200 * 1000)
+		{
+			report_progress(w);
+			last_report = now;
+		}
+	}
+}
+
+void
+streamflink_worker_main(Datum arg)
+{
+	int32		pipeline_id = DatumGetInt32(arg);
+	Worker	   *w;
+	Oid			dboid;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+
+	/*
+	 * Our SIGTERM handler only sets a flag: the loop then decides between a
+	 * requested stop (exit 0, not restarted) and anything else.
+	 */
+	pqsignal(SIGTERM, worker_sigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	w = MemoryContextAllocZero(TopMemoryContext, sizeof(Worker));
+	w->dboid = dboid;
+	w->slot = sf_claim_slot(dboid, pipeline_id);
+	if (w->slot == NULL)
+	{
+		ereport(LOG,
+				(errmsg("streamflink pipeline %d already has a worker", pipeline_id)));
+		proc_exit(0);
+	}
+	worker_for_exit = w;
+	before_shmem_exit(worker_shmem_exit, (Datum) 0);
+
+	StartTransactionCommand();
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		w->def = catalog_load_pipeline(pipeline_id, NULL);
+		MemoryContextSwitchTo(old);
+	}
+	CommitTransactionCommand();
+	if (w->def == NULL || !w->def->running)
+		proc_exit(0);			/* dropped or stopped meanwhile */
+	pgstat_report_appname(psprintf("streamflink %s", w->def->name));
+
+	if (max_prepared_xacts <= 0)
+	{
+		/* Not a crash loop: say why and wait to be stopped. */
+		sf_slot_set_status(w->slot, "failed",
+						   "max_prepared_transactions is 0; set it above 0 and restart the server");
+		for (;;)
+		{
+			worker_sleep(10000);
+			if (got_sigterm)
+				proc_exit(0);
+		}
+	}
+
+	PG_TRY();
+	{
+		worker_startup(w);
+		worker_loop(w);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* Show the error in streamflink.pipelines, then restart. */
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		sf_slot_set_status(w->slot, "failed", edata->message);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		if (!got_sigterm)
+			worker_sleep(5000);
+		proc_exit(stop_requested(w) ? 0 : 1);
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,527 @@
+# shellcheck shell=bash
+#
+# test/lib.sh: helpers shared by streamflink's test, benchmark and demo
+# scripts.  Source it from bash (works under `set -euo pipefail`):
+#
+#     . "$(dirname "$0")/lib.sh"
+#     sf_cleanup_trap                 # stop servers/brokers on any exit
+#     sf_install_deps; sf_build
+#     addr=$(sf_broker_start "$work" events:4 --missing-topic nope)
+#     sf_pg_start "$work/pg" 55432 "streamflink.some_guc = 1"
+#     sf_psql "$work/pg" 55432 -c 'CREATE EXTENSION streamflink'
+#
+# Functions (details above each definition):
+#   sf_install_deps                 apt-get the build/test dependencies (root)
+#   sf_build                        make, make install, make test-programs
+#   sf_user                         echo the OS user that runs Postgres
+#   sf_as_user CMD...               run CMD as that user
+#   sf_pg_start DIR PORT [LINE...]  initdb if needed, configure, start
+#   sf_pg_stop DIR [MODE]           pg_ctl stop (fast|smart|immediate)
+#   sf_pg_restart DIR [MODE]        stop with MODE, start again
+#   sf_pg_running DIR               status 0 if the server of DIR is up
+#   sf_psql DIR PORT [PSQL ARGS...] psql -X -v ON_ERROR_STOP=1 to DIR's server
+#   sf_broker_start WORKDIR SPEC... start test/mock_broker, echo its address
+#   sf_broker_stop WORKDIR          stop it
+#   sf_cleanup_trap                 on EXIT/INT/TERM/HUP: stop what was started
+#   sf_cleanup_add_path PATH        also rm -rf PATH at exit (unless SF_KEEP=1)
+#
+# Environment knobs:
+#   SF_PG_CONFIG   pg_config to build and run with
+#                  (default /usr/lib/postgresql/15/bin/pg_config)
+#   SF_PRELOAD     shared_preload_libraries value written by sf_pg_start
+#                  (default 'streamflink'; set it to '' for a server without
+#                  the extension)
+#   SF_USER_NAME   unprivileged user created when running as root
+#                  (default streamflink)
+#   SF_KEEP=1      sf_cleanup_trap leaves servers, brokers and paths alone
+#                  (for debugging a failed run)
+#   SF_BROKER_WATCH=0  do not tie the broker's life to this script's PID
+#
+# Postgres refuses to run as root: as root, the server, initdb and pg_ctl run
+# as SF_USER_NAME through runuser; as any other user they run directly.  The
+# data directory is also the Unix socket directory, so keep its path short
+# (the socket path must fit in 107 bytes).
+
+SF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SF_PG_CONFIG=${SF_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+SF_USER_NAME=${SF_USER_NAME:-streamflink}
+
+_sf_die() {
+    echo "streamflink test: $*" >&2
+    return 1
+}
+
+_sf_is_root() {
+    [ "$(id -u)" -eq 0 ]
+}
+
+# Absolute form of a path that may not exist yet (no symlink resolution
+# beyond what realpath -m does).
+_sf_abspath() {
+    realpath -m -- "$1"
+}
+
+_sf_pgbin() {
+    local bindir
+    if [ -x "$SF_PG_CONFIG" ]; then
+        bindir=$("$SF_PG_CONFIG" --bindir)
+    else
+        bindir=/usr/lib/postgresql/15/bin
+    fi
+    echo "$bindir"
+}
+
+# ---------------------------------------------------------------------------
+# sf_install_deps
+#   Installs whatever is missing of: postgresql-15 postgresql-server-dev-15
+#   librdkafka-dev librocksdb-dev kcat make gcc python3 (apt-get update +
+#   install --no-install-recommends).  postgresql-15 and
+#   postgresql-server-dev-15 are installed/upgraded together when the server
+#   is older than the headers, so the module is never built against newer
+#   headers than the server that loads it.  Silent when all is present.
+#   Needs root when something is missing.
+# ---------------------------------------------------------------------------
+sf_install_deps() {
+    local pkgs=(postgresql-15 postgresql-server-dev-15 librdkafka-dev
+                librocksdb-dev kcat make gcc python3)
+    local missing=() p status srv dev
+
+    for p in "${pkgs[@]}"; do
+        status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        if [ "$status" != "install ok installed" ]; then
+            missing+=("$p")
+        fi
+    done
+
+    srv=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+    dev=$(dpkg-query -W -f='${Version}' postgresql-server-dev-15 2>/dev/null || true)
+    if [ -n "$srv" ] && [ -n "$dev" ] &&
+       dpkg --compare-versions "$srv" lt "$dev"; then
+        echo "streamflink test: postgresql-15 $srv is older than" \
+             "postgresql-server-dev-15 $dev: upgrading both" >&2
+        missing+=(postgresql-15 postgresql-server-dev-15)
+    fi
+
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    # The server and its headers always go together.
+    case " ${missing[*]} " in
+        *" postgresql-15 "* | *" postgresql-server-dev-15 "*)
+            missing+=(postgresql-15 postgresql-server-dev-15) ;;
+    esac
+    # De-duplicate.
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+    if ! _sf_is_root; then
+        _sf_die "missing packages: ${missing[*]}; run as root or:" \
+                "apt-get install ${missing[*]}"
+        return 1
+    fi
+    echo "streamflink test: installing ${missing[*]}" >&2
+    apt-get update -qq >&2 || return 1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >&2 || return 1
+}
+
+# ---------------------------------------------------------------------------
+# sf_build
+#   From the repository root: make, make install, make test-programs, all
+#   against SF_PG_CONFIG.  make install writes into the Postgres installation
+#   (root, or a writable installation, is needed).
+# ---------------------------------------------------------------------------
+sf_build() {
+    local jobs
+    jobs=$(nproc 2>/dev/null || echo 2)
+    (
+        cd "$SF_ROOT" &&
+        make -s -j"$jobs" PG_CONFIG="$SF_PG_CONFIG" &&
+        make -s install PG_CONFIG="$SF_PG_CONFIG" &&
+        make -s -j"$jobs" test-programs PG_CONFIG="$SF_PG_CONFIG"
+    )
+}
+
+# ---------------------------------------------------------------------------
+# sf_user
+#   Echoes the OS user that runs Postgres.  As root: SF_USER_NAME
+#   (streamflink), created if needed as a system user with a home directory.
+#   Otherwise: the current user.  This is also the name of the database
+#   superuser initdb creates.
+# ---------------------------------------------------------------------------
+sf_user() {
+    if ! _sf_is_root; then
+        id -un
+        return 0
+    fi
+    if ! id -u "$SF_USER_NAME" >/dev/null 2>&1; then
+        useradd --system --create-home --shell /bin/bash "$SF_USER_NAME" ||
+            { _sf_die "cannot create user $SF_USER_NAME"; return 1; }
+    fi
+    echo "$SF_USER_NAME"
+}
+
+# ---------------------------------------------------------------------------
+# sf_as_user CMD [ARGS...]
+#   Runs CMD as sf_user: through `runuser -u USER --` as root (environment
+#   kept, stdin/stdout/stderr passed through), directly otherwise.  When the
+#   current directory is not accessible to that user (e.g. /root), the
+#   command runs in / instead, so give it absolute paths.
+# ---------------------------------------------------------------------------
+sf_as_user() {
+    if ! _sf_is_root; then
+        "$@"
+        return
+    fi
+    local u
+    u=$(sf_user) || return 1
+    # Cache whether the user can use the current directory (one check per
+    # directory, not per command).
+    if [ "${_SF_CWD_CHECKED:-}" != "$PWD" ]; then
+        if runuser -u "$u" -- test -r . -a -x . 2>/dev/null; then
+            _SF_CWD_OK=1
+        else
+            _SF_CWD_OK=0
+        fi
+        _SF_CWD_CHECKED=$PWD
+    fi
+    if [ "$_SF_CWD_OK" = 1 ]; then
+        runuser -u "$u" -- "$@"
+    else
+        (cd / && runuser -u "$u" -- "$@")
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# sf_pg_start DIR PORT [EXTRA_CONF_LINE...]
+#   Starts a throwaway Postgres 15 server with data directory DIR (made
+#   absolute), listening on 127.0.0.1:PORT and on a Unix socket in DIR.
+#   If DIR holds no PG_VERSION it is created (owned by sf_user, mode 0700;
+#   its parent too, if that did not exist) and initdb'ed: -A trust, -E UTF8, --locale=C, --no-sync; the database
+#   superuser is sf_user.  The settings below go to DIR/streamflink_test.conf
+#   (rewritten on every call, included last from postgresql.conf):
+#     port, listen_addresses='127.0.0.1', unix_socket_directories=DIR,
+#     shared_preload_libraries=$SF_PRELOAD (default 'streamflink'),
+#     max_prepared_transactions=64, max_worker_processes=32,
+#     fsync=off (the faults tested are process crashes and immediate
+#     shutdowns, which fsync does not matter for; never an OS crash),
+#     logging_collector=off, log_line_prefix with time and pid,
+#   then each EXTRA_CONF_LINE verbatim (later lines win).  The server log is
+#   DIR/server.log (appended).  Fails, showing the log's tail, if the server
+#   does not come up within 60 s.  Registered with sf_cleanup_trap.
+# ---------------------------------------------------------------------------
+sf_pg_start() {
+    [ $# -ge 2 ] || { _sf_die "usage: sf_pg_start DIR PORT [CONF_LINE...]"; return 1; }
+    local dir port u bin out line preload parent
+    dir=$(_sf_abspath "$1")
+    port=$2
+    shift 2
+    [[ "$port" =~ ^[0-9]+$ ]] || { _sf_die "sf_pg_start: bad port '$port'"; return 1; }
+    # sun_path holds 108 bytes: DIR/.s.PGSQL.PORT plus the terminating NUL.
+    if [ $(( ${#dir} + 11 + ${#port} )) -gt 107 ]; then
+        _sf_die "sf_pg_start: data directory path too long for a Unix socket: $dir"
+        return 1
+    fi
+    u=$(sf_user) || return 1
+    bin=$(_sf_pgbin)
+    preload=${SF_PRELOAD-streamflink}
+
+    if sf_pg_running "$dir"; then
+        _sf_die "sf_pg_start: a server is already running in $dir"
+        return 1
+    fi
+
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        parent=$(dirname "$dir")
+        if [ ! -d "$parent" ]; then
+            # A parent we create belongs to the user too (room for sibling
+            # files such as dumps or state directories).
+            mkdir -p "$parent" || return 1
+            if _sf_is_root; then
+                chown "$u:" "$parent" || return 1
+            fi
+        fi
+        mkdir -p "$dir" || return 1
+        if _sf_is_root; then
+            chown "$u:" "$dir" || return 1
+        fi
+        chmod 700 "$dir" || return 1
+        if ! sf_as_user test -w "$dir" -a -x "$dir"; then
+            _sf_die "sf_pg_start: user $u cannot write $dir (is a parent" \
+                    "directory closed to it, e.g. /root?)"
+            return 1
+        fi
+        if ! out=$(sf_as_user "$bin/initdb" -D "$dir" -A trust -E UTF8 \
+                       --locale=C --no-sync -U "$u" 2>&1); then
+            echo "$out" >&2
+            _sf_die "sf_pg_start: initdb failed in $dir"
+            return 1
+        fi
+    fi
+
+    # Our settings live in their own file, rewritten on each start and
+    # included at the end of postgresql.conf (only ALTER SYSTEM overrides it).
+    {
+        echo "# written by test/lib.sh sf_pg_start; rewritten on every start"
+        echo "port = $port"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '$dir'"
+        echo "shared_preload_libraries = '$preload'"
+        echo "max_prepared_transactions = 64"
+        echo "max_worker_processes = 32"
+        echo "fsync = off"
+        echo "logging_collector = off"
+        echo "log_line_prefix = '%m [%p] %q%a '"
+        for line in "$@"; do
+            echo "$line"
+        done
+    } | sf_as_user tee "$dir/streamflink_test.conf" >/dev/null || return 1
+    if ! grep -qx "include = 'streamflink_test.conf'" "$dir/postgresql.conf"; then
+        echo "include = 'streamflink_test.conf'" |
+            sf_as_user tee -a "$dir/postgresql.conf" >/dev/null || return 1
+    fi
+
+    _sf_register pg "$dir"
+    _sf_pg_ctl_start "$dir"
+}
+
+# pg_ctl start for an already configured DIR; shows the log tail on failure.
+_sf_pg_ctl_start() {
+    local dir=$1 bin
+    bin=$(_sf_pgbin)
+    if ! sf_as_user "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+             start >/dev/null; then
+        echo "--- tail of $dir/server.log ---" >&2
+        tail -n 30 "$dir/server.log" >&2 || true
+        _sf_die "cannot start Postgres in $dir"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# sf_pg_running DIR
+#   Status 0 when a postmaster serves DIR (pg_ctl status).
+# ---------------------------------------------------------------------------
+sf_pg_running() {
+    local dir bin
+    dir=$(_sf_abspath "$1")
+    [ -f "$dir/postmaster.pid" ] || return 1
+    bin=$(_sf_pgbin)
+    sf_as_user "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------------------
+# sf_pg_stop DIR [MODE]
+#   Stops the server of DIR with pg_ctl -m MODE (fast by default; smart,
+#   fast or immediate), waiting up to 60 s.  No-op when it is not running.
+# ---------------------------------------------------------------------------
+sf_pg_stop() {
+    [ $# -ge 1 ] || { _sf_die "usage: sf_pg_stop DIR [MODE]"; return 1; }
+    local dir mode=${2:-fast} bin
+    dir=$(_sf_abspath "$1")
+    case $mode in
+        smart | fast | immediate) ;;
+        *) _sf_die "sf_pg_stop: bad mode '$mode'"; return 1 ;;
+    esac
+    sf_pg_running "$dir" || return 0
+    bin=$(_sf_pgbin)
+    sf_as_user "$bin/pg_ctl" -D "$dir" -m "$mode" -w -t 60 stop >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# sf_pg_restart DIR [MODE]
+#   sf_pg_stop DIR MODE, then start the server again with the configuration
+#   already in DIR (after an immediate stop, Postgres runs crash recovery).
+# ---------------------------------------------------------------------------
+sf_pg_restart() {
+    [ $# -ge 1 ] || { _sf_die "usage: sf_pg_restart DIR [MODE]"; return 1; }
+    local dir
+    dir=$(_sf_abspath "$1")
+    [ -f "$dir/PG_VERSION" ] || { _sf_die "sf_pg_restart: no cluster in $dir"; return 1; }
+    sf_pg_stop "$dir" "${2:-fast}" || return 1
+    _sf_pg_ctl_start "$dir"
+}
+
+# ---------------------------------------------------------------------------
+# sf_psql DIR PORT [PSQL ARGS...]
+#   psql -X -v ON_ERROR_STOP=1 -h DIR -p PORT -U <sf_user> -d postgres ARGS.
+#   Pick another database with -d DB (a later -d wins; a bare positional
+#   database name would be taken as the user name).  Runs as the calling OS
+#   user: authentication is trust.
+# ---------------------------------------------------------------------------
+sf_psql() {
+    [ $# -ge 2 ] || { _sf_die "usage: sf_psql DIR PORT [PSQL ARGS...]"; return 1; }
+    local dir port u bin
+    dir=$(_sf_abspath "$1")
+    port=$2
+    shift 2
+    u=$(sf_user) || return 1
+    bin=$(_sf_pgbin)
+    "$bin/psql" -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U "$u" \
+        -d postgres "$@"
+}
+
+# ---------------------------------------------------------------------------
+# sf_broker_start WORKDIR SPEC...
+#   Starts test/mock_broker in the background and echoes its bootstrap
+#   address.  Each SPEC is a topic "NAME:PARTITIONS", or one of the
+#   broker's options with its value: --brokers N, --missing-topic NAME,
+#   --topic NAME:PARTITIONS.  Files (WORKDIR made absolute and created):
+#   WORKDIR/broker.addr (address), WORKDIR/broker.pid, WORKDIR/broker.log.
+#   The broker exits by itself when this script's shell ($$) is gone, unless
+#   SF_BROKER_WATCH=0.  Safe inside $(...): the broker's output goes to the
+#   log, not to the substitution's pipe.  Registered with sf_cleanup_trap.
+#   Its data lives in memory only: keep it up across Postgres restarts.
+# ---------------------------------------------------------------------------
+sf_broker_start() {
+    [ $# -ge 1 ] || { _sf_die "usage: sf_broker_start WORKDIR SPEC..."; return 1; }
+    local work args=() pid i
+    work=$(_sf_abspath "$1")
+    shift
+    mkdir -p "$work" || return 1
+    [ -x "$SF_ROOT/test/mock_broker" ] ||
+        { _sf_die "$SF_ROOT/test/mock_broker not built (make test-programs)"; return 1; }
+    if [ -f "$work/broker.pid" ] && _sf_broker_alive "$(cat "$work/broker.pid")"; then
+        _sf_die "sf_broker_start: a broker is already running for $work"
+        return 1
+    fi
+
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --brokers | --missing-topic | --topic)
+                [ $# -ge 2 ] || { _sf_die "sf_broker_start: $1 needs a value"; return 1; }
+                args+=("$1" "$2")
+                shift 2 ;;
+            -*)
+                _sf_die "sf_broker_start: unknown option $1"
+                return 1 ;;
+            *)
+                args+=(--topic "$1")
+                shift ;;
+        esac
+    done
+    if [ "${SF_BROKER_WATCH:-1}" != 0 ]; then
+        args+=(--watch-pid "$$")
+    fi
+
+    rm -f "$work/broker.addr"
+    "$SF_ROOT/test/mock_broker" "${args[@]}" --addr-file "$work/broker.addr" \
+        </dev/null >>"$work/broker.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$work/broker.pid"
+    _sf_register broker "$work"
+
+    for ((i = 0; i < 200; i++)); do
+        if [ -s "$work/broker.addr" ]; then
+            cat "$work/broker.addr"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.05
+    done
+    echo "--- $work/broker.log ---" >&2
+    tail -n 20 "$work/broker.log" >&2 || true
+    sf_broker_stop "$work" || true
+    _sf_die "mock broker did not start"
+    return 1
+}
+
+# Status 0 if PID is alive and is a mock_broker (guards against PID reuse).
+_sf_broker_alive() {
+    local pid=$1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'mock_broker'
+}
+
+# ---------------------------------------------------------------------------
+# sf_broker_stop WORKDIR
+#   SIGTERM to the broker recorded in WORKDIR/broker.pid, SIGKILL after 10 s;
+#   removes broker.pid and broker.addr.  No-op when it is not running.
+# ---------------------------------------------------------------------------
+sf_broker_stop() {
+    [ $# -ge 1 ] || { _sf_die "usage: sf_broker_stop WORKDIR"; return 1; }
+    local work pid i
+    work=$(_sf_abspath "$1")
+    [ -f "$work/broker.pid" ] || return 0
+    pid=$(cat "$work/broker.pid")
+    if _sf_broker_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 200; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "streamflink test: broker $pid ignored SIGTERM, killing" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    # Reap it if it is our child (harmless otherwise).
+    wait "$pid" 2>/dev/null || true
+    rm -f "$work/broker.pid" "$work/broker.addr"
+}
+
+# ---------------------------------------------------------------------------
+# Cleanup.
+#   sf_cleanup_trap installs an EXIT trap (INT, TERM and HUP exit through
+#   it) that stops every server started by sf_pg_start (fast, falling back to
+#   immediate) and every broker started by sf_broker_start in this script,
+#   then removes the paths given to sf_cleanup_add_path; the script's exit
+#   status is kept.  The record is a file, so starts done inside $(...)
+#   subshells are seen too.  SF_KEEP=1 keeps everything running, for
+#   debugging.  Call it once, before starting anything; it replaces an
+#   existing EXIT trap.
+# ---------------------------------------------------------------------------
+sf_cleanup_trap() {
+    _SF_REGISTRY=$(mktemp "${TMPDIR:-/tmp}/streamflink-cleanup.XXXXXX") || return 1
+    export _SF_REGISTRY
+    trap _sf_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+}
+
+sf_cleanup_add_path() {
+    _sf_register path "$(_sf_abspath "$1")"
+}
+
+_sf_register() {
+    if [ -n "${_SF_REGISTRY:-}" ] && [ -f "$_SF_REGISTRY" ]; then
+        printf '%s %s\n' "$1" "$2" >>"$_SF_REGISTRY"
+    fi
+}
+
+_sf_cleanup() {
+    local rc=$? kind path
+    set +e
+    trap - EXIT INT TERM HUP
+    if [ -z "${_SF_REGISTRY:-}" ] || [ ! -f "$_SF_REGISTRY" ]; then
+        return "$rc"
+    fi
+    if [ "${SF_KEEP:-0}" = 1 ]; then
+        echo "streamflink test: SF_KEEP=1, leaving running:" >&2
+        sed 's/^/  /' "$_SF_REGISTRY" >&2
+        rm -f "$_SF_REGISTRY"
+        return "$rc"
+    fi
+    # Servers first (they may be connected to the broker), then brokers,
+    # then paths; each registered item once, newest first.
+    for kind in pg broker path; do
+        while read -r path; do
+            case $kind in
+                pg)
+                    if ! sf_pg_stop "$path" fast 2>/dev/null; then
+                        sf_pg_stop "$path" immediate
+                    fi ;;
+                broker)
+                    sf_broker_stop "$path" ;;
+                path)
+                    rm -rf -- "$path" ;;
+            esac
+        done < <(awk -v k="$kind" '$1 == k { sub(/^[^ ]+ /, ""); print }' \
+                     "$_SF_REGISTRY" | tac | awk '!seen[$0]++')
+    done
+    rm -f "$_SF_REGISTRY"
+    return "$rc"
+}
