@@ -413,7 +413,7 @@ CREATE FUNCTION streamflink.create_window_pipeline(
 	checkpoint_interval interval DEFAULT '1 second')
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+/* No SET search_path: the sink name resolves in the caller's path. */
 AS $$
 DECLARE
 	p_name		text := name;

@@ -31,11 +31,15 @@
 
 #define GID_PREFIX "streamflink"
 
-static char *
-gid_for(Oid dboid, int32 pipeline_id, int64 id)
+/*
+ * The gid is built in a caller's buffer: PREPARE frees the transaction's
+ * memory, and the gid is needed after it.
+ */
+static void
+gid_for(char *gid, Oid dboid, int32 pipeline_id, int64 id)
 {
 	/* One worker per pipeline for now: worker 0. */
-	return psprintf(GID_PREFIX ":%u:%d:" INT64_FORMAT ":0", dboid, pipeline_id, id);
+	snprintf(gid, GIDSIZE, GID_PREFIX ":%u:%d:" INT64_FORMAT ":0", dboid, pipeline_id, id);
 }
 
 int
@@ -202,12 +206,14 @@ void
 checkpoint_complete(Oid dboid, PipelineDef *def, int64 id, int nparts,
 					PartitionPosition *pos, EpochStats *stats)
 {
-	char	   *gid = gid_for(dboid, def->id, id);
+	char		gid[GIDSIZE];
 	Oid			types[6] = {INT4OID, INT8OID, TEXTOID, INT4OID, INT8OID, TIMESTAMPTZOID};
 	Datum		args[9];
 	char		nulls[9];
 	SPIPlanPtr	plan;
 	TimestampTz completed;
+
+	gid_for(gid, dboid, def->id, id);
 
 	/* 2. Positions, inside the epoch. */
 	StartTransactionCommand();

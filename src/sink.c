@@ -34,9 +34,14 @@ struct Sink
 	int64		rows;
 };
 
+/*
+ * SPI calls return in SPI's procedure context; callers of the sink keep
+ * their own (per-message) context, so restore it.
+ */
 static SPIPlanPtr
 prepare(const char *sql, int nargs, Oid *argtypes)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
 	if (plan == NULL)
@@ -44,14 +49,17 @@ prepare(const char *sql, int nargs, Oid *argtypes)
 			 SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "could not keep plan");
+	MemoryContextSwitchTo(cxt);
 	return plan;
 }
 
 static void
 run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int			ret = SPI_execute_plan(plan, args, nulls, false, 0);
 
+	MemoryContextSwitchTo(cxt);
 	if (ret != expected)
 		elog(ERROR, "sink statement failed: %s", SPI_result_code_string(ret));
 }

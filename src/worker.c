@@ -367,8 +367,10 @@ worker_startup(Worker *w)
 	sf_slot_set_status(w->slot, "recovering", NULL);
 
 	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	pos = MemoryContextAlloc(TopMemoryContext, sizeof(PartitionPosition) * w->nparts);
 	w->checkpoint_id = checkpoint_last(w->def->id, w->nparts, pos);
+	PopActiveSnapshot();
 	CommitTransactionCommand();
 
 	checkpoint_restore_state(w->dir, w->checkpoint_id);
@@ -561,12 +563,14 @@ streamflink_worker_main(Datum arg)
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
 	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 		w->def = catalog_load_pipeline(pipeline_id, NULL);
 		MemoryContextSwitchTo(old);
 	}
+	PopActiveSnapshot();
 	CommitTransactionCommand();
 	if (w->def == NULL || !w->def->running)
 		proc_exit(0);			/* dropped or stopped meanwhile */

@@ -145,8 +145,8 @@ sf_build() {
 # sf_user
 #   Echoes the OS user that runs Postgres.  As root: SF_USER_NAME
 #   (streamflink), created if needed as a system user with a home directory.
-#   Otherwise: the current user.  This is also the name of the database
-#   superuser initdb creates.
+#   Otherwise: the current user.  The database superuser initdb creates is
+#   always "postgres", whoever runs the server.
 # ---------------------------------------------------------------------------
 sf_user() {
     if ! _sf_is_root; then
@@ -251,7 +251,7 @@ sf_pg_start() {
             return 1
         fi
         if ! out=$(sf_as_user "$bin/initdb" -D "$dir" -A trust -E UTF8 \
-                       --locale=C --no-sync -U "$u" 2>&1); then
+                       --locale=C --no-sync -U postgres 2>&1); then
             echo "$out" >&2
             _sf_die "sf_pg_start: initdb failed in $dir"
             return 1
@@ -343,7 +343,7 @@ sf_pg_restart() {
 
 # ---------------------------------------------------------------------------
 # sf_psql DIR PORT [PSQL ARGS...]
-#   psql -X -v ON_ERROR_STOP=1 -h DIR -p PORT -U <sf_user> -d postgres ARGS.
+#   psql -X -v ON_ERROR_STOP=1 -h DIR -p PORT -U postgres -d postgres ARGS.
 #   Pick another database with -d DB (a later -d wins; a bare positional
 #   database name would be taken as the user name).  Runs as the calling OS
 #   user: authentication is trust.
@@ -356,7 +356,7 @@ sf_psql() {
     shift 2
     u=$(sf_user) || return 1
     bin=$(_sf_pgbin)
-    "$bin/psql" -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U "$u" \
+    "$bin/psql" -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres \
         -d postgres "$@"
 }
 
