@@ -422,6 +422,7 @@ agg_advance(AggSpec *spec, AggStates *st, TupleTableSlot *slot)
 		spec->aggstate->curaggcontext = spec->agg_econtext;
 		newval = FunctionCallInvoke(fcinfo);
 		keep_new_value(spec, def, st, i, newval, fcinfo->isnull);
+		st->no_value[i] = false;
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -526,7 +527,7 @@ agg_serialize(AggSpec *spec, AggStates *st, StringInfo buf)
 	for (int i = 0; i < spec->naggs; i++)
 	{
 		AggDef	   *def = &spec->aggs[i];
-		char		tag = st->no_value[i] ? 0 : st->isnull[i] ? 1 : 2;
+		char		tag = !st->isnull[i] ? 2 : st->no_value[i] ? 0 : 1;
 
 		appendBinaryStringInfo(buf, &tag, 1);
 		if (tag != 2)
