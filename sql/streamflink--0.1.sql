@@ -131,6 +131,18 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'streamflink_terminate'
 LANGUAGE C STRICT;
 
+/* Waits (up to timeout_ms) until no worker runs the pipeline. */
+CREATE FUNCTION streamflink._wait_stopped(pipeline_id int, timeout_ms int DEFAULT 30000)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_wait_stopped'
+LANGUAGE C STRICT;
+
+/* Removes (at commit) a dropped pipeline's RocksDB state. */
+CREATE FUNCTION streamflink._remove_state(pipeline_id int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_remove_state'
+LANGUAGE C STRICT;
+
 /* What the running workers of this database report. */
 CREATE FUNCTION streamflink._worker_status(
 	OUT pipeline_id int, OUT pid int, OUT status text, OUT error text,
@@ -158,6 +170,7 @@ LANGUAGE C STRICT;
 /* Stop at commit: usable only by superusers or pipeline owners. */
 REVOKE ALL ON FUNCTION streamflink._launch(int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION streamflink._terminate(int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamflink._remove_state(int) FROM PUBLIC;
 
 /*
  * Helpers for the SQL functions below.
@@ -563,6 +576,8 @@ BEGIN
 		RAISE NOTICE 'pipeline "%" is already running', p.name;
 		RETURN;
 	END IF;
+	/* A worker still finishing its stop must be gone first. */
+	PERFORM streamflink._wait_stopped(p.id);
 	UPDATE streamflink.pipeline SET state = 'running' WHERE id = p.id;
 	PERFORM streamflink._launch(p.id);
 END
@@ -600,7 +615,9 @@ BEGIN
 			USING ERRCODE = 'object_in_use',
 				  HINT = 'Stop it first with streamflink.stop().';
 	END IF;
+	PERFORM streamflink._wait_stopped(p.id);
 	DELETE FROM streamflink.pipeline WHERE id = p.id;
+	PERFORM streamflink._remove_state(p.id);
 	IF drop_sink THEN
 		EXECUTE pg_catalog.format('DROP TABLE %s', p.sink);
 	END IF;

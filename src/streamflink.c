@@ -17,6 +17,9 @@
 
 #include "access/xact.h"
 #include "access/twophase.h"
+#include "common/file_utils.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -43,10 +46,17 @@ SfShared   *sf_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* Pipelines to start or stop when the current transaction commits. */
+/* What to do with a pipeline when the current transaction commits. */
+typedef enum PendingKind
+{
+	PENDING_START,
+	PENDING_STOP,
+	PENDING_REMOVE_STATE
+} PendingKind;
+
 typedef struct PendingAction
 {
-	bool		start;
+	PendingKind kind;
 	int32		pipeline_id;
 } PendingAction;
 
@@ -55,6 +65,8 @@ static bool xact_callback_registered = false;
 
 PG_FUNCTION_INFO_V1(streamflink_launch);
 PG_FUNCTION_INFO_V1(streamflink_terminate);
+PG_FUNCTION_INFO_V1(streamflink_wait_stopped);
+PG_FUNCTION_INFO_V1(streamflink_remove_state);
 PG_FUNCTION_INFO_V1(streamflink_worker_status);
 
 static Size
@@ -268,12 +280,21 @@ sf_xact_callback(XactEvent event, void *arg)
 		{
 			PendingAction *a = (PendingAction *) lfirst(lc);
 
-			if (a->start)
+			if (a->kind == PENDING_START)
 			{
 				if (!sf_register_worker(MyDatabaseId, a->pipeline_id))
 					ereport(WARNING,
 							(errmsg("could not start the worker of pipeline %d", a->pipeline_id),
 							 errhint("Raise max_worker_processes; the launcher retries at the next server start.")));
+				continue;
+			}
+			if (a->kind == PENDING_REMOVE_STATE)
+			{
+				char	   *dir = sf_pipeline_dir(MyDatabaseId, a->pipeline_id);
+
+				if (!rmtree(dir, true) && errno != ENOENT)
+					ereport(WARNING,
+							(errmsg("could not remove state directory \"%s\"", dir)));
 				continue;
 			}
 
@@ -301,12 +322,12 @@ sf_xact_callback(XactEvent event, void *arg)
 }
 
 static void
-sf_add_pending(bool start, int32 pipeline_id)
+sf_add_pending(PendingKind kind, int32 pipeline_id)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	PendingAction *a = palloc(sizeof(PendingAction));
 
-	a->start = start;
+	a->kind = kind;
 	a->pipeline_id = pipeline_id;
 	pending_actions = lappend(pending_actions, a);
 	MemoryContextSwitchTo(old);
@@ -339,7 +360,7 @@ streamflink_launch(PG_FUNCTION_ARGS)
 				 errdetail("%d pipeline workers are running.", used),
 				 errhint("Raise streamflink.max_workers and restart the server.")));
 
-	sf_add_pending(true, pipeline_id);
+	sf_add_pending(PENDING_START, pipeline_id);
 	PG_RETURN_VOID();
 }
 
@@ -347,7 +368,56 @@ Datum
 streamflink_terminate(PG_FUNCTION_ARGS)
 {
 	sf_require_preload();
-	sf_add_pending(false, PG_GETARG_INT32(0));
+	sf_add_pending(PENDING_STOP, PG_GETARG_INT32(0));
+	PG_RETURN_VOID();
+}
+
+/*
+ * Wait until no worker runs the pipeline: a stopping worker finishes with a
+ * checkpoint, and a new start or a drop must not overlap with it.
+ */
+Datum
+streamflink_wait_stopped(PG_FUNCTION_ARGS)
+{
+	int32		pipeline_id = PG_GETARG_INT32(0);
+	int			timeout_ms = PG_GETARG_INT32(1);
+
+	if (sf_shared == NULL)
+		PG_RETURN_VOID();
+	for (int waited = 0;; waited += 100)
+	{
+		bool		running = false;
+
+		LWLockAcquire(sf_shared->lock, LW_SHARED);
+		for (int i = 0; i < sf_shared->nslots; i++)
+		{
+			WorkerSlot *s = &sf_shared->slots[i];
+
+			if (s->in_use && s->dboid == MyDatabaseId && s->pipeline_id == pipeline_id &&
+				s->pid != 0 && kill(s->pid, 0) == 0)
+				running = true;
+		}
+		LWLockRelease(sf_shared->lock);
+		if (!running)
+			break;
+		if (waited >= timeout_ms)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("the worker of pipeline %d is still stopping", pipeline_id),
+					 errhint("Try again in a moment.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_RETURN_VOID();
+}
+
+/* Remove a dropped pipeline's state directory when the drop commits. */
+Datum
+streamflink_remove_state(PG_FUNCTION_ARGS)
+{
+	sf_add_pending(PENDING_REMOVE_STATE, PG_GETARG_INT32(0));
 	PG_RETURN_VOID();
 }
 

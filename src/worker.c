@@ -605,8 +605,10 @@ streamflink_worker_main(Datum arg)
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
-		if (!got_sigterm)
-			worker_sleep(5000);
+
+		/* Back off before the restart, so a persistent error is no busy loop. */
+		for (int i = 0; i < 50 && !got_sigterm; i++)
+			worker_sleep(100);
 		proc_exit(stop_requested(w) ? 0 : 1);
 	}
 	PG_END_TRY();
