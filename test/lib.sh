@@ -28,6 +28,12 @@
 # Environment knobs:
 #   SF_PG_CONFIG   pg_config to build and run with
 #                  (default /usr/lib/postgresql/15/bin/pg_config)
+#   SF_INSTALL     when set: a private installation (like Postgres' own
+#                  tmp_install): sf_build copies the Postgres installation
+#                  there and installs streamflink into it, and servers run
+#                  from it, so tests never touch the system's Postgres and
+#                  several work trees can be tested at once.  Empty or
+#                  unset: build into and run the system's Postgres.
 #   SF_PRELOAD     shared_preload_libraries value written by sf_pg_start
 #                  (default 'streamflink'; set it to '' for a server without
 #                  the extension)
@@ -68,7 +74,28 @@ _sf_pgbin() {
     else
         bindir=/usr/lib/postgresql/15/bin
     fi
-    echo "$bindir"
+    echo "${SF_INSTALL:+$SF_INSTALL}$bindir"
+}
+
+# Copy the system's Postgres (binaries, libraries, share files) under
+# SF_INSTALL, keeping its layout: Postgres finds its lib and share
+# directories relative to its own binary, so the copy loads the extension
+# installed into it (make install DESTDIR=SF_INSTALL), not the system's.
+_sf_private_pg() {
+    local d
+    for d in "$("$SF_PG_CONFIG" --bindir)/.." "$("$SF_PG_CONFIG" --sharedir)"; do
+        d=$(realpath -m "$d")
+        if [ ! -d "$SF_INSTALL$d" ] || [ "$d/bin/postgres" -nt "$SF_INSTALL$d/bin/postgres" ]; then
+            mkdir -p "$SF_INSTALL$d" && cp -a "$d/." "$SF_INSTALL$d/" || return 1
+        fi
+    done
+    # The user running the servers must reach the binaries.
+    chmod -R a+rX "$SF_INSTALL"
+    local p=$SF_INSTALL
+    while [ "$p" != / ]; do
+        chmod a+x "$p" 2>/dev/null || true
+        p=$(dirname "$p")
+    done
 }
 
 # ---------------------------------------------------------------------------
@@ -127,8 +154,9 @@ sf_install_deps() {
 # ---------------------------------------------------------------------------
 # sf_build
 #   From the repository root: make, make install, make test-programs, all
-#   against SF_PG_CONFIG.  make install writes into the Postgres installation
-#   (root, or a writable installation, is needed).
+#   against SF_PG_CONFIG.  make install writes into SF_INSTALL when that is
+#   set, else into the Postgres installation (root, or a writable
+#   installation, is needed).
 # ---------------------------------------------------------------------------
 sf_build() {
     local jobs
@@ -136,7 +164,12 @@ sf_build() {
     (
         cd "$SF_ROOT" &&
         make -s -j"$jobs" PG_CONFIG="$SF_PG_CONFIG" &&
-        make -s install PG_CONFIG="$SF_PG_CONFIG" &&
+        if [ -n "${SF_INSTALL:-}" ]; then
+            _sf_private_pg &&
+            make -s install PG_CONFIG="$SF_PG_CONFIG" DESTDIR="$SF_INSTALL"
+        else
+            make -s install PG_CONFIG="$SF_PG_CONFIG"
+        fi &&
         make -s -j"$jobs" test-programs PG_CONFIG="$SF_PG_CONFIG"
     )
 }
