@@ -558,3 +558,12 @@ _sf_cleanup() {
     rm -f "$_SF_REGISTRY"
     return "$rc"
 }
+
+# ---------------------------------------------------------------------------
+# sf_free_port
+#   Echoes a TCP port on 127.0.0.1 that nothing listens on right now (the
+#   kernel's choice for a bind to port 0).
+# ---------------------------------------------------------------------------
+sf_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+#
+# test/run_tests.sh: every streamflink test, from a fresh Debian 12 machine.
+#
+#   sudo bash test/run_tests.sh          (or as root: bash test/run_tests.sh)
+#
+# 1. installs what is missing (Postgres 15 and its headers, librdkafka,
+#    RocksDB, kcat, gcc, make, python3);
+# 2. builds the extension and the test programs, and installs the extension
+#    into a private copy of Postgres (SF_INSTALL), not into the system's;
+# 3. starts the test broker (librdkafka's mock cluster, test/mock_broker) and
+#    a throwaway Postgres cluster run by an unprivileged user;
+# 4. runs pg_regress: the SQL surface (sql/, expected/) against a server
+#    with shared_preload_libraries = 'streamflink', then the errors of a
+#    server without it and with max_prepared_transactions = 0;
+# 5. runs the fault tests (test/fault_test.sh): kill -9 and immediate
+#    shutdowns while pipelines run, sinks compared with SQL's answer.
+#
+# Prints "N passed, N failed" last; exits non-zero if anything failed.
+# SF_KEEP=1 keeps servers, broker and files for a look after a failure.
+# SF_TESTS="regress fault" picks the parts to run (default: all).
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. test/lib.sh
+
+sf_install_deps
+
+SF_WORK=${SF_WORK:-$(mktemp -d /tmp/sftest.XXXXXX)}
+chmod 755 "$SF_WORK"
+export SF_WORK
+export SF_INSTALL=${SF_INSTALL:-$SF_WORK/install}
+sf_cleanup_trap
+if [ "${SF_KEEP:-0}" != 1 ]; then
+    sf_cleanup_add_path "$SF_WORK"
+fi
+sf_build
+export SF_BUILT=1
+
+parts=${SF_TESTS:-regress fault}
+passed=0
+failed=0
+failures=()
+
+pass() { passed=$((passed + 1)); echo "ok: $1"; }
+fail() { failed=$((failed + 1)); failures+=("$1"); echo "FAILED: $1"; }
+
+# A pg_regress run: SCHEDULE... against the server in DIR on PORT.
+regress() {
+    local name=$1 dir=$2 port=$3
+    shift 3
+    if make -s installcheck PG_CONFIG="$SF_PG_CONFIG" \
+            REGRESS="$*" REGRESS_OPTS="--use-existing --dbname=streamflink_regress" \
+            PGHOST="$dir" PGPORT="$port" PGUSER=postgres; then
+        pass "$name"
+    else
+        fail "$name"
+        [ -f regression.diffs ] && head -n 200 regression.diffs
+    fi
+}
+
+if [[ " $parts " == *" regress "* ]]; then
+    # Topics the regression tests use; one whose metadata always fails.
+    addr=$(sf_broker_start "$SF_WORK/broker" regress_rides:2 regress_csv:1 \
+               regress_late:1 regress_types:1 --missing-topic regress_missing)
+    port=$(sf_free_port)
+    sf_pg_start "$SF_WORK/pg" "$port"
+    sf_psql "$SF_WORK/pg" "$port" -q \
+        -c "DROP DATABASE IF EXISTS streamflink_regress" \
+        -c "CREATE DATABASE streamflink_regress" \
+        -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'"
+    regress "pg_regress (SQL surface)" "$SF_WORK/pg" "$port" $(make -s print-regress)
+    sf_pg_stop "$SF_WORK/pg"
+
+    # The same binaries, misconfigured: the errors a user meets first.
+    port=$(sf_free_port)
+    SF_PRELOAD='' sf_pg_start "$SF_WORK/pg-bare" "$port" "max_prepared_transactions = 0"
+    sf_psql "$SF_WORK/pg-bare" "$port" -q \
+        -c "CREATE DATABASE streamflink_regress" \
+        -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'"
+    regress "pg_regress (misconfigured server)" "$SF_WORK/pg-bare" "$port" misconfigured
+    sf_pg_stop "$SF_WORK/pg-bare"
+    sf_broker_stop "$SF_WORK/broker"
+fi
+
+if [[ " $parts " == *" fault "* ]]; then
+    for t in test/fault_test.sh; do
+        [ -f "$t" ] || continue
+        if bash "$t"; then pass "$t"; else fail "$t"; fi
+    done
+fi
+
+echo
+for f in "${failures[@]}"; do
+    echo "failed: $f"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
