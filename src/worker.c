@@ -279,8 +279,10 @@ process_message(Worker *w, KafkaMessage *msg)
 
 	if (!window_process(w->op, w->event, t, w->watermark))
 	{
+		/* timestamptz_to_str() returns a static buffer: copy the first. */
+		char	   *etime = pstrdup(timestamptz_to_str(t));
 		char	   *reason = psprintf("event time %s is more than the allowed lateness behind the watermark %s",
-									  timestamptz_to_str(t), timestamptz_to_str(w->watermark));
+									  etime, timestamptz_to_str(w->watermark));
 
 		sink_late_event(w->sink, msg->partition, msg->offset, t, w->watermark,
 						msg->payload, msg->len, reason);
