@@ -298,6 +298,9 @@ take_checkpoint(Worker *w)
 	char	   *prev = w->checkpoint_id > 0 ? checkpoint_snapshot_dir(w->dir, w->checkpoint_id) : NULL;
 	TimestampTz wm = w->watermark;
 
+	/* A checkpoint's duration is its own: from here to the decision. */
+	w->stats.started = GetCurrentTimestamp();
+
 	/* State first: everything up to the current positions. */
 	window_flush(w->op);
 	state_put(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1,
@@ -322,7 +325,6 @@ take_checkpoint(Worker *w)
 	SpinLockRelease(&w->slot->mutex);
 
 	memset(&w->stats, 0, sizeof(w->stats));
-	w->stats.started = GetCurrentTimestamp();
 }
 
 /* Wait until the broker answers; report why not in the status view. */
