@@ -137,5 +137,6 @@ SELECT status, error FROM streamflink.pipelines WHERE name = 'badopt';
 SELECT streamflink.stop('badopt');
 
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines$$);
-SELECT streamflink.drop_pipeline(name, drop_sink => true) FROM streamflink.pipelines ORDER BY name;
+SELECT streamflink.drop_pipeline(name, drop_sink => true) FROM streamflink.pipelines
+WHERE name IN ('surge', 'lost', 'orphan', 'badopt') ORDER BY name;
 SELECT count(*) FROM streamflink.checkpoint;

@@ -6,7 +6,8 @@
 # partitions, out of order, with malformed ones) in chunks while a pipeline
 # runs, and meanwhile kills the pipeline's worker with SIGKILL (at least 5
 # times) and stops the whole server with pg_ctl -m immediate (at least
-# twice), at random moments.  Then 300 events a day late and a final event
+# twice), at random moments, then crashes it right after PREPARE and right
+# after the checkpoint's decision (failpoints).  Then 300 events a day late and a final event
 # per partition.  Once the pipeline has drained, every sink row must equal
 # the answer SQL computes over the same events loaded with COPY (no window
 # missing, none wrong, none extra), and the dead-letter and late-event
@@ -121,6 +122,22 @@ for f in "${faults[@]}"; do
     esac
     survived=$((survived + 1))
 done
+# Then crashes at the two instants that leave a prepared transaction in
+# doubt, through the worker's failpoint file: right after PREPARE (recovery
+# must roll it back, the decision not being taken) and right after the
+# decision row (recovery must commit it).
+for point in after_prepare after_decision; do
+    echo "$point" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null
+    produce "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
+    chunk=$((chunk + 1))
+    for ((i = 0; i < 300; i++)); do
+        [ -e "$pg/streamflink/failpoint" ] || break
+        sleep 0.1
+    done
+    [ ! -e "$pg/streamflink/failpoint" ] || { say "failpoint $point not reached"; exit 1; }
+    say "crash at failpoint $point"
+    survived=$((survived + 1))
+done
 while [ -e "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")" ]; do
     produce "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
     chunk=$((chunk + 1))
@@ -180,8 +197,11 @@ ok=1
 [ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
 [ "$dead" = "$(count malformed)" ] || ok=0
 [ "$late" = "$(count late)" ] || ok=0
+# Both ways out of doubt were taken.
+grep -q 'rolled back in-doubt' "$pg/server.log" || { say "no in-doubt transaction was rolled back"; ok=0; }
+grep -q 'committed in-doubt' "$pg/server.log" || { say "no in-doubt transaction was committed"; ok=0; }
 if [ "$ok" = 1 ]; then
-    say "PASS: exactly once across $survived crashes ($kills kill -9, $restarts immediate shutdowns)"
+    say "PASS: exactly once across $survived crashes ($kills kill -9, $restarts immediate shutdowns, 2 at in-doubt failpoints)"
 else
     say "FAIL (seed $seed)"
     sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) a
