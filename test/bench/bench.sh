@@ -16,7 +16,8 @@
 #   - the do-it-yourself way: COPY the same events into a table, then one
 #     GROUP BY (no streaming, no exactly-once, no live results);
 # and the ratios.  Machines are noisy: compare ratios, not absolute numbers.
-# Not part of the test suite's pass/fail.
+# Not part of the test suite's pass/fail.  SF_BENCH_PERF=FILE writes a perf
+# profile of the pipeline's worker (its first second) to FILE.
 
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -79,6 +80,19 @@ SELECT streamflink.create_window_pipeline('bench', source => 'bench', key => 'k'
 SQL
 t0=$(now)
 sql -c "SELECT streamflink.start('bench')" >/dev/null
+if [ -n "${SF_BENCH_PERF:-}" ]; then
+    # Profile the worker for a second (perf record -g; report to the file).
+    for ((i = 0; i < 100; i++)); do
+        pid=$(sql -c "SELECT pid FROM streamflink.pipelines WHERE name = 'bench'")
+        [ -z "$pid" ] || break
+        sleep 0.02
+    done
+    perf record -q -F 1999 -g -p "$pid" -o "$SF_WORK/perf.data" -- sleep 1 2>/dev/null
+    for sort in dso sym; do
+        perf report -i "$SF_WORK/perf.data" --comm postgres --percentage relative \
+            --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
+    done >"$SF_BENCH_PERF"
+fi
 for ((i = 0; i < 6000; i++)); do
     done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'bench'")
     [ "$done_" = t ] && break
