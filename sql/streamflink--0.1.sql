@@ -160,6 +160,12 @@ RETURNS SETOF anyelement
 AS 'MODULE_PATHNAME', 'streamflink_live'
 LANGUAGE C CALLED ON NULL INPUT;
 
+/* Decode one payload as a source of this row type would. */
+CREATE FUNCTION streamflink._decode(format text, row_type anyelement, payload bytea,
+									OUT "row" anyelement, OUT error text)
+AS 'MODULE_PATHNAME', 'streamflink_decode'
+LANGUAGE C CALLED ON NULL INPUT;
+
 /* Produce messages to a Kafka topic (tests, demos, backfills). */
 CREATE FUNCTION streamflink.produce(brokers text, topic text, payloads text[],
 									partition int DEFAULT -1)
@@ -285,7 +291,7 @@ CREATE FUNCTION streamflink.create_source(
 	options text[] DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+/* No SET search_path: column types resolve in the caller's path. */
 AS $$
 DECLARE
 	src_name	text := name;
@@ -639,6 +645,29 @@ BEGIN
 		'SELECT to_jsonb(l) FROM streamflink.live(%L, NULL::%s) AS l', p.name, p.sink);
 END
 $$;
+
+/*
+ * What a source makes of a payload: the decoded row as jsonb, or the error
+ * its dead letter would carry.  Try a format on sample messages with it.
+ */
+CREATE FUNCTION streamflink.decode(source text, payload bytea,
+								   OUT decoded jsonb, OUT error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s streamflink.source := streamflink._source(source);
+BEGIN
+	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2) d',
+							  s.row_type)
+		INTO decoded, error USING s.format, payload;
+END
+$$;
+
+CREATE FUNCTION streamflink.decode(source text, payload text,
+								   OUT decoded jsonb, OUT error text)
+LANGUAGE sql
+AS $$ SELECT * FROM streamflink.decode(source, convert_to(payload, getdatabaseencoding())) $$;
 
 /*
  * Views.

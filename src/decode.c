@@ -30,21 +30,26 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/typcache.h"
 
 #include "decode.h"
 
 typedef struct DecodeColumn
 {
 	char	   *name;
+	int			namelen;
+	bool		is_json;		/* json or jsonb: gets JSON text, not values */
 	Oid			type;
 	int32		typmod;
 	Oid			typioparam;
@@ -72,11 +77,15 @@ struct Decoder
 	/* column being converted, for error messages; -1 while parsing */
 	int			curcol;
 
-	/* json parse state */
+	/* json: where each column's value ends in the scan buffer (fast path) */
+	int		   *field_end;
+
+	/* json parse state (Postgres' parser: the reference, and the fallback) */
 	JsonSemAction sem;
 	JsonLexContext *lex;
 	int			jfield;			/* column of the current top-level key, or -1 */
 	char	   *nest_start;		/* start of a nested value being captured */
+	char	   *value_start;	/* start of the current top-level value */
 };
 
 static bool decode_json(Decoder *dec, const char *payload, int len,
@@ -141,22 +150,23 @@ error_is_environmental(int sqlerrcode)
 
 /* FNV-1a; column names are short */
 static inline uint32
-name_hash(const char *s)
+name_hash(const char *s, int len)
 {
 	uint32		h = 2166136261u;
 
-	while (*s)
+	for (int i = 0; i < len; i++)
 	{
-		h ^= (unsigned char) *s++;
+		h ^= (unsigned char) s[i];
 		h *= 16777619u;
 	}
 	return h;
 }
 
+/* Column index of a name of 'len' bytes (not NUL-terminated), or -1. */
 static int
-lookup_column(Decoder *dec, const char *name)
+lookup_column(Decoder *dec, const char *name, int len)
 {
-	uint32		i = name_hash(name) & dec->hashmask;
+	uint32		i = name_hash(name, len) & dec->hashmask;
 
 	for (;;)
 	{
@@ -164,7 +174,7 @@ lookup_column(Decoder *dec, const char *name)
 
 		if (c < 0)
 			return -1;
-		if (strcmp(dec->cols[c].name, name) == 0)
+		if (dec->cols[c].namelen == len && memcmp(dec->cols[c].name, name, len) == 0)
 			return c;
 		i = (i + 1) & dec->hashmask;
 	}
@@ -216,6 +226,7 @@ decoder_create(DecodeFormat format, int ncols, char **names, Oid *types,
 	dec->encoding = GetDatabaseEncoding();
 	dec->cols = palloc0(sizeof(DecodeColumn) * ncols);
 	dec->fields = palloc0(sizeof(char *) * ncols);
+	dec->field_end = palloc0(sizeof(int) * ncols);
 
 	for (i = 0; i < ncols; i++)
 	{
@@ -223,12 +234,14 @@ decoder_create(DecodeFormat format, int ncols, char **names, Oid *types,
 		Oid			infunc;
 
 		col->name = pstrdup(names[i]);
+		col->namelen = strlen(col->name);
 		col->type = types[i];
 		col->typmod = typmods ? typmods[i] : -1;
 		getTypeInputInfo(col->type, &infunc, &col->typioparam);
 		/* fn_extra caches (domain_in, array_in...) must outlive a message */
 		fmgr_info_cxt(infunc, &col->input, CurrentMemoryContext);
 		col->pure = type_input_is_pure(col->type);
+		col->is_json = (col->type == JSONOID || col->type == JSONBOID);
 	}
 
 	if (format == DECODE_JSON)
@@ -243,7 +256,7 @@ decoder_create(DecodeFormat format, int ncols, char **names, Oid *types,
 		dec->hashmask = size - 1;
 		for (i = 0; i < ncols; i++)
 		{
-			uint32		h = name_hash(dec->cols[i].name) & dec->hashmask;
+			uint32		h = name_hash(dec->cols[i].name, dec->cols[i].namelen) & dec->hashmask;
 
 			while (dec->hash[h] >= 0)
 			{
@@ -266,6 +279,24 @@ decoder_create(DecodeFormat format, int ncols, char **names, Oid *types,
 	}
 
 	return dec;
+}
+
+Decoder *
+decoder_create_for_desc(DecodeFormat format, TupleDesc desc)
+{
+	char	  **names = palloc(sizeof(char *) * desc->natts);
+	Oid		   *types = palloc(sizeof(Oid) * desc->natts);
+	int32	   *typmods = palloc(sizeof(int32) * desc->natts);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		names[i] = NameStr(att->attname);
+		types[i] = att->atttypid;
+		typmods[i] = att->atttypmod;
+	}
+	return decoder_create(format, desc->natts, names, types, typmods);
 }
 
 bool
@@ -502,7 +533,11 @@ json_field_start(void *state, char *fname, bool isnull)
 	Decoder    *dec = (Decoder *) state;
 
 	if (dec->lex->lex_level == 1)
-		dec->jfield = lookup_column(dec, fname);
+	{
+		dec->jfield = lookup_column(dec, fname, strlen(fname));
+		/* the lexer is at the value's first token */
+		dec->value_start = dec->lex->token_start;
+	}
 }
 
 static void
@@ -513,9 +548,390 @@ json_scalar(void *state, char *token, JsonTokenType tokentype)
 	if (dec->lex->lex_level == 1 && dec->jfield >= 0)
 	{
 		/* a later duplicate key overrides an earlier one, null included */
-		dec->fields[dec->jfield] =
-			(tokentype == JSON_TOKEN_NULL) ? NULL : token;
+		if (tokentype == JSON_TOKEN_NULL)
+			dec->fields[dec->jfield] = NULL;
+		else if (tokentype == JSON_TOKEN_STRING && dec->cols[dec->jfield].is_json)
+			dec->fields[dec->jfield] =
+				pnstrdup(dec->value_start,
+						 dec->lex->prev_token_terminator - dec->value_start);
+		else
+			dec->fields[dec->jfield] = token;
 	}
+}
+
+/*
+ * The fast path: one pass over a copy of the payload that validates the
+ * JSON grammar and captures the top-level members that are columns, each
+ * string de-escaped in place and NUL-terminated after the scan, so that a
+ * message costs one copy and no allocation per field.  It handles all valid
+ * JSON except what it leaves to Postgres' parser, which decode_json() then
+ * runs instead: any error (for Postgres' exact error message), \u escapes
+ * that do not become plain UTF-8 (database encodings other than UTF-8,
+ * \u0000, surrogates that do not pair up), and nesting deeper than
+ * JSON_FAST_MAX_DEPTH.  Returns false for "use the parser".
+ */
+#define JSON_FAST_MAX_DEPTH 64
+
+typedef struct JsonScan
+{
+	char	   *p;				/* next byte */
+	char	   *end;
+	bool		utf8;			/* database encoding is UTF-8 */
+} JsonScan;
+
+static inline void
+js_skip_ws(JsonScan *js)
+{
+	while (js->p < js->end &&
+		   (*js->p == ' ' || *js->p == '\n' || *js->p == '\r' || *js->p == '\t'))
+		js->p++;
+}
+
+static inline int
+js_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+js_hex4(const char *p)
+{
+	int			v = 0;
+
+	for (int i = 0; i < 4; i++)
+	{
+		int			h = js_hex(p[i]);
+
+		if (h < 0)
+			return -1;
+		v = (v << 4) | h;
+	}
+	return v;
+}
+
+/*
+ * A string, js->p at its opening quote.  With 'out' set, the de-escaped
+ * text is written there (in place: it never outruns the reading position)
+ * and *outlen set; otherwise the string is only validated.
+ */
+static bool
+js_string(JsonScan *js, char *out, int *outlen)
+{
+	char	   *p = js->p + 1;
+	char	   *w = out;
+
+	for (;;)
+	{
+		unsigned char c;
+
+		if (p >= js->end)
+			return false;
+		c = (unsigned char) *p;
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return false;
+		if (c != '\\')
+		{
+			if (w)
+				*w++ = (char) c;
+			p++;
+			continue;
+		}
+		if (p + 1 >= js->end)
+			return false;
+		switch (p[1])
+		{
+			case '"':
+			case '\\':
+			case '/':
+				c = p[1];
+				break;
+			case 'b':
+				c = '\b';
+				break;
+			case 'f':
+				c = '\f';
+				break;
+			case 'n':
+				c = '\n';
+				break;
+			case 'r':
+				c = '\r';
+				break;
+			case 't':
+				c = '\t';
+				break;
+			case 'u':
+				{
+					int			cp;
+
+					if (p + 6 > js->end || (cp = js_hex4(p + 2)) < 0)
+						return false;
+					p += 6;
+					if (cp >= 0xD800 && cp <= 0xDBFF)
+					{
+						int			lo;
+
+						if (p + 6 > js->end || p[0] != '\\' || p[1] != 'u' ||
+							(lo = js_hex4(p + 2)) < 0xDC00 || lo > 0xDFFF)
+							return false;
+						cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+						p += 6;
+					}
+					else if ((cp >= 0xDC00 && cp <= 0xDFFF) || cp == 0)
+						return false;
+					if (cp > 0x7F && !js->utf8)
+						return false;
+					if (w)
+					{
+						unicode_to_utf8((pg_wchar) cp, (unsigned char *) w);
+						w += pg_utf_mblen((unsigned char *) w);
+					}
+					continue;
+				}
+			default:
+				return false;
+		}
+		if (w)
+			*w++ = (char) c;
+		p += 2;
+	}
+	if (w)
+		*outlen = w - out;
+	js->p = p + 1;
+	return true;
+}
+
+/* After a number or literal: the next byte must end the token. */
+static inline bool
+js_delimited(JsonScan *js)
+{
+	char		c;
+
+	if (js->p >= js->end)
+		return true;
+	c = *js->p;
+	return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\n' ||
+		c == '\r' || c == '\t';
+}
+
+static bool
+js_number(JsonScan *js)
+{
+	char	   *p = js->p;
+	char	   *end = js->end;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p >= end)
+		return false;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	else
+		return false;
+	if (p < end && *p == '.')
+	{
+		p++;
+		if (p >= end || *p < '0' || *p > '9')
+			return false;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E'))
+	{
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= end || *p < '0' || *p > '9')
+			return false;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	js->p = p;
+	return js_delimited(js);
+}
+
+static bool
+js_literal(JsonScan *js, const char *word, int len)
+{
+	if (js->end - js->p < len || memcmp(js->p, word, len) != 0)
+		return false;
+	js->p += len;
+	return js_delimited(js);
+}
+
+/* Any value, only validated; js->p at its first byte. */
+static bool
+js_skip_value(JsonScan *js, int depth)
+{
+	if (js->p >= js->end)
+		return false;
+	switch (*js->p)
+	{
+		case '"':
+			return js_string(js, NULL, NULL);
+		case 't':
+			return js_literal(js, "true", 4);
+		case 'f':
+			return js_literal(js, "false", 5);
+		case 'n':
+			return js_literal(js, "null", 4);
+		case '{':
+		case '[':
+			{
+				char		close = (*js->p == '{') ? '}' : ']';
+
+				if (depth >= JSON_FAST_MAX_DEPTH)
+					return false;
+				js->p++;
+				js_skip_ws(js);
+				if (js->p < js->end && *js->p == close)
+				{
+					js->p++;
+					return true;
+				}
+				for (;;)
+				{
+					if (close == '}')
+					{
+						if (js->p >= js->end || *js->p != '"' ||
+							!js_string(js, NULL, NULL))
+							return false;
+						js_skip_ws(js);
+						if (js->p >= js->end || *js->p != ':')
+							return false;
+						js->p++;
+						js_skip_ws(js);
+					}
+					if (!js_skip_value(js, depth + 1))
+						return false;
+					js_skip_ws(js);
+					if (js->p >= js->end)
+						return false;
+					if (*js->p == close)
+					{
+						js->p++;
+						return true;
+					}
+					if (*js->p != ',')
+						return false;
+					js->p++;
+					js_skip_ws(js);
+				}
+			}
+		default:
+			return js_number(js);
+	}
+}
+
+static bool
+decode_json_fast(Decoder *dec, const char *payload, int len, int start)
+{
+	char	   *buf = palloc(len + 1);
+	JsonScan	js;
+
+	memcpy(buf, payload, len);
+	buf[len] = '\0';
+	js.p = buf + start + 1;		/* past the '{' */
+	js.end = buf + len;
+	js.utf8 = (dec->encoding == PG_UTF8);
+	memset(dec->fields, 0, sizeof(char *) * dec->ncols);
+
+	js_skip_ws(&js);
+	if (js.p < js.end && *js.p == '}')
+		js.p++;
+	else
+	{
+		for (;;)
+		{
+			char	   *key;
+			int			keylen;
+			int			col;
+			char	   *value;
+
+			/* The key, de-escaped in place only if it has escapes. */
+			if (js.p >= js.end || *js.p != '"')
+				return false;
+			key = js.p + 1;
+			keylen = 0;
+			while (key + keylen < js.end && key[keylen] != '"' &&
+				   key[keylen] != '\\' && (unsigned char) key[keylen] >= 0x20)
+				keylen++;
+			if (key + keylen < js.end && key[keylen] == '"')
+				js.p = key + keylen + 1;
+			else if (!js_string(&js, key, &keylen))
+				return false;
+			col = lookup_column(dec, key, keylen);
+
+			js_skip_ws(&js);
+			if (js.p >= js.end || *js.p != ':')
+				return false;
+			js.p++;
+			js_skip_ws(&js);
+
+			value = js.p;
+			if (col >= 0 && js.p < js.end && *js.p == '"' && !dec->cols[col].is_json)
+			{
+				int			vlen;
+
+				if (!js_string(&js, value + 1, &vlen))
+					return false;
+				dec->fields[col] = value + 1;
+				dec->field_end[col] = (value + 1 + vlen) - buf;
+			}
+			else
+			{
+				if (!js_skip_value(&js, 1))
+					return false;
+				if (col >= 0)
+				{
+					/* JSON null is SQL NULL; anything else its JSON text */
+					if (js.p - value == 4 && memcmp(value, "null", 4) == 0)
+						dec->fields[col] = NULL;
+					else
+					{
+						dec->fields[col] = value;
+						dec->field_end[col] = js.p - buf;
+					}
+				}
+			}
+
+			js_skip_ws(&js);
+			if (js.p >= js.end)
+				return false;
+			if (*js.p == '}')
+			{
+				js.p++;
+				break;
+			}
+			if (*js.p != ',')
+				return false;
+			js.p++;
+			js_skip_ws(&js);
+		}
+	}
+	js_skip_ws(&js);
+	if (js.p != js.end)
+		return false;
+
+	/*
+	 * Terminate the captured values.  Each ends at a delimiter, or inside
+	 * its own string, never inside another captured value.
+	 */
+	for (int i = 0; i < dec->ncols; i++)
+		if (dec->fields[i] != NULL)
+			buf[dec->field_end[i]] = '\0';
+	return true;
 }
 
 static bool
@@ -542,6 +958,10 @@ decode_json(Decoder *dec, const char *payload, int len, char **error)
 		return false;
 	}
 
+	if (decode_json_fast(dec, payload, len, i))
+		return true;
+
+	/* Postgres' parser: its error message, or what the fast path left. */
 	memset(dec->fields, 0, sizeof(char *) * dec->ncols);
 	dec->jfield = -1;
 	dec->nest_start = NULL;
@@ -661,4 +1081,68 @@ decode_csv(Decoder *dec, const char *payload, int len, char **error)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * streamflink._decode(format, NULL::row_type, payload bytea,
+ *					   OUT row row_type, OUT error text)
+ *
+ * Decode one payload as a source would, without Kafka: the row, or the
+ * error a dead letter would carry.  For trying a source's format on sample
+ * messages, and for testing the decoders.
+ */
+PG_FUNCTION_INFO_V1(streamflink_decode);
+
+Datum
+streamflink_decode(PG_FUNCTION_ARGS)
+{
+	Oid			row_type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	TupleDesc	result_desc;
+	TupleDesc	row_desc;
+	Decoder    *dec;
+	Datum	   *values;
+	bool	   *nulls;
+	char	   *error = NULL;
+	Datum		result[2] = {0, 0};
+	bool		result_nulls[2] = {true, true};
+	const char *data = NULL;
+	size_t		len = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("format must not be NULL")));
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (!type_is_rowtype(row_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("type %s is not a row type", format_type_be(row_type)),
+				 errhint("Pass NULL cast to the source's row type, e.g. NULL::streamflink.source_rides.")));
+
+	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+	dec = decoder_create_for_desc(decode_format_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0))),
+								  row_desc);
+	values = palloc(sizeof(Datum) * row_desc->natts);
+	nulls = palloc(sizeof(bool) * row_desc->natts);
+	if (!PG_ARGISNULL(2))
+	{
+		bytea	   *payload = PG_GETARG_BYTEA_PP(2);
+
+		data = VARDATA_ANY(payload);
+		len = VARSIZE_ANY_EXHDR(payload);
+	}
+
+	if (decode_message(dec, data, len, values, nulls, &error))
+	{
+		result[0] = HeapTupleGetDatum(heap_form_tuple(row_desc, values, nulls));
+		result_nulls[0] = false;
+	}
+	else
+	{
+		result[1] = CStringGetTextDatum(error);
+		result_nulls[1] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc),
+													  result, result_nulls)));
 }

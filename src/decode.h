@@ -13,6 +13,8 @@
 #ifndef STREAMFLINK_DECODE_H
 #define STREAMFLINK_DECODE_H
 
+#include "access/tupdesc.h"
+
 typedef enum DecodeFormat
 {
 	DECODE_JSON,
@@ -34,6 +36,9 @@ extern DecodeFormat decode_format_from_name(const char *name);
  */
 extern Decoder *decoder_create(DecodeFormat format, int ncols,
 							   char **names, Oid *types, int32 *typmods);
+
+/* The same, for the columns of a row type's tuple descriptor. */
+extern Decoder *decoder_create_for_desc(DecodeFormat format, TupleDesc desc);
 
 /*
  * Decode one payload into values/nulls (arrays of ncols).  Pass-by-reference

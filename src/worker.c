@@ -352,9 +352,6 @@ static void
 worker_startup(Worker *w)
 {
 	TypeCacheEntry *tce;
-	char	  **names;
-	Oid		   *types;
-	int32	   *typmods;
 	StringInfoData buf;
 	TimestampTz saved_wm = DT_NOBEGIN;
 	PartitionPosition *pos;
@@ -410,19 +407,8 @@ worker_startup(Worker *w)
 
 		tce = lookup_type_cache(w->def->source.row_type, TYPECACHE_TUPDESC);
 		w->event_desc = CreateTupleDescCopy(tce->tupDesc);
-		names = palloc(sizeof(char *) * w->event_desc->natts);
-		types = palloc(sizeof(Oid) * w->event_desc->natts);
-		typmods = palloc(sizeof(int32) * w->event_desc->natts);
-		for (int i = 0; i < w->event_desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(w->event_desc, i);
-
-			names[i] = pstrdup(NameStr(att->attname));
-			types[i] = att->atttypid;
-			typmods[i] = att->atttypmod;
-		}
-		w->decoder = decoder_create(decode_format_from_name(w->def->source.format),
-									w->event_desc->natts, names, types, typmods);
+		w->decoder = decoder_create_for_desc(decode_format_from_name(w->def->source.format),
+											 w->event_desc);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
 		w->op = window_create(w->def, w->store, NULL, w->event_desc);
 		w->sink = sink_create(w->def, window_aggregates(w->op), w->event_desc);
