@@ -6,9 +6,9 @@
  * Start-up: resolve in-doubt transactions, restore state from the last
  * completed checkpoint, seek Kafka to its positions.  Then, in a loop:
  * take a batch of messages, decode them (bad ones to the dead-letter
- * table), track per-partition watermarks, feed the window operator, fire
- * windows the pipeline watermark passed, and checkpoint every
- * checkpoint_interval.
+ * table), track per-partition watermarks, feed the pipeline's operator
+ * (windows or CEP, see operator.h), let it fire what the pipeline
+ * watermark passed, and checkpoint every checkpoint_interval.
  *
  * Everything the worker writes goes into its open epoch transaction (see
  * checkpoint.h).  Any error ends the worker; the postmaster starts it again
@@ -44,7 +44,7 @@
 #include "sink.h"
 #include "state.h"
 #include "streamflink.h"
-#include "window.h"
+#include "operator.h"
 
 PGDLLEXPORT void streamflink_worker_main(Datum arg);
 
@@ -69,7 +69,7 @@ typedef struct Worker
 	TupleDesc	event_desc;
 	TupleTableSlot *event;
 	Sink	   *sink;
-	WindowOperator *op;
+	Operator   *op;
 	int			nparts;
 	PartitionState *parts;
 	PartitionPosition *positions;	/* scratch for checkpoints */
@@ -174,7 +174,7 @@ report_progress(Worker *w)
 	w->slot->rows_emitted = w->rows_total;
 	w->slot->watermark = w->watermark;
 	w->slot->lag = lag;
-	w->slot->state_keys = window_open_count(w->op);
+	w->slot->state_keys = operator_open_count(w->op);
 	w->slot->last_checkpoint = w->checkpoint_id;
 	if (secs >= 1.0)
 	{
@@ -277,7 +277,7 @@ process_message(Worker *w, KafkaMessage *msg)
 	if (t > ps->pos.max_event_time || ps->pos.max_event_time == DT_NOBEGIN)
 		ps->pos.max_event_time = t;
 
-	if (!window_process(w->op, w->event, t, w->watermark))
+	if (!operator_process(w->op, w->event, t, w->watermark))
 	{
 		char	   *reason = psprintf("event time %s is more than the allowed lateness behind the watermark %s",
 									  timestamptz_to_str(t), timestamptz_to_str(w->watermark));
@@ -297,7 +297,7 @@ take_checkpoint(Worker *w)
 	TimestampTz wm = w->watermark;
 
 	/* State first: everything up to the current positions. */
-	window_flush(w->op);
+	operator_flush(w->op);
 	state_put(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1,
 			  (char *) &wm, sizeof(wm));
 	w->stats.state_bytes = state_checkpoint(w->store, snap);
@@ -420,9 +420,8 @@ worker_startup(Worker *w)
 		w->decoder = decoder_create(decode_format_from_name(w->def->source.format),
 									w->event_desc->natts, names, types, typmods);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
-		w->op = window_create(w->def, w->store, NULL, w->event_desc);
-		w->sink = sink_create(w->def, window_aggregates(w->op), w->event_desc);
-		window_set_sink(w->op, w->sink);
+		w->sink = sink_create(w->def);
+		w->op = operator_create(w->def, w->store, w->sink, w->event_desc);
 		w->batch = palloc(sizeof(KafkaMessage) * Max(sf_batch_size, 1));
 		w->msg_cxt = AllocSetContextCreate(TopMemoryContext, "streamflink message",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -498,7 +497,7 @@ worker_loop(Worker *w)
 				process_message(w, &w->batch[i]);
 				MemoryContextSwitchTo(old);
 				MemoryContextReset(w->msg_cxt);
-				window_maybe_flush(w->op);
+				operator_maybe_flush(w->op);
 			}
 			PopActiveSnapshot();
 			SPI_finish();
@@ -512,7 +511,7 @@ worker_loop(Worker *w)
 			StartTransactionCommand();
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
-			window_advance(w->op, wm);
+			operator_advance(w->op, wm);
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
