@@ -721,7 +721,8 @@ BEGIN
 	EXECUTE pg_catalog.format('CREATE TABLE %s (%s match_start timestamptz NOT NULL, '
 							  'match_end timestamptz NOT NULL, events jsonb NOT NULL%s)',
 							  sink, coalesce(key_defs || ',', ''),
-							  coalesce(', ' || array_to_string(measure_defs, ', '), ''));
+							  CASE WHEN cardinality(measure_defs) > 0
+								   THEN ', ' || array_to_string(measure_defs, ', ') ELSE '' END);
 	sink_rel := to_regclass(sink);
 	IF timed_out IS NOT NULL THEN
 		EXECUTE pg_catalog.format('CREATE TABLE %s (%s match_start timestamptz NOT NULL, '

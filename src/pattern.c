@@ -313,7 +313,8 @@ pattern_parse(const char *text, const char *skip)
 		p = skip_space(text, p);
 		if (text[p] == '\0')
 			break;
-		if (!(is_ident_start(text[p]) || text[p] == '!' || text[p] == '-'))
+		if (!(is_ident_start(text[p]) || text[p] == '!' || text[p] == '-' ||
+			  text[p] == '(' || text[p] == '|'))
 			pattern_error(text, p, psprintf("unexpected \"%c\"", text[p]),
 						  "Sequences are written a b (next), a -> b (followed by) or a ->> b (followed by any).");
 		if (text[p] == '-' && text[p + 1] != '>')
@@ -776,8 +777,12 @@ nav_walker(Node *node, NavContext *cxt)
 			make_param(cxt, node, fc->location, ref, att->atttypid, att->atttypmod);
 			return false;
 		}
-		if (var >= 0 && is_aggregate_name(fc->funcname))
+		if (fc->over == NULL && is_aggregate_name(fc->funcname))
 		{
+			if (var < 0)
+				nav_error(cxt, fc->location,
+						  "an aggregate in a pattern must refer to the events of a variable",
+						  "For example: sum(small.amount), count(small.*).");
 			nav_aggregate(cxt, fc, varrefs, var);
 			return false;
 		}

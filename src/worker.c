@@ -76,6 +76,7 @@ typedef struct Worker
 	TimestampTz watermark;
 	int64		checkpoint_id;	/* last completed */
 	EpochStats stats;		/* of the epoch in progress */
+	bool		advanced;		/* the watermark moved in this epoch */
 	MemoryContext msg_cxt;
 	KafkaMessage *batch;
 	/* progress reporting */
@@ -188,13 +189,18 @@ report_progress(Worker *w)
 /*
  * Pipeline watermark: the minimum over partitions of max event time less
  * the allowed out-of-orderness.  A partition with no message for the
- * source's idle timeout does not hold it back.  Never moves backwards.
+ * source's idle timeout does not hold it back; when every partition is
+ * idle, the ones that had events decide (else the end of a stream whose
+ * last partition went idle after the others would never be fired).  Never
+ * moves backwards.
  */
 static TimestampTz
 compute_watermark(Worker *w, TimestampTz now)
 {
 	TimestampTz wm = DT_NOEND;
+	TimestampTz idle_wm = DT_NOEND;
 	bool		any = false;
+	bool		any_idle = false;
 
 	for (int p = 0; p < w->nparts; p++)
 	{
@@ -202,14 +208,25 @@ compute_watermark(Worker *w, TimestampTz now)
 
 		if (w->def->source.idle_timeout > 0 &&
 			now - ps->last_message >= w->def->source.idle_timeout)
+		{
+			if (ps->pos.max_event_time != DT_NOBEGIN)
+			{
+				any_idle = true;
+				idle_wm = Min(idle_wm, ps->pos.max_event_time - w->def->source.max_out_of_orderness);
+			}
 			continue;
+		}
 		any = true;
 		if (ps->pos.max_event_time == DT_NOBEGIN)
 			return w->watermark;
 		wm = Min(wm, ps->pos.max_event_time - w->def->source.max_out_of_orderness);
 	}
 	if (!any)
-		return w->watermark;
+	{
+		if (!any_idle)
+			return w->watermark;
+		wm = idle_wm;
+	}
 	return Max(wm, w->watermark);
 }
 
@@ -321,6 +338,7 @@ take_checkpoint(Worker *w)
 
 	memset(&w->stats, 0, sizeof(w->stats));
 	w->stats.started = GetCurrentTimestamp();
+	w->advanced = false;
 }
 
 /* Wait until the broker answers; report why not in the status view. */
@@ -462,7 +480,7 @@ worker_loop(Worker *w)
 			if (stop_requested(w))
 			{
 				/* A requested stop ends with a checkpoint: nothing is left behind. */
-				if (w->stats.events > 0)
+				if (w->stats.events > 0 || w->advanced)
 					take_checkpoint(w);
 				AbortOutOfAnyTransaction();
 				ereport(LOG, (errmsg("streamflink pipeline \"%s\" stopped", w->def->name)));
@@ -512,6 +530,7 @@ worker_loop(Worker *w)
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
 			operator_advance(w->op, wm);
+			w->advanced = true;
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
@@ -519,7 +538,11 @@ worker_loop(Worker *w)
 
 		if (now >= next_checkpoint)
 		{
-			if (w->stats.events > 0)
+			/*
+			 * An epoch with no events still needs its checkpoint if the
+			 * watermark moved: firing wrote rows and changed state.
+			 */
+			if (w->stats.events > 0 || w->advanced)
 				take_checkpoint(w);
 			next_checkpoint = now + w->def->checkpoint_interval;
 		}
