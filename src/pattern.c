@@ -93,8 +93,11 @@ text_error_callback(void *arg)
 
 	if (pos > 0)
 	{
+		/* past the end: the error is at the end of the user's text */
+		int			len = pg_mbstrlen(ta->text);
+
 		errposition(0);
-		internalerrposition(Max(pos - ta->prefix, 1));
+		internalerrposition(Min(Max(pos - ta->prefix, 1), len));
 		internalerrquery(ta->text);
 	}
 	errcontext("in %s: %s", ta->what, ta->text);
