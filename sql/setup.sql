@@ -1,6 +1,7 @@
 --
 -- setup: the extension, and helpers the other tests share.
 --
+\set SHOW_CONTEXT never
 CREATE EXTENSION streamflink;
 SELECT extname, extversion, nspname
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace

@@ -279,10 +279,10 @@ $$;
 
 /* Columns of a composite type, in order. */
 CREATE FUNCTION streamflink._columns(t regtype)
-RETURNS TABLE (attname text, atttype regtype, attnum int)
+RETURNS TABLE (attname text, atttype regtype, attnum int, atttypmod int)
 LANGUAGE sql STABLE
 AS $$
-	SELECT a.attname::text, a.atttypid::regtype, a.attnum::int
+	SELECT a.attname::text, a.atttypid::regtype, a.attnum::int, a.atttypmod
 	FROM pg_type ty
 	JOIN pg_attribute a ON a.attrelid = ty.typrelid
 	WHERE ty.oid = t AND a.attnum > 0 AND NOT a.attisdropped
@@ -323,7 +323,8 @@ BEGIN
 	END IF;
 	IF EXISTS (SELECT 1 FROM streamflink.source s WHERE s.name = src_name) THEN
 		RAISE EXCEPTION 'source "%" already exists', src_name
-			USING ERRCODE = 'duplicate_object';
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Choose another name, or drop it first with streamflink.drop_source().';
 	END IF;
 	IF coalesce(brokers, '') = '' OR coalesce(topic, '') = '' THEN
 		RAISE EXCEPTION 'a source needs brokers and a topic'
@@ -467,7 +468,8 @@ BEGIN
 	END IF;
 	IF EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = p_name) THEN
 		RAISE EXCEPTION 'pipeline "%" already exists', p_name
-			USING ERRCODE = 'duplicate_object';
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Choose another name, or drop it first with streamflink.drop_pipeline().';
 	END IF;
 
 	wkind := CASE lower("window")
@@ -823,7 +825,7 @@ $$;
 
 CREATE VIEW streamflink.sources AS
 SELECT s.name, s.brokers, s.topic, s.format,
-	   (SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(c.atttype, NULL), ', ')
+	   (SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(c.atttype, c.atttypmod), ', ')
 		  FROM streamflink._columns(s.row_type) c) AS columns,
 	   s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options, s.owner, s.created
 FROM streamflink.source s;

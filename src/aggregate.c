@@ -35,6 +35,7 @@
 #include "utils/syscache.h"
 
 #include "aggregate.h"
+#include "streamflink.h"
 
 typedef struct AggDef
 {
@@ -84,8 +85,19 @@ analyse_aggregates(Oid row_type, const char *aggregates)
 	List	   *raw;
 	Query	   *query;
 
+	ErrorContextCallback errcb;
+	SfFragmentErrorArg fa;
+
 	sql = psprintf("SELECT %s FROM (SELECT (NULL::%s).*) AS e",
 				   aggregates, format_type_be_qualified(row_type));
+	fa.what = "aggregate list";
+	fa.fragment = aggregates;
+	fa.query = sql;
+	fa.offset = strlen("SELECT ");
+	errcb.callback = sf_fragment_error_callback;
+	errcb.arg = &fa;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	raw = pg_parse_query(sql);
 	if (list_length(raw) != 1)
 		ereport(ERROR,
@@ -100,6 +112,7 @@ analyse_aggregates(Oid row_type, const char *aggregates)
 				(errcode(ERRCODE_SYNTAX_ERROR),
 				 errmsg("invalid aggregate list: %s", aggregates),
 				 errhint("Write aggregates as in a SELECT list: count(*) AS n, avg(x) AS mean.")));
+	error_context_stack = errcb.previous;
 	return query;
 }
 

@@ -13,6 +13,8 @@
 #include "postgres.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "access/twophase.h"
@@ -30,6 +32,36 @@
 #include "state.h"
 
 #define GID_PREFIX "streamflink"
+
+/*
+ * Fault injection for the crash tests: if the file DataDir/streamflink/
+ * failpoint names this point ("after_prepare" or "after_decision"), the
+ * file is removed and the worker kills itself with SIGKILL, exactly where
+ * a crash leaves an in-doubt prepared transaction to be rolled back or
+ * committed by recovery.  One stat() per checkpoint when unused.
+ */
+static void
+failpoint(const char *name)
+{
+	char		path[MAXPGPATH];
+	char		buf[64];
+	FILE	   *f;
+	size_t		n;
+
+	snprintf(path, sizeof(path), "%s/streamflink/failpoint", DataDir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if (strncmp(buf, name, strlen(name)) != 0)
+		return;
+	unlink(path);
+	ereport(LOG, (errmsg("streamflink: failpoint %s: crashing on purpose", name)));
+	kill(MyProcPid, SIGKILL);
+	pg_usleep(10 * 1000 * 1000L);	/* SIGKILL is not deferred; never reached */
+}
 
 /*
  * The gid is built in a caller's buffer: PREPARE frees the transaction's
@@ -249,6 +281,7 @@ checkpoint_complete(Oid dboid, PipelineDef *def, int64 id, int nparts,
 	if (!PrepareTransactionBlock(gid))
 		elog(ERROR, "could not prepare transaction %s", gid);
 	CommitTransactionCommand();
+	failpoint("after_prepare");
 
 	/* 4. The decision. */
 	completed = GetCurrentTimestamp();
@@ -280,6 +313,8 @@ checkpoint_complete(Oid dboid, PipelineDef *def, int64 id, int nparts,
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+
+	failpoint("after_decision");
 
 	/* 5. Commit the epoch's rows and positions. */
 	StartTransactionCommand();

@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include "storage/latch.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
@@ -109,12 +112,6 @@ sf_shmem_startup(void)
 void
 _PG_init(void)
 {
-	DefineCustomIntVariable("streamflink.max_workers",
-							"Maximum number of pipeline workers running at once.",
-							"Each running pipeline uses one background worker; "
-							"max_worker_processes must leave room for them.",
-							&sf_max_workers, 16, 1, 1024,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("streamflink.state_cache_entries",
 							"Window states a worker keeps in memory between checkpoints.",
 							"Above this, states are written back to RocksDB early; "
@@ -128,8 +125,20 @@ _PG_init(void)
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("streamflink");
 
+	/*
+	 * Without shared_preload_libraries the functions still load (to define
+	 * pipelines and to say what is missing when one is started), but a
+	 * server-start setting cannot be defined after startup.
+	 */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	DefineCustomIntVariable("streamflink.max_workers",
+							"Maximum number of pipeline workers running at once.",
+							"Each running pipeline uses one background worker; "
+							"max_worker_processes must leave room for them.",
+							&sf_max_workers, 16, 1, 1024,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = sf_shmem_request;
@@ -157,6 +166,27 @@ sf_require_prepared_xacts(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("streamflink needs prepared transactions, but max_prepared_transactions is 0"),
 				 errhint("Set max_prepared_transactions to at least the number of pipelines (for example 64) and restart the server.")));
+}
+
+void
+sf_fragment_error_callback(void *arg)
+{
+	SfFragmentErrorArg *fa = (SfFragmentErrorArg *) arg;
+	int			pos = geterrposition();
+	int			len = strlen(fa->fragment);
+
+	if (pos > 0)
+	{
+		/* Positions are 1-based characters; the fragment is the query now. */
+		pos -= pg_mbstrlen_with_len(fa->query, fa->offset);
+		errposition(0);
+		if (pos >= 1 && pos <= pg_mbstrlen_with_len(fa->fragment, len) + 1)
+		{
+			internalerrposition(pos);
+			internalerrquery(fa->fragment);
+		}
+	}
+	errcontext("in %s \"%s\"", fa->what, fa->fragment);
 }
 
 char *
@@ -291,8 +321,10 @@ sf_xact_callback(XactEvent event, void *arg)
 			if (a->kind == PENDING_REMOVE_STATE)
 			{
 				char	   *dir = sf_pipeline_dir(MyDatabaseId, a->pipeline_id);
+				struct stat st;
 
-				if (!rmtree(dir, true) && errno != ENOENT)
+				/* A pipeline never started has no state directory. */
+				if (stat(dir, &st) == 0 && !rmtree(dir, true))
 					ereport(WARNING,
 							(errmsg("could not remove state directory \"%s\"", dir)));
 				continue;

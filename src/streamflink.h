@@ -75,6 +75,22 @@ extern void sf_release_slot(WorkerSlot *slot);
 extern void sf_slot_set_status(WorkerSlot *slot, const char *status,
 							   const char *error);
 
+/*
+ * Parsing a user's SQL fragment (an aggregate list, a condition) inside a
+ * query we build around it: an error context callback that reports syntax
+ * and analysis errors at their position in the fragment, as the user wrote
+ * it, instead of in our query or in the SQL call that passed it.
+ */
+typedef struct SfFragmentErrorArg
+{
+	const char *what;			/* e.g. "aggregate list" */
+	const char *fragment;		/* the user's text */
+	const char *query;			/* the query parsed, containing it */
+	int			offset;			/* where (in bytes) it starts in the query */
+} SfFragmentErrorArg;
+
+extern void sf_fragment_error_callback(void *arg);
+
 /* Start a pipeline's worker now (used at commit and by the launcher). */
 extern bool sf_register_worker(Oid dboid, int32 pipeline_id);
 

@@ -296,8 +296,10 @@ process_message(Worker *w, KafkaMessage *msg)
 
 	if (!operator_process(w->op, w->event, t, w->watermark))
 	{
+		/* timestamptz_to_str() returns a static buffer: copy the first. */
+		char	   *etime = pstrdup(timestamptz_to_str(t));
 		char	   *reason = psprintf("event time %s is more than the allowed lateness behind the watermark %s",
-									  timestamptz_to_str(t), timestamptz_to_str(w->watermark));
+									  etime, timestamptz_to_str(w->watermark));
 
 		sink_late_event(w->sink, msg->partition, msg->offset, t, w->watermark,
 						msg->payload, msg->len, reason);
@@ -312,6 +314,9 @@ take_checkpoint(Worker *w)
 	char	   *snap = checkpoint_snapshot_dir(w->dir, id);
 	char	   *prev = w->checkpoint_id > 0 ? checkpoint_snapshot_dir(w->dir, w->checkpoint_id) : NULL;
 	TimestampTz wm = w->watermark;
+
+	/* A checkpoint's duration is its own: from here to the decision. */
+	w->stats.started = GetCurrentTimestamp();
 
 	/* State first: everything up to the current positions. */
 	operator_flush(w->op);
@@ -337,7 +342,6 @@ take_checkpoint(Worker *w)
 	SpinLockRelease(&w->slot->mutex);
 
 	memset(&w->stats, 0, sizeof(w->stats));
-	w->stats.started = GetCurrentTimestamp();
 	w->advanced = false;
 }
 

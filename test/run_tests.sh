@@ -73,13 +73,19 @@ if [[ " $parts " == *" regress "* ]]; then
     sf_pg_stop "$SF_WORK/pg"
 
     # The same binaries, misconfigured: the errors a user meets first.
-    port=$(sf_free_port)
-    SF_PRELOAD='' sf_pg_start "$SF_WORK/pg-bare" "$port" "max_prepared_transactions = 0"
-    sf_psql "$SF_WORK/pg-bare" "$port" -q \
-        -c "CREATE DATABASE streamflink_regress" \
-        -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'"
-    regress "pg_regress (misconfigured server)" "$SF_WORK/pg-bare" "$port" misconfigured
-    sf_pg_stop "$SF_WORK/pg-bare"
+    misconfigured() {
+        local name=$1 dir=$SF_WORK/$1 port
+        shift
+        port=$(sf_free_port)
+        sf_pg_start "$dir" "$port" "$@"
+        sf_psql "$dir" "$port" -q \
+            -c "CREATE DATABASE streamflink_regress" \
+            -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'"
+        regress "pg_regress ($name)" "$dir" "$port" "$name"
+        sf_pg_stop "$dir"
+    }
+    SF_PRELOAD='' misconfigured misconfigured
+    misconfigured no2pc "max_prepared_transactions = 0"
     sf_broker_stop "$SF_WORK/broker"
 fi
 

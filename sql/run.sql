@@ -1,0 +1,142 @@
+--
+-- run: a hop-window pipeline end to end against the test broker.  Known
+-- events are produced, the pipeline runs in its background worker, and the
+-- sink must equal the answer SQL computes over the same events; malformed
+-- events go to the dead-letter table, too-late ones to the late-event table.
+--
+\set SHOW_CONTEXT never
+SET timezone = 'UTC';
+
+-- The events, also kept in a table for the independent answer: 400 rides
+-- over 20 minutes, up to 3 seconds out of order, on two partitions.
+CREATE TABLE ride_events AS
+SELECT i, i % 2 AS part, 'g' || (i % 5) AS geo, (i % 17) * 0.25::float8 AS wait_s,
+       CASE WHEN i % 3 = 0 THEN 'pool' ELSE 'solo' END AS kind,
+       timestamptz '2024-01-01 00:00:00+00' + (i * 3 - (i * 7) % 4) * interval '1 second' AS ts
+FROM generate_series(0, 399) i;
+
+CREATE FUNCTION ride_json(r ride_events) RETURNS text
+LANGUAGE sql AS $$
+	SELECT json_build_object('geo', r.geo, 'wait_s', r.wait_s, 'kind', r.kind, 'ts', r.ts)::text
+$$;
+
+SELECT part, streamflink.produce(regress_brokers(), 'regress_rides', payloads, part)
+FROM (SELECT part, array_agg(ride_json(e) ORDER BY i) AS payloads
+      FROM ride_events e GROUP BY part) b ORDER BY part;
+
+-- Four that cannot be decoded.
+SELECT streamflink.produce(regress_brokers(), 'regress_rides', ARRAY[
+	'not json',
+	'{"geo": "g1", "wait_s": "abc", "ts": "2024-01-01 00:01:00+00"}',
+	'{"geo": "g1", "wait_s": 1}',
+	'[1, 2]'], 0);
+
+SELECT streamflink.start('surge');
+SELECT streamflink.start('surge');	-- already running: a notice
+SELECT streamflink.drop_pipeline('surge');	-- refused while running
+SELECT wait_until($$SELECT events = 404 FROM streamflink.pipelines WHERE name = 'surge'$$);
+SELECT status, error, events, dead_letters, late_events FROM streamflink.pipelines WHERE name = 'surge';
+
+-- An event an hour later on each partition: the watermark (minimum over the
+-- partitions, less 5 seconds of out-of-orderness) passes every window.
+SELECT streamflink.produce(regress_brokers(), 'regress_rides',
+	ARRAY['{"geo": "g0", "wait_s": 1, "kind": "solo", "ts": "2024-01-01 01:00:00+00"}'], p)
+FROM generate_series(0, 1) p;
+SELECT wait_until($$SELECT watermark = '2024-01-01 00:59:55+00' FROM streamflink.pipelines WHERE name = 'surge'$$);
+
+-- Now one more than the allowed lateness (1 minute) behind, and one within:
+-- the first is a late event; the second falls in windows ending at 00:59:00
+-- and 00:59:30, already fired (the watermark is 00:59:55) but kept for the
+-- allowed lateness: they fire again with it (the sink row is replaced), and
+-- in windows ending after 00:59:55, still open.
+SELECT streamflink.produce(regress_brokers(), 'regress_rides', ARRAY[
+	'{"geo": "g3", "wait_s": 2, "kind": "solo", "ts": "2024-01-01 00:10:00+00"}',
+	'{"geo": "g3", "wait_s": 2, "kind": "solo", "ts": "2024-01-01 00:58:50+00"}'], 0);
+INSERT INTO ride_events VALUES
+	(1000, 0, 'g0', 1, 'solo', '2024-01-01 01:00:00+00'),
+	(1001, 1, 'g0', 1, 'solo', '2024-01-01 01:00:00+00'),
+	(1002, 0, 'g3', 2, 'solo', '2024-01-01 00:58:50+00');
+SELECT wait_until($$SELECT events = 408 AND last_checkpoint IS NOT NULL
+                           AND (SELECT max(events) FROM streamflink.checkpoints WHERE pipeline = 'surge') > 0
+                           AND (SELECT count(*) FROM streamflink.late_events) = 1
+                           AND (SELECT count(*) FROM surge_out WHERE geo = 'g3' AND window_start = '2024-01-01 00:54:30+00') = 1
+                    FROM streamflink.pipelines WHERE name = 'surge'$$);
+
+-- The answer SQL gives: each event in the size/slide windows that contain
+-- it, aligned to the epoch; fired windows are those the watermark passed.
+CREATE VIEW expected AS
+SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
+       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
+FROM ride_events,
+     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
+                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
+GROUP BY geo, ws
+HAVING ws + interval '5 minutes' <= '2024-01-01 00:59:55+00';
+
+SELECT (SELECT count(*) FROM expected) AS expected_windows,
+       (SELECT count(*) FROM surge_out) AS sink_windows,
+       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) x) AS missing,
+       (SELECT count(*) FROM (SELECT * FROM surge_out EXCEPT SELECT * FROM expected) x) AS wrong;
+
+SELECT pipeline, partition, "offset", convert_from(payload, 'UTF8') AS payload, error
+FROM streamflink.dead_letters ORDER BY partition, "offset";
+SELECT pipeline, partition, event_time, watermark, reason FROM streamflink.late_events;
+
+-- Live aggregates: the windows still open, read from the worker's RocksDB.
+SELECT geo, window_start, window_end, rides, avg_wait, max_wait
+FROM streamflink.live('surge', NULL::surge_out) ORDER BY geo, window_start LIMIT 5;
+SELECT count(*) FROM streamflink.live('surge');
+
+-- Offsets of the last checkpoint: next message to read per partition.
+SELECT pipeline, topic, partition, next_offset FROM streamflink.offsets ORDER BY partition;
+
+-- A stop ends with a checkpoint; a restart resumes there: nothing doubled.
+SELECT streamflink.stop('surge');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'surge'$$);
+SELECT streamflink.start('surge');
+SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'surge'$$);
+SELECT streamflink.produce(regress_brokers(), 'regress_rides',
+	ARRAY['{"geo": "g0", "wait_s": 1, "kind": "solo", "ts": "2024-01-01 01:10:00+00"}'], p)
+FROM generate_series(0, 1) p;
+SELECT wait_until($$SELECT watermark = '2024-01-01 01:09:55+00' FROM streamflink.pipelines WHERE name = 'surge'$$);
+-- g0's two 01:00 events fire 9 windows starting 00:56:00 to 01:00:00, g3's
+-- 00:58:50 event 6 starting 00:56:00 to 00:58:30.
+SELECT wait_until($$SELECT count(*) = 15 FROM surge_out WHERE window_start >= '2024-01-01 00:56:00+00'$$);
+SELECT count(*) AS duplicate_windows FROM (SELECT geo, window_start FROM surge_out GROUP BY 1, 2 HAVING count(*) > 1) d;
+SELECT count(*) FROM streamflink.dead_letters;
+SELECT streamflink.stop('surge');
+
+-- An unreachable broker is reported in the status view, not a crash loop.
+SELECT streamflink.create_source('nowhere', brokers => '127.0.0.1:1', topic => 'x',
+       columns => 'a int');
+SELECT streamflink.create_window_pipeline('lost', source => 'nowhere', key => '',
+       "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => 'lost_out');
+SELECT streamflink.start('lost');
+SELECT wait_until($$SELECT status = 'waiting for broker' FROM streamflink.pipelines WHERE name = 'lost'$$);
+SELECT status, error <> '' AS has_error FROM streamflink.pipelines WHERE name = 'lost';
+SELECT streamflink.stop('lost');
+
+-- So is a topic the broker does not have.
+SELECT streamflink.create_source('missing', brokers => regress_brokers(), topic => 'regress_missing',
+       columns => 'a int');
+SELECT streamflink.create_window_pipeline('orphan', source => 'missing', key => '',
+       "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => 'orphan_out');
+SELECT streamflink.start('orphan');
+SELECT wait_until($$SELECT status = 'waiting for broker' FROM streamflink.pipelines WHERE name = 'orphan'$$);
+SELECT status, error FROM streamflink.pipelines WHERE name = 'orphan';
+SELECT streamflink.stop('orphan');
+
+-- A bad librdkafka setting: the worker reports it and retries slowly.
+SELECT streamflink.create_source('badopt', brokers => regress_brokers(), topic => 'regress_rides',
+       columns => 'a int', options => '{no.such.setting=1}');
+SELECT streamflink.create_window_pipeline('badopt', source => 'badopt', key => '',
+       "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => 'badopt_out');
+SELECT streamflink.start('badopt');
+SELECT wait_until($$SELECT status = 'failed' FROM streamflink.pipelines WHERE name = 'badopt'$$);
+SELECT status, error FROM streamflink.pipelines WHERE name = 'badopt';
+SELECT streamflink.stop('badopt');
+
+SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines$$);
+SELECT streamflink.drop_pipeline(name, drop_sink => true) FROM streamflink.pipelines
+WHERE name IN ('surge', 'lost', 'orphan', 'badopt') ORDER BY name;
+SELECT count(*) FROM streamflink.checkpoint;

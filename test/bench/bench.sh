@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+#
+# test/bench/bench.sh: end-to-end throughput of a window pipeline, against
+# two baselines measured in the same run on the same topic.
+#
+#   bash test/bench/bench.sh          (as root; installs what is missing)
+#
+# 1M JSON events (SF_BENCH_EVENTS) over 4 partitions of the test broker;
+# pipeline: tumbling 1-minute count(*) and avg by key (1,000 keys),
+# checkpoint every second, exactly-once sink.  Prints:
+#   - raw librdkafka consume rate of the topic (test/consume_bench): the
+#     ceiling of any Kafka consumer on this machine;
+#   - streamflink end to end: from start() until the checkpoint that holds
+#     the last event's offset has committed (decode, watermarks, RocksDB
+#     state, 2PC checkpoints included);
+#   - the do-it-yourself way: COPY the same messages into a table, then one
+#     GROUP BY (no streaming, no exactly-once, no live results): once with
+#     the JSON payloads as they are, once with the events pre-decoded to CSV;
+# and the ratios.  Machines are noisy: compare ratios, not absolute numbers.
+# Not part of the test suite's pass/fail.  SF_BENCH_PERF=FILE writes a perf
+# profile of the pipeline's worker (its first second) to FILE.
+
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib.sh
+
+n=${SF_BENCH_EVENTS:-1000000}
+parts=4
+sf_install_deps
+SF_WORK=$(mktemp -d /tmp/sfbench.XXXXXX)
+chmod 755 "$SF_WORK"
+export SF_INSTALL=${SF_INSTALL:-$SF_WORK/install}
+sf_cleanup_trap
+[ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$SF_WORK"
+sf_build >/dev/null
+
+now() { date +%s.%N; }
+rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
+
+echo "bench: generating $n events"
+python3 - "$n" "$parts" >"$SF_WORK/events.tsv" <<'PY'
+import datetime, json, sys
+n, parts = int(sys.argv[1]), int(sys.argv[2])
+base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+w = sys.stdout.write
+for i in range(n):
+    ts = (base + datetime.timedelta(milliseconds=i)).isoformat()
+    w('%d\t{"k": "key%d", "v": %d.5, "ts": "%s"}\n' % (i % parts, (i * 7919) % 1000, i % 100, ts))
+PY
+# One more event per partition, an hour later: every window closes.
+for ((p = 0; p < parts; p++)); do
+    printf '%d\t{"k": "key0", "v": 0, "ts": "2024-01-01T02:00:00+00:00"}\n' "$p"
+done >>"$SF_WORK/events.tsv"
+total=$((n + parts))
+cut -f2 "$SF_WORK/events.tsv" | python3 -c "
+import json, sys
+w = sys.stdout.write
+for line in sys.stdin:
+    e = json.loads(line)
+    w('%s,%s,%s\n' % (e['k'], e['v'], e['ts']))" >"$SF_WORK/events.csv"
+chmod a+r "$SF_WORK"/events.*
+
+addr=$(sf_broker_start "$SF_WORK/broker" "bench:$parts")
+test/produce "$addr" bench --partitions "$parts" <"$SF_WORK/events.tsv"
+
+raw=$(test/consume_bench "$addr" bench "$total" 2>/dev/null | awk '$1 == "RATE" { print int($2) }')
+echo "bench: raw librdkafka consume: $raw msg/s"
+
+port=$(sf_free_port)
+sf_pg_start "$SF_WORK/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
+sql() { sf_psql "$SF_WORK/pg" "$port" -qAt "$@"; }
+sql >/dev/null <<SQL
+CREATE EXTENSION streamflink;
+SELECT streamflink.create_source('bench', brokers => '$addr', topic => 'bench', format => 'json',
+       columns => 'k text, v float8, ts timestamptz', event_time => 'ts',
+       options => '{fetch.wait.max.ms=10}');
+SELECT streamflink.create_window_pipeline('bench', source => 'bench', key => 'k',
+       "window" => 'tumble', size => '1 minute',
+       aggregates => 'count(*) AS n, avg(v) AS mean', sink => 'bench_out',
+       checkpoint_interval => '1 second');
+SQL
+t0=$(now)
+sql -c "SELECT streamflink.start('bench')" >/dev/null
+if [ -n "${SF_BENCH_PERF:-}" ]; then
+    # Profile the worker for a second (perf record -g; report to the file).
+    for ((i = 0; i < 100; i++)); do
+        pid=$(sql -c "SELECT pid FROM streamflink.pipelines WHERE name = 'bench'")
+        [ -z "$pid" ] || break
+        sleep 0.02
+    done
+    perf record -q -F 1999 -g -p "$pid" -o "$SF_WORK/perf.data" -- sleep 1 2>/dev/null
+    for sort in dso sym; do
+        perf report -i "$SF_WORK/perf.data" --comm postgres --percentage relative \
+            --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
+    done >"$SF_BENCH_PERF"
+fi
+for ((i = 0; i < 6000; i++)); do
+    done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'bench'")
+    [ "$done_" = t ] && break
+    sleep 0.05
+done
+t1=$(now)
+[ "$done_" = t ] || { echo "bench: the pipeline did not finish"; exit 1; }
+sf=$(rate "$total" "$t0" "$t1")
+ckpts=$(sql -c "SELECT count(*) || ' checkpoints, median ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM duration) * 1000)::numeric, 1) || ' ms, ' || pg_size_pretty(max(state_bytes)) || ' state' FROM streamflink.checkpoints")
+rows=$(sql -c "SELECT count(*) FROM bench_out")
+echo "bench: streamflink end to end: $sf events/s ($rows windows, $ckpts)"
+
+# Without us: load the same messages with COPY, then one GROUP BY.  Twice:
+# the JSON payloads as they are in Kafka (json column, fields extracted in
+# the query), and the same events pre-decoded to CSV (typed columns).
+cut -f2 "$SF_WORK/events.tsv" | sed 's/\\/\\\\/g' >"$SF_WORK/events.json"
+chmod a+r "$SF_WORK/events.json"
+sql >/dev/null <<SQL
+CREATE UNLOGGED TABLE copied_json (payload json);
+CREATE UNLOGGED TABLE copied (k text, v float8, ts timestamptz);
+SQL
+t2=$(now)
+sql <<SQL >/dev/null
+\copy copied_json FROM '$SF_WORK/events.json'
+CREATE TABLE grouped_json AS
+SELECT payload->>'k' AS k, date_bin('1 minute', (payload->>'ts')::timestamptz, 'epoch') AS window_start,
+       count(*) AS n, avg((payload->>'v')::float8) AS mean
+FROM copied_json GROUP BY 1, 2;
+SQL
+t3=$(now)
+diy_json=$(rate "$total" "$t2" "$t3")
+echo "bench: COPY json then GROUP BY: $diy_json events/s"
+t2=$(now)
+sql <<SQL >/dev/null
+\copy copied FROM '$SF_WORK/events.csv' WITH (FORMAT csv)
+CREATE TABLE grouped AS
+SELECT k, date_bin('1 minute', ts, 'epoch') AS window_start, count(*) AS n, avg(v) AS mean
+FROM copied GROUP BY 1, 2;
+SQL
+t3=$(now)
+diy=$(rate "$total" "$t2" "$t3")
+echo "bench: COPY pre-decoded csv then GROUP BY: $diy events/s"
+# The answer must be right too: compare with SQL over the same events.
+wrong=$(sql -c "SELECT count(*) FROM (SELECT k, window_start, n, mean FROM bench_out
+                 EXCEPT SELECT * FROM grouped WHERE window_start < '2024-01-01 02:00') x")
+echo "bench: sink windows differing from SQL's answer: $wrong"
+
+python3 - "$sf" "$raw" "$diy_json" "$diy" <<'PY'
+import sys
+sf, raw, diy_json, diy = map(float, sys.argv[1:])
+print("bench: ratio streamflink / raw consume: %.2f" % (sf / raw))
+print("bench: ratio streamflink / COPY json + GROUP BY: %.2f" % (sf / diy_json))
+print("bench: ratio streamflink / COPY csv + GROUP BY: %.2f" % (sf / diy))
+PY

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+#
+# test/fault_test.sh: exactly-once under crashes, for a hop-window pipeline.
+#
+# Produces a known event set (test/gen_events.py: 200,000 events over 4
+# partitions, out of order, with malformed ones) in chunks while a pipeline
+# runs, and meanwhile kills the pipeline's worker with SIGKILL (at least 5
+# times) and stops the whole server with pg_ctl -m immediate (at least
+# twice), at random moments, then crashes it right after PREPARE and right
+# after the checkpoint's decision (failpoints).  Then 300 events a day late and a final event
+# per partition.  Once the pipeline has drained, every sink row must equal
+# the answer SQL computes over the same events loaded with COPY (no window
+# missing, none wrong, none extra), and the dead-letter and late-event
+# tables must hold exactly the injected malformed and late events.
+#
+# Run by test/run_tests.sh; alone: bash test/fault_test.sh (as root).
+# Knobs: SF_FAULT_EVENTS (200000), SF_FAULT_KILLS (5), SF_FAULT_RESTARTS (2),
+# SF_FAULT_SEED (random), SF_KEEP=1 to keep everything after a failure.
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. test/lib.sh
+
+events=${SF_FAULT_EVENTS:-200000}
+kills=${SF_FAULT_KILLS:-5}
+restarts=${SF_FAULT_RESTARTS:-2}
+seed=${SF_FAULT_SEED:-$RANDOM}
+RANDOM=$seed
+parts=4
+chunks=$((kills + restarts + 3))
+
+sf_install_deps
+if [ -z "${SF_WORK:-}" ]; then
+    SF_WORK=$(mktemp -d /tmp/sftest.XXXXXX)
+    chmod 755 "$SF_WORK"
+    export SF_INSTALL=${SF_INSTALL:-$SF_WORK/install}
+fi
+work=$SF_WORK/fault
+mkdir -p "$work"
+sf_cleanup_trap
+[ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$work"
+[ "${SF_BUILT:-0}" = 1 ] || sf_build
+
+say() { echo "fault_test: $*"; }
+say "seed $seed, $events events, $kills kills, $restarts immediate restarts"
+
+python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
+chmod -R a+rX "$work"
+count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
+
+addr=$(sf_broker_start "$work/broker" "fault_rides:$parts")
+port=$(sf_free_port)
+pg=$work/pg
+sf_pg_start "$pg" "$port"
+sql() { sf_psql "$pg" "$port" -qAt "$@"; }
+# While the server restarts, connections fail: retry for a while.
+sql_retry() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        if out=$(sf_psql "$pg" "$port" -qAt "$@" 2>/dev/null); then
+            echo "$out"
+            return 0
+        fi
+        sleep 0.1
+    done
+    sf_psql "$pg" "$port" -qAt "$@"
+}
+
+sql >/dev/null <<SQL
+CREATE EXTENSION streamflink;
+SELECT streamflink.create_source('rides', brokers => '$addr', topic => 'fault_rides',
+       format => 'json', columns => 'geo text, wait_s float8, ts timestamptz',
+       event_time => 'ts', max_out_of_orderness => '5 seconds',
+       options => '{fetch.wait.max.ms=10}');
+SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'geo',
+       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
+       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
+       sink => 'surge_out', allowed_lateness => '1 minute',
+       checkpoint_interval => '300 milliseconds');
+SELECT streamflink.start('surge');
+SQL
+
+
+produce() { test/produce "$addr" fault_rides --partitions "$parts" <"$1" 2>/dev/null; }
+
+worker_pid() {
+    sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
+}
+
+# A random pause of 0 to 1.5 seconds: often while the chunk is processed,
+# sometimes in a checkpoint, sometimes after.
+pause() { sleep "$(printf '%d.%d' $((RANDOM % 2)) $((RANDOM % 6)))"; }
+
+# Faults in a random order, a chunk of events produced before each.
+faults=()
+for ((i = 0; i < kills; i++)); do faults+=(kill); done
+for ((i = 0; i < restarts; i++)); do faults+=(restart); done
+mapfile -t faults < <(printf '%s\n' "${faults[@]}" | awk -v s="$seed" 'BEGIN { srand(s) } { print rand() "\t" $0 }' | sort | cut -f2)
+
+chunk=0
+survived=0
+for f in "${faults[@]}"; do
+    produce "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
+    chunk=$((chunk + 1))
+    # Let it run a while, into the chunk.
+    pid=""
+    for ((i = 0; i < 300; i++)); do
+        pid=$(worker_pid)
+        [ -z "$pid" ] || break
+        sleep 0.1
+    done
+    [ -n "$pid" ] || { say "the worker did not come back"; tail -n 50 "$pg/server.log"; exit 1; }
+    pause
+    case $f in
+        kill)
+            pid=$(worker_pid)
+            say "kill -9 worker $pid"
+            kill -9 "$pid" ;;
+        restart)
+            say "pg_ctl stop -m immediate, start"
+            sf_pg_restart "$pg" immediate ;;
+    esac
+    survived=$((survived + 1))
+done
+# Then crashes at the two instants that leave a prepared transaction in
+# doubt, through the worker's failpoint file: right after PREPARE (recovery
+# must roll it back, the decision not being taken) and right after the
+# decision row (recovery must commit it).
+for point in after_prepare after_decision; do
+    echo "$point" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null
+    produce "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
+    chunk=$((chunk + 1))
+    for ((i = 0; i < 300; i++)); do
+        [ -e "$pg/streamflink/failpoint" ] || break
+        sleep 0.1
+    done
+    [ ! -e "$pg/streamflink/failpoint" ] || { say "failpoint $point not reached"; exit 1; }
+    say "crash at failpoint $point"
+    survived=$((survived + 1))
+done
+while [ -e "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")" ]; do
+    produce "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
+    chunk=$((chunk + 1))
+done
+
+main_total=$(cat "$work"/events/chunk-*.tsv | wc -l)
+wait_for() {
+    local what=$1 cond=$2 i
+    for ((i = 0; i < 1200; i++)); do
+        [ "$(sql_retry -c "SELECT ($cond)")" = t ] && return 0
+        sleep 0.2
+    done
+    say "timed out waiting for $what"
+    sql_retry -c "SELECT status, error, events, watermark FROM streamflink.pipelines"
+    tail -n 50 "$pg/server.log"
+    exit 1
+}
+# Late events count as late only once the watermark is past the main
+# events, for sure: after a checkpoint that covers all of them (recovery
+# restores the watermark of the checkpoint it starts from).
+wait_for "the main events to be checkpointed" \
+    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $main_total"
+produce "$work/events/late.tsv"
+produce "$work/events/final.tsv"
+total=$(count total)
+wait_for "every event to be checkpointed" \
+    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $total"
+
+sql <<SQL
+CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
+\copy ride_events FROM '$work/events/events.csv' WITH (FORMAT csv)
+CREATE VIEW expected AS
+SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
+       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
+FROM ride_events,
+     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
+                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
+GROUP BY geo, ws;
+SQL
+
+read -r expected sink missing wrong dead late ckpts <<<"$(sql -F ' ' -c "
+SELECT (SELECT count(*) FROM expected),
+       (SELECT count(*) FROM surge_out),
+       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) x),
+       (SELECT count(*) FROM (SELECT * FROM surge_out EXCEPT SELECT * FROM expected) x),
+       (SELECT count(*) FROM streamflink.dead_letters),
+       (SELECT count(*) FROM streamflink.late_events),
+       (SELECT count(*) FROM streamflink.checkpoints)")"
+
+say "windows: expected $expected, in sink $sink, missing $missing, wrong $wrong"
+say "dead letters: $dead (injected $(count malformed)); late events: $late (injected $(count late))"
+say "checkpoints completed: $ckpts; faults survived: $survived"
+say "recoveries: $(grep -c 'started from checkpoint' "$pg/server.log"), in-doubt transactions" \
+    "committed: $(grep -c 'committed in-doubt' "$pg/server.log")," \
+    "rolled back: $(grep -c 'rolled back in-doubt' "$pg/server.log")"
+ok=1
+[ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
+[ "$dead" = "$(count malformed)" ] || ok=0
+[ "$late" = "$(count late)" ] || ok=0
+# Both ways out of doubt were taken.
+grep -q 'rolled back in-doubt' "$pg/server.log" || { say "no in-doubt transaction was rolled back"; ok=0; }
+grep -q 'committed in-doubt' "$pg/server.log" || { say "no in-doubt transaction was committed"; ok=0; }
+if [ "$ok" = 1 ]; then
+    say "PASS: exactly once across $survived crashes ($kills kill -9, $restarts immediate shutdowns, 2 at in-doubt failpoints)"
+else
+    say "FAIL (seed $seed)"
+    sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) a
+                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM surge_out EXCEPT SELECT * FROM expected) b) x
+            ORDER BY geo, window_start LIMIT 20"
+    exit 1
+fi
