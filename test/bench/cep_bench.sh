@@ -34,7 +34,7 @@ sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
 
 # Events: account i % keys; every 13th a withdrawal over 5000, the rest
-# mostly small payments; 10 ms apart.  Then the final event per partition.
+# mostly small payments; 1 ms apart (a key's ten events span 15 minutes).  Then the final event per partition.
 echo "producing $events events over $keys keys"
 awk -v n="$events" -v keys="$keys" -v parts="$parts" 'BEGIN {
     base = 1704067200;
@@ -42,8 +42,8 @@ awk -v n="$events" -v keys="$keys" -v parts="$parts" 'BEGIN {
         acct = (i * 7) % keys;
         if (i % 13 == 0) { amt = 6000 + i % 100; kind = "WITHDRAWAL" }
         else { amt = (i * 31) % 150; kind = "PAYMENT" }
-        t = base + i / 100;
-        printf "%d\t{\"account\":%d,\"amount\":%d,\"kind\":\"%s\",\"ts\":%s}\n", i % parts, acct, amt, kind, sprintf("\"%s\"", strftime("%Y-%m-%dT%H:%M:%S", int(t), 1) sprintf(".%02dZ", (i % 100)));
+        t = base + int(i / 1000);
+        printf "%d\t{\"account\":%d,\"amount\":%d,\"kind\":\"%s\",\"ts\":\"%s.%03dZ\"}\n", i % parts, acct, amt, kind, strftime("%Y-%m-%dT%H:%M:%S", t, 1), i % 1000;
     }
     for (p = 0; p < parts; p++)
         printf "%d\t{\"account\":-1,\"amount\":0,\"kind\":\"END\",\"ts\":\"2031-01-01T00:00:00Z\"}\n", p;
