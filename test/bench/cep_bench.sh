@@ -33,15 +33,18 @@ sf_pg_start "$work/pg" "$port"
 sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
 
-# Events: account i % keys; every 13th a withdrawal over 5000, the rest
-# mostly small payments; 1 ms apart (a key's ten events span 15 minutes).  Then the final event per partition.
+# Events: account 7i mod keys; every 13th a withdrawal over 5000, the rest
+# payments of 0..149 (awk rand, fixed seed: two thirds are small); 1 ms
+# apart, so a key's ten events span 15 minutes (about 5000 keys match).
+# Then the final event per partition.
 echo "producing $events events over $keys keys"
 awk -v n="$events" -v keys="$keys" -v parts="$parts" 'BEGIN {
+    srand(42);
     base = 1704067200;
     for (i = 0; i < n; i++) {
         acct = (i * 7) % keys;
         if (i % 13 == 0) { amt = 6000 + i % 100; kind = "WITHDRAWAL" }
-        else { amt = (i * 31) % 150; kind = "PAYMENT" }
+        else { amt = int(rand() * 150); kind = "PAYMENT" }
         t = base + int(i / 1000);
         printf "%d\t{\"account\":%d,\"amount\":%d,\"kind\":\"%s\",\"ts\":\"%s.%03dZ\"}\n", i % parts, acct, amt, kind, strftime("%Y-%m-%dT%H:%M:%S", t, 1), i % 1000;
     }
