@@ -29,13 +29,23 @@ CREATE TABLE streamflink.pipeline (
 	name		text NOT NULL UNIQUE
 				CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$'),
 	source_id	int NOT NULL REFERENCES streamflink.source (id),
-	kind		text NOT NULL CHECK (kind IN ('window')),
+	kind		text NOT NULL CHECK (kind IN ('window', 'pattern')),
 	key_columns text[] NOT NULL,
-	window_kind text NOT NULL CHECK (window_kind IN ('tumble', 'hop', 'session')),
+	/* window pipelines */
+	window_kind text CHECK (window_kind IN ('tumble', 'hop', 'session')),
 	window_size interval,		/* tumble, hop */
 	window_slide interval,		/* hop */
 	session_gap interval,		/* session */
-	aggregates	text NOT NULL,
+	aggregates	text,
+	/* pattern pipelines (CEP) */
+	pattern		text,			/* row pattern, see create_pattern_pipeline */
+	define		text,			/* var AS condition, ... */
+	measures	text,			/* expr AS name, ... */
+	skip		text,			/* after-match skip strategy */
+	within		interval,		/* a match must fit in this time */
+	timed_out	regclass,		/* where timed-out partial matches go */
+	CHECK (CASE kind WHEN 'window' THEN window_kind IS NOT NULL AND aggregates IS NOT NULL
+					 ELSE pattern IS NOT NULL AND skip IS NOT NULL END),
 	sink		regclass NOT NULL,
 	allowed_lateness interval NOT NULL,
 	checkpoint_interval interval NOT NULL,
@@ -118,6 +128,16 @@ CREATE FUNCTION streamflink._check_aggregates(row_type regtype, aggregates text)
 RETURNS text[]
 AS 'MODULE_PATHNAME', 'streamflink_check_aggregates'
 LANGUAGE C STRICT;
+
+/*
+ * Checks a pattern, its conditions, measures and skip strategy against a
+ * row type; returns the measures as column definitions ("name type").
+ */
+CREATE FUNCTION streamflink._check_pattern(row_type regtype, pattern text, define text,
+										   measures text, skip text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'streamflink_check_pattern'
+LANGUAGE C;
 
 /* Registers (at commit) the worker of a pipeline. */
 CREATE FUNCTION streamflink._launch(pipeline_id int)
@@ -571,6 +591,162 @@ BEGIN
 END
 $$;
 
+/* Key columns: a comma-separated list of source columns (may be empty). */
+CREATE FUNCTION streamflink._key_columns(s streamflink.source, key text)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	keys text[] := '{}';
+	k text;
+BEGIN
+	FOREACH k IN ARRAY regexp_split_to_array(coalesce(key, ''), '\s*,\s*') LOOP
+		k := btrim(k);
+		CONTINUE WHEN k = '';
+		IF NOT EXISTS (SELECT 1 FROM streamflink._columns(s.row_type) c WHERE c.attname = k) THEN
+			RAISE EXCEPTION 'key column "%" is not a column of source "%"', k, s.name
+				USING ERRCODE = 'undefined_column',
+					  HINT = format('Columns of this source: %s.',
+									(SELECT string_agg(c.attname, ', ') FROM streamflink._columns(s.row_type) c));
+		END IF;
+		IF k = ANY (keys) THEN
+			RAISE EXCEPTION 'key column "%" is listed twice', k
+				USING ERRCODE = 'duplicate_column';
+		END IF;
+		keys := keys || k;
+	END LOOP;
+	RETURN keys;
+END
+$$;
+
+/*
+ * Pattern pipelines (complex event processing, Flink CEP semantics).
+ *
+ * pattern: variables in sequence, SQL row-pattern style:
+ *	 a b		  b is the very next event (strict contiguity, Flink next)
+ *	 a -> b		  b follows, events not matching b may come between (followedBy)
+ *	 a ->> b	  any later b (non-deterministic relaxed, followedByAny)
+ *	 a !b c		  the event after a is not a b (notNext)
+ *	 a -> !b -> c no b between a and c (notFollowedBy)
+ *	 quantifiers  a{n} a{n,m} a{n,} a+ a* a?  (iterations consecutive);
+ *				  a{->n,} relaxed iterations, a{->>n,} any combination;
+ *				  a trailing + is greedy: a{5,}+
+ * define: var AS condition, ...; conditions are SQL boolean expressions
+ *	 over the event's columns; they may refer to events already matched:
+ *	 LAST(v.col [, n]), FIRST(v.col [, n]), v.col (= LAST for another
+ *	 variable), and aggregates over a variable's events: SUM(v.amount),
+ *	 COUNT(v.*), AVG(v.x), ...  Undefined variables match every event.
+ * measures: expr AS name, ... over the whole match (same references;
+ *	 plain columns are those of the last event); extra sink columns.
+ * within: a match spans less than this (event time); partial matches
+ *	 older than that are dropped, or written to the timed_out table.
+ * skip: no_skip (default), skip_to_next, skip_past_last_event,
+ *	 skip_to_first(var), skip_to_last(var).
+ * The sink table gets: the key columns, match_start, match_end, events
+ * (jsonb: {"var": [event rows], ...}) and the measures.
+ */
+CREATE FUNCTION streamflink.create_pattern_pipeline(
+	name text,
+	source text,
+	key text,
+	pattern text,
+	define text,
+	sink text,
+	within interval DEFAULT NULL,
+	skip text DEFAULT 'no_skip',
+	measures text DEFAULT NULL,
+	timed_out text DEFAULT NULL,
+	checkpoint_interval interval DEFAULT '1 second')
+RETURNS void
+LANGUAGE plpgsql
+/* No SET search_path: the sink names resolve in the caller's path. */
+AS $$
+DECLARE
+	p_name		text := name;
+	s			streamflink.source := streamflink._source(source);
+	keys		text[];
+	key_defs	text;
+	measure_defs text[];
+	sink_rel	regclass;
+	timed_out_rel regclass;
+	m			text;
+BEGIN
+	IF p_name IS NULL OR p_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
+		RAISE EXCEPTION 'invalid pipeline name: %', coalesce(quote_literal(p_name), 'NULL')
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = p_name) THEN
+		RAISE EXCEPTION 'pipeline "%" already exists', p_name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	PERFORM streamflink._check_duration('within', within, false);
+	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
+	IF checkpoint_interval IS NULL THEN
+		checkpoint_interval := interval '1 second';
+	END IF;
+	IF skip IS NULL THEN
+		skip := 'no_skip';
+	END IF;
+	IF timed_out IS NOT NULL AND within IS NULL THEN
+		RAISE EXCEPTION 'a timed_out table needs within'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Partial matches time out only when the pattern has a time bound: within => ''5 minutes''.';
+	END IF;
+	keys := streamflink._key_columns(s, key);
+
+	/* The pattern, its conditions and measures, compiled by Postgres itself. */
+	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip);
+	FOREACH m IN ARRAY measure_defs LOOP
+		IF split_part(m, ' ', 1) IN (SELECT quote_ident(k) FROM unnest(keys || ARRAY['match_start', 'match_end', 'events']) k) THEN
+			RAISE EXCEPTION 'measure name % collides with a key column or match_start/match_end/events', split_part(m, ' ', 1)
+				USING ERRCODE = 'duplicate_column',
+					  HINT = 'Name each measure with AS.';
+		END IF;
+	END LOOP;
+
+	IF sink IS NULL THEN
+		RAISE EXCEPTION 'a pipeline needs a sink table name'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF to_regclass(sink) IS NOT NULL THEN
+		RAISE EXCEPTION 'sink table "%" already exists', sink
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'The pipeline creates its sink table; choose a new name or drop the table.';
+	END IF;
+	IF timed_out IS NOT NULL AND to_regclass(timed_out) IS NOT NULL THEN
+		RAISE EXCEPTION 'table "%" already exists', timed_out
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'The pipeline creates its timed-out table; choose a new name or drop the table.';
+	END IF;
+	SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', '
+					  ORDER BY array_position(keys, c.attname))
+	INTO key_defs
+	FROM streamflink._columns(s.row_type) c
+	JOIN pg_attribute a ON a.attrelid = (SELECT typrelid FROM pg_type WHERE oid = s.row_type)
+					   AND a.attnum = c.attnum
+	WHERE c.attname = ANY (keys);
+	EXECUTE pg_catalog.format('CREATE TABLE %s (%s match_start timestamptz NOT NULL, '
+							  'match_end timestamptz NOT NULL, events jsonb NOT NULL%s)',
+							  sink, coalesce(key_defs || ',', ''),
+							  CASE WHEN cardinality(measure_defs) > 0
+								   THEN ', ' || array_to_string(measure_defs, ', ') ELSE '' END);
+	sink_rel := to_regclass(sink);
+	IF timed_out IS NOT NULL THEN
+		EXECUTE pg_catalog.format('CREATE TABLE %s (%s match_start timestamptz NOT NULL, '
+								  'timed_out_at timestamptz NOT NULL, events jsonb NOT NULL)',
+								  timed_out, coalesce(key_defs || ',', ''));
+		timed_out_rel := to_regclass(timed_out);
+	END IF;
+
+	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, pattern, define,
+									  measures, skip, within, timed_out, sink,
+									  allowed_lateness, checkpoint_interval)
+	VALUES (p_name, s.id, 'pattern', keys, pattern, define, measures, skip, within,
+			timed_out_rel, sink_rel, interval '0', checkpoint_interval);
+END
+$$;
+
 CREATE FUNCTION streamflink.start(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
@@ -628,6 +804,9 @@ BEGIN
 	PERFORM streamflink._remove_state(p.id);
 	IF drop_sink THEN
 		EXECUTE pg_catalog.format('DROP TABLE %s', p.sink);
+		IF p.timed_out IS NOT NULL THEN
+			EXECUTE pg_catalog.format('DROP TABLE %s', p.timed_out);
+		END IF;
 	END IF;
 END
 $$;
@@ -694,7 +873,8 @@ SELECT p.name, s.name AS source, p.window_kind AS "window",
 	   w.dead_letters, w.late_events, w.watermark, w.lag,
 	   c.id AS last_checkpoint, c.completed AS last_checkpoint_at,
 	   c.duration AS last_checkpoint_duration, c.state_bytes AS last_checkpoint_bytes,
-	   p.owner
+	   p.owner,
+	   p.kind, p.pattern, p.define, p.measures, p.within, p.skip, p.timed_out
 FROM streamflink.pipeline p
 JOIN streamflink.source s ON s.id = p.source_id
 LEFT JOIN streamflink._worker_status() w ON w.pipeline_id = p.id

@@ -67,7 +67,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       p.window_size, p.window_slide, p.session_gap, p.allowed_lateness,"
 		"       p.checkpoint_interval, p.aggregates, p.sink::oid,"
 		"       s.id, s.name, s.brokers, s.topic, s.format, s.row_type::oid,"
-		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options"
+		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options,"
+		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -106,7 +107,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->name = SPI_getvalue(tup, desc, 2);
 		def->running = strcmp(SPI_getvalue(tup, desc, 3), "running") == 0;
 		kind = SPI_getvalue(tup, desc, 5);
-		def->window_kind = strcmp(kind, "tumble") == 0 ? WINDOW_TUMBLE :
+		def->window_kind = kind == NULL ? WINDOW_TUMBLE :
+			strcmp(kind, "tumble") == 0 ? WINDOW_TUMBLE :
 			strcmp(kind, "hop") == 0 ? WINDOW_HOP : WINDOW_SESSION;
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		def->size = interval_us(d, isnull);
@@ -147,6 +149,17 @@ catalog_load_pipeline(int32 id, const char *name)
 			for (int i = 0; i < nelems; i++)
 				def->source.options = lappend(def->source.options, TextDatumGetCString(elems[i]));
 		}
+
+		def->kind = strcmp(SPI_getvalue(tup, desc, 23), "pattern") == 0 ?
+			PIPELINE_PATTERN : PIPELINE_WINDOW;
+		def->pattern = SPI_getvalue(tup, desc, 24);
+		def->define = SPI_getvalue(tup, desc, 25);
+		def->measures = SPI_getvalue(tup, desc, 26);
+		def->skip = SPI_getvalue(tup, desc, 27);
+		d = SPI_getbinval(tup, desc, 28, &isnull);
+		def->within = interval_us(d, isnull);
+		d = SPI_getbinval(tup, desc, 29, &isnull);
+		def->timed_out_relid = isnull ? InvalidOid : DatumGetObjectId(d);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -18,6 +18,12 @@ typedef enum WindowKind
 	WINDOW_SESSION
 } WindowKind;
 
+typedef enum PipelineKind
+{
+	PIPELINE_WINDOW,
+	PIPELINE_PATTERN
+} PipelineKind;
+
 typedef struct SourceDef
 {
 	int32		id;
@@ -38,6 +44,7 @@ typedef struct PipelineDef
 	int32		id;
 	char	   *name;
 	bool		running;		/* desired state */
+	PipelineKind kind;
 	SourceDef	source;
 	int			nkeys;
 	int		   *key_attnos;		/* 0-based columns of the source row */
@@ -49,6 +56,13 @@ typedef struct PipelineDef
 	int64		checkpoint_interval;
 	char	   *aggregates;
 	Oid			sink_relid;
+	/* pattern pipelines (see pattern.h) */
+	char	   *pattern;
+	char	   *define;
+	char	   *measures;		/* NULL: none */
+	char	   *skip;			/* after-match skip strategy */
+	int64		within;			/* microseconds, -1 for none */
+	Oid			timed_out_relid;	/* InvalidOid: timed-out matches dropped */
 } PipelineDef;
 
 /*

@@ -7,9 +7,12 @@
  */
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "common/hashfn.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "keyed_state.h"
 
@@ -180,4 +183,182 @@ kstate_flush(KeyedState *ks)
 	/* Everything is in the store now: start afresh. */
 	MemoryContextReset(ks->cxt);
 	cache_create(ks);
+}
+
+/* --- group keys --------------------------------------------------------- */
+
+void
+kstate_codec_init(KeyCodec *codec, PipelineDef *def)
+{
+	TupleDesc	desc = lookup_rowtype_tupdesc(def->source.row_type, -1);
+
+	codec->nkeys = def->nkeys;
+	codec->attnos = def->key_attnos;
+	codec->typlen = palloc(sizeof(int16) * Max(def->nkeys, 1));
+	codec->typbyval = palloc(sizeof(bool) * Max(def->nkeys, 1));
+	for (int i = 0; i < def->nkeys; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, def->key_attnos[i]);
+
+		codec->typlen[i] = att->attlen;
+		codec->typbyval[i] = att->attbyval;
+	}
+	ReleaseTupleDesc(desc);
+}
+
+void
+kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf)
+{
+	resetStringInfo(buf);
+	for (int i = 0; i < codec->nkeys; i++)
+	{
+		int			attno = codec->attnos[i];
+		bool		isnull = slot->tts_isnull[attno];
+		Datum		v = slot->tts_values[attno];
+		char		flag = isnull ? 0 : 1;
+
+		appendBinaryStringInfo(buf, &flag, 1);
+		if (isnull)
+			continue;
+		if (codec->typbyval[i])
+		{
+			char		b[sizeof(Datum)];
+
+			store_att_byval(b, v, codec->typlen[i]);
+			appendBinaryStringInfo(buf, b, codec->typlen[i]);
+		}
+		else if (codec->typlen[i] == -1)
+		{
+			struct varlena *vl = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
+			uint32		len = VARSIZE_ANY_EXHDR(vl);
+
+			appendBinaryStringInfo(buf, (char *) &len, 4);
+			appendBinaryStringInfo(buf, VARDATA_ANY(vl), len);
+		}
+		else
+		{
+			uint32		len = datumGetSize(v, false, codec->typlen[i]);
+
+			appendBinaryStringInfo(buf, (char *) &len, 4);
+			appendBinaryStringInfo(buf, DatumGetPointer(v), len);
+		}
+	}
+}
+
+const char *
+kstate_decode_key(KeyCodec *codec, const char *p, Datum *vals, bool *nulls)
+{
+	for (int i = 0; i < codec->nkeys; i++)
+	{
+		uint32		len;
+
+		nulls[i] = (*p++ == 0);
+		vals[i] = (Datum) 0;
+		if (nulls[i])
+			continue;
+		if (codec->typbyval[i])
+		{
+			vals[i] = fetch_att(p, true, codec->typlen[i]);
+			p += codec->typlen[i];
+			continue;
+		}
+		memcpy(&len, p, 4);
+		p += 4;
+		if (codec->typlen[i] == -1)
+		{
+			struct varlena *vl = palloc(VARHDRSZ + len);
+
+			SET_VARSIZE(vl, VARHDRSZ + len);
+			memcpy(VARDATA(vl), p, len);
+			vals[i] = PointerGetDatum(vl);
+		}
+		else
+		{
+			char	   *copy = palloc(len);
+
+			memcpy(copy, p, len);
+			vals[i] = PointerGetDatum(copy);
+		}
+		p += len;
+	}
+	return p;
+}
+
+void
+kstate_append_key_group(StringInfo buf, const char *gk, size_t len)
+{
+	uint16		kg = state_key_group(gk, len);
+	char		b[2] = {(char) (kg >> 8), (char) (kg & 0xFF)};
+
+	appendBinaryStringInfo(buf, b, 2);
+}
+
+void
+kstate_append_time(StringInfo buf, int64 t)
+{
+	uint64		u = ((uint64) t) ^ (UINT64CONST(1) << 63);
+	unsigned char b[8];
+
+	for (int i = 7; i >= 0; i--)
+	{
+		b[i] = u & 0xFF;
+		u >>= 8;
+	}
+	appendBinaryStringInfo(buf, (char *) b, 8);
+}
+
+int64
+kstate_read_time(const char *p)
+{
+	uint64		u = 0;
+
+	for (int i = 0; i < 8; i++)
+		u = (u << 8) | (unsigned char) p[i];
+	return (int64) (u ^ (UINT64CONST(1) << 63));
+}
+
+/* --- timers ------------------------------------------------------------- */
+
+void
+kstate_timer_register(StateStore *store, StringInfo scratch, TimestampTz when,
+					  const char *skey, size_t sklen)
+{
+	resetStringInfo(scratch);
+	appendBinaryStringInfo(scratch, KSTATE_TIMER_PREFIX, 2);
+	kstate_append_time(scratch, when);
+	appendBinaryStringInfo(scratch, skey, sklen);
+	state_put(store, scratch->data, scratch->len, "", 0);
+}
+
+List *
+kstate_timers_due(StateStore *store, TimestampTz from, TimestampTz upto)
+{
+	StringInfoData lower,
+				upper;
+	StateIter  *it;
+	const char *key,
+			   *val;
+	size_t		klen,
+				vlen;
+	List	   *due = NIL;
+
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+	appendBinaryStringInfo(&lower, KSTATE_TIMER_PREFIX, 2);
+	kstate_append_time(&lower, from);
+	appendBinaryStringInfo(&upper, KSTATE_TIMER_PREFIX, 2);
+	kstate_append_time(&upper, upto + 1);
+
+	it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
+	while (state_iter_next(it, &key, &klen, &val, &vlen))
+	{
+		StringInfo	k = makeStringInfo();
+
+		appendBinaryStringInfo(k, key, klen);
+		due = lappend(due, k);
+	}
+	state_iter_destroy(it);
+	pfree(lower.data);
+	pfree(upper.data);
+	return due;
 }

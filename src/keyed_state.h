@@ -16,7 +16,12 @@
 #ifndef STREAMFLINK_KEYED_STATE_H
 #define STREAMFLINK_KEYED_STATE_H
 
+#include "executor/tuptable.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
 #include "state.h"
 
 typedef struct KeyedState KeyedState;
@@ -48,5 +53,53 @@ extern bool kstate_full(KeyedState *ks);
 
 /* Write changed objects to the store; invalidates every object pointer. */
 extern void kstate_flush(KeyedState *ks);
+
+/*
+ * Group keys: the key columns' values of an event, each as a null flag and
+ * the datum's image, so equal values give equal bytes.  Every operator
+ * builds its state keys as [key group:2][operator bytes...] from these.
+ */
+typedef struct KeyCodec
+{
+	int			nkeys;
+	int		   *attnos;
+	int16	   *typlen;
+	bool	   *typbyval;
+} KeyCodec;
+
+extern void kstate_codec_init(KeyCodec *codec, PipelineDef *def);
+extern void kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf);
+
+/* Decode a group key into datums (in CurrentMemoryContext); returns its end. */
+extern const char *kstate_decode_key(KeyCodec *codec, const char *p,
+									 Datum *vals, bool *nulls);
+
+/* The two key-group bytes of a group key, appended to buf. */
+extern void kstate_append_key_group(StringInfo buf, const char *gk, size_t len);
+
+/* Times in keys: big-endian with the sign bit flipped (byte order = time order). */
+extern void kstate_append_time(StringInfo buf, int64 t);
+extern int64 kstate_read_time(const char *p);
+
+/*
+ * Event-time timers, stored in the same database as the state they refer
+ * to:	[FF FF][time:8][state key] -> (empty).  An operator registers a timer
+ * for a state key and a time above the watermark; when the watermark passes
+ * it, kstate_timers_due returns it.  Registering the same timer twice is
+ * one timer.
+ */
+#define KSTATE_TIMER_PREFIX "\xFF\xFF"
+#define KSTATE_TIMER_HEADER 10	/* prefix and time: the state key follows */
+
+extern void kstate_timer_register(StateStore *store, StringInfo scratch,
+								  TimestampTz when, const char *skey, size_t sklen);
+
+/*
+ * Timers with from <= time <= upto, in time order, as StringInfos holding
+ * the whole timer key (palloc'd in CurrentMemoryContext).  Collected first,
+ * so firing may register and delete timers; the caller deletes each fired
+ * timer with state_delete.
+ */
+extern List *kstate_timers_due(StateStore *store, TimestampTz from, TimestampTz upto);
 
 #endif							/* STREAMFLINK_KEYED_STATE_H */

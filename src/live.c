@@ -173,6 +173,11 @@ streamflink_live(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name),
 				 errhint("See streamflink.pipelines for the pipelines of this database.")));
+	if (def->kind != PIPELINE_WINDOW)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pipeline \"%s\" is a pattern pipeline: it has no open windows", name),
+				 errhint("Completed matches are in its sink table.")));
 
 	InitMaterializedSRF(fcinfo, 0);
 	desc = rsinfo->setDesc;

@@ -34,6 +34,13 @@ struct Sink
 	int64		rows;
 };
 
+struct SinkInsert
+{
+	int			ncols;
+	SPIPlanPtr	plan;
+	char	   *argnulls;
+};
+
 /*
  * SPI calls return in SPI's procedure context; callers of the sink keep
  * their own (per-message) context, so restore it.
@@ -65,11 +72,46 @@ run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
 }
 
 Sink *
-sink_create(PipelineDef *def, AggSpec *aggs, TupleDesc event_desc)
+sink_create(PipelineDef *def)
 {
 	Sink	   *sink = palloc0(sizeof(Sink));
-	char	   *relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(def->sink_relid)),
-													 get_rel_name(def->sink_relid));
+	Oid			types[8];
+
+	sink->pipeline_id = def->id;
+	sink->topic = CStringGetTextDatum(def->source.topic);
+	sink->args = palloc(sizeof(Datum) * 8);
+	sink->argnulls = palloc(sizeof(char) * 8);
+
+	types[0] = INT4OID;
+	types[1] = TEXTOID;
+	types[2] = INT4OID;
+	types[3] = INT8OID;
+	types[4] = BYTEAOID;
+	types[5] = TEXTOID;
+	sink->dead_letter = prepare("INSERT INTO streamflink.dead_letter "
+								"(pipeline_id, topic, partition, \"offset\", payload, error) "
+								"VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+	types[5] = TIMESTAMPTZOID;
+	types[6] = TIMESTAMPTZOID;
+	types[7] = TEXTOID;
+	sink->late_event = prepare("INSERT INTO streamflink.late_event "
+							   "(pipeline_id, topic, partition, \"offset\", payload, "
+							   "event_time, watermark, reason) "
+							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types);
+	return sink;
+}
+
+static char *
+qualified_relname(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+void
+sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event_desc)
+{
+	char	   *relname = qualified_relname(def->sink_relid);
 	int			nargs;
 	Oid		   *types;
 	StringInfoData cols,
@@ -78,14 +120,12 @@ sink_create(PipelineDef *def, AggSpec *aggs, TupleDesc event_desc)
 				updates,
 				where;
 
-	sink->pipeline_id = def->id;
-	sink->topic = CStringGetTextDatum(def->source.topic);
 	sink->nkeys = def->nkeys;
 	sink->naggs = agg_count(aggs);
 	nargs = sink->nkeys + 2 + sink->naggs;
 	types = palloc(sizeof(Oid) * Max(nargs, 8));
-	sink->args = palloc(sizeof(Datum) * Max(nargs, 8));
-	sink->argnulls = palloc(sizeof(char) * Max(nargs, 8));
+	sink->args = repalloc(sink->args, sizeof(Datum) * Max(nargs, 8));
+	sink->argnulls = repalloc(sink->argnulls, sizeof(char) * Max(nargs, 8));
 
 	initStringInfo(&cols);
 	initStringInfo(&params);
@@ -130,24 +170,38 @@ sink_create(PipelineDef *def, AggSpec *aggs, TupleDesc event_desc)
 	sink->retract = prepare(psprintf("DELETE FROM %s WHERE %swindow_start = $%d",
 									 relname, where.data, sink->nkeys + 1),
 							sink->nkeys + 1, types);
+}
 
-	types[0] = INT4OID;
-	types[1] = TEXTOID;
-	types[2] = INT4OID;
-	types[3] = INT8OID;
-	types[4] = BYTEAOID;
-	types[5] = TEXTOID;
-	sink->dead_letter = prepare("INSERT INTO streamflink.dead_letter "
-								"(pipeline_id, topic, partition, \"offset\", payload, error) "
-								"VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
-	types[5] = TIMESTAMPTZOID;
-	types[6] = TIMESTAMPTZOID;
-	types[7] = TEXTOID;
-	sink->late_event = prepare("INSERT INTO streamflink.late_event "
-							   "(pipeline_id, topic, partition, \"offset\", payload, "
-							   "event_time, watermark, reason) "
-							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types);
-	return sink;
+SinkInsert *
+sink_prepare_insert(Sink *sink, Oid relid, int ncols, const char *const *names,
+					const Oid *types)
+{
+	SinkInsert *ins = palloc0(sizeof(SinkInsert));
+	StringInfoData cols,
+				params;
+
+	initStringInfo(&cols);
+	initStringInfo(&params);
+	for (int i = 0; i < ncols; i++)
+	{
+		appendStringInfo(&cols, "%s%s", i ? ", " : "", quote_identifier(names[i]));
+		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
+	}
+	ins->ncols = ncols;
+	ins->argnulls = palloc(Max(ncols, 1));
+	ins->plan = prepare(psprintf("INSERT INTO %s (%s) VALUES (%s)",
+								 qualified_relname(relid), cols.data, params.data),
+						ncols, (Oid *) types);
+	return ins;
+}
+
+void
+sink_insert(Sink *sink, SinkInsert *ins, Datum *values, bool *nulls)
+{
+	for (int i = 0; i < ins->ncols; i++)
+		ins->argnulls[i] = nulls[i] ? 'n' : ' ';
+	run(ins->plan, values, ins->argnulls, SPI_OK_INSERT);
+	sink->rows++;
 }
 
 static void

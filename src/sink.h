@@ -19,9 +19,26 @@
 #include "aggregate.h"
 
 typedef struct Sink Sink;
+typedef struct SinkInsert SinkInsert;
 
-/* Prepare the statements (kept across transactions). */
-extern Sink *sink_create(PipelineDef *def, AggSpec *aggs, TupleDesc event_desc);
+/*
+ * Prepare the statements for dead letters and late events (kept across
+ * transactions); operators add their own with sink_prepare_window or
+ * sink_prepare_insert.
+ */
+extern Sink *sink_create(PipelineDef *def);
+
+/* The window operator's statements: upsert and retract of window rows. */
+extern void sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs,
+								TupleDesc event_desc);
+
+/*
+ * A plain INSERT of one row into table 'relid', naming 'ncols' columns of
+ * the given types: the generic way for an operator to emit result rows.
+ */
+extern SinkInsert *sink_prepare_insert(Sink *sink, Oid relid, int ncols,
+									   const char *const *names, const Oid *types);
+extern void sink_insert(Sink *sink, SinkInsert *ins, Datum *values, bool *nulls);
 
 /*
  * Insert the result of a window, or replace it if that window was emitted

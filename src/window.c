@@ -34,16 +34,7 @@
 /* Unix epoch in Postgres timestamps (microseconds since 2000-01-01). */
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
 
-#define TIMER_PREFIX "\xFF\xFF"
 #define META_OPEN_KEY "\xFF\xFEopen"
-
-typedef struct KeyCodec
-{
-	int			nkeys;
-	int		   *attnos;
-	int16	   *typlen;
-	bool	   *typbyval;
-} KeyCodec;
 
 typedef struct WinState
 {
@@ -86,158 +77,29 @@ struct WindowOperator
 	bool	   *aggnulls;
 };
 
-/* --- encoding ------------------------------------------------------- */
+/* --- keys --------------------------------------------------------------- */
 
-static void
-append_time(StringInfo buf, int64 t)
-{
-	uint64		u = ((uint64) t) ^ (UINT64CONST(1) << 63);
-	unsigned char b[8];
-
-	for (int i = 7; i >= 0; i--)
-	{
-		b[i] = u & 0xFF;
-		u >>= 8;
-	}
-	appendBinaryStringInfo(buf, (char *) b, 8);
-}
-
-static int64
-read_time(const char *p)
-{
-	uint64		u = 0;
-
-	for (int i = 0; i < 8; i++)
-		u = (u << 8) | (unsigned char) p[i];
-	return (int64) (u ^ (UINT64CONST(1) << 63));
-}
-
-static void
-codec_init(KeyCodec *codec, PipelineDef *def)
-{
-	TupleDesc	desc = lookup_rowtype_tupdesc(def->source.row_type, -1);
-
-	codec->nkeys = def->nkeys;
-	codec->attnos = def->key_attnos;
-	codec->typlen = palloc(sizeof(int16) * Max(def->nkeys, 1));
-	codec->typbyval = palloc(sizeof(bool) * Max(def->nkeys, 1));
-	for (int i = 0; i < def->nkeys; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, def->key_attnos[i]);
-
-		codec->typlen[i] = att->attlen;
-		codec->typbyval[i] = att->attbyval;
-	}
-	ReleaseTupleDesc(desc);
-}
-
-static void
-encode_group_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf)
-{
-	resetStringInfo(buf);
-	for (int i = 0; i < codec->nkeys; i++)
-	{
-		int			attno = codec->attnos[i];
-		bool		isnull = slot->tts_isnull[attno];
-		Datum		v = slot->tts_values[attno];
-		char		flag = isnull ? 0 : 1;
-
-		appendBinaryStringInfo(buf, &flag, 1);
-		if (isnull)
-			continue;
-		if (codec->typbyval[i])
-		{
-			char		b[sizeof(Datum)];
-
-			store_att_byval(b, v, codec->typlen[i]);
-			appendBinaryStringInfo(buf, b, codec->typlen[i]);
-		}
-		else if (codec->typlen[i] == -1)
-		{
-			struct varlena *vl = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
-			uint32		len = VARSIZE_ANY_EXHDR(vl);
-
-			appendBinaryStringInfo(buf, (char *) &len, 4);
-			appendBinaryStringInfo(buf, VARDATA_ANY(vl), len);
-		}
-		else
-		{
-			uint32		len = datumGetSize(v, false, codec->typlen[i]);
-
-			appendBinaryStringInfo(buf, (char *) &len, 4);
-			appendBinaryStringInfo(buf, DatumGetPointer(v), len);
-		}
-	}
-}
-
-/* Decode a group key into datums (in CurrentMemoryContext); returns its end. */
-static const char *
-decode_group_key(KeyCodec *codec, const char *p, Datum *vals, bool *nulls)
-{
-	for (int i = 0; i < codec->nkeys; i++)
-	{
-		uint32		len;
-
-		nulls[i] = (*p++ == 0);
-		vals[i] = (Datum) 0;
-		if (nulls[i])
-			continue;
-		if (codec->typbyval[i])
-		{
-			vals[i] = fetch_att(p, true, codec->typlen[i]);
-			p += codec->typlen[i];
-			continue;
-		}
-		memcpy(&len, p, 4);
-		p += 4;
-		if (codec->typlen[i] == -1)
-		{
-			struct varlena *vl = palloc(VARHDRSZ + len);
-
-			SET_VARSIZE(vl, VARHDRSZ + len);
-			memcpy(VARDATA(vl), p, len);
-			vals[i] = PointerGetDatum(vl);
-		}
-		else
-		{
-			char	   *copy = palloc(len);
-
-			memcpy(copy, p, len);
-			vals[i] = PointerGetDatum(copy);
-		}
-		p += len;
-	}
-	return p;
-}
+#define append_time kstate_append_time
+#define read_time kstate_read_time
+#define codec_init kstate_codec_init
+#define encode_group_key kstate_encode_key
+#define decode_group_key kstate_decode_key
 
 /* State key: [key group][group key][window start] (no start for sessions). */
 static void
 make_state_key(WindowOperator *op, TimestampTz start)
 {
-	uint16		kg = state_key_group(op->gk.data, op->gk.len);
-	char		b[2] = {(char) (kg >> 8), (char) (kg & 0xFF)};
-
 	resetStringInfo(&op->skey);
-	appendBinaryStringInfo(&op->skey, b, 2);
+	kstate_append_key_group(&op->skey, op->gk.data, op->gk.len);
 	appendBinaryStringInfo(&op->skey, op->gk.data, op->gk.len);
 	if (op->def->window_kind != WINDOW_SESSION)
 		append_time(&op->skey, start);
 }
 
 static void
-timer_key(StringInfo buf, TimestampTz when, const char *skey, size_t sklen)
-{
-	resetStringInfo(buf);
-	appendBinaryStringInfo(buf, TIMER_PREFIX, 2);
-	append_time(buf, when);
-	appendBinaryStringInfo(buf, skey, sklen);
-}
-
-static void
 register_timer(WindowOperator *op, TimestampTz when)
 {
-	timer_key(&op->tkey, when, op->skey.data, op->skey.len);
-	state_put(op->store, op->tkey.data, op->tkey.len, "", 0);
+	kstate_timer_register(op->store, &op->tkey, when, op->skey.data, op->skey.len);
 }
 
 /* --- state objects ---------------------------------------------------- */
@@ -604,44 +466,20 @@ fire_sessions(WindowOperator *op, TimestampTz wm)
 void
 window_advance(WindowOperator *op, TimestampTz wm)
 {
-	StringInfoData lower,
-				upper;
-	StateIter  *it;
-	const char *key,
-			   *val;
-	size_t		klen,
-				vlen;
-	List	   *due = NIL;
+	List	   *due;
 	ListCell   *lc;
 
 	if (wm == DT_NOBEGIN || wm < op->timer_floor)
 		return;
 
-	initStringInfo(&lower);
-	initStringInfo(&upper);
-	appendBinaryStringInfo(&lower, TIMER_PREFIX, 2);
-	append_time(&lower, op->timer_floor);
-	appendBinaryStringInfo(&upper, TIMER_PREFIX, 2);
-	append_time(&upper, wm + 1);
-
-	/* Collect first: firing registers and deletes timers. */
-	it = state_iter_create(op->store, lower.data, lower.len, upper.data, upper.len);
-	while (state_iter_next(it, &key, &klen, &val, &vlen))
-	{
-		StringInfo	k = makeStringInfo();
-
-		appendBinaryStringInfo(k, key, klen);
-		due = lappend(due, k);
-	}
-	state_iter_destroy(it);
-
+	due = kstate_timers_due(op->store, op->timer_floor, wm);
 	foreach(lc, due)
 	{
 		StringInfo	k = (StringInfo) lfirst(lc);
-		int			skeylen = k->len - 10;
+		int			skeylen = k->len - KSTATE_TIMER_HEADER;
 
 		resetStringInfo(&op->skey);
-		appendBinaryStringInfo(&op->skey, k->data + 10, skeylen);
+		appendBinaryStringInfo(&op->skey, k->data + KSTATE_TIMER_HEADER, skeylen);
 		/* The group key is the state key less key group (and start). */
 		resetStringInfo(&op->gk);
 		appendBinaryStringInfo(&op->gk, op->skey.data + 2,
@@ -655,8 +493,6 @@ window_advance(WindowOperator *op, TimestampTz wm)
 		pfree(k);
 	}
 	list_free(due);
-	pfree(lower.data);
-	pfree(upper.data);
 	op->timer_floor = wm + 1;
 }
 
@@ -674,6 +510,44 @@ window_flush(WindowOperator *op)
 	state_put(op->store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1,
 			  (char *) &op->open, 8);
 }
+
+static bool
+window_process_op(void *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+{
+	return window_process((WindowOperator *) op, event, t, wm);
+}
+
+static void
+window_advance_op(void *op, TimestampTz wm)
+{
+	window_advance((WindowOperator *) op, wm);
+}
+
+static void
+window_maybe_flush_op(void *op)
+{
+	window_maybe_flush((WindowOperator *) op);
+}
+
+static void
+window_flush_op(void *op)
+{
+	window_flush((WindowOperator *) op);
+}
+
+static int64
+window_open_count_op(void *op)
+{
+	return window_open_count((WindowOperator *) op);
+}
+
+const OperatorMethods window_operator_methods = {
+	window_process_op,
+	window_advance_op,
+	window_maybe_flush_op,
+	window_flush_op,
+	window_open_count_op
+};
 
 /* --- live reads -------------------------------------------------------- */
 

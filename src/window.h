@@ -22,6 +22,7 @@
 #include "catalog.h"
 #include "aggregate.h"
 #include "keyed_state.h"
+#include "operator.h"
 #include "sink.h"
 
 typedef struct WindowOperator WindowOperator;
@@ -53,6 +54,9 @@ extern void window_flush(WindowOperator *op);
 
 /* Open windows, for the status view. */
 extern int64 window_open_count(WindowOperator *op);
+
+/* The functions above as an operator (see operator.h). */
+extern const OperatorMethods window_operator_methods;
 
 /*
  * Reading open windows from a store (the worker's, or a secondary opened by

@@ -6,9 +6,9 @@
  * Start-up: resolve in-doubt transactions, restore state from the last
  * completed checkpoint, seek Kafka to its positions.  Then, in a loop:
  * take a batch of messages, decode them (bad ones to the dead-letter
- * table), track per-partition watermarks, feed the window operator, fire
- * windows the pipeline watermark passed, and checkpoint every
- * checkpoint_interval.
+ * table), track per-partition watermarks, feed the pipeline's operator
+ * (windows or CEP, see operator.h), let it fire what the pipeline
+ * watermark passed, and checkpoint every checkpoint_interval.
  *
  * Everything the worker writes goes into its open epoch transaction (see
  * checkpoint.h).  Any error ends the worker; the postmaster starts it again
@@ -44,7 +44,7 @@
 #include "sink.h"
 #include "state.h"
 #include "streamflink.h"
-#include "window.h"
+#include "operator.h"
 
 PGDLLEXPORT void streamflink_worker_main(Datum arg);
 
@@ -69,13 +69,14 @@ typedef struct Worker
 	TupleDesc	event_desc;
 	TupleTableSlot *event;
 	Sink	   *sink;
-	WindowOperator *op;
+	Operator   *op;
 	int			nparts;
 	PartitionState *parts;
 	PartitionPosition *positions;	/* scratch for checkpoints */
 	TimestampTz watermark;
 	int64		checkpoint_id;	/* last completed */
 	EpochStats stats;		/* of the epoch in progress */
+	bool		advanced;		/* the watermark moved in this epoch */
 	MemoryContext msg_cxt;
 	KafkaMessage *batch;
 	/* progress reporting */
@@ -174,7 +175,7 @@ report_progress(Worker *w)
 	w->slot->rows_emitted = w->rows_total;
 	w->slot->watermark = w->watermark;
 	w->slot->lag = lag;
-	w->slot->state_keys = window_open_count(w->op);
+	w->slot->state_keys = operator_open_count(w->op);
 	w->slot->last_checkpoint = w->checkpoint_id;
 	if (secs >= 1.0)
 	{
@@ -188,13 +189,18 @@ report_progress(Worker *w)
 /*
  * Pipeline watermark: the minimum over partitions of max event time less
  * the allowed out-of-orderness.  A partition with no message for the
- * source's idle timeout does not hold it back.  Never moves backwards.
+ * source's idle timeout does not hold it back; when every partition is
+ * idle, the ones that had events decide (else the end of a stream whose
+ * last partition went idle after the others would never be fired).  Never
+ * moves backwards.
  */
 static TimestampTz
 compute_watermark(Worker *w, TimestampTz now)
 {
 	TimestampTz wm = DT_NOEND;
+	TimestampTz idle_wm = DT_NOEND;
 	bool		any = false;
+	bool		any_idle = false;
 
 	for (int p = 0; p < w->nparts; p++)
 	{
@@ -202,14 +208,25 @@ compute_watermark(Worker *w, TimestampTz now)
 
 		if (w->def->source.idle_timeout > 0 &&
 			now - ps->last_message >= w->def->source.idle_timeout)
+		{
+			if (ps->pos.max_event_time != DT_NOBEGIN)
+			{
+				any_idle = true;
+				idle_wm = Min(idle_wm, ps->pos.max_event_time - w->def->source.max_out_of_orderness);
+			}
 			continue;
+		}
 		any = true;
 		if (ps->pos.max_event_time == DT_NOBEGIN)
 			return w->watermark;
 		wm = Min(wm, ps->pos.max_event_time - w->def->source.max_out_of_orderness);
 	}
 	if (!any)
-		return w->watermark;
+	{
+		if (!any_idle)
+			return w->watermark;
+		wm = idle_wm;
+	}
 	return Max(wm, w->watermark);
 }
 
@@ -277,7 +294,7 @@ process_message(Worker *w, KafkaMessage *msg)
 	if (t > ps->pos.max_event_time || ps->pos.max_event_time == DT_NOBEGIN)
 		ps->pos.max_event_time = t;
 
-	if (!window_process(w->op, w->event, t, w->watermark))
+	if (!operator_process(w->op, w->event, t, w->watermark))
 	{
 		/* timestamptz_to_str() returns a static buffer: copy the first. */
 		char	   *etime = pstrdup(timestamptz_to_str(t));
@@ -302,7 +319,7 @@ take_checkpoint(Worker *w)
 	w->stats.started = GetCurrentTimestamp();
 
 	/* State first: everything up to the current positions. */
-	window_flush(w->op);
+	operator_flush(w->op);
 	state_put(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1,
 			  (char *) &wm, sizeof(wm));
 	w->stats.state_bytes = state_checkpoint(w->store, snap);
@@ -325,6 +342,7 @@ take_checkpoint(Worker *w)
 	SpinLockRelease(&w->slot->mutex);
 
 	memset(&w->stats, 0, sizeof(w->stats));
+	w->advanced = false;
 }
 
 /* Wait until the broker answers; report why not in the status view. */
@@ -410,9 +428,8 @@ worker_startup(Worker *w)
 		w->decoder = decoder_create_for_desc(decode_format_from_name(w->def->source.format),
 											 w->event_desc);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
-		w->op = window_create(w->def, w->store, NULL, w->event_desc);
-		w->sink = sink_create(w->def, window_aggregates(w->op), w->event_desc);
-		window_set_sink(w->op, w->sink);
+		w->sink = sink_create(w->def);
+		w->op = operator_create(w->def, w->store, w->sink, w->event_desc);
 		w->batch = palloc(sizeof(KafkaMessage) * Max(sf_batch_size, 1));
 		w->msg_cxt = AllocSetContextCreate(TopMemoryContext, "streamflink message",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -453,7 +470,7 @@ worker_loop(Worker *w)
 			if (stop_requested(w))
 			{
 				/* A requested stop ends with a checkpoint: nothing is left behind. */
-				if (w->stats.events > 0)
+				if (w->stats.events > 0 || w->advanced)
 					take_checkpoint(w);
 				AbortOutOfAnyTransaction();
 				ereport(LOG, (errmsg("streamflink pipeline \"%s\" stopped", w->def->name)));
@@ -488,7 +505,7 @@ worker_loop(Worker *w)
 				process_message(w, &w->batch[i]);
 				MemoryContextSwitchTo(old);
 				MemoryContextReset(w->msg_cxt);
-				window_maybe_flush(w->op);
+				operator_maybe_flush(w->op);
 			}
 			PopActiveSnapshot();
 			SPI_finish();
@@ -502,7 +519,8 @@ worker_loop(Worker *w)
 			StartTransactionCommand();
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
-			window_advance(w->op, wm);
+			operator_advance(w->op, wm);
+			w->advanced = true;
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
@@ -510,7 +528,11 @@ worker_loop(Worker *w)
 
 		if (now >= next_checkpoint)
 		{
-			if (w->stats.events > 0)
+			/*
+			 * An epoch with no events still needs its checkpoint if the
+			 * watermark moved: firing wrote rows and changed state.
+			 */
+			if (w->stats.events > 0 || w->advanced)
 				take_checkpoint(w);
 			next_checkpoint = now + w->def->checkpoint_interval;
 		}

@@ -13,7 +13,7 @@
 # 4. runs pg_regress: the SQL surface (sql/, expected/) against a server
 #    with shared_preload_libraries = 'streamflink', then the errors of a
 #    server without it and with max_prepared_transactions = 0;
-# 5. runs the fault tests (test/fault_test.sh): kill -9 and immediate
+# 5. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9 and immediate
 #    shutdowns while pipelines run, sinks compared with SQL's answer.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
@@ -90,7 +90,7 @@ if [[ " $parts " == *" regress "* ]]; then
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
-    for t in test/fault_test.sh; do
+    for t in test/fault_test.sh test/fault_cep.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done

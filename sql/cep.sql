@@ -1,0 +1,318 @@
+--
+-- cep: pattern pipelines (complex event processing).
+--
+-- Every case runs on its own key of one shared source; each event is
+-- written "id[@minute][=x]": the variable conditions test the id's letter,
+-- the event time is 2024-01-01 + key days + minute (default: its index in
+-- the list), x is a number for iterative conditions.  A match is shown as
+-- "var:id var:id ...".  The expected matches are worked out by hand in
+-- the comments, following Flink CEP (see src/cep.c for the NFA rules).
+--
+\set VERBOSITY default
+
+SELECT streamflink.create_source('ev', regress_brokers(), 'regress_cep', 'json',
+	columns => 'k int, id text, x numeric, ts timestamptz', event_time => 'ts',
+	idle_timeout => '1 second');
+
+CREATE FUNCTION cep_events(key int, spec text) RETURNS text[]
+LANGUAGE sql AS $$
+	SELECT array_agg(json_build_object(
+			'k', key,
+			'id', m[1],
+			'x', coalesce(m[3]::numeric, 0),
+			'ts', timestamptz '2024-01-01 00:00+00' + key * interval '1 day'
+				  + coalesce(m[2]::int, i - 1) * interval '1 minute')::text ORDER BY i)
+	FROM regexp_split_to_table(btrim(spec), '\s+') WITH ORDINALITY AS t(tok, i),
+		 regexp_match(tok, '^([a-z]+[0-9]*)(?:@([0-9]+))?(?:=([0-9.]+))?$') AS m
+$$;
+
+-- The matches of key k in a sink, one line each.
+CREATE FUNCTION cep_show(sink regclass, key int) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN QUERY EXECUTE format($q$
+		SELECT (SELECT string_agg(j.key || ':' || (e->>'id'), ' '
+								  ORDER BY (e->>'ts')::timestamptz)
+				FROM jsonb_each(s.events) j, jsonb_array_elements(j.value) e)
+		FROM %s s WHERE s.k = $1 ORDER BY 1$q$, sink) USING key;
+END
+$$;
+
+-- Start pipelines, wait until they passed the final event, stop them (a
+-- stop ends with a checkpoint, so every match is committed).
+CREATE FUNCTION cep_run(names text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	n text;
+BEGIN
+	FOREACH n IN ARRAY names LOOP
+		PERFORM streamflink.start(n);
+	END LOOP;
+END
+$$;
+CREATE FUNCTION cep_finished(names text[]) RETURNS bool
+LANGUAGE sql AS $$
+	SELECT bool_and(watermark >= timestamptz '2030-01-01 00:00+00')
+	FROM streamflink.pipelines WHERE name = ANY (names)
+$$;
+CREATE FUNCTION cep_stop(names text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	n text;
+BEGIN
+	FOREACH n IN ARRAY names LOOP
+		PERFORM streamflink.stop(n);
+	END LOOP;
+END
+$$;
+CREATE FUNCTION cep_stopped(names text[]) RETURNS bool
+LANGUAGE sql AS $$
+	SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name = ANY (names)
+$$;
+
+--
+-- Errors at creation point at the offending part.
+--
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b{2', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a -> -> b', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a (b c)', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b a', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b{3,2}', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a !b', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a !b{2} c', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b{2,}+', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a? b*', NULL, 'bad_sink');
+-- unknown variable in define
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$a AS id = 'a', c AS id = 'c'$$, 'bad_sink');
+-- not a boolean condition
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$a AS id = 'a', b AS x + 1$$, 'bad_sink');
+-- unknown column
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$a AS id = 'a', b AS amount > 1$$, 'bad_sink');
+-- SQL syntax error inside a condition
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$a AS id = 'a', b AS x >$$, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$a id = 'a'$$, 'bad_sink');
+-- references to matched events
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$b AS x > LAST(z.x)$$, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$b AS x > sum(x)$$, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b',
+	$$b AS x > sum(a.x + b.x)$$, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b', NULL, 'bad_sink',
+	measures => 'count(a.*)');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b', NULL, 'bad_sink',
+	skip => 'skip_to_last(c)');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b', NULL, 'bad_sink',
+	skip => 'skip_sideways');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b', NULL, 'bad_sink',
+	timed_out => 'bad_timeouts');
+SELECT count(*) AS no_pipelines FROM streamflink.pipeline WHERE name = 'bad';
+
+--
+-- Contiguity.  Key 1: a1 c1 a2 b1 b2.
+--   a b	 (next): a1 is followed by c1, not b; a2 b1.
+--   a -> b	 (followedBy): each a waits for the next b: a1 b1, a2 b1; a
+--			 match that took b1 is complete, so b2 starts nothing.
+--   a ->> b (followedByAny): every later b: a1 b1, a1 b2, a2 b1, a2 b2.
+--
+SELECT streamflink.create_pattern_pipeline('c_next', 'ev', 'k', 'a b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'c_next_out');
+SELECT streamflink.create_pattern_pipeline('c_followed', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'c_followed_out');
+SELECT streamflink.create_pattern_pipeline('c_any', 'ev', 'k', 'a ->> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'c_any_out');
+
+--
+-- Negation.  Key 2: a1 d1 c1 b1 a2 b2.
+--   a !c -> b		(notNext): only the event right after a must not be a
+--					c: a1 (d1 follows) b1; a2 b2.
+--   a -> !c -> b	(notFollowedBy): no c between a and b: c1 kills the
+--					match of a1; a2 b2.
+--
+SELECT streamflink.create_pattern_pipeline('n_notnext', 'ev', 'k', 'a !c -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b', c AS id ~ '^c'$$, 'n_notnext_out');
+SELECT streamflink.create_pattern_pipeline('n_notfollowed', 'ev', 'k', 'a -> !c -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b', c AS id ~ '^c'$$, 'n_notfollowed_out');
+
+--
+-- Quantifiers.
+-- Key 3: a1 a2 a3 b1 a4 c1 a5 a6 b2, pattern a{2,3} b (consecutive a's,
+--   then b next): a1 a2 a3 b1 and a2 a3 b1 (a3 b1 has one a only); a4 is
+--   followed by c1; a5 a6 b2.
+-- Key 4: a1 c1 a2 b1.
+--   a{2,3} b: no two consecutive a's: nothing.
+--   a{->2,3} -> b (Flink's default relaxed iterations): the loop of a1
+--   skips c1 (not an a), takes a2, and b1 follows: a1 a2 b1.  (a2 alone
+--   has one a.)
+-- Key 5: a1 c1 a2 b1 c2, pattern a b? c (optional b, all next):
+--   a1 c1 (b skipped); a2 b1 c2.
+--
+SELECT streamflink.create_pattern_pipeline('q_times', 'ev', 'k', 'a{2,3} b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'q_times_out');
+SELECT streamflink.create_pattern_pipeline('q_relaxed', 'ev', 'k', 'a{->2,3} -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'q_relaxed_out');
+SELECT streamflink.create_pattern_pipeline('q_optional', 'ev', 'k', 'a b? c',
+	$$a AS id ~ '^a', b AS id ~ '^b', c AS id ~ '^c'$$, 'q_optional_out');
+
+--
+-- Greedy.  Key 6: e1=1 e2=2 e3=7 e4=9, a AS 0 < x < 9, b AS x > 5:
+-- e3 is both an a and a b.
+--   a{2,} -> b (non-greedy: every way): at e3, e1 e2 takes e3 as a b
+--   (a:e1 a:e2 b:e3) and as a third a; at e4 (b only) a:e1 a:e2 a:e3 b:e4
+--   and a:e2 a:e3 b:e4.
+--   a{2,}+ -> b (greedy): e3 can be an a, so it is not a b: only the two
+--   matches ending at e4.
+--
+SELECT streamflink.create_pattern_pipeline('g_nongreedy', 'ev', 'k', 'a{2,} -> b',
+	$$a AS x > 0 AND x < 9, b AS x > 5$$, 'g_nongreedy_out');
+SELECT streamflink.create_pattern_pipeline('g_greedy', 'ev', 'k', 'a{2,}+ -> b',
+	$$a AS x > 0 AND x < 9, b AS x > 5$$, 'g_greedy_out');
+
+--
+-- Iterative conditions.
+-- Key 7: ten consecutive rising readings per sensor (the documentation's
+--   third pattern), e1..e11 rising (x = 1..11), e12 falls (x = 5); skip
+--   past the last event: e1..e10 only (e2..e11 started inside it).
+-- Key 8: s+ t, s AS the running sum of s with this event stays <= 10,
+--   t AS x >= 100, skip past the last event.
+--   3 4 2 100: 3+4+2 = 9: s:3 s:4 s:2 t:100 (the others pruned).
+-- Key 9: 3 4 5 100: 3+4+5 = 12 breaks the first match; 4+5 = 9: s:4 s:5
+--   t:100, and 5 100 started inside it.
+--
+SELECT streamflink.create_pattern_pipeline('i_rising', 'ev', 'k', 'r{10}',
+	$$r AS LAST(r.x) IS NULL OR x > LAST(r.x)$$, 'i_rising_out',
+	skip => 'skip_past_last_event',
+	measures => 'first(r.x) AS first_x, last(r.x) AS last_x, count(r.*) AS n');
+SELECT streamflink.create_pattern_pipeline('i_sum', 'ev', 'k', 's+ t',
+	$$s AS coalesce(sum(s.x), 0) + x <= 10, t AS x >= 100$$, 'i_sum_out',
+	skip => 'skip_past_last_event',
+	measures => 'sum(s.x) AS total, t.x AS big');
+
+--
+-- After-match skip strategies (Flink's documentation example): key 10,
+-- b1 b2 b3 c1, pattern b+ c: the three matches all end at c1.
+--   no_skip:				b1 b2 b3 c1, b2 b3 c1, b3 c1
+--   skip_past_last_event:	b1 b2 b3 c1 (the others started before c1)
+--   skip_to_first(b):		all three (nothing started before b1)
+--   skip_to_last(b):		b1 b2 b3 c1, b3 c1 (b2 b3 c1 started before b3)
+-- Key 11, a1 b1 b2, pattern a b+: a1 b1 completes at b1 and a1 b1 b2 at b2.
+--   no_skip:		a1 b1, a1 b1 b2
+--   skip_to_next:	a1 b1 (the match started at a1 is discarded)
+--
+SELECT streamflink.create_pattern_pipeline('s_none', 'ev', 'k', 'b+ c',
+	$$b AS id ~ '^b', c AS id ~ '^c'$$, 's_none_out');
+SELECT streamflink.create_pattern_pipeline('s_past', 'ev', 'k', 'b+ c',
+	$$b AS id ~ '^b', c AS id ~ '^c'$$, 's_past_out', skip => 'skip_past_last_event');
+SELECT streamflink.create_pattern_pipeline('s_first', 'ev', 'k', 'b+ c',
+	$$b AS id ~ '^b', c AS id ~ '^c'$$, 's_first_out', skip => 'skip_to_first(b)');
+SELECT streamflink.create_pattern_pipeline('s_last', 'ev', 'k', 'b+ c',
+	$$b AS id ~ '^b', c AS id ~ '^c'$$, 's_last_out', skip => 'skip_to_last(b)');
+SELECT streamflink.create_pattern_pipeline('s_none2', 'ev', 'k', 'a b+',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 's_none2_out');
+SELECT streamflink.create_pattern_pipeline('s_next', 'ev', 'k', 'a b+',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 's_next_out', skip => 'skip_to_next');
+
+--
+-- The documentation's first two patterns, with within.
+-- Key 12: LOGIN then PURCHASE within 5 minutes: login1@0 purchase1@3 is a
+--   match; login2@10 purchase2@17 is not (7 minutes): the partial match of
+--   login2 times out at minute 15 and goes to the timed-out table.
+-- Key 13: at least 5 transactions under 100 followed by a withdrawal over
+--   5000, within 1 hour, skip past the last event: s1..s6 w1 (the match
+--   from s2 is pruned).
+-- Key 14: s1..s5, then w1 two hours later: no match (timed out).
+--
+SELECT streamflink.create_pattern_pipeline('doc_login', 'ev', 'k', 'login -> purchase',
+	$$login AS id ~ '^login', purchase AS id ~ '^purchase'$$, 'doc_login_out',
+	within => '5 minutes', timed_out => 'doc_login_timeouts');
+SELECT streamflink.create_pattern_pipeline('doc_fraud', source => 'ev', key => 'k',
+	pattern => 'small{5,} large',
+	define => $$ small AS x < 100, large AS x > 5000 AND id ~ '^w' $$,
+	within => '1 hour', sink => 'doc_fraud_out', skip => 'skip_past_last_event',
+	measures => 'count(small.*) AS n_small, sum(small.x) AS small_total, large.x AS withdrawal');
+
+-- Catalog rows.
+SELECT name, kind, key, pattern, define, measures, within, skip, timed_out, sink
+FROM streamflink.pipelines WHERE kind = 'pattern' ORDER BY name;
+\d doc_fraud_out
+\d doc_login_timeouts
+
+-- The events (one partition; the last one moves the watermark past all).
+SELECT streamflink.produce(regress_brokers(), 'regress_cep',
+	cep_events(1, 'a1 c1 a2 b1 b2') ||
+	cep_events(2, 'a1 d1 c1 b1 a2 b2') ||
+	cep_events(3, 'a1 a2 a3 b1 a4 c1 a5 a6 b2') ||
+	cep_events(4, 'a1 c1 a2 b1') ||
+	cep_events(5, 'a1 c1 a2 b1 c2') ||
+	cep_events(6, 'e1=1 e2=2 e3=7 e4=9') ||
+	cep_events(7, 'e1=1 e2=2 e3=3 e4=4 e5=5 e6=6 e7=7 e8=8 e9=9 e10=10 e11=11 e12=5') ||
+	cep_events(8, 'e1=3 e2=4 e3=2 e4=100') ||
+	cep_events(9, 'e1=3 e2=4 e3=5 e4=100') ||
+	cep_events(10, 'b1 b2 b3 c1') ||
+	cep_events(11, 'a1 b1 b2') ||
+	cep_events(12, 'login1@0 purchase1@3 login2@10 purchase2@17') ||
+	cep_events(13, 's1=10 s2=20 s3=30 s4=40 s5=50 s6=60 w1=6000') ||
+	cep_events(14, 's1=10 s2=20 s3=30 s4=40 s5=50 w1@125=6000') ||
+	cep_events(3000, 'end'), 0) AS produced;
+
+SELECT cep_run('{c_next,c_followed,c_any,n_notnext,n_notfollowed,q_times,q_relaxed}');
+SELECT wait_until($$SELECT cep_finished('{c_next,c_followed,c_any,n_notnext,n_notfollowed,q_times,q_relaxed}')$$);
+SELECT cep_stop('{c_next,c_followed,c_any,n_notnext,n_notfollowed,q_times,q_relaxed}');
+SELECT wait_until($$SELECT cep_stopped('{c_next,c_followed,c_any,n_notnext,n_notfollowed,q_times,q_relaxed}')$$);
+
+SELECT cep_show('c_next_out', 1) AS "a b";
+SELECT cep_show('c_followed_out', 1) AS "a -> b";
+SELECT cep_show('c_any_out', 1) AS "a ->> b";
+SELECT cep_show('n_notnext_out', 2) AS "a !c -> b";
+SELECT cep_show('n_notfollowed_out', 2) AS "a -> !c -> b";
+SELECT cep_show('q_times_out', 3) AS "a{2,3} b (key 3)";
+SELECT cep_show('q_times_out', 4) AS "a{2,3} b (key 4)";
+SELECT cep_show('q_relaxed_out', 4) AS "a{->2,3} -> b";
+
+SELECT cep_run('{q_optional,g_nongreedy,g_greedy,i_rising,i_sum,s_none,s_past}');
+SELECT wait_until($$SELECT cep_finished('{q_optional,g_nongreedy,g_greedy,i_rising,i_sum,s_none,s_past}')$$);
+SELECT cep_stop('{q_optional,g_nongreedy,g_greedy,i_rising,i_sum,s_none,s_past}');
+SELECT wait_until($$SELECT cep_stopped('{q_optional,g_nongreedy,g_greedy,i_rising,i_sum,s_none,s_past}')$$);
+
+SELECT cep_show('q_optional_out', 5) AS "a b? c";
+SELECT cep_show('g_nongreedy_out', 6) AS "a{2,} -> b";
+SELECT cep_show('g_greedy_out', 6) AS "a{2,}+ -> b";
+SELECT match_start, match_end, first_x, last_x, n FROM i_rising_out WHERE k = 7;
+SELECT cep_show('i_sum_out', 8) AS "s+ t (key 8)", cep_show('i_sum_out', 9) AS "s+ t (key 9)";
+SELECT k, total, big FROM i_sum_out WHERE k IN (8, 9) ORDER BY k;
+SELECT cep_show('s_none_out', 10) AS "no_skip";
+SELECT cep_show('s_past_out', 10) AS "skip_past_last_event";
+
+SELECT cep_run('{s_first,s_last,s_none2,s_next,doc_login,doc_fraud}');
+SELECT wait_until($$SELECT cep_finished('{s_first,s_last,s_none2,s_next,doc_login,doc_fraud}')$$);
+SELECT cep_stop('{s_first,s_last,s_none2,s_next,doc_login,doc_fraud}');
+SELECT wait_until($$SELECT cep_stopped('{s_first,s_last,s_none2,s_next,doc_login,doc_fraud}')$$);
+
+SELECT cep_show('s_first_out', 10) AS "skip_to_first(b)";
+SELECT cep_show('s_last_out', 10) AS "skip_to_last(b)";
+SELECT cep_show('s_none2_out', 11) AS "a b+ no_skip";
+SELECT cep_show('s_next_out', 11) AS "a b+ skip_to_next";
+SELECT cep_show('doc_login_out', 12) AS "login -> purchase";
+SELECT k, match_start, timed_out_at, events->'login'->0->>'id' AS login
+FROM doc_login_timeouts WHERE k = 12;
+SELECT k, match_start, match_end, n_small, small_total, withdrawal
+FROM doc_fraud_out WHERE k IN (13, 14) ORDER BY k;
+SELECT cep_show('doc_fraud_out', 13) AS "small{5,} large";
+
+-- Nothing was late, nothing dead.
+SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline LIKE 'doc%';
+SELECT count(*) AS dead FROM streamflink.dead_letters WHERE pipeline LIKE 'doc%';
+
+-- live() is for windows.
+SELECT * FROM streamflink.live('doc_fraud');
+
+-- Drop everything (sinks and timed-out tables too).
+SELECT streamflink.drop_pipeline(name, drop_sink => true)
+FROM streamflink.pipeline WHERE kind = 'pattern' ORDER BY name;
+SELECT to_regclass('doc_login_timeouts') AS timeouts_dropped;
+SELECT streamflink.drop_source('ev');

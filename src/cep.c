@@ -1,0 +1,1101 @@
+/*-------------------------------------------------------------------------
+ *
+ * cep.c
+ *	  The NFA operator of pattern pipelines.
+ *
+ * State layout in the pipeline's RocksDB database (see keyed_state.h):
+ *
+ *	 buffer	  [key group:2]'B'[group key] -> events not yet passed by the watermark
+ *	 nfa	  [key group:2]'N'[group key] -> partial matches and their events
+ *	 timer	  [FF FF][time:8][buffer key]  -> (empty)
+ *	 meta	  [FF FE]"cep_open"			   -> number of partial matches
+ *
+ * A timer is registered at each buffered event's time and at the time the
+ * oldest partial match of a key times out; when the watermark passes it,
+ * the key's buffered events up to the watermark are run through its NFA.
+ *
+ * The NFA.  A partial match is a position in the pattern -- element i,
+ * 'count' events taken by it -- and the events taken so far.  For one
+ * event, a partial match may (as the edges of Flink's compiled NFA):
+ *	 take it into element i again (a loop), if count < max;
+ *	 ignore it and wait in element i, if the contiguity into element i
+ *	   (or between its iterations) is relaxed and the event does not satisfy
+ *	   i's condition, or is non-deterministic relaxed; a match that ignored
+ *	   an event is committed to element i ("committed": it may not proceed
+ *	   past i any more, as Flink's ignore states have no proceed edge);
+ *	 proceed, if count >= min and not committed (and, for a greedy element,
+ *	   the event does not satisfy i's condition), to element i+1: take the
+ *	   event there or wait there (same rules), and further through optional
+ *	   elements; a negated element on the way kills this branch if the event
+ *	   satisfies it.  A match waiting for element j after a notFollowedBy
+ *	   dies on an event satisfying the negated variable.
+ * After a take, the partial match is complete if count >= min and every
+ * later element is optional: it is emitted, and it continues if it can
+ * take more.  Every event also tries to start a match at element 0 (the
+ * start state, which never waits).
+ *
+ * Events are kept once per key ("shared buffer" light): partial matches
+ * refer to them by their position in the key's processing order, and
+ * events no partial match refers to are dropped when the state is saved.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "cep.h"
+#include "keyed_state.h"
+#include "pattern.h"
+#include "streamflink.h"
+
+#define META_OPEN_KEY "\xFF\xFE" "cep_open"
+
+/* An event waiting for the watermark. */
+typedef struct BufEvent
+{
+	TimestampTz time;
+	int64		arrival;		/* tie-breaker: arrival order per key */
+	uint32		len;
+	char	   *data;			/* HeapTupleHeader of the event row */
+} BufEvent;
+
+typedef struct EventBuffer
+{
+	int64		next_arrival;
+	int			n;
+	int			cap;
+	BufEvent   *ev;
+} EventBuffer;
+
+/* An event some partial match refers to. */
+typedef struct StoredEvent
+{
+	int64		pos;			/* processing order within the key */
+	TimestampTz time;
+	uint32		len;
+	char	   *data;
+	bool		used;			/* scratch, for saving */
+} StoredEvent;
+
+typedef struct MatchRef
+{
+	int16		var;
+	int64		pos;
+} MatchRef;
+
+typedef struct PartialMatch
+{
+	int16		elem;
+	int32		count;
+	bool		committed;
+	int64		start_pos;
+	TimestampTz start_time;
+	int			n;
+	MatchRef   *refs;
+	int			order;			/* scratch: creation order within a step */
+} PartialMatch;
+
+typedef struct NfaState
+{
+	int64		next_pos;
+	int			nev;
+	int			evcap;
+	StoredEvent *ev;
+	int			npm;
+	PartialMatch **pms;
+} NfaState;
+
+struct CepOperator
+{
+	PipelineDef *def;
+	StateStore *store;
+	Sink	   *sink;
+	TupleDesc	desc;
+	CompiledPattern *cp;
+	KeyCodec	codec;
+	KeyedState *ks_buf;
+	KeyedState *ks_nfa;
+	SinkInsert *ins_match;
+	SinkInsert *ins_timeout;
+	MemoryContext scratch;		/* per key firing */
+	ExprContext *econtext;
+	TupleTableSlot *cur_slot;	/* the event being processed */
+	HeapTupleData cur_tuple;
+	TupleTableSlot *nav_slot;	/* matched events, for aggregates */
+	HeapTupleData nav_tuple;
+	StoredEvent *cur;
+	int8	   *cond_cache;		/* per variable: -1 unknown, 0, 1 */
+	TimestampTz timer_floor;
+	int64		open;			/* partial matches */
+	StringInfoData gk;
+	StringInfoData bkey;
+	StringInfoData nkey;
+	StringInfoData tkey;
+	Datum	   *values;			/* sink row */
+	bool	   *nulls;
+	int			nkeys;
+};
+
+/* --- state objects -------------------------------------------------------- */
+
+#define PUT(buf, v) appendBinaryStringInfo((buf), (char *) &(v), sizeof(v))
+#define GET(p, v) (memcpy(&(v), (p), sizeof(v)), (p) += sizeof(v))
+
+static char *
+copy_bytes(const char *p, uint32 len)
+{
+	char	   *d = palloc(len);
+
+	memcpy(d, p, len);
+	return d;
+}
+
+static void *
+buffer_deserialize(void *arg, const char *data, size_t len)
+{
+	EventBuffer *b = palloc(sizeof(EventBuffer));
+	const char *p = data;
+	int32		n;
+
+	GET(p, b->next_arrival);
+	GET(p, n);
+	b->n = n;
+	b->cap = Max(n, 4);
+	b->ev = palloc(sizeof(BufEvent) * b->cap);
+	for (int i = 0; i < n; i++)
+	{
+		GET(p, b->ev[i].time);
+		GET(p, b->ev[i].arrival);
+		GET(p, b->ev[i].len);
+		b->ev[i].data = copy_bytes(p, b->ev[i].len);
+		p += b->ev[i].len;
+	}
+	return b;
+}
+
+static void
+buffer_serialize(void *arg, void *obj, StringInfo buf)
+{
+	EventBuffer *b = (EventBuffer *) obj;
+	int32		n = b->n;
+
+	PUT(buf, b->next_arrival);
+	PUT(buf, n);
+	for (int i = 0; i < n; i++)
+	{
+		PUT(buf, b->ev[i].time);
+		PUT(buf, b->ev[i].arrival);
+		PUT(buf, b->ev[i].len);
+		appendBinaryStringInfo(buf, b->ev[i].data, b->ev[i].len);
+	}
+}
+
+static const KeyedStateOps buffer_ops = {buffer_deserialize, buffer_serialize};
+
+/*
+ * The NFA state of a key is kept serialized in the cache (a StringInfo):
+ * a firing decodes it into scratch memory, runs events through it and
+ * encodes it again, so the cache's memory does not grow with every event.
+ */
+static void *
+blob_deserialize(void *arg, const char *data, size_t len)
+{
+	StringInfo	s = makeStringInfo();
+
+	appendBinaryStringInfo(s, data, len);
+	return s;
+}
+
+static void
+blob_serialize(void *arg, void *obj, StringInfo buf)
+{
+	StringInfo	s = (StringInfo) obj;
+
+	appendBinaryStringInfo(buf, s->data, s->len);
+}
+
+static const KeyedStateOps blob_ops = {blob_deserialize, blob_serialize};
+
+static NfaState *
+nfa_new(void)
+{
+	NfaState   *nfa = palloc0(sizeof(NfaState));
+
+	nfa->evcap = 16;
+	nfa->ev = palloc(sizeof(StoredEvent) * nfa->evcap);
+	nfa->pms = palloc(sizeof(PartialMatch *) * 16);
+	return nfa;
+}
+
+static NfaState *
+nfa_decode(StringInfo s)
+{
+	NfaState   *nfa = palloc0(sizeof(NfaState));
+	const char *p = s->data;
+	int32		n;
+
+	GET(p, nfa->next_pos);
+	GET(p, n);
+	nfa->nev = n;
+	nfa->evcap = Max(n * 2, 16);
+	nfa->ev = palloc(sizeof(StoredEvent) * nfa->evcap);
+	for (int i = 0; i < n; i++)
+	{
+		StoredEvent *e = &nfa->ev[i];
+
+		GET(p, e->pos);
+		GET(p, e->time);
+		GET(p, e->len);
+		e->data = copy_bytes(p, e->len);
+		p += e->len;
+	}
+	GET(p, n);
+	nfa->npm = n;
+	nfa->pms = palloc(sizeof(PartialMatch *) * Max(n, 16));
+	for (int i = 0; i < n; i++)
+	{
+		PartialMatch *pm = palloc(sizeof(PartialMatch));
+		char		committed;
+
+		GET(p, pm->elem);
+		GET(p, pm->count);
+		GET(p, committed);
+		pm->committed = committed != 0;
+		GET(p, pm->start_pos);
+		GET(p, pm->start_time);
+		GET(p, pm->n);
+		pm->refs = palloc(sizeof(MatchRef) * Max(pm->n, 1));
+		for (int j = 0; j < pm->n; j++)
+		{
+			GET(p, pm->refs[j].var);
+			GET(p, pm->refs[j].pos);
+		}
+		nfa->pms[i] = pm;
+	}
+	return nfa;
+}
+
+static StoredEvent *
+find_event(NfaState *nfa, int64 pos)
+{
+	int			lo = 0,
+				hi = nfa->nev - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (nfa->ev[mid].pos == pos)
+			return &nfa->ev[mid];
+		if (nfa->ev[mid].pos < pos)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	elog(ERROR, "streamflink: event %lld of a partial match is missing", (long long) pos);
+	return NULL;
+}
+
+/* Encode, keeping only events that partial matches refer to. */
+static void
+nfa_encode(NfaState *nfa, StringInfo buf)
+{
+	int32		n = 0;
+
+	for (int i = 0; i < nfa->nev; i++)
+		nfa->ev[i].used = false;
+	for (int i = 0; i < nfa->npm; i++)
+		for (int j = 0; j < nfa->pms[i]->n; j++)
+			find_event(nfa, nfa->pms[i]->refs[j].pos)->used = true;
+	for (int i = 0; i < nfa->nev; i++)
+		n += nfa->ev[i].used;
+
+	PUT(buf, nfa->next_pos);
+	PUT(buf, n);
+	for (int i = 0; i < nfa->nev; i++)
+	{
+		StoredEvent *e = &nfa->ev[i];
+
+		if (!e->used)
+			continue;
+		PUT(buf, e->pos);
+		PUT(buf, e->time);
+		PUT(buf, e->len);
+		appendBinaryStringInfo(buf, e->data, e->len);
+	}
+	n = nfa->npm;
+	PUT(buf, n);
+	for (int i = 0; i < nfa->npm; i++)
+	{
+		PartialMatch *pm = nfa->pms[i];
+		char		committed = pm->committed;
+
+		PUT(buf, pm->elem);
+		PUT(buf, pm->count);
+		PUT(buf, committed);
+		PUT(buf, pm->start_pos);
+		PUT(buf, pm->start_time);
+		PUT(buf, pm->n);
+		for (int j = 0; j < pm->n; j++)
+		{
+			PUT(buf, pm->refs[j].var);
+			PUT(buf, pm->refs[j].pos);
+		}
+	}
+}
+
+/* --- keys ------------------------------------------------------------------ */
+
+static void
+make_keys(CepOperator *op)
+{
+	resetStringInfo(&op->bkey);
+	kstate_append_key_group(&op->bkey, op->gk.data, op->gk.len);
+	appendStringInfoChar(&op->bkey, 'B');
+	appendBinaryStringInfo(&op->bkey, op->gk.data, op->gk.len);
+	resetStringInfo(&op->nkey);
+	appendBinaryStringInfo(&op->nkey, op->bkey.data, 2);
+	appendStringInfoChar(&op->nkey, 'N');
+	appendBinaryStringInfo(&op->nkey, op->gk.data, op->gk.len);
+}
+
+/* --- conditions ------------------------------------------------------------ */
+
+static void
+store_event(TupleTableSlot *slot, HeapTupleData *tup, StoredEvent *e)
+{
+	tup->t_len = e->len;
+	tup->t_data = (HeapTupleHeader) e->data;
+	ItemPointerSetInvalid(&tup->t_self);
+	tup->t_tableOid = InvalidOid;
+	ExecStoreHeapTuple(tup, slot, false);
+}
+
+/*
+ * Fill the parameters of expression 'expr' (-1: all) from the events of a
+ * partial match (NULL: none yet).
+ */
+static void
+fill_params(CepOperator *op, PatternExprs *pe, int expr, NfaState *nfa, PartialMatch *pm)
+{
+	MemoryContext old;
+
+	MemoryContextReset(pe->agg_cxt);
+	old = MemoryContextSwitchTo(pe->agg_cxt);
+	for (int r = 0; r < pe->nrefs; r++)
+	{
+		NavRef	   *ref = &pe->refs[r];
+		ParamExternData *prm = &pe->params->params[r];
+		int			nvar = 0;
+
+		if (expr >= 0 && ref->expr != expr)
+			continue;
+		prm->isnull = true;
+		prm->value = (Datum) 0;
+		if (pm)
+			for (int j = 0; j < pm->n; j++)
+				nvar += (pm->refs[j].var == ref->var);
+
+		if (ref->kind == NAV_AGG)
+		{
+			AggStates  *st = agg_states_new(ref->agg);
+			Datum		v;
+			bool		isnull;
+
+			for (int j = 0; pm && j < pm->n; j++)
+			{
+				if (pm->refs[j].var != ref->var)
+					continue;
+				store_event(op->nav_slot, &op->nav_tuple, find_event(nfa, pm->refs[j].pos));
+				agg_advance(ref->agg, st, op->nav_slot);
+			}
+			agg_final(ref->agg, st, &v, &isnull);
+			prm->value = v;
+			prm->isnull = isnull;
+		}
+		else
+		{
+			/* the wanted event: index among var's events */
+			int			want = ref->kind == NAV_FIRST ? ref->offset : nvar - 1 - ref->offset;
+			int			k = 0;
+
+			if (want < 0 || want >= nvar)
+				continue;
+			for (int j = 0; j < pm->n; j++)
+			{
+				if (pm->refs[j].var != ref->var)
+					continue;
+				if (k++ == want)
+				{
+					StoredEvent *e = find_event(nfa, pm->refs[j].pos);
+					HeapTupleData tup;
+					bool		isnull;
+
+					tup.t_len = e->len;
+					tup.t_data = (HeapTupleHeader) e->data;
+					prm->value = heap_getattr(&tup, ref->attno + 1, op->desc, &isnull);
+					prm->isnull = isnull;
+					break;
+				}
+			}
+		}
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Does the current event satisfy the condition of variable 'var'? */
+static bool
+cond(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
+{
+	PatternExprs *pe = op->cp->conds;
+	int			ci = op->cp->cond_of_var[var];
+	Datum		d;
+	bool		isnull;
+	bool		result;
+
+	if (ci < 0)
+		return true;
+	/* Conditions without references depend on the event only. */
+	if (!pe->has_refs[ci] && op->cond_cache[var] >= 0)
+		return op->cond_cache[var] == 1;
+	if (pe->has_refs[ci])
+		fill_params(op, pe, ci, nfa, pm);
+	op->econtext->ecxt_scantuple = op->cur_slot;
+	op->econtext->ecxt_param_list_info = pe->params;
+	d = ExecEvalExprSwitchContext(pe->exprs[ci], op->econtext, &isnull);
+	result = !isnull && DatumGetBool(d);
+	if (!pe->has_refs[ci])
+		op->cond_cache[var] = result ? 1 : 0;
+	return result;
+}
+
+/* --- emitting -------------------------------------------------------------- */
+
+static char *
+events_json(CepOperator *op, NfaState *nfa, PartialMatch *pm)
+{
+	Pattern    *pat = op->cp->pattern;
+	StringInfoData buf;
+	bool		first_var = true;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int v = 0; v < pat->nvars; v++)
+	{
+		bool		any = false;
+
+		for (int j = 0; j < pm->n; j++)
+		{
+			StoredEvent *e;
+			text	   *t;
+
+			if (pm->refs[j].var != v)
+				continue;
+			if (!any)
+			{
+				if (!first_var)
+					appendStringInfoString(&buf, ", ");
+				escape_json(&buf, pat->vars[v]);
+				appendStringInfoString(&buf, ": [");
+				first_var = false;
+			}
+			else
+				appendStringInfoString(&buf, ", ");
+			any = true;
+			e = find_event(nfa, pm->refs[j].pos);
+			t = DatumGetTextPP(DirectFunctionCall1(row_to_json, PointerGetDatum(e->data)));
+			appendBinaryStringInfo(&buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		}
+		if (any)
+			appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+static void
+set_key_values(CepOperator *op)
+{
+	kstate_decode_key(&op->codec, op->gk.data, op->values, op->nulls);
+}
+
+static void
+emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
+{
+	int			k = op->nkeys;
+	PatternExprs *me = op->cp->measures;
+	StoredEvent *last = find_event(nfa, pm->refs[pm->n - 1].pos);
+
+	set_key_values(op);
+	op->values[k] = TimestampTzGetDatum(pm->start_time);
+	op->nulls[k] = false;
+	op->values[k + 1] = TimestampTzGetDatum(last->time);
+	op->nulls[k + 1] = false;
+	op->values[k + 2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(events_json(op, nfa, pm)));
+	op->nulls[k + 2] = false;
+	if (me)
+	{
+		/* Unqualified columns in measures are those of the last event. */
+		store_event(op->nav_slot, &op->nav_tuple, last);
+		fill_params(op, me, -1, nfa, pm);
+		store_event(op->nav_slot, &op->nav_tuple, last);
+		op->econtext->ecxt_scantuple = op->nav_slot;
+		op->econtext->ecxt_param_list_info = me->params;
+		for (int i = 0; i < me->nexprs; i++)
+		{
+			Datum		v = ExecEvalExpr(me->exprs[i], op->econtext, &op->nulls[k + 3 + i]);
+
+			op->values[k + 3 + i] = v;
+		}
+	}
+	sink_insert(op->sink, op->ins_match, op->values, op->nulls);
+}
+
+static void
+emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
+{
+	int			k = op->nkeys;
+
+	if (op->ins_timeout == NULL)
+		return;
+	set_key_values(op);
+	op->values[k] = TimestampTzGetDatum(pm->start_time);
+	op->nulls[k] = false;
+	op->values[k + 1] = TimestampTzGetDatum(pm->start_time + op->def->within);
+	op->nulls[k + 1] = false;
+	op->values[k + 2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(events_json(op, nfa, pm)));
+	op->nulls[k + 2] = false;
+	sink_insert(op->sink, op->ins_timeout, op->values, op->nulls);
+}
+
+/* --- the NFA --------------------------------------------------------------- */
+
+typedef struct StepOutput
+{
+	List	   *pms;			/* partial matches after the event */
+	List	   *matches;		/* completed by the event */
+} StepOutput;
+
+static PartialMatch *
+pm_copy(PartialMatch *pm, int extra)
+{
+	PartialMatch *n = palloc(sizeof(PartialMatch));
+
+	*n = *pm;
+	n->refs = palloc(sizeof(MatchRef) * (pm->n + extra + 1));
+	memcpy(n->refs, pm->refs, sizeof(MatchRef) * pm->n);
+	return n;
+}
+
+/* Wait in element j (count events taken in it) after ignoring the event. */
+static void
+wait_in(StepOutput *out, PartialMatch *pm, int j, int count)
+{
+	PartialMatch *n = pm_copy(pm, 0);
+
+	n->elem = j;
+	n->count = count;
+	n->committed = true;
+	out->pms = lappend(out->pms, n);
+}
+
+static void
+take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
+{
+	Pattern    *pat = op->cp->pattern;
+	PatternElement *el = &pat->elems[j];
+	PartialMatch *n;
+	bool		complete;
+
+	if (pm)
+	{
+		n = pm_copy(pm, 1);
+		n->count = (j == pm->elem) ? pm->count + 1 : 1;
+	}
+	else
+	{
+		n = palloc0(sizeof(PartialMatch));
+		n->refs = palloc(sizeof(MatchRef) * 2);
+		n->count = 1;
+		n->start_pos = op->cur->pos;
+		n->start_time = op->cur->time;
+	}
+	n->elem = j;
+	n->committed = false;
+	n->refs[n->n].var = el->var;
+	n->refs[n->n].pos = op->cur->pos;
+	n->n++;
+
+	n->order = list_length(out->matches);
+	complete = n->count >= el->min;
+	for (int k = j + 1; k < pat->nelems && complete; k++)
+		if (pat->elems[k].min > 0)
+			complete = false;
+	if (complete)
+		out->matches = lappend(out->matches, n);
+	if (el->max < 0 || n->count < el->max || j < pat->nelems - 1)
+		out->pms = lappend(out->pms, complete ? pm_copy(n, 0) : n);
+}
+
+/* pm == NULL: the start state, which tries to begin a match. */
+static void
+step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
+{
+	Pattern    *pat = op->cp->pattern;
+	int			i = pm ? pm->elem : 0;
+	int			cnt = pm ? pm->count : 0;
+	bool		committed = pm ? pm->committed : false;
+	PatternElement *el = &pat->elems[i];
+	bool		loop_take = false;
+
+	/* Waiting after a notFollowedBy: the negated variable must not occur. */
+	if (pm && committed && cnt == 0)
+	{
+		for (int g = i - 1; g >= 0 && pat->elems[g].negated; g--)
+			if (pat->elems[g].contiguity != CONTIG_STRICT &&
+				cond(op, pat->elems[g].var, nfa, pm))
+				return;
+	}
+
+	if (el->max < 0 || cnt < el->max)
+	{
+		Contiguity	c = (cnt == 0) ? el->contiguity : el->inner;
+
+		loop_take = cond(op, el->var, nfa, pm);
+		if (loop_take)
+			take(op, out, pm, i);
+		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY))
+			wait_in(out, pm, i, cnt);
+	}
+
+	if (committed || cnt < el->min || (el->greedy && loop_take))
+		return;
+
+	/* Proceed: to the next elements, through optional ones. */
+	for (int j = i + 1; j < pat->nelems; j++)
+	{
+		PatternElement *nx = &pat->elems[j];
+		bool		t;
+
+		if (nx->negated)
+		{
+			if (cond(op, nx->var, nfa, pm))
+				return;
+			continue;
+		}
+		t = cond(op, nx->var, nfa, pm);
+		if (t)
+			take(op, out, pm, j);
+		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
+			wait_in(out, pm, j, 0);
+		if (nx->min > 0 || (nx->greedy && t))
+			return;
+	}
+}
+
+static int
+cmp_start(const ListCell *a, const ListCell *b)
+{
+	PartialMatch *x = lfirst(a);
+	PartialMatch *y = lfirst(b);
+
+	if (x->start_pos != y->start_pos)
+		return x->start_pos < y->start_pos ? -1 : 1;
+	return x->order - y->order;
+}
+
+/* Position of the first/last event of variable v in a match, or -1. */
+static int64
+var_event(PartialMatch *m, int v, bool last)
+{
+	int64		pos = -1;
+
+	for (int j = 0; j < m->n; j++)
+		if (m->refs[j].var == v)
+		{
+			pos = m->refs[j].pos;
+			if (!last)
+				break;
+		}
+	return pos;
+}
+
+static bool
+pruned(PartialMatch *pm, int64 limit, bool inclusive)
+{
+	return limit >= 0 && (inclusive ? pm->start_pos <= limit : pm->start_pos < limit);
+}
+
+static void
+nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
+{
+	Pattern    *pat = op->cp->pattern;
+	StoredEvent *e;
+	StepOutput	out = {NIL, NIL};
+	ListCell   *lc;
+	int			kept = 0;
+
+	/* Keep the event (positions are increasing: the array stays sorted). */
+	if (nfa->nev == nfa->evcap)
+	{
+		nfa->evcap *= 2;
+		nfa->ev = repalloc(nfa->ev, sizeof(StoredEvent) * nfa->evcap);
+	}
+	e = &nfa->ev[nfa->nev++];
+	e->pos = nfa->next_pos++;
+	e->time = be->time;
+	e->len = be->len;
+	e->data = copy_bytes(be->data, be->len);
+	op->cur = e;
+	store_event(op->cur_slot, &op->cur_tuple, e);
+	memset(op->cond_cache, -1, pat->nvars);
+
+	for (int i = 0; i < nfa->npm; i++)
+	{
+		PartialMatch *pm = nfa->pms[i];
+
+		/* Timed out: the match would not fit in 'within'. */
+		if (op->def->within >= 0 && e->time - pm->start_time >= op->def->within)
+		{
+			emit_timeout(op, nfa, pm);
+			continue;
+		}
+		step(op, nfa, pm, &out);
+	}
+	step(op, nfa, NULL, &out);
+
+	/* Matches in the order of their first events, pruned by the skip strategy. */
+	list_sort(out.matches, cmp_start);
+	for (int mi = 0; mi < list_length(out.matches); mi++)
+	{
+		PartialMatch *m = list_nth(out.matches, mi);
+		int64		limit = -1;
+		bool		inclusive = true;
+
+		if (m == NULL)
+			continue;
+		emit_match(op, nfa, m);
+		switch (pat->skip)
+		{
+			case SKIP_NONE:
+				break;
+			case SKIP_TO_NEXT:
+				limit = m->start_pos;
+				break;
+			case SKIP_PAST_LAST_EVENT:
+				limit = m->refs[m->n - 1].pos;
+				break;
+			case SKIP_TO_FIRST:
+			case SKIP_TO_LAST:
+				limit = var_event(m, pat->skip_var, pat->skip == SKIP_TO_LAST);
+				inclusive = false;
+				break;
+		}
+		if (limit < 0)
+			continue;
+		for (int mj = mi + 1; mj < list_length(out.matches); mj++)
+			if (list_nth(out.matches, mj) && pruned(list_nth(out.matches, mj), limit, inclusive))
+				list_nth_cell(out.matches, mj)->ptr_value = NULL;
+		foreach(lc, out.pms)
+			if (lfirst(lc) && pruned(lfirst(lc), limit, inclusive))
+				lfirst(lc) = NULL;
+	}
+
+	nfa->pms = palloc(sizeof(PartialMatch *) * Max(list_length(out.pms), 1));
+	foreach(lc, out.pms)
+		if (lfirst(lc))
+			nfa->pms[kept++] = lfirst(lc);
+	nfa->npm = kept;
+	ResetExprContext(op->econtext);
+}
+
+static int
+cmp_bufevent(const void *a, const void *b)
+{
+	const BufEvent *x = a;
+	const BufEvent *y = b;
+
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	if (x->arrival != y->arrival)
+		return x->arrival < y->arrival ? -1 : 1;
+	return 0;
+}
+
+/* Run a key's buffered events up to the watermark through its NFA. */
+static void
+fire_key(CepOperator *op, TimestampTz wm)
+{
+	EventBuffer *buf = kstate_get(op->ks_buf, op->bkey.data, op->bkey.len);
+	StringInfo	blob = kstate_get(op->ks_nfa, op->nkey.data, op->nkey.len);
+	MemoryContext old;
+	NfaState   *nfa;
+	int			before;
+	int			done = 0;
+
+	if (buf == NULL && blob == NULL)
+		return;
+	old = MemoryContextSwitchTo(op->scratch);
+	nfa = blob ? nfa_decode(blob) : nfa_new();
+	before = nfa->npm;
+
+	if (buf && buf->n > 0)
+	{
+		qsort(buf->ev, buf->n, sizeof(BufEvent), cmp_bufevent);
+		while (done < buf->n && buf->ev[done].time <= wm)
+		{
+			nfa_event(op, nfa, &buf->ev[done]);
+			done++;
+		}
+	}
+
+	/* Partial matches the watermark has timed out. */
+	if (op->def->within >= 0)
+	{
+		int			kept = 0;
+		TimestampTz oldest = DT_NOEND;
+
+		for (int i = 0; i < nfa->npm; i++)
+		{
+			PartialMatch *pm = nfa->pms[i];
+
+			if (wm - pm->start_time >= op->def->within)
+				emit_timeout(op, nfa, pm);
+			else
+			{
+				nfa->pms[kept++] = pm;
+				oldest = Min(oldest, pm->start_time);
+			}
+		}
+		nfa->npm = kept;
+		if (kept > 0)
+			kstate_timer_register(op->store, &op->tkey, oldest + op->def->within,
+								  op->bkey.data, op->bkey.len);
+	}
+	op->open += nfa->npm - before;
+
+	MemoryContextSwitchTo(kstate_memory(op->ks_nfa));
+	if (nfa->npm == 0)
+	{
+		if (blob)
+			kstate_delete(op->ks_nfa, op->nkey.data, op->nkey.len);
+	}
+	else
+	{
+		StringInfo	nb = makeStringInfo();
+
+		nfa_encode(nfa, nb);
+		kstate_put(op->ks_nfa, op->nkey.data, op->nkey.len, nb);
+	}
+	if (blob)
+	{
+		pfree(blob->data);
+		pfree(blob);
+	}
+
+	if (done > 0)
+	{
+		for (int i = 0; i < done; i++)
+			pfree(buf->ev[i].data);
+		memmove(buf->ev, buf->ev + done, sizeof(BufEvent) * (buf->n - done));
+		buf->n -= done;
+		if (buf->n == 0)
+			kstate_delete(op->ks_buf, op->bkey.data, op->bkey.len);
+		else
+			kstate_put(op->ks_buf, op->bkey.data, op->bkey.len, buf);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(op->scratch);
+}
+
+/* --- operator -------------------------------------------------------------- */
+
+static bool
+cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+{
+	CepOperator *op = (CepOperator *) arg;
+	EventBuffer *buf;
+	MemoryContext old;
+	HeapTuple	tup;
+	BufEvent   *be;
+
+	/* As Flink's CepOperator: an event the watermark has passed is late. */
+	if (t <= wm)
+		return false;
+
+	kstate_encode_key(&op->codec, event, &op->gk);
+	make_keys(op);
+	buf = kstate_get(op->ks_buf, op->bkey.data, op->bkey.len);
+	old = MemoryContextSwitchTo(kstate_memory(op->ks_buf));
+	if (buf == NULL)
+	{
+		buf = palloc0(sizeof(EventBuffer));
+		buf->cap = 4;
+		buf->ev = palloc(sizeof(BufEvent) * buf->cap);
+	}
+	if (buf->n == buf->cap)
+	{
+		buf->cap *= 2;
+		buf->ev = repalloc(buf->ev, sizeof(BufEvent) * buf->cap);
+	}
+	MemoryContextSwitchTo(op->scratch);
+	tup = heap_form_tuple(op->desc, event->tts_values, event->tts_isnull);
+	MemoryContextSwitchTo(kstate_memory(op->ks_buf));
+	be = &buf->ev[buf->n++];
+	be->time = t;
+	be->arrival = buf->next_arrival++;
+	be->len = tup->t_len;
+	be->data = copy_bytes((char *) tup->t_data, tup->t_len);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(op->scratch);
+
+	kstate_put(op->ks_buf, op->bkey.data, op->bkey.len, buf);
+	kstate_timer_register(op->store, &op->tkey, t, op->bkey.data, op->bkey.len);
+	return true;
+}
+
+static void
+cep_flush(void *arg)
+{
+	CepOperator *op = (CepOperator *) arg;
+
+	kstate_flush(op->ks_buf);
+	kstate_flush(op->ks_nfa);
+	state_put(op->store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1,
+			  (char *) &op->open, sizeof(op->open));
+}
+
+static void
+cep_maybe_flush(void *arg)
+{
+	CepOperator *op = (CepOperator *) arg;
+
+	if (kstate_full(op->ks_buf) || kstate_full(op->ks_nfa))
+		cep_flush(op);
+}
+
+static void
+cep_advance(void *arg, TimestampTz wm)
+{
+	CepOperator *op = (CepOperator *) arg;
+	List	   *due;
+	ListCell   *lc;
+
+	if (wm == DT_NOBEGIN || wm < op->timer_floor)
+		return;
+	due = kstate_timers_due(op->store, op->timer_floor, wm);
+	foreach(lc, due)
+	{
+		StringInfo	k = (StringInfo) lfirst(lc);
+		const char *bkey = k->data + KSTATE_TIMER_HEADER;
+		int			bklen = k->len - KSTATE_TIMER_HEADER;
+
+		resetStringInfo(&op->gk);
+		appendBinaryStringInfo(&op->gk, bkey + 3, bklen - 3);
+		make_keys(op);
+		fire_key(op, wm);
+		state_delete(op->store, k->data, k->len);
+		pfree(k->data);
+		pfree(k);
+		cep_maybe_flush(op);
+	}
+	list_free(due);
+	op->timer_floor = wm + 1;
+}
+
+static int64
+cep_open_count(void *arg)
+{
+	return ((CepOperator *) arg)->open;
+}
+
+const OperatorMethods cep_operator_methods = {
+	cep_process,
+	cep_advance,
+	cep_maybe_flush,
+	cep_flush,
+	cep_open_count
+};
+
+CepOperator *
+cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
+{
+	CepOperator *op = palloc0(sizeof(CepOperator));
+	PatternExprs *me;
+	int			nmeasures;
+	int			ncols;
+	const char **names;
+	Oid		   *types;
+	StringInfoData buf;
+
+	op->def = def;
+	op->store = store;
+	op->sink = sink;
+	op->desc = event_desc;
+	op->cp = pattern_compile(def->source.row_type, def->pattern, def->define,
+							 def->measures, def->skip);
+	me = op->cp->measures;
+	nmeasures = me ? me->nexprs : 0;
+	kstate_codec_init(&op->codec, def);
+	op->nkeys = def->nkeys;
+	op->ks_buf = kstate_create(store, &buffer_ops, op, sf_state_cache_entries);
+	op->ks_nfa = kstate_create(store, &blob_ops, op, sf_state_cache_entries);
+	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink cep scratch",
+										ALLOCSET_DEFAULT_SIZES);
+	op->econtext = CreateStandaloneExprContext();
+	op->cur_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
+	op->nav_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
+	op->cond_cache = palloc(op->cp->pattern->nvars);
+	op->timer_floor = PG_INT64_MIN;
+	initStringInfo(&op->gk);
+	initStringInfo(&op->bkey);
+	initStringInfo(&op->nkey);
+	initStringInfo(&op->tkey);
+
+	/* Sink rows: keys, match_start, match_end, events, measures. */
+	ncols = def->nkeys + 3 + nmeasures;
+	op->values = palloc0(sizeof(Datum) * ncols);
+	op->nulls = palloc0(sizeof(bool) * ncols);
+	names = palloc(sizeof(char *) * ncols);
+	types = palloc(sizeof(Oid) * ncols);
+	for (int i = 0; i < def->nkeys; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(event_desc, def->key_attnos[i]);
+
+		names[i] = NameStr(att->attname);
+		types[i] = att->atttypid;
+	}
+	names[def->nkeys] = "match_start";
+	types[def->nkeys] = TIMESTAMPTZOID;
+	names[def->nkeys + 1] = "match_end";
+	types[def->nkeys + 1] = TIMESTAMPTZOID;
+	names[def->nkeys + 2] = "events";
+	types[def->nkeys + 2] = JSONBOID;
+	for (int i = 0; i < nmeasures; i++)
+	{
+		names[def->nkeys + 3 + i] = me->names[i];
+		types[def->nkeys + 3 + i] = me->types[i];
+	}
+	op->ins_match = sink_prepare_insert(sink, def->sink_relid, ncols, names, types);
+	if (OidIsValid(def->timed_out_relid))
+	{
+		names[def->nkeys + 1] = "timed_out_at";
+		op->ins_timeout = sink_prepare_insert(sink, def->timed_out_relid, def->nkeys + 3,
+											  names, types);
+	}
+
+	initStringInfo(&buf);
+	if (state_get(store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1, &buf) && buf.len == 8)
+		memcpy(&op->open, buf.data, 8);
+	pfree(buf.data);
+	return op;
+}

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * cep.h
+ *	  Complex event processing: the keyed NFA operator of pattern pipelines.
+ *
+ * Semantics follow Flink CEP's CepOperator and NFA:
+ *	- events are buffered per key until the watermark passes them, then
+ *	  processed in event-time order (ties in arrival order); an event at or
+ *	  behind the watermark is late;
+ *	- every event may start a match; partial matches advance by the
+ *	  contiguity, quantifier and greediness rules of pattern.h;
+ *	- a partial match whose first event is 'within' or more older than the
+ *	  event being processed, or than the watermark, times out (and goes to
+ *	  the timed-out table, if the pipeline has one);
+ *	- the matches completed by one event are emitted in the order of their
+ *	  first events, pruned by the after-match skip strategy.
+ * Each match is one row of the sink table; buffers, partial matches and
+ * timers live in the pipeline's RocksDB state (keyed_state.h), so they are
+ * part of every checkpoint.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_CEP_H
+#define STREAMFLINK_CEP_H
+
+#include "catalog.h"
+#include "operator.h"
+#include "sink.h"
+#include "state.h"
+
+typedef struct CepOperator CepOperator;
+
+extern CepOperator *cep_create(PipelineDef *def, StateStore *store, Sink *sink,
+							   TupleDesc event_desc);
+
+extern const OperatorMethods cep_operator_methods;
+
+#endif							/* STREAMFLINK_CEP_H */

@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * operator.h
+ *	  The keyed operator a pipeline's worker drives: windows or CEP.
+ *
+ * The worker decodes events, tracks the watermark and checkpoints; the
+ * operator keeps its keyed state in the pipeline's StateStore (through
+ * keyed_state.h, key group first in every key) and writes its results
+ * through the pipeline's Sink, inside the worker's epoch transaction.  So
+ * one mechanism for state, checkpoints and sinks serves every operator,
+ * and the worker does not know which one it runs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_OPERATOR_H
+#define STREAMFLINK_OPERATOR_H
+
+#include "executor/tuptable.h"
+
+#include "catalog.h"
+#include "sink.h"
+#include "state.h"
+
+typedef struct OperatorMethods
+{
+	/*
+	 * Take one event.  Returns false, changing nothing, if the event is late
+	 * (the caller then writes it to the late-event table).
+	 */
+	bool		(*process) (void *op, TupleTableSlot *event,
+							TimestampTz event_time, TimestampTz watermark);
+	/* The watermark moved to 'watermark': fire what it passed. */
+	void		(*advance) (void *op, TimestampTz watermark);
+	/* Between events: bound memory (flush the state cache when full). */
+	void		(*maybe_flush) (void *op);
+	/* Write all state to the store (before a snapshot). */
+	void		(*flush) (void *op);
+	/* Open windows / keys with partial matches, for the status view. */
+	int64		(*open_count) (void *op);
+} OperatorMethods;
+
+typedef struct Operator
+{
+	const OperatorMethods *methods;
+	void	   *impl;
+} Operator;
+
+/*
+ * The operator of a pipeline (by def->kind), with its sink statements
+ * prepared.  Call connected to SPI, inside a transaction, in a long-lived
+ * memory context.
+ */
+extern Operator *operator_create(PipelineDef *def, StateStore *store, Sink *sink,
+								 TupleDesc event_desc);
+
+static inline bool
+operator_process(Operator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+{
+	return op->methods->process(op->impl, event, t, wm);
+}
+
+static inline void
+operator_advance(Operator *op, TimestampTz wm)
+{
+	op->methods->advance(op->impl, wm);
+}
+
+static inline void
+operator_maybe_flush(Operator *op)
+{
+	op->methods->maybe_flush(op->impl);
+}
+
+static inline void
+operator_flush(Operator *op)
+{
+	op->methods->flush(op->impl);
+}
+
+static inline int64
+operator_open_count(Operator *op)
+{
+	return op->methods->open_count(op->impl);
+}
+
+#endif							/* STREAMFLINK_OPERATOR_H */

@@ -1,0 +1,1160 @@
+/*-------------------------------------------------------------------------
+ *
+ * pattern.c
+ *	  Row patterns for CEP pipelines: parsing and compilation.
+ *
+ * PATTERN: a sequence of variables, in the style of SQL's row pattern
+ * (MATCH_RECOGNIZE), extended with Flink CEP's contiguities:
+ *
+ *	 a b		strict contiguity: b is the very next event (Flink next)
+ *	 a -> b		relaxed: events not matching b may come between (followedBy)
+ *	 a ->> b	non-deterministic relaxed: any events may come between, and
+ *				every later b starts a match (followedByAny)
+ *	 a !b c		notNext: the event right after a is not a b
+ *	 a -> !b -> c	notFollowedBy: no b between a and c
+ *
+ * Quantifiers after a variable:
+ *	 a{n}  a{n,m}  a{n,}  a+ (={1,})  a* (={0,})  a? (={0,1})
+ * The iterations of a quantified variable are consecutive (strict), as in
+ * SQL and Flink's consecutive(); write the contiguity inside the braces for
+ * Flink's default relaxed iterations, a{->1,}, or allowCombinations(),
+ * a{->>1,}.  A quantifier is non-greedy (Flink's default: every way of
+ * matching is tried); a trailing + makes it greedy (Flink's greedy(), a
+ * possessive quantifier in regex terms): while the variable can take an
+ * event, the next variable does not get it.  Example: a{3,}+ -> b.
+ * Variables are SQL identifiers (case-insensitive) and appear once.
+ *
+ * DEFINE: "var AS condition, ...": each condition is a SQL boolean
+ * expression over the event's columns, parsed and analysed by Postgres
+ * against the source row type and evaluated by the executor's expression
+ * machinery.  A variable without a condition matches every event.
+ * Iterative conditions refer to the events already matched (not counting
+ * the event being tested, as in Flink's IterativeCondition):
+ *	 LAST(v.col [, n])	 col of the last (n-th from last) event of v, or NULL
+ *	 FIRST(v.col [, n])  col of the first (n-th) event of v, or NULL
+ *	 v.col				 LAST(v.col) when v is another variable; the event
+ *						 being tested when v is the variable defined
+ *	 agg(... v.col ...)	 any aggregate over the events of v so far:
+ *						 SUM(v.amount), COUNT(v.*), AVG(v.x) FILTER (...)
+ * Before evaluation these references are replaced by parameters ($n)
+ * that cep.c fills from the partial match; the rest is plain SQL.
+ *
+ * MEASURES: "expr AS name, ...": the same references over the whole
+ * match; unqualified columns are those of the match's last event.
+ *
+ * Errors point at the offending position of the pattern, define or
+ * measures text (as internal query position, with the text).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/analyze.h"
+#include "parser/scansup.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+
+#include "pattern.h"
+
+#define MAX_QUANTIFIER 100000
+
+/* --- errors at a position of a user's text ------------------------------ */
+
+typedef struct TextErrorArg
+{
+	const char *what;			/* "pattern", "define", "measures" */
+	const char *text;			/* the user's text */
+	int			prefix;			/* characters before it in the parsed SQL */
+} TextErrorArg;
+
+/*
+ * Errors raised while Postgres parses our SQL carry a position in that SQL;
+ * report it as a position in the user's text instead (as SQL functions do
+ * for their bodies).
+ */
+static void
+text_error_callback(void *arg)
+{
+	TextErrorArg *ta = (TextErrorArg *) arg;
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		/* past the end: the error is at the end of the user's text */
+		int			len = pg_mbstrlen(ta->text);
+
+		errposition(0);
+		internalerrposition(Min(Max(pos - ta->prefix, 1), len));
+		internalerrquery(ta->text);
+	}
+	errcontext("in %s: %s", ta->what, ta->text);
+}
+
+/* An error at byte offset 'at' of the pattern text. */
+static void pattern_error(const char *text, int at, const char *msg, const char *hint) pg_attribute_noreturn();
+
+static void
+pattern_error(const char *text, int at, const char *msg, const char *hint)
+{
+	int			charpos = pg_mbstrlen_with_len(text, at) + 1;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("invalid pattern at position %d: %s", charpos, msg),
+			 hint ? errhint("%s", hint) : 0,
+			 internalerrquery(text),
+			 internalerrposition(charpos)));
+}
+
+/* --- pattern ------------------------------------------------------------- */
+
+static bool
+is_ident_start(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || IS_HIGHBIT_SET(c);
+}
+
+static bool
+is_ident_char(char c)
+{
+	return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+
+static int
+skip_space(const char *s, int p)
+{
+	while (s[p] == ' ' || s[p] == '\t' || s[p] == '\n' || s[p] == '\r')
+		p++;
+	return p;
+}
+
+static int
+read_int(const char *text, int *p)
+{
+	int64		v = 0;
+	int			start = *p;
+
+	if (!(text[*p] >= '0' && text[*p] <= '9'))
+		pattern_error(text, *p, text[*p] ? "a number was expected" : "unterminated quantifier", "Quantifiers are {n}, {n,}, {n,m}, +, * or ?.");
+	while (text[*p] >= '0' && text[*p] <= '9')
+	{
+		v = v * 10 + (text[*p] - '0');
+		if (v > MAX_QUANTIFIER)
+			pattern_error(text, start, "quantifier too large", "The largest count is 100000.");
+		(*p)++;
+	}
+	return (int) v;
+}
+
+static int
+find_var(Pattern *pat, const char *name)
+{
+	for (int i = 0; i < pat->nvars; i++)
+		if (strcmp(pat->vars[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* "a, b, c": the variables, for hints. */
+static char *
+pattern_var_list(Pattern *pat)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < pat->nvars; i++)
+		appendStringInfo(&buf, "%s%s", i ? ", " : "", pat->vars[i]);
+	return buf.data;
+}
+
+/* Quantifier after a variable, if any: {..}, +, *, ?, then greedy +. */
+static void
+parse_quantifier(const char *text, int *pp, PatternElement *el)
+{
+	int			p = *pp;
+
+	el->min = el->max = 1;
+	el->inner = CONTIG_STRICT;
+	if (text[p] == '+')
+	{
+		el->min = 1, el->max = -1;
+		p++;
+	}
+	else if (text[p] == '*')
+	{
+		el->min = 0, el->max = -1;
+		p++;
+	}
+	else if (text[p] == '?')
+	{
+		el->min = 0, el->max = 1;
+		p++;
+	}
+	else if (text[p] == '{')
+	{
+		int			open = p;
+
+		p = skip_space(text, p + 1);
+		if (strncmp(text + p, "->>", 3) == 0)
+			el->inner = CONTIG_ANY, p = skip_space(text, p + 3);
+		else if (strncmp(text + p, "->", 2) == 0)
+			el->inner = CONTIG_RELAXED, p = skip_space(text, p + 2);
+		if (text[p] == ',')
+			el->min = 0;
+		else
+			el->min = read_int(text, &p);
+		p = skip_space(text, p);
+		if (text[p] == ',')
+		{
+			p = skip_space(text, p + 1);
+			if (text[p] == '}')
+				el->max = -1;
+			else
+			{
+				el->max = read_int(text, &p);
+				p = skip_space(text, p);
+			}
+		}
+		else
+			el->max = el->min;
+		if (text[p] != '}')
+			pattern_error(text, text[p] ? p : open, text[p] ? "\"}\" was expected" : "unterminated quantifier",
+						  "Quantifiers are {n}, {n,}, {n,m}, {->n,m} (relaxed iterations) or {->>n,m}.");
+		p++;
+		if (el->max >= 0 && el->max < el->min)
+			pattern_error(text, open, "the maximum of a quantifier is below its minimum", NULL);
+		if (el->max == 0)
+			pattern_error(text, open, "a quantifier must allow at least one event", NULL);
+	}
+	else
+	{
+		*pp = p;
+		return;
+	}
+	if (text[p] == '+')
+	{
+		el->greedy = true;
+		p++;
+	}
+	*pp = p;
+}
+
+Pattern *
+pattern_parse(const char *text, const char *skip)
+{
+	Pattern    *pat = palloc0(sizeof(Pattern));
+	int			len = strlen(text);
+	int			p = 0;
+	int		   *starts;
+
+	pat->vars = palloc(sizeof(char *) * (len + 1));
+	pat->elems = palloc0(sizeof(PatternElement) * (len + 1));
+	starts = palloc(sizeof(int) * (len + 1));
+
+	p = skip_space(text, p);
+	if (text[p] == '\0')
+		pattern_error(text, 0, "the pattern is empty", "For example: 'a -> b{2,} c'.");
+	for (;;)
+	{
+		PatternElement *el = &pat->elems[pat->nelems];
+		Contiguity	c = CONTIG_STRICT;
+		int			start;
+		char	   *name;
+
+		/* contiguity to the previous element */
+		if (pat->nelems > 0)
+		{
+			if (strncmp(text + p, "->>", 3) == 0)
+				c = CONTIG_ANY, p = skip_space(text, p + 3);
+			else if (strncmp(text + p, "->", 2) == 0)
+				c = CONTIG_RELAXED, p = skip_space(text, p + 2);
+		}
+		el->contiguity = c;
+		start = p;
+		if (text[p] == '!')
+		{
+			el->negated = true;
+			p = skip_space(text, p + 1);
+		}
+		if (text[p] == '(' || text[p] == '|')
+			pattern_error(text, p, text[p] == '(' ? "groups are not supported" : "alternatives are not supported",
+						  "A pattern is a sequence of variables, each with an optional quantifier.");
+		if (!is_ident_start(text[p]))
+			pattern_error(text, p, text[p] ? "a pattern variable was expected" : "the pattern ends after a contiguity",
+						  "Variables are identifiers; sequences are written a b (next), a -> b (followed by) or a ->> b (followed by any).");
+		{
+			int			s = p;
+
+			while (is_ident_char(text[p]))
+				p++;
+			name = downcase_truncate_identifier(text + s, p - s, false);
+		}
+		if (find_var(pat, name) >= 0)
+			pattern_error(text, start + (el->negated ? 1 : 0), psprintf("variable \"%s\" appears twice", name),
+						  "Each variable appears once; use a quantifier such as a{2} for repetitions.");
+		el->var = pat->nvars;
+		pat->vars[pat->nvars++] = name;
+		starts[pat->nelems] = start;
+		parse_quantifier(text, &p, el);
+		if (el->negated && (el->min != 1 || el->max != 1))
+			pattern_error(text, start, "a negated variable cannot have a quantifier", NULL);
+		pat->nelems++;
+
+		p = skip_space(text, p);
+		if (text[p] == '\0')
+			break;
+		if (!(is_ident_start(text[p]) || text[p] == '!' || text[p] == '-' ||
+			  text[p] == '(' || text[p] == '|'))
+			pattern_error(text, p, psprintf("unexpected \"%c\"", text[p]),
+						  "Sequences are written a b (next), a -> b (followed by) or a ->> b (followed by any).");
+		if (text[p] == '-' && text[p + 1] != '>')
+			pattern_error(text, p, "unexpected \"-\"", "Relaxed contiguity is written ->.");
+	}
+
+	/* Rules Flink's NFA compiler enforces too. */
+	for (int i = 0; i < pat->nelems; i++)
+	{
+		PatternElement *el = &pat->elems[i];
+
+		if (el->negated && i == 0)
+			pattern_error(text, starts[i], "a pattern cannot begin with a negated variable", NULL);
+		if (el->negated && i == pat->nelems - 1)
+			pattern_error(text, starts[i], "a pattern cannot end with a negated variable",
+						  "Negations (!v) stand between two variables.");
+		if (el->negated && pat->elems[i - 1].min == 0)
+			pattern_error(text, starts[i], "a negated variable cannot follow an optional variable", NULL);
+		if (i > 0 && pat->elems[i - 1].negated && !el->negated && el->min == 0)
+			pattern_error(text, starts[i], "a negated variable cannot be followed by an optional variable", NULL);
+		if (el->greedy && i == pat->nelems - 1)
+			pattern_error(text, starts[i], "the last variable cannot be greedy",
+						  "Greedy (a trailing +) decides between a variable and the next one.");
+	}
+	{
+		bool		all_optional = true;
+
+		for (int i = 0; i < pat->nelems; i++)
+			if (!pat->elems[i].negated && pat->elems[i].min > 0)
+				all_optional = false;
+		if (all_optional)
+			pattern_error(text, 0, "the pattern can match no events",
+						  "At least one variable must need an event.");
+	}
+
+	/* After-match skip strategy. */
+	pat->skip = SKIP_NONE;
+	pat->skip_var = -1;
+	if (skip != NULL)
+	{
+		char	   *s = downcase_identifier(skip, strlen(skip), false, false);
+		char	   *open = strchr(s, '(');
+		char	   *v = NULL;
+
+		for (char *q = s; *q; q++)
+			if (*q == ' ')
+				*q = '_';
+		if (open)
+		{
+			char	   *close = strchr(open, ')');
+
+			*open = '\0';
+			if (close == NULL || close[1] != '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid skip strategy: %s", skip),
+						 errhint("Use no_skip, skip_to_next, skip_past_last_event, skip_to_first(var) or skip_to_last(var).")));
+			*close = '\0';
+			v = open + 1;
+			while (*v == '_')
+				v++;
+			for (char *e = v + strlen(v); e > v && e[-1] == '_'; e--)
+				e[-1] = '\0';
+		}
+		if (strcmp(s, "no_skip") == 0 && v == NULL)
+			pat->skip = SKIP_NONE;
+		else if (strcmp(s, "skip_to_next") == 0 && v == NULL)
+			pat->skip = SKIP_TO_NEXT;
+		else if (strcmp(s, "skip_past_last_event") == 0 && v == NULL)
+			pat->skip = SKIP_PAST_LAST_EVENT;
+		else if (strcmp(s, "skip_to_first") == 0 && v != NULL)
+			pat->skip = SKIP_TO_FIRST;
+		else if (strcmp(s, "skip_to_last") == 0 && v != NULL)
+			pat->skip = SKIP_TO_LAST;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid skip strategy: %s", skip),
+					 errhint("Use no_skip, skip_to_next, skip_past_last_event, skip_to_first(var) or skip_to_last(var).")));
+		if (v != NULL)
+		{
+			pat->skip_var = find_var(pat, v);
+			if (pat->skip_var < 0 || pat->elems[pat->skip_var].negated)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("skip strategy %s names \"%s\", which is not a variable of the pattern", skip, v),
+						 errhint("Variables of the pattern: %s.", pattern_var_list(pat))));
+		}
+	}
+	return pat;
+}
+
+/* --- SQL text scanning --------------------------------------------------- */
+
+/*
+ * Offset of the end of the SQL item starting at p: the next comma at depth
+ * 0 outside literals, identifiers and comments, or the end of the text.
+ * With stop_at_close, also stops at an unmatched ')'.
+ */
+static int
+sql_item_end(const char *s, int p, bool stop_at_close)
+{
+	int			depth = 0;
+
+	while (s[p])
+	{
+		char		c = s[p];
+
+		if (c == '\'' || c == '"')
+		{
+			bool		backslash = (c == '\'' && p > 0 && (s[p - 1] == 'E' || s[p - 1] == 'e'));
+
+			p++;
+			while (s[p])
+			{
+				if (backslash && s[p] == '\\' && s[p + 1])
+					p += 2;
+				else if (s[p] == c && s[p + 1] == c)
+					p += 2;
+				else if (s[p] == c)
+					break;
+				else
+					p++;
+			}
+			if (s[p])
+				p++;
+			continue;
+		}
+		if (c == '$' && (p == 0 || !is_ident_char(s[p - 1])))
+		{
+			int			q = p + 1;
+
+			while (is_ident_char(s[q]) && s[q] != '$')
+				q++;
+			if (s[q] == '$')
+			{
+				int			taglen = q - p + 1;
+				const char *close;
+
+				close = strstr(s + q + 1, pnstrdup(s + p, taglen));
+				p = close ? (int) (close - s) + taglen : (int) strlen(s);
+				continue;
+			}
+		}
+		if (c == '-' && s[p + 1] == '-')
+		{
+			while (s[p] && s[p] != '\n')
+				p++;
+			continue;
+		}
+		if (c == '/' && s[p + 1] == '*')
+		{
+			const char *close = strstr(s + p + 2, "*/");
+
+			p = close ? (int) (close - s) + 2 : (int) strlen(s);
+			continue;
+		}
+		if (c == '(' || c == '[')
+			depth++;
+		else if (c == ')' || c == ']')
+		{
+			if (depth == 0 && stop_at_close)
+				return p;
+			depth--;
+		}
+		else if (c == ',' && depth == 0)
+			return p;
+		p++;
+	}
+	return p;
+}
+
+/* Replace the characters of s[from, to) by spaces (newlines kept). */
+static void
+blank(char *s, int from, int to)
+{
+	for (int i = from; i < to;)
+	{
+		int			l = pg_mblen(s + i);
+
+		if (s[i] != '\n')
+		{
+			/* one space per character, so character positions stay */
+			s[i] = ' ';
+			memmove(s + i + 1, s + i + l, strlen(s + i + l) + 1);
+			to -= l - 1;
+		}
+		i++;
+	}
+}
+
+/* --- navigation references ----------------------------------------------- */
+
+typedef struct NavContext
+{
+	Pattern    *pat;
+	Oid			row_type;
+	TupleDesc	desc;
+	char	   *sql;			/* what the raw parser parsed */
+	int			prefix;			/* bytes before the user's text in sql */
+	const char *text;			/* the user's text */
+	const char *what;
+	int			current_var;	/* variable defined, -1 for measures */
+	int			expr;			/* expression index */
+	List	   *refs;			/* NavRef * */
+	List	   *types;			/* param types (Oid) */
+	List	   *typmods;
+	MemoryContext agg_cxt;
+} NavContext;
+
+static void nav_error(NavContext *cxt, int location, const char *msg, const char *hint) pg_attribute_noreturn();
+
+static void
+nav_error(NavContext *cxt, int location, const char *msg, const char *hint)
+{
+	int			charpos = location >= cxt->prefix ?
+		pg_mbstrlen_with_len(cxt->sql + cxt->prefix, location - cxt->prefix) + 1 : 0;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("%s", msg),
+			 hint ? errhint("%s", hint) : 0,
+			 internalerrquery(cxt->text),
+			 charpos > 0 ? internalerrposition(charpos) : 0));
+}
+
+/* The variable a ColumnRef "v.col" / "v.*" is qualified with, or -1. */
+static int
+columnref_var(NavContext *cxt, ColumnRef *cr)
+{
+	Node	   *first;
+
+	if (list_length(cr->fields) != 2)
+		return -1;
+	first = linitial(cr->fields);
+	if (!IsA(first, String))
+		return -1;
+	return find_var(cxt->pat, strVal(first));
+}
+
+static char *
+column_list(TupleDesc desc)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "",
+							 NameStr(TupleDescAttr(desc, i)->attname));
+	return buf.data;
+}
+
+static int
+column_attno(NavContext *cxt, ColumnRef *cr)
+{
+	Node	   *col = lsecond(cr->fields);
+
+	if (IsA(col, String))
+	{
+		for (int i = 0; i < cxt->desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(cxt->desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), strVal(col)) == 0)
+				return i;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" does not exist", strVal(col)),
+				 errhint("Columns of the source: %s.", column_list(cxt->desc)),
+				 internalerrquery(cxt->text),
+				 internalerrposition(pg_mbstrlen_with_len(cxt->sql + cxt->prefix, cr->location - cxt->prefix) + 1)));
+	}
+	nav_error(cxt, cr->location, "FIRST() and LAST() take a column of a variable, as LAST(v.col)", NULL);
+}
+
+/* Turn a raw node into parameter $n of the given type (see below). */
+static void
+make_param(NavContext *cxt, Node *node, int location, NavRef *ref, Oid type, int32 typmod)
+{
+	ParamRef   *pr;
+
+	ref->expr = cxt->expr;
+	cxt->refs = lappend(cxt->refs, ref);
+	cxt->types = lappend_oid(cxt->types, type);
+	cxt->typmods = lappend_int(cxt->typmods, typmod);
+
+	/*
+	 * Replace the node in place: the raw tree has no parent pointers, and
+	 * FuncCall and ColumnRef nodes are larger than a ParamRef.
+	 */
+	StaticAssertStmt(sizeof(ParamRef) <= sizeof(ColumnRef) && sizeof(ParamRef) <= sizeof(FuncCall),
+					 "ParamRef must fit where it replaces a node");
+	pr = (ParamRef *) node;
+	pr->type = T_ParamRef;
+	pr->number = list_length(cxt->refs);
+	pr->location = location;
+}
+
+static bool
+collect_var_refs(Node *node, List **refs_cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, ColumnRef))
+		*refs_cxt = lappend(*refs_cxt, node);
+	return raw_expression_tree_walker(node, collect_var_refs, refs_cxt);
+}
+
+/* End (offset of the closing parenthesis + 1) of a call starting at 'loc'. */
+static int
+call_end(NavContext *cxt, int loc)
+{
+	char	   *open = strchr(cxt->sql + loc, '(');
+	int			end;
+
+	if (open == NULL)
+		return loc;
+	end = sql_item_end(cxt->sql, (int) (open - cxt->sql) + 1, true);
+	return cxt->sql[end] == ')' ? end + 1 : end;
+}
+
+/* An aggregate over the events of a variable: agg(... v.col ...). */
+static void
+nav_aggregate(NavContext *cxt, FuncCall *fc, List *colrefs, int var)
+{
+	int			end = call_end(cxt, fc->location);
+	char	   *aggsql = pstrdup(cxt->sql);
+	char	   *aggtext;
+	ListCell   *lc;
+	List	   *raw;
+	Query	   *q;
+	NavRef	   *ref;
+
+	if (fc->over)
+		nav_error(cxt, fc->location, "window functions are not allowed in a pattern", NULL);
+
+	/* Remove the qualifiers: "sum(v.amount)" is sum(amount) over v's events. */
+	foreach(lc, colrefs)
+	{
+		ColumnRef  *cr = (ColumnRef *) lfirst(lc);
+		int			p = cr->location;
+
+		if (columnref_var(cxt, cr) != var)
+			nav_error(cxt, cr->location,
+					  "an aggregate in a pattern must refer to the events of one variable",
+					  "For example: sum(small.amount), count(small.*).");
+		if (aggsql[p] == '"')
+		{
+			p++;
+			while (aggsql[p] && aggsql[p] != '"')
+				p++;
+			p++;
+		}
+		else
+			while (is_ident_char(aggsql[p]))
+				p++;
+		p = skip_space(aggsql, p);
+		if (aggsql[p] == '.')
+			p++;
+		for (int i = cr->location; i < p; i++)
+			if (aggsql[i] != '\n')
+				aggsql[i] = ' ';
+	}
+	aggtext = pnstrdup(aggsql + fc->location, end - fc->location);
+
+	/*
+	 * Check that it is an aggregate call, in a statement where it sits at the
+	 * same (character) position as in the user's text, so errors point there:
+	 * blank the rest of the user's text, the tail first.
+	 */
+	{
+		int			tail = (int) (strstr(aggsql, "\n FROM (SELECT (NULL::") - aggsql);
+
+		blank(aggsql, end, tail);
+		blank(aggsql, cxt->prefix, fc->location);
+	}
+	raw = pg_parse_query(aggsql);
+	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), aggsql, NULL, 0, NULL);
+	if (list_length(q->targetList) != 1 ||
+		!IsA(((TargetEntry *) linitial(q->targetList))->expr, Aggref))
+		nav_error(cxt, fc->location,
+				  psprintf("%s is not FIRST(), LAST() or an aggregate call",
+						   pnstrdup(cxt->sql + fc->location, end - fc->location)),
+				  "References to matched events are LAST(v.col), FIRST(v.col), v.col or an aggregate such as sum(v.col).");
+
+	/* The spec lives with the pattern; its states in agg_cxt, reset often. */
+	ref = palloc0(sizeof(NavRef));
+	ref->kind = NAV_AGG;
+	ref->var = var;
+	ref->agg = agg_spec_create(cxt->row_type, aggtext, cxt->agg_cxt);
+	make_param(cxt, (Node *) fc, fc->location, ref, agg_result_type(ref->agg, 0), -1);
+}
+
+/* Is some function of this name an aggregate? (Others take plain values.) */
+static bool
+is_aggregate_name(List *funcname)
+{
+	FuncCandidateList c = FuncnameGetCandidates(funcname, -1, NIL, false, false, false, true);
+
+	for (; c != NULL; c = c->next)
+		if (get_func_prokind(c->oid) == PROKIND_AGGREGATE)
+			return true;
+	return false;
+}
+
+static bool
+nav_walker(Node *node, NavContext *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncCall))
+	{
+		FuncCall   *fc = (FuncCall *) node;
+		char	   *fname = strVal(llast(fc->funcname));
+		List	   *colrefs = NIL;
+		List	   *varrefs = NIL;
+		ListCell   *lc;
+		int			var = -1;
+
+		collect_var_refs((Node *) fc->args, &colrefs);
+		if (fc->agg_filter)
+			collect_var_refs(fc->agg_filter, &colrefs);
+		foreach(lc, colrefs)
+		{
+			int			v = columnref_var(cxt, (ColumnRef *) lfirst(lc));
+
+			if (v >= 0)
+			{
+				varrefs = lappend(varrefs, lfirst(lc));
+				if (var < 0)
+					var = v;
+			}
+		}
+		if (list_length(fc->funcname) == 1 &&
+			(strcmp(fname, "first") == 0 || strcmp(fname, "last") == 0) &&
+			list_length(fc->args) >= 1 && IsA(linitial(fc->args), ColumnRef) &&
+			columnref_var(cxt, linitial(fc->args)) >= 0)
+		{
+			ColumnRef  *cr = linitial(fc->args);
+			NavRef	   *ref = palloc0(sizeof(NavRef));
+			Form_pg_attribute att;
+
+			ref->kind = fname[0] == 'f' ? NAV_FIRST : NAV_LAST;
+			ref->var = columnref_var(cxt, cr);
+			ref->attno = column_attno(cxt, cr);
+			if (list_length(fc->args) > 2)
+				nav_error(cxt, fc->location, "FIRST() and LAST() take a column and an optional offset", NULL);
+			if (list_length(fc->args) == 2)
+			{
+				Node	   *n = lsecond(fc->args);
+
+				if (!IsA(n, A_Const) || !IsA(&((A_Const *) n)->val, Integer) ||
+					intVal(&((A_Const *) n)->val) < 0)
+					nav_error(cxt, exprLocation(n), "the offset of FIRST() and LAST() must be a non-negative integer constant", NULL);
+				ref->offset = intVal(&((A_Const *) n)->val);
+			}
+			att = TupleDescAttr(cxt->desc, ref->attno);
+			make_param(cxt, node, fc->location, ref, att->atttypid, att->atttypmod);
+			return false;
+		}
+		if (fc->over == NULL && is_aggregate_name(fc->funcname))
+		{
+			if (var < 0)
+				nav_error(cxt, fc->location,
+						  "an aggregate in a pattern must refer to the events of a variable",
+						  "For example: sum(small.amount), count(small.*).");
+			nav_aggregate(cxt, fc, varrefs, var);
+			return false;
+		}
+	}
+	else if (IsA(node, ColumnRef))
+	{
+		ColumnRef  *cr = (ColumnRef *) node;
+		int			var = columnref_var(cxt, cr);
+
+		if (var < 0 && list_length(cr->fields) == 2 && IsA(linitial(cr->fields), String) &&
+			strcmp(strVal(linitial(cr->fields)), "e") != 0)
+			nav_error(cxt, cr->location,
+					  psprintf("\"%s\" is not a variable of the pattern", strVal(linitial(cr->fields))),
+					  psprintf("Variables of the pattern: %s.", pattern_var_list(cxt->pat)));
+		if (var < 0)
+			return false;
+		if (IsA(lsecond(cr->fields), A_Star))
+			nav_error(cxt, cr->location, "v.* is allowed in count(v.*) only", NULL);
+		if (var == cxt->current_var)
+		{
+			/* the event being tested */
+			cr->fields = list_delete_first(cr->fields);
+			return false;
+		}
+		else
+		{
+			NavRef	   *ref = palloc0(sizeof(NavRef));
+			Form_pg_attribute att;
+
+			ref->kind = NAV_LAST;
+			ref->var = var;
+			ref->attno = column_attno(cxt, cr);
+			att = TupleDescAttr(cxt->desc, ref->attno);
+			make_param(cxt, node, cr->location, ref, att->atttypid, att->atttypmod);
+			return false;
+		}
+	}
+	return raw_expression_tree_walker(node, nav_walker, cxt);
+}
+
+/*
+ * Compile "SELECT <items> FROM (SELECT (NULL::row_type).*) AS e", where
+ * sql holds the user's text at offset prefix (other parts blanked), with
+ * item i's current variable vars[i] (-1: none).
+ */
+static PatternExprs *
+compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
+			  char *sql, int prefix, int nitems, int *vars, bool conditions)
+{
+	PatternExprs *pe = palloc0(sizeof(PatternExprs));
+	TextErrorArg ta = {what, text, prefix};
+	ErrorContextCallback cb;
+	NavContext	cxt;
+	List	   *raw;
+	SelectStmt *sel;
+	Query	   *q;
+	Oid		   *ptypes;
+	ListCell   *lc;
+	int			i;
+
+	cb.callback = text_error_callback;
+	cb.arg = &ta;
+	cb.previous = error_context_stack;
+	error_context_stack = &cb;
+
+	memset(&cxt, 0, sizeof(cxt));
+	cxt.pat = pat;
+	cxt.row_type = row_type;
+	cxt.desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+	cxt.sql = sql;
+	cxt.prefix = prefix;
+	cxt.text = text;
+	cxt.what = what;
+	pe->agg_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink pattern aggregates",
+										ALLOCSET_SMALL_SIZES);
+	cxt.agg_cxt = pe->agg_cxt;
+
+	raw = pg_parse_query(sql);
+	if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, SelectStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("invalid %s: %s", what, text)));
+	sel = (SelectStmt *) linitial_node(RawStmt, raw)->stmt;
+	if (list_length(sel->targetList) != nitems)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("invalid %s: %s", what, text)));
+
+	pe->nexprs = nitems;
+	pe->names = palloc0(sizeof(char *) * Max(nitems, 1));
+	i = 0;
+	foreach(lc, sel->targetList)
+	{
+		ResTarget  *rt = lfirst_node(ResTarget, lc);
+
+		cxt.current_var = vars[i];
+		cxt.expr = i;
+		if (!conditions)
+		{
+			if (rt->name == NULL)
+				nav_error(&cxt, rt->location, "a measure needs a name",
+						  "Write measures as expression AS name, for example count(small.*) AS n.");
+			pe->names[i] = pstrdup(rt->name);
+		}
+		else
+			pe->names[i] = pstrdup(pat->vars[vars[i]]);
+		nav_walker(rt->val, &cxt);
+		i++;
+	}
+
+	pe->nrefs = list_length(cxt.refs);
+	pe->refs = palloc0(sizeof(NavRef) * Max(pe->nrefs, 1));
+	ptypes = palloc(sizeof(Oid) * Max(pe->nrefs, 1));
+	i = 0;
+	foreach(lc, cxt.refs)
+	{
+		pe->refs[i] = *(NavRef *) lfirst(lc);
+		ptypes[i] = list_nth_oid(cxt.types, i);
+		i++;
+	}
+
+	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, ptypes, pe->nrefs, NULL);
+	if (q->hasAggs)
+		ereport(ERROR,
+				(errcode(ERRCODE_GROUPING_ERROR),
+				 errmsg("an aggregate in a pattern must refer to the events of a variable"),
+				 errhint("For example: sum(small.amount), count(small.*).")));
+	if (q->hasWindowFuncs || q->hasSubLinks || q->hasTargetSRFs)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("subqueries, window functions and set-returning functions are not allowed in a pattern's %s", what)));
+
+	pe->exprs = palloc0(sizeof(ExprState *) * Max(nitems, 1));
+	pe->types = palloc0(sizeof(Oid) * Max(nitems, 1));
+	pe->typmods = palloc0(sizeof(int32) * Max(nitems, 1));
+	pe->has_refs = palloc0(sizeof(bool) * Max(nitems, 1));
+	i = 0;
+	foreach(lc, q->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Expr	   *expr = tle->expr;
+
+		pe->types[i] = exprType((Node *) expr);
+		pe->typmods[i] = exprTypmod((Node *) expr);
+		if (conditions && pe->types[i] != BOOLOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("the condition of variable \"%s\" must be of type boolean, not %s",
+							pe->names[i], format_type_be(pe->types[i])),
+					 errhint("A condition is a SQL boolean expression over the event's columns, such as amount < 100."),
+					 errposition(pg_mbstrlen_with_len(sql, Max(exprLocation((Node *) expr), 0)) + 1)));
+		if (pe->types[i] == UNKNOWNOID)
+			pe->types[i] = TEXTOID;
+		pe->exprs[i] = ExecInitExpr(expression_planner(expr), NULL);
+		i++;
+	}
+	for (i = 0; i < pe->nrefs; i++)
+		pe->has_refs[pe->refs[i].expr] = true;
+
+	pe->params = makeParamList(pe->nrefs);
+	for (i = 0; i < pe->nrefs; i++)
+	{
+		pe->params->params[i].ptype = ptypes[i];
+		pe->params->params[i].pflags = PARAM_FLAG_CONST;
+		pe->params->params[i].isnull = true;
+	}
+
+	error_context_stack = cb.previous;
+	return pe;
+}
+
+/* "SELECT " + text + suffix, with text's bytes copied for blanking. */
+static char *
+select_over(const char *text, Oid row_type, int *prefix)
+{
+	*prefix = 7;
+	return psprintf("SELECT %s\n FROM (SELECT (NULL::%s).*) AS e", text,
+					format_type_be_qualified(row_type));
+}
+
+static bool
+is_as_keyword(const char *s, int p)
+{
+	return (s[p] == 'a' || s[p] == 'A') && (s[p + 1] == 's' || s[p + 1] == 'S') &&
+		!is_ident_char(s[p + 2]);
+}
+
+CompiledPattern *
+pattern_compile(Oid row_type, const char *pattern, const char *define,
+				const char *measures, const char *skip)
+{
+	CompiledPattern *cp = palloc0(sizeof(CompiledPattern));
+	Pattern    *pat = pattern_parse(pattern, skip);
+	char	   *sql;
+	int			prefix;
+	int		   *vars;
+	int			nitems = 0;
+	int			p;
+
+	cp->pattern = pat;
+	cp->cond_of_var = palloc(sizeof(int) * pat->nvars);
+	for (int i = 0; i < pat->nvars; i++)
+		cp->cond_of_var[i] = -1;
+
+	/*
+	 * DEFINE: "v AS cond, ...".  Blank "v AS" of each item, so that the rest
+	 * is a SELECT list whose positions are those of the user's text.
+	 */
+	if (define == NULL)
+		define = "";
+	sql = select_over(define, row_type, &prefix);
+	vars = palloc(sizeof(int) * (strlen(define) + 1));
+	p = 0;
+	while (skip_space(define, p) < (int) strlen(define))
+	{
+		int			start = skip_space(define, p);
+		int			end = sql_item_end(define, start, false);
+		int			q = start;
+		char	   *name;
+		int			var;
+
+		if (define[q] == '"')
+		{
+			int			s = ++q;
+
+			while (define[q] && define[q] != '"')
+				q++;
+			name = pnstrdup(define + s, q - s);
+			if (define[q])
+				q++;
+		}
+		else if (is_ident_start(define[q]))
+		{
+			int			s = q;
+
+			while (is_ident_char(define[q]))
+				q++;
+			name = downcase_truncate_identifier(define + s, q - s, false);
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_SYNTAX_ERROR),
+					 errmsg("a variable name was expected in define"),
+					 errhint("Write conditions as var AS condition, separated by commas: small AS amount < 100, large AS amount > 5000."),
+					 internalerrquery(define),
+					 internalerrposition(pg_mbstrlen_with_len(define, q) + 1)));
+		var = find_var(pat, name);
+		if (var < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("variable \"%s\" in define does not appear in the pattern", name),
+					 errhint("Variables of the pattern: %s.", pattern_var_list(pat)),
+					 internalerrquery(define),
+					 internalerrposition(pg_mbstrlen_with_len(define, start) + 1)));
+		if (cp->cond_of_var[var] >= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("variable \"%s\" is defined twice", name),
+					 internalerrquery(define),
+					 internalerrposition(pg_mbstrlen_with_len(define, start) + 1)));
+		q = skip_space(define, q);
+		if (!is_as_keyword(define, q))
+			ereport(ERROR,
+					(errcode(ERRCODE_SYNTAX_ERROR),
+					 errmsg("AS was expected after variable \"%s\" in define", name),
+					 errhint("Write conditions as var AS condition, separated by commas: small AS amount < 100, large AS amount > 5000."),
+					 internalerrquery(define),
+					 internalerrposition(pg_mbstrlen_with_len(define, q) + 1)));
+		q += 2;
+		if (skip_space(define, q) >= end)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYNTAX_ERROR),
+					 errmsg("variable \"%s\" has an empty condition in define", name),
+					 internalerrquery(define),
+					 internalerrposition(pg_mbstrlen_with_len(define, q) + 1)));
+		cp->cond_of_var[var] = nitems;
+		vars[nitems++] = var;
+		/* blank "name AS" in the SQL (same characters, same positions) */
+		{
+			int			cstart = pg_mbstrlen_with_len(define, start);
+			int			cend = pg_mbstrlen_with_len(define, q);
+			char	   *b = sql + prefix;
+			int			bstart,
+						bend;
+
+			/* back to byte offsets in sql, whose earlier items may be blanked */
+			bstart = 0;
+			for (int c = 0; c < cstart; c++)
+				bstart += pg_mblen(b + bstart);
+			bend = bstart;
+			for (int c = cstart; c < cend; c++)
+				bend += pg_mblen(b + bend);
+			blank(b, bstart, bend);
+		}
+		p = end;
+		if (define[p] == ',')
+		{
+			p++;
+			if (skip_space(define, p) >= (int) strlen(define))
+				ereport(ERROR,
+						(errcode(ERRCODE_SYNTAX_ERROR),
+						 errmsg("define ends with a comma"),
+						 internalerrquery(define),
+						 internalerrposition(pg_mbstrlen_with_len(define, p))));
+		}
+	}
+	if (nitems > 0)
+		cp->conds = compile_exprs(pat, row_type, "define", define, sql, prefix,
+								  nitems, vars, true);
+
+	/* The skip-to variable must be able to hold events. */
+	if (measures != NULL && skip_space(measures, 0) < (int) strlen(measures))
+	{
+		int			n = 0;
+
+		p = 0;
+		for (;;)
+		{
+			p = sql_item_end(measures, p, false);
+			n++;
+			if (measures[p] != ',')
+				break;
+			p++;
+		}
+		vars = palloc(sizeof(int) * n);
+		for (int i = 0; i < n; i++)
+			vars[i] = -1;
+		sql = select_over(measures, row_type, &prefix);
+		cp->measures = compile_exprs(pat, row_type, "measures", measures, sql, prefix,
+									 n, vars, false);
+	}
+	return cp;
+}
+
+/* --- SQL-callable check --------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(streamflink_check_pattern);
+
+/*
+ * streamflink._check_pattern(row_type, pattern, define, measures, skip):
+ * compiles everything at pipeline creation, so that a bad pattern fails
+ * there, and returns the measures as "name type" column definitions.
+ */
+Datum
+streamflink_check_pattern(PG_FUNCTION_ARGS)
+{
+	Oid			row_type;
+	char	   *pattern;
+	char	   *define = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *measures = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	char	   *skip = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	CompiledPattern *cp;
+	Datum	   *cols;
+	int			n;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a pattern pipeline needs a pattern"),
+				 errhint("For example: pattern => 'login -> purchase'.")));
+	row_type = PG_GETARG_OID(0);
+	pattern = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	cp = pattern_compile(row_type, pattern, define, measures, skip);
+	n = cp->measures ? cp->measures->nexprs : 0;
+	cols = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		cols[i] = CStringGetTextDatum(psprintf("%s %s",
+											   quote_identifier(cp->measures->names[i]),
+											   format_type_with_typemod(cp->measures->types[i],
+																		cp->measures->typmods[i])));
+	PG_RETURN_ARRAYTYPE_P(construct_array(cols, n, TEXTOID, -1, false, TYPALIGN_INT));
+}

@@ -1,0 +1,111 @@
+/*-------------------------------------------------------------------------
+ *
+ * pattern.h
+ *	  Row patterns for CEP pipelines: parsing the pattern text, compiling
+ *	  its conditions (SQL boolean expressions) and measures.
+ *
+ * The syntax is documented at the top of pattern.c and in the comment of
+ * streamflink.create_pattern_pipeline.  The runtime (the NFA) is cep.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_PATTERN_H
+#define STREAMFLINK_PATTERN_H
+
+#include "nodes/execnodes.h"
+#include "nodes/params.h"
+
+#include "aggregate.h"
+
+/* How an element's events follow the previous ones (Flink's names). */
+typedef enum Contiguity
+{
+	CONTIG_STRICT,				/* next: the very next event */
+	CONTIG_RELAXED,				/* followedBy: skip events that do not match */
+	CONTIG_ANY					/* followedByAny: skip any events */
+} Contiguity;
+
+typedef enum SkipStrategy
+{
+	SKIP_NONE,					/* noSkip: every match */
+	SKIP_TO_NEXT,				/* skipToNext */
+	SKIP_PAST_LAST_EVENT,		/* skipPastLastEvent */
+	SKIP_TO_FIRST,				/* skipToFirst(var) */
+	SKIP_TO_LAST				/* skipToLast(var) */
+} SkipStrategy;
+
+typedef struct PatternElement
+{
+	int			var;			/* index into Pattern.vars */
+	int			min;			/* events: min..max, max -1 for unbounded */
+	int			max;
+	bool		negated;		/* notNext / notFollowedBy: min = max = 1 */
+	bool		greedy;
+	Contiguity	contiguity;		/* to the previous element */
+	Contiguity	inner;			/* between iterations of a loop */
+} PatternElement;
+
+typedef struct Pattern
+{
+	int			nvars;
+	char	  **vars;			/* variable names, in pattern order */
+	int			nelems;			/* one element per variable */
+	PatternElement *elems;
+	SkipStrategy skip;
+	int			skip_var;		/* SKIP_TO_FIRST/LAST: its variable */
+} Pattern;
+
+/* A reference to already matched events, filled in as a parameter. */
+typedef enum NavKind
+{
+	NAV_FIRST,					/* FIRST(var.col [, n]) */
+	NAV_LAST,					/* LAST(var.col [, n]), and var.col */
+	NAV_AGG						/* agg(... var.col ...), over var's events */
+} NavKind;
+
+typedef struct NavRef
+{
+	NavKind		kind;
+	int			var;
+	int			attno;			/* 0-based column, NAV_FIRST/NAV_LAST */
+	int			offset;			/* n */
+	AggSpec    *agg;			/* NAV_AGG: one aggregate */
+	int			expr;			/* the expression it belongs to */
+} NavRef;
+
+/*
+ * Compiled expressions over the event row type and navigation references:
+ * the conditions of the variables (one boolean expression each) or the
+ * measures.  Reference i is parameter $i+1 of every expression.
+ */
+typedef struct PatternExprs
+{
+	int			nexprs;
+	char	  **names;			/* variable / measure name */
+	ExprState **exprs;
+	Oid		   *types;
+	int32	   *typmods;
+	bool	   *has_refs;		/* per expression */
+	int			nrefs;
+	NavRef	   *refs;
+	ParamListInfo params;
+	MemoryContext agg_cxt;		/* NAV_AGG states; reset by the caller */
+} PatternExprs;
+
+typedef struct CompiledPattern
+{
+	Pattern    *pattern;
+	PatternExprs *conds;		/* conditions of the defined variables */
+	int		   *cond_of_var;	/* index into conds, -1: always true */
+	PatternExprs *measures;		/* NULL: no measures */
+} CompiledPattern;
+
+/* Parse a pattern and a skip strategy; ereports with the position. */
+extern Pattern *pattern_parse(const char *pattern, const char *skip);
+
+/* Parse and compile everything; ereports with the offending position. */
+extern CompiledPattern *pattern_compile(Oid row_type, const char *pattern,
+										const char *define, const char *measures,
+										const char *skip);
+
+#endif							/* STREAMFLINK_PATTERN_H */
