@@ -68,40 +68,11 @@
 #include "utils/typcache.h"
 
 #include "pattern.h"
+#include "streamflink.h"
 
 #define MAX_QUANTIFIER 100000
 
 /* --- errors at a position of a user's text ------------------------------ */
-
-typedef struct TextErrorArg
-{
-	const char *what;			/* "pattern", "define", "measures" */
-	const char *text;			/* the user's text */
-	int			prefix;			/* characters before it in the parsed SQL */
-} TextErrorArg;
-
-/*
- * Errors raised while Postgres parses our SQL carry a position in that SQL;
- * report it as a position in the user's text instead (as SQL functions do
- * for their bodies).
- */
-static void
-text_error_callback(void *arg)
-{
-	TextErrorArg *ta = (TextErrorArg *) arg;
-	int			pos = geterrposition();
-
-	if (pos > 0)
-	{
-		/* past the end: the error is at the end of the user's text */
-		int			len = pg_mbstrlen(ta->text);
-
-		errposition(0);
-		internalerrposition(Min(Max(pos - ta->prefix, 1), len));
-		internalerrquery(ta->text);
-	}
-	errcontext("in %s: %s", ta->what, ta->text);
-}
 
 /* An error at byte offset 'at' of the pattern text. */
 static void pattern_error(const char *text, int at, const char *msg, const char *hint) pg_attribute_noreturn();
@@ -836,7 +807,7 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 			  char *sql, int prefix, int nitems, int *vars, bool conditions)
 {
 	PatternExprs *pe = palloc0(sizeof(PatternExprs));
-	TextErrorArg ta = {what, text, prefix};
+	SfFragmentErrorArg fa = {what, text, sql, prefix};
 	ErrorContextCallback cb;
 	NavContext	cxt;
 	List	   *raw;
@@ -846,8 +817,8 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 	ListCell   *lc;
 	int			i;
 
-	cb.callback = text_error_callback;
-	cb.arg = &ta;
+	cb.callback = sf_fragment_error_callback;
+	cb.arg = &fa;
 	cb.previous = error_context_stack;
 	error_context_stack = &cb;
 

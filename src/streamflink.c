@@ -177,14 +177,15 @@ sf_fragment_error_callback(void *arg)
 
 	if (pos > 0)
 	{
-		/* Positions are 1-based characters; the fragment is the query now. */
+		/*
+		 * Positions are 1-based characters; the fragment is the query now.
+		 * An error past its end (at what we appended, as in "count(*" then
+		 * FROM) is at its end.
+		 */
 		pos -= pg_mbstrlen_with_len(fa->query, fa->offset);
 		errposition(0);
-		if (pos >= 1 && pos <= pg_mbstrlen_with_len(fa->fragment, len) + 1)
-		{
-			internalerrposition(pos);
-			internalerrquery(fa->fragment);
-		}
+		internalerrposition(Min(Max(pos, 1), Max(pg_mbstrlen_with_len(fa->fragment, len), 1)));
+		internalerrquery(fa->fragment);
 	}
 	errcontext("in %s \"%s\"", fa->what, fa->fragment);
 }

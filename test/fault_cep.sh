@@ -38,7 +38,7 @@ sf_pg_start "$work/pg" "$port"
 q() { sf_psql "$work/pg" "$port" -d cepfault -Atq "$@"; }
 sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE cepfault"
 
-q <<SQL
+q >/dev/null <<SQL
 CREATE EXTENSION streamflink;
 SELECT streamflink.create_source('txns', '$addr', 'cep_fault', 'json',
 	columns => 'account int, amount numeric, kind text, ts timestamptz',
@@ -56,7 +56,7 @@ CREATE FUNCTION wave(w int, n int, keys int) RETURNS text[] LANGUAGE sql AS \$\$
 SQL
 
 pipeline() {   # name
-    q <<SQL
+    q >/dev/null <<SQL
 SELECT streamflink.create_pattern_pipeline('$1', source => 'txns', key => 'account',
 	pattern => 'small{3,} -> large',
 	define => \$\$ small AS amount < 100, large AS amount > 5000 AND kind = 'WITHDRAWAL' \$\$,
