@@ -48,15 +48,18 @@ SELECT wait_until($$SELECT watermark = '2024-01-01 00:59:55+00' FROM streamflink
 -- the first is a late event; the second falls in windows ending at 00:59:00
 -- and 00:59:30, already fired (the watermark is 00:59:55) but kept for the
 -- allowed lateness: they fire again with it (the sink row is replaced), and
--- in windows ending after 00:59:55, still open.
+-- in windows ending after 00:59:55, still open.  A third, two seconds later,
+-- fires the same windows again, likely in the same batch of sink rows.
 SELECT streamflink.produce(regress_brokers(), 'regress_rides', ARRAY[
 	'{"geo": "g3", "wait_s": 2, "kind": "solo", "ts": "2024-01-01 00:10:00+00"}',
-	'{"geo": "g3", "wait_s": 2, "kind": "solo", "ts": "2024-01-01 00:58:50+00"}'], 0);
+	'{"geo": "g3", "wait_s": 2, "kind": "solo", "ts": "2024-01-01 00:58:50+00"}',
+	'{"geo": "g3", "wait_s": 3, "kind": "pool", "ts": "2024-01-01 00:58:52+00"}'], 0);
 INSERT INTO ride_events VALUES
 	(1000, 0, 'g0', 1, 'solo', '2024-01-01 01:00:00+00'),
 	(1001, 1, 'g0', 1, 'solo', '2024-01-01 01:00:00+00'),
-	(1002, 0, 'g3', 2, 'solo', '2024-01-01 00:58:50+00');
-SELECT wait_until($$SELECT events = 408 AND last_checkpoint IS NOT NULL
+	(1002, 0, 'g3', 2, 'solo', '2024-01-01 00:58:50+00'),
+	(1003, 0, 'g3', 3, 'pool', '2024-01-01 00:58:52+00');
+SELECT wait_until($$SELECT events = 409 AND last_checkpoint IS NOT NULL
                            AND (SELECT max(events) FROM streamflink.checkpoints WHERE pipeline = 'surge') > 0
                            AND (SELECT count(*) FROM streamflink.late_events) = 1
                            AND (SELECT count(*) FROM surge_out WHERE geo = 'g3' AND window_start = '2024-01-01 00:54:30+00') = 1

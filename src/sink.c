@@ -3,8 +3,14 @@
  * sink.c
  *	  Writing results, dead letters and late events into Postgres tables.
  *
- * Statements are prepared once and kept (SPI_keepplan); each call runs one
- * of them inside the worker's open epoch transaction.
+ * Statements are prepared once and kept (SPI_keepplan) and run inside the
+ * worker's open epoch transaction.  Result rows (windows, matches) are
+ * batched: a batch is one statement over arrays, INSERT ... SELECT FROM
+ * unnest($1, ..., $n), which costs a fraction of a statement per row.  The
+ * worker flushes the batches at the end of each of its transactions
+ * (sink_flush), so a checkpoint never leaves a row behind.  A window row
+ * re-emitted within one batch (a late firing) is kept once, the latest:
+ * DISTINCT ON with the sink's own equality, as its unique index has.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,11 +19,39 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/memutils.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
 #include "sink.h"
+
+/* Rows a batch holds before it is written. */
+#define SINK_BATCH_ROWS 1000
+
+/*
+ * Rows for one INSERT statement, written together.  'plan' takes one array
+ * per column; 'row_plan' one row, for a batch of one and for columns whose
+ * type has no array type (then every row goes alone).
+ */
+typedef struct RowBatch
+{
+	int			ncols;
+	Oid		   *types;
+	int16	   *typlen;
+	bool	   *typbyval;
+	char	   *typalign;
+	SPIPlanPtr	plan;
+	SPIPlanPtr	row_plan;
+	MemoryContext cxt;			/* the rows; reset by each write */
+	int			n;
+	Datum	   *values;			/* SINK_BATCH_ROWS x ncols */
+	bool	   *nulls;
+	Datum	   *args;			/* ncols */
+	char	   *argnulls;
+} RowBatch;
 
 struct Sink
 {
@@ -25,20 +59,20 @@ struct Sink
 	Datum		topic;			/* text */
 	int			nkeys;
 	int			naggs;
-	SPIPlanPtr	upsert;
+	RowBatch   *upsert;
 	SPIPlanPtr	retract;
 	SPIPlanPtr	dead_letter;
 	SPIPlanPtr	late_event;
+	List	   *batches;		/* every RowBatch, to flush */
 	Datum	   *args;
 	char	   *argnulls;
+	bool	   *argisnull;
 	int64		rows;
 };
 
 struct SinkInsert
 {
-	int			ncols;
-	SPIPlanPtr	plan;
-	char	   *argnulls;
+	RowBatch   *batch;
 };
 
 /*
@@ -69,6 +103,150 @@ run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
 	MemoryContextSwitchTo(cxt);
 	if (ret != expected)
 		elog(ERROR, "sink statement failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * A batch of rows for "<head> <rows> <tail>": head is "INSERT INTO t (cols)",
+ * tail what follows the rows (ON CONFLICT ...).  With nident > 0, the first
+ * nident columns identify a row, and of rows with equal identities in one
+ * batch only the last is written.
+ */
+static RowBatch *
+batch_create(Sink *sink, const char *head, const char *tail, int ncols,
+			 const Oid *types, int nident, bool batchable)
+{
+	RowBatch   *b = palloc0(sizeof(RowBatch));
+	Oid		   *arraytypes = palloc(sizeof(Oid) * ncols);
+	StringInfoData params,
+				arrays,
+				names,
+				ident;
+
+	b->ncols = ncols;
+	b->types = palloc(sizeof(Oid) * ncols);
+	memcpy(b->types, types, sizeof(Oid) * ncols);
+	b->typlen = palloc(sizeof(int16) * ncols);
+	b->typbyval = palloc(sizeof(bool) * ncols);
+	b->typalign = palloc(sizeof(char) * ncols);
+	b->args = palloc(sizeof(Datum) * ncols);
+	b->argnulls = palloc(ncols);
+
+	initStringInfo(&params);
+	initStringInfo(&arrays);
+	initStringInfo(&names);
+	initStringInfo(&ident);
+	for (int i = 0; i < ncols; i++)
+	{
+		get_typlenbyvalalign(types[i], &b->typlen[i], &b->typbyval[i], &b->typalign[i]);
+		arraytypes[i] = get_array_type(types[i]);
+		if (!OidIsValid(arraytypes[i]))
+			batchable = false;
+		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
+		appendStringInfo(&names, "%sc%d", i ? ", " : "", i + 1);
+		if (i < nident)
+			appendStringInfo(&ident, "c%d, ", i + 1);
+	}
+
+	b->row_plan = prepare(psprintf("%s VALUES (%s) %s", head, params.data, tail),
+						  ncols, b->types);
+	if (batchable)
+	{
+		if (nident > 0)
+			appendStringInfo(&arrays,
+							 "SELECT %s FROM (SELECT DISTINCT ON (%s) * "
+							 "FROM unnest(%s) WITH ORDINALITY AS u(%s, ord) "
+							 "ORDER BY %sord DESC) d",
+							 names.data, pnstrdup(ident.data, ident.len - 2),
+							 params.data, names.data, ident.data);
+		else
+			appendStringInfo(&arrays, "SELECT * FROM unnest(%s)", params.data);
+		b->plan = prepare(psprintf("%s %s %s", head, arrays.data, tail),
+						  ncols, arraytypes);
+		b->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink sink batch",
+									   ALLOCSET_DEFAULT_SIZES);
+		b->values = palloc(sizeof(Datum) * SINK_BATCH_ROWS * ncols);
+		b->nulls = palloc(sizeof(bool) * SINK_BATCH_ROWS * ncols);
+	}
+	sink->batches = lappend(sink->batches, b);
+	return b;
+}
+
+static void
+batch_write(RowBatch *b)
+{
+	MemoryContext old;
+
+	if (b->n == 0)
+		return;
+	if (b->n == 1)
+	{
+		for (int c = 0; c < b->ncols; c++)
+			b->argnulls[c] = b->nulls[c] ? 'n' : ' ';
+		run(b->row_plan, b->values, b->argnulls, SPI_OK_INSERT);
+	}
+	else
+	{
+		Datum	   *colvals = palloc(sizeof(Datum) * b->n);
+		bool	   *colnulls = palloc(sizeof(bool) * b->n);
+		int			dims[1] = {b->n};
+		int			lbs[1] = {1};
+
+		old = MemoryContextSwitchTo(b->cxt);
+		for (int c = 0; c < b->ncols; c++)
+		{
+			for (int r = 0; r < b->n; r++)
+			{
+				colvals[r] = b->values[r * b->ncols + c];
+				colnulls[r] = b->nulls[r * b->ncols + c];
+			}
+			b->args[c] = PointerGetDatum(construct_md_array(colvals, colnulls, 1, dims, lbs,
+															b->types[c], b->typlen[c],
+															b->typbyval[c], b->typalign[c]));
+			b->argnulls[c] = ' ';
+		}
+		MemoryContextSwitchTo(old);
+		run(b->plan, b->args, b->argnulls, SPI_OK_INSERT);
+		pfree(colvals);
+		pfree(colnulls);
+	}
+	b->n = 0;
+	MemoryContextReset(b->cxt);
+}
+
+/* Add a row (copied); written alone if the batch cannot batch. */
+static void
+batch_add(RowBatch *b, Datum *values, bool *nulls)
+{
+	MemoryContext old;
+
+	if (b->plan == NULL)
+	{
+		for (int c = 0; c < b->ncols; c++)
+			b->argnulls[c] = nulls[c] ? 'n' : ' ';
+		run(b->row_plan, values, b->argnulls, SPI_OK_INSERT);
+		return;
+	}
+	old = MemoryContextSwitchTo(b->cxt);
+	for (int c = 0; c < b->ncols; c++)
+	{
+		int			i = b->n * b->ncols + c;
+
+		b->nulls[i] = nulls[c];
+		b->values[i] = nulls[c] ? (Datum) 0 :
+			datumCopy(values[c], b->typbyval[c], b->typlen[c]);
+	}
+	MemoryContextSwitchTo(old);
+	if (++b->n == SINK_BATCH_ROWS)
+		batch_write(b);
+}
+
+void
+sink_flush(Sink *sink)
+{
+	ListCell   *lc;
+
+	foreach(lc, sink->batches)
+		batch_write((RowBatch *) lfirst(lc));
 }
 
 Sink *
@@ -114,8 +292,8 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 	char	   *relname = qualified_relname(def->sink_relid);
 	int			nargs;
 	Oid		   *types;
+	bool		batchable = true;
 	StringInfoData cols,
-				params,
 				keys,
 				updates,
 				where;
@@ -126,9 +304,9 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 	types = palloc(sizeof(Oid) * Max(nargs, 8));
 	sink->args = repalloc(sink->args, sizeof(Datum) * Max(nargs, 8));
 	sink->argnulls = repalloc(sink->argnulls, sizeof(char) * Max(nargs, 8));
+	sink->argisnull = palloc(sizeof(bool) * Max(nargs, 8));
 
 	initStringInfo(&cols);
-	initStringInfo(&params);
 	initStringInfo(&keys);
 	initStringInfo(&updates);
 	initStringInfo(&where);
@@ -144,6 +322,15 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 			types[i] = att->atttypid;
 			appendStringInfo(&keys, "%s, ", name);
 			appendStringInfo(&where, "%s IS NOT DISTINCT FROM $%d AND ", name, i + 1);
+
+			/*
+			 * A batch keeps one row per key with the type's default
+			 * collation; a key with another (maybe nondeterministic) one
+			 * could count as one key in the unique index and two in the
+			 * batch.  Such keys go row by row.
+			 */
+			if (att->attcollation != get_typcollation(att->atttypid))
+				batchable = false;
 		}
 		else if (i < sink->nkeys + 2)
 		{
@@ -159,14 +346,13 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 			appendStringInfo(&updates, "%s%s = EXCLUDED.%s",
 							 updates.len ? ", " : "", name, name);
 		appendStringInfo(&cols, "%s%s", i ? ", " : "", name);
-		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
 	}
 
-	sink->upsert = prepare(psprintf("INSERT INTO %s (%s) VALUES (%s) "
-									"ON CONFLICT (%swindow_start) DO UPDATE SET %s",
-									relname, cols.data, params.data, keys.data,
-									updates.data),
-						   nargs, types);
+	sink->upsert = batch_create(sink,
+								psprintf("INSERT INTO %s (%s)", relname, cols.data),
+								psprintf("ON CONFLICT (%swindow_start) DO UPDATE SET %s",
+										 keys.data, updates.data),
+								nargs, types, sink->nkeys + 1, batchable);
 	sink->retract = prepare(psprintf("DELETE FROM %s WHERE %swindow_start = $%d",
 									 relname, where.data, sink->nkeys + 1),
 							sink->nkeys + 1, types);
@@ -177,30 +363,21 @@ sink_prepare_insert(Sink *sink, Oid relid, int ncols, const char *const *names,
 					const Oid *types)
 {
 	SinkInsert *ins = palloc0(sizeof(SinkInsert));
-	StringInfoData cols,
-				params;
+	StringInfoData cols;
 
 	initStringInfo(&cols);
-	initStringInfo(&params);
 	for (int i = 0; i < ncols; i++)
-	{
 		appendStringInfo(&cols, "%s%s", i ? ", " : "", quote_identifier(names[i]));
-		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
-	}
-	ins->ncols = ncols;
-	ins->argnulls = palloc(Max(ncols, 1));
-	ins->plan = prepare(psprintf("INSERT INTO %s (%s) VALUES (%s)",
-								 qualified_relname(relid), cols.data, params.data),
-						ncols, (Oid *) types);
+	ins->batch = batch_create(sink,
+							  psprintf("INSERT INTO %s (%s)", qualified_relname(relid), cols.data),
+							  "", ncols, types, 0, true);
 	return ins;
 }
 
 void
 sink_insert(Sink *sink, SinkInsert *ins, Datum *values, bool *nulls)
 {
-	for (int i = 0; i < ins->ncols; i++)
-		ins->argnulls[i] = nulls[i] ? 'n' : ' ';
-	run(ins->plan, values, ins->argnulls, SPI_OK_INSERT);
+	batch_add(ins->batch, values, nulls);
 	sink->rows++;
 }
 
@@ -226,7 +403,9 @@ sink_emit_window(Sink *sink, Datum *keys, bool *keynulls,
 	sink->args[k + 1] = TimestampTzGetDatum(end);
 	sink->argnulls[k + 1] = ' ';
 	set_args(sink, k + 2, values, nulls, sink->naggs);
-	run(sink->upsert, sink->args, sink->argnulls, SPI_OK_INSERT);
+	for (int i = 0; i < k + 2 + sink->naggs; i++)
+		sink->argisnull[i] = sink->argnulls[i] == 'n';
+	batch_add(sink->upsert, sink->args, sink->argisnull);
 	sink->rows++;
 }
 
@@ -235,6 +414,8 @@ sink_retract_window(Sink *sink, Datum *keys, bool *keynulls, TimestampTz start)
 {
 	int			k = sink->nkeys;
 
+	/* The row to remove may still be in the batch. */
+	batch_write(sink->upsert);
 	set_args(sink, 0, keys, keynulls, k);
 	sink->args[k] = TimestampTzGetDatum(start);
 	sink->argnulls[k] = ' ';

@@ -59,6 +59,13 @@ extern void sink_late_event(Sink *sink, int32 partition, int64 offset,
 							TimestampTz event_time, TimestampTz watermark,
 							const char *payload, size_t len, const char *reason);
 
+/*
+ * Write the rows still batched.  The worker calls it before each of its
+ * transactions ends (connected to SPI), so every row emitted belongs to the
+ * epoch that produced it.
+ */
+extern void sink_flush(Sink *sink);
+
 /* Rows written since the last call (for checkpoint statistics). */
 extern int64 sink_take_row_count(Sink *sink);
 

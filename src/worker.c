@@ -507,6 +507,7 @@ worker_loop(Worker *w)
 				MemoryContextReset(w->msg_cxt);
 				operator_maybe_flush(w->op);
 			}
+			sink_flush(w->sink);
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
@@ -521,6 +522,7 @@ worker_loop(Worker *w)
 			PushActiveSnapshot(GetTransactionSnapshot());
 			operator_advance(w->op, wm);
 			w->advanced = true;
+			sink_flush(w->sink);
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
