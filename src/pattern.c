@@ -386,7 +386,8 @@ pattern_parse(const char *text, const char *skip)
 /*
  * Offset of the end of the SQL item starting at p: the next comma at depth
  * 0 outside literals, identifiers and comments, or the end of the text.
- * With stop_at_close, also stops at an unmatched ')'.
+ * With stop_at_close, the end is the unmatched ')' instead: p is inside
+ * parentheses, whose commas belong to them.
  */
 static int
 sql_item_end(const char *s, int p, bool stop_at_close)
@@ -454,7 +455,7 @@ sql_item_end(const char *s, int p, bool stop_at_close)
 				return p;
 			depth--;
 		}
-		else if (c == ',' && depth == 0)
+		else if (c == ',' && depth == 0 && !stop_at_close)
 			return p;
 		p++;
 	}
@@ -599,24 +600,55 @@ collect_var_refs(Node *node, List **refs_cxt)
 	return raw_expression_tree_walker(node, collect_var_refs, refs_cxt);
 }
 
-/* End (offset of the closing parenthesis + 1) of a call starting at 'loc'. */
+/* End (offset past the closing parenthesis) of "(...)" opening at or after p. */
 static int
-call_end(NavContext *cxt, int loc)
+paren_end(const char *s, int p)
 {
-	char	   *open = strchr(cxt->sql + loc, '(');
+	const char *open = strchr(s + p, '(');
 	int			end;
 
 	if (open == NULL)
-		return loc;
-	end = sql_item_end(cxt->sql, (int) (open - cxt->sql) + 1, true);
-	return cxt->sql[end] == ')' ? end + 1 : end;
+		return p;
+	end = sql_item_end(s, (int) (open - s) + 1, true);
+	return s[end] == ')' ? end + 1 : end;
+}
+
+/* If s continues at p with the keyword 'word' (any case), the offset past it. */
+static int
+keyword_at(const char *s, int p, const char *word)
+{
+	int			len = strlen(word);
+
+	p = skip_space(s, p);
+	if (pg_strncasecmp(s + p, word, len) == 0 && !is_ident_char(s[p + len]))
+		return p + len;
+	return -1;
+}
+
+/*
+ * End of the aggregate call starting at 'loc': its parentheses, then
+ * WITHIN GROUP (...) and FILTER (...) if the call has them.
+ */
+static int
+call_end(NavContext *cxt, FuncCall *fc)
+{
+	int			end = paren_end(cxt->sql, fc->location);
+	int			p;
+
+	if (fc->agg_within_group &&
+		(p = keyword_at(cxt->sql, end, "within")) >= 0 &&
+		(p = keyword_at(cxt->sql, p, "group")) >= 0)
+		end = paren_end(cxt->sql, p);
+	if (fc->agg_filter && (p = keyword_at(cxt->sql, end, "filter")) >= 0)
+		end = paren_end(cxt->sql, p);
+	return end;
 }
 
 /* An aggregate over the events of a variable: agg(... v.col ...). */
 static void
 nav_aggregate(NavContext *cxt, FuncCall *fc, List *colrefs, int var)
 {
-	int			end = call_end(cxt, fc->location);
+	int			end = call_end(cxt, fc);
 	char	   *aggsql = pstrdup(cxt->sql);
 	char	   *aggtext;
 	ListCell   *lc;
@@ -711,8 +743,8 @@ nav_walker(Node *node, NavContext *cxt)
 		int			var = -1;
 
 		collect_var_refs((Node *) fc->args, &colrefs);
-		if (fc->agg_filter)
-			collect_var_refs(fc->agg_filter, &colrefs);
+		collect_var_refs((Node *) fc->agg_order, &colrefs);
+		collect_var_refs(fc->agg_filter, &colrefs);
 		foreach(lc, colrefs)
 		{
 			int			v = columnref_var(cxt, (ColumnRef *) lfirst(lc));
