@@ -45,6 +45,7 @@ int			sf_state_cache_entries = 200000;
 int			sf_batch_size = 5000;
 
 SfShared   *sf_shared = NULL;
+SfMessagePos sf_processing = {-1, -1};
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;

@@ -91,6 +91,22 @@ typedef struct SfFragmentErrorArg
 
 extern void sf_fragment_error_callback(void *arg);
 
+/*
+ * The source message whose event a worker is processing, or partition -1.
+ * The worker sets it around each message; an operator that defers events
+ * (CEP buffers them until the watermark) keeps it with the event and sets
+ * it again while it processes the event.  A data error raised meanwhile is
+ * then the message's fault: the restarted worker sends that message to the
+ * dead-letter table instead of failing on it again (see worker.c).
+ */
+typedef struct SfMessagePos
+{
+	int32		partition;
+	int64		offset;
+} SfMessagePos;
+
+extern SfMessagePos sf_processing;
+
 /* Start a pipeline's worker now (used at commit and by the launcher). */
 extern bool sf_register_worker(Oid dboid, int32 pipeline_id);
 

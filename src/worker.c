@@ -75,6 +75,9 @@ typedef struct Worker
 	PartitionPosition *positions;	/* scratch for checkpoints */
 	TimestampTz watermark;
 	int64		checkpoint_id;	/* last completed */
+	/* a message whose processing failed with a data error, see poison_* */
+	SfMessagePos poison;
+	char	   *poison_error;
 	EpochStats stats;		/* of the epoch in progress */
 	bool		advanced;		/* the watermark moved in this epoch */
 	MemoryContext msg_cxt;
@@ -258,6 +261,78 @@ event_time(Worker *w, KafkaMessage *msg, const char **error)
 	return DatumGetTimestampTz(w->event->tts_values[attno]);
 }
 
+/*
+ * Poison messages.  An event whose processing raises a data error (division
+ * by zero in a condition, an aggregate overflowing its type...) would fail
+ * the worker at every replay, holding the pipeline back for good.  So the
+ * failing worker writes the message's position and the error to the file
+ * "poison" in the pipeline's directory; the restarted worker sends that
+ * message to the dead-letter table with the error, and removes the file once
+ * a checkpoint is past it.  Only data exceptions (SQLSTATE class 22) count:
+ * anything else (out of memory, a dropped sink table, a lost connection) is
+ * no fault of the message, and the worker keeps retrying.
+ */
+static char *
+poison_path(Worker *w)
+{
+	return psprintf("%s/poison", w->dir);
+}
+
+static void
+poison_write(Worker *w, ErrorData *edata)
+{
+	FILE	   *f;
+
+	if (w->dir == NULL || sf_processing.partition < 0 ||
+		ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		return;
+	f = fopen(poison_path(w), "w");
+	if (f == NULL)
+		return;
+	fprintf(f, "%d " INT64_FORMAT "\n%s", sf_processing.partition,
+			sf_processing.offset, edata->message);
+	fclose(f);
+}
+
+static void
+poison_read(Worker *w)
+{
+	FILE	   *f = fopen(poison_path(w), "r");
+	StringInfoData msg;
+	int			c;
+
+	w->poison.partition = -1;
+	if (f == NULL)
+		return;
+	initStringInfo(&msg);
+	if (fscanf(f, "%d " INT64_FORMAT "\n", &w->poison.partition, &w->poison.offset) == 2)
+	{
+		while ((c = fgetc(f)) != EOF)
+			appendStringInfoChar(&msg, (char) c);
+		w->poison_error = msg.data;
+	}
+	else
+		w->poison.partition = -1;
+	fclose(f);
+}
+
+static bool
+is_poison(Worker *w, KafkaMessage *msg)
+{
+	return w->poison.partition == msg->partition && w->poison.offset == msg->offset;
+}
+
+static void
+poison_checkpointed(Worker *w)
+{
+	if (w->poison.partition >= 0 &&
+		w->parts[w->poison.partition].pos.next_offset > w->poison.offset)
+	{
+		unlink(poison_path(w));
+		w->poison.partition = -1;
+	}
+}
+
 static void
 process_message(Worker *w, KafkaMessage *msg)
 {
@@ -284,6 +359,8 @@ process_message(Worker *w, KafkaMessage *msg)
 		if (terror)
 			error = (char *) terror;
 	}
+	if (error == NULL && is_poison(w, msg))
+		error = psprintf("processing failed: %s", w->poison_error);
 	if (error)
 	{
 		sink_dead_letter(w->sink, msg->partition, msg->offset, msg->payload, msg->len, error);
@@ -294,17 +371,32 @@ process_message(Worker *w, KafkaMessage *msg)
 	if (t > ps->pos.max_event_time || ps->pos.max_event_time == DT_NOBEGIN)
 		ps->pos.max_event_time = t;
 
+	sf_processing.partition = msg->partition;
+	sf_processing.offset = msg->offset;
 	if (!operator_process(w->op, w->event, t, w->watermark))
 	{
 		/* timestamptz_to_str() returns a static buffer: copy the first. */
 		char	   *etime = pstrdup(timestamptz_to_str(t));
-		char	   *reason = psprintf("event time %s is more than the allowed lateness behind the watermark %s",
-									  etime, timestamptz_to_str(w->watermark));
+		char	   *reason;
 
+		if (w->def->allowed_lateness > 0)
+		{
+			Interval	lateness = {.time = w->def->allowed_lateness};
+
+			reason = psprintf("event time %s is more than the allowed lateness (%s) behind the watermark %s",
+							  etime,
+							  DatumGetCString(DirectFunctionCall1(interval_out,
+																  IntervalPGetDatum(&lateness))),
+							  timestamptz_to_str(w->watermark));
+		}
+		else
+			reason = psprintf("event time %s is behind the watermark %s",
+							  etime, timestamptz_to_str(w->watermark));
 		sink_late_event(w->sink, msg->partition, msg->offset, t, w->watermark,
 						msg->payload, msg->len, reason);
 		w->late_total++;
 	}
+	sf_processing.partition = -1;
 }
 
 static void
@@ -331,6 +423,7 @@ take_checkpoint(Worker *w)
 		w->positions[p] = w->parts[p].pos;
 	checkpoint_complete(w->dboid, w->def, id, w->nparts, w->positions, &w->stats);
 	w->checkpoint_id = id;
+	poison_checkpointed(w);
 
 	/* Keep the previous snapshot too, in case this one is damaged. */
 	checkpoint_prune(w->dir, id - 1);
@@ -379,6 +472,7 @@ worker_startup(Worker *w)
 	checkpoint_resolve_in_doubt(w->dboid, w->def->id);
 
 	w->dir = sf_pipeline_dir(w->dboid, w->def->id);
+	poison_read(w);
 	w->src = ksrc_create(w->def->source.brokers, w->def->source.topic,
 						 psprintf("streamflink-%u-%d", w->dboid, w->def->id),
 						 w->def->source.options);
@@ -615,6 +709,7 @@ streamflink_worker_main(Datum arg)
 		/* Show the error in streamflink.pipelines, then restart. */
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
+		poison_write(w, edata);
 		sf_slot_set_status(w->slot, "failed", edata->message);
 		EmitErrorReport();
 		FlushErrorState();
