@@ -8,7 +8,8 @@
 # and installs the extension into Postgres 15, then starts a throwaway
 # Postgres cluster (run by an unprivileged user) and the test Kafka broker,
 # and streams ride events into a topic while a hop-window pipeline
-# aggregates them: the live (still open) windows and the committed results
+# aggregates them and a pattern pipeline looks for stranded riders: the
+# live (still open) windows, the committed windows and the pattern matches
 # are printed as they change.  Everything it started is stopped at the end.
 #
 # Knobs: SF_DEMO_SECONDS (30) how long events flow; SF_KEEP=1 leaves the
@@ -46,6 +47,12 @@ SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'ge
        aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
        sink => 'surge_out', allowed_lateness => '30 seconds', checkpoint_interval => '1 second');
 SELECT streamflink.start('surge');
+SELECT streamflink.create_pattern_pipeline('stranded', source => 'rides', key => 'geo',
+       pattern => 'long{3} -> xl',
+       define => \$\$ long AS wait_s > 150, xl AS kind = 'xl' AND wait_s < 30 \$\$,
+       within => '1 minute', sink => 'stranded_out', skip => 'skip_past_last_event',
+       measures => 'avg(long.wait_s) AS avg_long_wait, xl.wait_s AS xl_wait');
+SELECT streamflink.start('stranded');
 SQL
 cat <<'EOF'
 == pipeline "surge": rides per district, 2-minute windows every 30 seconds
@@ -55,6 +62,11 @@ cat <<'EOF'
           "window" => 'hop', size => '2 minutes', slide => '30 seconds',
           aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
           sink => 'surge_out', ...);
+== pipeline "stranded": per district, three waits over 150 s, then a quick XL ride, within a minute
+   SELECT streamflink.create_pattern_pipeline('stranded', source => 'rides', key => 'geo',
+          pattern => 'long{3} -> xl',
+          define => $$ long AS wait_s > 150, xl AS kind = 'xl' AND wait_s < 30 $$,
+          within => '1 minute', sink => 'stranded_out', skip => 'skip_past_last_event', ...);
 EOF
 
 # Event time runs 30 seconds per wall-clock second, so windows close while
@@ -86,9 +98,9 @@ for ((b = 0; b < seconds; b++)); do
                to_char(window_end, 'HH24:MI:SS') AS window_end, rides,
                round(avg_wait::numeric, 1) AS avg_wait, max_wait
             FROM streamflink.live('surge', NULL::surge_out) ORDER BY rides DESC, geo LIMIT 6"
-        psql_ -P footer=off -c "SELECT status, events, round(events_per_second) AS events_per_s,
+        psql_ -P footer=off -c "SELECT name, status, events, round(events_per_second) AS events_per_s,
                rows_emitted, dead_letters, late_events, watermark, lag, last_checkpoint
-            FROM streamflink.pipelines WHERE name = 'surge'"
+            FROM streamflink.pipelines ORDER BY name"
     fi
     sleep 1
 done
@@ -101,12 +113,18 @@ psql_ -P footer=off -c "SELECT geo, to_char(window_start, 'HH24:MI:SS') AS windo
        round(avg_wait::numeric, 1) AS avg_wait, max_wait
     FROM surge_out ORDER BY window_start DESC, rides DESC LIMIT 8"
 psql_ -P footer=off -c "SELECT count(*) AS windows, sum(rides) AS rides FROM surge_out"
+echo "== pattern matches committed to stranded_out, the latest 5"
+psql_ -P footer=off -c "SELECT geo, to_char(match_start, 'HH24:MI:SS.MS') AS match_start,
+       to_char(match_end, 'HH24:MI:SS.MS') AS match_end, round(avg_long_wait::numeric, 1) AS avg_long_wait,
+       xl_wait, jsonb_array_length(events->'long') AS long_waits
+    FROM stranded_out ORDER BY match_end DESC LIMIT 5"
+psql_ -P footer=off -c "SELECT count(*) AS matches FROM stranded_out"
 echo "== checkpoints (the latest 3) and dead letters"
 psql_ -P footer=off -c "SELECT id, duration, state_bytes, new_state_bytes, events, rows_emitted
     FROM streamflink.checkpoints WHERE pipeline = 'surge' ORDER BY id DESC LIMIT 3"
-psql_ -P footer=off -c "SELECT partition, \"offset\", convert_from(payload, 'UTF8') AS payload, error
-    FROM streamflink.dead_letters ORDER BY partition, \"offset\" LIMIT 3"
-psql_ -q -c "SELECT streamflink.stop('surge')" >/dev/null
+psql_ -P footer=off -c "SELECT pipeline, partition, \"offset\", convert_from(payload, 'UTF8') AS payload, error
+    FROM streamflink.dead_letters ORDER BY partition, \"offset\", pipeline LIMIT 4"
+psql_ -q -c "SELECT streamflink.stop('surge')" -c "SELECT streamflink.stop('stranded')" >/dev/null
 if [ "${SF_KEEP:-0}" = 1 ]; then
     echo "SF_KEEP=1: server and broker keep running: psql -h $work/pg -p $port -U postgres"
 else
