@@ -218,6 +218,37 @@ SELECT streamflink.create_pattern_pipeline('s_next', 'ev', 'k', 'a b+',
 	$$a AS id ~ '^a', b AS id ~ '^b'$$, 's_next_out', skip => 'skip_to_next');
 
 --
+-- Matches held back (Flink's NFA.processMatchesAccordingToSkipStrategy):
+-- with a skip strategy, a completed match is emitted only once no open
+-- partial match started before it; that one may complete first and prune
+-- it.  Key 20: a1=1 a2=2 b1=2 b2=1, a -> b, b AS x = LAST(a.x): a2 b1
+-- completes at b1 but waits, a1 being open; a1 b2 completes at b2 and goes
+-- first.
+--   skip_past_last_event:	a1 b2 (a2 b1 started before b2: pruned)
+--   skip_to_next:			a1 b2, a2 b1 (only what started at a1 is pruned)
+--   skip_to_first(b):		a1 b2 (a2 b1 started before b2)
+--   no_skip:				a1 b2, a2 b1, each emitted when it completes
+-- Key 21: a1=1@0 a2=2@1 b1=2@2, the same within 5 minutes, skip past the
+--   last event: a1 never completes; when the watermark times it out (at
+--   minute 5, to the timed-out table), a2 b1 goes.
+-- Key 22: a1=1@0 a2=2@1 b1=2@2 c1@7: the same, a1 timed out by c1.
+--
+SELECT streamflink.create_pattern_pipeline('h_past', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_past_out',
+	skip => 'skip_past_last_event');
+SELECT streamflink.create_pattern_pipeline('h_next', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_next_out',
+	skip => 'skip_to_next');
+SELECT streamflink.create_pattern_pipeline('h_first', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_first_out',
+	skip => 'skip_to_first(b)');
+SELECT streamflink.create_pattern_pipeline('h_none', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_none_out');
+SELECT streamflink.create_pattern_pipeline('h_within', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_within_out',
+	skip => 'skip_past_last_event', within => '5 minutes', timed_out => 'h_within_timeouts');
+
+--
 -- The documentation's first two patterns, with within.
 -- Key 12: LOGIN then PURCHASE within 5 minutes: login1@0 purchase1@3 is a
 --   match; login2@10 purchase2@17 is not (7 minutes): the partial match of
@@ -258,6 +289,9 @@ SELECT streamflink.produce(regress_brokers(), 'regress_cep',
 	cep_events(12, 'login1@0 purchase1@3 login2@10 purchase2@17') ||
 	cep_events(13, 's1=10 s2=20 s3=30 s4=40 s5=50 s6=60 w1=6000') ||
 	cep_events(14, 's1=10 s2=20 s3=30 s4=40 s5=50 w1@125=6000') ||
+	cep_events(20, 'a1=1 a2=2 b1=2 b2=1') ||
+	cep_events(21, 'a1@0=1 a2@1=2 b1@2=2') ||
+	cep_events(22, 'a1@0=1 a2@1=2 b1@2=2 c1@7') ||
 	cep_events(3000, 'end'), 0) AS produced;
 
 SELECT cep_run('{c_next,c_followed,c_any,n_notnext,n_notfollowed,q_times,q_relaxed}');
@@ -303,6 +337,19 @@ FROM doc_login_timeouts WHERE k = 12;
 SELECT k, match_start, match_end, n_small, small_total, withdrawal
 FROM doc_fraud_out WHERE k IN (13, 14) ORDER BY k;
 SELECT cep_show('doc_fraud_out', 13) AS "small{5,} large";
+
+SELECT cep_run('{h_past,h_next,h_first,h_none,h_within}');
+SELECT wait_until($$SELECT cep_finished('{h_past,h_next,h_first,h_none,h_within}')$$);
+SELECT cep_stop('{h_past,h_next,h_first,h_none,h_within}');
+SELECT wait_until($$SELECT cep_stopped('{h_past,h_next,h_first,h_none,h_within}')$$);
+
+SELECT cep_show('h_past_out', 20) AS "skip_past_last_event";
+SELECT cep_show('h_next_out', 20) AS "skip_to_next";
+SELECT cep_show('h_first_out', 20) AS "skip_to_first(b)";
+SELECT cep_show('h_none_out', 20) AS "no_skip";
+SELECT cep_show('h_within_out', 21) AS "within (key 21)", cep_show('h_within_out', 22) AS "within (key 22)";
+SELECT k, match_start, timed_out_at, events->'a'->0->>'id' AS a
+FROM h_within_timeouts WHERE k IN (21, 22) ORDER BY k;
 
 -- Nothing was late, nothing dead.
 SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline LIKE 'doc%';

@@ -34,9 +34,18 @@
  * take more.  Every event also tries to start a match at element 0 (the
  * start state, which never waits).
  *
- * Events are kept once per key ("shared buffer" light): partial matches
- * refer to them by their position in the key's processing order, and
- * events no partial match refers to are dropped when the state is saved.
+ * Completed matches (Flink's NFA.processMatchesAccordingToSkipStrategy):
+ * without a skip strategy each is emitted at once.  With one, a match is
+ * emitted only once no open partial match of the key started before it
+ * (an earlier-started match goes first and may prune it); until then it
+ * waits in the key's NFA state, in the order of its first event.  Each
+ * emitted match prunes open partial matches and waiting matches as the
+ * strategy says.  A waiting match is released when the partial matches
+ * that held it back die, complete or time out.
+ *
+ * Events are kept once per key ("shared buffer" light): partial and
+ * waiting matches refer to them by their position in the key's processing
+ * order, and events none refers to are dropped when the state is saved.
  *
  *-------------------------------------------------------------------------
  */
@@ -112,6 +121,9 @@ typedef struct NfaState
 	StoredEvent *ev;
 	int			npm;
 	PartialMatch **pms;
+	int			nwait;			/* completed, waiting to be emitted */
+	int			waitcap;
+	PartialMatch **wait;		/* by first event, then completion */
 } NfaState;
 
 struct CepOperator
@@ -233,7 +245,51 @@ nfa_new(void)
 	nfa->evcap = 16;
 	nfa->ev = palloc(sizeof(StoredEvent) * nfa->evcap);
 	nfa->pms = palloc(sizeof(PartialMatch *) * 16);
+	nfa->waitcap = 4;
+	nfa->wait = palloc(sizeof(PartialMatch *) * nfa->waitcap);
 	return nfa;
+}
+
+static PartialMatch *
+pm_decode(const char **pp)
+{
+	PartialMatch *pm = palloc(sizeof(PartialMatch));
+	const char *p = *pp;
+	char		committed;
+
+	GET(p, pm->elem);
+	GET(p, pm->count);
+	GET(p, committed);
+	pm->committed = committed != 0;
+	GET(p, pm->start_pos);
+	GET(p, pm->start_time);
+	GET(p, pm->n);
+	pm->refs = palloc(sizeof(MatchRef) * Max(pm->n, 1));
+	for (int j = 0; j < pm->n; j++)
+	{
+		GET(p, pm->refs[j].var);
+		GET(p, pm->refs[j].pos);
+	}
+	*pp = p;
+	return pm;
+}
+
+static void
+pm_encode(PartialMatch *pm, StringInfo buf)
+{
+	char		committed = pm->committed;
+
+	PUT(buf, pm->elem);
+	PUT(buf, pm->count);
+	PUT(buf, committed);
+	PUT(buf, pm->start_pos);
+	PUT(buf, pm->start_time);
+	PUT(buf, pm->n);
+	for (int j = 0; j < pm->n; j++)
+	{
+		PUT(buf, pm->refs[j].var);
+		PUT(buf, pm->refs[j].pos);
+	}
 }
 
 static NfaState *
@@ -262,25 +318,17 @@ nfa_decode(StringInfo s)
 	nfa->npm = n;
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(n, 16));
 	for (int i = 0; i < n; i++)
-	{
-		PartialMatch *pm = palloc(sizeof(PartialMatch));
-		char		committed;
+		nfa->pms[i] = pm_decode(&p);
 
-		GET(p, pm->elem);
-		GET(p, pm->count);
-		GET(p, committed);
-		pm->committed = committed != 0;
-		GET(p, pm->start_pos);
-		GET(p, pm->start_time);
-		GET(p, pm->n);
-		pm->refs = palloc(sizeof(MatchRef) * Max(pm->n, 1));
-		for (int j = 0; j < pm->n; j++)
-		{
-			GET(p, pm->refs[j].var);
-			GET(p, pm->refs[j].pos);
-		}
-		nfa->pms[i] = pm;
-	}
+	/* Waiting matches come last (a state saved without them has none). */
+	n = 0;
+	if (p < s->data + s->len)
+		GET(p, n);
+	nfa->nwait = n;
+	nfa->waitcap = Max(n, 4);
+	nfa->wait = palloc(sizeof(PartialMatch *) * nfa->waitcap);
+	for (int i = 0; i < n; i++)
+		nfa->wait[i] = pm_decode(&p);
 	return nfa;
 }
 
@@ -305,7 +353,7 @@ find_event(NfaState *nfa, int64 pos)
 	return NULL;
 }
 
-/* Encode, keeping only events that partial matches refer to. */
+/* Encode, keeping only events that partial or waiting matches refer to. */
 static void
 nfa_encode(NfaState *nfa, StringInfo buf)
 {
@@ -316,6 +364,9 @@ nfa_encode(NfaState *nfa, StringInfo buf)
 	for (int i = 0; i < nfa->npm; i++)
 		for (int j = 0; j < nfa->pms[i]->n; j++)
 			find_event(nfa, nfa->pms[i]->refs[j].pos)->used = true;
+	for (int i = 0; i < nfa->nwait; i++)
+		for (int j = 0; j < nfa->wait[i]->n; j++)
+			find_event(nfa, nfa->wait[i]->refs[j].pos)->used = true;
 	for (int i = 0; i < nfa->nev; i++)
 		n += nfa->ev[i].used;
 
@@ -335,22 +386,11 @@ nfa_encode(NfaState *nfa, StringInfo buf)
 	n = nfa->npm;
 	PUT(buf, n);
 	for (int i = 0; i < nfa->npm; i++)
-	{
-		PartialMatch *pm = nfa->pms[i];
-		char		committed = pm->committed;
-
-		PUT(buf, pm->elem);
-		PUT(buf, pm->count);
-		PUT(buf, committed);
-		PUT(buf, pm->start_pos);
-		PUT(buf, pm->start_time);
-		PUT(buf, pm->n);
-		for (int j = 0; j < pm->n; j++)
-		{
-			PUT(buf, pm->refs[j].var);
-			PUT(buf, pm->refs[j].pos);
-		}
-	}
+		pm_encode(nfa->pms[i], buf);
+	n = nfa->nwait;
+	PUT(buf, n);
+	for (int i = 0; i < nfa->nwait; i++)
+		pm_encode(nfa->wait[i], buf);
 }
 
 /* --- keys ------------------------------------------------------------------ */
@@ -735,6 +775,87 @@ pruned(PartialMatch *pm, int64 limit, bool inclusive)
 	return limit >= 0 && (inclusive ? pm->start_pos <= limit : pm->start_pos < limit);
 }
 
+/*
+ * Add a completed match to the waiting ones: after those that started at
+ * an earlier or the same event, so equal starts keep their completion
+ * order.
+ */
+static void
+queue_match(NfaState *nfa, PartialMatch *m)
+{
+	int			i;
+
+	if (nfa->nwait == nfa->waitcap)
+	{
+		nfa->waitcap *= 2;
+		nfa->wait = repalloc(nfa->wait, sizeof(PartialMatch *) * nfa->waitcap);
+	}
+	for (i = nfa->nwait; i > 0 && nfa->wait[i - 1]->start_pos > m->start_pos; i--)
+		nfa->wait[i] = nfa->wait[i - 1];
+	nfa->wait[i] = m;
+	nfa->nwait++;
+}
+
+/*
+ * Emit the waiting matches that no open partial match started before, as
+ * Flink's NFA.processMatchesAccordingToSkipStrategy: the earliest waiting
+ * match goes when it started no later than every open partial match (one
+ * that started earlier may still complete, and would go first and could
+ * prune it); each emitted match prunes open partial matches and waiting
+ * matches per the skip strategy (AfterMatchSkipStrategy.prune: by their
+ * first event).
+ */
+static void
+release_matches(CepOperator *op, NfaState *nfa)
+{
+	Pattern    *pat = op->cp->pattern;
+
+	while (nfa->nwait > 0)
+	{
+		PartialMatch *m = nfa->wait[0];
+		int64		limit = -1;
+		bool		inclusive = true;
+		int			kept;
+
+		for (int i = 0; i < nfa->npm; i++)
+			if (nfa->pms[i]->start_pos < m->start_pos)
+				return;
+		nfa->nwait--;
+		memmove(nfa->wait, nfa->wait + 1, sizeof(PartialMatch *) * nfa->nwait);
+		emit_match(op, nfa, m);
+
+		switch (pat->skip)
+		{
+			case SKIP_NONE:
+				break;
+			case SKIP_TO_NEXT:
+				limit = m->start_pos;
+				break;
+			case SKIP_PAST_LAST_EVENT:
+				limit = m->refs[m->n - 1].pos;
+				break;
+			case SKIP_TO_FIRST:
+			case SKIP_TO_LAST:
+				/* no event of the variable in the match: nothing pruned */
+				limit = var_event(m, pat->skip_var, pat->skip == SKIP_TO_LAST);
+				inclusive = false;
+				break;
+		}
+		if (limit < 0)
+			continue;
+		kept = 0;
+		for (int i = 0; i < nfa->npm; i++)
+			if (!pruned(nfa->pms[i], limit, inclusive))
+				nfa->pms[kept++] = nfa->pms[i];
+		nfa->npm = kept;
+		kept = 0;
+		for (int i = 0; i < nfa->nwait; i++)
+			if (!pruned(nfa->wait[i], limit, inclusive))
+				nfa->wait[kept++] = nfa->wait[i];
+		nfa->nwait = kept;
+	}
+}
+
 static void
 nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 {
@@ -773,48 +894,25 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	}
 	step(op, nfa, NULL, &out);
 
-	/* Matches in the order of their first events, pruned by the skip strategy. */
-	list_sort(out.matches, cmp_start);
-	for (int mi = 0; mi < list_length(out.matches); mi++)
-	{
-		PartialMatch *m = list_nth(out.matches, mi);
-		int64		limit = -1;
-		bool		inclusive = true;
-
-		if (m == NULL)
-			continue;
-		emit_match(op, nfa, m);
-		switch (pat->skip)
-		{
-			case SKIP_NONE:
-				break;
-			case SKIP_TO_NEXT:
-				limit = m->start_pos;
-				break;
-			case SKIP_PAST_LAST_EVENT:
-				limit = m->refs[m->n - 1].pos;
-				break;
-			case SKIP_TO_FIRST:
-			case SKIP_TO_LAST:
-				limit = var_event(m, pat->skip_var, pat->skip == SKIP_TO_LAST);
-				inclusive = false;
-				break;
-		}
-		if (limit < 0)
-			continue;
-		for (int mj = mi + 1; mj < list_length(out.matches); mj++)
-			if (list_nth(out.matches, mj) && pruned(list_nth(out.matches, mj), limit, inclusive))
-				list_nth_cell(out.matches, mj)->ptr_value = NULL;
-		foreach(lc, out.pms)
-			if (lfirst(lc) && pruned(lfirst(lc), limit, inclusive))
-				lfirst(lc) = NULL;
-	}
-
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(list_length(out.pms), 1));
 	foreach(lc, out.pms)
-		if (lfirst(lc))
-			nfa->pms[kept++] = lfirst(lc);
+		nfa->pms[kept++] = lfirst(lc);
 	nfa->npm = kept;
+
+	/* Matches in the order of their first events (then of creation). */
+	list_sort(out.matches, cmp_start);
+	if (pat->skip == SKIP_NONE)
+	{
+		/* Flink emits every match at once when nothing is skipped. */
+		foreach(lc, out.matches)
+			emit_match(op, nfa, lfirst(lc));
+	}
+	else
+	{
+		foreach(lc, out.matches)
+			queue_match(nfa, lfirst(lc));
+		release_matches(op, nfa);
+	}
 	ResetExprContext(op->econtext);
 }
 
@@ -862,7 +960,6 @@ fire_key(CepOperator *op, TimestampTz wm)
 	if (op->def->within >= 0)
 	{
 		int			kept = 0;
-		TimestampTz oldest = DT_NOEND;
 
 		for (int i = 0; i < nfa->npm; i++)
 		{
@@ -871,20 +968,27 @@ fire_key(CepOperator *op, TimestampTz wm)
 			if (wm - pm->start_time >= op->def->within)
 				emit_timeout(op, nfa, pm);
 			else
-			{
 				nfa->pms[kept++] = pm;
-				oldest = Min(oldest, pm->start_time);
-			}
 		}
 		nfa->npm = kept;
-		if (kept > 0)
+
+		/* Matches the timed-out partial matches held back may go now. */
+		if (nfa->nwait > 0)
+			release_matches(op, nfa);
+		if (nfa->npm > 0)
+		{
+			TimestampTz oldest = DT_NOEND;
+
+			for (int i = 0; i < nfa->npm; i++)
+				oldest = Min(oldest, nfa->pms[i]->start_time);
 			kstate_timer_register(op->store, &op->tkey, oldest + op->def->within,
 								  op->bkey.data, op->bkey.len);
+		}
 	}
 	op->open += nfa->npm - before;
 
 	MemoryContextSwitchTo(kstate_memory(op->ks_nfa));
-	if (nfa->npm == 0)
+	if (nfa->npm == 0 && nfa->nwait == 0)
 	{
 		if (blob)
 			kstate_delete(op->ks_nfa, op->nkey.data, op->nkey.len);
