@@ -174,6 +174,38 @@ SELECT streamflink.create_pattern_pipeline('g_greedy', 'ev', 'k', 'a{2,}+ -> b',
 	$$a AS x > 0 AND x < 9, b AS x > 5$$, 'g_greedy_out');
 
 --
+-- Greedy, as Flink's NFACompiler.updateWithGreedyCondition: every edge of
+-- the first state of the element after a greedy one also needs "not a", so
+-- a match waiting there dies on the next a (Flink's GreedyITCase).
+-- Key 15: c x1 a1 x2 a2 x3 a3 d.
+--   c -> a{->1,}+ -> d: c a1 waits for d from x2 and dies at a2, c a1 a2
+--   at a3: only c a1 a2 a3 d.
+--   c -> a{->,}+ -> d (a*, testGreedyZeroOrMoreInBetween): c, waiting for
+--   d from x1, dies at a1 too: the same one match.
+-- Key 16: a1 a2 x1 a3 b1, a{2,}+ -> b: a1 a2 waits for b from x1 and dies
+--   at a3, and a3 is one a: no match (non-greedy, a1 a2 b1).
+-- Key 17: a1 a2 a3 a4 b1, a{2,3}+ -> b (a range): a1 a2 a3 is full at a3,
+--   which in Flink puts it in b's first state; a4 kills it there: a2 a3 a4
+--   b1 and a3 a4 b1.
+-- Key 18: c a1 x1 a2 e, c -> a{->,}+ -> d? -> e: the condition is on the
+--   next element's first state only.  At x1 c a1 waits in e, which keeps
+--   its edges (and in d's ignore state, which an optional d has apart):
+--   a2 does not kill it: c a1 e and c a1 a2 e.
+-- Key 19: c a1 a2 d1 e, the same (testGreedyZeroOrMoreBeforeOptional2):
+--   c a1 a2 d1 e and c a1 a2 e.
+--
+SELECT streamflink.create_pattern_pipeline('g_relaxed', 'ev', 'k', 'c -> a{->1,}+ -> d',
+	$$c AS id ~ '^c', a AS id ~ '^a', d AS id ~ '^d'$$, 'g_relaxed_out');
+SELECT streamflink.create_pattern_pipeline('g_star', 'ev', 'k', 'c -> a{->,}+ -> d',
+	$$c AS id ~ '^c', a AS id ~ '^a', d AS id ~ '^d'$$, 'g_star_out');
+SELECT streamflink.create_pattern_pipeline('g_waiting', 'ev', 'k', 'a{2,}+ -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'g_waiting_out');
+SELECT streamflink.create_pattern_pipeline('g_range', 'ev', 'k', 'a{2,3}+ -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'g_range_out');
+SELECT streamflink.create_pattern_pipeline('g_optional', 'ev', 'k', 'c -> a{->,}+ -> d? -> e',
+	$$c AS id ~ '^c', a AS id ~ '^a', d AS id ~ '^d', e AS id ~ '^e'$$, 'g_optional_out');
+
+--
 -- Iterative conditions.
 -- Key 7: ten consecutive rising readings per sensor (the documentation's
 --   third pattern), e1..e11 rising (x = 1..11), e12 falls (x = 5); skip
@@ -289,6 +321,11 @@ SELECT streamflink.produce(regress_brokers(), 'regress_cep',
 	cep_events(12, 'login1@0 purchase1@3 login2@10 purchase2@17') ||
 	cep_events(13, 's1=10 s2=20 s3=30 s4=40 s5=50 s6=60 w1=6000') ||
 	cep_events(14, 's1=10 s2=20 s3=30 s4=40 s5=50 w1@125=6000') ||
+	cep_events(15, 'c x1 a1 x2 a2 x3 a3 d') ||
+	cep_events(16, 'a1 a2 x1 a3 b1') ||
+	cep_events(17, 'a1 a2 a3 a4 b1') ||
+	cep_events(18, 'c a1 x1 a2 e') ||
+	cep_events(19, 'c a1 a2 d1 e') ||
 	cep_events(20, 'a1=1 a2=2 b1=2 b2=1') ||
 	cep_events(21, 'a1@0=1 a2@1=2 b1@2=2') ||
 	cep_events(22, 'a1@0=1 a2@1=2 b1@2=2 c1@7') ||
@@ -337,6 +374,18 @@ FROM doc_login_timeouts WHERE k = 12;
 SELECT k, match_start, match_end, n_small, small_total, withdrawal
 FROM doc_fraud_out WHERE k IN (13, 14) ORDER BY k;
 SELECT cep_show('doc_fraud_out', 13) AS "small{5,} large";
+
+SELECT cep_run('{g_relaxed,g_star,g_waiting,g_range,g_optional}');
+SELECT wait_until($$SELECT cep_finished('{g_relaxed,g_star,g_waiting,g_range,g_optional}')$$);
+SELECT cep_stop('{g_relaxed,g_star,g_waiting,g_range,g_optional}');
+SELECT wait_until($$SELECT cep_stopped('{g_relaxed,g_star,g_waiting,g_range,g_optional}')$$);
+
+SELECT cep_show('g_relaxed_out', 15) AS "c -> a{->1,}+ -> d";
+SELECT cep_show('g_star_out', 15) AS "c -> a{->,}+ -> d";
+SELECT cep_show('g_waiting_out', 16) AS "a{2,}+ -> b";
+SELECT cep_show('g_range_out', 17) AS "a{2,3}+ -> b";
+SELECT cep_show('g_optional_out', 18) AS "c -> a{->,}+ -> d? -> e (key 18)";
+SELECT cep_show('g_optional_out', 19) AS "c -> a{->,}+ -> d? -> e (key 19)";
 
 SELECT cep_run('{h_past,h_next,h_first,h_none,h_within}');
 SELECT wait_until($$SELECT cep_finished('{h_past,h_next,h_first,h_none,h_within}')$$);

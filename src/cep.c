@@ -29,6 +29,14 @@
  *	   elements; a negated element on the way kills this branch if the event
  *	   satisfies it.  A match waiting for element j after a notFollowedBy
  *	   dies on an event satisfying the negated variable.
+ * Greedy, as Flink's NFACompiler.updateWithGreedyCondition: every edge
+ * (take, ignore, proceed) of the first state of the element after a greedy
+ * one gets "and not the greedy variable's condition".  So besides not
+ * proceeding out of a greedy element on an event it could take, a match
+ * waiting for the first event of the next element dies on any event that
+ * satisfies the greedy variable (unless that element is optional: Flink
+ * waits in a separate ignore state then, which keeps its edges).  Greedy
+ * has an effect only on a loop or a range ({n,m}, m > n), as in Flink.
  * After a take, the partial match is complete if count >= min and every
  * later element is optional: it is emitted, and it continues if it can
  * take more.  Every event also tries to start a match at element 0 (the
@@ -686,6 +694,32 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 		out->pms = lappend(out->pms, complete ? pm_copy(n, 0) : n);
 }
 
+/*
+ * Is the element greedy in effect?  Flink applies greedy() only to looping
+ * quantifiers and to times(from, to) with from != to; a{0,m} is optional
+ * times(1, m).
+ */
+static bool
+is_greedy(PatternElement *el)
+{
+	return el->greedy && (el->max < 0 || el->max > Max(el->min, 1));
+}
+
+/*
+ * The element whose greedy condition guards the first state of element j:
+ * the one before it, notFollowedBy elements skipped (they are conditions on
+ * j's edges in Flink, not states).  -1 if none.
+ */
+static int
+greedy_guard(Pattern *pat, int j)
+{
+	int			g = j - 1;
+
+	while (g >= 0 && pat->elems[g].negated && pat->elems[g].contiguity != CONTIG_STRICT)
+		g--;
+	return (g >= 0 && is_greedy(&pat->elems[g])) ? g : -1;
+}
+
 /* pm == NULL: the start state, which tries to begin a match. */
 static void
 step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
@@ -697,13 +731,23 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
 
-	/* Waiting after a notFollowedBy: the negated variable must not occur. */
 	if (pm && committed && cnt == 0)
 	{
-		for (int g = i - 1; g >= 0 && pat->elems[g].negated; g--)
+		int			g;
+
+		/* Waiting after a notFollowedBy: the negated variable must not occur. */
+		for (g = i - 1; g >= 0 && pat->elems[g].negated; g--)
 			if (pat->elems[g].contiguity != CONTIG_STRICT &&
 				cond(op, pat->elems[g].var, nfa, pm))
 				return;
+
+		/*
+		 * Waiting for the first event of an element after a greedy one: no
+		 * edge of that state holds for an event of the greedy variable.
+		 */
+		g = greedy_guard(pat, i);
+		if (g >= 0 && el->min > 0 && cond(op, pat->elems[g].var, nfa, pm))
+			return;
 	}
 
 	if (el->max < 0 || cnt < el->max)
@@ -717,7 +761,16 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 			wait_in(out, pm, i, cnt);
 	}
 
-	if (committed || cnt < el->min || (el->greedy && loop_take))
+	if (committed || cnt < el->min)
+		return;
+
+	/*
+	 * Out of a greedy element only on an event it cannot take.  (Its
+	 * condition, even when the element is full: in Flink the match is then
+	 * in the next element's first state, whose edges all carry it.)
+	 */
+	if (is_greedy(el) &&
+		((el->max < 0 || cnt < el->max) ? loop_take : cond(op, el->var, nfa, pm)))
 		return;
 
 	/* Proceed: to the next elements, through optional ones. */
@@ -737,7 +790,7 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 			take(op, out, pm, j);
 		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
 			wait_in(out, pm, j, 0);
-		if (nx->min > 0 || (nx->greedy && t))
+		if (nx->min > 0 || (is_greedy(nx) && t))
 			return;
 	}
 }
