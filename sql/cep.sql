@@ -400,6 +400,30 @@ SELECT cep_show('h_within_out', 21) AS "within (key 21)", cep_show('h_within_out
 SELECT k, match_start, timed_out_at, events->'a'->0->>'id' AS a
 FROM h_within_timeouts WHERE k IN (21, 22) ORDER BY k;
 
+--
+-- Late events (Flink's CepOperator: late if t <= watermark, whose watermark
+-- is the maximum event time less the out-of-orderness less 1 ms): an event
+-- at the maximum event time so far is not late.  Source ev_eq, no
+-- out-of-orderness, x -> y, key 23: x1@1 first; once the watermark is at
+-- x1's time, y1@1, at the same time: not late: x1 y1.
+--
+SELECT streamflink.create_source('ev_eq', regress_brokers(), 'regress_cep_eq', 'json',
+	columns => 'k int, id text, x numeric, ts timestamptz', event_time => 'ts',
+	idle_timeout => '1 second');
+SELECT streamflink.create_pattern_pipeline('late_eq', 'ev_eq', 'k', 'x -> y',
+	$$x AS id ~ '^x', y AS id ~ '^y'$$, 'late_eq_out');
+SELECT streamflink.produce(regress_brokers(), 'regress_cep_eq', cep_events(23, 'x1@1'), 0) AS produced;
+SELECT cep_run('{late_eq}');
+SELECT wait_until($$SELECT watermark = timestamptz '2024-01-24 00:01+00'
+	FROM streamflink.pipelines WHERE name = 'late_eq'$$);
+SELECT streamflink.produce(regress_brokers(), 'regress_cep_eq',
+	cep_events(23, 'y1@1') || cep_events(3000, 'end'), 0) AS produced;
+SELECT wait_until($$SELECT cep_finished('{late_eq}')$$);
+SELECT cep_stop('{late_eq}');
+SELECT wait_until($$SELECT cep_stopped('{late_eq}')$$);
+SELECT cep_show('late_eq_out', 23) AS "x -> y";
+SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline = 'late_eq';
+
 -- Nothing was late, nothing dead.
 SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline LIKE 'doc%';
 SELECT count(*) AS dead FROM streamflink.dead_letters WHERE pipeline LIKE 'doc%';
@@ -412,3 +436,4 @@ SELECT streamflink.drop_pipeline(name, drop_sink => true)
 FROM streamflink.pipeline WHERE kind = 'pattern' ORDER BY name;
 SELECT to_regclass('doc_login_timeouts') AS timeouts_dropped;
 SELECT streamflink.drop_source('ev');
+SELECT streamflink.drop_source('ev_eq');

@@ -1085,8 +1085,12 @@ cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 	HeapTuple	tup;
 	BufEvent   *be;
 
-	/* As Flink's CepOperator: an event the watermark has passed is late. */
-	if (t <= wm)
+	/*
+	 * As Flink's CepOperator: late if t <= its watermark, which is ours less
+	 * 1 microsecond (see cep_advance); an event at the current maximum event
+	 * time is not late.
+	 */
+	if (t < wm)
 		return false;
 
 	kstate_encode_key(&op->codec, event, &op->gk);
@@ -1147,7 +1151,19 @@ cep_advance(void *arg, TimestampTz wm)
 	List	   *due;
 	ListCell   *lc;
 
-	if (wm == DT_NOBEGIN || wm < op->timer_floor)
+	if (wm == DT_NOBEGIN)
+		return;
+
+	/*
+	 * Flink's watermark is the maximum event time less the out-of-orderness
+	 * less 1 ms (BoundedOutOfOrdernessWatermarks), ours is without the 1
+	 * (right for windows: one fires when our watermark reaches its end, as
+	 * Flink's at end - 1).  CepOperator processes the buffered events up to
+	 * its watermark, so more events at our watermark's time may still come:
+	 * the NFA runs to our watermark less 1 microsecond, our time unit.
+	 */
+	wm -= 1;
+	if (wm < op->timer_floor)
 		return;
 	due = kstate_timers_due(op->store, op->timer_floor, wm);
 	foreach(lc, due)
