@@ -424,6 +424,32 @@ SELECT wait_until($$SELECT cep_stopped('{late_eq}')$$);
 SELECT cep_show('late_eq_out', 23) AS "x -> y";
 SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline = 'late_eq';
 
+--
+-- A runtime error in a condition or a measure stops the pipeline (it is
+-- retried after a back-off); the error says where: pipeline, variable or
+-- measure, key and event time.  On source ev_eq, key 24: a1=1 a2=0, a's
+-- condition divides by x: fails at a2.  Key 25: a1 b1=0, a measure divides
+-- by b.x: fails on the match a1 b1.
+--
+SELECT streamflink.create_pattern_pipeline('err_cond', 'ev_eq', 'k', 'a -> b',
+	$$a AS CASE WHEN id ~ '^a' THEN 1 / x > 0 END, b AS id ~ '^b'$$, 'err_cond_out');
+SELECT streamflink.create_pattern_pipeline('err_measure', 'ev_eq', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'err_measure_out',
+	measures => $$a.x AS ax, CASE WHEN b.id ~ '^b' THEN 1 / b.x END AS inv$$);
+SELECT streamflink.produce(regress_brokers(), 'regress_cep_eq',
+	cep_events(24, 'a1=1 a2=0') || cep_events(25, 'a1 b1=0'), 0) AS produced;
+SELECT cep_run('{err_cond,err_measure}');
+-- (Each is failed for a few seconds of each retry: keep what was seen.)
+CREATE TEMP TABLE cep_errors (name text PRIMARY KEY, error text);
+SELECT wait_until($$WITH seen AS (
+		INSERT INTO cep_errors SELECT name, error FROM streamflink.pipelines
+		WHERE name IN ('err_cond', 'err_measure') AND status = 'failed'
+		ON CONFLICT DO NOTHING)
+	SELECT count(*) = 2 FROM cep_errors$$);
+SELECT name, error FROM cep_errors ORDER BY name;
+SELECT cep_stop('{err_cond,err_measure}');
+SELECT wait_until($$SELECT cep_stopped('{err_cond,err_measure}')$$);
+
 -- Nothing was late, nothing dead.
 SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline LIKE 'doc%';
 SELECT count(*) AS dead FROM streamflink.dead_letters WHERE pipeline LIKE 'doc%';

@@ -154,6 +154,7 @@ struct CepOperator
 	HeapTupleData nav_tuple;
 	StoredEvent *cur;
 	int8	   *cond_cache;		/* per variable: -1 unknown, 0, 1 */
+	int			eval_expr;		/* expression being evaluated, for errors */
 	TimestampTz timer_floor;
 	int64		open;			/* partial matches */
 	StringInfoData gk;
@@ -447,6 +448,7 @@ fill_params(CepOperator *op, PatternExprs *pe, int expr, NfaState *nfa, PartialM
 
 		if (expr >= 0 && ref->expr != expr)
 			continue;
+		op->eval_expr = ref->expr;
 		prm->isnull = true;
 		prm->value = (Datum) 0;
 		if (pm)
@@ -500,27 +502,106 @@ fill_params(CepOperator *op, PatternExprs *pe, int expr, NfaState *nfa, PartialM
 	MemoryContextSwitchTo(old);
 }
 
+static void
+set_key_values(CepOperator *op)
+{
+	kstate_decode_key(&op->codec, op->gk.data, op->values, op->nulls);
+}
+
+/*
+ * An error in a condition or a measure: rethrow it with where it happened
+ * in its message (pipeline, variable or measure, key, event time), as the
+ * status view shows an error's message, not its context.
+ */
+static void expr_error(CepOperator *op, MemoryContext cxt, PatternExprs *pe,
+					   bool measure, TimestampTz t) pg_attribute_noreturn();
+
+static void
+expr_error(CepOperator *op, MemoryContext cxt, PatternExprs *pe, bool measure,
+		   TimestampTz t)
+{
+	ErrorData  *edata;
+	StringInfoData where;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+
+	initStringInfo(&where);
+	appendStringInfo(&where, "pattern pipeline \"%s\", ", op->def->name);
+	if (op->eval_expr >= 0 && op->eval_expr < pe->nexprs)
+		appendStringInfo(&where, "%s \"%s\"", measure ? "measure" : "condition of variable",
+						 pe->names[op->eval_expr]);
+	else
+		appendStringInfoString(&where, measure ? "measures" : "condition");
+	appendStringInfoString(&where, measure ? ", match" : ", event");
+	if (op->nkeys > 0)
+	{
+		/* as in Postgres' key details: (a, b)=(1, x) */
+		set_key_values(op);
+		appendStringInfoString(&where, " of key (");
+		for (int i = 0; i < op->nkeys; i++)
+			appendStringInfo(&where, "%s%s", i ? ", " : "",
+							 NameStr(TupleDescAttr(op->desc, op->def->key_attnos[i])->attname));
+		appendStringInfoString(&where, ")=(");
+		for (int i = 0; i < op->nkeys; i++)
+		{
+			Oid			typ = TupleDescAttr(op->desc, op->def->key_attnos[i])->atttypid;
+			Oid			out;
+			bool		varlena;
+
+			getTypeOutputInfo(typ, &out, &varlena);
+			appendStringInfo(&where, "%s%s", i ? ", " : "",
+							 op->nulls[i] ? "null" : OidOutputFunctionCall(out, op->values[i]));
+		}
+		appendStringInfoChar(&where, ')');
+	}
+	appendStringInfo(&where, " %s %s", measure ? "ending at" : "at", timestamptz_to_str(t));
+	edata->message = psprintf("%s: %s", where.data, edata->message);
+	ReThrowError(edata);
+}
+
+static bool
+cond_eval(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
+{
+	PatternExprs *pe = op->cp->conds;
+	int			ci = op->cp->cond_of_var[var];
+	Datum		d;
+	bool		isnull;
+
+	if (pe->has_refs[ci])
+		fill_params(op, pe, ci, nfa, pm);
+	op->eval_expr = ci;
+	op->econtext->ecxt_scantuple = op->cur_slot;
+	op->econtext->ecxt_param_list_info = pe->params;
+	d = ExecEvalExprSwitchContext(pe->exprs[ci], op->econtext, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
 /* Does the current event satisfy the condition of variable 'var'? */
 static bool
 cond(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 {
 	PatternExprs *pe = op->cp->conds;
 	int			ci = op->cp->cond_of_var[var];
-	Datum		d;
-	bool		isnull;
-	bool		result;
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		result = false;
 
 	if (ci < 0)
 		return true;
 	/* Conditions without references depend on the event only. */
 	if (!pe->has_refs[ci] && op->cond_cache[var] >= 0)
 		return op->cond_cache[var] == 1;
-	if (pe->has_refs[ci])
-		fill_params(op, pe, ci, nfa, pm);
-	op->econtext->ecxt_scantuple = op->cur_slot;
-	op->econtext->ecxt_param_list_info = pe->params;
-	d = ExecEvalExprSwitchContext(pe->exprs[ci], op->econtext, &isnull);
-	result = !isnull && DatumGetBool(d);
+	op->eval_expr = ci;
+	PG_TRY();
+	{
+		result = cond_eval(op, var, nfa, pm);
+	}
+	PG_CATCH();
+	{
+		expr_error(op, cxt, pe, false, op->cur->time);
+	}
+	PG_END_TRY();
 	if (!pe->has_refs[ci])
 		op->cond_cache[var] = result ? 1 : 0;
 	return result;
@@ -571,12 +652,6 @@ events_json(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 }
 
 static void
-set_key_values(CepOperator *op)
-{
-	kstate_decode_key(&op->codec, op->gk.data, op->values, op->nulls);
-}
-
-static void
 emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 {
 	int			k = op->nkeys;
@@ -592,18 +667,31 @@ emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	op->nulls[k + 2] = false;
 	if (me)
 	{
-		/* Unqualified columns in measures are those of the last event. */
-		store_event(op->nav_slot, &op->nav_tuple, last);
-		fill_params(op, me, -1, nfa, pm);
-		store_event(op->nav_slot, &op->nav_tuple, last);
-		op->econtext->ecxt_scantuple = op->nav_slot;
-		op->econtext->ecxt_param_list_info = me->params;
-		for (int i = 0; i < me->nexprs; i++)
-		{
-			Datum		v = ExecEvalExpr(me->exprs[i], op->econtext, &op->nulls[k + 3 + i]);
+		MemoryContext cxt = CurrentMemoryContext;
 
-			op->values[k + 3 + i] = v;
+		op->eval_expr = -1;
+		PG_TRY();
+		{
+			/* Unqualified columns in measures are those of the last event. */
+			store_event(op->nav_slot, &op->nav_tuple, last);
+			fill_params(op, me, -1, nfa, pm);
+			store_event(op->nav_slot, &op->nav_tuple, last);
+			op->econtext->ecxt_scantuple = op->nav_slot;
+			op->econtext->ecxt_param_list_info = me->params;
+			for (int i = 0; i < me->nexprs; i++)
+			{
+				Datum		v;
+
+				op->eval_expr = i;
+				v = ExecEvalExpr(me->exprs[i], op->econtext, &op->nulls[k + 3 + i]);
+				op->values[k + 3 + i] = v;
+			}
 		}
+		PG_CATCH();
+		{
+			expr_error(op, cxt, me, true, last->time);
+		}
+		PG_END_TRY();
 	}
 	sink_insert(op->sink, op->ins_match, op->values, op->nulls);
 }
