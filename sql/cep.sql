@@ -174,6 +174,38 @@ SELECT streamflink.create_pattern_pipeline('g_greedy', 'ev', 'k', 'a{2,}+ -> b',
 	$$a AS x > 0 AND x < 9, b AS x > 5$$, 'g_greedy_out');
 
 --
+-- Greedy, as Flink's NFACompiler.updateWithGreedyCondition: every edge of
+-- the first state of the element after a greedy one also needs "not a", so
+-- a match waiting there dies on the next a (Flink's GreedyITCase).
+-- Key 15: c x1 a1 x2 a2 x3 a3 d.
+--   c -> a{->1,}+ -> d: c a1 waits for d from x2 and dies at a2, c a1 a2
+--   at a3: only c a1 a2 a3 d.
+--   c -> a{->,}+ -> d (a*, testGreedyZeroOrMoreInBetween): c, waiting for
+--   d from x1, dies at a1 too: the same one match.
+-- Key 16: a1 a2 x1 a3 b1, a{2,}+ -> b: a1 a2 waits for b from x1 and dies
+--   at a3, and a3 is one a: no match (non-greedy, a1 a2 b1).
+-- Key 17: a1 a2 a3 a4 b1, a{2,3}+ -> b (a range): a1 a2 a3 is full at a3,
+--   which in Flink puts it in b's first state; a4 kills it there: a2 a3 a4
+--   b1 and a3 a4 b1.
+-- Key 18: c a1 x1 a2 e, c -> a{->,}+ -> d? -> e: the condition is on the
+--   next element's first state only.  At x1 c a1 waits in e, which keeps
+--   its edges (and in d's ignore state, which an optional d has apart):
+--   a2 does not kill it: c a1 e and c a1 a2 e.
+-- Key 19: c a1 a2 d1 e, the same (testGreedyZeroOrMoreBeforeOptional2):
+--   c a1 a2 d1 e and c a1 a2 e.
+--
+SELECT streamflink.create_pattern_pipeline('g_relaxed', 'ev', 'k', 'c -> a{->1,}+ -> d',
+	$$c AS id ~ '^c', a AS id ~ '^a', d AS id ~ '^d'$$, 'g_relaxed_out');
+SELECT streamflink.create_pattern_pipeline('g_star', 'ev', 'k', 'c -> a{->,}+ -> d',
+	$$c AS id ~ '^c', a AS id ~ '^a', d AS id ~ '^d'$$, 'g_star_out');
+SELECT streamflink.create_pattern_pipeline('g_waiting', 'ev', 'k', 'a{2,}+ -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'g_waiting_out');
+SELECT streamflink.create_pattern_pipeline('g_range', 'ev', 'k', 'a{2,3}+ -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'g_range_out');
+SELECT streamflink.create_pattern_pipeline('g_optional', 'ev', 'k', 'c -> a{->,}+ -> d? -> e',
+	$$c AS id ~ '^c', a AS id ~ '^a', d AS id ~ '^d', e AS id ~ '^e'$$, 'g_optional_out');
+
+--
 -- Iterative conditions.
 -- Key 7: ten consecutive rising readings per sensor (the documentation's
 --   third pattern), e1..e11 rising (x = 1..11), e12 falls (x = 5); skip
@@ -218,6 +250,37 @@ SELECT streamflink.create_pattern_pipeline('s_next', 'ev', 'k', 'a b+',
 	$$a AS id ~ '^a', b AS id ~ '^b'$$, 's_next_out', skip => 'skip_to_next');
 
 --
+-- Matches held back (Flink's NFA.processMatchesAccordingToSkipStrategy):
+-- with a skip strategy, a completed match is emitted only once no open
+-- partial match started before it; that one may complete first and prune
+-- it.  Key 20: a1=1 a2=2 b1=2 b2=1, a -> b, b AS x = LAST(a.x): a2 b1
+-- completes at b1 but waits, a1 being open; a1 b2 completes at b2 and goes
+-- first.
+--   skip_past_last_event:	a1 b2 (a2 b1 started before b2: pruned)
+--   skip_to_next:			a1 b2, a2 b1 (only what started at a1 is pruned)
+--   skip_to_first(b):		a1 b2 (a2 b1 started before b2)
+--   no_skip:				a1 b2, a2 b1, each emitted when it completes
+-- Key 21: a1=1@0 a2=2@1 b1=2@2, the same within 5 minutes, skip past the
+--   last event: a1 never completes; when the watermark times it out (at
+--   minute 5, to the timed-out table), a2 b1 goes.
+-- Key 22: a1=1@0 a2=2@1 b1=2@2 c1@7: the same, a1 timed out by c1.
+--
+SELECT streamflink.create_pattern_pipeline('h_past', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_past_out',
+	skip => 'skip_past_last_event');
+SELECT streamflink.create_pattern_pipeline('h_next', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_next_out',
+	skip => 'skip_to_next');
+SELECT streamflink.create_pattern_pipeline('h_first', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_first_out',
+	skip => 'skip_to_first(b)');
+SELECT streamflink.create_pattern_pipeline('h_none', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_none_out');
+SELECT streamflink.create_pattern_pipeline('h_within', 'ev', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b' AND x = LAST(a.x)$$, 'h_within_out',
+	skip => 'skip_past_last_event', within => '5 minutes', timed_out => 'h_within_timeouts');
+
+--
 -- The documentation's first two patterns, with within.
 -- Key 12: LOGIN then PURCHASE within 5 minutes: login1@0 purchase1@3 is a
 --   match; login2@10 purchase2@17 is not (7 minutes): the partial match of
@@ -258,6 +321,14 @@ SELECT streamflink.produce(regress_brokers(), 'regress_cep',
 	cep_events(12, 'login1@0 purchase1@3 login2@10 purchase2@17') ||
 	cep_events(13, 's1=10 s2=20 s3=30 s4=40 s5=50 s6=60 w1=6000') ||
 	cep_events(14, 's1=10 s2=20 s3=30 s4=40 s5=50 w1@125=6000') ||
+	cep_events(15, 'c x1 a1 x2 a2 x3 a3 d') ||
+	cep_events(16, 'a1 a2 x1 a3 b1') ||
+	cep_events(17, 'a1 a2 a3 a4 b1') ||
+	cep_events(18, 'c a1 x1 a2 e') ||
+	cep_events(19, 'c a1 a2 d1 e') ||
+	cep_events(20, 'a1=1 a2=2 b1=2 b2=1') ||
+	cep_events(21, 'a1@0=1 a2@1=2 b1@2=2') ||
+	cep_events(22, 'a1@0=1 a2@1=2 b1@2=2 c1@7') ||
 	cep_events(3000, 'end'), 0) AS produced;
 
 SELECT cep_run('{c_next,c_followed,c_any,n_notnext,n_notfollowed,q_times,q_relaxed}');
@@ -304,6 +375,81 @@ SELECT k, match_start, match_end, n_small, small_total, withdrawal
 FROM doc_fraud_out WHERE k IN (13, 14) ORDER BY k;
 SELECT cep_show('doc_fraud_out', 13) AS "small{5,} large";
 
+SELECT cep_run('{g_relaxed,g_star,g_waiting,g_range,g_optional}');
+SELECT wait_until($$SELECT cep_finished('{g_relaxed,g_star,g_waiting,g_range,g_optional}')$$);
+SELECT cep_stop('{g_relaxed,g_star,g_waiting,g_range,g_optional}');
+SELECT wait_until($$SELECT cep_stopped('{g_relaxed,g_star,g_waiting,g_range,g_optional}')$$);
+
+SELECT cep_show('g_relaxed_out', 15) AS "c -> a{->1,}+ -> d";
+SELECT cep_show('g_star_out', 15) AS "c -> a{->,}+ -> d";
+SELECT cep_show('g_waiting_out', 16) AS "a{2,}+ -> b";
+SELECT cep_show('g_range_out', 17) AS "a{2,3}+ -> b";
+SELECT cep_show('g_optional_out', 18) AS "c -> a{->,}+ -> d? -> e (key 18)";
+SELECT cep_show('g_optional_out', 19) AS "c -> a{->,}+ -> d? -> e (key 19)";
+
+SELECT cep_run('{h_past,h_next,h_first,h_none,h_within}');
+SELECT wait_until($$SELECT cep_finished('{h_past,h_next,h_first,h_none,h_within}')$$);
+SELECT cep_stop('{h_past,h_next,h_first,h_none,h_within}');
+SELECT wait_until($$SELECT cep_stopped('{h_past,h_next,h_first,h_none,h_within}')$$);
+
+SELECT cep_show('h_past_out', 20) AS "skip_past_last_event";
+SELECT cep_show('h_next_out', 20) AS "skip_to_next";
+SELECT cep_show('h_first_out', 20) AS "skip_to_first(b)";
+SELECT cep_show('h_none_out', 20) AS "no_skip";
+SELECT cep_show('h_within_out', 21) AS "within (key 21)", cep_show('h_within_out', 22) AS "within (key 22)";
+SELECT k, match_start, timed_out_at, events->'a'->0->>'id' AS a
+FROM h_within_timeouts WHERE k IN (21, 22) ORDER BY k;
+
+--
+-- Late events (Flink's CepOperator: late if t <= watermark, whose watermark
+-- is the maximum event time less the out-of-orderness less 1 ms): an event
+-- at the maximum event time so far is not late.  Source ev_eq, no
+-- out-of-orderness, x -> y, key 23: x1@1 first; once the watermark is at
+-- x1's time, y1@1, at the same time: not late: x1 y1.
+--
+SELECT streamflink.create_source('ev_eq', regress_brokers(), 'regress_cep_eq', 'json',
+	columns => 'k int, id text, x numeric, ts timestamptz', event_time => 'ts',
+	idle_timeout => '1 second');
+SELECT streamflink.create_pattern_pipeline('late_eq', 'ev_eq', 'k', 'x -> y',
+	$$x AS id ~ '^x', y AS id ~ '^y'$$, 'late_eq_out');
+SELECT streamflink.produce(regress_brokers(), 'regress_cep_eq', cep_events(23, 'x1@1'), 0) AS produced;
+SELECT cep_run('{late_eq}');
+SELECT wait_until($$SELECT watermark = timestamptz '2024-01-24 00:01+00'
+	FROM streamflink.pipelines WHERE name = 'late_eq'$$);
+SELECT streamflink.produce(regress_brokers(), 'regress_cep_eq',
+	cep_events(23, 'y1@1') || cep_events(3000, 'end'), 0) AS produced;
+SELECT wait_until($$SELECT cep_finished('{late_eq}')$$);
+SELECT cep_stop('{late_eq}');
+SELECT wait_until($$SELECT cep_stopped('{late_eq}')$$);
+SELECT cep_show('late_eq_out', 23) AS "x -> y";
+SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline = 'late_eq';
+
+--
+-- A runtime error in a condition or a measure stops the pipeline (it is
+-- retried after a back-off); the error says where: pipeline, variable or
+-- measure, key and event time.  On source ev_eq, key 24: a1=1 a2=0, a's
+-- condition divides by x: fails at a2.  Key 25: a1 b1=0, a measure divides
+-- by b.x: fails on the match a1 b1.
+--
+SELECT streamflink.create_pattern_pipeline('err_cond', 'ev_eq', 'k', 'a -> b',
+	$$a AS CASE WHEN id ~ '^a' THEN 1 / x > 0 END, b AS id ~ '^b'$$, 'err_cond_out');
+SELECT streamflink.create_pattern_pipeline('err_measure', 'ev_eq', 'k', 'a -> b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'err_measure_out',
+	measures => $$a.x AS ax, CASE WHEN b.id ~ '^b' THEN 1 / b.x END AS inv$$);
+SELECT streamflink.produce(regress_brokers(), 'regress_cep_eq',
+	cep_events(24, 'a1=1 a2=0') || cep_events(25, 'a1 b1=0'), 0) AS produced;
+SELECT cep_run('{err_cond,err_measure}');
+-- (Each is failed for a few seconds of each retry: keep what was seen.)
+CREATE TEMP TABLE cep_errors (name text PRIMARY KEY, error text);
+SELECT wait_until($$WITH seen AS (
+		INSERT INTO cep_errors SELECT name, error FROM streamflink.pipelines
+		WHERE name IN ('err_cond', 'err_measure') AND status = 'failed'
+		ON CONFLICT DO NOTHING)
+	SELECT count(*) = 2 FROM cep_errors$$);
+SELECT name, error FROM cep_errors ORDER BY name;
+SELECT cep_stop('{err_cond,err_measure}');
+SELECT wait_until($$SELECT cep_stopped('{err_cond,err_measure}')$$);
+
 -- Nothing was late, nothing dead.
 SELECT count(*) AS late FROM streamflink.late_events WHERE pipeline LIKE 'doc%';
 SELECT count(*) AS dead FROM streamflink.dead_letters WHERE pipeline LIKE 'doc%';
@@ -316,3 +462,4 @@ SELECT streamflink.drop_pipeline(name, drop_sink => true)
 FROM streamflink.pipeline WHERE kind = 'pattern' ORDER BY name;
 SELECT to_regclass('doc_login_timeouts') AS timeouts_dropped;
 SELECT streamflink.drop_source('ev');
+SELECT streamflink.drop_source('ev_eq');

@@ -29,14 +29,31 @@
  *	   elements; a negated element on the way kills this branch if the event
  *	   satisfies it.  A match waiting for element j after a notFollowedBy
  *	   dies on an event satisfying the negated variable.
+ * Greedy, as Flink's NFACompiler.updateWithGreedyCondition: every edge
+ * (take, ignore, proceed) of the first state of the element after a greedy
+ * one gets "and not the greedy variable's condition".  So besides not
+ * proceeding out of a greedy element on an event it could take, a match
+ * waiting for the first event of the next element dies on any event that
+ * satisfies the greedy variable (unless that element is optional: Flink
+ * waits in a separate ignore state then, which keeps its edges).  Greedy
+ * has an effect only on a loop or a range ({n,m}, m > n), as in Flink.
  * After a take, the partial match is complete if count >= min and every
  * later element is optional: it is emitted, and it continues if it can
  * take more.  Every event also tries to start a match at element 0 (the
  * start state, which never waits).
  *
- * Events are kept once per key ("shared buffer" light): partial matches
- * refer to them by their position in the key's processing order, and
- * events no partial match refers to are dropped when the state is saved.
+ * Completed matches (Flink's NFA.processMatchesAccordingToSkipStrategy):
+ * without a skip strategy each is emitted at once.  With one, a match is
+ * emitted only once no open partial match of the key started before it
+ * (an earlier-started match goes first and may prune it); until then it
+ * waits in the key's NFA state, in the order of its first event.  Each
+ * emitted match prunes open partial matches and waiting matches as the
+ * strategy says.  A waiting match is released when the partial matches
+ * that held it back die, complete or time out.
+ *
+ * Events are kept once per key ("shared buffer" light): partial and
+ * waiting matches refer to them by their position in the key's processing
+ * order, and events none refers to are dropped when the state is saved.
  *
  *-------------------------------------------------------------------------
  */
@@ -112,6 +129,9 @@ typedef struct NfaState
 	StoredEvent *ev;
 	int			npm;
 	PartialMatch **pms;
+	int			nwait;			/* completed, waiting to be emitted */
+	int			waitcap;
+	PartialMatch **wait;		/* by first event, then completion */
 } NfaState;
 
 struct CepOperator
@@ -134,6 +154,7 @@ struct CepOperator
 	HeapTupleData nav_tuple;
 	StoredEvent *cur;
 	int8	   *cond_cache;		/* per variable: -1 unknown, 0, 1 */
+	int			eval_expr;		/* expression being evaluated, for errors */
 	TimestampTz timer_floor;
 	int64		open;			/* partial matches */
 	StringInfoData gk;
@@ -233,7 +254,51 @@ nfa_new(void)
 	nfa->evcap = 16;
 	nfa->ev = palloc(sizeof(StoredEvent) * nfa->evcap);
 	nfa->pms = palloc(sizeof(PartialMatch *) * 16);
+	nfa->waitcap = 4;
+	nfa->wait = palloc(sizeof(PartialMatch *) * nfa->waitcap);
 	return nfa;
+}
+
+static PartialMatch *
+pm_decode(const char **pp)
+{
+	PartialMatch *pm = palloc(sizeof(PartialMatch));
+	const char *p = *pp;
+	char		committed;
+
+	GET(p, pm->elem);
+	GET(p, pm->count);
+	GET(p, committed);
+	pm->committed = committed != 0;
+	GET(p, pm->start_pos);
+	GET(p, pm->start_time);
+	GET(p, pm->n);
+	pm->refs = palloc(sizeof(MatchRef) * Max(pm->n, 1));
+	for (int j = 0; j < pm->n; j++)
+	{
+		GET(p, pm->refs[j].var);
+		GET(p, pm->refs[j].pos);
+	}
+	*pp = p;
+	return pm;
+}
+
+static void
+pm_encode(PartialMatch *pm, StringInfo buf)
+{
+	char		committed = pm->committed;
+
+	PUT(buf, pm->elem);
+	PUT(buf, pm->count);
+	PUT(buf, committed);
+	PUT(buf, pm->start_pos);
+	PUT(buf, pm->start_time);
+	PUT(buf, pm->n);
+	for (int j = 0; j < pm->n; j++)
+	{
+		PUT(buf, pm->refs[j].var);
+		PUT(buf, pm->refs[j].pos);
+	}
 }
 
 static NfaState *
@@ -262,25 +327,17 @@ nfa_decode(StringInfo s)
 	nfa->npm = n;
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(n, 16));
 	for (int i = 0; i < n; i++)
-	{
-		PartialMatch *pm = palloc(sizeof(PartialMatch));
-		char		committed;
+		nfa->pms[i] = pm_decode(&p);
 
-		GET(p, pm->elem);
-		GET(p, pm->count);
-		GET(p, committed);
-		pm->committed = committed != 0;
-		GET(p, pm->start_pos);
-		GET(p, pm->start_time);
-		GET(p, pm->n);
-		pm->refs = palloc(sizeof(MatchRef) * Max(pm->n, 1));
-		for (int j = 0; j < pm->n; j++)
-		{
-			GET(p, pm->refs[j].var);
-			GET(p, pm->refs[j].pos);
-		}
-		nfa->pms[i] = pm;
-	}
+	/* Waiting matches come last (a state saved without them has none). */
+	n = 0;
+	if (p < s->data + s->len)
+		GET(p, n);
+	nfa->nwait = n;
+	nfa->waitcap = Max(n, 4);
+	nfa->wait = palloc(sizeof(PartialMatch *) * nfa->waitcap);
+	for (int i = 0; i < n; i++)
+		nfa->wait[i] = pm_decode(&p);
 	return nfa;
 }
 
@@ -305,7 +362,7 @@ find_event(NfaState *nfa, int64 pos)
 	return NULL;
 }
 
-/* Encode, keeping only events that partial matches refer to. */
+/* Encode, keeping only events that partial or waiting matches refer to. */
 static void
 nfa_encode(NfaState *nfa, StringInfo buf)
 {
@@ -316,6 +373,9 @@ nfa_encode(NfaState *nfa, StringInfo buf)
 	for (int i = 0; i < nfa->npm; i++)
 		for (int j = 0; j < nfa->pms[i]->n; j++)
 			find_event(nfa, nfa->pms[i]->refs[j].pos)->used = true;
+	for (int i = 0; i < nfa->nwait; i++)
+		for (int j = 0; j < nfa->wait[i]->n; j++)
+			find_event(nfa, nfa->wait[i]->refs[j].pos)->used = true;
 	for (int i = 0; i < nfa->nev; i++)
 		n += nfa->ev[i].used;
 
@@ -335,22 +395,11 @@ nfa_encode(NfaState *nfa, StringInfo buf)
 	n = nfa->npm;
 	PUT(buf, n);
 	for (int i = 0; i < nfa->npm; i++)
-	{
-		PartialMatch *pm = nfa->pms[i];
-		char		committed = pm->committed;
-
-		PUT(buf, pm->elem);
-		PUT(buf, pm->count);
-		PUT(buf, committed);
-		PUT(buf, pm->start_pos);
-		PUT(buf, pm->start_time);
-		PUT(buf, pm->n);
-		for (int j = 0; j < pm->n; j++)
-		{
-			PUT(buf, pm->refs[j].var);
-			PUT(buf, pm->refs[j].pos);
-		}
-	}
+		pm_encode(nfa->pms[i], buf);
+	n = nfa->nwait;
+	PUT(buf, n);
+	for (int i = 0; i < nfa->nwait; i++)
+		pm_encode(nfa->wait[i], buf);
 }
 
 /* --- keys ------------------------------------------------------------------ */
@@ -399,6 +448,7 @@ fill_params(CepOperator *op, PatternExprs *pe, int expr, NfaState *nfa, PartialM
 
 		if (expr >= 0 && ref->expr != expr)
 			continue;
+		op->eval_expr = ref->expr;
 		prm->isnull = true;
 		prm->value = (Datum) 0;
 		if (pm)
@@ -452,27 +502,106 @@ fill_params(CepOperator *op, PatternExprs *pe, int expr, NfaState *nfa, PartialM
 	MemoryContextSwitchTo(old);
 }
 
+static void
+set_key_values(CepOperator *op)
+{
+	kstate_decode_key(&op->codec, op->gk.data, op->values, op->nulls);
+}
+
+/*
+ * An error in a condition or a measure: rethrow it with where it happened
+ * in its message (pipeline, variable or measure, key, event time), as the
+ * status view shows an error's message, not its context.
+ */
+static void expr_error(CepOperator *op, MemoryContext cxt, PatternExprs *pe,
+					   bool measure, TimestampTz t) pg_attribute_noreturn();
+
+static void
+expr_error(CepOperator *op, MemoryContext cxt, PatternExprs *pe, bool measure,
+		   TimestampTz t)
+{
+	ErrorData  *edata;
+	StringInfoData where;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+
+	initStringInfo(&where);
+	appendStringInfo(&where, "pattern pipeline \"%s\", ", op->def->name);
+	if (op->eval_expr >= 0 && op->eval_expr < pe->nexprs)
+		appendStringInfo(&where, "%s \"%s\"", measure ? "measure" : "condition of variable",
+						 pe->names[op->eval_expr]);
+	else
+		appendStringInfoString(&where, measure ? "measures" : "condition");
+	appendStringInfoString(&where, measure ? ", match" : ", event");
+	if (op->nkeys > 0)
+	{
+		/* as in Postgres' key details: (a, b)=(1, x) */
+		set_key_values(op);
+		appendStringInfoString(&where, " of key (");
+		for (int i = 0; i < op->nkeys; i++)
+			appendStringInfo(&where, "%s%s", i ? ", " : "",
+							 NameStr(TupleDescAttr(op->desc, op->def->key_attnos[i])->attname));
+		appendStringInfoString(&where, ")=(");
+		for (int i = 0; i < op->nkeys; i++)
+		{
+			Oid			typ = TupleDescAttr(op->desc, op->def->key_attnos[i])->atttypid;
+			Oid			out;
+			bool		varlena;
+
+			getTypeOutputInfo(typ, &out, &varlena);
+			appendStringInfo(&where, "%s%s", i ? ", " : "",
+							 op->nulls[i] ? "null" : OidOutputFunctionCall(out, op->values[i]));
+		}
+		appendStringInfoChar(&where, ')');
+	}
+	appendStringInfo(&where, " %s %s", measure ? "ending at" : "at", timestamptz_to_str(t));
+	edata->message = psprintf("%s: %s", where.data, edata->message);
+	ReThrowError(edata);
+}
+
+static bool
+cond_eval(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
+{
+	PatternExprs *pe = op->cp->conds;
+	int			ci = op->cp->cond_of_var[var];
+	Datum		d;
+	bool		isnull;
+
+	if (pe->has_refs[ci])
+		fill_params(op, pe, ci, nfa, pm);
+	op->eval_expr = ci;
+	op->econtext->ecxt_scantuple = op->cur_slot;
+	op->econtext->ecxt_param_list_info = pe->params;
+	d = ExecEvalExprSwitchContext(pe->exprs[ci], op->econtext, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
 /* Does the current event satisfy the condition of variable 'var'? */
 static bool
 cond(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 {
 	PatternExprs *pe = op->cp->conds;
 	int			ci = op->cp->cond_of_var[var];
-	Datum		d;
-	bool		isnull;
-	bool		result;
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		result = false;
 
 	if (ci < 0)
 		return true;
 	/* Conditions without references depend on the event only. */
 	if (!pe->has_refs[ci] && op->cond_cache[var] >= 0)
 		return op->cond_cache[var] == 1;
-	if (pe->has_refs[ci])
-		fill_params(op, pe, ci, nfa, pm);
-	op->econtext->ecxt_scantuple = op->cur_slot;
-	op->econtext->ecxt_param_list_info = pe->params;
-	d = ExecEvalExprSwitchContext(pe->exprs[ci], op->econtext, &isnull);
-	result = !isnull && DatumGetBool(d);
+	op->eval_expr = ci;
+	PG_TRY();
+	{
+		result = cond_eval(op, var, nfa, pm);
+	}
+	PG_CATCH();
+	{
+		expr_error(op, cxt, pe, false, op->cur->time);
+	}
+	PG_END_TRY();
 	if (!pe->has_refs[ci])
 		op->cond_cache[var] = result ? 1 : 0;
 	return result;
@@ -523,12 +652,6 @@ events_json(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 }
 
 static void
-set_key_values(CepOperator *op)
-{
-	kstate_decode_key(&op->codec, op->gk.data, op->values, op->nulls);
-}
-
-static void
 emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 {
 	int			k = op->nkeys;
@@ -544,18 +667,31 @@ emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	op->nulls[k + 2] = false;
 	if (me)
 	{
-		/* Unqualified columns in measures are those of the last event. */
-		store_event(op->nav_slot, &op->nav_tuple, last);
-		fill_params(op, me, -1, nfa, pm);
-		store_event(op->nav_slot, &op->nav_tuple, last);
-		op->econtext->ecxt_scantuple = op->nav_slot;
-		op->econtext->ecxt_param_list_info = me->params;
-		for (int i = 0; i < me->nexprs; i++)
-		{
-			Datum		v = ExecEvalExpr(me->exprs[i], op->econtext, &op->nulls[k + 3 + i]);
+		MemoryContext cxt = CurrentMemoryContext;
 
-			op->values[k + 3 + i] = v;
+		op->eval_expr = -1;
+		PG_TRY();
+		{
+			/* Unqualified columns in measures are those of the last event. */
+			store_event(op->nav_slot, &op->nav_tuple, last);
+			fill_params(op, me, -1, nfa, pm);
+			store_event(op->nav_slot, &op->nav_tuple, last);
+			op->econtext->ecxt_scantuple = op->nav_slot;
+			op->econtext->ecxt_param_list_info = me->params;
+			for (int i = 0; i < me->nexprs; i++)
+			{
+				Datum		v;
+
+				op->eval_expr = i;
+				v = ExecEvalExpr(me->exprs[i], op->econtext, &op->nulls[k + 3 + i]);
+				op->values[k + 3 + i] = v;
+			}
 		}
+		PG_CATCH();
+		{
+			expr_error(op, cxt, me, true, last->time);
+		}
+		PG_END_TRY();
 	}
 	sink_insert(op->sink, op->ins_match, op->values, op->nulls);
 }
@@ -646,6 +782,32 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 		out->pms = lappend(out->pms, complete ? pm_copy(n, 0) : n);
 }
 
+/*
+ * Is the element greedy in effect?  Flink applies greedy() only to looping
+ * quantifiers and to times(from, to) with from != to; a{0,m} is optional
+ * times(1, m).
+ */
+static bool
+is_greedy(PatternElement *el)
+{
+	return el->greedy && (el->max < 0 || el->max > Max(el->min, 1));
+}
+
+/*
+ * The element whose greedy condition guards the first state of element j:
+ * the one before it, notFollowedBy elements skipped (they are conditions on
+ * j's edges in Flink, not states).  -1 if none.
+ */
+static int
+greedy_guard(Pattern *pat, int j)
+{
+	int			g = j - 1;
+
+	while (g >= 0 && pat->elems[g].negated && pat->elems[g].contiguity != CONTIG_STRICT)
+		g--;
+	return (g >= 0 && is_greedy(&pat->elems[g])) ? g : -1;
+}
+
 /* pm == NULL: the start state, which tries to begin a match. */
 static void
 step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
@@ -657,13 +819,23 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
 
-	/* Waiting after a notFollowedBy: the negated variable must not occur. */
 	if (pm && committed && cnt == 0)
 	{
-		for (int g = i - 1; g >= 0 && pat->elems[g].negated; g--)
+		int			g;
+
+		/* Waiting after a notFollowedBy: the negated variable must not occur. */
+		for (g = i - 1; g >= 0 && pat->elems[g].negated; g--)
 			if (pat->elems[g].contiguity != CONTIG_STRICT &&
 				cond(op, pat->elems[g].var, nfa, pm))
 				return;
+
+		/*
+		 * Waiting for the first event of an element after a greedy one: no
+		 * edge of that state holds for an event of the greedy variable.
+		 */
+		g = greedy_guard(pat, i);
+		if (g >= 0 && el->min > 0 && cond(op, pat->elems[g].var, nfa, pm))
+			return;
 	}
 
 	if (el->max < 0 || cnt < el->max)
@@ -677,7 +849,16 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 			wait_in(out, pm, i, cnt);
 	}
 
-	if (committed || cnt < el->min || (el->greedy && loop_take))
+	if (committed || cnt < el->min)
+		return;
+
+	/*
+	 * Out of a greedy element only on an event it cannot take.  (Its
+	 * condition, even when the element is full: in Flink the match is then
+	 * in the next element's first state, whose edges all carry it.)
+	 */
+	if (is_greedy(el) &&
+		((el->max < 0 || cnt < el->max) ? loop_take : cond(op, el->var, nfa, pm)))
 		return;
 
 	/* Proceed: to the next elements, through optional ones. */
@@ -697,7 +878,7 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 			take(op, out, pm, j);
 		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
 			wait_in(out, pm, j, 0);
-		if (nx->min > 0 || (nx->greedy && t))
+		if (nx->min > 0 || (is_greedy(nx) && t))
 			return;
 	}
 }
@@ -733,6 +914,87 @@ static bool
 pruned(PartialMatch *pm, int64 limit, bool inclusive)
 {
 	return limit >= 0 && (inclusive ? pm->start_pos <= limit : pm->start_pos < limit);
+}
+
+/*
+ * Add a completed match to the waiting ones: after those that started at
+ * an earlier or the same event, so equal starts keep their completion
+ * order.
+ */
+static void
+queue_match(NfaState *nfa, PartialMatch *m)
+{
+	int			i;
+
+	if (nfa->nwait == nfa->waitcap)
+	{
+		nfa->waitcap *= 2;
+		nfa->wait = repalloc(nfa->wait, sizeof(PartialMatch *) * nfa->waitcap);
+	}
+	for (i = nfa->nwait; i > 0 && nfa->wait[i - 1]->start_pos > m->start_pos; i--)
+		nfa->wait[i] = nfa->wait[i - 1];
+	nfa->wait[i] = m;
+	nfa->nwait++;
+}
+
+/*
+ * Emit the waiting matches that no open partial match started before, as
+ * Flink's NFA.processMatchesAccordingToSkipStrategy: the earliest waiting
+ * match goes when it started no later than every open partial match (one
+ * that started earlier may still complete, and would go first and could
+ * prune it); each emitted match prunes open partial matches and waiting
+ * matches per the skip strategy (AfterMatchSkipStrategy.prune: by their
+ * first event).
+ */
+static void
+release_matches(CepOperator *op, NfaState *nfa)
+{
+	Pattern    *pat = op->cp->pattern;
+
+	while (nfa->nwait > 0)
+	{
+		PartialMatch *m = nfa->wait[0];
+		int64		limit = -1;
+		bool		inclusive = true;
+		int			kept;
+
+		for (int i = 0; i < nfa->npm; i++)
+			if (nfa->pms[i]->start_pos < m->start_pos)
+				return;
+		nfa->nwait--;
+		memmove(nfa->wait, nfa->wait + 1, sizeof(PartialMatch *) * nfa->nwait);
+		emit_match(op, nfa, m);
+
+		switch (pat->skip)
+		{
+			case SKIP_NONE:
+				break;
+			case SKIP_TO_NEXT:
+				limit = m->start_pos;
+				break;
+			case SKIP_PAST_LAST_EVENT:
+				limit = m->refs[m->n - 1].pos;
+				break;
+			case SKIP_TO_FIRST:
+			case SKIP_TO_LAST:
+				/* no event of the variable in the match: nothing pruned */
+				limit = var_event(m, pat->skip_var, pat->skip == SKIP_TO_LAST);
+				inclusive = false;
+				break;
+		}
+		if (limit < 0)
+			continue;
+		kept = 0;
+		for (int i = 0; i < nfa->npm; i++)
+			if (!pruned(nfa->pms[i], limit, inclusive))
+				nfa->pms[kept++] = nfa->pms[i];
+		nfa->npm = kept;
+		kept = 0;
+		for (int i = 0; i < nfa->nwait; i++)
+			if (!pruned(nfa->wait[i], limit, inclusive))
+				nfa->wait[kept++] = nfa->wait[i];
+		nfa->nwait = kept;
+	}
 }
 
 static void
@@ -773,48 +1035,25 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	}
 	step(op, nfa, NULL, &out);
 
-	/* Matches in the order of their first events, pruned by the skip strategy. */
-	list_sort(out.matches, cmp_start);
-	for (int mi = 0; mi < list_length(out.matches); mi++)
-	{
-		PartialMatch *m = list_nth(out.matches, mi);
-		int64		limit = -1;
-		bool		inclusive = true;
-
-		if (m == NULL)
-			continue;
-		emit_match(op, nfa, m);
-		switch (pat->skip)
-		{
-			case SKIP_NONE:
-				break;
-			case SKIP_TO_NEXT:
-				limit = m->start_pos;
-				break;
-			case SKIP_PAST_LAST_EVENT:
-				limit = m->refs[m->n - 1].pos;
-				break;
-			case SKIP_TO_FIRST:
-			case SKIP_TO_LAST:
-				limit = var_event(m, pat->skip_var, pat->skip == SKIP_TO_LAST);
-				inclusive = false;
-				break;
-		}
-		if (limit < 0)
-			continue;
-		for (int mj = mi + 1; mj < list_length(out.matches); mj++)
-			if (list_nth(out.matches, mj) && pruned(list_nth(out.matches, mj), limit, inclusive))
-				list_nth_cell(out.matches, mj)->ptr_value = NULL;
-		foreach(lc, out.pms)
-			if (lfirst(lc) && pruned(lfirst(lc), limit, inclusive))
-				lfirst(lc) = NULL;
-	}
-
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(list_length(out.pms), 1));
 	foreach(lc, out.pms)
-		if (lfirst(lc))
-			nfa->pms[kept++] = lfirst(lc);
+		nfa->pms[kept++] = lfirst(lc);
 	nfa->npm = kept;
+
+	/* Matches in the order of their first events (then of creation). */
+	list_sort(out.matches, cmp_start);
+	if (pat->skip == SKIP_NONE)
+	{
+		/* Flink emits every match at once when nothing is skipped. */
+		foreach(lc, out.matches)
+			emit_match(op, nfa, lfirst(lc));
+	}
+	else
+	{
+		foreach(lc, out.matches)
+			queue_match(nfa, lfirst(lc));
+		release_matches(op, nfa);
+	}
 	ResetExprContext(op->econtext);
 }
 
@@ -862,7 +1101,6 @@ fire_key(CepOperator *op, TimestampTz wm)
 	if (op->def->within >= 0)
 	{
 		int			kept = 0;
-		TimestampTz oldest = DT_NOEND;
 
 		for (int i = 0; i < nfa->npm; i++)
 		{
@@ -871,20 +1109,27 @@ fire_key(CepOperator *op, TimestampTz wm)
 			if (wm - pm->start_time >= op->def->within)
 				emit_timeout(op, nfa, pm);
 			else
-			{
 				nfa->pms[kept++] = pm;
-				oldest = Min(oldest, pm->start_time);
-			}
 		}
 		nfa->npm = kept;
-		if (kept > 0)
+
+		/* Matches the timed-out partial matches held back may go now. */
+		if (nfa->nwait > 0)
+			release_matches(op, nfa);
+		if (nfa->npm > 0)
+		{
+			TimestampTz oldest = DT_NOEND;
+
+			for (int i = 0; i < nfa->npm; i++)
+				oldest = Min(oldest, nfa->pms[i]->start_time);
 			kstate_timer_register(op->store, &op->tkey, oldest + op->def->within,
 								  op->bkey.data, op->bkey.len);
+		}
 	}
 	op->open += nfa->npm - before;
 
 	MemoryContextSwitchTo(kstate_memory(op->ks_nfa));
-	if (nfa->npm == 0)
+	if (nfa->npm == 0 && nfa->nwait == 0)
 	{
 		if (blob)
 			kstate_delete(op->ks_nfa, op->nkey.data, op->nkey.len);
@@ -928,8 +1173,12 @@ cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 	HeapTuple	tup;
 	BufEvent   *be;
 
-	/* As Flink's CepOperator: an event the watermark has passed is late. */
-	if (t <= wm)
+	/*
+	 * As Flink's CepOperator: late if t <= its watermark, which is ours less
+	 * 1 microsecond (see cep_advance); an event at the current maximum event
+	 * time is not late.
+	 */
+	if (t < wm)
 		return false;
 
 	kstate_encode_key(&op->codec, event, &op->gk);
@@ -990,7 +1239,19 @@ cep_advance(void *arg, TimestampTz wm)
 	List	   *due;
 	ListCell   *lc;
 
-	if (wm == DT_NOBEGIN || wm < op->timer_floor)
+	if (wm == DT_NOBEGIN)
+		return;
+
+	/*
+	 * Flink's watermark is the maximum event time less the out-of-orderness
+	 * less 1 ms (BoundedOutOfOrdernessWatermarks), ours is without the 1
+	 * (right for windows: one fires when our watermark reaches its end, as
+	 * Flink's at end - 1).  CepOperator processes the buffered events up to
+	 * its watermark, so more events at our watermark's time may still come:
+	 * the NFA runs to our watermark less 1 microsecond, our time unit.
+	 */
+	wm -= 1;
+	if (wm < op->timer_floor)
 		return;
 	due = kstate_timers_due(op->store, op->timer_floor, wm);
 	foreach(lc, due)
