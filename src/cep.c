@@ -81,6 +81,7 @@ typedef struct BufEvent
 {
 	TimestampTz time;
 	int64		arrival;		/* tie-breaker: arrival order per key */
+	SfMessagePos source;		/* its Kafka message, for poison messages */
 	uint32		len;
 	char	   *data;			/* HeapTupleHeader of the event row */
 } BufEvent;
@@ -196,6 +197,8 @@ buffer_deserialize(void *arg, const char *data, size_t len)
 	{
 		GET(p, b->ev[i].time);
 		GET(p, b->ev[i].arrival);
+		GET(p, b->ev[i].source.partition);
+		GET(p, b->ev[i].source.offset);
 		GET(p, b->ev[i].len);
 		b->ev[i].data = copy_bytes(p, b->ev[i].len);
 		p += b->ev[i].len;
@@ -215,6 +218,8 @@ buffer_serialize(void *arg, void *obj, StringInfo buf)
 	{
 		PUT(buf, b->ev[i].time);
 		PUT(buf, b->ev[i].arrival);
+		PUT(buf, b->ev[i].source.partition);
+		PUT(buf, b->ev[i].source.offset);
 		PUT(buf, b->ev[i].len);
 		appendBinaryStringInfo(buf, b->ev[i].data, b->ev[i].len);
 	}
@@ -1070,6 +1075,25 @@ cmp_bufevent(const void *a, const void *b)
 	return 0;
 }
 
+/*
+ * A deferred event whose processing failed in the previous run: to the
+ * dead-letter table, with the event as JSON for its payload (its raw
+ * message is no longer at hand).
+ */
+static void
+poison_dead_letter(CepOperator *op, BufEvent *be)
+{
+	HeapTupleHeader td = (HeapTupleHeader) be->data;
+	char	   *json;
+
+	HeapTupleHeaderSetTypeId(td, op->desc->tdtypeid);
+	HeapTupleHeaderSetTypMod(td, op->desc->tdtypmod);
+	json = TextDatumGetCString(DirectFunctionCall1(row_to_json, PointerGetDatum(td)));
+	sink_dead_letter(op->sink, be->source.partition, be->source.offset, json, strlen(json),
+					 psprintf("processing failed: %s", sf_poison_error));
+	sf_poison_skipped = true;
+}
+
 /* Run a key's buffered events up to the watermark through its NFA. */
 static void
 fire_key(CepOperator *op, TimestampTz wm)
@@ -1092,8 +1116,17 @@ fire_key(CepOperator *op, TimestampTz wm)
 		qsort(buf->ev, buf->n, sizeof(BufEvent), cmp_bufevent);
 		while (done < buf->n && buf->ev[done].time <= wm)
 		{
-			nfa_event(op, nfa, &buf->ev[done]);
-			done++;
+			BufEvent   *be = &buf->ev[done++];
+
+			/* An error now is this event's message's fault (see worker.c). */
+			if (sf_message_is_poison(be->source))
+			{
+				poison_dead_letter(op, be);
+				continue;
+			}
+			sf_processing = be->source;
+			nfa_event(op, nfa, be);
+			sf_processing.partition = -1;
 		}
 	}
 
@@ -1202,6 +1235,7 @@ cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 	be = &buf->ev[buf->n++];
 	be->time = t;
 	be->arrival = buf->next_arrival++;
+	be->source = sf_processing;
 	be->len = tup->t_len;
 	be->data = copy_bytes((char *) tup->t_data, tup->t_len);
 	MemoryContextSwitchTo(old);

@@ -46,6 +46,9 @@ int			sf_batch_size = 5000;
 
 SfShared   *sf_shared = NULL;
 SfMessagePos sf_processing = {-1, -1};
+SfMessagePos sf_poison = {-1, -1};
+char	   *sf_poison_error = NULL;
+bool		sf_poison_skipped = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;

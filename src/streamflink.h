@@ -107,6 +107,24 @@ typedef struct SfMessagePos
 
 extern SfMessagePos sf_processing;
 
+/*
+ * The message whose processing failed with a data error in this worker's
+ * previous run (partition -1: none), and that error.  Whoever meets it
+ * (the worker reading it, or an operator processing a deferred event)
+ * sends it to the dead-letter table instead of processing it, and sets
+ * sf_poison_skipped.
+ */
+extern SfMessagePos sf_poison;
+extern char *sf_poison_error;
+extern bool sf_poison_skipped;
+
+static inline bool
+sf_message_is_poison(SfMessagePos pos)
+{
+	return sf_poison.partition >= 0 && pos.partition == sf_poison.partition &&
+		pos.offset == sf_poison.offset;
+}
+
 /* Start a pipeline's worker now (used at commit and by the launcher). */
 extern bool sf_register_worker(Oid dboid, int32 pipeline_id);
 

@@ -75,9 +75,6 @@ typedef struct Worker
 	PartitionPosition *positions;	/* scratch for checkpoints */
 	TimestampTz watermark;
 	int64		checkpoint_id;	/* last completed */
-	/* a message whose processing failed with a data error, see poison_* */
-	SfMessagePos poison;
-	char	   *poison_error;
 	EpochStats stats;		/* of the epoch in progress */
 	bool		advanced;		/* the watermark moved in this epoch */
 	MemoryContext msg_cxt;
@@ -265,12 +262,15 @@ event_time(Worker *w, KafkaMessage *msg, const char **error)
  * Poison messages.  An event whose processing raises a data error (division
  * by zero in a condition, an aggregate overflowing its type...) would fail
  * the worker at every replay, holding the pipeline back for good.  So the
- * failing worker writes the message's position and the error to the file
- * "poison" in the pipeline's directory; the restarted worker sends that
- * message to the dead-letter table with the error, and removes the file once
- * a checkpoint is past it.  Only data exceptions (SQLSTATE class 22) count:
- * anything else (out of memory, a dropped sink table, a lost connection) is
- * no fault of the message, and the worker keeps retrying.
+ * failing worker writes the message's position (sf_processing) and the
+ * error to the file "poison" in the pipeline's directory; the restarted
+ * worker reads it into sf_poison, and whoever meets that message again --
+ * the worker reading it, or an operator that had deferred its event --
+ * sends it to the dead-letter table with the error instead.  The file goes
+ * once a checkpoint has recorded that.  Only data exceptions (SQLSTATE
+ * class 22) count: anything else (out of memory, a dropped sink table, a
+ * lost connection) is no fault of the message, and the worker keeps
+ * retrying.
  */
 static char *
 poison_path(Worker *w)
@@ -301,35 +301,29 @@ poison_read(Worker *w)
 	StringInfoData msg;
 	int			c;
 
-	w->poison.partition = -1;
+	sf_poison.partition = -1;
 	if (f == NULL)
 		return;
 	initStringInfo(&msg);
-	if (fscanf(f, "%d " INT64_FORMAT "\n", &w->poison.partition, &w->poison.offset) == 2)
+	if (fscanf(f, "%d " INT64_FORMAT "\n", &sf_poison.partition, &sf_poison.offset) == 2)
 	{
 		while ((c = fgetc(f)) != EOF)
 			appendStringInfoChar(&msg, (char) c);
-		w->poison_error = msg.data;
+		sf_poison_error = msg.data;
 	}
 	else
-		w->poison.partition = -1;
+		sf_poison.partition = -1;
 	fclose(f);
 }
 
-static bool
-is_poison(Worker *w, KafkaMessage *msg)
-{
-	return w->poison.partition == msg->partition && w->poison.offset == msg->offset;
-}
-
+/* After a checkpoint: the skipped poison message is behind us for good. */
 static void
 poison_checkpointed(Worker *w)
 {
-	if (w->poison.partition >= 0 &&
-		w->parts[w->poison.partition].pos.next_offset > w->poison.offset)
+	if (sf_poison.partition >= 0 && sf_poison_skipped)
 	{
 		unlink(poison_path(w));
-		w->poison.partition = -1;
+		sf_poison.partition = -1;
 	}
 }
 
@@ -359,8 +353,12 @@ process_message(Worker *w, KafkaMessage *msg)
 		if (terror)
 			error = (char *) terror;
 	}
-	if (error == NULL && is_poison(w, msg))
-		error = psprintf("processing failed: %s", w->poison_error);
+	if (error == NULL &&
+		sf_message_is_poison((SfMessagePos) {msg->partition, msg->offset}))
+	{
+		error = psprintf("processing failed: %s", sf_poison_error);
+		sf_poison_skipped = true;
+	}
 	if (error)
 	{
 		sink_dead_letter(w->sink, msg->partition, msg->offset, msg->payload, msg->len, error);
