@@ -460,7 +460,6 @@ DECLARE
 	s			streamflink.source := streamflink._source(source);
 	wkind		text;
 	keys		text[] := '{}';
-	k			text;
 	key_list	text;
 	out_names	text[];
 	sink_rel	regclass;
@@ -527,22 +526,7 @@ BEGIN
 				  HINT = 'For example: "window" => ''session'', gap => ''10 minutes''.';
 	END IF;
 
-	/* Key columns: a comma-separated list of source columns (may be empty). */
-	FOREACH k IN ARRAY regexp_split_to_array(coalesce(key, ''), '\s*,\s*') LOOP
-		k := btrim(k);
-		CONTINUE WHEN k = '';
-		IF NOT EXISTS (SELECT 1 FROM streamflink._columns(s.row_type) c WHERE c.attname = k) THEN
-			RAISE EXCEPTION 'key column "%" is not a column of source "%"', k, s.name
-				USING ERRCODE = 'undefined_column',
-					  HINT = format('Columns of this source: %s.',
-									(SELECT string_agg(c.attname, ', ') FROM streamflink._columns(s.row_type) c));
-		END IF;
-		IF k = ANY (keys) THEN
-			RAISE EXCEPTION 'key column "%" is listed twice', k
-				USING ERRCODE = 'duplicate_column';
-		END IF;
-		keys := keys || k;
-	END LOOP;
+	keys := streamflink._key_columns(s, key);
 
 	/* Every output must be a plain aggregate call over the source's columns. */
 	out_names := streamflink._check_aggregates(s.row_type, aggregates);
