@@ -78,7 +78,10 @@ SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a -> -> b', NULL, 
 SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a (b c)', NULL, 'bad_sink');
 SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b a', NULL, 'bad_sink');
 SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b{3,2}', NULL, 'bad_sink');
-SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a !b', NULL, 'bad_sink');
+-- notFollowedBy last needs within (Flink: "NotFollowedBy is not supported
+-- without windowTime as a last part of a Pattern!")
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a -> !b', NULL, 'bad_sink');
+SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b+ ->> !c', NULL, 'bad_sink');
 SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a !b{2} c', NULL, 'bad_sink');
 SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a b{2,}+', NULL, 'bad_sink');
 SELECT streamflink.create_pattern_pipeline('bad', 'ev', 'k', 'a? b*', NULL, 'bad_sink');
@@ -305,6 +308,58 @@ FROM streamflink.pipelines WHERE kind = 'pattern' ORDER BY name;
 \d doc_fraud_out
 \d doc_login_timeouts
 
+--
+-- A negation at the end.  notFollowedBy last (with within only): Flink's
+-- pending state; the match (the events before the negation) is emitted
+-- when the within window of its first event ends without the negated
+-- event, not written to the timed-out table.  Time is advanced before an
+-- event is processed (NFA.process calls advanceTime first, timed out when
+-- t - start >= within), so an event at the window's end comes too late to
+-- cancel it.
+-- Key 26, a -> !b within 3 minutes, NotPatternITCase.testNotFollowedByWithinAtEnd:
+--   a1@1 b1@2 a2@4 c@5 b2@10 a3@11 b3@13: a1 is cancelled by b1; a2's
+--   window ends at minute 7, before b2: a2; a3 is cancelled by b3.
+-- Key 27: a1@0 b1@3 a2@10: b1 comes at the end of a1's window: a1; a2 when
+--   the final watermark passes minute 13: a2.
+-- Key 28, a+ -> !b within 3 minutes: a1@0 a2@1.  a1 is followed by a2 (not
+--   a b): pending; a1 a2 and a2 are still in a+ when their windows end,
+--   and are matches too (FLINK-31040: before it Flink timed them out):
+--   a1, a1 a2, a2.
+-- Key 29: a1@0 a2@1 b1@2: b1 ends all three (also those still in a+).
+-- Key 30, a{->>1,} -> c -> !b within 5 minutes, skip past the last event,
+--   NotPatternITCase.testNotFollowedByWithinAtEndAfterMatch: a1@1 a2@2
+--   a3@3 c1@4 c2@10: every combination of a's with c1 is pending; at c2
+--   (minute 10) all their windows have ended: the first, a1 a2 a3 c1,
+--   prunes the others (FLINK-31017: the skip strategy applies to matches
+--   completed by time too).
+-- notNext last (no within needed; NFACompiler: an ignore edge from the
+-- notNext state to the final state): the match completes at the next
+-- event if that is not a b, without it; a b drops it.
+-- Key 31, a !b: a1 b1 a2 c1 a3: a1 is dropped at b1; a2 completes at c1;
+--   a3 has no next event: nothing.
+-- Key 32, a+ !b: a1 a2 b1 a3 c1: a1 completes at a2 (not a b); a1 a2 and
+--   a2 are dropped at b1; a3 completes at c1: a1, a3.
+-- Key 33, a !b within 3 minutes: a1@0 c1@1 a2@5: a1 completes at c1; a2
+--   has no next event within its window: timed out (a notNext state is
+--   no pending state), at minute 8.
+--
+SELECT streamflink.create_pattern_pipeline('e_notfollowed', 'ev', 'k', 'a -> !b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'e_notfollowed_out',
+	within => '3 minutes', timed_out => 'e_notfollowed_timeouts');
+SELECT streamflink.create_pattern_pipeline('e_loop', 'ev', 'k', 'a+ -> !b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'e_loop_out',
+	within => '3 minutes', timed_out => 'e_loop_timeouts');
+SELECT streamflink.create_pattern_pipeline('e_skip', 'ev', 'k', 'a{->>1,} -> c -> !b',
+	$$a AS id ~ '^a', b AS id ~ '^b', c AS id ~ '^c'$$, 'e_skip_out',
+	within => '5 minutes', skip => 'skip_past_last_event');
+SELECT streamflink.create_pattern_pipeline('e_notnext', 'ev', 'k', 'a !b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'e_notnext_out');
+SELECT streamflink.create_pattern_pipeline('e_notnext_loop', 'ev', 'k', 'a+ !b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'e_notnext_loop_out');
+SELECT streamflink.create_pattern_pipeline('e_notnext_within', 'ev', 'k', 'a !b',
+	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'e_notnext_within_out',
+	within => '3 minutes', timed_out => 'e_notnext_within_timeouts');
+
 -- The events (one partition; the last one moves the watermark past all).
 SELECT streamflink.produce(regress_brokers(), 'regress_cep',
 	cep_events(1, 'a1 c1 a2 b1 b2') ||
@@ -329,6 +384,14 @@ SELECT streamflink.produce(regress_brokers(), 'regress_cep',
 	cep_events(20, 'a1=1 a2=2 b1=2 b2=1') ||
 	cep_events(21, 'a1@0=1 a2@1=2 b1@2=2') ||
 	cep_events(22, 'a1@0=1 a2@1=2 b1@2=2 c1@7') ||
+	cep_events(26, 'a1@1 b1@2 a2@4 c@5 b2@10 a3@11 b3@13') ||
+	cep_events(27, 'a1@0 b1@3 a2@10') ||
+	cep_events(28, 'a1@0 a2@1') ||
+	cep_events(29, 'a1@0 a2@1 b1@2') ||
+	cep_events(30, 'a1@1 a2@2 a3@3 c1@4 c2@10') ||
+	cep_events(31, 'a1 b1 a2 c1 a3') ||
+	cep_events(32, 'a1 a2 b1 a3 c1') ||
+	cep_events(33, 'a1@0 c1@1 a2@5') ||
 	cep_events(3000, 'end'), 0) AS produced;
 
 SELECT cep_run('{c_next,c_followed,c_any,n_notnext,n_notfollowed,q_times,q_relaxed}');
@@ -399,6 +462,25 @@ SELECT cep_show('h_none_out', 20) AS "no_skip";
 SELECT cep_show('h_within_out', 21) AS "within (key 21)", cep_show('h_within_out', 22) AS "within (key 22)";
 SELECT k, match_start, timed_out_at, events->'a'->0->>'id' AS a
 FROM h_within_timeouts WHERE k IN (21, 22) ORDER BY k;
+
+SELECT cep_run('{e_notfollowed,e_loop,e_skip,e_notnext,e_notnext_loop,e_notnext_within}');
+SELECT wait_until($$SELECT cep_finished('{e_notfollowed,e_loop,e_skip,e_notnext,e_notnext_loop,e_notnext_within}')$$);
+SELECT cep_stop('{e_notfollowed,e_loop,e_skip,e_notnext,e_notnext_loop,e_notnext_within}');
+SELECT wait_until($$SELECT cep_stopped('{e_notfollowed,e_loop,e_skip,e_notnext,e_notnext_loop,e_notnext_within}')$$);
+
+SELECT cep_show('e_notfollowed_out', 26) AS "a -> !b (key 26)", cep_show('e_notfollowed_out', 27) AS "a -> !b (key 27)";
+-- a match ends at its last event; nothing timed out
+SELECT k, match_start, match_end FROM e_notfollowed_out WHERE k IN (26, 27) ORDER BY k, match_start;
+SELECT count(*) AS timed_out FROM e_notfollowed_timeouts WHERE k IN (26, 27);
+SELECT cep_show('e_loop_out', 28) AS "a+ -> !b (key 28)";
+SELECT cep_show('e_loop_out', 29) AS "a+ -> !b (key 29)";
+SELECT count(*) AS timed_out FROM e_loop_timeouts WHERE k IN (28, 29);
+SELECT cep_show('e_skip_out', 30) AS "a{->>1,} -> c -> !b";
+SELECT cep_show('e_notnext_out', 31) AS "a !b";
+SELECT cep_show('e_notnext_loop_out', 32) AS "a+ !b";
+SELECT cep_show('e_notnext_within_out', 33) AS "a !b within";
+SELECT k, match_start, timed_out_at, events->'a'->0->>'id' AS a
+FROM e_notnext_within_timeouts WHERE k = 33;
 
 --
 -- Late events (Flink's CepOperator: late if t <= watermark, whose watermark

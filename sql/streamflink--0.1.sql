@@ -134,7 +134,7 @@ LANGUAGE C STRICT;
  * row type; returns the measures as column definitions ("name type").
  */
 CREATE FUNCTION streamflink._check_pattern(row_type regtype, pattern text, define text,
-										   measures text, skip text)
+										   measures text, skip text, has_within boolean)
 RETURNS text[]
 AS 'MODULE_PATHNAME', 'streamflink_check_pattern'
 LANGUAGE C;
@@ -612,6 +612,9 @@ $$;
  *	 a ->> b	  any later b (non-deterministic relaxed, followedByAny)
  *	 a !b c		  the event after a is not a b (notNext)
  *	 a -> !b -> c no b between a and c (notFollowedBy)
+ *	 a !b		  at the end: the event after a is not a b; a's events match
+ *	 a -> !b	  at the end (needs within): no b until a's within window
+ *				  ends; the match is emitted then
  *	 quantifiers  a{n} a{n,m} a{n,} a+ a* a?  (iterations consecutive);
  *				  a{->n,} relaxed iterations, a{->>n,} any combination;
  *				  a trailing + is greedy: a{5,}+
@@ -680,7 +683,8 @@ BEGIN
 	keys := streamflink._key_columns(s, key);
 
 	/* The pattern, its conditions and measures, compiled by Postgres itself. */
-	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip);
+	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip,
+											   within IS NOT NULL);
 	FOREACH m IN ARRAY measure_defs LOOP
 		IF split_part(m, ' ', 1) IN (SELECT quote_ident(k) FROM unnest(keys || ARRAY['match_start', 'match_end', 'events']) k) THEN
 			RAISE EXCEPTION 'measure name % collides with a key column or match_start/match_end/events', split_part(m, ' ', 1)

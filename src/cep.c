@@ -42,6 +42,18 @@
  * take more.  Every event also tries to start a match at element 0 (the
  * start state, which never waits).
  *
+ * A pattern ending in a negation (Flink allows notNext last, and
+ * notFollowedBy last with a window only): a match that proceeds out of the
+ * last element, or fills it, goes to element nelems - 1 with count 0, the
+ * state after it.  The negated event ends it there, as it ends a match in
+ * the last element past its minimum (Flink's stop state; for notFollowedBy
+ * also one waiting there, FLINK-31040).  After a notNext any other event
+ * completes it, without that event; after a notFollowedBy it waits (Flink's
+ * pending state) until its within window ends: it is then a match, as is
+ * one still in the last element past its minimum (FLINK-31040), instead of
+ * a timeout.  Time is advanced before each event (NFA.advanceTime), so an
+ * event at the window's end comes too late to cancel it.
+ *
  * Completed matches (Flink's NFA.processMatchesAccordingToSkipStrategy):
  * without a skip strategy each is emitted at once.  With one, a match is
  * emitted only once no open partial match of the key started before it
@@ -783,8 +795,68 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 			complete = false;
 	if (complete)
 		out->matches = lappend(out->matches, n);
+
+	/*
+	 * The last element before a trailing negation, full: the match is in
+	 * Flink's state after it (notNext's state, or notFollowedBy's pending
+	 * state) at once, as the last of a times() takes into it.
+	 */
+	if (j == pat->nelems - 2 && pat->elems[j + 1].negated && n->count == el->max)
+	{
+		n->elem = j + 1;
+		n->count = 0;
+	}
 	if (el->max < 0 || n->count < el->max || j < pat->nelems - 1)
 		out->pms = lappend(out->pms, complete ? pm_copy(n, 0) : n);
+}
+
+/*
+ * Completed without taking the event: the pattern ends with a negation
+ * (notNext: the event after the last element is not the negated one).
+ */
+static void
+complete_here(StepOutput *out, PartialMatch *pm)
+{
+	PartialMatch *n = pm_copy(pm, 0);
+
+	n->committed = false;
+	n->order = list_length(out->matches);
+	out->matches = lappend(out->matches, n);
+}
+
+/*
+ * Past the last element, waiting for the within window to end without the
+ * negated event (Flink's pending state of a trailing notFollowedBy), or
+ * for the next event (trailing notNext): element nelems - 1, count 0.
+ */
+static void
+wait_after(StepOutput *out, PartialMatch *pm, int last)
+{
+	PartialMatch *n = pm_copy(pm, 0);
+
+	n->elem = last;
+	n->count = 0;
+	n->committed = false;
+	out->pms = lappend(out->pms, n);
+}
+
+/*
+ * Does a partial match that outlived 'within' complete rather than time
+ * out?  Only with a trailing notFollowedBy: in its pending state, and (as
+ * Flink since FLINK-31040) in the last element once it has its minimum,
+ * since that element could have proceeded to the pending state.
+ */
+static bool
+completes_at_timeout(Pattern *pat, PartialMatch *pm)
+{
+	int			last = pat->nelems - 1;
+	PatternElement *neg = &pat->elems[last];
+
+	if (!neg->negated || neg->contiguity == CONTIG_STRICT)
+		return false;
+	if (pm->elem == last)
+		return true;
+	return pm->elem == last - 1 && pm->count >= pat->elems[last - 1].min;
 }
 
 /*
@@ -823,6 +895,43 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 	bool		committed = pm ? pm->committed : false;
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
+	int			last = pat->nelems - 1;
+	PatternElement *tail = &pat->elems[last];
+
+	if (pm && el->negated)
+	{
+		int			g;
+
+		/*
+		 * Past the last element of a pattern ending in a negation: the
+		 * negated event is Flink's stop state; and, as the first state after
+		 * a greedy element, any event of the greedy variable ends it too
+		 * (updateWithGreedyCondition).
+		 */
+		if (cond(op, el->var, nfa, pm))
+			return;
+		g = greedy_guard(pat, i);
+		if (g >= 0 && cond(op, pat->elems[g].var, nfa, pm))
+			return;
+		if (el->contiguity == CONTIG_STRICT)
+			complete_here(out, pm);	/* notNext: this event is not a b */
+		else
+			out->pms = lappend(out->pms, pm_copy(pm, 0));	/* ignore it */
+		return;
+	}
+
+	/*
+	 * In the last element before a trailing negation, past its minimum:
+	 * Flink's looping state has a proceed edge to the stop state on the
+	 * negated event (notNext through its state, notFollowedBy directly by
+	 * addStopStateToLooping), which discards the whole path, takes
+	 * included.  A match waiting in the element after ignoring events has
+	 * no proceed edge, yet FLINK-31040 ends it too for notFollowedBy.
+	 */
+	if (pm && tail->negated && i == last - 1 && cnt >= el->min &&
+		(!committed || tail->contiguity != CONTIG_STRICT) &&
+		cond(op, tail->var, nfa, pm))
+		return;
 
 	if (pm && committed && cnt == 0)
 	{
@@ -876,6 +985,15 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 		{
 			if (cond(op, nx->var, nfa, pm))
 				return;
+			if (j == last && pm)
+			{
+				/* notNext last: complete now; notFollowedBy: pending */
+				if (nx->contiguity == CONTIG_STRICT)
+					complete_here(out, pm);
+				else
+					wait_after(out, pm, j);
+				return;
+			}
 			continue;
 		}
 		t = cond(op, nx->var, nfa, pm);
@@ -1002,6 +1120,95 @@ release_matches(CepOperator *op, NfaState *nfa)
 	}
 }
 
+static bool
+same_events(PartialMatch *x, PartialMatch *y)
+{
+	if (x->n != y->n)
+		return false;
+	for (int j = 0; j < x->n; j++)
+		if (x->refs[j].var != y->refs[j].var || x->refs[j].pos != y->refs[j].pos)
+			return false;
+	return true;
+}
+
+/* Emit completed matches (in the order of their first events) or queue them. */
+static void
+complete_matches(CepOperator *op, NfaState *nfa, List *matches)
+{
+	ListCell   *lc;
+
+	list_sort(matches, cmp_start);
+	if (op->cp->pattern->skip == SKIP_NONE)
+	{
+		/* Flink emits every match at once when nothing is skipped. */
+		foreach(lc, matches)
+			emit_match(op, nfa, lfirst(lc));
+	}
+	else
+	{
+		foreach(lc, matches)
+			queue_match(nfa, lfirst(lc));
+		release_matches(op, nfa);
+	}
+}
+
+/*
+ * Time has come to t (an event's time, or the watermark): as Flink's
+ * NFA.advanceTime, partial matches that do not fit in 'within' any more
+ * time out, except those of a trailing notFollowedBy that got past the
+ * last element: those are matches now (Flink's pending states).  They
+ * and the waiting matches the timed-out ones held back go through the skip
+ * strategy before the event at t is processed.
+ */
+static void
+advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
+{
+	Pattern    *pat = op->cp->pattern;
+	List	   *done = NIL;
+	int			kept = 0;
+	bool		any = false;
+
+	if (op->def->within < 0)
+		return;
+	for (int i = 0; i < nfa->npm; i++)
+	{
+		PartialMatch *pm = nfa->pms[i];
+		ListCell   *lc;
+		bool		dup = false;
+
+		if (t - pm->start_time < op->def->within)
+		{
+			nfa->pms[kept++] = pm;
+			continue;
+		}
+		any = true;
+		if (!completes_at_timeout(pat, pm))
+		{
+			emit_timeout(op, nfa, pm);
+			continue;
+		}
+
+		/*
+		 * A match that waited in the last element after ignoring an event
+		 * has a twin in the pending state, with the same events, made when
+		 * it ignored the first: one match.
+		 */
+		foreach(lc, done)
+			if (same_events(lfirst(lc), pm))
+				dup = true;
+		if (dup)
+			continue;
+		pm->committed = false;
+		pm->order = list_length(done);
+		done = lappend(done, pm);
+	}
+	nfa->npm = kept;
+	if (done != NIL)
+		complete_matches(op, nfa, done);
+	else if (any && nfa->nwait > 0)
+		release_matches(op, nfa);
+}
+
 static void
 nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 {
@@ -1026,18 +1233,11 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	store_event(op->cur_slot, &op->cur_tuple, e);
 	memset(op->cond_cache, -1, pat->nvars);
 
-	for (int i = 0; i < nfa->npm; i++)
-	{
-		PartialMatch *pm = nfa->pms[i];
+	/* First what the event's time ends (Flink's process: advanceTime first). */
+	advance_time(op, nfa, e->time);
 
-		/* Timed out: the match would not fit in 'within'. */
-		if (op->def->within >= 0 && e->time - pm->start_time >= op->def->within)
-		{
-			emit_timeout(op, nfa, pm);
-			continue;
-		}
-		step(op, nfa, pm, &out);
-	}
+	for (int i = 0; i < nfa->npm; i++)
+		step(op, nfa, nfa->pms[i], &out);
 	step(op, nfa, NULL, &out);
 
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(list_length(out.pms), 1));
@@ -1046,15 +1246,12 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	nfa->npm = kept;
 
 	/* Matches in the order of their first events (then of creation). */
-	list_sort(out.matches, cmp_start);
 	if (pat->skip == SKIP_NONE)
-	{
-		/* Flink emits every match at once when nothing is skipped. */
-		foreach(lc, out.matches)
-			emit_match(op, nfa, lfirst(lc));
-	}
+		complete_matches(op, nfa, out.matches);
 	else
 	{
+		/* (released even when nothing completed: timeouts may free some) */
+		list_sort(out.matches, cmp_start);
 		foreach(lc, out.matches)
 			queue_match(nfa, lfirst(lc));
 		release_matches(op, nfa);
@@ -1130,25 +1327,14 @@ fire_key(CepOperator *op, TimestampTz wm)
 		}
 	}
 
-	/* Partial matches the watermark has timed out. */
+	/*
+	 * Partial matches the watermark has timed out (or completed: a trailing
+	 * notFollowedBy), and the matches they held back.
+	 */
 	if (op->def->within >= 0)
 	{
-		int			kept = 0;
-
-		for (int i = 0; i < nfa->npm; i++)
-		{
-			PartialMatch *pm = nfa->pms[i];
-
-			if (wm - pm->start_time >= op->def->within)
-				emit_timeout(op, nfa, pm);
-			else
-				nfa->pms[kept++] = pm;
-		}
-		nfa->npm = kept;
-
-		/* Matches the timed-out partial matches held back may go now. */
-		if (nfa->nwait > 0)
-			release_matches(op, nfa);
+		advance_time(op, nfa, wm);
+		ResetExprContext(op->econtext);
 		if (nfa->npm > 0)
 		{
 			TimestampTz oldest = DT_NOEND;
@@ -1337,7 +1523,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 	op->sink = sink;
 	op->desc = event_desc;
 	op->cp = pattern_compile(def->source.row_type, def->pattern, def->define,
-							 def->measures, def->skip);
+							 def->measures, def->skip, def->within >= 0);
 	me = op->cp->measures;
 	nmeasures = me ? me->nexprs : 0;
 	kstate_codec_init(&op->codec, def);

@@ -12,6 +12,11 @@
  *				every later b starts a match (followedByAny)
  *	 a !b c		notNext: the event right after a is not a b
  *	 a -> !b -> c	notFollowedBy: no b between a and c
+ *	 a !b		at the end: a, then an event that is not a b (the match,
+ *				a's events, completes at that event)
+ *	 a -> !b	at the end, only with within: no b until the within
+ *				window of the match's first event ends (Flink's pending
+ *				state; the match completes when the window ends)
  *
  * Quantifiers after a variable:
  *	 a{n}  a{n,m}  a{n,}  a+ (={1,})  a* (={0,})  a? (={0,1})
@@ -224,7 +229,7 @@ parse_quantifier(const char *text, int *pp, PatternElement *el)
 }
 
 Pattern *
-pattern_parse(const char *text, const char *skip)
+pattern_parse(const char *text, const char *skip, bool has_within)
 {
 	Pattern    *pat = palloc0(sizeof(Pattern));
 	int			len = strlen(text);
@@ -302,9 +307,19 @@ pattern_parse(const char *text, const char *skip)
 
 		if (el->negated && i == 0)
 			pattern_error(text, starts[i], "a pattern cannot begin with a negated variable", NULL);
-		if (el->negated && i == pat->nelems - 1)
-			pattern_error(text, starts[i], "a pattern cannot end with a negated variable",
-						  "Negations (!v) stand between two variables.");
+		/*
+		 * notFollowedBy last: Flink's NFACompiler accepts it only with a
+		 * window ("NotFollowedBy is not supported without windowTime as a
+		 * last part of a Pattern!"), as only the window's end can tell that
+		 * the negated event did not come.  notNext last needs none: the next
+		 * event tells.
+		 */
+		if (el->negated && i == pat->nelems - 1 && el->contiguity != CONTIG_STRICT &&
+			!has_within)
+			pattern_error(text, starts[i], "a pattern can end with a notFollowedBy variable only with within",
+						  "A pattern ending in \"-> !v\" matches when its within window ends without a v: "
+						  "add within => '10 minutes', for example, or end with \"!v\" (notNext: "
+						  "the very next event is not a v).");
 		if (el->negated && pat->elems[i - 1].min == 0)
 			pattern_error(text, starts[i], "a negated variable cannot follow an optional variable", NULL);
 		if (i > 0 && pat->elems[i - 1].negated && !el->negated && el->min == 0)
@@ -978,10 +993,10 @@ is_as_keyword(const char *s, int p)
 
 CompiledPattern *
 pattern_compile(Oid row_type, const char *pattern, const char *define,
-				const char *measures, const char *skip)
+				const char *measures, const char *skip, bool has_within)
 {
 	CompiledPattern *cp = palloc0(sizeof(CompiledPattern));
-	Pattern    *pat = pattern_parse(pattern, skip);
+	Pattern    *pat = pattern_parse(pattern, skip, has_within);
 	char	   *sql;
 	int			prefix;
 	int		   *vars;
@@ -1128,9 +1143,10 @@ pattern_compile(Oid row_type, const char *pattern, const char *define,
 PG_FUNCTION_INFO_V1(streamflink_check_pattern);
 
 /*
- * streamflink._check_pattern(row_type, pattern, define, measures, skip):
- * compiles everything at pipeline creation, so that a bad pattern fails
- * there, and returns the measures as "name type" column definitions.
+ * streamflink._check_pattern(row_type, pattern, define, measures, skip,
+ * has_within): compiles everything at pipeline creation, so that a bad
+ * pattern fails there, and returns the measures as "name type" column
+ * definitions.
  */
 Datum
 streamflink_check_pattern(PG_FUNCTION_ARGS)
@@ -1140,6 +1156,7 @@ streamflink_check_pattern(PG_FUNCTION_ARGS)
 	char	   *define = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *measures = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	char	   *skip = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	bool		has_within = !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 	CompiledPattern *cp;
 	Datum	   *cols;
 	int			n;
@@ -1151,7 +1168,7 @@ streamflink_check_pattern(PG_FUNCTION_ARGS)
 				 errhint("For example: pattern => 'login -> purchase'.")));
 	row_type = PG_GETARG_OID(0);
 	pattern = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	cp = pattern_compile(row_type, pattern, define, measures, skip);
+	cp = pattern_compile(row_type, pattern, define, measures, skip, has_within);
 	n = cp->measures ? cp->measures->nexprs : 0;
 	cols = palloc(sizeof(Datum) * Max(n, 1));
 	for (int i = 0; i < n; i++)

@@ -100,12 +100,16 @@ typedef struct CompiledPattern
 	PatternExprs *measures;		/* NULL: no measures */
 } CompiledPattern;
 
-/* Parse a pattern and a skip strategy; ereports with the position. */
-extern Pattern *pattern_parse(const char *pattern, const char *skip);
+/*
+ * Parse a pattern and a skip strategy; ereports with the position.
+ * has_within: the pipeline has a within bound (a pattern may then end with
+ * a notFollowedBy variable).
+ */
+extern Pattern *pattern_parse(const char *pattern, const char *skip, bool has_within);
 
 /* Parse and compile everything; ereports with the offending position. */
 extern CompiledPattern *pattern_compile(Oid row_type, const char *pattern,
 										const char *define, const char *measures,
-										const char *skip);
+										const char *skip, bool has_within);
 
 #endif							/* STREAMFLINK_PATTERN_H */
