@@ -44,6 +44,7 @@
 #include "utils/typcache.h"
 
 #include "decode.h"
+#include "streamflink.h"
 
 typedef struct DecodeColumn
 {
@@ -958,7 +959,7 @@ decode_json(Decoder *dec, const char *payload, int len, char **error)
 		return false;
 	}
 
-	if (decode_json_fast(dec, payload, len, i))
+	if (sf_json_fast_path && decode_json_fast(dec, payload, len, i))
 		return true;
 
 	/* Postgres' parser: its error message, or what the fast path left. */

@@ -43,6 +43,7 @@ void		_PG_init(void);
 int			sf_max_workers = 16;
 int			sf_state_cache_entries = 200000;
 int			sf_batch_size = 5000;
+bool		sf_json_fast_path = true;
 
 SfShared   *sf_shared = NULL;
 SfMessagePos sf_processing = {-1, -1};
@@ -116,6 +117,12 @@ sf_shmem_startup(void)
 void
 _PG_init(void)
 {
+	DefineCustomBoolVariable("streamflink.json_fast_path",
+							 "Decodes JSON payloads with streamflink's one-pass scanner.",
+							 "Off: Postgres' own JSON parser decodes every payload (slower; "
+							 "the reference the scanner is tested against).",
+							 &sf_json_fast_path, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("streamflink.state_cache_entries",
 							"Window states a worker keeps in memory between checkpoints.",
 							"Above this, states are written back to RocksDB early; "

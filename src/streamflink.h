@@ -57,6 +57,7 @@ typedef struct SfShared
 extern int	sf_max_workers;
 extern int	sf_state_cache_entries;
 extern int	sf_batch_size;
+extern bool sf_json_fast_path;
 
 extern SfShared *sf_shared;
 

@@ -13,12 +13,15 @@
 # 4. runs pg_regress: the SQL surface (sql/, expected/) against a server
 #    with shared_preload_libraries = 'streamflink', then the errors of a
 #    server without it and with max_prepared_transactions = 0;
-# 5. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9 and immediate
-#    shutdowns while pipelines run, sinks compared with SQL's answer.
+# 5. runs the JSON decoder's differential fuzz test (test/decode_fuzz.sh:
+#    the one-pass scanner against Postgres' JSON parser);
+# 6. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9
+#    and immediate shutdowns while pipelines run, sinks compared with SQL's
+#    answer or with an uninterrupted run.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
-# SF_TESTS="regress fault" picks the parts to run (default: all).
+# SF_TESTS="regress fuzz fault" picks the parts to run (default: all).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +40,7 @@ fi
 sf_build
 export SF_BUILT=1
 
-parts=${SF_TESTS:-regress fault}
+parts=${SF_TESTS:-regress fuzz fault}
 passed=0
 failed=0
 failures=()
@@ -87,6 +90,10 @@ if [[ " $parts " == *" regress "* ]]; then
     SF_PRELOAD='' misconfigured misconfigured
     misconfigured no2pc "max_prepared_transactions = 0"
     sf_broker_stop "$SF_WORK/broker"
+fi
+
+if [[ " $parts " == *" fuzz "* ]]; then
+    if bash test/decode_fuzz.sh; then pass test/decode_fuzz.sh; else fail test/decode_fuzz.sh; fi
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
