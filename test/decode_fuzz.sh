@@ -14,17 +14,8 @@ cd "$(dirname "$0")/.."
 count=${SF_FUZZ_COUNT:-20000}
 seed=${SF_FUZZ_SEED:-$RANDOM}
 
-sf_install_deps
-if [ -z "${SF_WORK:-}" ]; then
-    SF_WORK=$(mktemp -d /tmp/sftest.XXXXXX)
-    chmod 755 "$SF_WORK"
-    export SF_INSTALL=${SF_INSTALL:-$SF_WORK/install}
-fi
-work=$SF_WORK/fuzz
-mkdir -p "$work"
-sf_cleanup_trap
-[ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$work"
-[ "${SF_BUILT:-0}" = 1 ] || sf_build
+sf_test_setup fuzz
+work=$SF_TEST_DIR
 
 python3 test/gen_json_fuzz.py "$count" "$seed" >"$work/payloads.hex"
 chmod -R a+rX "$work"

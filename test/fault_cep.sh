@@ -23,14 +23,8 @@ keys=${CEP_FAULT_KEYS:-200}
 per_wave=${CEP_FAULT_EVENTS:-20000}
 waves=${CEP_FAULT_WAVES:-6}
 
-if [ -z "${SF_WORK:-}" ]; then
-    SF_WORK=$(mktemp -d /tmp/sfcep.XXXXXX)
-    chmod 755 "$SF_WORK"
-fi
-work=$SF_WORK/fault_cep
-sf_cleanup_trap
-[ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$work"
-[ "${SF_BUILT:-0}" = 1 ] || sf_build
+sf_test_setup fault_cep
+work=$SF_TEST_DIR
 
 addr=$(sf_broker_start "$work/broker" cep_fault:1)
 port=$(sf_free_port)

@@ -29,17 +29,8 @@ RANDOM=$seed
 parts=4
 chunks=$((kills + restarts + 3))
 
-sf_install_deps
-if [ -z "${SF_WORK:-}" ]; then
-    SF_WORK=$(mktemp -d /tmp/sftest.XXXXXX)
-    chmod 755 "$SF_WORK"
-    export SF_INSTALL=${SF_INSTALL:-$SF_WORK/install}
-fi
-work=$SF_WORK/fault
-mkdir -p "$work"
-sf_cleanup_trap
-[ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$work"
-[ "${SF_BUILT:-0}" = 1 ] || sf_build
+sf_test_setup fault
+work=$SF_TEST_DIR
 
 say() { echo "fault_test: $*"; }
 say "seed $seed, $events events, $kills kills, $restarts immediate restarts"

@@ -567,3 +567,33 @@ _sf_cleanup() {
 sf_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# ---------------------------------------------------------------------------
+# sf_test_setup NAME
+#   The start of a test or benchmark script that runs alone or under
+#   test/run_tests.sh: installs what is missing, installs the cleanup trap,
+#   and sets SF_TEST_DIR to a fresh directory NAME under SF_WORK.  Alone (no
+#   SF_WORK), SF_WORK is a new temporary directory and SF_INSTALL a private
+#   installation in it, so the system's Postgres is never touched.  Builds
+#   unless the caller already did (SF_BUILT=1).  Everything goes at exit
+#   unless SF_KEEP=1.
+# ---------------------------------------------------------------------------
+sf_test_setup() {
+    [ $# -eq 1 ] || { _sf_die "usage: sf_test_setup NAME"; return 1; }
+    sf_install_deps || return 1
+    sf_cleanup_trap || return 1
+    if [ -z "${SF_WORK:-}" ]; then
+        SF_WORK=$(mktemp -d /tmp/sftest.XXXXXX) || return 1
+        chmod 755 "$SF_WORK"
+        export SF_WORK
+        export SF_INSTALL=${SF_INSTALL:-$SF_WORK/install}
+        [ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$SF_WORK"
+    fi
+    SF_TEST_DIR=$SF_WORK/$1
+    rm -rf "$SF_TEST_DIR"
+    mkdir -p "$SF_TEST_DIR" || return 1
+    [ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$SF_TEST_DIR"
+    if [ "${SF_BUILT:-0}" != 1 ]; then
+        sf_build || return 1
+    fi
+}

@@ -26,19 +26,14 @@ cd "$(dirname "$0")/../.."
 
 n=${SF_BENCH_EVENTS:-1000000}
 parts=4
-sf_install_deps
-SF_WORK=$(mktemp -d /tmp/sfbench.XXXXXX)
-chmod 755 "$SF_WORK"
-export SF_INSTALL=${SF_INSTALL:-$SF_WORK/install}
-sf_cleanup_trap
-[ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$SF_WORK"
-sf_build >/dev/null
+sf_test_setup bench >/dev/null
+work=$SF_TEST_DIR
 
 now() { date +%s.%N; }
 rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
 
 echo "bench: generating $n events"
-python3 - "$n" "$parts" >"$SF_WORK/events.tsv" <<'PY'
+python3 - "$n" "$parts" >"$work/events.tsv" <<'PY'
 import datetime, json, sys
 n, parts = int(sys.argv[1]), int(sys.argv[2])
 base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
@@ -50,25 +45,25 @@ PY
 # One more event per partition, an hour later: every window closes.
 for ((p = 0; p < parts; p++)); do
     printf '%d\t{"k": "key0", "v": 0, "ts": "2024-01-01T02:00:00+00:00"}\n' "$p"
-done >>"$SF_WORK/events.tsv"
+done >>"$work/events.tsv"
 total=$((n + parts))
-cut -f2 "$SF_WORK/events.tsv" | python3 -c "
+cut -f2 "$work/events.tsv" | python3 -c "
 import json, sys
 w = sys.stdout.write
 for line in sys.stdin:
     e = json.loads(line)
-    w('%s,%s,%s\n' % (e['k'], e['v'], e['ts']))" >"$SF_WORK/events.csv"
-chmod a+r "$SF_WORK"/events.*
+    w('%s,%s,%s\n' % (e['k'], e['v'], e['ts']))" >"$work/events.csv"
+chmod a+r "$work"/events.*
 
-addr=$(sf_broker_start "$SF_WORK/broker" "bench:$parts")
-test/produce "$addr" bench --partitions "$parts" <"$SF_WORK/events.tsv"
+addr=$(sf_broker_start "$work/broker" "bench:$parts")
+test/produce "$addr" bench --partitions "$parts" <"$work/events.tsv"
 
 raw=$(test/consume_bench "$addr" bench "$total" 2>/dev/null | awk '$1 == "RATE" { print int($2) }')
 echo "bench: raw librdkafka consume: $raw msg/s"
 
 port=$(sf_free_port)
-sf_pg_start "$SF_WORK/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
-sql() { sf_psql "$SF_WORK/pg" "$port" -qAt "$@"; }
+sf_pg_start "$work/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
+sql() { sf_psql "$work/pg" "$port" -qAt "$@"; }
 sql >/dev/null <<SQL
 CREATE EXTENSION streamflink;
 SELECT streamflink.create_source('bench', brokers => '$addr', topic => 'bench', format => 'json',
@@ -88,9 +83,9 @@ if [ -n "${SF_BENCH_PERF:-}" ]; then
         [ -z "$pid" ] || break
         sleep 0.02
     done
-    perf record -q -F 1999 -g -p "$pid" -o "$SF_WORK/perf.data" -- sleep 1 2>/dev/null
+    perf record -q -F 1999 -g -p "$pid" -o "$work/perf.data" -- sleep 1 2>/dev/null
     for sort in dso sym; do
-        perf report -i "$SF_WORK/perf.data" --comm postgres --percentage relative \
+        perf report -i "$work/perf.data" --comm postgres --percentage relative \
             --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
     done >"$SF_BENCH_PERF"
 fi
@@ -109,15 +104,15 @@ echo "bench: streamflink end to end: $sf events/s ($rows windows, $ckpts)"
 # Without us: load the same messages with COPY, then one GROUP BY.  Twice:
 # the JSON payloads as they are in Kafka (json column, fields extracted in
 # the query), and the same events pre-decoded to CSV (typed columns).
-cut -f2 "$SF_WORK/events.tsv" | sed 's/\\/\\\\/g' >"$SF_WORK/events.json"
-chmod a+r "$SF_WORK/events.json"
+cut -f2 "$work/events.tsv" | sed 's/\\/\\\\/g' >"$work/events.json"
+chmod a+r "$work/events.json"
 sql >/dev/null <<SQL
 CREATE UNLOGGED TABLE copied_json (payload json);
 CREATE UNLOGGED TABLE copied (k text, v float8, ts timestamptz);
 SQL
 t2=$(now)
 sql <<SQL >/dev/null
-\copy copied_json FROM '$SF_WORK/events.json'
+\copy copied_json FROM '$work/events.json'
 CREATE TABLE grouped_json AS
 SELECT payload->>'k' AS k, date_bin('1 minute', (payload->>'ts')::timestamptz, 'epoch') AS window_start,
        count(*) AS n, avg((payload->>'v')::float8) AS mean
@@ -128,7 +123,7 @@ diy_json=$(rate "$total" "$t2" "$t3")
 echo "bench: COPY json then GROUP BY: $diy_json events/s"
 t2=$(now)
 sql <<SQL >/dev/null
-\copy copied FROM '$SF_WORK/events.csv' WITH (FORMAT csv)
+\copy copied FROM '$work/events.csv' WITH (FORMAT csv)
 CREATE TABLE grouped AS
 SELECT k, date_bin('1 minute', ts, 'epoch') AS window_start, count(*) AS n, avg(v) AS mean
 FROM copied GROUP BY 1, 2;

@@ -18,14 +18,8 @@ events=${CEP_BENCH_EVENTS:-1000000}
 keys=${CEP_BENCH_KEYS:-100000}
 parts=4
 
-if [ -z "${SF_WORK:-}" ]; then
-    SF_WORK=$(mktemp -d /tmp/sfbench.XXXXXX)
-    chmod 755 "$SF_WORK"
-fi
-work=$SF_WORK/cep_bench
-sf_cleanup_trap
-[ "${SF_KEEP:-0}" = 1 ] || sf_cleanup_add_path "$work"
-[ "${SF_BUILT:-0}" = 1 ] || sf_build
+sf_test_setup cep_bench
+work=$SF_TEST_DIR
 
 addr=$(sf_broker_start "$work/broker" "bench_cep:$parts")
 port=$(sf_free_port)
