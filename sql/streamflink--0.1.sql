@@ -435,6 +435,53 @@ BEGIN
 END
 $$;
 
+/* A new pipeline's name: well formed and not taken. */
+CREATE FUNCTION streamflink._check_new_pipeline(p_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF p_name IS NULL OR p_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
+		RAISE EXCEPTION 'invalid pipeline name: %', coalesce(quote_literal(p_name), 'NULL')
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = p_name) THEN
+		RAISE EXCEPTION 'pipeline "%" already exists', p_name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Choose another name, or drop it first with streamflink.drop_pipeline().';
+	END IF;
+END
+$$;
+
+/* Key columns: a comma-separated list of source columns (may be empty). */
+CREATE FUNCTION streamflink._key_columns(s streamflink.source, key text)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	keys text[] := '{}';
+	k text;
+BEGIN
+	FOREACH k IN ARRAY regexp_split_to_array(coalesce(key, ''), '\s*,\s*') LOOP
+		k := btrim(k);
+		CONTINUE WHEN k = '';
+		IF NOT EXISTS (SELECT 1 FROM streamflink._columns(s.row_type) c WHERE c.attname = k) THEN
+			RAISE EXCEPTION 'key column "%" is not a column of source "%"', k, s.name
+				USING ERRCODE = 'undefined_column',
+					  HINT = format('Columns of this source: %s.',
+									(SELECT string_agg(c.attname, ', ') FROM streamflink._columns(s.row_type) c));
+		END IF;
+		IF k = ANY (keys) THEN
+			RAISE EXCEPTION 'key column "%" is listed twice', k
+				USING ERRCODE = 'duplicate_column';
+		END IF;
+		keys := keys || k;
+	END LOOP;
+	RETURN keys;
+END
+$$;
+
 /*
  * Window pipelines.
  */
@@ -466,16 +513,7 @@ DECLARE
 	sink_ident	text;
 	idx_cols	text;
 BEGIN
-	IF p_name IS NULL OR p_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
-		RAISE EXCEPTION 'invalid pipeline name: %', coalesce(quote_literal(p_name), 'NULL')
-			USING ERRCODE = 'invalid_name',
-				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
-	END IF;
-	IF EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = p_name) THEN
-		RAISE EXCEPTION 'pipeline "%" already exists', p_name
-			USING ERRCODE = 'duplicate_object',
-				  HINT = 'Choose another name, or drop it first with streamflink.drop_pipeline().';
-	END IF;
+	PERFORM streamflink._check_new_pipeline(p_name);
 
 	wkind := CASE lower("window")
 		WHEN 'tumble' THEN 'tumble' WHEN 'tumbling' THEN 'tumble'
@@ -575,34 +613,6 @@ BEGIN
 END
 $$;
 
-/* Key columns: a comma-separated list of source columns (may be empty). */
-CREATE FUNCTION streamflink._key_columns(s streamflink.source, key text)
-RETURNS text[]
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-	keys text[] := '{}';
-	k text;
-BEGIN
-	FOREACH k IN ARRAY regexp_split_to_array(coalesce(key, ''), '\s*,\s*') LOOP
-		k := btrim(k);
-		CONTINUE WHEN k = '';
-		IF NOT EXISTS (SELECT 1 FROM streamflink._columns(s.row_type) c WHERE c.attname = k) THEN
-			RAISE EXCEPTION 'key column "%" is not a column of source "%"', k, s.name
-				USING ERRCODE = 'undefined_column',
-					  HINT = format('Columns of this source: %s.',
-									(SELECT string_agg(c.attname, ', ') FROM streamflink._columns(s.row_type) c));
-		END IF;
-		IF k = ANY (keys) THEN
-			RAISE EXCEPTION 'key column "%" is listed twice', k
-				USING ERRCODE = 'duplicate_column';
-		END IF;
-		keys := keys || k;
-	END LOOP;
-	RETURN keys;
-END
-$$;
-
 /*
  * Pattern pipelines (complex event processing, Flink CEP semantics).
  *
@@ -658,15 +668,7 @@ DECLARE
 	timed_out_rel regclass;
 	m			text;
 BEGIN
-	IF p_name IS NULL OR p_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
-		RAISE EXCEPTION 'invalid pipeline name: %', coalesce(quote_literal(p_name), 'NULL')
-			USING ERRCODE = 'invalid_name',
-				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
-	END IF;
-	IF EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = p_name) THEN
-		RAISE EXCEPTION 'pipeline "%" already exists', p_name
-			USING ERRCODE = 'duplicate_object';
-	END IF;
+	PERFORM streamflink._check_new_pipeline(p_name);
 	PERFORM streamflink._check_duration('within', within, false);
 	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
 	IF checkpoint_interval IS NULL THEN
