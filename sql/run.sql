@@ -89,6 +89,8 @@ SELECT pipeline, partition, event_time, watermark, reason FROM streamflink.late_
 SELECT geo, window_start, window_end, rides, avg_wait, max_wait
 FROM streamflink.live('surge', NULL::surge_out) ORDER BY geo, window_start LIMIT 5;
 SELECT count(*) FROM streamflink.live('surge');
+-- The status view counts them too.
+SELECT wait_until($$SELECT open_count = 18 FROM streamflink.pipelines WHERE name = 'surge'$$);
 
 -- Offsets of the last checkpoint: next message to read per partition.
 SELECT pipeline, topic, partition, next_offset FROM streamflink.offsets ORDER BY partition;

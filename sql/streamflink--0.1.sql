@@ -864,7 +864,8 @@ SELECT p.name, s.name AS source, p.window_kind AS "window",
 	   c.id AS last_checkpoint, c.completed AS last_checkpoint_at,
 	   c.duration AS last_checkpoint_duration, c.state_bytes AS last_checkpoint_bytes,
 	   p.owner,
-	   p.kind, p.pattern, p.define, p.measures, p.within, p.skip, p.timed_out
+	   p.kind, p.pattern, p.define, p.measures, p.within, p.skip, p.timed_out,
+	   w.state_keys AS open_count	/* open windows, or keys with partial matches */
 FROM streamflink.pipeline p
 JOIN streamflink.source s ON s.id = p.source_id
 LEFT JOIN streamflink._worker_status() w ON w.pipeline_id = p.id
