@@ -283,6 +283,25 @@ BEGIN
 END
 $$;
 
+/* A new source's or pipeline's name: well formed and not taken. */
+CREATE FUNCTION streamflink._check_new_name(what text, obj_name text, taken bool)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF obj_name IS NULL OR obj_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
+		RAISE EXCEPTION 'invalid % name: %', what, coalesce(quote_literal(obj_name), 'NULL')
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
+	END IF;
+	IF taken THEN
+		RAISE EXCEPTION '% "%" already exists', what, obj_name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = format('Choose another name, or drop it first with streamflink.drop_%s().', what);
+	END IF;
+END
+$$;
+
 /* Columns of a composite type, in order. */
 CREATE FUNCTION streamflink._columns(t regtype)
 RETURNS TABLE (attname text, atttype regtype, attnum int, atttypmod int)
@@ -322,16 +341,8 @@ DECLARE
 	opt			text;
 	ncols		int;
 BEGIN
-	IF src_name IS NULL OR src_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
-		RAISE EXCEPTION 'invalid source name: %', coalesce(quote_literal(src_name), 'NULL')
-			USING ERRCODE = 'invalid_name',
-				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
-	END IF;
-	IF EXISTS (SELECT 1 FROM streamflink.source s WHERE s.name = src_name) THEN
-		RAISE EXCEPTION 'source "%" already exists', src_name
-			USING ERRCODE = 'duplicate_object',
-				  HINT = 'Choose another name, or drop it first with streamflink.drop_source().';
-	END IF;
+	PERFORM streamflink._check_new_name('source', src_name,
+										EXISTS (SELECT 1 FROM streamflink.source s WHERE s.name = src_name));
 	IF coalesce(brokers, '') = '' OR coalesce(topic, '') = '' THEN
 		RAISE EXCEPTION 'a source needs brokers and a topic'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -435,25 +446,6 @@ BEGIN
 END
 $$;
 
-/* A new pipeline's name: well formed and not taken. */
-CREATE FUNCTION streamflink._check_new_pipeline(p_name text)
-RETURNS void
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-	IF p_name IS NULL OR p_name !~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$' THEN
-		RAISE EXCEPTION 'invalid pipeline name: %', coalesce(quote_literal(p_name), 'NULL')
-			USING ERRCODE = 'invalid_name',
-				  HINT = 'Use a letter or underscore followed by up to 47 letters, digits or underscores.';
-	END IF;
-	IF EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = p_name) THEN
-		RAISE EXCEPTION 'pipeline "%" already exists', p_name
-			USING ERRCODE = 'duplicate_object',
-				  HINT = 'Choose another name, or drop it first with streamflink.drop_pipeline().';
-	END IF;
-END
-$$;
-
 /* Key columns: a comma-separated list of source columns (may be empty). */
 CREATE FUNCTION streamflink._key_columns(s streamflink.source, key text)
 RETURNS text[]
@@ -513,7 +505,7 @@ DECLARE
 	sink_ident	text;
 	idx_cols	text;
 BEGIN
-	PERFORM streamflink._check_new_pipeline(p_name);
+	PERFORM streamflink._check_new_name('pipeline', p_name, p_name IN (SELECT p.name FROM streamflink.pipeline p));
 
 	wkind := CASE lower("window")
 		WHEN 'tumble' THEN 'tumble' WHEN 'tumbling' THEN 'tumble'
@@ -668,7 +660,7 @@ DECLARE
 	timed_out_rel regclass;
 	m			text;
 BEGIN
-	PERFORM streamflink._check_new_pipeline(p_name);
+	PERFORM streamflink._check_new_name('pipeline', p_name, p_name IN (SELECT p.name FROM streamflink.pipeline p));
 	PERFORM streamflink._check_duration('within', within, false);
 	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
 	IF checkpoint_interval IS NULL THEN
