@@ -385,6 +385,15 @@ BEGIN
 	 * column list, and every type works.
 	 */
 	type_name := 'source_' || src_name;
+	/*
+	 * A type of that name that no source uses was left behind by a dropped
+	 * extension (the types of sources are not members of it): replace it.
+	 */
+	IF to_regtype('streamflink.' || quote_ident(type_name)) IS NOT NULL AND
+		NOT EXISTS (SELECT 1 FROM streamflink.source s
+					WHERE s.row_type = to_regtype('streamflink.' || quote_ident(type_name))) THEN
+		EXECUTE pg_catalog.format('DROP TYPE streamflink.%I', type_name);
+	END IF;
 	BEGIN
 		EXECUTE pg_catalog.format('CREATE TYPE streamflink.%I AS (%s)', type_name, cols);
 	EXCEPTION WHEN syntax_error THEN
@@ -819,9 +828,17 @@ AS $$
 DECLARE
 	s streamflink.source := streamflink._source(source);
 BEGIN
+	/*
+	 * Decoding reports a bad payload in "error", never by raising; but a
+	 * decoded row can fail to become jsonb: a json column may hold a number
+	 * beyond numeric's range, which json accepts and jsonb does not.
+	 */
 	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2) d',
 							  s.row_type)
 		INTO decoded, error USING s.format, payload;
+EXCEPTION WHEN others THEN
+	decoded := NULL;
+	error := 'decoded, but the row cannot be shown as jsonb: ' || SQLERRM;
 END
 $$;
 
