@@ -17,6 +17,7 @@ seed=${SF_FUZZ_SEED:-$RANDOM}
 sf_test_setup fuzz
 work=$SF_TEST_DIR
 
+echo "decode_fuzz: seed $seed (SF_FUZZ_SEED=$seed repeats this run)"
 python3 test/gen_json_fuzz.py "$count" "$seed" >"$work/payloads.hex"
 chmod -R a+rX "$work"
 port=$(sf_free_port)
@@ -44,6 +45,6 @@ WHERE (f.decoded, f.error) IS DISTINCT FROM (r.decoded, r.error) LIMIT 5;
 SQL
 )
 read -r total valid differ <<<"$(head -n 1 <<<"$result")"
-echo "decode_fuzz: seed $seed: $total payloads ($valid decoded, the rest errors): $differ differ"
+echo "decode_fuzz: $total payloads ($valid decoded, the rest errors): $differ differ"
 tail -n +2 <<<"$result"
 [ "$differ" = 0 ]
