@@ -224,12 +224,6 @@ window_aggregates(WindowOperator *op)
 	return op->aggs;
 }
 
-void
-window_set_sink(WindowOperator *op, Sink *sink)
-{
-	op->sink = sink;
-}
-
 int64
 window_open_count(WindowOperator *op)
 {

@@ -33,9 +33,6 @@ extern WindowOperator *window_create(PipelineDef *def, StateStore *store,
 /* The aggregates, to prepare the sink's statements. */
 extern AggSpec *window_aggregates(WindowOperator *op);
 
-/* Where fired windows go (set once, after window_create). */
-extern void window_set_sink(WindowOperator *op, Sink *sink);
-
 /*
  * Add one event.  Returns false, changing nothing, if the event is late for
  * all of its windows.
