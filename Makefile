@@ -17,7 +17,9 @@ OBJS = \
 	src/worker.o \
 	src/launcher.o \
 	src/live.o \
-	src/producer.o
+	src/producer.o \
+	src/tenancy.o \
+	src/ddl_guard.o
 
 EXTENSION = streamflink
 DATA = sql/streamflink--0.1.sql

@@ -139,30 +139,6 @@ RETURNS text[]
 AS 'MODULE_PATHNAME', 'streamflink_check_pattern'
 LANGUAGE C;
 
-/* Registers (at commit) the worker of a pipeline. */
-CREATE FUNCTION streamflink._launch(pipeline_id int)
-RETURNS void
-AS 'MODULE_PATHNAME', 'streamflink_launch'
-LANGUAGE C STRICT;
-
-/* Asks (at commit) the worker of a pipeline to stop. */
-CREATE FUNCTION streamflink._terminate(pipeline_id int)
-RETURNS void
-AS 'MODULE_PATHNAME', 'streamflink_terminate'
-LANGUAGE C STRICT;
-
-/* Waits (up to timeout_ms) until no worker runs the pipeline. */
-CREATE FUNCTION streamflink._wait_stopped(pipeline_id int, timeout_ms int DEFAULT 30000)
-RETURNS void
-AS 'MODULE_PATHNAME', 'streamflink_wait_stopped'
-LANGUAGE C STRICT;
-
-/* Removes (at commit) a dropped pipeline's RocksDB state. */
-CREATE FUNCTION streamflink._remove_state(pipeline_id int)
-RETURNS void
-AS 'MODULE_PATHNAME', 'streamflink_remove_state'
-LANGUAGE C STRICT;
-
 /* What the running workers of this database report. */
 CREATE FUNCTION streamflink._worker_status(
 	OUT pipeline_id int, OUT pid int, OUT status text, OUT error text,
@@ -192,11 +168,6 @@ CREATE FUNCTION streamflink.produce(brokers text, topic text, payloads text[],
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'streamflink_produce'
 LANGUAGE C STRICT;
-
-/* Stop at commit: usable only by superusers or pipeline owners. */
-REVOKE ALL ON FUNCTION streamflink._launch(int) FROM PUBLIC;
-REVOKE ALL ON FUNCTION streamflink._terminate(int) FROM PUBLIC;
-REVOKE ALL ON FUNCTION streamflink._remove_state(int) FROM PUBLIC;
 
 /*
  * Helpers for the SQL functions below.
@@ -341,8 +312,7 @@ DECLARE
 	opt			text;
 	ncols		int;
 BEGIN
-	PERFORM streamflink._check_new_name('source', src_name,
-										EXISTS (SELECT 1 FROM streamflink.source s WHERE s.name = src_name));
+	PERFORM streamflink._check_new_name('source', src_name, streamflink._name_taken('source', src_name));
 	IF coalesce(brokers, '') = '' OR coalesce(topic, '') = '' THEN
 		RAISE EXCEPTION 'a source needs brokers and a topic'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -386,16 +356,12 @@ BEGIN
 	 */
 	type_name := 'source_' || src_name;
 	/*
-	 * A type of that name that no source uses was left behind by a dropped
-	 * extension (the types of sources are not members of it): replace it.
+	 * Created in our schema for the caller, who owns it (see tenancy.c); a
+	 * type of that name that no source uses, left behind by a dropped
+	 * extension (the types of sources are not members of it), is replaced.
 	 */
-	IF to_regtype('streamflink.' || quote_ident(type_name)) IS NOT NULL AND
-		NOT EXISTS (SELECT 1 FROM streamflink.source s
-					WHERE s.row_type = to_regtype('streamflink.' || quote_ident(type_name))) THEN
-		EXECUTE pg_catalog.format('DROP TYPE streamflink.%I', type_name);
-	END IF;
 	BEGIN
-		EXECUTE pg_catalog.format('CREATE TYPE streamflink.%I AS (%s)', type_name, cols);
+		PERFORM streamflink._create_row_type(src_name, cols);
 	EXCEPTION WHEN syntax_error THEN
 		RAISE EXCEPTION 'invalid column list: %', cols
 			USING ERRCODE = 'syntax_error',
@@ -514,7 +480,7 @@ DECLARE
 	sink_ident	text;
 	idx_cols	text;
 BEGIN
-	PERFORM streamflink._check_new_name('pipeline', p_name, p_name IN (SELECT p.name FROM streamflink.pipeline p));
+	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
 
 	wkind := CASE lower("window")
 		WHEN 'tumble' THEN 'tumble' WHEN 'tumbling' THEN 'tumble'
@@ -669,7 +635,7 @@ DECLARE
 	timed_out_rel regclass;
 	m			text;
 BEGIN
-	PERFORM streamflink._check_new_name('pipeline', p_name, p_name IN (SELECT p.name FROM streamflink.pipeline p));
+	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
 	PERFORM streamflink._check_duration('within', within, false);
 	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
 	IF checkpoint_interval IS NULL THEN
@@ -751,10 +717,8 @@ BEGIN
 		RAISE NOTICE 'pipeline "%" is already running', p.name;
 		RETURN;
 	END IF;
-	/* A worker still finishing its stop must be gone first. */
-	PERFORM streamflink._wait_stopped(p.id);
+	/* Checks, quotas and the worker's start at commit: the catalog's triggers. */
 	UPDATE streamflink.pipeline SET state = 'running' WHERE id = p.id;
-	PERFORM streamflink._launch(p.id);
 END
 $$;
 
@@ -771,8 +735,8 @@ BEGIN
 		RAISE NOTICE 'pipeline "%" is not running', p.name;
 		RETURN;
 	END IF;
+	/* The worker is asked to stop at commit by the catalog's trigger. */
 	UPDATE streamflink.pipeline SET state = 'stopped' WHERE id = p.id;
-	PERFORM streamflink._terminate(p.id);
 END
 $$;
 
@@ -790,29 +754,34 @@ BEGIN
 			USING ERRCODE = 'object_in_use',
 				  HINT = 'Stop it first with streamflink.stop().';
 	END IF;
-	PERFORM streamflink._wait_stopped(p.id);
+	/* The state directory goes at commit: the catalog's trigger. */
 	DELETE FROM streamflink.pipeline WHERE id = p.id;
-	PERFORM streamflink._remove_state(p.id);
+	/* A sink dropped by hand while the pipeline was stopped is gone already. */
 	IF drop_sink THEN
-		EXECUTE pg_catalog.format('DROP TABLE %s', p.sink);
-		IF p.timed_out IS NOT NULL THEN
+		IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p.sink) THEN
+			EXECUTE pg_catalog.format('DROP TABLE %s', p.sink);
+		END IF;
+		IF p.timed_out IS NOT NULL AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p.timed_out) THEN
 			EXECUTE pg_catalog.format('DROP TABLE %s', p.timed_out);
 		END IF;
 	END IF;
 END
 $$;
 
-/* Open windows as jsonb, for any pipeline. */
+/*
+ * Open windows as jsonb, for any pipeline the caller may read: its owner's
+ * members and roles that may SELECT its sink (checked by _live_sink).
+ */
 CREATE FUNCTION streamflink.live(pipeline text)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	p streamflink.pipeline := streamflink._pipeline(pipeline);
+	sink regclass := streamflink._live_sink(pipeline);
 BEGIN
 	RETURN QUERY EXECUTE pg_catalog.format(
-		'SELECT to_jsonb(l) FROM streamflink.live(%L, NULL::%s) AS l', p.name, p.sink);
+		'SELECT to_jsonb(l) FROM streamflink.live(%L, NULL::%s) AS l', pipeline, sink);
 END
 $$;
 
@@ -851,14 +820,14 @@ AS $$ SELECT * FROM streamflink.decode(source, convert_to(payload, getdatabaseen
  * Views.
  */
 
-CREATE VIEW streamflink.sources AS
+CREATE VIEW streamflink.sources WITH (security_invoker = true) AS
 SELECT s.name, s.brokers, s.topic, s.format,
 	   (SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(c.atttype, c.atttypmod), ', ')
 		  FROM streamflink._columns(s.row_type) c) AS columns,
 	   s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options, s.owner, s.created
 FROM streamflink.source s;
 
-CREATE VIEW streamflink.pipelines AS
+CREATE VIEW streamflink.pipelines WITH (security_invoker = true) AS
 SELECT p.name, s.name AS source, p.window_kind AS "window",
 	   p.window_size AS size, p.window_slide AS slide, p.session_gap AS gap,
 	   p.key_columns AS key, p.aggregates, p.sink,
@@ -881,24 +850,361 @@ LEFT JOIN streamflink._worker_status() w ON w.pipeline_id = p.id
 LEFT JOIN LATERAL (SELECT * FROM streamflink.checkpoint ck
 				   WHERE ck.pipeline_id = p.id ORDER BY ck.id DESC LIMIT 1) c ON true;
 
-CREATE VIEW streamflink.checkpoints AS
+CREATE VIEW streamflink.checkpoints WITH (security_invoker = true) AS
 SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
 	   c.state_bytes, c.new_state_bytes, c.events, c.rows_emitted
 FROM streamflink.checkpoint c
 JOIN streamflink.pipeline p ON p.id = c.pipeline_id;
 
-CREATE VIEW streamflink.offsets AS
+CREATE VIEW streamflink.offsets WITH (security_invoker = true) AS
 SELECT p.name AS pipeline, o.topic, o.partition, o.next_offset, o.max_event_time,
 	   o.checkpoint_id
 FROM streamflink.pipeline p
 JOIN LATERAL (SELECT max(id) AS id FROM streamflink.checkpoint c WHERE c.pipeline_id = p.id) last ON true
 JOIN streamflink.checkpoint_offset o ON o.pipeline_id = p.id AND o.checkpoint_id = last.id;
 
-CREATE VIEW streamflink.dead_letters AS
+CREATE VIEW streamflink.dead_letters WITH (security_invoker = true) AS
 SELECT p.name AS pipeline, d.topic, d.partition, d."offset", d.payload, d.error, d.received
 FROM streamflink.dead_letter d JOIN streamflink.pipeline p ON p.id = d.pipeline_id;
 
-CREATE VIEW streamflink.late_events AS
+CREATE VIEW streamflink.late_events WITH (security_invoker = true) AS
 SELECT p.name AS pipeline, l.topic, l.partition, l."offset", l.event_time, l.watermark,
 	   l.payload, l.reason, l.received
 FROM streamflink.late_event l JOIN streamflink.pipeline p ON p.id = l.pipeline_id;
+
+/* ====================================================================
+ * Tenancy (see the README's "Tenancy" and src/tenancy.c).
+ *
+ * A role that a DBA grants streamflink_user may define, run and watch
+ * sources and pipelines of its own.  Row-level security on every catalog
+ * table shows and lets change only the rows of roles the current role is
+ * a member of (superusers and the extension owner see everything); column
+ * privileges leave a tenant only a pipeline's desired state to change;
+ * triggers check what a row refers to as the current role, and are the
+ * only path to a pipeline's worker.  Kept in one block, at the end of the
+ * script, so that the grants cover every function defined above.
+ * ==================================================================== */
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'streamflink_user') THEN
+		CREATE ROLE streamflink_user NOLOGIN;
+	END IF;
+END
+$$;
+
+/* ---- Tenancy: quotas ---- */
+
+/*
+ * Limits per owning role, written by superusers only.  The row whose role
+ * is NULL is the default for roles without a row of their own; a NULL
+ * limit is no limit; superusers are never limited.  Pipelines count at
+ * creation, running pipelines and state bytes (the last checkpoint's
+ * snapshot of each pipeline) at start.
+ */
+CREATE TABLE streamflink.role_quota (
+	role		regrole UNIQUE NULLS NOT DISTINCT,	/* NULL: the default */
+	max_pipelines int CHECK (max_pipelines >= 0),
+	max_running int CHECK (max_running >= 0),
+	max_state_bytes bigint CHECK (max_state_bytes >= 0)
+);
+SELECT pg_catalog.pg_extension_config_dump('streamflink.role_quota', '');
+
+CREATE FUNCTION streamflink._check_quota(owner regrole, action text, pipeline_id int DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q streamflink.role_quota;
+	n bigint;
+BEGIN
+	IF (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) THEN
+		RETURN;
+	END IF;
+	SELECT * INTO q FROM streamflink.role_quota r WHERE r.role = owner;
+	IF NOT FOUND THEN
+		SELECT * INTO q FROM streamflink.role_quota r WHERE r.role IS NULL;
+		IF NOT FOUND THEN
+			RETURN;
+		END IF;
+	END IF;
+	/* Two sessions of one role must not both pass the same last slot. */
+	PERFORM pg_advisory_xact_lock(hashtext('streamflink.role_quota'),
+								  (owner::oid::bigint - 2147483648)::int);
+	IF action = 'create' AND q.max_pipelines IS NOT NULL THEN
+		SELECT count(*) INTO n FROM streamflink.pipeline p WHERE p.owner = _check_quota.owner;
+		IF n >= q.max_pipelines THEN
+			RAISE EXCEPTION 'role % has reached its quota of % pipelines', owner, q.max_pipelines
+				USING ERRCODE = 'configuration_limit_exceeded',
+					  HINT = 'Drop a pipeline, or ask the database administrator to raise max_pipelines in streamflink.role_quota; see streamflink.quotas.';
+		END IF;
+	ELSIF action = 'start' THEN
+		IF q.max_running IS NOT NULL THEN
+			SELECT count(*) INTO n FROM streamflink.pipeline p
+			WHERE p.owner = _check_quota.owner AND p.state = 'running' AND p.id <> pipeline_id;
+			IF n >= q.max_running THEN
+				RAISE EXCEPTION 'role % has reached its quota of % running pipelines', owner, q.max_running
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  HINT = 'Stop a pipeline, or ask the database administrator to raise max_running in streamflink.role_quota; see streamflink.quotas.';
+			END IF;
+		END IF;
+		IF q.max_state_bytes IS NOT NULL THEN
+			SELECT coalesce(sum(c.state_bytes), 0) INTO n
+			FROM streamflink.pipeline p
+			CROSS JOIN LATERAL (SELECT ck.state_bytes FROM streamflink.checkpoint ck
+								WHERE ck.pipeline_id = p.id ORDER BY ck.id DESC LIMIT 1) c
+			WHERE p.owner = _check_quota.owner;
+			IF n > q.max_state_bytes THEN
+				RAISE EXCEPTION 'role % holds % of pipeline state, more than its quota of %',
+						owner, pg_size_pretty(n), pg_size_pretty(q.max_state_bytes)
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  HINT = 'Drop pipelines, or ask the database administrator to raise max_state_bytes in streamflink.role_quota; see streamflink.quotas.';
+			END IF;
+		END IF;
+	END IF;
+END
+$$;
+
+/* Limits and what each role visible to the caller uses. */
+CREATE VIEW streamflink.quotas WITH (security_invoker = true) AS
+WITH roles AS (
+	SELECT q.role FROM streamflink.role_quota q WHERE q.role IS NOT NULL
+	UNION
+	SELECT p.owner FROM streamflink.pipeline p
+)
+SELECT r.role,
+	   NOT coalesce(a.rolsuper, false) AND l.role IS NOT DISTINCT FROM r.role AS own_row,
+	   CASE WHEN NOT a.rolsuper THEN l.max_pipelines END AS max_pipelines,
+	   (SELECT count(*) FROM streamflink.pipeline p WHERE p.owner = r.role) AS pipelines,
+	   CASE WHEN NOT a.rolsuper THEN l.max_running END AS max_running,
+	   (SELECT count(*) FROM streamflink.pipeline p
+		 WHERE p.owner = r.role AND p.state = 'running') AS running,
+	   CASE WHEN NOT a.rolsuper THEN l.max_state_bytes END AS max_state_bytes,
+	   (SELECT coalesce(sum(c.state_bytes), 0)
+		  FROM streamflink.pipeline p
+		  CROSS JOIN LATERAL (SELECT ck.state_bytes FROM streamflink.checkpoint ck
+							  WHERE ck.pipeline_id = p.id ORDER BY ck.id DESC LIMIT 1) c
+		 WHERE p.owner = r.role)::bigint AS state_bytes
+FROM roles r
+LEFT JOIN pg_roles a ON a.oid = r.role
+LEFT JOIN LATERAL (SELECT * FROM streamflink.role_quota q
+				   WHERE q.role = r.role OR q.role IS NULL
+				   ORDER BY q.role NULLS LAST LIMIT 1) l ON true;
+
+/* ---- Tenancy: internal functions ---- */
+
+/* Is the current role a member of the owning role?  (A dropped role: no.) */
+CREATE FUNCTION streamflink._member_of(owner regrole)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = owner)
+				THEN pg_has_role(current_user, owner, 'USAGE') ELSE false END
+$$;
+
+/* Names are unique across roles: checked whatever row-level security hides. */
+CREATE FUNCTION streamflink._name_taken(what text, obj_name text)
+RETURNS bool
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE what
+		WHEN 'source' THEN EXISTS (SELECT 1 FROM streamflink.source s WHERE s.name = obj_name)
+		ELSE EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.name = obj_name) END
+$$;
+
+/* Creates streamflink.source_<name> AS (columns), owned by the caller. */
+CREATE FUNCTION streamflink._create_row_type(source_name text, columns text)
+RETURNS regtype
+AS 'MODULE_PATHNAME', 'streamflink_create_row_type'
+LANGUAGE C STRICT;
+
+/* The sink of a pipeline whose results the caller may read (live()). */
+CREATE FUNCTION streamflink._live_sink(pipeline text)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'streamflink_live_sink'
+LANGUAGE C STRICT;
+
+/* A pipeline's sink or timed-out table: a table of the pipeline's owner. */
+CREATE FUNCTION streamflink._check_output_table(what text, pipeline_name text, owner regrole, rel regclass)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c record;
+BEGIN
+	SELECT cl.relkind, cl.relowner, cl.relpersistence, cl.relnamespace INTO c
+	FROM pg_class cl WHERE cl.oid = rel;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'the % of pipeline "%" no longer exists', what, pipeline_name
+			USING ERRCODE = 'undefined_table',
+				  HINT = 'Drop the pipeline with streamflink.drop_pipeline() and create it again.';
+	END IF;
+	IF c.relkind NOT IN ('r', 'p') OR c.relnamespace = 'streamflink'::regnamespace THEN
+		RAISE EXCEPTION 'the % of pipeline "%" must be a table of its own: %', what, pipeline_name, rel
+			USING ERRCODE = 'wrong_object_type';
+	END IF;
+	IF c.relpersistence = 't' THEN
+		RAISE EXCEPTION 'the % of pipeline "%" cannot be a temporary table', what, pipeline_name
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'The pipeline''s worker cannot see another session''s temporary tables.';
+	END IF;
+	IF NOT pg_has_role(owner, c.relowner, 'USAGE') THEN
+		RAISE EXCEPTION 'the % of pipeline "%" must be owned by the pipeline''s owner %', what, pipeline_name, owner
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('Table %s is owned by role %s.', rel, c.relowner::regrole);
+	END IF;
+END
+$$;
+
+/*
+ * BEFORE INSERT OR UPDATE OF state ON pipeline: what a new row refers to
+ * must be its owner's, and its durations valid (a tenant may INSERT rows
+ * itself: these are the checks create_*_pipeline relies on too); a start
+ * needs its tables and the owner's quota.
+ */
+CREATE FUNCTION streamflink._pipeline_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	src streamflink.source;
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		/* Row-level security hides other roles' sources from the caller. */
+		SELECT * INTO src FROM streamflink.source s WHERE s.id = NEW.source_id;
+		IF NOT FOUND OR NOT pg_has_role(NEW.owner, src.owner, 'USAGE') THEN
+			RAISE EXCEPTION 'permission denied for source %', coalesce(quote_literal(src.name), NEW.source_id::text)
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'A pipeline reads a source of its owner (or of a role its owner is a member of).';
+		END IF;
+		PERFORM streamflink._check_output_table('sink', NEW.name, NEW.owner, NEW.sink);
+		IF NEW.timed_out IS NOT NULL THEN
+			PERFORM streamflink._check_output_table('timed-out table', NEW.name, NEW.owner, NEW.timed_out);
+		END IF;
+		PERFORM streamflink._check_duration('window size', NEW.window_size, false);
+		PERFORM streamflink._check_duration('window slide', NEW.window_slide, false);
+		PERFORM streamflink._check_duration('session gap', NEW.session_gap, false);
+		PERFORM streamflink._check_duration('within', NEW.within, false);
+		PERFORM streamflink._check_duration('allowed_lateness', NEW.allowed_lateness, true);
+		PERFORM streamflink._check_duration('checkpoint_interval', NEW.checkpoint_interval, false);
+		PERFORM streamflink._check_quota(NEW.owner, 'create');
+	ELSIF NEW.state = 'running' AND OLD.state <> 'running' THEN
+		PERFORM streamflink._check_output_table('sink', NEW.name, NEW.owner, NEW.sink);
+		IF NEW.timed_out IS NOT NULL THEN
+			PERFORM streamflink._check_output_table('timed-out table', NEW.name, NEW.owner, NEW.timed_out);
+		END IF;
+		IF NOT EXISTS (SELECT 1 FROM streamflink.source s JOIN pg_type t ON t.oid = s.row_type
+					   WHERE s.id = NEW.source_id) THEN
+			RAISE EXCEPTION 'the row type of the source of pipeline "%" no longer exists', NEW.name
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'Drop the pipeline and its source, and create them again.';
+		END IF;
+		PERFORM streamflink._check_quota(NEW.owner, 'start', NEW.id);
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+/* BEFORE INSERT ON source: its row type is a composite type of its owner. */
+CREATE FUNCTION streamflink._source_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid
+				   WHERE t.oid = NEW.row_type AND c.relkind = 'c'
+					 AND pg_has_role(NEW.owner, t.typowner, 'USAGE')) THEN
+		RAISE EXCEPTION 'the row type of source "%" must be a composite type of its owner: %', NEW.name, NEW.row_type
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Create sources with streamflink.create_source().';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+/* Starts, stops and state removal at commit (src/tenancy.c). */
+CREATE FUNCTION streamflink._pipeline_lifecycle()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'streamflink_pipeline_lifecycle'
+LANGUAGE C;
+
+/* Checkpoints, offsets, dead letters, late events: written by the worker. */
+CREATE FUNCTION streamflink._worker_only()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'streamflink_worker_only'
+LANGUAGE C;
+
+/* ---- Tenancy: triggers ---- */
+
+CREATE TRIGGER check_source BEFORE INSERT ON streamflink.source
+	FOR EACH ROW EXECUTE FUNCTION streamflink._source_check();
+CREATE TRIGGER check_pipeline BEFORE INSERT OR UPDATE OF state ON streamflink.pipeline
+	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_check();
+CREATE TRIGGER lifecycle AFTER UPDATE OF state OR DELETE ON streamflink.pipeline
+	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_lifecycle();
+CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.checkpoint
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.checkpoint_offset
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.dead_letter
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.late_event
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+
+/* ---- Tenancy: row-level security ---- */
+
+ALTER TABLE streamflink.source ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.pipeline ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.checkpoint ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.checkpoint_offset ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.dead_letter ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.late_event ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.role_quota ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY owner_rows ON streamflink.source
+	USING (streamflink._member_of(owner));
+CREATE POLICY owner_rows ON streamflink.pipeline
+	USING (streamflink._member_of(owner));
+CREATE POLICY owner_rows ON streamflink.checkpoint
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE POLICY owner_rows ON streamflink.checkpoint_offset
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE POLICY owner_rows ON streamflink.dead_letter
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE POLICY owner_rows ON streamflink.late_event
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE POLICY own_and_default ON streamflink.role_quota FOR SELECT
+	USING (role IS NULL OR streamflink._member_of(role));
+
+/* ---- Tenancy: privileges ---- */
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA streamflink FROM PUBLIC;
+GRANT USAGE ON SCHEMA streamflink TO streamflink_user;
+/* The lifecycle is reachable through the catalog's triggers only. */
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA streamflink TO streamflink_user;
+REVOKE EXECUTE ON FUNCTION streamflink._pipeline_lifecycle(), streamflink._worker_only(),
+	streamflink._pipeline_check(), streamflink._source_check() FROM streamflink_user;
+GRANT SELECT ON ALL TABLES IN SCHEMA streamflink TO streamflink_user;	/* and views */
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA streamflink TO streamflink_user;
+GRANT INSERT (name, brokers, topic, format, row_type, event_time, max_out_of_orderness,
+			  idle_timeout, options), DELETE
+	ON streamflink.source TO streamflink_user;
+GRANT INSERT (name, source_id, kind, key_columns, window_kind, window_size, window_slide,
+			  session_gap, aggregates, pattern, define, measures, skip, within, timed_out,
+			  sink, allowed_lateness, checkpoint_interval),
+	  UPDATE (state), DELETE
+	ON streamflink.pipeline TO streamflink_user;
+/* A worker running as its pipeline's owner writes these (_worker_only). */
+GRANT INSERT ON streamflink.checkpoint, streamflink.checkpoint_offset,
+	streamflink.dead_letter, streamflink.late_event TO streamflink_user;
+GRANT DELETE ON streamflink.dead_letter, streamflink.late_event TO streamflink_user;

@@ -16,18 +16,21 @@
 
 #include <sys/stat.h>
 
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "catalog.h"
 #include "checkpoint.h"
 #include "state.h"
 #include "streamflink.h"
+#include "tenancy.h"
 #include "window.h"
 
 PG_FUNCTION_INFO_V1(streamflink_live);
@@ -148,6 +151,110 @@ live_row(void *arg, Datum *keys, bool *keynulls, TimestampTz start, TimestampTz 
 	tuplestore_putvalues(out->rsinfo->setResult, out->rsinfo->setDesc, out->values, out->nulls);
 }
 
+/*
+ * The row type given must be the sink's: the same columns, names and types,
+ * in order (the sink's own row type, or one declared alike).
+ */
+static void
+check_row_type(PipelineDef *def, Oid given)
+{
+	Oid			sink_type;
+	TupleDesc	gdesc;
+	TupleDesc	sdesc;
+	bool		same = true;
+	int			gi = 0,
+				si = 0;
+
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->sink_relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the sink table of pipeline \"%s\" no longer exists", def->name),
+				 errhint("Drop the pipeline with streamflink.drop_pipeline() and create it again.")));
+	sink_type = get_rel_type_id(def->sink_relid);
+	if (given == sink_type)
+		return;
+	if (!OidIsValid(given) || !type_is_rowtype(given) || given == RECORDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("live() needs the row type of the sink of pipeline \"%s\", not %s",
+						def->name, OidIsValid(given) ? format_type_be(given) : "unknown"),
+				 errhint("Pass NULL::%s.", format_type_be(sink_type))));
+
+	gdesc = lookup_rowtype_tupdesc(given, -1);
+	sdesc = lookup_rowtype_tupdesc(sink_type, -1);
+	for (;;)
+	{
+		Form_pg_attribute ga,
+					sa;
+
+		while (gi < gdesc->natts && TupleDescAttr(gdesc, gi)->attisdropped)
+			gi++;
+		while (si < sdesc->natts && TupleDescAttr(sdesc, si)->attisdropped)
+			si++;
+		if (gi >= gdesc->natts || si >= sdesc->natts)
+		{
+			same = gi >= gdesc->natts && si >= sdesc->natts;
+			break;
+		}
+		ga = TupleDescAttr(gdesc, gi++);
+		sa = TupleDescAttr(sdesc, si++);
+		if (strcmp(NameStr(ga->attname), NameStr(sa->attname)) != 0 ||
+			ga->atttypid != sa->atttypid)
+		{
+			same = false;
+			break;
+		}
+	}
+	ReleaseTupleDesc(gdesc);
+	ReleaseTupleDesc(sdesc);
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("row type %s does not match the sink of pipeline \"%s\"",
+						format_type_be(given), def->name),
+				 errhint("Pass NULL::%s, or use streamflink.live('%s') for jsonb.",
+						 format_type_be(sink_type), def->name)));
+}
+
+/*
+ * A column of the result gets a key, a window bound or an aggregate's
+ * value: its type must be that value's (the sink may have been altered
+ * since the pipeline was created).
+ */
+static void
+check_output_type(PipelineDef *def, Form_pg_attribute att, int source,
+				  TupleDesc rowdesc, AggSpec *aggs)
+{
+	int			kind = source >> 16;
+	int			idx = source & 0xFFFF;
+	Oid			expected;
+
+	if (att->attisdropped)
+		return;
+	switch (kind)
+	{
+		case SRC_KEY:
+			expected = TupleDescAttr(rowdesc, def->key_attnos[idx])->atttypid;
+			break;
+		case SRC_START:
+		case SRC_END:
+			expected = TIMESTAMPTZOID;
+			break;
+		case SRC_AGG:
+			expected = agg_result_type(aggs, idx);
+			break;
+		default:
+			return;				/* NULL */
+	}
+	if (att->atttypid != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of the sink of pipeline \"%s\" has type %s, but the pipeline computes %s",
+						NameStr(att->attname), def->name, format_type_be(att->atttypid),
+						format_type_be(expected)),
+				 errhint("The sink table was altered after the pipeline was created.")));
+}
+
 Datum
 streamflink_live(PG_FUNCTION_ARGS)
 {
@@ -167,7 +274,8 @@ streamflink_live(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("pipeline name must not be NULL")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	def = catalog_load_pipeline(0, name);
+	/* Members of the owner, and roles that may SELECT the sink. */
+	def = sf_load_pipeline_for_reader(name);
 	if (def == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -178,6 +286,8 @@ streamflink_live(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("pipeline \"%s\" is a pattern pipeline: it has no open windows", name),
 				 errhint("Completed matches are in its sink table.")));
+
+	check_row_type(def, get_fn_expr_argtype(fcinfo->flinfo, 1));
 
 	InitMaterializedSRF(fcinfo, 0);
 	desc = rsinfo->setDesc;
@@ -204,6 +314,7 @@ streamflink_live(PG_FUNCTION_ARGS)
 		for (int a = 0; a < agg_count(aggs); a++)
 			if (strcmp(col, agg_name(aggs, a)) == 0)
 				out.source[i] = (SRC_AGG << 16) | a;
+		check_output_type(def, TupleDescAttr(desc, i), out.source[i], rowdesc, aggs);
 	}
 	ReleaseTupleDesc(rowdesc);
 

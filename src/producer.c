@@ -7,6 +7,14 @@
  * delivery callback runs inside rd_kafka_poll/flush on this thread and
  * only counts, so no Postgres function runs on a librdkafka thread.
  *
+ * Who may produce: it opens connections from the server to any address,
+ * so superusers, and other roles only to the brokers a superuser listed in
+ * streamflink.produce_allowed_brokers.  Waiting for deliveries is done in
+ * short polls with CHECK_FOR_INTERRUPTS between them, so a cancel or
+ * statement_timeout ends the call; the producer is then purged and
+ * destroyed before the error propagates, so no librdkafka thread outlives
+ * the call.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -19,10 +27,57 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/timestamp.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "producer.h"
 
 PG_FUNCTION_INFO_V1(streamflink_produce);
+
+/* Brokers non-superusers may produce to: "host:port, host:port". */
+static char *produce_allowed_brokers = NULL;
+
+void
+producer_define_settings(void)
+{
+	DefineCustomStringVariable("streamflink.produce_allowed_brokers",
+							   "Brokers that roles other than superusers may send to with streamflink.produce().",
+							   "A comma-separated list of host:port, matched exactly against each "
+							   "broker the caller names; empty: produce() is for superusers only.",
+							   &produce_allowed_brokers, "",
+							   PGC_SUSET, GUC_LIST_INPUT, NULL, NULL, NULL);
+}
+
+/* Is every broker of the comma-separated list in the allowed list? */
+static bool
+brokers_allowed(const char *brokers)
+{
+	char	   *allowed_copy = pstrdup(produce_allowed_brokers ? produce_allowed_brokers : "");
+	char	   *wanted_copy = pstrdup(brokers);
+	List	   *allowed;
+	List	   *wanted;
+	ListCell   *lc;
+
+	if (!SplitGUCList(allowed_copy, ',', &allowed) ||
+		!SplitGUCList(wanted_copy, ',', &wanted) || wanted == NIL)
+		return false;
+	foreach(lc, wanted)
+	{
+		char	   *w = (char *) lfirst(lc);
+		bool		found = false;
+		ListCell   *lc2;
+
+		foreach(lc2, allowed)
+			if (pg_strcasecmp(w, (char *) lfirst(lc2)) == 0)
+				found = true;
+		if (!found)
+			return false;
+	}
+	return true;
+}
 
 typedef struct DeliveryCount
 {
@@ -63,6 +118,13 @@ streamflink_produce(PG_FUNCTION_ARGS)
 	sigset_t	all,
 				old;
 
+	if (!superuser() && !brokers_allowed(brokers))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to produce to brokers \"%s\"", brokers),
+				 errdetail("produce() connects from the server to the brokers named."),
+				 errhint("Only superusers may produce, except to the brokers a superuser lists in streamflink.produce_allowed_brokers.")));
+
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
@@ -87,32 +149,55 @@ streamflink_produce(PG_FUNCTION_ARGS)
 				 errmsg("could not create Kafka producer: %s", errstr)));
 	rkt = rd_kafka_topic_new(rk, topic, NULL);
 
-	for (int i = 0; i < nelems; i++)
+	PG_TRY();
 	{
-		text	   *t;
+		TimestampTz deadline;
 
-		if (enulls[i])
-			continue;
-		t = DatumGetTextPP(elems[i]);
-		while (rd_kafka_produce(rkt, partition < 0 ? RD_KAFKA_PARTITION_UA : partition,
-								RD_KAFKA_MSG_F_COPY, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
-								NULL, 0, NULL) != 0)
+		for (int i = 0; i < nelems; i++)
 		{
-			rd_kafka_resp_err_t err = rd_kafka_last_error();
+			text	   *t;
 
-			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			if (enulls[i])
+				continue;
+			t = DatumGetTextPP(elems[i]);
+			while (rd_kafka_produce(rkt, partition < 0 ? RD_KAFKA_PARTITION_UA : partition,
+									RD_KAFKA_MSG_F_COPY, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+									NULL, 0, NULL) != 0)
 			{
-				rd_kafka_topic_destroy(rkt);
-				rd_kafka_destroy(rk);
-				ereport(ERROR,
-						(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-						 errmsg("could not produce to topic \"%s\": %s", topic, rd_kafka_err2str(err))));
+				rd_kafka_resp_err_t err = rd_kafka_last_error();
+
+				if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+							 errmsg("could not produce to topic \"%s\": %s", topic, rd_kafka_err2str(err))));
+				rd_kafka_poll(rk, 100);
+				CHECK_FOR_INTERRUPTS();
 			}
-			rd_kafka_poll(rk, 100);
+			rd_kafka_poll(rk, 0);
 		}
-		rd_kafka_poll(rk, 0);
+
+		/*
+		 * Wait for the deliveries in short steps: message.timeout.ms bounds
+		 * the wait, and a cancel or statement_timeout ends it sooner.
+		 */
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 31000);
+		while (rd_kafka_outq_len(rk) > 0 && GetCurrentTimestamp() < deadline)
+		{
+			rd_kafka_flush(rk, 100);
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
-	rd_kafka_flush(rk, 30000);
+	PG_CATCH();
+	{
+		/* Drop what is unsent so that the destroy does not wait for it. */
+		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_topic_destroy(rkt);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		rd_kafka_destroy(rk);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	rd_kafka_topic_destroy(rkt);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	rd_kafka_destroy(rk);

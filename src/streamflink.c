@@ -29,12 +29,16 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "streamflink.h"
+#include "ddl_guard.h"
 #include "launcher.h"
+#include "producer.h"
+#include "tenancy.h"
 
 PG_MODULE_MAGIC;
 
@@ -71,10 +75,6 @@ typedef struct PendingAction
 static List *pending_actions = NIL;
 static bool xact_callback_registered = false;
 
-PG_FUNCTION_INFO_V1(streamflink_launch);
-PG_FUNCTION_INFO_V1(streamflink_terminate);
-PG_FUNCTION_INFO_V1(streamflink_wait_stopped);
-PG_FUNCTION_INFO_V1(streamflink_remove_state);
 PG_FUNCTION_INFO_V1(streamflink_worker_status);
 
 static Size
@@ -134,7 +134,11 @@ _PG_init(void)
 							NULL,
 							&sf_batch_size, 5000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	producer_define_settings();
 	MarkGUCPrefixReserved("streamflink");
+
+	/* Also without preloading: a drop in any session must be checked. */
+	ddl_guard_install();
 
 	/*
 	 * Without shared_preload_libraries the functions still load (to define
@@ -383,14 +387,24 @@ sf_add_pending(PendingKind kind, int32 pipeline_id)
 	}
 }
 
-Datum
-streamflink_launch(PG_FUNCTION_ARGS)
+/*
+ * The actions below are not SQL functions: the catalog's triggers call them
+ * (see tenancy.c) when a pipeline's desired state changes or its row is
+ * deleted, so whoever may change the row, and only they, may act on its
+ * worker.
+ */
+
+/* Start the pipeline's worker when the transaction commits. */
+void
+sf_start_at_commit(int32 pipeline_id)
 {
-	int32		pipeline_id = PG_GETARG_INT32(0);
 	int			used = 0;
 
 	sf_require_preload();
 	sf_require_prepared_xacts();
+
+	/* A worker still finishing its stop must be gone first. */
+	sf_wait_stopped(pipeline_id, 30000);
 
 	LWLockAcquire(sf_shared->lock, LW_SHARED);
 	for (int i = 0; i < sf_shared->nslots; i++)
@@ -405,44 +419,28 @@ streamflink_launch(PG_FUNCTION_ARGS)
 				 errhint("Raise streamflink.max_workers and restart the server.")));
 
 	sf_add_pending(PENDING_START, pipeline_id);
-	PG_RETURN_VOID();
 }
 
-Datum
-streamflink_terminate(PG_FUNCTION_ARGS)
+/* Ask the pipeline's worker to stop when the transaction commits. */
+void
+sf_stop_at_commit(int32 pipeline_id)
 {
 	sf_require_preload();
-	sf_add_pending(PENDING_STOP, PG_GETARG_INT32(0));
-	PG_RETURN_VOID();
+	sf_add_pending(PENDING_STOP, pipeline_id);
 }
 
 /*
  * Wait until no worker runs the pipeline: a stopping worker finishes with a
  * checkpoint, and a new start or a drop must not overlap with it.
  */
-Datum
-streamflink_wait_stopped(PG_FUNCTION_ARGS)
+void
+sf_wait_stopped(int32 pipeline_id, int timeout_ms)
 {
-	int32		pipeline_id = PG_GETARG_INT32(0);
-	int			timeout_ms = PG_GETARG_INT32(1);
-
 	if (sf_shared == NULL)
-		PG_RETURN_VOID();
+		return;
 	for (int waited = 0;; waited += 100)
 	{
-		bool		running = false;
-
-		LWLockAcquire(sf_shared->lock, LW_SHARED);
-		for (int i = 0; i < sf_shared->nslots; i++)
-		{
-			WorkerSlot *s = &sf_shared->slots[i];
-
-			if (s->in_use && s->dboid == MyDatabaseId && s->pipeline_id == pipeline_id &&
-				s->pid != 0 && kill(s->pid, 0) == 0)
-				running = true;
-		}
-		LWLockRelease(sf_shared->lock);
-		if (!running)
+		if (!sf_pipeline_has_worker(MyDatabaseId, pipeline_id))
 			break;
 		if (waited >= timeout_ms)
 			ereport(ERROR,
@@ -454,15 +452,55 @@ streamflink_wait_stopped(PG_FUNCTION_ARGS)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	PG_RETURN_VOID();
+}
+
+/* Does a live worker run this pipeline? */
+bool
+sf_pipeline_has_worker(Oid dboid, int32 pipeline_id)
+{
+	bool		running = false;
+
+	if (sf_shared == NULL)
+		return false;
+	LWLockAcquire(sf_shared->lock, LW_SHARED);
+	for (int i = 0; i < sf_shared->nslots; i++)
+	{
+		WorkerSlot *s = &sf_shared->slots[i];
+
+		if (s->in_use && s->dboid == dboid && s->pipeline_id == pipeline_id &&
+			s->pid != 0 && kill(s->pid, 0) == 0)
+			running = true;
+	}
+	LWLockRelease(sf_shared->lock);
+	return running;
+}
+
+/* Is this process the worker of the pipeline? */
+bool
+sf_am_worker_of(int32 pipeline_id)
+{
+	bool		result = false;
+
+	if (sf_shared == NULL)
+		return false;
+	LWLockAcquire(sf_shared->lock, LW_SHARED);
+	for (int i = 0; i < sf_shared->nslots; i++)
+	{
+		WorkerSlot *s = &sf_shared->slots[i];
+
+		if (s->in_use && s->dboid == MyDatabaseId && s->pipeline_id == pipeline_id &&
+			s->pid == MyProcPid)
+			result = true;
+	}
+	LWLockRelease(sf_shared->lock);
+	return result;
 }
 
 /* Remove a dropped pipeline's state directory when the drop commits. */
-Datum
-streamflink_remove_state(PG_FUNCTION_ARGS)
+void
+sf_remove_state_at_commit(int32 pipeline_id)
 {
-	sf_add_pending(PENDING_REMOVE_STATE, PG_GETARG_INT32(0));
-	PG_RETURN_VOID();
+	sf_add_pending(PENDING_REMOVE_STATE, pipeline_id);
 }
 
 Datum
@@ -470,9 +508,20 @@ streamflink_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
+	List	   *visible = NIL;
+	bool		all_visible = superuser();
+
 	InitMaterializedSRF(fcinfo, 0);
 	if (sf_shared == NULL)
 		PG_RETURN_VOID();
+
+	/*
+	 * A worker's status and error may tell about its data: a role sees the
+	 * workers of the pipelines it may see, as row-level security on the
+	 * catalog decides (read as the caller).
+	 */
+	if (!all_visible)
+		visible = sf_visible_pipelines();
 
 	LWLockAcquire(sf_shared->lock, LW_SHARED);
 	for (int i = 0; i < sf_shared->nslots; i++)
@@ -483,6 +532,8 @@ streamflink_worker_status(PG_FUNCTION_ARGS)
 		bool		nulls[15];
 
 		if (!s->in_use || s->dboid != MyDatabaseId)
+			continue;
+		if (!all_visible && !list_member_int(visible, s->pipeline_id))
 			continue;
 		SpinLockAcquire(&s->mutex);
 		memcpy(&copy, s, sizeof(WorkerSlot));

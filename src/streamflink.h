@@ -129,4 +129,15 @@ sf_message_is_poison(SfMessagePos pos)
 /* Start a pipeline's worker now (used at commit and by the launcher). */
 extern bool sf_register_worker(Oid dboid, int32 pipeline_id);
 
+/*
+ * Worker lifecycle, for the catalog's triggers (tenancy.c): the actions take
+ * effect when the transaction commits.
+ */
+extern void sf_start_at_commit(int32 pipeline_id);
+extern void sf_stop_at_commit(int32 pipeline_id);
+extern void sf_remove_state_at_commit(int32 pipeline_id);
+extern void sf_wait_stopped(int32 pipeline_id, int timeout_ms);
+extern bool sf_pipeline_has_worker(Oid dboid, int32 pipeline_id);
+extern bool sf_am_worker_of(int32 pipeline_id);
+
 #endif							/* STREAMFLINK_H */

@@ -1,0 +1,402 @@
+/*-------------------------------------------------------------------------
+ *
+ * tenancy.c
+ *	  Who may see and act on streamflink's objects.
+ *
+ * The model (README, "Tenancy"): sources and pipelines are rows owned by a
+ * role; row-level security on the catalog tables lets a role see and change
+ * only the rows of roles it is a member of, and column privileges let a
+ * tenant change only a pipeline's desired state.  Everything that acts on a
+ * worker follows from a change of a catalog row, through the triggers here:
+ * whoever may change the row may start, stop or drop the pipeline, and
+ * nobody else, because there is no other way to reach those actions.
+ *
+ * Two things need more than the caller's own rights, and switch to the
+ * extension's owner for a fixed piece of work, with search_path pinned, then
+ * check the caller's right themselves:
+ * - a source's row type is created in the extension's schema, where tenants
+ *	 may not create objects (a tenant could otherwise plant functions or
+ *	 operators next to ours), and then given to the caller;
+ * - live() shows a pipeline's open windows to roles that may SELECT its
+ *	 sink, which row-level security on the catalog would hide from them.
+ *
+ * Memory: results are allocated in the caller's context; nothing is kept
+ * across calls.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/dependency.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "commands/typecmds.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_type.h"
+#include "parser/parser.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "streamflink.h"
+#include "tenancy.h"
+
+PG_FUNCTION_INFO_V1(streamflink_pipeline_lifecycle);
+PG_FUNCTION_INFO_V1(streamflink_worker_only);
+PG_FUNCTION_INFO_V1(streamflink_create_row_type);
+PG_FUNCTION_INFO_V1(streamflink_live_sink);
+
+/* The user and settings to go back to after acting as the extension owner. */
+typedef struct AsOwner
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} AsOwner;
+
+static Oid
+extension_owner(void)
+{
+	Oid			extoid = get_extension_oid("streamflink", false);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "extension streamflink has no catalog row");
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+/*
+ * Act as the extension's owner, with the search_path of our own SQL
+ * functions, as a SECURITY DEFINER function would.  On error, the
+ * (sub)transaction's abort restores both, as for those functions.
+ */
+static void
+become_extension_owner(AsOwner *as)
+{
+	Oid			owner = extension_owner();
+
+	GetUserIdAndSecContext(&as->save_userid, &as->save_sec_context);
+	SetUserIdAndSecContext(owner, as->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	as->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+static void
+restore_user(AsOwner *as)
+{
+	AtEOXact_GUC(true, as->save_nestlevel);
+	SetUserIdAndSecContext(as->save_userid, as->save_sec_context);
+}
+
+List *
+sf_visible_pipelines(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *ids = NIL;
+
+	SPI_connect();
+	if (SPI_execute("SELECT id FROM streamflink.pipeline", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.pipeline");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		ids = lappend_int(ids, DatumGetInt32(d));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return ids;
+}
+
+PipelineDef *
+sf_load_pipeline_for_reader(const char *name)
+{
+	Oid			caller = GetUserId();
+	PipelineDef *def;
+	Oid			owner = InvalidOid;
+	AsOwner		as;
+
+	become_extension_owner(&as);
+	def = catalog_load_pipeline(0, name);
+	if (def != NULL)
+	{
+		Oid			argtypes[1] = {INT4OID};
+		Datum		args[1] = {Int32GetDatum(def->id)};
+		bool		isnull;
+
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT owner::oid FROM streamflink.pipeline WHERE id = $1",
+								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not read the owner of pipeline %d", def->id);
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
+	restore_user(&as);
+
+	if (def == NULL)
+		return NULL;
+	if (has_privs_of_role(caller, owner))
+		return def;
+	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->sink_relid)) &&
+		pg_class_aclcheck(def->sink_relid, caller, ACL_SELECT) == ACLCHECK_OK)
+		return def;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for pipeline \"%s\"", name),
+			 errhint("Its results are shown to members of its owning role and to roles that may SELECT its sink table.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/* streamflink._live_sink(pipeline): the sink of a pipeline the caller may read. */
+Datum
+streamflink_live_sink(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PipelineDef *def = sf_load_pipeline_for_reader(name);
+
+	if (def == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("See streamflink.pipelines for the pipelines of this database.")));
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->sink_relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the sink table of pipeline \"%s\" no longer exists", name)));
+	PG_RETURN_OID(def->sink_relid);
+}
+
+static Datum
+trigger_attr(TriggerData *td, HeapTuple tup, const char *colname, bool *isnull)
+{
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	int			attno = SPI_fnumber(desc, colname);
+
+	if (attno <= 0)
+		elog(ERROR, "table \"%s\" has no column \"%s\"",
+			 RelationGetRelationName(td->tg_relation), colname);
+	return heap_getattr(tup, attno, desc, isnull);
+}
+
+static bool
+tuple_running(TriggerData *td, HeapTuple tup)
+{
+	bool		isnull;
+	Datum		d = trigger_attr(td, tup, "state", &isnull);
+
+	return !isnull && strcmp(TextDatumGetCString(d), "running") == 0;
+}
+
+/*
+ * AFTER UPDATE OF state OR DELETE ON streamflink.pipeline, FOR EACH ROW.
+ *
+ * The only way to start or stop a worker or remove a pipeline's state:
+ * row-level security and the column privileges already decided that the
+ * role may change this row.  The actions take effect at commit.
+ */
+Datum
+streamflink_pipeline_lifecycle(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	old;
+	bool		isnull;
+	int32		id;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "streamflink._pipeline_lifecycle() must be an AFTER ... FOR EACH ROW trigger");
+
+	old = td->tg_trigtuple;
+	id = DatumGetInt32(trigger_attr(td, old, "id", &isnull));
+
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		bool		was = tuple_running(td, old);
+		bool		is = tuple_running(td, td->tg_newtuple);
+
+		if (!was && is)
+			sf_start_at_commit(id);
+		else if (was && !is)
+			sf_stop_at_commit(id);
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		if (tuple_running(td, old))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("pipeline \"%s\" is running",
+							TextDatumGetCString(trigger_attr(td, old, "name", &isnull))),
+					 errhint("Stop it first with streamflink.stop().")));
+		/* A worker finishing its stop must not write after the drop. */
+		sf_wait_stopped(id, 30000);
+		sf_remove_state_at_commit(id);
+	}
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * BEFORE INSERT ON checkpoint, checkpoint_offset, dead_letter, late_event,
+ * FOR EACH ROW.
+ *
+ * These rows are the pipeline's own record (a checkpoint row is the
+ * decision to commit its prepared transaction): only its worker writes
+ * them, whichever role it runs as; superusers may repair by hand.
+ */
+Datum
+streamflink_worker_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	bool		isnull;
+	Datum		d;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "streamflink._worker_only() must be a BEFORE ... FOR EACH ROW trigger");
+
+	if (superuser())
+		return PointerGetDatum(td->tg_trigtuple);
+	d = trigger_attr(td, td->tg_trigtuple, "pipeline_id", &isnull);
+	if (!isnull && sf_am_worker_of(DatumGetInt32(d)))
+		return PointerGetDatum(td->tg_trigtuple);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for table %s", RelationGetRelationName(td->tg_relation)),
+			 errdetail("Only the worker of a pipeline writes its checkpoints, offsets, dead letters and late events."),
+			 errhint("Dead letters and late events of your pipelines may be deleted.")));
+	return PointerGetDatum(NULL);	/* keep compiler quiet */
+}
+
+/* Drop streamflink.<name>, a row type no source uses (a dropped extension's). */
+static void
+drop_unused_row_type(Oid nsp, const char *type_name)
+{
+	Oid			typoid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										 CStringGetDatum(type_name), ObjectIdGetDatum(nsp));
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	ObjectAddress addr;
+	bool		used;
+
+	if (!OidIsValid(typoid))
+		return;
+	args[0] = ObjectIdGetDatum(typoid);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT 1 FROM streamflink.source WHERE row_type = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.source");
+	used = SPI_processed > 0;
+	SPI_finish();
+	if (used)
+		return;					/* the INSERT of the source will say why */
+	ObjectAddressSet(addr, TypeRelationId, typoid);
+	performDeletion(&addr, DROP_RESTRICT, 0);
+	CommandCounterIncrement();
+}
+
+/*
+ * streamflink._create_row_type(source_name, columns) RETURNS regtype
+ *
+ * Creates streamflink.source_<source_name> AS (columns) for the caller, who
+ * owns it.  The column list is parsed as exactly one composite type's, and
+ * its types are looked up with the caller's search_path and must be usable
+ * by the caller; only the creation itself, in our schema, runs as the
+ * extension's owner.
+ */
+Datum
+streamflink_create_row_type(PG_FUNCTION_ARGS)
+{
+	char	   *source_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *columns = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Oid			caller = GetUserId();
+	char	   *type_name = psprintf("source_%s", source_name);
+	Oid			nsp = get_namespace_oid("streamflink", false);
+	char	   *sql;
+	List	   *raw;
+	RawStmt    *stmt;
+	CompositeTypeStmt *ct;
+	ListCell   *lc;
+	ObjectAddress addr;
+	AsOwner		as;
+
+	if (strlen(type_name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("source name \"%s\" is too long", source_name)));
+
+	/* The same text CREATE TYPE would see; it must be that one statement. */
+	sql = psprintf("CREATE TYPE streamflink.%s AS (%s)", quote_identifier(type_name), columns);
+	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	stmt = list_length(raw) == 1 ? linitial_node(RawStmt, raw) : NULL;
+	if (stmt == NULL || !IsA(stmt->stmt, CompositeTypeStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("invalid column list: %s", columns)));
+	ct = (CompositeTypeStmt *) stmt->stmt;
+
+	/*
+	 * Resolve each column's type as the caller would, and pin it by OID, so
+	 * that the creation resolves nothing under another identity.
+	 */
+	foreach(lc, ct->coldeflist)
+	{
+		ColumnDef  *col = lfirst_node(ColumnDef, lc);
+		Oid			typid;
+		int32		typmod;
+		AclResult	aclresult;
+
+		typenameTypeIdAndMod(NULL, col->typeName, &typid, &typmod);
+		aclresult = pg_type_aclcheck(typid, caller, ACL_USAGE);
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error_type(aclresult, typid);
+		col->typeName = makeTypeNameFromOid(typid, typmod);
+		if (col->collClause)
+		{
+			Oid			collid = LookupCollation(NULL, col->collClause->collname, -1);
+
+			col->collClause = NULL;
+			col->collOid = collid;
+		}
+	}
+
+	become_extension_owner(&as);
+	drop_unused_row_type(nsp, type_name);
+	addr = DefineCompositeType(ct->typevar, ct->coldeflist);
+	CommandCounterIncrement();
+	AlterTypeOwner_oid(addr.objectId, caller, true);
+	CommandCounterIncrement();
+	restore_user(&as);
+
+	PG_RETURN_OID(addr.objectId);
+}
