@@ -935,7 +935,7 @@ BEGIN
 	IF action = 'create' AND q.max_pipelines IS NOT NULL THEN
 		SELECT count(*) INTO n FROM streamflink.pipeline p WHERE p.owner = _check_quota.owner;
 		IF n >= q.max_pipelines THEN
-			RAISE EXCEPTION 'role % has reached its quota of % pipelines', owner, q.max_pipelines
+			RAISE EXCEPTION 'role % has reached its quota of pipelines (%)', owner, q.max_pipelines
 				USING ERRCODE = 'configuration_limit_exceeded',
 					  HINT = 'Drop a pipeline, or ask the database administrator to raise max_pipelines in streamflink.role_quota; see streamflink.quotas.';
 		END IF;
@@ -944,7 +944,7 @@ BEGIN
 			SELECT count(*) INTO n FROM streamflink.pipeline p
 			WHERE p.owner = _check_quota.owner AND p.state = 'running' AND p.id <> pipeline_id;
 			IF n >= q.max_running THEN
-				RAISE EXCEPTION 'role % has reached its quota of % running pipelines', owner, q.max_running
+				RAISE EXCEPTION 'role % has reached its quota of running pipelines (%)', owner, q.max_running
 					USING ERRCODE = 'configuration_limit_exceeded',
 						  HINT = 'Stop a pipeline, or ask the database administrator to raise max_running in streamflink.role_quota; see streamflink.quotas.';
 			END IF;
@@ -956,7 +956,7 @@ BEGIN
 								WHERE ck.pipeline_id = p.id ORDER BY ck.id DESC LIMIT 1) c
 			WHERE p.owner = _check_quota.owner;
 			IF n > q.max_state_bytes THEN
-				RAISE EXCEPTION 'role % holds % of pipeline state, more than its quota of %',
+				RAISE EXCEPTION 'role % holds % of pipeline state, over its quota of %',
 						owner, pg_size_pretty(n), pg_size_pretty(q.max_state_bytes)
 					USING ERRCODE = 'configuration_limit_exceeded',
 						  HINT = 'Drop pipelines, or ask the database administrator to raise max_state_bytes in streamflink.role_quota; see streamflink.quotas.';
@@ -1078,7 +1078,7 @@ BEGIN
 		/* Row-level security hides other roles' sources from the caller. */
 		SELECT * INTO src FROM streamflink.source s WHERE s.id = NEW.source_id;
 		IF NOT FOUND OR NOT pg_has_role(NEW.owner, src.owner, 'USAGE') THEN
-			RAISE EXCEPTION 'permission denied for source %', coalesce(quote_literal(src.name), NEW.source_id::text)
+			RAISE EXCEPTION 'permission denied for the source of pipeline "%"', NEW.name
 				USING ERRCODE = 'insufficient_privilege',
 					  HINT = 'A pipeline reads a source of its owner (or of a role its owner is a member of).';
 		END IF;

@@ -210,9 +210,9 @@ guard_drop(Oid classId, Oid objectId, int32 subId)
 		{
 			/* An attribute of a composite type, maybe a source's row type. */
 			Oid			typoid = get_rel_type_id(objectId);
+			List	   *ids = OidIsValid(typoid) ? sources_of_type(nsp, typoid) : NIL;
 
-			if (OidIsValid(typoid) &&
-				find_running(pipeline_relid, InvalidOid, sources_of_type(nsp, typoid), &use))
+			if (ids != NIL && find_running(pipeline_relid, InvalidOid, ids, &use))
 				refuse(classId, objectId, subId, &use);
 			return;
 		}
