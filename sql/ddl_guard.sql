@@ -40,6 +40,11 @@ RESET SESSION AUTHORIZATION;
 -- Stopped, and its worker gone, the extension drops.
 SELECT streamflink.stop('alice_p');
 SELECT wait_until($$SELECT bool_and(pid IS NULL) FROM streamflink.pipelines$$);
+-- A sink altered since its pipeline was created: live() says so.
+SET SESSION AUTHORIZATION regress_alice;
+ALTER TABLE alice_out ALTER COLUMN total TYPE text;
+SELECT * FROM streamflink.live('alice_p', NULL::alice_out);
+RESET SESSION AUTHORIZATION;
 DROP EXTENSION streamflink CASCADE;
 SELECT count(*) FROM pg_extension WHERE extname = 'streamflink';
 SELECT pg_postmaster_start_time() = :'postmaster_started' AS same_postmaster;

@@ -203,6 +203,26 @@ SELECT role, own_row, max_pipelines, pipelines, max_running, running FROM stream
 WHERE role::text LIKE 'regress_%' ORDER BY role::text;
 DELETE FROM streamflink.role_quota;
 
+-- Ownership follows role membership: what a group role owns, its members
+-- manage; others still see nothing of it.
+CREATE ROLE regress_team NOLOGIN;
+GRANT streamflink_user TO regress_team;
+GRANT regress_team TO regress_bob;
+GRANT USAGE, CREATE ON SCHEMA regress_bob TO regress_team;
+SET SESSION AUTHORIZATION regress_bob;
+SET ROLE regress_team;
+SELECT streamflink.create_source('team_src', brokers => regress_brokers(), topic => 'regress_tenancy',
+       columns => 'k text, ts timestamptz', event_time => 'ts');
+SELECT streamflink.create_window_pipeline('team_p', source => 'team_src', key => 'k',
+       "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => 'regress_bob.team_out');
+RESET ROLE;
+SELECT name, owner FROM streamflink.pipelines ORDER BY name;
+SELECT streamflink.drop_pipeline('team_p', drop_sink => true);
+SELECT streamflink.drop_source('team_src');
+RESET SESSION AUTHORIZATION;
+REVOKE USAGE, CREATE ON SCHEMA regress_bob FROM regress_team;
+DROP ROLE regress_team;
+
 -- produce() waits for its deliveries in short steps: a statement timeout
 -- ends it (a broker that is not there).
 SET statement_timeout = '1s';

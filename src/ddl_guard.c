@@ -34,6 +34,7 @@
 #include "catalog/objectaddress.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
@@ -183,7 +184,7 @@ guard_drop(Oid classId, Oid objectId, int32 subId)
 	Oid			pipeline_relid;
 	RunningUse	use;
 
-	if (!OidIsValid(nsp))
+	if (!OidIsValid(nsp) || !OidIsValid(get_extension_oid("streamflink", true)))
 		return;
 	pipeline_relid = get_relname_relid("pipeline", nsp);
 	if (!OidIsValid(pipeline_relid))

@@ -33,6 +33,7 @@
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -309,7 +310,9 @@ drop_unused_row_type(Oid nsp, const char *type_name)
 	ObjectAddress addr;
 	bool		used;
 
-	if (!OidIsValid(typoid))
+	/* Only a standalone composite type, never a table's row type. */
+	if (!OidIsValid(typoid) ||
+		get_rel_relkind(get_typ_typrelid(typoid)) != RELKIND_COMPOSITE_TYPE)
 		return;
 	args[0] = ObjectIdGetDatum(typoid);
 	SPI_connect();
