@@ -44,7 +44,12 @@ SELECT wait_until($$SELECT bool_and(pid IS NULL) FROM streamflink.pipelines$$);
 SET SESSION AUTHORIZATION regress_alice;
 ALTER TABLE alice_out ALTER COLUMN total TYPE text;
 SELECT * FROM streamflink.live('alice_p', NULL::alice_out);
+-- Dropping her pipeline takes its checkpoints with it.
+SELECT count(*) > 0 AS has_checkpoints FROM streamflink.checkpoints WHERE pipeline = 'alice_p';
+SELECT streamflink.drop_pipeline('alice_p', drop_sink => true);
 RESET SESSION AUTHORIZATION;
+SELECT count(*) AS checkpoints_left FROM streamflink.checkpoint c
+WHERE NOT EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.id = c.pipeline_id);
 DROP EXTENSION streamflink CASCADE;
 SELECT count(*) FROM pg_extension WHERE extname = 'streamflink';
 SELECT pg_postmaster_start_time() = :'postmaster_started' AS same_postmaster;

@@ -1134,7 +1134,7 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'streamflink_pipeline_lifecycle'
 LANGUAGE C;
 
-/* Checkpoints, offsets, dead letters, late events: written by the worker. */
+/* Checkpoints and offsets: written and pruned by the worker; dead letters, late events: written by it. */
 CREATE FUNCTION streamflink._worker_only()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'streamflink_worker_only'
@@ -1148,9 +1148,10 @@ CREATE TRIGGER check_pipeline BEFORE INSERT OR UPDATE OF state ON streamflink.pi
 	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_check();
 CREATE TRIGGER lifecycle AFTER UPDATE OF state OR DELETE ON streamflink.pipeline
 	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_lifecycle();
-CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.checkpoint
+/* Checkpoint history is also pruned by the worker (DELETE). */
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.checkpoint
 	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
-CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.checkpoint_offset
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.checkpoint_offset
 	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
 CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.dead_letter
 	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
@@ -1207,4 +1208,5 @@ GRANT INSERT (name, source_id, kind, key_columns, window_kind, window_size, wind
 /* A worker running as its pipeline's owner writes these (_worker_only). */
 GRANT INSERT ON streamflink.checkpoint, streamflink.checkpoint_offset,
 	streamflink.dead_letter, streamflink.late_event TO streamflink_user;
+GRANT DELETE ON streamflink.checkpoint, streamflink.checkpoint_offset TO streamflink_user;
 GRANT DELETE ON streamflink.dead_letter, streamflink.late_event TO streamflink_user;

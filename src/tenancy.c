@@ -268,12 +268,14 @@ streamflink_pipeline_lifecycle(PG_FUNCTION_ARGS)
 }
 
 /*
- * BEFORE INSERT ON checkpoint, checkpoint_offset, dead_letter, late_event,
- * FOR EACH ROW.
+ * BEFORE INSERT ON checkpoint, checkpoint_offset, dead_letter, late_event
+ * and BEFORE DELETE ON checkpoint, checkpoint_offset, FOR EACH ROW.
  *
  * These rows are the pipeline's own record (a checkpoint row is the
  * decision to commit its prepared transaction): only its worker writes
- * them, whichever role it runs as; superusers may repair by hand.
+ * them, or prunes old checkpoints, whichever role it runs as; superusers
+ * may repair by hand, and dropping a pipeline deletes them as the
+ * catalog's owner (the foreign keys' cascade).
  */
 Datum
 streamflink_worker_only(PG_FUNCTION_ARGS)
