@@ -1086,12 +1086,29 @@ BEGIN
 		IF NEW.timed_out IS NOT NULL THEN
 			PERFORM streamflink._check_output_table('timed-out table', NEW.name, NEW.owner, NEW.timed_out);
 		END IF;
+		IF EXISTS (SELECT 1 FROM unnest(NEW.key_columns) k
+				   WHERE k NOT IN (SELECT c.attname FROM streamflink._columns(src.row_type) c)) THEN
+			RAISE EXCEPTION 'a key column of pipeline "%" is not a column of its source', NEW.name
+				USING ERRCODE = 'undefined_column';
+		END IF;
 		PERFORM streamflink._check_duration('window size', NEW.window_size, false);
 		PERFORM streamflink._check_duration('window slide', NEW.window_slide, false);
 		PERFORM streamflink._check_duration('session gap', NEW.session_gap, false);
 		PERFORM streamflink._check_duration('within', NEW.within, false);
 		PERFORM streamflink._check_duration('allowed_lateness', NEW.allowed_lateness, true);
 		PERFORM streamflink._check_duration('checkpoint_interval', NEW.checkpoint_interval, false);
+		/* The shapes create_window_pipeline allows (a tiny slide is a denial of service). */
+		IF NEW.kind = 'window' AND NOT (CASE NEW.window_kind
+				WHEN 'tumble' THEN NEW.window_size IS NOT NULL AND NEW.window_slide IS NULL AND NEW.session_gap IS NULL
+				WHEN 'hop' THEN NEW.window_size IS NOT NULL AND NEW.window_slide IS NOT NULL AND NEW.session_gap IS NULL
+								AND NEW.window_slide <= NEW.window_size
+								AND streamflink._interval_ms(NEW.window_size) / streamflink._interval_ms(NEW.window_slide) <= 1000
+				ELSE NEW.session_gap IS NOT NULL AND NEW.window_size IS NULL AND NEW.window_slide IS NULL END) THEN
+			RAISE EXCEPTION 'invalid window of pipeline "%": % size % slide % gap %', NEW.name,
+					NEW.window_kind, NEW.window_size, NEW.window_slide, NEW.session_gap
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Create pipelines with streamflink.create_window_pipeline().';
+		END IF;
 		PERFORM streamflink._check_quota(NEW.owner, 'create');
 	ELSIF NEW.state = 'running' AND OLD.state <> 'running' THEN
 		PERFORM streamflink._check_output_table('sink', NEW.name, NEW.owner, NEW.sink);
@@ -1110,13 +1127,36 @@ BEGIN
 END
 $$;
 
-/* BEFORE INSERT ON source: its row type is a composite type of its owner. */
+/*
+ * BEFORE INSERT ON source: its row type is a composite type of its owner,
+ * and the rest as create_source() checks it (a tenant may INSERT rows
+ * itself).
+ */
 CREATE FUNCTION streamflink._source_check()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	opt text;
 BEGIN
+	FOREACH opt IN ARRAY NEW.options LOOP
+		IF opt !~ '^[a-z0-9._]+=' THEN
+			RAISE EXCEPTION 'invalid Kafka option: %', opt
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Options are librdkafka settings written as name=value.';
+		END IF;
+	END LOOP;
+	PERFORM streamflink._check_duration('max_out_of_orderness', NEW.max_out_of_orderness, true);
+	PERFORM streamflink._check_duration('idle_timeout', NEW.idle_timeout, false);
+	IF NEW.event_time IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM streamflink._columns(NEW.row_type) c
+			WHERE c.attname = NEW.event_time
+			  AND c.atttype IN ('timestamptz'::regtype, 'timestamp'::regtype)) THEN
+		RAISE EXCEPTION 'event time column "%" is not a timestamptz or timestamp column of source "%"',
+				NEW.event_time, NEW.name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid
 				   WHERE t.oid = NEW.row_type AND c.relkind = 'c'
 					 AND pg_has_role(NEW.owner, t.typowner, 'USAGE')) THEN

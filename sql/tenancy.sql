@@ -130,6 +130,23 @@ INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kin
 SELECT 'bob_steal', id, 'window', '{}', 'tumble', '0', 'count(*) AS n',
 	(SELECT sink FROM streamflink.pipeline WHERE name = 'bob_p'), '0', '1 second'
 FROM streamflink.source WHERE name = 'bob_src';
+-- So are window shapes: no hop of a million slides.
+INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind, window_size,
+	window_slide, aggregates, sink, allowed_lateness, checkpoint_interval)
+SELECT 'bob_steal', id, 'window', '{}', 'hop', '1 day', '1 millisecond', 'count(*) AS n',
+	(SELECT sink FROM streamflink.pipeline WHERE name = 'bob_p'), '0', '1 second'
+FROM streamflink.source WHERE name = 'bob_src';
+INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind, window_size,
+	aggregates, sink, allowed_lateness, checkpoint_interval)
+SELECT 'bob_steal', id, 'window', '{nosuch}', 'tumble', '1 day', 'count(*) AS n',
+	(SELECT sink FROM streamflink.pipeline WHERE name = 'bob_p'), '0', '1 second'
+FROM streamflink.source WHERE name = 'bob_src';
+-- Sources inserted by hand are checked as create_source() checks them.
+INSERT INTO streamflink.source (name, brokers, topic, format, row_type, max_out_of_orderness, options)
+SELECT 'bob_src2', 'b:9092', 't', 'json', row_type, '0', '{"bad option"}'
+FROM streamflink.source WHERE name = 'bob_src';
+INSERT INTO streamflink.source (name, brokers, topic, format, row_type, max_out_of_orderness)
+VALUES ('bob_src2', 'b:9092', 't', 'json', 'bob_out', '0');
 -- A sink must be a table of his own: not Alice's (by its OID), nor a catalog table.
 INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind, window_size,
 	aggregates, sink, allowed_lateness, checkpoint_interval)
