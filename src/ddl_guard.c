@@ -51,18 +51,22 @@ typedef struct RunningUse
 {
 	int32		pipeline_id;
 	char	   *pipeline_name;
+	bool		stopping;		/* stopped, but its worker has not exited yet */
 } RunningUse;
 
 static bool
-row_running(HeapTuple tup, TupleDesc desc, AttrNumber id_att, AttrNumber state_att)
+row_running(HeapTuple tup, TupleDesc desc, AttrNumber id_att, AttrNumber state_att,
+			bool *stopping)
 {
 	bool		isnull;
 	Datum		d = heap_getattr(tup, state_att, desc, &isnull);
 
+	*stopping = false;
 	if (!isnull && strcmp(TextDatumGetCString(d), "running") == 0)
 		return true;
 	d = heap_getattr(tup, id_att, desc, &isnull);
-	return !isnull && sf_pipeline_has_worker(MyDatabaseId, DatumGetInt32(d));
+	*stopping = !isnull && sf_pipeline_has_worker(MyDatabaseId, DatumGetInt32(d));
+	return *stopping;
 }
 
 /* The source ids whose row type is typoid. */
@@ -149,7 +153,7 @@ find_running(Oid pipeline_relid, Oid relid, List *source_ids, RunningUse *use)
 		else
 			uses = true;
 
-		if (uses && row_running(tup, desc, id_att, state_att))
+		if (uses && row_running(tup, desc, id_att, state_att, &use->stopping))
 		{
 			found = true;
 			use->pipeline_id = DatumGetInt32(heap_getattr(tup, id_att, desc, &isnull));
@@ -169,6 +173,12 @@ refuse(Oid classId, Oid objectId, int32 subId, RunningUse *use)
 	addr.classId = classId;
 	addr.objectId = objectId;
 	addr.objectSubId = subId;
+	if (use->stopping)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("cannot drop %s because the worker of pipeline \"%s\" is still stopping",
+						getObjectDescription(&addr, false), use->pipeline_name),
+				 errhint("Try again in a moment; streamflink.pipelines shows its status.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_IN_USE),
 			 errmsg("cannot drop %s because pipeline \"%s\" is running",
@@ -198,12 +208,20 @@ guard_drop(Oid classId, Oid objectId, int32 subId)
 		{
 			/* Only the extension's drop reaches its catalog table. */
 			if (subId == 0 && find_running(pipeline_relid, InvalidOid, NIL, &use))
+			{
+				if (use.stopping)
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_IN_USE),
+							 errmsg("cannot drop extension streamflink while the worker of pipeline \"%s\" is still stopping",
+									use.pipeline_name),
+							 errhint("Try again in a moment; streamflink.pipelines shows its status.")));
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_IN_USE),
 						 errmsg("cannot drop extension streamflink while pipeline \"%s\" is running",
 								use.pipeline_name),
 						 errdetail("Its worker would go on writing into a catalog that no longer exists."),
 						 errhint("Stop the pipelines first: SELECT streamflink.stop(name) FROM streamflink.pipelines WHERE desired_state = 'running';")));
+			}
 			return;
 		}
 		relkind = get_rel_relkind(objectId);
