@@ -50,8 +50,12 @@ SELECT streamflink.drop_pipeline('alice_p', drop_sink => true);
 RESET SESSION AUTHORIZATION;
 SELECT count(*) AS checkpoints_left FROM streamflink.checkpoint c
 WHERE NOT EXISTS (SELECT 1 FROM streamflink.pipeline p WHERE p.id = c.pipeline_id);
+SELECT 'streamflink/' || oid AS state_dir FROM pg_database WHERE datname = current_database() \gset
+SELECT count(*) > 0 AS has_state FROM pg_ls_dir(:'state_dir') d;
 DROP EXTENSION streamflink CASCADE;
 SELECT count(*) FROM pg_extension WHERE extname = 'streamflink';
+-- The pipelines' state went with it: a new catalog numbers pipelines from 1.
+SELECT count(*) AS state_left FROM pg_ls_dir(:'state_dir', true, false) d;
 SELECT pg_postmaster_start_time() = :'postmaster_started' AS same_postmaster;
 
 DROP OWNED BY regress_alice, regress_bob, regress_carol;

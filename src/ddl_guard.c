@@ -12,6 +12,7 @@
  *	- the extension (seen as the drop of the streamflink.pipeline table,
  *	  which happens only with the extension, while the table still exists)
  * fails with ERRCODE_OBJECT_IN_USE and a hint to stop the pipeline first.
+ * When the extension does go, its pipelines' state directories go at commit.
  * Stopped pipelines do not hold anything: their start then says what is
  * missing.
  *
@@ -165,6 +166,31 @@ find_running(Oid pipeline_relid, Oid relid, List *source_ids, RunningUse *use)
 	return found;
 }
 
+/*
+ * The extension goes: so do its pipelines' state directories, when the drop
+ * commits.  A re-created catalog numbers pipelines from 1 again, and a new
+ * pipeline must not meet an old one's snapshots.
+ */
+static void
+remove_all_state(Oid pipeline_relid)
+{
+	Relation	rel = table_open(pipeline_relid, AccessShareLock);
+	AttrNumber	id_att = attnameAttNum(rel, "id", false);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tup;
+
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, id_att, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			sf_remove_state_at_commit(DatumGetInt32(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
 static void
 refuse(Oid classId, Oid objectId, int32 subId, RunningUse *use)
 {
@@ -222,6 +248,8 @@ guard_drop(Oid classId, Oid objectId, int32 subId)
 						 errdetail("Its worker would go on writing into a catalog that no longer exists."),
 						 errhint("Stop the pipelines first: SELECT streamflink.stop(name) FROM streamflink.pipelines WHERE desired_state = 'running';")));
 			}
+			if (subId == 0)
+				remove_all_state(pipeline_relid);
 			return;
 		}
 		relkind = get_rel_relkind(objectId);
