@@ -32,12 +32,20 @@ typedef struct KafkaMessage
 
 /*
  * Create a consumer for 'topic' on 'brokers'.  'options' is a list of
- * librdkafka "name=value" settings (char *) applied after our defaults, so a
- * user may override e.g. security settings.  Never contacts the broker;
+ * librdkafka "name=value" settings (char *) applied after our defaults (the
+ * caller checked them with ksrc_check_options).  Never contacts the broker;
  * ereports ERROR (ERRCODE_INVALID_PARAMETER_VALUE) on a bad setting.
  */
 extern KafkaSource *ksrc_create(const char *brokers, const char *topic,
 								const char *group_id, List *options);
+
+/*
+ * Check librdkafka "name=value" settings before they are used: ereports
+ * ERROR for a malformed one, for one of our own settings (refused for
+ * everyone), and, unless 'trusted' (the options' owner is a superuser), for
+ * any setting outside the allow-list of kafka_source.c.
+ */
+extern void ksrc_check_options(List *options, bool trusted);
 
 /*
  * Number of partitions of the topic, from a metadata request waiting at most

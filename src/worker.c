@@ -471,6 +471,14 @@ worker_startup(Worker *w)
 
 	w->dir = sf_pipeline_dir(w->dboid, w->def->id);
 	poison_read(w);
+
+	/*
+	 * The options were checked at create_source; check them again against
+	 * the source's owner now, in case the catalog row was changed since.
+	 */
+	StartTransactionCommand();
+	ksrc_check_options(w->def->source.options, superuser_arg(w->def->source.owner));
+	CommitTransactionCommand();
 	w->src = ksrc_create(w->def->source.brokers, w->def->source.topic,
 						 psprintf("streamflink-%u-%d", w->dboid, w->def->id),
 						 w->def->source.options);
