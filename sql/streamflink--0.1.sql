@@ -165,7 +165,10 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'streamflink_check_kafka_options'
 LANGUAGE C STRICT;
 
-/* Registers (at commit) the worker of a pipeline. */
+/*
+ * Registers the worker of a pipeline (it waits for this transaction to
+ * commit); fails if no background worker can be had.
+ */
 CREATE FUNCTION streamflink._launch(pipeline_id int)
 RETURNS void
 AS 'MODULE_PATHNAME', 'streamflink_launch'
@@ -188,6 +191,12 @@ CREATE FUNCTION streamflink._remove_state(pipeline_id int)
 RETURNS void
 AS 'MODULE_PATHNAME', 'streamflink_remove_state'
 LANGUAGE C STRICT;
+
+/* Free worker slots (streamflink.max_workers less running workers). */
+CREATE FUNCTION streamflink._free_worker_slots()
+RETURNS int
+AS 'MODULE_PATHNAME', 'streamflink_free_worker_slots'
+LANGUAGE C;
 
 /* What the running workers of this database report. */
 CREATE FUNCTION streamflink._worker_status(
@@ -900,9 +909,15 @@ SELECT p.name, s.name AS source, p.window_kind AS "window",
 	   p.allowed_lateness, p.checkpoint_interval,
 	   p.state AS desired_state,
 	   CASE WHEN w.pid IS NULL THEN
-				CASE p.state WHEN 'running' THEN 'starting' ELSE 'stopped' END
+				CASE WHEN p.state = 'stopped' THEN 'stopped'
+					 WHEN streamflink._free_worker_slots() = 0 THEN 'waiting for a worker slot'
+					 ELSE 'starting' END
 			ELSE w.status END AS status,
-	   w.error, w.pid, w.started,
+	   CASE WHEN w.pid IS NULL AND p.state = 'running' AND streamflink._free_worker_slots() = 0
+			THEN pg_catalog.format('all %s streamflink worker slots are in use: stop a pipeline, or raise streamflink.max_workers and restart the server',
+								   current_setting('streamflink.max_workers'))
+			ELSE w.error END AS error,
+	   w.pid, w.started,
 	   w.events, w.events_per_second, w.rows_emitted,
 	   w.dead_letters, w.late_events, w.watermark, w.lag,
 	   c.id AS last_checkpoint, c.completed AS last_checkpoint_at,

@@ -18,7 +18,12 @@
  *
  * One queue serves everything: the main queue is forwarded to the consumer
  * queue, which is read with rd_kafka_consume_batch_queue (about 2M msg/s on
- * the test machine, far more than one message per call).
+ * the test machine, far more than one message per call).  So that the
+ * caller never blocks inside librdkafka (where it would notice neither
+ * signals nor the postmaster's death), the consumer queue writes a byte to
+ * a pipe whenever it becomes non-empty (rd_kafka_queue_io_event_enable):
+ * the caller waits on the pipe's read end with its latch, WaitLatchOrSocket,
+ * and consumes with a zero timeout.
  *
  * The error out-parameter of the header's functions is named 'error' here,
  * as 'errmsg' would shadow ereport's errmsg().
@@ -27,8 +32,10 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -49,6 +56,7 @@ struct KafkaSource
 	rd_kafka_queue_t *consumer_queue;
 	rd_kafka_queue_t *log_queue;
 	rd_kafka_topic_t *rkt;		/* for metadata requests; made on demand */
+	int			wakeup[2];		/* pipe librdkafka writes to, -1 if none */
 	char	   *topic;
 	MemoryContext mcxt;			/* where this struct lives */
 
@@ -346,6 +354,7 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 	/* Allocate everything that can fail before librdkafka owns resources. */
 	src = palloc0(sizeof(KafkaSource));
 	src->mcxt = CurrentMemoryContext;
+	src->wakeup[0] = src->wakeup[1] = -1;
 	src->topic = pstrdup(topic);
 
 	conf = rd_kafka_conf_new();
@@ -401,6 +410,22 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 	rd_kafka_set_log_queue(rk, src->log_queue);
 	rd_kafka_poll_set_consumer(rk);
 	src->consumer_queue = rd_kafka_queue_get_consumer(rk);
+
+	/*
+	 * Both ends non-blocking: librdkafka's thread must never block on a
+	 * full pipe (one byte is enough to wake us), nor we on an empty one.
+	 * Without a pipe, ksrc_wakeup_fd() says so and the caller polls.
+	 */
+	if (pipe(src->wakeup) == 0)
+	{
+		fcntl(src->wakeup[0], F_SETFL, O_NONBLOCK);
+		fcntl(src->wakeup[1], F_SETFL, O_NONBLOCK);
+		fcntl(src->wakeup[0], F_SETFD, FD_CLOEXEC);
+		fcntl(src->wakeup[1], F_SETFD, FD_CLOEXEC);
+		rd_kafka_queue_io_event_enable(src->consumer_queue, src->wakeup[1], "1", 1);
+	}
+	else
+		src->wakeup[0] = src->wakeup[1] = -1;
 
 	return src;
 }
@@ -643,6 +668,49 @@ ksrc_consume(KafkaSource *src, KafkaMessage *out, int max, int timeout_ms,
 	return count;
 }
 
+int
+ksrc_wakeup_fd(KafkaSource *src)
+{
+	return src->wakeup[0];
+}
+
+void
+ksrc_clear_wakeup(KafkaSource *src)
+{
+	char		buf[64];
+
+	if (src->wakeup[0] < 0)
+		return;
+	while (read(src->wakeup[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+void
+ksrc_positions(KafkaSource *src, int nparts, int64 *next_offsets)
+{
+	rd_kafka_topic_partition_list_t *parts;
+
+	parts = rd_kafka_topic_partition_list_new(nparts);
+	for (int i = 0; i < nparts; i++)
+		rd_kafka_topic_partition_list_add(parts, src->topic, i);
+	if (rd_kafka_position(src->rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		for (int i = 0; i < nparts; i++)
+			next_offsets[i] = -1;
+	}
+	else
+	{
+		for (int i = 0; i < nparts; i++)
+		{
+			rd_kafka_topic_partition_t *p = &parts->elems[i];
+
+			next_offsets[i] = (p->err == RD_KAFKA_RESP_ERR_NO_ERROR && p->offset >= 0) ?
+				p->offset : -1;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
 int64
 ksrc_high_watermark(KafkaSource *src, int32 partition)
 {
@@ -708,6 +776,7 @@ ksrc_destroy(KafkaSource *src)
 	}
 	if (src->consumer_queue)
 	{
+		rd_kafka_queue_io_event_enable(src->consumer_queue, -1, NULL, 0);
 		rd_kafka_queue_destroy(src->consumer_queue);
 		src->consumer_queue = NULL;
 	}
@@ -737,5 +806,13 @@ ksrc_destroy(KafkaSource *src)
 	{
 		rd_kafka_queue_destroy(src->log_queue);
 		src->log_queue = NULL;
+	}
+
+	/* librdkafka's threads are gone: nobody writes to the pipe any more */
+	for (int i = 0; i < 2; i++)
+	{
+		if (src->wakeup[i] >= 0)
+			close(src->wakeup[i]);
+		src->wakeup[i] = -1;
 	}
 }

@@ -70,6 +70,24 @@ extern int	ksrc_consume(KafkaSource *src, KafkaMessage *out, int max,
 						 int timeout_ms, char **errmsg);
 
 /*
+ * A file descriptor that becomes readable when messages (or errors) arrive
+ * on the consumer queue, for WaitLatchOrSocket(WL_SOCKET_READABLE); -1 if
+ * there is none (then poll).  Call ksrc_clear_wakeup() before consuming:
+ * a byte is written only when the queue goes from empty to non-empty.
+ */
+extern int	ksrc_wakeup_fd(KafkaSource *src);
+extern void ksrc_clear_wakeup(KafkaSource *src);
+
+/*
+ * The consumer's position in partitions 0..nparts-1: the offset of the next
+ * message to fetch as librdkafka reports it (rd_kafka_position), which on a
+ * real broker is past transaction markers, so not always the last
+ * message's offset + 1.  -1 for a partition with no position yet (nothing
+ * consumed since the assignment).
+ */
+extern void ksrc_positions(KafkaSource *src, int nparts, int64 *next_offsets);
+
+/*
  * Last known end offset (high watermark) of a partition, from the broker's
  * fetch responses (no request is made); -1 if not known yet.
  */

@@ -33,6 +33,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "checkpoint.h"
 #include "streamflink.h"
 #include "launcher.h"
 
@@ -57,7 +58,6 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* What to do with a pipeline when the current transaction commits. */
 typedef enum PendingKind
 {
-	PENDING_START,
 	PENDING_STOP,
 	PENDING_REMOVE_STATE
 } PendingKind;
@@ -134,22 +134,30 @@ _PG_init(void)
 							NULL,
 							&sf_batch_size, 5000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	MarkGUCPrefixReserved("streamflink");
+	checkpoint_define_settings();
 
 	/*
 	 * Without shared_preload_libraries the functions still load (to define
 	 * pipelines and to say what is missing when one is started), but a
 	 * server-start setting cannot be defined after startup.
 	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("streamflink.max_workers",
+								"Maximum number of pipeline workers running at once.",
+								"Each running pipeline uses one background worker; "
+								"max_worker_processes must leave room for them.",
+								&sf_max_workers, 16, 1, 1024,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	/*
+	 * Last: placeholders of the prefix not defined by now (misspelt
+	 * settings in postgresql.conf) are removed with a warning, so every
+	 * setting must be defined before.
+	 */
+	MarkGUCPrefixReserved("streamflink");
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	DefineCustomIntVariable("streamflink.max_workers",
-							"Maximum number of pipeline workers running at once.",
-							"Each running pipeline uses one background worker; "
-							"max_worker_processes must leave room for them.",
-							&sf_max_workers, 16, 1, 1024,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = sf_shmem_request;
@@ -208,11 +216,12 @@ sf_pipeline_dir(Oid dboid, int32 pipeline_id)
 }
 
 /*
- * Claim the slot of a pipeline.  Returns NULL if a live worker already holds
- * it: two workers of one pipeline would both consume and both write.
+ * Claim the slot of a pipeline.  Returns NULL with *taken set if a live
+ * worker already holds it (two workers of one pipeline would both consume
+ * and both write), NULL with *taken false if no slot is free.
  */
 WorkerSlot *
-sf_claim_slot(Oid dboid, int32 pipeline_id)
+sf_claim_slot(Oid dboid, int32 pipeline_id, bool *taken)
 {
 	WorkerSlot *slot = NULL;
 
@@ -226,6 +235,7 @@ sf_claim_slot(Oid dboid, int32 pipeline_id)
 			if (s->pid != MyProcPid && s->pid != 0 && kill(s->pid, 0) == 0)
 			{
 				LWLockRelease(sf_shared->lock);
+				*taken = true;
 				return NULL;
 			}
 			slot = s;
@@ -234,14 +244,11 @@ sf_claim_slot(Oid dboid, int32 pipeline_id)
 		if (!s->in_use && slot == NULL)
 			slot = s;
 	}
+	*taken = false;
 	if (slot == NULL)
 	{
 		LWLockRelease(sf_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("no free streamflink worker slot"),
-				 errhint("Raise streamflink.max_workers (currently %d) and restart the server.",
-						 sf_max_workers)));
+		return NULL;
 	}
 
 	slot->in_use = true;
@@ -290,7 +297,7 @@ sf_slot_set_status(WorkerSlot *slot, const char *status, const char *error)
 }
 
 bool
-sf_register_worker(Oid dboid, int32 pipeline_id)
+sf_register_worker(Oid dboid, int32 pipeline_id, TransactionId starter)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -306,6 +313,7 @@ sf_register_worker(Oid dboid, int32 pipeline_id)
 	strlcpy(worker.bgw_type, "streamflink pipeline", BGW_MAXLEN);
 	worker.bgw_main_arg = Int32GetDatum(pipeline_id);
 	memcpy(worker.bgw_extra, &dboid, sizeof(Oid));
+	memcpy(worker.bgw_extra + sizeof(Oid), &starter, sizeof(TransactionId));
 	worker.bgw_notify_pid = 0;
 
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
@@ -322,14 +330,6 @@ sf_xact_callback(XactEvent event, void *arg)
 		{
 			PendingAction *a = (PendingAction *) lfirst(lc);
 
-			if (a->kind == PENDING_START)
-			{
-				if (!sf_register_worker(MyDatabaseId, a->pipeline_id))
-					ereport(WARNING,
-							(errmsg("could not start the worker of pipeline %d", a->pipeline_id),
-							 errhint("Raise max_worker_processes; the launcher retries at the next server start.")));
-				continue;
-			}
 			if (a->kind == PENDING_REMOVE_STATE)
 			{
 				char	   *dir = sf_pipeline_dir(MyDatabaseId, a->pipeline_id);
@@ -383,29 +383,62 @@ sf_add_pending(PendingKind kind, int32 pipeline_id)
 	}
 }
 
-Datum
-streamflink_launch(PG_FUNCTION_ARGS)
+/* Free worker slots (streamflink.max_workers less the running workers). */
+static int
+free_slots(void)
 {
-	int32		pipeline_id = PG_GETARG_INT32(0);
 	int			used = 0;
-
-	sf_require_preload();
-	sf_require_prepared_xacts();
 
 	LWLockAcquire(sf_shared->lock, LW_SHARED);
 	for (int i = 0; i < sf_shared->nslots; i++)
 		if (sf_shared->slots[i].in_use)
 			used++;
 	LWLockRelease(sf_shared->lock);
-	if (used >= sf_shared->nslots)
+	return sf_shared->nslots - used;
+}
+
+/*
+ * Register the pipeline's worker now, so that a start that cannot get a
+ * background worker fails here, with the reason, instead of leaving the
+ * pipeline "starting" for ever.  The worker waits for this transaction to
+ * end (its xid travels in bgw_extra) and leaves if the pipeline is then not
+ * marked running: a rolled-back start starts nothing.
+ */
+Datum
+streamflink_launch(PG_FUNCTION_ARGS)
+{
+	int32		pipeline_id = PG_GETARG_INT32(0);
+	int			nfree;
+
+	sf_require_preload();
+	sf_require_prepared_xacts();
+
+	nfree = free_slots();
+	if (nfree <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many running pipelines"),
-				 errdetail("%d pipeline workers are running.", used),
-				 errhint("Raise streamflink.max_workers and restart the server.")));
+				 errdetail("All %d streamflink worker slots are in use.", sf_shared->nslots),
+				 errhint("Stop a pipeline, or raise streamflink.max_workers and restart the server.")));
 
-	sf_add_pending(PENDING_START, pipeline_id);
+	if (!sf_register_worker(MyDatabaseId, pipeline_id, GetTopTransactionId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a background worker for pipeline %d", pipeline_id),
+				 errdetail("All max_worker_processes (%d) background worker slots are in use.",
+						   max_worker_processes),
+				 errhint("Raise max_worker_processes (each running pipeline needs one) and restart the server.")));
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(streamflink_free_worker_slots);
+
+Datum
+streamflink_free_worker_slots(PG_FUNCTION_ARGS)
+{
+	if (sf_shared == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(free_slots());
 }
 
 Datum
