@@ -140,10 +140,10 @@ analyse_aggregates(Oid row_type, const char *aggregates)
 	errcb.arg = &fa;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+	check_select_list_only(aggregates);
 	raw = pg_parse_query(sql);
 	if (list_length(raw) != 1)
 		invalid_aggregate_list(aggregates);
-	check_select_list_only(aggregates);
 	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, NULL, 0, NULL);
 	if (query->commandType != CMD_SELECT || query->groupClause || query->havingQual ||
 		query->hasWindowFuncs || query->hasSubLinks || query->sortClause ||

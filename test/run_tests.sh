@@ -89,6 +89,9 @@ if [[ " $parts " == *" regress "* ]]; then
     }
     SF_PRELOAD='' misconfigured misconfigured
     misconfigured no2pc "max_prepared_transactions = 0"
+    # Settings from postgresql.conf are honoured (max_workers used to be
+    # dropped as an unknown placeholder).
+    misconfigured limits "streamflink.max_workers = 2" "streamflink.checkpoint_history = 3"
     sf_broker_stop "$SF_WORK/broker"
 fi
 
