@@ -22,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "common/file_perm.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
@@ -363,6 +364,13 @@ checkpoint_complete(Oid dboid, PipelineDef *def, int64 id, int nparts,
 	StartTransactionCommand();
 	FinishPreparedTransaction(gid, true);
 	CommitTransactionCommand();
+
+	/*
+	 * The epoch's table changes are counted at COMMIT PREPARED; this is the
+	 * one moment the worker is outside any transaction: report them, so
+	 * that autovacuum sees the sink's churn (at most once a second).
+	 */
+	pgstat_report_stat(false);
 
 	checkpoint_begin_epoch();
 }

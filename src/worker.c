@@ -142,7 +142,9 @@ worker_sleep(long ms)
 {
 	int			rc;
 
-	pgstat_report_stat(false);
+	/* outside the epoch (start-up, back-off): flush table statistics */
+	if (!IsTransactionOrTransactionBlock())
+		pgstat_report_stat(false);
 	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 				   ms, PG_WAIT_EXTENSION);
 
@@ -466,9 +468,6 @@ take_checkpoint(Worker *w)
 
 	memset(&w->stats, 0, sizeof(w->stats));
 	w->advanced = false;
-
-	/* The epoch's table changes are counted now: let autovacuum see them. */
-	pgstat_report_stat(false);
 }
 
 /* Wait until the broker answers; report why not in the status view. */
@@ -636,8 +635,8 @@ worker_loop(Worker *w)
 			int			fd = ksrc_wakeup_fd(w->src);
 			int			rc;
 
-			pgstat_report_activity(STATE_IDLE, NULL);
-			pgstat_report_stat(false);
+			/* the epoch transaction stays open */
+			pgstat_report_activity(STATE_IDLEINTRANSACTION, NULL);
 			if (fd >= 0)
 				rc = WaitLatchOrSocket(MyLatch,
 									   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT |
