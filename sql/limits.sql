@@ -1,6 +1,7 @@
 --
--- limits: a server whose postgresql.conf sets streamflink.max_workers = 2
--- and streamflink.checkpoint_history = 3 (see test/run_tests.sh).  The
+-- limits: a server whose postgresql.conf sets streamflink.max_workers = 2,
+-- streamflink.checkpoint_history = 3 and max_worker_processes = 4 (see
+-- test/run_tests.sh).  The
 -- settings are honoured (not dropped as unknown placeholders); a pipeline
 -- whose worker finds no free slot waits and says so, takes a slot once one
 -- is free, and a start is refused while both are taken; checkpoint history
@@ -79,3 +80,24 @@ SELECT wait_until($$SELECT count(*) FILTER (WHERE status = 'running') = 2 AND
 
 SELECT streamflink.stop(name) FROM streamflink.pipelines WHERE desired_state = 'running';
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines$$);
+
+-- max_worker_processes = 4 here, one of them the logical replication
+-- launcher's: a start that cannot get a background worker fails at once
+-- with the reason (it used to leave the pipeline "starting" for ever).
+SELECT wait_until($$SELECT count(*) = 0 FROM pg_stat_activity
+					WHERE backend_type = 'streamflink pipeline'$$);
+SELECT pg_sleep(0.5);
+DO $$
+DECLARE
+	detail text;
+	hint text;
+BEGIN
+	PERFORM streamflink.start('p' || i) FROM generate_series(1, 4) i;
+	RAISE NOTICE 'all started';
+EXCEPTION WHEN configuration_limit_exceeded THEN
+	GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+	RAISE NOTICE 'refused: % %', detail, hint;
+END
+$$;
+-- Rolled back: the workers registered before the failure leave.
+SELECT desired_state, count(*) FROM streamflink.pipelines GROUP BY 1;

@@ -92,7 +92,8 @@ if [[ " $parts " == *" regress "* ]]; then
     misconfigured no2pc "max_prepared_transactions = 0"
     # Settings from postgresql.conf are honoured (max_workers used to be
     # dropped as an unknown placeholder).
-    misconfigured limits "streamflink.max_workers = 2" "streamflink.checkpoint_history = 3"
+    misconfigured limits "streamflink.max_workers = 2" "streamflink.checkpoint_history = 3" \
+        "max_worker_processes = 4"
     sf_broker_stop "$SF_WORK/broker"
 fi
 
