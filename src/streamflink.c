@@ -2,11 +2,15 @@
  *
  * streamflink.c
  *	  Module load: settings, shared memory, and the SQL functions that start
- *	  and stop pipeline workers at commit.
+ *	  and stop pipeline workers.
  *
- * Workers are started and stopped only when the transaction that asked for
- * it commits (as logical replication's launcher is woken at commit), so a
- * rolled-back streamflink.start() leaves nothing running.
+ * Starts and stops take effect only when the transaction that asked for
+ * them commits, so a rolled-back streamflink.start() leaves nothing
+ * running.  A stop is sent at commit (as logical replication's launcher is
+ * woken at commit).  A start registers the worker at once, so that a
+ * start which cannot get a background worker fails with the reason; the
+ * worker then waits for the starting transaction to end and leaves if the
+ * pipeline is not marked running (see streamflink_launch).
  *
  *-------------------------------------------------------------------------
  */
