@@ -631,15 +631,18 @@ BEGIN
 				  HINT = 'The pipeline creates its sink table; choose a new name or drop the table.';
 	END IF;
 	SELECT string_agg(quote_ident(x), ', ') INTO key_list FROM unnest(keys) x;
-	SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(c.atttype, c.atttypmod) ||
-					  CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-						   THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END,
-					  ', ' ORDER BY array_position(keys, c.attname))
+	SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.attname) || ' ' ||
+							  pg_catalog.format_type(c.atttype, c.atttypmod) ||
+							  CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+								   THEN ' COLLATE ' || a.attcollation::pg_catalog.regcollation::text
+								   ELSE '' END,
+							  ', ' ORDER BY pg_catalog.array_position(keys, c.attname))
 	INTO key_defs
 	FROM streamflink._columns(s.row_type) c
-	JOIN pg_attribute a ON a.attrelid = (SELECT typrelid FROM pg_type WHERE oid = s.row_type)
-					   AND a.attnum = c.attnum
-	JOIN pg_type t ON t.oid = a.atttypid
+	JOIN pg_catalog.pg_attribute a
+	  ON a.attrelid = (SELECT ty.typrelid FROM pg_catalog.pg_type ty WHERE ty.oid = s.row_type)
+	 AND a.attnum = c.attnum
+	JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 	WHERE c.attname = ANY (keys);
 	sink_ident := sink;
 	EXECUTE pg_catalog.format(
