@@ -50,9 +50,10 @@ BEGIN
 	END LOOP;
 END
 $$;
+-- (A pipeline whose worker has no watermark yet shows NULL: not finished.)
 CREATE FUNCTION cep_finished(names text[]) RETURNS bool
 LANGUAGE sql AS $$
-	SELECT bool_and(watermark >= timestamptz '2030-01-01 00:00+00')
+	SELECT bool_and(coalesce(watermark >= timestamptz '2030-01-01 00:00+00', false))
 	FROM streamflink.pipelines WHERE name = ANY (names)
 $$;
 CREATE FUNCTION cep_stop(names text[]) RETURNS void

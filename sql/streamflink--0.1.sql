@@ -86,12 +86,19 @@ CREATE TABLE streamflink.checkpoint_offset (
 	PRIMARY KEY (pipeline_id, checkpoint_id, partition)
 );
 
+/*
+ * Messages that could not be processed, and result rows the sink refused
+ * (a key too long for its index, a user's constraint): those come from no
+ * one message, so their partition and offset are NULL, their payload is
+ * the row as JSON.  The UNIQUE constraint still holds for messages.
+ */
 CREATE TABLE streamflink.dead_letter (
 	id			bigserial PRIMARY KEY,
 	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
 	topic		text NOT NULL,
-	partition	int NOT NULL,
-	"offset"	bigint NOT NULL,
+	partition	int,
+	"offset"	bigint,
+	CHECK ((partition IS NULL) = ("offset" IS NULL)),
 	payload		bytea,
 	error		text NOT NULL,
 	received	timestamptz NOT NULL DEFAULT now(),
@@ -130,6 +137,15 @@ AS 'MODULE_PATHNAME', 'streamflink_check_aggregates'
 LANGUAGE C STRICT;
 
 /*
+ * The sink columns of an aggregate list ("name type [COLLATE c]"), as
+ * GROUP BY would type them.
+ */
+CREATE FUNCTION streamflink._aggregate_columns(row_type regtype, aggregates text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'streamflink_aggregate_columns'
+LANGUAGE C STRICT;
+
+/*
  * Checks a pattern, its conditions, measures and skip strategy against a
  * row type; returns the measures as column definitions ("name type").
  */
@@ -137,6 +153,22 @@ CREATE FUNCTION streamflink._check_pattern(row_type regtype, pattern text, defin
 										   measures text, skip text, has_within boolean)
 RETURNS text[]
 AS 'MODULE_PATHNAME', 'streamflink_check_pattern'
+LANGUAGE C;
+
+/*
+ * Refuses the librdkafka options a source owned by this role may not set:
+ * our own settings for everyone, and for roles that are not superusers
+ * anything outside an allow-list (see src/kafka_source.c).
+ */
+CREATE FUNCTION streamflink._check_kafka_options(options text[], owner regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_check_kafka_options'
+LANGUAGE C STRICT;
+
+/* Free worker slots (streamflink.max_workers less running workers). */
+CREATE FUNCTION streamflink._free_worker_slots()
+RETURNS int
+AS 'MODULE_PATHNAME', 'streamflink_free_worker_slots'
 LANGUAGE C;
 
 /* What the running workers of this database report. */
@@ -344,6 +376,8 @@ BEGIN
 					  HINT = 'Options are librdkafka settings written as name=value.';
 		END IF;
 	END LOOP;
+	/* Judged for the role that will own the source: the current user. */
+	PERFORM streamflink._check_kafka_options(coalesce(options, '{}'), current_user::regrole);
 	PERFORM streamflink._check_duration('max_out_of_orderness', max_out_of_orderness, true);
 	PERFORM streamflink._check_duration('idle_timeout', idle_timeout, false);
 	IF max_out_of_orderness IS NULL THEN
@@ -475,6 +509,7 @@ DECLARE
 	wkind		text;
 	keys		text[] := '{}';
 	key_list	text;
+	key_defs	text;
 	out_names	text[];
 	sink_rel	regclass;
 	sink_ident	text;
@@ -542,10 +577,11 @@ BEGIN
 	END IF;
 
 	/*
-	 * The sink table: created here from the same query a user would write,
-	 * so its column types are exactly SQL's (sum(int4) is bigint, avg(float8)
-	 * is float8, ...).  A unique index on (key, window_start) makes every
-	 * window appear at most once; NULLS NOT DISTINCT as GROUP BY groups NULLs.
+	 * The sink table: its columns are typed as GROUP BY would type them
+	 * (sum(int4) is bigint, avg(float8) is float8, ...), from the analysed
+	 * aggregate list, never by splicing the user's text into DDL.  A unique
+	 * index on (key, window_start) makes every window appear at most once;
+	 * NULLS NOT DISTINCT as GROUP BY groups NULLs.
 	 */
 	sink_rel := to_regclass(sink);
 	IF sink IS NULL THEN
@@ -558,18 +594,26 @@ BEGIN
 				  HINT = 'The pipeline creates its sink table; choose a new name or drop the table.';
 	END IF;
 	SELECT string_agg(quote_ident(x), ', ') INTO key_list FROM unnest(keys) x;
+	SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.attname) || ' ' ||
+							  pg_catalog.format_type(c.atttype, c.atttypmod) ||
+							  CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+								   THEN ' COLLATE ' || a.attcollation::pg_catalog.regcollation::text
+								   ELSE '' END,
+							  ', ' ORDER BY pg_catalog.array_position(keys, c.attname))
+	INTO key_defs
+	FROM streamflink._columns(s.row_type) c
+	JOIN pg_catalog.pg_attribute a
+	  ON a.attrelid = (SELECT ty.typrelid FROM pg_catalog.pg_type ty WHERE ty.oid = s.row_type)
+	 AND a.attnum = c.attnum
+	JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+	WHERE c.attname = ANY (keys);
 	sink_ident := sink;
 	EXECUTE pg_catalog.format(
-		'CREATE TABLE %s AS SELECT %s timestamptz ''-infinity'' AS window_start, timestamptz ''-infinity'' AS window_end, %s '
-		'FROM (SELECT (NULL::%s).*) AS e %s WITH NO DATA',
-		sink_ident,
-		CASE WHEN key_list IS NULL THEN '' ELSE key_list || ',' END,
-		aggregates, s.row_type,
-		CASE WHEN key_list IS NULL THEN '' ELSE 'GROUP BY ' || key_list END);
+		'CREATE TABLE %s (%s window_start timestamptz NOT NULL, window_end timestamptz NOT NULL, %s)',
+		sink_ident, coalesce(key_defs || ',', ''),
+		array_to_string(streamflink._aggregate_columns(s.row_type, aggregates), ', '));
 	sink_rel := to_regclass(sink);
 	idx_cols := coalesce(key_list || ', ', '') || 'window_start';
-	EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN window_start SET NOT NULL, ALTER COLUMN window_end SET NOT NULL',
-							  sink_rel);
 	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', sink_rel, idx_cols);
 
 	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind,
@@ -834,9 +878,15 @@ SELECT p.name, s.name AS source, p.window_kind AS "window",
 	   p.allowed_lateness, p.checkpoint_interval,
 	   p.state AS desired_state,
 	   CASE WHEN w.pid IS NULL THEN
-				CASE p.state WHEN 'running' THEN 'starting' ELSE 'stopped' END
+				CASE WHEN p.state = 'stopped' THEN 'stopped'
+					 WHEN streamflink._free_worker_slots() = 0 THEN 'waiting for a worker slot'
+					 ELSE 'starting' END
 			ELSE w.status END AS status,
-	   w.error, w.pid, w.started,
+	   CASE WHEN w.pid IS NULL AND p.state = 'running' AND streamflink._free_worker_slots() = 0
+			THEN pg_catalog.format('all %s streamflink worker slots are in use: stop a pipeline, or raise streamflink.max_workers and restart the server',
+								   current_setting('streamflink.max_workers'))
+			ELSE w.error END AS error,
+	   w.pid, w.started,
 	   w.events, w.events_per_second, w.rows_emitted,
 	   w.dead_letters, w.late_events, w.watermark, w.lag,
 	   c.id AS last_checkpoint, c.completed AS last_checkpoint_at,
@@ -863,8 +913,10 @@ FROM streamflink.pipeline p
 JOIN LATERAL (SELECT max(id) AS id FROM streamflink.checkpoint c WHERE c.pipeline_id = p.id) last ON true
 JOIN streamflink.checkpoint_offset o ON o.pipeline_id = p.id AND o.checkpoint_id = last.id;
 
+/* kind: 'message' (partition, offset, raw payload) or 'result row' (JSON). */
 CREATE VIEW streamflink.dead_letters WITH (security_invoker = true) AS
-SELECT p.name AS pipeline, d.topic, d.partition, d."offset", d.payload, d.error, d.received
+SELECT p.name AS pipeline, d.topic, d.partition, d."offset", d.payload, d.error, d.received,
+	   CASE WHEN d.partition IS NULL THEN 'result row' ELSE 'message' END AS kind
 FROM streamflink.dead_letter d JOIN streamflink.pipeline p ON p.id = d.pipeline_id;
 
 CREATE VIEW streamflink.late_events WITH (security_invoker = true) AS
@@ -1147,6 +1199,8 @@ BEGIN
 					  HINT = 'Options are librdkafka settings written as name=value.';
 		END IF;
 	END LOOP;
+	/* Judged for the role inserting the row: the allow-list of src/kafka_source.c. */
+	PERFORM streamflink._check_kafka_options(NEW.options, current_user::regrole);
 	PERFORM streamflink._check_duration('max_out_of_orderness', NEW.max_out_of_orderness, true);
 	PERFORM streamflink._check_duration('idle_timeout', NEW.idle_timeout, false);
 	IF NEW.event_time IS NOT NULL AND NOT EXISTS (

@@ -24,6 +24,7 @@
 #include "optimizer/optimizer.h"
 #include "parser/analyze.h"
 #include "parser/parse_agg.h"
+#include "parser/parser.h"
 #include "rewrite/rewriteHandler.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -32,6 +33,7 @@
 #include "utils/expandeddatum.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
+#include "utils/ruleutils.h"
 #include "utils/syscache.h"
 
 #include "aggregate.h"
@@ -78,6 +80,45 @@ struct AggSpec
  * type, and analyse it.  The only range table entry is a subquery whose
  * columns are the row type's, so Vars' attribute numbers are the row's.
  */
+static void
+invalid_aggregate_list(const char *aggregates)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("invalid aggregate list: %s", aggregates),
+			 errhint("Write aggregates as in a SELECT list: count(*) AS n, avg(x) AS mean.")));
+}
+
+/*
+ * The list is spliced into a query, so it must be a SELECT list and nothing
+ * more: parsed alone, "SELECT <list>" has to be one plain SELECT with no
+ * FROM, WHERE, GROUP BY, ... of its own.  A list that ended in a comment
+ * ("count(*) FROM t --") or took a FROM clause would otherwise read other
+ * tables, or comment out what we append.
+ */
+static void
+check_select_list_only(const char *aggregates)
+{
+	List	   *raw = raw_parser(psprintf("SELECT %s", aggregates), RAW_PARSE_DEFAULT);
+	SelectStmt *stmt;
+
+	if (list_length(raw) != 1 ||
+		!IsA(linitial_node(RawStmt, raw)->stmt, SelectStmt))
+		invalid_aggregate_list(aggregates);
+	stmt = (SelectStmt *) linitial_node(RawStmt, raw)->stmt;
+	if (stmt->op != SETOP_NONE || stmt->intoClause || stmt->fromClause ||
+		stmt->whereClause || stmt->groupClause || stmt->havingClause ||
+		stmt->windowClause || stmt->valuesLists || stmt->sortClause ||
+		stmt->limitOffset || stmt->limitCount || stmt->lockingClause ||
+		stmt->withClause || stmt->distinctClause)
+		invalid_aggregate_list(aggregates);
+}
+
+/*
+ * Parse "agg(...) AS name, ..." as the target list of a query over the row
+ * type, and analyse it.  The only range table entry is a subquery whose
+ * columns are the row type's, so Vars' attribute numbers are the row's.
+ */
 static Query *
 analyse_aggregates(Oid row_type, const char *aggregates)
 {
@@ -88,7 +129,8 @@ analyse_aggregates(Oid row_type, const char *aggregates)
 	ErrorContextCallback errcb;
 	SfFragmentErrorArg fa;
 
-	sql = psprintf("SELECT %s FROM (SELECT (NULL::%s).*) AS e",
+	/* A newline ends a trailing "--" comment before our FROM. */
+	sql = psprintf("SELECT %s\nFROM (SELECT (NULL::%s).*) AS e",
 				   aggregates, format_type_be_qualified(row_type));
 	fa.what = "aggregate list";
 	fa.fragment = aggregates;
@@ -98,20 +140,18 @@ analyse_aggregates(Oid row_type, const char *aggregates)
 	errcb.arg = &fa;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+	check_select_list_only(aggregates);
 	raw = pg_parse_query(sql);
 	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("invalid aggregate list: %s", aggregates),
-				 errhint("Write aggregates as in a SELECT list: count(*) AS n, avg(x) AS mean.")));
+		invalid_aggregate_list(aggregates);
 	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, NULL, 0, NULL);
 	if (query->commandType != CMD_SELECT || query->groupClause || query->havingQual ||
 		query->hasWindowFuncs || query->hasSubLinks || query->sortClause ||
-		query->limitCount || query->distinctClause || query->hasTargetSRFs)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("invalid aggregate list: %s", aggregates),
-				 errhint("Write aggregates as in a SELECT list: count(*) AS n, avg(x) AS mean.")));
+		query->limitCount || query->distinctClause || query->hasTargetSRFs ||
+		list_length(query->rtable) != 1 ||
+		linitial_node(RangeTblEntry, query->rtable)->rtekind != RTE_SUBQUERY ||
+		list_length(query->jointree->fromlist) != 1 || query->jointree->quals)
+		invalid_aggregate_list(aggregates);
 	error_context_stack = errcb.previous;
 	return query;
 }
@@ -678,4 +718,39 @@ streamflink_check_aggregates(PG_FUNCTION_ARGS)
 	for (int i = 0; i < spec->naggs; i++)
 		names[i] = CStringGetTextDatum(spec->aggs[i].name);
 	PG_RETURN_ARRAYTYPE_P(construct_array(names, spec->naggs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+PG_FUNCTION_INFO_V1(streamflink_aggregate_columns);
+
+/*
+ * streamflink._aggregate_columns(row_type, aggregates): the sink columns of
+ * an aggregate list, as column definitions "name type [COLLATE c]" with
+ * the types (and collations) GROUP BY would give: the sink table is created
+ * from these, never from the user's text.
+ */
+Datum
+streamflink_aggregate_columns(PG_FUNCTION_ARGS)
+{
+	Oid			row_type = PG_GETARG_OID(0);
+	char	   *aggregates = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Query	   *query = analyse_aggregates(row_type, aggregates);
+	Datum	   *defs = palloc(sizeof(Datum) * Max(list_length(query->targetList), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Node	   *expr = (Node *) tle->expr;
+		Oid			type = exprType(expr);
+		Oid			coll = exprCollation(expr);
+		char	   *def;
+
+		def = psprintf("%s %s", quote_identifier(tle->resname ? tle->resname : "?column?"),
+					   format_type_with_typemod(type, exprTypmod(expr)));
+		if (OidIsValid(coll) && coll != get_typcollation(type))
+			def = psprintf("%s COLLATE %s", def, generate_collation_name(coll));
+		defs[n++] = CStringGetTextDatum(def);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(defs, n, TEXTOID, -1, false, TYPALIGN_INT));
 }

@@ -68,7 +68,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       p.checkpoint_interval, p.aggregates, p.sink::oid,"
 		"       s.id, s.name, s.brokers, s.topic, s.format, s.row_type::oid,"
 		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options,"
-		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid"
+		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
+		"       s.owner::oid"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -160,6 +161,7 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->within = interval_us(d, isnull);
 		d = SPI_getbinval(tup, desc, 29, &isnull);
 		def->timed_out_relid = isnull ? InvalidOid : DatumGetObjectId(d);
+		def->source.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 30, &isnull));
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

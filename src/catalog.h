@@ -37,6 +37,7 @@ typedef struct SourceDef
 	int64		max_out_of_orderness;	/* microseconds */
 	int64		idle_timeout;	/* microseconds, -1 for none */
 	List	   *options;		/* librdkafka "name=value" strings */
+	Oid			owner;			/* the source's owner, who set the options */
 } SourceDef;
 
 typedef struct PipelineDef

@@ -22,9 +22,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "common/file_perm.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -32,6 +34,24 @@
 #include "state.h"
 
 #define GID_PREFIX "streamflink"
+
+/*
+ * Completed checkpoints kept in streamflink.checkpoint and
+ * checkpoint_offset per pipeline; older rows are deleted when a checkpoint
+ * completes, in its decision transaction.
+ */
+int			checkpoint_history = 100;
+
+void
+checkpoint_define_settings(void)
+{
+	DefineCustomIntVariable("streamflink.checkpoint_history",
+							"Completed checkpoints kept in the catalog per pipeline.",
+							"Rows of older checkpoints (streamflink.checkpoint, checkpoint_offset) "
+							"are deleted as new ones complete.",
+							&checkpoint_history, 100, 2, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
 
 /*
  * Fault injection for the crash tests: if the file DataDir/streamflink/
@@ -309,6 +329,30 @@ checkpoint_complete(Oid dboid, PipelineDef *def, int64 id, int nparts,
 								  "  $6, $7, $8, $9)",
 								  9, ctypes, args, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record checkpoint " INT64_FORMAT, id);
+
+		/*
+		 * History.  Recovery needs the last completed checkpoint (its
+		 * offsets and snapshot) and the decision row of an in-doubt
+		 * prepared transaction; the only one that can exist now is this
+		 * checkpoint's (the previous one was committed before this epoch
+		 * began, and a restart resolves every in-doubt one before the
+		 * worker goes on).  So deleting ids at least two below this one
+		 * (checkpoint_history >= 2) never touches what recovery reads.
+		 */
+		if (id > checkpoint_history)
+		{
+			Oid			ptypes[2] = {INT4OID, INT8OID};
+			Datum		pargs[2] = {Int32GetDatum(def->id),
+			Int64GetDatum(id - checkpoint_history)};
+
+			if (SPI_execute_with_args("DELETE FROM streamflink.checkpoint_offset"
+									  " WHERE pipeline_id = $1 AND checkpoint_id <= $2",
+									  2, ptypes, pargs, NULL, false, 0) != SPI_OK_DELETE ||
+				SPI_execute_with_args("DELETE FROM streamflink.checkpoint"
+									  " WHERE pipeline_id = $1 AND id <= $2",
+									  2, ptypes, pargs, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not prune checkpoint history");
+		}
 	}
 	PopActiveSnapshot();
 	SPI_finish();
@@ -320,6 +364,13 @@ checkpoint_complete(Oid dboid, PipelineDef *def, int64 id, int nparts,
 	StartTransactionCommand();
 	FinishPreparedTransaction(gid, true);
 	CommitTransactionCommand();
+
+	/*
+	 * The epoch's table changes are counted at COMMIT PREPARED; this is the
+	 * one moment the worker is outside any transaction: report them, so
+	 * that autovacuum sees the sink's churn (at most once a second).
+	 */
+	pgstat_report_stat(false);
 
 	checkpoint_begin_epoch();
 }

@@ -68,6 +68,10 @@ extern void checkpoint_complete(Oid dboid, PipelineDef *def, int64 id,
 								int nparts, PartitionPosition *pos,
 								EpochStats *stats);
 
+/* streamflink.checkpoint_history: completed checkpoints kept in the catalog. */
+extern int	checkpoint_history;
+extern void checkpoint_define_settings(void);
+
 /* Remove snapshots older than 'keep_from'. */
 extern void checkpoint_prune(const char *pipeline_dir, int64 keep_from);
 

@@ -18,7 +18,12 @@
  *
  * One queue serves everything: the main queue is forwarded to the consumer
  * queue, which is read with rd_kafka_consume_batch_queue (about 2M msg/s on
- * the test machine, far more than one message per call).
+ * the test machine, far more than one message per call).  So that the
+ * caller never blocks inside librdkafka (where it would notice neither
+ * signals nor the postmaster's death), the consumer queue writes a byte to
+ * a pipe whenever it becomes non-empty (rd_kafka_queue_io_event_enable):
+ * the caller waits on the pipe's read end with its latch, WaitLatchOrSocket,
+ * and consumes with a zero timeout.
  *
  * The error out-parameter of the header's functions is named 'error' here,
  * as 'errmsg' would shadow ereport's errmsg().
@@ -27,12 +32,20 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "kafka_source.h"
@@ -43,6 +56,7 @@ struct KafkaSource
 	rd_kafka_queue_t *consumer_queue;
 	rd_kafka_queue_t *log_queue;
 	rd_kafka_topic_t *rkt;		/* for metadata requests; made on demand */
+	int			wakeup[2];		/* pipe librdkafka writes to, -1 if none */
 	char	   *topic;
 	MemoryContext mcxt;			/* where this struct lives */
 
@@ -79,6 +93,204 @@ static const char *const default_options[][2] = {
 	/* no log callback from librdkafka threads: queue the lines */
 	{"log.queue", "true"},
 };
+
+/*
+ * Who may set which librdkafka option.
+ *
+ * librdkafka has settings that run commands (sasl.kerberos.kinit.cmd, and
+ * the GSSAPI mechanism, which runs kinit), load code (plugin.library.paths,
+ * ssl.engine.location, ssl.providers) or read and write the server's files
+ * (ssl.*.location, sasl.kerberos.keytab, ssl.keystore.location, ...).  All
+ * of them would run as the server's OS user.  So options are deny by
+ * default: a role that is not a superuser may set only the settings a
+ * connection to a real cluster needs, listed here; a superuser may set any
+ * setting but our own.
+ *
+ * Our own settings are refused for everyone: they are what exactly-once
+ * rests on (offsets kept in our checkpoints, never committed to Kafka nor
+ * reset silently) or what keeps librdkafka's threads out of Postgres (the
+ * log queue).  Refusing is clearer than ignoring them silently.
+ */
+static const char *const protected_options[] = {
+	"bootstrap.servers",		/* the source's brokers */
+	"metadata.broker.list",
+	"group.id",					/* ours; no consumer group is used */
+	"group.instance.id",
+	"enable.auto.commit",
+	"enable.auto.offset.store",
+	"auto.commit.enable",
+	"auto.offset.reset",
+	"offset.store.method",
+	"enable.partition.eof",
+	"log.queue",
+};
+
+static const char *const tenant_options[] = {
+	"security.protocol",
+	"sasl.mechanism",			/* values checked below */
+	"sasl.mechanisms",
+	"sasl.username",
+	"sasl.password",
+	"sasl.oauthbearer.config",
+	"sasl.oauthbearer.method",
+	"sasl.oauthbearer.client.id",
+	"sasl.oauthbearer.client.secret",
+	"sasl.oauthbearer.scope",
+	"sasl.oauthbearer.extensions",
+	"sasl.oauthbearer.token.endpoint.url",	/* http(s) only, see below */
+	"enable.sasl.oauthbearer.unsecure.jwt",
+	"ssl.ca.pem",				/* PEM values inline; never file paths */
+	"ssl.certificate.pem",
+	"ssl.key.pem",
+	"ssl.key.password",
+	"ssl.cipher.suites",
+	"ssl.curves.list",
+	"ssl.sigalgs.list",
+	"ssl.endpoint.identification.algorithm",
+	"enable.ssl.certificate.verification",
+	"client.id",
+	"client.rack",
+	"socket.timeout.ms",
+	"socket.connection.setup.timeout.ms",
+	"socket.keepalive.enable",
+	"socket.nagle.disable",
+	"socket.send.buffer.bytes",
+	"socket.receive.buffer.bytes",
+	"socket.max.fails",
+	"connections.max.idle.ms",
+	"session.timeout.ms",
+	"request.timeout.ms",
+	"metadata.max.age.ms",
+	"topic.metadata.refresh.interval.ms",
+	"topic.metadata.refresh.fast.interval.ms",
+	"topic.metadata.propagation.max.ms",
+	"fetch.max.bytes",
+	"fetch.min.bytes",
+	"fetch.wait.max.ms",
+	"fetch.error.backoff.ms",
+	"fetch.message.max.bytes",
+	"max.partition.fetch.bytes",
+	"receive.message.max.bytes",
+	"message.max.bytes",
+	"queued.min.messages",
+	"queued.max.messages.kbytes",
+	"isolation.level",
+	"check.crcs",
+	"api.version.request",
+	"api.version.request.timeout.ms",
+	"api.version.fallback.ms",
+	"broker.version.fallback",
+	"broker.address.family",
+	"broker.address.ttl",
+	"reconnect.backoff.ms",
+	"reconnect.backoff.max.ms",
+	"retry.backoff.ms",
+	"retry.backoff.max.ms",
+};
+
+/* SASL mechanisms that run nothing on the server (GSSAPI runs kinit). */
+static const char *const tenant_sasl_mechanisms[] = {
+	"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER",
+};
+
+static bool
+in_list(const char *name, const char *const *list, int n, bool nocase)
+{
+	for (int i = 0; i < n; i++)
+		if ((nocase ? pg_strcasecmp(name, list[i]) : strcmp(name, list[i])) == 0)
+			return true;
+	return false;
+}
+
+static char *
+tenant_options_text(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(tenant_options); i++)
+		appendStringInfo(&buf, "%s%s", i ? ", " : "", tenant_options[i]);
+	return buf.data;
+}
+
+void
+ksrc_check_options(List *options, bool trusted)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		char	   *opt = (char *) lfirst(lc);
+		char	   *eq = strchr(opt, '=');
+		char	   *name;
+		char	   *value;
+		bool		ok;
+
+		if (eq == NULL || eq == opt)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Kafka option \"%s\"", opt),
+					 errhint("Kafka options are written name=value, for example \"fetch.wait.max.ms=10\".")));
+		name = pnstrdup(opt, eq - opt);
+		value = eq + 1;
+
+		if (in_list(name, protected_options, lengthof(protected_options), false))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("Kafka option \"%s\" is set by streamflink and cannot be changed", name),
+					 errdetail("Offsets are kept in streamflink's checkpoints, never committed to Kafka nor reset: that is what exactly-once rests on."),
+					 errhint("Give brokers as the source's brokers; leave the consumer group and offset settings out.")));
+		if (trusted)
+			continue;
+
+		ok = in_list(name, tenant_options, lengthof(tenant_options), false);
+		if (ok && (strcmp(name, "sasl.mechanism") == 0 ||
+				   strcmp(name, "sasl.mechanisms") == 0))
+			ok = in_list(value, tenant_sasl_mechanisms,
+						 lengthof(tenant_sasl_mechanisms), true);
+		/* libcurl would also read file:// URLs */
+		if (ok && strcmp(name, "sasl.oauthbearer.token.endpoint.url") == 0)
+			ok = pg_strncasecmp(value, "https://", 8) == 0 ||
+				pg_strncasecmp(value, "http://", 7) == 0;
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("Kafka option \"%s\" needs a superuser", opt),
+					 errdetail("Settings that run commands, load libraries or read server files (and any setting not known to be safe) are reserved to superusers; sasl.mechanism may be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; PEM values are given inline (ssl.ca.pem, ssl.certificate.pem, ssl.key.pem)."),
+					 errhint("Settings other roles may use: %s.", tenant_options_text())));
+		pfree(name);
+	}
+}
+
+PG_FUNCTION_INFO_V1(streamflink_check_kafka_options);
+
+/*
+ * streamflink._check_kafka_options(options text[], owner regrole): refuses,
+ * at create_source, the options the source's owner may not set.  The
+ * worker checks again before it creates the consumer (see worker.c).
+ */
+Datum
+streamflink_check_kafka_options(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
+	Oid			owner = PG_GETARG_OID(1);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *options = NIL;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("Kafka options must not be NULL")));
+		options = lappend(options, TextDatumGetCString(elems[i]));
+	}
+	ksrc_check_options(options, superuser_arg(owner));
+	PG_RETURN_VOID();
+}
 
 static void
 block_signals(sigset_t *saved)
@@ -142,6 +354,7 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 	/* Allocate everything that can fail before librdkafka owns resources. */
 	src = palloc0(sizeof(KafkaSource));
 	src->mcxt = CurrentMemoryContext;
+	src->wakeup[0] = src->wakeup[1] = -1;
 	src->topic = pstrdup(topic);
 
 	conf = rd_kafka_conf_new();
@@ -197,6 +410,22 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 	rd_kafka_set_log_queue(rk, src->log_queue);
 	rd_kafka_poll_set_consumer(rk);
 	src->consumer_queue = rd_kafka_queue_get_consumer(rk);
+
+	/*
+	 * Both ends non-blocking: librdkafka's thread must never block on a
+	 * full pipe (one byte is enough to wake us), nor we on an empty one.
+	 * Without a pipe, ksrc_wakeup_fd() says so and the caller polls.
+	 */
+	if (pipe(src->wakeup) == 0)
+	{
+		fcntl(src->wakeup[0], F_SETFL, O_NONBLOCK);
+		fcntl(src->wakeup[1], F_SETFL, O_NONBLOCK);
+		fcntl(src->wakeup[0], F_SETFD, FD_CLOEXEC);
+		fcntl(src->wakeup[1], F_SETFD, FD_CLOEXEC);
+		rd_kafka_queue_io_event_enable(src->consumer_queue, src->wakeup[1], "1", 1);
+	}
+	else
+		src->wakeup[0] = src->wakeup[1] = -1;
 
 	return src;
 }
@@ -439,6 +668,49 @@ ksrc_consume(KafkaSource *src, KafkaMessage *out, int max, int timeout_ms,
 	return count;
 }
 
+int
+ksrc_wakeup_fd(KafkaSource *src)
+{
+	return src->wakeup[0];
+}
+
+void
+ksrc_clear_wakeup(KafkaSource *src)
+{
+	char		buf[64];
+
+	if (src->wakeup[0] < 0)
+		return;
+	while (read(src->wakeup[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+void
+ksrc_positions(KafkaSource *src, int nparts, int64 *next_offsets)
+{
+	rd_kafka_topic_partition_list_t *parts;
+
+	parts = rd_kafka_topic_partition_list_new(nparts);
+	for (int i = 0; i < nparts; i++)
+		rd_kafka_topic_partition_list_add(parts, src->topic, i);
+	if (rd_kafka_position(src->rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		for (int i = 0; i < nparts; i++)
+			next_offsets[i] = -1;
+	}
+	else
+	{
+		for (int i = 0; i < nparts; i++)
+		{
+			rd_kafka_topic_partition_t *p = &parts->elems[i];
+
+			next_offsets[i] = (p->err == RD_KAFKA_RESP_ERR_NO_ERROR && p->offset >= 0) ?
+				p->offset : -1;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
 int64
 ksrc_high_watermark(KafkaSource *src, int32 partition)
 {
@@ -504,6 +776,7 @@ ksrc_destroy(KafkaSource *src)
 	}
 	if (src->consumer_queue)
 	{
+		rd_kafka_queue_io_event_enable(src->consumer_queue, -1, NULL, 0);
 		rd_kafka_queue_destroy(src->consumer_queue);
 		src->consumer_queue = NULL;
 	}
@@ -533,5 +806,13 @@ ksrc_destroy(KafkaSource *src)
 	{
 		rd_kafka_queue_destroy(src->log_queue);
 		src->log_queue = NULL;
+	}
+
+	/* librdkafka's threads are gone: nobody writes to the pipe any more */
+	for (int i = 0; i < 2; i++)
+	{
+		if (src->wakeup[i] >= 0)
+			close(src->wakeup[i]);
+		src->wakeup[i] = -1;
 	}
 }

@@ -32,12 +32,20 @@ typedef struct KafkaMessage
 
 /*
  * Create a consumer for 'topic' on 'brokers'.  'options' is a list of
- * librdkafka "name=value" settings (char *) applied after our defaults, so a
- * user may override e.g. security settings.  Never contacts the broker;
+ * librdkafka "name=value" settings (char *) applied after our defaults (the
+ * caller checked them with ksrc_check_options).  Never contacts the broker;
  * ereports ERROR (ERRCODE_INVALID_PARAMETER_VALUE) on a bad setting.
  */
 extern KafkaSource *ksrc_create(const char *brokers, const char *topic,
 								const char *group_id, List *options);
+
+/*
+ * Check librdkafka "name=value" settings before they are used: ereports
+ * ERROR for a malformed one, for one of our own settings (refused for
+ * everyone), and, unless 'trusted' (the options' owner is a superuser), for
+ * any setting outside the allow-list of kafka_source.c.
+ */
+extern void ksrc_check_options(List *options, bool trusted);
 
 /*
  * Number of partitions of the topic, from a metadata request waiting at most
@@ -60,6 +68,24 @@ extern void ksrc_assign(KafkaSource *src, int nparts, const int64 *next_offsets)
  */
 extern int	ksrc_consume(KafkaSource *src, KafkaMessage *out, int max,
 						 int timeout_ms, char **errmsg);
+
+/*
+ * A file descriptor that becomes readable when messages (or errors) arrive
+ * on the consumer queue, for WaitLatchOrSocket(WL_SOCKET_READABLE); -1 if
+ * there is none (then poll).  Call ksrc_clear_wakeup() before consuming:
+ * a byte is written only when the queue goes from empty to non-empty.
+ */
+extern int	ksrc_wakeup_fd(KafkaSource *src);
+extern void ksrc_clear_wakeup(KafkaSource *src);
+
+/*
+ * The consumer's position in partitions 0..nparts-1: the offset of the next
+ * message to fetch as librdkafka reports it (rd_kafka_position), which on a
+ * real broker is past transaction markers, so not always the last
+ * message's offset + 1.  -1 for a partition with no position yet (nothing
+ * consumed since the assignment).
+ */
+extern void ksrc_positions(KafkaSource *src, int nparts, int64 *next_offsets);
 
 /*
  * Last known end offset (high watermark) of a partition, from the broker's

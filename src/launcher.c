@@ -145,7 +145,7 @@ streamflink_starter_main(Datum arg)
 			int32		id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 1, &isnull));
 
-			if (!sf_register_worker(dboid, id))
+			if (!sf_register_worker(dboid, id, InvalidTransactionId))
 				ereport(WARNING,
 						(errmsg("could not start the worker of streamflink pipeline %d", id),
 						 errhint("Raise max_worker_processes.")));

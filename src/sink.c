@@ -12,10 +12,21 @@
  * re-emitted within one batch (a late firing) is kept once, the latest:
  * DISTINCT ON with the sink's own equality, as its unique index has.
  *
+ * A row the sink refuses for a reason of its own data (a key too long for
+ * the unique index, a user's CHECK constraint or trigger, a value out of a
+ * domain's range) must not stop the pipeline: it would fail again at every
+ * replay.  So each batch statement runs in a subtransaction (one per
+ * statement, not per row); if it fails with such an error, its rows are
+ * written again one at a time, each in its own subtransaction, and the
+ * refused ones go to the dead-letter table with the row as JSON (see
+ * sink_error_is_data).  Any other error (a dropped table, a lost
+ * privilege) is no fault of a row and is raised as before.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -24,6 +35,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/typcache.h"
 
 #include "sink.h"
@@ -38,13 +50,16 @@
  */
 typedef struct RowBatch
 {
+	struct Sink *sink;			/* for dead letters */
 	int			ncols;
+	char	  **names;			/* column names, for a refused row's JSON */
 	Oid		   *types;
 	int16	   *typlen;
 	bool	   *typbyval;
 	char	   *typalign;
-	SPIPlanPtr	plan;
+	SPIPlanPtr	plan;			/* NULL: rows go one by one */
 	SPIPlanPtr	row_plan;
+	SPIPlanPtr	json_plan;		/* a row as JSON text; made when needed */
 	MemoryContext cxt;			/* the rows; reset by each write */
 	int			n;
 	Datum	   *values;			/* SINK_BATCH_ROWS x ncols */
@@ -68,6 +83,7 @@ struct Sink
 	char	   *argnulls;
 	bool	   *argisnull;
 	int64		rows;
+	int64		refused;		/* result rows sent to the dead-letter table */
 };
 
 struct SinkInsert
@@ -113,7 +129,8 @@ run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
  */
 static RowBatch *
 batch_create(Sink *sink, const char *head, const char *tail, int ncols,
-			 const Oid *types, int nident, bool batchable)
+			 const char *const *names_in, const Oid *types, int nident,
+			 bool batchable)
 {
 	RowBatch   *b = palloc0(sizeof(RowBatch));
 	Oid		   *arraytypes = palloc(sizeof(Oid) * ncols);
@@ -122,7 +139,11 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 				names,
 				ident;
 
+	b->sink = sink;
 	b->ncols = ncols;
+	b->names = palloc(sizeof(char *) * ncols);
+	for (int i = 0; i < ncols; i++)
+		b->names[i] = pstrdup(names_in[i]);
 	b->types = palloc(sizeof(Oid) * ncols);
 	memcpy(b->types, types, sizeof(Oid) * ncols);
 	b->typlen = palloc(sizeof(int16) * ncols);
@@ -162,70 +183,202 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 			appendStringInfo(&arrays, "SELECT * FROM unnest(%s)", params.data);
 		b->plan = prepare(psprintf("%s %s %s", head, arrays.data, tail),
 						  ncols, arraytypes);
-		b->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink sink batch",
-									   ALLOCSET_DEFAULT_SIZES);
-		b->values = palloc(sizeof(Datum) * SINK_BATCH_ROWS * ncols);
-		b->nulls = palloc(sizeof(bool) * SINK_BATCH_ROWS * ncols);
 	}
+
+	/*
+	 * Rows are kept until written even when they go one by one: a failed
+	 * statement's rows are then still there to be retried.
+	 */
+	b->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink sink batch",
+								   ALLOCSET_DEFAULT_SIZES);
+	b->values = palloc(sizeof(Datum) * SINK_BATCH_ROWS * ncols);
+	b->nulls = palloc(sizeof(bool) * SINK_BATCH_ROWS * ncols);
 	sink->batches = lappend(sink->batches, b);
 	return b;
+}
+
+/*
+ * Errors that are a row's own fault: data exceptions (class 22), integrity
+ * violations (class 23: the sink's or a user's constraints, or a trigger
+ * raising one), and a value too large for the sink (54000, e.g. a key
+ * longer than a btree entry may be).  A trigger refusing a row with a
+ * plain RAISE (P0001) is not one of them: it could as well be a bug, so it
+ * stops the pipeline, which shows the error; a trigger that means to
+ * refuse rows raises an integrity or data error.
+ */
+static bool
+sink_error_is_data(int sqlerrcode)
+{
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION ||
+		sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+}
+
+/* Row r of the batch as the arguments of row_plan. */
+static void
+row_args(RowBatch *b, int r)
+{
+	for (int c = 0; c < b->ncols; c++)
+		b->argnulls[c] = b->nulls[r * b->ncols + c] ? 'n' : ' ';
+}
+
+/* Rows from..n-1 of the batch, each its own statement. */
+static void
+write_rows(RowBatch *b, int from)
+{
+	for (int r = from; r < b->n; r++)
+	{
+		row_args(b, r);
+		run(b->row_plan, &b->values[r * b->ncols], b->argnulls, SPI_OK_INSERT);
+	}
+}
+
+/* The whole batch: one statement over arrays, or row by row if it cannot. */
+static void
+write_batch(RowBatch *b)
+{
+	Datum	   *colvals;
+	bool	   *colnulls;
+	int			dims[1] = {b->n};
+	int			lbs[1] = {1};
+	MemoryContext old;
+
+	if (b->plan == NULL || b->n == 1)
+	{
+		write_rows(b, 0);
+		return;
+	}
+	colvals = palloc(sizeof(Datum) * b->n);
+	colnulls = palloc(sizeof(bool) * b->n);
+	old = MemoryContextSwitchTo(b->cxt);
+	for (int c = 0; c < b->ncols; c++)
+	{
+		for (int r = 0; r < b->n; r++)
+		{
+			colvals[r] = b->values[r * b->ncols + c];
+			colnulls[r] = b->nulls[r * b->ncols + c];
+		}
+		b->args[c] = PointerGetDatum(construct_md_array(colvals, colnulls, 1, dims, lbs,
+														b->types[c], b->typlen[c],
+														b->typbyval[c], b->typalign[c]));
+		b->argnulls[c] = ' ';
+	}
+	MemoryContextSwitchTo(old);
+	run(b->plan, b->args, b->argnulls, SPI_OK_INSERT);
+	pfree(colvals);
+	pfree(colnulls);
+}
+
+/*
+ * Run write_batch (rows < 0) or the one row 'rows' in a subtransaction.
+ * Returns NULL on success; on failure, the subtransaction is rolled back
+ * and the error is returned if it is a row's fault, else raised again.
+ */
+static ErrorData *
+try_write(RowBatch *b, int row)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (row < 0)
+			write_batch(b);
+		else
+		{
+			row_args(b, row);
+			run(b->row_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_INSERT);
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (!sink_error_is_data(edata->sqlerrcode))
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/* A refused row to the dead-letter table: the row as JSON, and the error. */
+static void
+dead_letter_row(RowBatch *b, int row, ErrorData *edata)
+{
+	Sink	   *sink = b->sink;
+	Datum		json;
+	bool		isnull;
+	char	   *rowjson;
+	char	   *error;
+
+	if (b->json_plan == NULL)
+	{
+		StringInfoData sql;
+
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, "SELECT to_jsonb(r)::text FROM (SELECT ");
+		for (int c = 0; c < b->ncols; c++)
+			appendStringInfo(&sql, "%s$%d AS %s", c ? ", " : "", c + 1,
+							 quote_identifier(b->names[c]));
+		appendStringInfoString(&sql, ") r");
+		b->json_plan = prepare(sql.data, b->ncols, b->types);
+	}
+	row_args(b, row);
+	run(b->json_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_SELECT);
+	json = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	rowjson = isnull ? NULL : TextDatumGetCString(json);
+	/* not the detail: it may name the tuple's place, which means nothing */
+	error = psprintf("sink refused the row: %s", edata->message);
+	sink_dead_letter_row(sink, rowjson, rowjson ? strlen(rowjson) : 0, error);
+	sink->refused++;
 }
 
 static void
 batch_write(RowBatch *b)
 {
-	MemoryContext old;
+	ErrorData  *edata;
 
 	if (b->n == 0)
 		return;
-	if (b->n == 1)
-	{
-		for (int c = 0; c < b->ncols; c++)
-			b->argnulls[c] = b->nulls[c] ? 'n' : ' ';
-		run(b->row_plan, b->values, b->argnulls, SPI_OK_INSERT);
-	}
-	else
-	{
-		Datum	   *colvals = palloc(sizeof(Datum) * b->n);
-		bool	   *colnulls = palloc(sizeof(bool) * b->n);
-		int			dims[1] = {b->n};
-		int			lbs[1] = {1};
 
-		old = MemoryContextSwitchTo(b->cxt);
-		for (int c = 0; c < b->ncols; c++)
+	/*
+	 * The common case is one statement (in one subtransaction); only when it
+	 * fails are the rows tried one by one, to find the refused ones.
+	 */
+	edata = try_write(b, -1);
+	if (edata != NULL)
+	{
+		FreeErrorData(edata);
+		for (int r = 0; r < b->n; r++)
 		{
-			for (int r = 0; r < b->n; r++)
+			edata = try_write(b, r);
+			if (edata != NULL)
 			{
-				colvals[r] = b->values[r * b->ncols + c];
-				colnulls[r] = b->nulls[r * b->ncols + c];
+				dead_letter_row(b, r, edata);
+				FreeErrorData(edata);
 			}
-			b->args[c] = PointerGetDatum(construct_md_array(colvals, colnulls, 1, dims, lbs,
-															b->types[c], b->typlen[c],
-															b->typbyval[c], b->typalign[c]));
-			b->argnulls[c] = ' ';
 		}
-		MemoryContextSwitchTo(old);
-		run(b->plan, b->args, b->argnulls, SPI_OK_INSERT);
-		pfree(colvals);
-		pfree(colnulls);
 	}
 	b->n = 0;
 	MemoryContextReset(b->cxt);
 }
 
-/* Add a row (copied); written alone if the batch cannot batch. */
+/* Add a row (copied); the batch is written when full. */
 static void
 batch_add(RowBatch *b, Datum *values, bool *nulls)
 {
 	MemoryContext old;
 
-	if (b->plan == NULL)
-	{
-		for (int c = 0; c < b->ncols; c++)
-			b->argnulls[c] = nulls[c] ? 'n' : ' ';
-		run(b->row_plan, values, b->argnulls, SPI_OK_INSERT);
-		return;
-	}
 	old = MemoryContextSwitchTo(b->cxt);
 	for (int c = 0; c < b->ncols; c++)
 	{
@@ -292,6 +445,7 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 	char	   *relname = qualified_relname(def->sink_relid);
 	int			nargs;
 	Oid		   *types;
+	const char **rawnames;
 	bool		batchable = true;
 	StringInfoData cols,
 				keys,
@@ -305,6 +459,7 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 	sink->args = repalloc(sink->args, sizeof(Datum) * Max(nargs, 8));
 	sink->argnulls = repalloc(sink->argnulls, sizeof(char) * Max(nargs, 8));
 	sink->argisnull = palloc(sizeof(bool) * Max(nargs, 8));
+	rawnames = palloc(sizeof(char *) * Max(nargs, 1));
 
 	initStringInfo(&cols);
 	initStringInfo(&keys);
@@ -318,7 +473,8 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 		{
 			Form_pg_attribute att = TupleDescAttr(event_desc, def->key_attnos[i]);
 
-			name = quote_identifier(NameStr(att->attname));
+			rawnames[i] = NameStr(att->attname);
+			name = quote_identifier(rawnames[i]);
 			types[i] = att->atttypid;
 			appendStringInfo(&keys, "%s, ", name);
 			appendStringInfo(&where, "%s IS NOT DISTINCT FROM $%d AND ", name, i + 1);
@@ -334,12 +490,13 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 		}
 		else if (i < sink->nkeys + 2)
 		{
-			name = (i == sink->nkeys) ? "window_start" : "window_end";
+			name = rawnames[i] = (i == sink->nkeys) ? "window_start" : "window_end";
 			types[i] = TIMESTAMPTZOID;
 		}
 		else
 		{
-			name = quote_identifier(agg_name(aggs, i - sink->nkeys - 2));
+			rawnames[i] = agg_name(aggs, i - sink->nkeys - 2);
+			name = quote_identifier(rawnames[i]);
 			types[i] = agg_result_type(aggs, i - sink->nkeys - 2);
 		}
 		if (i >= sink->nkeys + 1)
@@ -352,7 +509,7 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 								psprintf("INSERT INTO %s (%s)", relname, cols.data),
 								psprintf("ON CONFLICT (%swindow_start) DO UPDATE SET %s",
 										 keys.data, updates.data),
-								nargs, types, sink->nkeys + 1, batchable);
+								nargs, rawnames, types, sink->nkeys + 1, batchable);
 	sink->retract = prepare(psprintf("DELETE FROM %s WHERE %swindow_start = $%d",
 									 relname, where.data, sink->nkeys + 1),
 							sink->nkeys + 1, types);
@@ -370,7 +527,7 @@ sink_prepare_insert(Sink *sink, Oid relid, int ncols, const char *const *names,
 		appendStringInfo(&cols, "%s%s", i ? ", " : "", quote_identifier(names[i]));
 	ins->batch = batch_create(sink,
 							  psprintf("INSERT INTO %s (%s)", qualified_relname(relid), cols.data),
-							  "", ncols, types, 0, true);
+							  "", ncols, names, types, 0, true);
 	return ins;
 }
 
@@ -458,6 +615,17 @@ sink_dead_letter(Sink *sink, int32 partition, int64 offset,
 }
 
 void
+sink_dead_letter_row(Sink *sink, const char *payload, size_t len, const char *error)
+{
+	common_args(sink, 0, 0, payload, len);
+	sink->argnulls[2] = 'n';
+	sink->argnulls[3] = 'n';
+	sink->args[5] = CStringGetTextDatum(error);
+	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT);
+	sink->rows++;
+}
+
+void
 sink_late_event(Sink *sink, int32 partition, int64 offset,
 				TimestampTz event_time, TimestampTz watermark,
 				const char *payload, size_t len, const char *reason)
@@ -468,6 +636,15 @@ sink_late_event(Sink *sink, int32 partition, int64 offset,
 	sink->args[7] = CStringGetTextDatum(reason);
 	run(sink->late_event, sink->args, sink->argnulls, SPI_OK_INSERT);
 	sink->rows++;
+}
+
+int64
+sink_take_refused_count(Sink *sink)
+{
+	int64		n = sink->refused;
+
+	sink->refused = 0;
+	return n;
 }
 
 int64

@@ -55,6 +55,13 @@ extern void sink_retract_window(Sink *sink, Datum *keys, bool *keynulls,
 extern void sink_dead_letter(Sink *sink, int32 partition, int64 offset,
 							 const char *payload, size_t len, const char *error);
 
+/*
+ * A result row the sink refused (see sink.c): a dead letter with no
+ * message, so no partition nor offset; the payload is the row as JSON.
+ */
+extern void sink_dead_letter_row(Sink *sink, const char *payload, size_t len,
+								 const char *error);
+
 extern void sink_late_event(Sink *sink, int32 partition, int64 offset,
 							TimestampTz event_time, TimestampTz watermark,
 							const char *payload, size_t len, const char *reason);
@@ -65,6 +72,9 @@ extern void sink_late_event(Sink *sink, int32 partition, int64 offset,
  * epoch that produced it.
  */
 extern void sink_flush(Sink *sink);
+
+/* Result rows sent to the dead-letter table since the last call. */
+extern int64 sink_take_refused_count(Sink *sink);
 
 /* Rows written since the last call (for checkpoint statistics). */
 extern int64 sink_take_row_count(Sink *sink);

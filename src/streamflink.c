@@ -1,12 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * streamflink.c
- *	  Module load: settings, shared memory, and the SQL functions that start
- *	  and stop pipeline workers at commit.
+ *	  Module load: settings, shared memory, and the actions (called by the
+ *	  catalog's triggers) that start and stop pipeline workers.
  *
- * Workers are started and stopped only when the transaction that asked for
- * it commits (as logical replication's launcher is woken at commit), so a
- * rolled-back streamflink.start() leaves nothing running.
+ * Starts and stops take effect only when the transaction that asked for
+ * them commits, so a rolled-back streamflink.start() leaves nothing
+ * running.  A stop is sent at commit (as logical replication's launcher is
+ * woken at commit).  A start registers the worker at once, so that a
+ * start which cannot get a background worker fails with the reason; the
+ * worker then waits for the starting transaction to end and leaves if the
+ * pipeline is not marked running (see sf_start_at_commit).
  *
  *-------------------------------------------------------------------------
  */
@@ -34,6 +38,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "checkpoint.h"
 #include "streamflink.h"
 #include "ddl_guard.h"
 #include "launcher.h"
@@ -61,7 +66,6 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* What to do with a pipeline when the current transaction commits. */
 typedef enum PendingKind
 {
-	PENDING_START,
 	PENDING_STOP,
 	PENDING_REMOVE_STATE
 } PendingKind;
@@ -135,6 +139,7 @@ _PG_init(void)
 							&sf_batch_size, 5000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	producer_define_settings();
+	checkpoint_define_settings();
 	MarkGUCPrefixReserved("streamflink");
 
 	/* Also without preloading: a drop in any session must be checked. */
@@ -145,15 +150,23 @@ _PG_init(void)
 	 * pipelines and to say what is missing when one is started), but a
 	 * server-start setting cannot be defined after startup.
 	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("streamflink.max_workers",
+								"Maximum number of pipeline workers running at once.",
+								"Each running pipeline uses one background worker; "
+								"max_worker_processes must leave room for them.",
+								&sf_max_workers, 16, 1, 1024,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	/*
+	 * Last: placeholders of the prefix not defined by now (misspelt
+	 * settings in postgresql.conf) are removed with a warning, so every
+	 * setting must be defined before.
+	 */
+	MarkGUCPrefixReserved("streamflink");
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	DefineCustomIntVariable("streamflink.max_workers",
-							"Maximum number of pipeline workers running at once.",
-							"Each running pipeline uses one background worker; "
-							"max_worker_processes must leave room for them.",
-							&sf_max_workers, 16, 1, 1024,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = sf_shmem_request;
@@ -212,11 +225,12 @@ sf_pipeline_dir(Oid dboid, int32 pipeline_id)
 }
 
 /*
- * Claim the slot of a pipeline.  Returns NULL if a live worker already holds
- * it: two workers of one pipeline would both consume and both write.
+ * Claim the slot of a pipeline.  Returns NULL with *taken set if a live
+ * worker already holds it (two workers of one pipeline would both consume
+ * and both write), NULL with *taken false if no slot is free.
  */
 WorkerSlot *
-sf_claim_slot(Oid dboid, int32 pipeline_id)
+sf_claim_slot(Oid dboid, int32 pipeline_id, bool *taken)
 {
 	WorkerSlot *slot = NULL;
 
@@ -230,6 +244,7 @@ sf_claim_slot(Oid dboid, int32 pipeline_id)
 			if (s->pid != MyProcPid && s->pid != 0 && kill(s->pid, 0) == 0)
 			{
 				LWLockRelease(sf_shared->lock);
+				*taken = true;
 				return NULL;
 			}
 			slot = s;
@@ -238,14 +253,11 @@ sf_claim_slot(Oid dboid, int32 pipeline_id)
 		if (!s->in_use && slot == NULL)
 			slot = s;
 	}
+	*taken = false;
 	if (slot == NULL)
 	{
 		LWLockRelease(sf_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("no free streamflink worker slot"),
-				 errhint("Raise streamflink.max_workers (currently %d) and restart the server.",
-						 sf_max_workers)));
+		return NULL;
 	}
 
 	slot->in_use = true;
@@ -294,7 +306,7 @@ sf_slot_set_status(WorkerSlot *slot, const char *status, const char *error)
 }
 
 bool
-sf_register_worker(Oid dboid, int32 pipeline_id)
+sf_register_worker(Oid dboid, int32 pipeline_id, TransactionId starter)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -310,6 +322,7 @@ sf_register_worker(Oid dboid, int32 pipeline_id)
 	strlcpy(worker.bgw_type, "streamflink pipeline", BGW_MAXLEN);
 	worker.bgw_main_arg = Int32GetDatum(pipeline_id);
 	memcpy(worker.bgw_extra, &dboid, sizeof(Oid));
+	memcpy(worker.bgw_extra + sizeof(Oid), &starter, sizeof(TransactionId));
 	worker.bgw_notify_pid = 0;
 
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
@@ -326,14 +339,6 @@ sf_xact_callback(XactEvent event, void *arg)
 		{
 			PendingAction *a = (PendingAction *) lfirst(lc);
 
-			if (a->kind == PENDING_START)
-			{
-				if (!sf_register_worker(MyDatabaseId, a->pipeline_id))
-					ereport(WARNING,
-							(errmsg("could not start the worker of pipeline %d", a->pipeline_id),
-							 errhint("Raise max_worker_processes; the launcher retries at the next server start.")));
-				continue;
-			}
 			if (a->kind == PENDING_REMOVE_STATE)
 			{
 				char	   *dir = sf_pipeline_dir(MyDatabaseId, a->pipeline_id);
@@ -387,38 +392,65 @@ sf_add_pending(PendingKind kind, int32 pipeline_id)
 	}
 }
 
-/*
- * The actions below are not SQL functions: the catalog's triggers call them
- * (see tenancy.c) when a pipeline's desired state changes or its row is
- * deleted, so whoever may change the row, and only they, may act on its
- * worker.
- */
-
-/* Start the pipeline's worker when the transaction commits. */
-void
-sf_start_at_commit(int32 pipeline_id)
+/* Free worker slots (streamflink.max_workers less the running workers). */
+static int
+free_slots(void)
 {
 	int			used = 0;
-
-	sf_require_preload();
-	sf_require_prepared_xacts();
-
-	/* A worker still finishing its stop must be gone first. */
-	sf_wait_stopped(pipeline_id, 30000);
 
 	LWLockAcquire(sf_shared->lock, LW_SHARED);
 	for (int i = 0; i < sf_shared->nslots; i++)
 		if (sf_shared->slots[i].in_use)
 			used++;
 	LWLockRelease(sf_shared->lock);
-	if (used >= sf_shared->nslots)
+	return sf_shared->nslots - used;
+}
+
+/*
+ * The actions below are not SQL functions: the catalog's triggers call them
+ * (see tenancy.c) when a pipeline's desired state changes or its row is
+ * deleted, so whoever may change the row, and only they, may act on its
+ * worker.
+ *
+ * A start registers the pipeline's worker now, so that a start that cannot
+ * get a background worker fails here, with the reason, instead of leaving
+ * the pipeline "starting" for ever.  The worker waits for this transaction
+ * to end (its xid travels in bgw_extra) and leaves if the pipeline is then
+ * not marked running: a rolled-back start starts nothing.
+ */
+void
+sf_start_at_commit(int32 pipeline_id)
+{
+	sf_require_preload();
+	sf_require_prepared_xacts();
+
+	/* A worker still finishing its stop must be gone first. */
+	sf_wait_stopped(pipeline_id, 30000);
+
+	if (free_slots() <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many running pipelines"),
-				 errdetail("%d pipeline workers are running.", used),
-				 errhint("Raise streamflink.max_workers and restart the server.")));
+				 errdetail("All %d streamflink worker slots are in use.", sf_shared->nslots),
+				 errhint("Stop a pipeline, or raise streamflink.max_workers and restart the server.")));
 
-	sf_add_pending(PENDING_START, pipeline_id);
+	if (!sf_register_worker(MyDatabaseId, pipeline_id, GetTopTransactionId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a background worker for pipeline %d", pipeline_id),
+				 errdetail("All max_worker_processes (%d) background worker slots are in use.",
+						   max_worker_processes),
+				 errhint("Raise max_worker_processes (each running pipeline needs one) and restart the server.")));
+}
+
+PG_FUNCTION_INFO_V1(streamflink_free_worker_slots);
+
+Datum
+streamflink_free_worker_slots(PG_FUNCTION_ARGS)
+{
+	if (sf_shared == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(free_slots());
 }
 
 /* Ask the pipeline's worker to stop when the transaction commits. */

@@ -71,7 +71,7 @@ extern void sf_require_prepared_xacts(void);
 extern char *sf_pipeline_dir(Oid dboid, int32 pipeline_id);
 
 /* Slot helpers used by the worker. */
-extern WorkerSlot *sf_claim_slot(Oid dboid, int32 pipeline_id);
+extern WorkerSlot *sf_claim_slot(Oid dboid, int32 pipeline_id, bool *taken);
 extern void sf_release_slot(WorkerSlot *slot);
 extern void sf_slot_set_status(WorkerSlot *slot, const char *status,
 							   const char *error);
@@ -126,8 +126,11 @@ sf_message_is_poison(SfMessagePos pos)
 		pos.offset == sf_poison.offset;
 }
 
-/* Start a pipeline's worker now (used at commit and by the launcher). */
-extern bool sf_register_worker(Oid dboid, int32 pipeline_id);
+/*
+ * Register a pipeline's worker (streamflink.start() and the launcher).  The
+ * worker first waits for transaction 'starter' to end, if valid.
+ */
+extern bool sf_register_worker(Oid dboid, int32 pipeline_id, TransactionId starter);
 
 /*
  * Worker lifecycle, for the catalog's triggers (tenancy.c): the actions take

@@ -30,6 +30,8 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -88,16 +90,30 @@ typedef struct Worker
 	int64		rate_events;
 } Worker;
 
-static volatile sig_atomic_t got_sigterm = false;
+static volatile sig_atomic_t got_stop = false;
 static Worker *worker_for_exit = NULL;
 
+/*
+ * SIGTERM.  A stop requested by streamflink.stop() (the slot says so
+ * before the signal is sent) is ours to finish: the loop ends it with a
+ * checkpoint and exits 0, so the worker is not restarted.  Any other
+ * SIGTERM (server shutdown, pg_terminate_backend) gets Postgres' own
+ * semantics, die(): the next CHECK_FOR_INTERRUPTS ends the worker, and
+ * recovery starts from the last checkpoint.
+ */
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
+	Worker	   *w = worker_for_exit;
 
-	got_sigterm = true;
-	SetLatch(MyLatch);
+	if (w != NULL && w->slot != NULL && w->slot->stop_requested)
+	{
+		got_stop = true;
+		SetLatch(MyLatch);
+	}
+	else
+		die(postgres_signal_arg);
 	errno = save_errno;
 }
 
@@ -120,23 +136,17 @@ worker_shmem_exit(int code, Datum arg)
 	w->slot = NULL;
 }
 
-static bool
-stop_requested(Worker *w)
-{
-	bool		stop;
-
-	SpinLockAcquire(&w->slot->mutex);
-	stop = w->slot->stop_requested;
-	SpinLockRelease(&w->slot->mutex);
-	return stop;
-}
-
 /* Sleep on the latch, reacting to SIGTERM and config reloads. */
 static void
 worker_sleep(long ms)
 {
-	int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							   ms, PG_WAIT_EXTENSION);
+	int			rc;
+
+	/* outside the epoch (start-up, back-off): flush table statistics */
+	if (!IsTransactionOrTransactionBlock())
+		pgstat_report_stat(false);
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   ms, PG_WAIT_EXTENSION);
 
 	if (rc & WL_LATCH_SET)
 		ResetLatch(MyLatch);
@@ -155,6 +165,7 @@ report_progress(Worker *w)
 	int64		lag = 0;
 	double		secs = (now - w->rate_since) / 1000000.0;
 
+	w->dead_total += sink_take_refused_count(w->sink);
 	for (int p = 0; p < w->nparts; p++)
 	{
 		int64		high = ksrc_high_watermark(w->src, p);
@@ -338,7 +349,8 @@ process_message(Worker *w, KafkaMessage *msg)
 	w->events_total++;
 	w->rate_events++;
 	w->stats.events++;
-	ps->pos.next_offset = msg->offset + 1;
+	/* a floor only: the consumer's position replaces it (see take_positions) */
+	ps->pos.next_offset = Max(ps->pos.next_offset, msg->offset + 1);
 
 	ExecClearTuple(w->event);
 	if (msg->payload == NULL)
@@ -397,6 +409,26 @@ process_message(Worker *w, KafkaMessage *msg)
 	sf_processing.partition = -1;
 }
 
+/*
+ * The offset of the next message of each partition, as the consumer
+ * reports it: on a real broker, transaction markers occupy offsets, and
+ * the position steps over them, where the last message's offset + 1 would
+ * point at a marker.  Messages handed to us are processed before the next
+ * checkpoint, so the position never runs ahead of what the checkpoint
+ * covers.  Never below last + 1 (that would replay a message).
+ */
+static void
+take_positions(Worker *w)
+{
+	int64	   *next = palloc(sizeof(int64) * w->nparts);
+
+	ksrc_positions(w->src, w->nparts, next);
+	for (int p = 0; p < w->nparts; p++)
+		if (next[p] >= 0)
+			w->parts[p].pos.next_offset = Max(w->parts[p].pos.next_offset, next[p]);
+	pfree(next);
+}
+
 static void
 take_checkpoint(Worker *w)
 {
@@ -407,6 +439,8 @@ take_checkpoint(Worker *w)
 
 	/* A checkpoint's duration is its own: from here to the decision. */
 	w->stats.started = GetCurrentTimestamp();
+	pgstat_report_activity(STATE_RUNNING, "checkpoint");
+	take_positions(w);
 
 	/* State first: everything up to the current positions. */
 	operator_flush(w->op);
@@ -451,8 +485,8 @@ wait_for_partitions(Worker *w)
 		sf_slot_set_status(w->slot, "waiting for broker", err);
 		ereport(LOG,
 				(errmsg("streamflink pipeline \"%s\": %s", w->def->name, err ? err : "no partitions")));
-		if (got_sigterm)
-			proc_exit(stop_requested(w) ? 0 : 1);
+		if (got_stop)
+			proc_exit(0);
 		worker_sleep(5000);
 	}
 }
@@ -471,6 +505,14 @@ worker_startup(Worker *w)
 
 	w->dir = sf_pipeline_dir(w->dboid, w->def->id);
 	poison_read(w);
+
+	/*
+	 * The options were checked at create_source; check them again against
+	 * the source's owner now, in case the catalog row was changed since.
+	 */
+	StartTransactionCommand();
+	ksrc_check_options(w->def->source.options, superuser_arg(w->def->source.owner));
+	CommitTransactionCommand();
 	w->src = ksrc_create(w->def->source.brokers, w->def->source.topic,
 						 psprintf("streamflink-%u-%d", w->dboid, w->def->id),
 						 w->def->source.options);
@@ -557,18 +599,17 @@ worker_loop(Worker *w)
 		TimestampTz wm;
 
 		CHECK_FOR_INTERRUPTS();
-		if (got_sigterm)
-		{
-			if (stop_requested(w))
-			{
-				/* A requested stop ends with a checkpoint: nothing is left behind. */
-				if (w->stats.events > 0 || w->advanced)
-					take_checkpoint(w);
-				AbortOutOfAnyTransaction();
-				ereport(LOG, (errmsg("streamflink pipeline \"%s\" stopped", w->def->name)));
-				proc_exit(0);
-			}
+		/* cheap on Linux: a flag set by the parent-death signal */
+		if (!PostmasterIsAlive())
 			proc_exit(1);
+		if (got_stop)
+		{
+			/* A requested stop ends with a checkpoint: nothing is left behind. */
+			if (w->stats.events > 0 || w->advanced)
+				take_checkpoint(w);
+			AbortOutOfAnyTransaction();
+			ereport(LOG, (errmsg("streamflink pipeline \"%s\" stopped", w->def->name)));
+			proc_exit(0);
 		}
 		if (ConfigReloadPending)
 		{
@@ -576,16 +617,43 @@ worker_loop(Worker *w)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		n = ksrc_consume(w->src, w->batch, Min(sf_batch_size, 1000000), 100, &err);
+		/*
+		 * Never block in librdkafka: take what is there, and if nothing is,
+		 * wait on the latch and on the queue's wake-up pipe, which also
+		 * notices SIGTERM and the postmaster's death.  The pipe is emptied
+		 * before consuming: a byte written after that means new messages.
+		 */
+		ksrc_clear_wakeup(w->src);
+		n = ksrc_consume(w->src, w->batch, Min(sf_batch_size, 1000000), 0, &err);
 		ksrc_poll_events(w->src);
 		if (n < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 					 errmsg("streamflink pipeline \"%s\": %s", w->def->name, err)));
+		if (n == 0)
+		{
+			int			fd = ksrc_wakeup_fd(w->src);
+			int			rc;
+
+			/* the epoch transaction stays open */
+			pgstat_report_activity(STATE_IDLEINTRANSACTION, NULL);
+			if (fd >= 0)
+				rc = WaitLatchOrSocket(MyLatch,
+									   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT |
+									   WL_EXIT_ON_PM_DEATH,
+									   fd, 100, PG_WAIT_EXTENSION);
+			else
+				rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   10, PG_WAIT_EXTENSION);
+			if (rc & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
 		now = GetCurrentTimestamp();
 
 		if (n > 0)
 		{
+			pgstat_report_activity(STATE_RUNNING, "processing messages");
 			StartTransactionCommand();
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
@@ -603,12 +671,14 @@ worker_loop(Worker *w)
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
+			take_positions(w);
 		}
 
 		wm = compute_watermark(w, now);
 		if (wm > w->watermark)
 		{
 			w->watermark = wm;
+			pgstat_report_activity(STATE_RUNNING, "firing windows");
 			StartTransactionCommand();
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
@@ -638,19 +708,76 @@ worker_loop(Worker *w)
 	}
 }
 
+/* Reload the definition; NULL if the pipeline was dropped. */
+static PipelineDef *
+load_definition(int32 pipeline_id)
+{
+	PipelineDef *def;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		def = catalog_load_pipeline(pipeline_id, NULL);
+		MemoryContextSwitchTo(old);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return def;
+}
+
+/*
+ * A slot of our own.  With every slot in use (more pipelines running than
+ * streamflink.max_workers), wait for one, checking now and then that the
+ * pipeline is still meant to run; streamflink.pipelines shows the wait
+ * (status "waiting for a worker slot").  Exits if another worker already
+ * runs the pipeline.
+ */
+static void
+claim_slot(Worker *w, int32 pipeline_id)
+{
+	for (int tries = 0;; tries++)
+	{
+		bool		taken = false;
+
+		w->slot = sf_claim_slot(w->dboid, pipeline_id, &taken);
+		if (w->slot != NULL)
+			return;
+		if (taken)
+		{
+			ereport(LOG,
+					(errmsg("streamflink pipeline %d already has a worker", pipeline_id)));
+			proc_exit(0);
+		}
+		if (tries == 0)
+			ereport(LOG,
+					(errmsg("streamflink pipeline \"%s\" is waiting for a worker slot", w->def->name),
+					 errhint("Raise streamflink.max_workers (currently %d) and restart the server, or stop a pipeline.",
+							 sf_max_workers)));
+		pgstat_report_activity(STATE_IDLE, "waiting for a worker slot");
+		worker_sleep(1000);
+		if (tries % 5 == 4)
+		{
+			w->def = load_definition(pipeline_id);
+			if (w->def == NULL || !w->def->running)
+				proc_exit(0);
+		}
+	}
+}
+
 void
 streamflink_worker_main(Datum arg)
 {
 	int32		pipeline_id = DatumGetInt32(arg);
 	Worker	   *w;
 	Oid			dboid;
+	TransactionId starter;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	memcpy(&starter, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(TransactionId));
 
-	/*
-	 * Our SIGTERM handler only sets a flag: the loop then decides between a
-	 * requested stop (exit 0, not restarted) and anything else.
-	 */
+	/* See worker_sigterm: a requested stop, or Postgres' die(). */
 	pqsignal(SIGTERM, worker_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
@@ -658,45 +785,48 @@ streamflink_worker_main(Datum arg)
 
 	w = MemoryContextAllocZero(TopMemoryContext, sizeof(Worker));
 	w->dboid = dboid;
-	w->slot = sf_claim_slot(dboid, pipeline_id);
-	if (w->slot == NULL)
-	{
-		ereport(LOG,
-				(errmsg("streamflink pipeline %d already has a worker", pipeline_id)));
-		proc_exit(0);
-	}
 	worker_for_exit = w;
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		w->def = catalog_load_pipeline(pipeline_id, NULL);
-		MemoryContextSwitchTo(old);
-	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	if (w->def == NULL || !w->def->running)
-		proc_exit(0);			/* dropped or stopped meanwhile */
-	pgstat_report_appname(psprintf("streamflink %s", w->def->name));
-
-	if (max_prepared_xacts <= 0)
-	{
-		/* Not a crash loop: say why and wait to be stopped. */
-		sf_slot_set_status(w->slot, "failed",
-						   "max_prepared_transactions is 0; set it above 0 and restart the server");
-		for (;;)
-		{
-			worker_sleep(10000);
-			if (got_sigterm)
-				proc_exit(0);
-		}
-	}
-
+	/*
+	 * Everything that can fail is inside the handler, so that every failure
+	 * is shown and backed off from, never a restart every second.
+	 */
 	PG_TRY();
 	{
+		/*
+		 * streamflink.start() registers the worker inside its transaction:
+		 * wait until that transaction ends; if it rolled back, the pipeline
+		 * is not marked running and we leave.
+		 */
+		if (TransactionIdIsValid(starter))
+		{
+			pgstat_report_activity(STATE_RUNNING, "waiting for streamflink.start() to commit");
+			StartTransactionCommand();
+			XactLockTableWait(starter, NULL, NULL, XLTW_None);
+			CommitTransactionCommand();
+		}
+
+		w->def = load_definition(pipeline_id);
+		if (w->def == NULL || !w->def->running)
+			proc_exit(0);		/* dropped or stopped meanwhile */
+		pgstat_report_appname(psprintf("streamflink %s", w->def->name));
+
+		claim_slot(w, pipeline_id);
+
+		if (max_prepared_xacts <= 0)
+		{
+			/* Not a crash loop: say why and wait to be stopped. */
+			sf_slot_set_status(w->slot, "failed",
+							   "max_prepared_transactions is 0; set it above 0 and restart the server");
+			for (;;)
+			{
+				worker_sleep(10000);
+				if (got_stop)
+					proc_exit(0);
+			}
+		}
+
 		worker_startup(w);
 		worker_loop(w);
 	}
@@ -708,15 +838,17 @@ streamflink_worker_main(Datum arg)
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
 		poison_write(w, edata);
-		sf_slot_set_status(w->slot, "failed", edata->message);
+		if (w->slot)
+			sf_slot_set_status(w->slot, "failed", edata->message);
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, "failed, restarting");
 
 		/* Back off before the restart, so a persistent error is no busy loop. */
-		for (int i = 0; i < 50 && !got_sigterm; i++)
+		for (int i = 0; i < 50 && !got_stop; i++)
 			worker_sleep(100);
-		proc_exit(stop_requested(w) ? 0 : 1);
+		proc_exit(got_stop ? 0 : 1);
 	}
 	PG_END_TRY();
 }

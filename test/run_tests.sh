@@ -17,7 +17,8 @@
 #    the one-pass scanner against Postgres' JSON parser);
 # 6. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9
 #    and immediate shutdowns while pipelines run, sinks compared with SQL's
-#    answer or with an uninterrupted run.
+#    answer or with an uninterrupted run; and test/pmdeath_test.sh: the
+#    worker exits when the postmaster dies while data flows.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
@@ -89,6 +90,10 @@ if [[ " $parts " == *" regress "* ]]; then
     }
     SF_PRELOAD='' misconfigured misconfigured
     misconfigured no2pc "max_prepared_transactions = 0"
+    # Settings from postgresql.conf are honoured (max_workers used to be
+    # dropped as an unknown placeholder).
+    misconfigured limits "streamflink.max_workers = 2" "streamflink.checkpoint_history = 3" \
+        "max_worker_processes = 4"
     sf_broker_stop "$SF_WORK/broker"
 fi
 
@@ -97,7 +102,7 @@ if [[ " $parts " == *" fuzz "* ]]; then
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
-    for t in test/fault_test.sh test/fault_cep.sh; do
+    for t in test/fault_test.sh test/fault_cep.sh test/pmdeath_test.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
