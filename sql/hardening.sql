@@ -7,12 +7,9 @@
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
 
--- A tenant: not a superuser.  What it needs today to create a source is
--- granted explicitly here (a streamflink_user role may bundle it later).
+-- A tenant: not a superuser, granted streamflink_user as a DBA would.
 CREATE ROLE regress_tenant;
-GRANT USAGE, CREATE ON SCHEMA streamflink TO regress_tenant;
-GRANT SELECT, INSERT ON streamflink.source TO regress_tenant;
-GRANT USAGE ON SEQUENCE streamflink.source_id_seq TO regress_tenant;
+GRANT streamflink_user TO regress_tenant;
 SET ROLE regress_tenant;
 
 -- Settings that run commands, load code or read server files: refused,
@@ -144,7 +141,4 @@ SELECT streamflink.drop_source('agg');
 DROP FUNCTION regress_long_key();
 
 -- The tenant owns nothing any more.
-REVOKE ALL ON SCHEMA streamflink FROM regress_tenant;
-REVOKE ALL ON streamflink.source FROM regress_tenant;
-REVOKE ALL ON SEQUENCE streamflink.source_id_seq FROM regress_tenant;
 DROP ROLE regress_tenant;

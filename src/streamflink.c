@@ -140,7 +140,6 @@ _PG_init(void)
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	producer_define_settings();
 	checkpoint_define_settings();
-	MarkGUCPrefixReserved("streamflink");
 
 	/* Also without preloading: a drop in any session must be checked. */
 	ddl_guard_install();
