@@ -3,6 +3,8 @@ MODULE_big = streamflink
 OBJS = \
 	src/streamflink.o \
 	src/catalog.o \
+	src/run_as.o \
+	src/resolve.o \
 	src/decode.o \
 	src/kafka_source.o \
 	src/state.o \

@@ -12,6 +12,9 @@
  * re-emitted within one batch (a late firing) is kept once, the latest:
  * DISTINCT ON with the sink's own equality, as its unique index has.
  *
+ * Statements on the user's tables run as the pipeline's owner, those on
+ * the extension's own tables as the worker (run_as.h).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,6 +29,7 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
+#include "run_as.h"
 #include "sink.h"
 
 /* Rows a batch holds before it is written. */
@@ -80,10 +84,18 @@ struct SinkInsert
  * their own (per-message) context, so restore it.
  */
 static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes)
+prepare(const char *sql, int nargs, Oid *argtypes, bool user_table)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	RunAs		as;
+	SPIPlanPtr	plan;
+
+	if (user_table)
+		run_as_owner(&as);
+	else
+		run_as_extension(&as);
+	plan = SPI_prepare(sql, nargs, argtypes);
+	run_as_restore(&as);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql,
@@ -94,12 +106,25 @@ prepare(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
+/*
+ * Run a statement: on a user's table (sink, timed-out table) as the
+ * pipeline's owner, so that its triggers, defaults, constraints and
+ * privilege checks are the owner's; on the extension's own tables (dead
+ * letters, late events) as the worker.
+ */
 static void
-run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
+run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected, bool user_table)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	int			ret = SPI_execute_plan(plan, args, nulls, false, 0);
+	RunAs		as;
+	int			ret;
 
+	if (user_table)
+		run_as_owner(&as);
+	else
+		run_as_extension(&as);
+	ret = SPI_execute_plan(plan, args, nulls, false, 0);
+	run_as_restore(&as);
 	MemoryContextSwitchTo(cxt);
 	if (ret != expected)
 		elog(ERROR, "sink statement failed: %s", SPI_result_code_string(ret));
@@ -148,7 +173,7 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 	}
 
 	b->row_plan = prepare(psprintf("%s VALUES (%s) %s", head, params.data, tail),
-						  ncols, b->types);
+						  ncols, b->types, true);
 	if (batchable)
 	{
 		if (nident > 0)
@@ -161,7 +186,7 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 		else
 			appendStringInfo(&arrays, "SELECT * FROM unnest(%s)", params.data);
 		b->plan = prepare(psprintf("%s %s %s", head, arrays.data, tail),
-						  ncols, arraytypes);
+						  ncols, arraytypes, true);
 		b->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink sink batch",
 									   ALLOCSET_DEFAULT_SIZES);
 		b->values = palloc(sizeof(Datum) * SINK_BATCH_ROWS * ncols);
@@ -182,7 +207,7 @@ batch_write(RowBatch *b)
 	{
 		for (int c = 0; c < b->ncols; c++)
 			b->argnulls[c] = b->nulls[c] ? 'n' : ' ';
-		run(b->row_plan, b->values, b->argnulls, SPI_OK_INSERT);
+		run(b->row_plan, b->values, b->argnulls, SPI_OK_INSERT, true);
 	}
 	else
 	{
@@ -205,7 +230,7 @@ batch_write(RowBatch *b)
 			b->argnulls[c] = ' ';
 		}
 		MemoryContextSwitchTo(old);
-		run(b->plan, b->args, b->argnulls, SPI_OK_INSERT);
+		run(b->plan, b->args, b->argnulls, SPI_OK_INSERT, true);
 		pfree(colvals);
 		pfree(colnulls);
 	}
@@ -223,7 +248,7 @@ batch_add(RowBatch *b, Datum *values, bool *nulls)
 	{
 		for (int c = 0; c < b->ncols; c++)
 			b->argnulls[c] = nulls[c] ? 'n' : ' ';
-		run(b->row_plan, values, b->argnulls, SPI_OK_INSERT);
+		run(b->row_plan, values, b->argnulls, SPI_OK_INSERT, true);
 		return;
 	}
 	old = MemoryContextSwitchTo(b->cxt);
@@ -268,22 +293,33 @@ sink_create(PipelineDef *def)
 	types[5] = TEXTOID;
 	sink->dead_letter = prepare("INSERT INTO streamflink.dead_letter "
 								"(pipeline_id, topic, partition, \"offset\", payload, error) "
-								"VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+								"VALUES ($1, $2, $3, $4, $5, $6)", 6, types, false);
 	types[5] = TIMESTAMPTZOID;
 	types[6] = TIMESTAMPTZOID;
 	types[7] = TEXTOID;
 	sink->late_event = prepare("INSERT INTO streamflink.late_event "
 							   "(pipeline_id, topic, partition, \"offset\", payload, "
 							   "event_time, watermark, reason) "
-							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types);
+							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types, false);
 	return sink;
 }
 
+/*
+ * The table's name for our statements.  The OID comes from the catalog and
+ * the table may have been dropped since (catalog_check_pipeline tells the
+ * worker first; this is the last line).
+ */
 static char *
 qualified_relname(Oid relid)
 {
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = relname ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (relname == NULL || nspname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %u written by the pipeline no longer exists", relid)));
+	return quote_qualified_identifier(nspname, relname);
 }
 
 void
@@ -355,7 +391,7 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 								nargs, types, sink->nkeys + 1, batchable);
 	sink->retract = prepare(psprintf("DELETE FROM %s WHERE %swindow_start = $%d",
 									 relname, where.data, sink->nkeys + 1),
-							sink->nkeys + 1, types);
+							sink->nkeys + 1, types, true);
 }
 
 SinkInsert *
@@ -419,7 +455,7 @@ sink_retract_window(Sink *sink, Datum *keys, bool *keynulls, TimestampTz start)
 	set_args(sink, 0, keys, keynulls, k);
 	sink->args[k] = TimestampTzGetDatum(start);
 	sink->argnulls[k] = ' ';
-	run(sink->retract, sink->args, sink->argnulls, SPI_OK_DELETE);
+	run(sink->retract, sink->args, sink->argnulls, SPI_OK_DELETE, true);
 }
 
 static Datum
@@ -453,7 +489,7 @@ sink_dead_letter(Sink *sink, int32 partition, int64 offset,
 {
 	common_args(sink, partition, offset, payload, len);
 	sink->args[5] = CStringGetTextDatum(error);
-	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT);
+	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT, false);
 	sink->rows++;
 }
 
@@ -466,7 +502,7 @@ sink_late_event(Sink *sink, int32 partition, int64 offset,
 	sink->args[5] = TimestampTzGetDatum(event_time);
 	sink->args[6] = TimestampTzGetDatum(watermark);
 	sink->args[7] = CStringGetTextDatum(reason);
-	run(sink->late_event, sink->args, sink->argnulls, SPI_OK_INSERT);
+	run(sink->late_event, sink->args, sink->argnulls, SPI_OK_INSERT, false);
 	sink->rows++;
 }
 
