@@ -131,6 +131,12 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'streamflink_pipeline_resolve'
 LANGUAGE C;
 
+/* See create_source: dependencies a dropped extension left behind. */
+CREATE FUNCTION streamflink._forget_stale_dependencies(row_type regtype)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_forget_stale_dependencies'
+LANGUAGE C STRICT;
+
 CREATE TRIGGER pipeline_resolve
 	BEFORE INSERT OR UPDATE OR DELETE ON streamflink.pipeline
 	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_resolve();
@@ -415,6 +421,8 @@ BEGIN
 	IF to_regtype('streamflink.' || quote_ident(type_name)) IS NOT NULL AND
 		NOT EXISTS (SELECT 1 FROM streamflink.source s
 					WHERE s.row_type = to_regtype('streamflink.' || quote_ident(type_name))) THEN
+		/* Its old pipelines' sinks (kept) still depend on it: forget that. */
+		PERFORM streamflink._forget_stale_dependencies(to_regtype('streamflink.' || quote_ident(type_name)));
 		EXECUTE pg_catalog.format('DROP TYPE streamflink.%I', type_name);
 	END IF;
 	BEGIN

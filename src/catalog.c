@@ -205,8 +205,8 @@ check_table(PipelineDef *def, Oid relid, const char *what)
 	if (relkind == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("the %s of pipeline \"%s\" no longer exists (relation %u was dropped)",
-						what, def->name, relid),
+				 errmsg("the %s of pipeline \"%s\" no longer exists", what, def->name),
+				 errdetail("Relation %u was dropped.", relid),
 				 errhint("Drop the pipeline with streamflink.drop_pipeline('%s') and create it again.",
 						 def->name)));
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
@@ -221,14 +221,14 @@ catalog_check_pipeline(PipelineDef *def)
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the owner of pipeline \"%s\" no longer exists (role %u was dropped)",
-						def->name, def->owner),
+				 errmsg("the owner of pipeline \"%s\" no longer exists", def->name),
+				 errdetail("Role %u was dropped.", def->owner),
 				 errhint("A pipeline runs as its owner; drop the pipeline and create it again as another role.")));
 	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(def->source.row_type)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the row type of source \"%s\" no longer exists (type %u was dropped)",
-						def->source.name, def->source.row_type),
+				 errmsg("the row type of source \"%s\" no longer exists", def->source.name),
+				 errdetail("Type %u was dropped.", def->source.row_type),
 				 errhint("Drop the pipeline and the source, and create them again.")));
 	if (def->source.event_time_attno < 0 && def->source.event_time_name != NULL)
 		ereport(ERROR,

@@ -329,3 +329,78 @@ streamflink_pipeline_resolve(PG_FUNCTION_ARGS)
 	record_dependencies(sink, row_type, queries, key_columns);
 	return PointerGetDatum(heap_modify_tuple_by_cols(newtup, desc, 2, cols, values, nulls));
 }
+
+/* Tables with a normal dependency on (refclass, refobj), any sub-object. */
+static List *
+dependent_tables(Oid refclassid, Oid refobjid, List *tables)
+{
+	Relation	rel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(refclassid));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(refobjid));
+	scan = systable_beginscan(rel, DependReferenceIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+
+		if (dep->classid == RelationRelationId && dep->objsubid == 0 &&
+			dep->deptype == DEPENDENCY_NORMAL)
+			tables = list_append_unique_oid(tables, dep->objid);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return tables;
+}
+
+PG_FUNCTION_INFO_V1(streamflink_forget_stale_dependencies);
+
+/*
+ * streamflink._forget_stale_dependencies(row_type): DROP EXTENSION drops
+ * streamflink.pipeline without running its DELETE trigger, so the sink
+ * tables it leaves behind (they are the user's) keep the dependencies
+ * their pipelines recorded, on the source row type among others.  Before
+ * create_source replaces a row type no source uses, forget what such
+ * tables recorded: those whose pipeline no longer exists.
+ */
+Datum
+streamflink_forget_stale_dependencies(PG_FUNCTION_ARGS)
+{
+	Oid			row_type = PG_GETARG_OID(0);
+	Oid			typrelid = get_typ_typrelid(row_type);
+	List	   *tables = NIL;
+	ListCell   *lc;
+	Oid			argtypes[1] = {OIDOID};
+
+	tables = dependent_tables(TypeRelationId, row_type, tables);
+	if (OidIsValid(typrelid))
+		tables = dependent_tables(RelationRelationId, typrelid, tables);
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT 1 FROM streamflink.source"
+							  " WHERE row_type::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, (Datum[]) {ObjectIdGetDatum(row_type)}, NULL,
+							  true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.source");
+	if (SPI_processed > 0)
+		tables = NIL;			/* in use: not left behind */
+	foreach(lc, tables)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (SPI_execute_with_args("SELECT 1 FROM streamflink.pipeline"
+								  " WHERE sink::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+								  "    OR timed_out::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+								  1, argtypes, (Datum[]) {ObjectIdGetDatum(relid)}, NULL,
+								  true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read streamflink.pipeline");
+		if (SPI_processed == 0)
+			forget_dependencies(relid);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
