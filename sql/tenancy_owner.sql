@@ -76,6 +76,25 @@ SELECT streamflink.create_window_pipeline('esc_e', source => 'esc_d', key => 'k'
        size => '1 minute', aggregates => 'count(*) AS n', sink => 'esc_e_out');
 CREATE CONSTRAINT TRIGGER escalate AFTER INSERT ON esc_e_out DEFERRABLE INITIALLY DEFERRED
 	FOR EACH ROW EXECUTE FUNCTION escalate_trigger();
+
+-- A catalog row cannot bring its own analysed tree (the trigger computes it
+-- from the text), nor name another role as the owner its code runs as.
+CREATE TABLE forged_out (n bigint);
+INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind, window_size,
+                                  aggregates, aggregates_tree, sink, allowed_lateness, checkpoint_interval)
+SELECT 'forged', id, 'window', '{}', 'tumble', '1 minute', 'count(*) AS n', '{QUERY :forged true}',
+       'forged_out', '0', '1 second'
+FROM streamflink.source WHERE name = 'esc_a';
+SELECT left(aggregates_tree, 30) AS aggregates_tree FROM streamflink.pipeline WHERE name = 'forged';
+UPDATE streamflink.pipeline SET aggregates_tree = '{QUERY :forged true}' WHERE name = 'forged';
+SELECT left(aggregates_tree, 30) AS aggregates_tree FROM streamflink.pipeline WHERE name = 'forged';
+DELETE FROM streamflink.pipeline WHERE name = 'forged';
+DROP TABLE forged_out;
+INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind, window_size,
+                                  aggregates, sink, allowed_lateness, checkpoint_interval, owner)
+SELECT 'spoofed', id, 'window', '{}', 'tumble', '1 minute', 'count(*) AS n',
+       'esc_a_out', '0', '1 second', 'postgres'
+FROM streamflink.source WHERE name = 'esc_a';
 RESET ROLE;
 
 SELECT streamflink.produce(regress_brokers(), t, tenant.events(t, 5), 0)

@@ -42,6 +42,8 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "nodes/nodes.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -263,6 +265,17 @@ streamflink_pipeline_resolve(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role %u does not exist", owner),
 				 errdetail("It is the owner of the pipeline.")));
+
+	/*
+	 * The pipeline's code will run as its owner: only the owner (or a role
+	 * with its privileges) may define it, whatever the catalog's grants.
+	 */
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must have the privileges of role \"%s\" to define a pipeline it owns",
+						GetUserNameFromId(owner, false)),
+				 errhint("A pipeline runs its aggregates, conditions and sink triggers as its owner.")));
 
 	/* The source's row type. */
 	{
