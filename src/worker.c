@@ -10,6 +10,11 @@
  * (windows or CEP, see operator.h), let it fire what the pipeline
  * watermark passed, and checkpoint every checkpoint_interval.
  *
+ * The worker connects as the bootstrap superuser (it writes the extension's
+ * tables and drives 2PC) with search_path fixed to pg_catalog, pg_temp;
+ * decoding, the operator and sink writes run the pipeline owner's code and
+ * run as the owner (run_as.h).
+ *
  * Everything the worker writes goes into its open epoch transaction (see
  * checkpoint.h).  Any error ends the worker; the postmaster starts it again
  * (bgw_restart_time) and it recovers from its last checkpoint, which is also
