@@ -388,31 +388,30 @@ streamflink_forget_stale_dependencies(PG_FUNCTION_ARGS)
 	List	   *tables = NIL;
 	ListCell   *lc;
 	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
 
 	tables = dependent_tables(TypeRelationId, row_type, tables);
 	if (OidIsValid(typrelid))
 		tables = dependent_tables(RelationRelationId, typrelid, tables);
 
 	SPI_connect();
+	args[0] = ObjectIdGetDatum(row_type);
 	if (SPI_execute_with_args("SELECT 1 FROM streamflink.source"
 							  " WHERE row_type::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, (Datum[]) {ObjectIdGetDatum(row_type)}, NULL,
-							  true, 1) != SPI_OK_SELECT)
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read streamflink.source");
 	if (SPI_processed > 0)
 		tables = NIL;			/* in use: not left behind */
 	foreach(lc, tables)
 	{
-		Oid			relid = lfirst_oid(lc);
-
+		args[0] = ObjectIdGetDatum(lfirst_oid(lc));
 		if (SPI_execute_with_args("SELECT 1 FROM streamflink.pipeline"
 								  " WHERE sink::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
 								  "    OR timed_out::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-								  1, argtypes, (Datum[]) {ObjectIdGetDatum(relid)}, NULL,
-								  true, 1) != SPI_OK_SELECT)
+								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read streamflink.pipeline");
 		if (SPI_processed == 0)
-			forget_dependencies(relid);
+			forget_dependencies(lfirst_oid(lc));
 	}
 	SPI_finish();
 	PG_RETURN_VOID();
