@@ -77,6 +77,16 @@ SELECT streamflink.create_window_pipeline('esc_e', source => 'esc_d', key => 'k'
 CREATE CONSTRAINT TRIGGER escalate AFTER INSERT ON esc_e_out DEFERRABLE INITIALLY DEFERRED
 	FOR EACH ROW EXECUTE FUNCTION escalate_trigger();
 
+-- Who runs a pipeline's code: an aggregate that records the role running
+-- its transition and final functions.
+CREATE FUNCTION who_trans(s text, x int) RETURNS text LANGUAGE sql AS $$ SELECT current_user::text $$;
+CREATE FUNCTION who_final(s text) RETURNS text LANGUAGE sql AS $$ SELECT s || '/' || current_user $$;
+CREATE AGGREGATE who(int) (SFUNC = who_trans, STYPE = text, FINALFUNC = who_final, INITCOND = '');
+SELECT streamflink.create_source('who', brokers => regress_brokers(), topic => 'regress_owner_who',
+       columns => 'k int, x int, ts timestamptz', event_time => 'ts', idle_timeout => '1 second');
+SELECT streamflink.create_window_pipeline('who', source => 'who', key => '', "window" => 'tumble',
+       size => '1 minute', aggregates => 'who(x) AS ran_as', sink => 'who_out');
+
 -- A catalog row cannot bring its own analysed tree (the trigger computes it
 -- from the text), nor name another role as the owner its code runs as.
 CREATE TABLE forged_out (n bigint);
@@ -98,10 +108,11 @@ FROM streamflink.source WHERE name = 'esc_a';
 RESET ROLE;
 
 SELECT streamflink.produce(regress_brokers(), t, tenant.events(t, 5), 0)
-FROM unnest(ARRAY['regress_owner_a', 'regress_owner_b', 'regress_owner_c', 'regress_owner_d']) t;
+FROM unnest(ARRAY['regress_owner_a', 'regress_owner_b', 'regress_owner_c', 'regress_owner_d',
+                   'regress_owner_who']) t;
 
 SET ROLE sf_tenant;
-SELECT streamflink.start(p) FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'esc_e']) p;
+SELECT streamflink.start(p) FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'esc_e', 'who']) p;
 -- Each fails as the tenant: the pipeline shows the error and retries.
 SELECT wait_until($$SELECT count(*) = 4 FROM streamflink.pipelines
                     WHERE name IN ('esc_a', 'esc_b', 'esc_d', 'esc_e') AND status = 'failed'$$);
@@ -111,7 +122,14 @@ WHERE name IN ('esc_a', 'esc_b', 'esc_d', 'esc_e') ORDER BY name;
 -- the tenant, the dead letter was written by the worker.
 SELECT wait_until($$SELECT count(*) = 5 FROM streamflink.dead_letters WHERE pipeline = 'esc_c'$$);
 SELECT "offset", error FROM streamflink.dead_letters WHERE pipeline = 'esc_c' ORDER BY "offset";
-SELECT streamflink.stop(p) FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'esc_e']) p;
+-- The closed windows, written by the worker, and the open one, read by a
+-- superuser with live(): the tenant's functions ran as the tenant.
+SELECT wait_until($$SELECT count(*) = 4 FROM who_out$$);
+SELECT window_start, ran_as FROM who_out ORDER BY window_start;
+RESET ROLE;
+SELECT current_user, window_start, ran_as FROM streamflink.live('who', NULL::tenant.who_out);
+SET ROLE sf_tenant;
+SELECT streamflink.stop(p) FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'esc_e', 'who']) p;
 RESET ROLE;
 SELECT rolname, rolsuper FROM pg_roles WHERE rolname = 'sf_tenant';
 
@@ -207,9 +225,10 @@ DELETE FROM streamflink.pipeline WHERE name = 'gone';
 DROP SCHEMA gone CASCADE;
 SELECT streamflink.drop_source('cap');
 SET ROLE sf_tenant;
+SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines$$);
 SELECT streamflink.drop_pipeline(p, drop_sink => true)
-FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'esc_e']) p;
-SELECT streamflink.drop_source(s) FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d']) s;
+FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'esc_e', 'who']) p;
+SELECT streamflink.drop_source(s) FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'who']) s;
 RESET ROLE;
 DROP OPERATOR public.> (numeric, integer);
 DROP FUNCTION public.evil_gt(numeric, integer);
