@@ -130,6 +130,13 @@ RESET ROLE;
 SELECT current_user, window_start, ran_as FROM streamflink.live('who', NULL::tenant.who_out);
 SET ROLE sf_tenant;
 SELECT streamflink.stop(p) FROM unnest(ARRAY['esc_a', 'esc_b', 'esc_c', 'esc_d', 'esc_e', 'who']) p;
+-- The owner may no longer run its aggregate: a clear error at start.
+REVOKE EXECUTE ON FUNCTION who(int) FROM PUBLIC, sf_tenant;
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'who'$$);
+SELECT streamflink.start('who');
+SELECT wait_until($$SELECT status = 'failed' FROM streamflink.pipelines WHERE name = 'who'$$);
+SELECT status, error FROM streamflink.pipelines WHERE name = 'who';
+SELECT streamflink.stop('who');
 RESET ROLE;
 SELECT rolname, rolsuper FROM pg_roles WHERE rolname = 'sf_tenant';
 
