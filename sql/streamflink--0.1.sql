@@ -209,8 +209,13 @@ RETURNS SETOF anyelement
 AS 'MODULE_PATHNAME', 'streamflink_live'
 LANGUAGE C CALLED ON NULL INPUT;
 
-/* Decode one payload as a source of this row type would. */
+/*
+ * Decode one payload as a source of this row type would; as the worker
+ * does, the types' input functions and domain checks run as 'owner' (the
+ * source's) when given.
+ */
 CREATE FUNCTION streamflink._decode(format text, row_type anyelement, payload bytea,
+									owner regrole DEFAULT NULL,
 									OUT "row" anyelement, OUT error text)
 AS 'MODULE_PATHNAME', 'streamflink_decode'
 LANGUAGE C CALLED ON NULL INPUT;
@@ -864,9 +869,9 @@ BEGIN
 	 * decoded row can fail to become jsonb: a json column may hold a number
 	 * beyond numeric's range, which json accepts and jsonb does not.
 	 */
-	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2) d',
+	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2, $3) d',
 							  s.row_type)
-		INTO decoded, error USING s.format, payload;
+		INTO decoded, error USING s.format, payload, s.owner;
 EXCEPTION WHEN others THEN
 	decoded := NULL;
 	error := 'decoded, but the row cannot be shown as jsonb: ' || SQLERRM;

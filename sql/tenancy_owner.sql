@@ -138,6 +138,9 @@ SELECT wait_until($$SELECT status = 'failed' FROM streamflink.pipelines WHERE na
 SELECT status, error FROM streamflink.pipelines WHERE name = 'who';
 SELECT streamflink.stop('who');
 RESET ROLE;
+-- decode() of the tenant's source by a superuser runs the domain check as
+-- the source's owner too.
+SELECT * FROM streamflink.decode('esc_c', '{"k": 1, "x": 1, "ts": "2024-01-01 00:00:00+00"}');
 SELECT rolname, rolsuper FROM pg_roles WHERE rolname = 'sf_tenant';
 
 -- Name capture.  A superuser's pattern pipeline compares a numeric column
