@@ -3,6 +3,8 @@ MODULE_big = streamflink
 OBJS = \
 	src/streamflink.o \
 	src/catalog.o \
+	src/run_as.o \
+	src/resolve.o \
 	src/decode.o \
 	src/kafka_source.o \
 	src/state.o \
@@ -30,7 +32,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress (sql/, expected/): tests run against a server the test driver started with
 # shared_preload_libraries (see test/run_tests.sh), hence --use-existing.
-REGRESS = setup source decode pipeline run run_csv poison cep cep_aggregates hardening tenancy ddl_guard
+REGRESS = setup source decode pipeline run run_csv poison cep cep_aggregates hardening tenancy_owner tenancy ddl_guard
 REGRESS_OPTS = --use-existing --dbname=streamflink_regress
 
 EXTRA_CLEAN = test/mock_broker test/produce test/consume_bench

@@ -51,7 +51,15 @@ CREATE TABLE streamflink.pipeline (
 	checkpoint_interval interval NOT NULL,
 	state		text NOT NULL DEFAULT 'stopped' CHECK (state IN ('stopped', 'running')),
 	owner		regrole NOT NULL DEFAULT current_user::regrole,
-	created		timestamptz NOT NULL DEFAULT now()
+	created		timestamptz NOT NULL DEFAULT now(),
+	/*
+	 * aggregates (window) or define and measures (pattern) parsed and
+	 * analysed once, as the owner in the creating session's search_path:
+	 * what the worker runs (nodeToString text, as pg_rewrite keeps views).
+	 * Written only by the trigger below, from the text columns.
+	 */
+	aggregates_tree text,
+	pattern_tree text
 );
 
 /*
@@ -118,6 +126,21 @@ CREATE TABLE streamflink.late_event (
 	received	timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (pipeline_id, partition, "offset")
 );
+
+/*
+ * Analyses a pipeline's fragments into the *_tree columns and records in
+ * pg_depend what they use (its sink table is the dependent object), on
+ * every insert and on updates of the definition; a delete removes those
+ * dependencies.  See src/resolve.c.
+ */
+CREATE FUNCTION streamflink._pipeline_resolve()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'streamflink_pipeline_resolve'
+LANGUAGE C;
+
+CREATE TRIGGER pipeline_resolve
+	BEFORE INSERT OR UPDATE OR DELETE ON streamflink.pipeline
+	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_resolve();
 
 SELECT pg_catalog.pg_extension_config_dump('streamflink.source', '');
 SELECT pg_catalog.pg_extension_config_dump('streamflink.pipeline', '');
@@ -188,8 +211,13 @@ RETURNS SETOF anyelement
 AS 'MODULE_PATHNAME', 'streamflink_live'
 LANGUAGE C CALLED ON NULL INPUT;
 
-/* Decode one payload as a source of this row type would. */
+/*
+ * Decode one payload as a source of this row type would; as the worker
+ * does, the types' input functions and domain checks run as 'owner' (the
+ * source's) when given.
+ */
 CREATE FUNCTION streamflink._decode(format text, row_type anyelement, payload bytea,
+									owner regrole DEFAULT NULL,
 									OUT "row" anyelement, OUT error text)
 AS 'MODULE_PATHNAME', 'streamflink_decode'
 LANGUAGE C CALLED ON NULL INPUT;
@@ -846,9 +874,9 @@ BEGIN
 	 * decoded row can fail to become jsonb: a json column may hold a number
 	 * beyond numeric's range, which json accepts and jsonb does not.
 	 */
-	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2) d',
+	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2, $3) d',
 							  s.row_type)
-		INTO decoded, error USING s.format, payload;
+		INTO decoded, error USING s.format, payload, s.owner;
 EXCEPTION WHEN others THEN
 	decoded := NULL;
 	error := 'decoded, but the row cannot be shown as jsonb: ' || SQLERRM;

@@ -19,6 +19,7 @@
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/execnodes.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
@@ -28,7 +29,9 @@
 #include "rewrite/rewriteHandler.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "nodes/readfuncs.h"
 #include "utils/datum.h"
 #include "utils/expandeddatum.h"
 #include "utils/lsyscache.h"
@@ -199,11 +202,69 @@ setup_fn(FmgrInfo *finfo, Oid fnoid, Expr *expr)
 	fmgr_info_set_expr((Node *) expr, finfo);
 }
 
+/*
+ * Parse and analyse an aggregate list (as the current role, in its
+ * search_path) and check every item.  The result is what the catalog stores
+ * (agg_tree): functions, operators and types are resolved for good.
+ */
+Query *
+agg_analyse(Oid row_type, const char *aggregates)
+{
+	Query	   *query = analyse_aggregates(row_type, aggregates);
+	ListCell   *lc;
+
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		const char *name = tle->resname ? tle->resname : "?column?";
+		HeapTuple	tup;
+
+		if (!IsA(tle->expr, Aggref))
+			ereport(ERROR,
+					(errcode(ERRCODE_SYNTAX_ERROR),
+					 errmsg("\"%s\" is not an aggregate call", name),
+					 errhint("Each item of the aggregate list must be one aggregate call, such as count(*) or max(x); compute expressions of aggregates when reading the sink.")));
+		tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(((Aggref *) tle->expr)->aggfnoid));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for aggregate %u", ((Aggref *) tle->expr)->aggfnoid);
+		check_aggref((Aggref *) tle->expr, name, (Form_pg_aggregate) GETSTRUCT(tup));
+		ReleaseSysCache(tup);
+	}
+	return query;
+}
+
 AggSpec *
 agg_spec_create(Oid row_type, const char *aggregates, MemoryContext state_cxt)
 {
+	return agg_spec_build(agg_analyse(row_type, aggregates), state_cxt);
+}
+
+AggSpec *
+agg_spec_load(const char *tree, MemoryContext state_cxt)
+{
+	Node	   *node;
+
+	if (tree == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the pipeline has no analysed aggregate list"),
+				 errhint("Drop the pipeline and create it again.")));
+	node = stringToNode(tree);
+	if (!IsA(node, Query))
+		elog(ERROR, "stored aggregate list is not a query tree");
+	return agg_spec_build((Query *) node, state_cxt);
+}
+
+/*
+ * The runtime of an analysed aggregate list.  Runs the aggregates' own
+ * functions only later, but looks up their definitions now (and plans the
+ * arguments, which may evaluate immutable functions): call it as the role
+ * the aggregates run as.
+ */
+AggSpec *
+agg_spec_build(Query *query, MemoryContext state_cxt)
+{
 	AggSpec    *spec = palloc0(sizeof(AggSpec));
-	Query	   *query = analyse_aggregates(row_type, aggregates);
 	ListCell   *lc;
 	int			i = 0;
 
@@ -236,16 +297,17 @@ agg_spec_create(Oid row_type, const char *aggregates, MemoryContext state_cxt)
 		bool		initIsNull;
 		ListCell   *alc;
 		int			j = 0;
+		AclResult	aclresult;
 
 		def->name = pstrdup(tle->resname ? tle->resname : "?column?");
-		if (!IsA(tle->expr, Aggref))
-			ereport(ERROR,
-					(errcode(ERRCODE_SYNTAX_ERROR),
-					 errmsg("\"%s\" is not an aggregate call", def->name),
-					 errhint("Each item of the aggregate list must be one aggregate call, such as count(*) or max(x); compute expressions of aggregates when reading the sink.")));
-		aggref = (Aggref *) tle->expr;
+		aggref = castNode(Aggref, tle->expr);
 		def->aggfnoid = aggref->aggfnoid;
 		def->result_type = exprType((Node *) aggref);
+
+		/* As an Agg node checks it: the role running it may call it. */
+		aclresult = pg_proc_aclcheck(aggref->aggfnoid, GetUserId(), ACL_EXECUTE);
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_AGGREGATE, get_func_name(aggref->aggfnoid));
 
 		tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggref->aggfnoid));
 		if (!HeapTupleIsValid(tup))

@@ -16,6 +16,7 @@
 
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
+#include "nodes/parsenodes.h"
 
 typedef struct AggSpec AggSpec;
 
@@ -28,11 +29,24 @@ typedef struct AggStates
 } AggStates;
 
 /*
- * Parse and check an aggregate list against a row type.  ereports a clear
- * error for anything that is not a plain aggregate call or whose state
- * cannot be serialized.  'state_cxt' holds transition states: states are
- * allocated there, and it is reset by the caller as a whole.
+ * Parse, analyse and check an aggregate list against a row type, as the
+ * current role and in its search_path: at pipeline creation only.
+ * ereports a clear error for anything that is not a plain aggregate call or
+ * whose state cannot be serialized.  The result (a SELECT over the row
+ * type) is what the catalog keeps, as nodeToString() text.
  */
+extern Query *agg_analyse(Oid row_type, const char *aggregates);
+
+/*
+ * The runtime of an analysed list: from agg_analyse's Query, or from its
+ * stored text (agg_spec_load).  No name is resolved again.  'state_cxt'
+ * holds transition states: states are allocated there, and it is reset by
+ * the caller as a whole.
+ */
+extern AggSpec *agg_spec_build(Query *query, MemoryContext state_cxt);
+extern AggSpec *agg_spec_load(const char *tree, MemoryContext state_cxt);
+
+/* agg_spec_build(agg_analyse(...)): checks at creation. */
 extern AggSpec *agg_spec_create(Oid row_type, const char *aggregates,
 								MemoryContext state_cxt);
 

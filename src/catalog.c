@@ -8,10 +8,12 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "catalog.h"
@@ -40,8 +42,13 @@ text_or_null(HeapTuple tup, TupleDesc desc, int attno)
 static int
 row_type_attno(Oid row_type, const char *colname, Oid *coltype)
 {
-	TupleDesc	desc = lookup_rowtype_tupdesc(row_type, -1);
+	TupleDesc	desc;
 	int			result = -1;
+
+	/* A dropped row type: catalog_check_pipeline says so. */
+	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(row_type)))
+		return -1;
+	desc = lookup_rowtype_tupdesc(row_type, -1);
 
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -69,7 +76,7 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       s.id, s.name, s.brokers, s.topic, s.format, s.row_type::oid,"
 		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options,"
 		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
-		"       s.owner::oid"
+		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -133,6 +140,7 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->source.format = SPI_getvalue(tup, desc, 17);
 		def->source.row_type = DatumGetObjectId(SPI_getbinval(tup, desc, 18, &isnull));
 		et = text_or_null(tup, desc, 19);
+		def->source.event_time_name = et;
 		def->source.event_time_attno = -1;
 		if (et)
 			def->source.event_time_attno = row_type_attno(def->source.row_type, et,
@@ -162,6 +170,9 @@ catalog_load_pipeline(int32 id, const char *name)
 		d = SPI_getbinval(tup, desc, 29, &isnull);
 		def->timed_out_relid = isnull ? InvalidOid : DatumGetObjectId(d);
 		def->source.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 30, &isnull));
+		def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 31, &isnull));
+		def->aggregates_tree = SPI_getvalue(tup, desc, 32);
+		def->pattern_tree = SPI_getvalue(tup, desc, 33);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);
@@ -173,7 +184,8 @@ catalog_load_pipeline(int32 id, const char *name)
 			char	   *col = TextDatumGetCString(elems[i]);
 
 			def->key_attnos[i] = row_type_attno(def->source.row_type, col, NULL);
-			if (def->key_attnos[i] < 0)
+			if (def->key_attnos[i] < 0 &&
+				SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(def->source.row_type)))
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_COLUMN),
 						 errmsg("key column \"%s\" of pipeline \"%s\" no longer exists",
@@ -183,4 +195,48 @@ catalog_load_pipeline(int32 id, const char *name)
 	}
 	SPI_finish();
 	return def;
+}
+
+/* A table a pipeline writes: still there, still a table. */
+static void
+check_table(PipelineDef *def, Oid relid, const char *what)
+{
+	char		relkind = get_rel_relkind(relid);
+
+	if (relkind == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the %s of pipeline \"%s\" no longer exists", what, def->name),
+				 errdetail("Relation %u was dropped.", relid),
+				 errhint("Drop the pipeline with streamflink.drop_pipeline('%s') and create it again.",
+						 def->name)));
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("the %s of pipeline \"%s\" is no longer a table", what, def->name)));
+}
+
+void
+catalog_check_pipeline(PipelineDef *def)
+{
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner of pipeline \"%s\" no longer exists", def->name),
+				 errdetail("Role %u was dropped.", def->owner),
+				 errhint("A pipeline runs as its owner; drop the pipeline and create it again as another role.")));
+	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(def->source.row_type)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the row type of source \"%s\" no longer exists", def->source.name),
+				 errdetail("Type %u was dropped.", def->source.row_type),
+				 errhint("Drop the pipeline and the source, and create them again.")));
+	if (def->source.event_time_attno < 0 && def->source.event_time_name != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("event time column \"%s\" of source \"%s\" no longer exists",
+						def->source.event_time_name, def->source.name)));
+	check_table(def, def->sink_relid, "sink table");
+	if (OidIsValid(def->timed_out_relid))
+		check_table(def, def->timed_out_relid, "timed-out table");
 }

@@ -32,6 +32,7 @@ typedef struct SourceDef
 	char	   *topic;
 	char	   *format;
 	Oid			row_type;		/* composite type of decoded rows */
+	char	   *event_time_name;	/* NULL: Kafka timestamp */
 	int			event_time_attno;	/* 0-based column, -1: Kafka timestamp */
 	Oid			event_time_type;	/* TIMESTAMPTZOID or TIMESTAMPOID */
 	int64		max_out_of_orderness;	/* microseconds */
@@ -55,13 +56,16 @@ typedef struct PipelineDef
 	int64		gap;			/* session */
 	int64		allowed_lateness;
 	int64		checkpoint_interval;
-	char	   *aggregates;
+	Oid			owner;			/* the role user code runs as (run_as.h) */
+	char	   *aggregates;		/* as written, for display */
+	char	   *aggregates_tree;	/* analysed at creation (agg_spec_load) */
 	Oid			sink_relid;
 	/* pattern pipelines (see pattern.h) */
 	char	   *pattern;
 	char	   *define;
 	char	   *measures;		/* NULL: none */
 	char	   *skip;			/* after-match skip strategy */
+	char	   *pattern_tree;	/* define and measures, analysed (pattern_load) */
 	int64		within;			/* microseconds, -1 for none */
 	Oid			timed_out_relid;	/* InvalidOid: timed-out matches dropped */
 } PipelineDef;
@@ -72,5 +76,12 @@ typedef struct PipelineDef
  * there is no such pipeline.
  */
 extern PipelineDef *catalog_load_pipeline(int32 id, const char *name);
+
+/*
+ * What a loaded pipeline refers to by OID still exists: its owner, the
+ * source's row type and event time column, the sink and timed-out tables.
+ * ereports a clear error if not (a worker shows it as its status).
+ */
+extern void catalog_check_pipeline(PipelineDef *def);
 
 #endif							/* STREAMFLINK_CATALOG_H */

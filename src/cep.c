@@ -1522,8 +1522,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 	op->store = store;
 	op->sink = sink;
 	op->desc = event_desc;
-	op->cp = pattern_compile(def->source.row_type, def->pattern, def->define,
-							 def->measures, def->skip, def->within >= 0);
+	op->cp = pattern_load(def->pattern_tree, def->pattern, def->skip, def->within >= 0);
 	me = op->cp->measures;
 	nmeasures = me ? me->nexprs : 0;
 	kstate_codec_init(&op->codec, def);

@@ -20,6 +20,7 @@
 #include "access/twophase.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -249,8 +250,21 @@ checkpoint_restore_state(const char *pipeline_dir, int64 id)
 void
 checkpoint_begin_epoch(void)
 {
+	ConstraintsSetStmt *immediate = makeNode(ConstraintsSetStmt);
+
 	StartTransactionCommand();
 	BeginTransactionBlock();
+	CommitTransactionCommand();
+
+	/*
+	 * SET CONSTRAINTS ALL IMMEDIATE: a deferred trigger on a sink table
+	 * would otherwise fire at PREPARE TRANSACTION, where the worker runs as
+	 * itself; so it fires with its statement, as the pipeline's owner.
+	 */
+	immediate->constraints = NIL;
+	immediate->deferred = false;
+	StartTransactionCommand();
+	AfterTriggerSetState(immediate);
 	CommitTransactionCommand();
 }
 

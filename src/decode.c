@@ -37,13 +37,17 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "decode.h"
+#include "run_as.h"
 #include "streamflink.h"
 
 typedef struct DecodeColumn
@@ -1085,12 +1089,14 @@ decode_csv(Decoder *dec, const char *payload, int len, char **error)
 }
 
 /*
- * streamflink._decode(format, NULL::row_type, payload bytea,
+ * streamflink._decode(format, NULL::row_type, payload bytea, owner regrole,
  *					   OUT row row_type, OUT error text)
  *
  * Decode one payload as a source would, without Kafka: the row, or the
  * error a dead letter would carry.  For trying a source's format on sample
- * messages, and for testing the decoders.
+ * messages, and for testing the decoders.  With an owner, the types' input
+ * functions and domain checks run as that role, as in the worker: a user
+ * trying another's source does not run its code as himself.
  */
 PG_FUNCTION_INFO_V1(streamflink_decode);
 
@@ -1108,6 +1114,7 @@ streamflink_decode(PG_FUNCTION_ARGS)
 	bool		result_nulls[2] = {true, true};
 	const char *data = NULL;
 	size_t		len = 0;
+	bool		ok;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -1134,7 +1141,28 @@ streamflink_decode(PG_FUNCTION_ARGS)
 		len = VARSIZE_ANY_EXHDR(payload);
 	}
 
-	if (decode_message(dec, data, len, values, nulls, &error))
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+	{
+		RunAs		as;
+
+		if (!SearchSysCacheExists1(AUTHOID, PG_GETARG_DATUM(3)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("role %u does not exist", PG_GETARG_OID(3))));
+		/* Only ever to fewer privileges: never run code as a role one is not. */
+		if (!has_privs_of_role(GetUserId(), PG_GETARG_OID(3)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("must have the privileges of role \"%s\" to decode as it",
+							GetUserNameFromId(PG_GETARG_OID(3), false))));
+		run_as_role(PG_GETARG_OID(3), &as);
+		ok = decode_message(dec, data, len, values, nulls, &error);
+		run_as_restore(&as);
+	}
+	else
+		ok = decode_message(dec, data, len, values, nulls, &error);
+
+	if (ok)
 	{
 		result[0] = HeapTupleGetDatum(heap_form_tuple(row_desc, values, nulls));
 		result_nulls[0] = false;

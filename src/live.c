@@ -28,6 +28,7 @@
 
 #include "catalog.h"
 #include "checkpoint.h"
+#include "run_as.h"
 #include "state.h"
 #include "streamflink.h"
 #include "tenancy.h"
@@ -268,6 +269,7 @@ streamflink_live(PG_FUNCTION_ARGS)
 	struct stat st;
 	LiveStore  *ls;
 	AggSpec    *aggs;
+	RunAs		as;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -287,14 +289,21 @@ streamflink_live(PG_FUNCTION_ARGS)
 				 errmsg("pipeline \"%s\" is a pattern pipeline: it has no open windows", name),
 				 errhint("Completed matches are in its sink table.")));
 
+	catalog_check_pipeline(def);
 	check_row_type(def, get_fn_expr_argtype(fcinfo->flinfo, 1));
 
 	InitMaterializedSRF(fcinfo, 0);
 	desc = rsinfo->setDesc;
 
+	/*
+	 * The aggregates are the owner's code (final, deserial functions): they
+	 * run as the owner, whoever calls live() (run_as.h).
+	 */
+	run_as_role(def->owner, &as);
+
 	/* Map output columns to key columns, window bounds and aggregates. */
 	rowdesc = lookup_rowtype_tupdesc(def->source.row_type, -1);
-	aggs = agg_spec_create(def->source.row_type, def->aggregates, CurrentMemoryContext);
+	aggs = agg_spec_load(def->aggregates_tree, CurrentMemoryContext);
 	out.rsinfo = rsinfo;
 	out.natts = desc->natts;
 	out.source = palloc0(sizeof(int) * desc->natts);
@@ -320,7 +329,10 @@ streamflink_live(PG_FUNCTION_ARGS)
 
 	dbdir = checkpoint_db_dir(sf_pipeline_dir(MyDatabaseId, def->id));
 	if (stat(dbdir, &st) != 0)
+	{
+		run_as_restore(&as);
 		PG_RETURN_VOID();		/* never started: nothing open */
+	}
 
 	ls = live_store(def, dbdir);
 	PG_TRY();
@@ -338,5 +350,6 @@ streamflink_live(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	window_scan_open(def, ls->store, live_row, &out);
+	run_as_restore(&as);
 	PG_RETURN_VOID();
 }

@@ -62,6 +62,7 @@
 #include "mb/pg_wchar.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "nodes/readfuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/analyze.h"
 #include "parser/scansup.h"
@@ -512,7 +513,6 @@ typedef struct NavContext
 	List	   *refs;			/* NavRef * */
 	List	   *types;			/* param types (Oid) */
 	List	   *typmods;
-	MemoryContext agg_cxt;
 } NavContext;
 
 static void nav_error(NavContext *cxt, int location, const char *msg, const char *hint) pg_attribute_noreturn();
@@ -723,12 +723,14 @@ nav_aggregate(NavContext *cxt, FuncCall *fc, List *colrefs, int var)
 						   pnstrdup(cxt->sql + fc->location, end - fc->location)),
 				  "References to matched events are LAST(v.col), FIRST(v.col), v.col or an aggregate such as sum(v.col).");
 
-	/* The spec lives with the pattern; its states in agg_cxt, reset often. */
+	/* Analysed now; built into an AggSpec with the rest (build_exprs). */
 	ref = palloc0(sizeof(NavRef));
 	ref->kind = NAV_AGG;
 	ref->var = var;
-	ref->agg = agg_spec_create(cxt->row_type, aggtext, cxt->agg_cxt);
-	make_param(cxt, (Node *) fc, fc->location, ref, agg_result_type(ref->agg, 0), -1);
+	ref->agg_query = agg_analyse(cxt->row_type, aggtext);
+	make_param(cxt, (Node *) fc, fc->location, ref,
+			   exprType((Node *) linitial_node(TargetEntry, ref->agg_query->targetList)->expr),
+			   -1);
 }
 
 /* Is some function of this name an aggregate? (Others take plain values.) */
@@ -845,15 +847,25 @@ nav_walker(Node *node, NavContext *cxt)
 }
 
 /*
- * Compile "SELECT <items> FROM (SELECT (NULL::row_type).*) AS e", where
+ * Analysed expressions, as the catalog keeps them (nodeToString): a List
+ * (names: List of String, query: the analysed SELECT whose target list
+ * holds the expressions, refs: List of NavRef as List (kind, var, attno,
+ * offset, expr, parameter type, NAV_AGG's analysed aggregate or NULL)).
+ * Integer nodes hold OIDs as their int bit pattern.
+ */
+#define EXPRS_NAMES 0
+#define EXPRS_QUERY 1
+#define EXPRS_REFS 2
+
+/*
+ * Analyse "SELECT <items> FROM (SELECT (NULL::row_type).*) AS e", where
  * sql holds the user's text at offset prefix (other parts blanked), with
  * item i's current variable vars[i] (-1: none).
  */
-static PatternExprs *
-compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
+static List *
+analyse_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 			  char *sql, int prefix, int nitems, int *vars, bool conditions)
 {
-	PatternExprs *pe = palloc0(sizeof(PatternExprs));
 	SfFragmentErrorArg fa = {what, text, sql, prefix};
 	ErrorContextCallback cb;
 	NavContext	cxt;
@@ -861,6 +873,8 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 	SelectStmt *sel;
 	Query	   *q;
 	Oid		   *ptypes;
+	List	   *names = NIL;
+	List	   *refs = NIL;
 	ListCell   *lc;
 	int			i;
 
@@ -877,9 +891,6 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 	cxt.prefix = prefix;
 	cxt.text = text;
 	cxt.what = what;
-	pe->agg_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink pattern aggregates",
-										ALLOCSET_SMALL_SIZES);
-	cxt.agg_cxt = pe->agg_cxt;
 
 	raw = pg_parse_query(sql);
 	if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, SelectStmt))
@@ -892,8 +903,6 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 				(errcode(ERRCODE_SYNTAX_ERROR),
 				 errmsg("invalid %s: %s", what, text)));
 
-	pe->nexprs = nitems;
-	pe->names = palloc0(sizeof(char *) * Max(nitems, 1));
 	i = 0;
 	foreach(lc, sel->targetList)
 	{
@@ -906,26 +915,34 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 			if (rt->name == NULL)
 				nav_error(&cxt, rt->location, "a measure needs a name",
 						  "Write measures as expression AS name, for example count(small.*) AS n.");
-			pe->names[i] = pstrdup(rt->name);
+			names = lappend(names, makeString(pstrdup(rt->name)));
 		}
 		else
-			pe->names[i] = pstrdup(pat->vars[vars[i]]);
+			names = lappend(names, makeString(pstrdup(pat->vars[vars[i]])));
 		nav_walker(rt->val, &cxt);
 		i++;
 	}
 
-	pe->nrefs = list_length(cxt.refs);
-	pe->refs = palloc0(sizeof(NavRef) * Max(pe->nrefs, 1));
-	ptypes = palloc(sizeof(Oid) * Max(pe->nrefs, 1));
+	ptypes = palloc(sizeof(Oid) * Max(list_length(cxt.refs), 1));
 	i = 0;
 	foreach(lc, cxt.refs)
 	{
-		pe->refs[i] = *(NavRef *) lfirst(lc);
+		NavRef	   *ref = (NavRef *) lfirst(lc);
+
+		List	   *r;
+
 		ptypes[i] = list_nth_oid(cxt.types, i);
+		r = list_make5(makeInteger(ref->kind), makeInteger(ref->var),
+					   makeInteger(ref->attno), makeInteger(ref->offset),
+					   makeInteger(ref->expr));
+		r = lappend(r, makeInteger((int) ptypes[i]));
+		r = lappend(r, ref->agg_query);
+		refs = lappend(refs, r);
 		i++;
 	}
 
-	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, ptypes, pe->nrefs, NULL);
+	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, ptypes,
+								  list_length(cxt.refs), NULL);
 	if (q->hasAggs)
 		ereport(ERROR,
 				(errcode(ERRCODE_GROUPING_ERROR),
@@ -936,6 +953,48 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("subqueries, window functions and set-returning functions are not allowed in a pattern's %s", what)));
 
+	i = 0;
+	foreach(lc, q->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Oid			type = exprType((Node *) tle->expr);
+
+		if (conditions && type != BOOLOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("the condition of variable \"%s\" must be of type boolean, not %s",
+							strVal(list_nth(names, i)), format_type_be(type)),
+					 errhint("A condition is a SQL boolean expression over the event's columns, such as amount < 100."),
+					 errposition(pg_mbstrlen_with_len(sql, Max(exprLocation((Node *) tle->expr), 0)) + 1)));
+		i++;
+	}
+
+	error_context_stack = cb.previous;
+	return list_make3(names, q, refs);
+}
+
+/*
+ * The runtime of analysed expressions: planned and ready for the executor's
+ * expression machinery.  Plans as the role they will run as (planning may
+ * evaluate immutable functions).
+ */
+static PatternExprs *
+build_exprs(List *tree)
+{
+	PatternExprs *pe = palloc0(sizeof(PatternExprs));
+	List	   *names = (List *) list_nth(tree, EXPRS_NAMES);
+	Query	   *q = list_nth_node(Query, tree, EXPRS_QUERY);
+	List	   *refs = (List *) list_nth(tree, EXPRS_REFS);
+	int			nitems = list_length(q->targetList);
+	ListCell   *lc;
+	int			i;
+
+	if (list_length(names) != nitems)
+		elog(ERROR, "stored pattern expressions are inconsistent");
+	pe->agg_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink pattern aggregates",
+										ALLOCSET_SMALL_SIZES);
+	pe->nexprs = nitems;
+	pe->names = palloc0(sizeof(char *) * Max(nitems, 1));
 	pe->exprs = palloc0(sizeof(ExprState *) * Max(nitems, 1));
 	pe->types = palloc0(sizeof(Oid) * Max(nitems, 1));
 	pe->typmods = palloc0(sizeof(int32) * Max(nitems, 1));
@@ -946,32 +1005,43 @@ compile_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
 		Expr	   *expr = tle->expr;
 
+		pe->names[i] = pstrdup(strVal(list_nth(names, i)));
 		pe->types[i] = exprType((Node *) expr);
 		pe->typmods[i] = exprTypmod((Node *) expr);
-		if (conditions && pe->types[i] != BOOLOID)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("the condition of variable \"%s\" must be of type boolean, not %s",
-							pe->names[i], format_type_be(pe->types[i])),
-					 errhint("A condition is a SQL boolean expression over the event's columns, such as amount < 100."),
-					 errposition(pg_mbstrlen_with_len(sql, Max(exprLocation((Node *) expr), 0)) + 1)));
 		if (pe->types[i] == UNKNOWNOID)
 			pe->types[i] = TEXTOID;
 		pe->exprs[i] = ExecInitExpr(expression_planner(expr), NULL);
 		i++;
 	}
-	for (i = 0; i < pe->nrefs; i++)
-		pe->has_refs[pe->refs[i].expr] = true;
 
+	pe->nrefs = list_length(refs);
+	pe->refs = palloc0(sizeof(NavRef) * Max(pe->nrefs, 1));
 	pe->params = makeParamList(pe->nrefs);
-	for (i = 0; i < pe->nrefs; i++)
+	i = 0;
+	foreach(lc, refs)
 	{
-		pe->params->params[i].ptype = ptypes[i];
+		List	   *r = (List *) lfirst(lc);
+		NavRef	   *ref = &pe->refs[i];
+
+		ref->kind = (NavKind) intVal(list_nth(r, 0));
+		ref->var = intVal(list_nth(r, 1));
+		ref->attno = intVal(list_nth(r, 2));
+		ref->offset = intVal(list_nth(r, 3));
+		ref->expr = intVal(list_nth(r, 4));
+		if (ref->expr < 0 || ref->expr >= nitems)
+			elog(ERROR, "stored pattern expressions are inconsistent");
+		pe->has_refs[ref->expr] = true;
+		if (ref->kind == NAV_AGG)
+		{
+			/* The spec lives with the pattern; its states in agg_cxt, reset often. */
+			ref->agg_query = list_nth_node(Query, r, 6);
+			ref->agg = agg_spec_build(ref->agg_query, pe->agg_cxt);
+		}
+		pe->params->params[i].ptype = (Oid) intVal(list_nth(r, 5));
 		pe->params->params[i].pflags = PARAM_FLAG_CONST;
 		pe->params->params[i].isnull = true;
+		i++;
 	}
-
-	error_context_stack = cb.previous;
 	return pe;
 }
 
@@ -991,22 +1061,27 @@ is_as_keyword(const char *s, int p)
 		!is_ident_char(s[p + 2]);
 }
 
-CompiledPattern *
-pattern_compile(Oid row_type, const char *pattern, const char *define,
-				const char *measures, const char *skip, bool has_within)
+/*
+ * Analyse define and measures against a parsed pattern: the tree the
+ * catalog keeps, List (conditions or NIL, measures or NIL, cond_of_var:
+ * List of Integer), each of the first two as analyse_exprs makes them.
+ */
+static List *
+analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *measures)
 {
-	CompiledPattern *cp = palloc0(sizeof(CompiledPattern));
-	Pattern    *pat = pattern_parse(pattern, skip, has_within);
+	List	   *conds = NIL;
+	List	   *meas = NIL;
+	List	   *cond_list = NIL;
+	int		   *cond_of_var;
 	char	   *sql;
 	int			prefix;
 	int		   *vars;
 	int			nitems = 0;
 	int			p;
 
-	cp->pattern = pat;
-	cp->cond_of_var = palloc(sizeof(int) * pat->nvars);
+	cond_of_var = palloc(sizeof(int) * pat->nvars);
 	for (int i = 0; i < pat->nvars; i++)
-		cp->cond_of_var[i] = -1;
+		cond_of_var[i] = -1;
 
 	/*
 	 * DEFINE: "v AS cond, ...".  Blank "v AS" of each item, so that the rest
@@ -1058,7 +1133,7 @@ pattern_compile(Oid row_type, const char *pattern, const char *define,
 					 errhint("Variables of the pattern: %s.", pattern_var_list(pat)),
 					 internalerrquery(define),
 					 internalerrposition(pg_mbstrlen_with_len(define, start) + 1)));
-		if (cp->cond_of_var[var] >= 0)
+		if (cond_of_var[var] >= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
 					 errmsg("variable \"%s\" is defined twice", name),
@@ -1079,7 +1154,7 @@ pattern_compile(Oid row_type, const char *pattern, const char *define,
 					 errmsg("variable \"%s\" has an empty condition in define", name),
 					 internalerrquery(define),
 					 internalerrposition(pg_mbstrlen_with_len(define, q) + 1)));
-		cp->cond_of_var[var] = nitems;
+		cond_of_var[var] = nitems;
 		vars[nitems++] = var;
 		/* blank "name AS" in the SQL (same characters, same positions) */
 		{
@@ -1111,10 +1186,9 @@ pattern_compile(Oid row_type, const char *pattern, const char *define,
 		}
 	}
 	if (nitems > 0)
-		cp->conds = compile_exprs(pat, row_type, "define", define, sql, prefix,
-								  nitems, vars, true);
+		conds = analyse_exprs(pat, row_type, "define", define, sql, prefix,
+							  nitems, vars, true);
 
-	/* The skip-to variable must be able to hold events. */
 	if (measures != NULL && skip_space(measures, 0) < (int) strlen(measures))
 	{
 		int			n = 0;
@@ -1132,10 +1206,99 @@ pattern_compile(Oid row_type, const char *pattern, const char *define,
 		for (int i = 0; i < n; i++)
 			vars[i] = -1;
 		sql = select_over(measures, row_type, &prefix);
-		cp->measures = compile_exprs(pat, row_type, "measures", measures, sql, prefix,
-									 n, vars, false);
+		meas = analyse_exprs(pat, row_type, "measures", measures, sql, prefix,
+							 n, vars, false);
 	}
+	for (int i = 0; i < pat->nvars; i++)
+		cond_list = lappend(cond_list, makeInteger(cond_of_var[i]));
+	return list_make3(conds, meas, cond_list);
+}
+
+/* The runtime of a parsed pattern and its analysed tree. */
+static CompiledPattern *
+build_pattern(Pattern *pat, List *tree)
+{
+	CompiledPattern *cp = palloc0(sizeof(CompiledPattern));
+	List	   *conds = (List *) linitial(tree);
+	List	   *meas = (List *) lsecond(tree);
+	List	   *cond_list = (List *) lthird(tree);
+	int			i = 0;
+	ListCell   *lc;
+
+	if (list_length(cond_list) != pat->nvars)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the stored analysis of the pattern does not match its variables")));
+	cp->pattern = pat;
+	cp->cond_of_var = palloc(sizeof(int) * Max(pat->nvars, 1));
+	foreach(lc, cond_list)
+		cp->cond_of_var[i++] = intVal(lfirst(lc));
+	if (conds != NIL)
+		cp->conds = build_exprs(conds);
+	for (i = 0; i < pat->nvars; i++)
+		if (cp->cond_of_var[i] >= (cp->conds ? cp->conds->nexprs : 0))
+			elog(ERROR, "stored pattern conditions are inconsistent");
+	if (meas != NIL)
+		cp->measures = build_exprs(meas);
 	return cp;
+}
+
+CompiledPattern *
+pattern_compile(Oid row_type, const char *pattern, const char *define,
+				const char *measures, const char *skip, bool has_within)
+{
+	Pattern    *pat = pattern_parse(pattern, skip, has_within);
+
+	return build_pattern(pat, analyse_pattern(pat, row_type, define, measures));
+}
+
+Node *
+pattern_analyse(Oid row_type, const char *pattern, const char *define,
+				const char *measures, const char *skip, bool has_within)
+{
+	Pattern    *pat = pattern_parse(pattern, skip, has_within);
+
+	return (Node *) analyse_pattern(pat, row_type, define, measures);
+}
+
+List *
+pattern_tree_queries(Node *tree)
+{
+	List	   *queries = NIL;
+
+	for (int i = 0; i < 2; i++)
+	{
+		List	   *exprs = (List *) list_nth((List *) tree, i);
+		ListCell   *lc;
+
+		if (exprs == NIL)
+			continue;
+		queries = lappend(queries, list_nth_node(Query, exprs, EXPRS_QUERY));
+		foreach(lc, (List *) list_nth(exprs, EXPRS_REFS))
+		{
+			Node	   *agg = list_nth((List *) lfirst(lc), 6);
+
+			if (agg != NULL)
+				queries = lappend(queries, castNode(Query, agg));
+		}
+	}
+	return queries;
+}
+
+CompiledPattern *
+pattern_load(const char *tree, const char *pattern, const char *skip, bool has_within)
+{
+	Node	   *node;
+
+	if (tree == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the pipeline has no analysed pattern definition"),
+				 errhint("Drop the pipeline and create it again.")));
+	node = stringToNode(tree);
+	if (!IsA(node, List) || list_length((List *) node) != 3)
+		elog(ERROR, "stored pattern definition is not a pattern tree");
+	return build_pattern(pattern_parse(pattern, skip, has_within), (List *) node);
 }
 
 /* --- SQL-callable check --------------------------------------------------- */

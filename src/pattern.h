@@ -70,6 +70,7 @@ typedef struct NavRef
 	int			attno;			/* 0-based column, NAV_FIRST/NAV_LAST */
 	int			offset;			/* n */
 	AggSpec    *agg;			/* NAV_AGG: one aggregate */
+	Query	   *agg_query;		/* NAV_AGG: its analysed form (agg_analyse) */
 	int			expr;			/* the expression it belongs to */
 } NavRef;
 
@@ -107,9 +108,31 @@ typedef struct CompiledPattern
  */
 extern Pattern *pattern_parse(const char *pattern, const char *skip, bool has_within);
 
-/* Parse and compile everything; ereports with the offending position. */
+/*
+ * Parse and compile everything; ereports with the offending position.
+ * Resolves names as the current role, in its search_path: at creation.
+ */
 extern CompiledPattern *pattern_compile(Oid row_type, const char *pattern,
 										const char *define, const char *measures,
 										const char *skip, bool has_within);
+
+/*
+ * At creation: parse the pattern and analyse define and measures (as the
+ * current role, in its search_path).  The result is what the catalog keeps
+ * as nodeToString() text: analysed expressions with their navigation
+ * references and which condition each variable has (see pattern.c).
+ */
+extern Node *pattern_analyse(Oid row_type, const char *pattern, const char *define,
+							 const char *measures, const char *skip, bool has_within);
+
+/* The analysed queries in such a tree (for its dependencies). */
+extern List *pattern_tree_queries(Node *tree);
+
+/*
+ * The runtime from the stored tree and the pattern text (the pattern
+ * syntax has no names to resolve).  Call as the role the conditions run as.
+ */
+extern CompiledPattern *pattern_load(const char *tree, const char *pattern,
+									 const char *skip, bool has_within);
 
 #endif							/* STREAMFLINK_PATTERN_H */

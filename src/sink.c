@@ -22,6 +22,9 @@
  * sink_error_is_data).  Any other error (a dropped table, a lost
  * privilege) is no fault of a row and is raised as before.
  *
+ * Statements on the user's tables run as the pipeline's owner, those on
+ * the extension's own tables as the worker (run_as.h).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -38,6 +41,7 @@
 #include "utils/resowner.h"
 #include "utils/typcache.h"
 
+#include "run_as.h"
 #include "sink.h"
 
 /* Rows a batch holds before it is written. */
@@ -96,10 +100,18 @@ struct SinkInsert
  * their own (per-message) context, so restore it.
  */
 static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes)
+prepare(const char *sql, int nargs, Oid *argtypes, bool user_table)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	RunAs		as;
+	SPIPlanPtr	plan;
+
+	if (user_table)
+		run_as_owner(&as);
+	else
+		run_as_extension(&as);
+	plan = SPI_prepare(sql, nargs, argtypes);
+	run_as_restore(&as);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql,
@@ -110,12 +122,25 @@ prepare(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
+/*
+ * Run a statement: on a user's table (sink, timed-out table) as the
+ * pipeline's owner, so that its triggers, defaults, constraints and
+ * privilege checks are the owner's; on the extension's own tables (dead
+ * letters, late events) as the worker.
+ */
 static void
-run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
+run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected, bool user_table)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	int			ret = SPI_execute_plan(plan, args, nulls, false, 0);
+	RunAs		as;
+	int			ret;
 
+	if (user_table)
+		run_as_owner(&as);
+	else
+		run_as_extension(&as);
+	ret = SPI_execute_plan(plan, args, nulls, false, 0);
+	run_as_restore(&as);
 	MemoryContextSwitchTo(cxt);
 	if (ret != expected)
 		elog(ERROR, "sink statement failed: %s", SPI_result_code_string(ret));
@@ -169,7 +194,7 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 	}
 
 	b->row_plan = prepare(psprintf("%s VALUES (%s) %s", head, params.data, tail),
-						  ncols, b->types);
+						  ncols, b->types, true);
 	if (batchable)
 	{
 		if (nident > 0)
@@ -182,7 +207,7 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 		else
 			appendStringInfo(&arrays, "SELECT * FROM unnest(%s)", params.data);
 		b->plan = prepare(psprintf("%s %s %s", head, arrays.data, tail),
-						  ncols, arraytypes);
+						  ncols, arraytypes, true);
 	}
 
 	/*
@@ -229,7 +254,7 @@ write_rows(RowBatch *b, int from)
 	for (int r = from; r < b->n; r++)
 	{
 		row_args(b, r);
-		run(b->row_plan, &b->values[r * b->ncols], b->argnulls, SPI_OK_INSERT);
+		run(b->row_plan, &b->values[r * b->ncols], b->argnulls, SPI_OK_INSERT, true);
 	}
 }
 
@@ -264,7 +289,7 @@ write_batch(RowBatch *b)
 		b->argnulls[c] = ' ';
 	}
 	MemoryContextSwitchTo(old);
-	run(b->plan, b->args, b->argnulls, SPI_OK_INSERT);
+	run(b->plan, b->args, b->argnulls, SPI_OK_INSERT, true);
 	pfree(colvals);
 	pfree(colnulls);
 }
@@ -290,7 +315,7 @@ try_write(RowBatch *b, int row)
 		else
 		{
 			row_args(b, row);
-			run(b->row_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_INSERT);
+			run(b->row_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_INSERT, true);
 		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -331,10 +356,10 @@ dead_letter_row(RowBatch *b, int row, ErrorData *edata)
 			appendStringInfo(&sql, "%s$%d AS %s", c ? ", " : "", c + 1,
 							 quote_identifier(b->names[c]));
 		appendStringInfoString(&sql, ") r");
-		b->json_plan = prepare(sql.data, b->ncols, b->types);
+		b->json_plan = prepare(sql.data, b->ncols, b->types, true);
 	}
 	row_args(b, row);
-	run(b->json_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_SELECT);
+	run(b->json_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_SELECT, true);
 	json = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	rowjson = isnull ? NULL : TextDatumGetCString(json);
 	/* not the detail: it may name the tuple's place, which means nothing */
@@ -421,22 +446,33 @@ sink_create(PipelineDef *def)
 	types[5] = TEXTOID;
 	sink->dead_letter = prepare("INSERT INTO streamflink.dead_letter "
 								"(pipeline_id, topic, partition, \"offset\", payload, error) "
-								"VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+								"VALUES ($1, $2, $3, $4, $5, $6)", 6, types, false);
 	types[5] = TIMESTAMPTZOID;
 	types[6] = TIMESTAMPTZOID;
 	types[7] = TEXTOID;
 	sink->late_event = prepare("INSERT INTO streamflink.late_event "
 							   "(pipeline_id, topic, partition, \"offset\", payload, "
 							   "event_time, watermark, reason) "
-							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types);
+							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types, false);
 	return sink;
 }
 
+/*
+ * The table's name for our statements.  The OID comes from the catalog and
+ * the table may have been dropped since (catalog_check_pipeline tells the
+ * worker first; this is the last line).
+ */
 static char *
 qualified_relname(Oid relid)
 {
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = relname ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (relname == NULL || nspname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %u written by the pipeline no longer exists", relid)));
+	return quote_qualified_identifier(nspname, relname);
 }
 
 void
@@ -512,7 +548,7 @@ sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event
 								nargs, rawnames, types, sink->nkeys + 1, batchable);
 	sink->retract = prepare(psprintf("DELETE FROM %s WHERE %swindow_start = $%d",
 									 relname, where.data, sink->nkeys + 1),
-							sink->nkeys + 1, types);
+							sink->nkeys + 1, types, true);
 }
 
 SinkInsert *
@@ -576,7 +612,7 @@ sink_retract_window(Sink *sink, Datum *keys, bool *keynulls, TimestampTz start)
 	set_args(sink, 0, keys, keynulls, k);
 	sink->args[k] = TimestampTzGetDatum(start);
 	sink->argnulls[k] = ' ';
-	run(sink->retract, sink->args, sink->argnulls, SPI_OK_DELETE);
+	run(sink->retract, sink->args, sink->argnulls, SPI_OK_DELETE, true);
 }
 
 static Datum
@@ -610,7 +646,7 @@ sink_dead_letter(Sink *sink, int32 partition, int64 offset,
 {
 	common_args(sink, partition, offset, payload, len);
 	sink->args[5] = CStringGetTextDatum(error);
-	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT);
+	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT, false);
 	sink->rows++;
 }
 
@@ -621,7 +657,7 @@ sink_dead_letter_row(Sink *sink, const char *payload, size_t len, const char *er
 	sink->argnulls[2] = 'n';
 	sink->argnulls[3] = 'n';
 	sink->args[5] = CStringGetTextDatum(error);
-	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT);
+	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT, false);
 	sink->rows++;
 }
 
@@ -634,7 +670,7 @@ sink_late_event(Sink *sink, int32 partition, int64 offset,
 	sink->args[5] = TimestampTzGetDatum(event_time);
 	sink->args[6] = TimestampTzGetDatum(watermark);
 	sink->args[7] = CStringGetTextDatum(reason);
-	run(sink->late_event, sink->args, sink->argnulls, SPI_OK_INSERT);
+	run(sink->late_event, sink->args, sink->argnulls, SPI_OK_INSERT, false);
 	sink->rows++;
 }
 

@@ -8,7 +8,9 @@
  * committed once the checkpoint is complete: rows become visible exactly
  * once, together with the Kafka offsets that produced them.
  *
- * Callers must be connected to SPI, with an active snapshot.
+ * Callers must be connected to SPI, with an active snapshot, in a worker
+ * (run_as.h): statements on the sink and timed-out tables run as the
+ * pipeline's owner, those on dead letters and late events as the worker.
  *
  *-------------------------------------------------------------------------
  */

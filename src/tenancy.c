@@ -55,6 +55,7 @@
 #include "utils/syscache.h"
 
 #include "streamflink.h"
+#include "resolve.h"
 #include "tenancy.h"
 
 PG_FUNCTION_INFO_V1(streamflink_pipeline_lifecycle);
@@ -325,6 +326,8 @@ drop_unused_row_type(Oid nsp, const char *type_name)
 	SPI_finish();
 	if (used)
 		return;					/* the INSERT of the source will say why */
+	/* Sinks of the dropped extension's pipelines still depend on it. */
+	resolve_forget_stale_dependencies(typoid);
 	ObjectAddressSet(addr, TypeRelationId, typoid);
 	performDeletion(&addr, DROP_RESTRICT, 0);
 	CommandCounterIncrement();

@@ -192,7 +192,7 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	op->store = store;
 	op->sink = sink;
 	op->ks = kstate_create(store, &winstate_ops, op, sf_state_cache_entries);
-	op->aggs = agg_spec_create(def->source.row_type, def->aggregates, kstate_memory(op->ks));
+	op->aggs = agg_spec_load(def->aggregates_tree, kstate_memory(op->ks));
 	if (def->window_kind == WINDOW_SESSION && !agg_can_combine(op->aggs))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -565,7 +565,7 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 
 	memset(&op, 0, sizeof(op));
 	op.def = def;
-	op.aggs = agg_spec_create(def->source.row_type, def->aggregates, cxt);
+	op.aggs = agg_spec_load(def->aggregates_tree, cxt);
 	codec_init(&op.codec, def);
 	naggs = agg_count(op.aggs);
 	values = palloc(sizeof(Datum) * naggs);

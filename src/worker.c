@@ -10,6 +10,11 @@
  * (windows or CEP, see operator.h), let it fire what the pipeline
  * watermark passed, and checkpoint every checkpoint_interval.
  *
+ * The worker connects as the bootstrap superuser (it writes the extension's
+ * tables and drives 2PC) with search_path fixed to pg_catalog, pg_temp;
+ * decoding, the operator and sink writes run the pipeline owner's code and
+ * run as the owner (run_as.h).
+ *
  * Everything the worker writes goes into its open epoch transaction (see
  * checkpoint.h).  Any error ends the worker; the postmaster starts it again
  * (bgw_restart_time) and it recovers from its last checkpoint, which is also
@@ -47,6 +52,7 @@
 #include "state.h"
 #include "streamflink.h"
 #include "operator.h"
+#include "run_as.h"
 
 PGDLLEXPORT void streamflink_worker_main(Datum arg);
 
@@ -443,7 +449,16 @@ take_checkpoint(Worker *w)
 	take_positions(w);
 
 	/* State first: everything up to the current positions. */
-	operator_flush(w->op);
+	{
+		RunAs		as;
+
+		/* Serializing states may run the owner's aggregate functions. */
+		StartTransactionCommand();
+		run_as_owner(&as);
+		operator_flush(w->op);
+		run_as_restore(&as);
+		CommitTransactionCommand();
+	}
 	state_put(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1,
 			  (char *) &wm, sizeof(wm));
 	w->stats.state_bytes = state_checkpoint(w->store, snap);
@@ -503,6 +518,16 @@ worker_startup(Worker *w)
 	sf_slot_set_status(w->slot, "recovering", NULL);
 	checkpoint_resolve_in_doubt(w->dboid, w->def->id);
 
+	/*
+	 * Whatever the pipeline refers to by OID (owner, row type, tables) may
+	 * have been dropped while it was stopped: a clear error then, which the
+	 * status view shows, not a crash.
+	 */
+	StartTransactionCommand();
+	catalog_check_pipeline(w->def);
+	CommitTransactionCommand();
+	run_as_set_owner(w->def->owner);
+
 	w->dir = sf_pipeline_dir(w->dboid, w->def->id);
 	poison_read(w);
 
@@ -550,12 +575,18 @@ worker_startup(Worker *w)
 	}
 	w->watermark = saved_wm;
 
-	/* Decoder, operator and sink, over the source's row type. */
+	/*
+	 * Decoder, operator and sink, over the source's row type, built as the
+	 * owner: building looks up and plans the owner's analysed expressions.
+	 */
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		RunAs		as;
+
+		run_as_owner(&as);
 
 		tce = lookup_type_cache(w->def->source.row_type, TYPECACHE_TUPDESC);
 		w->event_desc = CreateTupleDescCopy(tce->tupDesc);
@@ -567,6 +598,7 @@ worker_startup(Worker *w)
 		w->batch = palloc(sizeof(KafkaMessage) * Max(sf_batch_size, 1));
 		w->msg_cxt = AllocSetContextCreate(TopMemoryContext, "streamflink message",
 										   ALLOCSET_DEFAULT_SIZES);
+		run_as_restore(&as);
 		MemoryContextSwitchTo(old);
 	}
 	PopActiveSnapshot();
@@ -653,10 +685,14 @@ worker_loop(Worker *w)
 
 		if (n > 0)
 		{
+			RunAs		as;
+
 			pgstat_report_activity(STATE_RUNNING, "processing messages");
 			StartTransactionCommand();
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
+			/* Decoding and the operator run the owner's code (run_as.h). */
+			run_as_owner(&as);
 			for (int i = 0; i < n; i++)
 			{
 				MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
@@ -668,6 +704,7 @@ worker_loop(Worker *w)
 				operator_maybe_flush(w->op);
 			}
 			sink_flush(w->sink);
+			run_as_restore(&as);
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
@@ -677,14 +714,18 @@ worker_loop(Worker *w)
 		wm = compute_watermark(w, now);
 		if (wm > w->watermark)
 		{
+			RunAs		as;
+
 			w->watermark = wm;
 			pgstat_report_activity(STATE_RUNNING, "firing windows");
 			StartTransactionCommand();
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
+			run_as_owner(&as);
 			operator_advance(w->op, wm);
 			w->advanced = true;
 			sink_flush(w->sink);
+			run_as_restore(&as);
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
@@ -781,7 +822,13 @@ streamflink_worker_main(Datum arg)
 	pqsignal(SIGTERM, worker_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	/*
+	 * Connected as the bootstrap superuser: the worker writes the
+	 * extension's tables and drives 2PC; the pipeline's own code runs as its
+	 * owner (run_as.h).  The search_path is fixed before the first query.
+	 */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	run_as_worker_init();
 
 	w = MemoryContextAllocZero(TopMemoryContext, sizeof(Worker));
 	w->dboid = dboid;
