@@ -328,6 +328,7 @@ drop_unused_row_type(Oid nsp, const char *type_name)
 		return;					/* the INSERT of the source will say why */
 	/* Sinks of the dropped extension's pipelines still depend on it. */
 	resolve_forget_stale_dependencies(typoid);
+	CommandCounterIncrement();
 	ObjectAddressSet(addr, TypeRelationId, typoid);
 	performDeletion(&addr, DROP_RESTRICT, 0);
 	CommandCounterIncrement();
