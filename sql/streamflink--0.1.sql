@@ -44,6 +44,9 @@ CREATE TABLE streamflink.pipeline (
 	skip		text,			/* after-match skip strategy */
 	within		interval,		/* a match must fit in this time */
 	timed_out	regclass,		/* where timed-out partial matches go */
+	/* bounds of the partial matches of one key, see create_pattern_pipeline */
+	max_partial_matches int NOT NULL DEFAULT 10000 CHECK (max_partial_matches > 0),
+	max_partial_match_events int NOT NULL DEFAULT 100000 CHECK (max_partial_match_events > 0),
 	CHECK (CASE kind WHEN 'window' THEN window_kind IS NOT NULL AND aggregates IS NOT NULL
 					 ELSE pattern IS NOT NULL AND skip IS NOT NULL END),
 	sink		regclass NOT NULL,
@@ -139,6 +142,12 @@ RETURNS text[]
 AS 'MODULE_PATHNAME', 'streamflink_check_pattern'
 LANGUAGE C;
 
+/* The fewest events a match of a pattern holds (its quantifiers' minimums). */
+CREATE FUNCTION streamflink._pattern_min_events(pattern text, skip text, has_within boolean)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_pattern_min_events'
+LANGUAGE C;
+
 /* Registers (at commit) the worker of a pipeline. */
 CREATE FUNCTION streamflink._launch(pipeline_id int)
 RETURNS void
@@ -169,7 +178,8 @@ CREATE FUNCTION streamflink._worker_status(
 	OUT started timestamptz, OUT events bigint, OUT events_per_second float8,
 	OUT rows_emitted bigint, OUT dead_letters bigint, OUT late_events bigint,
 	OUT watermark timestamptz, OUT lag bigint, OUT last_checkpoint bigint,
-	OUT last_checkpoint_at timestamptz, OUT state_keys bigint)
+	OUT last_checkpoint_at timestamptz, OUT state_keys bigint,
+	OUT partial_matches_dropped bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'streamflink_worker_status'
 LANGUAGE C STRICT;
@@ -226,6 +236,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = CASE WHEN allow_zero THEN 'It must not be negative.'
 							  ELSE 'It must be positive.' END;
+	END IF;
+	/* In microseconds it must fit in 64 bits (about 292,000 years). */
+	IF extract(epoch FROM i) >= 9223372036854 THEN
+		RAISE EXCEPTION 'invalid %: %', what, i
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'It must be shorter than 292,000 years.';
 	END IF;
 	IF i <> interval '0' AND streamflink._interval_ms(i) = 0 THEN
 		RAISE EXCEPTION 'invalid %: %', what, i
@@ -640,6 +656,21 @@ $$;
  *	 older than that are dropped, or written to the timed_out table.
  * skip: no_skip (default), skip_to_next, skip_past_last_event,
  *	 skip_to_first(var), skip_to_last(var).
+ * max_partial_matches (default 10000), max_partial_match_events (default
+ *	 100000): bounds of the partial matches one key holds at once, and of
+ *	 the events they hold together (a pattern such as a{->>1,} b without
+ *	 within would otherwise grow without end).  After each event the
+ *	 partial matches are kept in creation order -- what the older ones
+ *	 became first, the match the event starts last -- and those beyond a
+ *	 bound are discarded: counted in streamflink.pipelines
+ *	 (partial_matches_dropped) and logged.  The same events always discard
+ *	 the same partial matches.  A pattern whose matches need more events
+ *	 than max_partial_match_events is refused.
+ * Timeouts: the deadlines of partial matches (first event + within) pass
+ *	 in time order, each followed by the skip strategy, interleaved with
+ *	 the events at their times; so the results never depend on how far the
+ *	 watermark moves at once.  A deadline past the timestamp range never
+ *	 comes.
  * The sink table gets: the key columns, match_start, match_end, events
  * (jsonb: {"var": [event rows], ...}) and the measures.
  */
@@ -654,7 +685,9 @@ CREATE FUNCTION streamflink.create_pattern_pipeline(
 	skip text DEFAULT 'no_skip',
 	measures text DEFAULT NULL,
 	timed_out text DEFAULT NULL,
-	checkpoint_interval interval DEFAULT '1 second')
+	checkpoint_interval interval DEFAULT '1 second',
+	max_partial_matches int DEFAULT 10000,
+	max_partial_match_events int DEFAULT 100000)
 RETURNS void
 LANGUAGE plpgsql
 /* No SET search_path: the sink names resolve in the caller's path. */
@@ -684,10 +717,24 @@ BEGIN
 				  HINT = 'Partial matches time out only when the pattern has a time bound: within => ''5 minutes''.';
 	END IF;
 	keys := streamflink._key_columns(s, key);
+	max_partial_matches := coalesce(max_partial_matches, 10000);
+	max_partial_match_events := coalesce(max_partial_match_events, 100000);
+	IF max_partial_matches < 1 OR max_partial_match_events < 1 THEN
+		RAISE EXCEPTION 'invalid bound of partial matches: % partial matches, % events',
+			max_partial_matches, max_partial_match_events
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Both bounds must be at least 1.';
+	END IF;
 
 	/* The pattern, its conditions and measures, compiled by Postgres itself. */
 	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip,
 											   within IS NOT NULL);
+	IF streamflink._pattern_min_events(pattern, skip, within IS NOT NULL) > max_partial_match_events THEN
+		RAISE EXCEPTION 'pattern needs at least % events per match, more than max_partial_match_events (%)',
+			streamflink._pattern_min_events(pattern, skip, within IS NOT NULL), max_partial_match_events
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'A partial match holding more events than the bound is discarded, so this pattern could never match: raise max_partial_match_events or lower the quantifiers.';
+	END IF;
 	FOREACH m IN ARRAY measure_defs LOOP
 		IF split_part(m, ' ', 1) IN (SELECT quote_ident(k) FROM unnest(keys || ARRAY['match_start', 'match_end', 'events']) k) THEN
 			RAISE EXCEPTION 'measure name % collides with a key column or match_start/match_end/events', split_part(m, ' ', 1)
@@ -732,9 +779,11 @@ BEGIN
 
 	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, pattern, define,
 									  measures, skip, within, timed_out, sink,
-									  allowed_lateness, checkpoint_interval)
+									  allowed_lateness, checkpoint_interval,
+									  max_partial_matches, max_partial_match_events)
 	VALUES (p_name, s.id, 'pattern', keys, pattern, define, measures, skip, within,
-			timed_out_rel, sink_rel, interval '0', checkpoint_interval);
+			timed_out_rel, sink_rel, interval '0', checkpoint_interval,
+			max_partial_matches, max_partial_match_events);
 END
 $$;
 
@@ -874,7 +923,9 @@ SELECT p.name, s.name AS source, p.window_kind AS "window",
 	   c.duration AS last_checkpoint_duration, c.state_bytes AS last_checkpoint_bytes,
 	   p.owner,
 	   p.kind, p.pattern, p.define, p.measures, p.within, p.skip, p.timed_out,
-	   w.state_keys AS open_count	/* open windows, or keys with partial matches */
+	   w.state_keys AS open_count,	/* open windows, or keys with partial matches */
+	   p.max_partial_matches, p.max_partial_match_events,
+	   w.partial_matches_dropped	/* discarded over those bounds, since created */
 FROM streamflink.pipeline p
 JOIN streamflink.source s ON s.id = p.source_id
 LEFT JOIN streamflink._worker_status() w ON w.pipeline_id = p.id

@@ -71,6 +71,9 @@
  */
 #include "postgres.h"
 
+#include "common/int.h"
+#include "miscadmin.h"
+
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -87,6 +90,7 @@
 #include "streamflink.h"
 
 #define META_OPEN_KEY "\xFF\xFE" "cep_open"
+#define META_DROPPED_KEY "\xFF\xFE" "cep_dropped"
 
 /* An event waiting for the watermark. */
 typedef struct BufEvent
@@ -170,6 +174,9 @@ struct CepOperator
 	int			eval_expr;		/* expression being evaluated, for errors */
 	TimestampTz timer_floor;
 	int64		open;			/* partial matches */
+	int64		dropped;		/* partial matches discarded by the bound */
+	TimestampTz dropped_logged; /* when the last LOG about them was written */
+	TimestampTz busy_since;		/* start of the current cep_advance */
 	StringInfoData gk;
 	StringInfoData bkey;
 	StringInfoData nkey;
@@ -178,6 +185,50 @@ struct CepOperator
 	bool	   *nulls;
 	int			nkeys;
 };
+
+/*
+ * Called in the NFA's loops, which can run long on a pattern with many
+ * partial matches: a cancel or die interrupt, and a termination the worker
+ * was asked for (its SIGTERM handler only sets sf_termination_requested, so
+ * that a stop between batches ends with a checkpoint).  A step that has run
+ * for a second when the signal comes is abandoned: the worker exits, and the
+ * work since the last checkpoint is done again at the next start (its sink
+ * rows are in the epoch's transaction, which is not committed).
+ */
+static inline void
+cep_check_interrupts(CepOperator *op)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (unlikely(sf_termination_requested) &&
+		GetCurrentTimestamp() - op->busy_since >= USECS_PER_SEC)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("streamflink pattern pipeline \"%s\" stops in the middle of a long NFA step",
+						op->def->name),
+				 errdetail("Its work since the last checkpoint is done again at its next start.")));
+}
+
+/*
+ * Partial matches the bound discarded: counted (in the checkpointed state,
+ * and in streamflink.pipelines) and logged at most once a minute.
+ */
+static void
+count_dropped(CepOperator *op, int64 n)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	op->dropped += n;
+	if (op->dropped_logged == 0 || now - op->dropped_logged >= 60 * USECS_PER_SEC)
+	{
+		ereport(LOG,
+				(errmsg("streamflink pattern pipeline \"%s\" discarded partial matches over its bound, %lld so far",
+						op->def->name, (long long) op->dropped),
+				 errdetail("A key may hold at most %d partial matches with %d events together (max_partial_matches, max_partial_match_events).",
+						   op->def->max_partial_matches, op->def->max_partial_match_events),
+				 errhint("Bound the pattern with within, make its loops stricter, or raise the bounds.")));
+		op->dropped_logged = now;
+	}
+}
 
 /* --- state objects -------------------------------------------------------- */
 
@@ -1153,30 +1204,44 @@ complete_matches(CepOperator *op, NfaState *nfa, List *matches)
 }
 
 /*
- * Time has come to t (an event's time, or the watermark): as Flink's
- * NFA.advanceTime, partial matches that do not fit in 'within' any more
- * time out, except those of a trailing notFollowedBy that got past the
- * last element: those are matches now (Flink's pending states).  They
+ * When a partial match times out: its first event's time plus 'within', or
+ * DT_NOEND (never) without within or when that lies past the timestamp
+ * range (a deadline no event time can reach, never written to a sink).
+ */
+static TimestampTz
+pm_deadline(CepOperator *op, PartialMatch *pm)
+{
+	TimestampTz d;
+
+	if (op->def->within < 0 ||
+		pg_add_s64_overflow(pm->start_time, op->def->within, &d) ||
+		!IS_VALID_TIMESTAMP(d))
+		return DT_NOEND;
+	return d;
+}
+
+/*
+ * The partial matches whose deadline is t time out (as Flink's
+ * NFA.advanceTime), except those of a trailing notFollowedBy that got past
+ * the last element: those are matches now (Flink's pending states).  They
  * and the waiting matches the timed-out ones held back go through the skip
- * strategy before the event at t is processed.
+ * strategy.
  */
 static void
-advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
+time_out_at(CepOperator *op, NfaState *nfa, TimestampTz t)
 {
 	Pattern    *pat = op->cp->pattern;
 	List	   *done = NIL;
 	int			kept = 0;
 	bool		any = false;
 
-	if (op->def->within < 0)
-		return;
 	for (int i = 0; i < nfa->npm; i++)
 	{
 		PartialMatch *pm = nfa->pms[i];
 		ListCell   *lc;
 		bool		dup = false;
 
-		if (t - pm->start_time < op->def->within)
+		if (pm_deadline(op, pm) != t)
 		{
 			nfa->pms[kept++] = pm;
 			continue;
@@ -1209,6 +1274,39 @@ advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
 		release_matches(op, nfa);
 }
 
+/*
+ * Time has come to t (an event's time, or the watermark): every deadline
+ * up to t passes, one after the other in time order, each followed by the
+ * skip strategy.  So a match completed (or released) at an earlier
+ * deadline prunes partial matches before a later deadline could time them
+ * out, and the result does not depend on how far time moves at once: one
+ * step to t equals every intermediate step (issue 7).  Flink's advanceTime
+ * times out all at once and prunes afterwards, which makes its timed-out
+ * output depend on the watermark's steps.
+ */
+static void
+advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
+{
+	if (op->def->within < 0)
+		return;
+	for (;;)
+	{
+		TimestampTz next = DT_NOEND;
+
+		cep_check_interrupts(op);
+		for (int i = 0; i < nfa->npm; i++)
+		{
+			TimestampTz d = pm_deadline(op, nfa->pms[i]);
+
+			if (d <= t && d < next)
+				next = d;
+		}
+		if (next == DT_NOEND)
+			break;
+		time_out_at(op, nfa, next);
+	}
+}
+
 static void
 nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 {
@@ -1217,6 +1315,8 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	StepOutput	out = {NIL, NIL};
 	ListCell   *lc;
 	int			kept = 0;
+	int64		held = 0;
+	int64		dropped = 0;
 
 	/* Keep the event (positions are increasing: the array stays sorted). */
 	if (nfa->nev == nfa->evcap)
@@ -1237,13 +1337,52 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	advance_time(op, nfa, e->time);
 
 	for (int i = 0; i < nfa->npm; i++)
+	{
+		cep_check_interrupts(op);
 		step(op, nfa, nfa->pms[i], &out);
+	}
 	step(op, nfa, NULL, &out);
 
+	/*
+	 * step() copies what it keeps: the partial matches before the event are
+	 * garbage now.  Free them at once, or a firing that runs many events
+	 * through many partial matches keeps every generation of them.
+	 */
+	for (int i = 0; i < nfa->npm; i++)
+	{
+		pfree(nfa->pms[i]->refs);
+		pfree(nfa->pms[i]);
+	}
+	pfree(nfa->pms);
+
+	/*
+	 * The bound on a key's partial matches (max_partial_matches, and
+	 * max_partial_match_events for the events they hold together): they are
+	 * kept in creation order -- what the older partial matches became
+	 * first, in their order, then the match this event starts -- and those
+	 * beyond the bound are discarded and counted.  This depends on the
+	 * events only, never on timing, so results stay deterministic.
+	 */
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(list_length(out.pms), 1));
 	foreach(lc, out.pms)
-		nfa->pms[kept++] = lfirst(lc);
+	{
+		PartialMatch *n = lfirst(lc);
+
+		if (kept >= op->def->max_partial_matches ||
+			held + n->n > op->def->max_partial_match_events)
+		{
+			pfree(n->refs);
+			pfree(n);
+			dropped++;
+			continue;
+		}
+		held += n->n;
+		nfa->pms[kept++] = n;
+	}
 	nfa->npm = kept;
+	list_free(out.pms);
+	if (dropped > 0)
+		count_dropped(op, dropped);
 
 	/* Matches in the order of their first events (then of creation). */
 	if (pat->skip == SKIP_NONE)
@@ -1337,12 +1476,13 @@ fire_key(CepOperator *op, TimestampTz wm)
 		ResetExprContext(op->econtext);
 		if (nfa->npm > 0)
 		{
-			TimestampTz oldest = DT_NOEND;
+			TimestampTz next = DT_NOEND;
 
 			for (int i = 0; i < nfa->npm; i++)
-				oldest = Min(oldest, nfa->pms[i]->start_time);
-			kstate_timer_register(op->store, &op->tkey, oldest + op->def->within,
-								  op->bkey.data, op->bkey.len);
+				next = Min(next, pm_deadline(op, nfa->pms[i]));
+			if (next != DT_NOEND)
+				kstate_timer_register(op->store, &op->tkey, next,
+									  op->bkey.data, op->bkey.len);
 		}
 	}
 	op->open += nfa->npm - before;
@@ -1441,6 +1581,9 @@ cep_flush(void *arg)
 	kstate_flush(op->ks_nfa);
 	state_put(op->store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1,
 			  (char *) &op->open, sizeof(op->open));
+	if (op->dropped > 0)
+		state_put(op->store, META_DROPPED_KEY, sizeof(META_DROPPED_KEY) - 1,
+				  (char *) &op->dropped, sizeof(op->dropped));
 }
 
 static void
@@ -1473,6 +1616,7 @@ cep_advance(void *arg, TimestampTz wm)
 	wm -= 1;
 	if (wm < op->timer_floor)
 		return;
+	op->busy_since = GetCurrentTimestamp();
 	due = kstate_timers_due(op->store, op->timer_floor, wm);
 	foreach(lc, due)
 	{
@@ -1499,12 +1643,19 @@ cep_open_count(void *arg)
 	return ((CepOperator *) arg)->open;
 }
 
+static int64
+cep_dropped_count(void *arg)
+{
+	return ((CepOperator *) arg)->dropped;
+}
+
 const OperatorMethods cep_operator_methods = {
-	cep_process,
-	cep_advance,
-	cep_maybe_flush,
-	cep_flush,
-	cep_open_count
+	.process = cep_process,
+	.advance = cep_advance,
+	.maybe_flush = cep_maybe_flush,
+	.flush = cep_flush,
+	.open_count = cep_open_count,
+	.dropped_count = cep_dropped_count
 };
 
 CepOperator *
@@ -1577,6 +1728,37 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 	initStringInfo(&buf);
 	if (state_get(store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1, &buf) && buf.len == 8)
 		memcpy(&op->open, buf.data, 8);
+	resetStringInfo(&buf);
+	if (state_get(store, META_DROPPED_KEY, sizeof(META_DROPPED_KEY) - 1, &buf) && buf.len == 8)
+		memcpy(&op->dropped, buf.data, 8);
 	pfree(buf.data);
 	return op;
+}
+
+/* --- SQL-callable check --------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(streamflink_pattern_min_events);
+
+/*
+ * streamflink._pattern_min_events(pattern, skip, has_within): the fewest
+ * events a match holds, the sum of the minimums of its (not negated)
+ * elements; create_pattern_pipeline compares it with
+ * max_partial_match_events.  NULL for a NULL pattern (its error comes from
+ * _check_pattern).
+ */
+Datum
+streamflink_pattern_min_events(PG_FUNCTION_ARGS)
+{
+	Pattern    *pat;
+	int64		n = 0;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	pat = pattern_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						!PG_ARGISNULL(2) && PG_GETARG_BOOL(2));
+	for (int i = 0; i < pat->nelems; i++)
+		if (!pat->elems[i].negated)
+			n += pat->elems[i].min;
+	PG_RETURN_INT64(n);
 }

@@ -37,6 +37,11 @@ typedef struct OperatorMethods
 	void		(*flush) (void *op);
 	/* Open windows / keys with partial matches, for the status view. */
 	int64		(*open_count) (void *op);
+	/*
+	 * Optional (NULL: none): partial matches a CEP operator discarded over
+	 * its bound since the pipeline began, for the status view.
+	 */
+	int64		(*dropped_count) (void *op);
 } OperatorMethods;
 
 typedef struct Operator
@@ -81,6 +86,12 @@ static inline int64
 operator_open_count(Operator *op)
 {
 	return op->methods->open_count(op->impl);
+}
+
+static inline int64
+operator_dropped_count(Operator *op)
+{
+	return op->methods->dropped_count ? op->methods->dropped_count(op->impl) : 0;
 }
 
 #endif							/* STREAMFLINK_OPERATOR_H */

@@ -97,6 +97,7 @@ worker_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	got_sigterm = true;
+	sf_termination_requested = true;
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
@@ -176,6 +177,7 @@ report_progress(Worker *w)
 	w->slot->watermark = w->watermark;
 	w->slot->lag = lag;
 	w->slot->state_keys = operator_open_count(w->op);
+	w->slot->partial_matches_dropped = operator_dropped_count(w->op);
 	w->slot->last_checkpoint = w->checkpoint_id;
 	if (secs >= 1.0)
 	{
