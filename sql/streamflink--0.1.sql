@@ -717,6 +717,10 @@ BEGIN
 				  HINT = 'Partial matches time out only when the pattern has a time bound: within => ''5 minutes''.';
 	END IF;
 	keys := streamflink._key_columns(s, key);
+
+	/* The pattern, its conditions and measures, compiled by Postgres itself. */
+	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip,
+											   within IS NOT NULL);
 	max_partial_matches := coalesce(max_partial_matches, 10000);
 	max_partial_match_events := coalesce(max_partial_match_events, 100000);
 	IF max_partial_matches < 1 OR max_partial_match_events < 1 THEN
@@ -725,10 +729,6 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Both bounds must be at least 1.';
 	END IF;
-
-	/* The pattern, its conditions and measures, compiled by Postgres itself. */
-	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip,
-											   within IS NOT NULL);
 	IF streamflink._pattern_min_events(pattern, skip, within IS NOT NULL) > max_partial_match_events THEN
 		RAISE EXCEPTION 'pattern needs at least % events per match, more than max_partial_match_events (%)',
 			streamflink._pattern_min_events(pattern, skip, within IS NOT NULL), max_partial_match_events
