@@ -17,7 +17,8 @@
 #    the one-pass scanner against Postgres' JSON parser);
 # 6. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9
 #    and immediate shutdowns while pipelines run, sinks compared with SQL's
-#    answer or with an uninterrupted run.
+#    answer or with an uninterrupted run; and test/cep_metamorphic.sh: CEP
+#    results equal under different watermark steps, checkpoints and crashes.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
@@ -97,7 +98,7 @@ if [[ " $parts " == *" fuzz "* ]]; then
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
-    for t in test/fault_test.sh test/fault_cep.sh; do
+    for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
