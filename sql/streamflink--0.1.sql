@@ -661,8 +661,9 @@ $$;
  *	 the events they hold together (a pattern such as a{->>1,} b without
  *	 within would otherwise grow without end).  After each event the
  *	 partial matches are kept in creation order -- what the older ones
- *	 became first, the match the event starts last -- and those beyond a
- *	 bound are discarded: counted in streamflink.pipelines
+ *	 became first, the match the event starts last; completed matches a
+ *	 skip strategy holds back count too -- and those beyond a bound are
+ *	 discarded: counted in streamflink.pipelines
  *	 (partial_matches_dropped) and logged.  The same events always discard
  *	 the same partial matches.  A pattern whose matches need more events
  *	 than max_partial_match_events is refused.

@@ -67,6 +67,20 @@
  * waiting matches refer to them by their position in the key's processing
  * order, and events none refers to are dropped when the state is saved.
  *
+ * Time.  A partial match's deadline is its first event's time plus
+ * 'within' (overflow-checked: one past the timestamp range never comes).
+ * Deadlines pass one at a time, in time order, each followed by the skip
+ * strategy, and before the events at or after their time; so the results
+ * do not depend on how far the watermark moves at once (see advance_time).
+ *
+ * Bounds.  After each event a key keeps at most max_partial_matches
+ * partial matches holding at most max_partial_match_events events together
+ * (completed matches waiting for the skip strategy count too), in creation
+ * order; the rest are discarded and counted (nfa_event).  The NFA's loops
+ * check for interrupts and for a requested termination
+ * (cep_check_interrupts), so a worker busy with many partial matches still
+ * stops.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -1360,15 +1374,19 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	 * max_partial_match_events for the events they hold together): they are
 	 * kept in creation order -- what the older partial matches became
 	 * first, in their order, then the match this event starts -- and those
-	 * beyond the bound are discarded and counted.  This depends on the
-	 * events only, never on timing, so results stay deterministic.
+	 * beyond the bound are discarded and counted.  Completed matches a skip
+	 * strategy holds back count too (they are bounded so: no partial match,
+	 * no new completion).  This depends on the events only, never on
+	 * timing, so results stay deterministic.
 	 */
+	for (int i = 0; i < nfa->nwait; i++)
+		held += nfa->wait[i]->n;
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(list_length(out.pms), 1));
 	foreach(lc, out.pms)
 	{
 		PartialMatch *n = lfirst(lc);
 
-		if (kept >= op->def->max_partial_matches ||
+		if (kept + nfa->nwait >= op->def->max_partial_matches ||
 			held + n->n > op->def->max_partial_match_events)
 		{
 			pfree(n->refs);
