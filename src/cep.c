@@ -140,6 +140,25 @@ typedef struct MatchRef
 	int64		pos;
 } MatchRef;
 
+/*
+ * The events of partial matches, shared: a partial match sees the first n
+ * entries of its array.  What one event makes of a partial match (take it,
+ * ignore it, ...) shares the array; a take appends in place when nobody
+ * has appended past its n yet ('used'), else copies.  So a step costs O(1)
+ * per partial match, not O(its events) (a{1000} copied 1000 references per
+ * partial match and event).  An array is freed when the last partial match
+ * the NFA step replaced lets go of it (pm_release); those that leave
+ * otherwise (emitted, timed out, pruned) go with the firing's scratch
+ * memory.
+ */
+typedef struct RefArray
+{
+	int32		used;			/* entries some partial match has taken */
+	int32		cap;
+	int32		nowners;		/* partial matches sharing it */
+	MatchRef	refs[FLEXIBLE_ARRAY_MEMBER];
+} RefArray;
+
 typedef struct PartialMatch
 {
 	int16		elem;
@@ -148,7 +167,8 @@ typedef struct PartialMatch
 	int64		start_pos;
 	TimestampTz start_time;
 	int			n;
-	MatchRef   *refs;
+	MatchRef   *refs;			/* ra->refs */
+	RefArray   *ra;
 	int			order;			/* scratch: creation order within a step */
 } PartialMatch;
 
@@ -341,6 +361,25 @@ nfa_new(void)
 	return nfa;
 }
 
+static RefArray *
+ref_array_new(int cap)
+{
+	RefArray   *ra = palloc(offsetof(RefArray, refs) + sizeof(MatchRef) * cap);
+
+	ra->used = 0;
+	ra->cap = cap;
+	ra->nowners = 1;
+	return ra;
+}
+
+static void
+pm_release(PartialMatch *pm)
+{
+	if (--pm->ra->nowners == 0)
+		pfree(pm->ra);
+	pfree(pm);
+}
+
 static PartialMatch *
 pm_decode(const char **pp)
 {
@@ -355,7 +394,9 @@ pm_decode(const char **pp)
 	GET(p, pm->start_pos);
 	GET(p, pm->start_time);
 	GET(p, pm->n);
-	pm->refs = palloc(sizeof(MatchRef) * Max(pm->n, 1));
+	pm->ra = ref_array_new(pm->n + 4);
+	pm->ra->used = pm->n;
+	pm->refs = pm->ra->refs;
 	for (int j = 0; j < pm->n; j++)
 	{
 		GET(p, pm->refs[j].var);
@@ -376,11 +417,18 @@ pm_encode(PartialMatch *pm, StringInfo buf)
 	PUT(buf, pm->start_pos);
 	PUT(buf, pm->start_time);
 	PUT(buf, pm->n);
+
+	/* The events: one enlargement, then plain copies (the hot part). */
+	enlargeStringInfo(buf, pm->n * (sizeof(int16) + sizeof(int64)));
 	for (int j = 0; j < pm->n; j++)
 	{
-		PUT(buf, pm->refs[j].var);
-		PUT(buf, pm->refs[j].pos);
+		char	   *d = buf->data + buf->len;
+
+		memcpy(d, &pm->refs[j].var, sizeof(int16));
+		memcpy(d + sizeof(int16), &pm->refs[j].pos, sizeof(int64));
+		buf->len += sizeof(int16) + sizeof(int64);
 	}
+	buf->data[buf->len] = '\0';
 }
 
 static NfaState *
@@ -444,22 +492,52 @@ find_event(NfaState *nfa, int64 pos)
 	return NULL;
 }
 
+/* Mark the events a partial match refers to; idx: position -> index, or NULL. */
+static void
+mark_events(NfaState *nfa, PartialMatch *pm, int *idx, int64 base)
+{
+	for (int j = 0; j < pm->n; j++)
+	{
+		if (idx)
+			nfa->ev[idx[pm->refs[j].pos - base]].used = true;
+		else
+			find_event(nfa, pm->refs[j].pos)->used = true;
+	}
+}
+
 /* Encode, keeping only events that partial or waiting matches refer to. */
 static void
 nfa_encode(NfaState *nfa, StringInfo buf)
 {
 	int32		n = 0;
+	int		   *idx = NULL;
+	int64		base = nfa->nev > 0 ? nfa->ev[0].pos : 0;
 
+	/*
+	 * Positions are dense (one per event of the key, kept from the oldest
+	 * one referred to): map them to indexes directly when they are, rather
+	 * than search for each reference.
+	 */
+	if (nfa->nev > 0 && nfa->next_pos - base <= 4 * (int64) nfa->nev + 64)
+	{
+		int			span = nfa->next_pos - base;
+
+		idx = palloc(sizeof(int) * span);
+		for (int i = 0; i < span; i++)
+			idx[i] = -1;
+		for (int i = 0; i < nfa->nev; i++)
+			idx[nfa->ev[i].pos - base] = i;
+	}
 	for (int i = 0; i < nfa->nev; i++)
 		nfa->ev[i].used = false;
 	for (int i = 0; i < nfa->npm; i++)
-		for (int j = 0; j < nfa->pms[i]->n; j++)
-			find_event(nfa, nfa->pms[i]->refs[j].pos)->used = true;
+		mark_events(nfa, nfa->pms[i], idx, base);
 	for (int i = 0; i < nfa->nwait; i++)
-		for (int j = 0; j < nfa->wait[i]->n; j++)
-			find_event(nfa, nfa->wait[i]->refs[j].pos)->used = true;
+		mark_events(nfa, nfa->wait[i], idx, base);
 	for (int i = 0; i < nfa->nev; i++)
 		n += nfa->ev[i].used;
+	if (idx)
+		pfree(idx);
 
 	PUT(buf, nfa->next_pos);
 	PUT(buf, n);
@@ -809,8 +887,16 @@ pm_copy(PartialMatch *pm, int extra)
 	PartialMatch *n = palloc(sizeof(PartialMatch));
 
 	*n = *pm;
-	n->refs = palloc(sizeof(MatchRef) * (pm->n + extra + 1));
-	memcpy(n->refs, pm->refs, sizeof(MatchRef) * pm->n);
+	/* Room to append 'extra' entries that nobody else has taken? */
+	if (extra > 0 && (pm->ra->used != pm->n || pm->n + extra > pm->ra->cap))
+	{
+		n->ra = ref_array_new(Max(2 * (pm->n + extra), 8));
+		memcpy(n->ra->refs, pm->refs, sizeof(MatchRef) * pm->n);
+		n->ra->used = pm->n;
+		n->refs = n->ra->refs;
+	}
+	else
+		n->ra->nowners++;
 	return n;
 }
 
@@ -842,7 +928,8 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 	else
 	{
 		n = palloc0(sizeof(PartialMatch));
-		n->refs = palloc(sizeof(MatchRef) * 2);
+		n->ra = ref_array_new(8);
+		n->refs = n->ra->refs;
 		n->count = 1;
 		n->start_pos = op->cur->pos;
 		n->start_time = op->cur->time;
@@ -852,6 +939,7 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 	n->refs[n->n].var = el->var;
 	n->refs[n->n].pos = op->cur->pos;
 	n->n++;
+	n->ra->used = n->n;
 
 	n->order = list_length(out->matches);
 	complete = n->count >= el->min;
@@ -1359,14 +1447,10 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 
 	/*
 	 * step() copies what it keeps: the partial matches before the event are
-	 * garbage now.  Free them at once, or a firing that runs many events
-	 * through many partial matches keeps every generation of them.
+	 * garbage now (their event arrays are shared, see RefArray).
 	 */
 	for (int i = 0; i < nfa->npm; i++)
-	{
-		pfree(nfa->pms[i]->refs);
-		pfree(nfa->pms[i]);
-	}
+		pm_release(nfa->pms[i]);
 	pfree(nfa->pms);
 
 	/*
@@ -1389,8 +1473,7 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 		if (kept + nfa->nwait >= op->def->max_partial_matches ||
 			held + n->n > op->def->max_partial_match_events)
 		{
-			pfree(n->refs);
-			pfree(n);
+			pm_release(n);
 			dropped++;
 			continue;
 		}
