@@ -85,12 +85,11 @@
  */
 #include "postgres.h"
 
-#include "common/int.h"
-#include "miscadmin.h"
-
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
@@ -147,9 +146,8 @@ typedef struct MatchRef
  * has appended past its n yet ('used'), else copies.  So a step costs O(1)
  * per partial match, not O(its events) (a{1000} copied 1000 references per
  * partial match and event).  An array is freed when the last partial match
- * the NFA step replaced lets go of it (pm_release); those that leave
- * otherwise (emitted, timed out, pruned) go with the firing's scratch
- * memory.
+ * sharing it goes (pm_release): replaced by its successors, discarded,
+ * emitted, timed out or pruned.
  */
 typedef struct RefArray
 {
@@ -498,10 +496,12 @@ mark_events(NfaState *nfa, PartialMatch *pm, int *idx, int64 base)
 {
 	for (int j = 0; j < pm->n; j++)
 	{
-		if (idx)
-			nfa->ev[idx[pm->refs[j].pos - base]].used = true;
+		int64		off = pm->refs[j].pos - base;
+
+		if (idx && off >= 0 && off < nfa->next_pos - base && idx[off] >= 0)
+			nfa->ev[idx[off]].used = true;
 		else
-			find_event(nfa, pm->refs[j].pos)->used = true;
+			find_event(nfa, pm->refs[j].pos)->used = true;	/* or its error */
 	}
 }
 
@@ -856,6 +856,9 @@ emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	sink_insert(op->sink, op->ins_match, op->values, op->nulls);
 }
 
+static TimestampTz pm_deadline(CepOperator *op, PartialMatch *pm);
+
+/* A partial match timed out: its deadline has passed, so it is a valid time. */
 static void
 emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 {
@@ -866,7 +869,7 @@ emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	set_key_values(op);
 	op->values[k] = TimestampTzGetDatum(pm->start_time);
 	op->nulls[k] = false;
-	op->values[k + 1] = TimestampTzGetDatum(pm->start_time + op->def->within);
+	op->values[k + 1] = TimestampTzGetDatum(pm_deadline(op, pm));
 	op->nulls[k + 1] = false;
 	op->values[k + 2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(events_json(op, nfa, pm)));
 	op->nulls[k + 2] = false;
@@ -1258,17 +1261,22 @@ release_matches(CepOperator *op, NfaState *nfa)
 				inclusive = false;
 				break;
 		}
+		pm_release(m);
 		if (limit < 0)
 			continue;
 		kept = 0;
 		for (int i = 0; i < nfa->npm; i++)
 			if (!pruned(nfa->pms[i], limit, inclusive))
 				nfa->pms[kept++] = nfa->pms[i];
+			else
+				pm_release(nfa->pms[i]);
 		nfa->npm = kept;
 		kept = 0;
 		for (int i = 0; i < nfa->nwait; i++)
 			if (!pruned(nfa->wait[i], limit, inclusive))
 				nfa->wait[kept++] = nfa->wait[i];
+			else
+				pm_release(nfa->wait[i]);
 		nfa->nwait = kept;
 	}
 }
@@ -1295,7 +1303,10 @@ complete_matches(CepOperator *op, NfaState *nfa, List *matches)
 	{
 		/* Flink emits every match at once when nothing is skipped. */
 		foreach(lc, matches)
+		{
 			emit_match(op, nfa, lfirst(lc));
+			pm_release(lfirst(lc));
+		}
 	}
 	else
 	{
@@ -1352,6 +1363,7 @@ time_out_at(CepOperator *op, NfaState *nfa, TimestampTz t)
 		if (!completes_at_timeout(pat, pm))
 		{
 			emit_timeout(op, nfa, pm);
+			pm_release(pm);
 			continue;
 		}
 
@@ -1364,7 +1376,10 @@ time_out_at(CepOperator *op, NfaState *nfa, TimestampTz t)
 			if (same_events(lfirst(lc), pm))
 				dup = true;
 		if (dup)
+		{
+			pm_release(pm);
 			continue;
+		}
 		pm->committed = false;
 		pm->order = list_length(done);
 		done = lappend(done, pm);

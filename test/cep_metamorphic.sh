@@ -166,7 +166,7 @@ restarts=0
 for ((round = 0; round < 8; round++)); do
     sleep "0.$((RANDOM % 3 + 1))"
     ((kills > 0)) && finished crash && break
-    if ((round == 4)); then
+    if ((round == 1)); then
         sf_pg_restart "$work/pg" immediate
         restarts=$((restarts + 1))
         continue
