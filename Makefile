@@ -15,6 +15,8 @@ OBJS = \
 	src/sink.o \
 	src/checkpoint.o \
 	src/worker.o \
+	src/watermark.o \
+	src/replay.o \
 	src/launcher.o \
 	src/live.o \
 	src/producer.o

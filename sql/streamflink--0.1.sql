@@ -199,6 +199,23 @@ REVOKE ALL ON FUNCTION streamflink._terminate(int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION streamflink._remove_state(int) FROM PUBLIC;
 
 /*
+ * A deterministic, Kafka-free run of a pipeline's operator over given
+ * messages, for tests (see src/replay.c): writes its sink, dead-letter and
+ * late-event rows in the caller's transaction, with seed-driven watermark
+ * steps, checkpoints and restores; one row per message says how it was
+ * taken.  The pipeline must not be running.
+ */
+CREATE FUNCTION streamflink._replay(pipeline text, payloads text[],
+	partitions int[] DEFAULT NULL, seed int DEFAULT 0,
+	p_advance float8 DEFAULT 0.25, p_checkpoint float8 DEFAULT 0.05,
+	p_restore float8 DEFAULT 0.02, max_restores int DEFAULT 3)
+RETURNS TABLE (ord int, partition int, "offset" bigint, event_time timestamptz,
+			   watermark timestamptz, status text, reason text)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'streamflink_replay';
+REVOKE ALL ON FUNCTION streamflink._replay(text, text[], int[], int, float8, float8, float8, int) FROM PUBLIC;
+
+/*
  * Helpers for the SQL functions below.
  */
 
