@@ -472,6 +472,15 @@ BEGIN
 END
 $$;
 
+/*
+ * Whether columns of a row type can be keys: equality as GROUP BY's, which
+ * streamflink can follow in bytes (see src/group_key.h); errors if not.
+ */
+CREATE FUNCTION streamflink._check_key_columns(row_type regtype, keys text[])
+RETURNS void
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'streamflink_check_key_columns';
+
 /* Key columns: a comma-separated list of source columns (may be empty). */
 CREATE FUNCTION streamflink._key_columns(s streamflink.source, key text)
 RETURNS text[]
@@ -496,6 +505,8 @@ BEGIN
 		END IF;
 		keys := keys || k;
 	END LOOP;
+	/* Grouped as GROUP BY would: refuse types it could not group by. */
+	PERFORM streamflink._check_key_columns(s.row_type, keys);
 	RETURN keys;
 END
 $$;

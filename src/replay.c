@@ -383,6 +383,7 @@ streamflink_replay(PG_FUNCTION_ARGS)
 	MemoryContext cxt;
 	MemoryContext old;
 	TypeCacheEntry *tce;
+	int			level;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -493,6 +494,7 @@ streamflink_replay(PG_FUNCTION_ARGS)
 		r->db_dir = psprintf("%s/db", r->dir);
 	}
 
+	level = GetCurrentTransactionNestLevel();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(cxt);
@@ -502,12 +504,23 @@ streamflink_replay(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
-		/* RocksDB's files and threads are no transaction's: free them here. */
+		ErrorData  *edata;
+
+		/*
+		 * Roll our subtransaction back before the error goes up, as PL/pgSQL
+		 * does, so the caller's transaction is in the state it expects.
+		 * RocksDB's files and threads are no transaction's: free them here.
+		 */
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		while (GetCurrentTransactionNestLevel() > level)
+			end_subxact(r, false);
 		if (r->store)
 			state_close(r->store);
 		r->store = NULL;
 		state_remove_dir(r->dir);
-		PG_RE_THROW();
+		ReThrowError(edata);
 	}
 	PG_END_TRY();
 	state_remove_dir(r->dir);
