@@ -99,7 +99,7 @@ refuse(Oid typid, const char *colname)
 				 errmsg("could not identify an equality operator for type %s",
 						format_type_be(typid)),
 				 errdetail("Key column \"%s\" must be groupable, as in GROUP BY.", colname),
-				 errhint("Declare the source column with a type that has equality, e.g. text or jsonb instead of json.")));
+				 errhint("Declare the source column with a type that has equality, for example text instead of json.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("key column \"%s\" of type %s is not supported", colname,
@@ -573,19 +573,6 @@ kstate_decode_values(KeyCodec *codec, const char *p, Datum *vals, bool *nulls)
 			p = decode_image(codec->cols[i], p, &vals[i]);
 	}
 	return p;
-}
-
-void
-kstate_check_key_column(Oid row_type, int attno)
-{
-	TupleDesc	desc = lookup_rowtype_tupdesc(row_type, -1);
-	Form_pg_attribute att = TupleDescAttr(desc, attno);
-	Oid			typid = att->atttypid;
-	Oid			collation = att->attcollation;
-	char	   *name = pstrdup(NameStr(att->attname));
-
-	ReleaseTupleDesc(desc);
-	(void) classify(typid, collation, name, true);
 }
 
 PG_FUNCTION_INFO_V1(streamflink_check_key_columns);

@@ -77,10 +77,4 @@ extern void kstate_encode_values(KeyCodec *codec, TupleTableSlot *slot, StringIn
 extern const char *kstate_decode_values(KeyCodec *codec, const char *p,
 										Datum *vals, bool *nulls);
 
-/*
- * ereport ERROR unless column 'attno' (0-based) of 'row_type' can be a key
- * (what pipeline creation checks).
- */
-extern void kstate_check_key_column(Oid row_type, int attno);
-
 #endif							/* STREAMFLINK_GROUP_KEY_H */
