@@ -333,16 +333,19 @@ retract(WindowOperator *op, KeyRepr *repr, TimestampTz start)
 	MemoryContextReset(op->scratch);
 }
 
-/* floor((t - epoch) / step) * step + epoch, also for negative t */
-static TimestampTz
-align_down(TimestampTz t, int64 step)
+/*
+ * floor((t - epoch) / step) * step + epoch, also for negative t; false if
+ * that is below the range of int64.
+ */
+static bool
+align_down(TimestampTz t, int64 step, TimestampTz *result)
 {
 	/* In 128 bits: t - epoch overflows near the last valid timestamp. */
 	int64		rem = (int64) (((int128) t - UNIX_EPOCH_TS) % step);
 
 	if (rem < 0)
 		rem += step;
-	return t - rem;
+	return !pg_sub_s64_overflow(t, rem, result);
 }
 
 /* t + d, if that is a valid timestamp. */
@@ -424,10 +427,12 @@ process_fixed(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timestam
 {
 	PipelineDef *def = op->def;
 	bool		accepted = false;
-	TimestampTz first = align_down(t, def->slide);
+	TimestampTz first;
 	TimestampTz lowest;			/* windows start after this */
 	TimestampTz start;
 
+	if (!align_down(t, def->slide, &first))
+		first = PG_INT64_MIN;	/* not a valid timestamp either */
 	if (pg_sub_s64_overflow(t, def->size, &lowest))
 		lowest = PG_INT64_MIN;
 
