@@ -7,6 +7,7 @@ OBJS = \
 	src/kafka_source.o \
 	src/state.o \
 	src/keyed_state.o \
+	src/group_key.o \
 	src/aggregate.o \
 	src/window.o \
 	src/operator.o \
@@ -15,6 +16,8 @@ OBJS = \
 	src/sink.o \
 	src/checkpoint.o \
 	src/worker.o \
+	src/watermark.o \
+	src/replay.o \
 	src/launcher.o \
 	src/live.o \
 	src/producer.o
@@ -23,12 +26,12 @@ EXTENSION = streamflink
 DATA = sql/streamflink--0.1.sql
 PGFILEDESC = "streamflink - stream processing inside PostgreSQL"
 
-SHLIB_LINK = -lrdkafka -lrocksdb -lpthread
+SHLIB_LINK = -lrdkafka -lrocksdb -lpthread -licui18n -licuuc
 PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress (sql/, expected/): tests run against a server the test driver started with
 # shared_preload_libraries (see test/run_tests.sh), hence --use-existing.
-REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates
+REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay
 REGRESS_OPTS = --use-existing --dbname=streamflink_regress
 
 EXTRA_CLEAN = test/mock_broker test/produce test/consume_bench

@@ -209,6 +209,23 @@ REVOKE ALL ON FUNCTION streamflink._terminate(int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION streamflink._remove_state(int) FROM PUBLIC;
 
 /*
+ * A deterministic, Kafka-free run of a pipeline's operator over given
+ * messages, for tests (see src/replay.c): writes its sink, dead-letter and
+ * late-event rows in the caller's transaction, with seed-driven watermark
+ * steps, checkpoints and restores; one row per message says how it was
+ * taken.  The pipeline must not be running.
+ */
+CREATE FUNCTION streamflink._replay(pipeline text, payloads text[],
+	partitions int[] DEFAULT NULL, seed int DEFAULT 0,
+	p_advance float8 DEFAULT 0.25, p_checkpoint float8 DEFAULT 0.05,
+	p_restore float8 DEFAULT 0.02, max_restores int DEFAULT 3)
+RETURNS TABLE (ord int, partition int, "offset" bigint, event_time timestamptz,
+			   watermark timestamptz, status text, reason text)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'streamflink_replay';
+REVOKE ALL ON FUNCTION streamflink._replay(text, text[], int[], int, float8, float8, float8, int) FROM PUBLIC;
+
+/*
  * Helpers for the SQL functions below.
  */
 
@@ -471,6 +488,15 @@ BEGIN
 END
 $$;
 
+/*
+ * Whether columns of a row type can be keys: equality as GROUP BY's, which
+ * streamflink can follow in bytes (see src/group_key.h); errors if not.
+ */
+CREATE FUNCTION streamflink._check_key_columns(row_type regtype, keys text[])
+RETURNS void
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'streamflink_check_key_columns';
+
 /* Key columns: a comma-separated list of source columns (may be empty). */
 CREATE FUNCTION streamflink._key_columns(s streamflink.source, key text)
 RETURNS text[]
@@ -495,6 +521,8 @@ BEGIN
 		END IF;
 		keys := keys || k;
 	END LOOP;
+	/* Grouped as GROUP BY would: refuse types it could not group by. */
+	PERFORM streamflink._check_key_columns(s.row_type, keys);
 	RETURN keys;
 END
 $$;
