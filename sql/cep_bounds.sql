@@ -97,7 +97,7 @@ SELECT count(*) AS timed_out FROM long_within_timeouts;
 --
 SELECT streamflink.create_pattern_pipeline('busy', 'evb', 'k', 'a{->>1,} b',
 	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'busy_out',
-	max_partial_matches => 100000, max_partial_match_events => 2000000);
+	max_partial_matches => 50000, max_partial_match_events => 1000000);
 SELECT streamflink.produce(regress_brokers(), 'regress_cep_bounds',
 	(SELECT array_agg(e) FROM generate_series(1, 40) i,
 			unnest(cep_events(5, 'a1 a2 a3 a4 a5 a6 a7 a8 a9 a10')) e)
