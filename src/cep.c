@@ -1570,6 +1570,7 @@ fire_key(CepOperator *op, TimestampTz wm)
 		{
 			BufEvent   *be = &buf->ev[done++];
 
+			cep_check_interrupts(op);
 			/* An error now is this event's message's fault (see worker.c). */
 			if (sf_message_is_poison(be->source))
 			{
@@ -1740,6 +1741,7 @@ cep_advance(void *arg, TimestampTz wm)
 		const char *bkey = k->data + KSTATE_TIMER_HEADER;
 		int			bklen = k->len - KSTATE_TIMER_HEADER;
 
+		cep_check_interrupts(op);
 		resetStringInfo(&op->gk);
 		appendBinaryStringInfo(&op->gk, bkey + 3, bklen - 3);
 		make_keys(op);
