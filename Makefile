@@ -9,6 +9,7 @@ OBJS = \
 	src/kafka_source.o \
 	src/state.o \
 	src/keyed_state.o \
+	src/group_key.o \
 	src/aggregate.o \
 	src/window.o \
 	src/operator.o \
@@ -17,6 +18,8 @@ OBJS = \
 	src/sink.o \
 	src/checkpoint.o \
 	src/worker.o \
+	src/watermark.o \
+	src/replay.o \
 	src/launcher.o \
 	src/live.o \
 	src/producer.o \
@@ -27,12 +30,12 @@ EXTENSION = streamflink
 DATA = sql/streamflink--0.1.sql
 PGFILEDESC = "streamflink - stream processing inside PostgreSQL"
 
-SHLIB_LINK = -lrdkafka -lrocksdb -lpthread
+SHLIB_LINK = -lrdkafka -lrocksdb -lpthread -licui18n -licuuc
 PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress (sql/, expected/): tests run against a server the test driver started with
 # shared_preload_libraries (see test/run_tests.sh), hence --use-existing.
-REGRESS = setup source decode pipeline run run_csv poison cep cep_aggregates hardening tenancy_owner tenancy ddl_guard
+REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay hardening tenancy_owner tenancy ddl_guard
 REGRESS_OPTS = --use-existing --dbname=streamflink_regress
 
 EXTRA_CLEAN = test/mock_broker test/produce test/consume_bench

@@ -85,10 +85,20 @@ SELECT pipeline, partition, "offset", convert_from(payload, 'UTF8') AS payload, 
 FROM streamflink.dead_letters ORDER BY partition, "offset";
 SELECT pipeline, partition, event_time, watermark, reason FROM streamflink.late_events;
 
+-- A secondary directory a crashed backend left behind (no such pid): the
+-- next live() of the pipeline removes it.
+SELECT format('%s/streamflink/%s/%s/live-2147483000', current_setting('data_directory'),
+			  (SELECT oid FROM pg_database WHERE datname = current_database()),
+			  (SELECT id FROM streamflink.pipeline WHERE name = 'surge')) AS stale_dir \gset
+\set cmd 'mkdir -p ' :'stale_dir'
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT (pg_stat_file(:'stale_dir', true)).isdir IS NOT NULL AS stale_dir_exists;
+
 -- Live aggregates: the windows still open, read from the worker's RocksDB.
 SELECT geo, window_start, window_end, rides, avg_wait, max_wait
 FROM streamflink.live('surge', NULL::surge_out) ORDER BY geo, window_start LIMIT 5;
 SELECT count(*) FROM streamflink.live('surge');
+SELECT (pg_stat_file(:'stale_dir', true)).isdir IS NOT NULL AS stale_dir_exists;
 -- The status view counts them too.
 SELECT wait_until($$SELECT open_count = 18 FROM streamflink.pipelines WHERE name = 'surge'$$);
 

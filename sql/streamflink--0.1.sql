@@ -44,6 +44,9 @@ CREATE TABLE streamflink.pipeline (
 	skip		text,			/* after-match skip strategy */
 	within		interval,		/* a match must fit in this time */
 	timed_out	regclass,		/* where timed-out partial matches go */
+	/* bounds of the partial matches of one key, see create_pattern_pipeline */
+	max_partial_matches int NOT NULL DEFAULT 10000 CHECK (max_partial_matches > 0),
+	max_partial_match_events int NOT NULL DEFAULT 100000 CHECK (max_partial_match_events > 0),
 	CHECK (CASE kind WHEN 'window' THEN window_kind IS NOT NULL AND aggregates IS NOT NULL
 					 ELSE pattern IS NOT NULL AND skip IS NOT NULL END),
 	sink		regclass NOT NULL,
@@ -178,6 +181,12 @@ RETURNS text[]
 AS 'MODULE_PATHNAME', 'streamflink_check_pattern'
 LANGUAGE C;
 
+/* The fewest events a match of a pattern holds (its quantifiers' minimums). */
+CREATE FUNCTION streamflink._pattern_min_events(pattern text, skip text, has_within boolean)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_pattern_min_events'
+LANGUAGE C;
+
 /*
  * Refuses the librdkafka options a source owned by this role may not set:
  * our own settings for everyone, and for roles that are not superusers
@@ -200,7 +209,8 @@ CREATE FUNCTION streamflink._worker_status(
 	OUT started timestamptz, OUT events bigint, OUT events_per_second float8,
 	OUT rows_emitted bigint, OUT dead_letters bigint, OUT late_events bigint,
 	OUT watermark timestamptz, OUT lag bigint, OUT last_checkpoint bigint,
-	OUT last_checkpoint_at timestamptz, OUT state_keys bigint)
+	OUT last_checkpoint_at timestamptz, OUT state_keys bigint,
+	OUT partial_matches_dropped bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'streamflink_worker_status'
 LANGUAGE C STRICT;
@@ -230,6 +240,23 @@ AS 'MODULE_PATHNAME', 'streamflink_produce'
 LANGUAGE C STRICT;
 
 /*
+ * A deterministic, Kafka-free run of a pipeline's operator over given
+ * messages, for tests (see src/replay.c): writes its sink, dead-letter and
+ * late-event rows in the caller's transaction, with seed-driven watermark
+ * steps, checkpoints and restores; one row per message says how it was
+ * taken.  The pipeline must not be running.
+ */
+CREATE FUNCTION streamflink._replay(pipeline text, payloads text[],
+	partitions int[] DEFAULT NULL, seed int DEFAULT 0,
+	p_advance float8 DEFAULT 0.25, p_checkpoint float8 DEFAULT 0.05,
+	p_restore float8 DEFAULT 0.02, max_restores int DEFAULT 3)
+RETURNS TABLE (ord int, partition int, "offset" bigint, event_time timestamptz,
+			   watermark timestamptz, status text, reason text)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'streamflink_replay';
+REVOKE ALL ON FUNCTION streamflink._replay(text, text[], int[], int, float8, float8, float8, int) FROM PUBLIC;
+
+/*
  * Helpers for the SQL functions below.
  */
 
@@ -257,6 +284,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = CASE WHEN allow_zero THEN 'It must not be negative.'
 							  ELSE 'It must be positive.' END;
+	END IF;
+	/* In microseconds it must fit in 64 bits (about 292,000 years). */
+	IF extract(epoch FROM i) >= 9223372036854 THEN
+		RAISE EXCEPTION 'invalid %: %', what, i
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'It must be shorter than 292,000 years.';
 	END IF;
 	IF i <> interval '0' AND streamflink._interval_ms(i) = 0 THEN
 		RAISE EXCEPTION 'invalid %: %', what, i
@@ -483,6 +516,15 @@ BEGIN
 END
 $$;
 
+/*
+ * Whether columns of a row type can be keys: equality as GROUP BY's, which
+ * streamflink can follow in bytes (see src/group_key.h); errors if not.
+ */
+CREATE FUNCTION streamflink._check_key_columns(row_type regtype, keys text[])
+RETURNS void
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'streamflink_check_key_columns';
+
 /* Key columns: a comma-separated list of source columns (may be empty). */
 CREATE FUNCTION streamflink._key_columns(s streamflink.source, key text)
 RETURNS text[]
@@ -507,6 +549,8 @@ BEGIN
 		END IF;
 		keys := keys || k;
 	END LOOP;
+	/* Grouped as GROUP BY would: refuse types it could not group by. */
+	PERFORM streamflink._check_key_columns(s.row_type, keys);
 	RETURN keys;
 END
 $$;
@@ -678,6 +722,22 @@ $$;
  *	 older than that are dropped, or written to the timed_out table.
  * skip: no_skip (default), skip_to_next, skip_past_last_event,
  *	 skip_to_first(var), skip_to_last(var).
+ * max_partial_matches (default 10000), max_partial_match_events (default
+ *	 100000): bounds of the partial matches one key holds at once, and of
+ *	 the events they hold together (a pattern such as a{->>1,} b without
+ *	 within would otherwise grow without end).  After each event the
+ *	 partial matches are kept in creation order -- what the older ones
+ *	 became first, the match the event starts last; completed matches a
+ *	 skip strategy holds back count too -- and those beyond a bound are
+ *	 discarded: counted in streamflink.pipelines
+ *	 (partial_matches_dropped) and logged.  The same events always discard
+ *	 the same partial matches.  A pattern whose matches need more events
+ *	 than max_partial_match_events is refused.
+ * Timeouts: the deadlines of partial matches (first event + within) pass
+ *	 in time order, each followed by the skip strategy, interleaved with
+ *	 the events at their times; so the results never depend on how far the
+ *	 watermark moves at once.  A deadline past the timestamp range never
+ *	 comes.
  * The sink table gets: the key columns, match_start, match_end, events
  * (jsonb: {"var": [event rows], ...}) and the measures.
  */
@@ -692,7 +752,9 @@ CREATE FUNCTION streamflink.create_pattern_pipeline(
 	skip text DEFAULT 'no_skip',
 	measures text DEFAULT NULL,
 	timed_out text DEFAULT NULL,
-	checkpoint_interval interval DEFAULT '1 second')
+	checkpoint_interval interval DEFAULT '1 second',
+	max_partial_matches int DEFAULT 10000,
+	max_partial_match_events int DEFAULT 100000)
 RETURNS void
 LANGUAGE plpgsql
 /* No SET search_path: the sink names resolve in the caller's path. */
@@ -726,6 +788,20 @@ BEGIN
 	/* The pattern, its conditions and measures, compiled by Postgres itself. */
 	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip,
 											   within IS NOT NULL);
+	max_partial_matches := coalesce(max_partial_matches, 10000);
+	max_partial_match_events := coalesce(max_partial_match_events, 100000);
+	IF max_partial_matches < 1 OR max_partial_match_events < 1 THEN
+		RAISE EXCEPTION 'invalid bound of partial matches: % partial matches, % events',
+			max_partial_matches, max_partial_match_events
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Both bounds must be at least 1.';
+	END IF;
+	IF streamflink._pattern_min_events(pattern, skip, within IS NOT NULL) > max_partial_match_events THEN
+		RAISE EXCEPTION 'pattern needs at least % events per match, more than max_partial_match_events (%)',
+			streamflink._pattern_min_events(pattern, skip, within IS NOT NULL), max_partial_match_events
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'A partial match holding more events than the bound is discarded, so this pattern could never match: raise max_partial_match_events or lower the quantifiers.';
+	END IF;
 	FOREACH m IN ARRAY measure_defs LOOP
 		IF split_part(m, ' ', 1) IN (SELECT quote_ident(k) FROM unnest(keys || ARRAY['match_start', 'match_end', 'events']) k) THEN
 			RAISE EXCEPTION 'measure name % collides with a key column or match_start/match_end/events', split_part(m, ' ', 1)
@@ -770,9 +846,11 @@ BEGIN
 
 	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, pattern, define,
 									  measures, skip, within, timed_out, sink,
-									  allowed_lateness, checkpoint_interval)
+									  allowed_lateness, checkpoint_interval,
+									  max_partial_matches, max_partial_match_events)
 	VALUES (p_name, s.id, 'pattern', keys, pattern, define, measures, skip, within,
-			timed_out_rel, sink_rel, interval '0', checkpoint_interval);
+			timed_out_rel, sink_rel, interval '0', checkpoint_interval,
+			max_partial_matches, max_partial_match_events);
 END
 $$;
 
@@ -921,7 +999,9 @@ SELECT p.name, s.name AS source, p.window_kind AS "window",
 	   c.duration AS last_checkpoint_duration, c.state_bytes AS last_checkpoint_bytes,
 	   p.owner,
 	   p.kind, p.pattern, p.define, p.measures, p.within, p.skip, p.timed_out,
-	   w.state_keys AS open_count	/* open windows, or keys with partial matches */
+	   w.state_keys AS open_count,	/* open windows, or keys with partial matches */
+	   p.max_partial_matches, p.max_partial_match_events,
+	   w.partial_matches_dropped	/* discarded over those bounds, since created */
 FROM streamflink.pipeline p
 JOIN streamflink.source s ON s.id = p.source_id
 LEFT JOIN streamflink._worker_status() w ON w.pipeline_id = p.id
@@ -1317,6 +1397,9 @@ GRANT USAGE ON SCHEMA streamflink TO streamflink_user;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA streamflink TO streamflink_user;
 REVOKE EXECUTE ON FUNCTION streamflink._pipeline_lifecycle(), streamflink._worker_only(),
 	streamflink._pipeline_check(), streamflink._source_check() FROM streamflink_user;
+/* The replay harness writes the extension's tables from a backend: tests only. */
+REVOKE EXECUTE ON FUNCTION streamflink._replay(text, text[], int[], int, float8, float8, float8, int)
+	FROM streamflink_user;
 GRANT SELECT ON ALL TABLES IN SCHEMA streamflink TO streamflink_user;	/* and views */
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA streamflink TO streamflink_user;
 GRANT INSERT (name, brokers, topic, format, row_type, event_time, max_out_of_orderness,
@@ -1324,11 +1407,14 @@ GRANT INSERT (name, brokers, topic, format, row_type, event_time, max_out_of_ord
 	ON streamflink.source TO streamflink_user;
 GRANT INSERT (name, source_id, kind, key_columns, window_kind, window_size, window_slide,
 			  session_gap, aggregates, pattern, define, measures, skip, within, timed_out,
-			  sink, allowed_lateness, checkpoint_interval),
+			  sink, allowed_lateness, checkpoint_interval, max_partial_matches,
+			  max_partial_match_events),
 	  UPDATE (state), DELETE
 	ON streamflink.pipeline TO streamflink_user;
-/* A worker running as its pipeline's owner writes these (_worker_only). */
-GRANT INSERT ON streamflink.checkpoint, streamflink.checkpoint_offset,
-	streamflink.dead_letter, streamflink.late_event TO streamflink_user;
-GRANT DELETE ON streamflink.checkpoint, streamflink.checkpoint_offset TO streamflink_user;
+/*
+ * Checkpoints, offsets, dead letters and late events are written by the
+ * worker as itself, never as the owner whose code it runs (run_as.h): a
+ * tenant, and its code in the worker, only reads them, and may clear its
+ * own dead letters and late events.
+ */
 GRANT DELETE ON streamflink.dead_letter, streamflink.late_event TO streamflink_user;

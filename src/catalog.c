@@ -10,6 +10,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -22,12 +23,18 @@ static int64
 interval_us(Datum d, bool isnull)
 {
 	Interval   *i;
+	int64		us;
 
 	if (isnull)
 		return -1;
 	i = DatumGetIntervalP(d);
 	/* Months were refused at creation; days count as 24 hours. */
-	return i->time + (int64) i->day * USECS_PER_DAY;
+	if (pg_mul_s64_overflow((int64) i->day, USECS_PER_DAY, &us) ||
+		pg_add_s64_overflow(us, i->time, &us))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("interval out of range")));
+	return us;
 }
 
 static char *
@@ -76,7 +83,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       s.id, s.name, s.brokers, s.topic, s.format, s.row_type::oid,"
 		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options,"
 		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
-		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree"
+		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
+		"       p.max_partial_matches, p.max_partial_match_events"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -173,6 +181,10 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 31, &isnull));
 		def->aggregates_tree = SPI_getvalue(tup, desc, 32);
 		def->pattern_tree = SPI_getvalue(tup, desc, 33);
+		d = SPI_getbinval(tup, desc, 34, &isnull);
+		def->max_partial_matches = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(tup, desc, 35, &isnull);
+		def->max_partial_match_events = isnull ? 0 : DatumGetInt32(d);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

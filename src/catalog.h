@@ -68,6 +68,8 @@ typedef struct PipelineDef
 	char	   *pattern_tree;	/* define and measures, analysed (pattern_load) */
 	int64		within;			/* microseconds, -1 for none */
 	Oid			timed_out_relid;	/* InvalidOid: timed-out matches dropped */
+	int			max_partial_matches;	/* per key, see cep.c */
+	int			max_partial_match_events;	/* events they hold, per key */
 } PipelineDef;
 
 /*

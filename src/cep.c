@@ -67,13 +67,29 @@
  * waiting matches refer to them by their position in the key's processing
  * order, and events none refers to are dropped when the state is saved.
  *
+ * Time.  A partial match's deadline is its first event's time plus
+ * 'within' (overflow-checked: one past the timestamp range never comes).
+ * Deadlines pass one at a time, in time order, each followed by the skip
+ * strategy, and before the events at or after their time; so the results
+ * do not depend on how far the watermark moves at once (see advance_time).
+ *
+ * Bounds.  After each event a key keeps at most max_partial_matches
+ * partial matches holding at most max_partial_match_events events together
+ * (completed matches waiting for the skip strategy count too), in creation
+ * order; the rest are discarded and counted (nfa_event).  The NFA's loops
+ * check for interrupts and for a requested termination
+ * (cep_check_interrupts), so a worker busy with many partial matches still
+ * stops.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
@@ -87,6 +103,7 @@
 #include "streamflink.h"
 
 #define META_OPEN_KEY "\xFF\xFE" "cep_open"
+#define META_DROPPED_KEY "\xFF\xFE" "cep_dropped"
 
 /* An event waiting for the watermark. */
 typedef struct BufEvent
@@ -122,6 +139,24 @@ typedef struct MatchRef
 	int64		pos;
 } MatchRef;
 
+/*
+ * The events of partial matches, shared: a partial match sees the first n
+ * entries of its array.  What one event makes of a partial match (take it,
+ * ignore it, ...) shares the array; a take appends in place when nobody
+ * has appended past its n yet ('used'), else copies.  So a step costs O(1)
+ * per partial match, not O(its events) (a{1000} copied 1000 references per
+ * partial match and event).  An array is freed when the last partial match
+ * sharing it goes (pm_release): replaced by its successors, discarded,
+ * emitted, timed out or pruned.
+ */
+typedef struct RefArray
+{
+	int32		used;			/* entries some partial match has taken */
+	int32		cap;
+	int32		nowners;		/* partial matches sharing it */
+	MatchRef	refs[FLEXIBLE_ARRAY_MEMBER];
+} RefArray;
+
 typedef struct PartialMatch
 {
 	int16		elem;
@@ -130,7 +165,8 @@ typedef struct PartialMatch
 	int64		start_pos;
 	TimestampTz start_time;
 	int			n;
-	MatchRef   *refs;
+	MatchRef   *refs;			/* ra->refs */
+	RefArray   *ra;
 	int			order;			/* scratch: creation order within a step */
 } PartialMatch;
 
@@ -170,6 +206,9 @@ struct CepOperator
 	int			eval_expr;		/* expression being evaluated, for errors */
 	TimestampTz timer_floor;
 	int64		open;			/* partial matches */
+	int64		dropped;		/* partial matches discarded by the bound */
+	TimestampTz dropped_logged; /* when the last LOG about them was written */
+	TimestampTz busy_since;		/* start of the current cep_advance */
 	StringInfoData gk;
 	StringInfoData bkey;
 	StringInfoData nkey;
@@ -178,6 +217,50 @@ struct CepOperator
 	bool	   *nulls;
 	int			nkeys;
 };
+
+/*
+ * Called in the NFA's loops, which can run long on a pattern with many
+ * partial matches: a cancel or die interrupt, and a termination the worker
+ * was asked for (its SIGTERM handler only sets sf_termination_requested, so
+ * that a stop between batches ends with a checkpoint).  A step that has run
+ * for a second when the signal comes is abandoned: the worker exits, and the
+ * work since the last checkpoint is done again at the next start (its sink
+ * rows are in the epoch's transaction, which is not committed).
+ */
+static inline void
+cep_check_interrupts(CepOperator *op)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (unlikely(sf_termination_requested) &&
+		GetCurrentTimestamp() - op->busy_since >= USECS_PER_SEC)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("streamflink pattern pipeline \"%s\" stops in the middle of a long NFA step",
+						op->def->name),
+				 errdetail("Its work since the last checkpoint is done again at its next start.")));
+}
+
+/*
+ * Partial matches the bound discarded: counted (in the checkpointed state,
+ * and in streamflink.pipelines) and logged at most once a minute.
+ */
+static void
+count_dropped(CepOperator *op, int64 n)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	op->dropped += n;
+	if (op->dropped_logged == 0 || now - op->dropped_logged >= 60 * USECS_PER_SEC)
+	{
+		ereport(LOG,
+				(errmsg("streamflink pattern pipeline \"%s\" discarded partial matches over its bound, %lld so far",
+						op->def->name, (long long) op->dropped),
+				 errdetail("A key may hold at most %d partial matches with %d events together (max_partial_matches, max_partial_match_events).",
+						   op->def->max_partial_matches, op->def->max_partial_match_events),
+				 errhint("Bound the pattern with within, make its loops stricter, or raise the bounds.")));
+		op->dropped_logged = now;
+	}
+}
 
 /* --- state objects -------------------------------------------------------- */
 
@@ -276,6 +359,25 @@ nfa_new(void)
 	return nfa;
 }
 
+static RefArray *
+ref_array_new(int cap)
+{
+	RefArray   *ra = palloc(offsetof(RefArray, refs) + sizeof(MatchRef) * cap);
+
+	ra->used = 0;
+	ra->cap = cap;
+	ra->nowners = 1;
+	return ra;
+}
+
+static void
+pm_release(PartialMatch *pm)
+{
+	if (--pm->ra->nowners == 0)
+		pfree(pm->ra);
+	pfree(pm);
+}
+
 static PartialMatch *
 pm_decode(const char **pp)
 {
@@ -290,7 +392,9 @@ pm_decode(const char **pp)
 	GET(p, pm->start_pos);
 	GET(p, pm->start_time);
 	GET(p, pm->n);
-	pm->refs = palloc(sizeof(MatchRef) * Max(pm->n, 1));
+	pm->ra = ref_array_new(pm->n + 4);
+	pm->ra->used = pm->n;
+	pm->refs = pm->ra->refs;
 	for (int j = 0; j < pm->n; j++)
 	{
 		GET(p, pm->refs[j].var);
@@ -311,11 +415,18 @@ pm_encode(PartialMatch *pm, StringInfo buf)
 	PUT(buf, pm->start_pos);
 	PUT(buf, pm->start_time);
 	PUT(buf, pm->n);
+
+	/* The events: one enlargement, then plain copies (the hot part). */
+	enlargeStringInfo(buf, pm->n * (sizeof(int16) + sizeof(int64)));
 	for (int j = 0; j < pm->n; j++)
 	{
-		PUT(buf, pm->refs[j].var);
-		PUT(buf, pm->refs[j].pos);
+		char	   *d = buf->data + buf->len;
+
+		memcpy(d, &pm->refs[j].var, sizeof(int16));
+		memcpy(d + sizeof(int16), &pm->refs[j].pos, sizeof(int64));
+		buf->len += sizeof(int16) + sizeof(int64);
 	}
+	buf->data[buf->len] = '\0';
 }
 
 static NfaState *
@@ -379,22 +490,54 @@ find_event(NfaState *nfa, int64 pos)
 	return NULL;
 }
 
+/* Mark the events a partial match refers to; idx: position -> index, or NULL. */
+static void
+mark_events(NfaState *nfa, PartialMatch *pm, int *idx, int64 base)
+{
+	for (int j = 0; j < pm->n; j++)
+	{
+		int64		off = pm->refs[j].pos - base;
+
+		if (idx && off >= 0 && off < nfa->next_pos - base && idx[off] >= 0)
+			nfa->ev[idx[off]].used = true;
+		else
+			find_event(nfa, pm->refs[j].pos)->used = true;	/* or its error */
+	}
+}
+
 /* Encode, keeping only events that partial or waiting matches refer to. */
 static void
 nfa_encode(NfaState *nfa, StringInfo buf)
 {
 	int32		n = 0;
+	int		   *idx = NULL;
+	int64		base = nfa->nev > 0 ? nfa->ev[0].pos : 0;
 
+	/*
+	 * Positions are dense (one per event of the key, kept from the oldest
+	 * one referred to): map them to indexes directly when they are, rather
+	 * than search for each reference.
+	 */
+	if (nfa->nev > 0 && nfa->next_pos - base <= 4 * (int64) nfa->nev + 64)
+	{
+		int			span = nfa->next_pos - base;
+
+		idx = palloc(sizeof(int) * span);
+		for (int i = 0; i < span; i++)
+			idx[i] = -1;
+		for (int i = 0; i < nfa->nev; i++)
+			idx[nfa->ev[i].pos - base] = i;
+	}
 	for (int i = 0; i < nfa->nev; i++)
 		nfa->ev[i].used = false;
 	for (int i = 0; i < nfa->npm; i++)
-		for (int j = 0; j < nfa->pms[i]->n; j++)
-			find_event(nfa, nfa->pms[i]->refs[j].pos)->used = true;
+		mark_events(nfa, nfa->pms[i], idx, base);
 	for (int i = 0; i < nfa->nwait; i++)
-		for (int j = 0; j < nfa->wait[i]->n; j++)
-			find_event(nfa, nfa->wait[i]->refs[j].pos)->used = true;
+		mark_events(nfa, nfa->wait[i], idx, base);
 	for (int i = 0; i < nfa->nev; i++)
 		n += nfa->ev[i].used;
+	if (idx)
+		pfree(idx);
 
 	PUT(buf, nfa->next_pos);
 	PUT(buf, n);
@@ -713,6 +856,9 @@ emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	sink_insert(op->sink, op->ins_match, op->values, op->nulls);
 }
 
+static TimestampTz pm_deadline(CepOperator *op, PartialMatch *pm);
+
+/* A partial match timed out: its deadline has passed, so it is a valid time. */
 static void
 emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 {
@@ -723,7 +869,7 @@ emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	set_key_values(op);
 	op->values[k] = TimestampTzGetDatum(pm->start_time);
 	op->nulls[k] = false;
-	op->values[k + 1] = TimestampTzGetDatum(pm->start_time + op->def->within);
+	op->values[k + 1] = TimestampTzGetDatum(pm_deadline(op, pm));
 	op->nulls[k + 1] = false;
 	op->values[k + 2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(events_json(op, nfa, pm)));
 	op->nulls[k + 2] = false;
@@ -744,8 +890,16 @@ pm_copy(PartialMatch *pm, int extra)
 	PartialMatch *n = palloc(sizeof(PartialMatch));
 
 	*n = *pm;
-	n->refs = palloc(sizeof(MatchRef) * (pm->n + extra + 1));
-	memcpy(n->refs, pm->refs, sizeof(MatchRef) * pm->n);
+	/* Room to append 'extra' entries that nobody else has taken? */
+	if (extra > 0 && (pm->ra->used != pm->n || pm->n + extra > pm->ra->cap))
+	{
+		n->ra = ref_array_new(Max(2 * (pm->n + extra), 8));
+		memcpy(n->ra->refs, pm->refs, sizeof(MatchRef) * pm->n);
+		n->ra->used = pm->n;
+		n->refs = n->ra->refs;
+	}
+	else
+		n->ra->nowners++;
 	return n;
 }
 
@@ -777,7 +931,8 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 	else
 	{
 		n = palloc0(sizeof(PartialMatch));
-		n->refs = palloc(sizeof(MatchRef) * 2);
+		n->ra = ref_array_new(8);
+		n->refs = n->ra->refs;
 		n->count = 1;
 		n->start_pos = op->cur->pos;
 		n->start_time = op->cur->time;
@@ -787,6 +942,7 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 	n->refs[n->n].var = el->var;
 	n->refs[n->n].pos = op->cur->pos;
 	n->n++;
+	n->ra->used = n->n;
 
 	n->order = list_length(out->matches);
 	complete = n->count >= el->min;
@@ -1105,17 +1261,22 @@ release_matches(CepOperator *op, NfaState *nfa)
 				inclusive = false;
 				break;
 		}
+		pm_release(m);
 		if (limit < 0)
 			continue;
 		kept = 0;
 		for (int i = 0; i < nfa->npm; i++)
 			if (!pruned(nfa->pms[i], limit, inclusive))
 				nfa->pms[kept++] = nfa->pms[i];
+			else
+				pm_release(nfa->pms[i]);
 		nfa->npm = kept;
 		kept = 0;
 		for (int i = 0; i < nfa->nwait; i++)
 			if (!pruned(nfa->wait[i], limit, inclusive))
 				nfa->wait[kept++] = nfa->wait[i];
+			else
+				pm_release(nfa->wait[i]);
 		nfa->nwait = kept;
 	}
 }
@@ -1142,7 +1303,10 @@ complete_matches(CepOperator *op, NfaState *nfa, List *matches)
 	{
 		/* Flink emits every match at once when nothing is skipped. */
 		foreach(lc, matches)
+		{
 			emit_match(op, nfa, lfirst(lc));
+			pm_release(lfirst(lc));
+		}
 	}
 	else
 	{
@@ -1153,30 +1317,44 @@ complete_matches(CepOperator *op, NfaState *nfa, List *matches)
 }
 
 /*
- * Time has come to t (an event's time, or the watermark): as Flink's
- * NFA.advanceTime, partial matches that do not fit in 'within' any more
- * time out, except those of a trailing notFollowedBy that got past the
- * last element: those are matches now (Flink's pending states).  They
+ * When a partial match times out: its first event's time plus 'within', or
+ * DT_NOEND (never) without within or when that lies past the timestamp
+ * range (a deadline no event time can reach, never written to a sink).
+ */
+static TimestampTz
+pm_deadline(CepOperator *op, PartialMatch *pm)
+{
+	TimestampTz d;
+
+	if (op->def->within < 0 ||
+		pg_add_s64_overflow(pm->start_time, op->def->within, &d) ||
+		!IS_VALID_TIMESTAMP(d))
+		return DT_NOEND;
+	return d;
+}
+
+/*
+ * The partial matches whose deadline is t time out (as Flink's
+ * NFA.advanceTime), except those of a trailing notFollowedBy that got past
+ * the last element: those are matches now (Flink's pending states).  They
  * and the waiting matches the timed-out ones held back go through the skip
- * strategy before the event at t is processed.
+ * strategy.
  */
 static void
-advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
+time_out_at(CepOperator *op, NfaState *nfa, TimestampTz t)
 {
 	Pattern    *pat = op->cp->pattern;
 	List	   *done = NIL;
 	int			kept = 0;
 	bool		any = false;
 
-	if (op->def->within < 0)
-		return;
 	for (int i = 0; i < nfa->npm; i++)
 	{
 		PartialMatch *pm = nfa->pms[i];
 		ListCell   *lc;
 		bool		dup = false;
 
-		if (t - pm->start_time < op->def->within)
+		if (pm_deadline(op, pm) != t)
 		{
 			nfa->pms[kept++] = pm;
 			continue;
@@ -1185,6 +1363,7 @@ advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
 		if (!completes_at_timeout(pat, pm))
 		{
 			emit_timeout(op, nfa, pm);
+			pm_release(pm);
 			continue;
 		}
 
@@ -1197,7 +1376,10 @@ advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
 			if (same_events(lfirst(lc), pm))
 				dup = true;
 		if (dup)
+		{
+			pm_release(pm);
 			continue;
+		}
 		pm->committed = false;
 		pm->order = list_length(done);
 		done = lappend(done, pm);
@@ -1209,6 +1391,39 @@ advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
 		release_matches(op, nfa);
 }
 
+/*
+ * Time has come to t (an event's time, or the watermark): every deadline
+ * up to t passes, one after the other in time order, each followed by the
+ * skip strategy.  So a match completed (or released) at an earlier
+ * deadline prunes partial matches before a later deadline could time them
+ * out, and the result does not depend on how far time moves at once: one
+ * step to t equals every intermediate step (issue 7).  Flink's advanceTime
+ * times out all at once and prunes afterwards, which makes its timed-out
+ * output depend on the watermark's steps.
+ */
+static void
+advance_time(CepOperator *op, NfaState *nfa, TimestampTz t)
+{
+	if (op->def->within < 0)
+		return;
+	for (;;)
+	{
+		TimestampTz next = DT_NOEND;
+
+		cep_check_interrupts(op);
+		for (int i = 0; i < nfa->npm; i++)
+		{
+			TimestampTz d = pm_deadline(op, nfa->pms[i]);
+
+			if (d <= t && d < next)
+				next = d;
+		}
+		if (next == DT_NOEND)
+			break;
+		time_out_at(op, nfa, next);
+	}
+}
+
 static void
 nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 {
@@ -1217,6 +1432,8 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	StepOutput	out = {NIL, NIL};
 	ListCell   *lc;
 	int			kept = 0;
+	int64		held = 0;
+	int64		dropped = 0;
 
 	/* Keep the event (positions are increasing: the array stays sorted). */
 	if (nfa->nev == nfa->evcap)
@@ -1237,13 +1454,51 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	advance_time(op, nfa, e->time);
 
 	for (int i = 0; i < nfa->npm; i++)
+	{
+		cep_check_interrupts(op);
 		step(op, nfa, nfa->pms[i], &out);
+	}
 	step(op, nfa, NULL, &out);
 
+	/*
+	 * step() copies what it keeps: the partial matches before the event are
+	 * garbage now (their event arrays are shared, see RefArray).
+	 */
+	for (int i = 0; i < nfa->npm; i++)
+		pm_release(nfa->pms[i]);
+	pfree(nfa->pms);
+
+	/*
+	 * The bound on a key's partial matches (max_partial_matches, and
+	 * max_partial_match_events for the events they hold together): they are
+	 * kept in creation order -- what the older partial matches became
+	 * first, in their order, then the match this event starts -- and those
+	 * beyond the bound are discarded and counted.  Completed matches a skip
+	 * strategy holds back count too (they are bounded so: no partial match,
+	 * no new completion).  This depends on the events only, never on
+	 * timing, so results stay deterministic.
+	 */
+	for (int i = 0; i < nfa->nwait; i++)
+		held += nfa->wait[i]->n;
 	nfa->pms = palloc(sizeof(PartialMatch *) * Max(list_length(out.pms), 1));
 	foreach(lc, out.pms)
-		nfa->pms[kept++] = lfirst(lc);
+	{
+		PartialMatch *n = lfirst(lc);
+
+		if (kept + nfa->nwait >= op->def->max_partial_matches ||
+			held + n->n > op->def->max_partial_match_events)
+		{
+			pm_release(n);
+			dropped++;
+			continue;
+		}
+		held += n->n;
+		nfa->pms[kept++] = n;
+	}
 	nfa->npm = kept;
+	list_free(out.pms);
+	if (dropped > 0)
+		count_dropped(op, dropped);
 
 	/* Matches in the order of their first events (then of creation). */
 	if (pat->skip == SKIP_NONE)
@@ -1315,6 +1570,7 @@ fire_key(CepOperator *op, TimestampTz wm)
 		{
 			BufEvent   *be = &buf->ev[done++];
 
+			cep_check_interrupts(op);
 			/* An error now is this event's message's fault (see worker.c). */
 			if (sf_message_is_poison(be->source))
 			{
@@ -1337,12 +1593,13 @@ fire_key(CepOperator *op, TimestampTz wm)
 		ResetExprContext(op->econtext);
 		if (nfa->npm > 0)
 		{
-			TimestampTz oldest = DT_NOEND;
+			TimestampTz next = DT_NOEND;
 
 			for (int i = 0; i < nfa->npm; i++)
-				oldest = Min(oldest, nfa->pms[i]->start_time);
-			kstate_timer_register(op->store, &op->tkey, oldest + op->def->within,
-								  op->bkey.data, op->bkey.len);
+				next = Min(next, pm_deadline(op, nfa->pms[i]));
+			if (next != DT_NOEND)
+				kstate_timer_register(op->store, &op->tkey, next,
+									  op->bkey.data, op->bkey.len);
 		}
 	}
 	op->open += nfa->npm - before;
@@ -1441,6 +1698,9 @@ cep_flush(void *arg)
 	kstate_flush(op->ks_nfa);
 	state_put(op->store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1,
 			  (char *) &op->open, sizeof(op->open));
+	if (op->dropped > 0)
+		state_put(op->store, META_DROPPED_KEY, sizeof(META_DROPPED_KEY) - 1,
+				  (char *) &op->dropped, sizeof(op->dropped));
 }
 
 static void
@@ -1473,6 +1733,7 @@ cep_advance(void *arg, TimestampTz wm)
 	wm -= 1;
 	if (wm < op->timer_floor)
 		return;
+	op->busy_since = GetCurrentTimestamp();
 	due = kstate_timers_due(op->store, op->timer_floor, wm);
 	foreach(lc, due)
 	{
@@ -1480,6 +1741,7 @@ cep_advance(void *arg, TimestampTz wm)
 		const char *bkey = k->data + KSTATE_TIMER_HEADER;
 		int			bklen = k->len - KSTATE_TIMER_HEADER;
 
+		cep_check_interrupts(op);
 		resetStringInfo(&op->gk);
 		appendBinaryStringInfo(&op->gk, bkey + 3, bklen - 3);
 		make_keys(op);
@@ -1499,12 +1761,19 @@ cep_open_count(void *arg)
 	return ((CepOperator *) arg)->open;
 }
 
+static int64
+cep_dropped_count(void *arg)
+{
+	return ((CepOperator *) arg)->dropped;
+}
+
 const OperatorMethods cep_operator_methods = {
-	cep_process,
-	cep_advance,
-	cep_maybe_flush,
-	cep_flush,
-	cep_open_count
+	.process = cep_process,
+	.advance = cep_advance,
+	.maybe_flush = cep_maybe_flush,
+	.flush = cep_flush,
+	.open_count = cep_open_count,
+	.dropped_count = cep_dropped_count
 };
 
 CepOperator *
@@ -1576,6 +1845,37 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 	initStringInfo(&buf);
 	if (state_get(store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1, &buf) && buf.len == 8)
 		memcpy(&op->open, buf.data, 8);
+	resetStringInfo(&buf);
+	if (state_get(store, META_DROPPED_KEY, sizeof(META_DROPPED_KEY) - 1, &buf) && buf.len == 8)
+		memcpy(&op->dropped, buf.data, 8);
 	pfree(buf.data);
 	return op;
+}
+
+/* --- SQL-callable check --------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(streamflink_pattern_min_events);
+
+/*
+ * streamflink._pattern_min_events(pattern, skip, has_within): the fewest
+ * events a match holds, the sum of the minimums of its (not negated)
+ * elements; create_pattern_pipeline compares it with
+ * max_partial_match_events.  NULL for a NULL pattern (its error comes from
+ * _check_pattern).
+ */
+Datum
+streamflink_pattern_min_events(PG_FUNCTION_ARGS)
+{
+	Pattern    *pat;
+	int64		n = 0;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	pat = pattern_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						!PG_ARGISNULL(2) && PG_GETARG_BOOL(2));
+	for (int i = 0; i < pat->nelems; i++)
+		if (!pat->elems[i].negated)
+			n += pat->elems[i].min;
+	PG_RETURN_INT64(n);
 }

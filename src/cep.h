@@ -11,7 +11,12 @@
  *	  contiguity, quantifier and greediness rules of pattern.h;
  *	- a partial match whose first event is 'within' or more older than the
  *	  event being processed, or than the watermark, times out (and goes to
- *	  the timed-out table, if the pipeline has one);
+ *	  the timed-out table, if the pipeline has one); deadlines pass in time
+ *	  order, each followed by the skip strategy, so results do not depend
+ *	  on the watermark's steps (unlike Flink's advanceTime);
+ *	- a key holds a bounded number of partial matches (max_partial_matches,
+ *	  max_partial_match_events): the newest beyond the bound are discarded
+ *	  and counted;
  *	- the matches completed by one event are emitted in the order of their
  *	  first events, pruned by the after-match skip strategy.
  * Each match is one row of the sink table; buffers, partial matches and

@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "group_key.h"
 #include "state.h"
 
 typedef struct KeyedState KeyedState;
@@ -54,25 +55,7 @@ extern bool kstate_full(KeyedState *ks);
 /* Write changed objects to the store; invalidates every object pointer. */
 extern void kstate_flush(KeyedState *ks);
 
-/*
- * Group keys: the key columns' values of an event, each as a null flag and
- * the datum's image, so equal values give equal bytes.  Every operator
- * builds its state keys as [key group:2][operator bytes...] from these.
- */
-typedef struct KeyCodec
-{
-	int			nkeys;
-	int		   *attnos;
-	int16	   *typlen;
-	bool	   *typbyval;
-} KeyCodec;
-
-extern void kstate_codec_init(KeyCodec *codec, PipelineDef *def);
-extern void kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf);
-
-/* Decode a group key into datums (in CurrentMemoryContext); returns its end. */
-extern const char *kstate_decode_key(KeyCodec *codec, const char *p,
-									 Datum *vals, bool *nulls);
+/* Group keys (KeyCodec, kstate_encode_key...): see group_key.h. */
 
 /* The two key-group bytes of a group key, appended to buf. */
 extern void kstate_append_key_group(StringInfo buf, const char *gk, size_t len);

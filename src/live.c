@@ -10,16 +10,27 @@
  * the state as of the worker's last flush, which happens at every
  * checkpoint: at most checkpoint_interval old.
  *
+ * A secondary's directory is live-<pid> in the pipeline's directory,
+ * removed when the backend exits.  A backend that crashed (or a server
+ * stopped in immediate mode) leaves its directory behind: the next backend
+ * opening a secondary of that pipeline removes the directories of pids
+ * that are no backend of this server any more.  Opening or catching up
+ * can fail while the worker replaces its database (a restore from a
+ * snapshot): the secondary is then reopened, a few times.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -62,6 +73,29 @@ live_close_all(int code, Datum arg)
 	live_stores = NIL;
 }
 
+/* Remove live-<pid> directories of pids that are no backend any more. */
+static void
+live_remove_stale(const char *pipeline_dir)
+{
+	DIR		   *dir = AllocateDir(pipeline_dir);
+	struct dirent *de;
+
+	if (dir == NULL)
+		return;
+	while ((de = ReadDir(dir, pipeline_dir)) != NULL)
+	{
+		int			pid;
+		char		rest;
+
+		if (sscanf(de->d_name, "live-%d%c", &pid, &rest) != 1 || pid == MyProcPid)
+			continue;
+		if (BackendPidGetProc(pid) != NULL)
+			continue;			/* a backend of ours: its secondary */
+		state_remove_dir(psprintf("%s/%s", pipeline_dir, de->d_name));
+	}
+	FreeDir(dir);
+}
+
 static LiveStore *
 live_store(PipelineDef *def, const char *dbdir)
 {
@@ -87,7 +121,17 @@ live_store(PipelineDef *def, const char *dbdir)
 		before_shmem_exit(live_close_all, (Datum) 0);
 		exit_registered = true;
 	}
-	ls->store = state_open_secondary(dbdir, ls->secondary_dir);
+	live_remove_stale(sf_pipeline_dir(MyDatabaseId, def->id));
+	PG_TRY();
+	{
+		ls->store = state_open_secondary(dbdir, ls->secondary_dir);
+	}
+	PG_CATCH();
+	{
+		state_remove_dir(ls->secondary_dir);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	live_stores = lappend(live_stores, ls);
 	MemoryContextSwitchTo(old);
@@ -100,6 +144,55 @@ live_forget(LiveStore *ls)
 	live_stores = list_delete_ptr(live_stores, ls);
 	state_close(ls->store);
 	state_remove_dir(ls->secondary_dir);
+}
+
+#define LIVE_OPEN_ATTEMPTS 5
+#define LIVE_OPEN_RETRY_MS 100
+
+/*
+ * The pipeline's secondary, caught up with the worker's last flush.  An
+ * error (the worker restoring its database from a snapshot: files go away
+ * under the secondary) closes it, and it is opened afresh, a few times.
+ */
+static LiveStore *
+live_open(PipelineDef *def, const char *dbdir)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	for (int attempt = 1;; attempt++)
+	{
+		LiveStore  *volatile ls = NULL;
+		ListCell   *lc;
+
+		PG_TRY();
+		{
+			ls = live_store(def, dbdir);
+			state_catch_up(ls->store);
+		}
+		PG_CATCH();
+		{
+			if (attempt >= LIVE_OPEN_ATTEMPTS)
+				PG_RE_THROW();
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			ls = NULL;
+		}
+		PG_END_TRY();
+		if (ls != NULL)
+			return ls;
+
+		/* Close and remove it: a new secondary next time. */
+		foreach(lc, live_stores)
+		{
+			if (((LiveStore *) lfirst(lc))->pipeline_id == def->id)
+			{
+				live_forget((LiveStore *) lfirst(lc));
+				break;
+			}
+		}
+		pg_usleep(LIVE_OPEN_RETRY_MS * 1000L);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 typedef struct LiveOutput
@@ -334,20 +427,7 @@ streamflink_live(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();		/* never started: nothing open */
 	}
 
-	ls = live_store(def, dbdir);
-	PG_TRY();
-	{
-		state_catch_up(ls->store);
-	}
-	PG_CATCH();
-	{
-		/* The worker restored its database from a snapshot: reopen. */
-		FlushErrorState();
-		live_forget(ls);
-		ls = live_store(def, dbdir);
-		state_catch_up(ls->store);
-	}
-	PG_END_TRY();
+	ls = live_open(def, dbdir);
 
 	window_scan_open(def, ls->store, live_row, &out);
 	run_as_restore(&as);

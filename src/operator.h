@@ -37,6 +37,20 @@ typedef struct OperatorMethods
 	void		(*flush) (void *op);
 	/* Open windows / keys with partial matches, for the status view. */
 	int64		(*open_count) (void *op);
+
+	/*
+	 * Optional (NULL: the watermark rule says why): after process returned
+	 * false, why the event is late, if for another reason than its time
+	 * being behind the watermark (e.g. its window lies outside the range of
+	 * timestamps).  NULL if none.
+	 */
+	const char *(*late_reason) (void *op);
+
+	/*
+	 * Optional (NULL: none): partial matches a CEP operator discarded over
+	 * its bound since the pipeline began, for the status view.
+	 */
+	int64		(*dropped_count) (void *op);
 } OperatorMethods;
 
 typedef struct Operator
@@ -81,6 +95,23 @@ static inline int64
 operator_open_count(Operator *op)
 {
 	return op->methods->open_count(op->impl);
+}
+
+/* A late event's own reason, or NULL (see OperatorMethods). */
+static inline char *
+operator_late_reason(Operator *op)
+{
+	const char *reason = NULL;
+
+	if (op->methods->late_reason)
+		reason = op->methods->late_reason(op->impl);
+	return reason ? pstrdup(reason) : NULL;
+}
+
+static inline int64
+operator_dropped_count(Operator *op)
+{
+	return op->methods->dropped_count ? op->methods->dropped_count(op->impl) : 0;
 }
 
 #endif							/* STREAMFLINK_OPERATOR_H */

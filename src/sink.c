@@ -691,3 +691,29 @@ sink_take_row_count(Sink *sink)
 	sink->rows = 0;
 	return n;
 }
+
+void
+sink_destroy(Sink *sink)
+{
+	ListCell   *lc;
+
+	foreach(lc, sink->batches)
+	{
+		RowBatch   *b = (RowBatch *) lfirst(lc);
+
+		if (b->plan)
+			SPI_freeplan(b->plan);
+		SPI_freeplan(b->row_plan);
+		if (b->cxt)
+			MemoryContextDelete(b->cxt);
+		b->n = 0;
+	}
+	list_free(sink->batches);
+	sink->batches = NIL;
+	if (sink->retract)
+		SPI_freeplan(sink->retract);
+	SPI_freeplan(sink->dead_letter);
+	SPI_freeplan(sink->late_event);
+	sink->upsert = NULL;
+	sink->retract = sink->dead_letter = sink->late_event = NULL;
+}

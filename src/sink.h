@@ -81,4 +81,11 @@ extern int64 sink_take_refused_count(Sink *sink);
 /* Rows written since the last call (for checkpoint statistics). */
 extern int64 sink_take_row_count(Sink *sink);
 
+/*
+ * Free the statements kept for the sink, dropping rows still batched (the
+ * replay harness makes a sink per incarnation; a worker keeps its one).
+ * The Sink's own memory belongs to the caller's context.
+ */
+extern void sink_destroy(Sink *sink);
+
 #endif							/* STREAMFLINK_SINK_H */

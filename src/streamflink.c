@@ -55,6 +55,8 @@ int			sf_batch_size = 5000;
 bool		sf_json_fast_path = true;
 
 SfShared   *sf_shared = NULL;
+
+volatile sig_atomic_t sf_termination_requested = false;
 SfMessagePos sf_processing = {-1, -1};
 SfMessagePos sf_poison = {-1, -1};
 char	   *sf_poison_error = NULL;
@@ -278,6 +280,7 @@ sf_claim_slot(Oid dboid, int32 pipeline_id, bool *taken)
 	slot->last_checkpoint = 0;
 	slot->last_checkpoint_at = 0;
 	slot->state_keys = 0;
+	slot->partial_matches_dropped = 0;
 	SpinLockRelease(&slot->mutex);
 	LWLockRelease(sf_shared->lock);
 	return slot;
@@ -559,8 +562,8 @@ streamflink_worker_status(PG_FUNCTION_ARGS)
 	{
 		WorkerSlot *s = &sf_shared->slots[i];
 		WorkerSlot	copy;
-		Datum		values[15];
-		bool		nulls[15];
+		Datum		values[16];
+		bool		nulls[16];
 
 		if (!s->in_use || s->dboid != MyDatabaseId)
 			continue;
@@ -595,6 +598,7 @@ streamflink_worker_status(PG_FUNCTION_ARGS)
 		values[13] = TimestampTzGetDatum(copy.last_checkpoint_at);
 		nulls[13] = copy.last_checkpoint_at == 0;
 		values[14] = Int64GetDatum(copy.state_keys);
+		values[15] = Int64GetDatum(copy.partial_matches_dropped);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(sf_shared->lock);

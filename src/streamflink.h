@@ -13,6 +13,8 @@
 #ifndef STREAMFLINK_H
 #define STREAMFLINK_H
 
+#include <signal.h>
+
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
@@ -44,6 +46,7 @@ typedef struct WorkerSlot
 	int64		last_checkpoint;
 	TimestampTz last_checkpoint_at;
 	int64		state_keys;		/* open windows held in state */
+	int64		partial_matches_dropped;	/* CEP: discarded over the bound */
 } WorkerSlot;
 
 typedef struct SfShared
@@ -60,6 +63,14 @@ extern int	sf_batch_size;
 extern bool sf_json_fast_path;
 
 extern SfShared *sf_shared;
+
+/*
+ * Set by a pipeline worker's SIGTERM handler, which does not raise a
+ * Postgres interrupt (the worker's loop decides between a requested stop
+ * and anything else).  An operator step that can run long checks it (see
+ * cep.c).
+ */
+extern volatile sig_atomic_t sf_termination_requested;
 
 /* Errors out with a hint unless the library was preloaded. */
 extern void sf_require_preload(void);

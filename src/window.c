@@ -6,22 +6,31 @@
  * State layout in the pipeline's RocksDB database (all integers big-endian,
  * times with the sign bit flipped so that byte order is time order):
  *
- *	 window	  [key group:2][group key][window start:8] -> [fired:1][agg states]
- *	 session  [key group:2][group key]				   -> [n:4] n x [start:8][end:8][fired:1][agg states]
+ *	 window	  [key group:2][group key][window start:8] -> [fired:1][repr][agg states]
+ *	 session  [key group:2][group key]				   -> [n:4][repr] n x [start:8][end:8][flags:1][agg states]
  *	 timer	  [FF FF][time:8][state key]			   -> (empty)
  *	 meta	  [FF FE]"open"							   -> open window count
  *
- * The group key is the key columns' values, each as a null flag and the
- * datum's image, so equal values give equal bytes.  A timer is registered
- * for every window end (fire) and end + allowed lateness (clean up);
- * timers are always registered above the current watermark, so firing
+ * The group key follows SQL equality (group_key.h).  When it cannot be
+ * decoded into values (text under a nondeterministic collation), [repr]
+ * is [len:4] and the key values of the window's (or key's) first event,
+ * which its sink rows show; else it is absent.  A session's flags are
+ * 1: fired, 2: has a row in the sink (under its start).  A timer is
+ * registered for every window end (fire) and end + allowed lateness (clean
+ * up); timers are always registered above the current watermark, so firing
  * scans only the time range the watermark just passed.
+ *
+ * A window whose start, end, or end + allowed lateness falls outside the
+ * range of timestamps cannot be written to a sink: an event with such a
+ * window is a late event, with that reason.  Time arithmetic on event
+ * times is overflow-checked.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "common/int.h"
 #include "datatype/timestamp.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -36,9 +45,17 @@
 
 #define META_OPEN_KEY "\xFF\xFEopen"
 
+/* The key values of a group key that cannot be decoded (see above). */
+typedef struct KeyRepr
+{
+	uint32		len;
+	char	   *data;
+} KeyRepr;
+
 typedef struct WinState
 {
 	bool		fired;
+	KeyRepr		repr;
 	AggStates  *aggs;
 } WinState;
 
@@ -47,13 +64,18 @@ typedef struct Session
 	TimestampTz start;
 	TimestampTz end;
 	bool		fired;
+	bool		in_sink;		/* a row under 'start' is in the sink */
 	AggStates  *aggs;
 } Session;
+
+#define SESSION_FIRED	1
+#define SESSION_IN_SINK 2
 
 typedef struct SessionSet
 {
 	int			n;
 	int			cap;
+	KeyRepr		repr;
 	Session    *s;
 } SessionSet;
 
@@ -69,6 +91,8 @@ struct WindowOperator
 	TimestampTz timer_floor;	/* no timer below this remains */
 	int64		open;			/* open windows */
 	StringInfoData gk;			/* group key of the current event */
+	StringInfoData repr;		/* its key values, if the codec is not exact */
+	const char *late_reason;	/* why the last event was refused, if special */
 	StringInfoData skey;		/* state key */
 	StringInfoData tkey;		/* timer key */
 	Datum	   *keyvals;
@@ -81,7 +105,7 @@ struct WindowOperator
 
 #define append_time kstate_append_time
 #define read_time kstate_read_time
-#define codec_init kstate_codec_init
+#define codec_init kstate_codec_init_sql
 #define encode_group_key kstate_encode_key
 #define decode_group_key kstate_decode_key
 
@@ -104,6 +128,51 @@ register_timer(WindowOperator *op, TimestampTz when)
 
 /* --- state objects ---------------------------------------------------- */
 
+static const char *
+repr_read(WindowOperator *op, const char *p, KeyRepr *repr)
+{
+	repr->len = 0;
+	repr->data = NULL;
+	if (op->codec.exact)
+		return p;
+	memcpy(&repr->len, p, 4);
+	repr->data = palloc(repr->len);
+	memcpy(repr->data, p + 4, repr->len);
+	return p + 4 + repr->len;
+}
+
+static void
+repr_write(WindowOperator *op, KeyRepr *repr, StringInfo buf)
+{
+	if (op->codec.exact)
+		return;
+	appendBinaryStringInfo(buf, (char *) &repr->len, 4);
+	appendBinaryStringInfo(buf, repr->data, repr->len);
+}
+
+/* The current event's key values as a new state's representative. */
+static void
+repr_set(WindowOperator *op, KeyRepr *repr)
+{
+	repr->len = 0;
+	repr->data = NULL;
+	if (op->codec.exact)
+		return;
+	repr->len = op->repr.len;
+	repr->data = MemoryContextAlloc(kstate_memory(op->ks), op->repr.len);
+	memcpy(repr->data, op->repr.data, op->repr.len);
+}
+
+/* A state's key values, in CurrentMemoryContext. */
+static void
+key_values(WindowOperator *op, KeyRepr *repr)
+{
+	if (op->codec.exact)
+		decode_group_key(&op->codec, op->gk.data, op->keyvals, op->keynulls);
+	else
+		kstate_decode_values(&op->codec, repr->data, op->keyvals, op->keynulls);
+}
+
 static void *
 winstate_deserialize(void *arg, const char *data, size_t len)
 {
@@ -117,6 +186,7 @@ winstate_deserialize(void *arg, const char *data, size_t len)
 
 		memcpy(&n, p, 4);
 		p += 4;
+		p = repr_read(op, p, &set->repr);
 		set->n = n;
 		set->cap = Max(n, 4);
 		set->s = palloc(sizeof(Session) * set->cap);
@@ -126,7 +196,9 @@ winstate_deserialize(void *arg, const char *data, size_t len)
 
 			set->s[i].start = read_time(p);
 			set->s[i].end = read_time(p + 8);
-			set->s[i].fired = p[16] != 0;
+			set->s[i].fired = (p[16] & SESSION_FIRED) != 0;
+			/* Before SESSION_IN_SINK existed, fired sessions had their row. */
+			set->s[i].in_sink = (p[16] & (SESSION_FIRED | SESSION_IN_SINK)) != 0;
 			p += 17;
 			set->s[i].aggs = agg_deserialize(op->aggs, p, data + len - p, &used);
 			p += used;
@@ -136,9 +208,10 @@ winstate_deserialize(void *arg, const char *data, size_t len)
 	else
 	{
 		WinState   *ws = palloc(sizeof(WinState));
+		const char *p = repr_read(op, data + 1, &ws->repr);
 
 		ws->fired = data[0] != 0;
-		ws->aggs = agg_deserialize(op->aggs, data + 1, len - 1, NULL);
+		ws->aggs = agg_deserialize(op->aggs, p, data + len - p, NULL);
 		return ws;
 	}
 }
@@ -154,13 +227,15 @@ winstate_serialize(void *arg, void *obj, StringInfo buf)
 		uint32		n = set->n;
 
 		appendBinaryStringInfo(buf, (char *) &n, 4);
+		repr_write(op, &set->repr, buf);
 		for (int i = 0; i < set->n; i++)
 		{
-			char		fired = set->s[i].fired;
+			char		flags = (set->s[i].fired ? SESSION_FIRED : 0) |
+				(set->s[i].in_sink ? SESSION_IN_SINK : 0);
 
 			append_time(buf, set->s[i].start);
 			append_time(buf, set->s[i].end);
-			appendBinaryStringInfo(buf, &fired, 1);
+			appendBinaryStringInfo(buf, &flags, 1);
 			agg_serialize(op->aggs, set->s[i].aggs, buf);
 		}
 	}
@@ -170,6 +245,7 @@ winstate_serialize(void *arg, void *obj, StringInfo buf)
 		char		fired = ws->fired;
 
 		appendBinaryStringInfo(buf, &fired, 1);
+		repr_write(op, &ws->repr, buf);
 		agg_serialize(op->aggs, ws->aggs, buf);
 	}
 }
@@ -203,6 +279,7 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 										ALLOCSET_DEFAULT_SIZES);
 	op->timer_floor = PG_INT64_MIN;
 	initStringInfo(&op->gk);
+	initStringInfo(&op->repr);
 	initStringInfo(&op->skey);
 	initStringInfo(&op->tkey);
 	op->keyvals = palloc(sizeof(Datum) * Max(def->nkeys, 1));
@@ -230,13 +307,14 @@ window_open_count(WindowOperator *op)
 	return op->open;
 }
 
-/* Emit a window's current result to the sink; key taken from op->gk. */
+/* Emit a window's current result to the sink; key from op->gk or repr. */
 static void
-emit(WindowOperator *op, TimestampTz start, TimestampTz end, AggStates *aggs)
+emit(WindowOperator *op, KeyRepr *repr, TimestampTz start, TimestampTz end,
+	 AggStates *aggs)
 {
 	MemoryContext old = MemoryContextSwitchTo(op->scratch);
 
-	decode_group_key(&op->codec, op->gk.data, op->keyvals, op->keynulls);
+	key_values(op, repr);
 	agg_final(op->aggs, aggs, op->aggvals, op->aggnulls);
 	sink_emit_window(op->sink, op->keyvals, op->keynulls, start, end,
 					 op->aggvals, op->aggnulls);
@@ -245,75 +323,146 @@ emit(WindowOperator *op, TimestampTz start, TimestampTz end, AggStates *aggs)
 }
 
 static void
-retract(WindowOperator *op, TimestampTz start)
+retract(WindowOperator *op, KeyRepr *repr, TimestampTz start)
 {
 	MemoryContext old = MemoryContextSwitchTo(op->scratch);
 
-	decode_group_key(&op->codec, op->gk.data, op->keyvals, op->keynulls);
+	key_values(op, repr);
 	sink_retract_window(op->sink, op->keyvals, op->keynulls, start);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(op->scratch);
 }
 
-/* floor((t - epoch) / step) * step + epoch, also for negative t */
-static TimestampTz
-align_down(TimestampTz t, int64 step)
+/*
+ * floor((t - epoch) / step) * step + epoch, also for negative t; false if
+ * that is below the range of int64.
+ */
+static bool
+align_down(TimestampTz t, int64 step, TimestampTz *result)
 {
-	int64		rel = t - UNIX_EPOCH_TS;
-	int64		rem = rel % step;
+	/* In 128 bits: t - epoch overflows near the last valid timestamp. */
+	int64		rem = (int64) (((int128) t - UNIX_EPOCH_TS) % step);
 
 	if (rem < 0)
 		rem += step;
-	return t - rem;
+	return !pg_sub_s64_overflow(t, rem, result);
 }
 
+/* t + d, if that is a valid timestamp. */
+static inline bool
+time_add(TimestampTz t, int64 d, TimestampTz *result)
+{
+	return !pg_add_s64_overflow(t, d, result) && IS_VALID_TIMESTAMP(*result);
+}
+
+/*
+ * Does window [start, start + size) exist, with its clean-up time inside the
+ * range of timestamps?  Else say why in op->late_reason.
+ */
+static bool
+window_in_range(WindowOperator *op, TimestampTz t, TimestampTz start, int64 size)
+{
+	TimestampTz end;
+	TimestampTz cleanup;
+
+	if (!IS_VALID_TIMESTAMP(start))
+		op->late_reason = psprintf("a window of event time %s would start before the first valid timestamp",
+								   timestamptz_to_str(t));
+	else if (!time_add(start, size, &end) ||
+			 !time_add(end, op->def->allowed_lateness, &cleanup))
+		op->late_reason = psprintf("a window of event time %s would end, with its allowed lateness, after the last valid timestamp",
+								   timestamptz_to_str(t));
+	else
+		return true;
+	return false;
+}
+
+/* Add an event to fixed window [start, start + size); false if it is gone. */
+static bool
+add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
+			  TimestampTz wm)
+{
+	PipelineDef *def = op->def;
+	TimestampTz end = start + def->size;
+	WinState   *ws;
+
+	if (end + def->allowed_lateness <= wm)
+		return false;
+
+	make_state_key(op, start);
+	ws = kstate_get(op->ks, op->skey.data, op->skey.len);
+	if (ws == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
+
+		ws = palloc(sizeof(WinState));
+		ws->fired = false;
+		repr_set(op, &ws->repr);
+		ws->aggs = agg_states_new(op->aggs);
+		MemoryContextSwitchTo(old);
+		op->open++;
+		if (end > wm)
+			register_timer(op, end);
+	}
+	agg_advance(op->aggs, ws->aggs, event);
+	kstate_put(op->ks, op->skey.data, op->skey.len, ws);
+
+	if (end <= wm)
+	{
+		/* Late but allowed: fire (again) with the new event. */
+		emit(op, &ws->repr, start, end, ws->aggs);
+		if (!ws->fired)
+		{
+			ws->fired = true;
+			op->open--;
+			register_timer(op, end + def->allowed_lateness);
+		}
+	}
+	return true;
+}
+
+/* Add an event to each of its tumbling or hopping windows. */
 static bool
 process_fixed(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 {
 	PipelineDef *def = op->def;
 	bool		accepted = false;
+	TimestampTz first;
+	TimestampTz lowest;			/* windows start after this */
+	TimestampTz start;
 
-	for (TimestampTz start = align_down(t, def->slide); start > t - def->size; start -= def->slide)
+	if (!align_down(t, def->slide, &first))
+		first = PG_INT64_MIN;	/* not a valid timestamp either */
+	if (pg_sub_s64_overflow(t, def->size, &lowest))
+		lowest = PG_INT64_MIN;
+
+	/*
+	 * Every window of the event inside the range of timestamps, or none: an
+	 * event counts in all of its windows or is late.
+	 */
+	start = first;
+	do
 	{
-		TimestampTz end = start + def->size;
-		WinState   *ws;
+		if (!window_in_range(op, t, start, def->size))
+			return false;
+	} while (!pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 
-		if (end + def->allowed_lateness <= wm)
-			continue;			/* this window is gone */
-
-		make_state_key(op, start);
-		ws = kstate_get(op->ks, op->skey.data, op->skey.len);
-		if (ws == NULL)
-		{
-			MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
-
-			ws = palloc(sizeof(WinState));
-			ws->fired = false;
-			ws->aggs = agg_states_new(op->aggs);
-			MemoryContextSwitchTo(old);
-			op->open++;
-			if (end > wm)
-				register_timer(op, end);
-		}
-		agg_advance(op->aggs, ws->aggs, event);
-		kstate_put(op->ks, op->skey.data, op->skey.len, ws);
-		accepted = true;
-
-		if (end <= wm)
-		{
-			/* Late but allowed: fire (again) with the new event. */
-			emit(op, start, end, ws->aggs);
-			if (!ws->fired)
-			{
-				ws->fired = true;
-				op->open--;
-				register_timer(op, end + def->allowed_lateness);
-			}
-		}
-	}
+	start = first;
+	do
+	{
+		accepted |= add_to_window(op, event, start, wm);
+	} while (!pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 	return accepted;
 }
 
+/*
+ * Add an event to its key's sessions: its window [t, t + gap) merges with
+ * every session it touches.  The merged session has at most one row in the
+ * sink, under its start: a merged session's row under another start is
+ * retracted, whether that session had fired or not (a session fired, then
+ * extended past the watermark by an allowed late event, is no longer fired
+ * but still has its row).
+ */
 static bool
 process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 {
@@ -321,9 +470,13 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 	MemoryContext old;
 	SessionSet *set;
 	TimestampTz start = t;
-	TimestampTz end = t + def->gap;
+	TimestampTz end;
 	Session		merged;
 	int			kept = 0;
+
+	if (!window_in_range(op, t, t, def->gap))
+		return false;
+	end = t + def->gap;
 
 	make_state_key(op, 0);
 	set = kstate_get(op->ks, op->skey.data, op->skey.len);
@@ -349,10 +502,12 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 		set->n = 0;
 		set->cap = 4;
 		set->s = palloc(sizeof(Session) * set->cap);
+		repr_set(op, &set->repr);
 	}
 	merged.start = start;
 	merged.end = end;
 	merged.fired = false;
+	merged.in_sink = false;
 	merged.aggs = agg_states_new(op->aggs);
 	for (int i = 0; i < set->n; i++)
 	{
@@ -363,8 +518,13 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 			agg_combine(op->aggs, merged.aggs, s->aggs);
 			if (!s->fired)
 				op->open--;
-			else if (s->start != start)
-				retract(op, s->start);	/* its sink row has other bounds now */
+			if (s->in_sink)
+			{
+				if (s->start == start)
+					merged.in_sink = true;	/* replaced when it fires */
+				else
+					retract(op, &set->repr, s->start);
+			}
 		}
 		else
 			set->s[kept++] = *s;
@@ -381,8 +541,9 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 	op->open++;
 	if (end <= wm)
 	{
-		emit(op, start, end, merged.aggs);
+		emit(op, &set->repr, start, end, merged.aggs);
 		merged.fired = true;
+		merged.in_sink = true;
 		op->open--;
 		register_timer(op, end + def->allowed_lateness);
 	}
@@ -396,7 +557,10 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 bool
 window_process(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 {
+	op->late_reason = NULL;
 	encode_group_key(&op->codec, event, &op->gk);
+	if (!op->codec.exact)
+		kstate_encode_values(&op->codec, event, &op->repr);
 	if (op->def->window_kind == WINDOW_SESSION)
 		return process_session(op, event, t, wm);
 	return process_fixed(op, event, t, wm);
@@ -415,7 +579,7 @@ fire_fixed(WindowOperator *op, TimestampTz wm)
 		return;
 	if (!ws->fired)
 	{
-		emit(op, start, end, ws->aggs);
+		emit(op, &ws->repr, start, end, ws->aggs);
 		ws->fired = true;
 		op->open--;
 		kstate_put(op->ks, op->skey.data, op->skey.len, ws);
@@ -441,8 +605,9 @@ fire_sessions(WindowOperator *op, TimestampTz wm)
 
 		if (s->end <= wm && !s->fired)
 		{
-			emit(op, s->start, s->end, s->aggs);
+			emit(op, &set->repr, s->start, s->end, s->aggs);
 			s->fired = true;
+			s->in_sink = true;
 			op->open--;
 			if (s->end + def->allowed_lateness > wm)
 				register_timer(op, s->end + def->allowed_lateness);
@@ -465,6 +630,8 @@ window_advance(WindowOperator *op, TimestampTz wm)
 
 	if (wm == DT_NOBEGIN || wm < op->timer_floor)
 		return;
+	/* No window ends later (and timer_floor must not wrap). */
+	wm = Min(wm, END_TIMESTAMP - 1);
 
 	due = kstate_timers_due(op->store, op->timer_floor, wm);
 	foreach(lc, due)
@@ -535,12 +702,19 @@ window_open_count_op(void *op)
 	return window_open_count((WindowOperator *) op);
 }
 
+static const char *
+window_late_reason_op(void *op)
+{
+	return ((WindowOperator *) op)->late_reason;
+}
+
 const OperatorMethods window_operator_methods = {
 	window_process_op,
 	window_advance_op,
 	window_maybe_flush_op,
 	window_flush_op,
-	window_open_count_op
+	window_open_count_op,
+	window_late_reason_op
 };
 
 /* --- live reads -------------------------------------------------------- */
@@ -574,12 +748,15 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 	it = state_iter_create(store, "\0\0", 2, "\xFF\xFE", 2);
 	while (state_iter_next(it, &key, &klen, &val, &vlen))
 	{
-		const char *p = decode_group_key(&op.codec, key + 2, keys, keynulls);
+		const char *p = decode_group_key(&op.codec, key + 2,
+										 op.codec.exact ? keys : NULL, keynulls);
 
 		if (def->window_kind == WINDOW_SESSION)
 		{
 			SessionSet *set = winstate_deserialize(&op, val, vlen);
 
+			if (!op.codec.exact)
+				kstate_decode_values(&op.codec, set->repr.data, keys, keynulls);
 			for (int i = 0; i < set->n; i++)
 			{
 				if (set->s[i].fired)
@@ -595,6 +772,8 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 
 			if (ws->fired)
 				continue;
+			if (!op.codec.exact)
+				kstate_decode_values(&op.codec, ws->repr.data, keys, keynulls);
 			agg_final(op.aggs, ws->aggs, values, nulls);
 			fn(arg, keys, keynulls, start, start + def->size, values, nulls);
 		}

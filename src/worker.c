@@ -53,17 +53,14 @@
 #include "streamflink.h"
 #include "operator.h"
 #include "run_as.h"
+#include "watermark.h"
 
 PGDLLEXPORT void streamflink_worker_main(Datum arg);
 
 #define META_WATERMARK_KEY "\xFF\xFEwatermark"
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
 
-typedef struct PartitionState
-{
-	PartitionPosition pos;
-	TimestampTz last_message;	/* processing time, for idleness */
-} PartitionState;
+typedef WatermarkPartition PartitionState;
 
 typedef struct Worker
 {
@@ -115,7 +112,9 @@ worker_sigterm(SIGNAL_ARGS)
 
 	if (w != NULL && w->slot != NULL && w->slot->stop_requested)
 	{
+		/* A stop: the loop ends with a checkpoint, unless a step is stuck. */
 		got_stop = true;
+		sf_termination_requested = true;
 		SetLatch(MyLatch);
 	}
 	else
@@ -193,6 +192,7 @@ report_progress(Worker *w)
 	w->slot->watermark = w->watermark;
 	w->slot->lag = lag;
 	w->slot->state_keys = operator_open_count(w->op);
+	w->slot->partial_matches_dropped = operator_dropped_count(w->op);
 	w->slot->last_checkpoint = w->checkpoint_id;
 	if (secs >= 1.0)
 	{
@@ -203,48 +203,11 @@ report_progress(Worker *w)
 	SpinLockRelease(&w->slot->mutex);
 }
 
-/*
- * Pipeline watermark: the minimum over partitions of max event time less
- * the allowed out-of-orderness.  A partition with no message for the
- * source's idle timeout does not hold it back; when every partition is
- * idle, the ones that had events decide (else the end of a stream whose
- * last partition went idle after the others would never be fired).  Never
- * moves backwards.
- */
+/* The pipeline watermark now (see watermark.h). */
 static TimestampTz
 compute_watermark(Worker *w, TimestampTz now)
 {
-	TimestampTz wm = DT_NOEND;
-	TimestampTz idle_wm = DT_NOEND;
-	bool		any = false;
-	bool		any_idle = false;
-
-	for (int p = 0; p < w->nparts; p++)
-	{
-		PartitionState *ps = &w->parts[p];
-
-		if (w->def->source.idle_timeout > 0 &&
-			now - ps->last_message >= w->def->source.idle_timeout)
-		{
-			if (ps->pos.max_event_time != DT_NOBEGIN)
-			{
-				any_idle = true;
-				idle_wm = Min(idle_wm, ps->pos.max_event_time - w->def->source.max_out_of_orderness);
-			}
-			continue;
-		}
-		any = true;
-		if (ps->pos.max_event_time == DT_NOBEGIN)
-			return w->watermark;
-		wm = Min(wm, ps->pos.max_event_time - w->def->source.max_out_of_orderness);
-	}
-	if (!any)
-	{
-		if (!any_idle)
-			return w->watermark;
-		wm = idle_wm;
-	}
-	return Max(wm, w->watermark);
+	return watermark_compute(&w->def->source, w->parts, w->nparts, now, w->watermark);
 }
 
 static TimestampTz
@@ -384,30 +347,16 @@ process_message(Worker *w, KafkaMessage *msg)
 		return;
 	}
 
-	if (t > ps->pos.max_event_time || ps->pos.max_event_time == DT_NOBEGIN)
-		ps->pos.max_event_time = t;
+	watermark_observe(ps, t);
 
 	sf_processing.partition = msg->partition;
 	sf_processing.offset = msg->offset;
 	if (!operator_process(w->op, w->event, t, w->watermark))
 	{
-		/* timestamptz_to_str() returns a static buffer: copy the first. */
-		char	   *etime = pstrdup(timestamptz_to_str(t));
-		char	   *reason;
+		char	   *reason = operator_late_reason(w->op);
 
-		if (w->def->allowed_lateness > 0)
-		{
-			Interval	lateness = {.time = w->def->allowed_lateness};
-
-			reason = psprintf("event time %s is more than the allowed lateness (%s) behind the watermark %s",
-							  etime,
-							  DatumGetCString(DirectFunctionCall1(interval_out,
-																  IntervalPGetDatum(&lateness))),
-							  timestamptz_to_str(w->watermark));
-		}
-		else
-			reason = psprintf("event time %s is behind the watermark %s",
-							  etime, timestamptz_to_str(w->watermark));
+		if (reason == NULL)
+			reason = watermark_late_reason(w->def, t, w->watermark);
 		sink_late_event(w->sink, msg->partition, msg->offset, t, w->watermark,
 						msg->payload, msg->len, reason);
 		w->late_total++;

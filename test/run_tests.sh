@@ -15,14 +15,18 @@
 #    server without it and with max_prepared_transactions = 0;
 # 5. runs the JSON decoder's differential fuzz test (test/decode_fuzz.sh:
 #    the one-pass scanner against Postgres' JSON parser);
-# 6. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9
+# 6. runs the window operator's differential test against SQL
+#    (test/window_diff.sh: random cases replayed without Kafka);
+# 7. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9
 #    and immediate shutdowns while pipelines run, sinks compared with SQL's
-#    answer or with an uninterrupted run; and test/pmdeath_test.sh: the
-#    worker exits when the postmaster dies while data flows.
+#    answer or with an uninterrupted run; test/cep_metamorphic.sh: CEP
+#    results equal under different watermark steps, checkpoints and crashes;
+#    and test/pmdeath_test.sh: the worker exits when the postmaster dies
+#    while data flows.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
-# SF_TESTS="regress fuzz fault" picks the parts to run (default: all).
+# SF_TESTS="regress fuzz diff fault" picks the parts to run (default: all).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +45,7 @@ fi
 sf_build
 export SF_BUILT=1
 
-parts=${SF_TESTS:-regress fuzz fault}
+parts=${SF_TESTS:-regress fuzz diff fault}
 passed=0
 failed=0
 failures=()
@@ -101,8 +105,12 @@ if [[ " $parts " == *" fuzz "* ]]; then
     if bash test/decode_fuzz.sh; then pass test/decode_fuzz.sh; else fail test/decode_fuzz.sh; fi
 fi
 
+if [[ " $parts " == *" diff "* ]]; then
+    if bash test/window_diff.sh; then pass test/window_diff.sh; else fail test/window_diff.sh; fi
+fi
+
 if [[ " $parts " == *" fault "* ]]; then
-    for t in test/fault_test.sh test/fault_cep.sh test/pmdeath_test.sh; do
+    for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
