@@ -120,6 +120,17 @@ SELECT n, f, i, c, a, r, window_start, cnt, total FROM rpk_out_nficar ORDER BY t
 -- With a key that decodes (no nondeterministic collation), its canonical value.
 SELECT n, window_start, cnt, total FROM rpk_out_n ORDER BY total;
 
+-- Sessions under a nondeterministic collation: each shows a value of its
+-- own events.
+SELECT streamflink.create_window_pipeline('rpk_sc', 'rpk', 'c', 'session',
+       'count(*) AS cnt, sum(v) AS total', 'rpk_out_sc', gap => '1 second');
+SELECT count(*) FROM streamflink._replay('rpk_sc', ARRAY[
+	'{"c": "abc", "v": 1, "ts": "2024-01-01 00:00:00"}',
+	'{"c": "ABC", "v": 2, "ts": "2024-01-01 00:00:00.5"}',
+	'{"c": "Abc", "v": 4, "ts": "2024-01-01 00:00:05"}',
+	'{"c": "aBc", "v": 8, "ts": "2024-01-01 00:00:05.5"}']);
+SELECT * FROM rpk_out_sc ORDER BY window_start;
+
 -- A key type without equality is refused as GROUP BY refuses it; one
 -- whose equality is not bytewise and has no canonical form, too.
 SELECT streamflink.create_source('rpj', brokers => '127.0.0.1:1', topic => 'rpj',
