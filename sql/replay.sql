@@ -58,14 +58,16 @@ SELECT * FROM rp_session_out ORDER BY k, window_start;
 
 -- Keys equal in SQL are one key, as GROUP BY groups them: numeric scale,
 -- float -0 and NaN, interval spans, text under a nondeterministic
--- collation, arrays and composites of those.
+-- collation, arrays, composites and domains of those.
 CREATE COLLATION regress_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 CREATE TYPE regress_pair AS (x numeric, y float8);
+CREATE DOMAIN regress_dnum AS numeric CHECK (VALUE > -100);
 SELECT streamflink.create_source('rpk', brokers => '127.0.0.1:1', topic => 'rpk',
        columns => 'n numeric, f float8, i interval, c text COLLATE regress_ci, a numeric[], '
-                  'r regress_pair, v int, ts timestamptz', event_time => 'ts');
+                  'r regress_pair, dn regress_dnum, v int, ts timestamptz', event_time => 'ts');
 CREATE TABLE rpk_events (n numeric, f float8, i interval, c text COLLATE regress_ci,
-                         a numeric[], r regress_pair, v int, ts timestamptz);
+                         a numeric[], r regress_pair, v int, ts timestamptz,
+                         dn regress_dnum GENERATED ALWAYS AS (n) STORED);
 INSERT INTO rpk_events VALUES
 	(1.0, 0, '1 day', 'Abc', '{1.0,2}', '(1.0,0)', 1, '2024-01-01 00:00:01'),
 	(1.00, '-0', '24 hours', 'aBC', '{1,2.00}', '(1,-0)', 2, '2024-01-01 00:00:02'),
@@ -81,7 +83,7 @@ DO $$
 DECLARE
 	col text;
 BEGIN
-	FOREACH col IN ARRAY ARRAY['n', 'f', 'i', 'c', 'a', 'n, f, i, c, a, r'] LOOP
+	FOREACH col IN ARRAY ARRAY['n', 'f', 'i', 'c', 'a', 'dn', 'n, f, i, c, a, r'] LOOP
 		PERFORM streamflink.create_window_pipeline('rpk_' || translate(col, ', ', ''), 'rpk', col,
 			'tumble', 'count(*) AS cnt, sum(v) AS total', 'rpk_out_' || translate(col, ', ', ''),
 			size => '10 seconds');
@@ -89,7 +91,7 @@ BEGIN
 END
 $$;
 SELECT p.name, (SELECT count(*) FROM streamflink._replay(p.name,
-		ARRAY(SELECT json_build_object('n', n, 'f', f, 'i', i, 'c', c, 'a', a::text, 'r', r::text, 'v', v, 'ts', ts)::text
+		ARRAY(SELECT json_build_object('n', n, 'f', f, 'i', i, 'c', c, 'a', a::text, 'r', r::text, 'dn', dn, 'v', v, 'ts', ts)::text
 			  FROM rpk_events ORDER BY ts), seed => 3)) AS events
 FROM streamflink.pipeline p WHERE p.name LIKE 'rpk%' ORDER BY p.name;
 -- The sinks equal GROUP BY over the same events.
@@ -108,12 +110,26 @@ UNION ALL
 SELECT 'a', (SELECT array_agg(x ORDER BY x) FROM (SELECT total AS x FROM rpk_out_a) s),
        (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpk_events GROUP BY a, date_bin('10 seconds', ts, 'epoch')) s)
 UNION ALL
+SELECT 'dn', (SELECT array_agg(x ORDER BY x) FROM (SELECT total AS x FROM rpk_out_dn) s),
+       (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpk_events GROUP BY dn, date_bin('10 seconds', ts, 'epoch')) s)
+UNION ALL
 SELECT 'all', (SELECT array_agg(x ORDER BY x) FROM (SELECT total AS x FROM rpk_out_nficar) s),
        (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpk_events GROUP BY n, f, i, c, a, r, date_bin('10 seconds', ts, 'epoch')) s);
 -- Sink rows show values of the input, equal to every value of their key.
 SELECT n, f, i, c, a, r, window_start, cnt, total FROM rpk_out_nficar ORDER BY total;
 -- With a key that decodes (no nondeterministic collation), its canonical value.
 SELECT n, window_start, cnt, total FROM rpk_out_n ORDER BY total;
+
+-- Sessions under a nondeterministic collation: each shows a value of its
+-- own events.
+SELECT streamflink.create_window_pipeline('rpk_sc', 'rpk', 'c', 'session',
+       'count(*) AS cnt, sum(v) AS total', 'rpk_out_sc', gap => '1 second');
+SELECT count(*) FROM streamflink._replay('rpk_sc', ARRAY[
+	'{"c": "abc", "v": 1, "ts": "2024-01-01 00:00:00"}',
+	'{"c": "ABC", "v": 2, "ts": "2024-01-01 00:00:00.5"}',
+	'{"c": "Abc", "v": 4, "ts": "2024-01-01 00:00:05"}',
+	'{"c": "aBc", "v": 8, "ts": "2024-01-01 00:00:05.5"}']);
+SELECT * FROM rpk_out_sc ORDER BY window_start;
 
 -- A key type without equality is refused as GROUP BY refuses it; one
 -- whose equality is not bytewise and has no canonical form, too.

@@ -44,6 +44,16 @@
  * events count from the documented lateness rule and the reported
  * watermarks, independently of the operator's decisions.
  *
+ * Which events are late depends on the watermark when they arrive, so on
+ * the watermark steps: runs to compare with each other should feed events
+ * no later than the out-of-orderness, or compare per the reported
+ * watermarks.  A data error in the operator (a division by zero in an
+ * aggregate or a condition) ends the call with that error, where the worker
+ * would send the message to the dead-letter table after a restart.  Dead
+ * letters and late events are keyed by (pipeline, partition, offset):
+ * replaying the same messages again in one transaction needs them deleted
+ * first.
+ *
  * The pipeline must not be running (its worker writes into the same sink)
  * and its source must have an event-time column.  State lives in a private
  * directory under base/pgsql_tmp, removed at the end, also on error (and by

@@ -7,14 +7,14 @@
  * times with the sign bit flipped so that byte order is time order):
  *
  *	 window	  [key group:2][group key][window start:8] -> [fired:1][repr][agg states]
- *	 session  [key group:2][group key]				   -> [n:4][repr] n x [start:8][end:8][flags:1][agg states]
+ *	 session  [key group:2][group key]				   -> [n:4] n x [start:8][end:8][flags:1][repr][agg states]
  *	 timer	  [FF FF][time:8][state key]			   -> (empty)
  *	 meta	  [FF FE]"open"							   -> open window count
  *
  * The group key follows SQL equality (group_key.h).  When it cannot be
  * decoded into values (text under a nondeterministic collation), [repr]
- * is [len:4] and the key values of the window's (or key's) first event,
- * which its sink rows show; else it is absent.  A session's flags are
+ * is [len:4] and the key values of the window's (or session's) first
+ * event, which its sink rows show; else it is absent.  A session's flags are
  * 1: fired, 2: has a row in the sink (under its start).  A timer is
  * registered for every window end (fire) and end + allowed lateness (clean
  * up); timers are always registered above the current watermark, so firing
@@ -65,6 +65,7 @@ typedef struct Session
 	TimestampTz end;
 	bool		fired;
 	bool		in_sink;		/* a row under 'start' is in the sink */
+	KeyRepr		repr;
 	AggStates  *aggs;
 } Session;
 
@@ -75,7 +76,6 @@ typedef struct SessionSet
 {
 	int			n;
 	int			cap;
-	KeyRepr		repr;
 	Session    *s;
 } SessionSet;
 
@@ -186,7 +186,6 @@ winstate_deserialize(void *arg, const char *data, size_t len)
 
 		memcpy(&n, p, 4);
 		p += 4;
-		p = repr_read(op, p, &set->repr);
 		set->n = n;
 		set->cap = Max(n, 4);
 		set->s = palloc(sizeof(Session) * set->cap);
@@ -199,7 +198,7 @@ winstate_deserialize(void *arg, const char *data, size_t len)
 			set->s[i].fired = (p[16] & SESSION_FIRED) != 0;
 			/* Before SESSION_IN_SINK existed, fired sessions had their row. */
 			set->s[i].in_sink = (p[16] & (SESSION_FIRED | SESSION_IN_SINK)) != 0;
-			p += 17;
+			p = repr_read(op, p + 17, &set->s[i].repr);
 			set->s[i].aggs = agg_deserialize(op->aggs, p, data + len - p, &used);
 			p += used;
 		}
@@ -227,7 +226,6 @@ winstate_serialize(void *arg, void *obj, StringInfo buf)
 		uint32		n = set->n;
 
 		appendBinaryStringInfo(buf, (char *) &n, 4);
-		repr_write(op, &set->repr, buf);
 		for (int i = 0; i < set->n; i++)
 		{
 			char		flags = (set->s[i].fired ? SESSION_FIRED : 0) |
@@ -236,6 +234,7 @@ winstate_serialize(void *arg, void *obj, StringInfo buf)
 			append_time(buf, set->s[i].start);
 			append_time(buf, set->s[i].end);
 			appendBinaryStringInfo(buf, &flags, 1);
+			repr_write(op, &set->s[i].repr, buf);
 			agg_serialize(op->aggs, set->s[i].aggs, buf);
 		}
 	}
@@ -502,12 +501,13 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 		set->n = 0;
 		set->cap = 4;
 		set->s = palloc(sizeof(Session) * set->cap);
-		repr_set(op, &set->repr);
 	}
 	merged.start = start;
 	merged.end = end;
 	merged.fired = false;
 	merged.in_sink = false;
+	merged.repr.len = 0;
+	merged.repr.data = NULL;
 	merged.aggs = agg_states_new(op->aggs);
 	for (int i = 0; i < set->n; i++)
 	{
@@ -516,6 +516,8 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 		if (s->start <= end && s->end >= start)
 		{
 			agg_combine(op->aggs, merged.aggs, s->aggs);
+			if (merged.repr.data == NULL)
+				merged.repr = s->repr;	/* one of the merged sessions' */
 			if (!s->fired)
 				op->open--;
 			if (s->in_sink)
@@ -523,13 +525,15 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 				if (s->start == start)
 					merged.in_sink = true;	/* replaced when it fires */
 				else
-					retract(op, &set->repr, s->start);
+					retract(op, &s->repr, s->start);
 			}
 		}
 		else
 			set->s[kept++] = *s;
 	}
 	set->n = kept;
+	if (merged.repr.data == NULL)
+		repr_set(op, &merged.repr);
 	agg_advance(op->aggs, merged.aggs, event);
 	if (set->n == set->cap)
 	{
@@ -541,7 +545,7 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 	op->open++;
 	if (end <= wm)
 	{
-		emit(op, &set->repr, start, end, merged.aggs);
+		emit(op, &merged.repr, start, end, merged.aggs);
 		merged.fired = true;
 		merged.in_sink = true;
 		op->open--;
@@ -605,7 +609,7 @@ fire_sessions(WindowOperator *op, TimestampTz wm)
 
 		if (s->end <= wm && !s->fired)
 		{
-			emit(op, &set->repr, s->start, s->end, s->aggs);
+			emit(op, &s->repr, s->start, s->end, s->aggs);
 			s->fired = true;
 			s->in_sink = true;
 			op->open--;
@@ -755,12 +759,12 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 		{
 			SessionSet *set = winstate_deserialize(&op, val, vlen);
 
-			if (!op.codec.exact)
-				kstate_decode_values(&op.codec, set->repr.data, keys, keynulls);
 			for (int i = 0; i < set->n; i++)
 			{
 				if (set->s[i].fired)
 					continue;
+				if (!op.codec.exact)
+					kstate_decode_values(&op.codec, set->s[i].repr.data, keys, keynulls);
 				agg_final(op.aggs, set->s[i].aggs, values, nulls);
 				fn(arg, keys, keynulls, set->s[i].start, set->s[i].end, values, nulls);
 			}

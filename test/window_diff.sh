@@ -16,6 +16,7 @@
 #
 # Run by test/run_tests.sh (part "diff"); alone: bash test/window_diff.sh.
 # Knobs: SF_DIFF_CASES (1000, about 100 s; more by hand), SF_DIFF_SEED (random),
+# SF_DIFF_KINDS / SF_DIFF_KEYS (e.g. "session" / "int,text": only those),
 # SF_KEEP=1 to keep everything after a failure.
 
 set -euo pipefail
@@ -29,7 +30,8 @@ sf_test_setup window_diff
 work=$SF_TEST_DIR
 
 echo "window_diff: seed $seed (SF_DIFF_SEED=$seed repeats this run), $cases cases"
-python3 test/gen_window_cases.py "$cases" "$seed" >"$work/cases.sql"
+python3 test/gen_window_cases.py "$cases" "$seed" "${SF_DIFF_KINDS:-}" "${SF_DIFF_KEYS:-}" \
+    >"$work/cases.sql"
 cp test/window_diff.sql "$work/window_diff.sql"
 chmod -R a+rX "$work"
 port=$(sf_free_port)
