@@ -95,3 +95,23 @@ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT count(*) FROM (
 	SELECT streamflink.drop_pipeline(name, drop_sink => true) FROM cr_patterns) d;
 SELECT streamflink.drop_source('cr');
+
+-- Keys are matched as GROUP BY groups them (issue 7): 'Ab' and 'aB' under a
+-- case-insensitive collation are one key, and so are 1.0 and 1.00; a match
+-- shows the key's values as its last event has them.
+CREATE COLLATION regress_cep_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+SELECT streamflink.create_source('crk', brokers => '127.0.0.1:1', topic => 'crk',
+       columns => 'name text COLLATE regress_cep_ci, n numeric, id text, ts timestamptz',
+       event_time => 'ts');
+SELECT streamflink.create_pattern_pipeline('crk', 'crk', 'name, n', 'a b',
+       $$a AS id = 'a', b AS id = 'b'$$, 'crk_out', within => '1 minute', timed_out => 'crk_to');
+SELECT status, count(*) FROM streamflink._replay('crk', ARRAY[
+	'{"name": "Ab", "n": 1.0, "id": "a", "ts": "2024-01-01 00:00:00+00"}',
+	'{"name": "aB", "n": 1.00, "id": "b", "ts": "2024-01-01 00:00:01+00"}',
+	'{"name": "AB", "n": 2, "id": "a", "ts": "2024-01-01 00:00:02+00"}',
+	'{"name": "xy", "n": 2, "id": "b", "ts": "2024-01-01 00:00:03+00"}']) GROUP BY 1;
+SELECT name, n, match_start, match_end FROM crk_out ORDER BY match_start;
+SELECT name, n, match_start, timed_out_at FROM crk_to ORDER BY match_start;
+SELECT streamflink.drop_pipeline('crk', drop_sink => true);
+SELECT streamflink.drop_source('crk');
+DROP COLLATION regress_cep_ci;

@@ -662,10 +662,24 @@ fill_params(CepOperator *op, PatternExprs *pe, int expr, NfaState *nfa, PartialM
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * The key columns' values, for a sink row or a message: decoded from the
+ * group key, or, when the key cannot be decoded (a sort key under a
+ * nondeterministic collation, see group_key.h), taken from an event of the
+ * key -- as GROUP BY shows one of a group's values.  'slot' holds such an
+ * event (the match's last, the timed-out match's first, the event being
+ * tested).
+ */
 static void
-set_key_values(CepOperator *op)
+set_key_values(CepOperator *op, TupleTableSlot *slot)
 {
-	kstate_decode_key(&op->codec, op->gk.data, op->values, op->nulls);
+	if (op->codec.exact)
+	{
+		kstate_decode_key(&op->codec, op->gk.data, op->values, op->nulls);
+		return;
+	}
+	for (int i = 0; i < op->nkeys; i++)
+		op->values[i] = slot_getattr(slot, op->def->key_attnos[i] + 1, &op->nulls[i]);
 }
 
 /*
@@ -698,7 +712,7 @@ expr_error(CepOperator *op, MemoryContext cxt, PatternExprs *pe, bool measure,
 	if (op->nkeys > 0)
 	{
 		/* as in Postgres' key details: (a, b)=(1, x) */
-		set_key_values(op);
+		set_key_values(op, op->econtext->ecxt_scantuple);
 		appendStringInfoString(&where, " of key (");
 		for (int i = 0; i < op->nkeys; i++)
 			appendStringInfo(&where, "%s%s", i ? ", " : "",
@@ -818,7 +832,9 @@ emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	PatternExprs *me = op->cp->measures;
 	StoredEvent *last = find_event(nfa, pm->refs[pm->n - 1].pos);
 
-	set_key_values(op);
+	if (!op->codec.exact)
+		store_event(op->nav_slot, &op->nav_tuple, last);
+	set_key_values(op, op->nav_slot);
 	op->values[k] = TimestampTzGetDatum(pm->start_time);
 	op->nulls[k] = false;
 	op->values[k + 1] = TimestampTzGetDatum(last->time);
@@ -866,7 +882,9 @@ emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 
 	if (op->ins_timeout == NULL)
 		return;
-	set_key_values(op);
+	if (!op->codec.exact)
+		store_event(op->nav_slot, &op->nav_tuple, find_event(nfa, pm->refs[0].pos));
+	set_key_values(op, op->nav_slot);
 	op->values[k] = TimestampTzGetDatum(pm->start_time);
 	op->nulls[k] = false;
 	op->values[k + 1] = TimestampTzGetDatum(pm_deadline(op, pm));
@@ -1794,6 +1812,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 	op->cp = pattern_load(def->pattern_tree, def->pattern, def->skip, def->within >= 0);
 	me = op->cp->measures;
 	nmeasures = me ? me->nexprs : 0;
+	/* Keys as GROUP BY groups them; values of an event when not decodable. */
 	kstate_codec_init(&op->codec, def);
 	op->nkeys = def->nkeys;
 	op->ks_buf = kstate_create(store, &buffer_ops, op, sf_state_cache_entries);

@@ -109,7 +109,7 @@ refuse(Oid typid, const char *colname)
 }
 
 static KeyColumn *
-classify(Oid typid, Oid collation, const char *colname, bool sql)
+classify(Oid typid, Oid collation, const char *colname)
 {
 	KeyColumn  *kc = palloc0(sizeof(KeyColumn));
 	Oid			base = getBaseType(typid);
@@ -126,7 +126,7 @@ classify(Oid typid, Oid collation, const char *colname, bool sql)
 	elem = get_element_type(base);
 	if (OidIsValid(elem) && kc->typlen == -1)
 	{
-		kc->elem = classify(elem, collation, colname, sql);
+		kc->elem = classify(elem, collation, colname);
 		if (kc->elem->kind != KEY_IMAGE)
 		{
 			kc->kind = KEY_ARRAY;
@@ -146,7 +146,7 @@ classify(Oid typid, Oid collation, const char *colname, bool sql)
 			if (att->attisdropped)
 				continue;
 			kc->fields[i] = classify(att->atttypid, att->attcollation,
-									 psprintf("%s.%s", colname, NameStr(att->attname)), sql);
+									 psprintf("%s.%s", colname, NameStr(att->attname)));
 			kc->exact &= kc->fields[i]->exact;
 		}
 		return kc;
@@ -179,8 +179,6 @@ classify(Oid typid, Oid collation, const char *colname, bool sql)
 		case BPCHAROID:
 			if (!OidIsValid(collation) || get_collation_isdeterministic(collation))
 				break;
-			if (!sql)
-				return kc;		/* its image: see kstate_codec_init */
 			kc->kind = KEY_SORTKEY;
 			kc->exact = false;
 			kc->bpchar = (base == BPCHAROID);
@@ -470,8 +468,8 @@ encode_value(KeyColumn *kc, Datum v, StringInfo buf)
 
 /* --- codecs ------------------------------------------------------------- */
 
-static void
-codec_init(KeyCodec *codec, PipelineDef *def, bool sql)
+void
+kstate_codec_init(KeyCodec *codec, PipelineDef *def)
 {
 	TupleDesc	desc = lookup_rowtype_tupdesc(def->source.row_type, -1);
 
@@ -484,22 +482,10 @@ codec_init(KeyCodec *codec, PipelineDef *def, bool sql)
 		Form_pg_attribute att = TupleDescAttr(desc, def->key_attnos[i]);
 
 		codec->cols[i] = classify(att->atttypid, att->attcollation,
-								  NameStr(att->attname), sql);
+								  NameStr(att->attname));
 		codec->exact &= codec->cols[i]->exact;
 	}
 	ReleaseTupleDesc(desc);
-}
-
-void
-kstate_codec_init(KeyCodec *codec, PipelineDef *def)
-{
-	codec_init(codec, def, false);
-}
-
-void
-kstate_codec_init_sql(KeyCodec *codec, PipelineDef *def)
-{
-	codec_init(codec, def, true);
 }
 
 void
@@ -601,7 +587,7 @@ streamflink_check_key_columns(PG_FUNCTION_ARGS)
 			Form_pg_attribute att = TupleDescAttr(desc, a);
 
 			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-				(void) classify(att->atttypid, att->attcollation, name, true);
+				(void) classify(att->atttypid, att->attcollation, name);
 		}
 	}
 	PG_RETURN_VOID();

@@ -49,18 +49,11 @@ typedef struct KeyCodec
 } KeyCodec;
 
 /*
- * A codec whose keys always decode into values: columns that would need a
- * sort key (nondeterministic collations) keep their image, so such values
- * equal in SQL but different in bytes are different keys.
+ * A codec whose keys follow SQL equality for every supported type (refusing
+ * others with a clear error); if codec->exact is false, keep a
+ * representative (kstate_encode_values) to get values back.
  */
 extern void kstate_codec_init(KeyCodec *codec, PipelineDef *def);
-
-/*
- * A codec whose keys follow SQL equality for every supported type; if
- * codec->exact is false, keep a representative (kstate_encode_values) to
- * get values back.
- */
-extern void kstate_codec_init_sql(KeyCodec *codec, PipelineDef *def);
 
 /* The group key of an event's key columns (buf reset first). */
 extern void kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf);

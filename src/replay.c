@@ -88,6 +88,7 @@
 #include "catalog.h"
 #include "decode.h"
 #include "operator.h"
+#include "run_as.h"
 #include "sink.h"
 #include "state.h"
 #include "streamflink.h"
@@ -508,9 +509,19 @@ streamflink_replay(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(cxt);
+
+	/*
+	 * As in the worker, the pipeline's code runs as its owner, and the
+	 * extension's tables are written as the extension (run_as.h).
+	 */
+	run_as_set_owner(r->def->owner);
 	PG_TRY();
 	{
+		RunAs		as;
+
+		run_as_owner(&as);
 		run(r, &rng, p_advance, p_checkpoint, p_restore, max_restores);
+		run_as_restore(&as);
 	}
 	PG_CATCH();
 	{
@@ -530,9 +541,11 @@ streamflink_replay(PG_FUNCTION_ARGS)
 			state_close(r->store);
 		r->store = NULL;
 		state_remove_dir(r->dir);
+		run_as_set_owner(InvalidOid);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
+	run_as_set_owner(InvalidOid);
 	state_remove_dir(r->dir);
 	SPI_finish();
 

@@ -10,8 +10,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 
 #include "run_as.h"
@@ -58,10 +65,36 @@ run_as_owner(RunAs *save)
 	run_as_role(owner_role, save);
 }
 
+/* The role that owns the extension (and so its catalog tables). */
+static Oid
+extension_owner(void)
+{
+	Oid			extoid = get_extension_oid("streamflink", false);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "extension streamflink has no catalog row");
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
 /*
- * User code of the enclosing owner block may have changed search_path for
- * the session; the extension's statements may be re-planned here, so they
- * get the worker's fixed path back for the block.
+ * In a worker: back to its own identity.  In a backend: the extension's
+ * owner, as a SECURITY DEFINER function of the extension would run; the
+ * caller checks what the current role may do first.  Either way with the
+ * fixed search_path: user code of an enclosing owner block may have changed
+ * it for the session, and the extension's statements may be re-planned.
  */
 void
 run_as_extension(RunAs *save)
@@ -70,6 +103,9 @@ run_as_extension(RunAs *save)
 	GetUserIdAndSecContext(&save->save_userid, &save->save_sec_context);
 	if (OidIsValid(extension_role))
 		SetUserIdAndSecContext(extension_role, extension_sec_context);
+	else
+		SetUserIdAndSecContext(extension_owner(),
+							   save->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	save->save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", RUN_AS_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);

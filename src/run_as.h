@@ -53,8 +53,10 @@ extern void run_as_owner(RunAs *save);
 extern void run_as_role(Oid role, RunAs *save);
 
 /*
- * Back to the worker's own identity, for the extension's tables, from
- * inside an owner block.
+ * The extension's own tables: in a worker, back to its own identity (from
+ * inside an owner block); in a backend, the extension's owner, as the
+ * extension's SECURITY DEFINER functions would (the caller checks first
+ * what the current role may do).
  */
 extern void run_as_extension(RunAs *save);
 

@@ -56,67 +56,13 @@
 
 #include "streamflink.h"
 #include "resolve.h"
+#include "run_as.h"
 #include "tenancy.h"
 
 PG_FUNCTION_INFO_V1(streamflink_pipeline_lifecycle);
 PG_FUNCTION_INFO_V1(streamflink_worker_only);
 PG_FUNCTION_INFO_V1(streamflink_create_row_type);
 PG_FUNCTION_INFO_V1(streamflink_live_sink);
-
-/* The user and settings to go back to after acting as the extension owner. */
-typedef struct AsOwner
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} AsOwner;
-
-static Oid
-extension_owner(void)
-{
-	Oid			extoid = get_extension_oid("streamflink", false);
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			owner;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "extension streamflink has no catalog row");
-	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return owner;
-}
-
-/*
- * Act as the extension's owner, with the search_path of our own SQL
- * functions, as a SECURITY DEFINER function would.  On error, the
- * (sub)transaction's abort restores both, as for those functions.
- */
-static void
-become_extension_owner(AsOwner *as)
-{
-	Oid			owner = extension_owner();
-
-	GetUserIdAndSecContext(&as->save_userid, &as->save_sec_context);
-	SetUserIdAndSecContext(owner, as->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	as->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-}
-
-static void
-restore_user(AsOwner *as)
-{
-	AtEOXact_GUC(true, as->save_nestlevel);
-	SetUserIdAndSecContext(as->save_userid, as->save_sec_context);
-}
 
 List *
 sf_visible_pipelines(void)
@@ -145,31 +91,15 @@ sf_load_pipeline_for_reader(const char *name)
 {
 	Oid			caller = GetUserId();
 	PipelineDef *def;
-	Oid			owner = InvalidOid;
-	AsOwner		as;
+	RunAs		as;
 
-	become_extension_owner(&as);
+	run_as_extension(&as);
 	def = catalog_load_pipeline(0, name);
-	if (def != NULL)
-	{
-		Oid			argtypes[1] = {INT4OID};
-		Datum		args[1] = {Int32GetDatum(def->id)};
-		bool		isnull;
-
-		SPI_connect();
-		if (SPI_execute_with_args("SELECT owner::oid FROM streamflink.pipeline WHERE id = $1",
-								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "could not read the owner of pipeline %d", def->id);
-		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-		SPI_finish();
-	}
-	restore_user(&as);
+	run_as_restore(&as);
 
 	if (def == NULL)
 		return NULL;
-	if (has_privs_of_role(caller, owner))
+	if (has_privs_of_role(caller, def->owner))
 		return def;
 	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->sink_relid)) &&
 		pg_class_aclcheck(def->sink_relid, caller, ACL_SELECT) == ACLCHECK_OK)
@@ -357,7 +287,7 @@ streamflink_create_row_type(PG_FUNCTION_ARGS)
 	CompositeTypeStmt *ct;
 	ListCell   *lc;
 	ObjectAddress addr;
-	AsOwner		as;
+	RunAs		as;
 
 	if (strlen(type_name) >= NAMEDATALEN)
 		ereport(ERROR,
@@ -399,13 +329,13 @@ streamflink_create_row_type(PG_FUNCTION_ARGS)
 		}
 	}
 
-	become_extension_owner(&as);
+	run_as_extension(&as);
 	drop_unused_row_type(nsp, type_name);
 	addr = DefineCompositeType(ct->typevar, ct->coldeflist);
 	CommandCounterIncrement();
 	AlterTypeOwner_oid(addr.objectId, caller, true);
 	CommandCounterIncrement();
-	restore_user(&as);
+	run_as_restore(&as);
 
 	PG_RETURN_OID(addr.objectId);
 }

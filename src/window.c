@@ -105,7 +105,7 @@ struct WindowOperator
 
 #define append_time kstate_append_time
 #define read_time kstate_read_time
-#define codec_init kstate_codec_init_sql
+#define codec_init kstate_codec_init
 #define encode_group_key kstate_encode_key
 #define decode_group_key kstate_decode_key
 
