@@ -77,13 +77,12 @@ INSERT INTO rpk_events VALUES
 	(NULL, NULL, NULL, NULL, NULL, NULL, 32, '2024-01-01 00:00:06'),
 	(NULL, NULL, NULL, NULL, NULL, NULL, 64, '2024-01-01 00:00:07'),
 	(2, 'NaN', '720 hours', 'x', NULL, NULL, 128, '2024-01-01 00:00:15');
--- One key column at a time, and all together (a composite key goes alone
--- into the sink's batch statement, which cannot take it yet).
+-- One key column at a time, and all together.
 DO $$
 DECLARE
 	col text;
 BEGIN
-	FOREACH col IN ARRAY ARRAY['n', 'f', 'i', 'c', 'a', 'dn', 'n, f, i, c, a, r'] LOOP
+	FOREACH col IN ARRAY ARRAY['n', 'f', 'i', 'c', 'a', 'r', 'dn', 'n, f, i, c, a, r'] LOOP
 		PERFORM streamflink.create_window_pipeline('rpk_' || translate(col, ', ', ''), 'rpk', col,
 			'tumble', 'count(*) AS cnt, sum(v) AS total', 'rpk_out_' || translate(col, ', ', ''),
 			size => '10 seconds');
@@ -109,6 +108,9 @@ SELECT 'c', (SELECT array_agg(x ORDER BY x) FROM (SELECT total AS x FROM rpk_out
 UNION ALL
 SELECT 'a', (SELECT array_agg(x ORDER BY x) FROM (SELECT total AS x FROM rpk_out_a) s),
        (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpk_events GROUP BY a, date_bin('10 seconds', ts, 'epoch')) s)
+UNION ALL
+SELECT 'r', (SELECT array_agg(x ORDER BY x) FROM (SELECT total AS x FROM rpk_out_r) s),
+       (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpk_events GROUP BY r, date_bin('10 seconds', ts, 'epoch')) s)
 UNION ALL
 SELECT 'dn', (SELECT array_agg(x ORDER BY x) FROM (SELECT total AS x FROM rpk_out_dn) s),
        (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpk_events GROUP BY dn, date_bin('10 seconds', ts, 'epoch')) s)

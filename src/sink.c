@@ -185,7 +185,13 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 	{
 		get_typlenbyvalalign(types[i], &b->typlen[i], &b->typbyval[i], &b->typalign[i]);
 		arraytypes[i] = get_array_type(types[i]);
-		if (!OidIsValid(arraytypes[i]))
+
+		/*
+		 * unnest() of several arrays expands an array of a composite type
+		 * into the composite's fields, not one column: such rows go one by
+		 * one, as those of a type with no array type.
+		 */
+		if (!OidIsValid(arraytypes[i]) || type_is_rowtype(types[i]))
 			batchable = false;
 		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
 		appendStringInfo(&names, "%sc%d", i ? ", " : "", i + 1);
