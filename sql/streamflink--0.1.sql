@@ -402,7 +402,6 @@ DECLARE
 	cols		text := columns;
 	type_name	text;
 	et_type		regtype;
-	opt			text;
 	ncols		int;
 BEGIN
 	PERFORM streamflink._check_new_name('source', src_name, streamflink._name_taken('source', src_name));
@@ -430,17 +429,12 @@ BEGIN
 			USING ERRCODE = 'syntax_error',
 				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
 	END IF;
-	FOREACH opt IN ARRAY coalesce(options, '{}') LOOP
-		IF opt !~ '^[a-z0-9._]+=' THEN
-			RAISE EXCEPTION 'invalid Kafka option: %', opt
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Options are librdkafka settings written as name=value.';
-		END IF;
-	END LOOP;
-	/* Judged for the role that will own the source: the current user. */
-	PERFORM streamflink._check_kafka_options(coalesce(options, '{}'), current_user::regrole);
-	PERFORM streamflink._check_duration('max_out_of_orderness', max_out_of_orderness, true);
-	PERFORM streamflink._check_duration('idle_timeout', idle_timeout, false);
+	/*
+	 * The Kafka options (their form and the allow-list, judged for the
+	 * current user) and the durations are checked by the catalog's trigger
+	 * (_source_check) when the row is inserted, as for a row inserted by
+	 * hand.
+	 */
 	IF max_out_of_orderness IS NULL THEN
 		max_out_of_orderness := interval '0';
 	END IF;
