@@ -49,6 +49,27 @@ BEGIN
 		RETURN 'unexpected status: ' || (SELECT string_agg(DISTINCT status, ',') FROM evr);
 	END IF;
 
+	-- The reported watermarks themselves follow the rule, computed here from
+	-- the events alone: never backwards along the arrival order, never
+	-- ahead of the rule over the events before (per partition the largest
+	-- time less the out-of-orderness, the minimum over the partitions, none
+	-- while a partition has had no event), and equal to it when the
+	-- watermark moves after every message and nothing is restored.
+	SELECT string_agg(format('%s: %s (rule %s)', ord, wm, rule), ', ') INTO bad FROM (
+		SELECT e.ord, e.wm, lag(e.wm) OVER (ORDER BY e.ord) AS prev,
+			   (SELECT CASE WHEN count(*) = (SELECT max(part) + 1 FROM ev)
+							THEN min(m.mx) - (SELECT max_out_of_orderness FROM streamflink.source
+											  WHERE name = 'src') END
+				FROM (SELECT o.part, max(o.ts) AS mx FROM ev o WHERE o.ord < e.ord
+					  GROUP BY o.part) m) AS rule
+		FROM evr e) w
+	WHERE wm < prev
+	   OR (wm <> '-infinity' AND (rule IS NULL OR wm > rule))
+	   OR (p_advance = 1 AND p_restore = 0 AND wm IS DISTINCT FROM coalesce(rule, '-infinity'));
+	IF bad IS NOT NULL THEN
+		RETURN 'watermarks off the rule (ord: reported): ' || bad;
+	END IF;
+
 	-- (event, window) pairs that count, and whether each event counts.
 	CREATE TEMP TABLE counted (ord int, kid bigint, ws timestamptz, we timestamptz,
 							   sid int DEFAULT 0)
