@@ -133,6 +133,41 @@ SELECT count(*) FROM streamflink._replay('rpk_sc', ARRAY[
 	'{"c": "aBc", "v": 8, "ts": "2024-01-01 00:00:05.5"}']);
 SELECT * FROM rpk_out_sc ORDER BY window_start;
 
+-- char(n) and bpchar: trailing spaces do not count, as in GROUP BY; an
+-- array or composite of them too.  The sink shows the value without them
+-- (padded again by a char(n) column).
+CREATE TYPE regress_cpair AS (c char(3), n int);
+SELECT streamflink.create_source('rpc', brokers => '127.0.0.1:1', topic => 'rpc',
+       columns => 'c char(4), b bpchar, ba bpchar[], cp regress_cpair, v int, ts timestamptz',
+       event_time => 'ts');
+CREATE TABLE rpc_events (c char(4), b bpchar, ba bpchar[], cp regress_cpair, v int);
+INSERT INTO rpc_events VALUES
+	('a', 'a', '{a,"b "}', '(a,1)', 1), ('a ', 'a ', '{"a ",b}', '("a  ",1)', 2),
+	('a   ', 'a   ', '{"a  ","b  "}', '(a,1)', 4), ('b', 'b', '{b}', '(b,1)', 8),
+	(' a', ' a', '{" a"}', '(" a",1)', 16), (NULL, NULL, NULL, NULL, 32);
+SELECT count(*) FROM (
+	SELECT streamflink.create_window_pipeline('rpc_' || col, 'rpc', col, 'tumble',
+		'count(*) AS cnt, sum(v) AS total', 'rpc_out_' || col, size => '1 minute')
+	FROM unnest(ARRAY['c', 'b', 'ba', 'cp']) col) c;
+SELECT p.name, (SELECT count(*) FROM streamflink._replay(p.name,
+		ARRAY(SELECT json_build_object('c', c, 'b', b, 'ba', ba::text, 'cp', cp::text, 'v', v,
+									   'ts', timestamptz '2024-01-01 00:00:00+00' + v * interval '1 second')::text
+			  FROM rpc_events ORDER BY v), seed => 5)) AS events
+FROM streamflink.pipeline p WHERE p.name LIKE 'rpc%' ORDER BY p.name;
+SELECT 'c' AS key, (SELECT array_agg(total ORDER BY total) FROM rpc_out_c) AS sink,
+       (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpc_events GROUP BY c) s) AS group_by
+UNION ALL
+SELECT 'b', (SELECT array_agg(total ORDER BY total) FROM rpc_out_b),
+       (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpc_events GROUP BY b) s)
+UNION ALL
+SELECT 'ba', (SELECT array_agg(total ORDER BY total) FROM rpc_out_ba),
+       (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpc_events GROUP BY ba) s)
+UNION ALL
+SELECT 'cp', (SELECT array_agg(total ORDER BY total) FROM rpc_out_cp),
+       (SELECT array_agg(x ORDER BY x) FROM (SELECT sum(v) AS x FROM rpc_events GROUP BY cp) s);
+SELECT '"' || c || '"' AS c, octet_length(c) AS bytes, total FROM rpc_out_c ORDER BY total;
+SELECT '"' || b::text || '"' AS b, octet_length(b) AS bytes, total FROM rpc_out_b ORDER BY total;
+
 -- A key type without equality is refused as GROUP BY refuses it; one
 -- whose equality is not bytewise and has no canonical form, too.
 SELECT streamflink.create_source('rpj', brokers => '127.0.0.1:1', topic => 'rpj',

@@ -46,6 +46,7 @@ typedef enum KeyKind
 	KEY_FLOAT4,
 	KEY_FLOAT8,
 	KEY_INTERVAL,
+	KEY_BPCHAR,					/* char(n) under a deterministic collation */
 	KEY_SORTKEY,				/* text under a nondeterministic collation */
 	KEY_ARRAY,
 	KEY_RECORD
@@ -178,7 +179,17 @@ classify(Oid typid, Oid collation, const char *colname)
 		case VARCHAROID:
 		case BPCHAROID:
 			if (!OidIsValid(collation) || get_collation_isdeterministic(collation))
-				break;
+			{
+				/*
+				 * Trailing spaces of char(n) do not count (bpchareq), so its
+				 * equality is not the image's (its equalimage says so): the
+				 * value without them is its canonical form.
+				 */
+				if (base != BPCHAROID)
+					break;
+				kc->kind = KEY_BPCHAR;
+				return kc;
+			}
 			kc->kind = KEY_SORTKEY;
 			kc->exact = false;
 			kc->bpchar = (base == BPCHAROID);
@@ -298,6 +309,13 @@ canonical(KeyColumn *kc, Datum v)
 			}
 		case KEY_INTERVAL:
 			return canonical_interval(DatumGetIntervalP(v));
+		case KEY_BPCHAR:
+			{
+				BpChar	   *b = DatumGetBpCharPP(v);
+				int			len = bpchartruelen(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+
+				return PointerGetDatum(cstring_to_text_with_len(VARDATA_ANY(b), len));
+			}
 		case KEY_ARRAY:
 			return canonical_array(kc, v);
 		case KEY_RECORD:

@@ -13,8 +13,9 @@
  * A secondary's directory is live-<pid> in the pipeline's directory,
  * removed when the backend exits.  A backend that crashed (or a server
  * stopped in immediate mode) leaves its directory behind: the next backend
- * opening a secondary of that pipeline removes the directories of pids
- * that are no backend of this server any more.  Opening or catching up
+ * opening a secondary of that pipeline, and the pipeline's worker when it
+ * starts (it does after every crash restart), remove the directories of
+ * pids that are no backend of this server any more (live.h).  Opening or catching up
  * can fail while the worker replaces its database (a restore from a
  * snapshot): the secondary is then reopened, a few times.
  *
@@ -39,6 +40,7 @@
 
 #include "catalog.h"
 #include "checkpoint.h"
+#include "live.h"
 #include "run_as.h"
 #include "state.h"
 #include "streamflink.h"
@@ -74,7 +76,7 @@ live_close_all(int code, Datum arg)
 }
 
 /* Remove live-<pid> directories of pids that are no backend any more. */
-static void
+void
 live_remove_stale(const char *pipeline_dir)
 {
 	DIR		   *dir = AllocateDir(pipeline_dir);

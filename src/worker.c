@@ -48,6 +48,7 @@
 #include "checkpoint.h"
 #include "decode.h"
 #include "kafka_source.h"
+#include "live.h"
 #include "sink.h"
 #include "state.h"
 #include "streamflink.h"
@@ -479,6 +480,13 @@ worker_startup(Worker *w)
 
 	w->dir = sf_pipeline_dir(w->dboid, w->def->id);
 	poison_read(w);
+
+	/*
+	 * The crash restart or immediate shutdown that started us again also
+	 * ended every backend reading live(): their secondaries would stay until
+	 * someone calls live() for this pipeline again.
+	 */
+	live_remove_stale(w->dir);
 
 	/*
 	 * The options were checked at create_source; check them again against

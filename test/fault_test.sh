@@ -11,7 +11,10 @@
 # per partition.  Once the pipeline has drained, every sink row must equal
 # the answer SQL computes over the same events loaded with COPY (no window
 # missing, none wrong, none extra), and the dead-letter and late-event
-# tables must hold exactly the injected malformed and late events.
+# tables must hold exactly the injected malformed and late events.  A
+# session reads live() before each fault, which ends it: no secondary of
+# such a session may be left in the pipeline's directory at the end,
+# although nobody calls live() afterwards (issue 7).
 #
 # Run by test/run_tests.sh; alone: bash test/fault_test.sh (as root).
 # Knobs: SF_FAULT_EVENTS (200000), SF_FAULT_KILLS (5), SF_FAULT_RESTARTS (2),
@@ -101,6 +104,10 @@ for f in "${faults[@]}"; do
         sleep 0.1
     done
     [ -n "$pid" ] || { say "the worker did not come back"; tail -n 50 "$pg/server.log"; exit 1; }
+    # A session reading live() while the fault strikes: the crash restart
+    # or the shutdown ends it, and its secondary's directory must not stay.
+    (sql -c "SELECT count(*) FROM streamflink.live('surge')" -c "SELECT pg_sleep(600)" \
+         >/dev/null 2>&1 &)
     pause
     case $f in
         kill)
@@ -178,7 +185,12 @@ SELECT (SELECT count(*) FROM expected),
        (SELECT count(*) FROM streamflink.late_events),
        (SELECT count(*) FROM streamflink.checkpoints)")"
 
+# Sessions that read live() were ended by the faults; nobody reads it since,
+# yet their secondaries are gone (removed by the restarted worker).
+stale_live=$(find "$pg/streamflink" -maxdepth 3 -name 'live-*' | wc -l)
+
 say "windows: expected $expected, in sink $sink, missing $missing, wrong $wrong"
+say "live() secondaries left by ended sessions: $stale_live"
 say "dead letters: $dead (injected $(count malformed)); late events: $late (injected $(count late))"
 say "checkpoints completed: $ckpts; faults survived: $survived"
 say "recoveries: $(grep -c 'started from checkpoint' "$pg/server.log"), in-doubt transactions" \
@@ -188,6 +200,7 @@ ok=1
 [ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
 [ "$dead" = "$(count malformed)" ] || ok=0
 [ "$late" = "$(count late)" ] || ok=0
+[ "$stale_live" = 0 ] || ok=0
 # Both ways out of doubt were taken.
 grep -q 'rolled back in-doubt' "$pg/server.log" || { say "no in-doubt transaction was rolled back"; ok=0; }
 grep -q 'committed in-doubt' "$pg/server.log" || { say "no in-doubt transaction was committed"; ok=0; }

@@ -5,7 +5,8 @@
 # Random cases (test/gen_window_cases.py): tumble, hop and session windows
 # with and without allowed lateness; keys of several types, with values
 # equal in SQL but not in bytes (numeric scales, float -0 and NaN, interval
-# spans, text under a nondeterministic collation, arrays) and NULL keys;
+# spans, char trailing spaces, text under a nondeterministic collation,
+# arrays) and NULL keys;
 # duplicate timestamps, out-of-order and late events on 1-4 partitions
 # interleaved at random.  Each case runs the pipeline's operator with
 # streamflink._replay (seeded watermark steps, checkpoints and restores, no

@@ -38,15 +38,38 @@ DECLARE
 	span_end timestamptz;
 	merged int[];
 BEGIN
+	-- Keys as their output functions write them (char keeps its trailing
+	-- spaces there, not in a cast to text).
 	CREATE TEMP TABLE rep ON COMMIT DROP AS
 	SELECT * FROM streamflink._replay('d',
-		ARRAY(SELECT json_build_object('k', k::text, 'v', v, 'ts', ts)::text FROM ev ORDER BY ord),
+		ARRAY(SELECT json_build_object('k', CASE WHEN k IS NOT NULL THEN format('%s', k) END, 'v', v, 'ts', ts)::text FROM ev ORDER BY ord),
 		ARRAY(SELECT part FROM ev ORDER BY ord), seed, p_advance, p_checkpoint, p_restore, 3);
 	CREATE TEMP TABLE evr ON COMMIT DROP AS
 	SELECT ev.*, dense_rank() OVER (ORDER BY k) AS kid, r.watermark AS wm, r.status
 	FROM ev JOIN rep r ON r.ord = ev.ord;
 	IF EXISTS (SELECT 1 FROM evr WHERE status NOT IN ('accepted', 'late')) THEN
 		RETURN 'unexpected status: ' || (SELECT string_agg(DISTINCT status, ',') FROM evr);
+	END IF;
+
+	-- The reported watermarks themselves follow the rule, computed here from
+	-- the events alone: never backwards along the arrival order, never
+	-- ahead of the rule over the events before (per partition the largest
+	-- time less the out-of-orderness, the minimum over the partitions, none
+	-- while a partition has had no event), and equal to it when the
+	-- watermark moves after every message and nothing is restored.
+	SELECT string_agg(format('%s: %s (rule %s)', ord, wm, rule), ', ') INTO bad FROM (
+		SELECT e.ord, e.wm, lag(e.wm) OVER (ORDER BY e.ord) AS prev,
+			   (SELECT CASE WHEN count(*) = (SELECT max(part) + 1 FROM ev)
+							THEN min(m.mx) - (SELECT max_out_of_orderness FROM streamflink.source
+											  WHERE name = 'src') END
+				FROM (SELECT o.part, max(o.ts) AS mx FROM ev o WHERE o.ord < e.ord
+					  GROUP BY o.part) m) AS rule
+		FROM evr e) w
+	WHERE wm < prev
+	   OR (wm <> '-infinity' AND (rule IS NULL OR wm > rule))
+	   OR (p_advance = 1 AND p_restore = 0 AND wm IS DISTINCT FROM coalesce(rule, '-infinity'));
+	IF bad IS NOT NULL THEN
+		RETURN 'watermarks off the rule (ord: reported): ' || bad;
 	END IF;
 
 	-- (event, window) pairs that count, and whether each event counts.
