@@ -1070,6 +1070,17 @@ CREATE TABLE streamflink.role_quota (
 );
 SELECT pg_catalog.pg_extension_config_dump('streamflink.role_quota', '');
 
+/*
+ * Pipelines of a role (running ones, other than except_id), counted under
+ * the latest snapshot: under REPEATABLE READ, the transaction's own would
+ * miss what another session committed while this one waited for the
+ * quota's lock (src/tenancy.c).
+ */
+CREATE FUNCTION streamflink._quota_pipelines(owner regrole, running bool, except_id int)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_quota_pipelines'
+LANGUAGE C;
+
 CREATE FUNCTION streamflink._check_quota(owner regrole, action text, pipeline_id int DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -1093,7 +1104,7 @@ BEGIN
 	PERFORM pg_advisory_xact_lock(hashtext('streamflink.role_quota'),
 								  (owner::oid::bigint - 2147483648)::int);
 	IF action = 'create' AND q.max_pipelines IS NOT NULL THEN
-		SELECT count(*) INTO n FROM streamflink.pipeline p WHERE p.owner = _check_quota.owner;
+		n := streamflink._quota_pipelines(owner, false, NULL);
 		IF n >= q.max_pipelines THEN
 			RAISE EXCEPTION 'role % has reached its quota of pipelines (%)', owner, q.max_pipelines
 				USING ERRCODE = 'configuration_limit_exceeded',
@@ -1101,8 +1112,7 @@ BEGIN
 		END IF;
 	ELSIF action = 'start' THEN
 		IF q.max_running IS NOT NULL THEN
-			SELECT count(*) INTO n FROM streamflink.pipeline p
-			WHERE p.owner = _check_quota.owner AND p.state = 'running' AND p.id <> pipeline_id;
+			n := streamflink._quota_pipelines(owner, true, pipeline_id);
 			IF n >= q.max_running THEN
 				RAISE EXCEPTION 'role % has reached its quota of running pipelines (%)', owner, q.max_running
 					USING ERRCODE = 'configuration_limit_exceeded',
