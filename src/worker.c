@@ -810,6 +810,16 @@ streamflink_worker_main(Datum arg)
 
 		claim_slot(w, pipeline_id);
 
+		/*
+		 * A stop that committed after we read the definition and before
+		 * the claim found no slot to signal: read the desired state again,
+		 * now that a stop committing from here on finds our slot.  (Its
+		 * commit is visible before its callback looks for workers.)
+		 */
+		w->def = load_definition(pipeline_id);
+		if (w->def == NULL || !w->def->running)
+			proc_exit(0);		/* the slot goes in worker_shmem_exit */
+
 		if (max_prepared_xacts <= 0)
 		{
 			/* Not a crash loop: say why and wait to be stopped. */
