@@ -1279,6 +1279,19 @@ BEGIN
 				USING ERRCODE = 'invalid_parameter_value',
 					  HINT = 'Create pipelines with streamflink.create_window_pipeline().';
 		END IF;
+		/*
+		 * The bounds of partial matches are what keeps a pattern such as
+		 * a{->>1,} b from taking the server's memory (2^n partial matches):
+		 * only a superuser may raise them above the defaults.
+		 */
+		IF NEW.kind = 'pattern'
+		   AND (NEW.max_partial_matches > 10000 OR NEW.max_partial_match_events > 100000)
+		   AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = NEW.owner), false) THEN
+			RAISE EXCEPTION 'bounds of partial matches above the defaults need a superuser: % partial matches, % events',
+					NEW.max_partial_matches, NEW.max_partial_match_events
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'Use at most 10000 partial matches and 100000 events per key, or ask the database administrator to create the pipeline.';
+		END IF;
 		PERFORM streamflink._check_quota(NEW.owner, 'create');
 	ELSIF NEW.state = 'running' AND OLD.state <> 'running' THEN
 		PERFORM streamflink._check_output_table('sink', NEW.name, NEW.owner, NEW.sink);
