@@ -41,6 +41,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -120,6 +121,28 @@ worker_sigterm(SIGNAL_ARGS)
 	else
 		die(postgres_signal_arg);
 	errno = save_errno;
+}
+
+/*
+ * A requested stop is graceful: the loop ends it with a checkpoint.  But
+ * the loop only sees it between steps, and a step may be the owner's code
+ * that never returns (a sink trigger in pg_sleep or an endless loop): the
+ * worker would keep its slot, neither stoppable nor droppable by the
+ * tenant (only a superuser may signal it).  A timer ticks once a second;
+ * STOP_GRACE_TICKS after a stop it cancels whatever runs, as
+ * pg_cancel_backend would (statement_timeout's way: SIGINT to ourselves).
+ * The error ends the worker without a checkpoint; the next start recovers
+ * from the last one.
+ */
+#define STOP_GRACE_TICKS 5
+
+static volatile sig_atomic_t stop_ticks = 0;
+
+static void
+stop_grace_tick(void)
+{
+	if (got_stop && ++stop_ticks == STOP_GRACE_TICKS)
+		kill(MyProcPid, SIGINT);
 }
 
 /* Close Kafka and RocksDB (their threads) before the process goes away. */
@@ -783,6 +806,8 @@ streamflink_worker_main(Datum arg)
 	w->dboid = dboid;
 	worker_for_exit = w;
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
+	enable_timeout_every(RegisterTimeout(USER_TIMEOUT, stop_grace_tick),
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000), 1000);
 
 	/*
 	 * Everything that can fail is inside the handler, so that every failure
