@@ -1245,6 +1245,16 @@ DECLARE
 	src streamflink.source;
 BEGIN
 	IF TG_OP = 'INSERT' THEN
+		/*
+		 * streamflink_user is what a DBA grants to let a role use streamflink:
+		 * every tenant is a member, so what it owned would be every tenant's to
+		 * see and manage, and outside each one's own quota.
+		 */
+		IF NEW.owner = 'streamflink_user'::regrole THEN
+			RAISE EXCEPTION 'role streamflink_user cannot own a %', TG_TABLE_NAME
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'Every streamflink user is a member of it: create it as your own role (RESET ROLE).';
+		END IF;
 		/* Row-level security hides other roles' sources from the caller. */
 		SELECT * INTO src FROM streamflink.source s WHERE s.id = NEW.source_id;
 		IF NOT FOUND OR NOT pg_has_role(NEW.owner, src.owner, 'USAGE') THEN
@@ -1323,6 +1333,16 @@ AS $$
 DECLARE
 	opt text;
 BEGIN
+	/*
+	 * streamflink_user is what a DBA grants to let a role use streamflink:
+	 * every tenant is a member, so what it owned would be every tenant's to
+	 * see and manage, and outside each one's own quota.
+	 */
+	IF NEW.owner = 'streamflink_user'::regrole THEN
+		RAISE EXCEPTION 'role streamflink_user cannot own a %', TG_TABLE_NAME
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Every streamflink user is a member of it: create it as your own role (RESET ROLE).';
+	END IF;
 	FOREACH opt IN ARRAY NEW.options LOOP
 		IF opt !~ '^[a-z0-9._]+=' THEN
 			RAISE EXCEPTION 'invalid Kafka option: %', opt
