@@ -52,6 +52,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -105,7 +106,19 @@ sf_load_pipeline_for_reader(const char *name)
 		return def;
 	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->sink_relid)) &&
 		pg_class_aclcheck(def->sink_relid, caller, ACL_SELECT) == ACLCHECK_OK)
+	{
+		/*
+		 * live() cannot apply the sink's policies to open windows: a reader
+		 * the sink's row-level security would filter sees none of them.
+		 */
+		if (check_enable_rls(def->sink_relid, caller, true) == RLS_ENABLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for pipeline \"%s\"", name),
+					 errdetail("Row-level security on its sink table applies to you, and open windows cannot be filtered by its policies."),
+					 errhint("Read the sink table itself, or ask its owner to exempt you from its policies.")));
 		return def;
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for pipeline \"%s\"", name),
