@@ -1262,6 +1262,19 @@ BEGIN
 				USING ERRCODE = 'insufficient_privilege',
 					  HINT = 'A pipeline reads a source of its owner (or of a role its owner is a member of).';
 		END IF;
+		/*
+		 * The source's types run their code (domain checks, input
+		 * functions) as the pipeline's owner, while decoding and when key
+		 * values go into the sink: an owner with privileges the source's
+		 * owner lacks (a superuser reading a tenant's source) would lend
+		 * them to that code.
+		 */
+		IF NOT pg_has_role(src.owner, NEW.owner, 'USAGE') THEN
+			RAISE EXCEPTION 'pipeline "%" would run the code of source "%" with privileges its owner % lacks',
+					NEW.name, src.name, src.owner
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = format('The source''s types (domain checks, input functions) run as the pipeline''s owner: create the pipeline as role %s (SET ROLE), or read the source''s data with decode().', src.owner);
+		END IF;
 		PERFORM streamflink._check_output_table('sink', NEW.name, NEW.owner, NEW.sink);
 		IF NEW.timed_out IS NOT NULL THEN
 			PERFORM streamflink._check_output_table('timed-out table', NEW.name, NEW.owner, NEW.timed_out);
