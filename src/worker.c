@@ -24,8 +24,11 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "common/relpath.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -785,15 +788,39 @@ streamflink_worker_main(Datum arg)
 	int32		pipeline_id = DatumGetInt32(arg);
 	Worker	   *w;
 	Oid			dboid;
+	Oid			spcoid;
 	TransactionId starter;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	memcpy(&starter, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(TransactionId));
+	memcpy(&spcoid, MyBgworkerEntry->bgw_extra + sizeof(Oid) + sizeof(TransactionId), sizeof(Oid));
 
 	/* See worker_sigterm: a requested stop, or Postgres' die(). */
 	pqsignal(SIGTERM, worker_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+
+	/*
+	 * DROP DATABASE ... WITH (FORCE) terminates a running pipeline's worker,
+	 * which the postmaster then restarts: connecting would fail with FATAL
+	 * before our handler, and the worker would be restarted every second
+	 * for ever.  With the database's directory gone, leave for good (exit
+	 * 0 unregisters a dynamic worker).  Its state directory stays: the
+	 * directory may be missing only while ALTER DATABASE SET TABLESPACE
+	 * moves it, and the state must outlive that.
+	 */
+	if (OidIsValid(spcoid))
+	{
+		struct stat st;
+
+		if (stat(GetDatabasePath(dboid, spcoid), &st) != 0 && errno == ENOENT)
+		{
+			ereport(LOG,
+					(errmsg("streamflink pipeline %d: database %u no longer exists, not restarting",
+							pipeline_id, dboid)));
+			proc_exit(0);
+		}
+	}
 	/*
 	 * Connected as the bootstrap superuser: the worker writes the
 	 * extension's tables and drives 2PC; the pipeline's own code runs as its
