@@ -8,7 +8,11 @@
 \set SHOW_CONTEXT never
 CREATE EXTENSION dblink;
 CREATE DATABASE regress_sf_dropped;
-SELECT format('ALTER DATABASE regress_sf_dropped SET regress.brokers = %L', regress_brokers()) \gexec
+DO $$
+BEGIN
+	EXECUTE format('ALTER DATABASE regress_sf_dropped SET regress.brokers = %L', regress_brokers());
+END
+$$;
 SELECT dblink_connect('dropped', format('dbname=regress_sf_dropped host=%s port=%s user=%s',
                       current_setting('unix_socket_directories'), current_setting('port'), current_user));
 SELECT dblink_exec('dropped', 'CREATE EXTENSION streamflink');
