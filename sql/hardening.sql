@@ -54,8 +54,11 @@ SELECT streamflink._check_kafka_options('{enable.auto.commit=true}', current_use
 SELECT streamflink._check_kafka_options('{group.id=theirs}', current_user::regrole);
 -- The worker checks again: a source whose row was made to carry a
 -- dangerous setting for a non-superuser owner fails to start, and says so.
+-- (The pipeline is the tenant's: a superuser's may not read its source.)
 UPDATE streamflink.source SET options = '{sasl.kerberos.kinit.cmd=touch /tmp/pwned}'
 WHERE name = 't_ok';
+CREATE SCHEMA regress_tenant AUTHORIZATION regress_tenant;
+SET ROLE regress_tenant;
 SELECT streamflink.create_window_pipeline('t_ok', source => 't_ok', key => '',
        "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => 't_ok_out');
 SELECT streamflink.start('t_ok');
@@ -65,6 +68,8 @@ SELECT streamflink.stop('t_ok');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 't_ok'$$);
 SELECT streamflink.drop_pipeline('t_ok', drop_sink => true);
 SELECT streamflink.drop_source('t_ok');
+RESET ROLE;
+DROP SCHEMA regress_tenant;
 
 --
 -- The aggregate list is a SELECT list and nothing else: text that would

@@ -1064,6 +1064,17 @@ CREATE TABLE streamflink.role_quota (
 );
 SELECT pg_catalog.pg_extension_config_dump('streamflink.role_quota', '');
 
+/*
+ * Pipelines of a role (running ones, other than except_id), counted under
+ * the latest snapshot: under REPEATABLE READ, the transaction's own would
+ * miss what another session committed while this one waited for the
+ * quota's lock (src/tenancy.c).
+ */
+CREATE FUNCTION streamflink._quota_pipelines(owner regrole, running bool, except_id int)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_quota_pipelines'
+LANGUAGE C;
+
 CREATE FUNCTION streamflink._check_quota(owner regrole, action text, pipeline_id int DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -1087,7 +1098,7 @@ BEGIN
 	PERFORM pg_advisory_xact_lock(hashtext('streamflink.role_quota'),
 								  (owner::oid::bigint - 2147483648)::int);
 	IF action = 'create' AND q.max_pipelines IS NOT NULL THEN
-		SELECT count(*) INTO n FROM streamflink.pipeline p WHERE p.owner = _check_quota.owner;
+		n := streamflink._quota_pipelines(owner, false, NULL);
 		IF n >= q.max_pipelines THEN
 			RAISE EXCEPTION 'role % has reached its quota of pipelines (%)', owner, q.max_pipelines
 				USING ERRCODE = 'configuration_limit_exceeded',
@@ -1095,8 +1106,7 @@ BEGIN
 		END IF;
 	ELSIF action = 'start' THEN
 		IF q.max_running IS NOT NULL THEN
-			SELECT count(*) INTO n FROM streamflink.pipeline p
-			WHERE p.owner = _check_quota.owner AND p.state = 'running' AND p.id <> pipeline_id;
+			n := streamflink._quota_pipelines(owner, true, pipeline_id);
 			IF n >= q.max_running THEN
 				RAISE EXCEPTION 'role % has reached its quota of running pipelines (%)', owner, q.max_running
 					USING ERRCODE = 'configuration_limit_exceeded',
@@ -1229,12 +1239,35 @@ DECLARE
 	src streamflink.source;
 BEGIN
 	IF TG_OP = 'INSERT' THEN
+		/*
+		 * streamflink_user is what a DBA grants to let a role use streamflink:
+		 * every tenant is a member, so what it owned would be every tenant's to
+		 * see and manage, and outside each one's own quota.
+		 */
+		IF NEW.owner = 'streamflink_user'::regrole THEN
+			RAISE EXCEPTION 'role streamflink_user cannot own a %', TG_TABLE_NAME
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'Every streamflink user is a member of it: create it as your own role (RESET ROLE).';
+		END IF;
 		/* Row-level security hides other roles' sources from the caller. */
 		SELECT * INTO src FROM streamflink.source s WHERE s.id = NEW.source_id;
 		IF NOT FOUND OR NOT pg_has_role(NEW.owner, src.owner, 'USAGE') THEN
 			RAISE EXCEPTION 'permission denied for the source of pipeline "%"', NEW.name
 				USING ERRCODE = 'insufficient_privilege',
 					  HINT = 'A pipeline reads a source of its owner (or of a role its owner is a member of).';
+		END IF;
+		/*
+		 * The source's types run their code (domain checks, input
+		 * functions) as the pipeline's owner, while decoding and when key
+		 * values go into the sink: an owner with privileges the source's
+		 * owner lacks (a superuser reading a tenant's source) would lend
+		 * them to that code.
+		 */
+		IF NOT pg_has_role(src.owner, NEW.owner, 'USAGE') THEN
+			RAISE EXCEPTION 'pipeline "%" would run the code of source "%" with privileges its owner % lacks',
+					NEW.name, src.name, src.owner
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = format('The source''s types (domain checks, input functions) run as the pipeline''s owner: create the pipeline as role %s (SET ROLE), or read the source''s data with decode().', src.owner);
 		END IF;
 		PERFORM streamflink._check_output_table('sink', NEW.name, NEW.owner, NEW.sink);
 		IF NEW.timed_out IS NOT NULL THEN
@@ -1262,6 +1295,19 @@ BEGIN
 					NEW.window_kind, NEW.window_size, NEW.window_slide, NEW.session_gap
 				USING ERRCODE = 'invalid_parameter_value',
 					  HINT = 'Create pipelines with streamflink.create_window_pipeline().';
+		END IF;
+		/*
+		 * The bounds of partial matches are what keeps a pattern such as
+		 * a{->>1,} b from taking the server's memory (2^n partial matches):
+		 * only a superuser may raise them above the defaults.
+		 */
+		IF NEW.kind = 'pattern'
+		   AND (NEW.max_partial_matches > 10000 OR NEW.max_partial_match_events > 100000)
+		   AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = NEW.owner), false) THEN
+			RAISE EXCEPTION 'bounds of partial matches above the defaults need a superuser: % partial matches, % events',
+					NEW.max_partial_matches, NEW.max_partial_match_events
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'Use at most 10000 partial matches and 100000 events per key, or ask the database administrator to create the pipeline.';
 		END IF;
 		PERFORM streamflink._check_quota(NEW.owner, 'create');
 	ELSIF NEW.state = 'running' AND OLD.state <> 'running' THEN
@@ -1294,6 +1340,16 @@ AS $$
 DECLARE
 	opt text;
 BEGIN
+	/*
+	 * streamflink_user is what a DBA grants to let a role use streamflink:
+	 * every tenant is a member, so what it owned would be every tenant's to
+	 * see and manage, and outside each one's own quota.
+	 */
+	IF NEW.owner = 'streamflink_user'::regrole THEN
+		RAISE EXCEPTION 'role streamflink_user cannot own a %', TG_TABLE_NAME
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Every streamflink user is a member of it: create it as your own role (RESET ROLE).';
+	END IF;
 	FOREACH opt IN ARRAY NEW.options LOOP
 		IF opt !~ '^[a-z0-9._]+=' THEN
 			RAISE EXCEPTION 'invalid Kafka option: %', opt

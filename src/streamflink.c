@@ -325,6 +325,9 @@ sf_register_worker(Oid dboid, int32 pipeline_id, TransactionId starter)
 	worker.bgw_main_arg = Int32GetDatum(pipeline_id);
 	memcpy(worker.bgw_extra, &dboid, sizeof(Oid));
 	memcpy(worker.bgw_extra + sizeof(Oid), &starter, sizeof(TransactionId));
+	/* With the database's tablespace, the worker sees a dropped database. */
+	memcpy(worker.bgw_extra + sizeof(Oid) + sizeof(TransactionId), &MyDatabaseTableSpace,
+		   sizeof(Oid));
 	worker.bgw_notify_pid = 0;
 
 	return RegisterDynamicBackgroundWorker(&worker, &handle);

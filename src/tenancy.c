@@ -52,6 +52,8 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "streamflink.h"
@@ -63,6 +65,7 @@ PG_FUNCTION_INFO_V1(streamflink_pipeline_lifecycle);
 PG_FUNCTION_INFO_V1(streamflink_worker_only);
 PG_FUNCTION_INFO_V1(streamflink_create_row_type);
 PG_FUNCTION_INFO_V1(streamflink_live_sink);
+PG_FUNCTION_INFO_V1(streamflink_quota_pipelines);
 
 List *
 sf_visible_pipelines(void)
@@ -103,7 +106,19 @@ sf_load_pipeline_for_reader(const char *name)
 		return def;
 	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->sink_relid)) &&
 		pg_class_aclcheck(def->sink_relid, caller, ACL_SELECT) == ACLCHECK_OK)
+	{
+		/*
+		 * live() cannot apply the sink's policies to open windows: a reader
+		 * the sink's row-level security would filter sees none of them.
+		 */
+		if (check_enable_rls(def->sink_relid, caller, true) == RLS_ENABLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for pipeline \"%s\"", name),
+					 errdetail("Row-level security on its sink table applies to you, and open windows cannot be filtered by its policies."),
+					 errhint("Read the sink table itself, or ask its owner to exempt you from its policies.")));
 		return def;
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for pipeline \"%s\"", name),
@@ -338,4 +353,49 @@ streamflink_create_row_type(PG_FUNCTION_ARGS)
 	run_as_restore(&as);
 
 	PG_RETURN_OID(addr.objectId);
+}
+
+/*
+ * streamflink._quota_pipelines(owner, running, except_id) RETURNS bigint
+ *
+ * How many pipelines 'owner' has (running ones only if 'running', other
+ * than pipeline except_id), counted under the latest snapshot, as the
+ * caller (row-level security applies).  _check_quota holds an advisory
+ * lock per role while it counts; but in a REPEATABLE READ or SERIALIZABLE
+ * transaction its own snapshot predates the commit of a session that held
+ * the lock before it, so two sessions would both pass the same last slot.
+ * The latest snapshot sees what that session committed, as the foreign
+ * key checks of ri_triggers.c do.
+ */
+Datum
+streamflink_quota_pipelines(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[3] = {OIDOID, BOOLOID, INT4OID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int64		n;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	args[2] = PG_ARGISNULL(2) ? Int32GetDatum(0) : PG_GETARG_DATUM(2);
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n';
+
+	SPI_connect();
+	plan = SPI_prepare("SELECT count(*) FROM streamflink.pipeline p"
+					   " WHERE p.owner = $1::pg_catalog.regrole"
+					   " AND (NOT $2 OR (p.state = 'running' AND p.id IS DISTINCT FROM $3))",
+					   3, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the quota count: %s", SPI_result_code_string(SPI_result));
+	if (SPI_execute_snapshot(plan, args, nulls, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count the pipelines of role %u", DatumGetObjectId(args[0]));
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT64(n);
 }

@@ -24,8 +24,11 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "common/relpath.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -41,6 +44,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -121,6 +125,28 @@ worker_sigterm(SIGNAL_ARGS)
 	else
 		die(postgres_signal_arg);
 	errno = save_errno;
+}
+
+/*
+ * A requested stop is graceful: the loop ends it with a checkpoint.  But
+ * the loop only sees it between steps, and a step may be the owner's code
+ * that never returns (a sink trigger in pg_sleep or an endless loop): the
+ * worker would keep its slot, neither stoppable nor droppable by the
+ * tenant (only a superuser may signal it).  A timer ticks once a second;
+ * STOP_GRACE_TICKS after a stop it cancels whatever runs, as
+ * pg_cancel_backend would (statement_timeout's way: SIGINT to ourselves).
+ * The error ends the worker without a checkpoint; the next start recovers
+ * from the last one.
+ */
+#define STOP_GRACE_TICKS 5
+
+static volatile sig_atomic_t stop_ticks = 0;
+
+static void
+stop_grace_tick(void)
+{
+	if (got_stop && ++stop_ticks == STOP_GRACE_TICKS)
+		kill(MyProcPid, SIGINT);
 }
 
 /* Close Kafka and RocksDB (their threads) before the process goes away. */
@@ -770,15 +796,39 @@ streamflink_worker_main(Datum arg)
 	int32		pipeline_id = DatumGetInt32(arg);
 	Worker	   *w;
 	Oid			dboid;
+	Oid			spcoid;
 	TransactionId starter;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	memcpy(&starter, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(TransactionId));
+	memcpy(&spcoid, MyBgworkerEntry->bgw_extra + sizeof(Oid) + sizeof(TransactionId), sizeof(Oid));
 
 	/* See worker_sigterm: a requested stop, or Postgres' die(). */
 	pqsignal(SIGTERM, worker_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+
+	/*
+	 * DROP DATABASE ... WITH (FORCE) terminates a running pipeline's worker,
+	 * which the postmaster then restarts: connecting would fail with FATAL
+	 * before our handler, and the worker would be restarted every second
+	 * for ever.  With the database's directory gone, leave for good (exit
+	 * 0 unregisters a dynamic worker).  Its state directory stays: the
+	 * directory may be missing only while ALTER DATABASE SET TABLESPACE
+	 * moves it, and the state must outlive that.
+	 */
+	if (OidIsValid(spcoid))
+	{
+		struct stat st;
+
+		if (stat(GetDatabasePath(dboid, spcoid), &st) != 0 && errno == ENOENT)
+		{
+			ereport(LOG,
+					(errmsg("streamflink pipeline %d: database %u no longer exists, not restarting",
+							pipeline_id, dboid)));
+			proc_exit(0);
+		}
+	}
 	/*
 	 * Connected as the bootstrap superuser: the worker writes the
 	 * extension's tables and drives 2PC; the pipeline's own code runs as its
@@ -791,6 +841,8 @@ streamflink_worker_main(Datum arg)
 	w->dboid = dboid;
 	worker_for_exit = w;
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
+	enable_timeout_every(RegisterTimeout(USER_TIMEOUT, stop_grace_tick),
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000), 1000);
 
 	/*
 	 * Everything that can fail is inside the handler, so that every failure
@@ -817,6 +869,16 @@ streamflink_worker_main(Datum arg)
 		pgstat_report_appname(psprintf("streamflink %s", w->def->name));
 
 		claim_slot(w, pipeline_id);
+
+		/*
+		 * A stop that committed after we read the definition and before
+		 * the claim found no slot to signal: read the desired state again,
+		 * now that a stop committing from here on finds our slot.  (Its
+		 * commit is visible before its callback looks for workers.)
+		 */
+		w->def = load_definition(pipeline_id);
+		if (w->def == NULL || !w->def->running)
+			proc_exit(0);		/* the slot goes in worker_shmem_exit */
 
 		if (max_prepared_xacts <= 0)
 		{
