@@ -226,6 +226,31 @@ sf_pipeline_dir(Oid dboid, int32 pipeline_id)
 }
 
 /*
+ * The slot of a pipeline, or NULL.  A pipeline has at most one: a worker
+ * claiming a slot takes over its pipeline's before any free one.  The
+ * caller holds sf_shared->lock.
+ */
+static WorkerSlot *
+pipeline_slot(Oid dboid, int32 pipeline_id)
+{
+	for (int i = 0; i < sf_shared->nslots; i++)
+	{
+		WorkerSlot *s = &sf_shared->slots[i];
+
+		if (s->in_use && s->dboid == dboid && s->pipeline_id == pipeline_id)
+			return s;
+	}
+	return NULL;
+}
+
+/* Is the process holding a slot alive? */
+static bool
+slot_pid_alive(WorkerSlot *s)
+{
+	return s->pid != 0 && kill(s->pid, 0) == 0;
+}
+
+/*
  * Claim the slot of a pipeline.  Returns NULL with *taken set if a live
  * worker already holds it (two workers of one pipeline would both consume
  * and both write), NULL with *taken false if no slot is free.
@@ -233,27 +258,19 @@ sf_pipeline_dir(Oid dboid, int32 pipeline_id)
 WorkerSlot *
 sf_claim_slot(Oid dboid, int32 pipeline_id, bool *taken)
 {
-	WorkerSlot *slot = NULL;
+	WorkerSlot *slot;
 
 	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < sf_shared->nslots; i++)
+	slot = pipeline_slot(dboid, pipeline_id);
+	if (slot != NULL && slot->pid != MyProcPid && slot_pid_alive(slot))
 	{
-		WorkerSlot *s = &sf_shared->slots[i];
-
-		if (s->in_use && s->dboid == dboid && s->pipeline_id == pipeline_id)
-		{
-			if (s->pid != MyProcPid && s->pid != 0 && kill(s->pid, 0) == 0)
-			{
-				LWLockRelease(sf_shared->lock);
-				*taken = true;
-				return NULL;
-			}
-			slot = s;
-			break;
-		}
-		if (!s->in_use && slot == NULL)
-			slot = s;
+		LWLockRelease(sf_shared->lock);
+		*taken = true;
+		return NULL;
 	}
+	for (int i = 0; slot == NULL && i < sf_shared->nslots; i++)
+		if (!sf_shared->slots[i].in_use)
+			slot = &sf_shared->slots[i];
 	*taken = false;
 	if (slot == NULL)
 	{
@@ -343,6 +360,7 @@ sf_xact_callback(XactEvent event, void *arg)
 		foreach(lc, pending_actions)
 		{
 			PendingAction *a = (PendingAction *) lfirst(lc);
+			WorkerSlot *s;
 
 			if (a->kind == PENDING_REMOVE_STATE)
 			{
@@ -357,18 +375,13 @@ sf_xact_callback(XactEvent event, void *arg)
 			}
 
 			LWLockAcquire(sf_shared->lock, LW_SHARED);
-			for (int i = 0; i < sf_shared->nslots; i++)
+			s = pipeline_slot(MyDatabaseId, a->pipeline_id);
+			if (s != NULL && s->pid != 0)
 			{
-				WorkerSlot *s = &sf_shared->slots[i];
-
-				if (s->in_use && s->dboid == MyDatabaseId &&
-					s->pipeline_id == a->pipeline_id && s->pid != 0)
-				{
-					SpinLockAcquire(&s->mutex);
-					s->stop_requested = true;
-					SpinLockRelease(&s->mutex);
-					kill(s->pid, SIGTERM);
-				}
+				SpinLockAcquire(&s->mutex);
+				s->stop_requested = true;
+				SpinLockRelease(&s->mutex);
+				kill(s->pid, SIGTERM);
 			}
 			LWLockRelease(sf_shared->lock);
 		}
@@ -495,19 +508,14 @@ sf_wait_stopped(int32 pipeline_id, int timeout_ms)
 bool
 sf_pipeline_has_worker(Oid dboid, int32 pipeline_id)
 {
-	bool		running = false;
+	WorkerSlot *s;
+	bool		running;
 
 	if (sf_shared == NULL)
 		return false;
 	LWLockAcquire(sf_shared->lock, LW_SHARED);
-	for (int i = 0; i < sf_shared->nslots; i++)
-	{
-		WorkerSlot *s = &sf_shared->slots[i];
-
-		if (s->in_use && s->dboid == dboid && s->pipeline_id == pipeline_id &&
-			s->pid != 0 && kill(s->pid, 0) == 0)
-			running = true;
-	}
+	s = pipeline_slot(dboid, pipeline_id);
+	running = s != NULL && slot_pid_alive(s);
 	LWLockRelease(sf_shared->lock);
 	return running;
 }
@@ -516,19 +524,14 @@ sf_pipeline_has_worker(Oid dboid, int32 pipeline_id)
 bool
 sf_am_worker_of(int32 pipeline_id)
 {
-	bool		result = false;
+	WorkerSlot *s;
+	bool		result;
 
 	if (sf_shared == NULL)
 		return false;
 	LWLockAcquire(sf_shared->lock, LW_SHARED);
-	for (int i = 0; i < sf_shared->nslots; i++)
-	{
-		WorkerSlot *s = &sf_shared->slots[i];
-
-		if (s->in_use && s->dboid == MyDatabaseId && s->pipeline_id == pipeline_id &&
-			s->pid == MyProcPid)
-			result = true;
-	}
+	s = pipeline_slot(MyDatabaseId, pipeline_id);
+	result = s != NULL && s->pid == MyProcPid;
 	LWLockRelease(sf_shared->lock);
 	return result;
 }
