@@ -506,8 +506,12 @@ kstate_codec_init(KeyCodec *codec, PipelineDef *def)
 	ReleaseTupleDesc(desc);
 }
 
-void
-kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf)
+/*
+ * The key columns of an event, each as a null flag and, if not null, its
+ * group key form (as_key) or its image.
+ */
+static void
+encode_columns(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf, bool as_key)
 {
 	resetStringInfo(buf);
 	for (int i = 0; i < codec->nkeys; i++)
@@ -516,9 +520,19 @@ kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf)
 		bool		isnull = slot->tts_isnull[attno];
 
 		appendStringInfoChar(buf, isnull ? 0 : 1);
-		if (!isnull)
+		if (isnull)
+			continue;
+		if (as_key)
 			encode_value(codec->cols[i], slot->tts_values[attno], buf);
+		else
+			encode_image(codec->cols[i], slot->tts_values[attno], buf);
 	}
+}
+
+void
+kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf)
+{
+	encode_columns(codec, slot, buf, true);
 }
 
 const char *
@@ -554,16 +568,7 @@ kstate_decode_key(KeyCodec *codec, const char *p, Datum *vals, bool *nulls)
 void
 kstate_encode_values(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf)
 {
-	resetStringInfo(buf);
-	for (int i = 0; i < codec->nkeys; i++)
-	{
-		int			attno = codec->attnos[i];
-		bool		isnull = slot->tts_isnull[attno];
-
-		appendStringInfoChar(buf, isnull ? 0 : 1);
-		if (!isnull)
-			encode_image(codec->cols[i], slot->tts_values[attno], buf);
-	}
+	encode_columns(codec, slot, buf, false);
 }
 
 const char *
