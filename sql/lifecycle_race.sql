@@ -16,71 +16,12 @@ SELECT streamflink.create_source('lr', brokers => regress_brokers(), topic => 'r
        columns => 'k int, ts timestamptz', event_time => 'ts');
 SELECT streamflink.create_window_pipeline('lr', source => 'lr', key => 'k', "window" => 'tumble',
        size => '1 minute', aggregates => 'count(*) AS n', sink => 'lr_out');
--- Each start and stop commits on its own (psql's autocommit).
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.1);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.2);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.3);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr') \; SELECT pg_sleep(0.05);
-SELECT streamflink.start('lr') \; SELECT streamflink.stop('lr');
+-- 64 starts, each followed by a stop, every statement committing on its
+-- own (psql's autocommit runs each \gexec cell alone), with a pause of 0
+-- to 300 ms after some of them.
+SELECT 'SELECT streamflink.start(''lr'')', 'SELECT streamflink.stop(''lr'')',
+       'SELECT pg_sleep(' || (ARRAY[0.05, 0.1, 0.2, NULL, NULL, 0.3, 0.05, NULL])[1 + i % 8] || ')'
+FROM generate_series(0, 63) i ORDER BY i \gexec
 SELECT wait_until($$SELECT status = 'stopped' AND pid IS NULL FROM streamflink.pipelines WHERE name = 'lr'$$,
                   '20 seconds');
 SELECT streamflink.drop_pipeline('lr', drop_sink => true);
