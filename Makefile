@@ -27,7 +27,7 @@ OBJS = \
 	src/ddl_guard.o
 
 EXTENSION = streamflink
-DATA = sql/streamflink--0.1.sql
+DATA = sql/streamflink--0.1.sql sql/streamflink--0.1--0.2.sql
 PGFILEDESC = "streamflink - stream processing inside PostgreSQL"
 
 SHLIB_LINK = -lrdkafka -lrocksdb -lpthread -licui18n -licuuc
