@@ -161,8 +161,19 @@ for ((i = 1; i <= rounds; i++)); do
             # SF_BUILT=1: the script runs against the installation built
             # above, without building again.  SF_KEEP=0: its servers stop
             # when it ends whatever SF_KEEP says here (its output is kept).
-            run_child "$log" env SF_INSTALL="${inst[$r]}" SF_BUILT=1 SF_KEEP=0 bash "$script" ||
-                fail_log "$b ($r, round $i)" "$log"
+            # A port sf_free_port found free can be taken by another process
+            # before the server binds it (a busy machine): then the run is
+            # repeated, up to twice.
+            for try in 1 2 3; do
+                rc=0
+                run_child "$log" env SF_INSTALL="${inst[$r]}" SF_BUILT=1 SF_KEEP=0 bash "$script" || rc=$?
+                if [ "$rc" -eq 0 ] || [ "$try" -eq 3 ] ||
+                   ! grep -q "Address already in use" "$log"; then
+                    break
+                fi
+                echo "compare: round $i $b $r: its port was taken meanwhile, running it again"
+            done
+            [ "$rc" -eq 0 ] || fail_log "$b ($r, round $i)" "$log"
             echo "compare: round $i/$rounds $b $r: $(($(date +%s) - t0)) s"
         done
     done
