@@ -10,6 +10,7 @@ OBJS = \
 	src/state.o \
 	src/keyed_state.o \
 	src/group_key.o \
+	src/fragment.o \
 	src/aggregate.o \
 	src/window.o \
 	src/operator.o \
