@@ -19,6 +19,9 @@
  * node).  An error raised meanwhile pops the callback with the rest of the
  * error context stack.
  *
+ * The Fragment lives on the caller's stack; the wrapping query, the parse
+ * trees and the analysed Query are allocated in CurrentMemoryContext.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef STREAMFLINK_FRAGMENT_H

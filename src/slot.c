@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include "miscadmin.h"
+#include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 

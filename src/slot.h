@@ -18,7 +18,6 @@
 #ifndef STREAMFLINK_SLOT_H
 #define STREAMFLINK_SLOT_H
 
-#include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
