@@ -234,34 +234,34 @@ slot_request_stop(Oid dboid, int32 pipeline_id)
 	LWLockRelease(slots->lock);
 }
 
+/* The pid of the worker holding the pipeline's slot, 0 if none. */
+static pid_t
+slot_holder(Oid dboid, int32 pipeline_id)
+{
+	WorkerSlot *s;
+	pid_t		pid;
+
+	if (slots == NULL)
+		return 0;
+	LWLockAcquire(slots->lock, LW_SHARED);
+	s = pipeline_slot(dboid, pipeline_id);
+	pid = s != NULL ? s->pid : 0;
+	LWLockRelease(slots->lock);
+	return pid;
+}
+
 bool
 slot_pipeline_has_worker(Oid dboid, int32 pipeline_id)
 {
-	WorkerSlot *s;
-	bool		running;
+	pid_t		pid = slot_holder(dboid, pipeline_id);
 
-	if (slots == NULL)
-		return false;
-	LWLockAcquire(slots->lock, LW_SHARED);
-	s = pipeline_slot(dboid, pipeline_id);
-	running = s != NULL && slot_pid_alive(s);
-	LWLockRelease(slots->lock);
-	return running;
+	return pid != 0 && kill(pid, 0) == 0;
 }
 
 bool
 slot_am_worker_of(int32 pipeline_id)
 {
-	WorkerSlot *s;
-	bool		result;
-
-	if (slots == NULL)
-		return false;
-	LWLockAcquire(slots->lock, LW_SHARED);
-	s = pipeline_slot(MyDatabaseId, pipeline_id);
-	result = s != NULL && s->pid == MyProcPid;
-	LWLockRelease(slots->lock);
-	return result;
+	return slot_holder(MyDatabaseId, pipeline_id) == MyProcPid;
 }
 
 int
