@@ -10,9 +10,11 @@ OBJS = \
 	src/state.o \
 	src/keyed_state.o \
 	src/group_key.o \
+	src/fragment.o \
 	src/aggregate.o \
 	src/window.o \
 	src/operator.o \
+	src/operator_factory.o \
 	src/pattern.o \
 	src/cep.o \
 	src/sink.o \
@@ -21,6 +23,9 @@ OBJS = \
 	src/watermark.o \
 	src/replay.o \
 	src/launcher.o \
+	src/slot.o \
+	src/poison.o \
+	src/status.o \
 	src/live.o \
 	src/producer.o \
 	src/tenancy.o \

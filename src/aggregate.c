@@ -40,7 +40,7 @@
 #include "utils/syscache.h"
 
 #include "aggregate.h"
-#include "streamflink.h"
+#include "fragment.h"
 
 typedef struct AggDef
 {
@@ -83,13 +83,15 @@ struct AggSpec
  * type, and analyse it.  The only range table entry is a subquery whose
  * columns are the row type's, so Vars' attribute numbers are the row's.
  */
+#define AGGREGATE_LIST_HINT "Write aggregates as in a SELECT list: count(*) AS n, avg(x) AS mean."
+
 static void
 invalid_aggregate_list(const char *aggregates)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_SYNTAX_ERROR),
 			 errmsg("invalid aggregate list: %s", aggregates),
-			 errhint("Write aggregates as in a SELECT list: count(*) AS n, avg(x) AS mean.")));
+			 errhint(AGGREGATE_LIST_HINT)));
 }
 
 /*
@@ -125,29 +127,13 @@ check_select_list_only(const char *aggregates)
 static Query *
 analyse_aggregates(Oid row_type, const char *aggregates)
 {
-	char	   *sql;
-	List	   *raw;
+	Fragment	f;
 	Query	   *query;
 
-	ErrorContextCallback errcb;
-	SfFragmentErrorArg fa;
-
-	/* A newline ends a trailing "--" comment before our FROM. */
-	sql = psprintf("SELECT %s\nFROM (SELECT (NULL::%s).*) AS e",
-				   aggregates, format_type_be_qualified(row_type));
-	fa.what = "aggregate list";
-	fa.fragment = aggregates;
-	fa.query = sql;
-	fa.offset = strlen("SELECT ");
-	errcb.callback = sf_fragment_error_callback;
-	errcb.arg = &fa;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
+	fragment_wrap(&f, "aggregate list", aggregates, AGGREGATE_LIST_HINT, row_type);
+	fragment_enter(&f);
 	check_select_list_only(aggregates);
-	raw = pg_parse_query(sql);
-	if (list_length(raw) != 1)
-		invalid_aggregate_list(aggregates);
-	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, NULL, 0, NULL);
+	query = fragment_analyse(&f, NULL, NULL);
 	if (query->commandType != CMD_SELECT || query->groupClause || query->havingQual ||
 		query->hasWindowFuncs || query->hasSubLinks || query->sortClause ||
 		query->limitCount || query->distinctClause || query->hasTargetSRFs ||
@@ -155,7 +141,7 @@ analyse_aggregates(Oid row_type, const char *aggregates)
 		linitial_node(RangeTblEntry, query->rtable)->rtekind != RTE_SUBQUERY ||
 		list_length(query->jointree->fromlist) != 1 || query->jointree->quals)
 		invalid_aggregate_list(aggregates);
-	error_context_stack = errcb.previous;
+	fragment_leave(&f);
 	return query;
 }
 

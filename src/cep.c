@@ -100,7 +100,6 @@
 #include "cep.h"
 #include "keyed_state.h"
 #include "pattern.h"
-#include "streamflink.h"
 
 #define META_OPEN_KEY "\xFF\xFE" "cep_open"
 #define META_DROPPED_KEY "\xFF\xFE" "cep_dropped"
@@ -188,6 +187,7 @@ struct CepOperator
 	PipelineDef *def;
 	StateStore *store;
 	Sink	   *sink;
+	Poison	   *poison;		/* the worker's, or NULL (poison.h) */
 	TupleDesc	desc;
 	CompiledPattern *cp;
 	KeyCodec	codec;
@@ -1548,10 +1548,10 @@ cmp_bufevent(const void *a, const void *b)
 /*
  * A deferred event whose processing failed in the previous run: to the
  * dead-letter table, with the event as JSON for its payload (its raw
- * message is no longer at hand).
+ * message is no longer at hand), for 'reason' (poison_skip).
  */
 static void
-poison_dead_letter(CepOperator *op, BufEvent *be)
+poison_dead_letter(CepOperator *op, BufEvent *be, const char *reason)
 {
 	HeapTupleHeader td = (HeapTupleHeader) be->data;
 	char	   *json;
@@ -1560,8 +1560,7 @@ poison_dead_letter(CepOperator *op, BufEvent *be)
 	HeapTupleHeaderSetTypMod(td, op->desc->tdtypmod);
 	json = TextDatumGetCString(DirectFunctionCall1(row_to_json, PointerGetDatum(td)));
 	sink_dead_letter(op->sink, be->source.partition, be->source.offset, json, strlen(json),
-					 psprintf("processing failed: %s", sf_poison_error));
-	sf_poison_skipped = true;
+					 reason);
 }
 
 /* Run a key's buffered events up to the watermark through its NFA. */
@@ -1587,17 +1586,18 @@ fire_key(CepOperator *op, TimestampTz wm)
 		while (done < buf->n && buf->ev[done].time <= wm)
 		{
 			BufEvent   *be = &buf->ev[done++];
+			char	   *reason;
 
 			cep_check_interrupts(op);
-			/* An error now is this event's message's fault (see worker.c). */
-			if (sf_message_is_poison(be->source))
+			/* An error now is this event's message's fault (poison.h). */
+			if ((reason = poison_skip(op->poison, be->source)) != NULL)
 			{
-				poison_dead_letter(op, be);
+				poison_dead_letter(op, be, reason);
 				continue;
 			}
-			sf_processing = be->source;
+			poison_begin(op->poison, be->source);
 			nfa_event(op, nfa, be);
-			sf_processing.partition = -1;
+			poison_end(op->poison);
 		}
 	}
 
@@ -1659,7 +1659,8 @@ fire_key(CepOperator *op, TimestampTz wm)
 /* --- operator -------------------------------------------------------------- */
 
 static bool
-cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm,
+			SfMessagePos pos)
 {
 	CepOperator *op = (CepOperator *) arg;
 	EventBuffer *buf;
@@ -1696,7 +1697,7 @@ cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 	be = &buf->ev[buf->n++];
 	be->time = t;
 	be->arrival = buf->next_arrival++;
-	be->source = sf_processing;
+	be->source = pos;
 	be->len = tup->t_len;
 	be->data = copy_bytes((char *) tup->t_data, tup->t_len);
 	MemoryContextSwitchTo(old);
@@ -1795,7 +1796,8 @@ const OperatorMethods cep_operator_methods = {
 };
 
 CepOperator *
-cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
+cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc,
+		   Poison *poison)
 {
 	CepOperator *op = palloc0(sizeof(CepOperator));
 	PatternExprs *me;
@@ -1808,6 +1810,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 	op->def = def;
 	op->store = store;
 	op->sink = sink;
+	op->poison = poison;
 	op->desc = event_desc;
 	op->cp = pattern_load(def->pattern_tree, def->pattern, def->skip, def->within >= 0);
 	me = op->cp->measures;

@@ -36,7 +36,7 @@
 typedef struct CepOperator CepOperator;
 
 extern CepOperator *cep_create(PipelineDef *def, StateStore *store, Sink *sink,
-							   TupleDesc event_desc);
+							   TupleDesc event_desc, Poison *poison);
 
 extern const OperatorMethods cep_operator_methods;
 

@@ -43,7 +43,8 @@
 #include "utils/rel.h"
 
 #include "ddl_guard.h"
-#include "streamflink.h"
+#include "launcher.h"
+#include "slot.h"
 
 static object_access_hook_type prev_object_access_hook = NULL;
 
@@ -66,7 +67,7 @@ row_running(HeapTuple tup, TupleDesc desc, AttrNumber id_att, AttrNumber state_a
 	if (!isnull && strcmp(TextDatumGetCString(d), "running") == 0)
 		return true;
 	d = heap_getattr(tup, id_att, desc, &isnull);
-	*stopping = !isnull && sf_pipeline_has_worker(MyDatabaseId, DatumGetInt32(d));
+	*stopping = !isnull && slot_pipeline_has_worker(MyDatabaseId, DatumGetInt32(d));
 	return *stopping;
 }
 
@@ -185,7 +186,7 @@ remove_all_state(Oid pipeline_relid)
 		Datum		d = heap_getattr(tup, id_att, RelationGetDescr(rel), &isnull);
 
 		if (!isnull)
-			sf_remove_state_at_commit(DatumGetInt32(d));
+			launcher_remove_state_at_commit(DatumGetInt32(d));
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);

@@ -43,12 +43,26 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/guc.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "decode.h"
 #include "run_as.h"
-#include "streamflink.h"
+
+/* streamflink.json_fast_path */
+static bool json_fast_path = true;
+
+void
+decode_define_settings(void)
+{
+	DefineCustomBoolVariable("streamflink.json_fast_path",
+							 "Decodes JSON payloads with streamflink's one-pass scanner.",
+							 "Off: Postgres' own JSON parser decodes every payload (slower; "
+							 "the reference the scanner is tested against).",
+							 &json_fast_path, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+}
 
 typedef struct DecodeColumn
 {
@@ -963,7 +977,7 @@ decode_json(Decoder *dec, const char *payload, int len, char **error)
 		return false;
 	}
 
-	if (sf_json_fast_path && decode_json_fast(dec, payload, len, i))
+	if (json_fast_path && decode_json_fast(dec, payload, len, i))
 		return true;
 
 	/* Postgres' parser: its error message, or what the fast path left. */

@@ -48,4 +48,7 @@ extern Decoder *decoder_create_for_desc(DecodeFormat format, TupleDesc desc);
 extern bool decode_message(Decoder *dec, const char *payload, size_t len,
 						   Datum *values, bool *nulls, char **error);
 
+/* streamflink.json_fast_path */
+extern void decode_define_settings(void);
+
 #endif							/* STREAMFLINK_DECODE_H */

@@ -11,10 +11,24 @@
 #include "common/hashfn.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
 #include "keyed_state.h"
+
+int			sf_state_cache_entries = 200000;
+
+void
+kstate_define_settings(void)
+{
+	DefineCustomIntVariable("streamflink.state_cache_entries",
+							"Window states a worker keeps in memory between checkpoints.",
+							"Above this, states are written back to RocksDB early; "
+							"it bounds a worker's memory whatever the number of keys.",
+							&sf_state_cache_entries, 200000, 100, INT_MAX / 2,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
 
 /* Hash keys are variable-length byte strings, held by pointer. */
 typedef struct CacheKey

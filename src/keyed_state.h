@@ -38,6 +38,13 @@ typedef struct KeyedStateOps
 extern KeyedState *kstate_create(StateStore *store, const KeyedStateOps *ops,
 								 void *arg, int max_entries);
 
+/*
+ * streamflink.state_cache_entries: the max_entries operators give
+ * kstate_create.
+ */
+extern int	sf_state_cache_entries;
+extern void kstate_define_settings(void);
+
 /* Context for objects handed to kstate_put; reset by every flush. */
 extern MemoryContext kstate_memory(KeyedState *ks);
 

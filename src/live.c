@@ -43,7 +43,6 @@
 #include "live.h"
 #include "run_as.h"
 #include "state.h"
-#include "streamflink.h"
 #include "tenancy.h"
 #include "window.h"
 
@@ -115,7 +114,7 @@ live_store(PipelineDef *def, const char *dbdir)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	ls = palloc0(sizeof(LiveStore));
 	ls->pipeline_id = def->id;
-	ls->secondary_dir = psprintf("%s/live-%d", sf_pipeline_dir(MyDatabaseId, def->id), MyProcPid);
+	ls->secondary_dir = psprintf("%s/live-%d", state_pipeline_dir(MyDatabaseId, def->id), MyProcPid);
 	MemoryContextSwitchTo(old);
 
 	if (!exit_registered)
@@ -123,7 +122,7 @@ live_store(PipelineDef *def, const char *dbdir)
 		before_shmem_exit(live_close_all, (Datum) 0);
 		exit_registered = true;
 	}
-	live_remove_stale(sf_pipeline_dir(MyDatabaseId, def->id));
+	live_remove_stale(state_pipeline_dir(MyDatabaseId, def->id));
 	PG_TRY();
 	{
 		ls->store = state_open_secondary(dbdir, ls->secondary_dir);
@@ -422,7 +421,7 @@ streamflink_live(PG_FUNCTION_ARGS)
 	}
 	ReleaseTupleDesc(rowdesc);
 
-	dbdir = checkpoint_db_dir(sf_pipeline_dir(MyDatabaseId, def->id));
+	dbdir = checkpoint_db_dir(state_pipeline_dir(MyDatabaseId, def->id));
 	if (stat(dbdir, &st) != 0)
 	{
 		run_as_restore(&as);

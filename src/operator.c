@@ -1,32 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * operator.c
- *	  Choosing the operator of a pipeline.
+ *	  What the worker shares with the operator it drives (see operator.h).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "cep.h"
 #include "operator.h"
-#include "window.h"
 
-Operator *
-operator_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
-{
-	Operator   *op = palloc0(sizeof(Operator));
-
-	switch (def->kind)
-	{
-		case PIPELINE_WINDOW:
-			op->methods = &window_operator_methods;
-			op->impl = window_create(def, store, sink, event_desc);
-			sink_prepare_window(sink, def, window_aggregates(op->impl), event_desc);
-			break;
-		case PIPELINE_PATTERN:
-			op->methods = &cep_operator_methods;
-			op->impl = cep_create(def, store, sink, event_desc);
-			break;
-	}
-	return op;
-}
+volatile sig_atomic_t sf_termination_requested = false;

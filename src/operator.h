@@ -15,20 +15,27 @@
 #ifndef STREAMFLINK_OPERATOR_H
 #define STREAMFLINK_OPERATOR_H
 
+#include <signal.h>
+
 #include "executor/tuptable.h"
 
 #include "catalog.h"
+#include "poison.h"
 #include "sink.h"
 #include "state.h"
 
 typedef struct OperatorMethods
 {
 	/*
-	 * Take one event.  Returns false, changing nothing, if the event is late
-	 * (the caller then writes it to the late-event table).
+	 * Take one event, of the source message at 'pos'.  Returns false,
+	 * changing nothing, if the event is late (the caller then writes it to
+	 * the late-event table).  The caller marks the message as being
+	 * processed (poison.h) during the call; an operator that defers the
+	 * event keeps 'pos' with it and marks it again when it processes it.
 	 */
 	bool		(*process) (void *op, TupleTableSlot *event,
-							TimestampTz event_time, TimestampTz watermark);
+							TimestampTz event_time, TimestampTz watermark,
+							SfMessagePos pos);
 	/* The watermark moved to 'watermark': fire what it passed. */
 	void		(*advance) (void *op, TimestampTz watermark);
 	/* Between events: bound memory (flush the state cache when full). */
@@ -53,6 +60,7 @@ typedef struct OperatorMethods
 	int64		(*dropped_count) (void *op);
 } OperatorMethods;
 
+/* An operator, as operator_create (operator_factory.h) builds it. */
 typedef struct Operator
 {
 	const OperatorMethods *methods;
@@ -60,17 +68,18 @@ typedef struct Operator
 } Operator;
 
 /*
- * The operator of a pipeline (by def->kind), with its sink statements
- * prepared.  Call connected to SPI, inside a transaction, in a long-lived
- * memory context.
+ * Set by a pipeline worker's SIGTERM handler, which does not raise a
+ * Postgres interrupt (the worker's loop decides between a requested stop
+ * and anything else).  An operator step that can run long checks it (see
+ * cep.c).
  */
-extern Operator *operator_create(PipelineDef *def, StateStore *store, Sink *sink,
-								 TupleDesc event_desc);
+extern volatile sig_atomic_t sf_termination_requested;
 
 static inline bool
-operator_process(Operator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+operator_process(Operator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm,
+				 SfMessagePos pos)
 {
-	return op->methods->process(op->impl, event, t, wm);
+	return op->methods->process(op->impl, event, t, wm, pos);
 }
 
 static inline void

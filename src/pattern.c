@@ -73,8 +73,8 @@
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
+#include "fragment.h"
 #include "pattern.h"
-#include "streamflink.h"
 
 #define MAX_QUANTIFIER 100000
 
@@ -709,7 +709,7 @@ nav_aggregate(NavContext *cxt, FuncCall *fc, List *colrefs, int var)
 	 * blank the rest of the user's text, the tail first.
 	 */
 	{
-		int			tail = (int) (strstr(aggsql, "\n FROM (SELECT (NULL::") - aggsql);
+		int			tail = cxt->prefix + strlen(cxt->text);
 
 		blank(aggsql, end, tail);
 		blank(aggsql, cxt->prefix, fc->location);
@@ -857,92 +857,109 @@ nav_walker(Node *node, NavContext *cxt)
 #define EXPRS_QUERY 1
 #define EXPRS_REFS 2
 
-/*
- * Analyse "SELECT <items> FROM (SELECT (NULL::row_type).*) AS e", where
- * sql holds the user's text at offset prefix (other parts blanked), with
- * item i's current variable vars[i] (-1: none).
- */
-static List *
-analyse_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
-			  char *sql, int prefix, int nitems, int *vars, bool conditions)
+/* analyse_exprs' work on the raw statement (a FragmentRawHook). */
+typedef struct ExprsWalk
 {
-	SfFragmentErrorArg fa = {what, text, sql, prefix};
-	ErrorContextCallback cb;
 	NavContext	cxt;
-	List	   *raw;
-	SelectStmt *sel;
-	Query	   *q;
+	int			nitems;
+	int		   *vars;			/* item i's current variable, -1: none */
+	bool		conditions;
+	List	   *names;			/* out: String per item */
+	List	   *refs;			/* out: as EXPRS_REFS */
+} ExprsWalk;
+
+/*
+ * Check the items, collect their names and turn their references to matched
+ * events into parameters: their types.
+ */
+static Oid *
+walk_exprs(void *arg, SelectStmt *sel, int *nparams)
+{
+	ExprsWalk  *ew = (ExprsWalk *) arg;
+	NavContext *cxt = &ew->cxt;
 	Oid		   *ptypes;
-	List	   *names = NIL;
-	List	   *refs = NIL;
 	ListCell   *lc;
 	int			i;
 
-	cb.callback = sf_fragment_error_callback;
-	cb.arg = &fa;
-	cb.previous = error_context_stack;
-	error_context_stack = &cb;
-
-	memset(&cxt, 0, sizeof(cxt));
-	cxt.pat = pat;
-	cxt.row_type = row_type;
-	cxt.desc = lookup_rowtype_tupdesc_copy(row_type, -1);
-	cxt.sql = sql;
-	cxt.prefix = prefix;
-	cxt.text = text;
-	cxt.what = what;
-
-	raw = pg_parse_query(sql);
-	if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, SelectStmt))
+	if (list_length(sel->targetList) != ew->nitems)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("invalid %s: %s", what, text)));
-	sel = (SelectStmt *) linitial_node(RawStmt, raw)->stmt;
-	if (list_length(sel->targetList) != nitems)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("invalid %s: %s", what, text)));
+				 errmsg("invalid %s: %s", cxt->what, cxt->text)));
 
 	i = 0;
 	foreach(lc, sel->targetList)
 	{
 		ResTarget  *rt = lfirst_node(ResTarget, lc);
 
-		cxt.current_var = vars[i];
-		cxt.expr = i;
-		if (!conditions)
+		cxt->current_var = ew->vars[i];
+		cxt->expr = i;
+		if (!ew->conditions)
 		{
 			if (rt->name == NULL)
-				nav_error(&cxt, rt->location, "a measure needs a name",
+				nav_error(cxt, rt->location, "a measure needs a name",
 						  "Write measures as expression AS name, for example count(small.*) AS n.");
-			names = lappend(names, makeString(pstrdup(rt->name)));
+			ew->names = lappend(ew->names, makeString(pstrdup(rt->name)));
 		}
 		else
-			names = lappend(names, makeString(pstrdup(pat->vars[vars[i]])));
-		nav_walker(rt->val, &cxt);
+			ew->names = lappend(ew->names, makeString(pstrdup(cxt->pat->vars[ew->vars[i]])));
+		nav_walker(rt->val, cxt);
 		i++;
 	}
 
-	ptypes = palloc(sizeof(Oid) * Max(list_length(cxt.refs), 1));
+	ptypes = palloc(sizeof(Oid) * Max(list_length(cxt->refs), 1));
 	i = 0;
-	foreach(lc, cxt.refs)
+	foreach(lc, cxt->refs)
 	{
 		NavRef	   *ref = (NavRef *) lfirst(lc);
 
 		List	   *r;
 
-		ptypes[i] = list_nth_oid(cxt.types, i);
+		ptypes[i] = list_nth_oid(cxt->types, i);
 		r = list_make5(makeInteger(ref->kind), makeInteger(ref->var),
 					   makeInteger(ref->attno), makeInteger(ref->offset),
 					   makeInteger(ref->expr));
 		r = lappend(r, makeInteger((int) ptypes[i]));
 		r = lappend(r, ref->agg_query);
-		refs = lappend(refs, r);
+		ew->refs = lappend(ew->refs, r);
 		i++;
 	}
+	*nparams = list_length(cxt->refs);
+	return ptypes;
+}
 
-	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, ptypes,
-								  list_length(cxt.refs), NULL);
+/*
+ * Analyse the items of fragment f (its text blanked where it is no SQL),
+ * with item i's current variable vars[i] (-1: none).
+ */
+static List *
+analyse_exprs(Pattern *pat, Oid row_type, Fragment *f, int nitems, int *vars,
+			  bool conditions)
+{
+	ExprsWalk	ew;
+	NavContext *cxt = &ew.cxt;
+	Query	   *q;
+	const char *what = f->what;
+	char	   *sql = f->sql;
+	List	   *names;
+	ListCell   *lc;
+	int			i;
+
+	fragment_enter(f);
+
+	memset(&ew, 0, sizeof(ew));
+	cxt->pat = pat;
+	cxt->row_type = row_type;
+	cxt->desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+	cxt->sql = f->sql;
+	cxt->prefix = f->offset;
+	cxt->text = f->text;
+	cxt->what = f->what;
+	ew.nitems = nitems;
+	ew.vars = vars;
+	ew.conditions = conditions;
+
+	q = fragment_analyse(f, walk_exprs, &ew);
+	names = ew.names;
 	if (q->hasAggs)
 		ereport(ERROR,
 				(errcode(ERRCODE_GROUPING_ERROR),
@@ -969,8 +986,8 @@ analyse_exprs(Pattern *pat, Oid row_type, const char *what, const char *text,
 		i++;
 	}
 
-	error_context_stack = cb.previous;
-	return list_make3(names, q, refs);
+	fragment_leave(f);
+	return list_make3(names, q, ew.refs);
 }
 
 /*
@@ -1045,15 +1062,6 @@ build_exprs(List *tree)
 	return pe;
 }
 
-/* "SELECT " + text + suffix, with text's bytes copied for blanking. */
-static char *
-select_over(const char *text, Oid row_type, int *prefix)
-{
-	*prefix = 7;
-	return psprintf("SELECT %s\n FROM (SELECT (NULL::%s).*) AS e", text,
-					format_type_be_qualified(row_type));
-}
-
 static bool
 is_as_keyword(const char *s, int p)
 {
@@ -1073,8 +1081,7 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 	List	   *meas = NIL;
 	List	   *cond_list = NIL;
 	int		   *cond_of_var;
-	char	   *sql;
-	int			prefix;
+	Fragment	f;
 	int		   *vars;
 	int			nitems = 0;
 	int			p;
@@ -1089,7 +1096,7 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 	 */
 	if (define == NULL)
 		define = "";
-	sql = select_over(define, row_type, &prefix);
+	fragment_wrap(&f, "define", define, NULL, row_type);
 	vars = palloc(sizeof(int) * (strlen(define) + 1));
 	p = 0;
 	while (skip_space(define, p) < (int) strlen(define))
@@ -1160,7 +1167,7 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 		{
 			int			cstart = pg_mbstrlen_with_len(define, start);
 			int			cend = pg_mbstrlen_with_len(define, q);
-			char	   *b = sql + prefix;
+			char	   *b = f.sql + f.offset;
 			int			bstart,
 						bend;
 
@@ -1186,8 +1193,7 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 		}
 	}
 	if (nitems > 0)
-		conds = analyse_exprs(pat, row_type, "define", define, sql, prefix,
-							  nitems, vars, true);
+		conds = analyse_exprs(pat, row_type, &f, nitems, vars, true);
 
 	if (measures != NULL && skip_space(measures, 0) < (int) strlen(measures))
 	{
@@ -1205,9 +1211,8 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 		vars = palloc(sizeof(int) * n);
 		for (int i = 0; i < n; i++)
 			vars[i] = -1;
-		sql = select_over(measures, row_type, &prefix);
-		meas = analyse_exprs(pat, row_type, "measures", measures, sql, prefix,
-							 n, vars, false);
+		fragment_wrap(&f, "measures", measures, NULL, row_type);
+		meas = analyse_exprs(pat, row_type, &f, n, vars, false);
 	}
 	for (int i = 0; i < pat->nvars; i++)
 		cond_list = lappend(cond_list, makeInteger(cond_of_var[i]));

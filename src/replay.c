@@ -87,11 +87,10 @@
 
 #include "catalog.h"
 #include "decode.h"
-#include "operator.h"
+#include "operator_factory.h"
 #include "run_as.h"
 #include "sink.h"
 #include "state.h"
-#include "streamflink.h"
 #include "watermark.h"
 
 PG_FUNCTION_INFO_V1(streamflink_replay);
@@ -206,7 +205,8 @@ incarnation_start(Replay *r)
 										 r->desc);
 	r->slot = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
 	r->sink = sink_create(r->def);
-	r->op = operator_create(r->def, r->store, r->sink, r->desc);
+	/* No poison messages in a replay: its errors are the caller's. */
+	r->op = operator_create(r->def, r->store, r->sink, r->desc, NULL);
 	r->parts = palloc(sizeof(WatermarkPartition) * r->nparts);
 	memcpy(r->parts, r->last.parts, sizeof(WatermarkPartition) * r->nparts);
 	r->watermark = r->last.watermark;
@@ -325,8 +325,7 @@ process_one(Replay *r, int i)
 	}
 
 	watermark_observe(ps, t);
-	sf_processing = pos;
-	if (operator_process(r->op, r->slot, t, r->watermark))
+	if (operator_process(r->op, r->slot, t, r->watermark, pos))
 		set_result(r, i, REPLAY_ACCEPTED, t, NULL);
 	else
 	{
@@ -338,7 +337,6 @@ process_one(Replay *r, int i)
 						r->payloads[i], r->lens[i], reason);
 		set_result(r, i, REPLAY_LATE, t, reason);
 	}
-	sf_processing.partition = -1;
 }
 
 static void

@@ -1116,3 +1116,9 @@ state_remove_dir(const char *dir)
 				 errmsg("could not remove directory \"%s\"", dir),
 				 errdetail("See the preceding warnings for the files that could not be removed.")));
 }
+
+char *
+state_pipeline_dir(Oid dboid, int32 pipeline_id)
+{
+	return psprintf("%s/streamflink/%u/%d", DataDir, dboid, pipeline_id);
+}

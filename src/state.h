@@ -118,4 +118,7 @@ extern void state_restore(const char *dir, const char *chk_dir);
 /* Remove a directory tree (a database or snapshot); missing is fine. */
 extern void state_remove_dir(const char *dir);
 
+/* Directory of a pipeline's state (RocksDB database and its snapshots). */
+extern char *state_pipeline_dir(Oid dboid, int32 pipeline_id);
+
 #endif							/* STREAMFLINK_STATE_H */

@@ -56,7 +56,8 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "streamflink.h"
+#include "launcher.h"
+#include "slot.h"
 #include "resolve.h"
 #include "run_as.h"
 #include "tenancy.h"
@@ -194,9 +195,9 @@ streamflink_pipeline_lifecycle(PG_FUNCTION_ARGS)
 		bool		is = tuple_running(td, td->tg_newtuple);
 
 		if (!was && is)
-			sf_start_at_commit(id);
+			launcher_start_at_commit(id);
 		else if (was && !is)
-			sf_stop_at_commit(id);
+			launcher_stop_at_commit(id);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
@@ -207,8 +208,8 @@ streamflink_pipeline_lifecycle(PG_FUNCTION_ARGS)
 							TextDatumGetCString(trigger_attr(td, old, "name", &isnull))),
 					 errhint("Stop it first with streamflink.stop().")));
 		/* A worker finishing its stop must not write after the drop. */
-		sf_wait_stopped(id, 30000);
-		sf_remove_state_at_commit(id);
+		launcher_wait_stopped(id, 30000);
+		launcher_remove_state_at_commit(id);
 	}
 	return PointerGetDatum(NULL);
 }
@@ -237,7 +238,7 @@ streamflink_worker_only(PG_FUNCTION_ARGS)
 	if (superuser())
 		return PointerGetDatum(td->tg_trigtuple);
 	d = trigger_attr(td, td->tg_trigtuple, "pipeline_id", &isnull);
-	if (!isnull && sf_am_worker_of(DatumGetInt32(d)))
+	if (!isnull && slot_am_worker_of(DatumGetInt32(d)))
 		return PointerGetDatum(td->tg_trigtuple);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

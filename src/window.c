@@ -37,7 +37,6 @@
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
-#include "streamflink.h"
 #include "window.h"
 
 /* Unix epoch in Postgres timestamps (microseconds since 2000-01-01). */
@@ -676,8 +675,10 @@ window_flush(WindowOperator *op)
 			  (char *) &op->open, 8);
 }
 
+/* Windows fold an event in at once: its message is the worker's concern. */
 static bool
-window_process_op(void *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
+window_process_op(void *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm,
+				  SfMessagePos pos)
 {
 	return window_process((WindowOperator *) op, event, t, wm);
 }

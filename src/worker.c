@@ -42,6 +42,7 @@
 #include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
@@ -54,13 +55,18 @@
 #include "kafka_source.h"
 #include "live.h"
 #include "sink.h"
+#include "slot.h"
 #include "state.h"
-#include "streamflink.h"
-#include "operator.h"
+#include "operator_factory.h"
+#include "poison.h"
 #include "run_as.h"
 #include "watermark.h"
+#include "worker.h"
 
 PGDLLEXPORT void streamflink_worker_main(Datum arg);
+
+/* streamflink.batch_size */
+static int	batch_size = 5000;
 
 #define META_WATERMARK_KEY "\xFF\xFEwatermark"
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
@@ -73,6 +79,7 @@ typedef struct Worker
 	PipelineDef *def;
 	WorkerSlot *slot;
 	char	   *dir;
+	Poison	   *poison;		/* see poison.h */
 	StateStore *store;
 	KafkaSource *src;
 	Decoder    *decoder;
@@ -100,6 +107,16 @@ typedef struct Worker
 
 static volatile sig_atomic_t got_stop = false;
 static Worker *worker_for_exit = NULL;
+
+void
+worker_define_settings(void)
+{
+	DefineCustomIntVariable("streamflink.batch_size",
+							"Kafka messages a worker takes in one batch.",
+							NULL,
+							&batch_size, 5000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
 
 /*
  * SIGTERM.  A stop requested by streamflink.stop() (the slot says so
@@ -164,7 +181,7 @@ worker_shmem_exit(int code, Datum arg)
 		state_close(w->store);
 	w->store = NULL;
 	if (w->slot)
-		sf_release_slot(w->slot);
+		slot_release(w->slot);
 	w->slot = NULL;
 }
 
@@ -265,75 +282,6 @@ event_time(Worker *w, KafkaMessage *msg, const char **error)
 	return DatumGetTimestampTz(w->event->tts_values[attno]);
 }
 
-/*
- * Poison messages.  An event whose processing raises a data error (division
- * by zero in a condition, an aggregate overflowing its type...) would fail
- * the worker at every replay, holding the pipeline back for good.  So the
- * failing worker writes the message's position (sf_processing) and the
- * error to the file "poison" in the pipeline's directory; the restarted
- * worker reads it into sf_poison, and whoever meets that message again --
- * the worker reading it, or an operator that had deferred its event --
- * sends it to the dead-letter table with the error instead.  The file goes
- * once a checkpoint has recorded that.  Only data exceptions (SQLSTATE
- * class 22) count: anything else (out of memory, a dropped sink table, a
- * lost connection) is no fault of the message, and the worker keeps
- * retrying.
- */
-static char *
-poison_path(Worker *w)
-{
-	return psprintf("%s/poison", w->dir);
-}
-
-static void
-poison_write(Worker *w, ErrorData *edata)
-{
-	FILE	   *f;
-
-	if (w->dir == NULL || sf_processing.partition < 0 ||
-		ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-		return;
-	f = fopen(poison_path(w), "w");
-	if (f == NULL)
-		return;
-	fprintf(f, "%d " INT64_FORMAT "\n%s", sf_processing.partition,
-			sf_processing.offset, edata->message);
-	fclose(f);
-}
-
-static void
-poison_read(Worker *w)
-{
-	FILE	   *f = fopen(poison_path(w), "r");
-	StringInfoData msg;
-	int			c;
-
-	sf_poison.partition = -1;
-	if (f == NULL)
-		return;
-	initStringInfo(&msg);
-	if (fscanf(f, "%d " INT64_FORMAT "\n", &sf_poison.partition, &sf_poison.offset) == 2)
-	{
-		while ((c = fgetc(f)) != EOF)
-			appendStringInfoChar(&msg, (char) c);
-		sf_poison_error = msg.data;
-	}
-	else
-		sf_poison.partition = -1;
-	fclose(f);
-}
-
-/* After a checkpoint: the skipped poison message is behind us for good. */
-static void
-poison_checkpointed(Worker *w)
-{
-	if (sf_poison.partition >= 0 && sf_poison_skipped)
-	{
-		unlink(poison_path(w));
-		sf_poison.partition = -1;
-	}
-}
-
 static void
 process_message(Worker *w, KafkaMessage *msg)
 {
@@ -341,6 +289,7 @@ process_message(Worker *w, KafkaMessage *msg)
 	char	   *error = NULL;
 	const char *terror = NULL;
 	TimestampTz t;
+	SfMessagePos pos = {msg->partition, msg->offset};
 
 	w->events_total++;
 	w->rate_events++;
@@ -361,12 +310,8 @@ process_message(Worker *w, KafkaMessage *msg)
 		if (terror)
 			error = (char *) terror;
 	}
-	if (error == NULL &&
-		sf_message_is_poison((SfMessagePos) {msg->partition, msg->offset}))
-	{
-		error = psprintf("processing failed: %s", sf_poison_error);
-		sf_poison_skipped = true;
-	}
+	if (error == NULL)
+		error = poison_skip(w->poison, pos);
 	if (error)
 	{
 		sink_dead_letter(w->sink, msg->partition, msg->offset, msg->payload, msg->len, error);
@@ -376,9 +321,8 @@ process_message(Worker *w, KafkaMessage *msg)
 
 	watermark_observe(ps, t);
 
-	sf_processing.partition = msg->partition;
-	sf_processing.offset = msg->offset;
-	if (!operator_process(w->op, w->event, t, w->watermark))
+	poison_begin(w->poison, pos);
+	if (!operator_process(w->op, w->event, t, w->watermark, pos))
 	{
 		char	   *reason = operator_late_reason(w->op);
 
@@ -388,7 +332,7 @@ process_message(Worker *w, KafkaMessage *msg)
 						msg->payload, msg->len, reason);
 		w->late_total++;
 	}
-	sf_processing.partition = -1;
+	poison_end(w->poison);
 }
 
 /*
@@ -446,7 +390,7 @@ take_checkpoint(Worker *w)
 		w->positions[p] = w->parts[p].pos;
 	checkpoint_complete(w->dboid, w->def, id, w->nparts, w->positions, &w->stats);
 	w->checkpoint_id = id;
-	poison_checkpointed(w);
+	poison_checkpointed(w->poison);
 
 	/* Keep the previous snapshot too, in case this one is damaged. */
 	checkpoint_prune(w->dir, id - 1);
@@ -473,7 +417,7 @@ wait_for_partitions(Worker *w)
 		ksrc_poll_events(w->src);
 		if (n > 0)
 			return n;
-		sf_slot_set_status(w->slot, "waiting for broker", err);
+		slot_set_status(w->slot, SLOT_WAITING_FOR_BROKER, err);
 		ereport(LOG,
 				(errmsg("streamflink pipeline \"%s\": %s", w->def->name, err ? err : "no partitions")));
 		if (got_stop)
@@ -491,7 +435,7 @@ worker_startup(Worker *w)
 	PartitionPosition *pos;
 
 	/* Prepared transactions of a crashed run first: they hold locks. */
-	sf_slot_set_status(w->slot, "recovering", NULL);
+	slot_set_status(w->slot, SLOT_RECOVERING, NULL);
 	checkpoint_resolve_in_doubt(w->dboid, w->def->id);
 
 	/*
@@ -504,8 +448,13 @@ worker_startup(Worker *w)
 	CommitTransactionCommand();
 	run_as_set_owner(w->def->owner);
 
-	w->dir = sf_pipeline_dir(w->dboid, w->def->id);
-	poison_read(w);
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		w->dir = state_pipeline_dir(w->dboid, w->def->id);
+		w->poison = poison_open(w->dir);
+		MemoryContextSwitchTo(old);
+	}
 
 	/*
 	 * The crash restart or immediate shutdown that started us again also
@@ -525,7 +474,7 @@ worker_startup(Worker *w)
 						 psprintf("streamflink-%u-%d", w->dboid, w->def->id),
 						 w->def->source.options);
 	w->nparts = wait_for_partitions(w);
-	sf_slot_set_status(w->slot, "recovering", NULL);
+	slot_set_status(w->slot, SLOT_RECOVERING, NULL);
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -577,8 +526,8 @@ worker_startup(Worker *w)
 											 w->event_desc);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
 		w->sink = sink_create(w->def);
-		w->op = operator_create(w->def, w->store, w->sink, w->event_desc);
-		w->batch = palloc(sizeof(KafkaMessage) * Max(sf_batch_size, 1));
+		w->op = operator_create(w->def, w->store, w->sink, w->event_desc, w->poison);
+		w->batch = palloc(sizeof(KafkaMessage) * Max(batch_size, 1));
 		w->msg_cxt = AllocSetContextCreate(TopMemoryContext, "streamflink message",
 										   ALLOCSET_DEFAULT_SIZES);
 		run_as_restore(&as);
@@ -603,7 +552,7 @@ worker_loop(Worker *w)
 	memset(&w->stats, 0, sizeof(w->stats));
 	w->stats.started = GetCurrentTimestamp();
 	next_checkpoint = w->stats.started + w->def->checkpoint_interval;
-	sf_slot_set_status(w->slot, "running", NULL);
+	slot_set_status(w->slot, SLOT_RUNNING, NULL);
 	checkpoint_begin_epoch();
 
 	for (;;)
@@ -639,7 +588,7 @@ worker_loop(Worker *w)
 		 * before consuming: a byte written after that means new messages.
 		 */
 		ksrc_clear_wakeup(w->src);
-		n = ksrc_consume(w->src, w->batch, Min(sf_batch_size, 1000000), 0, &err);
+		n = ksrc_consume(w->src, w->batch, Min(batch_size, 1000000), 0, &err);
 		ksrc_poll_events(w->src);
 		if (n < 0)
 			ereport(ERROR,
@@ -765,7 +714,7 @@ claim_slot(Worker *w, int32 pipeline_id)
 	{
 		bool		taken = false;
 
-		w->slot = sf_claim_slot(w->dboid, pipeline_id, &taken);
+		w->slot = slot_claim(w->dboid, pipeline_id, &taken);
 		if (w->slot != NULL)
 			return;
 		if (taken)
@@ -778,7 +727,7 @@ claim_slot(Worker *w, int32 pipeline_id)
 			ereport(LOG,
 					(errmsg("streamflink pipeline \"%s\" is waiting for a worker slot", w->def->name),
 					 errhint("Raise streamflink.max_workers (currently %d) and restart the server, or stop a pipeline.",
-							 sf_max_workers)));
+							 slot_count())));
 		pgstat_report_activity(STATE_IDLE, "waiting for a worker slot");
 		worker_sleep(1000);
 		if (tries % 5 == 4)
@@ -883,8 +832,8 @@ streamflink_worker_main(Datum arg)
 		if (max_prepared_xacts <= 0)
 		{
 			/* Not a crash loop: say why and wait to be stopped. */
-			sf_slot_set_status(w->slot, "failed",
-							   "max_prepared_transactions is 0; set it above 0 and restart the server");
+			slot_set_status(w->slot, SLOT_FAILED,
+							"max_prepared_transactions is 0; set it above 0 and restart the server");
 			for (;;)
 			{
 				worker_sleep(10000);
@@ -903,9 +852,9 @@ streamflink_worker_main(Datum arg)
 		/* Show the error in streamflink.pipelines, then restart. */
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
-		poison_write(w, edata);
+		poison_record(w->poison, edata);
 		if (w->slot)
-			sf_slot_set_status(w->slot, "failed", edata->message);
+			slot_set_status(w->slot, SLOT_FAILED, edata->message);
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
