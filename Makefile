@@ -15,7 +15,8 @@ OBJS = \
 	src/operator.o \
 	src/pattern.o \
 	src/cep.o \
-	src/sink.o \
+	src/pg_sink.o \
+	src/side_output.o \
 	src/checkpoint.o \
 	src/worker.o \
 	src/watermark.o \

@@ -18,6 +18,7 @@
 #include "executor/tuptable.h"
 
 #include "catalog.h"
+#include "side_output.h"
 #include "sink.h"
 #include "state.h"
 
@@ -25,7 +26,7 @@ typedef struct OperatorMethods
 {
 	/*
 	 * Take one event.  Returns false, changing nothing, if the event is late
-	 * (the caller then writes it to the late-event table).
+	 * (the caller then writes it to the side output's late events).
 	 */
 	bool		(*process) (void *op, TupleTableSlot *event,
 							TimestampTz event_time, TimestampTz watermark);
@@ -60,12 +61,12 @@ typedef struct Operator
 } Operator;
 
 /*
- * The operator of a pipeline (by def->kind), with its sink statements
- * prepared.  Call connected to SPI, inside a transaction, in a long-lived
- * memory context.
+ * The operator of a pipeline (by def->kind), with its sink outputs open;
+ * 'side' takes what it sets aside (dead letters).  Call connected to SPI,
+ * inside a transaction, in a long-lived memory context.
  */
 extern Operator *operator_create(PipelineDef *def, StateStore *store, Sink *sink,
-								 TupleDesc event_desc);
+								 SideOutput *side, TupleDesc event_desc);
 
 static inline bool
 operator_process(Operator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
