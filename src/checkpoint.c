@@ -3,7 +3,7 @@
  * checkpoint.c
  *	  The checkpoint coordinator and its participants (see checkpoint.h).
  *
- *  PREPARE TRANSACTION and COMMIT PREPARED cannot go through SPI; the epoch
+ * PREPARE TRANSACTION and COMMIT PREPARED cannot go through SPI; the epoch
  * participant drives the transaction block itself (BeginTransactionBlock,
  * PrepareTransactionBlock, FinishPreparedTransaction), as the utility
  * commands do.
@@ -344,8 +344,14 @@ checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk)
 	c->last.state_format = STATE_FORMAT_VERSION;
 	failpoint("after_decision");
 
-	/* 3. Commit, and the next epoch. */
-	for (int i = 0; i < c->nparticipants; i++)
+	/*
+	 * 3. Commit, in reverse order: the epoch transaction first, so that
+	 * its rows and positions become visible right after the decision (a
+	 * reader of the last checkpoint's offsets waits no longer than that),
+	 * then whatever the others have to do (pruning snapshots...).  Then
+	 * the next epoch.
+	 */
+	for (int i = c->nparticipants - 1; i >= 0; i--)
 		c->participants[i].commit(c->participants[i].arg, chk);
 	checkpoint_begin_epoch(c);
 	return chk->id;

@@ -16,8 +16,10 @@
  *	 2. the decision: the coordinator commits a row for n in
  *		streamflink.checkpoint (with the pipeline watermark and the state
  *		format of the snapshot), and prunes older history;
- *	 3. commit: every participant, in order: COMMIT PREPARED, old snapshots
- *		pruned...; then a new epoch begins (begin_epoch of each).
+ *	 3. commit: every participant, in reverse order: COMMIT PREPARED of the
+ *		epoch transaction first (its rows and positions become visible
+ *		right after the decision), then old snapshots are pruned...; then a
+ *		new epoch begins (begin_epoch of each, in order).
  * If a prepare fails, the participants prepared so far (and the failing
  * one) are aborted, in reverse order, and the error goes on: the worker
  * restarts and recovers.  On start, recover runs for every participant in
@@ -34,9 +36,9 @@
  * The worker decides only when: checkpoint_take at its interval and at a
  * stop.  Memory: the coordinator and its participants live in the context
  * current at creation (the worker's TopMemoryContext).  Everything runs in
- * the worker's process; prepare, commit and begin_epoch are called outside
- * any transaction command, inside the epoch's transaction block, SPI not
- * connected.
+ * the worker's process; every callback is called between transaction
+ * commands (prepare while the epoch's transaction block is open, commit
+ * and begin_epoch after it was prepared), SPI not connected.
  *
  *-------------------------------------------------------------------------
  */
