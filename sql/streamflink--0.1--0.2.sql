@@ -7,3 +7,19 @@
  * catalog change of 0.2 goes here, never into the 0.1 script.
  */
 \echo Use "ALTER EXTENSION streamflink UPDATE TO '0.2'" to load this file. \quit
+
+/*
+ * Checkpoint coordinator: a checkpoint row records the pipeline watermark
+ * (read back at recovery; 0.1 kept it in RocksDB, under a key outside any
+ * key group) and the format of its state snapshot.  Rows written by 0.1
+ * get format 1 (their snapshots hold 0.1's key layout, which this release
+ * refuses to read, naming the release); the default is then dropped, so
+ * that every new row says which format it holds.
+ */
+ALTER TABLE streamflink.checkpoint ADD COLUMN watermark timestamptz;
+ALTER TABLE streamflink.checkpoint ADD COLUMN state_format int NOT NULL DEFAULT 1;
+ALTER TABLE streamflink.checkpoint ALTER COLUMN state_format DROP DEFAULT;
+COMMENT ON COLUMN streamflink.checkpoint.watermark IS
+	'pipeline watermark when the checkpoint was taken (NULL: none yet)';
+COMMENT ON COLUMN streamflink.checkpoint.state_format IS
+	'format of the state snapshot: 1 = streamflink 0.1, 2 = streamflink 0.2';

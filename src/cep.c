@@ -188,13 +188,14 @@ struct CepOperator
 	StateStore *store;
 	Sink	   *sink;
 	Poison	   *poison;		/* the worker's, or NULL (poison.h) */
+	SideOutput *side;			/* dead letters of poison events */
 	TupleDesc	desc;
 	CompiledPattern *cp;
 	KeyCodec	codec;
 	KeyedState *ks_buf;
 	KeyedState *ks_nfa;
-	SinkInsert *ins_match;
-	SinkInsert *ins_timeout;
+	SinkOutput *out_match;		/* "result" */
+	SinkOutput *out_timeout;	/* "timed_out", or NULL */
 	MemoryContext scratch;		/* per key firing */
 	ExprContext *econtext;
 	TupleTableSlot *cur_slot;	/* the event being processed */
@@ -869,7 +870,7 @@ emit_match(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 		}
 		PG_END_TRY();
 	}
-	sink_insert(op->sink, op->ins_match, op->values, op->nulls);
+	sink_write(op->sink, op->out_match, SINK_INSERT, op->values, op->nulls);
 }
 
 static TimestampTz pm_deadline(CepOperator *op, PartialMatch *pm);
@@ -880,7 +881,7 @@ emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 {
 	int			k = op->nkeys;
 
-	if (op->ins_timeout == NULL)
+	if (op->out_timeout == NULL)
 		return;
 	if (!op->codec.exact)
 		store_event(op->nav_slot, &op->nav_tuple, find_event(nfa, pm->refs[0].pos));
@@ -891,7 +892,7 @@ emit_timeout(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	op->nulls[k + 1] = false;
 	op->values[k + 2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(events_json(op, nfa, pm)));
 	op->nulls[k + 2] = false;
-	sink_insert(op->sink, op->ins_timeout, op->values, op->nulls);
+	sink_write(op->sink, op->out_timeout, SINK_INSERT, op->values, op->nulls);
 }
 
 /* --- the NFA --------------------------------------------------------------- */
@@ -1559,8 +1560,8 @@ poison_dead_letter(CepOperator *op, BufEvent *be, const char *reason)
 	HeapTupleHeaderSetTypeId(td, op->desc->tdtypeid);
 	HeapTupleHeaderSetTypMod(td, op->desc->tdtypmod);
 	json = TextDatumGetCString(DirectFunctionCall1(row_to_json, PointerGetDatum(td)));
-	sink_dead_letter(op->sink, be->source.partition, be->source.offset, json, strlen(json),
-					 reason);
+	side_output_dead_letter(op->side, be->source.partition, be->source.offset,
+							json, strlen(json), reason);
 }
 
 /* Run a key's buffered events up to the watermark through its NFA. */
@@ -1796,8 +1797,8 @@ const OperatorMethods cep_operator_methods = {
 };
 
 CepOperator *
-cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc,
-		   Poison *poison)
+cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
+		   TupleDesc event_desc, Poison *poison)
 {
 	CepOperator *op = palloc0(sizeof(CepOperator));
 	PatternExprs *me;
@@ -1811,6 +1812,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 	op->store = store;
 	op->sink = sink;
 	op->poison = poison;
+	op->side = side;
 	op->desc = event_desc;
 	op->cp = pattern_load(def->pattern_tree, def->pattern, def->skip, def->within >= 0);
 	me = op->cp->measures;
@@ -1856,12 +1858,25 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc
 		names[def->nkeys + 3 + i] = me->names[i];
 		types[def->nkeys + 3 + i] = me->types[i];
 	}
-	op->ins_match = sink_prepare_insert(sink, def->sink_relid, ncols, names, types);
-	if (OidIsValid(def->timed_out_relid))
 	{
-		names[def->nkeys + 1] = "timed_out_at";
-		op->ins_timeout = sink_prepare_insert(sink, def->timed_out_relid, def->nkeys + 3,
-											  names, types);
+		SinkRowDesc out;
+
+		/* Matches and timeouts are appended: no key identifies a row. */
+		out.name = "result";
+		out.relid = def->sink_relid;
+		out.ncols = ncols;
+		out.colnames = names;
+		out.coltypes = types;
+		out.nkeys = 0;
+		op->out_match = sink_open_output(sink, &out);
+		if (OidIsValid(def->timed_out_relid))
+		{
+			names[def->nkeys + 1] = "timed_out_at";
+			out.name = "timed_out";
+			out.relid = def->timed_out_relid;
+			out.ncols = def->nkeys + 3;
+			op->out_timeout = sink_open_output(sink, &out);
+		}
 	}
 
 	initStringInfo(&buf);

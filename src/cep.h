@@ -30,13 +30,15 @@
 
 #include "catalog.h"
 #include "operator.h"
+#include "side_output.h"
 #include "sink.h"
 #include "state.h"
 
 typedef struct CepOperator CepOperator;
 
 extern CepOperator *cep_create(PipelineDef *def, StateStore *store, Sink *sink,
-							   TupleDesc event_desc, Poison *poison);
+							   SideOutput *side, TupleDesc event_desc,
+							   Poison *poison);
 
 extern const OperatorMethods cep_operator_methods;
 

@@ -1,10 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * checkpoint.c
- *	  Epoch transactions, two-phase commit and recovery of a pipeline.
+ *	  The checkpoint coordinator and its participants (see checkpoint.h).
  *
- * PREPARE TRANSACTION and COMMIT PREPARED cannot go through SPI; the worker
- * drives the transaction block itself (BeginTransactionBlock,
+ * PREPARE TRANSACTION and COMMIT PREPARED cannot go through SPI; the epoch
+ * participant drives the transaction block itself (BeginTransactionBlock,
  * PrepareTransactionBlock, FinishPreparedTransaction), as the utility
  * commands do.
  *
@@ -30,8 +30,10 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "checkpoint.h"
+#include "run_as.h"
 #include "state.h"
 
 #define GID_PREFIX "streamflink"
@@ -95,8 +97,409 @@ gid_for(char *gid, Oid dboid, int32 pipeline_id, int64 id)
 	snprintf(gid, GIDSIZE, GID_PREFIX ":%u:%d:" INT64_FORMAT ":0", dboid, pipeline_id, id);
 }
 
-int
-checkpoint_resolve_in_doubt(Oid dboid, int32 pipeline_id)
+static void restore_state(const char *pipeline_dir, int64 id);
+
+/* --- the coordinator ------------------------------------------------------ */
+
+struct CheckpointCoordinator
+{
+	Oid			dboid;
+	PipelineDef *def;
+	int			nparticipants;
+	CheckpointParticipant participants[8];
+	CompletedCheckpoint last;
+};
+
+CheckpointCoordinator *
+checkpoint_coordinator_create(Oid dboid, PipelineDef *def)
+{
+	CheckpointCoordinator *c = palloc0(sizeof(CheckpointCoordinator));
+
+	c->dboid = dboid;
+	c->def = def;
+	c->last.watermark = DT_NOBEGIN;
+	return c;
+}
+
+void
+checkpoint_register(CheckpointCoordinator *c, const CheckpointParticipant *p)
+{
+	if (c->nparticipants >= lengthof(c->participants))
+		elog(ERROR, "too many checkpoint participants");
+	c->participants[c->nparticipants++] = *p;
+}
+
+/* The last completed checkpoint's row: decision rows are committed alone. */
+static void
+read_last_completed(CheckpointCoordinator *c)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(c->def->id)};
+	bool		isnull;
+
+	c->last.id = 0;
+	c->last.watermark = DT_NOBEGIN;
+	c->last.state_format = STATE_FORMAT_VERSION;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute_with_args("SELECT id, watermark, state_format FROM streamflink.checkpoint"
+							  " WHERE pipeline_id = $1 ORDER BY id DESC LIMIT 1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.checkpoint");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		wm;
+
+		c->last.id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		wm = SPI_getbinval(tup, desc, 2, &isnull);
+		c->last.watermark = isnull ? DT_NOBEGIN : DatumGetTimestampTz(wm);
+		c->last.state_format = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+int64
+checkpoint_recover(CheckpointCoordinator *c)
+{
+	read_last_completed(c);
+	for (int i = c->nparticipants - 1; i >= 0; i--)
+	{
+		CheckpointParticipant *p = &c->participants[i];
+
+		if (p->recover)
+			p->recover(p->arg, &c->last);
+	}
+	return c->last.id;
+}
+
+const CompletedCheckpoint *
+checkpoint_last_completed(CheckpointCoordinator *c)
+{
+	return &c->last;
+}
+
+void
+checkpoint_positions(CheckpointCoordinator *c, int nparts, PartitionPosition *pos)
+{
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Datum		args[2] = {Int32GetDatum(c->def->id), Int64GetDatum(c->last.id)};
+	bool		isnull;
+
+	for (int i = 0; i < nparts; i++)
+	{
+		pos[i].next_offset = -1;
+		pos[i].max_event_time = DT_NOBEGIN;
+	}
+	if (c->last.id == 0)
+		return;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT partition, next_offset, max_event_time"
+							  "  FROM streamflink.checkpoint_offset"
+							  " WHERE pipeline_id = $1 AND checkpoint_id = $2",
+							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.checkpoint_offset");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int32		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		Datum		met;
+
+		if (p < 0 || p >= nparts)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("checkpoint " INT64_FORMAT " has partition %d but the topic has %d partitions",
+							c->last.id, p, nparts),
+					 errhint("Partitions of a topic cannot be removed; was the topic recreated?")));
+		pos[p].next_offset = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		met = SPI_getbinval(tup, desc, 3, &isnull);
+		pos[p].max_event_time = isnull ? DT_NOBEGIN : DatumGetTimestampTz(met);
+	}
+	SPI_finish();
+}
+
+void
+checkpoint_begin_epoch(CheckpointCoordinator *c)
+{
+	for (int i = 0; i < c->nparticipants; i++)
+	{
+		CheckpointParticipant *p = &c->participants[i];
+
+		if (p->begin_epoch)
+			p->begin_epoch(p->arg, c->last.id + 1);
+	}
+}
+
+/*
+ * The decision: the checkpoint's row, committed on its own once every
+ * participant is prepared.  Its presence decides recovery (see
+ * resolve_in_doubt).
+ */
+static void
+decide(CheckpointCoordinator *c, Checkpoint *chk)
+{
+	TimestampTz completed = GetCurrentTimestamp();
+	Oid			types[11] = {INT4OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[11];
+	char		nulls[11];
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int32GetDatum(c->def->id);
+	args[1] = Int64GetDatum(chk->id);
+	args[2] = TimestampTzGetDatum(chk->stats.started);
+	args[3] = TimestampTzGetDatum(completed);
+	args[4] = Int64GetDatum(completed - chk->stats.started);
+	args[5] = Int64GetDatum((int64) chk->stats.state_bytes);
+	args[6] = Int64GetDatum((int64) chk->stats.new_state_bytes);
+	args[7] = Int64GetDatum(chk->stats.events);
+	args[8] = Int64GetDatum(chk->stats.rows_emitted);
+	args[9] = TimestampTzGetDatum(chk->watermark);
+	if (chk->watermark == DT_NOBEGIN)
+		nulls[9] = 'n';
+	args[10] = Int32GetDatum(STATE_FORMAT_VERSION);
+	if (SPI_execute_with_args("INSERT INTO streamflink.checkpoint"
+							  " (pipeline_id, id, started, completed, duration,"
+							  "  state_bytes, new_state_bytes, events, rows_emitted,"
+							  "  watermark, state_format)"
+							  " VALUES ($1, $2, $3, $4, $5 * interval '1 microsecond',"
+							  "  $6, $7, $8, $9, $10, $11)",
+							  11, types, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record checkpoint " INT64_FORMAT, chk->id);
+
+	/*
+	 * History.  Recovery needs the last completed checkpoint (its offsets
+	 * and snapshot) and the decision row of an in-doubt prepared
+	 * transaction; the only one that can exist now is this checkpoint's
+	 * (the previous one was committed before this epoch began, and a
+	 * restart resolves every in-doubt one before the worker goes on).  So
+	 * deleting ids at least two below this one (checkpoint_history >= 2)
+	 * never touches what recovery reads.
+	 */
+	if (chk->id > checkpoint_history)
+	{
+		Oid			ptypes[2] = {INT4OID, INT8OID};
+		Datum		pargs[2] = {Int32GetDatum(c->def->id),
+		Int64GetDatum(chk->id - checkpoint_history)};
+
+		if (SPI_execute_with_args("DELETE FROM streamflink.checkpoint_offset"
+								  " WHERE pipeline_id = $1 AND checkpoint_id <= $2",
+								  2, ptypes, pargs, NULL, false, 0) != SPI_OK_DELETE ||
+			SPI_execute_with_args("DELETE FROM streamflink.checkpoint"
+								  " WHERE pipeline_id = $1 AND id <= $2",
+								  2, ptypes, pargs, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not prune checkpoint history");
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+int64
+checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk)
+{
+	volatile int prepared = -1;
+
+	chk->id = c->last.id + 1;
+	/* A checkpoint's duration is its own: from here to the decision. */
+	chk->stats.started = GetCurrentTimestamp();
+
+	/* 1. Prepare, in the order of registration. */
+	PG_TRY();
+	{
+		for (int i = 0; i < c->nparticipants; i++)
+		{
+			prepared = i;
+			c->participants[i].prepare(c->participants[i].arg, chk);
+		}
+	}
+	PG_CATCH();
+	{
+		for (int i = prepared; i >= 0; i--)
+		{
+			CheckpointParticipant *p = &c->participants[i];
+
+			if (p->abort)
+				p->abort(p->arg, chk);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	failpoint("after_prepare");
+
+	/* 2. The decision. */
+	decide(c, chk);
+	c->last.id = chk->id;
+	c->last.watermark = chk->watermark;
+	c->last.state_format = STATE_FORMAT_VERSION;
+	failpoint("after_decision");
+
+	/*
+	 * 3. Commit, in reverse order: the epoch transaction first, so that
+	 * its rows and positions become visible right after the decision (a
+	 * reader of the last checkpoint's offsets waits no longer than that),
+	 * then whatever the others have to do (pruning snapshots...).  Then
+	 * the next epoch.
+	 */
+	for (int i = c->nparticipants - 1; i >= 0; i--)
+		c->participants[i].commit(c->participants[i].arg, chk);
+	checkpoint_begin_epoch(c);
+	return chk->id;
+}
+
+/* --- the operator state --------------------------------------------------- */
+
+static void
+state_prepare(void *arg, Checkpoint *chk)
+{
+	StateParticipant *sp = (StateParticipant *) arg;
+	char	   *snap = checkpoint_snapshot_dir(sp->dir, chk->id);
+	char	   *prev = chk->id > 1 ? checkpoint_snapshot_dir(sp->dir, chk->id - 1) : NULL;
+	RunAs		as;
+
+	/* Serializing states may run the owner's aggregate functions. */
+	StartTransactionCommand();
+	run_as_owner(&as);
+	operator_flush(sp->op);
+	run_as_restore(&as);
+	CommitTransactionCommand();
+
+	chk->stats.state_bytes = state_checkpoint(sp->store, snap);
+	chk->stats.new_state_bytes = state_checkpoint_incremental_bytes(snap, prev);
+}
+
+/* Keep the previous snapshot too, in case this one is damaged. */
+static void
+state_commit(void *arg, Checkpoint *chk)
+{
+	StateParticipant *sp = (StateParticipant *) arg;
+
+	checkpoint_prune(sp->dir, chk->id - 1);
+}
+
+/* The name of the release that wrote a state format, for messages. */
+static const char *
+state_format_release(int format)
+{
+	switch (format)
+	{
+		case 1:
+			return "streamflink 0.1";
+		case 2:
+			return "streamflink 0.2";
+		default:
+			return format > STATE_FORMAT_VERSION ?
+				psprintf("a newer release of streamflink (state format %d)", format) :
+				psprintf("an unknown release of streamflink (state format %d)", format);
+	}
+}
+
+static void
+state_recover(void *arg, const CompletedCheckpoint *last)
+{
+	StateParticipant *sp = (StateParticipant *) arg;
+
+	if (last->id > 0 && last->state_format != STATE_FORMAT_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the state of this pipeline was written by %s and cannot be read by %s",
+						state_format_release(last->state_format),
+						state_format_release(STATE_FORMAT_VERSION)),
+				 errdetail("Checkpoint " INT64_FORMAT " has state format %d; this release reads format %d.",
+						   last->id, last->state_format, STATE_FORMAT_VERSION),
+				 errhint("Stop the pipeline, then drop and create it again (or run it with the release that wrote its state); its results so far stay in its sink table.")));
+	restore_state(sp->dir, last->id);
+}
+
+CheckpointParticipant
+checkpoint_state_participant(StateParticipant *sp)
+{
+	CheckpointParticipant p = {
+		.name = "operator state",
+		.arg = sp,
+		.prepare = state_prepare,
+		.commit = state_commit,
+		.recover = state_recover
+	};
+
+	return p;
+}
+
+/* --- a sink --------------------------------------------------------------- */
+
+static void
+sink_part_begin_epoch(void *arg, int64 epoch)
+{
+	sink_begin_epoch((Sink *) arg, epoch);
+}
+
+static void
+sink_part_prepare(void *arg, Checkpoint *chk)
+{
+	sink_prepare((Sink *) arg, chk->id);
+	chk->stats.rows_emitted = sink_take_row_count((Sink *) arg);
+}
+
+static void
+sink_part_commit(void *arg, Checkpoint *chk)
+{
+	sink_commit((Sink *) arg, chk->id);
+}
+
+static void
+sink_part_abort(void *arg, Checkpoint *chk)
+{
+	sink_abort((Sink *) arg, chk->id);
+}
+
+static void
+sink_part_recover(void *arg, const CompletedCheckpoint *last)
+{
+	sink_recover((Sink *) arg, last->id);
+}
+
+CheckpointParticipant
+checkpoint_sink_participant(Sink *sink)
+{
+	CheckpointParticipant p = {
+		.name = "sink",
+		.arg = sink,
+		.begin_epoch = sink_part_begin_epoch,
+		.prepare = sink_part_prepare,
+		.commit = sink_part_commit,
+		.abort = sink_part_abort,
+		.recover = sink_part_recover
+	};
+
+	return p;
+}
+
+/* --- the Postgres epoch transaction --------------------------------------- */
+
+typedef struct EpochTransaction
+{
+	Oid			dboid;
+	PipelineDef *def;
+	char		gid[GIDSIZE];	/* of the checkpoint being taken */
+} EpochTransaction;
+
+/*
+ * Commit or roll back the pipeline's in-doubt prepared transactions: each
+ * is committed if its checkpoint's row (the decision) exists, else rolled
+ * back.  Outside any transaction.  Returns how many were resolved.
+ */
+static int
+resolve_in_doubt(Oid dboid, int32 pipeline_id)
 {
 	char	   *pattern = psprintf(GID_PREFIX ":%u:%d:%%", dboid, pipeline_id);
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
@@ -148,62 +551,121 @@ checkpoint_resolve_in_doubt(Oid dboid, int32 pipeline_id)
 	return list_length(gids);
 }
 
-int64
-checkpoint_last(int32 pipeline_id, int nparts, PartitionPosition *pos)
+
+static void
+epoch_recover(void *arg, const CompletedCheckpoint *last)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1] = {Int32GetDatum(pipeline_id)};
-	int64		last = 0;
-	bool		isnull;
-	int			ret;
+	EpochTransaction *et = (EpochTransaction *) arg;
 
-	for (int i = 0; i < nparts; i++)
-	{
-		pos[i].next_offset = -1;
-		pos[i].max_event_time = DT_NOBEGIN;
-	}
-
-	SPI_connect();
-	ret = SPI_execute_with_args("SELECT max(id) FROM streamflink.checkpoint WHERE pipeline_id = $1",
-								1, argtypes, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read streamflink.checkpoint");
-	last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull)
-		last = 0;
-
-	if (last > 0)
-	{
-		Oid			types2[2] = {INT4OID, INT8OID};
-		Datum		args2[2] = {Int32GetDatum(pipeline_id), Int64GetDatum(last)};
-
-		ret = SPI_execute_with_args("SELECT partition, next_offset, max_event_time"
-									"  FROM streamflink.checkpoint_offset"
-									" WHERE pipeline_id = $1 AND checkpoint_id = $2",
-									2, types2, args2, NULL, true, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not read streamflink.checkpoint_offset");
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			int32		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			Datum		met;
-
-			if (p < 0 || p >= nparts)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("checkpoint " INT64_FORMAT " has partition %d but the topic has %d partitions",
-								last, p, nparts),
-						 errhint("Partitions of a topic cannot be removed; was the topic recreated?")));
-			pos[p].next_offset = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			met = SPI_getbinval(tup, desc, 3, &isnull);
-			pos[p].max_event_time = isnull ? DT_NOBEGIN : DatumGetTimestampTz(met);
-		}
-	}
-	SPI_finish();
-	return last;
+	/* The decision is the checkpoint row itself (see resolve_in_doubt). */
+	resolve_in_doubt(et->dboid, et->def->id);
 }
+
+static void
+epoch_begin(void *arg, int64 epoch)
+{
+	ConstraintsSetStmt *immediate = makeNode(ConstraintsSetStmt);
+
+	StartTransactionCommand();
+	BeginTransactionBlock();
+	CommitTransactionCommand();
+
+	/*
+	 * SET CONSTRAINTS ALL IMMEDIATE: a deferred trigger on a sink table
+	 * would otherwise fire at PREPARE TRANSACTION, where the worker runs as
+	 * itself; so it fires with its statement, as the pipeline's owner.
+	 */
+	immediate->constraints = NIL;
+	immediate->deferred = false;
+	StartTransactionCommand();
+	AfterTriggerSetState(immediate);
+	CommitTransactionCommand();
+}
+
+/* Positions, inside the epoch; then PREPARE. */
+static void
+epoch_prepare(void *arg, Checkpoint *chk)
+{
+	EpochTransaction *et = (EpochTransaction *) arg;
+	Oid			types[6] = {INT4OID, INT8OID, TEXTOID, INT4OID, INT8OID, TIMESTAMPTZOID};
+	Datum		args[6];
+	char		nulls[6];
+	SPIPlanPtr	plan;
+
+	gid_for(et->gid, et->dboid, et->def->id, chk->id);
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	plan = SPI_prepare("INSERT INTO streamflink.checkpoint_offset"
+					   " (pipeline_id, checkpoint_id, topic, partition, next_offset, max_event_time)"
+					   " VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare checkpoint_offset insert");
+	for (int p = 0; p < chk->nparts; p++)
+	{
+		PartitionPosition *pos = &chk->positions[p];
+
+		if (pos->next_offset < 0)
+			continue;
+		memset(nulls, ' ', sizeof(nulls));
+		args[0] = Int32GetDatum(et->def->id);
+		args[1] = Int64GetDatum(chk->id);
+		args[2] = CStringGetTextDatum(et->def->source.topic);
+		args[3] = Int32GetDatum(p);
+		args[4] = Int64GetDatum(pos->next_offset);
+		args[5] = TimestampTzGetDatum(pos->max_event_time);
+		if (pos->max_event_time == DT_NOBEGIN)
+			nulls[5] = 'n';
+		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record checkpoint offsets");
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	StartTransactionCommand();
+	if (!PrepareTransactionBlock(et->gid))
+		elog(ERROR, "could not prepare transaction %s", et->gid);
+	CommitTransactionCommand();
+}
+
+static void
+epoch_commit(void *arg, Checkpoint *chk)
+{
+	EpochTransaction *et = (EpochTransaction *) arg;
+
+	StartTransactionCommand();
+	FinishPreparedTransaction(et->gid, true);
+	CommitTransactionCommand();
+
+	/*
+	 * The epoch's table changes are counted at COMMIT PREPARED; this is the
+	 * one moment the worker is outside any transaction: report them, so
+	 * that autovacuum sees the sink's churn (at most once a second).
+	 */
+	pgstat_report_stat(false);
+}
+
+CheckpointParticipant
+checkpoint_epoch_participant(Oid dboid, PipelineDef *def)
+{
+	EpochTransaction *et = palloc0(sizeof(EpochTransaction));
+	CheckpointParticipant p = {
+		.name = "Postgres epoch transaction",
+		.arg = et,
+		.begin_epoch = epoch_begin,
+		.prepare = epoch_prepare,
+		.commit = epoch_commit,
+		.recover = epoch_recover
+	};
+
+	et->dboid = dboid;
+	et->def = def;
+	return p;
+}
+
+/* --- state directories, catalog ------------------------------------------- */
 
 char *
 checkpoint_db_dir(const char *pipeline_dir)
@@ -217,8 +679,8 @@ checkpoint_snapshot_dir(const char *pipeline_dir, int64 id)
 	return psprintf("%s/chk-" INT64_FORMAT, pipeline_dir, id);
 }
 
-void
-checkpoint_restore_state(const char *pipeline_dir, int64 id)
+static void
+restore_state(const char *pipeline_dir, int64 id)
 {
 	char	   *db = checkpoint_db_dir(pipeline_dir);
 
@@ -247,147 +709,6 @@ checkpoint_restore_state(const char *pipeline_dir, int64 id)
 	}
 }
 
-void
-checkpoint_begin_epoch(void)
-{
-	ConstraintsSetStmt *immediate = makeNode(ConstraintsSetStmt);
-
-	StartTransactionCommand();
-	BeginTransactionBlock();
-	CommitTransactionCommand();
-
-	/*
-	 * SET CONSTRAINTS ALL IMMEDIATE: a deferred trigger on a sink table
-	 * would otherwise fire at PREPARE TRANSACTION, where the worker runs as
-	 * itself; so it fires with its statement, as the pipeline's owner.
-	 */
-	immediate->constraints = NIL;
-	immediate->deferred = false;
-	StartTransactionCommand();
-	AfterTriggerSetState(immediate);
-	CommitTransactionCommand();
-}
-
-void
-checkpoint_complete(Oid dboid, PipelineDef *def, int64 id, int nparts,
-					PartitionPosition *pos, EpochStats *stats)
-{
-	char		gid[GIDSIZE];
-	Oid			types[6] = {INT4OID, INT8OID, TEXTOID, INT4OID, INT8OID, TIMESTAMPTZOID};
-	Datum		args[9];
-	char		nulls[9];
-	SPIPlanPtr	plan;
-	TimestampTz completed;
-
-	gid_for(gid, dboid, def->id, id);
-
-	/* 2. Positions, inside the epoch. */
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	plan = SPI_prepare("INSERT INTO streamflink.checkpoint_offset"
-					   " (pipeline_id, checkpoint_id, topic, partition, next_offset, max_event_time)"
-					   " VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare checkpoint_offset insert");
-	for (int p = 0; p < nparts; p++)
-	{
-		if (pos[p].next_offset < 0)
-			continue;
-		memset(nulls, ' ', sizeof(nulls));
-		args[0] = Int32GetDatum(def->id);
-		args[1] = Int64GetDatum(id);
-		args[2] = CStringGetTextDatum(def->source.topic);
-		args[3] = Int32GetDatum(p);
-		args[4] = Int64GetDatum(pos[p].next_offset);
-		args[5] = TimestampTzGetDatum(pos[p].max_event_time);
-		if (pos[p].max_event_time == DT_NOBEGIN)
-			nulls[5] = 'n';
-		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record checkpoint offsets");
-	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-
-	/* 3. Prepare. */
-	StartTransactionCommand();
-	if (!PrepareTransactionBlock(gid))
-		elog(ERROR, "could not prepare transaction %s", gid);
-	CommitTransactionCommand();
-	failpoint("after_prepare");
-
-	/* 4. The decision. */
-	completed = GetCurrentTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	{
-		Oid			ctypes[9] = {INT4OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
-
-		memset(nulls, ' ', sizeof(nulls));
-		args[0] = Int32GetDatum(def->id);
-		args[1] = Int64GetDatum(id);
-		args[2] = TimestampTzGetDatum(stats->started);
-		args[3] = TimestampTzGetDatum(completed);
-		args[4] = Int64GetDatum(completed - stats->started);
-		args[5] = Int64GetDatum((int64) stats->state_bytes);
-		args[6] = Int64GetDatum((int64) stats->new_state_bytes);
-		args[7] = Int64GetDatum(stats->events);
-		args[8] = Int64GetDatum(stats->rows_emitted);
-		if (SPI_execute_with_args("INSERT INTO streamflink.checkpoint"
-								  " (pipeline_id, id, started, completed, duration,"
-								  "  state_bytes, new_state_bytes, events, rows_emitted)"
-								  " VALUES ($1, $2, $3, $4, $5 * interval '1 microsecond',"
-								  "  $6, $7, $8, $9)",
-								  9, ctypes, args, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record checkpoint " INT64_FORMAT, id);
-
-		/*
-		 * History.  Recovery needs the last completed checkpoint (its
-		 * offsets and snapshot) and the decision row of an in-doubt
-		 * prepared transaction; the only one that can exist now is this
-		 * checkpoint's (the previous one was committed before this epoch
-		 * began, and a restart resolves every in-doubt one before the
-		 * worker goes on).  So deleting ids at least two below this one
-		 * (checkpoint_history >= 2) never touches what recovery reads.
-		 */
-		if (id > checkpoint_history)
-		{
-			Oid			ptypes[2] = {INT4OID, INT8OID};
-			Datum		pargs[2] = {Int32GetDatum(def->id),
-			Int64GetDatum(id - checkpoint_history)};
-
-			if (SPI_execute_with_args("DELETE FROM streamflink.checkpoint_offset"
-									  " WHERE pipeline_id = $1 AND checkpoint_id <= $2",
-									  2, ptypes, pargs, NULL, false, 0) != SPI_OK_DELETE ||
-				SPI_execute_with_args("DELETE FROM streamflink.checkpoint"
-									  " WHERE pipeline_id = $1 AND id <= $2",
-									  2, ptypes, pargs, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "could not prune checkpoint history");
-		}
-	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-
-	failpoint("after_decision");
-
-	/* 5. Commit the epoch's rows and positions. */
-	StartTransactionCommand();
-	FinishPreparedTransaction(gid, true);
-	CommitTransactionCommand();
-
-	/*
-	 * The epoch's table changes are counted at COMMIT PREPARED; this is the
-	 * one moment the worker is outside any transaction: report them, so
-	 * that autovacuum sees the sink's churn (at most once a second).
-	 */
-	pgstat_report_stat(false);
-
-	checkpoint_begin_epoch();
-}
 
 void
 checkpoint_prune(const char *pipeline_dir, int64 keep_from)
@@ -410,4 +731,30 @@ checkpoint_prune(const char *pipeline_dir, int64 keep_from)
 	FreeDir(dir);
 	foreach(lc, doomed)
 		state_remove_dir((char *) lfirst(lc));
+}
+
+void
+checkpoint_check_catalog_version(void)
+{
+	bool		isnull;
+	char	   *version = NULL;
+
+	SPI_connect();
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'streamflink'",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_extension");
+	if (SPI_processed == 1)
+	{
+		Datum		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			version = MemoryContextStrdup(CurTransactionContext, TextDatumGetCString(v));
+	}
+	SPI_finish();
+	if (version == NULL || strcmp(version, STREAMFLINK_CATALOG_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the streamflink catalog of this database is version %s, the library is version %s",
+						version ? version : "(none)", STREAMFLINK_CATALOG_VERSION),
+				 errhint("Run ALTER EXTENSION streamflink UPDATE in this database, then start the pipeline again.")));
 }

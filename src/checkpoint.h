@@ -1,19 +1,44 @@
 /*-------------------------------------------------------------------------
  *
  * checkpoint.h
- *	  Epoch transactions, two-phase commit and recovery of a pipeline.
+ *	  The checkpoint coordinator: epochs, two-phase commit over a list of
+ *	  participants, and recovery of a pipeline.
  *
- * A worker always has one open "epoch" transaction into which sinks write.
- * Checkpoint n ends the epoch:
- *	 1. operator state is flushed and snapshotted (RocksDB checkpoint chk-n);
- *	 2. the Kafka positions of n are inserted into the epoch transaction;
- *	 3. the epoch is PREPAREd as 'streamflink:<db>:<pipeline>:<n>:<worker>';
- *	 4. a row for n is committed in streamflink.checkpoint: the decision;
- *	 5. COMMIT PREPARED; a new epoch begins.
- * On start, every prepared transaction of the pipeline is committed if its
- * checkpoint row exists and rolled back otherwise; then state is restored
- * from the last completed snapshot and Kafka is sought to its positions.
- * A crash at any point thus loses nothing and doubles nothing.
+ * In the spirit of Flink's CheckpointCoordinator / PendingCheckpoint and
+ * TwoPhaseCommitSinkFunction.  A worker always has one open epoch, into
+ * which its participants write; checkpoint n ends the epoch:
+ *	 1. prepare: every participant, in the order of registration, makes its
+ *		part of n durable but undecided: the operator state is flushed and
+ *		snapshotted (RocksDB checkpoint chk-n), the sink writes what it
+ *		batched, and the Postgres epoch transaction (registered last: the
+ *		others write into it) records the Kafka positions of n and is
+ *		PREPAREd as 'streamflink:<db>:<pipeline>:<n>:<worker>';
+ *	 2. the decision: the coordinator commits a row for n in
+ *		streamflink.checkpoint (with the pipeline watermark and the state
+ *		format of the snapshot), and prunes older history;
+ *	 3. commit: every participant, in reverse order: COMMIT PREPARED of the
+ *		epoch transaction first (its rows and positions become visible
+ *		right after the decision), then old snapshots are pruned...; then a
+ *		new epoch begins (begin_epoch of each, in order).
+ * If a prepare fails, the participants prepared so far (and the failing
+ * one) are aborted, in reverse order, and the error goes on: the worker
+ * restarts and recovers.  On start, recover runs for every participant in
+ * reverse order of registration, given the last completed checkpoint: the
+ * Postgres epoch transaction first (its in-doubt prepared transactions hold
+ * locks: each is committed if its checkpoint row exists and rolled back
+ * otherwise), then the sink, then the operator state (restored from the
+ * last completed snapshot, refused if another release wrote it).  A crash
+ * at any point thus loses nothing and doubles nothing.
+ *
+ * Adding a participant (a Kafka transaction, another worker) is filling a
+ * CheckpointParticipant and registering it before checkpoint_recover.
+ *
+ * The worker decides only when: checkpoint_take at its interval and at a
+ * stop.  Memory: the coordinator and its participants live in the context
+ * current at creation (the worker's TopMemoryContext).  Everything runs in
+ * the worker's process; every callback is called between transaction
+ * commands (prepare while the epoch's transaction block is open, commit
+ * and begin_epoch after it was prepared), SPI not connected.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +46,23 @@
 #define STREAMFLINK_CHECKPOINT_H
 
 #include "catalog.h"
+#include "operator.h"
+#include "sink.h"
+#include "state.h"
+
+/*
+ * The format of the operator state a snapshot holds, recorded in its
+ * checkpoint row (streamflink.checkpoint.state_format).  1: streamflink 0.1
+ * (keys without a common key-group prefix); 2: this release.  A snapshot of
+ * another format is refused at recovery.  (keyspace.h defines the same
+ * constant: the key layout is what it versions.)
+ */
+#ifndef STATE_FORMAT_VERSION
+#define STATE_FORMAT_VERSION 2
+#endif
+
+/* The catalog (extension version) this library needs. */
+#define STREAMFLINK_CATALOG_VERSION "0.2"
 
 typedef struct PartitionPosition
 {
@@ -37,42 +79,121 @@ typedef struct EpochStats
 	uint64		new_state_bytes;
 } EpochStats;
 
-/*
- * Commit or roll back the pipeline's in-doubt prepared transactions.  Call
- * outside any transaction.  Returns how many were resolved.
- */
-extern int	checkpoint_resolve_in_doubt(Oid dboid, int32 pipeline_id);
+/* A checkpoint being taken (Flink's PendingCheckpoint). */
+typedef struct Checkpoint
+{
+	int64		id;				/* set by the coordinator */
+	TimestampTz watermark;		/* the pipeline's; DT_NOBEGIN: none yet */
+	int			nparts;
+	PartitionPosition *positions;	/* next message of each partition */
+	EpochStats	stats;			/* events by the worker, the rest by the
+								 * participants */
+} Checkpoint;
+
+/* The last completed checkpoint, as recovery finds it. */
+typedef struct CompletedCheckpoint
+{
+	int64		id;				/* 0: none */
+	TimestampTz watermark;		/* DT_NOBEGIN: none */
+	int			state_format;	/* of its snapshot */
+} CompletedCheckpoint;
+
+typedef struct CheckpointParticipant
+{
+	const char *name;			/* for messages */
+	void	   *arg;
+	/* Optional: open epoch 'epoch' (the checkpoint that will end it). */
+	void		(*begin_epoch) (void *arg, int64 epoch);
+	/* Phase 1: make the epoch's part of chk durable, not yet decided. */
+	void		(*prepare) (void *arg, Checkpoint *chk);
+	/* Phase 2, after the decision: make it effective.  Errors restart. */
+	void		(*commit) (void *arg, Checkpoint *chk);
+	/*
+	 * Optional: a prepare failed (this one's or a later one's).  Runs in
+	 * error cleanup: release only local resources, never raise an error;
+	 * what was prepared is settled by recover at the next start.
+	 */
+	void		(*abort) (void *arg, Checkpoint *chk);
+	/* Optional: at start, before the first epoch. */
+	void		(*recover) (void *arg, const CompletedCheckpoint *last);
+} CheckpointParticipant;
+
+typedef struct CheckpointCoordinator CheckpointCoordinator;
+
+extern CheckpointCoordinator *checkpoint_coordinator_create(Oid dboid, PipelineDef *def);
+extern void checkpoint_register(CheckpointCoordinator *c, const CheckpointParticipant *p);
 
 /*
- * The last completed checkpoint (0 if none) and its positions for
- * partitions 0..nparts-1.  Call inside a transaction.
+ * At start, outside any transaction: read the last completed checkpoint and
+ * let every participant recover from it.  Returns its id (0 if none).
  */
-extern int64 checkpoint_last(int32 pipeline_id, int nparts, PartitionPosition *pos);
+extern int64 checkpoint_recover(CheckpointCoordinator *c);
+
+/* The last completed checkpoint (after checkpoint_recover). */
+extern const CompletedCheckpoint *checkpoint_last_completed(CheckpointCoordinator *c);
+
+/*
+ * The positions of the last completed checkpoint for partitions
+ * 0..nparts-1 (-1 / DT_NOBEGIN where none).  Inside a transaction.
+ */
+extern void checkpoint_positions(CheckpointCoordinator *c, int nparts,
+								 PartitionPosition *pos);
+
+/* Open the next epoch (after recovery, and by checkpoint_take). */
+extern void checkpoint_begin_epoch(CheckpointCoordinator *c);
+
+/*
+ * Take the next checkpoint over every participant; the caller fills
+ * watermark, nparts, positions and stats.events.  Outside any transaction
+ * command, in the epoch; begins the next epoch.  Returns its id.
+ */
+extern int64 checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk);
+
+/* --- participants provided here ------------------------------------------ */
+
+/*
+ * The operator state: prepare flushes the operator (as the pipeline's
+ * owner) and snapshots the store into chk-n; commit prunes snapshots
+ * older than the previous one; recover checks the snapshot's format and
+ * restores the live database from it.  'store' and 'op' may be set after
+ * registration (they exist only once the state is restored).
+ */
+typedef struct StateParticipant
+{
+	const char *dir;			/* the pipeline's state directory */
+	StateStore *store;
+	Operator   *op;
+} StateParticipant;
+extern CheckpointParticipant checkpoint_state_participant(StateParticipant *sp);
+
+/* A sink (sink.h): its methods, and its row count for the statistics. */
+extern CheckpointParticipant checkpoint_sink_participant(Sink *sink);
+
+/*
+ * The Postgres epoch transaction: a transaction block open for the whole
+ * epoch; prepare records the positions and PREPAREs it, commit is COMMIT
+ * PREPARED, recover resolves in-doubt prepared transactions.  Register it
+ * last: everything that writes into it prepares before it.
+ */
+extern CheckpointParticipant checkpoint_epoch_participant(Oid dboid, PipelineDef *def);
+
+/* --- state directories, settings, catalog -------------------------------- */
 
 /* Directory of the live state database and of snapshot n. */
 extern char *checkpoint_db_dir(const char *pipeline_dir);
 extern char *checkpoint_snapshot_dir(const char *pipeline_dir, int64 id);
 
-/* Replace the live database by snapshot 'id' (or an empty one if 0). */
-extern void checkpoint_restore_state(const char *pipeline_dir, int64 id);
-
-/* Begin the next epoch transaction. */
-extern void checkpoint_begin_epoch(void);
+/* Remove snapshots older than 'keep_from'. */
+extern void checkpoint_prune(const char *pipeline_dir, int64 keep_from);
 
 /*
- * Complete checkpoint 'id': steps 2 to 5 above (state was snapshotted by
- * the caller into checkpoint_snapshot_dir).  The epoch transaction must be
- * open and SPI not connected.  Begins the next epoch.
+ * Refuse to run against a catalog other than STREAMFLINK_CATALOG_VERSION
+ * (the extension not updated after the library).  Inside a transaction.
  */
-extern void checkpoint_complete(Oid dboid, PipelineDef *def, int64 id,
-								int nparts, PartitionPosition *pos,
-								EpochStats *stats);
+extern void checkpoint_check_catalog_version(void);
 
 /* streamflink.checkpoint_history: completed checkpoints kept in the catalog. */
 extern int	checkpoint_history;
 extern void checkpoint_define_settings(void);
-
-/* Remove snapshots older than 'keep_from'. */
-extern void checkpoint_prune(const char *pipeline_dir, int64 keep_from);
 
 #endif							/* STREAMFLINK_CHECKPOINT_H */

@@ -21,6 +21,7 @@
 
 #include "catalog.h"
 #include "poison.h"
+#include "side_output.h"
 #include "sink.h"
 #include "state.h"
 
@@ -29,7 +30,7 @@ typedef struct OperatorMethods
 	/*
 	 * Take one event, of the source message at 'pos'.  Returns false,
 	 * changing nothing, if the event is late (the caller then writes it to
-	 * the late-event table).  The caller marks the message as being
+	 * the side output's late events).  The caller marks the message as being
 	 * processed (poison.h) during the call; an operator that defers the
 	 * event keeps 'pos' with it and marks it again when it processes it.
 	 */

@@ -12,8 +12,8 @@
 #include "window.h"
 
 Operator *
-operator_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc,
-				Poison *poison)
+operator_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
+				TupleDesc event_desc, Poison *poison)
 {
 	Operator   *op = palloc0(sizeof(Operator));
 
@@ -22,11 +22,10 @@ operator_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event
 		case PIPELINE_WINDOW:
 			op->methods = &window_operator_methods;
 			op->impl = window_create(def, store, sink, event_desc);
-			sink_prepare_window(sink, def, window_aggregates(op->impl), event_desc);
 			break;
 		case PIPELINE_PATTERN:
 			op->methods = &cep_operator_methods;
-			op->impl = cep_create(def, store, sink, event_desc, poison);
+			op->impl = cep_create(def, store, sink, side, event_desc, poison);
 			break;
 	}
 	return op;

@@ -15,12 +15,13 @@
 #include "operator.h"
 
 /*
- * The operator of a pipeline (by def->kind), with its sink statements
- * prepared.  Call connected to SPI, inside a transaction, in a long-lived
- * memory context.  'poison' is the worker's (NULL: none), for an operator
- * that defers events.
+ * The operator of a pipeline (by def->kind), with its sink outputs open;
+ * 'side' takes what it sets aside (dead letters).  Call connected to SPI,
+ * inside a transaction, in a long-lived memory context.  'poison' is the
+ * worker's (NULL: none), for an operator that defers events.
  */
 extern Operator *operator_create(PipelineDef *def, StateStore *store, Sink *sink,
-								 TupleDesc event_desc, Poison *poison);
+								 SideOutput *side, TupleDesc event_desc,
+								 Poison *poison);
 
 #endif							/* STREAMFLINK_OPERATOR_FACTORY_H */

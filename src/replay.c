@@ -89,7 +89,8 @@
 #include "decode.h"
 #include "operator_factory.h"
 #include "run_as.h"
-#include "sink.h"
+#include "pg_sink.h"
+#include "side_output.h"
 #include "state.h"
 #include "watermark.h"
 
@@ -143,6 +144,7 @@ typedef struct Replay
 	/* incarnation */
 	StateStore *store;
 	Sink	   *sink;
+	SideOutput *side;
 	Operator   *op;
 	Decoder    *decoder;
 	TupleTableSlot *slot;
@@ -204,9 +206,10 @@ incarnation_start(Replay *r)
 	r->decoder = decoder_create_for_desc(decode_format_from_name(r->def->source.format),
 										 r->desc);
 	r->slot = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
-	r->sink = sink_create(r->def);
+	r->side = side_output_create(r->def);
+	r->sink = pg_sink_create(r->side);
 	/* No poison messages in a replay: its errors are the caller's. */
-	r->op = operator_create(r->def, r->store, r->sink, r->desc, NULL);
+	r->op = operator_create(r->def, r->store, r->sink, r->side, r->desc, NULL);
 	r->parts = palloc(sizeof(WatermarkPartition) * r->nparts);
 	memcpy(r->parts, r->last.parts, sizeof(WatermarkPartition) * r->nparts);
 	r->watermark = r->last.watermark;
@@ -219,6 +222,9 @@ incarnation_end(Replay *r)
 	if (r->sink)
 		sink_destroy(r->sink);
 	r->sink = NULL;
+	if (r->side)
+		side_output_destroy(r->side);
+	r->side = NULL;
 	if (r->slot)
 		ExecDropSingleTupleTableSlot(r->slot);
 	r->slot = NULL;
@@ -319,7 +325,7 @@ process_one(Replay *r, int i)
 	}
 	if (error)
 	{
-		sink_dead_letter(r->sink, p, pos.offset, r->payloads[i], r->lens[i], error);
+		side_output_dead_letter(r->side, p, pos.offset, r->payloads[i], r->lens[i], error);
 		set_result(r, i, REPLAY_DEAD, DT_NOBEGIN, error);
 		return;
 	}
@@ -333,8 +339,8 @@ process_one(Replay *r, int i)
 
 		if (reason == NULL)
 			reason = watermark_late_reason(r->def, t, r->watermark);
-		sink_late_event(r->sink, p, pos.offset, t, r->watermark,
-						r->payloads[i], r->lens[i], reason);
+		side_output_late_event(r->side, p, pos.offset, t, r->watermark,
+							   r->payloads[i], r->lens[i], reason);
 		set_result(r, i, REPLAY_LATE, t, reason);
 	}
 }

@@ -1,91 +1,144 @@
 /*-------------------------------------------------------------------------
  *
  * sink.h
- *	  Writing results, dead letters and late events into Postgres tables.
+ *	  Where a pipeline's result rows go: the sink interface.
  *
- * Everything here is written inside the worker's open epoch transaction
- * (see checkpoint.h), which is prepared at the next checkpoint and
- * committed once the checkpoint is complete: rows become visible exactly
- * once, together with the Kafka offsets that produced them.
+ * An operator opens its outputs once (open_output, in its create function)
+ * and then only writes rows: SINK_INSERT appends, SINK_UPSERT inserts or
+ * replaces the row with the same key columns, SINK_RETRACT removes it.  A
+ * sink is a participant of the pipeline's checkpoints (checkpoint.h):
+ * begin_epoch opens an epoch, prepare (phase 1) makes the epoch's rows
+ * durable but not yet visible, commit makes them visible once the
+ * checkpoint is decided, abort drops them, and recover, at start, settles
+ * what a crashed run left prepared, given the last completed checkpoint.
+ * A sink whose rows live in the worker's epoch transaction (the Postgres
+ * table sink, pg_sink.h) has little to do in those: the epoch transaction
+ * is a participant of its own.
  *
- * Callers must be connected to SPI, with an active snapshot, in a worker
- * (run_as.h): statements on the sink and timed-out tables run as the
- * pipeline's owner, those on dead letters and late events as the worker.
+ * Dead letters and late events are not sink rows: see side_output.h.
+ *
+ * Memory: a sink and its outputs live in the context current at creation
+ * and open_output; rows passed to write are copied if kept.  Threads: none
+ * (a sink's methods run in the worker's process, under its transactions).
  *
  *-------------------------------------------------------------------------
  */
 #ifndef STREAMFLINK_SINK_H
 #define STREAMFLINK_SINK_H
 
-#include "catalog.h"
-#include "aggregate.h"
-
 typedef struct Sink Sink;
-typedef struct SinkInsert SinkInsert;
+typedef struct SinkOutput SinkOutput;	/* one destination of an operator's
+										 * rows; opaque, owned by the sink */
 
-/*
- * Prepare the statements for dead letters and late events (kept across
- * transactions); operators add their own with sink_prepare_window or
- * sink_prepare_insert.
- */
-extern Sink *sink_create(PipelineDef *def);
+typedef enum SinkOp
+{
+	SINK_INSERT,				/* append a row */
+	SINK_UPSERT,				/* insert, or replace the row with the same
+								 * key columns */
+	SINK_RETRACT				/* remove the row with these key columns
+								 * (other values ignored) */
+} SinkOp;
 
-/* The window operator's statements: upsert and retract of window rows. */
-extern void sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs,
-								TupleDesc event_desc);
+/* The rows of one output of an operator. */
+typedef struct SinkRowDesc
+{
+	const char *name;			/* the pipeline's output: "result" or
+								 * "timed_out" */
+	Oid			relid;			/* its table in the catalog (a Postgres sink
+								 * writes there; others may ignore it) */
+	int			ncols;
+	const char *const *colnames;
+	const Oid  *coltypes;
+	int			nkeys;			/* the first nkeys columns identify a row for
+								 * UPSERT and RETRACT; 0: insert only */
+} SinkRowDesc;
 
-/*
- * A plain INSERT of one row into table 'relid', naming 'ncols' columns of
- * the given types: the generic way for an operator to emit result rows.
- */
-extern SinkInsert *sink_prepare_insert(Sink *sink, Oid relid, int ncols,
-									   const char *const *names, const Oid *types);
-extern void sink_insert(Sink *sink, SinkInsert *ins, Datum *values, bool *nulls);
+typedef struct SinkMethods
+{
+	SinkOutput *(*open_output) (Sink *sink, const SinkRowDesc *desc);
+	void		(*begin_epoch) (Sink *sink, int64 epoch);
+	void		(*write) (Sink *sink, SinkOutput *out, SinkOp op, Datum *values, bool *nulls);
+	void		(*flush) (Sink *sink);	/* write what is batched, before a
+										 * transaction ends */
+	void		(*prepare) (Sink *sink, int64 epoch);	/* checkpoint phase 1 */
+	void		(*commit) (Sink *sink, int64 epoch);	/* after the checkpoint's
+														 * decision */
+	void		(*abort) (Sink *sink, int64 epoch);
+	void		(*recover) (Sink *sink, int64 last_completed);	/* at start, before
+																 * the first epoch */
+	void		(*destroy) (Sink *sink);
+} SinkMethods;
 
-/*
- * Insert the result of a window, or replace it if that window was emitted
- * before (a late firing): the sink holds each window once.
- */
-extern void sink_emit_window(Sink *sink, Datum *keys, bool *keynulls,
-							 TimestampTz start, TimestampTz end,
-							 Datum *values, bool *nulls);
+struct Sink
+{
+	const SinkMethods *methods;
+	int64		rows_written;	/* result rows written
+								 * (UPSERT/INSERT/RETRACT), side outputs not
+								 * included */
+};
 
-/* Remove a window superseded by a merged one (session windows). */
-extern void sink_retract_window(Sink *sink, Datum *keys, bool *keynulls,
-								TimestampTz start);
+static inline SinkOutput *
+sink_open_output(Sink *sink, const SinkRowDesc *desc)
+{
+	return sink->methods->open_output(sink, desc);
+}
 
-extern void sink_dead_letter(Sink *sink, int32 partition, int64 offset,
-							 const char *payload, size_t len, const char *error);
+static inline void
+sink_begin_epoch(Sink *sink, int64 epoch)
+{
+	sink->methods->begin_epoch(sink, epoch);
+}
 
-/*
- * A result row the sink refused (see sink.c): a dead letter with no
- * message, so no partition nor offset; the payload is the row as JSON.
- */
-extern void sink_dead_letter_row(Sink *sink, const char *payload, size_t len,
-								 const char *error);
+static inline void
+sink_write(Sink *sink, SinkOutput *out, SinkOp op, Datum *values, bool *nulls)
+{
+	sink->methods->write(sink, out, op, values, nulls);
+}
 
-extern void sink_late_event(Sink *sink, int32 partition, int64 offset,
-							TimestampTz event_time, TimestampTz watermark,
-							const char *payload, size_t len, const char *reason);
+static inline void
+sink_flush(Sink *sink)
+{
+	sink->methods->flush(sink);
+}
 
-/*
- * Write the rows still batched.  The worker calls it before each of its
- * transactions ends (connected to SPI), so every row emitted belongs to the
- * epoch that produced it.
- */
-extern void sink_flush(Sink *sink);
+static inline void
+sink_prepare(Sink *sink, int64 epoch)
+{
+	sink->methods->prepare(sink, epoch);
+}
 
-/* Result rows sent to the dead-letter table since the last call. */
-extern int64 sink_take_refused_count(Sink *sink);
+static inline void
+sink_commit(Sink *sink, int64 epoch)
+{
+	sink->methods->commit(sink, epoch);
+}
 
-/* Rows written since the last call (for checkpoint statistics). */
-extern int64 sink_take_row_count(Sink *sink);
+static inline void
+sink_abort(Sink *sink, int64 epoch)
+{
+	sink->methods->abort(sink, epoch);
+}
 
-/*
- * Free the statements kept for the sink, dropping rows still batched (the
- * replay harness makes a sink per incarnation; a worker keeps its one).
- * The Sink's own memory belongs to the caller's context.
- */
-extern void sink_destroy(Sink *sink);
+static inline void
+sink_recover(Sink *sink, int64 last_completed)
+{
+	sink->methods->recover(sink, last_completed);
+}
+
+static inline void
+sink_destroy(Sink *sink)
+{
+	sink->methods->destroy(sink);
+}
+
+/* Result rows written since the last call (for checkpoint statistics). */
+static inline int64
+sink_take_row_count(Sink *sink)
+{
+	int64		n = sink->rows_written;
+
+	sink->rows_written = 0;
+	return n;
+}
 
 #endif							/* STREAMFLINK_SINK_H */

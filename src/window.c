@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "catalog/pg_type.h"
 #include "common/int.h"
 #include "datatype/timestamp.h"
 #include "utils/datum.h"
@@ -85,6 +86,10 @@ struct WindowOperator
 	KeyedState *ks;
 	AggSpec    *aggs;
 	Sink	   *sink;
+	SinkOutput *out;			/* "result": keys, window_start, window_end,
+								 * aggregates */
+	Datum	   *row;
+	bool	   *rownulls;
 	KeyCodec	codec;
 	MemoryContext scratch;		/* per event / per firing */
 	TimestampTz timer_floor;	/* no timer below this remains */
@@ -255,6 +260,64 @@ static const KeyedStateOps winstate_ops = {
 
 /* --- operator --------------------------------------------------------- */
 
+/*
+ * The sink output: one row per window, identified by its keys and start
+ * (a late firing replaces it, a merged session retracts it).
+ */
+static void
+open_output(WindowOperator *op, TupleDesc event_desc)
+{
+	PipelineDef *def = op->def;
+	int			naggs = agg_count(op->aggs);
+	int			ncols = def->nkeys + 2 + naggs;
+	const char **names = palloc(sizeof(char *) * ncols);
+	Oid		   *types = palloc(sizeof(Oid) * ncols);
+	SinkRowDesc desc;
+
+	for (int i = 0; i < def->nkeys; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(event_desc, def->key_attnos[i]);
+
+		names[i] = NameStr(att->attname);
+		types[i] = att->atttypid;
+	}
+	names[def->nkeys] = "window_start";
+	types[def->nkeys] = TIMESTAMPTZOID;
+	names[def->nkeys + 1] = "window_end";
+	types[def->nkeys + 1] = TIMESTAMPTZOID;
+	for (int i = 0; i < naggs; i++)
+	{
+		names[def->nkeys + 2 + i] = agg_name(op->aggs, i);
+		types[def->nkeys + 2 + i] = agg_result_type(op->aggs, i);
+	}
+	desc.name = "result";
+	desc.relid = def->sink_relid;
+	desc.ncols = ncols;
+	desc.colnames = names;
+	desc.coltypes = types;
+	desc.nkeys = def->nkeys + 1;
+	op->out = sink_open_output(op->sink, &desc);
+	op->row = palloc0(sizeof(Datum) * ncols);
+	op->rownulls = palloc0(sizeof(bool) * ncols);
+}
+
+/* Write a window's row: keys from op->keyvals, then start, end, aggregates. */
+static void
+write_row(WindowOperator *op, SinkOp sop, TimestampTz start, TimestampTz end, int naggs)
+{
+	int			k = op->def->nkeys;
+
+	memcpy(op->row, op->keyvals, sizeof(Datum) * k);
+	memcpy(op->rownulls, op->keynulls, sizeof(bool) * k);
+	op->row[k] = TimestampTzGetDatum(start);
+	op->rownulls[k] = false;
+	op->row[k + 1] = TimestampTzGetDatum(end);
+	op->rownulls[k + 1] = false;
+	memcpy(op->row + k + 2, op->aggvals, sizeof(Datum) * naggs);
+	memcpy(op->rownulls + k + 2, op->aggnulls, sizeof(bool) * naggs);
+	sink_write(op->sink, op->out, sop, op->row, op->rownulls);
+}
+
 WindowOperator *
 window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
 {
@@ -285,6 +348,7 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	naggs = agg_count(op->aggs);
 	op->aggvals = palloc(sizeof(Datum) * naggs);
 	op->aggnulls = palloc(sizeof(bool) * naggs);
+	open_output(op, event_desc);
 
 	initStringInfo(&buf);
 	if (state_get(store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1, &buf) && buf.len == 8)
@@ -314,8 +378,7 @@ emit(WindowOperator *op, KeyRepr *repr, TimestampTz start, TimestampTz end,
 
 	key_values(op, repr);
 	agg_final(op->aggs, aggs, op->aggvals, op->aggnulls);
-	sink_emit_window(op->sink, op->keyvals, op->keynulls, start, end,
-					 op->aggvals, op->aggnulls);
+	write_row(op, SINK_UPSERT, start, end, agg_count(op->aggs));
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(op->scratch);
 }
@@ -326,7 +389,7 @@ retract(WindowOperator *op, KeyRepr *repr, TimestampTz start)
 	MemoryContext old = MemoryContextSwitchTo(op->scratch);
 
 	key_values(op, repr);
-	sink_retract_window(op->sink, op->keyvals, op->keynulls, start);
+	write_row(op, SINK_RETRACT, start, start, 0);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(op->scratch);
 }

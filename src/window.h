@@ -30,7 +30,7 @@ typedef struct WindowOperator WindowOperator;
 extern WindowOperator *window_create(PipelineDef *def, StateStore *store,
 									 Sink *sink, TupleDesc event_desc);
 
-/* The aggregates, to prepare the sink's statements. */
+/* The aggregates. */
 extern AggSpec *window_aggregates(WindowOperator *op);
 
 /*

@@ -54,6 +54,8 @@
 #include "decode.h"
 #include "kafka_source.h"
 #include "live.h"
+#include "pg_sink.h"
+#include "side_output.h"
 #include "sink.h"
 #include "slot.h"
 #include "state.h"
@@ -68,7 +70,6 @@ PGDLLEXPORT void streamflink_worker_main(Datum arg);
 /* streamflink.batch_size */
 static int	batch_size = 5000;
 
-#define META_WATERMARK_KEY "\xFF\xFEwatermark"
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
 
 typedef WatermarkPartition PartitionState;
@@ -86,7 +87,11 @@ typedef struct Worker
 	TupleDesc	event_desc;
 	TupleTableSlot *event;
 	Sink	   *sink;
+	SideOutput *side;			/* dead letters, late events */
 	Operator   *op;
+	CheckpointCoordinator *coord;
+	StateParticipant state;		/* the operator state, as a participant */
+	bool		recovering;		/* in checkpoint_recover (see the error path) */
 	int			nparts;
 	PartitionState *parts;
 	PartitionPosition *positions;	/* scratch for checkpoints */
@@ -214,7 +219,8 @@ report_progress(Worker *w)
 	int64		lag = 0;
 	double		secs = (now - w->rate_since) / 1000000.0;
 
-	w->dead_total += sink_take_refused_count(w->sink);
+	w->dead_total += side_output_take_dead_letters(w->side);
+	w->late_total += side_output_take_late_events(w->side);
 	for (int p = 0; p < w->nparts; p++)
 	{
 		int64		high = ksrc_high_watermark(w->src, p);
@@ -314,8 +320,7 @@ process_message(Worker *w, KafkaMessage *msg)
 		error = poison_skip(w->poison, pos);
 	if (error)
 	{
-		sink_dead_letter(w->sink, msg->partition, msg->offset, msg->payload, msg->len, error);
-		w->dead_total++;
+		side_output_dead_letter(w->side, msg->partition, msg->offset, msg->payload, msg->len, error);
 		return;
 	}
 
@@ -328,9 +333,8 @@ process_message(Worker *w, KafkaMessage *msg)
 
 		if (reason == NULL)
 			reason = watermark_late_reason(w->def, t, w->watermark);
-		sink_late_event(w->sink, msg->partition, msg->offset, t, w->watermark,
-						msg->payload, msg->len, reason);
-		w->late_total++;
+		side_output_late_event(w->side, msg->partition, msg->offset, t, w->watermark,
+							   msg->payload, msg->len, reason);
 	}
 	poison_end(w->poison);
 }
@@ -355,48 +359,33 @@ take_positions(Worker *w)
 	pfree(next);
 }
 
+/*
+ * Everything up to the current positions: the coordinator takes the
+ * checkpoint over its participants (operator state, sink, epoch
+ * transaction); the worker only says when, and what the checkpoint
+ * covers.
+ */
 static void
 take_checkpoint(Worker *w)
 {
-	int64		id = w->checkpoint_id + 1;
-	char	   *snap = checkpoint_snapshot_dir(w->dir, id);
-	char	   *prev = w->checkpoint_id > 0 ? checkpoint_snapshot_dir(w->dir, w->checkpoint_id) : NULL;
-	TimestampTz wm = w->watermark;
+	Checkpoint	chk;
 
-	/* A checkpoint's duration is its own: from here to the decision. */
-	w->stats.started = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_RUNNING, "checkpoint");
 	take_positions(w);
 
-	/* State first: everything up to the current positions. */
-	{
-		RunAs		as;
-
-		/* Serializing states may run the owner's aggregate functions. */
-		StartTransactionCommand();
-		run_as_owner(&as);
-		operator_flush(w->op);
-		run_as_restore(&as);
-		CommitTransactionCommand();
-	}
-	state_put(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1,
-			  (char *) &wm, sizeof(wm));
-	w->stats.state_bytes = state_checkpoint(w->store, snap);
-	w->stats.new_state_bytes = state_checkpoint_incremental_bytes(snap, prev);
-	w->stats.rows_emitted = sink_take_row_count(w->sink);
-	w->rows_total += w->stats.rows_emitted;
-
+	memset(&chk, 0, sizeof(chk));
+	chk.watermark = w->watermark;
+	chk.nparts = w->nparts;
+	chk.positions = w->positions;
 	for (int p = 0; p < w->nparts; p++)
 		w->positions[p] = w->parts[p].pos;
-	checkpoint_complete(w->dboid, w->def, id, w->nparts, w->positions, &w->stats);
-	w->checkpoint_id = id;
+	chk.stats.events = w->stats.events;
+	w->checkpoint_id = checkpoint_take(w->coord, &chk);
+	w->rows_total += chk.stats.rows_emitted;
 	poison_checkpointed(w->poison);
 
-	/* Keep the previous snapshot too, in case this one is damaged. */
-	checkpoint_prune(w->dir, id - 1);
-
 	SpinLockAcquire(&w->slot->mutex);
-	w->slot->last_checkpoint = id;
+	w->slot->last_checkpoint = w->checkpoint_id;
 	w->slot->last_checkpoint_at = GetCurrentTimestamp();
 	w->slot->error[0] = '\0';
 	SpinLockRelease(&w->slot->mutex);
@@ -430,13 +419,52 @@ static void
 worker_startup(Worker *w)
 {
 	TypeCacheEntry *tce;
-	StringInfoData buf;
-	TimestampTz saved_wm = DT_NOBEGIN;
 	PartitionPosition *pos;
 
-	/* Prepared transactions of a crashed run first: they hold locks. */
 	slot_set_status(w->slot, SLOT_RECOVERING, NULL);
-	checkpoint_resolve_in_doubt(w->dboid, w->def->id);
+	w->dir = state_pipeline_dir(w->dboid, w->def->id);
+
+	/*
+	 * The coordinator and its participants, in the order they prepare: the
+	 * operator state, the sink, and last the epoch transaction the others
+	 * write into.  The side output and the sink exist before recovery
+	 * (recovery is theirs too); the store and the operator after it.
+	 */
+	w->coord = checkpoint_coordinator_create(w->dboid, w->def);
+	w->state.dir = w->dir;
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		CheckpointParticipant p;
+
+		/* A catalog the library cannot write: refused (see the error path). */
+		w->recovering = true;
+		checkpoint_check_catalog_version();
+		w->recovering = false;
+
+		w->side = side_output_create(w->def);
+		w->sink = pg_sink_create(w->side);
+		p = checkpoint_state_participant(&w->state);
+		checkpoint_register(w->coord, &p);
+		p = checkpoint_sink_participant(w->sink);
+		checkpoint_register(w->coord, &p);
+		p = checkpoint_epoch_participant(w->dboid, w->def);
+		checkpoint_register(w->coord, &p);
+		MemoryContextSwitchTo(old);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	/*
+	 * Prepared transactions of a crashed run first (they hold locks), then
+	 * the state of the last completed checkpoint.
+	 */
+	w->recovering = true;
+	w->checkpoint_id = checkpoint_recover(w->coord);
+	w->recovering = false;
 
 	/*
 	 * Whatever the pipeline refers to by OID (owner, row type, tables) may
@@ -451,7 +479,6 @@ worker_startup(Worker *w)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		w->dir = state_pipeline_dir(w->dboid, w->def->id);
 		w->poison = poison_open(w->dir);
 		MemoryContextSwitchTo(old);
 	}
@@ -479,17 +506,12 @@ worker_startup(Worker *w)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pos = MemoryContextAlloc(TopMemoryContext, sizeof(PartitionPosition) * w->nparts);
-	w->checkpoint_id = checkpoint_last(w->def->id, w->nparts, pos);
+	checkpoint_positions(w->coord, w->nparts, pos);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
-	checkpoint_restore_state(w->dir, w->checkpoint_id);
 	w->store = state_open(checkpoint_db_dir(w->dir));
-	initStringInfo(&buf);
-	if (state_get(w->store, META_WATERMARK_KEY, sizeof(META_WATERMARK_KEY) - 1, &buf) &&
-		buf.len == sizeof(TimestampTz))
-		memcpy(&saved_wm, buf.data, sizeof(TimestampTz));
-	pfree(buf.data);
+	w->state.store = w->store;
 
 	w->parts = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState) * w->nparts);
 	w->positions = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionPosition) * w->nparts);
@@ -505,11 +527,13 @@ worker_startup(Worker *w)
 		}
 		ksrc_assign(w->src, w->nparts, offsets);
 	}
-	w->watermark = saved_wm;
+	/* The watermark the last completed checkpoint recorded. */
+	w->watermark = checkpoint_last_completed(w->coord)->watermark;
 
 	/*
-	 * Decoder, operator and sink, over the source's row type, built as the
-	 * owner: building looks up and plans the owner's analysed expressions.
+	 * Decoder and operator, over the source's row type, built as the owner:
+	 * building looks up and plans the owner's analysed expressions, and
+	 * opens the operator's sink outputs.
 	 */
 	StartTransactionCommand();
 	SPI_connect();
@@ -525,8 +549,9 @@ worker_startup(Worker *w)
 		w->decoder = decoder_create_for_desc(decode_format_from_name(w->def->source.format),
 											 w->event_desc);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
-		w->sink = sink_create(w->def);
-		w->op = operator_create(w->def, w->store, w->sink, w->event_desc, w->poison);
+		w->op = operator_create(w->def, w->store, w->sink, w->side, w->event_desc,
+								w->poison);
+		w->state.op = w->op;
 		w->batch = palloc(sizeof(KafkaMessage) * Max(batch_size, 1));
 		w->msg_cxt = AllocSetContextCreate(TopMemoryContext, "streamflink message",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -553,7 +578,7 @@ worker_loop(Worker *w)
 	w->stats.started = GetCurrentTimestamp();
 	next_checkpoint = w->stats.started + w->def->checkpoint_interval;
 	slot_set_status(w->slot, SLOT_RUNNING, NULL);
-	checkpoint_begin_epoch();
+	checkpoint_begin_epoch(w->coord);
 
 	for (;;)
 	{
@@ -858,6 +883,22 @@ streamflink_worker_main(Datum arg)
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
+
+		/*
+		 * Recovery refused what it found (state of another release, a
+		 * catalog not updated): a restart would find the same, so wait to
+		 * be stopped, showing why.
+		 */
+		if (w->recovering && edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+		{
+			pgstat_report_activity(STATE_IDLE, "failed, waiting to be stopped");
+			for (;;)
+			{
+				worker_sleep(1000);
+				if (got_stop)
+					proc_exit(0);
+			}
+		}
 		pgstat_report_activity(STATE_IDLE, "failed, restarting");
 
 		/* Back off before the restart, so a persistent error is no busy loop. */

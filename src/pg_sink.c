@@ -1,16 +1,17 @@
 /*-------------------------------------------------------------------------
  *
- * sink.c
- *	  Writing results, dead letters and late events into Postgres tables.
+ * pg_sink.c
+ *	  The Postgres table sink (see pg_sink.h).
  *
  * Statements are prepared once and kept (SPI_keepplan) and run inside the
  * worker's open epoch transaction.  Result rows (windows, matches) are
  * batched: a batch is one statement over arrays, INSERT ... SELECT FROM
  * unnest($1, ..., $n), which costs a fraction of a statement per row.  The
  * worker flushes the batches at the end of each of its transactions
- * (sink_flush), so a checkpoint never leaves a row behind.  A window row
- * re-emitted within one batch (a late firing) is kept once, the latest:
- * DISTINCT ON with the sink's own equality, as its unique index has.
+ * (sink_flush), so a checkpoint never leaves a row behind.  A row upserted
+ * twice within one batch (a window's late firing) is kept once, the
+ * latest: DISTINCT ON with the table's own equality, as its unique index
+ * has.
  *
  * A row the sink refuses for a reason of its own data (a key too long for
  * the unique index, a user's CHECK constraint or trigger, a value out of a
@@ -18,18 +19,19 @@
  * replay.  So each batch statement runs in a subtransaction (one per
  * statement, not per row); if it fails with such an error, its rows are
  * written again one at a time, each in its own subtransaction, and the
- * refused ones go to the dead-letter table with the row as JSON (see
- * sink_error_is_data).  Any other error (a dropped table, a lost
+ * refused ones go to the side output as dead letters, with the row as JSON
+ * (see sink_error_is_data).  Any other error (a dropped table, a lost
  * privilege) is no fault of a row and is raised as before.
  *
- * Statements on the user's tables run as the pipeline's owner, those on
- * the extension's own tables as the worker (run_as.h).
+ * Statements on the user's tables run as the pipeline's owner (run_as.h).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -39,13 +41,17 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
+#include "pg_sink.h"
 #include "run_as.h"
-#include "sink.h"
 
 /* Rows a batch holds before it is written. */
 #define SINK_BATCH_ROWS 1000
+
+typedef struct PgSink PgSink;
 
 /*
  * Rows for one INSERT statement, written together.  'plan' takes one array
@@ -54,7 +60,7 @@
  */
 typedef struct RowBatch
 {
-	struct Sink *sink;			/* for dead letters */
+	PgSink	   *sink;			/* for dead letters */
 	int			ncols;
 	char	  **names;			/* column names, for a refused row's JSON */
 	Oid		   *types;
@@ -72,27 +78,24 @@ typedef struct RowBatch
 	char	   *argnulls;
 } RowBatch;
 
-struct Sink
+struct PgSink
 {
-	int32		pipeline_id;
-	Datum		topic;			/* text */
-	int			nkeys;
-	int			naggs;
-	RowBatch   *upsert;
-	SPIPlanPtr	retract;
-	SPIPlanPtr	dead_letter;
-	SPIPlanPtr	late_event;
-	List	   *batches;		/* every RowBatch, to flush */
-	Datum	   *args;
-	char	   *argnulls;
-	bool	   *argisnull;
-	int64		rows;
-	int64		refused;		/* result rows sent to the dead-letter table */
+	Sink		sink;			/* first: a PgSink is a Sink */
+	SideOutput *side;			/* refused rows */
+	List	   *outputs;		/* every SinkOutput, to flush */
 };
 
-struct SinkInsert
+/*
+ * One table.  Inserts and upserts are batched; a retraction writes the
+ * batch first (the row it removes may be in it), then runs alone.
+ */
+struct SinkOutput
 {
 	RowBatch   *batch;
+	int			nkeys;
+	SPIPlanPtr	retract;		/* NULL if nkeys is 0 */
+	Datum	   *args;			/* nkeys, for retract */
+	char	   *argnulls;
 };
 
 /*
@@ -100,16 +103,13 @@ struct SinkInsert
  * their own (per-message) context, so restore it.
  */
 static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes, bool user_table)
+prepare(const char *sql, int nargs, Oid *argtypes)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	RunAs		as;
 	SPIPlanPtr	plan;
 
-	if (user_table)
-		run_as_owner(&as);
-	else
-		run_as_extension(&as);
+	run_as_owner(&as);
 	plan = SPI_prepare(sql, nargs, argtypes);
 	run_as_restore(&as);
 
@@ -123,22 +123,18 @@ prepare(const char *sql, int nargs, Oid *argtypes, bool user_table)
 }
 
 /*
- * Run a statement: on a user's table (sink, timed-out table) as the
+ * Run a statement on a user's table (sink, timed-out table) as the
  * pipeline's owner, so that its triggers, defaults, constraints and
- * privilege checks are the owner's; on the extension's own tables (dead
- * letters, late events) as the worker.
+ * privilege checks are the owner's.
  */
 static void
-run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected, bool user_table)
+run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	RunAs		as;
 	int			ret;
 
-	if (user_table)
-		run_as_owner(&as);
-	else
-		run_as_extension(&as);
+	run_as_owner(&as);
 	ret = SPI_execute_plan(plan, args, nulls, false, 0);
 	run_as_restore(&as);
 	MemoryContextSwitchTo(cxt);
@@ -153,7 +149,7 @@ run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected, bool user_tab
  * batch only the last is written.
  */
 static RowBatch *
-batch_create(Sink *sink, const char *head, const char *tail, int ncols,
+batch_create(PgSink *sink, const char *head, const char *tail, int ncols,
 			 const char *const *names_in, const Oid *types, int nident,
 			 bool batchable)
 {
@@ -200,7 +196,7 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 	}
 
 	b->row_plan = prepare(psprintf("%s VALUES (%s) %s", head, params.data, tail),
-						  ncols, b->types, true);
+						  ncols, b->types);
 	if (batchable)
 	{
 		if (nident > 0)
@@ -213,7 +209,7 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 		else
 			appendStringInfo(&arrays, "SELECT * FROM unnest(%s)", params.data);
 		b->plan = prepare(psprintf("%s %s %s", head, arrays.data, tail),
-						  ncols, arraytypes, true);
+						  ncols, arraytypes);
 	}
 
 	/*
@@ -224,7 +220,6 @@ batch_create(Sink *sink, const char *head, const char *tail, int ncols,
 								   ALLOCSET_DEFAULT_SIZES);
 	b->values = palloc(sizeof(Datum) * SINK_BATCH_ROWS * ncols);
 	b->nulls = palloc(sizeof(bool) * SINK_BATCH_ROWS * ncols);
-	sink->batches = lappend(sink->batches, b);
 	return b;
 }
 
@@ -260,7 +255,7 @@ write_rows(RowBatch *b, int from)
 	for (int r = from; r < b->n; r++)
 	{
 		row_args(b, r);
-		run(b->row_plan, &b->values[r * b->ncols], b->argnulls, SPI_OK_INSERT, true);
+		run(b->row_plan, &b->values[r * b->ncols], b->argnulls, SPI_OK_INSERT);
 	}
 }
 
@@ -295,7 +290,7 @@ write_batch(RowBatch *b)
 		b->argnulls[c] = ' ';
 	}
 	MemoryContextSwitchTo(old);
-	run(b->plan, b->args, b->argnulls, SPI_OK_INSERT, true);
+	run(b->plan, b->args, b->argnulls, SPI_OK_INSERT);
 	pfree(colvals);
 	pfree(colnulls);
 }
@@ -321,7 +316,7 @@ try_write(RowBatch *b, int row)
 		else
 		{
 			row_args(b, row);
-			run(b->row_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_INSERT, true);
+			run(b->row_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_INSERT);
 		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -346,7 +341,7 @@ try_write(RowBatch *b, int row)
 static void
 dead_letter_row(RowBatch *b, int row, ErrorData *edata)
 {
-	Sink	   *sink = b->sink;
+	PgSink	   *sink = b->sink;
 	Datum		json;
 	bool		isnull;
 	char	   *rowjson;
@@ -362,16 +357,15 @@ dead_letter_row(RowBatch *b, int row, ErrorData *edata)
 			appendStringInfo(&sql, "%s$%d AS %s", c ? ", " : "", c + 1,
 							 quote_identifier(b->names[c]));
 		appendStringInfoString(&sql, ") r");
-		b->json_plan = prepare(sql.data, b->ncols, b->types, true);
+		b->json_plan = prepare(sql.data, b->ncols, b->types);
 	}
 	row_args(b, row);
-	run(b->json_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_SELECT, true);
+	run(b->json_plan, &b->values[row * b->ncols], b->argnulls, SPI_OK_SELECT);
 	json = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	rowjson = isnull ? NULL : TextDatumGetCString(json);
 	/* not the detail: it may name the tuple's place, which means nothing */
 	error = psprintf("sink refused the row: %s", edata->message);
-	sink_dead_letter_row(sink, rowjson, rowjson ? strlen(rowjson) : 0, error);
-	sink->refused++;
+	side_output_dead_letter_row(sink->side, rowjson, rowjson ? strlen(rowjson) : 0, error);
 }
 
 static void
@@ -424,45 +418,6 @@ batch_add(RowBatch *b, Datum *values, bool *nulls)
 		batch_write(b);
 }
 
-void
-sink_flush(Sink *sink)
-{
-	ListCell   *lc;
-
-	foreach(lc, sink->batches)
-		batch_write((RowBatch *) lfirst(lc));
-}
-
-Sink *
-sink_create(PipelineDef *def)
-{
-	Sink	   *sink = palloc0(sizeof(Sink));
-	Oid			types[8];
-
-	sink->pipeline_id = def->id;
-	sink->topic = CStringGetTextDatum(def->source.topic);
-	sink->args = palloc(sizeof(Datum) * 8);
-	sink->argnulls = palloc(sizeof(char) * 8);
-
-	types[0] = INT4OID;
-	types[1] = TEXTOID;
-	types[2] = INT4OID;
-	types[3] = INT8OID;
-	types[4] = BYTEAOID;
-	types[5] = TEXTOID;
-	sink->dead_letter = prepare("INSERT INTO streamflink.dead_letter "
-								"(pipeline_id, topic, partition, \"offset\", payload, error) "
-								"VALUES ($1, $2, $3, $4, $5, $6)", 6, types, false);
-	types[5] = TIMESTAMPTZOID;
-	types[6] = TIMESTAMPTZOID;
-	types[7] = TEXTOID;
-	sink->late_event = prepare("INSERT INTO streamflink.late_event "
-							   "(pipeline_id, topic, partition, \"offset\", payload, "
-							   "event_time, watermark, reason) "
-							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types, false);
-	return sink;
-}
-
 /*
  * The table's name for our statements.  The OID comes from the catalog and
  * the table may have been dropped since (catalog_check_pipeline tells the
@@ -481,245 +436,236 @@ qualified_relname(Oid relid)
 	return quote_qualified_identifier(nspname, relname);
 }
 
-void
-sink_prepare_window(Sink *sink, PipelineDef *def, AggSpec *aggs, TupleDesc event_desc)
+/*
+ * What a key column of the table says: NOT NULL (then a retraction
+ * compares it with =, which its unique index can use; else IS NOT
+ * DISTINCT FROM, as the index's NULLS NOT DISTINCT) and whether its
+ * collation is its type's default (else a batch, which keeps one row per
+ * key with the type's default collation, could count as two keys what the
+ * unique index counts as one: such outputs go row by row).
+ */
+static void
+key_column(Oid relid, const char *name, Oid type, bool *notnull, bool *default_collation)
 {
-	char	   *relname = qualified_relname(def->sink_relid);
-	int			nargs;
-	Oid		   *types;
-	const char **rawnames;
+	HeapTuple	tup = SearchSysCacheAttName(relid, name);
+
+	*notnull = false;
+	*default_collation = true;
+	if (!HeapTupleIsValid(tup))
+		return;					/* the INSERT will say */
+	*notnull = ((Form_pg_attribute) GETSTRUCT(tup))->attnotnull;
+	*default_collation =
+		((Form_pg_attribute) GETSTRUCT(tup))->attcollation == get_typcollation(type);
+	ReleaseSysCache(tup);
+}
+
+static SinkOutput *
+pg_open_output(Sink *s, const SinkRowDesc *desc)
+{
+	PgSink	   *sink = (PgSink *) s;
+	SinkOutput *out = palloc0(sizeof(SinkOutput));
+	char	   *relname = qualified_relname(desc->relid);
 	bool		batchable = true;
 	StringInfoData cols,
 				keys,
 				updates,
 				where;
 
-	sink->nkeys = def->nkeys;
-	sink->naggs = agg_count(aggs);
-	nargs = sink->nkeys + 2 + sink->naggs;
-	types = palloc(sizeof(Oid) * Max(nargs, 8));
-	sink->args = repalloc(sink->args, sizeof(Datum) * Max(nargs, 8));
-	sink->argnulls = repalloc(sink->argnulls, sizeof(char) * Max(nargs, 8));
-	sink->argisnull = palloc(sizeof(bool) * Max(nargs, 8));
-	rawnames = palloc(sizeof(char *) * Max(nargs, 1));
-
 	initStringInfo(&cols);
 	initStringInfo(&keys);
 	initStringInfo(&updates);
 	initStringInfo(&where);
-	for (int i = 0; i < nargs; i++)
+	for (int i = 0; i < desc->ncols; i++)
 	{
-		const char *name;
+		const char *name = quote_identifier(desc->colnames[i]);
 
-		if (i < sink->nkeys)
+		if (i < desc->nkeys)
 		{
-			Form_pg_attribute att = TupleDescAttr(event_desc, def->key_attnos[i]);
+			bool		notnull;
+			bool		default_collation;
 
-			rawnames[i] = NameStr(att->attname);
-			name = quote_identifier(rawnames[i]);
-			types[i] = att->atttypid;
-			appendStringInfo(&keys, "%s, ", name);
-			appendStringInfo(&where, "%s IS NOT DISTINCT FROM $%d AND ", name, i + 1);
-
-			/*
-			 * A batch keeps one row per key with the type's default
-			 * collation; a key with another (maybe nondeterministic) one
-			 * could count as one key in the unique index and two in the
-			 * batch.  Such keys go row by row.
-			 */
-			if (att->attcollation != get_typcollation(att->atttypid))
+			key_column(desc->relid, desc->colnames[i], desc->coltypes[i],
+					   &notnull, &default_collation);
+			if (!default_collation)
 				batchable = false;
-		}
-		else if (i < sink->nkeys + 2)
-		{
-			name = rawnames[i] = (i == sink->nkeys) ? "window_start" : "window_end";
-			types[i] = TIMESTAMPTZOID;
+			appendStringInfo(&keys, "%s%s", i ? ", " : "", name);
+			appendStringInfo(&where, "%s%s %s $%d", i ? " AND " : "", name,
+							 notnull ? "=" : "IS NOT DISTINCT FROM", i + 1);
 		}
 		else
-		{
-			rawnames[i] = agg_name(aggs, i - sink->nkeys - 2);
-			name = quote_identifier(rawnames[i]);
-			types[i] = agg_result_type(aggs, i - sink->nkeys - 2);
-		}
-		if (i >= sink->nkeys + 1)
 			appendStringInfo(&updates, "%s%s = EXCLUDED.%s",
 							 updates.len ? ", " : "", name, name);
 		appendStringInfo(&cols, "%s%s", i ? ", " : "", name);
 	}
 
-	sink->upsert = batch_create(sink,
-								psprintf("INSERT INTO %s (%s)", relname, cols.data),
-								psprintf("ON CONFLICT (%swindow_start) DO UPDATE SET %s",
-										 keys.data, updates.data),
-								nargs, rawnames, types, sink->nkeys + 1, batchable);
-	sink->retract = prepare(psprintf("DELETE FROM %s WHERE %swindow_start = $%d",
-									 relname, where.data, sink->nkeys + 1),
-							sink->nkeys + 1, types, true);
-}
-
-SinkInsert *
-sink_prepare_insert(Sink *sink, Oid relid, int ncols, const char *const *names,
-					const Oid *types)
-{
-	SinkInsert *ins = palloc0(sizeof(SinkInsert));
-	StringInfoData cols;
-
-	initStringInfo(&cols);
-	for (int i = 0; i < ncols; i++)
-		appendStringInfo(&cols, "%s%s", i ? ", " : "", quote_identifier(names[i]));
-	ins->batch = batch_create(sink,
-							  psprintf("INSERT INTO %s (%s)", qualified_relname(relid), cols.data),
-							  "", ncols, names, types, 0, true);
-	return ins;
-}
-
-void
-sink_insert(Sink *sink, SinkInsert *ins, Datum *values, bool *nulls)
-{
-	batch_add(ins->batch, values, nulls);
-	sink->rows++;
-}
-
-static void
-set_args(Sink *sink, int from, Datum *vals, bool *nulls, int n)
-{
-	for (int i = 0; i < n; i++)
+	out->nkeys = desc->nkeys;
+	out->batch = batch_create(sink,
+							  psprintf("INSERT INTO %s (%s)", relname, cols.data),
+							  desc->nkeys == 0 ? "" :
+							  updates.len == 0 ?
+							  psprintf("ON CONFLICT (%s) DO NOTHING", keys.data) :
+							  psprintf("ON CONFLICT (%s) DO UPDATE SET %s",
+									   keys.data, updates.data),
+							  desc->ncols, desc->colnames, desc->coltypes,
+							  desc->nkeys, batchable);
+	if (desc->nkeys > 0)
 	{
-		sink->args[from + i] = vals[i];
-		sink->argnulls[from + i] = nulls[i] ? 'n' : ' ';
+		out->retract = prepare(psprintf("DELETE FROM %s WHERE %s", relname, where.data),
+							   desc->nkeys, (Oid *) desc->coltypes);
+		out->args = palloc(sizeof(Datum) * desc->nkeys);
+		out->argnulls = palloc(desc->nkeys);
 	}
-}
-
-void
-sink_emit_window(Sink *sink, Datum *keys, bool *keynulls,
-				 TimestampTz start, TimestampTz end, Datum *values, bool *nulls)
-{
-	int			k = sink->nkeys;
-
-	set_args(sink, 0, keys, keynulls, k);
-	sink->args[k] = TimestampTzGetDatum(start);
-	sink->argnulls[k] = ' ';
-	sink->args[k + 1] = TimestampTzGetDatum(end);
-	sink->argnulls[k + 1] = ' ';
-	set_args(sink, k + 2, values, nulls, sink->naggs);
-	for (int i = 0; i < k + 2 + sink->naggs; i++)
-		sink->argisnull[i] = sink->argnulls[i] == 'n';
-	batch_add(sink->upsert, sink->args, sink->argisnull);
-	sink->rows++;
-}
-
-void
-sink_retract_window(Sink *sink, Datum *keys, bool *keynulls, TimestampTz start)
-{
-	int			k = sink->nkeys;
-
-	/* The row to remove may still be in the batch. */
-	batch_write(sink->upsert);
-	set_args(sink, 0, keys, keynulls, k);
-	sink->args[k] = TimestampTzGetDatum(start);
-	sink->argnulls[k] = ' ';
-	run(sink->retract, sink->args, sink->argnulls, SPI_OK_DELETE, true);
-}
-
-static Datum
-payload_datum(const char *payload, size_t len, char *isnull)
-{
-	bytea	   *b;
-
-	*isnull = payload ? ' ' : 'n';
-	if (payload == NULL)
-		return (Datum) 0;
-	b = palloc(VARHDRSZ + len);
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), payload, len);
-	return PointerGetDatum(b);
+	sink->outputs = lappend(sink->outputs, out);
+	return out;
 }
 
 static void
-common_args(Sink *sink, int32 partition, int64 offset, const char *payload, size_t len)
+pg_write(Sink *s, SinkOutput *out, SinkOp op, Datum *values, bool *nulls)
 {
-	memset(sink->argnulls, ' ', 8);
-	sink->args[0] = Int32GetDatum(sink->pipeline_id);
-	sink->args[1] = sink->topic;
-	sink->args[2] = Int32GetDatum(partition);
-	sink->args[3] = Int64GetDatum(offset);
-	sink->args[4] = payload_datum(payload, len, &sink->argnulls[4]);
+	switch (op)
+	{
+		case SINK_INSERT:
+			break;
+		case SINK_UPSERT:
+			if (out->nkeys == 0)
+				elog(ERROR, "upsert into a sink output without key columns");
+			break;
+		case SINK_RETRACT:
+			if (out->nkeys == 0)
+				elog(ERROR, "retraction from a sink output without key columns");
+			/* The row to remove may still be in the batch. */
+			batch_write(out->batch);
+			for (int i = 0; i < out->nkeys; i++)
+			{
+				out->args[i] = values[i];
+				out->argnulls[i] = nulls[i] ? 'n' : ' ';
+			}
+			run(out->retract, out->args, out->argnulls, SPI_OK_DELETE);
+			s->rows_written++;
+			return;
+	}
+	batch_add(out->batch, values, nulls);
+	s->rows_written++;
 }
 
-void
-sink_dead_letter(Sink *sink, int32 partition, int64 offset,
-				 const char *payload, size_t len, const char *error)
-{
-	common_args(sink, partition, offset, payload, len);
-	sink->args[5] = CStringGetTextDatum(error);
-	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT, false);
-	sink->rows++;
-}
-
-void
-sink_dead_letter_row(Sink *sink, const char *payload, size_t len, const char *error)
-{
-	common_args(sink, 0, 0, payload, len);
-	sink->argnulls[2] = 'n';
-	sink->argnulls[3] = 'n';
-	sink->args[5] = CStringGetTextDatum(error);
-	run(sink->dead_letter, sink->args, sink->argnulls, SPI_OK_INSERT, false);
-	sink->rows++;
-}
-
-void
-sink_late_event(Sink *sink, int32 partition, int64 offset,
-				TimestampTz event_time, TimestampTz watermark,
-				const char *payload, size_t len, const char *reason)
-{
-	common_args(sink, partition, offset, payload, len);
-	sink->args[5] = TimestampTzGetDatum(event_time);
-	sink->args[6] = TimestampTzGetDatum(watermark);
-	sink->args[7] = CStringGetTextDatum(reason);
-	run(sink->late_event, sink->args, sink->argnulls, SPI_OK_INSERT, false);
-	sink->rows++;
-}
-
-int64
-sink_take_refused_count(Sink *sink)
-{
-	int64		n = sink->refused;
-
-	sink->refused = 0;
-	return n;
-}
-
-int64
-sink_take_row_count(Sink *sink)
-{
-	int64		n = sink->rows;
-
-	sink->rows = 0;
-	return n;
-}
-
-void
-sink_destroy(Sink *sink)
+static void
+pg_flush(Sink *s)
 {
 	ListCell   *lc;
 
-	foreach(lc, sink->batches)
+	foreach(lc, ((PgSink *) s)->outputs)
+		batch_write(((SinkOutput *) lfirst(lc))->batch);
+}
+
+static void
+pg_begin_epoch(Sink *s, int64 epoch)
+{
+	/* The rows go into the worker's epoch transaction: nothing to open. */
+}
+
+/*
+ * Phase 1: the rows still batched join the epoch transaction, which the
+ * checkpoint then prepares.  The worker flushes at the end of each of its
+ * transactions, so there is usually nothing left.
+ */
+static void
+pg_prepare(Sink *s, int64 epoch)
+{
+	ListCell   *lc;
+	bool		batched = false;
+
+	foreach(lc, ((PgSink *) s)->outputs)
+		if (((SinkOutput *) lfirst(lc))->batch->n > 0)
+			batched = true;
+	if (!batched)
+		return;
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pg_flush(s);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+static void
+pg_commit(Sink *s, int64 epoch)
+{
+	/* COMMIT PREPARED of the epoch transaction made the rows visible. */
+}
+
+/* Rows still batched belong to the abandoned epoch. */
+static void
+pg_abort(Sink *s, int64 epoch)
+{
+	ListCell   *lc;
+
+	foreach(lc, ((PgSink *) s)->outputs)
 	{
-		RowBatch   *b = (RowBatch *) lfirst(lc);
+		RowBatch   *b = ((SinkOutput *) lfirst(lc))->batch;
+
+		b->n = 0;
+		MemoryContextReset(b->cxt);
+	}
+}
+
+static void
+pg_recover(Sink *s, int64 last_completed)
+{
+	/* The epoch transaction's recovery resolves the prepared rows. */
+}
+
+/*
+ * Free the statements kept for the sink, dropping rows still batched (the
+ * replay harness makes a sink per incarnation; a worker keeps its one).
+ * The sink's own memory belongs to the caller's context.
+ */
+static void
+pg_destroy(Sink *s)
+{
+	PgSink	   *sink = (PgSink *) s;
+	ListCell   *lc;
+
+	foreach(lc, sink->outputs)
+	{
+		SinkOutput *out = (SinkOutput *) lfirst(lc);
+		RowBatch   *b = out->batch;
 
 		if (b->plan)
 			SPI_freeplan(b->plan);
 		SPI_freeplan(b->row_plan);
+		if (b->json_plan)
+			SPI_freeplan(b->json_plan);
 		if (b->cxt)
 			MemoryContextDelete(b->cxt);
+		b->cxt = NULL;
 		b->n = 0;
+		if (out->retract)
+			SPI_freeplan(out->retract);
+		out->retract = NULL;
 	}
-	list_free(sink->batches);
-	sink->batches = NIL;
-	if (sink->retract)
-		SPI_freeplan(sink->retract);
-	SPI_freeplan(sink->dead_letter);
-	SPI_freeplan(sink->late_event);
-	sink->upsert = NULL;
-	sink->retract = sink->dead_letter = sink->late_event = NULL;
+	list_free(sink->outputs);
+	sink->outputs = NIL;
+}
+
+static const SinkMethods pg_sink_methods = {
+	.open_output = pg_open_output,
+	.begin_epoch = pg_begin_epoch,
+	.write = pg_write,
+	.flush = pg_flush,
+	.prepare = pg_prepare,
+	.commit = pg_commit,
+	.abort = pg_abort,
+	.recover = pg_recover,
+	.destroy = pg_destroy
+};
+
+Sink *
+pg_sink_create(SideOutput *side)
+{
+	PgSink	   *sink = palloc0(sizeof(PgSink));
+
+	sink->sink.methods = &pg_sink_methods;
+	sink->side = side;
+	return &sink->sink;
 }
