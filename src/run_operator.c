@@ -119,12 +119,14 @@ typedef struct Run
 static RunRow *
 add_row(Run *r, int event, const char *output)
 {
-	RunRow	   *row = MemoryContextAllocZero(r->cxt, sizeof(RunRow));
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+	RunRow	   *row = palloc0(sizeof(RunRow));
 
 	row->event = event;
 	row->watermark = r->watermark;
 	row->output = output;
 	r->rows = lappend(r->rows, row);
+	MemoryContextSwitchTo(old);
 	return row;
 }
 
@@ -198,11 +200,19 @@ static void
 advance(Run *r, int event, TimestampTz wm)
 {
 	if (wm < r->watermark)
+	{
+		/* (timestamptz_to_str returns a static buffer) */
+		char	   *from = pstrdup(timestamptz_to_str(r->watermark));
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 event > 0 ?
 				 errmsg("watermark moves backwards after event %d: from %s to %s",
-						event, timestamptz_to_str(r->watermark), timestamptz_to_str(wm)),
+						event, from, timestamptz_to_str(wm)) :
+				 errmsg("final watermark %s is before the watermark %s",
+						timestamptz_to_str(wm), from),
 				 errhint("A watermark never decreases; NULL leaves it where it is.")));
+	}
 	if (wm > r->watermark)
 	{
 		r->watermark = wm;
@@ -345,7 +355,9 @@ streamflink_run_operator(PG_FUNCTION_ARGS)
 		values[0] = Int32GetDatum(++ord);
 		values[1] = Int32GetDatum(row->event);
 		nulls[1] = row->event == 0;
-		values[2] = TimestampTzGetDatum(row->watermark);
+		/* the end of input as it was given */
+		values[2] = TimestampTzGetDatum(row->watermark == RUN_FINAL_WATERMARK ?
+										DT_NOEND : row->watermark);
 		nulls[2] = row->watermark == DT_NOBEGIN;
 		values[3] = CStringGetTextDatum(row->output);
 		values[4] = row->op ? CStringGetTextDatum(row->op) : (Datum) 0;
