@@ -36,7 +36,9 @@
  * which the watermark moved, when the row came; NULL for rows of the final
  * watermark.  'watermark' is the watermark then.  The final contents of a
  * sink table are the last upsert or insert per output and key that no
- * retraction follows.
+ * retraction follows.  Values are rendered with the session's settings
+ * (TimeZone: the event times in a match's events; IntervalStyle: reasons),
+ * where a worker has the server's.
  *
  * Nothing is written: the rows go to an in-memory sink (collect_sink.h),
  * the state to a private directory removed at the end (harness.h).  So the
@@ -268,6 +270,7 @@ run_cleanup(void *arg)
 {
 	Run		   *r = arg;
 
+	sf_processing.partition = -1;
 	if (r->store)
 		state_close(r->store);
 	r->store = NULL;
