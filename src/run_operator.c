@@ -240,6 +240,13 @@ run(void *arg)
 	r->slot = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
 	r->sink = collect_sink_create();
 	sink_shim_adopt(r->sink, r->def->sink_relid);	/* TEMPORARY (branch h4) */
+	/*
+	 * Operators set aside (as dead letters) only what a worker's poison rule
+	 * skips (sf_poison), which is never set in a backend; the collecting
+	 * sink has nowhere to put them.
+	 */
+	if (sf_poison.partition >= 0)
+		elog(ERROR, "streamflink: a poison message in a backend");
 	r->op = operator_create(r->def, r->store, r->sink, r->desc);
 	r->watermark = DT_NOBEGIN;
 	take_sink_rows(r, 0);
