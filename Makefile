@@ -23,6 +23,9 @@ OBJS = \
 	src/worker.o \
 	src/watermark.o \
 	src/replay.o \
+	src/harness.o \
+	src/collect_sink.o \
+	src/run_operator.o \
 	src/launcher.o \
 	src/slot.o \
 	src/poison.o \
@@ -41,7 +44,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress (sql/, expected/): tests run against a server the test driver started with
 # shared_preload_libraries (see test/run_tests.sh), hence --use-existing.
-REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay hardening tenancy_owner quota_race lifecycle_race cep_tenant_bounds stop_busy shared_owner live_rls cross_owner drop_database tenancy ddl_guard checkpoint_format
+REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay hardening tenancy_owner quota_race lifecycle_race cep_tenant_bounds stop_busy shared_owner live_rls cross_owner drop_database tenancy run_operator run_operator_cep checkpoint_format ddl_guard
 REGRESS_OPTS = --use-existing --dbname=streamflink_regress
 
 EXTRA_CLEAN = test/mock_broker test/produce test/consume_bench

@@ -85,6 +85,40 @@ SELECT pipeline, partition, "offset", convert_from(payload, 'UTF8') AS payload, 
 FROM streamflink.dead_letters ORDER BY partition, "offset";
 SELECT pipeline, partition, event_time, watermark, reason FROM streamflink.late_events;
 
+-- The same messages through streamflink.run_operator (no Kafka; the
+-- pipeline may run meanwhile), the watermark moved where the worker's was,
+-- 00:59:55, before the late ones: the sink's windows as its rows leave
+-- them (the last upsert per key and window start), the same dead letters
+-- and late event.  (Values are shown with the session's settings: those
+-- the worker has from the server's configuration here.)
+SET intervalstyle = postgres;
+CREATE TEMP TABLE surge_run AS
+SELECT r.* FROM (SELECT array_agg(payload ORDER BY n) AS events, array_agg(wm ORDER BY n) AS watermarks
+				 FROM (SELECT i AS n, ride_json(e) AS payload,
+							  CASE i WHEN 1001 THEN timestamptz '2024-01-01 00:59:55+00' END AS wm
+					   FROM ride_events e
+					   UNION ALL
+					   VALUES (500, 'not json', NULL::timestamptz),
+							  (501, '{"geo": "g1", "wait_s": "abc", "ts": "2024-01-01 00:01:00+00"}', NULL),
+							  (502, '{"geo": "g1", "wait_s": 1}', NULL),
+							  (503, '[1, 2]', NULL),
+							  (1001.5, '{"geo": "g3", "wait_s": 2, "kind": "solo", "ts": "2024-01-01 00:10:00+00"}', NULL)
+					  ) m(n, payload, wm)) i,
+	 streamflink.run_operator('surge', i.events, i.watermarks, final_watermark => NULL) r;
+CREATE TEMP VIEW surge_run_sink AS
+SELECT (jsonb_populate_record(NULL::surge_out, data)).*
+FROM (SELECT DISTINCT ON (key) op, data FROM surge_run WHERE output = 'result' ORDER BY key, ord DESC) d
+WHERE op <> 'retract';
+SELECT (SELECT count(*) FROM (SELECT * FROM surge_out EXCEPT ALL SELECT * FROM surge_run_sink) x) AS missing,
+	   (SELECT count(*) FROM (SELECT * FROM surge_run_sink EXCEPT ALL SELECT * FROM surge_out) x) AS extra,
+	   (SELECT array_agg(reason ORDER BY ord) FROM surge_run WHERE output = 'dead_letter') =
+	   (SELECT array_agg(error ORDER BY "offset") FROM streamflink.dead_letters WHERE pipeline = 'surge') AS same_dead_letters,
+	   (SELECT array_agg(reason) FROM surge_run WHERE output = 'late_event') =
+	   (SELECT array_agg(reason) FROM streamflink.late_events WHERE pipeline = 'surge') AS same_late_event;
+RESET intervalstyle;
+DROP VIEW surge_run_sink;
+DROP TABLE surge_run;
+
 -- A secondary directory a crashed backend left behind (no such pid): the
 -- next live() of the pipeline removes it.
 SELECT format('%s/streamflink/%s/%s/live-2147483000', current_setting('data_directory'),

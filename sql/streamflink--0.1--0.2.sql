@@ -23,3 +23,26 @@ COMMENT ON COLUMN streamflink.checkpoint.watermark IS
 	'pipeline watermark when the checkpoint was taken (NULL: none yet)';
 COMMENT ON COLUMN streamflink.checkpoint.state_format IS
 	'format of the state snapshot: 1 = streamflink 0.1, 2 = streamflink 0.2';
+
+/* ---- Deterministic operator entry points for tests (src/run_operator.c) ----
+ *
+ * A pipeline's operator over given events with explicit watermarks, in the
+ * calling backend, returning every row it emitted (sink rows with their
+ * operation, late events, dead letters) and writing nothing.  watermarks[i]
+ * (NULL: no move) is the watermark after events[i]; at the end it moves to
+ * final_watermark ('infinity': the end of input, which fires everything;
+ * NULL: no move).  For superusers and the pipeline's owners; the pipeline
+ * may be running.
+ */
+CREATE FUNCTION streamflink.run_operator(pipeline text, events text[],
+	watermarks timestamptz[] DEFAULT NULL,
+	final_watermark timestamptz DEFAULT 'infinity')
+RETURNS TABLE (ord int, event int, watermark timestamptz, output text, op text,
+			   key jsonb, data jsonb, reason text)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'streamflink_run_operator';
+REVOKE ALL ON FUNCTION streamflink.run_operator(text, text[], timestamptz[], timestamptz)
+	FROM PUBLIC;
+/* It checks the pipeline's owner itself, and writes no table. */
+GRANT EXECUTE ON FUNCTION streamflink.run_operator(text, text[], timestamptz[], timestamptz)
+	TO streamflink_user;

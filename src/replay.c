@@ -69,8 +69,6 @@
  */
 #include "postgres.h"
 
-#include <unistd.h>
-
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
@@ -78,15 +76,14 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/fd.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "utils/typcache.h"
 
 #include "catalog.h"
 #include "decode.h"
+#include "harness.h"
 #include "operator_factory.h"
 #include "run_as.h"
 #include "pg_sink.h"
@@ -156,9 +153,14 @@ typedef struct Replay
 	int			restores;
 	/* subtransaction */
 	ResourceOwner owner;
+	int			level;			/* the caller's nesting level */
+	/* the run's settings */
+	pg_prng_state *rng;
+	double		p_advance;
+	double		p_checkpoint;
+	double		p_restore;
+	int			max_restores;
 } Replay;
-
-static int	replay_counter = 0;
 
 static char *
 snapshot_dir(Replay *r, int id)
@@ -301,28 +303,12 @@ process_one(Replay *r, int i)
 {
 	int			p = r->partitions[i];
 	WatermarkPartition *ps = &r->parts[p];
-	int			attno = r->def->source.event_time_attno;
-	char	   *error = NULL;
+	char	   *error;
 	TimestampTz t = 0;
 	SfMessagePos pos = {p, r->offsets[i]};
 
 	ps->pos.next_offset = r->offsets[i] + 1;
-	ExecClearTuple(r->slot);
-	if (r->payloads[i] == NULL)
-		error = "message has no value";
-	else if (!decode_message(r->decoder, r->payloads[i], r->lens[i],
-							 r->slot->tts_values, r->slot->tts_isnull, &error))
-		 /* error set */ ;
-	if (error == NULL)
-	{
-		ExecStoreVirtualTuple(r->slot);
-		if (r->slot->tts_isnull[attno])
-			error = "event time is NULL";
-		else if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(r->slot->tts_values[attno])))
-			error = "event time is not finite";
-		else
-			t = DatumGetTimestampTz(r->slot->tts_values[attno]);
-	}
+	error = harness_decode(r->def, r->decoder, r->slot, r->payloads[i], r->lens[i], &t);
 	if (error)
 	{
 		side_output_dead_letter(r->side, p, pos.offset, r->payloads[i], r->lens[i], error);
@@ -346,9 +332,14 @@ process_one(Replay *r, int i)
 }
 
 static void
-run(Replay *r, pg_prng_state *rng, double p_advance, double p_checkpoint,
-	double p_restore, int max_restores)
+run(void *arg)
 {
+	Replay	   *r = arg;
+	pg_prng_state *rng = r->rng;
+	double		p_advance = r->p_advance;
+	double		p_checkpoint = r->p_checkpoint;
+	double		p_restore = r->p_restore;
+	int			max_restores = r->max_restores;
 	int			i = 0;
 
 	begin_subxact(r);
@@ -380,6 +371,19 @@ run(Replay *r, pg_prng_state *rng, double p_advance, double p_checkpoint,
 	end_subxact(r, true);
 }
 
+/* After an error in run(): what is no transaction's, and our subtransactions. */
+static void
+run_cleanup(void *arg)
+{
+	Replay	   *r = arg;
+
+	while (GetCurrentTransactionNestLevel() > r->level)
+		end_subxact(r, false);
+	if (r->store)
+		state_close(r->store);
+	r->store = NULL;
+}
+
 Datum
 streamflink_replay(PG_FUNCTION_ARGS)
 {
@@ -388,8 +392,7 @@ streamflink_replay(PG_FUNCTION_ARGS)
 	ArrayType  *payloads;
 	pg_prng_state rng;
 	Replay	   *r;
-	Datum	   *pvals;
-	bool	   *pnulls;
+	HarnessInput in;
 	int			n;
 	double		p_advance,
 				p_checkpoint,
@@ -397,8 +400,6 @@ streamflink_replay(PG_FUNCTION_ARGS)
 	int			max_restores;
 	MemoryContext cxt;
 	MemoryContext old;
-	TypeCacheEntry *tce;
-	int			level;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -423,38 +424,22 @@ streamflink_replay(PG_FUNCTION_ARGS)
 	r->msg_cxt = AllocSetContextCreate(cxt, "streamflink replay message",
 									   ALLOCSET_DEFAULT_SIZES);
 
-	r->def = catalog_load_pipeline(0, name);
-	if (r->def == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("pipeline \"%s\" does not exist", name)));
+	r->def = harness_load_pipeline(name, "replay");
 	if (r->def->running)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("pipeline \"%s\" is running", name),
 				 errhint("Replay writes into the pipeline's sink: stop it first.")));
-	if (r->def->source.event_time_attno < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("replay needs a source with an event-time column"),
-				 errdetail("Source \"%s\" takes event times from Kafka timestamps.",
-						   r->def->source.name)));
-	tce = lookup_type_cache(r->def->source.row_type, TYPECACHE_TUPDESC);
-	r->desc = CreateTupleDescCopy(tce->tupDesc);
+	r->desc = harness_event_desc(r->def);
 
 	/* The input. */
-	deconstruct_array(payloads, TEXTOID, -1, false, TYPALIGN_INT, &pvals, &pnulls, &n);
-	r->n = n;
-	r->payloads = palloc(sizeof(char *) * Max(n, 1));
-	r->lens = palloc(sizeof(int) * Max(n, 1));
+	harness_input(payloads, &in);
+	n = r->n = in.n;
+	r->payloads = in.payloads;
+	r->lens = in.lens;
 	r->partitions = palloc0(sizeof(int) * Max(n, 1));
 	r->offsets = palloc(sizeof(int64) * Max(n, 1));
 	r->results = palloc0(sizeof(ReplayResult) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		r->payloads[i] = pnulls[i] ? NULL : TextDatumGetCString(pvals[i]);
-		r->lens[i] = pnulls[i] ? 0 : strlen(r->payloads[i]);
-	}
 	if (!PG_ARGISNULL(2))
 	{
 		ArrayType  *parts = PG_GETARG_ARRAYTYPE_P(2);
@@ -494,64 +479,17 @@ streamflink_replay(PG_FUNCTION_ARGS)
 	}
 	r->last.watermark = DT_NOBEGIN;
 
-	/* A private directory for the state (cleaned at start-up after a crash). */
-	{
-		char	   *tmp = psprintf("%s/base/%s", DataDir, PG_TEMP_FILES_DIR);
+	/* A private directory for the state. */
+	r->dir = harness_make_dir();
+	r->db_dir = psprintf("%s/db", r->dir);
 
-		(void) MakePGDirectory(tmp);
-		r->dir = psprintf("%s/%s%d.sfreplay.%d", tmp, PG_TEMP_FILE_PREFIX,
-						  MyProcPid, replay_counter++);
-		state_remove_dir(r->dir);
-		if (MakePGDirectory(r->dir) < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create directory \"%s\": %m", r->dir)));
-		r->db_dir = psprintf("%s/db", r->dir);
-	}
-
-	level = GetCurrentTransactionNestLevel();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	MemoryContextSwitchTo(cxt);
-
-	/*
-	 * As in the worker, the pipeline's code runs as its owner, and the
-	 * extension's tables are written as the extension (run_as.h).
-	 */
-	run_as_set_owner(r->def->owner);
-	PG_TRY();
-	{
-		RunAs		as;
-
-		run_as_owner(&as);
-		run(r, &rng, p_advance, p_checkpoint, p_restore, max_restores);
-		run_as_restore(&as);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		/*
-		 * Roll our subtransaction back before the error goes up, as PL/pgSQL
-		 * does, so the caller's transaction is in the state it expects.
-		 * RocksDB's files and threads are no transaction's: free them here.
-		 */
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		while (GetCurrentTransactionNestLevel() > level)
-			end_subxact(r, false);
-		if (r->store)
-			state_close(r->store);
-		r->store = NULL;
-		state_remove_dir(r->dir);
-		run_as_set_owner(InvalidOid);
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	run_as_set_owner(InvalidOid);
-	state_remove_dir(r->dir);
-	SPI_finish();
+	r->level = GetCurrentTransactionNestLevel();
+	r->rng = &rng;
+	r->p_advance = p_advance;
+	r->p_checkpoint = p_checkpoint;
+	r->p_restore = p_restore;
+	r->max_restores = max_restores;
+	harness_run(r->def, r->dir, run, run_cleanup, r);
 
 	/* The report. */
 	MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
