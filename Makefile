@@ -9,6 +9,7 @@ OBJS = \
 	src/kafka_source.o \
 	src/state.o \
 	src/keyed_state.o \
+	src/timer_service.o \
 	src/group_key.o \
 	src/fragment.o \
 	src/aggregate.o \

@@ -3,12 +3,13 @@
  * cep.c
  *	  The NFA operator of pattern pipelines.
  *
- * State layout in the pipeline's RocksDB database (see keyed_state.h):
+ * State layout in the pipeline's RocksDB database (see keyspace.h):
  *
  *	 buffer	  [key group:2]'B'[group key] -> events not yet passed by the watermark
  *	 nfa	  [key group:2]'N'[group key] -> partial matches and their events
- *	 timer	  [FF FF][time:8][buffer key]  -> (empty)
- *	 meta	  [FF FE]"cep_open"			   -> number of partial matches
+ *	 timers of the buffer keys (timer_service.h), and per key group the
+ *	 number of partial matches and of those discarded by the bound
+ *	 (KS_COUNTER_PARTIAL_MATCHES, KS_COUNTER_DROPPED_MATCHES)
  *
  * A timer is registered at each buffered event's time and at the time the
  * oldest partial match of a key times out; when the watermark passes it,
@@ -99,10 +100,9 @@
 
 #include "cep.h"
 #include "keyed_state.h"
+#include "keyspace.h"
 #include "pattern.h"
-
-#define META_OPEN_KEY "\xFF\xFE" "cep_open"
-#define META_DROPPED_KEY "\xFF\xFE" "cep_dropped"
+#include "timer_service.h"
 
 /* An event waiting for the watermark. */
 typedef struct BufEvent
@@ -205,15 +205,15 @@ struct CepOperator
 	StoredEvent *cur;
 	int8	   *cond_cache;		/* per variable: -1 unknown, 0, 1 */
 	int			eval_expr;		/* expression being evaluated, for errors */
-	TimestampTz timer_floor;
-	int64		open;			/* partial matches */
-	int64		dropped;		/* partial matches discarded by the bound */
+	TimerService *timers;
+	KeyGroupCounter *open;		/* partial matches */
+	KeyGroupCounter *dropped;	/* partial matches discarded by the bound */
+	TimestampTz fire_wm;		/* the watermark timers fire up to */
 	TimestampTz dropped_logged; /* when the last LOG about them was written */
 	TimestampTz busy_since;		/* start of the current cep_advance */
 	StringInfoData gk;
 	StringInfoData bkey;
 	StringInfoData nkey;
-	StringInfoData tkey;
 	Datum	   *values;			/* sink row */
 	bool	   *nulls;
 	int			nkeys;
@@ -250,12 +250,12 @@ count_dropped(CepOperator *op, int64 n)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	op->dropped += n;
+	kstate_counter_add(op->dropped, op->bkey.data, n);
 	if (op->dropped_logged == 0 || now - op->dropped_logged >= 60 * USECS_PER_SEC)
 	{
 		ereport(LOG,
 				(errmsg("streamflink pattern pipeline \"%s\" discarded partial matches over its bound, %lld so far",
-						op->def->name, (long long) op->dropped),
+						op->def->name, (long long) kstate_counter_total(op->dropped)),
 				 errdetail("A key may hold at most %d partial matches with %d events together (max_partial_matches, max_partial_match_events).",
 						   op->def->max_partial_matches, op->def->max_partial_match_events),
 				 errhint("Bound the pattern with within, make its loops stricter, or raise the bounds.")));
@@ -569,12 +569,10 @@ static void
 make_keys(CepOperator *op)
 {
 	resetStringInfo(&op->bkey);
-	kstate_append_key_group(&op->bkey, op->gk.data, op->gk.len);
-	appendStringInfoChar(&op->bkey, 'B');
+	keyspace_append_state_prefix(&op->bkey, KS_CEP_BUFFER, op->gk.data, op->gk.len);
 	appendBinaryStringInfo(&op->bkey, op->gk.data, op->gk.len);
 	resetStringInfo(&op->nkey);
-	appendBinaryStringInfo(&op->nkey, op->bkey.data, 2);
-	appendStringInfoChar(&op->nkey, 'N');
+	keyspace_append_prefix(&op->nkey, keyspace_key_group(op->bkey.data), KS_CEP_NFA);
 	appendBinaryStringInfo(&op->nkey, op->gk.data, op->gk.len);
 }
 
@@ -1617,11 +1615,11 @@ fire_key(CepOperator *op, TimestampTz wm)
 			for (int i = 0; i < nfa->npm; i++)
 				next = Min(next, pm_deadline(op, nfa->pms[i]));
 			if (next != DT_NOEND)
-				kstate_timer_register(op->store, &op->tkey, next,
-									  op->bkey.data, op->bkey.len);
+				timers_register(op->timers, next, op->bkey.data, op->bkey.len);
 		}
 	}
-	op->open += nfa->npm - before;
+	if (nfa->npm != before)
+		kstate_counter_add(op->open, op->bkey.data, nfa->npm - before);
 
 	MemoryContextSwitchTo(kstate_memory(op->ks_nfa));
 	if (nfa->npm == 0 && nfa->nwait == 0)
@@ -1705,7 +1703,7 @@ cep_process(void *arg, TupleTableSlot *event, TimestampTz t, TimestampTz wm,
 	MemoryContextReset(op->scratch);
 
 	kstate_put(op->ks_buf, op->bkey.data, op->bkey.len, buf);
-	kstate_timer_register(op->store, &op->tkey, t, op->bkey.data, op->bkey.len);
+	timers_register(op->timers, t, op->bkey.data, op->bkey.len);
 	return true;
 }
 
@@ -1716,11 +1714,8 @@ cep_flush(void *arg)
 
 	kstate_flush(op->ks_buf);
 	kstate_flush(op->ks_nfa);
-	state_put(op->store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1,
-			  (char *) &op->open, sizeof(op->open));
-	if (op->dropped > 0)
-		state_put(op->store, META_DROPPED_KEY, sizeof(META_DROPPED_KEY) - 1,
-				  (char *) &op->dropped, sizeof(op->dropped));
+	kstate_counter_flush(op->open);
+	kstate_counter_flush(op->dropped);
 }
 
 static void
@@ -1732,12 +1727,24 @@ cep_maybe_flush(void *arg)
 		cep_flush(op);
 }
 
+/* The timer of buffer key bkey passed (timer_fire_fn). */
+static void
+fire_timer(void *arg, TimestampTz time, const char *bkey, size_t bklen)
+{
+	CepOperator *op = (CepOperator *) arg;
+
+	cep_check_interrupts(op);
+	resetStringInfo(&op->gk);
+	appendBinaryStringInfo(&op->gk, bkey + KEYSPACE_HEADER, bklen - KEYSPACE_HEADER);
+	make_keys(op);
+	fire_key(op, op->fire_wm);
+	cep_maybe_flush(op);
+}
+
 static void
 cep_advance(void *arg, TimestampTz wm)
 {
 	CepOperator *op = (CepOperator *) arg;
-	List	   *due;
-	ListCell   *lc;
 
 	if (wm == DT_NOBEGIN)
 		return;
@@ -1751,40 +1758,23 @@ cep_advance(void *arg, TimestampTz wm)
 	 * the NFA runs to our watermark less 1 microsecond, our time unit.
 	 */
 	wm -= 1;
-	if (wm < op->timer_floor)
+	if (wm < timers_floor(op->timers))
 		return;
 	op->busy_since = GetCurrentTimestamp();
-	due = kstate_timers_due(op->store, op->timer_floor, wm);
-	foreach(lc, due)
-	{
-		StringInfo	k = (StringInfo) lfirst(lc);
-		const char *bkey = k->data + KSTATE_TIMER_HEADER;
-		int			bklen = k->len - KSTATE_TIMER_HEADER;
-
-		cep_check_interrupts(op);
-		resetStringInfo(&op->gk);
-		appendBinaryStringInfo(&op->gk, bkey + 3, bklen - 3);
-		make_keys(op);
-		fire_key(op, wm);
-		state_delete(op->store, k->data, k->len);
-		pfree(k->data);
-		pfree(k);
-		cep_maybe_flush(op);
-	}
-	list_free(due);
-	op->timer_floor = wm + 1;
+	op->fire_wm = wm;
+	timers_advance(op->timers, wm, fire_timer, op);
 }
 
 static int64
 cep_open_count(void *arg)
 {
-	return ((CepOperator *) arg)->open;
+	return kstate_counter_total(((CepOperator *) arg)->open);
 }
 
 static int64
 cep_dropped_count(void *arg)
 {
-	return ((CepOperator *) arg)->dropped;
+	return kstate_counter_total(((CepOperator *) arg)->dropped);
 }
 
 const OperatorMethods cep_operator_methods = {
@@ -1806,7 +1796,6 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	int			ncols;
 	const char **names;
 	Oid		   *types;
-	StringInfoData buf;
 
 	op->def = def;
 	op->store = store;
@@ -1828,11 +1817,12 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	op->cur_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
 	op->nav_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
 	op->cond_cache = palloc(op->cp->pattern->nvars);
-	op->timer_floor = PG_INT64_MIN;
+	op->timers = timers_create(store);
+	op->open = kstate_counter_open(store, KS_COUNTER_PARTIAL_MATCHES);
+	op->dropped = kstate_counter_open(store, KS_COUNTER_DROPPED_MATCHES);
 	initStringInfo(&op->gk);
 	initStringInfo(&op->bkey);
 	initStringInfo(&op->nkey);
-	initStringInfo(&op->tkey);
 
 	/* Sink rows: keys, match_start, match_end, events, measures. */
 	ncols = def->nkeys + 3 + nmeasures;
@@ -1878,14 +1868,6 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 			op->out_timeout = sink_open_output(sink, &out);
 		}
 	}
-
-	initStringInfo(&buf);
-	if (state_get(store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1, &buf) && buf.len == 8)
-		memcpy(&op->open, buf.data, 8);
-	resetStringInfo(&buf);
-	if (state_get(store, META_DROPPED_KEY, sizeof(META_DROPPED_KEY) - 1, &buf) && buf.len == 8)
-		memcpy(&op->dropped, buf.data, 8);
-	pfree(buf.data);
 	return op;
 }
 

@@ -48,18 +48,15 @@
 #include "catalog.h"
 #include "operator.h"
 #include "sink.h"
+#include "keyspace.h"
 #include "state.h"
 
 /*
- * The format of the operator state a snapshot holds, recorded in its
- * checkpoint row (streamflink.checkpoint.state_format).  1: streamflink 0.1
- * (keys without a common key-group prefix); 2: this release.  A snapshot of
- * another format is refused at recovery.  (keyspace.h defines the same
- * constant: the key layout is what it versions.)
+ * The format of the operator state a snapshot holds (STATE_FORMAT_VERSION,
+ * keyspace.h: the key layout is what it versions) is recorded in its
+ * checkpoint row (streamflink.checkpoint.state_format); a snapshot of
+ * another format is refused at recovery.
  */
-#ifndef STATE_FORMAT_VERSION
-#define STATE_FORMAT_VERSION 2
-#endif
 
 /* The catalog (extension version) this library needs. */
 #define STREAMFLINK_CATALOG_VERSION "0.2"

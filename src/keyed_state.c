@@ -200,15 +200,6 @@ kstate_flush(KeyedState *ks)
 }
 
 void
-kstate_append_key_group(StringInfo buf, const char *gk, size_t len)
-{
-	uint16		kg = state_key_group(gk, len);
-	char		b[2] = {(char) (kg >> 8), (char) (kg & 0xFF)};
-
-	appendBinaryStringInfo(buf, b, 2);
-}
-
-void
 kstate_append_time(StringInfo buf, int64 t)
 {
 	uint64		u = ((uint64) t) ^ (UINT64CONST(1) << 63);
@@ -232,48 +223,83 @@ kstate_read_time(const char *p)
 	return (int64) (u ^ (UINT64CONST(1) << 63));
 }
 
-/* --- timers ------------------------------------------------------------- */
+/* --- per-key-group counters ---------------------------------------------- */
 
-void
-kstate_timer_register(StateStore *store, StringInfo scratch, TimestampTz when,
-					  const char *skey, size_t sklen)
+struct KeyGroupCounter
 {
-	resetStringInfo(scratch);
-	appendBinaryStringInfo(scratch, KSTATE_TIMER_PREFIX, 2);
-	kstate_append_time(scratch, when);
-	appendBinaryStringInfo(scratch, skey, sklen);
-	state_put(store, scratch->data, scratch->len, "", 0);
+	StateStore *store;
+	uint8		id;
+	int64		total;
+	int64		count[STATE_KEY_GROUPS];
+	bool		dirty[STATE_KEY_GROUPS];
+	StateBatch *batch;
+	StringInfoData key;
+};
+
+static void
+counter_key(StringInfo buf, uint16 kg, uint8 id)
+{
+	resetStringInfo(buf);
+	keyspace_append_prefix(buf, kg, KS_COUNTER);
+	appendStringInfoChar(buf, (char) id);
 }
 
-List *
-kstate_timers_due(StateStore *store, TimestampTz from, TimestampTz upto)
+KeyGroupCounter *
+kstate_counter_open(StateStore *store, uint8 id)
 {
-	StringInfoData lower,
-				upper;
-	StateIter  *it;
-	const char *key,
-			   *val;
-	size_t		klen,
-				vlen;
-	List	   *due = NIL;
+	KeyGroupCounter *c = palloc0(sizeof(KeyGroupCounter));
+	StringInfoData val;
 
-	initStringInfo(&lower);
-	initStringInfo(&upper);
-	appendBinaryStringInfo(&lower, KSTATE_TIMER_PREFIX, 2);
-	kstate_append_time(&lower, from);
-	appendBinaryStringInfo(&upper, KSTATE_TIMER_PREFIX, 2);
-	kstate_append_time(&upper, upto + 1);
-
-	it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
-	while (state_iter_next(it, &key, &klen, &val, &vlen))
+	c->store = store;
+	c->id = id;
+	c->batch = state_batch_create();
+	initStringInfo(&c->key);
+	initStringInfo(&val);
+	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
-		StringInfo	k = makeStringInfo();
-
-		appendBinaryStringInfo(k, key, klen);
-		due = lappend(due, k);
+		counter_key(&c->key, kg, id);
+		if (state_get(store, c->key.data, c->key.len, &val) && val.len == sizeof(int64))
+		{
+			memcpy(&c->count[kg], val.data, sizeof(int64));
+			c->total += c->count[kg];
+		}
 	}
-	state_iter_destroy(it);
-	pfree(lower.data);
-	pfree(upper.data);
-	return due;
+	pfree(val.data);
+	return c;
+}
+
+void
+kstate_counter_add(KeyGroupCounter *c, const char *skey, int64 delta)
+{
+	uint16		kg = keyspace_key_group(skey);
+
+	Assert(kg < STATE_KEY_GROUPS);
+	c->count[kg] += delta;
+	c->dirty[kg] = true;
+	c->total += delta;
+}
+
+int64
+kstate_counter_total(KeyGroupCounter *c)
+{
+	return c->total;
+}
+
+void
+kstate_counter_flush(KeyGroupCounter *c)
+{
+	bool		any = false;
+
+	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+	{
+		if (!c->dirty[kg])
+			continue;
+		counter_key(&c->key, kg, c->id);
+		state_batch_put(c->batch, c->key.data, c->key.len,
+						(char *) &c->count[kg], sizeof(int64));
+		c->dirty[kg] = false;
+		any = true;
+	}
+	if (any)
+		state_batch_write(c->store, c->batch);
 }

@@ -23,6 +23,7 @@
 
 #include "catalog.h"
 #include "group_key.h"
+#include "keyspace.h"
 #include "state.h"
 
 typedef struct KeyedState KeyedState;
@@ -64,32 +65,31 @@ extern void kstate_flush(KeyedState *ks);
 
 /* Group keys (KeyCodec, kstate_encode_key...): see group_key.h. */
 
-/* The two key-group bytes of a group key, appended to buf. */
-extern void kstate_append_key_group(StringInfo buf, const char *gk, size_t len);
+/* Keys and their key groups: see keyspace.h. */
 
 /* Times in keys: big-endian with the sign bit flipped (byte order = time order). */
 extern void kstate_append_time(StringInfo buf, int64 t);
 extern int64 kstate_read_time(const char *p);
 
 /*
- * Event-time timers, stored in the same database as the state they refer
- * to:	[FF FF][time:8][state key] -> (empty).  An operator registers a timer
- * for a state key and a time above the watermark; when the watermark passes
- * it, kstate_timers_due returns it.  Registering the same timer twice is
- * one timer.
+ * Per-key-group counters ([kg]'C'[id] -> int64, keyspace.h), for counts an
+ * operator shows in the status view (open windows, partial matches): each
+ * key group's count is kept in its key group, so it moves with it when
+ * state is cut by key-group range.  The counts and their total are kept in
+ * memory (of the context the counter was opened in); kstate_counter_flush
+ * writes the changed ones, with the operator's flush, before a snapshot.
  */
-#define KSTATE_TIMER_PREFIX "\xFF\xFF"
-#define KSTATE_TIMER_HEADER 10	/* prefix and time: the state key follows */
+typedef struct KeyGroupCounter KeyGroupCounter;
 
-extern void kstate_timer_register(StateStore *store, StringInfo scratch,
-								  TimestampTz when, const char *skey, size_t sklen);
+/* Counter 'id' (KS_COUNTER_...) as last flushed to the store. */
+extern KeyGroupCounter *kstate_counter_open(StateStore *store, uint8 id);
 
-/*
- * Timers with from <= time <= upto, in time order, as StringInfos holding
- * the whole timer key (palloc'd in CurrentMemoryContext).  Collected first,
- * so firing may register and delete timers; the caller deletes each fired
- * timer with state_delete.
- */
-extern List *kstate_timers_due(StateStore *store, TimestampTz from, TimestampTz upto);
+/* Add delta to the count of the key group state key skey starts with. */
+extern void kstate_counter_add(KeyGroupCounter *c, const char *skey, int64 delta);
+
+/* The sum over every key group. */
+extern int64 kstate_counter_total(KeyGroupCounter *c);
+
+extern void kstate_counter_flush(KeyGroupCounter *c);
 
 #endif							/* STREAMFLINK_KEYED_STATE_H */

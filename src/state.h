@@ -4,9 +4,9 @@
  *	  Keyed operator state kept in RocksDB: one database per pipeline.
  *
  * Every operator (window, CEP) stores its keyed state through this module.
- * Keys are opaque byte strings built by the operator; by convention their
- * first two bytes are the key group (state_key_group()), so state can later
- * be split or merged by key-group range when a pipeline is rescaled.
+ * Keys are opaque byte strings here; their layout is in keyspace.h: every
+ * key starts with its key group (state_key_group()), so state can later be
+ * split or merged by key-group range when a pipeline is rescaled.
  *
  * Consistent snapshots use RocksDB's checkpoint API (hard links to the
  * immutable SST files, so successive checkpoints share most files).

@@ -3,13 +3,14 @@
  * window.c
  *	  Event-time windows (tumbling, hopping, session) over keyed events.
  *
- * State layout in the pipeline's RocksDB database (all integers big-endian,
- * times with the sign bit flipped so that byte order is time order):
+ * State layout in the pipeline's RocksDB database (keyspace.h; all integers
+ * big-endian, times with the sign bit flipped so that byte order is time
+ * order):
  *
- *	 window	  [key group:2][group key][window start:8] -> [fired:1][repr][agg states]
- *	 session  [key group:2][group key]				   -> [n:4] n x [start:8][end:8][flags:1][repr][agg states]
- *	 timer	  [FF FF][time:8][state key]			   -> (empty)
- *	 meta	  [FF FE]"open"							   -> open window count
+ *	 window	  [key group:2]'W'[group key][window start:8] -> [fired:1][repr][agg states]
+ *	 session  [key group:2]'S'[group key]				  -> [n:4] n x [start:8][end:8][flags:1][repr][agg states]
+ *	 timers of the state keys (timer_service.h), and the open window count
+ *	 per key group (KS_COUNTER_OPEN_WINDOWS)
  *
  * The group key follows SQL equality (group_key.h).  When it cannot be
  * decoded into values (text under a nondeterministic collation), [repr]
@@ -38,12 +39,12 @@
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
+#include "keyspace.h"
+#include "timer_service.h"
 #include "window.h"
 
 /* Unix epoch in Postgres timestamps (microseconds since 2000-01-01). */
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
-
-#define META_OPEN_KEY "\xFF\xFEopen"
 
 /* The key values of a group key that cannot be decoded (see above). */
 typedef struct KeyRepr
@@ -92,13 +93,13 @@ struct WindowOperator
 	bool	   *rownulls;
 	KeyCodec	codec;
 	MemoryContext scratch;		/* per event / per firing */
-	TimestampTz timer_floor;	/* no timer below this remains */
-	int64		open;			/* open windows */
+	TimerService *timers;
+	KeyGroupCounter *open;		/* open windows */
 	StringInfoData gk;			/* group key of the current event */
 	StringInfoData repr;		/* its key values, if the codec is not exact */
 	const char *late_reason;	/* why the last event was refused, if special */
+	TimestampTz fire_wm;		/* the watermark timers fire up to */
 	StringInfoData skey;		/* state key */
-	StringInfoData tkey;		/* timer key */
 	Datum	   *keyvals;
 	bool	   *keynulls;
 	Datum	   *aggvals;
@@ -113,12 +114,17 @@ struct WindowOperator
 #define encode_group_key kstate_encode_key
 #define decode_group_key kstate_decode_key
 
-/* State key: [key group][group key][window start] (no start for sessions). */
+/*
+ * State key: [key group]'W'[group key][window start], or [key group]'S'[group
+ * key] for sessions.
+ */
 static void
 make_state_key(WindowOperator *op, TimestampTz start)
 {
 	resetStringInfo(&op->skey);
-	kstate_append_key_group(&op->skey, op->gk.data, op->gk.len);
+	keyspace_append_state_prefix(&op->skey,
+								 op->def->window_kind == WINDOW_SESSION ? KS_SESSION : KS_WINDOW,
+								 op->gk.data, op->gk.len);
 	appendBinaryStringInfo(&op->skey, op->gk.data, op->gk.len);
 	if (op->def->window_kind != WINDOW_SESSION)
 		append_time(&op->skey, start);
@@ -127,7 +133,14 @@ make_state_key(WindowOperator *op, TimestampTz start)
 static void
 register_timer(WindowOperator *op, TimestampTz when)
 {
-	kstate_timer_register(op->store, &op->tkey, when, op->skey.data, op->skey.len);
+	timers_register(op->timers, when, op->skey.data, op->skey.len);
+}
+
+/* Windows of the current state key's key group opened (+) or fired (-). */
+static inline void
+count_open(WindowOperator *op, int64 delta)
+{
+	kstate_counter_add(op->open, op->skey.data, delta);
 }
 
 /* --- state objects ---------------------------------------------------- */
@@ -322,7 +335,6 @@ WindowOperator *
 window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
 {
 	WindowOperator *op = palloc0(sizeof(WindowOperator));
-	StringInfoData buf;
 	int			naggs;
 
 	op->def = def;
@@ -338,22 +350,17 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	codec_init(&op->codec, def);
 	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink window scratch",
 										ALLOCSET_DEFAULT_SIZES);
-	op->timer_floor = PG_INT64_MIN;
+	op->timers = timers_create(store);
+	op->open = kstate_counter_open(store, KS_COUNTER_OPEN_WINDOWS);
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
 	initStringInfo(&op->skey);
-	initStringInfo(&op->tkey);
 	op->keyvals = palloc(sizeof(Datum) * Max(def->nkeys, 1));
 	op->keynulls = palloc(sizeof(bool) * Max(def->nkeys, 1));
 	naggs = agg_count(op->aggs);
 	op->aggvals = palloc(sizeof(Datum) * naggs);
 	op->aggnulls = palloc(sizeof(bool) * naggs);
 	open_output(op, event_desc);
-
-	initStringInfo(&buf);
-	if (state_get(store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1, &buf) && buf.len == 8)
-		memcpy(&op->open, buf.data, 8);
-	pfree(buf.data);
 	return op;
 }
 
@@ -366,7 +373,7 @@ window_aggregates(WindowOperator *op)
 int64
 window_open_count(WindowOperator *op)
 {
-	return op->open;
+	return kstate_counter_total(op->open);
 }
 
 /* Emit a window's current result to the sink; key from op->gk or repr. */
@@ -461,7 +468,7 @@ add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 		repr_set(op, &ws->repr);
 		ws->aggs = agg_states_new(op->aggs);
 		MemoryContextSwitchTo(old);
-		op->open++;
+		count_open(op, 1);
 		if (end > wm)
 			register_timer(op, end);
 	}
@@ -475,7 +482,7 @@ add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 		if (!ws->fired)
 		{
 			ws->fired = true;
-			op->open--;
+			count_open(op, -1);
 			register_timer(op, end + def->allowed_lateness);
 		}
 	}
@@ -581,7 +588,7 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 			if (merged.repr.data == NULL)
 				merged.repr = s->repr;	/* one of the merged sessions' */
 			if (!s->fired)
-				op->open--;
+				count_open(op, -1);
 			if (s->in_sink)
 			{
 				if (s->start == start)
@@ -604,13 +611,13 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 	}
 	MemoryContextSwitchTo(old);
 
-	op->open++;
+	count_open(op, 1);
 	if (end <= wm)
 	{
 		emit(op, &merged.repr, start, end, merged.aggs);
 		merged.fired = true;
 		merged.in_sink = true;
-		op->open--;
+		count_open(op, -1);
 		register_timer(op, end + def->allowed_lateness);
 	}
 	else
@@ -647,7 +654,7 @@ fire_fixed(WindowOperator *op, TimestampTz wm)
 	{
 		emit(op, &ws->repr, start, end, ws->aggs);
 		ws->fired = true;
-		op->open--;
+		count_open(op, -1);
 		kstate_put(op->ks, op->skey.data, op->skey.len, ws);
 	}
 	if (end + def->allowed_lateness <= wm)
@@ -674,7 +681,7 @@ fire_sessions(WindowOperator *op, TimestampTz wm)
 			emit(op, &s->repr, s->start, s->end, s->aggs);
 			s->fired = true;
 			s->in_sink = true;
-			op->open--;
+			count_open(op, -1);
 			if (s->end + def->allowed_lateness > wm)
 				register_timer(op, s->end + def->allowed_lateness);
 		}
@@ -688,39 +695,33 @@ fire_sessions(WindowOperator *op, TimestampTz wm)
 		kstate_put(op->ks, op->skey.data, op->skey.len, set);
 }
 
+/* A timer of state key skey passed (timer_fire_fn). */
+static void
+fire_timer(void *arg, TimestampTz time, const char *skey, size_t sklen)
+{
+	WindowOperator *op = (WindowOperator *) arg;
+
+	resetStringInfo(&op->skey);
+	appendBinaryStringInfo(&op->skey, skey, sklen);
+	/* The group key is the state key less key group, kind (and start). */
+	resetStringInfo(&op->gk);
+	appendBinaryStringInfo(&op->gk, skey + KEYSPACE_HEADER,
+						   sklen - KEYSPACE_HEADER -
+						   (op->def->window_kind == WINDOW_SESSION ? 0 : 8));
+	if (op->def->window_kind == WINDOW_SESSION)
+		fire_sessions(op, op->fire_wm);
+	else
+		fire_fixed(op, op->fire_wm);
+}
+
 void
 window_advance(WindowOperator *op, TimestampTz wm)
 {
-	List	   *due;
-	ListCell   *lc;
-
-	if (wm == DT_NOBEGIN || wm < op->timer_floor)
+	if (wm == DT_NOBEGIN)
 		return;
-	/* No window ends later (and timer_floor must not wrap). */
-	wm = Min(wm, END_TIMESTAMP - 1);
-
-	due = kstate_timers_due(op->store, op->timer_floor, wm);
-	foreach(lc, due)
-	{
-		StringInfo	k = (StringInfo) lfirst(lc);
-		int			skeylen = k->len - KSTATE_TIMER_HEADER;
-
-		resetStringInfo(&op->skey);
-		appendBinaryStringInfo(&op->skey, k->data + KSTATE_TIMER_HEADER, skeylen);
-		/* The group key is the state key less key group (and start). */
-		resetStringInfo(&op->gk);
-		appendBinaryStringInfo(&op->gk, op->skey.data + 2,
-							   skeylen - 2 - (op->def->window_kind == WINDOW_SESSION ? 0 : 8));
-		if (op->def->window_kind == WINDOW_SESSION)
-			fire_sessions(op, wm);
-		else
-			fire_fixed(op, wm);
-		state_delete(op->store, k->data, k->len);
-		pfree(k->data);
-		pfree(k);
-	}
-	list_free(due);
-	op->timer_floor = wm + 1;
+	/* No window ends later. */
+	op->fire_wm = Min(wm, END_TIMESTAMP - 1);
+	timers_advance(op->timers, op->fire_wm, fire_timer, op);
 }
 
 void
@@ -734,8 +735,7 @@ void
 window_flush(WindowOperator *op)
 {
 	kstate_flush(op->ks);
-	state_put(op->store, META_OPEN_KEY, sizeof(META_OPEN_KEY) - 1,
-			  (char *) &op->open, 8);
+	kstate_counter_flush(op->open);
 }
 
 /* Windows fold an event in at once: its message is the worker's concern. */
@@ -804,6 +804,8 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 	bool	   *keynulls = palloc(sizeof(bool) * Max(def->nkeys, 1));
 	Datum	   *values;
 	bool	   *nulls;
+	StringInfoData lower,
+				upper;
 
 	memset(&op, 0, sizeof(op));
 	op.def = def;
@@ -813,40 +815,49 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 	values = palloc(sizeof(Datum) * naggs);
 	nulls = palloc(sizeof(bool) * naggs);
 
-	it = state_iter_create(store, "\0\0", 2, "\xFF\xFE", 2);
-	while (state_iter_next(it, &key, &klen, &val, &vlen))
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+
+	/* The window (or session) keys of each key group. */
+	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
-		const char *p = decode_group_key(&op.codec, key + 2,
-										 op.codec.exact ? keys : NULL, keynulls);
-
-		if (def->window_kind == WINDOW_SESSION)
+		keyspace_kind_range(kg, def->window_kind == WINDOW_SESSION ? KS_SESSION : KS_WINDOW,
+							&lower, &upper);
+		it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
+		while (state_iter_next(it, &key, &klen, &val, &vlen))
 		{
-			SessionSet *set = winstate_deserialize(&op, val, vlen);
+			const char *p = decode_group_key(&op.codec, key + KEYSPACE_HEADER,
+											 op.codec.exact ? keys : NULL, keynulls);
 
-			for (int i = 0; i < set->n; i++)
+			if (def->window_kind == WINDOW_SESSION)
 			{
-				if (set->s[i].fired)
+				SessionSet *set = winstate_deserialize(&op, val, vlen);
+
+				for (int i = 0; i < set->n; i++)
+				{
+					if (set->s[i].fired)
+						continue;
+					if (!op.codec.exact)
+						kstate_decode_values(&op.codec, set->s[i].repr.data, keys, keynulls);
+					agg_final(op.aggs, set->s[i].aggs, values, nulls);
+					fn(arg, keys, keynulls, set->s[i].start, set->s[i].end, values, nulls);
+				}
+			}
+			else
+			{
+				WinState   *ws = winstate_deserialize(&op, val, vlen);
+				TimestampTz start = read_time(p);
+
+				if (ws->fired)
 					continue;
 				if (!op.codec.exact)
-					kstate_decode_values(&op.codec, set->s[i].repr.data, keys, keynulls);
-				agg_final(op.aggs, set->s[i].aggs, values, nulls);
-				fn(arg, keys, keynulls, set->s[i].start, set->s[i].end, values, nulls);
+					kstate_decode_values(&op.codec, ws->repr.data, keys, keynulls);
+				agg_final(op.aggs, ws->aggs, values, nulls);
+				fn(arg, keys, keynulls, start, start + def->size, values, nulls);
 			}
 		}
-		else
-		{
-			WinState   *ws = winstate_deserialize(&op, val, vlen);
-			TimestampTz start = read_time(p);
-
-			if (ws->fired)
-				continue;
-			if (!op.codec.exact)
-				kstate_decode_values(&op.codec, ws->repr.data, keys, keynulls);
-			agg_final(op.aggs, ws->aggs, values, nulls);
-			fn(arg, keys, keynulls, start, start + def->size, values, nulls);
-		}
+		state_iter_destroy(it);
 	}
-	state_iter_destroy(it);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 }

@@ -1,0 +1,119 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyspace.h
+ *	  The key space of a pipeline's RocksDB database: every prefix, in one
+ *	  place.
+ *
+ * Every key starts with its key group, then a one-byte kind naming what it
+ * is, then the rest (all integers big-endian; times with the sign bit
+ * flipped, so that byte order is time order: kstate_append_time):
+ *
+ *	 [key group:2][kind:1][rest]
+ *
+ *	 kind  what			   rest								  value					   owner
+ *	 'W'   window		   [group key][window start:8]		  [fired:1][repr][aggs]	   window.c
+ *	 'S'   session		   [group key]						  [n:4] n x session		   window.c
+ *	 'B'   CEP buffer	   [group key]						  buffered events		   cep.c
+ *	 'N'   CEP NFA		   [group key]						  partial matches		   cep.c
+ *	 'T'   timer		   [time:8][state key less key group] (empty)				   timer_service.c
+ *	 'C'   counter		   [counter id:1]					  int64 (native order)	   keyed_state.c
+ *
+ * The key group is state_key_group() of the group key (2 bytes, below
+ * STATE_KEY_GROUPS).  A timer belongs to the key group of the state it
+ * fires for; a counter counts per key group (the operator's total is the
+ * sum).  So no key lies outside a key group: a state directory can be cut
+ * by key-group range [lo, hi] with one RocksDB range scan over
+ * [lo:2] .. [hi + 1:2) (keyspace_key_group_range), which rescaling will
+ * use.  Within a key group, each kind is one contiguous range
+ * (keyspace_kind_range), so a scan of one kind never meets another's keys.
+ *
+ * Header only: these helpers build byte strings and own no memory but the
+ * StringInfo they append to.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_KEYSPACE_H
+#define STREAMFLINK_KEYSPACE_H
+
+#include "lib/stringinfo.h"
+
+#include "state.h"
+
+/*
+ * Layout of the state directory.  format 1: streamflink 0.1 (timers and
+ * counters outside key groups); format 2: 0.2, this layout.
+ */
+#define STATE_FORMAT_VERSION 2
+
+/* Kinds (the byte after the key group). */
+#define KS_WINDOW	'W'
+#define KS_SESSION	'S'
+#define KS_CEP_BUFFER 'B'
+#define KS_CEP_NFA	'N'
+#define KS_TIMER	'T'
+#define KS_COUNTER	'C'
+
+/* Key group and kind: what every key starts with. */
+#define KEYSPACE_HEADER 3
+
+/* Counter ids ([kg]'C'[id]). */
+#define KS_COUNTER_OPEN_WINDOWS 1	/* window.c: open windows (not fired) */
+#define KS_COUNTER_PARTIAL_MATCHES 2	/* cep.c: partial matches */
+#define KS_COUNTER_DROPPED_MATCHES 3	/* cep.c: partial matches over the bound */
+
+/* The key group a key starts with. */
+static inline uint16
+keyspace_key_group(const char *key)
+{
+	return (uint16) (((unsigned char) key[0] << 8) | (unsigned char) key[1]);
+}
+
+/* Append [kg:2][kind]. */
+static inline void
+keyspace_append_prefix(StringInfo buf, uint16 kg, char kind)
+{
+	char		b[3] = {(char) (kg >> 8), (char) (kg & 0xFF), kind};
+
+	appendBinaryStringInfo(buf, b, 3);
+}
+
+/* Append [kg of group key:2][kind]: the start of a group key's state key. */
+static inline void
+keyspace_append_state_prefix(StringInfo buf, char kind, const char *gk, size_t gklen)
+{
+	keyspace_append_prefix(buf, state_key_group(gk, gklen), kind);
+}
+
+/*
+ * The keys of one kind in one key group: lower <= key < upper (each reset
+ * first).
+ */
+static inline void
+keyspace_kind_range(uint16 kg, char kind, StringInfo lower, StringInfo upper)
+{
+	resetStringInfo(lower);
+	resetStringInfo(upper);
+	keyspace_append_prefix(lower, kg, kind);
+	keyspace_append_prefix(upper, kg, (char) (kind + 1));
+}
+
+/*
+ * The keys of key groups lo..hi (inclusive), every kind: lower <= key <
+ * upper (each reset first), for one RocksDB range scan.  Used to cut a
+ * state directory by key-group range (rescaling).
+ */
+static inline void
+keyspace_key_group_range(uint16 lo, uint16 hi, StringInfo lower, StringInfo upper)
+{
+	uint16		end = hi + 1;
+	char		l[2] = {(char) (lo >> 8), (char) (lo & 0xFF)};
+	char		u[2] = {(char) (end >> 8), (char) (end & 0xFF)};
+
+	Assert(lo <= hi && hi < STATE_KEY_GROUPS);
+	resetStringInfo(lower);
+	resetStringInfo(upper);
+	appendBinaryStringInfo(lower, l, 2);
+	appendBinaryStringInfo(upper, u, 2);
+}
+
+#endif							/* STREAMFLINK_KEYSPACE_H */

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * timer_service.h
+ *	  Event-time timers of an operator, kept in its key groups.
+ *
+ * A timer is a time and a state key: when the watermark passes the time,
+ * the operator's fire function gets the state key.  Timers are stored in
+ * the same database as the state they refer to, in its key group
+ * ([kg]'T'[time:8][state key less its key group], keyspace.h), so they move
+ * with their key group when state is cut by key-group range.  Registering
+ * the same timer twice is one timer.
+ *
+ * Due timers fire in global time order, ties in state key byte order,
+ * whatever their key groups.  The service keeps a floor, the watermark it
+ * last fired up to plus one: no timer below it remains, so a timer must be
+ * registered at or above the floor (a timer below it never fires).  To keep
+ * a watermark advance cheap when nothing is due, it keeps per key group a
+ * lower bound of the times of its timers (unknown after a restart, then
+ * exact after the first advance), and scans only the key groups with a
+ * timer due.
+ *
+ * Memory: the service and its due lists live in the memory context it was
+ * created in (the due list in a child context reset by every advance).
+ * Single-threaded, like the operator that owns it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_TIMER_SERVICE_H
+#define STREAMFLINK_TIMER_SERVICE_H
+
+#include "datatype/timestamp.h"
+
+#include "state.h"
+
+typedef struct TimerService TimerService;
+
+/*
+ * Fire the timer at 'time' of state key skey (which starts with its key
+ * group).  skey is valid during the call only.  May register timers.
+ */
+typedef void (*timer_fire_fn) (void *arg, TimestampTz time,
+							   const char *skey, size_t sklen);
+
+extern TimerService *timers_create(StateStore *store);
+
+/* A timer at 'when' for state key skey, which starts with its key group. */
+extern void timers_register(TimerService *ts, TimestampTz when,
+							const char *skey, size_t sklen);
+
+extern void timers_delete(TimerService *ts, TimestampTz when,
+						  const char *skey, size_t sklen);
+
+/* No timer below this remains. */
+extern TimestampTz timers_floor(TimerService *ts);
+
+/*
+ * Fire every timer with floor <= time <= upto (in time order, then state
+ * key order), deleting each after it fired, and raise the floor to upto +
+ * 1.  The due timers are collected first, so firing may register and
+ * delete timers.  Nothing happens if upto is below the floor.
+ */
+extern void timers_advance(TimerService *ts, TimestampTz upto,
+						   timer_fire_fn fire, void *arg);
+
+#endif							/* STREAMFLINK_TIMER_SERVICE_H */
