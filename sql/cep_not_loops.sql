@@ -29,11 +29,14 @@
 SELECT streamflink.create_source('nl', '127.0.0.1:1', 'unused', 'json',
 	columns => 'k int, id text, ts timestamptz', event_time => 'ts');
 
--- Events "a1 b1 ...": one minute apart, in this order.
+-- Events "a1 b1 ...": one minute apart, in this order ("a1@10": at
+-- minute 10).
 CREATE FUNCTION nl_events(spec text) RETURNS text[]
 LANGUAGE sql AS $$
-	SELECT array_agg(json_build_object('k', 1, 'id', tok,
-			'ts', timestamptz '2024-01-01 00:00+00' + (i - 1) * interval '1 minute')::text ORDER BY i)
+	SELECT array_agg(json_build_object('k', 1, 'id', split_part(tok, '@', 1),
+			'ts', timestamptz '2024-01-01 00:00+00'
+				  + coalesce(nullif(split_part(tok, '@', 2), '')::int, i - 1) * interval '1 minute')::text
+			ORDER BY i)
 	FROM regexp_split_to_table(btrim(spec), '\s+') WITH ORDINALITY AS t(tok, i)
 $$;
 
@@ -228,3 +231,56 @@ SELECT nl_run('greedy_e', 'a -> b{->1,}+ -> !c -> d', 'a1 b1 b2 e1 d1') AS "gree
 --
 SELECT nl_run('strict_c', 'a b{2,} !c d', 'a1 b1 b2 b3 c1 d1') AS "strict, c";
 SELECT nl_run('strict_d', 'a b{2,} !c d', 'a1 b1 b2 b3 d1') AS "strict, d";
+
+--
+-- An optional variable after a negation (NFACompiler.copyWithoutTransitiveNots:
+-- a take in the optional variable leads to states without the stop states
+-- of the negations before it; skipping it keeps them).
+--
+-- NotPatternITCase.testNotFollowedByBeforeOptional: a, notFollowedBy b,
+-- followedByAny c optional, followedBy d, on a1 c1 b1 c2 d1.  a1 c1 waits
+-- for d past b1 (c took c1); a1 waiting for c, or for d without a c, dies
+-- at b1.  Flink: a1 c1 d1.
+SELECT nl_run('before_optional', 'a -> !b ->> c? -> d', 'a1 c1 b1 c2 d1')
+	AS "testNotFollowedByBeforeOptional";
+
+-- NotPatternITCase.testNotFollowedByBeforeOptionalAtTheEnd: a -> !b ->> c?
+-- on a1 c1 b1 c2: a1 is a match at once (the rest can be skipped: the
+-- notFollowedBy is a condition on c's edges), a1 c1 at c1; a1 waiting for
+-- another c dies at b1.  Flink: a1, a1 c1.
+SELECT nl_run('before_optional_end', 'a -> !b ->> c?', 'a1 c1 b1 c2')
+	AS "testNotFollowedByBeforeOptionalAtTheEnd";
+
+-- NotPatternITCase.testNotFollowedByBeforeZeroOrMore*: a, notFollowedBy c,
+-- followedBy / followedByAny b oneOrMore optional (eager or
+-- allowCombinations), followedBy d, on a1 b1 c1 b4 b5 b6 d1.  c1 ends a1
+-- waiting for d without a b, and a1 waiting for its first b; the partial
+-- matches with b1 go on.  Flink: 4 (eager) and 8 (combinations) matches,
+-- all with b1.
+SELECT nl_run('zero_next_eager', 'a -> !c -> b{->0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreEagerSkipTillNext";
+SELECT nl_run('zero_next_comb', 'a -> !c -> b{->>0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreCombinationsSkipTillNext";
+SELECT nl_run('zero_any_eager', 'a -> !c ->> b{->0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreEagerSkipTillAny";
+SELECT nl_run('zero_any_comb', 'a -> !c ->> b{->>0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreCombinationsSkipTillAny";
+
+-- NotPatternITCase.testNotFollowByBeforeTimesWithin: a, notFollowedBy b,
+-- followedBy c times(0, 2) (Flink: times(1, 2).optional()), within 3
+-- minutes (the test's milliseconds as minutes), on a1@1 b1@2 a2@10 c1@11
+-- c2@12 a3@20 c3@21 c4@24.  Each a is a match at once; b1 ends a1 waiting
+-- for c; a2 c1, a2 c1 c2; a3 c3, whose window ends at 23, before c4.
+-- Flink: a1, a2, a2 c1, a2 c1 c2, a3, a3 c3 (the test checks matches only;
+-- the partial matches whose window ends are timed out).
+SELECT nl_run('before_times_within', 'a -> !b -> c{->0,2}',
+	'a1@1 b1@2 a2@10 c1@11 c2@12 a3@20 c3@21 c4@24', '3 minutes')
+	AS "testNotFollowByBeforeTimesWithin";
+
+-- notNext before an optional variable: a !c b? -> d.  The event after a is
+-- not a c, and may be the b.  On a1 b1 c1 d1: a1 b1 d1, and a1 d1 (b
+-- skipped at b1; c1 is not right after a1); on a1 c1 b1 d1: nothing; on
+-- a1 e1 c1 d1: a1 d1 (b skipped at e1).
+SELECT nl_run('notnext_optional1', 'a !c b? -> d', 'a1 b1 c1 d1') AS "a !c b? -> d (1)";
+SELECT nl_run('notnext_optional2', 'a !c b? -> d', 'a1 c1 b1 d1') AS "a !c b? -> d (2)";
+SELECT nl_run('notnext_optional3', 'a !c b? -> d', 'a1 e1 c1 d1') AS "a !c b? -> d (3)";

@@ -943,7 +943,7 @@ wait_in(StepOutput *out, PartialMatch *pm, int j, int count)
 }
 
 static void
-take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
+take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 {
 	Pattern    *pat = op->cp->pattern;
 	PatternElement *el = &pat->elems[j];
@@ -971,11 +971,28 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 	n->n++;
 	n->ra->used = n->n;
 
+	/*
+	 * Complete when the rest can be skipped (Flink's
+	 * findFinalStateAfterProceed from the state the take leads to):
+	 * optional elements, a notFollowedBy (a condition on the next state's
+	 * edges, not a state), and a notNext whose state proceeds on this very
+	 * event (it is not the negated one); a trailing negation needs what
+	 * comes after.
+	 */
 	n->order = list_length(out->matches);
 	complete = n->count >= el->min;
 	for (int k = j + 1; k < pat->nelems && complete; k++)
-		if (pat->elems[k].min > 0)
+	{
+		PatternElement *nx = &pat->elems[k];
+
+		if (nx->negated && k < pat->nelems - 1)
+		{
+			if (nx->contiguity == CONTIG_STRICT && cond(op, nx->var, nfa, pm))
+				complete = false;
+		}
+		else if (nx->min > 0)
 			complete = false;
+	}
 	if (complete)
 		out->matches = lappend(out->matches, n);
 
@@ -1068,11 +1085,25 @@ greedy_guard(Pattern *pat, int j)
 	return (g >= 0 && is_greedy(&pat->elems[g])) ? g : -1;
 }
 
+/* Has the partial match taken events of variable v? */
+static bool
+took_var(PartialMatch *pm, int v)
+{
+	for (int k = pm->n - 1; k >= 0; k--)
+		if (pm->refs[k].var == v)
+			return true;
+	return false;
+}
+
 /*
  * Does the event satisfy a notFollowedBy variable whose stop state the
  * first state of element i has?  Those are the notFollowedBy elements
  * before i, back through optional elements (NFACompiler's
- * getCurrentNotCondition and addStopStates).
+ * getCurrentNotCondition and addStopStates); but not past an optional
+ * element the partial match took events in, as a take in an optional
+ * element leads to copies of the later states without those stop states
+ * (copyWithoutTransitiveNots: in a -> !c -> b? -> d, a c after a b is no
+ * longer a c between a and d).
  */
 static bool
 prev_nots(CepOperator *op, NfaState *nfa, PartialMatch *pm, int i)
@@ -1088,7 +1119,7 @@ prev_nots(CepOperator *op, NfaState *nfa, PartialMatch *pm, int i)
 			if (cond(op, pe->var, nfa, pm))
 				return true;
 		}
-		else if (pe->negated || pe->min > 0)
+		else if (pe->negated || pe->min > 0 || (pm && took_var(pm, pe->var)))
 			break;
 	}
 	return false;
@@ -1198,7 +1229,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 
 		loop_take = cond(op, el->var, nfa, pm);
 		if (loop_take)
-			take(op, out, pm, i);
+			take(op, nfa, out, pm, i);
 		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY))
 			wait_in(out, pm, i, cnt);
 	}
@@ -1249,7 +1280,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		}
 		t = cond(op, nx->var, nfa, pm);
 		if (t)
-			take(op, out, pm, j);
+			take(op, nfa, out, pm, j);
 		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
 			wait_in(out, pm, j, 0);
 		if (nx->min > 0 || (is_greedy(nx) && t))

@@ -17,6 +17,9 @@
  *	 a -> !b	at the end, only with within: no b until the within
  *				window of the match's first event ends (Flink's pending
  *				state; the match completes when the window ends)
+ *	 a -> !b -> c? -> d	 an optional variable after a negation: no b
+ *				between a and c, or between a and d when c took no
+ *				event (Flink: a take in c drops the negations before it)
  *
  * Quantifiers after a variable:
  *	 a{n}  a{n,m}  a{n,}  a+ (={1,})  a* (={0,})  a? (={0,1})
@@ -323,8 +326,6 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 						  "the very next event is not a v).");
 		if (el->negated && pat->elems[i - 1].min == 0)
 			pattern_error(text, starts[i], "a negated variable cannot follow an optional variable", NULL);
-		if (i > 0 && pat->elems[i - 1].negated && !el->negated && el->min == 0)
-			pattern_error(text, starts[i], "a negated variable cannot be followed by an optional variable", NULL);
 		if (el->greedy && i == pat->nelems - 1)
 			pattern_error(text, starts[i], "the last variable cannot be greedy",
 						  "Greedy (a trailing +) decides between a variable and the next one.");
