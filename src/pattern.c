@@ -148,6 +148,19 @@ find_var(Pattern *pat, const char *name)
 	return -1;
 }
 
+/* s without the white space around it (in place). */
+static char *
+trim_space(char *s)
+{
+	char	   *e;
+
+	s += strspn(s, " \t\n\r");
+	for (e = s + strlen(s); e > s && strchr(" \t\n\r", e[-1]); e--)
+		;
+	*e = '\0';
+	return s;
+}
+
 /* "a, b, c": the variables, for hints. */
 static char *
 pattern_var_list(Pattern *pat)
@@ -350,26 +363,28 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		char	   *open = strchr(s, '(');
 		char	   *v = NULL;
 
-		for (char *q = s; *q; q++)
-			if (*q == ' ')
-				*q = '_';
+		/*
+		 * "skip to first ( v_ )": the words of the name may be separated by
+		 * spaces; the variable is an identifier, underscores included, with
+		 * spaces around it.
+		 */
 		if (open)
 		{
 			char	   *close = strchr(open, ')');
 
 			*open = '\0';
-			if (close == NULL || close[1] != '\0')
+			if (close == NULL || close[strspn(close + 1, " \t\n\r") + 1] != '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid skip strategy: %s", skip),
 						 errhint("Use no_skip, skip_to_next, skip_past_last_event, skip_to_first(var) or skip_to_last(var).")));
 			*close = '\0';
-			v = open + 1;
-			while (*v == '_')
-				v++;
-			for (char *e = v + strlen(v); e > v && e[-1] == '_'; e--)
-				e[-1] = '\0';
+			v = pstrdup(trim_space(open + 1));
 		}
+		s = trim_space(s);
+		for (char *q = s; *q; q++)
+			if (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+				*q = '_';
 		if (strcmp(s, "no_skip") == 0 && v == NULL)
 			pat->skip = SKIP_NONE;
 		else if (strcmp(s, "skip_to_next") == 0 && v == NULL)

@@ -1,6 +1,7 @@
 --
--- cep_not_loops: notNext / notFollowedBy around loops and times, as Flink's
--- NFACompiler builds them (issue 12), through streamflink.run_operator.
+-- cep_flink: Flink CEP's own test cases, translated (issue 12), through
+-- streamflink.run_operator.  First notNext / notFollowedBy around loops and
+-- times, as Flink's NFACompiler builds them; then after-match skip cases.
 --
 -- Flink's rules used below (NFACompiler, NFA.doProcess):
 --  * A notFollowedBy !c right after a loop or times b adds a stop state on
@@ -25,6 +26,7 @@
 -- match the events whose id starts with the variable's letter.
 --
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 
 SELECT streamflink.create_source('nl', '127.0.0.1:1', 'unused', 'json',
 	columns => 'k int, id text, ts timestamptz', event_time => 'ts');
@@ -40,7 +42,8 @@ LANGUAGE sql AS $$
 	FROM regexp_split_to_table(btrim(spec), '\s+') WITH ORDINALITY AS t(tok, i)
 $$;
 
--- A pipeline of pattern over nl (each variable v: id ~ '^v'), run over
+-- A pipeline of pattern over nl (each variable v: id ~ '^v', trailing
+-- underscores of v left out), run over
 -- the events; its rows, one line each.
 CREATE FUNCTION nl_run(name text, pattern text, spec text,
 					   within interval DEFAULT NULL, skip text DEFAULT 'no_skip')
@@ -48,8 +51,8 @@ RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM streamflink.create_pattern_pipeline(name, 'nl', 'k', pattern,
-		(SELECT string_agg(format('%s AS id ~ %L', v, '^' || v), ', ')
-		 FROM (SELECT DISTINCT m[1] AS v FROM regexp_matches(pattern, '([a-z]+)', 'g') m) vs),
+		(SELECT string_agg(format('%s AS id ~ %L', v, '^' || rtrim(v, '_')), ', ')
+		 FROM (SELECT DISTINCT m[1] AS v FROM regexp_matches(pattern, '([a-z_]+)', 'g') m) vs),
 		name || '_out', within => within, skip => skip,
 		timed_out => CASE WHEN within IS NOT NULL THEN name || '_to' END);
 	RETURN QUERY
@@ -284,3 +287,34 @@ SELECT nl_run('before_times_within', 'a -> !b -> c{->0,2}',
 SELECT nl_run('notnext_optional1', 'a !c b? -> d', 'a1 b1 c1 d1') AS "a !c b? -> d (1)";
 SELECT nl_run('notnext_optional2', 'a !c b? -> d', 'a1 c1 b1 d1') AS "a !c b? -> d (2)";
 SELECT nl_run('notnext_optional3', 'a !c b? -> d', 'a1 e1 c1 d1') AS "a !c b? -> d (3)";
+
+--
+-- After-match skip to a variable that took no event: Flink's default
+-- (throwExceptionOnMiss not set) prunes nothing, as no_skip.
+-- AfterMatchSkipITCase.testSkipToFirstNonExistentPositionWithoutException:
+-- a, next b oneOrMore optional consecutive, next c, skipToFirst(b), on
+-- a1 c1.  Flink: a1 c1.
+SELECT nl_run('skip_first_missing', 'a b* c', 'a1 c1', skip => 'skip_to_first(b)')
+	AS "testSkipToFirstNonExistentPositionWithoutException";
+-- AfterMatchSkipITCase.testSkipToLastNonExistentPositionWithoutException
+-- (the test passes skipToFirst again; skip_to_last here).  Flink: a1 c1.
+SELECT nl_run('skip_last_missing', 'a b* c', 'a1 c1', skip => 'skip_to_last(b)')
+	AS "testSkipToLastNonExistentPositionWithoutException";
+-- AfterMatchSkipITCase.testSkipToFirstWithOptionalMatch: x oneOrMore
+-- optional, next b, next c, skipToFirst(b), on events that are b, c, b, c
+-- (the test's ab1 c1 ab2 c2 are no x).  Flink: b1 c1, b2 c2.
+SELECT nl_run('skip_first_optional', 'x* b c', 'b1 c1 b2 c2', skip => 'skip_to_first(b)')
+	AS "testSkipToFirstWithOptionalMatch";
+
+--
+-- A skip-to variable whose name ends in "_" (it used to be trimmed), with
+-- spaces in the strategy.  AfterMatchSkipITCase.testSkipToLastWithOneOrMore
+-- with b named b_: a, next b_ oneOrMore consecutive, skipToLast(b_), on
+-- a1 b1 a2 b2 b3 a3 b4: each match prunes the partial matches that started
+-- before its last b_ (the one that would take b3 with a2 b2).  Flink:
+-- a1 b1, a2 b2, a3 b4.
+--
+SELECT nl_run('skip_underscore', 'a b_+', 'a1 b1 a2 b2 b3 a3 b4', skip => 'skip to last ( b_ )')
+	AS "testSkipToLastWithOneOrMore, b_";
+SELECT streamflink.create_pattern_pipeline('skip_bad', 'nl', 'k', 'a b_+', NULL, 'skip_bad_out',
+	skip => 'skip_to_last(b)');
