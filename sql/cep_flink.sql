@@ -29,30 +29,33 @@
 \set SHOW_CONTEXT never
 
 SELECT streamflink.create_source('nl', '127.0.0.1:1', 'unused', 'json',
-	columns => 'k int, id text, ts timestamptz', event_time => 'ts');
+	columns => 'k int, id text, x numeric, ts timestamptz', event_time => 'ts');
 
 -- Events "a1 b1 ...": one minute apart, in this order ("a1@10": at
--- minute 10).
+-- minute 10; "a1=5": x is 5, else 0).
 CREATE FUNCTION nl_events(spec text) RETURNS text[]
 LANGUAGE sql AS $$
-	SELECT array_agg(json_build_object('k', 1, 'id', split_part(tok, '@', 1),
+	SELECT array_agg(json_build_object('k', 1, 'id', m[1], 'x', coalesce(m[3]::numeric, 0),
 			'ts', timestamptz '2024-01-01 00:00+00'
-				  + coalesce(nullif(split_part(tok, '@', 2), '')::int, i - 1) * interval '1 minute')::text
+				  + coalesce(m[2]::int, i - 1) * interval '1 minute')::text
 			ORDER BY i)
-	FROM regexp_split_to_table(btrim(spec), '\s+') WITH ORDINALITY AS t(tok, i)
+	FROM regexp_split_to_table(btrim(spec), '\s+') WITH ORDINALITY AS t(tok, i),
+		 regexp_match(tok, '^([a-z_]+[0-9]*)(?:@([0-9]+))?(?:=([0-9.]+))?$') AS m
 $$;
 
--- A pipeline of pattern over nl (each variable v: id ~ '^v', trailing
--- underscores of v left out), run over
--- the events; its rows, one line each.
+-- A pipeline of pattern over nl, run over the events; its rows, one line
+-- each.  Without define, each variable v is id ~ '^v' (trailing
+-- underscores of v left out).
 CREATE FUNCTION nl_run(name text, pattern text, spec text,
-					   within interval DEFAULT NULL, skip text DEFAULT 'no_skip')
+					   within interval DEFAULT NULL, skip text DEFAULT 'no_skip',
+					   define text DEFAULT NULL)
 RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM streamflink.create_pattern_pipeline(name, 'nl', 'k', pattern,
-		(SELECT string_agg(format('%s AS id ~ %L', v, '^' || rtrim(v, '_')), ', ')
-		 FROM (SELECT DISTINCT m[1] AS v FROM regexp_matches(pattern, '([a-z_]+)', 'g') m) vs),
+		coalesce(define,
+			(SELECT string_agg(format('%s AS id ~ %L', v, '^' || rtrim(v, '_')), ', ')
+			 FROM (SELECT DISTINCT m[1] AS v FROM regexp_matches(pattern, '([a-z_]+)', 'g') m) vs)),
 		name || '_out', within => within, skip => skip,
 		timed_out => CASE WHEN within IS NOT NULL THEN name || '_to' END);
 	RETURN QUERY
@@ -318,3 +321,52 @@ SELECT nl_run('skip_underscore', 'a b_+', 'a1 b1 a2 b2 b3 a3 b4', skip => 'skip 
 	AS "testSkipToLastWithOneOrMore, b_";
 SELECT streamflink.create_pattern_pipeline('skip_bad', 'nl', 'k', 'a b_+', NULL, 'skip_bad_out',
 	skip => 'skip_to_last(b)');
+
+--
+-- until (Flink's Pattern.until): "b{..,} until (u)", u a condition of
+-- define.  On an event satisfying u the loop neither takes nor ignores
+-- between iterations (Flink: take and inner ignore conditions "and not
+-- until"); it may proceed.  UntilConditionITCase's events: c, then a's
+-- with prices (x); the until condition and the last variable e are
+-- x = 5 (the test's UNTIL_CONDITION), a4=5 is the "breaking" event.
+--
+-- testUntilConditionFollowedByOneOrMore: c -> a{->1,} until -> e on
+-- c1 a1=2 a2=3 a4=5 a5=6: a1 a2 stops at a4, which e takes.  Flink:
+-- c1 a1 a2 a4, c1 a1 a4.
+SELECT nl_run('until_one', 'c -> a{->1,} until (u) -> e', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByOneOrMore";
+-- testUntilConditionFollowedByOneOrMoreCombinations: a{->>1,}, on
+-- c1 a1=2 a2=3 a3=4 a4=5 a5=6.  Flink: a1 a2 a3, a1 a2, a1 a3, a1 (with
+-- c1 and a4).
+SELECT nl_run('until_comb', 'c -> a{->>1,} until (u) -> e', 'c1=1 a1=2 a2=3 a3=4 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByOneOrMoreCombinations";
+-- testUntilConditionFollowedByOneOrMoreConsecutive: a{1,}.  Flink:
+-- c1 a1 a2 a4, c1 a1 a4.
+SELECT nl_run('until_consecutive', 'c -> a{1,} until (u) -> e', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByOneOrMoreConsecutive";
+-- testUntilConditionFollowedByZeroOrMore: a{->0,}: also c1 a4 (a
+-- skipped).  Flink: c1 a1 a2 a4, c1 a1 a4, c1 a4.
+SELECT nl_run('until_zero', 'c -> a{->0,} until (u) -> e', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByZeroOrMore";
+-- testUntilConditionFollowedByZeroOrMoreCombinations.  Flink: a1 a2 a3,
+-- a1 a2, a1 a3, a1, none (with c1 and a4).
+SELECT nl_run('until_zero_comb', 'c -> a{->>0,} until (u) -> e', 'c1=1 a1=2 a2=3 a3=4 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByZeroOrMoreCombinations";
+-- testUntilConditionFollowedByAnyOneOrMore: c ->> a{->1,} until, a last,
+-- on c1 a1=2 a2=3 a4=5 a5=6: every a run ends at a4; a5 starts a new one
+-- (c1 waiting for a is a first state, whose ignore edge until leaves
+-- alone).  Flink: c1 a1 a2, c1 a1, c1 a2, c1 a5.
+SELECT nl_run('until_any', 'c ->> a{->1,} until (u)', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5$$)
+	AS "testUntilConditionFollowedByAnyOneOrMore";
+-- Errors: until on no loop (Flink: "The until condition is only
+-- applicable to looping states."), an until condition missing in define.
+SELECT streamflink.create_pattern_pipeline('until_bad', 'nl', 'k', 'c -> a{2,3} until (u)',
+	$$u AS x = 5$$, 'until_bad_out');
+SELECT streamflink.create_pattern_pipeline('until_bad', 'nl', 'k', 'c -> a+ until (u)',
+	$$a AS x = 1$$, 'until_bad_out');

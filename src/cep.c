@@ -1160,6 +1160,13 @@ own_stop(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	return prev_nots(op, nfa, pm, i);
 }
 
+/* Does the event satisfy the until condition of a loop? */
+static bool
+until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el)
+{
+	return cond(op, el->until, nfa, pm);
+}
+
 /*
  * The edges of one partial match's state for the current event (pm ==
  * NULL: the start state, which tries to begin a match).  Sets *stop when
@@ -1227,10 +1234,19 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 	{
 		Contiguity	c = (cnt == 0) ? el->contiguity : el->inner;
 
-		loop_take = cond(op, el->var, nfa, pm);
+		/*
+		 * until: on its event the loop neither takes nor ignores (Flink
+		 * extends the take condition and the ignore condition between
+		 * iterations with "and not until"; the first state's ignore edge
+		 * keeps its own), so a partial match in the loop proceeds or ends.
+		 */
+		bool		stopped = el->until >= 0 && until_holds(op, nfa, pm, el);
+
+		loop_take = !stopped && cond(op, el->var, nfa, pm);
 		if (loop_take)
 			take(op, nfa, out, pm, i);
-		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY))
+		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY) &&
+			!(stopped && cnt > 0))
 			wait_in(out, pm, i, cnt);
 	}
 
@@ -1278,7 +1294,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 			}
 			continue;
 		}
-		t = cond(op, nx->var, nfa, pm);
+		t = !(nx->until >= 0 && until_holds(op, nfa, pm, nx)) && cond(op, nx->var, nfa, pm);
 		if (t)
 			take(op, nfa, out, pm, j);
 		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))

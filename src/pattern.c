@@ -30,6 +30,9 @@
  * matching is tried); a trailing + makes it greedy (Flink's greedy(), a
  * possessive quantifier in regex terms): while the variable can take an
  * event, the next variable does not get it.  Example: a{3,}+ -> b.
+ * A loop may end with "until (u)", u a condition of DEFINE that is no
+ * variable (Flink's until): on an event satisfying u the loop takes and
+ * ignores nothing; it may proceed.  Example: c -> a{->1,} until (u) -> e.
  * Variables are SQL identifiers (case-insensitive) and appear once.
  *
  * DEFINE: "var AS condition, ...": each condition is a SQL boolean
@@ -146,6 +149,16 @@ find_var(Pattern *pat, const char *name)
 		if (strcmp(pat->vars[i], name) == 0)
 			return i;
 	return -1;
+}
+
+/* Is variable v an element of the pattern (and not negated, if asked)? */
+static bool
+var_is_element(Pattern *pat, int v, bool positive)
+{
+	for (int i = 0; i < pat->nelems; i++)
+		if (pat->elems[i].var == v)
+			return !(positive && pat->elems[i].negated);
+	return false;
 }
 
 /* s without the white space around it (in place). */
@@ -306,7 +319,39 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 			pattern_error(text, start, "a negated variable cannot have a quantifier", NULL);
 		pat->nelems++;
 
+		/*
+		 * "b{1,} until (s)": the loop's stop condition (Flink's until), a
+		 * condition s of define that is no variable of the pattern.
+		 */
+		el->until = -1;
 		p = skip_space(text, p);
+		if (pg_strncasecmp(text + p, "until", 5) == 0 &&
+			text[skip_space(text, p + 5)] == '(')
+		{
+			int			at = p;
+			int			s;
+
+			p = skip_space(text, skip_space(text, p + 5) + 1);
+			s = p;
+			if (!is_ident_start(text[p]))
+				pattern_error(text, p, "a condition name was expected in until", "For example: b{1,} until (s), with s AS ... in define.");
+			while (is_ident_char(text[p]))
+				p++;
+			name = downcase_truncate_identifier(text + s, p - s, false);
+			p = skip_space(text, p);
+			if (text[p] != ')')
+				pattern_error(text, p, "\")\" was expected", NULL);
+			p = skip_space(text, p + 1);
+			/* Flink: "The until condition is only applicable to looping states." */
+			if (el->negated || el->max >= 0)
+				pattern_error(text, at, "until applies only to a loop",
+							  "A loop is a variable with an unbounded quantifier: b+, b*, b{2,}, b{->1,}.");
+			if (find_var(pat, name) >= 0)
+				pattern_error(text, s, psprintf("\"%s\" is already a name of the pattern", name),
+							  "The stop condition of until is a condition of its own in define.");
+			el->until = pat->nvars;
+			pat->vars[pat->nvars++] = name;
+		}
 		if (text[p] == '\0')
 			break;
 		if (!(is_ident_start(text[p]) || text[p] == '!' || text[p] == '-' ||
@@ -403,7 +448,9 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		if (v != NULL)
 		{
 			pat->skip_var = find_var(pat, v);
-			if (pat->skip_var < 0 || pat->elems[pat->skip_var].negated)
+			if (pat->skip_var >= 0 && !var_is_element(pat, pat->skip_var, true))
+				pat->skip_var = -1;
+			if (pat->skip_var < 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("skip strategy %s names \"%s\", which is not a variable of the pattern", skip, v),
@@ -1230,6 +1277,12 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 		fragment_wrap(&f, "measures", measures, NULL, row_type);
 		meas = analyse_exprs(pat, row_type, &f, n, vars, false);
 	}
+	for (int i = 0; i < pat->nelems; i++)
+		if (pat->elems[i].until >= 0 && cond_of_var[pat->elems[i].until] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the until condition \"%s\" is not in define", pat->vars[pat->elems[i].until]),
+					 errhint("Add %s AS condition to define.", pat->vars[pat->elems[i].until])));
 	for (int i = 0; i < pat->nvars; i++)
 		cond_list = lappend(cond_list, makeInteger(cond_of_var[i]));
 	return list_make3(conds, meas, cond_list);
