@@ -370,3 +370,10 @@ SELECT streamflink.create_pattern_pipeline('until_bad', 'nl', 'k', 'c -> a{2,3} 
 	$$u AS x = 5$$, 'until_bad_out');
 SELECT streamflink.create_pattern_pipeline('until_bad', 'nl', 'k', 'c -> a+ until (u)',
 	$$a AS x = 1$$, 'until_bad_out');
+
+--
+-- A greedy last variable (Flink accepts it): nothing follows it to decide
+-- against, so a b{->1,}+ emits every prefix, as a b{->1,}, on
+-- a1 b1 e1 b2 b3: a1 b1, a1 b1 b2, a1 b1 b2 b3.
+--
+SELECT nl_run('greedy_last', 'a b{->1,}+', 'a1 b1 e1 b2 b3') AS "a b{->1,}+";

@@ -384,9 +384,11 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 						  "the very next event is not a v).");
 		if (el->negated && pat->elems[i - 1].min == 0)
 			pattern_error(text, starts[i], "a negated variable cannot follow an optional variable", NULL);
-		if (el->greedy && i == pat->nelems - 1)
-			pattern_error(text, starts[i], "the last variable cannot be greedy",
-						  "Greedy (a trailing +) decides between a variable and the next one.");
+		/*
+		 * A greedy last variable is accepted, as by Flink: nothing follows
+		 * it to decide against, so it emits every prefix as a non-greedy
+		 * one does.
+		 */
 	}
 	{
 		bool		all_optional = true;
