@@ -377,3 +377,13 @@ SELECT streamflink.create_pattern_pipeline('until_bad', 'nl', 'k', 'c -> a+ unti
 -- a1 b1 e1 b2 b3: a1 b1, a1 b1 b2, a1 b1 b2 b3.
 --
 SELECT nl_run('greedy_last', 'a b{->1,}+', 'a1 b1 e1 b2 b3') AS "a b{->1,}+";
+
+--
+-- An event that both completes a match and reaches a stop state: the
+-- completed match is emitted, the partial matches the event makes are
+-- discarded (NFA.doProcess keeps final states when it discards a path).
+-- a -> !c -> d, c AS x = 9, on a1 d1=9 a2 d2: d's first state takes d1
+-- (a final state) and stops on it (x = 9); a2 d2 as usual.
+--
+SELECT nl_run('stop_and_final', 'a -> !c -> d', 'a1 d1=9 a2 d2',
+	define => $$a AS id ~ '^a', c AS x = 9, d AS id ~ '^d'$$) AS "a -> !c -> d, d1 also a c";
