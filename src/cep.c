@@ -27,9 +27,16 @@
  *	 proceed, if count >= min and not committed (and, for a greedy element,
  *	   the event does not satisfy i's condition), to element i+1: take the
  *	   event there or wait there (same rules), and further through optional
- *	   elements; a negated element on the way kills this branch if the event
- *	   satisfies it.  A match waiting for element j after a notFollowedBy
- *	   dies on an event satisfying the negated variable.
+ *	   elements.
+ * Negations are Flink's stop states (NFACompiler): a notNext is a state
+ * that proceeds to a stop state on the negated event; a notFollowedBy gives
+ * a stop state to the first state of the element after it (and of optional
+ * ones further on), and to every inner state of a loop or times right
+ * before it (addStopStateToLooping; own_stop() has the details).  When
+ * the event reaches a stop state from a partial match's state, directly or
+ * by proceeding, everything the event makes of that partial match is
+ * discarded -- the take, the branch that ignores the event inside a loop,
+ * the proceed -- as NFA.doProcess does; completed matches stay.
  * Greedy, as Flink's NFACompiler.updateWithGreedyCondition: every edge
  * (take, ignore, proceed) of the first state of the element after a greedy
  * one gets "and not the greedy variable's condition".  So besides not
@@ -47,8 +54,9 @@
  * notFollowedBy last with a window only): a match that proceeds out of the
  * last element, or fills it, goes to element nelems - 1 with count 0, the
  * state after it.  The negated event ends it there, as it ends a match in
- * the last element past its minimum (Flink's stop state; for notFollowedBy
- * also one waiting there, FLINK-31040).  After a notNext any other event
+ * the last element that can proceed (past its minimum, not committed), and
+ * for notFollowedBy also one in any inner state of that element (the stop
+ * states above).  After a notNext any other event
  * completes it, without that event; after a notFollowedBy it waits (Flink's
  * pending state) until its within window ends: it is then a match, as is
  * one still in the last element past its minimum (FLINK-31040), instead of
@@ -933,7 +941,7 @@ wait_in(StepOutput *out, PartialMatch *pm, int j, int count)
 }
 
 static void
-take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
+take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 {
 	Pattern    *pat = op->cp->pattern;
 	PatternElement *el = &pat->elems[j];
@@ -961,11 +969,28 @@ take(CepOperator *op, StepOutput *out, PartialMatch *pm, int j)
 	n->n++;
 	n->ra->used = n->n;
 
+	/*
+	 * Complete when the rest can be skipped (Flink's
+	 * findFinalStateAfterProceed from the state the take leads to):
+	 * optional elements, a notFollowedBy (a condition on the next state's
+	 * edges, not a state), and a notNext whose state proceeds on this very
+	 * event (it is not the negated one); a trailing negation needs what
+	 * comes after.
+	 */
 	n->order = list_length(out->matches);
 	complete = n->count >= el->min;
 	for (int k = j + 1; k < pat->nelems && complete; k++)
-		if (pat->elems[k].min > 0)
+	{
+		PatternElement *nx = &pat->elems[k];
+
+		if (nx->negated && k < pat->nelems - 1)
+		{
+			if (nx->contiguity == CONTIG_STRICT && cond(op, nx->var, nfa, pm))
+				complete = false;
+		}
+		else if (nx->min > 0)
 			complete = false;
+	}
 	if (complete)
 		out->matches = lappend(out->matches, n);
 
@@ -1058,9 +1083,95 @@ greedy_guard(Pattern *pat, int j)
 	return (g >= 0 && is_greedy(&pat->elems[g])) ? g : -1;
 }
 
-/* pm == NULL: the start state, which tries to begin a match. */
+/* Has the partial match taken events of variable v? */
+static bool
+took_var(PartialMatch *pm, int v)
+{
+	for (int k = pm->n - 1; k >= 0; k--)
+		if (pm->refs[k].var == v)
+			return true;
+	return false;
+}
+
+/*
+ * Does the event satisfy a notFollowedBy variable whose stop state the
+ * first state of element i has?  Those are the notFollowedBy elements
+ * before i, back through optional elements (NFACompiler's
+ * getCurrentNotCondition and addStopStates); but not past an optional
+ * element the partial match took events in, as a take in an optional
+ * element leads to copies of the later states without those stop states
+ * (copyWithoutTransitiveNots: in a -> !c -> b? -> d, a c after a b is no
+ * longer a c between a and d).
+ */
+static bool
+prev_nots(CepOperator *op, NfaState *nfa, PartialMatch *pm, int i)
+{
+	Pattern    *pat = op->cp->pattern;
+
+	for (int g = i - 1; g >= 0; g--)
+	{
+		PatternElement *pe = &pat->elems[g];
+
+		if (pe->negated && pe->contiguity != CONTIG_STRICT)
+		{
+			if (cond(op, pe->var, nfa, pm))
+				return true;
+		}
+		else if (pe->negated || pe->min > 0 || (pm && took_var(pm, pe->var)))
+			break;
+	}
+	return false;
+}
+
+/*
+ * Does the event reach a stop state by an edge of the partial match's own
+ * state (not through its proceed edges, see step())?  The states of
+ * element i in Flink's NFA (NFACompiler.createTimesState, createLooping,
+ * createSingletonState), with count events taken:
+ *	 count 0: the first state, or its ignore state when i is optional: the
+ *	   stop states of the notFollowedBy elements before i (prev_nots);
+ *	 count below the minimum (inner states of a times or loop, which ignore
+ *	   into themselves), and past it but not full and not committed (the
+ *	   optional inner states of a times, the looping state): the stop state
+ *	   of a notFollowedBy right after i (addStopStateToLooping);
+ *	 past the minimum and committed: in a loop, its ignore state, which
+ *	   has that stop state too; in a times, the ignore state of an optional
+ *	   inner state, which has the stop states of the notFollowedBy elements
+ *	   before i instead (createSingletonState calls addStopStates on it);
+ *	 full: the next element's first state, reached by proceeding.
+ */
+static bool
+own_stop(CepOperator *op, NfaState *nfa, PartialMatch *pm)
+{
+	Pattern    *pat = op->cp->pattern;
+	int			i = pm->elem;
+	PatternElement *el = &pat->elems[i];
+	PatternElement *nx = (i + 1 < pat->nelems) ? &pat->elems[i + 1] : NULL;
+
+	if (pm->count == 0)
+		return prev_nots(op, nfa, pm, i);
+	if (el->max >= 0 && pm->count >= el->max)
+		return false;
+	if (pm->count < el->min || !pm->committed || el->max < 0)
+		return nx && nx->negated && nx->contiguity != CONTIG_STRICT &&
+			cond(op, nx->var, nfa, pm);
+	return prev_nots(op, nfa, pm, i);
+}
+
+/* Does the event satisfy the until condition of a loop? */
+static bool
+until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el)
+{
+	return cond(op, el->until, nfa, pm);
+}
+
+/*
+ * The edges of one partial match's state for the current event (pm ==
+ * NULL: the start state, which tries to begin a match).  Sets *stop when
+ * the event reaches a stop state, directly or through proceed edges.
+ */
 static void
-step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
+step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bool *stop)
 {
 	Pattern    *pat = op->cp->pattern;
 	int			i = pm ? pm->elem : 0;
@@ -1069,7 +1180,6 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
 	int			last = pat->nelems - 1;
-	PatternElement *tail = &pat->elems[last];
 
 	if (pm && el->negated)
 	{
@@ -1082,7 +1192,10 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 		 * (updateWithGreedyCondition).
 		 */
 		if (cond(op, el->var, nfa, pm))
+		{
+			*stop = true;
 			return;
+		}
 		g = greedy_guard(pat, i);
 		if (g >= 0 && cond(op, pat->elems[g].var, nfa, pm))
 			return;
@@ -1093,28 +1206,9 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 		return;
 	}
 
-	/*
-	 * In the last element before a trailing negation, past its minimum:
-	 * Flink's looping state has a proceed edge to the stop state on the
-	 * negated event (notNext through its state, notFollowedBy directly by
-	 * addStopStateToLooping), which discards the whole path, takes
-	 * included.  A match waiting in the element after ignoring events has
-	 * no proceed edge, yet FLINK-31040 ends it too for notFollowedBy.
-	 */
-	if (pm && tail->negated && i == last - 1 && cnt >= el->min &&
-		(!committed || tail->contiguity != CONTIG_STRICT) &&
-		cond(op, tail->var, nfa, pm))
-		return;
-
 	if (pm && committed && cnt == 0)
 	{
 		int			g;
-
-		/* Waiting after a notFollowedBy: the negated variable must not occur. */
-		for (g = i - 1; g >= 0 && pat->elems[g].negated; g--)
-			if (pat->elems[g].contiguity != CONTIG_STRICT &&
-				cond(op, pat->elems[g].var, nfa, pm))
-				return;
 
 		/*
 		 * Waiting for the first event of an element after a greedy one: no
@@ -1125,14 +1219,32 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 			return;
 	}
 
+	/*
+	 * A negated event that a stop edge of this state takes discards the
+	 * whole partial match, whatever the other edges do (NFA.doProcess
+	 * discards every state a computation state leads to when one of them
+	 * is a stop state; only completed matches stay).
+	 */
+	if (pm && own_stop(op, nfa, pm))
+		*stop = true;
+
 	if (el->max < 0 || cnt < el->max)
 	{
 		Contiguity	c = (cnt == 0) ? el->contiguity : el->inner;
 
-		loop_take = cond(op, el->var, nfa, pm);
+		/*
+		 * until: on its event the loop neither takes nor ignores (Flink
+		 * extends the take condition and the ignore condition between
+		 * iterations with "and not until"; the first state's ignore edge
+		 * keeps its own), so a partial match in the loop proceeds or ends.
+		 */
+		bool		stopped = el->until >= 0 && until_holds(op, nfa, pm, el);
+
+		loop_take = !stopped && cond(op, el->var, nfa, pm);
 		if (loop_take)
-			take(op, out, pm, i);
-		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY))
+			take(op, nfa, out, pm, i);
+		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY) &&
+			!(stopped && cnt > 0))
 			wait_in(out, pm, i, cnt);
 	}
 
@@ -1148,7 +1260,13 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 		((el->max < 0 || cnt < el->max) ? loop_take : cond(op, el->var, nfa, pm)))
 		return;
 
-	/* Proceed: to the next elements, through optional ones. */
+	/*
+	 * Proceed: to the next elements, through optional ones.  A negated
+	 * event on the way is a stop state reached: through notNext's state
+	 * (which proceeds no further then), or the stop state of the next
+	 * element's first state after a notFollowedBy (whose other edges still
+	 * hold: a match it completes is emitted, as in Flink).
+	 */
 	for (int j = i + 1; j < pat->nelems; j++)
 	{
 		PatternElement *nx = &pat->elems[j];
@@ -1157,7 +1275,12 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 		if (nx->negated)
 		{
 			if (cond(op, nx->var, nfa, pm))
-				return;
+			{
+				*stop = true;
+				if (nx->contiguity == CONTIG_STRICT || j == last)
+					return;
+				continue;
+			}
 			if (j == last && pm)
 			{
 				/* notNext last: complete now; notFollowedBy: pending */
@@ -1169,13 +1292,33 @@ step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
 			}
 			continue;
 		}
-		t = cond(op, nx->var, nfa, pm);
+		t = !(nx->until >= 0 && until_holds(op, nfa, pm, nx)) && cond(op, nx->var, nfa, pm);
 		if (t)
-			take(op, out, pm, j);
+			take(op, nfa, out, pm, j);
 		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
 			wait_in(out, pm, j, 0);
 		if (nx->min > 0 || (is_greedy(nx) && t))
 			return;
+	}
+}
+
+/*
+ * What the current event makes of a partial match (pm == NULL: the start
+ * state).  When the event reaches a stop state, the partial matches the
+ * step made are discarded, and the completed ones kept.
+ */
+static void
+step(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out)
+{
+	int			before = list_length(out->pms);
+	bool		stop = false;
+
+	step_edges(op, nfa, pm, out, &stop);
+	if (stop && list_length(out->pms) > before)
+	{
+		for (int k = before; k < list_length(out->pms); k++)
+			pm_release(list_nth(out->pms, k));
+		out->pms = list_truncate(out->pms, before);
 	}
 }
 

@@ -17,6 +17,9 @@
  *	 a -> !b	at the end, only with within: no b until the within
  *				window of the match's first event ends (Flink's pending
  *				state; the match completes when the window ends)
+ *	 a -> !b -> c? -> d	 an optional variable after a negation: no b
+ *				between a and c, or between a and d when c took no
+ *				event (Flink: a take in c drops the negations before it)
  *
  * Quantifiers after a variable:
  *	 a{n}  a{n,m}  a{n,}  a+ (={1,})  a* (={0,})  a? (={0,1})
@@ -27,6 +30,9 @@
  * matching is tried); a trailing + makes it greedy (Flink's greedy(), a
  * possessive quantifier in regex terms): while the variable can take an
  * event, the next variable does not get it.  Example: a{3,}+ -> b.
+ * A loop may end with "until (u)", u a condition of DEFINE that is no
+ * variable (Flink's until): on an event satisfying u the loop takes and
+ * ignores nothing; it may proceed.  Example: c -> a{->1,} until (u) -> e.
  * Variables are SQL identifiers (case-insensitive) and appear once.
  *
  * DEFINE: "var AS condition, ...": each condition is a SQL boolean
@@ -143,6 +149,29 @@ find_var(Pattern *pat, const char *name)
 		if (strcmp(pat->vars[i], name) == 0)
 			return i;
 	return -1;
+}
+
+/* Is variable v an element of the pattern (and not negated, if asked)? */
+static bool
+var_is_element(Pattern *pat, int v, bool positive)
+{
+	for (int i = 0; i < pat->nelems; i++)
+		if (pat->elems[i].var == v)
+			return !(positive && pat->elems[i].negated);
+	return false;
+}
+
+/* s without the white space around it (in place). */
+static char *
+trim_space(char *s)
+{
+	char	   *e;
+
+	s += strspn(s, " \t\n\r");
+	for (e = s + strlen(s); e > s && strchr(" \t\n\r", e[-1]); e--)
+		;
+	*e = '\0';
+	return s;
 }
 
 /* "a, b, c": the variables, for hints. */
@@ -290,7 +319,39 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 			pattern_error(text, start, "a negated variable cannot have a quantifier", NULL);
 		pat->nelems++;
 
+		/*
+		 * "b{1,} until (s)": the loop's stop condition (Flink's until), a
+		 * condition s of define that is no variable of the pattern.
+		 */
+		el->until = -1;
 		p = skip_space(text, p);
+		if (pg_strncasecmp(text + p, "until", 5) == 0 &&
+			text[skip_space(text, p + 5)] == '(')
+		{
+			int			at = p;
+			int			s;
+
+			p = skip_space(text, skip_space(text, p + 5) + 1);
+			s = p;
+			if (!is_ident_start(text[p]))
+				pattern_error(text, p, "a condition name was expected in until", "For example: b{1,} until (s), with s AS ... in define.");
+			while (is_ident_char(text[p]))
+				p++;
+			name = downcase_truncate_identifier(text + s, p - s, false);
+			p = skip_space(text, p);
+			if (text[p] != ')')
+				pattern_error(text, p, "\")\" was expected", NULL);
+			p = skip_space(text, p + 1);
+			/* Flink: "The until condition is only applicable to looping states." */
+			if (el->negated || el->max >= 0)
+				pattern_error(text, at, "until applies only to a loop",
+							  "A loop is a variable with an unbounded quantifier: b+, b*, b{2,}, b{->1,}.");
+			if (find_var(pat, name) >= 0)
+				pattern_error(text, s, psprintf("\"%s\" is already a name of the pattern", name),
+							  "The stop condition of until is a condition of its own in define.");
+			el->until = pat->nvars;
+			pat->vars[pat->nvars++] = name;
+		}
 		if (text[p] == '\0')
 			break;
 		if (!(is_ident_start(text[p]) || text[p] == '!' || text[p] == '-' ||
@@ -323,11 +384,11 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 						  "the very next event is not a v).");
 		if (el->negated && pat->elems[i - 1].min == 0)
 			pattern_error(text, starts[i], "a negated variable cannot follow an optional variable", NULL);
-		if (i > 0 && pat->elems[i - 1].negated && !el->negated && el->min == 0)
-			pattern_error(text, starts[i], "a negated variable cannot be followed by an optional variable", NULL);
-		if (el->greedy && i == pat->nelems - 1)
-			pattern_error(text, starts[i], "the last variable cannot be greedy",
-						  "Greedy (a trailing +) decides between a variable and the next one.");
+		/*
+		 * A greedy last variable is accepted, as by Flink: nothing follows
+		 * it to decide against, so it emits every prefix as a non-greedy
+		 * one does.
+		 */
 	}
 	{
 		bool		all_optional = true;
@@ -349,26 +410,28 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		char	   *open = strchr(s, '(');
 		char	   *v = NULL;
 
-		for (char *q = s; *q; q++)
-			if (*q == ' ')
-				*q = '_';
+		/*
+		 * "skip to first ( v_ )": the words of the name may be separated by
+		 * spaces; the variable is an identifier, underscores included, with
+		 * spaces around it.
+		 */
 		if (open)
 		{
 			char	   *close = strchr(open, ')');
 
 			*open = '\0';
-			if (close == NULL || close[1] != '\0')
+			if (close == NULL || close[strspn(close + 1, " \t\n\r") + 1] != '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid skip strategy: %s", skip),
 						 errhint("Use no_skip, skip_to_next, skip_past_last_event, skip_to_first(var) or skip_to_last(var).")));
 			*close = '\0';
-			v = open + 1;
-			while (*v == '_')
-				v++;
-			for (char *e = v + strlen(v); e > v && e[-1] == '_'; e--)
-				e[-1] = '\0';
+			v = pstrdup(trim_space(open + 1));
 		}
+		s = trim_space(s);
+		for (char *q = s; *q; q++)
+			if (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+				*q = '_';
 		if (strcmp(s, "no_skip") == 0 && v == NULL)
 			pat->skip = SKIP_NONE;
 		else if (strcmp(s, "skip_to_next") == 0 && v == NULL)
@@ -387,7 +450,9 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		if (v != NULL)
 		{
 			pat->skip_var = find_var(pat, v);
-			if (pat->skip_var < 0 || pat->elems[pat->skip_var].negated)
+			if (pat->skip_var >= 0 && !var_is_element(pat, pat->skip_var, true))
+				pat->skip_var = -1;
+			if (pat->skip_var < 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("skip strategy %s names \"%s\", which is not a variable of the pattern", skip, v),
@@ -1214,6 +1279,12 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 		fragment_wrap(&f, "measures", measures, NULL, row_type);
 		meas = analyse_exprs(pat, row_type, &f, n, vars, false);
 	}
+	for (int i = 0; i < pat->nelems; i++)
+		if (pat->elems[i].until >= 0 && cond_of_var[pat->elems[i].until] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the until condition \"%s\" is not in define", pat->vars[pat->elems[i].until]),
+					 errhint("Add %s AS condition to define.", pat->vars[pat->elems[i].until])));
 	for (int i = 0; i < pat->nvars; i++)
 		cond_list = lappend(cond_list, makeInteger(cond_of_var[i]));
 	return list_make3(conds, meas, cond_list);

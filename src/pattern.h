@@ -43,6 +43,8 @@ typedef struct PatternElement
 	bool		greedy;
 	Contiguity	contiguity;		/* to the previous element */
 	Contiguity	inner;			/* between iterations of a loop */
+	int			until;			/* loop's stop condition (a Pattern.vars
+								 * entry that is no element), or -1 */
 } PatternElement;
 
 typedef struct Pattern

@@ -1,0 +1,389 @@
+--
+-- cep_flink: Flink CEP's own test cases, translated (issue 12), through
+-- streamflink.run_operator.  First notNext / notFollowedBy around loops and
+-- times, as Flink's NFACompiler builds them; then after-match skip cases.
+--
+-- Flink's rules used below (NFACompiler, NFA.doProcess):
+--  * A notFollowedBy !c right after a loop or times b adds a stop state on
+--    c to every inner state of b (the states after 1 .. max-1 events, the
+--    looping state, and the looping state's ignore state:
+--    addStopStateToLooping, createTimesState, createLooping); the first
+--    state of the element after !c has one too (addStopStates).  The ignore
+--    state of an optional inner state of a times (past the minimum) is the
+--    exception: it has the stop states of the notFollowedBy elements before
+--    b instead (createSingletonState calls addStopStates on it).
+--  * A notNext !c is a state of its own, which proceeds to a stop state on
+--    c; the states of b that proceed (past the minimum, not having ignored
+--    an event) reach it on every event.
+--  * When one edge of a partial match's state leads to a stop state, every
+--    state the event makes of that partial match is discarded: the take,
+--    the ignore branch that skips the event inside the loop, the proceed.
+--    Completed matches stay.
+--
+-- Each case is a Flink test (cited by its method name; the events are fed
+-- in the test's list order, one minute apart) or a case of the issue.  A
+-- row is "result" or "timed_out" and the events by variable.  Variables
+-- match the events whose id starts with the variable's letter.
+--
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+
+SELECT streamflink.create_source('nl', '127.0.0.1:1', 'unused', 'json',
+	columns => 'k int, id text, x numeric, ts timestamptz', event_time => 'ts');
+
+-- Events "a1 b1 ...": one minute apart, in this order ("a1@10": at
+-- minute 10; "a1=5": x is 5, else 0).
+CREATE FUNCTION nl_events(spec text) RETURNS text[]
+LANGUAGE sql AS $$
+	SELECT array_agg(json_build_object('k', 1, 'id', m[1], 'x', coalesce(m[3]::numeric, 0),
+			'ts', timestamptz '2024-01-01 00:00+00'
+				  + coalesce(m[2]::int, i - 1) * interval '1 minute')::text
+			ORDER BY i)
+	FROM regexp_split_to_table(btrim(spec), '\s+') WITH ORDINALITY AS t(tok, i),
+		 regexp_match(tok, '^([a-z_]+[0-9]*)(?:@([0-9]+))?(?:=([0-9.]+))?$') AS m
+$$;
+
+-- A pipeline of pattern over nl, run over the events; its rows, one line
+-- each.  Without define, each variable v is id ~ '^v' (trailing
+-- underscores of v left out).
+CREATE FUNCTION nl_run(name text, pattern text, spec text,
+					   within interval DEFAULT NULL, skip text DEFAULT 'no_skip',
+					   define text DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM streamflink.create_pattern_pipeline(name, 'nl', 'k', pattern,
+		coalesce(define,
+			(SELECT string_agg(format('%s AS id ~ %L', v, '^' || rtrim(v, '_')), ', ')
+			 FROM (SELECT DISTINCT m[1] AS v FROM regexp_matches(pattern, '([a-z_]+)', 'g') m) vs)),
+		name || '_out', within => within, skip => skip,
+		timed_out => CASE WHEN within IS NOT NULL THEN name || '_to' END);
+	RETURN QUERY
+	SELECT r.output || ' ' ||
+		   (SELECT string_agg(j.key || ':' || (e->>'id'), ' ' ORDER BY (e->>'ts')::timestamptz)
+			FROM jsonb_each(r.data->'events') j, jsonb_array_elements(j.value) e)
+	FROM streamflink.run_operator(name, nl_events(spec)) r
+	ORDER BY 1;
+END
+$$;
+
+--
+-- The issue's case: a -> b{->1,} -> !c -> d on a1 b1 b2 c1 d1.  b1 and b2
+-- are in b's looping state; c1 takes its stop edge, which discards the
+-- partial match with its ignore branch (that skipped c1 inside the loop),
+-- and the one waiting for d (d's first state stops on c): nothing.
+--
+SELECT nl_run('issue', 'a -> b{->1,} -> !c -> d', 'a1 b1 b2 c1 d1') AS "issue";
+
+--
+-- NotPatternITCase.testNotFollowedByNextAfterOneOrMoreEager: a, followedBy
+-- b oneOrMore (relaxed iterations), notFollowedBy c, followedBy d, on
+-- a1 b1 b2 b3 c1 b4 b5 b6 d1.  a1 waits for b in a relaxed first state,
+-- which takes b1 and is gone; every partial match then has b1 and dies at
+-- c1.  Flink: no match.
+--
+SELECT nl_run('next_after_eager', 'a -> b{->1,} -> !c -> d',
+	'a1 b1 b2 b3 c1 b4 b5 b6 d1') AS "testNotFollowedByNextAfterOneOrMoreEager";
+
+-- NotPatternITCase.testNotFollowedByNextAfterOneOrMoreCombinations: the
+-- same with allowCombinations (b{->>1,}): still b1 in every partial match,
+-- all die at c1.  Flink: no match.
+SELECT nl_run('next_after_comb', 'a -> b{->>1,} -> !c -> d',
+	'a1 b1 b2 b3 c1 b4 b5 b6 d1') AS "testNotFollowedByNextAfterOneOrMoreCombinations";
+
+--
+-- NotPatternITCase.testNotFollowedByAnyAfterOneOrMoreEager: followedByAny
+-- into b.  a1 keeps waiting for b (the first state of b has no stop state:
+-- no notFollowedBy before b), so after c1 it starts b at b4, b5 or b6; the
+-- partial matches that took b1, b2 or b3 die at c1.  Relaxed iterations
+-- take every later b: b4 b5 b6, b4 b5, b4, b5 b6, b5, b6.  Flink: these 6.
+--
+SELECT nl_run('any_after_eager', 'a ->> b{->1,} -> !c -> d',
+	'a1 b1 b2 b3 c1 b4 b5 b6 d1') AS "testNotFollowedByAnyAfterOneOrMoreEager";
+
+-- NotPatternITCase.testNotFollowedByAnyAfterOneOrMoreCombinations: with
+-- allowCombinations also b4 b6.  Flink: these 7.
+SELECT nl_run('any_after_comb', 'a ->> b{->>1,} -> !c -> d',
+	'a1 b1 b2 b3 c1 b4 b5 b6 d1') AS "testNotFollowedByAnyAfterOneOrMoreCombinations";
+
+--
+-- NotPatternITCase.testNotNextAfterOneOrMoreSkipTillNext: a, followedBy b
+-- oneOrMore, notNext c, followedBy d, on a1 b1 c1 b2 d1.  At c1 the looping
+-- state of b (b1) proceeds to notNext's state, which proceeds to its stop
+-- state: the partial match dies with its ignore branch, which would have
+-- taken b2.  Flink: no match.
+--
+SELECT nl_run('notnext_after_next', 'a -> b{->1,} !c -> d', 'a1 b1 c1 b2 d1')
+	AS "testNotNextAfterOneOrMoreSkipTillNext";
+
+-- NotPatternITCase.testNotNextAfterOneOrMoreSkipTillAny: followedByAny
+-- into b: a1 still waits for b after c1 and takes b2.  Flink: a1 b2 d1.
+SELECT nl_run('notnext_after_any', 'a ->> b{->1,} !c -> d', 'a1 b1 c1 b2 d1')
+	AS "testNotNextAfterOneOrMoreSkipTillAny";
+
+--
+-- NotPatternITCase.testTimesWithNotFollowedBy: a, followedByAny b times(2)
+-- (relaxed iterations), notFollowedBy c, followedBy d, on a1 b1 c b2 d.
+-- b1 is in the inner state after one event, whose stop state takes c (the
+-- ignore branch, the same state in a times, with it); a1 waiting for b
+-- takes b2 but needs another b.  Flink: no match.
+--
+SELECT nl_run('times_not', 'a ->> b{->2} -> !c -> d', 'a1 b1 c1 b2 d1')
+	AS "testTimesWithNotFollowedBy";
+
+-- NotPatternITCase.testTimesWithNotFollowedByAfter: the same pattern on
+-- a1 d1 e b1 b2 c1 d2: b1 b2 fill b (the partial match is in d's first
+-- state, which stops on c1), b2 alone is in the inner state (stops on c1).
+-- Flink: no match.
+SELECT nl_run('times_not_after', 'a ->> b{->2} -> !c -> d', 'a1 d1 e1 b1 b2 c1 d2')
+	AS "testTimesWithNotFollowedByAfter";
+
+--
+-- Negations before a loop stop only until its first event (the stop
+-- states are on the first state of b).
+-- NotPatternITCase.testNotFollowedByBeforeOneOrMoreEager: a, notFollowedBy
+-- c, followedBy b oneOrMore, followedBy d, on a1 b1 c1 b4 b5 b6 d1: b1 is
+-- taken before c1; c1 is skipped inside the loop.  Flink: b1, b1 b4,
+-- b1 b4 b5, b1 b4 b5 b6 (each with a1 and d1).
+--
+SELECT nl_run('before_eager', 'a -> !c -> b{->1,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeOneOrMoreEager";
+
+-- NotPatternITCase.testNotFollowedByBeforeOneOrMoreCombinations: with
+-- allowCombinations, every subset of b4 b5 b6 after b1.  Flink: 8 matches.
+SELECT nl_run('before_comb', 'a -> !c -> b{->>1,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeOneOrMoreCombinations";
+
+-- NotPatternITCase.testNotFollowedByAnyBeforeOneOrMoreEager: followedByAny
+-- into b: a1 waiting for another first b dies at c1 (b's first state stops
+-- on c).  Flink: the 4 matches of the eager case.
+SELECT nl_run('before_any_eager', 'a -> !c ->> b{->1,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByAnyBeforeOneOrMoreEager";
+
+-- NotPatternITCase.testNotFollowedByAnyBeforeOneOrMoreCombinations: the 8.
+SELECT nl_run('before_any_comb', 'a -> !c ->> b{->>1,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByAnyBeforeOneOrMoreCombinations";
+
+--
+-- The other NotPatternITCase cases our syntax expresses (no optional
+-- variable right after a negation).
+-- testNotNext: a, notNext b, followedByAny c, followedBy d on
+-- a1 c1 b1 c2 d1.  Flink: a1 c1 d1, a1 c2 d1.
+SELECT nl_run('notnext', 'a !b ->> c -> d', 'a1 c1 b1 c2 d1') AS "testNotNext";
+-- testNotNextNoMatches: a !b -> c -> d on a1 b1 c1 c2 d1.  Flink: none.
+SELECT nl_run('notnext_none', 'a !b -> c -> d', 'a1 b1 c1 c2 d1') AS "testNotNextNoMatches";
+-- testNotNextNoMatchesAtTheEnd: a ->> c ->> d !b on a1 c1 c2 d1 b1: the
+-- only d is followed by b1.  Flink: none.
+SELECT nl_run('notnext_end', 'a ->> c ->> d !b', 'a1 c1 c2 d1 b1') AS "testNotNextNoMatchesAtTheEnd";
+-- testNotFollowedBy: a -> !b ->> c -> d on a1 c1 b1 c2 d1.  Flink: a1 c1 d1.
+SELECT nl_run('notfollowed', 'a -> !b ->> c -> d', 'a1 c1 b1 c2 d1') AS "testNotFollowedBy";
+-- testNotFollowedByWithBranchingAtStart: a -> !b -> c -> d on
+-- a1 b1 c1 a2 c2 d1.  Flink: a2 c2 d1.
+SELECT nl_run('notfollowed_branch', 'a -> !b -> c -> d', 'a1 b1 c1 a2 c2 d1')
+	AS "testNotFollowedByWithBranchingAtStart";
+
+--
+-- Trailing notFollowedBy (with within) after a times still below its
+-- minimum: a{->2} -> !c within 5 minutes on a1 c1 a2 a3.  a1 is in the
+-- inner state after one event, whose stop state takes c1 (before, the
+-- ignore branch survived and matched a1 a2).  a2 a3 fill a: pending until
+-- a2's window ends, no c: a match.  a3 alone times out.
+--
+SELECT nl_run('trailing_times', 'a{->2} -> !c', 'a1 c1 a2 a3', '5 minutes')
+	AS "a{->2} -> !c within";
+
+-- The same with notNext: the inner state has no stop state (notNext's
+-- state is reached by proceeding only, past the minimum), so a1 skips c1;
+-- a1 a2 completes at a3, which is not a c; a2 a3 and a3 time out.
+SELECT nl_run('trailing_times_next', 'a{->2} !c', 'a1 c1 a2 a3', '5 minutes')
+	AS "a{->2} !c within";
+
+--
+-- A times range before a notNext: a{->2,3} !d c within 3 minutes on
+-- a1 a2 d1.  a1 a2 is past the minimum: its state proceeds to notNext's
+-- state, which stops on d1, so it dies with its ignore branch (before, that
+-- branch timed out as a1 a2).  a2 alone is below the minimum (no proceed)
+-- and skips d1: it times out.
+--
+SELECT nl_run('range_notnext', 'a{->2,3} !d c', 'a1 a2 d1', '3 minutes')
+	AS "a{->2,3} !d c within";
+
+--
+-- A times range before a notFollowedBy, in the ignore state of an optional
+-- inner state: a -> b{->1,2} -> !c -> d on a1 b1 e1 c1 b2 d1.  b1 is past
+-- the minimum; e1 is skipped into that ignore state, which has no stop
+-- state for c (only those of negations before b: none), so c1 does not end
+-- it; b2 fills b and d1 completes a1 b1 b2 d1.  The branch that proceeded
+-- at e1 to wait for d dies at c1.  (Flink's graph; a looping b would die.)
+--
+SELECT nl_run('range_ignore', 'a -> b{->1,2} -> !c -> d', 'a1 b1 e1 c1 b2 d1')
+	AS "a -> b{->1,2} -> !c -> d";
+SELECT nl_run('loop_ignore', 'a -> b{->1,} -> !c -> d', 'a1 b1 e1 c1 b2 d1')
+	AS "a -> b{->1,} -> !c -> d";
+
+--
+-- Greedy: the looping state's own stop state is not under the greedy
+-- condition.  a -> b{->1,}+ -> !c -> d on a1 b1 b2 c1 d1: nothing; on
+-- a1 b1 b2 e1 d1 the greedy loop keeps b1 b2 and proceeds at e1 only:
+-- a1 b1 b2 d1.
+--
+SELECT nl_run('greedy_c', 'a -> b{->1,}+ -> !c -> d', 'a1 b1 b2 c1 d1') AS "greedy, c";
+SELECT nl_run('greedy_e', 'a -> b{->1,}+ -> !c -> d', 'a1 b1 b2 e1 d1') AS "greedy, e";
+
+--
+-- Strict contiguity: a b{2,} !c d on a1 b1 b2 b3 c1 d1 and a1 b1 b2 b3 d1.
+-- Consecutive b's cannot skip; past the minimum, c1 reaches notNext's stop
+-- state.  First: nothing; second: a1 b1 b2 b3 d1.
+--
+SELECT nl_run('strict_c', 'a b{2,} !c d', 'a1 b1 b2 b3 c1 d1') AS "strict, c";
+SELECT nl_run('strict_d', 'a b{2,} !c d', 'a1 b1 b2 b3 d1') AS "strict, d";
+
+--
+-- An optional variable after a negation (NFACompiler.copyWithoutTransitiveNots:
+-- a take in the optional variable leads to states without the stop states
+-- of the negations before it; skipping it keeps them).
+--
+-- NotPatternITCase.testNotFollowedByBeforeOptional: a, notFollowedBy b,
+-- followedByAny c optional, followedBy d, on a1 c1 b1 c2 d1.  a1 c1 waits
+-- for d past b1 (c took c1); a1 waiting for c, or for d without a c, dies
+-- at b1.  Flink: a1 c1 d1.
+SELECT nl_run('before_optional', 'a -> !b ->> c? -> d', 'a1 c1 b1 c2 d1')
+	AS "testNotFollowedByBeforeOptional";
+
+-- NotPatternITCase.testNotFollowedByBeforeOptionalAtTheEnd: a -> !b ->> c?
+-- on a1 c1 b1 c2: a1 is a match at once (the rest can be skipped: the
+-- notFollowedBy is a condition on c's edges), a1 c1 at c1; a1 waiting for
+-- another c dies at b1.  Flink: a1, a1 c1.
+SELECT nl_run('before_optional_end', 'a -> !b ->> c?', 'a1 c1 b1 c2')
+	AS "testNotFollowedByBeforeOptionalAtTheEnd";
+
+-- NotPatternITCase.testNotFollowedByBeforeZeroOrMore*: a, notFollowedBy c,
+-- followedBy / followedByAny b oneOrMore optional (eager or
+-- allowCombinations), followedBy d, on a1 b1 c1 b4 b5 b6 d1.  c1 ends a1
+-- waiting for d without a b, and a1 waiting for its first b; the partial
+-- matches with b1 go on.  Flink: 4 (eager) and 8 (combinations) matches,
+-- all with b1.
+SELECT nl_run('zero_next_eager', 'a -> !c -> b{->0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreEagerSkipTillNext";
+SELECT nl_run('zero_next_comb', 'a -> !c -> b{->>0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreCombinationsSkipTillNext";
+SELECT nl_run('zero_any_eager', 'a -> !c ->> b{->0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreEagerSkipTillAny";
+SELECT nl_run('zero_any_comb', 'a -> !c ->> b{->>0,} -> d', 'a1 b1 c1 b4 b5 b6 d1')
+	AS "testNotFollowedByBeforeZeroOrMoreCombinationsSkipTillAny";
+
+-- NotPatternITCase.testNotFollowByBeforeTimesWithin: a, notFollowedBy b,
+-- followedBy c times(0, 2) (Flink: times(1, 2).optional()), within 3
+-- minutes (the test's milliseconds as minutes), on a1@1 b1@2 a2@10 c1@11
+-- c2@12 a3@20 c3@21 c4@24.  Each a is a match at once; b1 ends a1 waiting
+-- for c; a2 c1, a2 c1 c2; a3 c3, whose window ends at 23, before c4.
+-- Flink: a1, a2, a2 c1, a2 c1 c2, a3, a3 c3 (the test checks matches only;
+-- the partial matches whose window ends are timed out).
+SELECT nl_run('before_times_within', 'a -> !b -> c{->0,2}',
+	'a1@1 b1@2 a2@10 c1@11 c2@12 a3@20 c3@21 c4@24', '3 minutes')
+	AS "testNotFollowByBeforeTimesWithin";
+
+-- notNext before an optional variable: a !c b? -> d.  The event after a is
+-- not a c, and may be the b.  On a1 b1 c1 d1: a1 b1 d1, and a1 d1 (b
+-- skipped at b1; c1 is not right after a1); on a1 c1 b1 d1: nothing; on
+-- a1 e1 c1 d1: a1 d1 (b skipped at e1).
+SELECT nl_run('notnext_optional1', 'a !c b? -> d', 'a1 b1 c1 d1') AS "a !c b? -> d (1)";
+SELECT nl_run('notnext_optional2', 'a !c b? -> d', 'a1 c1 b1 d1') AS "a !c b? -> d (2)";
+SELECT nl_run('notnext_optional3', 'a !c b? -> d', 'a1 e1 c1 d1') AS "a !c b? -> d (3)";
+
+--
+-- After-match skip to a variable that took no event: Flink's default
+-- (throwExceptionOnMiss not set) prunes nothing, as no_skip.
+-- AfterMatchSkipITCase.testSkipToFirstNonExistentPositionWithoutException:
+-- a, next b oneOrMore optional consecutive, next c, skipToFirst(b), on
+-- a1 c1.  Flink: a1 c1.
+SELECT nl_run('skip_first_missing', 'a b* c', 'a1 c1', skip => 'skip_to_first(b)')
+	AS "testSkipToFirstNonExistentPositionWithoutException";
+-- AfterMatchSkipITCase.testSkipToLastNonExistentPositionWithoutException
+-- (the test passes skipToFirst again; skip_to_last here).  Flink: a1 c1.
+SELECT nl_run('skip_last_missing', 'a b* c', 'a1 c1', skip => 'skip_to_last(b)')
+	AS "testSkipToLastNonExistentPositionWithoutException";
+-- AfterMatchSkipITCase.testSkipToFirstWithOptionalMatch: x oneOrMore
+-- optional, next b, next c, skipToFirst(b), on events that are b, c, b, c
+-- (the test's ab1 c1 ab2 c2 are no x).  Flink: b1 c1, b2 c2.
+SELECT nl_run('skip_first_optional', 'x* b c', 'b1 c1 b2 c2', skip => 'skip_to_first(b)')
+	AS "testSkipToFirstWithOptionalMatch";
+
+--
+-- A skip-to variable whose name ends in "_" (it used to be trimmed), with
+-- spaces in the strategy.  AfterMatchSkipITCase.testSkipToLastWithOneOrMore
+-- with b named b_: a, next b_ oneOrMore consecutive, skipToLast(b_), on
+-- a1 b1 a2 b2 b3 a3 b4: each match prunes the partial matches that started
+-- before its last b_ (the one that would take b3 with a2 b2).  Flink:
+-- a1 b1, a2 b2, a3 b4.
+--
+SELECT nl_run('skip_underscore', 'a b_+', 'a1 b1 a2 b2 b3 a3 b4', skip => 'skip to last ( b_ )')
+	AS "testSkipToLastWithOneOrMore, b_";
+SELECT streamflink.create_pattern_pipeline('skip_bad', 'nl', 'k', 'a b_+', NULL, 'skip_bad_out',
+	skip => 'skip_to_last(b)');
+
+--
+-- until (Flink's Pattern.until): "b{..,} until (u)", u a condition of
+-- define.  On an event satisfying u the loop neither takes nor ignores
+-- between iterations (Flink: take and inner ignore conditions "and not
+-- until"); it may proceed.  UntilConditionITCase's events: c, then a's
+-- with prices (x); the until condition and the last variable e are
+-- x = 5 (the test's UNTIL_CONDITION), a4=5 is the "breaking" event.
+--
+-- testUntilConditionFollowedByOneOrMore: c -> a{->1,} until -> e on
+-- c1 a1=2 a2=3 a4=5 a5=6: a1 a2 stops at a4, which e takes.  Flink:
+-- c1 a1 a2 a4, c1 a1 a4.
+SELECT nl_run('until_one', 'c -> a{->1,} until (u) -> e', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByOneOrMore";
+-- testUntilConditionFollowedByOneOrMoreCombinations: a{->>1,}, on
+-- c1 a1=2 a2=3 a3=4 a4=5 a5=6.  Flink: a1 a2 a3, a1 a2, a1 a3, a1 (with
+-- c1 and a4).
+SELECT nl_run('until_comb', 'c -> a{->>1,} until (u) -> e', 'c1=1 a1=2 a2=3 a3=4 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByOneOrMoreCombinations";
+-- testUntilConditionFollowedByOneOrMoreConsecutive: a{1,}.  Flink:
+-- c1 a1 a2 a4, c1 a1 a4.
+SELECT nl_run('until_consecutive', 'c -> a{1,} until (u) -> e', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByOneOrMoreConsecutive";
+-- testUntilConditionFollowedByZeroOrMore: a{->0,}: also c1 a4 (a
+-- skipped).  Flink: c1 a1 a2 a4, c1 a1 a4, c1 a4.
+SELECT nl_run('until_zero', 'c -> a{->0,} until (u) -> e', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByZeroOrMore";
+-- testUntilConditionFollowedByZeroOrMoreCombinations.  Flink: a1 a2 a3,
+-- a1 a2, a1 a3, a1, none (with c1 and a4).
+SELECT nl_run('until_zero_comb', 'c -> a{->>0,} until (u) -> e', 'c1=1 a1=2 a2=3 a3=4 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5, e AS x = 5$$)
+	AS "testUntilConditionFollowedByZeroOrMoreCombinations";
+-- testUntilConditionFollowedByAnyOneOrMore: c ->> a{->1,} until, a last,
+-- on c1 a1=2 a2=3 a4=5 a5=6: every a run ends at a4; a5 starts a new one
+-- (c1 waiting for a is a first state, whose ignore edge until leaves
+-- alone).  Flink: c1 a1 a2, c1 a1, c1 a2, c1 a5.
+SELECT nl_run('until_any', 'c ->> a{->1,} until (u)', 'c1=1 a1=2 a2=3 a4=5 a5=6',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x = 5$$)
+	AS "testUntilConditionFollowedByAnyOneOrMore";
+-- Errors: until on no loop (Flink: "The until condition is only
+-- applicable to looping states."), an until condition missing in define.
+SELECT streamflink.create_pattern_pipeline('until_bad', 'nl', 'k', 'c -> a{2,3} until (u)',
+	$$u AS x = 5$$, 'until_bad_out');
+SELECT streamflink.create_pattern_pipeline('until_bad', 'nl', 'k', 'c -> a+ until (u)',
+	$$a AS x = 1$$, 'until_bad_out');
+
+--
+-- A greedy last variable (Flink accepts it): nothing follows it to decide
+-- against, so a b{->1,}+ emits every prefix, as a b{->1,}, on
+-- a1 b1 e1 b2 b3: a1 b1, a1 b1 b2, a1 b1 b2 b3.
+--
+SELECT nl_run('greedy_last', 'a b{->1,}+', 'a1 b1 e1 b2 b3') AS "a b{->1,}+";
+
+--
+-- An event that both completes a match and reaches a stop state: the
+-- completed match is emitted, the partial matches the event makes are
+-- discarded (NFA.doProcess keeps final states when it discards a path).
+-- a -> !c -> d, c AS x = 9, on a1 d1=9 a2 d2: d's first state takes d1
+-- (a final state) and stops on it (x = 9); a2 d2 as usual.
+--
+SELECT nl_run('stop_and_final', 'a -> !c -> d', 'a1 d1=9 a2 d2',
+	define => $$a AS id ~ '^a', c AS x = 9, d AS id ~ '^d'$$) AS "a -> !c -> d, d1 also a c";
