@@ -84,7 +84,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options,"
 		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
 		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
-		"       p.max_partial_matches, p.max_partial_match_events"
+		"       p.max_partial_matches, p.max_partial_match_events,"
+		"       p.state_profile, p.state_options"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -185,6 +186,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->max_partial_matches = isnull ? 0 : DatumGetInt32(d);
 		d = SPI_getbinval(tup, desc, 35, &isnull);
 		def->max_partial_match_events = isnull ? 0 : DatumGetInt32(d);
+		def->state_profile = SPI_getvalue(tup, desc, 36);
+		def->state_options = SPI_getvalue(tup, desc, 37);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);
