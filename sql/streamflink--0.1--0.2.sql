@@ -133,8 +133,6 @@ DECLARE
 	idx_cols	text;
 BEGIN
 	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
-	/* RocksDB tuning, before anything is created (the trigger checks again) */
-	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
 
 	wkind := CASE lower("window")
 		WHEN 'tumble' THEN 'tumble' WHEN 'tumbling' THEN 'tumble'
@@ -194,6 +192,9 @@ BEGIN
 			USING ERRCODE = 'duplicate_column',
 				  HINT = 'Name each aggregate with AS.';
 	END IF;
+
+	/* RocksDB tuning, before anything is created (the trigger checks again) */
+	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
 
 	/*
 	 * The sink table: its columns are typed as GROUP BY would type them
@@ -279,8 +280,6 @@ DECLARE
 	m			text;
 BEGIN
 	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
-	/* RocksDB tuning, before anything is created (the trigger checks again) */
-	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
 	PERFORM streamflink._check_duration('within', within, false);
 	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
 	IF checkpoint_interval IS NULL THEN
@@ -321,6 +320,8 @@ BEGIN
 		END IF;
 	END LOOP;
 
+	/* RocksDB tuning, before anything is created (the trigger checks again) */
+	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
 	IF sink IS NULL THEN
 		RAISE EXCEPTION 'a pipeline needs a sink table name'
 			USING ERRCODE = 'invalid_parameter_value';

@@ -76,6 +76,12 @@ row_type_attno(Oid row_type, const char *colname, Oid *coltype)
 PipelineDef *
 catalog_load_pipeline(int32 id, const char *name)
 {
+	/*
+	 * The state tuning columns are read through to_jsonb: a 0.1 catalog
+	 * (before ALTER EXTENSION UPDATE) has none, and must still load, so
+	 * that the worker can refuse it with checkpoint_check_catalog_version's
+	 * clear error.
+	 */
 	static const char *query =
 		"SELECT p.id, p.name, p.state, p.key_columns, p.window_kind,"
 		"       p.window_size, p.window_slide, p.session_gap, p.allowed_lateness,"
@@ -85,7 +91,7 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
 		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
 		"       p.max_partial_matches, p.max_partial_match_events,"
-		"       p.state_profile, p.state_options"
+		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options'"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
