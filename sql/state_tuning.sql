@@ -50,6 +50,22 @@ SELECT streamflink.state_settings(NULL, 'max_background_jobs=8');
 SELECT streamflink.state_settings(NULL, 'max_write_buffer_number=16');
 SELECT streamflink.state_settings(NULL, 'block_cache_size=1GB');
 SELECT streamflink.state_settings('read_heavy', 'write_buffer_size=32MB');
+-- The SQLSTATE of each refusal: 22023 a bad value, 42601 bad syntax, 42501 a superuser's.
+CREATE FUNCTION pg_temp.sqlstate(profile text, options text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM streamflink.state_settings(profile, options);
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE;
+END
+$$;
+SELECT p, o, pg_temp.sqlstate(p, o)
+FROM (VALUES (NULL, 'max_open_files=-1'), (NULL, 'max_background_jobs=8'), (NULL, 'block_cache_size=1GB'),
+			 (NULL, 'max_background_jobs=0'), (NULL, 'compression=brotli'), (NULL, 'wal_dir=/tmp'),
+			 (NULL, 'block_size'), (NULL, 'block_size=4kB;block_size=8kB'), ('fast', NULL),
+			 ('write_heavy', 'max_open_files=1024;max_background_jobs=4;max_write_buffer_number=8')) v(p, o);
+DROP FUNCTION pg_temp.sqlstate(text, text);
 -- Within the share: fine.
 SELECT streamflink.state_settings('read_heavy', 'block_cache_size=16MB;max_open_files=100;max_background_jobs=4');
 -- A superuser's pipeline may go beyond (checked for the owner, not the caller).

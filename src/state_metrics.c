@@ -71,34 +71,40 @@ streamflink_state_metrics(PG_FUNCTION_ARGS)
 			levels[l] = Int64GetDatum(m->sst_bytes_per_level[l]);
 		lookups = m->block_cache_hits + m->block_cache_misses;
 
+/* a property RocksDB did not answer is -1: NULL */
+#define PUT_INT64(v) \
+		do { \
+			if ((v) < 0) \
+				nulls[c++] = true; \
+			else \
+				values[c++] = Int64GetDatum(v); \
+		} while (0)
+
 		values[c++] = Int32GetDatum(s->pipeline_id);
 		values[c++] = Int32GetDatum(s->pid);
 		values[c++] = TimestampTzGetDatum((TimestampTz) m->collected_at);
-		values[c++] = Int64GetDatum(m->estimated_keys);
-		values[c++] = Int64GetDatum(m->live_sst_bytes);
+		PUT_INT64(m->estimated_keys);
+		PUT_INT64(m->live_sst_bytes);
 		values[c++] = PointerGetDatum(construct_array(levels, STATE_METRIC_LEVELS, INT8OID,
 													  8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		values[c++] = Int64GetDatum(m->memtable_bytes);
-		values[c++] = Int64GetDatum(m->table_readers_bytes);
-		values[c++] = Int64GetDatum(m->block_cache_capacity);
-		values[c++] = Int64GetDatum(m->block_cache_usage);
-		values[c++] = Int64GetDatum(m->block_cache_pinned);
-		values[c++] = Int64GetDatum(m->block_cache_hits);
-		values[c++] = Int64GetDatum(m->block_cache_misses);
+		PUT_INT64(m->memtable_bytes);
+		PUT_INT64(m->table_readers_bytes);
+		PUT_INT64(m->block_cache_capacity);
+		PUT_INT64(m->block_cache_usage);
+		PUT_INT64(m->block_cache_pinned);
+		PUT_INT64(m->block_cache_hits);
+		PUT_INT64(m->block_cache_misses);
 		if (lookups > 0)
 			values[c++] = Float8GetDatum((double) m->block_cache_hits / lookups);
 		else
 			nulls[c++] = true;
-		values[c++] = Int64GetDatum(m->pending_compaction_bytes);
-		values[c++] = Int64GetDatum(m->running_compactions);
-		values[c++] = Int64GetDatum(m->compactions);
-		values[c++] = Int64GetDatum(m->flushes);
-		values[c++] = Int64GetDatum(m->stall_micros);
+		PUT_INT64(m->pending_compaction_bytes);
+		PUT_INT64(m->running_compactions);
+		PUT_INT64(m->compactions);
+		PUT_INT64(m->flushes);
+		PUT_INT64(m->stall_micros);
 		Assert(c == METRIC_COLUMNS);
-		/* a property RocksDB did not answer is -1: show NULL */
-		for (int k = 3; k < METRIC_COLUMNS; k++)
-			if (!nulls[k] && k != 5 && k != 13 && DatumGetInt64(values[k]) < 0)
-				nulls[k] = true;
+#undef PUT_INT64
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -212,9 +212,13 @@ parse_size(const char *name, const char *value, int64 min, int64 max,
 	return true;
 }
 
+/*
+ * An integer between min and max; between max and tenant_max (below max
+ * only for a tenant) it is a privilege error, saying why.
+ */
 static bool
 parse_integer(const char *name, const char *value, int min, int max,
-			  int *out, const char *why, TuningError *e)
+			  int tenant_max, bool superuser, int *out, TuningError *e)
 {
 	int			v;
 
@@ -223,10 +227,14 @@ parse_integer(const char *name, const char *value, int min, int max,
 					psprintf("invalid integer for state option %s: \"%s\"", name, value),
 					pstrdup(OPTION_HINT));
 	if (v < min || v > max)
-		return fail(e, why ? ERRCODE_INSUFFICIENT_PRIVILEGE : ERRCODE_INVALID_PARAMETER_VALUE,
+		return fail(e, ERRCODE_INVALID_PARAMETER_VALUE,
 					psprintf("state option %s=%d is out of range", name, v),
-					why ? psprintf("%s must be between %d and %d %s.", name, min, max, why) :
 					psprintf("%s must be between %d and %d.", name, min, max));
+	if (!superuser && v > tenant_max)
+		return fail(e, ERRCODE_INSUFFICIENT_PRIVILEGE,
+					psprintf("state option %s=%d needs a superuser", name, v),
+					psprintf("A pipeline whose owner is not a superuser may use %s up to %d; ask the database administrator to create it.",
+							 name, tenant_max));
 	*out = v;
 	return true;
 }
@@ -269,17 +277,13 @@ parse_boolean(const char *name, const char *value, bool *out, TuningError *e)
 }
 
 /*
- * Apply one name=value.  'share' is the worker's share of the budget, for
- * the tenant bound on memory (checked by the caller once every option is
- * in, as it concerns two of them).
+ * Apply one name=value.  The tenant bound on memory concerns two options:
+ * the caller checks it once every option is in.
  */
 static bool
 apply_option(StateTuning *t, const char *name, const char *value,
 			 bool superuser, TuningError *e)
 {
-	const char *tenant = superuser ? NULL :
-		"for a pipeline whose owner is not a superuser (ask the database administrator to create it)";
-
 	if (strcmp(name, "write_buffer_size") == 0)
 		return parse_size(name, value, 1 * MB, 64 * GB, &t->write_buffer_size, e);
 	if (strcmp(name, "block_cache_size") == 0)
@@ -291,11 +295,11 @@ apply_option(StateTuning *t, const char *name, const char *value,
 	if (strcmp(name, "max_bytes_for_level_base") == 0)
 		return parse_size(name, value, 1 * MB, 64 * GB, &t->max_bytes_for_level_base, e);
 	if (strcmp(name, "max_write_buffer_number") == 0)
-		return parse_integer(name, value, 2, superuser ? 32 : TENANT_MAX_WRITE_BUFFERS,
-							 &t->max_write_buffer_number, tenant, e);
+		return parse_integer(name, value, 2, 32, TENANT_MAX_WRITE_BUFFERS, superuser,
+							 &t->max_write_buffer_number, e);
 	if (strcmp(name, "max_background_jobs") == 0)
-		return parse_integer(name, value, 1, superuser ? 64 : TENANT_MAX_BACKGROUND_JOBS,
-							 &t->max_background_jobs, tenant, e);
+		return parse_integer(name, value, 1, 64, TENANT_MAX_BACKGROUND_JOBS, superuser,
+							 &t->max_background_jobs, e);
 	if (strcmp(name, "max_open_files") == 0)
 	{
 		if (superuser && strcmp(value, "-1") == 0)
@@ -308,8 +312,8 @@ apply_option(StateTuning *t, const char *name, const char *value,
 						pstrdup("state option max_open_files=-1 (no limit) needs a superuser"),
 						psprintf("Use a limit between 16 and %d, or ask the database administrator to create the pipeline.",
 								 TENANT_MAX_OPEN_FILES));
-		return parse_integer(name, value, 16, superuser ? 1000000 : TENANT_MAX_OPEN_FILES,
-							 &t->max_open_files, tenant, e);
+		return parse_integer(name, value, 16, 1000000, TENANT_MAX_OPEN_FILES, superuser,
+							 &t->max_open_files, e);
 	}
 	if (strcmp(name, "bloom_filter_bits") == 0)
 	{

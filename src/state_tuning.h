@@ -25,6 +25,8 @@
 #ifndef STREAMFLINK_STATE_TUNING_H
 #define STREAMFLINK_STATE_TUNING_H
 
+#include "state.h"
+
 typedef enum StateProfile
 {
 	STATE_PROFILE_DEFAULT,
@@ -33,7 +35,8 @@ typedef enum StateProfile
 	STATE_PROFILE_LARGE_STATE
 } StateProfile;
 
-typedef struct StateTuning
+/* typedef'd in state.h */
+struct StateTuning
 {
 	StateProfile profile;
 	int64		block_cache_size;	/* bytes */
@@ -51,7 +54,7 @@ typedef struct StateTuning
 	int64		max_bytes_for_level_base;	/* bytes */
 	bool		dynamic_level_bytes;
 	bool		cache_index_and_filter_blocks;
-} StateTuning;
+};
 
 /* streamflink.state_profile, state_options, state_memory. */
 extern void state_define_settings(void);
