@@ -76,6 +76,12 @@ row_type_attno(Oid row_type, const char *colname, Oid *coltype)
 PipelineDef *
 catalog_load_pipeline(int32 id, const char *name)
 {
+	/*
+	 * The state tuning columns are read through to_jsonb: a 0.1 catalog
+	 * (before ALTER EXTENSION UPDATE) has none, and must still load, so
+	 * that the worker can refuse it with checkpoint_check_catalog_version's
+	 * clear error.
+	 */
 	static const char *query =
 		"SELECT p.id, p.name, p.state, p.key_columns, p.window_kind,"
 		"       p.window_size, p.window_slide, p.session_gap, p.allowed_lateness,"
@@ -84,7 +90,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options,"
 		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
 		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
-		"       p.max_partial_matches, p.max_partial_match_events"
+		"       p.max_partial_matches, p.max_partial_match_events,"
+		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options'"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -185,6 +192,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->max_partial_matches = isnull ? 0 : DatumGetInt32(d);
 		d = SPI_getbinval(tup, desc, 35, &isnull);
 		def->max_partial_match_events = isnull ? 0 : DatumGetInt32(d);
+		def->state_profile = SPI_getvalue(tup, desc, 36);
+		def->state_options = SPI_getvalue(tup, desc, 37);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

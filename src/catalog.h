@@ -70,6 +70,9 @@ typedef struct PipelineDef
 	Oid			timed_out_relid;	/* InvalidOid: timed-out matches dropped */
 	int			max_partial_matches;	/* per key, see cep.c */
 	int			max_partial_match_events;	/* events they hold, per key */
+	/* RocksDB tuning (state_tuning.h); NULL: the server's defaults */
+	char	   *state_profile;
+	char	   *state_options;
 } PipelineDef;
 
 /*

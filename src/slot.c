@@ -158,6 +158,7 @@ slot_claim(Oid dboid, int32 pipeline_id, bool *taken)
 	slot->last_checkpoint_at = 0;
 	slot->state_keys = 0;
 	slot->partial_matches_dropped = 0;
+	memset(&slot->state_metrics, 0, sizeof(slot->state_metrics));
 	SpinLockRelease(&slot->mutex);
 	LWLockRelease(slots->lock);
 	return slot;

@@ -21,6 +21,8 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
+#include "state.h"
+
 #define SF_ERROR_LEN 512
 
 /*
@@ -63,6 +65,7 @@ typedef struct WorkerSlot
 	TimestampTz last_checkpoint_at;
 	int64		state_keys;		/* open windows held in state */
 	int64		partial_matches_dropped;	/* CEP: discarded over the bound */
+	StateMetrics state_metrics; /* RocksDB's numbers, streamflink.state_metrics */
 } WorkerSlot;
 
 /* streamflink.max_workers (only when preloaded: a server-start setting). */

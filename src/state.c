@@ -52,16 +52,15 @@
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "state.h"
+#include "state_tuning.h"
 
 /*
- * Tuning.  The worker is one process among many on the server, so memory and
- * threads are kept modest.
+ * Tuning of a secondary (live()); a primary's comes from state_tuning.c.
  */
-#define STATE_WRITE_BUFFER_SIZE		(32 * 1024 * 1024)
 #define STATE_BACKGROUND_JOBS		2
-#define STATE_PRIMARY_CACHE_SIZE	(32 * 1024 * 1024)
 #define STATE_SECONDARY_CACHE_SIZE	(8 * 1024 * 1024)
 #define STATE_BLOOM_BITS_PER_KEY	10.0
 
@@ -213,33 +212,77 @@ make_parent_dir(const char *path)
 /*
  * Options shared by primary and secondary instances: block-based tables with
  * bloom filters (window and pattern operators do a point lookup per event, and
- * most lookups of a new key miss), lz4 compression, bounded info LOGs.
+ * most lookups of a new key miss), lz4 compression, bounded info LOGs.  A
+ * primary takes the rest of its tuning (state_tuning.h) from 't'; a
+ * secondary (t NULL) reads through a small cache of its own.
  */
 static rocksdb_options_t *
-make_options(StateStore *store, size_t cache_size)
+make_options(StateStore *store, const StateTuning *t, size_t cache_size)
 {
 	rocksdb_options_t *opts = rocksdb_options_create();
 	rocksdb_block_based_table_options_t *bbto;
-	rocksdb_filterpolicy_t *bloom;
+	double		bloom_bits = t ? t->bloom_filter_bits : STATE_BLOOM_BITS_PER_KEY;
 
 	store->options = opts;
 
 	rocksdb_options_set_keep_log_file_num(opts, STATE_KEEP_LOG_FILE_NUM);
 	rocksdb_options_set_max_log_file_size(opts, STATE_MAX_LOG_FILE_SIZE);
-	rocksdb_options_set_compression(opts, rocksdb_lz4_compression);
-	rocksdb_options_set_max_background_jobs(opts, STATE_BACKGROUND_JOBS);
+	rocksdb_options_set_compression(opts, t ? t->compression : rocksdb_lz4_compression);
+	rocksdb_options_set_max_background_jobs(opts, t ? t->max_background_jobs : STATE_BACKGROUND_JOBS);
 
 	store->cache = rocksdb_cache_create_lru(cache_size);
 	bbto = rocksdb_block_based_options_create();
 	rocksdb_block_based_options_set_block_cache(bbto, store->cache);
-	/* the table options take ownership of the filter policy */
-	bloom = rocksdb_filterpolicy_create_bloom_full(STATE_BLOOM_BITS_PER_KEY);
-	rocksdb_block_based_options_set_filter_policy(bbto, bloom);
+	if (bloom_bits > 0)
+	{
+		/* the table options take ownership of the filter policy */
+		rocksdb_block_based_options_set_filter_policy(bbto,
+													  rocksdb_filterpolicy_create_bloom_full(bloom_bits));
+	}
+	if (t != NULL)
+	{
+		rocksdb_block_based_options_set_block_size(bbto, (size_t) t->block_size);
+		if (t->cache_index_and_filter_blocks)
+		{
+			/*
+			 * Index and filter blocks in the cache count in the budget
+			 * instead of growing with the state; with high priority and L0's
+			 * pinned, as Flink does with managed memory, so data blocks do
+			 * not evict them.
+			 */
+			rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbto, 1);
+			rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(bbto, 1);
+			rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbto, 1);
+		}
+	}
 	/* the options copy the table options (and share the cache) */
 	rocksdb_options_set_block_based_table_factory(opts, bbto);
 	rocksdb_block_based_options_destroy(bbto);
 
 	return opts;
+}
+
+/* The primary's share of the tuning: memtables, compaction, files. */
+static void
+apply_primary_tuning(rocksdb_options_t *opts, const StateTuning *t)
+{
+	rocksdb_options_set_write_buffer_size(opts, (size_t) t->write_buffer_size);
+	rocksdb_options_set_max_write_buffer_number(opts, t->max_write_buffer_number);
+	/* all memtables together: RocksDB flushes when they reach it */
+	rocksdb_options_set_db_write_buffer_size(opts, (size_t) t->db_write_buffer_size);
+	rocksdb_options_set_compaction_style(opts, t->compaction_style);
+	rocksdb_options_set_max_open_files(opts, t->max_open_files);
+	rocksdb_options_set_bottommost_compression(opts, t->bottommost_compression);
+	rocksdb_options_set_target_file_size_base(opts, (uint64_t) t->target_file_size_base);
+	rocksdb_options_set_max_bytes_for_level_base(opts, (uint64_t) t->max_bytes_for_level_base);
+	rocksdb_options_set_level_compaction_dynamic_level_bytes(opts, t->dynamic_level_bytes ? 1 : 0);
+
+	/*
+	 * Statistics for streamflink.state_metrics (cache hits, stalls,
+	 * compactions, flushes): RocksDB's default level, without the detailed
+	 * timers; read at most once a second by state_collect_metrics.
+	 */
+	rocksdb_options_enable_statistics(opts);
 }
 
 static StateStore *
@@ -276,6 +319,16 @@ state_key_group(const char *key, size_t len)
 StateStore *
 state_open(const char *dir)
 {
+	StateTuning t;
+
+	/* the server's defaults, as set by its superusers */
+	state_tuning_resolve(NULL, NULL, true, true, NULL, &t);
+	return state_open_tuned(dir, &t);
+}
+
+StateStore *
+state_open_tuned(const char *dir, const StateTuning *t)
+{
 	StateStore *store;
 	rocksdb_options_t *opts;
 	sigset_t	saved;
@@ -285,9 +338,9 @@ state_open(const char *dir)
 	make_parent_dir(dir);
 
 	store = store_alloc(dir, false);
-	opts = make_options(store, STATE_PRIMARY_CACHE_SIZE);
+	opts = make_options(store, t, (size_t) t->block_cache_size);
 	rocksdb_options_set_create_if_missing(opts, 1);
-	rocksdb_options_set_write_buffer_size(opts, STATE_WRITE_BUFFER_SIZE);
+	apply_primary_tuning(opts, t);
 	rocksdb_options_set_max_total_wal_size(opts, STATE_MAX_TOTAL_WAL_SIZE);
 
 	store->ropts = rocksdb_readoptions_create();
@@ -330,7 +383,7 @@ state_open_secondary(const char *dir, const char *secondary_dir)
 	make_dir_path(secondary_dir);
 
 	store = store_alloc(dir, true);
-	opts = make_options(store, STATE_SECONDARY_CACHE_SIZE);
+	opts = make_options(store, NULL, STATE_SECONDARY_CACHE_SIZE);
 	/* a secondary must keep every table file open (RocksDB requires it) */
 	rocksdb_options_set_max_open_files(opts, -1);
 
@@ -442,6 +495,105 @@ state_close(StateStore *store)
 	if (store == NULL)
 		return;
 	store_release(store);
+}
+
+
+/* ---------- metrics ---------- */
+
+static int64
+property_int(rocksdb_t *db, const char *name)
+{
+	uint64_t	v = 0;
+
+	if (rocksdb_property_int(db, name, &v) != 0)
+		return -1;
+	return (int64) Min(v, (uint64_t) PG_INT64_MAX);
+}
+
+/*
+ * The value after "<name> " and "<field> : " in the text of RocksDB's
+ * statistics ("rocksdb.block.cache.hit COUNT : 12" for a ticker,
+ * "rocksdb.db.flush.micros P50 : ... COUNT : 3 SUM : ..." for a histogram),
+ * 0 if absent.
+ */
+static int64
+statistic(const char *stats, const char *name, const char *field)
+{
+	const char *p = stats;
+	size_t		len = strlen(name);
+
+	while ((p = strstr(p, name)) != NULL)
+	{
+		/* whole name at a line start, not a prefix of a longer one */
+		if ((p == stats || p[-1] == '\n') && p[len] == ' ')
+		{
+			const char *eol = strchr(p, '\n');
+			const char *f = strstr(p + len, field);
+
+			if (f != NULL && (eol == NULL || f < eol))
+			{
+				f += strlen(field);
+				while (*f == ' ' || *f == ':')
+					f++;
+				return strtoll(f, NULL, 10);
+			}
+			return 0;
+		}
+		p += len;
+	}
+	return 0;
+}
+
+void
+state_collect_metrics(StateStore *store, StateMetrics *m)
+{
+	const rocksdb_livefiles_t *files;
+	char	   *stats;
+
+	memset(m, 0, sizeof(*m));
+	if (store == NULL || store->db == NULL || store->secondary)
+		return;
+
+	m->estimated_keys = property_int(store->db, "rocksdb.estimate-num-keys");
+	m->live_sst_bytes = property_int(store->db, "rocksdb.live-sst-files-size");
+	m->memtable_bytes = property_int(store->db, "rocksdb.size-all-mem-tables");
+	m->table_readers_bytes = property_int(store->db, "rocksdb.estimate-table-readers-mem");
+	m->pending_compaction_bytes = property_int(store->db, "rocksdb.estimate-pending-compaction-bytes");
+	m->running_compactions = property_int(store->db, "rocksdb.num-running-compactions");
+	m->block_cache_capacity = (int64) rocksdb_cache_get_capacity(store->cache);
+	m->block_cache_usage = (int64) rocksdb_cache_get_usage(store->cache);
+	m->block_cache_pinned = (int64) rocksdb_cache_get_pinned_usage(store->cache);
+
+	/* per level: the live files' metadata (a few dozen entries) */
+	files = rocksdb_livefiles(store->db);
+	if (files != NULL)
+	{
+		int			n = rocksdb_livefiles_count(files);
+
+		for (int i = 0; i < n; i++)
+		{
+			int			level = rocksdb_livefiles_level(files, i);
+
+			if (level >= STATE_METRIC_LEVELS)
+				level = STATE_METRIC_LEVELS - 1;
+			if (level >= 0)
+				m->sst_bytes_per_level[level] += (int64) rocksdb_livefiles_size(files, i);
+		}
+		rocksdb_livefiles_destroy(files);
+	}
+
+	/* the C API gives statistics only as text */
+	stats = rocksdb_options_statistics_get_string(store->options);
+	if (stats != NULL)
+	{
+		m->block_cache_hits = statistic(stats, "rocksdb.block.cache.hit", "COUNT");
+		m->block_cache_misses = statistic(stats, "rocksdb.block.cache.miss", "COUNT");
+		m->stall_micros = statistic(stats, "rocksdb.stall.micros", "COUNT");
+		m->compactions = statistic(stats, "rocksdb.compaction.times.micros", "COUNT");
+		m->flushes = statistic(stats, "rocksdb.db.flush.micros", "COUNT");
+		rocksdb_free(stats);
+	}
+	m->collected_at = GetCurrentTimestamp();
 }
 
 

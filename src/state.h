@@ -26,6 +26,35 @@
 #define STATE_KEY_GROUPS 128
 
 typedef struct StateStore StateStore;
+typedef struct StateTuning StateTuning;	/* state_tuning.h */
+
+/* Levels of the LSM tree shown per level (RocksDB's default num_levels). */
+#define STATE_METRIC_LEVELS 7
+
+/*
+ * RocksDB's own numbers for a primary, for streamflink.state_metrics: the
+ * worker collects them (state_collect_metrics) and publishes them in its
+ * slot.  Counters are totals since the database was opened.
+ */
+typedef struct StateMetrics
+{
+	int64		collected_at;	/* TimestampTz; 0: never collected */
+	int64		estimated_keys; /* rocksdb.estimate-num-keys */
+	int64		live_sst_bytes; /* rocksdb.live-sst-files-size */
+	int64		sst_bytes_per_level[STATE_METRIC_LEVELS];
+	int64		memtable_bytes; /* rocksdb.size-all-mem-tables */
+	int64		table_readers_bytes;	/* index and filter blocks outside the cache */
+	int64		block_cache_capacity;
+	int64		block_cache_usage;
+	int64		block_cache_pinned;
+	int64		block_cache_hits;
+	int64		block_cache_misses;
+	int64		pending_compaction_bytes;
+	int64		running_compactions;
+	int64		compactions;	/* completed */
+	int64		flushes;		/* completed */
+	int64		stall_micros;	/* writes delayed or stopped */
+} StateMetrics;
 typedef struct StateIter StateIter;
 typedef struct StateBatch StateBatch;
 
@@ -37,6 +66,16 @@ extern uint16 state_key_group(const char *key, size_t len);
  * ereports ERROR with the RocksDB message on failure.
  */
 extern StateStore *state_open(const char *dir);
+
+/* The same with a pipeline's tuning (state_tuning_resolve). */
+extern StateStore *state_open_tuned(const char *dir, const StateTuning *tuning);
+
+/*
+ * Read RocksDB's properties and statistics of a primary into *m.  A few
+ * property reads, the list of live files and the statistics rendered as
+ * text (tens of microseconds): call it about once a second, not per event.
+ */
+extern void state_collect_metrics(StateStore *store, StateMetrics *m);
 
 /*
  * Open a read-only secondary instance of the database in 'dir', using

@@ -27,6 +27,7 @@
 #include "launcher.h"
 #include "producer.h"
 #include "slot.h"
+#include "state_tuning.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -61,6 +62,7 @@ _PG_init(void)
 {
 	decode_define_settings();
 	kstate_define_settings();
+	state_define_settings();
 	worker_define_settings();
 	producer_define_settings();
 	checkpoint_define_settings();

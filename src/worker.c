@@ -59,6 +59,7 @@
 #include "sink.h"
 #include "slot.h"
 #include "state.h"
+#include "state_tuning.h"
 #include "operator_factory.h"
 #include "poison.h"
 #include "run_as.h"
@@ -108,6 +109,7 @@ typedef struct Worker
 	int64		rows_total;
 	TimestampTz rate_since;
 	int64		rate_events;
+	TimestampTz metrics_at;		/* state metrics last published */
 } Worker;
 
 static volatile sig_atomic_t got_stop = false;
@@ -232,6 +234,18 @@ report_progress(Worker *w)
 			break;
 		}
 		lag += Max(0, high - Max(next, 0));
+	}
+
+	/* RocksDB's own numbers: once a second is plenty (see state.h) */
+	if (now - w->metrics_at >= USECS_PER_SEC)
+	{
+		StateMetrics m;
+
+		state_collect_metrics(w->store, &m);
+		SpinLockAcquire(&w->slot->mutex);
+		w->slot->state_metrics = m;
+		SpinLockRelease(&w->slot->mutex);
+		w->metrics_at = now;
 	}
 
 	SpinLockAcquire(&w->slot->mutex);
@@ -510,7 +524,19 @@ worker_startup(Worker *w)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
-	w->store = state_open(checkpoint_db_dir(w->dir));
+	/*
+	 * RocksDB tuning, checked again for the owner (and against the memory
+	 * budget as it is now, see state_tuning.h).
+	 */
+	{
+		StateTuning tuning;
+
+		StartTransactionCommand();
+		state_tuning_resolve(w->def->state_profile, w->def->state_options,
+							 superuser_arg(w->def->owner), true, w->def->name, &tuning);
+		CommitTransactionCommand();
+		w->store = state_open_tuned(checkpoint_db_dir(w->dir), &tuning);
+	}
 	w->state.store = w->store;
 
 	w->parts = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState) * w->nparts);
