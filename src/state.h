@@ -111,7 +111,8 @@ extern void state_iter_destroy_all(StateStore *store);
 /*
  * Write a consistent snapshot of the database to 'chk_dir' (which must not
  * exist yet; same filesystem as the database, so SST files are hard links).
- * Returns the total size in bytes of the files in the snapshot.
+ * Returns the size in bytes of the snapshot's files, RocksDB's OPTIONS files
+ * (settings, not state) left out.
  */
 extern uint64 state_checkpoint(StateStore *store, const char *chk_dir);
 
