@@ -20,11 +20,12 @@
  *	 main	 'C'   counter		 [counter id:1]						int64 (native order)	 keyed_state.c
  *	 timers  'T'   timer		 [time:8][state key less key group] (empty)					 timer_service.c
  *
- * Timers have a family of their own: they are written and deleted once per
- * event or window, in near time order, and among the operator state they
- * diluted the memtable and blocks that every event's point lookups search
- * (the CEP benchmark's worker used about 25% more CPU, most of it in
- * RocksDB's memtable skip list and Get, than with timers all in one place).
+ * Timers have a family of their own, as in Flink's RocksDB backend: they
+ * are written and deleted about once per event or window, in near time
+ * order, and among the operator state they would dilute the memtable and
+ * blocks that every event's point lookups search (with the key-group layout
+ * the CEP benchmark's profile showed more time in RocksDB's memtable skip
+ * list and Get than with all timers at the end of one key space).
  *
  * The key group is state_key_group() of the group key (2 bytes, below
  * STATE_KEY_GROUPS).  A timer belongs to the key group of the state it
