@@ -19,6 +19,11 @@
  *   any an ERROR left behind: RocksDB must not be closed with live
  *   iterators.
  *
+ * - A database has a handle per column family (state_family).  The main
+ *   family's, which state_open returns, owns the database; the others share
+ *   its RocksDB objects and are freed with it.  Iterators of every family
+ *   are tracked by the main handle.
+ *
  * - A StateBatch is palloc'd in the caller's context, but its write batch is
  *   malloc'd by RocksDB; callers should keep one batch and reuse it
  *   (state_batch_write clears it).
@@ -65,13 +70,22 @@
 #define STATE_BLOOM_BITS_PER_KEY	10.0
 
 /*
- * RocksDB preallocates each WAL file in blocks of 1.1 * write_buffer_size
- * (about 70 MB with the default 64 MB memtable), capped by
- * max_total_wal_size.  With a single column family max_total_wal_size never
- * forces a flush, so its only effect here is that cap: WAL disk usage grows
- * in 8 MB steps instead of one large block per database.
+ * The timers family's memtable.  Timers are small and most are deleted soon
+ * after they are written (a put and its tombstone), so a smaller memtable
+ * than the main family's is enough.
  */
-#define STATE_MAX_TOTAL_WAL_SIZE	(8 * 1024 * 1024)
+#define STATE_TIMERS_WRITE_BUFFER_SIZE	(8 * 1024 * 1024)
+
+/*
+ * With more than one column family, RocksDB flushes every family that still
+ * has data in the oldest WAL file once the WALs together exceed
+ * max_total_wal_size.  That must not cut the main family's memtable short
+ * (small flushes mean more compaction), so the cap is above what one full
+ * main memtable plus the timers' writes of the same time take in the WAL.
+ * It also caps the WAL files' preallocation blocks (1.1 * write_buffer_size,
+ * about 35 MB here).
+ */
+#define STATE_MAX_TOTAL_WAL_SIZE	(2 * STATE_WRITE_BUFFER_SIZE)
 
 /* Every open starts a new info LOG; keep only a couple of old ones. */
 #define STATE_KEEP_LOG_FILE_NUM		2
@@ -82,16 +96,32 @@
 
 #define STATE_COPY_BUFSIZE			(64 * 1024)
 
+/*
+ * One handle per column family.  The main family's handle (the one
+ * state_open returns, the "root") owns the database and everything below;
+ * the other families' handles share its pointers and own only their column
+ * family handle and their struct.
+ */
 struct StateStore
 {
 	rocksdb_t  *db;
+	rocksdb_column_family_handle_t *cf; /* this handle's family */
+	StateStore *root;			/* the main family's handle (self there) */
+	StateStore *families[STATE_NUM_FAMILIES];	/* root only */
 	rocksdb_options_t *options;
+	rocksdb_options_t *family_options[STATE_NUM_FAMILIES];	/* root only */
 	rocksdb_readoptions_t *ropts;
 	rocksdb_writeoptions_t *wopts;
 	rocksdb_cache_t *cache;
 	bool		secondary;
 	char	   *dir;			/* database directory, for messages */
-	dlist_head	iters;			/* live StateIters */
+	dlist_head	iters;			/* live StateIters (root only: all families') */
+};
+
+/* Column family names, by StateFamily. */
+static const char *const family_names[STATE_NUM_FAMILIES] = {
+	"default",					/* RocksDB's own name for the first family */
+	"timers",
 };
 
 struct StateIter
@@ -293,8 +323,54 @@ store_alloc(const char *dir, bool secondary)
 	store = MemoryContextAllocZero(TopMemoryContext, sizeof(StateStore));
 	store->dir = MemoryContextStrdup(TopMemoryContext, dir);
 	store->secondary = secondary;
+	store->root = store;
 	dlist_init(&store->iters);
 	return store;
+}
+
+/*
+ * Options per column family: the main family takes the database's options,
+ * the timers a copy with a smaller memtable (same table format, bloom
+ * filters and shared block cache).
+ */
+static void
+make_family_options(StateStore *store)
+{
+	store->family_options[STATE_FAMILY_MAIN] = store->options;
+	store->family_options[STATE_FAMILY_TIMERS] =
+		rocksdb_options_create_copy(store->options);
+	if (!store->secondary)
+		rocksdb_options_set_write_buffer_size(store->family_options[STATE_FAMILY_TIMERS],
+											  STATE_TIMERS_WRITE_BUFFER_SIZE);
+}
+
+/*
+ * After a successful open: the handle of every family (the root's own is
+ * the main family's).
+ */
+static void
+make_family_handles(StateStore *store, rocksdb_column_family_handle_t **cfs)
+{
+	for (int f = 0; f < STATE_NUM_FAMILIES; f++)
+	{
+		StateStore *fs;
+
+		if (f == STATE_FAMILY_MAIN)
+			fs = store;
+		else
+		{
+			fs = MemoryContextAllocZero(TopMemoryContext, sizeof(StateStore));
+			fs->db = store->db;
+			fs->root = store;
+			fs->ropts = store->ropts;
+			fs->wopts = store->wopts;
+			fs->secondary = store->secondary;
+			fs->dir = store->dir;
+			dlist_init(&fs->iters);
+		}
+		fs->cf = cfs[f];
+		store->families[f] = fs;
+	}
 }
 
 
@@ -333,6 +409,7 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	rocksdb_options_t *opts;
 	sigset_t	saved;
 	char	   *err = NULL;
+	rocksdb_column_family_handle_t *cfs[STATE_NUM_FAMILIES] = {0};
 
 	/* RocksDB creates the database directory, but not its parents. */
 	make_parent_dir(dir);
@@ -342,6 +419,9 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	rocksdb_options_set_create_if_missing(opts, 1);
 	apply_primary_tuning(opts, t);
 	rocksdb_options_set_max_total_wal_size(opts, STATE_MAX_TOTAL_WAL_SIZE);
+	/* a database created before a family was added gets it empty */
+	rocksdb_options_set_create_missing_column_families(opts, 1);
+	make_family_options(store);
 
 	store->ropts = rocksdb_readoptions_create();
 	store->wopts = rocksdb_writeoptions_create();
@@ -351,7 +431,10 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	rocksdb_writeoptions_disable_WAL(store->wopts, 0);
 
 	block_signals(&saved);
-	store->db = rocksdb_open(opts, dir, &err);
+	store->db = rocksdb_open_column_families(opts, dir, STATE_NUM_FAMILIES,
+											 family_names,
+											 (const rocksdb_options_t *const *) store->family_options,
+											 cfs, &err);
 	restore_signals(&saved);
 
 	if (err != NULL)
@@ -367,6 +450,7 @@ state_open_tuned(const char *dir, const StateTuning *t)
 				 rocks_errcode(msg) == ERRCODE_OBJECT_IN_USE ?
 				 errhint("Another process has the database open; only one process may open it for writing.") : 0));
 	}
+	make_family_handles(store, cfs);
 
 	return store;
 }
@@ -378,6 +462,7 @@ state_open_secondary(const char *dir, const char *secondary_dir)
 	rocksdb_options_t *opts;
 	sigset_t	saved;
 	char	   *err = NULL;
+	rocksdb_column_family_handle_t *cfs[STATE_NUM_FAMILIES] = {0};
 
 	/* The secondary keeps its own info LOG and MANIFEST copy here. */
 	make_dir_path(secondary_dir);
@@ -386,11 +471,16 @@ state_open_secondary(const char *dir, const char *secondary_dir)
 	opts = make_options(store, NULL, STATE_SECONDARY_CACHE_SIZE);
 	/* a secondary must keep every table file open (RocksDB requires it) */
 	rocksdb_options_set_max_open_files(opts, -1);
+	make_family_options(store);
 
 	store->ropts = rocksdb_readoptions_create();
 
 	block_signals(&saved);
-	store->db = rocksdb_open_as_secondary(opts, dir, secondary_dir, &err);
+	store->db = rocksdb_open_as_secondary_column_families(opts, dir, secondary_dir,
+														  STATE_NUM_FAMILIES,
+														  family_names,
+														  (const rocksdb_options_t *const *) store->family_options,
+														  cfs, &err);
 	restore_signals(&saved);
 
 	if (err != NULL)
@@ -409,6 +499,7 @@ state_open_secondary(const char *dir, const char *secondary_dir)
 				 strstr(msg, "No such file") != NULL ?
 				 errhint("The database is created when its pipeline first runs.") : 0));
 	}
+	make_family_handles(store, cfs);
 
 	return store;
 }
@@ -459,6 +550,21 @@ store_release(StateStore *store)
 		pfree(it);
 	}
 
+	/* family handles go before the database they belong to */
+	for (int f = 0; f < STATE_NUM_FAMILIES; f++)
+	{
+		StateStore *fs = store->families[f];
+
+		if (fs == NULL)
+			continue;
+		if (fs->cf != NULL)
+			rocksdb_column_family_handle_destroy(fs->cf);
+		if (fs != store)
+			pfree(fs);
+		store->families[f] = NULL;
+	}
+	store->cf = NULL;
+
 	if (store->db != NULL)
 	{
 		/* closing waits for and may finish background work: mask too */
@@ -471,6 +577,13 @@ store_release(StateStore *store)
 		rocksdb_readoptions_destroy(store->ropts);
 	if (store->wopts != NULL)
 		rocksdb_writeoptions_destroy(store->wopts);
+	for (int f = 0; f < STATE_NUM_FAMILIES; f++)
+	{
+		if (store->family_options[f] != NULL &&
+			store->family_options[f] != store->options)
+			rocksdb_options_destroy(store->family_options[f]);
+		store->family_options[f] = NULL;
+	}
 	if (store->options != NULL)
 		rocksdb_options_destroy(store->options);
 	if (store->cache != NULL)
@@ -494,7 +607,17 @@ state_close(StateStore *store)
 {
 	if (store == NULL)
 		return;
-	store_release(store);
+	Assert(store->root == store);
+	store_release(store->root);
+}
+
+StateStore *
+state_family(StateStore *store, StateFamily family)
+{
+	Assert(family >= 0 && family < STATE_NUM_FAMILIES);
+	if (unlikely(store == NULL || store->db == NULL))
+		elog(ERROR, "state database is not open");
+	return store->root->families[family];
 }
 
 
@@ -627,7 +750,7 @@ state_get(StateStore *store, const char *key, size_t klen, StringInfo out)
 		elog(ERROR, "state database is not open");
 
 	/* pinned: no malloc + copy inside RocksDB, the value is read in place */
-	ps = rocksdb_get_pinned(store->db, store->ropts, key, klen, &err);
+	ps = rocksdb_get_pinned_cf(store->db, store->ropts, store->cf, key, klen, &err);
 	if (err != NULL)
 	{
 		char		msg[STATE_ERRMSG_LEN];
@@ -663,7 +786,7 @@ state_put(StateStore *store, const char *key, size_t klen,
 	char	   *err = NULL;
 
 	check_writable(store);
-	rocksdb_put(store->db, store->wopts, key, klen, val, vlen, &err);
+	rocksdb_put_cf(store->db, store->wopts, store->cf, key, klen, val, vlen, &err);
 	if (err != NULL)
 	{
 		char		msg[STATE_ERRMSG_LEN];
@@ -682,7 +805,7 @@ state_delete(StateStore *store, const char *key, size_t klen)
 	char	   *err = NULL;
 
 	check_writable(store);
-	rocksdb_delete(store->db, store->wopts, key, klen, &err);
+	rocksdb_delete_cf(store->db, store->wopts, store->cf, key, klen, &err);
 	if (err != NULL)
 	{
 		char		msg[STATE_ERRMSG_LEN];
@@ -774,9 +897,12 @@ state_iter_create(StateStore *store,
 	if (unlikely(store == NULL || store->db == NULL))
 		elog(ERROR, "state database is not open");
 
-	/* owned by the store (see file header), so state_close can clean up */
+	/*
+	 * owned by the database's root handle (see file header), so state_close
+	 * can clean up
+	 */
 	it = MemoryContextAllocZero(TopMemoryContext, sizeof(StateIter));
-	it->store = store;
+	it->store = store->root;
 	if (lower != NULL && llen > 0)
 	{
 		it->lower = MemoryContextAlloc(TopMemoryContext, llen);
@@ -795,8 +921,8 @@ state_iter_create(StateStore *store,
 	if (it->upper != NULL)
 		rocksdb_readoptions_set_iterate_upper_bound(it->ropts,
 													it->upper, it->ulen);
-	it->iter = rocksdb_create_iterator(store->db, it->ropts);
-	dlist_push_tail(&store->iters, &it->node);
+	it->iter = rocksdb_create_iterator_cf(store->db, it->ropts, store->cf);
+	dlist_push_tail(&store->root->iters, &it->node);
 
 	return it;
 }
@@ -886,7 +1012,7 @@ state_iter_destroy_all(StateStore *store)
 
 	if (store == NULL)
 		return;
-	dlist_foreach_modify(miter, &store->iters)
+	dlist_foreach_modify(miter, &store->root->iters)
 	{
 		StateIter  *it = dlist_container(StateIter, node, miter.cur);
 
@@ -899,10 +1025,23 @@ state_iter_destroy_all(StateStore *store)
 /* ---------- checkpoints ---------- */
 
 /*
+ * Does a snapshot's file count in its size?  Not RocksDB's OPTIONS files: a
+ * record of the settings this module chose, the same in every snapshot of a
+ * version and some 4 kB longer with every column family, which RocksDB does
+ * not need to open the snapshot.  The pipeline's state is the rest (tables,
+ * MANIFEST, WAL).
+ */
+static bool
+counts_as_state(const char *name)
+{
+	return strncmp(name, "OPTIONS", 7) != 0;
+}
+
+/*
  * Sum the sizes of the regular files directly in 'dir' (a RocksDB database
- * or snapshot is a flat directory).  With only_unshared, count only files
- * with a single link, i.e. not shared with another snapshot or the live
- * database.
+ * or snapshot is a flat directory) that count as state.  With only_unshared,
+ * count only files with a single link, i.e. not shared with another snapshot
+ * or the live database.
  */
 static uint64
 dir_size(const char *dir, bool only_unshared)
@@ -917,7 +1056,8 @@ dir_size(const char *dir, bool only_unshared)
 	{
 		struct stat st;
 
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+			!counts_as_state(de->d_name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		if (lstat(path, &st) != 0)
@@ -1058,7 +1198,8 @@ state_checkpoint_incremental_bytes(const char *chk_dir, const char *prev_chk_dir
 		bool		shared = false;
 		int			i;
 
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+			!counts_as_state(de->d_name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", chk_dir, de->d_name);
 		if (lstat(path, &st) != 0)

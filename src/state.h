@@ -58,6 +58,21 @@ typedef struct StateMetrics
 typedef struct StateIter StateIter;
 typedef struct StateBatch StateBatch;
 
+/*
+ * Column families of a database.  Every family has keys of its own (laid
+ * out as in keyspace.h: each starts with its key group); RocksDB gives each
+ * its own memtable and SST files, so the timers' short-lived keys, written
+ * and deleted in time order, do not dilute the memtable and blocks that the
+ * per-event point lookups of operator state search.  Opening a database
+ * opens every family; checkpoints hold every family.
+ */
+typedef enum StateFamily
+{
+	STATE_FAMILY_MAIN = 0,		/* operator state, counters ("default") */
+	STATE_FAMILY_TIMERS,		/* timer_service.c's timers */
+	STATE_NUM_FAMILIES
+} StateFamily;
+
 /* Key group of a serialized key: hash(key) mod STATE_KEY_GROUPS. */
 extern uint16 state_key_group(const char *key, size_t len);
 
@@ -88,6 +103,14 @@ extern StateStore *state_open_secondary(const char *dir, const char *secondary_d
 extern void state_catch_up(StateStore *store);
 
 extern void state_close(StateStore *store);
+
+/*
+ * The handle of one family of an open database, for every operation below
+ * (the handle state_open returns is STATE_FAMILY_MAIN's).  It belongs to
+ * the database: it needs no close and is invalid after state_close.  Write
+ * batches write to the main family only.
+ */
+extern StateStore *state_family(StateStore *store, StateFamily family);
 
 /* Point operations.  state_get appends the value to 'out' (reset first). */
 extern bool state_get(StateStore *store, const char *key, size_t klen,
@@ -127,7 +150,8 @@ extern void state_iter_destroy_all(StateStore *store);
 /*
  * Write a consistent snapshot of the database to 'chk_dir' (which must not
  * exist yet; same filesystem as the database, so SST files are hard links).
- * Returns the total size in bytes of the files in the snapshot.
+ * Returns the size in bytes of the snapshot's files, RocksDB's OPTIONS files
+ * (settings, not state) left out.
  */
 extern uint64 state_checkpoint(StateStore *store, const char *chk_dir);
 

@@ -48,7 +48,8 @@ timers_create(StateStore *store)
 {
 	TimerService *ts = palloc0(sizeof(TimerService));
 
-	ts->store = store;
+	/* timers have a column family of their own: see keyspace.h */
+	ts->store = state_family(store, STATE_FAMILY_TIMERS);
 	ts->floor = PG_INT64_MIN;
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 		ts->next[kg] = PG_INT64_MIN;

@@ -9,7 +9,9 @@
 # other (each gets the whole machine).  A rate is events / seconds from
 # start until the pipeline's watermark passed the final event, i.e. until
 # every event went through the operator and every match / window was
-# emitted (end to end, checkpoints included).
+# emitted (end to end, checkpoints included).  Also each worker's CPU
+# seconds over that time (user + system from /proc/<pid>/stat, every thread
+# of the process, RocksDB's included), which a busy machine disturbs less.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -58,14 +60,21 @@ SELECT streamflink.create_window_pipeline('per_minute', 'txns', 'account', 'tumb
 	'count(*) AS n, sum(amount) AS total', 'per_minute_out', size => '1 minute');
 SQL
 
-run() {   # name -> prints events/s
-    local t0 t1
+tck=$(getconf CLK_TCK)
+cpu_of() {   # pid -> user + system CPU seconds of the process
+    awk -v tck="$tck" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / tck }' "/proc/$1/stat"
+}
+
+run() {   # name -> prints events/s; the worker's CPU seconds in $work/cpu_<name>
+    local t0 t1 pid
     t0=$(date +%s.%N)
     q -c "SELECT streamflink.start('$1')" >/dev/null
     while [ "$(q -c "SELECT coalesce(watermark >= '2030-01-01', false) FROM streamflink.pipelines WHERE name = '$1'")" != t ]; do
         sleep 0.2
     done
     t1=$(date +%s.%N)
+    pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = '$1'")
+    cpu_of "$pid" >"$work/cpu_$1"
     q -c "SELECT streamflink.stop('$1')" >/dev/null
     while [ "$(q -c "SELECT status FROM streamflink.pipelines WHERE name = '$1'")" != stopped ]; do
         sleep 0.2
@@ -79,4 +88,6 @@ matches=$(q -c "SELECT count(*) FROM fraud_alerts")
 windows=$(q -c "SELECT count(*) FROM per_minute_out")
 echo "fraud pattern (small{5,} large, 1 hour, $keys keys): $cep_rate events/s, $matches matches"
 echo "window pipeline (tumble 1 minute, count+sum):       $win_rate events/s, $windows windows"
+echo "fraud pattern worker CPU: $(cat "$work/cpu_fraud") s"
+echo "window pipeline worker CPU: $(cat "$work/cpu_per_minute") s"
 awk -v c="$cep_rate" -v w="$win_rate" 'BEGIN { printf "ratio pattern/window: %.2f\n", c / w }'
