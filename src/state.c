@@ -85,7 +85,7 @@
  * It also caps the WAL files' preallocation blocks (1.1 * write_buffer_size,
  * about 35 MB here).
  */
-#define STATE_MAX_TOTAL_WAL_SIZE	(2 * STATE_WRITE_BUFFER_SIZE)
+#define STATE_MAX_TOTAL_WAL_SIZE(t)	(2 * (uint64) (t)->write_buffer_size)
 
 /* Every open starts a new info LOG; keep only a couple of old ones. */
 #define STATE_KEEP_LOG_FILE_NUM		2
@@ -418,7 +418,7 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	opts = make_options(store, t, (size_t) t->block_cache_size);
 	rocksdb_options_set_create_if_missing(opts, 1);
 	apply_primary_tuning(opts, t);
-	rocksdb_options_set_max_total_wal_size(opts, STATE_MAX_TOTAL_WAL_SIZE);
+	rocksdb_options_set_max_total_wal_size(opts, STATE_MAX_TOTAL_WAL_SIZE(t));
 	/* a database created before a family was added gets it empty */
 	rocksdb_options_set_create_missing_column_families(opts, 1);
 	make_family_options(store);
