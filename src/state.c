@@ -634,6 +634,28 @@ property_int(rocksdb_t *db, const char *name)
 }
 
 /*
+ * A per-family property summed over every column family of the database
+ * (state and timers): -1 if RocksDB does not know it.
+ */
+static int64
+property_sum(StateStore *store, const char *name)
+{
+	uint64_t	sum = 0;
+
+	for (int f = 0; f < STATE_NUM_FAMILIES; f++)
+	{
+		uint64_t	v = 0;
+
+		if (store->families[f] == NULL)
+			continue;
+		if (rocksdb_property_int_cf(store->db, store->families[f]->cf, name, &v) != 0)
+			return -1;
+		sum += v;
+	}
+	return (int64) Min(sum, (uint64_t) PG_INT64_MAX);
+}
+
+/*
  * The value after "<name> " and "<field> : " in the text of RocksDB's
  * statistics ("rocksdb.block.cache.hit COUNT : 12" for a ticker,
  * "rocksdb.db.flush.micros P50 : ... COUNT : 3 SUM : ..." for a histogram),
@@ -677,11 +699,11 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 	if (store == NULL || store->db == NULL || store->secondary)
 		return;
 
-	m->estimated_keys = property_int(store->db, "rocksdb.estimate-num-keys");
-	m->live_sst_bytes = property_int(store->db, "rocksdb.live-sst-files-size");
-	m->memtable_bytes = property_int(store->db, "rocksdb.size-all-mem-tables");
-	m->table_readers_bytes = property_int(store->db, "rocksdb.estimate-table-readers-mem");
-	m->pending_compaction_bytes = property_int(store->db, "rocksdb.estimate-pending-compaction-bytes");
+	m->estimated_keys = property_sum(store, "rocksdb.estimate-num-keys");
+	m->live_sst_bytes = property_sum(store, "rocksdb.live-sst-files-size");
+	m->memtable_bytes = property_sum(store, "rocksdb.size-all-mem-tables");
+	m->table_readers_bytes = property_sum(store, "rocksdb.estimate-table-readers-mem");
+	m->pending_compaction_bytes = property_sum(store, "rocksdb.estimate-pending-compaction-bytes");
 	m->running_compactions = property_int(store->db, "rocksdb.num-running-compactions");
 	m->block_cache_capacity = (int64) rocksdb_cache_get_capacity(store->cache);
 	m->block_cache_usage = (int64) rocksdb_cache_get_usage(store->cache);
