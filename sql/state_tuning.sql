@@ -98,8 +98,13 @@ SELECT name, state_profile, state_options FROM streamflink.pipeline ORDER BY nam
 -- A tenant cannot change the tuning afterwards (only the desired state).
 UPDATE streamflink.pipeline SET state_options = 'max_open_files=-1' WHERE name = 'sta';
 
--- Running: RocksDB's numbers in streamflink.state_metrics.
+-- Running: RocksDB's numbers in streamflink.state_metrics, with RocksDB's
+-- statistics on (off by default: they cost CPU; the four columns from them
+-- are NULL then).
 RESET ROLE;
+ALTER SYSTEM SET streamflink.state_statistics = on;
+SELECT pg_reload_conf();
+SELECT wait_until($$SELECT current_setting('streamflink.state_statistics') = 'on'$$);
 SELECT streamflink.produce(regress_brokers(), 'regress_st',
 	(SELECT array_agg(format('{"k": %s, "v": %s, "ts": "2024-01-01 00:%s:00+00"}', i % 500, i, lpad((i / 500)::text, 2, '0')))
 	 FROM generate_series(0, 2999) i), 0);
@@ -133,3 +138,6 @@ DROP SCHEMA st_a;
 DROP SCHEMA st_b;
 DROP ROLE regress_st_a;
 DROP ROLE regress_st_b;
+RESET ROLE;
+ALTER SYSTEM RESET streamflink.state_statistics;
+SELECT pg_reload_conf();

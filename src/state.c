@@ -309,10 +309,13 @@ apply_primary_tuning(rocksdb_options_t *opts, const StateTuning *t)
 
 	/*
 	 * Statistics for streamflink.state_metrics (cache hits, stalls,
-	 * compactions, flushes): RocksDB's default level, without the detailed
-	 * timers; read at most once a second by state_collect_metrics.
+	 * compactions, flushes), only if streamflink.state_statistics asks for
+	 * them: they cost CPU on every read and write.  RocksDB's default level,
+	 * without the detailed timers; read at most once a second by
+	 * state_collect_metrics.
 	 */
-	rocksdb_options_enable_statistics(opts);
+	if (state_statistics)
+		rocksdb_options_enable_statistics(opts);
 }
 
 static StateStore *
@@ -727,7 +730,9 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 		rocksdb_livefiles_destroy(files);
 	}
 
-	/* the C API gives statistics only as text */
+	/* the C API gives statistics only as text; NULL (shown as NULL) if off */
+	m->block_cache_hits = m->block_cache_misses = m->stall_micros = -1;
+	m->compactions = m->flushes = -1;
 	stats = rocksdb_options_statistics_get_string(store->options);
 	if (stats != NULL)
 	{

@@ -109,6 +109,14 @@ fail(TuningError *e, int sqlstate, char *msg, char *hint)
 
 static bool state_options_check_hook(char **newval, void **extra, GucSource source);
 
+/*
+ * streamflink.state_statistics.  Off by default: RocksDB's statistics cost
+ * 12-16% of a worker's CPU with 100k keys (test/bench/cep_bench.sh, worker
+ * CPU seconds with and without), which a pipeline should not pay for four
+ * columns of streamflink.state_metrics.
+ */
+bool		state_statistics = false;
+
 void
 state_define_settings(void)
 {
@@ -127,6 +135,12 @@ state_define_settings(void)
 							"Each worker gets this divided by streamflink.max_workers; taken at a worker's start.",
 							&state_memory_mb, 1024, 16, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomBoolVariable("streamflink.state_statistics",
+							 "Collect RocksDB statistics for streamflink.state_metrics.",
+							 "Block cache hits and misses, stall time, compaction and flush counts; "
+							 "they cost a worker about 12-16% CPU with many keys.  Taken at a worker's start.",
+							 &state_statistics, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
 int64

@@ -59,6 +59,9 @@ struct StateTuning
 /* streamflink.state_profile, state_options, state_memory. */
 extern void state_define_settings(void);
 
+/* streamflink.state_statistics: RocksDB statistics on (state.c) */
+extern bool state_statistics;
+
 /*
  * The worker's share of streamflink.state_memory, in bytes: the budget
  * divided by streamflink.max_workers.
