@@ -401,3 +401,365 @@ SELECT p.name AS pipeline,
 FROM streamflink._state_metrics() m
 JOIN streamflink.pipeline p ON p.id = m.pipeline_id;
 GRANT SELECT ON streamflink.state_metrics TO streamflink_user;
+
+/* ====================================================================
+ * Savepoints (src/savepoint.c; README "Savepoints").
+ *
+ * A savepoint is a checkpoint taken on request, written by the worker in
+ * the checkpoint's own epoch transaction (so it exists exactly when the
+ * checkpoint completed), kept until dropped, with its positions and what
+ * its state means (_state_meaning), which start(from_savepoint) compares
+ * with the pipeline it restores into.  Files: the pipeline's state
+ * directory, savepoints/<name>/<first>-<last key group>.
+ * ==================================================================== */
+
+CREATE TABLE streamflink.savepoint (
+	id			serial PRIMARY KEY,
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	name		text NOT NULL CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_]{0,47}$'),
+	checkpoint_id bigint NOT NULL,	/* the checkpoint it was taken as */
+	created		timestamptz NOT NULL DEFAULT now(),
+	size_bytes	bigint NOT NULL,	/* of the state snapshot */
+	watermark	timestamptz,
+	state_format int NOT NULL,
+	parallelism int NOT NULL,		/* workers whose snapshots it holds */
+	key_groups	int NOT NULL,		/* key groups of the state (max parallelism) */
+	meaning		jsonb NOT NULL,		/* streamflink._state_meaning() when taken */
+	fingerprint text NOT NULL,		/* md5 of meaning */
+	UNIQUE (pipeline_id, name)
+);
+
+CREATE TABLE streamflink.savepoint_offset (
+	pipeline_id int NOT NULL,
+	savepoint_id int NOT NULL REFERENCES streamflink.savepoint (id) ON DELETE CASCADE,
+	topic		text NOT NULL,
+	partition	int NOT NULL,
+	next_offset bigint NOT NULL,
+	max_event_time timestamptz,
+	PRIMARY KEY (savepoint_id, partition)
+);
+
+/* Set by start(from_savepoint), cleared by the worker once restored. */
+ALTER TABLE streamflink.pipeline ADD COLUMN restore_savepoint int;
+
+CREATE FUNCTION streamflink._state_format()
+RETURNS int
+AS 'MODULE_PATHNAME', 'streamflink_state_format'
+LANGUAGE C IMMUTABLE;
+
+CREATE FUNCTION streamflink._take_savepoint(pipeline_id int, name text, pause bool)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_take_savepoint'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION streamflink._savepoint_removed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'streamflink_savepoint_removed'
+LANGUAGE C;
+
+/*
+ * What a pipeline's state means: the fields a savepoint must agree on to
+ * be restored.  Durations in seconds and types spelled with a fixed
+ * search_path, so that the worker and any session compute the same.  Not
+ * here, so free to change: allowed lateness, checkpoint interval, state
+ * options, the source's brokers, options, out-of-orderness and idle
+ * timeout, measures and the bounds of partial matches, the sink table.
+ */
+CREATE FUNCTION streamflink._state_meaning(pipeline_id int)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_strip_nulls(jsonb_build_object(
+		'kind', p.kind,
+		'topic', s.topic,
+		'key columns', (SELECT jsonb_agg(k.name || ' ' || coalesce(format_type(c.atttype, c.atttypmod), '?')
+										 ORDER BY k.ord)
+						  FROM unnest(p.key_columns) WITH ORDINALITY k(name, ord)
+						  LEFT JOIN streamflink._columns(s.row_type) c ON c.attname = k.name),
+		'window', p.window_kind,
+		'window size', extract(epoch FROM p.window_size)::float8,
+		'window slide', extract(epoch FROM p.window_slide)::float8,
+		'session gap', extract(epoch FROM p.session_gap)::float8,
+		'aggregates', p.aggregates,
+		'pattern', p.pattern,
+		'define', p.define,
+		'skip', p.skip,
+		'within', extract(epoch FROM p.within)::float8,
+		/* a pattern's state buffers whole events */
+		'event columns', CASE WHEN p.kind = 'pattern' THEN
+			(SELECT jsonb_agg(c.attname || ' ' || format_type(c.atttype, c.atttypmod) ORDER BY c.attnum)
+			   FROM streamflink._columns(s.row_type) c) END))
+	FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id
+	WHERE p.id = pipeline_id
+$$;
+
+/* Refuse a savepoint whose state does not fit the pipeline, naming what differs. */
+CREATE FUNCTION streamflink._check_savepoint_fits(pipeline_id int, savepoint_id int)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sp streamflink.savepoint;
+	from_name text;
+	to_name text;
+	cur jsonb := streamflink._state_meaning(pipeline_id);
+	fields text[];
+	detail text;
+BEGIN
+	SELECT * INTO sp FROM streamflink.savepoint s WHERE s.id = savepoint_id;
+	IF NOT FOUND OR cur IS NULL THEN
+		RAISE EXCEPTION 'savepoint % does not exist', savepoint_id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT name INTO from_name FROM streamflink.pipeline WHERE id = sp.pipeline_id;
+	SELECT name INTO to_name FROM streamflink.pipeline WHERE id = pipeline_id;
+	IF sp.state_format <> streamflink._state_format() THEN
+		RAISE EXCEPTION 'savepoint "%" of pipeline "%" holds state format %, this release reads format %',
+			sp.name, from_name, sp.state_format, streamflink._state_format()
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Restore it with the release that took it.';
+	END IF;
+	SELECT array_agg(k ORDER BY k), string_agg(pg_catalog.format('%s: savepoint %s, pipeline %s', k,
+						coalesce(sp.meaning -> k, '"none"'), coalesce(cur -> k, '"none"')), '; ' ORDER BY k)
+	  INTO fields, detail
+	  FROM (SELECT jsonb_object_keys(sp.meaning) UNION SELECT jsonb_object_keys(cur)) AS keys(k)
+	 WHERE (sp.meaning -> k) IS DISTINCT FROM (cur -> k);
+	IF fields IS NOT NULL THEN
+		RAISE EXCEPTION 'savepoint "%" of pipeline "%" does not fit pipeline "%" (different %)',
+			sp.name, from_name, to_name, array_to_string(fields, ', ')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = detail || '.',
+				  HINT = 'A savepoint restores into a pipeline with the same kind, topic, key columns and types, window, aggregates, pattern, define, skip and within; allowed lateness, checkpoint interval, state options, measures and the source''s other settings may differ.';
+	END IF;
+END
+$$;
+
+/* A savepoint named by start(from_savepoint): 'name' (the pipeline's) or 'pipeline.name'. */
+CREATE FUNCTION streamflink._savepoint_for_start(p streamflink.pipeline, ref text)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	from_pipeline text := CASE WHEN strpos(ref, '.') > 0 THEN split_part(ref, '.', 1) ELSE p.name END;
+	sp_name text := CASE WHEN strpos(ref, '.') > 0 THEN substr(ref, strpos(ref, '.') + 1) ELSE ref END;
+	o streamflink.pipeline;
+	sp_id int;
+BEGIN
+	SELECT * INTO o FROM streamflink.pipeline WHERE name = from_pipeline;
+	IF FOUND THEN
+		SELECT s.id INTO sp_id FROM streamflink.savepoint s
+		 WHERE s.pipeline_id = o.id AND s.name = sp_name;
+	END IF;
+	IF sp_id IS NULL THEN
+		RAISE EXCEPTION 'savepoint "%" does not exist', ref
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See streamflink.savepoints; name another pipeline''s savepoint as ''pipeline.savepoint''.';
+	END IF;
+	PERFORM streamflink._check_owner('pipeline', o.name, o.owner);
+	IF NOT pg_has_role(p.owner, o.owner, 'USAGE') THEN
+		RAISE EXCEPTION 'pipeline "%" may not start from savepoint "%" of pipeline "%"', p.name, sp_name, o.name
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = pg_catalog.format('Its state belongs to role %s; the pipeline runs as %s.', o.owner, p.owner);
+	END IF;
+	PERFORM streamflink._check_savepoint_fits(p.id, sp_id);
+	RETURN sp_id;
+END
+$$;
+
+CREATE FUNCTION streamflink._check_savepoint_name(p streamflink.pipeline, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM streamflink._check_new_name('savepoint', name,
+		EXISTS (SELECT 1 FROM streamflink.savepoint s WHERE s.pipeline_id = p.id AND s.name = $2));
+	IF p.state <> 'running' THEN
+		RAISE EXCEPTION 'pipeline "%" is not running', p.name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'A savepoint is taken by the running pipeline: start it first.';
+	END IF;
+END
+$$;
+
+/* A savepoint of a running pipeline; returns once it is complete. */
+CREATE FUNCTION streamflink.savepoint(pipeline text, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
+	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
+	/* One request per pipeline at a time; the worker's row lock is compatible. */
+	SELECT * INTO p FROM streamflink.pipeline WHERE id = p.id FOR NO KEY UPDATE;
+	PERFORM streamflink._check_savepoint_name(p, name);
+	PERFORM streamflink._take_savepoint(p.id, name, false);
+END
+$$;
+
+CREATE FUNCTION streamflink.drop_savepoint(pipeline text, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+	sp_id int;
+	waiting text;
+BEGIN
+	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
+	SELECT s.id INTO sp_id FROM streamflink.savepoint s WHERE s.pipeline_id = p.id AND s.name = $2;
+	IF sp_id IS NULL THEN
+		RAISE EXCEPTION 'savepoint "%" of pipeline "%" does not exist', name, p.name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See streamflink.savepoints.';
+	END IF;
+	SELECT o.name INTO waiting FROM streamflink.pipeline o WHERE o.restore_savepoint = sp_id LIMIT 1;
+	IF waiting IS NOT NULL THEN
+		RAISE EXCEPTION 'savepoint "%" of pipeline "%" is being restored by pipeline "%"', name, p.name, waiting
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Drop it once that pipeline runs (or stop it and start it without from_savepoint).';
+	END IF;
+	/* Its files go at commit: the trigger below. */
+	DELETE FROM streamflink.savepoint WHERE id = sp_id;
+END
+$$;
+
+/* start(pipeline, from_savepoint): the savepoint block, before the start. */
+CREATE FUNCTION streamflink._start_from_savepoint(p streamflink.pipeline, from_savepoint text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sp_id int;
+BEGIN
+	IF from_savepoint IS NOT NULL THEN
+		IF p.state = 'running' THEN
+			RAISE EXCEPTION 'pipeline "%" is running', p.name
+				USING ERRCODE = 'object_in_use',
+					  HINT = 'Stop it first; streamflink.stop(pipeline, savepoint => name) takes a savepoint as it stops.';
+		END IF;
+		sp_id := streamflink._savepoint_for_start(p, from_savepoint);
+	END IF;
+	/* A plain start resumes from the last checkpoint, whatever an earlier start asked. */
+	IF p.state = 'stopped' AND p.restore_savepoint IS DISTINCT FROM sp_id THEN
+		UPDATE streamflink.pipeline SET restore_savepoint = sp_id WHERE id = p.id;
+	END IF;
+END
+$$;
+
+DROP FUNCTION streamflink.start(text);
+CREATE FUNCTION streamflink.start(pipeline text, from_savepoint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
+	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
+	PERFORM streamflink._start_from_savepoint(p, from_savepoint);
+	IF p.state = 'running' THEN
+		RAISE NOTICE 'pipeline "%" is already running', p.name;
+		RETURN;
+	END IF;
+	/* Checks, quotas and the worker's start at commit: the catalog's triggers. */
+	UPDATE streamflink.pipeline SET state = 'running' WHERE id = p.id;
+END
+$$;
+
+/* stop(pipeline, savepoint): the savepoint is the last checkpoint, nothing after it. */
+CREATE FUNCTION streamflink._stop_with_savepoint(p streamflink.pipeline, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	SELECT * INTO p FROM streamflink.pipeline WHERE id = p.id FOR NO KEY UPDATE;
+	PERFORM streamflink._check_savepoint_name(p, name);
+	/*
+	 * The stop first (it gives the transaction its id): the worker takes
+	 * the savepoint, then waits for this transaction, and its commit
+	 * sends the stop; a rollback lets it go on.
+	 */
+	UPDATE streamflink.pipeline SET state = 'stopped' WHERE id = p.id;
+	PERFORM streamflink._take_savepoint(p.id, name, true);
+END
+$$;
+
+DROP FUNCTION streamflink.stop(text);
+CREATE FUNCTION streamflink.stop(pipeline text, savepoint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
+	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
+	IF savepoint IS NOT NULL THEN
+		PERFORM streamflink._stop_with_savepoint(p, savepoint);
+		RETURN;
+	END IF;
+	IF p.state = 'stopped' THEN
+		RAISE NOTICE 'pipeline "%" is not running', p.name;
+		RETURN;
+	END IF;
+	/* The worker is asked to stop at commit by the catalog's trigger. */
+	UPDATE streamflink.pipeline SET state = 'stopped' WHERE id = p.id;
+END
+$$;
+
+CREATE VIEW streamflink.savepoints WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, sp.name, sp.checkpoint_id AS checkpoint, sp.created, sp.size_bytes,
+	   (SELECT jsonb_object_agg(o.partition::text, o.next_offset)
+		  FROM streamflink.savepoint_offset o WHERE o.savepoint_id = sp.id) AS offsets,
+	   sp.watermark, sp.parallelism, sp.key_groups, sp.state_format,
+	   sp.fingerprint AS definition_fingerprint, sp.meaning AS definition
+FROM streamflink.savepoint sp
+JOIN streamflink.pipeline p ON p.id = sp.pipeline_id;
+
+CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.savepoint
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+CREATE TRIGGER worker_only BEFORE INSERT ON streamflink.savepoint_offset
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+CREATE TRIGGER remove_files AFTER DELETE ON streamflink.savepoint
+	FOR EACH ROW EXECUTE FUNCTION streamflink._savepoint_removed();
+
+ALTER TABLE streamflink.savepoint ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.savepoint_offset ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON streamflink.savepoint
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE POLICY owner_rows ON streamflink.savepoint_offset
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+
+REVOKE ALL ON FUNCTION streamflink._state_format(), streamflink._take_savepoint(int, text, bool),
+	streamflink._savepoint_removed(), streamflink._state_meaning(int),
+	streamflink._check_savepoint_fits(int, int),
+	streamflink._savepoint_for_start(streamflink.pipeline, text),
+	streamflink._check_savepoint_name(streamflink.pipeline, text),
+	streamflink.savepoint(text, text), streamflink.drop_savepoint(text, text),
+	streamflink._start_from_savepoint(streamflink.pipeline, text),
+	streamflink.start(text, text), streamflink._stop_with_savepoint(streamflink.pipeline, text),
+	streamflink.stop(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._state_format(), streamflink._take_savepoint(int, text, bool),
+	streamflink._state_meaning(int), streamflink._check_savepoint_fits(int, int),
+	streamflink._savepoint_for_start(streamflink.pipeline, text),
+	streamflink._check_savepoint_name(streamflink.pipeline, text),
+	streamflink.savepoint(text, text), streamflink.drop_savepoint(text, text),
+	streamflink._start_from_savepoint(streamflink.pipeline, text),
+	streamflink.start(text, text), streamflink._stop_with_savepoint(streamflink.pipeline, text),
+	streamflink.stop(text, text) TO streamflink_user;
+GRANT SELECT ON streamflink.savepoint, streamflink.savepoint_offset, streamflink.savepoints
+	TO streamflink_user;
+GRANT USAGE ON SEQUENCE streamflink.savepoint_id_seq TO streamflink_user;
+GRANT DELETE ON streamflink.savepoint TO streamflink_user;
+GRANT UPDATE (restore_savepoint) ON streamflink.pipeline TO streamflink_user;

@@ -235,6 +235,22 @@ slot_request_stop(Oid dboid, int32 pipeline_id)
 	LWLockRelease(slots->lock);
 }
 
+WorkerSlot *
+slot_find(Oid dboid, int32 pipeline_id, pid_t *pid)
+{
+	WorkerSlot *s;
+
+	*pid = 0;
+	if (slots == NULL)
+		return NULL;
+	LWLockAcquire(slots->lock, LW_SHARED);
+	s = pipeline_slot(dboid, pipeline_id);
+	if (s != NULL)
+		*pid = s->pid;
+	LWLockRelease(slots->lock);
+	return s;
+}
+
 /* The pid of the worker holding the pipeline's slot, 0 if none. */
 static pid_t
 slot_holder(Oid dboid, int32 pipeline_id)

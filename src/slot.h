@@ -66,6 +66,14 @@ typedef struct WorkerSlot
 	int64		state_keys;		/* open windows held in state */
 	int64		partial_matches_dropped;	/* CEP: discarded over the bound */
 	StateMetrics state_metrics; /* RocksDB's numbers, streamflink.state_metrics */
+
+	/* Savepoint requests (savepoint.c): one at a time, under 'mutex'. */
+	uint64		savepoint_seq;	/* requests made by backends */
+	uint64		savepoint_done_seq; /* requests answered by the worker */
+	char		savepoint_name[64];
+	bool		savepoint_pause;	/* a stop with savepoint */
+	TransactionId savepoint_stop_xid;	/* ... and its transaction */
+	int64		savepoint_checkpoint;	/* checkpoint of the last answer */
 } WorkerSlot;
 
 /* streamflink.max_workers (only when preloaded: a server-start setting). */
@@ -96,6 +104,13 @@ extern const char *slot_status_name(SlotStatus status);
 
 /* Ask the pipeline's worker, if any, to stop (its flag, then SIGTERM). */
 extern void slot_request_stop(Oid dboid, int32 pipeline_id);
+
+/*
+ * The slot of a pipeline's worker and its pid, NULL if none.  The pointer
+ * stays valid (slots live for the server's life) but may be claimed by
+ * another pipeline later: compare dboid, pipeline_id and pid again.
+ */
+extern WorkerSlot *slot_find(Oid dboid, int32 pipeline_id, pid_t *pid);
 
 /* Does a live worker run this pipeline?  Is this process its worker? */
 extern bool slot_pipeline_has_worker(Oid dboid, int32 pipeline_id);

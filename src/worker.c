@@ -63,6 +63,7 @@
 #include "operator_factory.h"
 #include "poison.h"
 #include "run_as.h"
+#include "savepoint.h"
 #include "watermark.h"
 #include "worker.h"
 
@@ -92,6 +93,7 @@ typedef struct Worker
 	Operator   *op;
 	CheckpointCoordinator *coord;
 	StateParticipant state;		/* the operator state, as a participant */
+	SavepointParticipant savepoint; /* savepoints, as a participant */
 	bool		recovering;		/* in checkpoint_recover (see the error path) */
 	int			nparts;
 	PartitionState *parts;
@@ -464,6 +466,8 @@ worker_startup(Worker *w)
 		checkpoint_register(w->coord, &p);
 		p = checkpoint_sink_participant(w->sink);
 		checkpoint_register(w->coord, &p);
+		p = savepoint_participant(&w->savepoint, w->dir, w->def, w->slot);
+		checkpoint_register(w->coord, &p);
 		p = checkpoint_epoch_participant(w->dboid, w->def);
 		checkpoint_register(w->coord, &p);
 		MemoryContextSwitchTo(old);
@@ -477,6 +481,7 @@ worker_startup(Worker *w)
 	 * the state of the last completed checkpoint.
 	 */
 	w->recovering = true;
+	savepoint_prepare_restore(w->dboid, w->def, w->dir);
 	w->checkpoint_id = checkpoint_recover(w->coord);
 	w->recovering = false;
 
@@ -630,6 +635,19 @@ worker_loop(Worker *w)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* A savepoint is a checkpoint now, events or not (savepoint.h). */
+		if (savepoint_requested(&w->savepoint, w->slot))
+		{
+			take_checkpoint(w);
+			savepoint_taken(&w->savepoint, w->slot, w->checkpoint_id);
+		}
+		if (savepoint_paused(&w->savepoint))
+		{
+			/* after a stop's savepoint: nothing more until the stop */
+			worker_sleep(20);
+			continue;
 		}
 
 		/*

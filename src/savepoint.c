@@ -1,0 +1,564 @@
+/*-------------------------------------------------------------------------
+ *
+ * savepoint.c
+ *	  Savepoints: taken by the checkpoint coordinator on request, kept until
+ *	  dropped, restored by making one the last completed checkpoint (see
+ *	  savepoint.h).
+ *
+ * What a savepoint's state means (key columns and types, window, aggregates,
+ * pattern...) and whether it fits a pipeline are decided in SQL
+ * (streamflink._state_meaning, streamflink._check_savepoint_fits), so that
+ * start() refuses a savepoint before anything runs and the worker checks
+ * the same again before it restores.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/file_perm.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/procarray.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "savepoint.h"
+
+PG_FUNCTION_INFO_V1(streamflink_take_savepoint);
+PG_FUNCTION_INFO_V1(streamflink_state_format);
+PG_FUNCTION_INFO_V1(streamflink_savepoint_removed);
+
+/* The key-group range one snapshot covers (one worker: all of them). */
+#define SAVEPOINT_RANGE_DIR psprintf("%d-%d", 0, STATE_KEY_GROUPS - 1)
+
+/* Names are checked by the catalog too; never build a path from another. */
+static void
+check_name(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > SAVEPOINT_NAME_LEN ||
+		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != len ||
+		(name[0] >= '0' && name[0] <= '9'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid savepoint name: \"%s\"", name),
+				 errhint("Use a letter or underscore followed by up to 47 letters, digits or underscores.")));
+}
+
+char *
+savepoint_dir(Oid dboid, int32 pipeline_id, const char *name)
+{
+	check_name(name);
+	return psprintf("%s/savepoints/%s", state_pipeline_dir(dboid, pipeline_id), name);
+}
+
+/* --- the participant (in the worker) ------------------------------------- */
+
+static void
+sp_prepare(void *arg, Checkpoint *chk)
+{
+	SavepointParticipant *sp = (SavepointParticipant *) arg;
+	char	   *top;
+	char	   *snap;
+	Oid			types[6] = {INT4OID, TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[6];
+	char		nulls[6];
+	int32		savepoint_id;
+	bool		isnull;
+	SPIPlanPtr	plan;
+	Oid			otypes[6] = {INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, TIMESTAMPTZOID};
+
+	if (sp->pending[0] == '\0')
+		return;
+
+	/*
+	 * The files first: the checkpoint's snapshot, hard-linked.  A directory
+	 * of that name without a row is what a crash before the decision left
+	 * (the requesting backend found the name free).
+	 */
+	top = savepoint_dir(MyDatabaseId, sp->def->id, sp->pending);
+	strlcpy(sp->link_dir, top, sizeof(sp->link_dir));
+	state_remove_dir(top);
+	if (pg_mkdir_p(top, pg_dir_create_mode) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", top)));
+	snap = checkpoint_snapshot_dir(sp->dir, chk->id);
+	state_restore(psprintf("%s/%s", top, SAVEPOINT_RANGE_DIR), snap);
+
+	/* The row and the positions, in the epoch transaction. */
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int32GetDatum(sp->def->id);
+	args[1] = CStringGetTextDatum(sp->pending);
+	args[2] = Int64GetDatum(chk->id);
+	args[3] = Int64GetDatum((int64) chk->stats.state_bytes);
+	args[4] = TimestampTzGetDatum(chk->watermark);
+	if (chk->watermark == DT_NOBEGIN)
+		nulls[4] = 'n';
+	args[5] = Int32GetDatum(STATE_FORMAT_VERSION);
+	if (SPI_execute_with_args("INSERT INTO streamflink.savepoint"
+							  " (pipeline_id, name, checkpoint_id, size_bytes, watermark,"
+							  "  state_format, parallelism, key_groups, meaning, fingerprint)"
+							  " SELECT $1, $2, $3, $4, $5, $6, 1, " CppAsString2(STATE_KEY_GROUPS) ","
+							  "  m, md5(m::text)"
+							  "  FROM streamflink._state_meaning($1) m"
+							  " RETURNING id",
+							  6, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not record savepoint \"%s\"", sp->pending);
+	savepoint_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull));
+
+	plan = SPI_prepare("INSERT INTO streamflink.savepoint_offset"
+					   " (pipeline_id, savepoint_id, topic, partition, next_offset, max_event_time)"
+					   " VALUES ($1, $2, $3, $4, $5, $6)", 6, otypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare savepoint_offset insert");
+	for (int p = 0; p < chk->nparts; p++)
+	{
+		PartitionPosition *pos = &chk->positions[p];
+		Datum		oargs[6];
+		char		onulls[6];
+
+		if (pos->next_offset < 0)
+			continue;
+		memset(onulls, ' ', sizeof(onulls));
+		oargs[0] = Int32GetDatum(sp->def->id);
+		oargs[1] = Int32GetDatum(savepoint_id);
+		oargs[2] = CStringGetTextDatum(sp->def->source.topic);
+		oargs[3] = Int32GetDatum(p);
+		oargs[4] = Int64GetDatum(pos->next_offset);
+		oargs[5] = TimestampTzGetDatum(pos->max_event_time);
+		if (pos->max_event_time == DT_NOBEGIN)
+			onulls[5] = 'n';
+		if (SPI_execute_plan(plan, oargs, onulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record savepoint offsets");
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+static void
+sp_commit(void *arg, Checkpoint *chk)
+{
+	SavepointParticipant *sp = (SavepointParticipant *) arg;
+
+	sp->link_dir[0] = '\0';
+}
+
+/* Error cleanup: remove the files of a savepoint that will not exist. */
+static void
+sp_abort(void *arg, Checkpoint *chk)
+{
+	SavepointParticipant *sp = (SavepointParticipant *) arg;
+
+	if (sp->link_dir[0] != '\0')
+		(void) rmtree(sp->link_dir, true);
+	sp->link_dir[0] = '\0';
+}
+
+CheckpointParticipant
+savepoint_participant(SavepointParticipant *sp, const char *dir, PipelineDef *def,
+					  WorkerSlot *slot)
+{
+	CheckpointParticipant p = {
+		.name = "savepoint",
+		.arg = sp,
+		.prepare = sp_prepare,
+		.commit = sp_commit,
+		.abort = sp_abort
+	};
+
+	memset(sp, 0, sizeof(*sp));
+	sp->dir = dir;
+	sp->def = def;
+
+	/* Requests made to a worker before us were answered by its exit. */
+	SpinLockAcquire(&slot->mutex);
+	slot->savepoint_done_seq = slot->savepoint_seq;
+	slot->savepoint_checkpoint = 0;
+	sp->handled = slot->savepoint_seq;
+	SpinLockRelease(&slot->mutex);
+	return p;
+}
+
+bool
+savepoint_requested(SavepointParticipant *sp, WorkerSlot *slot)
+{
+	bool		requested = false;
+
+	SpinLockAcquire(&slot->mutex);
+	if (slot->savepoint_seq != sp->handled)
+	{
+		sp->handled = slot->savepoint_seq;
+		strlcpy(sp->pending, slot->savepoint_name, sizeof(sp->pending));
+		sp->pause = slot->savepoint_pause;
+		sp->stop_xid = slot->savepoint_stop_xid;
+		requested = true;
+	}
+	SpinLockRelease(&slot->mutex);
+	return requested;
+}
+
+void
+savepoint_taken(SavepointParticipant *sp, WorkerSlot *slot, int64 checkpoint_id)
+{
+	ereport(LOG,
+			(errmsg("streamflink pipeline \"%s\": savepoint \"%s\" is checkpoint " INT64_FORMAT,
+					sp->def->name, sp->pending, checkpoint_id)));
+	sp->pending[0] = '\0';
+	sp->paused = sp->pause;
+	SpinLockAcquire(&slot->mutex);
+	slot->savepoint_checkpoint = checkpoint_id;
+	slot->savepoint_done_seq = sp->handled;
+	SpinLockRelease(&slot->mutex);
+}
+
+bool
+savepoint_paused(SavepointParticipant *sp)
+{
+	if (!sp->paused)
+		return false;
+	/* Committed: its stop is on the way (sent at commit).  Rolled back: go on. */
+	if (TransactionIdIsInProgress(sp->stop_xid) || TransactionIdDidCommit(sp->stop_xid))
+		return true;
+	sp->paused = false;
+	ereport(LOG,
+			(errmsg("streamflink pipeline \"%s\": the stop with savepoint rolled back, resuming",
+					sp->def->name)));
+	return false;
+}
+
+/* --- restore (in the worker, before recovery) ----------------------------- */
+
+void
+savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		args[2];
+	bool		isnull;
+	int32		savepoint_id;
+	int32		from_pipeline;
+	char	   *name;
+	int64		id;
+	char	   *chk;
+	char	   *top;
+	int			ret;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	args[0] = Int32GetDatum(def->id);
+	ret = SPI_execute_with_args("SELECT p.restore_savepoint, s.pipeline_id, s.name,"
+								"       pg_catalog.pg_has_role(p.owner, o.owner, 'USAGE')"
+								"  FROM streamflink.pipeline p"
+								"  LEFT JOIN streamflink.savepoint s ON s.id = p.restore_savepoint"
+								"  LEFT JOIN streamflink.pipeline o ON o.id = s.pipeline_id"
+								" WHERE p.id = $1 AND p.restore_savepoint IS NOT NULL",
+								1, types, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.pipeline");
+	if (SPI_processed == 0)
+	{
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		return;
+	}
+	savepoint_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	from_pipeline = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the savepoint pipeline \"%s\" was started from no longer exists", def->name),
+				 errhint("Stop the pipeline and start it again, without from_savepoint or from another savepoint.")));
+	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("pipeline \"%s\" may not start from savepoint \"%s\" of another owner's pipeline",
+						def->name, name)));
+
+	/* The same check as start() made, in case the row was changed since. */
+	args[0] = Int32GetDatum(def->id);
+	args[1] = Int32GetDatum(savepoint_id);
+	{
+		Oid			ctypes[2] = {INT4OID, INT4OID};
+
+		if (SPI_execute_with_args("SELECT streamflink._check_savepoint_fits($1, $2)",
+								  2, ctypes, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not check savepoint");
+	}
+
+	/*
+	 * The next checkpoint id: above every completed one and every in-doubt
+	 * prepared transaction of the pipeline (gids as checkpoint.c builds
+	 * them), so that recovery rolls those back and never takes our row for
+	 * their decision.
+	 */
+	args[0] = Int32GetDatum(def->id);
+	args[1] = CStringGetTextDatum(psprintf("streamflink:%u:%d:%%", dboid, def->id));
+	if (SPI_execute_with_args("SELECT greatest("
+							  "  (SELECT max(id) FROM streamflink.checkpoint WHERE pipeline_id = $1),"
+							  "  (SELECT max(split_part(gid, ':', 4)::bigint) FROM pg_catalog.pg_prepared_xacts"
+							  "    WHERE gid LIKE $2), 0) + 1",
+							  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not choose a checkpoint id");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	/* Files: the savepoint's snapshot becomes chk-<id>. */
+	top = savepoint_dir(dboid, from_pipeline, name);
+	if (pg_mkdir_p((char *) dir, pg_dir_create_mode) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", dir)));
+	chk = checkpoint_snapshot_dir(dir, id);
+	state_remove_dir(chk);
+	{
+		struct stat st;
+		char	   *range = psprintf("%s/%s", top, SAVEPOINT_RANGE_DIR);
+
+		if (stat(range, &st) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the files of savepoint \"%s\" are missing: \"%s\"", name, range),
+					 errhint("Drop the savepoint; the server's data directory was changed by hand or restored from another backup.")));
+		state_restore(chk, range);
+	}
+
+	/* The checkpoint's row and positions, and the request done. */
+	{
+		Oid			itypes[3] = {INT4OID, INT8OID, INT4OID};
+		Datum		iargs[3] = {Int32GetDatum(def->id), Int64GetDatum(id),
+		Int32GetDatum(savepoint_id)};
+
+		if (SPI_execute_with_args("INSERT INTO streamflink.checkpoint"
+								  " (pipeline_id, id, started, completed, duration, state_bytes,"
+								  "  new_state_bytes, events, rows_emitted, watermark, state_format)"
+								  " SELECT $1, $2, now(), now(), interval '0', s.size_bytes, 0, 0, 0,"
+								  "        s.watermark, s.state_format"
+								  "   FROM streamflink.savepoint s WHERE s.id = $3",
+								  3, itypes, iargs, NULL, false, 0) != SPI_OK_INSERT ||
+			SPI_execute_with_args("INSERT INTO streamflink.checkpoint_offset"
+								  " (pipeline_id, checkpoint_id, topic, partition, next_offset, max_event_time)"
+								  " SELECT $1, $2, o.topic, o.partition, o.next_offset, o.max_event_time"
+								  "   FROM streamflink.savepoint_offset o WHERE o.savepoint_id = $3",
+								  3, itypes, iargs, NULL, false, 0) != SPI_OK_INSERT ||
+			SPI_execute_with_args("UPDATE streamflink.pipeline SET restore_savepoint = NULL"
+								  " WHERE id = $1",
+								  1, itypes, iargs, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not restore savepoint \"%s\"", name);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	ereport(LOG,
+			(errmsg("streamflink pipeline \"%s\": savepoint \"%s\" restored as checkpoint " INT64_FORMAT,
+					def->name, name, id)));
+}
+
+/* --- SQL functions (backends) --------------------------------------------- */
+
+/*
+ * streamflink._take_savepoint(pipeline_id, name, pause): ask the running
+ * worker for a savepoint and wait for it; returns its checkpoint id.  The
+ * caller (streamflink.savepoint, stop) checked ownership and the name and
+ * holds the pipeline's row lock.
+ */
+Datum
+streamflink_take_savepoint(PG_FUNCTION_ARGS)
+{
+	int32		pipeline_id = PG_GETARG_INT32(0);
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		pause = PG_GETARG_BOOL(2);
+	pid_t		pid;
+	WorkerSlot *slot;
+	uint64		seq = 0;
+	SlotStatus	status;
+	bool		busy;
+	char	   *pipeline = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+
+	check_name(name);
+	slot_require_preload();
+
+	/* Callable by tenants: the caller must own the pipeline. */
+	{
+		Oid			types[1] = {INT4OID};
+		Datum		args[1] = {Int32GetDatum(pipeline_id)};
+		bool		isnull;
+		bool		owner;
+
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT pg_catalog.pg_has_role(current_user, owner, 'USAGE'), name"
+								  "  FROM streamflink.pipeline WHERE id = $1",
+								  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read streamflink.pipeline");
+		owner = SPI_processed == 1 &&
+			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (owner)
+			pipeline = MemoryContextStrdup(caller,
+										   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		SPI_finish();
+		if (!owner)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("must be owner of the pipeline to take its savepoint")));
+	}
+
+	slot = slot_find(MyDatabaseId, pipeline_id, &pid);
+	if (slot == NULL || pid == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" has no running worker", pipeline),
+				 errhint("A savepoint is taken by the running pipeline: start it first, or wait until streamflink.pipelines shows it running.")));
+
+	SpinLockAcquire(&slot->mutex);
+	status = slot->status;
+	busy = slot->savepoint_seq != slot->savepoint_done_seq;
+	if (status == SLOT_RUNNING && !busy)
+	{
+		seq = ++slot->savepoint_seq;
+		strlcpy(slot->savepoint_name, name, sizeof(slot->savepoint_name));
+		slot->savepoint_pause = pause;
+		slot->savepoint_stop_xid = pause ? GetTopTransactionId() : InvalidTransactionId;
+	}
+	SpinLockRelease(&slot->mutex);
+	if (status != SLOT_RUNNING)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" is not running: its worker is %s", pipeline,
+						slot_status_name(status)),
+				 errhint("Try again once streamflink.pipelines shows it running.")));
+	if (busy)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("another savepoint of pipeline \"%s\" is being taken", pipeline),
+				 errhint("Try again in a moment.")));
+	kill(pid, SIGUSR1);			/* sets its latch */
+
+	for (;;)
+	{
+		pid_t		now_pid;
+		WorkerSlot *s = slot_find(MyDatabaseId, pipeline_id, &now_pid);
+		uint64		done;
+		int64		checkpoint;
+		char		error[SF_ERROR_LEN];
+
+		SpinLockAcquire(&slot->mutex);
+		done = slot->savepoint_done_seq;
+		checkpoint = slot->savepoint_checkpoint;
+		strlcpy(error, slot->error, sizeof(error));
+		SpinLockRelease(&slot->mutex);
+		if (s == slot && now_pid == pid && done >= seq)
+		{
+			if (checkpoint <= 0)
+				break;
+			PG_RETURN_INT64(checkpoint);
+		}
+		if (s != slot || now_pid != pid || kill(pid, 0) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the worker of pipeline \"%s\" ended before savepoint \"%s\" was complete",
+							pipeline, name),
+					 error[0] ? errdetail("Its last error: %s", error) : 0,
+					 errhint("See streamflink.pipelines and the server log; no savepoint \"%s\" exists unless streamflink.savepoints lists it.",
+							 name)));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the worker of pipeline \"%s\" restarted before savepoint \"%s\" was complete",
+					pipeline, name),
+			 errhint("Take the savepoint again.")));
+	PG_RETURN_NULL();			/* keep compiler quiet */
+}
+
+/* streamflink._state_format(): the state format this release writes. */
+Datum
+streamflink_state_format(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(STATE_FORMAT_VERSION);
+}
+
+/*
+ * Files of deleted savepoints, removed when the deleting transaction
+ * commits (drop_savepoint, and drop_pipeline by cascade).
+ */
+static List *doomed = NIL;
+static bool callback_registered = false;
+
+static void
+savepoint_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		foreach(lc, doomed)
+		{
+			char	   *dir = (char *) lfirst(lc);
+			struct stat st;
+
+			if (stat(dir, &st) == 0 && !rmtree(dir, true))
+				ereport(WARNING,
+						(errmsg("could not remove savepoint directory \"%s\"", dir)));
+		}
+	}
+	list_free_deep(doomed);
+	doomed = NIL;
+}
+
+Datum
+streamflink_savepoint_removed(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	bool		isnull;
+	int32		pipeline_id;
+	char	   *name;
+	MemoryContext old;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		elog(ERROR, "streamflink._savepoint_removed() must be an AFTER DELETE ... FOR EACH ROW trigger");
+	desc = RelationGetDescr(td->tg_relation);
+	pipeline_id = DatumGetInt32(heap_getattr(td->tg_trigtuple,
+											 SPI_fnumber(desc, "pipeline_id"), desc, &isnull));
+	name = TextDatumGetCString(heap_getattr(td->tg_trigtuple,
+											SPI_fnumber(desc, "name"), desc, &isnull));
+	if (!callback_registered)
+	{
+		RegisterXactCallback(savepoint_xact_callback, NULL);
+		callback_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	doomed = lappend(doomed, savepoint_dir(MyDatabaseId, pipeline_id, name));
+	MemoryContextSwitchTo(old);
+	return PointerGetDatum(NULL);
+}

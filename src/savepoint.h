@@ -1,0 +1,85 @@
+/*-------------------------------------------------------------------------
+ *
+ * savepoint.h
+ *	  Savepoints: checkpoints a user asked for by name, kept until dropped,
+ *	  and the way a pipeline starts again from one.
+ *
+ * A savepoint is an ordinary checkpoint taken by the coordinator
+ * (checkpoint.h) with one more participant: registered after the sink and
+ * before the epoch transaction, its prepare hard-links the checkpoint's
+ * state snapshot into the savepoint's directory and writes the savepoint's
+ * row (with the positions, watermark, state format, parallelism and the
+ * definition its state means, streamflink._state_meaning) into the epoch
+ * transaction.  So the savepoint exists exactly when its checkpoint is
+ * complete: recovery commits or rolls it back with the checkpoint.
+ *
+ * Files: <pipeline dir>/savepoints/<name>/<lo>-<hi>, one state snapshot
+ * per key-group range (today one worker owns 0-127; several workers each
+ * add their own range, and a restore picks the ranges it needs).
+ *
+ * Restoring is making the savepoint the pipeline's last completed
+ * checkpoint: the worker, before recovery, gives it the next checkpoint id
+ * (above any in-doubt one), links its snapshot as chk-<id> and copies its
+ * positions, in one transaction that also clears the request.  Recovery
+ * then runs as after any crash.
+ *
+ * A backend asks the running worker for a savepoint through the worker's
+ * slot (slot.h) and waits for the answer; a stop with savepoint also
+ * pauses the worker until the stopping transaction ends.
+ *
+ * Memory: the participant lives in the worker's TopMemoryContext; backend
+ * functions allocate in the caller's context.  Threads: none of its own.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAMFLINK_SAVEPOINT_H
+#define STREAMFLINK_SAVEPOINT_H
+
+#include "checkpoint.h"
+#include "slot.h"
+
+/* Savepoint names are like pipeline names: letters, digits, underscores. */
+#define SAVEPOINT_NAME_LEN 48
+
+typedef struct SavepointParticipant
+{
+	const char *dir;			/* the pipeline's state directory */
+	PipelineDef *def;
+	uint64		handled;		/* last request seen (slot's savepoint_seq) */
+	char		pending[SAVEPOINT_NAME_LEN + 1];	/* "" unless one is being taken */
+	char		link_dir[MAXPGPATH];	/* its files, while being taken */
+	bool		pause;			/* a stop with savepoint: pause after it */
+	TransactionId stop_xid;		/* the stopping transaction */
+	bool		paused;
+} SavepointParticipant;
+
+/* The participant (register it after the sink, before the epoch). */
+extern CheckpointParticipant savepoint_participant(SavepointParticipant *sp,
+												   const char *dir, PipelineDef *def,
+												   WorkerSlot *slot);
+
+/*
+ * In the worker's loop: a savepoint was asked for; take a checkpoint now
+ * (sp->pending names it), then call savepoint_taken.
+ */
+extern bool savepoint_requested(SavepointParticipant *sp, WorkerSlot *slot);
+extern void savepoint_taken(SavepointParticipant *sp, WorkerSlot *slot, int64 checkpoint_id);
+
+/*
+ * A stop with savepoint holds the worker after its savepoint until the
+ * stopping transaction ends: true while it must not process anything (the
+ * stop arrives with its commit), false once it rolled back.
+ */
+extern bool savepoint_paused(SavepointParticipant *sp);
+
+/*
+ * In the worker, before checkpoint_recover, outside any transaction: if
+ * start(from_savepoint) asked for it, make the savepoint the last
+ * completed checkpoint.
+ */
+extern void savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir);
+
+/* Directory of a savepoint's files. */
+extern char *savepoint_dir(Oid dboid, int32 pipeline_id, const char *name);
+
+#endif							/* STREAMFLINK_SAVEPOINT_H */
