@@ -86,6 +86,12 @@ failpoint(const char *name)
 	pg_usleep(10 * 1000 * 1000L);	/* SIGKILL is not deferred; never reached */
 }
 
+void
+checkpoint_failpoint(const char *name)
+{
+	failpoint(name);
+}
+
 /*
  * The gid is built in a caller's buffer: PREPARE frees the transaction's
  * memory, and the gid is needed after it.

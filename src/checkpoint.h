@@ -189,6 +189,12 @@ extern void checkpoint_prune(const char *pipeline_dir, int64 keep_from);
  */
 extern void checkpoint_check_catalog_version(void);
 
+/*
+ * Crash here on purpose if the crash tests' failpoint file names 'name'
+ * (see failpoint() in checkpoint.c); for other modules' crash points.
+ */
+extern void checkpoint_failpoint(const char *name);
+
 /* streamflink.checkpoint_history: completed checkpoints kept in the catalog. */
 extern int	checkpoint_history;
 extern void checkpoint_define_settings(void);

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -26,6 +27,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
@@ -366,7 +368,27 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 								  " WHERE id = $1",
 								  1, itypes, iargs, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not restore savepoint \"%s\"", name);
+
+		/*
+		 * Dead letters and late events of the messages after the savepoint
+		 * are written again as those are read again: as if the pipeline had
+		 * never read past the savepoint, which is what its sink sees too.
+		 */
+		for (int t = 0; t < 2; t++)
+		{
+			const char *table = t == 0 ? "dead_letter" : "late_event";
+
+			if (SPI_execute_with_args(psprintf("DELETE FROM streamflink.%s d"
+											   " WHERE d.pipeline_id = $1 AND d.partition IS NOT NULL"
+											   "   AND d.\"offset\" >= coalesce("
+											   "     (SELECT o.next_offset FROM streamflink.savepoint_offset o"
+											   "       WHERE o.savepoint_id = $3 AND o.partition = d.partition), 0)",
+											   table),
+									  3, itypes, iargs, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not restore savepoint \"%s\"", name);
+		}
 	}
+	checkpoint_failpoint("savepoint_restored");
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
@@ -374,6 +396,56 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 	ereport(LOG,
 			(errmsg("streamflink pipeline \"%s\": savepoint \"%s\" restored as checkpoint " INT64_FORMAT,
 					def->name, name, id)));
+}
+
+/*
+ * Files of savepoints that never completed: a crash (no abort callback)
+ * between a savepoint's prepare and its decision leaves them.  After
+ * checkpoint_recover, which has committed what was decided.
+ */
+void
+savepoint_remove_orphans(PipelineDef *def, const char *dir)
+{
+	char	   *top = psprintf("%s/savepoints", dir);
+	DIR		   *d;
+	struct dirent *de;
+	List	   *names = NIL;
+	ListCell   *lc;
+	Oid			types[2] = {INT4OID, TEXTOID};
+
+	d = AllocateDir(top);
+	if (d == NULL)
+		return;					/* none taken yet */
+	while ((de = ReadDir(d, top)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			names = lappend(names, pstrdup(de->d_name));
+	FreeDir(d);
+	if (names == NIL)
+		return;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	foreach(lc, names)
+	{
+		char	   *name = (char *) lfirst(lc);
+		Datum		args[2] = {Int32GetDatum(def->id), CStringGetTextDatum(name)};
+
+		if (SPI_execute_with_args("SELECT 1 FROM streamflink.savepoint"
+								  " WHERE pipeline_id = $1 AND name = $2",
+								  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read streamflink.savepoint");
+		if (SPI_processed == 0)
+		{
+			ereport(LOG,
+					(errmsg("streamflink pipeline \"%s\": removing the files of incomplete savepoint \"%s\"",
+							def->name, name)));
+			state_remove_dir(psprintf("%s/%s", top, name));
+		}
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
 }
 
 /* --- SQL functions (backends) --------------------------------------------- */

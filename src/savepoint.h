@@ -79,6 +79,12 @@ extern bool savepoint_paused(SavepointParticipant *sp);
  */
 extern void savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir);
 
+/*
+ * In the worker, after checkpoint_recover, outside any transaction: remove
+ * the files of savepoints whose checkpoint never completed.
+ */
+extern void savepoint_remove_orphans(PipelineDef *def, const char *dir);
+
 /* Directory of a savepoint's files. */
 extern char *savepoint_dir(Oid dboid, int32 pipeline_id, const char *name);
 

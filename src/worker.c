@@ -484,6 +484,7 @@ worker_startup(Worker *w)
 	savepoint_prepare_restore(w->dboid, w->def, w->dir);
 	w->checkpoint_id = checkpoint_recover(w->coord);
 	w->recovering = false;
+	savepoint_remove_orphans(w->def, w->dir);
 
 	/*
 	 * Whatever the pipeline refers to by OID (owner, row type, tables) may

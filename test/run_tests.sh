@@ -21,8 +21,9 @@
 #    and immediate shutdowns while pipelines run, sinks compared with SQL's
 #    answer or with an uninterrupted run; test/cep_metamorphic.sh: CEP
 #    results equal under different watermark steps, checkpoints and crashes;
-#    and test/pmdeath_test.sh: the worker exits when the postmaster dies
-#    while data flows.
+#    test/pmdeath_test.sh: the worker exits when the postmaster dies
+#    while data flows; test/fault_savepoint.sh: savepoints, stops with
+#    savepoint and restores under kill -9 and immediate shutdowns.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
@@ -110,7 +111,8 @@ if [[ " $parts " == *" diff "* ]]; then
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
-    for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh; do
+    for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh \
+             test/fault_savepoint.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done

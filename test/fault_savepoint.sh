@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+#
+# test/fault_savepoint.sh: savepoints under crashes, and exactly-once across
+# stops with savepoint, rewinds and restores.
+#
+# A hop-window pipeline reads the fault test's event set (test/gen_events.py,
+# 2 partitions) in chunks, while:
+#   1. a savepoint 'a' is taken;
+#   2. a savepoint 'b' is asked for while the worker is killed with SIGKILL
+#      (it completes or fails clearly; either way its row and its files agree);
+#   3. the worker crashes right after PREPARE of a savepoint's checkpoint ('c':
+#      must not exist, its files removed) and right after its decision ('d':
+#      must exist);
+#   4. a stop with savepoint 'e' is followed at once by an immediate shutdown
+#      (the pipeline stays stopped, 'e' is its last checkpoint);
+#   5. it is started from 'a' (a rewind: chunks already in the sink are read
+#      again) and the worker crashes in the middle of the restore, before
+#      the restore commits (failpoint), then restores again;
+#   6. an immediate shutdown while it runs;
+#   7. a stop with savepoint 'f', a start from 'f' and an immediate shutdown
+#      right after the start: the restore happens after the restart;
+#   8. a SIGKILL while the last chunks are read.
+# Then the late events and the final ones.  Every sink row must equal the
+# answer SQL computes over the same events (loaded with COPY), the dead-letter
+# and late-event tables must hold exactly the injected ones (a rewind writes
+# those of the messages it reads again once), and every savepoint row must
+# have its files and no files be left without a row.
+#
+# Alone: bash test/fault_savepoint.sh (as root).  Knobs: SF_FSP_EVENTS
+# (60000), SF_FSP_SEED (random), SF_KEEP=1.
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. test/lib.sh
+
+events=${SF_FSP_EVENTS:-60000}
+seed=${SF_FSP_SEED:-$RANDOM}
+RANDOM=$seed
+parts=2
+chunks=6
+
+sf_test_setup fault_savepoint
+work=$SF_TEST_DIR
+
+say() { echo "fault_savepoint: $*"; }
+say "seed $seed, $events events"
+
+python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
+chmod -R a+rX "$work"
+count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
+
+addr=$(sf_broker_start "$work/broker" "fault_sp:$parts")
+port=$(sf_free_port)
+pg=$work/pg
+sf_pg_start "$pg" "$port"
+sql() { sf_psql "$pg" "$port" -qAt "$@"; }
+sql_retry() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        if out=$(sf_psql "$pg" "$port" -qAt "$@" 2>/dev/null); then
+            echo "$out"
+            return 0
+        fi
+        sleep 0.1
+    done
+    sf_psql "$pg" "$port" -qAt "$@"
+}
+
+sql >/dev/null <<SQL
+CREATE EXTENSION streamflink;
+SELECT streamflink.create_source('rides', brokers => '$addr', topic => 'fault_sp',
+       format => 'json', columns => 'geo text, wait_s float8, ts timestamptz',
+       event_time => 'ts', max_out_of_orderness => '5 seconds',
+       options => '{fetch.wait.max.ms=10}');
+SELECT streamflink.create_window_pipeline('fsp', source => 'rides', key => 'geo',
+       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
+       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
+       sink => 'fsp_out', allowed_lateness => '1 minute',
+       checkpoint_interval => '300 milliseconds');
+SELECT streamflink.start('fsp');
+SQL
+dir="$pg/streamflink/$(sql -c "SELECT oid FROM pg_database WHERE datname = current_database()")/$(sql -c "SELECT id FROM streamflink.pipeline WHERE name = 'fsp'")"
+
+produced=0
+chunk=0
+produce_file() {
+    test/produce "$addr" fault_sp --partitions "$parts" <"$1" 2>/dev/null
+    produced=$((produced + $(wc -l <"$1")))
+}
+produce_chunk() {
+    produce_file "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
+    chunk=$((chunk + 1))
+}
+wait_for() {
+    local what=$1 cond=$2 i
+    for ((i = 0; i < 1200; i++)); do
+        [ "$(sql_retry -c "SELECT ($cond)")" = t ] && return 0
+        sleep 0.2
+    done
+    say "timed out waiting for $what"
+    sql_retry -c "SELECT status, error, events, watermark FROM streamflink.pipelines"
+    tail -n 50 "$pg/server.log"
+    exit 1
+}
+running() { wait_for "the worker to run" "SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'fsp'"; }
+caught_up() {
+    running
+    wait_for "$produced messages to be checkpointed" \
+        "coalesce((SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'fsp'), 0) >= $produced"
+}
+worker_pid() { sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'fsp' AND status = 'running'"; }
+failpoint() { echo "$1" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null; }
+failpoint_reached() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [ -e "$pg/streamflink/failpoint" ] || return 0
+        sleep 0.1
+    done
+    say "failpoint $1 not reached"
+    exit 1
+}
+bad=0
+# Savepoint rows and files agree (once a worker has started since a crash).
+check_files() {
+    local rows files
+    rows=$(sql_retry -c "SELECT coalesce(string_agg(name, ' ' ORDER BY name), '') FROM streamflink.savepoints WHERE pipeline = 'fsp'")
+    files=$(ls "$dir/savepoints" 2>/dev/null | sort | xargs)
+    if [ "$rows" != "$files" ]; then
+        say "$1: savepoints '$rows' but files '$files'"
+        bad=1
+    fi
+}
+has_savepoint() { [ "$(sql_retry -c "SELECT count(*) FROM streamflink.savepoints WHERE pipeline = 'fsp' AND name = '$1'")" = 1 ]; }
+faults=0
+
+# 1. A savepoint.
+produce_chunk
+caught_up
+sql -c "SELECT streamflink.savepoint('fsp', 'a')" >/dev/null
+has_savepoint a || { say "savepoint a missing"; bad=1; }
+
+# 2. A savepoint while the worker is killed.
+produce_chunk
+running
+pid=$(worker_pid)
+(if sql -c "SELECT streamflink.savepoint('fsp', 'b')" >"$work/b.out" 2>&1; then
+     echo 0 >"$work/b.rc"; else echo 1 >"$work/b.rc"; fi) &
+sleep "0.$((RANDOM % 3))"
+kill -9 "$pid" 2>/dev/null || true
+faults=$((faults + 1))
+wait
+running
+check_files "savepoint during kill -9"
+if [ "$(cat "$work/b.rc")" = 0 ]; then
+    has_savepoint b || { say "savepoint b reported done but missing"; bad=1; }
+    say "savepoint b completed before the kill"
+else
+    say "savepoint b failed: $(grep ERROR "$work/b.out" | head -1)"
+fi
+
+# 3. Crashes in a savepoint's checkpoint: after PREPARE, after the decision.
+# Caught up, the worker takes no checkpoint but the savepoint's.
+caught_up
+failpoint after_prepare
+sql -c "SELECT streamflink.savepoint('fsp', 'c')" >/dev/null 2>&1 && { say "savepoint c survived its crash?"; bad=1; }
+failpoint_reached after_prepare
+faults=$((faults + 1))
+running
+has_savepoint c && { say "savepoint c exists though its checkpoint was not decided"; bad=1; }
+check_files "crash after prepare"
+failpoint after_decision
+sql -c "SELECT streamflink.savepoint('fsp', 'd')" >/dev/null 2>&1 || true
+failpoint_reached after_decision
+faults=$((faults + 1))
+running
+has_savepoint d || { say "savepoint d missing though its checkpoint was decided"; bad=1; }
+check_files "crash after decision"
+
+# 4. Stop with savepoint, then an immediate shutdown.
+produce_chunk
+caught_up
+sql -c "SELECT streamflink.stop('fsp', savepoint => 'e')" >/dev/null
+sf_pg_restart "$pg" immediate
+faults=$((faults + 1))
+[ "$(sql_retry -c "SELECT desired_state || '/' || status FROM streamflink.pipelines WHERE name = 'fsp'")" = stopped/stopped ] ||
+    { say "pipeline not stopped after stop with savepoint"; bad=1; }
+[ "$(sql_retry -c "SELECT (SELECT checkpoint FROM streamflink.savepoints WHERE name = 'e') = (SELECT max(id) FROM streamflink.checkpoints)")" = t ] ||
+    { say "savepoint e is not the last checkpoint"; bad=1; }
+check_files "stop with savepoint and immediate shutdown"
+
+# 5. Rewind to 'a', crashing in the middle of the restore.
+failpoint savepoint_restored
+sql -c "SELECT streamflink.start('fsp', from_savepoint => 'a')" >/dev/null
+failpoint_reached savepoint_restored
+faults=$((faults + 1))
+running
+say "restored after a crash in the restore: $(grep -c 'restored as checkpoint' "$pg/server.log") restore(s) committed"
+
+# 6. An immediate shutdown while it runs.
+produce_chunk
+sleep "0.$((RANDOM % 8))"
+sf_pg_restart "$pg" immediate
+faults=$((faults + 1))
+caught_up
+
+# 7. Stop with savepoint 'f', start from it, immediate shutdown at once.
+sql -c "SELECT streamflink.stop('fsp', savepoint => 'f')" >/dev/null
+wait_for "the stop" "SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'fsp'"
+sql -c "SELECT streamflink.start('fsp', from_savepoint => 'f')" >/dev/null
+sf_pg_restart "$pg" immediate
+faults=$((faults + 1))
+running
+[ "$(sql_retry -c "SELECT restore_savepoint IS NULL FROM streamflink.pipeline WHERE name = 'fsp'")" = t ] ||
+    { say "restore of f still pending"; bad=1; }
+
+# 8. A kill -9 while the last chunks are read.
+produce_chunk
+sleep "0.$((RANDOM % 8))"
+kill -9 "$(worker_pid)" 2>/dev/null || true
+faults=$((faults + 1))
+while [ -e "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")" ]; do
+    produce_chunk
+done
+caught_up
+check_files "the end"
+produce_file "$work/events/late.tsv"
+produce_file "$work/events/final.tsv"
+caught_up
+
+sql <<SQL
+CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
+\copy ride_events FROM '$work/events/events.csv' WITH (FORMAT csv)
+CREATE VIEW expected AS
+SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
+       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
+FROM ride_events,
+     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
+                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
+GROUP BY geo, ws;
+SQL
+
+read -r expected sink missing wrong dead late nsp <<<"$(sql -F ' ' -c "
+SELECT (SELECT count(*) FROM expected),
+       (SELECT count(*) FROM fsp_out),
+       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM fsp_out) x),
+       (SELECT count(*) FROM (SELECT * FROM fsp_out EXCEPT SELECT * FROM expected) x),
+       (SELECT count(*) FROM streamflink.dead_letters),
+       (SELECT count(*) FROM streamflink.late_events),
+       (SELECT count(*) FROM streamflink.savepoints)")"
+
+say "windows: expected $expected, in sink $sink, missing $missing, wrong $wrong"
+say "dead letters: $dead (injected $(count malformed)); late events: $late (injected $(count late))"
+say "savepoints: $nsp ($(sql -c "SELECT string_agg(name, ' ' ORDER BY name) FROM streamflink.savepoints")); faults survived: $faults"
+ok=$((1 - bad))
+[ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
+[ "$dead" = "$(count malformed)" ] || ok=0
+[ "$late" = "$(count late)" ] || ok=0
+
+# Dropping the pipeline drops its savepoints, files too.
+sql -c "SELECT streamflink.stop('fsp')" >/dev/null
+wait_for "the stop" "SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'fsp'"
+sql -c "SELECT streamflink.drop_pipeline('fsp')" >/dev/null
+[ ! -e "$dir" ] || { say "state directory left after drop_pipeline"; ok=0; }
+[ "$(sql -c "SELECT count(*) FROM streamflink.savepoint")" = 0 ] || { say "savepoint rows left after drop_pipeline"; ok=0; }
+
+if [ "$ok" = 1 ]; then
+    say "PASS: exactly once across $faults faults around savepoints, stops with savepoint and restores"
+else
+    say "FAIL (seed $seed)"
+    sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM fsp_out) a
+                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM fsp_out EXCEPT SELECT * FROM expected) b) x
+            ORDER BY geo, window_start LIMIT 20"
+    exit 1
+fi
