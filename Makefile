@@ -24,6 +24,7 @@ OBJS = \
 	src/side_output.o \
 	src/checkpoint.o \
 	src/savepoint.o \
+	src/state_rescale.o \
 	src/worker.o \
 	src/watermark.o \
 	src/replay.o \

@@ -152,6 +152,22 @@ SELECT streamflink.create_window_pipeline('sp_topic', source => 'sp_other', key 
 SELECT streamflink.start('sp_topic', from_savepoint => 'sp_a.s2');
 SELECT pg_catalog.count(*) AS pipelines_started FROM streamflink.pipelines WHERE desired_state = 'running';
 
+-- Rescaling a savepoint (superusers): 1 -> 3 -> 2 key-group range
+-- snapshots, every key kept once; the start below merges them again (2 -> 1).
+RESET ROLE;
+SELECT streamflink.rescale_savepoint('sp_a', 's2', 3) AS keys_1_to_3;
+SELECT pg_ls_dir(format('streamflink/%s/%s/savepoints/s2',
+					(SELECT oid FROM pg_database WHERE datname = current_database()),
+					(SELECT id FROM streamflink.pipeline WHERE name = 'sp_a'))) AS ranges ORDER BY 1;
+SELECT streamflink.rescale_savepoint('sp_a', 's2', 2) AS keys_3_to_2;
+SELECT pg_ls_dir(format('streamflink/%s/%s/savepoints/s2',
+					(SELECT oid FROM pg_database WHERE datname = current_database()),
+					(SELECT id FROM streamflink.pipeline WHERE name = 'sp_a'))) AS ranges ORDER BY 1;
+SELECT streamflink.rescale_savepoint('sp_a', 's2', 0);
+SELECT parallelism FROM streamflink.savepoints WHERE name = 's2';
+SET ROLE regress_sp1;
+SELECT streamflink.rescale_savepoint('sp_a', 's2', 1);	-- superusers only
+
 -- Changes that keep the state's meaning are accepted: allowed lateness,
 -- checkpoint interval, state options.  The new pipeline's sink gets what
 -- fires after the savepoint, as the old one would have.
@@ -179,7 +195,7 @@ RESET ROLE;
 SELECT id AS sp_a_id FROM streamflink.pipeline WHERE name = 'sp_a' \gset
 SELECT oid AS db FROM pg_database WHERE datname = current_database() \gset
 SELECT pg_ls_dir(format('streamflink/%s/%s/savepoints', :db, :sp_a_id)) AS savepoint_dirs ORDER BY 1;
-SELECT pg_ls_dir(format('streamflink/%s/%s/savepoints/s2', :db, :sp_a_id)) AS ranges;
+SELECT pg_ls_dir(format('streamflink/%s/%s/savepoints/s2', :db, :sp_a_id)) AS ranges ORDER BY 1;
 
 -- A savepoint of another state format is refused at start.
 UPDATE streamflink.savepoint SET state_format = 1 WHERE name = 's2';

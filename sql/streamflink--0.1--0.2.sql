@@ -763,3 +763,44 @@ GRANT SELECT ON streamflink.savepoint, streamflink.savepoint_offset, streamflink
 GRANT USAGE ON SEQUENCE streamflink.savepoint_id_seq TO streamflink_user;
 GRANT DELETE ON streamflink.savepoint TO streamflink_user;
 GRANT UPDATE (restore_savepoint) ON streamflink.pipeline TO streamflink_user;
+
+/*
+ * Rescaling a savepoint: its state rewritten as the key-group range
+ * snapshots 'parallelism' workers would own (src/state_rescale.c); a start
+ * from it merges the ranges again.  Superusers only: it opens RocksDB in
+ * the backend.
+ */
+CREATE FUNCTION streamflink._rescale_savepoint(pipeline_id int, name text, parallelism int)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_rescale_savepoint'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION streamflink.rescale_savepoint(pipeline text, name text, parallelism int)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+	sp streamflink.savepoint;
+	keys bigint;
+BEGIN
+	SELECT * INTO sp FROM streamflink.savepoint s WHERE s.pipeline_id = p.id AND s.name = $2
+		FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'savepoint "%" of pipeline "%" does not exist', name, p.name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See streamflink.savepoints.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM streamflink.pipeline o WHERE o.restore_savepoint = sp.id) THEN
+		RAISE EXCEPTION 'savepoint "%" of pipeline "%" is being restored', name, p.name
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Rescale it once the pipeline starting from it runs.';
+	END IF;
+	keys := streamflink._rescale_savepoint(p.id, sp.name, parallelism);
+	UPDATE streamflink.savepoint SET parallelism = $3 WHERE id = sp.id;
+	RETURN keys;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._rescale_savepoint(int, text, int),
+	streamflink.rescale_savepoint(text, text, int) FROM PUBLIC;

@@ -37,10 +37,12 @@
 #include "utils/wait_event.h"
 
 #include "savepoint.h"
+#include "state_rescale.h"
 
 PG_FUNCTION_INFO_V1(streamflink_take_savepoint);
 PG_FUNCTION_INFO_V1(streamflink_state_format);
 PG_FUNCTION_INFO_V1(streamflink_savepoint_removed);
+PG_FUNCTION_INFO_V1(streamflink_rescale_savepoint);
 
 /* The key-group range one snapshot covers (one worker: all of them). */
 #define SAVEPOINT_RANGE_DIR psprintf("%d-%d", 0, STATE_KEY_GROUPS - 1)
@@ -248,6 +250,74 @@ savepoint_paused(SavepointParticipant *sp)
 	return false;
 }
 
+/*
+ * The key-group range snapshots of a savepoint ('<lo>-<hi>' directories),
+ * sorted; errors out unless they cover every key group exactly once.
+ */
+static int
+savepoint_ranges(const char *top, const char *name, char ***dirs, KeyGroupRange **ranges)
+{
+	DIR		   *d = AllocateDir(top);
+	struct dirent *de;
+	int			n = 0;
+	int			cap = 8;
+	int			next = 0;
+
+	*dirs = palloc(sizeof(char *) * cap);
+	*ranges = palloc(sizeof(KeyGroupRange) * cap);
+	if (d == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the files of savepoint \"%s\" are missing: \"%s\"", name, top),
+				 errhint("Drop the savepoint; the server's data directory was changed by hand or restored from another backup.")));
+	while ((de = ReadDir(d, top)) != NULL)
+	{
+		int			lo;
+		int			hi;
+		char		rest;
+
+		if (sscanf(de->d_name, "%d-%d%c", &lo, &hi, &rest) != 2)
+			continue;
+		if (n == cap)
+		{
+			cap *= 2;
+			*dirs = repalloc(*dirs, sizeof(char *) * cap);
+			*ranges = repalloc(*ranges, sizeof(KeyGroupRange) * cap);
+		}
+		(*dirs)[n] = psprintf("%s/%s", top, de->d_name);
+		(*ranges)[n].lo = (uint16) Max(lo, 0);
+		(*ranges)[n].hi = (uint16) Max(hi, 0);
+		n++;
+	}
+	FreeDir(d);
+
+	/* sort by lo (few: insertion sort), then check the cover */
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && (*ranges)[j].lo < (*ranges)[j - 1].lo; j--)
+		{
+			KeyGroupRange r = (*ranges)[j];
+			char	   *p = (*dirs)[j];
+
+			(*ranges)[j] = (*ranges)[j - 1];
+			(*dirs)[j] = (*dirs)[j - 1];
+			(*ranges)[j - 1] = r;
+			(*dirs)[j - 1] = p;
+		}
+	for (int i = 0; i < n; i++)
+	{
+		if ((*ranges)[i].lo != next || (*ranges)[i].hi < (*ranges)[i].lo)
+			break;
+		next = (*ranges)[i].hi + 1;
+	}
+	if (n == 0 || next != STATE_KEY_GROUPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the snapshots of savepoint \"%s\" do not cover key groups 0 to %d exactly once",
+						name, STATE_KEY_GROUPS - 1),
+				 errhint("Drop the savepoint; its directory \"%s\" was changed by hand.", top)));
+	return n;
+}
+
 /* --- restore (in the worker, before recovery) ----------------------------- */
 
 void
@@ -335,15 +405,19 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 	chk = checkpoint_snapshot_dir(dir, id);
 	state_remove_dir(chk);
 	{
-		struct stat st;
-		char	   *range = psprintf("%s/%s", top, SAVEPOINT_RANGE_DIR);
+		char	  **dirs;
+		KeyGroupRange *ranges;
+		KeyGroupRange all = {0, STATE_KEY_GROUPS - 1};
+		int			n = savepoint_ranges(top, name, &dirs, &ranges);
 
-		if (stat(range, &st) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the files of savepoint \"%s\" are missing: \"%s\"", name, range),
-					 errhint("Drop the savepoint; the server's data directory was changed by hand or restored from another backup.")));
-		state_restore(chk, range);
+		/*
+		 * One worker owns every key group: one snapshot of them all is
+		 * linked as is; snapshots of several workers are merged by range.
+		 */
+		if (n == 1)
+			state_restore(chk, dirs[0]);
+		else
+			state_restore_key_groups(chk, dirs, n, all);
 	}
 
 	/* The checkpoint's row and positions, and the request done. */
@@ -633,4 +707,57 @@ streamflink_savepoint_removed(PG_FUNCTION_ARGS)
 	doomed = lappend(doomed, savepoint_dir(MyDatabaseId, pipeline_id, name));
 	MemoryContextSwitchTo(old);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * streamflink._rescale_savepoint(pipeline_id, name, parallelism): rewrite a
+ * savepoint's state as the snapshots 'parallelism' workers would own, one
+ * per key-group range (state_key_group_range_for), each built from the old
+ * snapshots whose ranges overlap it.  Superusers only (it opens RocksDB in
+ * the backend).  The files are replaced at once (a rename), the row's
+ * parallelism updated in the caller's transaction.
+ */
+Datum
+streamflink_rescale_savepoint(PG_FUNCTION_ARGS)
+{
+	int32		pipeline_id = PG_GETARG_INT32(0);
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int32		parallelism = PG_GETARG_INT32(2);
+	char	   *top = savepoint_dir(MyDatabaseId, pipeline_id, name);
+	char	   *building = psprintf("%s.rescaling", top);
+	char	   *old = psprintf("%s.old", top);
+	char	  **dirs;
+	KeyGroupRange *ranges;
+	int			n;
+	int64		keys = 0;
+
+	if (parallelism < 1 || parallelism > STATE_KEY_GROUPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parallelism must be between 1 and %d (the key groups)", STATE_KEY_GROUPS)));
+	n = savepoint_ranges(top, name, &dirs, &ranges);
+	state_remove_dir(building);
+	if (pg_mkdir_p(building, pg_dir_create_mode) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", building)));
+	for (int i = 0; i < parallelism; i++)
+	{
+		KeyGroupRange r = state_key_group_range_for(i, parallelism);
+		char	  **from = palloc(sizeof(char *) * n);
+		int			nfrom = 0;
+
+		for (int j = 0; j < n; j++)
+			if (ranges[j].lo <= r.hi && r.lo <= ranges[j].hi)
+				from[nfrom++] = dirs[j];
+		keys += state_restore_key_groups(psprintf("%s/%d-%d", building, r.lo, r.hi),
+										 from, nfrom, r);
+	}
+	state_remove_dir(old);
+	if (rename(top, old) != 0 || rename(building, top) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not replace savepoint directory \"%s\": %m", top)));
+	state_remove_dir(old);
+	PG_RETURN_INT64(keys);
 }

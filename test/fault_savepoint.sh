@@ -13,9 +13,11 @@
 #      must exist);
 #   4. a stop with savepoint 'e' is followed at once by an immediate shutdown
 #      (the pipeline stays stopped, 'e' is its last checkpoint);
-#   5. it is started from 'a' (a rewind: chunks already in the sink are read
-#      again) and the worker crashes in the middle of the restore, before
-#      the restore commits (failpoint), then restores again;
+#   5. 'a' is rescaled to 3, then 2 key-group range snapshots, and the
+#      pipeline is started from it (a rewind: chunks already in the sink are
+#      read again; the restore merges the ranges) and the worker crashes in
+#      the middle of the restore, before it commits (failpoint), then
+#      restores again;
 #   6. an immediate shutdown while it runs;
 #   7. a stop with savepoint 'f', a start from 'f' and an immediate shutdown
 #      right after the start: the restore happens after the restart;
@@ -188,7 +190,11 @@ faults=$((faults + 1))
     { say "savepoint e is not the last checkpoint"; bad=1; }
 check_files "stop with savepoint and immediate shutdown"
 
-# 5. Rewind to 'a', crashing in the middle of the restore.
+# 5. Rewind to 'a', rescaled first as 3 then 2 workers would own it (its
+# key-group range snapshots merged again by the restore: 1 -> 3 -> 2 -> 1),
+# crashing in the middle of the restore.
+say "savepoint a rescaled: $(sql -c "SELECT streamflink.rescale_savepoint('fsp', 'a', 3)") keys to 3 ranges," \
+    "$(sql -c "SELECT streamflink.rescale_savepoint('fsp', 'a', 2)") keys to 2: $(ls "$dir/savepoints/a" | xargs)"
 failpoint savepoint_restored
 sql -c "SELECT streamflink.start('fsp', from_savepoint => 'a')" >/dev/null
 failpoint_reached savepoint_restored
