@@ -157,7 +157,7 @@ if [ "$(cat "$work/b.rc")" = 0 ]; then
     has_savepoint b || { say "savepoint b reported done but missing"; bad=1; }
     say "savepoint b completed before the kill"
 else
-    say "savepoint b failed: $(grep ERROR "$work/b.out" | head -1)"
+    say "savepoint b failed: $(grep -E "ERROR|FATAL|terminat" "$work/b.out" | head -1)"
 fi
 
 # 3. Crashes in a savepoint's checkpoint: after PREPARE, after the decision.
