@@ -185,6 +185,29 @@ SELECT wait_until($$SELECT (SELECT missing FROM sp_diff('sp_ok_out', '2024-01-01
 SELECT * FROM sp_diff('sp_ok_out', '2024-01-01 00:29:50+00', '2024-01-01 00:19:50+00');
 SELECT streamflink.stop('sp_ok');
 
+-- A pattern pipeline's savepoint: define and within are its meaning,
+-- measures are not (they are computed when a match completes).
+SELECT streamflink.create_pattern_pipeline('sp_p', source => 'sp', key => 'k', pattern => 'a b',
+       define => 'a AS v % 2 = 0, b AS v % 2 = 1', sink => 'sp_p_out', within => '10 minutes');
+SELECT streamflink.start('sp_p');
+SELECT wait_until($$SELECT events = 182 AND status = 'running' FROM streamflink.pipelines WHERE name = 'sp_p'$$);
+SELECT streamflink.stop('sp_p', savepoint => 'p1');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'sp_p'$$);
+SELECT streamflink.create_pattern_pipeline('sp_pd', source => 'sp', key => 'k', pattern => 'a b',
+       define => 'a AS v % 2 = 1, b AS v % 2 = 0', sink => 'sp_pd_out', within => '10 minutes');
+SELECT streamflink.start('sp_pd', from_savepoint => 'sp_p.p1');
+SELECT streamflink.create_pattern_pipeline('sp_pw', source => 'sp', key => 'k', pattern => 'a b',
+       define => 'a AS v % 2 = 0, b AS v % 2 = 1', sink => 'sp_pw_out', within => '5 minutes',
+       skip => 'skip_past_last_event');
+SELECT streamflink.start('sp_pw', from_savepoint => 'sp_p.p1');
+SELECT streamflink.create_pattern_pipeline('sp_pm', source => 'sp', key => 'k', pattern => 'a b',
+       define => 'a AS v % 2 = 0, b AS v % 2 = 1', sink => 'sp_pm_out', within => '10 minutes',
+       measures => 'a.v AS first_v', max_partial_matches => 100);
+SELECT streamflink.start('sp_pm', from_savepoint => 'sp_p.p1');
+SELECT wait_until($$SELECT status = 'running' AND last_checkpoint IS NOT NULL FROM streamflink.pipelines WHERE name = 'sp_pm'$$);
+SELECT count(*) AS matches_after_savepoint FROM sp_pm_out;
+SELECT streamflink.stop('sp_pm');
+
 -- Dropping a savepoint; unknown ones.
 SELECT streamflink.drop_savepoint('sp_a', 's1');
 SELECT streamflink.drop_savepoint('sp_a', 's1');
