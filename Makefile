@@ -16,6 +16,8 @@ OBJS = \
 	src/fragment.o \
 	src/aggregate.o \
 	src/window.o \
+	src/sql_pipeline.o \
+	src/filter_project.o \
 	src/operator.o \
 	src/operator_factory.o \
 	src/pattern.o \
