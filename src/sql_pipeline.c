@@ -719,7 +719,12 @@ derive(SqlpShape *s)
 	collect_aggrefs(q->havingQual, s);
 }
 
-/* The aggregates as the aggregate list agg_spec_build takes. */
+static char *deparse(SqlpShape *s, Node *expr);
+
+/*
+ * The aggregates as the aggregate list agg_spec_build takes, each named
+ * as written (errors about one name it so).
+ */
 static Query *
 aggregate_query(SqlpShape *s)
 {
@@ -736,7 +741,7 @@ aggregate_query(SqlpShape *s)
 		aq->targetList = lappend(aq->targetList,
 								 makeTargetEntry(copyObject(lfirst(lc)),
 												 foreach_current_index(lc) + 1,
-												 psprintf("agg%d", foreach_current_index(lc) + 1),
+												 deparse(s, lfirst(lc)),
 												 false));
 	return aq;
 }
@@ -1049,14 +1054,14 @@ interval_text(Interval *iv)
 }
 
 static char *
-output_list(SqlpShape *s, bool with_exprs)
+output_list(SqlpShape *s, bool with_exprs, bool sink_order)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	for (int i = 0; i < list_length(s->outputs); i++)
 	{
-		TargetEntry *tle = list_nth(s->outputs, with_exprs ? i : s->order[i]);
+		TargetEntry *tle = list_nth(s->outputs, sink_order ? s->order[i] : i);
 
 		if (buf.len)
 			appendStringInfoString(&buf, ", ");
@@ -1106,8 +1111,8 @@ streamflink_sql_explain(PG_FUNCTION_ARGS)
 	}
 	else
 		explain_line(ts, desc, d, true, "Sink: insert every row");
-	explain_line(ts, desc, d, false, "Columns: %s", output_list(s, false));
-	explain_line(ts, desc, ++d, true, "Project: %s", output_list(s, true));
+	explain_line(ts, desc, d, false, "Columns: %s", output_list(s, false, false));
+	explain_line(ts, desc, ++d, true, "Project: %s", output_list(s, true, false));
 	if (s->windowed)
 	{
 		StringInfoData buf;
