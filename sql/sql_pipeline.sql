@@ -311,6 +311,53 @@ SELECT (SELECT count(*) FROM sq_surge_out) AS sink_rows,
        (SELECT count(*) FROM (SELECT to_jsonb(s) FROM sq_surge_out s EXCEPT ALL SELECT * FROM sq_final('sq_surge')) x) AS only_sink,
        (SELECT count(*) FROM (SELECT * FROM sq_final('sq_surge') EXCEPT ALL SELECT to_jsonb(s) FROM sq_surge_out s) x) AS only_run_operator;
 
+--
+-- Tenants: a query is analysed as its creator (the owner); another
+-- tenant's source does not exist for it; the owner's functions run as the
+-- owner, and a tenant's function trying to gain privileges fails.
+--
+CREATE ROLE regress_sq_dora LOGIN;
+CREATE ROLE regress_sq_eve LOGIN;
+GRANT streamflink_user TO regress_sq_dora, regress_sq_eve;
+CREATE SCHEMA regress_sq_dora AUTHORIZATION regress_sq_dora;
+CREATE SCHEMA regress_sq_eve AUTHORIZATION regress_sq_eve;
+SET SESSION AUTHORIZATION regress_sq_dora;
+SET search_path = regress_sq_dora;
+SELECT streamflink.create_source('sq_dora_src', brokers => '127.0.0.1:1', topic => 'sq_dora', format => 'csv',
+       columns => 'k text, v int, ts timestamptz', event_time => 'ts');
+SELECT streamflink.create_pipeline('sq_dora', $$ SELECT k, v, current_user AS who FROM sq_dora_src $$,
+	sink => 'sq_dora_out');
+SELECT tableowner FROM pg_tables WHERE tablename = 'sq_dora_out';
+-- A volatile function that would try ALTER ROLE is refused at creation,
+-- and a non-volatile one may not run it.
+CREATE FUNCTION sq_escalate(v int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE 'ALTER ROLE regress_sq_dora SUPERUSER';
+	RETURN v;
+END $$;
+SELECT streamflink.create_pipeline('sq_dora2', $$ SELECT k, sq_escalate(v) AS v FROM sq_dora_src $$,
+	sink => 'sq_dora2_out');
+ALTER FUNCTION sq_escalate(int) IMMUTABLE;
+SELECT streamflink.create_pipeline('sq_dora2', $$ SELECT k, sq_escalate(v) AS v FROM sq_dora_src $$,
+	sink => 'sq_dora2_out');
+RESET SESSION AUTHORIZATION;
+-- Run by a superuser: the query still runs as its owner.
+SELECT ord, op, data FROM streamflink.run_operator('sq_dora', ARRAY['k,1,2024-01-01 00:00:00+00']);
+SELECT ord, op, data FROM streamflink.run_operator('sq_dora2', ARRAY['k,2,2024-01-01 00:00:00+00']);
+SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_sq_dora';
+SET SESSION AUTHORIZATION regress_sq_eve;
+SET search_path = regress_sq_eve;
+SELECT streamflink.create_pipeline('sq_eve', $$ SELECT k FROM sq_dora_src $$, sink => 'sq_eve_out');
+SELECT streamflink.explain($$ SELECT k FROM sq_dora_src $$);
+RESET SESSION AUTHORIZATION;
+RESET search_path;
+SELECT streamflink.drop_pipeline('sq_dora', drop_sink => true);
+SELECT streamflink.drop_pipeline('sq_dora2', drop_sink => true);
+SELECT streamflink.drop_source('sq_dora_src');
+DROP SCHEMA regress_sq_dora CASCADE;
+DROP SCHEMA regress_sq_eve CASCADE;
+DROP ROLE regress_sq_dora, regress_sq_eve;
+
 SELECT streamflink.drop_pipeline(name, drop_sink => true) FROM streamflink.pipeline
 WHERE name LIKE 'sq\_%' OR name LIKE 'nexmark\_%' ORDER BY name;
 SELECT streamflink.drop_source('sq_rides');
