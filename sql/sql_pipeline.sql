@@ -190,6 +190,115 @@ SELECT * FROM streamflink.explain($$
 	SELECT bidder, count(*) AS bid_count, window_start, window_end
 	FROM streamflink.session(sq_bids, date_time, gap => '10 seconds')
 	GROUP BY bidder, window_start, window_end $$);
+-- q5, hot items: the auctions with the most bids of each hop window (ties
+-- included), as Top-N; Postgres' answer is Nexmark's own formulation (a
+-- join with the maximum count per window).
+SELECT streamflink.create_pipeline('nexmark_q5', $$
+	SELECT auction, num, window_start, window_end FROM (
+		SELECT auction, count(*) AS num, window_start, window_end,
+		       rank() OVER (PARTITION BY window_start, window_end ORDER BY count(*) DESC) AS r
+		FROM streamflink.hop(sq_bids, date_time, slide => '2 seconds', size => '10 seconds')
+		GROUP BY auction, window_start, window_end) t
+	WHERE r <= 1 $$, sink => 'nexmark_q5_out');
+SELECT * FROM sq_diff('nexmark_q5', $$
+	WITH w AS (SELECT b.*, ws AS window_start, ws + interval '10 seconds' AS window_end
+	           FROM sq_bid_events b,
+	                generate_series(date_bin('2 seconds', date_time, 'epoch') - interval '8 seconds',
+	                                date_bin('2 seconds', date_time, 'epoch'), '2 seconds') ws),
+	     counts AS (SELECT auction, count(*) AS num, window_start, window_end FROM w
+	                GROUP BY auction, window_start, window_end),
+	     maxes AS (SELECT window_start, max(num) AS maxn FROM counts GROUP BY window_start)
+	SELECT c.auction, c.num, c.window_start, c.window_end
+	FROM counts c JOIN maxes m ON m.window_start = c.window_start AND c.num = m.maxn $$);
+-- q7, highest bid: the bids with the top price of each tumbling window
+-- (equal bids counted as one row); Postgres: Nexmark's join with the
+-- maximum price.
+SELECT streamflink.create_pipeline('nexmark_q7', $$
+	SELECT auction, price, bidder, window_start, window_end FROM (
+		SELECT auction, price, bidder, window_start, window_end,
+		       rank() OVER (PARTITION BY window_start ORDER BY price DESC) AS r
+		FROM streamflink.tumble(sq_bids, date_time, size => '10 seconds')
+		GROUP BY auction, price, bidder, window_start, window_end) t
+	WHERE r <= 1 $$, sink => 'nexmark_q7_out');
+SELECT * FROM sq_diff('nexmark_q7', $$
+	SELECT DISTINCT b.auction, b.price, b.bidder, m.window_start, m.window_end
+	FROM sq_bid_events b
+	JOIN (SELECT date_bin('10 seconds', date_time, 'epoch') AS window_start,
+	             date_bin('10 seconds', date_time, 'epoch') + interval '10 seconds' AS window_end,
+	             max(price) AS maxprice
+	      FROM sq_bid_events GROUP BY 1, 2) m
+	  ON b.price = m.maxprice AND b.date_time >= m.window_start AND b.date_time < m.window_end $$);
+-- Top 3 bidders by spend per window with row_number() and dense_rank(),
+-- against the same queries run by Postgres.
+SELECT streamflink.create_pipeline('sq_top_rn', $$
+	SELECT * FROM (
+		SELECT bidder, window_start, sum(price) AS spend,
+		       row_number() OVER (PARTITION BY window_start ORDER BY sum(price) DESC, bidder) AS n
+		FROM streamflink.tumble(sq_bids, date_time, size => '1 minute')
+		GROUP BY bidder, window_start) t
+	WHERE n < 4 $$, sink => 'sq_top_rn_out');
+SELECT * FROM sq_diff('sq_top_rn', $$
+	SELECT * FROM (
+		SELECT bidder, window_start, sum(price) AS spend,
+		       row_number() OVER (PARTITION BY window_start ORDER BY sum(price) DESC, bidder) AS n
+		FROM (SELECT b.*, date_bin('1 minute', date_time, 'epoch') AS window_start FROM sq_bid_events b) w
+		GROUP BY bidder, window_start) t
+	WHERE n < 4 $$);
+SELECT streamflink.create_pipeline('sq_top_dr', $$
+	SELECT * FROM (
+		SELECT bidder % 5 AS grp, window_start, count(*) AS n,
+		       dense_rank() OVER (PARTITION BY window_start ORDER BY count(*)) AS d
+		FROM streamflink.tumble(sq_bids, date_time, size => '1 minute')
+		GROUP BY bidder % 5, window_start) t
+	WHERE d <= 2 $$, sink => 'sq_top_dr_out');
+SELECT * FROM sq_diff('sq_top_dr', $$
+	SELECT * FROM (
+		SELECT bidder % 5 AS grp, window_start, count(*) AS n,
+		       dense_rank() OVER (PARTITION BY window_start ORDER BY count(*)) AS d
+		FROM (SELECT b.*, date_bin('1 minute', date_time, 'epoch') AS window_start FROM sq_bid_events b) w
+		GROUP BY bidder % 5, window_start) t
+	WHERE d <= 2 $$);
+SELECT * FROM streamflink.explain($$
+	SELECT auction, num, window_start, window_end FROM (
+		SELECT auction, count(*) AS num, window_start, window_end,
+		       rank() OVER (PARTITION BY window_start, window_end ORDER BY count(*) DESC) AS r
+		FROM streamflink.hop(sq_bids, date_time, slide => '2 seconds', size => '10 seconds')
+		GROUP BY auction, window_start, window_end) t
+	WHERE r <= 1 $$);
+-- Top-N forms refused: with allowed lateness, over sessions, partitioned by
+-- a key, another condition on the rank, another window function.
+SELECT streamflink.create_pipeline('sq_top_bad', $$
+	SELECT * FROM (SELECT bidder, window_start, count(*) AS n,
+	                      rank() OVER (PARTITION BY window_start ORDER BY count(*) DESC) AS r
+	               FROM streamflink.tumble(sq_bids, date_time, size => '1 minute')
+	               GROUP BY bidder, window_start) t WHERE r <= 3 $$,
+	sink => 'sq_top_bad_out', allowed_lateness => '1 minute');
+SELECT to_regclass('sq_top_bad_out');
+SELECT streamflink.explain($$
+	SELECT * FROM (SELECT bidder, window_start, count(*) AS n,
+	                      rank() OVER (PARTITION BY window_start ORDER BY count(*) DESC) AS r
+	               FROM streamflink.session(sq_bids, date_time, gap => '1 minute')
+	               GROUP BY bidder, window_start) t WHERE r <= 3 $$);
+SELECT streamflink.explain($$
+	SELECT * FROM (SELECT bidder, window_start, count(*) AS n,
+	                      rank() OVER (PARTITION BY bidder ORDER BY count(*) DESC) AS r
+	               FROM streamflink.tumble(sq_bids, date_time, size => '1 minute')
+	               GROUP BY bidder, window_start) t WHERE r <= 3 $$);
+SELECT streamflink.explain($$
+	SELECT * FROM (SELECT bidder, window_start, count(*) AS n,
+	                      rank() OVER (PARTITION BY window_start ORDER BY count(*) DESC) AS r
+	               FROM streamflink.tumble(sq_bids, date_time, size => '1 minute')
+	               GROUP BY bidder, window_start) t WHERE r > 3 $$);
+SELECT streamflink.explain($$
+	SELECT * FROM (SELECT bidder, window_start, count(*) AS n,
+	                      lag(count(*)) OVER (PARTITION BY window_start ORDER BY count(*) DESC) AS r
+	               FROM streamflink.tumble(sq_bids, date_time, size => '1 minute')
+	               GROUP BY bidder, window_start) t WHERE r <= 3 $$);
+SELECT streamflink.explain($$
+	SELECT bidder, r * 2 AS r2 FROM (SELECT bidder, window_start, count(*) AS n,
+	                      rank() OVER (PARTITION BY window_start ORDER BY count(*) DESC) AS r
+	               FROM streamflink.tumble(sq_bids, date_time, size => '1 minute')
+	               GROUP BY bidder, window_start) t WHERE r <= 3 $$);
 
 --
 -- Refused at creation, with the reason and what would work.
@@ -208,7 +317,7 @@ SELECT streamflink.explain($$ SELECT id FROM sq_rides LIMIT 10 $$);
 SELECT streamflink.explain($$ SELECT DISTINCT geo FROM sq_rides $$);
 -- an aggregate without a window
 SELECT streamflink.explain($$ SELECT geo, count(*) AS n FROM sq_rides GROUP BY geo $$);
--- window functions (Top-N is not supported yet)
+-- window functions outside the Top-N form
 SELECT streamflink.explain($$ SELECT id, rank() OVER (ORDER BY wait_s) AS r FROM sq_rides $$);
 -- volatile functions
 SELECT streamflink.explain($$ SELECT id, random() AS r FROM sq_rides $$);

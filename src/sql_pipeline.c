@@ -40,10 +40,13 @@
 #include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/ruleutils.h"
+#include "utils/sortsupport.h"
 #include "utils/typcache.h"
 
 #include "group_key.h"
@@ -78,6 +81,12 @@ typedef struct SqlpShape
 	List	   *outputs;		/* non-junk TargetEntries, in SELECT order */
 	int		   *order;			/* sink column i is outputs[order[i]] */
 	int			nidentity;		/* the first nidentity of order */
+	/* Top-N per window: SELECT ... FROM (query with rank() OVER) t WHERE r <= N */
+	Query	   *outer;			/* NULL: not Top-N */
+	TargetEntry *rank_tle;		/* the ranking window function's, in query */
+	WindowClause *wc;			/* its PARTITION BY and ORDER BY */
+	int64		topn;			/* ranks 1..topn are kept */
+	List	   *outer_outputs;	/* the outer SELECT list (Vars of t) */
 } SqlpShape;
 
 static const char *const window_names[] = {"tumble", "hop", "session"};
@@ -434,6 +443,24 @@ from_item(SqlpShape *s, Node *item)
 		refuse(s, -1, "a join",
 			   "A join of streams without a time bound keeps every event of both sides for ever, and a join with a table reads it at moments a replay after a failure cannot repeat.",
 			   "Create one pipeline per source into tables and join the sink tables when reading them.");
+	if (IsA(item, RangeSubselect) && s->outer == NULL)
+	{
+		/*
+		 * The Top-N form: the subquery must read the source itself (its
+		 * window function is checked after analysis).
+		 */
+		RangeSubselect *rs = (RangeSubselect *) item;
+		SelectStmt *inner = (SelectStmt *) rs->subquery;
+
+		s->outer = makeNode(Query);	/* a mark until analysis */
+		if (!IsA(inner, SelectStmt) || inner->op != SETOP_NONE ||
+			list_length(inner->fromClause) != 1 || inner->withClause != NULL)
+			refuse(s, -1, "a subquery in FROM",
+				   "Only the Top-N form reads a subquery: SELECT * FROM (SELECT ..., rank() OVER (PARTITION BY window_start ORDER BY ...) AS r FROM streamflink.tumble(...) GROUP BY ...) t WHERE r <= N.",
+				   one_source);
+		linitial(inner->fromClause) = from_item(s, linitial(inner->fromClause));
+		return item;
+	}
 	if (IsA(item, RangeSubselect))
 		refuse(s, -1, "a subquery in FROM",
 			   "The query must read its source directly.",
@@ -477,10 +504,10 @@ check_query(SqlpShape *s)
 		refuse(s, -1, "a subquery",
 			   "A subquery reads other tables at moments a replay after a failure cannot repeat, and a pipeline reads only its source.",
 			   "Look tables up when reading the sink, or in a function the query calls.");
-	if (q->hasWindowFuncs)
+	if (q->hasWindowFuncs && s->outer == NULL)
 		refuse(s, -1, "window functions (OVER)",
 			   "Rows of a stream never end, so a window function over them has no frame to finish.",
-			   "Aggregate over windows instead: FROM streamflink.tumble(source, ts, size => '1 minute') ... GROUP BY key, window_start, window_end.");
+			   "Aggregate over windows instead: FROM streamflink.tumble(source, ts, size => '1 minute') ... GROUP BY key, window_start, window_end; for the top rows of each window, SELECT * FROM (SELECT ..., rank() OVER (PARTITION BY window_start ORDER BY count(*) DESC) AS r FROM streamflink.tumble(...) GROUP BY ...) t WHERE r <= N.");
 	if (q->hasTargetSRFs)
 		refuse(s, -1, "set-returning functions in the SELECT list",
 			   "Each event gives at most one row.",
@@ -518,6 +545,166 @@ check_query(SqlpShape *s)
 		refuse(s, -1, "an aggregate without a window",
 			   "An aggregate over an unbounded stream never finishes.",
 			   "Aggregate over windows: FROM streamflink.tumble(source, ts, size => '1 minute') ... GROUP BY key, window_start, window_end.");
+}
+
+/* --- Top-N per window -------------------------------------------------- */
+
+static bool is_window_var(SqlpShape *s, Node *node, int which);
+
+static const char *const topn_form =
+	"Write SELECT * FROM (SELECT key, window_start, window_end, count(*) AS n, "
+	"rank() OVER (PARTITION BY window_start, window_end ORDER BY count(*) DESC) AS r "
+	"FROM streamflink.hop(...) GROUP BY key, window_start, window_end) t WHERE r <= 3.";
+
+static bool
+window_func_walker(Node *node, void *arg)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, WindowFunc))
+		return true;
+	return expression_tree_walker(node, window_func_walker, arg);
+}
+
+/* The rank limit of "r <= N" / "r < N" (or reversed), or -1. */
+static int64
+rank_limit(Node *qual, int rank_resno)
+{
+	OpExpr	   *op = (OpExpr *) qual;
+	Node	   *l,
+			   *r;
+	char	   *name;
+	bool		var_left;
+	Const	   *c;
+	int64		n;
+
+	if (qual == NULL || !IsA(qual, OpExpr) || list_length(op->args) != 2)
+		return -1;
+	l = linitial(op->args);
+	r = lsecond(op->args);
+	var_left = IsA(l, Var);
+	if (!IsA(var_left ? l : r, Var) || !IsA(var_left ? r : l, Const))
+		return -1;
+	if (((Var *) (var_left ? l : r))->varattno != rank_resno ||
+		((Var *) (var_left ? l : r))->varlevelsup != 0)
+		return -1;
+	c = (Const *) (var_left ? r : l);
+	if (c->constisnull)
+		return -1;
+	switch (c->consttype)
+	{
+		case INT8OID:
+			n = DatumGetInt64(c->constvalue);
+			break;
+		case INT4OID:
+			n = DatumGetInt32(c->constvalue);
+			break;
+		case INT2OID:
+			n = DatumGetInt16(c->constvalue);
+			break;
+		default:
+			return -1;
+	}
+	name = get_opname(op->opno);
+	if (name == NULL)
+		return -1;
+	if (strcmp(name, var_left ? "<=" : ">=") == 0)
+		return n;
+	if (strcmp(name, var_left ? "<" : ">") == 0)
+		return n - 1;
+	return -1;
+}
+
+/*
+ * The Top-N form: the outer query keeps the ranks up to N of a ranking
+ * function over the windowed aggregate's rows of each window.
+ */
+static void
+check_topn(SqlpShape *s)
+{
+	Query	   *o = s->outer;
+	Query	   *q = s->query;
+	ListCell   *lc;
+	Oid			volatile_fn = InvalidOid;
+	WindowFunc *wf = NULL;
+	bool		by_window = false;
+
+	if (!q->hasWindowFuncs)
+		refuse(s, -1, "a subquery in FROM",
+			   "The query must read its source directly; only the Top-N form reads a subquery.",
+			   topn_form);
+	if (o->hasAggs || o->groupClause != NIL || o->havingQual != NULL || o->hasWindowFuncs ||
+		o->sortClause != NIL || o->limitCount != NULL || o->limitOffset != NULL ||
+		o->distinctClause != NIL || o->hasSubLinks || o->hasTargetSRFs || o->cteList != NIL ||
+		o->rowMarks != NIL || o->setOperations != NULL)
+		refuse(s, -1, "this Top-N query",
+			   "Around the windowed aggregate, a Top-N query only selects its columns and keeps the first ranks.",
+			   topn_form);
+	if (find_volatile((Node *) o->jointree->quals, &volatile_fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a pipeline cannot run volatile function %s()", get_func_name(volatile_fn))));
+	if (!s->windowed || s->wkind == WINDOW_SESSION)
+		refuse(s, -1, "a ranking without tumbling or hopping windows",
+			   "Top-N ranks the rows of each window when it fires: sessions fire per key, and rows without a window never stop coming.",
+			   topn_form);
+	foreach(lc, q->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (IsA(tle->expr, WindowFunc) && wf == NULL)
+		{
+			wf = (WindowFunc *) tle->expr;
+			s->rank_tle = tle;
+		}
+		else if (window_func_walker((Node *) tle->expr, NULL))
+			refuse(s, exprLocation((Node *) tle->expr), "this window function",
+				   "Top-N takes one rank(), dense_rank() or row_number() as an output column.",
+				   topn_form);
+	}
+	if (wf == NULL || s->rank_tle->resjunk ||
+		(wf->winfnoid != F_RANK_ && wf->winfnoid != F_DENSE_RANK_ && wf->winfnoid != F_ROW_NUMBER) ||
+		wf->args != NIL || wf->aggfilter != NULL)
+		refuse(s, wf ? wf->location : -1, "this window function",
+			   "Top-N takes one rank(), dense_rank() or row_number() as an output column.",
+			   topn_form);
+	foreach(lc, q->windowClause)
+		if (((WindowClause *) lfirst(lc))->winref == wf->winref)
+			s->wc = lfirst(lc);
+	foreach(lc, s->wc->partitionClause)
+	{
+		TargetEntry *tle = get_sortgroupclause_tle(lfirst(lc), q->targetList);
+
+		if (is_window_var(s, (Node *) tle->expr, 1) || is_window_var(s, (Node *) tle->expr, 2))
+			by_window = true;
+		else
+			refuse(s, exprLocation((Node *) tle->expr), "a ranking partitioned by other than the window",
+				   "Top-N ranks the rows of each window: PARTITION BY window_start (and window_end).",
+				   topn_form);
+	}
+	if (!by_window || s->wc->orderClause == NIL)
+		refuse(s, wf->location, "a ranking without PARTITION BY window_start and ORDER BY",
+			   "Top-N ranks the rows of each window by an order.",
+			   topn_form);
+	s->topn = rank_limit(o->jointree->quals, s->rank_tle->resno);
+	if (s->topn < 1)
+		refuse(s, -1, "this condition on the rank",
+			   "A Top-N query keeps the first ranks: WHERE r <= N (or r < N) and nothing else.",
+			   topn_form);
+	s->outer_outputs = NIL;
+	foreach(lc, o->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Var		   *v = (Var *) tle->expr;
+
+		if (tle->resjunk)
+			continue;
+		if (!IsA(v, Var) || v->varlevelsup != 0 || v->varattno <= 0)
+			refuse(s, exprLocation((Node *) v), "an expression around a Top-N subquery",
+				   "The outer query of a Top-N form selects the subquery's columns; compute expressions inside it.",
+				   topn_form);
+		s->outer_outputs = lappend(s->outer_outputs, tle);
+	}
 }
 
 /* --- mapping onto our operators ---------------------------------------- */
@@ -634,7 +821,7 @@ derive(SqlpShape *s)
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
 		ListCell   *lc2;
 
-		if (tle->resjunk)
+		if (tle->resjunk || tle == s->rank_tle)
 			continue;
 		if (tle->resname == NULL || strcmp(tle->resname, "?column?") == 0)
 			ereport(ERROR,
@@ -815,7 +1002,15 @@ analyse(const char *sql)
 	linitial(sel->fromClause) = from_item(s, linitial(sel->fromClause));
 
 	s->query = parse_analyze_fixedparams(rs, sql, NULL, 0, NULL);
-	check_query(s);
+	if (s->outer != NULL)
+	{
+		s->outer = s->query;
+		s->query = linitial_node(RangeTblEntry, s->outer->rtable)->subquery;
+		check_query(s);
+		check_topn(s);
+	}
+	else
+		check_query(s);
 	derive(s);
 
 	error_context_stack = cb.previous;
@@ -839,12 +1034,20 @@ load(PipelineDef *def)
 	if (!IsA(node, Query))
 		elog(ERROR, "stored query of pipeline \"%s\" is not a query tree", def->name);
 	s->query = (Query *) node;
+	rte = linitial_node(RangeTblEntry, s->query->rtable);
+	if (rte->rtekind == RTE_SUBQUERY && rte->subquery->hasWindowFuncs)
+	{
+		s->outer = s->query;
+		s->query = rte->subquery;
+	}
 	s->windowed = def->kind == PIPELINE_WINDOW;
 	s->wkind = def->window_kind;
 	s->row_type = def->source.row_type;
 	s->source = def->source.name;
 	rte = linitial_node(RangeTblEntry, s->query->rtable);
 	s->natts = list_length(rte->eref->colnames) - (s->windowed ? 2 : 0);
+	if (s->outer)
+		check_topn(s);
 	derive(s);
 	return s;
 }
@@ -924,6 +1127,19 @@ sqlp_resolve(TupleDesc desc, HeapTuple tup, int32 source_id, const char *query,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the query of a pipeline reads source \"%s\", not the pipeline's source", s->source)));
 	check_runtime(s);
+	if (s->outer)
+	{
+		int			col = SPI_fnumber(desc, "allowed_lateness");
+		bool		isnull;
+		Datum		d = col > 0 ? heap_getattr(tup, col, desc, &isnull) : (Datum) 0;
+
+		if (col > 0 && !isnull && interval_usecs(DatumGetIntervalP(d)) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a Top-N pipeline cannot have allowed lateness"),
+					 errdetail("The ranks of a window are written once, when it fires; a late event would change them."),
+					 errhint("Create it with allowed_lateness => '0'.")));
+	}
 
 	for (int i = 0; i < lengthof(names); i++)
 	{
@@ -942,9 +1158,9 @@ sqlp_resolve(TupleDesc desc, HeapTuple tup, int32 source_id, const char *query,
 	nulls[6] = !s->windowed;
 	if (s->windowed)
 		values[6] = CStringGetTextDatum(aggregates_text(s));
-	values[7] = CStringGetTextDatum(nodeToString(s->query));
+	values[7] = CStringGetTextDatum(nodeToString(s->outer ? s->outer : s->query));
 	*aggregates_tree = s->windowed ? nodeToString(aggregate_query(s)) : NULL;
-	*queries = list_make1(s->query);
+	*queries = list_make1(s->outer ? s->outer : s->query);
 	return heap_modify_tuple_by_cols(tup, desc, lengthof(names), cols, values, nulls);
 }
 
@@ -976,11 +1192,11 @@ streamflink_sql_shape(PG_FUNCTION_ARGS)
 	s = analyse(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	check_runtime(s);
 
-	n = list_length(s->outputs);
+	n = list_length(s->outer ? s->outer_outputs : s->outputs);
 	cols = palloc(sizeof(Datum) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
-		TargetEntry *tle = list_nth(s->outputs, i);
+		TargetEntry *tle = list_nth(s->outer ? s->outer_outputs : s->outputs, i);
 		Node	   *e = (Node *) tle->expr;
 		Oid			coll = exprCollation(e);
 		StringInfoData buf;
@@ -990,13 +1206,16 @@ streamflink_sql_shape(PG_FUNCTION_ARGS)
 						 format_type_with_typemod(exprType(e), exprTypmod(e)));
 		if (OidIsValid(coll) && coll != get_typcollation(exprType(e)))
 			appendStringInfo(&buf, " COLLATE %s", generate_collation_name(coll));
-		if (s->windowed && (is_window_var(s, e, 1) || is_window_var(s, e, 2)))
+		if (s->windowed && s->outer == NULL &&
+			(is_window_var(s, e, 1) || is_window_var(s, e, 2)))
 			appendStringInfoString(&buf, " NOT NULL");
 		cols[i] = CStringGetTextDatum(buf.data);
 	}
 	ident = palloc(sizeof(Datum) * Max(s->nidentity, 1));
 	for (int i = 0; i < s->nidentity; i++)
 		ident[i] = CStringGetTextDatum(((TargetEntry *) list_nth(s->outputs, s->order[i]))->resname);
+	if (s->outer)
+		s->nidentity = 0;		/* ranked rows are inserted */
 
 	values[0] = CStringGetTextDatum(s->source);
 	values[1] = CStringGetTextDatum(s->windowed ? "window" : "stateless");
@@ -1099,7 +1318,37 @@ streamflink_sql_explain(PG_FUNCTION_ARGS)
 	ts = rsinfo->setResult;
 	desc = rsinfo->setDesc;
 
-	if (s->windowed)
+	if (s->outer)
+	{
+		StringInfoData buf;
+		ListCell   *lc;
+		Oid			fn = ((WindowFunc *) s->rank_tle->expr)->winfnoid;
+
+		explain_line(ts, desc, d, true, "Sink: insert the first ranks of each window");
+		initStringInfo(&buf);
+		foreach(lc, s->outer_outputs)
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "",
+							 quote_identifier(((TargetEntry *) lfirst(lc))->resname));
+		explain_line(ts, desc, d, false, "Columns: %s", buf.data);
+		resetStringInfo(&buf);
+		foreach(lc, s->wc->orderClause)
+		{
+			SortGroupClause *sgc = lfirst_node(SortGroupClause, lc);
+			Node	   *e = (Node *) get_sortgroupclause_tle(sgc, s->query->targetList)->expr;
+			TypeCacheEntry *tc = lookup_type_cache(exprType(e), TYPECACHE_GT_OPR);
+			bool		desc_order = sgc->sortop == tc->gt_opr;
+
+			appendStringInfo(&buf, "%s%s%s%s", buf.len ? ", " : "", deparse(s, e),
+							 desc_order ? " DESC" : "",
+							 sgc->nulls_first != desc_order ?
+							 (sgc->nulls_first ? " NULLS FIRST" : " NULLS LAST") : "");
+		}
+		explain_line(ts, desc, ++d, true, "Top-N: %s() per window, ordered by %s, ranks 1 to " INT64_FORMAT,
+					 fn == F_ROW_NUMBER ? "row_number" : fn == F_RANK_ ? "rank" : "dense_rank",
+					 buf.data, s->topn);
+		explain_line(ts, desc, d, false, "Emits: when the watermark passes the window's end, once");
+	}
+	else if (s->windowed)
 	{
 		StringInfoData ident;
 
@@ -1111,7 +1360,8 @@ streamflink_sql_explain(PG_FUNCTION_ARGS)
 	}
 	else
 		explain_line(ts, desc, d, true, "Sink: insert every row");
-	explain_line(ts, desc, d, false, "Columns: %s", output_list(s, false, false));
+	if (s->outer == NULL)
+		explain_line(ts, desc, d, false, "Columns: %s", output_list(s, false, false));
 	explain_line(ts, desc, ++d, true, "Project: %s", output_list(s, true, false));
 	if (s->windowed)
 	{
@@ -1192,7 +1442,31 @@ struct SqlpWindow
 	ExprState **outs;			/* in sink order */
 	const char **names;
 	Oid		   *types;
+	/* Top-N: rows of the windows fired in one watermark step, ranked after it */
+	bool		topn;
+	int16	   *typlens;		/* of outs */
+	bool	   *typbyvals;
+	int			nord;			/* ORDER BY of the ranking */
+	ExprState **ord;
+	SortSupportData *ssup;
+	int16	   *ordlens;
+	bool	   *ordbyvals;
+	int			nout;			/* the sink's columns: */
+	int		   *out_src;		/* index into outs, -1 for the rank */
+	const char **out_names;
+	Oid		   *out_types;
+	MemoryContext buf_cxt;
+	List	   *rows;			/* TopnRow */
 };
+
+typedef struct TopnRow
+{
+	TimestampTz start;
+	Datum	   *vals;
+	bool	   *nulls;
+	Datum	   *ordv;
+	bool	   *ordn;
+} TopnRow;
 
 typedef struct FiredMap
 {
@@ -1233,6 +1507,58 @@ fired_mutator(Node *node, FiredMap *m)
 	if (IsA(node, Var) && ((Var *) node)->varlevelsup == 0)
 		elog(ERROR, "column of a fired window's row not found");
 	return expression_tree_mutator(node, fired_mutator, m);
+}
+
+/* The ranking of a Top-N query (see check_topn). */
+static void
+topn_create(SqlpWindow *w, FiredMap *m)
+{
+	SqlpShape  *s = w->s;
+	ListCell   *lc;
+
+	w->topn = true;
+	w->typlens = palloc(sizeof(int16) * Max(w->ncols, 1));
+	w->typbyvals = palloc(sizeof(bool) * Max(w->ncols, 1));
+	for (int i = 0; i < w->ncols; i++)
+		get_typlenbyval(w->types[i], &w->typlens[i], &w->typbyvals[i]);
+	w->nord = list_length(s->wc->orderClause);
+	w->ord = palloc(sizeof(ExprState *) * w->nord);
+	w->ssup = palloc0(sizeof(SortSupportData) * w->nord);
+	w->ordlens = palloc(sizeof(int16) * w->nord);
+	w->ordbyvals = palloc(sizeof(bool) * w->nord);
+	foreach(lc, s->wc->orderClause)
+	{
+		SortGroupClause *sgc = lfirst_node(SortGroupClause, lc);
+		TargetEntry *tle = get_sortgroupclause_tle(sgc, s->query->targetList);
+		int			i = foreach_current_index(lc);
+		Node	   *e = fired_mutator(copyObject((Node *) tle->expr), m);
+
+		w->ord[i] = ExecInitExpr(expression_planner((Expr *) e), NULL);
+		get_typlenbyval(exprType(e), &w->ordlens[i], &w->ordbyvals[i]);
+		w->ssup[i].ssup_cxt = CurrentMemoryContext;
+		w->ssup[i].ssup_collation = exprCollation(e);
+		w->ssup[i].ssup_nulls_first = sgc->nulls_first;
+		PrepareSortSupportFromOrderingOp(sgc->sortop, &w->ssup[i]);
+	}
+	w->nout = list_length(s->outer_outputs);
+	w->out_src = palloc(sizeof(int) * Max(w->nout, 1));
+	w->out_names = palloc(sizeof(char *) * Max(w->nout, 1));
+	w->out_types = palloc(sizeof(Oid) * Max(w->nout, 1));
+	foreach(lc, s->outer_outputs)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Var		   *v = (Var *) tle->expr;
+		int			i = foreach_current_index(lc);
+
+		w->out_names[i] = tle->resname;
+		w->out_types[i] = exprType((Node *) v);
+		w->out_src[i] = -1;
+		for (int j = 0; j < w->ncols; j++)
+			if (((TargetEntry *) list_nth(s->outputs, s->order[j]))->resno == v->varattno)
+				w->out_src[i] = j;
+	}
+	w->buf_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink top-n",
+									   ALLOCSET_DEFAULT_SIZES);
 }
 
 SqlpWindow *
@@ -1293,6 +1619,8 @@ sqlp_window_create(PipelineDef *def, MemoryContext state_cxt)
 		w->names[i] = tle->resname;
 		w->types[i] = exprType((Node *) tle->expr);
 	}
+	if (s->outer)
+		topn_create(w, &m);
 	return w;
 }
 
@@ -1329,6 +1657,15 @@ sqlp_window_accept(SqlpWindow *w, TupleTableSlot *event, TupleTableSlot **keys)
 void
 sqlp_window_output(SqlpWindow *w, SinkRowDesc *desc)
 {
+	if (w->topn)
+	{
+		/* Ranked rows are inserted once, when their window fires. */
+		desc->ncols = w->nout;
+		desc->colnames = w->out_names;
+		desc->coltypes = w->out_types;
+		desc->nkeys = 0;
+		return;
+	}
 	desc->ncols = w->ncols;
 	desc->colnames = w->names;
 	desc->coltypes = w->types;
@@ -1360,5 +1697,121 @@ sqlp_window_project(SqlpWindow *w, Datum *keys, bool *keynulls,
 		return false;
 	for (int i = 0; i < w->ncols; i++)
 		row[i] = ExecEvalExpr(w->outs[i], ec, &rownulls[i]);
+	if (w->topn)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->buf_cxt);
+		TopnRow    *r = palloc(sizeof(TopnRow));
+
+		r->start = start;
+		r->vals = palloc(sizeof(Datum) * Max(w->ncols, 1));
+		r->nulls = palloc(sizeof(bool) * Max(w->ncols, 1));
+		r->ordv = palloc(sizeof(Datum) * w->nord);
+		r->ordn = palloc(sizeof(bool) * w->nord);
+		for (int i = 0; i < w->ncols; i++)
+		{
+			r->nulls[i] = rownulls[i];
+			r->vals[i] = rownulls[i] ? (Datum) 0 :
+				datumCopy(row[i], w->typbyvals[i], w->typlens[i]);
+		}
+		for (int i = 0; i < w->nord; i++)
+		{
+			Datum		d = ExecEvalExpr(w->ord[i], ec, &r->ordn[i]);
+
+			r->ordv[i] = r->ordn[i] ? (Datum) 0 : datumCopy(d, w->ordbyvals[i], w->ordlens[i]);
+		}
+		w->rows = lappend(w->rows, r);
+		MemoryContextSwitchTo(old);
+		return false;			/* written by sqlp_window_fired */
+	}
 	return true;
+}
+
+static int
+topn_compare_order(SqlpWindow *w, TopnRow *a, TopnRow *b)
+{
+	for (int i = 0; i < w->nord; i++)
+	{
+		int			c = ApplySortComparator(a->ordv[i], a->ordn[i], b->ordv[i], b->ordn[i],
+											&w->ssup[i]);
+
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
+static int
+topn_compare(const ListCell *a, const ListCell *b, void *arg)
+{
+	TopnRow    *ra = lfirst(a);
+	TopnRow    *rb = lfirst(b);
+
+	if (ra->start != rb->start)
+		return ra->start < rb->start ? -1 : 1;
+	return topn_compare_order((SqlpWindow *) arg, ra, rb);
+}
+
+static SqlpWindow *topn_sort_arg;
+
+static int
+topn_compare_cb(const ListCell *a, const ListCell *b)
+{
+	return topn_compare(a, b, topn_sort_arg);
+}
+
+void
+sqlp_window_fired(SqlpWindow *w, Sink *sink, SinkOutput *out)
+{
+	Datum	   *vals;
+	bool	   *nulls;
+	TimestampTz start = 0;
+	int64		pos = 0;
+	int64		rank = 0;
+	TopnRow    *prev = NULL;
+	ListCell   *lc;
+	Oid			fn;
+
+	if (!w->topn || w->rows == NIL)
+		return;
+	fn = ((WindowFunc *) w->s->rank_tle->expr)->winfnoid;
+	topn_sort_arg = w;
+	list_sort(w->rows, topn_compare_cb);
+	vals = palloc(sizeof(Datum) * Max(w->nout, 1));
+	nulls = palloc(sizeof(bool) * Max(w->nout, 1));
+	foreach(lc, w->rows)
+	{
+		TopnRow    *r = lfirst(lc);
+		bool		peer;
+
+		if (prev == NULL || r->start != start)
+		{
+			start = r->start;
+			pos = 0;
+			rank = 0;
+			prev = NULL;
+		}
+		pos++;
+		peer = prev != NULL && topn_compare_order(w, prev, r) == 0;
+		if (fn == F_ROW_NUMBER)
+			rank = pos;
+		else if (fn == F_RANK_)
+			rank = peer ? rank : pos;
+		else
+			rank = peer ? rank : rank + 1;
+		prev = r;
+		if (rank > w->s->topn)
+			continue;
+		for (int i = 0; i < w->nout; i++)
+		{
+			int			src = w->out_src[i];
+
+			vals[i] = src < 0 ? Int64GetDatum(rank) : r->vals[src];
+			nulls[i] = src < 0 ? false : r->nulls[src];
+		}
+		sink_write(sink, out, SINK_INSERT, vals, nulls);
+	}
+	pfree(vals);
+	pfree(nulls);
+	w->rows = NIL;
+	MemoryContextReset(w->buf_cxt);
 }

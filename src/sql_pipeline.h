@@ -98,11 +98,19 @@ extern void sqlp_window_output(SqlpWindow *w, SinkRowDesc *desc);
 /*
  * A fired window's sink row (in sqlp_window_output's order) from its keys,
  * bounds and final aggregate values: false if HAVING rejects it.  By-ref
- * values are in CurrentMemoryContext.
+ * values are in CurrentMemoryContext.  A Top-N query's rows are held back
+ * (false) for sqlp_window_fired.
  */
 extern bool sqlp_window_project(SqlpWindow *w, Datum *keys, bool *keynulls,
 								TimestampTz start, TimestampTz end,
 								Datum *aggs, bool *aggnulls,
 								Datum *row, bool *rownulls);
+
+/*
+ * After a watermark step fired windows: a Top-N query ranks their rows
+ * (held back by sqlp_window_project) and writes the first ranks to 'out'.
+ * Nothing for other queries.
+ */
+extern void sqlp_window_fired(SqlpWindow *w, Sink *sink, SinkOutput *out);
 
 #endif							/* STREAMFLINK_SQL_PIPELINE_H */

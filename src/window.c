@@ -774,6 +774,8 @@ window_advance(WindowOperator *op, TimestampTz wm)
 	/* No window ends later. */
 	op->fire_wm = Min(wm, END_TIMESTAMP - 1);
 	timers_advance(op->timers, op->fire_wm, fire_timer, op);
+	if (op->sql)
+		sqlp_window_fired(op->sql, op->sink, op->out);
 }
 
 void
