@@ -19,7 +19,8 @@
 #     a json column (no decoding, no exactly-once), then the same filter
 #     and projection as INSERT ... SELECT into a typed table;
 # and the ratios.  Machines are noisy: compare ratios, not absolute numbers.
-# Not part of the test suite's pass/fail.
+# Not part of the test suite's pass/fail.  SF_BENCH_PERF=FILE writes a perf
+# profile of the pipeline's worker (two seconds) to FILE.
 
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,6 +66,19 @@ SELECT streamflink.create_pipeline('ingest', \$\$
 SQL
 t0=$(now)
 sql -c "SELECT streamflink.start('ingest')" >/dev/null
+if [ -n "${SF_BENCH_PERF:-}" ]; then
+    # Profile the worker for two seconds (perf record -g; report to the file).
+    for ((i = 0; i < 100; i++)); do
+        pid=$(sql -c "SELECT pid FROM streamflink.pipelines WHERE name = 'ingest'")
+        [ -z "$pid" ] || break
+        sleep 0.02
+    done
+    perf record -q -F 1999 -g -p "$pid" -o "$work/perf.data" -- sleep 2 2>/dev/null
+    for sort in dso sym; do
+        perf report -i "$work/perf.data" --comm postgres --percentage relative \
+            --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
+    done >"$SF_BENCH_PERF"
+fi
 for ((i = 0; i < 12000; i++)); do
     done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'ingest'")
     [ "$done_" = t ] && break
