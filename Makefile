@@ -18,6 +18,7 @@ OBJS = \
 	src/window.o \
 	src/sql_pipeline.o \
 	src/filter_project.o \
+	src/match_recognize.o \
 	src/operator.o \
 	src/operator_factory.o \
 	src/pattern.o \

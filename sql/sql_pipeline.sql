@@ -301,6 +301,89 @@ SELECT streamflink.explain($$
 	               GROUP BY bidder, window_start) t WHERE r <= 3 $$);
 
 --
+-- MATCH_RECOGNIZE (Flink SQL's syntax) as a pattern pipeline.
+--
+SELECT streamflink.create_source('sq_txns', brokers => '127.0.0.1:1', topic => 'sq_txns', format => 'json',
+       columns => 'account_id int, amount numeric, kind text, ts timestamptz', event_time => 'ts');
+CREATE TABLE sq_txn_events AS
+SELECT i % 7 AS account_id,
+       CASE WHEN i % 23 = 0 THEN 6000 + i ELSE (i * 37) % 150 END::numeric AS amount,
+       CASE WHEN i % 2 = 0 THEN 'WITHDRAWAL' ELSE 'DEPOSIT' END AS kind,
+       timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute' AS ts
+FROM generate_series(0, 1999) i;
+INSERT INTO sq_payloads
+SELECT 'sq_txns', array_agg(to_jsonb(t)::text ORDER BY ts) FROM sq_txn_events t;
+-- The README's fraud pattern, and its MATCH_RECOGNIZE form: the same matches.
+SELECT streamflink.create_pattern_pipeline('sq_fraud', source => 'sq_txns', key => 'account_id',
+	pattern => 'small{3,}+ large',
+	define => $$ small AS amount < 100, large AS amount > 5000 AND kind = 'WITHDRAWAL' $$,
+	within => '1 hour', sink => 'sq_fraud_out', skip => 'skip_past_last_event',
+	measures => 'count(small.*) AS n_small, sum(small.amount) AS total');
+SELECT streamflink.create_pipeline('sq_fraud_mr', $$
+	SELECT * FROM sq_txns MATCH_RECOGNIZE (
+		PARTITION BY account_id
+		ORDER BY ts
+		MEASURES count(small.*) AS n_small, sum(small.amount) AS total
+		ONE ROW PER MATCH
+		AFTER MATCH SKIP PAST LAST ROW
+		PATTERN (small{3,} large) WITHIN INTERVAL '1' HOUR
+		DEFINE small AS amount < 100, large AS amount > 5000 AND kind = 'WITHDRAWAL'
+	) AS m $$, sink => 'sq_fraud_mr_out');
+SELECT name, kind, key_columns, pattern, define, measures, skip, within
+FROM streamflink.pipeline WHERE name = 'sq_fraud_mr';
+\d sq_fraud_mr_out
+SELECT (SELECT count(*) FROM sq_final('sq_fraud_mr')) AS matches,
+       (SELECT count(*) FROM (SELECT * FROM sq_final('sq_fraud_mr') EXCEPT ALL SELECT * FROM sq_final('sq_fraud')) x) AS only_mr,
+       (SELECT count(*) FROM (SELECT * FROM sq_final('sq_fraud') EXCEPT ALL SELECT * FROM sq_final('sq_fraud_mr')) x) AS only_api;
+-- Strict contiguity against Postgres: a withdrawal of over 100 right after
+-- a deposit, per account (lead() over the account's events in time order).
+SELECT streamflink.create_pipeline('sq_mr_pair', $$
+	SELECT * FROM sq_txns MATCH_RECOGNIZE (
+		PARTITION BY account_id ORDER BY ts
+		MEASURES last(d.amount) AS deposit, last(w.amount) AS withdrawal
+		PATTERN (d w)
+		DEFINE d AS kind = 'DEPOSIT', w AS kind = 'WITHDRAWAL' AND amount > 100) $$,
+	sink => 'sq_mr_pair_out');
+SELECT count(*) AS matches,
+       count(*) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM (SELECT account_id, ts AS match_start, next_ts AS match_end, amount AS deposit,
+                                 next_amount AS withdrawal
+                          FROM (SELECT *, lead(kind) OVER w AS next_kind, lead(ts) OVER w AS next_ts,
+                                       lead(amount) OVER w AS next_amount
+                                FROM sq_txn_events WINDOW w AS (PARTITION BY account_id ORDER BY ts)) e
+                          WHERE kind = 'DEPOSIT' AND next_kind = 'WITHDRAWAL' AND next_amount > 100) r
+           WHERE to_jsonb(r) = f - 'events')) AS not_in_postgres,
+       (SELECT count(*) FROM sq_txn_events e1
+        WHERE kind = 'DEPOSIT' AND EXISTS (
+            SELECT 1 FROM sq_txn_events e2 WHERE e2.account_id = e1.account_id AND e2.ts > e1.ts
+              AND e2.kind = 'WITHDRAWAL' AND e2.amount > 100
+              AND NOT EXISTS (SELECT 1 FROM sq_txn_events e3 WHERE e3.account_id = e1.account_id
+                                AND e3.ts > e1.ts AND e3.ts < e2.ts))) AS postgres_matches
+FROM sq_final('sq_mr_pair') f;
+SELECT * FROM streamflink.explain($$
+	SELECT * FROM sq_txns MATCH_RECOGNIZE (
+		PARTITION BY account_id ORDER BY ts
+		MEASURES count(small.*) AS n_small, sum(small.amount) AS total
+		AFTER MATCH SKIP TO NEXT ROW
+		PATTERN (small{3,}? large) WITHIN INTERVAL '30 minutes'
+		DEFINE small AS amount < 100, large AS amount > 5000) $$);
+-- Refused or malformed.
+SELECT streamflink.explain($$ SELECT * FROM sq_txns MATCH_RECOGNIZE (PARTITION BY account_id ORDER BY ts PATTERN (a | b) DEFINE a AS true) $$);
+SELECT streamflink.explain($$ SELECT * FROM sq_txns MATCH_RECOGNIZE (PARTITION BY account_id ORDER BY ts PATTERN ((a b)+) DEFINE a AS true) $$);
+SELECT streamflink.explain($$ SELECT account_id FROM sq_txns MATCH_RECOGNIZE (PARTITION BY account_id ORDER BY ts PATTERN (a b) DEFINE a AS true) $$);
+SELECT streamflink.explain($$ SELECT * FROM sq_txns MATCH_RECOGNIZE (PARTITION BY account_id ORDER BY ts ALL ROWS PER MATCH PATTERN (a b) DEFINE a AS true) $$);
+SELECT streamflink.explain($$ SELECT * FROM sq_txns MATCH_RECOGNIZE (PARTITION BY account_id ORDER BY ts PATTERN (a b) DEFINE a AS true) WHERE x $$);
+SELECT streamflink.explain($$ SELECT * FROM sq_txns MATCH_RECOGNIZE (PARTITION BY account_id ORDER BY ts PATTERN (a b) DEFINE a AS true $$);
+SELECT streamflink.explain($$ SELECT * FROM sq_txns MATCH_RECOGNIZE (PARTITION BY account_id PATTERN (a b) DEFINE a AS true) $$);
+SELECT streamflink.create_pipeline('sq_mr_bad', $$ SELECT * FROM sq_txns MATCH_RECOGNIZE (
+	PARTITION BY account_id ORDER BY amount PATTERN (a b) DEFINE a AS true) $$, sink => 'sq_mr_bad_out');
+SELECT streamflink.create_pipeline('sq_mr_bad', $$ SELECT * FROM sq_txns MATCH_RECOGNIZE (
+	PARTITION BY account_id ORDER BY ts PATTERN (a b) DEFINE a AS amount <) $$, sink => 'sq_mr_bad_out');
+SELECT streamflink.create_pipeline('sq_mr_bad', $$ SELECT * FROM sq_txns MATCH_RECOGNIZE (
+	PARTITION BY no_such_column ORDER BY ts PATTERN (a b) DEFINE a AS true) $$, sink => 'sq_mr_bad_out');
+SELECT to_regclass('sq_mr_bad_out');
+
+--
 -- Refused at creation, with the reason and what would work.
 --
 -- a join of two streams / with a table
@@ -471,3 +554,4 @@ SELECT streamflink.drop_pipeline(name, drop_sink => true) FROM streamflink.pipel
 WHERE name LIKE 'sq\_%' OR name LIKE 'nexmark\_%' ORDER BY name;
 SELECT streamflink.drop_source('sq_rides');
 SELECT streamflink.drop_source('sq_bids');
+SELECT streamflink.drop_source('sq_txns');

@@ -444,6 +444,19 @@ LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION streamflink._sql_shape(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink._sql_shape(text) TO streamflink_user;
 
+/*
+ * The parts of a query with MATCH_RECOGNIZE (src/match_recognize.c) for
+ * create_pattern_pipeline; NULL when it has no MATCH_RECOGNIZE.
+ */
+CREATE FUNCTION streamflink._match_recognize(query text,
+	OUT source text, OUT key text, OUT order_by text, OUT pattern text, OUT define text,
+	OUT measures text, OUT skip text, OUT within text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'streamflink_match_recognize'
+LANGUAGE C IMMUTABLE;
+REVOKE ALL ON FUNCTION streamflink._match_recognize(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._match_recognize(text) TO streamflink_user;
+
 /* The operator plan of a query, one line a row, as EXPLAIN shows a plan. */
 CREATE FUNCTION streamflink.explain(query text)
 RETURNS SETOF text
@@ -467,6 +480,7 @@ AS $$
 DECLARE
 	p_name		text := name;
 	shape		record;
+	mr			record;
 	s			streamflink.source;
 	sink_rel	regclass;
 BEGIN
@@ -479,6 +493,30 @@ BEGIN
 	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
 	allowed_lateness := coalesce(allowed_lateness, interval '0');
 	checkpoint_interval := coalesce(checkpoint_interval, interval '1 second');
+
+	/* MATCH_RECOGNIZE: a pattern pipeline, checked by create_pattern_pipeline. */
+	SELECT * INTO mr FROM streamflink._match_recognize(query);
+	IF mr.source IS NOT NULL THEN
+		s := streamflink._source(mr.source);
+		IF allowed_lateness <> interval '0' THEN
+			RAISE EXCEPTION 'allowed_lateness applies to windows only'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A pattern pipeline buffers events until the watermark passes them; bound matches with WITHIN.';
+		END IF;
+		IF s.event_time IS DISTINCT FROM mr.order_by THEN
+			RAISE EXCEPTION 'MATCH_RECOGNIZE of source "%" must be ordered by its event time column %',
+					mr.source, coalesce(quote_ident(s.event_time), '(none: the Kafka timestamp)')
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'Events are matched in event time order, as the watermark releases them.';
+		END IF;
+		PERFORM streamflink.create_pattern_pipeline(p_name, mr.source, mr.key, mr.pattern, mr.define,
+			sink, within => mr.within::interval, skip => mr.skip, measures => mr.measures,
+			checkpoint_interval => checkpoint_interval,
+			state_profile => create_pipeline.state_profile,
+			state_options => create_pipeline.state_options);
+		RETURN;
+	END IF;
+
 	shape := streamflink._sql_shape(query);
 	s := streamflink._source(shape.source);
 	IF shape.kind = 'stateless' AND allowed_lateness <> interval '0' THEN

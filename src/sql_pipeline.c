@@ -50,6 +50,7 @@
 #include "utils/typcache.h"
 
 #include "group_key.h"
+#include "match_recognize.h"
 #include "sql_pipeline.h"
 
 PG_FUNCTION_INFO_V1(streamflink_sql_shape);
@@ -1307,11 +1308,34 @@ streamflink_sql_explain(PG_FUNCTION_ARGS)
 	Tuplestorestate *ts;
 	TupleDesc	desc;
 	int			d = 0;
+	MatchRecognize *mr;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("explain needs a query")));
+	mr = mr_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if (mr != NULL)
+	{
+		InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+		ts = rsinfo->setResult;
+		desc = rsinfo->setDesc;
+		explain_line(ts, desc, d, true, "Sink: insert one row per match");
+		explain_line(ts, desc, d, false, "Columns: %s%smatch_start, match_end, events%s",
+					 mr->key, *mr->key ? ", " : "", mr->measures ? ", (measures)" : "");
+		explain_line(ts, desc, ++d, true, "Pattern: %s", mr->pattern);
+		explain_line(ts, desc, d, false, "After match: %s", mr->skip);
+		if (mr->within)
+			explain_line(ts, desc, d, false, "Within: %s", mr->within);
+		explain_line(ts, desc, d, false, "Define: %s", mr->define);
+		if (mr->measures)
+			explain_line(ts, desc, d, false, "Measures: %s", mr->measures);
+		explain_line(ts, desc, d, false, "Key: %s", *mr->key ? mr->key : "(none)");
+		explain_line(ts, desc, d, false, "State: RocksDB, events buffered per key until the watermark passes them, partial matches per key");
+		explain_line(ts, desc, ++d, true, "Source: %s, in event time order (%s)",
+					 quote_identifier(mr->source), mr->order_by);
+		return (Datum) 0;
+	}
 	s = analyse(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	check_runtime(s);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
