@@ -1167,12 +1167,6 @@ sqlp_resolve(TupleDesc desc, HeapTuple tup, int32 source_id, const char *query,
 
 /* --- create_pipeline's look at a query --------------------------------- */
 
-static Datum
-interval_out_datum(Interval *iv, bool *isnull)
-{
-	return interval_datum(iv, isnull);
-}
-
 Datum
 streamflink_sql_shape(PG_FUNCTION_ARGS)
 {
@@ -1222,9 +1216,9 @@ streamflink_sql_shape(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(s->windowed ? "window" : "stateless");
 	values[2] = CStringGetTextDatum(window_names[s->wkind]);
 	nulls[2] = !s->windowed;
-	values[3] = interval_out_datum(s->size, &nulls[3]);
-	values[4] = interval_out_datum(s->slide, &nulls[4]);
-	values[5] = interval_out_datum(s->gap, &nulls[5]);
+	values[3] = interval_datum(s->size, &nulls[3]);
+	values[4] = interval_datum(s->slide, &nulls[4]);
+	values[5] = interval_datum(s->gap, &nulls[5]);
 	nulls[6] = !s->windowed;
 	if (s->windowed)
 		values[6] = CStringGetTextDatum(aggregates_text(s));
@@ -1764,23 +1758,22 @@ topn_compare_order(SqlpWindow *w, TopnRow *a, TopnRow *b)
 	return 0;
 }
 
+/*
+ * list_sort's comparator takes no argument: the stage being sorted is set
+ * here just before (one backend, no recursion).
+ */
+static SqlpWindow *topn_sort_arg;
+
+/* By window, then by the ranking's ORDER BY. */
 static int
-topn_compare(const ListCell *a, const ListCell *b, void *arg)
+topn_compare(const ListCell *a, const ListCell *b)
 {
 	TopnRow    *ra = lfirst(a);
 	TopnRow    *rb = lfirst(b);
 
 	if (ra->start != rb->start)
 		return ra->start < rb->start ? -1 : 1;
-	return topn_compare_order((SqlpWindow *) arg, ra, rb);
-}
-
-static SqlpWindow *topn_sort_arg;
-
-static int
-topn_compare_cb(const ListCell *a, const ListCell *b)
-{
-	return topn_compare(a, b, topn_sort_arg);
+	return topn_compare_order(topn_sort_arg, ra, rb);
 }
 
 void
@@ -1799,7 +1792,7 @@ sqlp_window_fired(SqlpWindow *w, Sink *sink, SinkOutput *out)
 		return;
 	fn = ((WindowFunc *) w->s->rank_tle->expr)->winfnoid;
 	topn_sort_arg = w;
-	list_sort(w->rows, topn_compare_cb);
+	list_sort(w->rows, topn_compare);
 	vals = palloc(sizeof(Datum) * Max(w->nout, 1));
 	nulls = palloc(sizeof(bool) * Max(w->nout, 1));
 	foreach(lc, w->rows)
