@@ -804,3 +804,158 @@ END
 $$;
 REVOKE ALL ON FUNCTION streamflink._rescale_savepoint(int, text, int),
 	streamflink.rescale_savepoint(text, text, int) FROM PUBLIC;
+/* ---- Pipelines written as SQL queries (src/sql_pipeline.c, src/filter_project.c) ----
+ *
+ * create_pipeline(name, query, sink): one SELECT over a source, parsed and
+ * analysed by Postgres itself as the owner.  query is what the user wrote;
+ * query_tree is the analysed Query (nodeToString), written by the
+ * pipeline_resolve trigger only, which also sets the row's shape (kind,
+ * window, aggregates) from the query, so a row cannot disagree with its
+ * query.  kind 'stateless': a filter and projection into the sink, no key,
+ * no window, no state.
+ */
+ALTER TABLE streamflink.pipeline ADD COLUMN query text;
+ALTER TABLE streamflink.pipeline ADD COLUMN query_tree text;
+COMMENT ON COLUMN streamflink.pipeline.query IS
+	'the SELECT a pipeline was created from (create_pipeline), as written; NULL for other pipelines';
+COMMENT ON COLUMN streamflink.pipeline.query_tree IS
+	'query parsed and analysed at creation, as the owner (nodeToString); what the worker runs';
+ALTER TABLE streamflink.pipeline DROP CONSTRAINT pipeline_kind_check;
+ALTER TABLE streamflink.pipeline ADD CONSTRAINT pipeline_kind_check
+	CHECK (kind IN ('window', 'pattern', 'stateless'));
+ALTER TABLE streamflink.pipeline DROP CONSTRAINT pipeline_check;
+ALTER TABLE streamflink.pipeline ADD CONSTRAINT pipeline_check
+	CHECK (CASE kind WHEN 'window' THEN window_kind IS NOT NULL AND aggregates IS NOT NULL
+					 WHEN 'stateless' THEN query IS NOT NULL AND window_kind IS NULL
+					 ELSE pattern IS NOT NULL AND skip IS NOT NULL END);
+GRANT INSERT (query) ON streamflink.pipeline TO streamflink_user;
+
+/*
+ * What a query would run as, for create_pipeline: its source, kind, window,
+ * the sink's column definitions (typed as the analysed query types them)
+ * and the columns identifying a sink row (window pipelines).  Analysed as
+ * the caller, in its search_path; refuses what cannot run as a stream.
+ */
+CREATE FUNCTION streamflink._sql_shape(query text,
+	OUT source text, OUT kind text, OUT window_kind text, OUT size interval,
+	OUT slide interval, OUT gap interval, OUT aggregates text,
+	OUT columns text[], OUT identity text[])
+RETURNS record
+AS 'MODULE_PATHNAME', 'streamflink_sql_shape'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION streamflink._sql_shape(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._sql_shape(text) TO streamflink_user;
+
+/*
+ * The parts of a query with MATCH_RECOGNIZE (src/match_recognize.c) for
+ * create_pattern_pipeline; NULL when it has no MATCH_RECOGNIZE.
+ */
+CREATE FUNCTION streamflink._match_recognize(query text,
+	OUT source text, OUT key text, OUT order_by text, OUT pattern text, OUT define text,
+	OUT measures text, OUT skip text, OUT within text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'streamflink_match_recognize'
+LANGUAGE C IMMUTABLE;
+REVOKE ALL ON FUNCTION streamflink._match_recognize(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._match_recognize(text) TO streamflink_user;
+
+/* The operator plan of a query, one line a row, as EXPLAIN shows a plan. */
+CREATE FUNCTION streamflink.explain(query text)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'streamflink_sql_explain'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION streamflink.explain(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.explain(text) TO streamflink_user;
+
+CREATE FUNCTION streamflink.create_pipeline(
+	name text,
+	query text,
+	sink text,
+	allowed_lateness interval DEFAULT '0',
+	checkpoint_interval interval DEFAULT '1 second',
+	state_profile text DEFAULT NULL,
+	state_options text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+/* No SET search_path: the query and the sink name resolve in the caller's path. */
+AS $$
+DECLARE
+	p_name		text := name;
+	shape		record;
+	mr			record;
+	s			streamflink.source;
+	sink_rel	regclass;
+BEGIN
+	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
+	IF query IS NULL THEN
+		RAISE EXCEPTION 'a pipeline needs a query'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM streamflink._check_duration('allowed_lateness', allowed_lateness, true);
+	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
+	allowed_lateness := coalesce(allowed_lateness, interval '0');
+	checkpoint_interval := coalesce(checkpoint_interval, interval '1 second');
+
+	/* MATCH_RECOGNIZE: a pattern pipeline, checked by create_pattern_pipeline. */
+	SELECT * INTO mr FROM streamflink._match_recognize(query);
+	IF mr.source IS NOT NULL THEN
+		s := streamflink._source(mr.source);
+		IF allowed_lateness <> interval '0' THEN
+			RAISE EXCEPTION 'allowed_lateness applies to windows only'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A pattern pipeline buffers events until the watermark passes them; bound matches with WITHIN.';
+		END IF;
+		IF s.event_time IS DISTINCT FROM mr.order_by THEN
+			RAISE EXCEPTION 'MATCH_RECOGNIZE of source "%" must be ordered by its event time column %',
+					mr.source, coalesce(quote_ident(s.event_time), '(none: the Kafka timestamp)')
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'Events are matched in event time order, as the watermark releases them.';
+		END IF;
+		PERFORM streamflink.create_pattern_pipeline(p_name, mr.source, mr.key, mr.pattern, mr.define,
+			sink, within => mr.within::interval, skip => mr.skip, measures => mr.measures,
+			checkpoint_interval => checkpoint_interval,
+			state_profile => create_pipeline.state_profile,
+			state_options => create_pipeline.state_options);
+		RETURN;
+	END IF;
+
+	shape := streamflink._sql_shape(query);
+	s := streamflink._source(shape.source);
+	IF shape.kind = 'stateless' AND allowed_lateness <> interval '0' THEN
+		RAISE EXCEPTION 'allowed_lateness applies to windows only'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A pipeline without a window writes every event at once: no event is late.';
+	END IF;
+
+	/* RocksDB tuning, before anything is created (the trigger checks again) */
+	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
+	IF sink IS NULL THEN
+		RAISE EXCEPTION 'a pipeline needs a sink table name'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF to_regclass(sink) IS NOT NULL THEN
+		RAISE EXCEPTION 'sink table "%" already exists', sink
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'The pipeline creates its sink table; choose a new name or drop the table.';
+	END IF;
+	/* Column names and types come from the analysed query, never from its text. */
+	EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', sink,
+							  pg_catalog.array_to_string(shape.columns, ', '));
+	sink_rel := to_regclass(sink);
+	IF cardinality(shape.identity) > 0 THEN
+		EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', sink_rel,
+			(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ') FROM unnest(shape.identity) c));
+	END IF;
+
+	/* The trigger analyses the query again, as the owner, and sets the shape columns. */
+	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind,
+									  window_size, window_slide, session_gap, aggregates,
+									  query, sink, allowed_lateness, checkpoint_interval,
+									  state_profile, state_options)
+	VALUES (p_name, s.id, shape.kind, '{}', shape.window_kind, shape.size, shape.slide,
+			shape.gap, shape.aggregates, query, sink_rel, allowed_lateness, checkpoint_interval,
+			create_pipeline.state_profile, create_pipeline.state_options);
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink.create_pipeline(text, text, text, interval, interval, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_pipeline(text, text, text, interval, interval, text, text) TO streamflink_user;

@@ -21,7 +21,8 @@ typedef enum WindowKind
 typedef enum PipelineKind
 {
 	PIPELINE_WINDOW,
-	PIPELINE_PATTERN
+	PIPELINE_PATTERN,
+	PIPELINE_STATELESS			/* filter and projection (sql_pipeline.h) */
 } PipelineKind;
 
 typedef struct SourceDef
@@ -73,6 +74,8 @@ typedef struct PipelineDef
 	/* RocksDB tuning (state_tuning.h); NULL: the server's defaults */
 	char	   *state_profile;
 	char	   *state_options;
+	/* pipelines written as a query (sql_pipeline.h); NULL: none */
+	char	   *query_tree;
 } PipelineDef;
 
 /*

@@ -491,19 +491,25 @@ kstate_codec_init(KeyCodec *codec, PipelineDef *def)
 {
 	TupleDesc	desc = lookup_rowtype_tupdesc(def->source.row_type, -1);
 
-	codec->nkeys = def->nkeys;
-	codec->attnos = def->key_attnos;
-	codec->cols = palloc(sizeof(KeyColumn *) * Max(def->nkeys, 1));
+	kstate_codec_init_desc(codec, desc, def->nkeys, def->key_attnos);
+	ReleaseTupleDesc(desc);
+}
+
+void
+kstate_codec_init_desc(KeyCodec *codec, TupleDesc desc, int nkeys, int *attnos)
+{
+	codec->nkeys = nkeys;
+	codec->attnos = attnos;
+	codec->cols = palloc(sizeof(KeyColumn *) * Max(nkeys, 1));
 	codec->exact = true;
-	for (int i = 0; i < def->nkeys; i++)
+	for (int i = 0; i < nkeys; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, def->key_attnos[i]);
+		Form_pg_attribute att = TupleDescAttr(desc, attnos[i]);
 
 		codec->cols[i] = classify(att->atttypid, att->attcollation,
 								  NameStr(att->attname));
 		codec->exact &= codec->cols[i]->exact;
 	}
-	ReleaseTupleDesc(desc);
 }
 
 /*

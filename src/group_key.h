@@ -55,6 +55,13 @@ typedef struct KeyCodec
  */
 extern void kstate_codec_init(KeyCodec *codec, PipelineDef *def);
 
+/*
+ * The same for key columns 'attnos' (0-based) of a descriptor whose slots
+ * hold the key values (computed keys, sql_pipeline.h).  'attnos' is kept.
+ */
+extern void kstate_codec_init_desc(KeyCodec *codec, TupleDesc desc, int nkeys,
+								   int *attnos);
+
 /* The group key of an event's key columns (buf reset first). */
 extern void kstate_encode_key(KeyCodec *codec, TupleTableSlot *slot, StringInfo buf);
 

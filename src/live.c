@@ -377,6 +377,11 @@ streamflink_live(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name),
 				 errhint("See streamflink.pipelines for the pipelines of this database.")));
+	if (def->query_tree != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pipeline \"%s\" is written as a query: live() does not show its open windows yet", name),
+				 errhint("Closed windows are in its sink table.")));
 	if (def->kind != PIPELINE_WINDOW)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

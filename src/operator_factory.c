@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "cep.h"
+#include "filter_project.h"
 #include "operator_factory.h"
 #include "window.h"
 
@@ -26,6 +27,10 @@ operator_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *sid
 		case PIPELINE_PATTERN:
 			op->methods = &cep_operator_methods;
 			op->impl = cep_create(def, store, sink, side, event_desc, poison);
+			break;
+		case PIPELINE_STATELESS:
+			op->methods = &filter_project_methods;
+			op->impl = filter_project_create(def, sink, event_desc);
 			break;
 	}
 	return op;

@@ -56,6 +56,7 @@
 #include "pattern.h"
 #include "resolve.h"
 #include "run_as.h"
+#include "sql_pipeline.h"
 
 PG_FUNCTION_INFO_V1(streamflink_pipeline_resolve);
 
@@ -245,6 +246,8 @@ streamflink_pipeline_resolve(PG_FUNCTION_ARGS)
 
 		for (int i = 0; i < lengthof(inputs); i++)
 			changed |= column_changed(td, oldtup, newtup, inputs[i]);
+		if (SPI_fnumber(desc, "query") > 0)
+			changed |= column_changed(td, oldtup, newtup, "query");
 		if (!changed)
 		{
 			for (int i = 0; i < 2; i++)
@@ -310,9 +313,32 @@ streamflink_pipeline_resolve(PG_FUNCTION_ARGS)
 	{
 		RunAs		as;
 		char	   *aggregates = column_text(td, newtup, "aggregates");
+		char	   *query = NULL;
+
+		/* query_tree is only ever computed from query, never brought by a row. */
+		if (SPI_fnumber(desc, "query_tree") > 0)
+		{
+			int			qcol = SPI_fnumber(desc, "query_tree");
+			bool		qnull = true;
+
+			query = column_text(td, newtup, "query");
+			newtup = heap_modify_tuple_by_cols(newtup, desc, 1, &qcol, values, &qnull);
+		}
 
 		run_as_role(owner, &as);
-		if (strcmp(kind, "window") == 0 && aggregates != NULL)
+		if (query != NULL)
+		{
+			/* A query sets the row's shape, trees included (sql_pipeline.h). */
+			char	   *aggregates_tree;
+
+			newtup = sqlp_resolve(desc, newtup, DatumGetInt32(column(td, newtup, "source_id", &isnull)),
+								  query, &aggregates_tree, &queries);
+			nulls[0] = aggregates_tree == NULL;
+			if (aggregates_tree)
+				values[0] = CStringGetTextDatum(aggregates_tree);
+			key_columns = column(td, newtup, "key_columns", &isnull);
+		}
+		else if (strcmp(kind, "window") == 0 && aggregates != NULL)
 		{
 			Query	   *q = agg_analyse(row_type, aggregates);
 

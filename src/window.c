@@ -40,6 +40,7 @@
 #include "utils/typcache.h"
 
 #include "keyspace.h"
+#include "sql_pipeline.h"
 #include "timer_service.h"
 #include "window.h"
 
@@ -104,6 +105,9 @@ struct WindowOperator
 	bool	   *keynulls;
 	Datum	   *aggvals;
 	bool	   *aggnulls;
+	/* a pipeline written as a query: filter, keys, post-projection */
+	SqlpWindow *sql;			/* NULL: key columns, plain aggregate row */
+	int		   *key_attnos;		/* of the key slot (0..nkeys-1) */
 };
 
 /* --- keys --------------------------------------------------------------- */
@@ -287,6 +291,19 @@ open_output(WindowOperator *op, TupleDesc event_desc)
 	Oid		   *types = palloc(sizeof(Oid) * ncols);
 	SinkRowDesc desc;
 
+	if (op->sql)
+	{
+		/* The query's columns; a retraction's row is still keys, start. */
+		desc.name = "result";
+		desc.relid = def->sink_relid;
+		sqlp_window_output(op->sql, &desc);
+		op->out = sink_open_output(op->sink, &desc);
+		ncols = Max(desc.ncols, op->codec.nkeys + 2 + naggs);
+		op->row = palloc0(sizeof(Datum) * ncols);
+		op->rownulls = palloc0(sizeof(bool) * ncols);
+		return;
+	}
+
 	for (int i = 0; i < def->nkeys; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(event_desc, def->key_attnos[i]);
@@ -318,7 +335,7 @@ open_output(WindowOperator *op, TupleDesc event_desc)
 static void
 write_row(WindowOperator *op, SinkOp sop, TimestampTz start, TimestampTz end, int naggs)
 {
-	int			k = op->def->nkeys;
+	int			k = op->codec.nkeys;
 
 	memcpy(op->row, op->keyvals, sizeof(Datum) * k);
 	memcpy(op->rownulls, op->keynulls, sizeof(bool) * k);
@@ -341,13 +358,29 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	op->store = store;
 	op->sink = sink;
 	op->ks = kstate_create(store, &winstate_ops, op, sf_state_cache_entries);
-	op->aggs = agg_spec_load(def->aggregates_tree, kstate_memory(op->ks));
+	if (def->query_tree != NULL)
+	{
+		op->sql = sqlp_window_create(def, kstate_memory(op->ks));
+		op->aggs = sqlp_window_aggregates(op->sql);
+	}
+	else
+		op->aggs = agg_spec_load(def->aggregates_tree, kstate_memory(op->ks));
 	if (def->window_kind == WINDOW_SESSION && !agg_can_combine(op->aggs))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("session windows need aggregates with combine functions"),
 				 errhint("Merging two sessions combines their aggregate states.")));
-	codec_init(&op->codec, def);
+	if (op->sql)
+	{
+		TupleDesc	kd = sqlp_window_key_desc(op->sql);
+
+		op->key_attnos = palloc(sizeof(int) * Max(kd->natts, 1));
+		for (int i = 0; i < kd->natts; i++)
+			op->key_attnos[i] = i;
+		kstate_codec_init_desc(&op->codec, kd, kd->natts, op->key_attnos);
+	}
+	else
+		codec_init(&op->codec, def);
 	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink window scratch",
 										ALLOCSET_DEFAULT_SIZES);
 	op->timers = timers_create(store);
@@ -355,8 +388,8 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
 	initStringInfo(&op->skey);
-	op->keyvals = palloc(sizeof(Datum) * Max(def->nkeys, 1));
-	op->keynulls = palloc(sizeof(bool) * Max(def->nkeys, 1));
+	op->keyvals = palloc(sizeof(Datum) * Max(op->codec.nkeys, 1));
+	op->keynulls = palloc(sizeof(bool) * Max(op->codec.nkeys, 1));
 	naggs = agg_count(op->aggs);
 	op->aggvals = palloc(sizeof(Datum) * naggs);
 	op->aggnulls = palloc(sizeof(bool) * naggs);
@@ -385,7 +418,21 @@ emit(WindowOperator *op, KeyRepr *repr, TimestampTz start, TimestampTz end,
 
 	key_values(op, repr);
 	agg_final(op->aggs, aggs, op->aggvals, op->aggnulls);
-	write_row(op, SINK_UPSERT, start, end, agg_count(op->aggs));
+	if (op->sql)
+	{
+		/*
+		 * The query's row, or none if HAVING rejects it: then a row an
+		 * earlier firing of the window wrote goes (only a window that fires
+		 * again, within allowed lateness, can have one).
+		 */
+		if (sqlp_window_project(op->sql, op->keyvals, op->keynulls, start, end,
+								op->aggvals, op->aggnulls, op->row, op->rownulls))
+			sink_write(op->sink, op->out, SINK_UPSERT, op->row, op->rownulls);
+		else if (op->def->allowed_lateness > 0)
+			write_row(op, SINK_RETRACT, start, start, 0);
+	}
+	else
+		write_row(op, SINK_UPSERT, start, end, agg_count(op->aggs));
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(op->scratch);
 }
@@ -630,10 +677,15 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 bool
 window_process(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 {
+	TupleTableSlot *keys = event;
+
 	op->late_reason = NULL;
-	encode_group_key(&op->codec, event, &op->gk);
+	/* A query's WHERE comes first; its keys are expressions of the event. */
+	if (op->sql && !sqlp_window_accept(op->sql, event, &keys))
+		return true;			/* filtered out, not late */
+	encode_group_key(&op->codec, keys, &op->gk);
 	if (!op->codec.exact)
-		kstate_encode_values(&op->codec, event, &op->repr);
+		kstate_encode_values(&op->codec, keys, &op->repr);
 	if (op->def->window_kind == WINDOW_SESSION)
 		return process_session(op, event, t, wm);
 	return process_fixed(op, event, t, wm);
@@ -722,6 +774,8 @@ window_advance(WindowOperator *op, TimestampTz wm)
 	/* No window ends later. */
 	op->fire_wm = Min(wm, END_TIMESTAMP - 1);
 	timers_advance(op->timers, op->fire_wm, fire_timer, op);
+	if (op->sql)
+		sqlp_window_fired(op->sql, op->sink, op->out);
 }
 
 void

@@ -16,9 +16,15 @@
 # such a session may be left in the pipeline's directory at the end,
 # although nobody calls live() afterwards (issue 7).
 #
+# With SF_FAULT_SQL=1 (the default), two pipelines written in SQL
+# (create_pipeline) read the same source through the same faults: a hop
+# window with WHERE and HAVING, and a stateless ingest (filter and
+# projection into a table); each sink must equal the same query run by
+# Postgres over the COPY'd events.
+#
 # Run by test/run_tests.sh; alone: bash test/fault_test.sh (as root).
 # Knobs: SF_FAULT_EVENTS (200000), SF_FAULT_KILLS (5), SF_FAULT_RESTARTS (2),
-# SF_FAULT_SEED (random), SF_KEEP=1 to keep everything after a failure.
+# SF_FAULT_SEED (random), SF_FAULT_SQL (1), SF_KEEP=1 to keep everything after a failure.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +34,7 @@ events=${SF_FAULT_EVENTS:-200000}
 kills=${SF_FAULT_KILLS:-5}
 restarts=${SF_FAULT_RESTARTS:-2}
 seed=${SF_FAULT_SEED:-$RANDOM}
+with_sql=${SF_FAULT_SQL:-1}
 RANDOM=$seed
 parts=4
 chunks=$((kills + restarts + 3))
@@ -73,6 +80,32 @@ SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'ge
        checkpoint_interval => '300 milliseconds');
 SELECT streamflink.start('surge');
 SQL
+pipelines="'surge'"
+if [ "$with_sql" = 1 ]; then
+    sql >/dev/null <<'SQL'
+SELECT streamflink.create_pipeline('sql_surge', $$
+       SELECT geo, window_start, window_end, count(*) AS rides, avg(wait_s) AS avg_wait,
+              max(wait_s) AS max_wait
+       FROM streamflink.hop(rides, ts, slide => '30 seconds', size => '5 minutes')
+       WHERE wait_s < 19
+       GROUP BY geo, window_start, window_end
+       HAVING count(*) > 1 $$,
+       sink => 'sql_surge_out', allowed_lateness => '1 minute',
+       checkpoint_interval => '300 milliseconds');
+SELECT streamflink.create_pipeline('ingest', $$
+       SELECT geo, wait_s * 60 AS wait_min, ts FROM rides WHERE wait_s >= 10 $$,
+       sink => 'ingest_out', checkpoint_interval => '300 milliseconds');
+SELECT streamflink.start('sql_surge');
+SELECT streamflink.start('ingest');
+SQL
+    pipelines="'surge', 'sql_surge', 'ingest'"
+fi
+npipes=$(echo "$pipelines" | tr ',' '\n' | wc -l)
+# Every pipeline's checkpointed offsets add up to N.
+offsets_at() {
+    echo "(SELECT count(*) = $npipes AND min(s) = $1 FROM (SELECT pipeline, sum(next_offset) AS s
+           FROM streamflink.offsets WHERE pipeline IN ($pipelines) GROUP BY pipeline) o)"
+}
 
 
 produce() { test/produce "$addr" fault_rides --partitions "$parts" <"$1" 2>/dev/null; }
@@ -156,13 +189,11 @@ wait_for() {
 # Late events count as late only once the watermark is past the main
 # events, for sure: after a checkpoint that covers all of them (recovery
 # restores the watermark of the checkpoint it starts from).
-wait_for "the main events to be checkpointed" \
-    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $main_total"
+wait_for "the main events to be checkpointed" "$(offsets_at "$main_total")"
 produce "$work/events/late.tsv"
 produce "$work/events/final.tsv"
 total=$(count total)
-wait_for "every event to be checkpointed" \
-    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $total"
+wait_for "every event to be checkpointed" "$(offsets_at "$total")"
 
 sql <<SQL
 CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
@@ -181,9 +212,9 @@ SELECT (SELECT count(*) FROM expected),
        (SELECT count(*) FROM surge_out),
        (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) x),
        (SELECT count(*) FROM (SELECT * FROM surge_out EXCEPT SELECT * FROM expected) x),
-       (SELECT count(*) FROM streamflink.dead_letters),
-       (SELECT count(*) FROM streamflink.late_events),
-       (SELECT count(*) FROM streamflink.checkpoints)")"
+       (SELECT count(*) FROM streamflink.dead_letters WHERE pipeline = 'surge'),
+       (SELECT count(*) FROM streamflink.late_events WHERE pipeline = 'surge'),
+       (SELECT count(*) FROM streamflink.checkpoints WHERE pipeline = 'surge')")"
 
 # Sessions that read live() were ended by the faults; nobody reads it since,
 # yet their secondaries are gone (removed by the restarted worker).
@@ -201,6 +232,43 @@ ok=1
 [ "$dead" = "$(count malformed)" ] || ok=0
 [ "$late" = "$(count late)" ] || ok=0
 [ "$stale_live" = 0 ] || ok=0
+if [ "$with_sql" = 1 ]; then
+    # The same query run by Postgres over the same events.
+    read -r sexp ssink smissing swrong sdead slate iexp isink imissing iextra idead ilate <<<"$(sql -F ' ' <<'SQL'
+CREATE VIEW expected_sql AS
+SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
+       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
+FROM ride_events,
+     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
+                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
+WHERE wait_s < 19
+GROUP BY geo, ws
+HAVING count(*) > 1;
+CREATE VIEW expected_ingest AS
+SELECT geo, wait_s * 60 AS wait_min, ts FROM ride_events WHERE wait_s >= 10;
+SELECT (SELECT count(*) FROM expected_sql),
+       (SELECT count(*) FROM sql_surge_out),
+       (SELECT count(*) FROM (SELECT * FROM expected_sql EXCEPT SELECT * FROM sql_surge_out) x),
+       (SELECT count(*) FROM (SELECT * FROM sql_surge_out EXCEPT SELECT * FROM expected_sql) x),
+       (SELECT count(*) FROM streamflink.dead_letters WHERE pipeline = 'sql_surge'),
+       (SELECT count(*) FROM streamflink.late_events WHERE pipeline = 'sql_surge'),
+       (SELECT count(*) FROM expected_ingest),
+       (SELECT count(*) FROM ingest_out),
+       (SELECT count(*) FROM (SELECT * FROM expected_ingest EXCEPT ALL SELECT * FROM ingest_out) x),
+       (SELECT count(*) FROM (SELECT * FROM ingest_out EXCEPT ALL SELECT * FROM expected_ingest) x),
+       (SELECT count(*) FROM streamflink.dead_letters WHERE pipeline = 'ingest'),
+       (SELECT count(*) FROM streamflink.late_events WHERE pipeline = 'ingest');
+SQL
+)"
+    say "SQL window pipeline: expected $sexp, in sink $ssink, missing $smissing, wrong $swrong;" \
+        "dead letters $sdead, late events $slate"
+    say "SQL ingest pipeline: expected $iexp rows, in sink $isink, missing $imissing, extra" \
+        "(duplicates included) $iextra; dead letters $idead, late events $ilate"
+    [ "$sexp" -gt 0 ] && [ "$sexp" = "$ssink" ] && [ "$smissing" = 0 ] && [ "$swrong" = 0 ] || ok=0
+    [ "$sdead" = "$(count malformed)" ] && [ "$slate" = "$(count late)" ] || ok=0
+    [ "$iexp" -gt 0 ] && [ "$iexp" = "$isink" ] && [ "$imissing" = 0 ] && [ "$iextra" = 0 ] || ok=0
+    [ "$idead" = "$(count malformed)" ] && [ "$ilate" = 0 ] || ok=0
+fi
 # Both ways out of doubt were taken.
 grep -q 'rolled back in-doubt' "$pg/server.log" || { say "no in-doubt transaction was rolled back"; ok=0; }
 grep -q 'committed in-doubt' "$pg/server.log" || { say "no in-doubt transaction was committed"; ok=0; }
