@@ -146,9 +146,22 @@ sf_install_deps() {
         return 1
     fi
     echo "streamflink test: installing ${missing[*]}" >&2
-    apt-get update -qq >&2 || return 1
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}" >&2 || return 1
+    _sf_quiet apt-get update -qq || return 1
+    _sf_quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" || return 1
+}
+
+# Run CMD with its output kept aside: shown (on stderr) only if it fails.
+_sf_quiet() {
+    local log rc=0
+    log=$(mktemp "${TMPDIR:-/tmp}/streamflink-quiet.XXXXXX") || return 1
+    "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "streamflink test: '$*' failed (exit $rc):" >&2
+        cat "$log" >&2
+    fi
+    rm -f "$log"
+    return "$rc"
 }
 
 # ---------------------------------------------------------------------------
@@ -208,9 +221,12 @@ sf_as_user() {
     local u
     u=$(sf_user) || return 1
     # Cache whether the user can use the current directory (one check per
-    # directory, not per command).
+    # directory, not per command).  The check names the directory by its
+    # absolute path, as Postgres' programs do when they chdir back to it:
+    # "." would be judged on the directory alone, which a user may read
+    # although a parent (/root) is closed to it.
     if [ "${_SF_CWD_CHECKED:-}" != "$PWD" ]; then
-        if runuser -u "$u" -- test -r . -a -x . 2>/dev/null; then
+        if runuser -u "$u" -- test -r "$PWD" -a -x "$PWD" 2>/dev/null; then
             _SF_CWD_OK=1
         else
             _SF_CWD_OK=0
