@@ -7,6 +7,7 @@ OBJS = \
 	src/resolve.o \
 	src/decode.o \
 	src/kafka_source.o \
+	src/start_position.o \
 	src/state.o \
 	src/state_tuning.o \
 	src/state_metrics.o \
