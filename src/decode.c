@@ -1607,7 +1607,9 @@ decode_kafka_message(Decoder *dec, const char *payload, size_t len,
 		if (!decode_message(spec->key, meta->key, meta->key_len, spec->scratch_values,
 							spec->scratch_nulls, error))
 		{
-			*error = psprintf("key: %s", *error);
+			/* the key decoder speaks of its input as the payload */
+			*error = strncmp(*error, "payload ", 8) == 0 ?
+				psprintf("key %s", *error + 8) : psprintf("key: %s", *error);
 			return false;
 		}
 		for (int i = 0; i < spec->nkey; i++)
@@ -1629,10 +1631,22 @@ decode_kafka_message(Decoder *dec, const char *payload, size_t len,
 			return false;
 		if (text == NULL)
 		{
-			/* NULL through the input function too: a NOT NULL domain refuses it */
-			if (!decode_message(mc->conv, NULL, 0, &values[mc->attno], &nulls[mc->attno], error))
+			/* a non-strict input function (a domain's) must see NULL too */
+			mc->conv->fields[0] = NULL;
+			if (!mc->conv->cols[0].input.fn_strict &&
+				!convert_fields(mc->conv, &values[mc->attno], &nulls[mc->attno], error))
 				return false;
 			continue;
+		}
+		/* a key or header is bytes: say which, if they are not text */
+		if ((mc->kind == META_KEY || mc->kind == META_HEADER) && !mc->is_bytea &&
+			pg_encoding_verifymbstr(dec->encoding, text, (int) Min(tlen, PG_INT32_MAX)) < (int) tlen)
+		{
+			*error = psprintf("column \"%s\": the %s is not valid %s (invalid byte sequence or NUL byte)",
+							  mc->conv->cols[0].name,
+							  mc->kind == META_KEY ? "key" : psprintf("header \"%s\"", mc->header),
+							  GetDatabaseEncodingName());
+			return false;
 		}
 		if (mc->is_bytea)
 		{
