@@ -91,6 +91,38 @@ SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE n
 SELECT partition, next_offset, checkpoint_id IS NOT NULL AS checkpointed, start_offset, started_from
 FROM streamflink.offsets WHERE pipeline = 'p_latest' ORDER BY partition;
 
+-- A timestamp: the first message at or after it in each partition
+-- (rd_kafka_offsets_for_times).  Four messages per partition of
+-- regress_time, a pause, the timestamp, a pause, three more: it starts
+-- between them.  A timestamp after the last message starts at the end.
+SELECT p, streamflink.produce(regress_brokers(), 'regress_time',
+	ARRAY['{"p": 0, "i": 0}', '{"p": 0, "i": 1}', '{"p": 0, "i": 2}', '{"p": 0, "i": 3}'], p)
+FROM generate_series(0, 1) p;
+SELECT pg_sleep(1.1);
+CREATE TEMP TABLE between_batches AS SELECT clock_timestamp() AS t;
+SELECT pg_sleep(1.1);
+SELECT p, streamflink.produce(regress_brokers(), 'regress_time',
+	ARRAY['{"p": 0, "i": 4}', '{"p": 0, "i": 5}', '{"p": 0, "i": 6}'], p)
+FROM generate_series(0, 1) p;
+SELECT streamflink.create_source('s_time', brokers => regress_brokers(), topic => 'regress_time',
+       columns => 'p int, i int', start_position => (SELECT t::text FROM between_batches));
+SELECT start_position::timestamptz = t AS same_instant, start_position LIKE '%+00' AS in_utc
+FROM streamflink.sources, between_batches WHERE name = 's_time';
+SELECT start_pipeline('p_time', 's_time');
+SELECT streamflink.start('p_time');
+SELECT wait_until($$SELECT events = 6 FROM streamflink.pipelines WHERE name = 'p_time'$$);
+SELECT partition, start_offset, started_from FROM streamflink.offsets
+WHERE pipeline = 'p_time' ORDER BY partition;
+SELECT streamflink.create_source('s_future', brokers => regress_brokers(), topic => 'regress_time',
+       columns => 'p int, i int', start_position => (now() + interval '1 day')::text);
+SELECT start_pipeline('p_future', 's_future');
+SELECT streamflink.start('p_future');
+SELECT wait_until($$SELECT count(*) = 2 FROM streamflink.offsets WHERE pipeline = 'p_future'$$);
+SELECT partition, start_offset, started_from FROM streamflink.offsets
+WHERE pipeline = 'p_future' ORDER BY partition;
+SELECT streamflink.stop('p_time');
+SELECT streamflink.stop('p_future');
+
 -- A pipeline's own start position overrides its source's, before its
 -- first checkpoint; while it runs, or after it, it is refused.
 SELECT start_pipeline('p_override', 's_earliest');

@@ -412,9 +412,10 @@ sf_psql() {
 # ---------------------------------------------------------------------------
 # sf_broker_start WORKDIR SPEC...
 #   Starts test/mock_broker in the background and echoes its bootstrap
-#   address.  Each SPEC is a topic "NAME:PARTITIONS", or one of the
-#   broker's options with its value: --brokers N, --missing-topic NAME,
-#   --topic NAME:PARTITIONS.  Files (WORKDIR made absolute and created):
+#   address.  Each SPEC is a topic "NAME:PARTITIONS" (or, through the
+#   proxy, "NAME:VISIBLE:PARTITIONS": see test/mock_broker.c), --proxy, or
+#   one of the broker's options with its value: --brokers N, --missing-topic
+#   NAME, --topic NAME:PARTITIONS.  Files (WORKDIR made absolute and created):
 #   WORKDIR/broker.addr (address), WORKDIR/broker.pid, WORKDIR/broker.log.
 #   The broker exits by itself when this script's shell ($$) is gone, unless
 #   SF_BROKER_WATCH=0.  Safe inside $(...): the broker's output goes to the
@@ -436,6 +437,9 @@ sf_broker_start() {
 
     while [ $# -gt 0 ]; do
         case $1 in
+            --proxy)
+                args+=("$1")
+                shift ;;
             --brokers | --missing-topic | --topic)
                 [ $# -ge 2 ] || { _sf_die "sf_broker_start: $1 needs a value"; return 1; }
                 args+=("$1" "$2")
