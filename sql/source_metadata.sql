@@ -121,7 +121,7 @@ SELECT wait_until($$SELECT count(*) = 2 FROM m_pat_out$$);
 SELECT id, trace, window_start, n, total, min_part, max_off, with_key FROM m_win_out ORDER BY id, trace;
 SELECT id, match_start, match_end, open_offset, close_offset, prio FROM m_pat_out ORDER BY id;
 SELECT pipeline, partition, "offset", convert_from(payload, 'UTF8') AS payload, error
-FROM streamflink.dead_letters ORDER BY pipeline, partition, "offset";
+FROM streamflink.dead_letters WHERE pipeline LIKE 'm\_%' ORDER BY pipeline, partition, "offset";
 
 -- The broker's timestamp as event time: the watermark is the time the
 -- last messages were produced (now, give or take).
@@ -136,8 +136,8 @@ SELECT wait_until($$SELECT events = 10 FROM streamflink.pipelines WHERE name = '
 SELECT watermark BETWEEN now() - interval '10 minutes' AND now() + interval '1 minute' AS broker_time
 FROM streamflink.pipelines WHERE name = 'm_kts_win';
 
-SELECT streamflink.stop(name) FROM streamflink.pipeline ORDER BY name;
-SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines$$);
-SELECT streamflink.drop_pipeline(name, true) FROM streamflink.pipeline ORDER BY name;
-SELECT streamflink.drop_source(name) FROM streamflink.source ORDER BY name;
+SELECT streamflink.stop(name) FROM streamflink.pipeline WHERE name LIKE 'm\_%' ORDER BY name;
+SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name LIKE 'm\_%'$$);
+SELECT streamflink.drop_pipeline(name, true) FROM streamflink.pipeline WHERE name LIKE 'm\_%' ORDER BY name;
+SELECT streamflink.drop_source(name) FROM streamflink.source WHERE name LIKE 'm\_%' ORDER BY name;
 DROP DOMAIN nonblank;

@@ -148,8 +148,28 @@ SELECT regexp_replace(error, '\(\d+ to \d+\)', '(low to high)') AS error
 FROM streamflink.pipelines WHERE name = 'p_beyond';
 SELECT streamflink.stop('p_beyond');
 
+-- A tenant: its own sources' start positions and metadata columns, its
+-- own pipeline's override; start_offset is the worker's to write.
+CREATE ROLE src_tenant;
+GRANT streamflink_user TO src_tenant;
+GRANT CREATE ON SCHEMA public TO src_tenant;
+SET ROLE src_tenant;
+SELECT streamflink.create_source('s_tenant', brokers => regress_brokers(), topic => 'regress_start',
+       columns => 'p int, i int, part int METADATA FROM ''partition''', start_position => 'latest');
+SELECT start_pipeline('p_tenant', 's_tenant');
+SELECT streamflink.set_start_position('p_tenant', '{"0": 1}');
+SELECT name, start_position FROM streamflink.pipeline WHERE name = 'p_tenant';
+INSERT INTO streamflink.start_offset (pipeline_id, topic, partition, start_offset, spec, how)
+SELECT id, 'regress_start', 0, 0, 'earliest', 'by hand' FROM streamflink.pipeline WHERE name = 'p_tenant';
+SELECT streamflink.set_start_position('p_earliest', 'latest');
+SELECT streamflink.drop_pipeline('p_tenant', true);
+SELECT streamflink.drop_source('s_tenant');
+RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM src_tenant;
+DROP ROLE src_tenant;
+
 SELECT streamflink.stop('p_earliest');
 SELECT streamflink.stop('p_offsets');
-SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines$$);
-SELECT streamflink.drop_pipeline(name, true) FROM streamflink.pipeline ORDER BY name;
-SELECT streamflink.drop_source(name) FROM streamflink.source ORDER BY name;
+SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name ~ '^[ps]_'$$);
+SELECT streamflink.drop_pipeline(name, true) FROM streamflink.pipeline WHERE name ~ '^[ps]_' ORDER BY name;
+SELECT streamflink.drop_source(name) FROM streamflink.source WHERE name ~ '^[ps]_' ORDER BY name;

@@ -1487,8 +1487,7 @@ static bool
 meta_column_text(Decoder *dec, MetaColumn *mc, const DecodeMeta *meta,
 				 const char **text, size_t *len, char **error)
 {
-	const char *colname = dec->meta->cols == NULL ? "" :
-		mc->conv ? mc->conv->cols[0].name : "";
+	const char *colname = mc->conv ? mc->conv->cols[0].name : "";
 
 	*text = NULL;
 	*len = 0;

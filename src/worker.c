@@ -446,6 +446,7 @@ worker_startup(Worker *w)
 {
 	TypeCacheEntry *tce;
 	PartitionPosition *pos;
+	PartitionPosition *start;
 
 	slot_set_status(w->slot, SLOT_RECOVERING, NULL);
 	w->dir = state_pipeline_dir(w->dboid, w->def->id);
@@ -536,13 +537,18 @@ worker_startup(Worker *w)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
-	/* Partitions without a checkpointed position: where they start. */
+	/*
+	 * Partitions without a checkpointed position: where they start (their
+	 * position stays unknown until read, as before; the start is recorded).
+	 */
+	start = MemoryContextAlloc(TopMemoryContext, sizeof(PartitionPosition) * w->nparts);
+	memcpy(start, pos, sizeof(PartitionPosition) * w->nparts);
 	{
 		int32	   *ids = palloc(sizeof(int32) * w->nparts);
 
 		for (int p = 0; p < w->nparts; p++)
 			ids[p] = p;
-		start_positions_apply(w->def, w->src, w->checkpoint_id, w->nparts, ids, pos);
+		start_positions_apply(w->def, w->src, w->checkpoint_id, w->nparts, ids, start);
 	}
 
 	/*
@@ -570,7 +576,7 @@ worker_startup(Worker *w)
 		{
 			w->parts[p].pos = pos[p];
 			w->parts[p].last_message = now;
-			offsets[p] = pos[p].next_offset >= 0 ? pos[p].next_offset : KSRC_OFFSET_BEGINNING;
+			offsets[p] = start[p].next_offset >= 0 ? start[p].next_offset : KSRC_OFFSET_BEGINNING;
 		}
 		ksrc_assign(w->src, w->nparts, offsets);
 	}
@@ -650,8 +656,9 @@ discover_partitions(Worker *w, TimestampTz now)
 	{
 		PartitionState *ps = &w->parts[w->nparts + i];
 
+		/* unknown until read, as at the start; where it starts is recorded */
 		memset(ps, 0, sizeof(*ps));
-		ps->pos.next_offset = offsets[i];
+		ps->pos.next_offset = -1;
 		ps->pos.max_event_time = DT_NOBEGIN;
 		ps->last_message = now;
 	}
