@@ -571,6 +571,109 @@ $$;
 
 CREATE FUNCTION streamflink._check_savepoint_name(p streamflink.pipeline, name text)
 RETURNS void
+/* ---- Sources: start positions, metadata columns, partitions added while running ----
+ * (src/start_position.c, src/kafka_source.c, the metadata section of src/decode.c)
+ *
+ * start_position: where a pipeline reads a partition the first time
+ * ('earliest', 'latest', a timestamp, or offsets per partition as JSON),
+ * kept canonical (timestamps in UTC); after a checkpoint, the checkpoint
+ * rules.  A pipeline may override its source's (NULL: the source's).
+ * metadata: source columns filled from the Kafka message rather than its
+ * value, {"column": "key" | "key.<field>" | "partition" | "offset" |
+ * "timestamp" | "headers" | "header:<name>"}; key_format decodes the key's
+ * fields (key.<field> columns) as format decodes the value.
+ */
+ALTER TABLE streamflink.source ADD COLUMN start_position text NOT NULL DEFAULT 'earliest';
+ALTER TABLE streamflink.source ADD COLUMN key_format text NOT NULL DEFAULT 'text';
+ALTER TABLE streamflink.source ADD COLUMN metadata jsonb;
+ALTER TABLE streamflink.pipeline ADD COLUMN start_position text;
+COMMENT ON COLUMN streamflink.source.start_position IS
+	'first start: earliest, latest, a timestamp (UTC) or {"partition": offset, ...}';
+COMMENT ON COLUMN streamflink.source.metadata IS
+	'columns filled from the message''s key, headers, partition, offset or timestamp: {"column": "key", ...}';
+COMMENT ON COLUMN streamflink.pipeline.start_position IS
+	'overrides the source''s start_position (NULL: the source''s)';
+GRANT INSERT (start_position, key_format, metadata) ON streamflink.source TO streamflink_user;
+GRANT INSERT (start_position) ON streamflink.pipeline TO streamflink_user;
+
+/*
+ * The offsets a pipeline started each partition at, resolved by its worker
+ * the first time it reads the partition and committed before it reads:
+ * a restart before the first checkpoint starts at the same offsets (a
+ * 'latest' is not resolved again to a later end), and a partition added to
+ * the topic while the pipeline runs is recorded when it is found.
+ * spec: the start position they were resolved from (a changed one, before
+ * any checkpoint, is resolved again); how: what each offset came from.
+ */
+CREATE TABLE streamflink.start_offset (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	topic		text NOT NULL,
+	partition	int NOT NULL,
+	start_offset bigint NOT NULL,
+	spec		text NOT NULL,
+	how			text NOT NULL,
+	resolved	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (pipeline_id, partition)
+);
+SELECT pg_catalog.pg_extension_config_dump('streamflink.start_offset', '');
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.start_offset
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+ALTER TABLE streamflink.start_offset ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON streamflink.start_offset
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+GRANT SELECT ON streamflink.start_offset TO streamflink_user;
+
+/* A start position in canonical form, or an error with a hint. */
+CREATE FUNCTION streamflink._start_position(spec text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'streamflink_start_position'
+LANGUAGE C STABLE;
+
+/*
+ * A column list with METADATA clauses ("k text METADATA FROM 'key'", as in
+ * Flink SQL) split into the plain column list and the metadata map.
+ */
+CREATE FUNCTION streamflink._metadata_columns(columns text, OUT columns text, OUT metadata jsonb)
+AS 'MODULE_PATHNAME', 'streamflink_metadata_columns'
+LANGUAGE C IMMUTABLE STRICT;
+
+/*
+ * Checks a source's metadata map against its row type and value format
+ * (every named column exists, every key is known, key.<field> columns need
+ * a key_format other than text, a text source keeps one value column) and
+ * key_format; errors with a hint.
+ */
+CREATE FUNCTION streamflink._check_metadata(row_type regtype, format text, key_format text,
+											metadata jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_check_metadata'
+LANGUAGE C STABLE;
+
+/* BEFORE INSERT ON source (after check_source): the columns above, canonical. */
+CREATE FUNCTION streamflink._source_position_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	NEW.start_position := streamflink._start_position(NEW.start_position);
+	NEW.key_format := lower(NEW.key_format);
+	PERFORM streamflink._check_metadata(NEW.row_type, NEW.format, NEW.key_format, NEW.metadata);
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._source_position_check() FROM PUBLIC;
+CREATE TRIGGER check_source_position BEFORE INSERT ON streamflink.source
+	FOR EACH ROW EXECUTE FUNCTION streamflink._source_position_check();
+
+/*
+ * BEFORE INSERT OR UPDATE OF start_position ON pipeline: canonical, and
+ * changed only before the pipeline's first checkpoint while it is stopped
+ * (after it, the checkpoint says where each partition goes on).
+ */
+CREATE FUNCTION streamflink._pipeline_position_check()
+RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -656,6 +759,34 @@ $$;
 
 DROP FUNCTION streamflink.start(text);
 CREATE FUNCTION streamflink.start(pipeline text, from_savepoint text DEFAULT NULL)
+	IF NEW.start_position IS NOT NULL THEN
+		NEW.start_position := streamflink._start_position(NEW.start_position);
+	END IF;
+	IF TG_OP = 'UPDATE' AND NEW.start_position IS DISTINCT FROM OLD.start_position THEN
+		IF OLD.state = 'running' THEN
+			RAISE EXCEPTION 'pipeline "%" is running', OLD.name
+				USING ERRCODE = 'object_in_use',
+					  HINT = 'Stop it first; the start position applies to its next start.';
+		END IF;
+		IF EXISTS (SELECT 1 FROM streamflink.checkpoint c WHERE c.pipeline_id = OLD.id) THEN
+			RAISE EXCEPTION 'pipeline "%" has checkpoints: it goes on from its last one', OLD.name
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'A start position applies before the first checkpoint only; create a new pipeline to start elsewhere.';
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._pipeline_position_check() FROM PUBLIC;
+CREATE TRIGGER check_start_position BEFORE INSERT OR UPDATE OF start_position ON streamflink.pipeline
+	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_position_check();
+GRANT UPDATE (start_position) ON streamflink.pipeline TO streamflink_user;
+
+/*
+ * A pipeline's own start position (NULL: its source's), e.g. to replay a
+ * topic from a point in time with a new pipeline over an existing source.
+ */
+CREATE FUNCTION streamflink.set_start_position(pipeline text, start_position text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -959,3 +1090,245 @@ END
 $$;
 REVOKE ALL ON FUNCTION streamflink.create_pipeline(text, text, text, interval, interval, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink.create_pipeline(text, text, text, interval, interval, text, text) TO streamflink_user;
+	UPDATE streamflink.pipeline SET start_position = set_start_position.start_position
+	WHERE id = p.id;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink.set_start_position(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.set_start_position(text, text) TO streamflink_user;
+
+/*
+ * create_source takes start_position and key_format (last, so calls
+ * written for 0.1 work unchanged), and columns may carry METADATA clauses.
+ * Body as in 0.1 but for the blocks marked "start position / metadata".
+ */
+DROP FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[]);
+CREATE FUNCTION streamflink.create_source(
+	name text,
+	brokers text,
+	topic text,
+	format text DEFAULT 'json',
+	columns text DEFAULT NULL,
+	event_time text DEFAULT NULL,
+	max_out_of_orderness interval DEFAULT '0',
+	idle_timeout interval DEFAULT NULL,
+	options text[] DEFAULT '{}',
+	start_position text DEFAULT 'earliest',
+	key_format text DEFAULT 'text')
+RETURNS void
+LANGUAGE plpgsql
+/* No SET search_path: column types resolve in the caller's path. */
+AS $$
+DECLARE
+	src_name	text := name;
+	fmt			text := lower(format);
+	cols		text := columns;
+	type_name	text;
+	et_type		regtype;
+	ncols		int;
+	meta		jsonb;			/* start position / metadata */
+BEGIN
+	PERFORM streamflink._check_new_name('source', src_name, streamflink._name_taken('source', src_name));
+	IF coalesce(brokers, '') = '' OR coalesce(topic, '') = '' THEN
+		RAISE EXCEPTION 'a source needs brokers and a topic'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: brokers => ''127.0.0.1:9092'', topic => ''events''.';
+	END IF;
+	IF fmt IS NULL OR fmt NOT IN ('json', 'csv', 'text') THEN
+		RAISE EXCEPTION 'unknown source format: %', coalesce(quote_literal(format), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Supported formats are json, csv and text.';
+	END IF;
+	IF cols IS NULL THEN
+		IF fmt <> 'text' THEN
+			RAISE EXCEPTION 'a % source needs columns', fmt
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example: columns => ''device text, value float8, ts timestamptz''.';
+		END IF;
+		cols := 'payload text';
+	END IF;
+	/* The column list is spliced into CREATE TYPE: allow one statement only. */
+	IF position(';' IN cols) > 0 THEN
+		RAISE EXCEPTION 'invalid column list: %', cols
+			USING ERRCODE = 'syntax_error',
+				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
+	END IF;
+	/* start position / metadata: checked before anything is created */
+	start_position := streamflink._start_position(coalesce(start_position, 'earliest'));
+	key_format := lower(coalesce(key_format, 'text'));
+	SELECT m.columns, m.metadata INTO cols, meta FROM streamflink._metadata_columns(cols) m;
+	/*
+	 * The Kafka options (their form and the allow-list, judged for the
+	 * current user) and the durations are checked by the catalog's trigger
+	 * (_source_check) when the row is inserted, as for a row inserted by
+	 * hand.
+	 */
+	IF max_out_of_orderness IS NULL THEN
+		max_out_of_orderness := interval '0';
+	END IF;
+
+	/*
+	 * The decoded row is a composite type: Postgres' own parser checks the
+	 * column list, and every type works.
+	 */
+	type_name := 'source_' || src_name;
+	/*
+	 * Created in our schema for the caller, who owns it (see tenancy.c); a
+	 * type of that name that no source uses, left behind by a dropped
+	 * extension (the types of sources are not members of it), is replaced.
+	 */
+	BEGIN
+		PERFORM streamflink._create_row_type(src_name, cols);
+	EXCEPTION WHEN syntax_error THEN
+		RAISE EXCEPTION 'invalid column list: %', cols
+			USING ERRCODE = 'syntax_error',
+				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
+	END;
+
+	/* start position / metadata: only the value's columns count here */
+	SELECT count(*) INTO ncols FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype) c
+	WHERE meta IS NULL OR NOT meta ? c.attname;
+	IF fmt = 'text' AND ncols <> 1 THEN
+		RAISE EXCEPTION 'a text source has exactly one column'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The whole payload is that column''s value.';
+	END IF;
+
+	IF event_time IS NOT NULL THEN
+		SELECT c.atttype INTO et_type
+		FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype) c
+		WHERE c.attname = event_time;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'event time column "%" is not a column of source "%"', event_time, src_name
+				USING ERRCODE = 'undefined_column',
+					  HINT = 'Name one of the declared columns, or omit event_time to use the Kafka message timestamp.';
+		END IF;
+		IF et_type NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
+			RAISE EXCEPTION 'event time column "%" has type %', event_time, et_type
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'The event time column must be of type timestamptz or timestamp.';
+		END IF;
+	END IF;
+
+	INSERT INTO streamflink.source (name, brokers, topic, format, row_type, event_time,
+									max_out_of_orderness, idle_timeout, options,
+									start_position, key_format, metadata)
+	VALUES (src_name, brokers, topic, fmt,
+			('streamflink.' || quote_ident(type_name))::regtype,
+			event_time, max_out_of_orderness, idle_timeout, coalesce(options, '{}'),
+			create_source.start_position, create_source.key_format, meta);
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text) TO streamflink_user;
+
+/*
+ * What a source makes of a message: the decoded row as jsonb, or the error
+ * its dead letter would carry.  The value alone (metadata columns NULL), or
+ * with the key, headers (a jsonb object of name: text value), partition,
+ * offset and timestamp a message would carry.
+ */
+CREATE FUNCTION streamflink._decode_message(format text, key_format text, metadata jsonb,
+											row_type anyelement, payload bytea, key bytea,
+											headers jsonb, "partition" int, "offset" bigint,
+											"timestamp" timestamptz, owner regrole DEFAULT NULL,
+											OUT "row" anyelement, OUT error text)
+AS 'MODULE_PATHNAME', 'streamflink_decode_message'
+LANGUAGE C CALLED ON NULL INPUT;
+
+CREATE FUNCTION streamflink.decode(source text, payload bytea, key bytea,
+								   headers jsonb DEFAULT NULL, "partition" int DEFAULT 0,
+								   "offset" bigint DEFAULT 0, "timestamp" timestamptz DEFAULT NULL,
+								   OUT decoded jsonb, OUT error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s streamflink.source := streamflink._source(source);
+BEGIN
+	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode_message($1, $2, $3, NULL::%s, $4, $5, $6, $7, $8, $9, $10) d',
+							  s.row_type)
+		INTO decoded, error
+		USING s.format, s.key_format, s.metadata, payload, key, headers, "partition", "offset",
+			  "timestamp", s.owner;
+EXCEPTION WHEN others THEN
+	decoded := NULL;
+	error := 'decoded, but the row cannot be shown as jsonb: ' || SQLERRM;
+END
+$$;
+
+CREATE FUNCTION streamflink.decode(source text, payload text, key text,
+								   headers jsonb DEFAULT NULL, "partition" int DEFAULT 0,
+								   "offset" bigint DEFAULT 0, "timestamp" timestamptz DEFAULT NULL,
+								   OUT decoded jsonb, OUT error text)
+LANGUAGE sql
+AS $$ SELECT * FROM streamflink.decode(source, convert_to(payload, getdatabaseencoding()),
+									   convert_to(key, getdatabaseencoding()), headers,
+									   "partition", "offset", "timestamp") $$;
+
+/* The value alone: a source with metadata columns gets them NULL. */
+CREATE OR REPLACE FUNCTION streamflink.decode(source text, payload bytea,
+											  OUT decoded jsonb, OUT error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s streamflink.source := streamflink._source(source);
+BEGIN
+	IF s.metadata IS NOT NULL THEN
+		SELECT d.decoded, d.error INTO decoded, error
+		FROM streamflink.decode(source, payload, NULL::bytea, NULL, NULL, NULL, NULL) d;
+		RETURN;
+	END IF;
+	/*
+	 * Decoding reports a bad payload in "error", never by raising; but a
+	 * decoded row can fail to become jsonb: a json column may hold a number
+	 * beyond numeric's range, which json accepts and jsonb does not.
+	 */
+	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2, $3) d',
+							  s.row_type)
+		INTO decoded, error USING s.format, payload, s.owner;
+EXCEPTION WHEN others THEN
+	decoded := NULL;
+	error := 'decoded, but the row cannot be shown as jsonb: ' || SQLERRM;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink.decode(text, bytea, bytea, jsonb, int, bigint, timestamptz),
+	streamflink.decode(text, text, text, jsonb, int, bigint, timestamptz),
+	streamflink._decode_message(text, text, jsonb, anyelement, bytea, bytea, jsonb, int, bigint, timestamptz, regrole),
+	streamflink._start_position(text), streamflink._metadata_columns(text),
+	streamflink._check_metadata(regtype, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.decode(text, bytea, bytea, jsonb, int, bigint, timestamptz),
+	streamflink.decode(text, text, text, jsonb, int, bigint, timestamptz),
+	streamflink._decode_message(text, text, jsonb, anyelement, bytea, bytea, jsonb, int, bigint, timestamptz, regrole),
+	streamflink._start_position(text), streamflink._metadata_columns(text),
+	streamflink._check_metadata(regtype, text, text, jsonb) TO streamflink_user;
+
+/*
+ * The sources view shows metadata columns with their METADATA clause, and
+ * the start position and key format; the offsets view, per partition, the
+ * last checkpoint's position and where the pipeline started it (also
+ * before the first checkpoint, and for partitions found while running).
+ */
+CREATE OR REPLACE VIEW streamflink.sources WITH (security_invoker = true) AS
+SELECT s.name, s.brokers, s.topic, s.format,
+	   (SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(c.atttype, c.atttypmod) ||
+						  coalesce(' METADATA FROM ' || quote_literal(s.metadata ->> c.attname), ''), ', ')
+		  FROM streamflink._columns(s.row_type) c) AS columns,
+	   s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options, s.owner, s.created,
+	   s.start_position, s.key_format
+FROM streamflink.source s;
+
+CREATE OR REPLACE VIEW streamflink.offsets WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, x.topic, x.partition, o.next_offset, o.max_event_time,
+	   o.checkpoint_id, so.start_offset, so.how AS started_from, so.resolved AS started
+FROM streamflink.pipeline p
+LEFT JOIN LATERAL (SELECT max(id) AS id FROM streamflink.checkpoint c WHERE c.pipeline_id = p.id) last ON true
+JOIN LATERAL (SELECT co.topic, co.partition FROM streamflink.checkpoint_offset co
+			  WHERE co.pipeline_id = p.id AND co.checkpoint_id = last.id
+			  UNION
+			  SELECT s.topic, s.partition FROM streamflink.start_offset s
+			  WHERE s.pipeline_id = p.id) x ON true
+LEFT JOIN streamflink.checkpoint_offset o
+	   ON o.pipeline_id = p.id AND o.checkpoint_id = last.id AND o.partition = x.partition
+LEFT JOIN streamflink.start_offset so ON so.pipeline_id = p.id AND so.partition = x.partition;

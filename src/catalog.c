@@ -92,7 +92,9 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
 		"       p.max_partial_matches, p.max_partial_match_events,"
 		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options',"
-		"       to_jsonb(p) ->> 'query_tree'"
+		"       to_jsonb(p) ->> 'query_tree',"
+		"       coalesce(to_jsonb(p) ->> 'start_position', to_jsonb(s) ->> 'start_position'),"
+		"       to_jsonb(s) ->> 'key_format', to_jsonb(s) -> 'metadata'"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -197,6 +199,13 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->state_profile = SPI_getvalue(tup, desc, 36);
 		def->state_options = SPI_getvalue(tup, desc, 37);
 		def->query_tree = SPI_getvalue(tup, desc, 38);
+		def->source.start_position = SPI_getvalue(tup, desc, 39);
+		if (def->source.start_position == NULL)
+			def->source.start_position = pstrdup("earliest");
+		def->source.key_format = SPI_getvalue(tup, desc, 40);
+		def->source.metadata = SPI_getvalue(tup, desc, 41);
+		if (def->source.metadata != NULL && strcmp(def->source.metadata, "null") == 0)
+			def->source.metadata = NULL;
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -40,6 +40,10 @@ typedef struct SourceDef
 	int64		idle_timeout;	/* microseconds, -1 for none */
 	List	   *options;		/* librdkafka "name=value" strings */
 	Oid			owner;			/* the source's owner, who set the options */
+	/* start position (the pipeline's, else the source's) and metadata columns */
+	char	   *start_position; /* canonical, see kafka_source.h */
+	char	   *key_format;		/* format of the key's fields */
+	char	   *metadata;		/* jsonb text {"column": "key", ...}, or NULL */
 } SourceDef;
 
 typedef struct PipelineDef

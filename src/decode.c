@@ -38,13 +38,18 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "parser/scansup.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/guc.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/typcache.h"
 
 #include "decode.h"
@@ -105,6 +110,9 @@ struct Decoder
 	int			jfield;			/* column of the current top-level key, or -1 */
 	char	   *nest_start;		/* start of a nested value being captured */
 	char	   *value_start;	/* start of the current top-level value */
+
+	/* metadata columns (see decoder_create_for_source), or NULL */
+	struct DecodeMetaSpec *meta;
 };
 
 static bool decode_json(Decoder *dec, const char *payload, int len,
@@ -325,6 +333,10 @@ decode_message(Decoder *dec, const char *payload, size_t len,
 	MemoryContext callercxt = CurrentMemoryContext;
 	int			validlen;
 	volatile bool ok = false;
+
+	/* a source with metadata columns: the value is one part of the row */
+	if (dec->meta != NULL)
+		return decode_kafka_message(dec, payload, len, NULL, values, nulls, error);
 
 	*error = NULL;
 
@@ -1175,6 +1187,859 @@ streamflink_decode(PG_FUNCTION_ARGS)
 	}
 	else
 		ok = decode_message(dec, data, len, values, nulls, &error);
+
+	if (ok)
+	{
+		result[0] = HeapTupleGetDatum(heap_form_tuple(row_desc, values, nulls));
+		result_nulls[0] = false;
+	}
+	else
+	{
+		result[1] = CStringGetTextDatum(error);
+		result_nulls[1] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc),
+													  result, result_nulls)));
+}
+
+/*
+ * Metadata columns.
+ *
+ * A source's row may hold columns filled from the Kafka message rather than
+ * its value: declared "k text METADATA FROM 'key'" (as in Flink SQL), they
+ * are kept in the source's metadata map.  The decoder of such a source is a
+ * composition: the value's decoder over the other columns, a decoder of
+ * key_format over the key's fields, and a one-column text decoder per
+ * metadata column, so that every value goes through its type's input
+ * function with the same error handling (a subtransaction where the type
+ * needs one) and a refused value is a dead letter naming the column.
+ */
+
+typedef enum MetaKind
+{
+	META_KEY,					/* the whole key */
+	META_KEY_FIELD,				/* a field of the key, decoded with key_format */
+	META_PARTITION,
+	META_OFFSET,
+	META_TIMESTAMP,
+	META_HEADERS,				/* all headers, as a JSON object */
+	META_HEADER					/* one header's value */
+} MetaKind;
+
+typedef struct MetaColumn
+{
+	int			attno;			/* 0-based column of the row */
+	MetaKind	kind;
+	char	   *header;			/* META_HEADER: its name */
+	bool		is_bytea;		/* raw bytes, not text through bytea_in */
+	Decoder    *conv;			/* text decoder of the column's type */
+} MetaColumn;
+
+typedef struct DecodeMetaSpec
+{
+	Decoder    *value;			/* NULL: no value column */
+	int			nvalue;
+	int		   *value_attnos;
+	Decoder    *key;			/* NULL: no key.<field> column */
+	int			nkey;
+	int		   *key_attnos;
+	int			nmeta;
+	MetaColumn *cols;
+	bool		wants_headers;
+	Datum	   *scratch_values;
+	bool	   *scratch_nulls;
+} DecodeMetaSpec;
+
+/* Parse a metadata key; false if unknown.  *field: key.<field>, header:<name>. */
+static bool
+meta_parse_key(const char *key, MetaKind *kind, const char **field)
+{
+	*field = NULL;
+	if (strcmp(key, "key") == 0)
+		*kind = META_KEY;
+	else if (strncmp(key, "key.", 4) == 0 && key[4] != '\0')
+	{
+		*kind = META_KEY_FIELD;
+		*field = key + 4;
+	}
+	else if (strcmp(key, "partition") == 0)
+		*kind = META_PARTITION;
+	else if (strcmp(key, "offset") == 0)
+		*kind = META_OFFSET;
+	else if (strcmp(key, "timestamp") == 0)
+		*kind = META_TIMESTAMP;
+	else if (strcmp(key, "headers") == 0)
+		*kind = META_HEADERS;
+	else if (strncmp(key, "header:", 7) == 0 && key[7] != '\0')
+	{
+		*kind = META_HEADER;
+		*field = key + 7;
+	}
+	else
+		return false;
+	return true;
+}
+
+#define METADATA_KEYS_HINT "Metadata keys are key, key.<field>, partition, offset, timestamp, headers and header:<name>."
+
+/* The metadata map as (column, key) pairs; ereports if it is not an object of strings. */
+static int
+meta_map_pairs(const char *metadata, char ***columns, char ***keys)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(metadata)));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+	int			alloc;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata of a source must be a JSON object of column: key")));
+	alloc = Max(JB_ROOT_COUNT(jb), 1);
+	*columns = palloc(sizeof(char *) * alloc);
+	*keys = palloc(sizeof(char *) * alloc);
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			(*columns)[n] = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("metadata key of column \"%s\" must be a string", (*columns)[n]),
+						 errhint(METADATA_KEYS_HINT)));
+			(*keys)[n++] = pnstrdup(v.val.string.val, v.val.string.len);
+		}
+	}
+	return n;
+}
+
+static Decoder *
+meta_text_decoder(Form_pg_attribute att)
+{
+	char	   *name = NameStr(att->attname);
+	Oid			type = att->atttypid;
+	int32		typmod = att->atttypmod;
+
+	return decoder_create(DECODE_TEXT, 1, &name, &type, &typmod);
+}
+
+Decoder *
+decoder_create_for_source(const char *format, const char *key_format,
+						  const char *metadata, TupleDesc desc)
+{
+	DecodeMetaSpec *spec;
+	char	  **mcols;
+	char	  **mkeys;
+	int			n;
+	int		   *kind_of;		/* per attno: -1 value, else index in spec->cols */
+	char	  **names;
+	Oid		   *types;
+	int32	   *typmods;
+	char	  **key_names;
+	Oid		   *key_types;
+	int32	   *key_typmods;
+	Decoder    *dec;
+
+	if (metadata == NULL)
+		return decoder_create_for_desc(decode_format_from_name(format), desc);
+
+	n = meta_map_pairs(metadata, &mcols, &mkeys);
+	if (n == 0)
+		return decoder_create_for_desc(decode_format_from_name(format), desc);
+
+	spec = palloc0(sizeof(DecodeMetaSpec));
+	spec->cols = palloc0(sizeof(MetaColumn) * n);
+	kind_of = palloc(sizeof(int) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+		kind_of[i] = -1;
+
+	for (int i = 0; i < n; i++)
+	{
+		MetaColumn *mc = &spec->cols[spec->nmeta];
+		const char *field;
+		int			attno = -1;
+
+		for (int a = 0; a < desc->natts; a++)
+			if (!TupleDescAttr(desc, a)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(desc, a)->attname), mcols[i]) == 0)
+				attno = a;
+		if (attno < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("metadata column \"%s\" is not a column of the source", mcols[i])));
+		if (!meta_parse_key(mkeys[i], &mc->kind, &field))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown metadata key \"%s\" of column \"%s\"", mkeys[i], mcols[i]),
+					 errhint(METADATA_KEYS_HINT)));
+		mc->attno = attno;
+		mc->header = field ? pstrdup(field) : NULL;
+		mc->is_bytea = TupleDescAttr(desc, attno)->atttypid == BYTEAOID;
+		if (mc->kind == META_HEADERS || mc->kind == META_HEADER)
+			spec->wants_headers = true;
+		kind_of[attno] = spec->nmeta++;
+	}
+
+	/* The value's columns and the key's fields, in the row's order. */
+	names = palloc(sizeof(char *) * desc->natts);
+	types = palloc(sizeof(Oid) * desc->natts);
+	typmods = palloc(sizeof(int32) * desc->natts);
+	key_names = palloc(sizeof(char *) * desc->natts);
+	key_types = palloc(sizeof(Oid) * desc->natts);
+	key_typmods = palloc(sizeof(int32) * desc->natts);
+	spec->value_attnos = palloc(sizeof(int) * desc->natts);
+	spec->key_attnos = palloc(sizeof(int) * desc->natts);
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (kind_of[a] < 0)
+		{
+			names[spec->nvalue] = NameStr(att->attname);
+			types[spec->nvalue] = att->atttypid;
+			typmods[spec->nvalue] = att->atttypmod;
+			spec->value_attnos[spec->nvalue++] = a;
+		}
+		else
+		{
+			MetaColumn *mc = &spec->cols[kind_of[a]];
+
+			if (mc->kind == META_KEY_FIELD)
+			{
+				key_names[spec->nkey] = mc->header;
+				key_types[spec->nkey] = att->atttypid;
+				key_typmods[spec->nkey] = att->atttypmod;
+				spec->key_attnos[spec->nkey++] = a;
+			}
+			else
+				mc->conv = meta_text_decoder(att);
+		}
+	}
+
+	if (spec->nvalue > 0)
+	{
+		DecodeFormat vf = decode_format_from_name(format);
+
+		if (vf == DECODE_TEXT && spec->nvalue != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a text source has exactly one value column, not %d", spec->nvalue),
+					 errhint("The whole payload is that column's value; the others must be METADATA columns.")));
+		spec->value = decoder_create(vf, spec->nvalue, names, types, typmods);
+	}
+	if (spec->nkey > 0)
+	{
+		DecodeFormat kf = decode_format_from_name(key_format ? key_format : "text");
+
+		if (kf == DECODE_TEXT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata columns of the key's fields need a key format"),
+					 errhint("Give key_format => 'json' (fields by name) or 'csv' (by position); METADATA FROM 'key' takes the whole key.")));
+		spec->key = decoder_create(kf, spec->nkey, key_names, key_types, key_typmods);
+	}
+	else if (key_format != NULL)
+		(void) decode_format_from_name(key_format);		/* a known format all the same */
+
+	spec->scratch_values = palloc(sizeof(Datum) * desc->natts);
+	spec->scratch_nulls = palloc(sizeof(bool) * desc->natts);
+
+	/* The outer decoder holds the spec only; its format is the value's. */
+	dec = palloc0(sizeof(Decoder));
+	dec->format = decode_format_from_name(format);
+	dec->ncols = desc->natts;
+	dec->encoding = GetDatabaseEncoding();
+	dec->meta = spec;
+	return dec;
+}
+
+bool
+decoder_wants_headers(Decoder *dec)
+{
+	return dec->meta != NULL && dec->meta->wants_headers;
+}
+
+/* Unix milliseconds as timestamptz text in UTC, which both timestamp types read. */
+static char *
+meta_timestamp_text(int64 ms)
+{
+	TimestampTz ts = ms * 1000 - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return NULL;
+	return psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/*
+ * The text (or bytes) of one metadata column; false and *error if the
+ * message's metadata cannot be text in the database encoding.
+ */
+static bool
+meta_column_text(Decoder *dec, MetaColumn *mc, const DecodeMeta *meta,
+				 const char **text, size_t *len, char **error)
+{
+	const char *colname = mc->conv ? mc->conv->cols[0].name : "";
+
+	*text = NULL;
+	*len = 0;
+	if (meta == NULL)
+		return true;
+	switch (mc->kind)
+	{
+		case META_KEY:
+			*text = meta->key;
+			*len = meta->key_len;
+			return true;
+		case META_PARTITION:
+			if (meta->partition >= 0)
+				*text = psprintf("%d", meta->partition);
+			break;
+		case META_OFFSET:
+			if (meta->offset >= 0)
+				*text = psprintf(INT64_FORMAT, meta->offset);
+			break;
+		case META_TIMESTAMP:
+			if (meta->timestamp_ms >= 0)
+				*text = meta_timestamp_text(meta->timestamp_ms);
+			break;
+		case META_HEADER:
+			/* the last one of that name, as Kafka's lastHeader() */
+			for (int i = meta->nheaders - 1; i >= 0; i--)
+				if (strcmp(meta->header_names[i], mc->header) == 0)
+				{
+					*text = meta->header_values[i];
+					*len = meta->header_lens[i];
+					return true;
+				}
+			return true;
+		case META_HEADERS:
+			{
+				StringInfoData buf;
+
+				if (meta->nheaders == 0)
+					return true;
+				initStringInfo(&buf);
+				appendStringInfoChar(&buf, '{');
+				for (int i = 0; i < meta->nheaders; i++)
+				{
+					const char *v = meta->header_values[i];
+					size_t		vlen = meta->header_lens[i];
+
+					if (v != NULL &&
+						pg_encoding_verifymbstr(dec->encoding, v, (int) vlen) < (int) vlen)
+					{
+						*error = psprintf("column \"%s\": header \"%s\" is not valid %s (invalid byte sequence or NUL byte)",
+										  colname, meta->header_names[i], GetDatabaseEncodingName());
+						return false;
+					}
+					if (pg_encoding_verifymbstr(dec->encoding, meta->header_names[i],
+												strlen(meta->header_names[i])) < (int) strlen(meta->header_names[i]))
+					{
+						*error = psprintf("column \"%s\": a header name is not valid %s",
+										  colname, GetDatabaseEncodingName());
+						return false;
+					}
+					if (i > 0)
+						appendStringInfoString(&buf, ", ");
+					escape_json(&buf, meta->header_names[i]);
+					appendStringInfoString(&buf, ": ");
+					if (v == NULL)
+						appendStringInfoString(&buf, "null");
+					else
+						escape_json(&buf, pnstrdup(v, vlen));
+				}
+				appendStringInfoChar(&buf, '}');
+				*text = buf.data;
+				*len = buf.len;
+				return true;
+			}
+		case META_KEY_FIELD:
+			break;
+	}
+	if (*text)
+		*len = strlen(*text);
+	return true;
+}
+
+bool
+decode_kafka_message(Decoder *dec, const char *payload, size_t len,
+					 const DecodeMeta *meta, Datum *values, bool *nulls,
+					 char **error)
+{
+	DecodeMetaSpec *spec = dec->meta;
+
+	if (spec == NULL)
+		return decode_message(dec, payload, len, values, nulls, error);
+
+	*error = NULL;
+	for (int a = 0; a < dec->ncols; a++)
+	{
+		values[a] = (Datum) 0;
+		nulls[a] = true;
+	}
+
+	/* The value: its error text is the one a source without metadata gives. */
+	if (spec->value != NULL)
+	{
+		if (!decode_message(spec->value, payload, len, spec->scratch_values,
+							spec->scratch_nulls, error))
+			return false;
+		for (int i = 0; i < spec->nvalue; i++)
+		{
+			values[spec->value_attnos[i]] = spec->scratch_values[i];
+			nulls[spec->value_attnos[i]] = spec->scratch_nulls[i];
+		}
+	}
+
+	/* The key's fields; no key at all leaves them NULL. */
+	if (spec->key != NULL && meta != NULL && meta->key != NULL)
+	{
+		if (!decode_message(spec->key, meta->key, meta->key_len, spec->scratch_values,
+							spec->scratch_nulls, error))
+		{
+			/* the key decoder speaks of its input as the payload */
+			*error = strncmp(*error, "payload ", 8) == 0 ?
+				psprintf("key %s", *error + 8) : psprintf("key: %s", *error);
+			return false;
+		}
+		for (int i = 0; i < spec->nkey; i++)
+		{
+			values[spec->key_attnos[i]] = spec->scratch_values[i];
+			nulls[spec->key_attnos[i]] = spec->scratch_nulls[i];
+		}
+	}
+
+	for (int i = 0; i < spec->nmeta; i++)
+	{
+		MetaColumn *mc = &spec->cols[i];
+		const char *text;
+		size_t		tlen;
+
+		if (mc->kind == META_KEY_FIELD)
+			continue;
+		if (!meta_column_text(dec, mc, meta, &text, &tlen, error))
+			return false;
+		if (text == NULL)
+		{
+			/* a non-strict input function (a domain's) must see NULL too */
+			mc->conv->fields[0] = NULL;
+			if (!mc->conv->cols[0].input.fn_strict &&
+				!convert_fields(mc->conv, &values[mc->attno], &nulls[mc->attno], error))
+				return false;
+			continue;
+		}
+		/* a key or header is bytes: say which, if they are not text */
+		if ((mc->kind == META_KEY || mc->kind == META_HEADER) && !mc->is_bytea &&
+			pg_encoding_verifymbstr(dec->encoding, text, (int) Min(tlen, PG_INT32_MAX)) < (int) tlen)
+		{
+			*error = psprintf("column \"%s\": the %s is not valid %s (invalid byte sequence or NUL byte)",
+							  mc->conv->cols[0].name,
+							  mc->kind == META_KEY ? "key" : psprintf("header \"%s\"", mc->header),
+							  GetDatabaseEncodingName());
+			return false;
+		}
+		if (mc->is_bytea)
+		{
+			bytea	   *b;
+
+			if (tlen >= MaxAllocSize - VARHDRSZ)
+			{
+				*error = psprintf("column \"%s\": value of %zu bytes is too large",
+								  mc->conv->cols[0].name, tlen);
+				return false;
+			}
+			b = palloc(tlen + VARHDRSZ);
+			SET_VARSIZE(b, tlen + VARHDRSZ);
+			memcpy(VARDATA(b), text, tlen);
+			values[mc->attno] = PointerGetDatum(b);
+			nulls[mc->attno] = false;
+			continue;
+		}
+		if (!decode_message(mc->conv, text, tlen, &values[mc->attno], &nulls[mc->attno], error))
+		{
+			/* name the column, and where its text came from */
+			if (strncmp(*error, "column ", 7) != 0)
+				*error = psprintf("column \"%s\": %s", mc->conv->cols[0].name, *error);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * streamflink._metadata_columns(columns text, OUT columns text, OUT metadata jsonb)
+ *
+ * Splits METADATA clauses off a column list: "part int METADATA FROM
+ * 'partition'" becomes "part int" and {"part": "partition"}; a bare
+ * METADATA names the key by the column's name.  Columns are separated by
+ * top-level commas (not inside parentheses or quotes); a clause is the
+ * word METADATA after the column's name and type, then optionally FROM
+ * and a string literal, then optionally VIRTUAL (Flink's word; every
+ * metadata column here is read-only anyway).
+ */
+PG_FUNCTION_INFO_V1(streamflink_metadata_columns);
+
+typedef struct ColWord
+{
+	int			start;
+	int			end;			/* exclusive */
+} ColWord;
+
+static void
+metadata_syntax_error(const char *item, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("invalid METADATA column \"%s\"", item),
+			 errdetail("%s", detail),
+			 errhint("Write name type METADATA [FROM 'key'], for example: part int METADATA FROM 'partition'. " METADATA_KEYS_HINT)));
+}
+
+/* An SQL string literal's value ('it''s'), or NULL if w is not one. */
+static char *
+sql_literal_value(const char *s, ColWord w)
+{
+	StringInfoData buf;
+
+	if (w.end - w.start < 2 || s[w.start] != '\'' || s[w.end - 1] != '\'')
+		return NULL;
+	initStringInfo(&buf);
+	for (int i = w.start + 1; i < w.end - 1; i++)
+	{
+		if (s[i] == '\'' && i + 1 < w.end - 1 && s[i + 1] == '\'')
+			i++;
+		appendStringInfoChar(&buf, s[i]);
+	}
+	return buf.data;
+}
+
+/* A column name as Postgres reads it: "Quoted" verbatim, else folded to lower case. */
+static char *
+column_name_value(const char *s, ColWord w)
+{
+	if (s[w.start] == '"')
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		for (int i = w.start + 1; i < w.end - 1; i++)
+		{
+			if (s[i] == '"' && i + 1 < w.end - 1 && s[i + 1] == '"')
+				i++;
+			appendStringInfoChar(&buf, s[i]);
+		}
+		return buf.data;
+	}
+	return downcase_identifier(s + w.start, w.end - w.start, false, false);
+}
+
+Datum
+streamflink_metadata_columns(PG_FUNCTION_ARGS)
+{
+	char	   *cols = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int			len = strlen(cols);
+	StringInfoData out;
+	StringInfoData meta;
+	int			nmeta = 0;
+	int			item_start = 0;
+	TupleDesc	result_desc;
+	Datum		result[2];
+	bool		result_nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	initStringInfo(&out);
+	initStringInfo(&meta);
+	appendStringInfoChar(&meta, '{');
+
+	while (item_start <= len)
+	{
+		ColWord		words[64];
+		int			nwords = 0;
+		int			depth = 0;
+		int			i = item_start;
+		int			mword = -1;
+		char	   *item;
+
+		/* Words of one column, up to a top-level comma or the end. */
+		while (i < len && !(depth == 0 && cols[i] == ','))
+		{
+			char		c = cols[i];
+
+			if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			{
+				i++;
+				continue;
+			}
+			if (nwords < lengthof(words))
+				words[nwords].start = i;
+			while (i < len)
+			{
+				c = cols[i];
+				if (c == '"' || c == '\'')
+				{
+					char		q = c;
+
+					i++;
+					while (i < len && !(cols[i] == q && !(i + 1 < len && cols[i + 1] == q)))
+						i += (cols[i] == q) ? 2 : 1;
+					if (i < len)
+						i++;
+					continue;
+				}
+				if (c == '(')
+					depth++;
+				else if (c == ')')
+					depth--;
+				else if (depth == 0 && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ','))
+					break;
+				i++;
+			}
+			if (nwords < lengthof(words))
+				words[nwords].end = i;
+			nwords++;
+		}
+		item = pnstrdup(cols + item_start, i - item_start);
+
+		/* METADATA after the name and at least one word of type */
+		for (int w = 2; w < nwords && w < lengthof(words); w++)
+			if (words[w].end - words[w].start == 8 &&
+				pg_strncasecmp(cols + words[w].start, "metadata", 8) == 0)
+			{
+				mword = w;
+				break;
+			}
+
+		if (mword < 0)
+			appendBinaryStringInfo(&out, cols + item_start, i - item_start);
+		else
+		{
+			char	   *name = column_name_value(cols, words[0]);
+			char	   *key = NULL;
+			int			w = mword + 1;
+			MetaKind	kind;
+			const char *field;
+
+			if (nwords > lengthof(words))
+				metadata_syntax_error(item, "Too many words.");
+			if (w < nwords && words[w].end - words[w].start == 4 &&
+				pg_strncasecmp(cols + words[w].start, "from", 4) == 0)
+			{
+				if (w + 1 >= nwords || (key = sql_literal_value(cols, words[w + 1])) == NULL)
+					metadata_syntax_error(item, "FROM takes a string literal.");
+				w += 2;
+			}
+			if (w < nwords && words[w].end - words[w].start == 7 &&
+				pg_strncasecmp(cols + words[w].start, "virtual", 7) == 0)
+				w++;
+			if (w < nwords)
+				metadata_syntax_error(item, "Nothing may follow METADATA [FROM 'key'] [VIRTUAL].");
+			if (key == NULL)
+				key = name;
+			if (!meta_parse_key(key, &kind, &field))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown metadata key \"%s\" of column \"%s\"", key, name),
+						 errhint(METADATA_KEYS_HINT)));
+			/* the column without its clause */
+			appendStringInfoString(&out, " ");
+			appendBinaryStringInfo(&out, cols + words[0].start, words[mword - 1].end - words[0].start);
+			if (nmeta++ > 0)
+				appendStringInfoString(&meta, ", ");
+			escape_json(&meta, name);
+			appendStringInfoString(&meta, ": ");
+			escape_json(&meta, key);
+		}
+		if (i >= len)
+			break;
+		appendStringInfoChar(&out, ',');
+		item_start = i + 1;
+	}
+	appendStringInfoChar(&meta, '}');
+
+	result[0] = CStringGetTextDatum(out.data);
+	if (nmeta > 0)
+		result[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(meta.data));
+	else
+	{
+		result[1] = (Datum) 0;
+		result_nulls[1] = true;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc),
+													  result, result_nulls)));
+}
+
+/*
+ * streamflink._check_metadata(row_type regtype, format text, key_format text,
+ *							   metadata jsonb): builds the source's decoder,
+ * which checks everything (columns, keys, formats), and throws it away.
+ */
+PG_FUNCTION_INFO_V1(streamflink_check_metadata);
+
+Datum
+streamflink_check_metadata(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	char	   *metadata = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_VOID();
+	if (!PG_ARGISNULL(3))
+		metadata = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(3)));
+	desc = lookup_rowtype_tupdesc_copy(PG_GETARG_OID(0), -1);
+	(void) decoder_create_for_source(text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									 PG_ARGISNULL(2) ? "text" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+									 metadata, desc);
+	PG_RETURN_VOID();
+}
+
+/*
+ * streamflink._decode_message(format, key_format, metadata, NULL::row_type,
+ *		payload, key, headers jsonb, partition, offset, timestamp, owner,
+ *		OUT row, OUT error): as _decode, for a whole message.
+ */
+PG_FUNCTION_INFO_V1(streamflink_decode_message);
+
+Datum
+streamflink_decode_message(PG_FUNCTION_ARGS)
+{
+	Oid			row_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
+	TupleDesc	result_desc;
+	TupleDesc	row_desc;
+	Decoder    *dec;
+	DecodeMeta	meta;
+	Datum	   *values;
+	bool	   *nulls;
+	char	   *error = NULL;
+	Datum		result[2] = {0, 0};
+	bool		result_nulls[2] = {true, true};
+	const char *data = NULL;
+	size_t		len = 0;
+	bool		ok;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("format must not be NULL")));
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (!type_is_rowtype(row_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("type %s is not a row type", format_type_be(row_type))));
+
+	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+	dec = decoder_create_for_source(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+									PG_ARGISNULL(1) ? "text" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									PG_ARGISNULL(2) ? NULL :
+									DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2))),
+									row_desc);
+	values = palloc(sizeof(Datum) * row_desc->natts);
+	nulls = palloc(sizeof(bool) * row_desc->natts);
+	if (!PG_ARGISNULL(4))
+	{
+		bytea	   *payload = PG_GETARG_BYTEA_PP(4);
+
+		data = VARDATA_ANY(payload);
+		len = VARSIZE_ANY_EXHDR(payload);
+	}
+
+	memset(&meta, 0, sizeof(meta));
+	if (!PG_ARGISNULL(5))
+	{
+		bytea	   *key = PG_GETARG_BYTEA_PP(5);
+
+		meta.key = VARDATA_ANY(key);
+		meta.key_len = VARSIZE_ANY_EXHDR(key);
+	}
+	/* headers: a JSON object of name: string (or null) */
+	if (!PG_ARGISNULL(6))
+	{
+		Jsonb	   *jb = PG_GETARG_JSONB_P(6);
+		JsonbIterator *it;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int			n = 0;
+		int			alloc;
+
+		if (!JB_ROOT_IS_OBJECT(jb))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("headers must be a JSON object of name: value")));
+		alloc = Max(JB_ROOT_COUNT(jb), 1);
+		meta.header_names = palloc(sizeof(char *) * alloc);
+		meta.header_values = palloc(sizeof(char *) * alloc);
+		meta.header_lens = palloc(sizeof(size_t) * alloc);
+		it = JsonbIteratorInit(&jb->root);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				meta.header_names[n] = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (tok == WJB_VALUE)
+			{
+				if (v.type == jbvNull)
+				{
+					meta.header_values[n] = NULL;
+					meta.header_lens[n] = 0;
+				}
+				else if (v.type == jbvString)
+				{
+					meta.header_values[n] = pnstrdup(v.val.string.val, v.val.string.len);
+					meta.header_lens[n] = v.val.string.len;
+				}
+				else
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("header \"%s\" must be a JSON string or null", meta.header_names[n])));
+				n++;
+			}
+		}
+		meta.nheaders = n;
+	}
+	meta.partition = PG_ARGISNULL(7) ? -1 : PG_GETARG_INT32(7);
+	meta.offset = PG_ARGISNULL(8) ? -1 : PG_GETARG_INT64(8);
+	meta.timestamp_ms = -1;
+	if (!PG_ARGISNULL(9))
+	{
+		TimestampTz ts = PG_GETARG_TIMESTAMPTZ(9);
+
+		if (!TIMESTAMP_NOT_FINITE(ts))
+		{
+			int64		us = ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+
+			meta.timestamp_ms = us >= 0 ? us / 1000 : -1;
+		}
+	}
+
+	if (PG_NARGS() > 10 && !PG_ARGISNULL(10))
+	{
+		RunAs		as;
+
+		if (!SearchSysCacheExists1(AUTHOID, PG_GETARG_DATUM(10)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("role %u does not exist", PG_GETARG_OID(10))));
+		/* Only ever to fewer privileges: never run code as a role one is not. */
+		if (!has_privs_of_role(GetUserId(), PG_GETARG_OID(10)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("must have the privileges of role \"%s\" to decode as it",
+							GetUserNameFromId(PG_GETARG_OID(10), false))));
+		run_as_role(PG_GETARG_OID(10), &as);
+		ok = decode_kafka_message(dec, data, len, &meta, values, nulls, &error);
+		run_as_restore(&as);
+	}
+	else
+		ok = decode_kafka_message(dec, data, len, &meta, values, nulls, &error);
 
 	if (ok)
 	{

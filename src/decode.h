@@ -51,4 +51,46 @@ extern bool decode_message(Decoder *dec, const char *payload, size_t len,
 /* streamflink.json_fast_path */
 extern void decode_define_settings(void);
 
+/*
+ * Metadata columns: source columns filled from the Kafka message rather
+ * than its value (the key, a key's fields, headers, partition, offset,
+ * broker timestamp).  What a message carries besides its value:
+ */
+typedef struct DecodeMeta
+{
+	const char *key;			/* NULL: no key */
+	size_t		key_len;
+	int32		partition;		/* < 0: unknown (NULL) */
+	int64		offset;			/* < 0: unknown (NULL) */
+	int64		timestamp_ms;	/* Unix ms; < 0: none (NULL) */
+	int			nheaders;		/* set only if decoder_wants_headers() */
+	const char **header_names;
+	const char **header_values; /* NULL: a header with a null value */
+	size_t	   *header_lens;
+} DecodeMeta;
+
+/*
+ * A decoder for a source: its value format over the columns the metadata
+ * map (jsonb text {"column": "key" | "key.<field>" | "partition" | "offset"
+ * | "timestamp" | "headers" | "header:<name>"}, or NULL) leaves, the
+ * key's fields (key.<field> columns) decoded with key_format, and the
+ * metadata columns through their types' input functions.  ereports ERROR
+ * (with a hint) for a map that does not fit the row type.
+ */
+extern Decoder *decoder_create_for_source(const char *format, const char *key_format,
+										  const char *metadata, TupleDesc desc);
+
+/* Whether the decoder has a column from headers (fill meta->header_*). */
+extern bool decoder_wants_headers(Decoder *dec);
+
+/*
+ * decode_message() for a whole message; meta may be NULL (metadata
+ * columns then NULL).  A metadata value its column's type refuses, or a
+ * key that does not decode, is an error as a bad payload is.  A decoder
+ * without metadata columns decodes the payload alone.
+ */
+extern bool decode_kafka_message(Decoder *dec, const char *payload, size_t len,
+								 const DecodeMeta *meta, Datum *values, bool *nulls,
+								 char **error);
+
 #endif							/* STREAMFLINK_DECODE_H */

@@ -40,13 +40,19 @@
 #include <librdkafka/rdkafka.h>
 
 #include "catalog/pg_type.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
 
 #include "kafka_source.h"
 
@@ -663,6 +669,7 @@ ksrc_consume(KafkaSource *src, KafkaMessage *out, int max, int timeout_ms,
 		o->key_len = m->key_len;
 		ts = rd_kafka_message_timestamp(m, &tstype);
 		o->timestamp_ms = (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) ? -1 : ts;
+		o->handle = m;
 	}
 
 	return count;
@@ -815,4 +822,402 @@ ksrc_destroy(KafkaSource *src)
 			close(src->wakeup[i]);
 		src->wakeup[i] = -1;
 	}
+}
+
+
+/* ---- Start positions, partition discovery, headers ----
+ *
+ * What a pipeline needs beyond consuming: where a partition without a
+ * checkpointed position starts, which partitions the topic has now, and a
+ * message's headers.  The catalog side (which positions were recorded) is
+ * start_position.c's.
+ */
+
+/* streamflink.partition_discovery_interval, ms; 0: never */
+int			ksrc_partition_discovery_ms = 10000;
+
+void
+ksrc_define_settings(void)
+{
+	DefineCustomIntVariable("streamflink.partition_discovery_interval",
+							"How often a running pipeline asks the broker for new partitions of its topic.",
+							"Partitions added to the topic are read from their beginning. 0 turns discovery off.",
+							&ksrc_partition_discovery_ms, 10000, 0, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+}
+
+static void
+start_position_error(const char *spec, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid start position \"%s\"", spec),
+			 detail ? errdetail("%s", detail) : 0,
+			 errhint("Use 'earliest', 'latest', a timestamp ('2024-01-01 00:00:00+00'), or offsets per partition as JSON ('{\"0\": 42, \"1\": 0}').")));
+}
+
+/* An offset of the JSON form: a whole number >= 0, "earliest" or "latest". */
+static int64
+start_offset_value(const char *spec, JsonbValue *v)
+{
+	if (v->type == jbvString)
+	{
+		if (v->val.string.len == 8 && pg_strncasecmp(v->val.string.val, "earliest", 8) == 0)
+			return KSRC_OFFSET_BEGINNING;
+		if (v->val.string.len == 6 && pg_strncasecmp(v->val.string.val, "latest", 6) == 0)
+			return KSRC_OFFSET_END;
+	}
+	else if (v->type == jbvNumeric)
+	{
+		char	   *str = DatumGetCString(DirectFunctionCall1(numeric_out,
+															   NumericGetDatum(v->val.numeric)));
+		char	   *end;
+		long long	off;
+
+		errno = 0;
+		off = strtoll(str, &end, 10);
+		if (errno == 0 && end != str && *end == '\0' && off >= 0)
+			return (int64) off;
+	}
+	start_position_error(spec, "An offset is a whole number >= 0, \"earliest\" or \"latest\".");
+	return 0;					/* not reached */
+}
+
+char *
+ksrc_parse_start_position(const char *spec, KsrcStartPosition *out)
+{
+	const char *p = spec;
+
+	memset(out, 0, sizeof(*out));
+	if (spec == NULL)
+		start_position_error("", NULL);
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+
+	if (pg_strcasecmp(p, "earliest") == 0)
+	{
+		out->kind = KSRC_START_EARLIEST;
+		return pstrdup("earliest");
+	}
+	if (pg_strcasecmp(p, "latest") == 0)
+	{
+		out->kind = KSRC_START_LATEST;
+		return pstrdup("latest");
+	}
+	if (*p == '{')
+	{
+		Jsonb	   *jb;
+		JsonbIterator *it;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int			alloc = 8;
+		MemoryContext cxt = CurrentMemoryContext;
+
+		/* jsonb's own parser; its error is the user's, with our hint */
+		PG_TRY();
+		{
+			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(p)));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			start_position_error(spec, edata->message);
+		}
+		PG_END_TRY();
+
+		if (!JB_ROOT_IS_OBJECT(jb))
+			start_position_error(spec, "Offsets are a JSON object of partition: offset.");
+		out->kind = KSRC_START_OFFSETS;
+		out->partitions = palloc(sizeof(int32) * alloc);
+		out->offsets = palloc(sizeof(int64) * alloc);
+		it = JsonbIteratorInit(&jb->root);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+				char	   *end;
+				long		part;
+
+				errno = 0;
+				part = strtol(key, &end, 10);
+				if (errno != 0 || end == key || *end != '\0' || part < 0 || part > PG_INT32_MAX)
+					start_position_error(spec, psprintf("\"%s\" is not a partition number.", key));
+				if (out->noffsets == alloc)
+				{
+					alloc *= 2;
+					out->partitions = repalloc(out->partitions, sizeof(int32) * alloc);
+					out->offsets = repalloc(out->offsets, sizeof(int64) * alloc);
+				}
+				out->partitions[out->noffsets] = (int32) part;
+			}
+			else if (tok == WJB_VALUE)
+				out->offsets[out->noffsets++] = start_offset_value(spec, &v);
+		}
+		if (out->noffsets == 0)
+			start_position_error(spec, "Give at least one partition.");
+		return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	}
+
+	/* A timestamp, read as timestamptz_in reads it (the session's TimeZone). */
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		TimestampTz ts = 0;
+		struct pg_tm tm;
+		fsec_t		fsec;
+
+		PG_TRY();
+		{
+			ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(p),
+														 ObjectIdGetDatum(InvalidOid),
+														 Int32GetDatum(-1)));
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			start_position_error(spec, NULL);
+		}
+		PG_END_TRY();
+		if (TIMESTAMP_NOT_FINITE(ts) ||
+			timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+			start_position_error(spec, "A start timestamp must be finite.");
+		out->kind = KSRC_START_TIMESTAMP;
+		/* Kafka timestamps are Unix milliseconds; a fraction below is rounded up */
+		out->timestamp_ms = (ts + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+		out->timestamp_ms = out->timestamp_ms >= 0 ?
+			(out->timestamp_ms + 999) / 1000 : out->timestamp_ms / 1000;
+		if (out->timestamp_ms < 0)
+			start_position_error(spec, "Kafka timestamps start at 1970-01-01 00:00:00+00.");
+		return psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
+						tm.tm_year, tm.tm_mon, tm.tm_mday,
+						tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+	}
+}
+
+int
+ksrc_list_partitions(KafkaSource *src, int timeout_ms, int32 **partitions,
+					 char **error)
+{
+	const struct rd_kafka_metadata *md;
+	const rd_kafka_metadata_topic_t *t;
+	rd_kafka_resp_err_t err;
+	int32	   *ids;
+	int			count;
+
+	*error = NULL;
+	*partitions = NULL;
+	if (src->rkt == NULL)
+	{
+		src->rkt = rd_kafka_topic_new(src->rk, src->topic, NULL);
+		if (src->rkt == NULL)
+		{
+			*error = psprintf("invalid Kafka topic \"%s\": %s", src->topic,
+							   rd_kafka_err2str(rd_kafka_last_error()));
+			return -1;
+		}
+	}
+	err = rd_kafka_metadata(src->rk, 0, src->rkt, &md, timeout_ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		*error = psprintf("could not get metadata of Kafka topic \"%s\" within %d ms: %s",
+						   src->topic, timeout_ms, rd_kafka_err2str(err));
+		return -1;
+	}
+	if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		*error = md->topic_cnt != 1 ?
+			psprintf("Kafka metadata for topic \"%s\" has %d topics", src->topic, md->topic_cnt) :
+			psprintf("Kafka topic \"%s\" is not available: %s",
+					 src->topic, rd_kafka_err2str(md->topics[0].err));
+		rd_kafka_metadata_destroy(md);
+		return -1;
+	}
+	t = &md->topics[0];
+	count = t->partition_cnt;
+	ids = palloc(sizeof(int32) * Max(count, 1));
+	for (int i = 0; i < count; i++)
+	{
+		int32		id = t->partitions[i].id;
+		int			j = i;
+
+		/* insertion sort: brokers list them in any order */
+		while (j > 0 && ids[j - 1] > id)
+		{
+			ids[j] = ids[j - 1];
+			j--;
+		}
+		ids[j] = id;
+	}
+	rd_kafka_metadata_destroy(md);
+	*partitions = ids;
+	return count;
+}
+
+bool
+ksrc_resolve_start_offsets(KafkaSource *src, const KsrcStartPosition *start,
+						   int nparts, const int32 *partitions,
+						   int64 *offsets, char **how, int timeout_ms,
+						   char **error)
+{
+	rd_kafka_topic_partition_list_t *times = NULL;
+
+	*error = NULL;
+
+	/* By timestamp: one ListOffsets request for every partition. */
+	if (start->kind == KSRC_START_TIMESTAMP)
+	{
+		rd_kafka_resp_err_t err;
+
+		times = rd_kafka_topic_partition_list_new(nparts);
+		for (int i = 0; i < nparts; i++)
+			rd_kafka_topic_partition_list_add(times, src->topic, partitions[i])->offset =
+				start->timestamp_ms;
+		err = rd_kafka_offsets_for_times(src->rk, times, timeout_ms);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			*error = psprintf("could not look up offsets by timestamp in Kafka topic \"%s\": %s",
+							   src->topic, rd_kafka_err2str(err));
+			rd_kafka_topic_partition_list_destroy(times);
+			return false;
+		}
+	}
+
+	for (int i = 0; i < nparts; i++)
+	{
+		int64_t		low;
+		int64_t		high;
+		int64		want = KSRC_OFFSET_BEGINNING;
+		rd_kafka_resp_err_t err;
+
+		err = rd_kafka_query_watermark_offsets(src->rk, src->topic, partitions[i],
+											   &low, &high, timeout_ms);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			*error = psprintf("could not get the offsets of partition %d of Kafka topic \"%s\": %s",
+							   partitions[i], src->topic, rd_kafka_err2str(err));
+			if (times)
+				rd_kafka_topic_partition_list_destroy(times);
+			return false;
+		}
+
+		switch (start->kind)
+		{
+			case KSRC_START_EARLIEST:
+				want = KSRC_OFFSET_BEGINNING;
+				how[i] = pstrdup("earliest");
+				break;
+			case KSRC_START_LATEST:
+				want = KSRC_OFFSET_END;
+				how[i] = pstrdup("latest");
+				break;
+			case KSRC_START_TIMESTAMP:
+				{
+					rd_kafka_topic_partition_t *p = &times->elems[i];
+
+					if (p->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+					{
+						*error = psprintf("could not look up offsets by timestamp in partition %d of Kafka topic \"%s\": %s",
+										   partitions[i], src->topic, rd_kafka_err2str(p->err));
+						rd_kafka_topic_partition_list_destroy(times);
+						return false;
+					}
+					/* -1: no message at or after the timestamp (yet): the end */
+					want = p->offset >= 0 ? p->offset : KSRC_OFFSET_END;
+					how[i] = pstrdup(p->offset >= 0 ? "timestamp" : "timestamp (after the last message)");
+					break;
+				}
+			case KSRC_START_OFFSETS:
+				how[i] = pstrdup("earliest (not in the given offsets)");
+				for (int j = 0; j < start->noffsets; j++)
+					if (start->partitions[j] == partitions[i])
+					{
+						want = start->offsets[j];
+						how[i] = pstrdup("given offset");
+					}
+				break;
+		}
+
+		if (want == KSRC_OFFSET_BEGINNING)
+			offsets[i] = low;
+		else if (want == KSRC_OFFSET_END)
+			offsets[i] = high;
+		else if (want < low || want > high)
+		{
+			*error = psprintf("start offset " INT64_FORMAT " of partition %d of Kafka topic \"%s\" is outside the offsets it holds (" INT64_FORMAT " to " INT64_FORMAT ")",
+							   want, partitions[i], src->topic, (int64) low, (int64) high);
+			if (times)
+				rd_kafka_topic_partition_list_destroy(times);
+			return false;
+		}
+		else
+			offsets[i] = want;
+	}
+	if (times)
+		rd_kafka_topic_partition_list_destroy(times);
+	return true;
+}
+
+void
+ksrc_assign_more(KafkaSource *src, int n, const int32 *partitions,
+				 const int64 *offsets)
+{
+	rd_kafka_topic_partition_list_t *parts;
+	rd_kafka_error_t *err;
+
+	parts = rd_kafka_topic_partition_list_new(n);
+	for (int i = 0; i < n; i++)
+		rd_kafka_topic_partition_list_add(parts, src->topic, partitions[i])->offset =
+			offsets[i] >= 0 ? offsets[i] : RD_KAFKA_OFFSET_BEGINNING;
+	err = rd_kafka_incremental_assign(src->rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err != NULL)
+	{
+		char	   *msg = pstrdup(rd_kafka_error_string(err));
+
+		rd_kafka_error_destroy(err);
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not add partitions of Kafka topic \"%s\": %s",
+						src->topic, msg)));
+	}
+}
+
+int
+ksrc_message_headers(const KafkaMessage *msg, const char ***names,
+					 const char ***values, size_t **lens)
+{
+	rd_kafka_headers_t *hdrs = NULL;
+	size_t		n;
+
+	*names = NULL;
+	*values = NULL;
+	*lens = NULL;
+	if (msg->handle == NULL ||
+		rd_kafka_message_headers((rd_kafka_message_t *) msg->handle, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		hdrs == NULL)
+		return 0;
+	n = rd_kafka_header_cnt(hdrs);
+	if (n == 0)
+		return 0;
+	*names = palloc(sizeof(char *) * n);
+	*values = palloc(sizeof(char *) * n);
+	*lens = palloc(sizeof(size_t) * n);
+	for (size_t i = 0; i < n; i++)
+	{
+		const char *name;
+		const void *value;
+		size_t		size;
+
+		if (rd_kafka_header_get_all(hdrs, i, &name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			return (int) i;
+		(*names)[i] = name;
+		(*values)[i] = value;
+		(*lens)[i] = size;
+	}
+	return (int) n;
 }

@@ -28,7 +28,80 @@ typedef struct KafkaMessage
 	const char *key;			/* may be NULL */
 	size_t		key_len;
 	int64		timestamp_ms;	/* Kafka message timestamp, -1 if none */
+	void	   *handle;			/* librdkafka's message, for its headers */
 } KafkaMessage;
+
+/*
+ * Where a pipeline starts reading a partition that has no checkpointed
+ * position (see start_position.h for the catalog side).
+ */
+typedef enum KsrcStartKind
+{
+	KSRC_START_EARLIEST,		/* the first offset the broker still holds */
+	KSRC_START_LATEST,			/* the end: only messages produced later */
+	KSRC_START_TIMESTAMP,		/* first message with timestamp >= it */
+	KSRC_START_OFFSETS			/* given per partition; others: earliest */
+} KsrcStartKind;
+
+typedef struct KsrcStartPosition
+{
+	KsrcStartKind kind;
+	int64		timestamp_ms;	/* KSRC_START_TIMESTAMP: Unix ms */
+	int			noffsets;		/* KSRC_START_OFFSETS */
+	int32	   *partitions;
+	int64	   *offsets;		/* >= 0, or KSRC_OFFSET_BEGINNING / _END */
+} KsrcStartPosition;
+
+#define KSRC_OFFSET_END (-1)
+
+/*
+ * Parse a start position: 'earliest', 'latest', a timestamptz literal
+ * (read in the session's TimeZone), or a JSON object of partition ->
+ * offset ('{"0": 42, "1": "latest"}').  ereports ERROR with a hint for
+ * anything else.  Returns the canonical text (timestamps in UTC, offsets as
+ * jsonb prints them), which reads back to the same position anywhere.
+ */
+extern char *ksrc_parse_start_position(const char *spec, KsrcStartPosition *out);
+
+/*
+ * The offsets where each of 'nparts' partitions starts under 'start':
+ * asks the broker for the partitions' first and end offsets (and, for a
+ * timestamp, the first offset at or after it: rd_kafka_offsets_for_times).
+ * Every result is a concrete offset >= 0.  Returns false and sets *errmsg
+ * if the broker does not answer within timeout_ms, or an explicit offset
+ * lies outside what the partition holds.  'how' (palloc'd per partition)
+ * says how each was resolved, for streamflink.offsets.
+ */
+extern bool ksrc_resolve_start_offsets(KafkaSource *src, const KsrcStartPosition *start,
+									   int nparts, const int32 *partitions,
+									   int64 *offsets, char **how,
+									   int timeout_ms, char **errmsg);
+
+/*
+ * The partition ids of the topic (sorted), from a metadata request waiting
+ * at most timeout_ms: their number, or -1 with *errmsg set.  *partitions is
+ * palloc'd.
+ */
+extern int	ksrc_list_partitions(KafkaSource *src, int timeout_ms, int32 **partitions,
+								 char **errmsg);
+
+/*
+ * Start fetching more partitions, each at offsets[i], leaving the current
+ * assignment as it is (rd_kafka_incremental_assign).
+ */
+extern void ksrc_assign_more(KafkaSource *src, int n, const int32 *partitions,
+							 const int64 *offsets);
+
+/*
+ * The headers of a message handed out by ksrc_consume(), as parallel arrays
+ * (palloc'd; a header with a null value has a NULL value): their number.
+ */
+extern int	ksrc_message_headers(const KafkaMessage *msg, const char ***names,
+								 const char ***values, size_t **lens);
+
+/* streamflink.partition_discovery_interval */
+extern int	ksrc_partition_discovery_ms;
+extern void ksrc_define_settings(void);
 
 /*
  * Create a consumer for 'topic' on 'brokers'.  'options' is a list of

@@ -23,6 +23,7 @@
 #include "checkpoint.h"
 #include "ddl_guard.h"
 #include "decode.h"
+#include "kafka_source.h"
 #include "keyed_state.h"
 #include "launcher.h"
 #include "producer.h"
@@ -61,6 +62,7 @@ void
 _PG_init(void)
 {
 	decode_define_settings();
+	ksrc_define_settings();
 	kstate_define_settings();
 	state_define_settings();
 	worker_define_settings();

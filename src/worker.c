@@ -58,6 +58,7 @@
 #include "side_output.h"
 #include "sink.h"
 #include "slot.h"
+#include "start_position.h"
 #include "state.h"
 #include "state_tuning.h"
 #include "operator_factory.h"
@@ -112,6 +113,7 @@ typedef struct Worker
 	TimestampTz rate_since;
 	int64		rate_events;
 	TimestampTz metrics_at;		/* state metrics last published */
+	TimestampTz next_discovery;	/* next look for partitions added to the topic */
 } Worker;
 
 static volatile sig_atomic_t got_stop = false;
@@ -322,9 +324,19 @@ process_message(Worker *w, KafkaMessage *msg)
 	ExecClearTuple(w->event);
 	if (msg->payload == NULL)
 		error = "message has no value";
-	else if (!decode_message(w->decoder, msg->payload, msg->len,
-							 w->event->tts_values, w->event->tts_isnull, &error))
-		 /* error set */ ;
+	else
+	{
+		/* the message's key, headers, partition, offset, timestamp */
+		DecodeMeta	meta = {msg->key, msg->key_len, msg->partition, msg->offset,
+		msg->timestamp_ms};
+
+		if (decoder_wants_headers(w->decoder))
+			meta.nheaders = ksrc_message_headers(msg, &meta.header_names,
+												 &meta.header_values, &meta.header_lens);
+		if (!decode_kafka_message(w->decoder, msg->payload, msg->len, &meta,
+								  w->event->tts_values, w->event->tts_isnull, &error))
+			 /* error set */ ;
+	}
 	if (error == NULL)
 	{
 		ExecStoreVirtualTuple(w->event);
@@ -436,6 +448,7 @@ worker_startup(Worker *w)
 {
 	TypeCacheEntry *tce;
 	PartitionPosition *pos;
+	PartitionPosition *start;
 
 	slot_set_status(w->slot, SLOT_RECOVERING, NULL);
 	w->dir = state_pipeline_dir(w->dboid, w->def->id);
@@ -531,6 +544,20 @@ worker_startup(Worker *w)
 	CommitTransactionCommand();
 
 	/*
+	 * Partitions without a checkpointed position: where they start (their
+	 * position stays unknown until read, as before; the start is recorded).
+	 */
+	start = MemoryContextAlloc(TopMemoryContext, sizeof(PartitionPosition) * w->nparts);
+	memcpy(start, pos, sizeof(PartitionPosition) * w->nparts);
+	{
+		int32	   *ids = palloc(sizeof(int32) * w->nparts);
+
+		for (int p = 0; p < w->nparts; p++)
+			ids[p] = p;
+		start_positions_apply(w->def, w->src, w->checkpoint_id, w->nparts, ids, start);
+	}
+
+	/*
 	 * RocksDB tuning, checked again for the owner (and against the memory
 	 * budget as it is now, see state_tuning.h).
 	 */
@@ -555,7 +582,7 @@ worker_startup(Worker *w)
 		{
 			w->parts[p].pos = pos[p];
 			w->parts[p].last_message = now;
-			offsets[p] = pos[p].next_offset >= 0 ? pos[p].next_offset : KSRC_OFFSET_BEGINNING;
+			offsets[p] = start[p].next_offset >= 0 ? start[p].next_offset : KSRC_OFFSET_BEGINNING;
 		}
 		ksrc_assign(w->src, w->nparts, offsets);
 	}
@@ -578,8 +605,9 @@ worker_startup(Worker *w)
 
 		tce = lookup_type_cache(w->def->source.row_type, TYPECACHE_TUPDESC);
 		w->event_desc = CreateTupleDescCopy(tce->tupDesc);
-		w->decoder = decoder_create_for_desc(decode_format_from_name(w->def->source.format),
-											 w->event_desc);
+		w->decoder = decoder_create_for_source(w->def->source.format,
+											   w->def->source.key_format,
+											   w->def->source.metadata, w->event_desc);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
 		w->op = operator_create(w->def, w->store, w->sink, w->side, w->event_desc,
 								w->poison);
@@ -597,6 +625,51 @@ worker_startup(Worker *w)
 	ereport(LOG,
 			(errmsg("streamflink pipeline \"%s\" started from checkpoint " INT64_FORMAT " on %d partitions",
 					w->def->name, w->checkpoint_id, w->nparts)));
+}
+
+/*
+ * Partitions added to the topic since the worker started: read from their
+ * beginning, recorded with the epoch (see start_position.h).  A broker that
+ * does not answer is asked again next time.
+ */
+static void
+discover_partitions(Worker *w, TimestampTz now)
+{
+	int32	   *ids;
+	char	   *err = NULL;
+	int			n;
+	int			nnew;
+	int64	   *offsets;
+
+	w->next_discovery = now + (int64) ksrc_partition_discovery_ms * 1000;
+	n = ksrc_list_partitions(w->src, 1000, &ids, &err);
+	ksrc_poll_events(w->src);
+	if (n <= w->nparts)
+		return;
+	nnew = n - w->nparts;
+	offsets = palloc(sizeof(int64) * nnew);
+
+	pgstat_report_activity(STATE_RUNNING, "adding partitions");
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	start_positions_added(w->def, w->src, nnew, ids + w->nparts, offsets);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	w->parts = repalloc(w->parts, sizeof(PartitionState) * n);
+	w->positions = repalloc(w->positions, sizeof(PartitionPosition) * n);
+	for (int i = 0; i < nnew; i++)
+	{
+		PartitionState *ps = &w->parts[w->nparts + i];
+
+		/* unknown until read, as at the start; where it starts is recorded */
+		memset(ps, 0, sizeof(*ps));
+		ps->pos.next_offset = -1;
+		ps->pos.max_event_time = DT_NOBEGIN;
+		ps->last_message = now;
+	}
+	ksrc_assign_more(w->src, nnew, ids + w->nparts, offsets);
+	w->nparts = n;
 }
 
 static void
@@ -712,6 +785,9 @@ worker_loop(Worker *w)
 			CommitTransactionCommand();
 			take_positions(w);
 		}
+
+		if (ksrc_partition_discovery_ms > 0 && now >= w->next_discovery)
+			discover_partitions(w, now);
 
 		wm = compute_watermark(w, now);
 		if (wm > w->watermark)

@@ -37,7 +37,9 @@ sf_pg_start "$work/pg" "$port"
 psql_() { sf_psql "$work/pg" "$port" "$@"; }
 echo "broker: $addr   postgres: psql -h $work/pg -p $port -U postgres"
 
-psql_ -q <<SQL
+# Set-up calls return void: their (empty) result tables go nowhere, errors
+# and notices still show.
+psql_ -q -o /dev/null <<SQL
 CREATE EXTENSION streamflink;
 SELECT streamflink.create_source('rides', brokers => '$addr', topic => 'ride_events',
        format => 'json', columns => 'geo text, wait_s float8, kind text, ts timestamptz',

@@ -146,9 +146,22 @@ sf_install_deps() {
         return 1
     fi
     echo "streamflink test: installing ${missing[*]}" >&2
-    apt-get update -qq >&2 || return 1
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}" >&2 || return 1
+    _sf_quiet apt-get update -qq || return 1
+    _sf_quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" || return 1
+}
+
+# Run CMD with its output kept aside: shown (on stderr) only if it fails.
+_sf_quiet() {
+    local log rc=0
+    log=$(mktemp "${TMPDIR:-/tmp}/streamflink-quiet.XXXXXX") || return 1
+    "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "streamflink test: '$*' failed (exit $rc):" >&2
+        cat "$log" >&2
+    fi
+    rm -f "$log"
+    return "$rc"
 }
 
 # ---------------------------------------------------------------------------
@@ -208,9 +221,12 @@ sf_as_user() {
     local u
     u=$(sf_user) || return 1
     # Cache whether the user can use the current directory (one check per
-    # directory, not per command).
+    # directory, not per command).  The check names the directory by its
+    # absolute path, as Postgres' programs do when they chdir back to it:
+    # "." would be judged on the directory alone, which a user may read
+    # although a parent (/root) is closed to it.
     if [ "${_SF_CWD_CHECKED:-}" != "$PWD" ]; then
-        if runuser -u "$u" -- test -r . -a -x . 2>/dev/null; then
+        if runuser -u "$u" -- test -r "$PWD" -a -x "$PWD" 2>/dev/null; then
             _SF_CWD_OK=1
         else
             _SF_CWD_OK=0
@@ -396,9 +412,10 @@ sf_psql() {
 # ---------------------------------------------------------------------------
 # sf_broker_start WORKDIR SPEC...
 #   Starts test/mock_broker in the background and echoes its bootstrap
-#   address.  Each SPEC is a topic "NAME:PARTITIONS", or one of the
-#   broker's options with its value: --brokers N, --missing-topic NAME,
-#   --topic NAME:PARTITIONS.  Files (WORKDIR made absolute and created):
+#   address.  Each SPEC is a topic "NAME:PARTITIONS" (or, through the
+#   proxy, "NAME:VISIBLE:PARTITIONS": see test/mock_broker.c), --proxy, or
+#   one of the broker's options with its value: --brokers N, --missing-topic
+#   NAME, --topic NAME:PARTITIONS.  Files (WORKDIR made absolute and created):
 #   WORKDIR/broker.addr (address), WORKDIR/broker.pid, WORKDIR/broker.log.
 #   The broker exits by itself when this script's shell ($$) is gone, unless
 #   SF_BROKER_WATCH=0.  Safe inside $(...): the broker's output goes to the
@@ -420,6 +437,9 @@ sf_broker_start() {
 
     while [ $# -gt 0 ]; do
         case $1 in
+            --proxy)
+                args+=("$1")
+                shift ;;
             --brokers | --missing-topic | --topic)
                 [ $# -ge 2 ] || { _sf_die "sf_broker_start: $1 needs a value"; return 1; }
                 args+=("$1" "$2")
