@@ -6,6 +6,8 @@ OBJS = \
 	src/run_as.o \
 	src/resolve.o \
 	src/decode.o \
+	src/avro_decode.o \
+	src/schema_registry.o \
 	src/kafka_source.o \
 	src/state.o \
 	src/state_tuning.o \
@@ -42,7 +44,7 @@ EXTENSION = streamflink
 DATA = sql/streamflink--0.1.sql sql/streamflink--0.1--0.2.sql
 PGFILEDESC = "streamflink - stream processing inside PostgreSQL"
 
-SHLIB_LINK = -lrdkafka -lrocksdb -lpthread -licui18n -licuuc
+SHLIB_LINK = -lrdkafka -lrocksdb -lpthread -licui18n -licuuc -lavro -lcurl
 PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress (sql/, expected/): tests run against a server the test driver started with

@@ -39,6 +39,9 @@ typedef struct SourceDef
 	int64		idle_timeout;	/* microseconds, -1 for none */
 	List	   *options;		/* librdkafka "name=value" strings */
 	Oid			owner;			/* the source's owner, who set the options */
+	/* avro: writer schema; avro-confluent: reader schema (NULL: derived) */
+	char	   *avro_schema;
+	char	   *schema_registry;	/* avro-confluent: registry URL */
 } SourceDef;
 
 typedef struct PipelineDef

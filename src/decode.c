@@ -47,6 +47,8 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
+#include "avro_decode.h"
+#include "catalog.h"
 #include "decode.h"
 #include "run_as.h"
 
@@ -98,6 +100,9 @@ struct Decoder
 
 	/* json: where each column's value ends in the scan buffer (fast path) */
 	int		   *field_end;
+
+	/* avro, avro-confluent: see avro_decode.h */
+	AvroDecoder *avro;
 
 	/* json parse state (Postgres' parser: the reference, and the fallback) */
 	JsonSemAction sem;
@@ -208,10 +213,14 @@ decode_format_from_name(const char *name)
 		return DECODE_CSV;
 	if (pg_strcasecmp(name, "text") == 0)
 		return DECODE_TEXT;
+	if (pg_strcasecmp(name, "avro") == 0)
+		return DECODE_AVRO;
+	if (pg_strcasecmp(name, "avro-confluent") == 0)
+		return DECODE_AVRO_CONFLUENT;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown payload format \"%s\"", name),
-			 errhint("Valid formats are \"json\", \"csv\" and \"text\".")));
+			 errhint("Valid formats are \"json\", \"csv\", \"text\", \"avro\" and \"avro-confluent\".")));
 	return DECODE_JSON;			/* keep compiler quiet */
 }
 
@@ -318,6 +327,53 @@ decoder_create_for_desc(DecodeFormat format, TupleDesc desc)
 	return decoder_create(format, desc->natts, names, types, typmods);
 }
 
+Decoder *
+decoder_create_for_source(const SourceDef *source, TupleDesc desc)
+{
+	DecodeFormat format = decode_format_from_name(source->format);
+	Decoder    *dec = decoder_create_for_desc(format, desc);
+
+	if (format == DECODE_AVRO || format == DECODE_AVRO_CONFLUENT)
+	{
+		char	  **names = palloc(sizeof(char *) * dec->ncols);
+		Oid		   *types = palloc(sizeof(Oid) * dec->ncols);
+		int32	   *typmods = palloc(sizeof(int32) * dec->ncols);
+
+		for (int i = 0; i < dec->ncols; i++)
+		{
+			names[i] = dec->cols[i].name;
+			types[i] = dec->cols[i].type;
+			typmods[i] = dec->cols[i].typmod;
+		}
+		dec->avro = avro_decoder_create(format == DECODE_AVRO_CONFLUENT,
+										source->avro_schema, source->schema_registry,
+										source->id, source->owner,
+										dec->ncols, names, types, typmods);
+	}
+	return dec;
+}
+
+bool
+decode_column_input(Decoder *dec, int col, char *str, Datum *value,
+					char **error)
+{
+	DecodeColumn *c = &dec->cols[col];
+	bool		ok = true;
+
+	if (str == NULL && c->input.fn_strict)
+	{
+		*value = (Datum) 0;
+		return true;
+	}
+	dec->curcol = col;
+	if (c->pure)
+		*value = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
+	else
+		*value = convert_in_subxact(dec, c, str, &ok, error);
+	dec->curcol = -1;
+	return ok;
+}
+
 bool
 decode_message(Decoder *dec, const char *payload, size_t len,
 			   Datum *values, bool *nulls, char **error)
@@ -351,7 +407,8 @@ decode_message(Decoder *dec, const char *payload, size_t len,
 	 * Every input function assumes valid input in the database encoding, and
 	 * a NUL byte would silently truncate a value: check once, up front.
 	 */
-	validlen = pg_encoding_verifymbstr(dec->encoding, payload, (int) len);
+	validlen = dec->avro ? (int) len :
+		pg_encoding_verifymbstr(dec->encoding, payload, (int) len);
 	if (validlen < (int) len)
 	{
 		*error = psprintf("payload is not valid %s: invalid byte sequence or NUL byte at offset %d",
@@ -377,6 +434,12 @@ decode_message(Decoder *dec, const char *payload, size_t len,
 				break;
 			case DECODE_CSV:
 				parsed = decode_csv(dec, payload, (int) len, error);
+				break;
+			case DECODE_AVRO:
+			case DECODE_AVRO_CONFLUENT:
+				/* binary: converts its values itself */
+				ok = avro_decode(dec->avro, dec, payload, len, values, nulls, error);
+				parsed = false;
 				break;
 			case DECODE_TEXT:
 			default:
@@ -1143,8 +1206,22 @@ streamflink_decode(PG_FUNCTION_ARGS)
 				 errhint("Pass NULL cast to the source's row type, e.g. NULL::streamflink.source_rides.")));
 
 	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
-	dec = decoder_create_for_desc(decode_format_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0))),
-								  row_desc);
+	if (PG_NARGS() > 6)
+	{
+		/* a source's own settings: avro_schema, schema_registry, id */
+		SourceDef	source;
+
+		memset(&source, 0, sizeof(source));
+		source.format = text_to_cstring(PG_GETARG_TEXT_PP(0));
+		source.avro_schema = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+		source.schema_registry = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+		source.id = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+		source.owner = PG_ARGISNULL(3) ? GetUserId() : PG_GETARG_OID(3);
+		dec = decoder_create_for_source(&source, row_desc);
+	}
+	else
+		dec = decoder_create_for_desc(decode_format_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0))),
+									  row_desc);
 	values = palloc(sizeof(Datum) * row_desc->natts);
 	nulls = palloc(sizeof(bool) * row_desc->natts);
 	if (!PG_ARGISNULL(2))

@@ -229,8 +229,7 @@ run(void *arg)
 
 	old = MemoryContextSwitchTo(r->cxt);
 	r->store = state_open(psprintf("%s/db", r->dir));
-	r->decoder = decoder_create_for_desc(decode_format_from_name(r->def->source.format),
-										 r->desc);
+	r->decoder = decoder_create_for_source(&r->def->source, r->desc);
 	r->slot = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
 	r->sink = collect_sink_create();
 

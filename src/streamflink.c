@@ -26,6 +26,7 @@
 #include "keyed_state.h"
 #include "launcher.h"
 #include "producer.h"
+#include "schema_registry.h"
 #include "slot.h"
 #include "state_tuning.h"
 #include "worker.h"
@@ -61,6 +62,7 @@ void
 _PG_init(void)
 {
 	decode_define_settings();
+	registry_define_settings();
 	kstate_define_settings();
 	state_define_settings();
 	worker_define_settings();

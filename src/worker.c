@@ -572,8 +572,7 @@ worker_startup(Worker *w)
 
 		tce = lookup_type_cache(w->def->source.row_type, TYPECACHE_TUPDESC);
 		w->event_desc = CreateTupleDescCopy(tce->tupDesc);
-		w->decoder = decoder_create_for_desc(decode_format_from_name(w->def->source.format),
-											 w->event_desc);
+		w->decoder = decoder_create_for_source(&w->def->source, w->event_desc);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
 		w->op = operator_create(w->def, w->store, w->sink, w->side, w->event_desc,
 								w->poison);

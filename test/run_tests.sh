@@ -70,13 +70,17 @@ regress() {
 if [[ " $parts " == *" regress "* ]]; then
     # Topics the regression tests use; one whose metadata always fails.
     addr=$(sf_broker_start "$SF_WORK/broker" regress_rides:2 regress_csv:1 \
-               regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 --missing-topic regress_missing)
+               regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 regress_avro:1 --missing-topic regress_missing)
+    # The test schema registry, with the schemas sql/avro.sql uses.
+    registry=$(sf_registry_start "$SF_WORK/registry" 1=test/avro/ride_v1.avsc \
+                   2=test/avro/ride_v2.avsc)
     port=$(sf_free_port)
     sf_pg_start "$SF_WORK/pg" "$port"
     sf_psql "$SF_WORK/pg" "$port" -q \
         -c "DROP DATABASE IF EXISTS streamflink_regress" \
         -c "CREATE DATABASE streamflink_regress" \
-        -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'"
+        -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'" \
+        -c "ALTER DATABASE streamflink_regress SET regress.schema_registry = '$registry'"
     regress "pg_regress (SQL surface)" "$SF_WORK/pg" "$port" $(make -s print-regress)
     sf_pg_stop "$SF_WORK/pg"
 
@@ -99,6 +103,7 @@ if [[ " $parts " == *" regress "* ]]; then
     misconfigured limits "streamflink.max_workers = 2" "streamflink.checkpoint_history = 3" \
         "max_worker_processes = 4"
     sf_broker_stop "$SF_WORK/broker"
+    sf_registry_stop "$SF_WORK/registry"
 fi
 
 if [[ " $parts " == *" fuzz "* ]]; then
