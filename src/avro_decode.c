@@ -30,6 +30,7 @@
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/float.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -1020,6 +1021,171 @@ convert_bytes(AvroDecoder *ad, Decoder *dec, int c, const void *buf, size_t len,
 	return convert_datum(ad, dec, c, PointerGetDatum(b), BYTEAOID, value, error);
 }
 
+/*
+ * A value as JSON text: records and maps as objects, arrays as arrays,
+ * a union as its branch's value, bytes and fixed as strings of code
+ * points 0-255 (as Avro's JSON encoding), NaN and infinities as strings.
+ * Not avro_value_to_json: it calls jansson's json_object(), which the
+ * server's own json_object() (the SQL function) shadows in this process.
+ */
+static bool
+avro_json(AvroDecoder *ad, StringInfo out, avro_value_t *v, char **error)
+{
+	check_stack_depth();
+	switch (avro_value_get_type(v))
+	{
+		case AVRO_NULL:
+			appendStringInfoString(out, "null");
+			return true;
+		case AVRO_BOOLEAN:
+			{
+				int			b;
+
+				avro_value_get_boolean(v, &b);
+				appendStringInfoString(out, b ? "true" : "false");
+				return true;
+			}
+		case AVRO_INT32:
+			{
+				int32_t		i;
+
+				avro_value_get_int(v, &i);
+				appendStringInfo(out, "%d", (int) i);
+				return true;
+			}
+		case AVRO_INT64:
+			{
+				int64_t		i;
+
+				avro_value_get_long(v, &i);
+				appendStringInfo(out, INT64_FORMAT, (int64) i);
+				return true;
+			}
+		case AVRO_FLOAT:
+		case AVRO_DOUBLE:
+			{
+				double		d;
+
+				if (avro_value_get_type(v) == AVRO_FLOAT)
+				{
+					float		f;
+
+					avro_value_get_float(v, &f);
+					d = f;
+				}
+				else
+					avro_value_get_double(v, &d);
+				if (isnan(d) || isinf(d))
+					escape_json(out, float8out_internal(d));
+				else
+					appendStringInfoString(out, float8out_internal(d));
+				return true;
+			}
+		case AVRO_STRING:
+			{
+				const char *s;
+				size_t		size;
+				size_t		len;
+
+				avro_value_get_string(v, &s, &size);
+				len = size > 0 ? size - 1 : 0;
+				if (memchr(s, '\0', len) != NULL ||
+					!pg_verify_mbstr(ad->encoding, s, (int) len, true))
+				{
+					*error = psprintf("string is not valid %s (invalid byte sequence or NUL byte)",
+									  GetDatabaseEncodingName());
+					return false;
+				}
+				escape_json(out, pnstrdup(s, len));
+				return true;
+			}
+		case AVRO_BYTES:
+		case AVRO_FIXED:
+			{
+				const void *buf;
+				size_t		len;
+
+				if (avro_value_get_type(v) == AVRO_BYTES)
+					avro_value_get_bytes(v, &buf, &len);
+				else
+					avro_value_get_fixed(v, &buf, &len);
+				appendStringInfoChar(out, '"');
+				for (size_t i = 0; i < len; i++)
+				{
+					uint8		b = ((const uint8 *) buf)[i];
+
+					if (b >= 0x20 && b < 0x7f && b != '"' && b != '\\')
+						appendStringInfoChar(out, (char) b);
+					else
+						appendStringInfo(out, "\\u%04x", b);
+				}
+				appendStringInfoChar(out, '"');
+				return true;
+			}
+		case AVRO_ENUM:
+			{
+				int			i;
+				const char *sym;
+
+				avro_value_get_enum(v, &i);
+				sym = avro_schema_enum_get(avro_value_get_schema(v), i);
+				if (sym == NULL)
+				{
+					*error = psprintf("enum index %d out of range", i);
+					return false;
+				}
+				escape_json(out, sym);
+				return true;
+			}
+		case AVRO_UNION:
+			{
+				avro_value_t branch;
+
+				if (avro_value_get_current_branch(v, &branch) != 0)
+				{
+					*error = pstrdup(avro_strerror());
+					return false;
+				}
+				return avro_json(ad, out, &branch, error);
+			}
+		case AVRO_RECORD:
+		case AVRO_MAP:
+		case AVRO_ARRAY:
+			{
+				size_t		n;
+				bool		array = avro_value_get_type(v) == AVRO_ARRAY;
+
+				avro_value_get_size(v, &n);
+				appendStringInfoChar(out, array ? '[' : '{');
+				for (size_t i = 0; i < n; i++)
+				{
+					avro_value_t child;
+					const char *name = NULL;
+
+					if (avro_value_get_by_index(v, i, &child, &name) != 0)
+					{
+						*error = pstrdup(avro_strerror());
+						return false;
+					}
+					if (i > 0)
+						appendStringInfoString(out, ", ");
+					if (!array)
+					{
+						escape_json(out, name ? name : "");
+						appendStringInfoString(out, ": ");
+					}
+					if (!avro_json(ad, out, &child, error))
+						return false;
+				}
+				appendStringInfoChar(out, array ? ']' : '}');
+				return true;
+			}
+		default:
+			*error = pstrdup("unsupported Avro type");
+			return false;
+	}
+}
+
 static bool
 convert_value(AvroDecoder *ad, Decoder *dec, int c, avro_value_t *v, TypeInfo *ti,
 			  Datum *value, bool *isnull, char **error)
@@ -1151,8 +1317,7 @@ convert_value(AvroDecoder *ad, Decoder *dec, int c, avro_value_t *v, TypeInfo *t
 		default:
 			{
 				/* records, arrays, maps: as JSON, for json and jsonb columns */
-				char	   *json = NULL;
-				char	   *copy;
+				StringInfoData json;
 
 				if (ad->types[c] != JSONOID && ad->types[c] != JSONBOID &&
 					getBaseType(ad->types[c]) != JSONOID &&
@@ -1164,14 +1329,13 @@ convert_value(AvroDecoder *ad, Decoder *dec, int c, avro_value_t *v, TypeInfo *t
 									  format_type_be(ad->types[c]));
 					return false;
 				}
-				if (avro_value_to_json(v, 1, &json) != 0)
+				initStringInfo(&json);
+				if (!avro_json(ad, &json, v, error))
 				{
-					*error = psprintf("column \"%s\": %s", ad->names[c], avro_strerror());
+					*error = psprintf("column \"%s\": %s", ad->names[c], *error);
 					return false;
 				}
-				copy = pstrdup(json);
-				free(json);
-				return via_input(dec, c, copy, value, error);
+				return via_input(dec, c, json.data, value, error);
 			}
 	}
 }
