@@ -13,13 +13,15 @@
 # 4. runs pg_regress: the SQL surface (sql/, expected/) against a server
 #    with shared_preload_libraries = 'streamflink', then the errors of a
 #    server without it and with max_prepared_transactions = 0;
-# 5. runs the JSON decoder's differential fuzz test (test/decode_fuzz.sh:
-#    the one-pass scanner against Postgres' JSON parser);
+# 5. runs the decoders' fuzz test (test/decode_fuzz.sh: the one-pass JSON
+#    scanner against Postgres' JSON parser; Avro from python3-avro, and
+#    mutations of it);
 # 6. runs the window operator's differential test against SQL
 #    (test/window_diff.sh: random cases replayed without Kafka);
 # 7. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9
 #    and immediate shutdowns while pipelines run, sinks compared with SQL's
-#    answer or with an uninterrupted run; test/cep_metamorphic.sh: CEP
+#    answer or with an uninterrupted run (test/fault_avro.sh: an Avro
+#    source, the schema registry stopped during replay); test/cep_metamorphic.sh: CEP
 #    results equal under different watermark steps, checkpoints and crashes;
 #    and test/pmdeath_test.sh: the worker exits when the postmaster dies
 #    while data flows.
@@ -115,7 +117,7 @@ if [[ " $parts " == *" diff "* ]]; then
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
-    for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh; do
+    for t in test/fault_test.sh test/fault_cep.sh test/fault_avro.sh test/cep_metamorphic.sh test/pmdeath_test.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
