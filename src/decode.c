@@ -1177,6 +1177,16 @@ decode_csv(Decoder *dec, const char *payload, int len, char **error)
  */
 PG_FUNCTION_INFO_V1(streamflink_decode);
 
+/* A call site's decoder (fn_extra), for the settings it was made with. */
+typedef struct DecodeCallCache
+{
+	MemoryContext cxt;
+	Oid			row_type;
+	char	   *key;			/* the arguments other than row and payload */
+	TupleDesc	row_desc;
+	Decoder    *dec;
+} DecodeCallCache;
+
 Datum
 streamflink_decode(PG_FUNCTION_ARGS)
 {
@@ -1205,23 +1215,68 @@ streamflink_decode(PG_FUNCTION_ARGS)
 				 errmsg("type %s is not a row type", format_type_be(row_type)),
 				 errhint("Pass NULL cast to the source's row type, e.g. NULL::streamflink.source_rides.")));
 
-	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
-	if (PG_NARGS() > 6)
+	/*
+	 * One decoder per call site and settings, kept for the query: a query
+	 * decoding many payloads parses a schema, or asks a registry for an id,
+	 * once.
+	 */
 	{
-		/* a source's own settings: avro_schema, schema_registry, id */
-		SourceDef	source;
+		DecodeCallCache *cache = (DecodeCallCache *) fcinfo->flinfo->fn_extra;
+		StringInfoData key;
 
-		memset(&source, 0, sizeof(source));
-		source.format = text_to_cstring(PG_GETARG_TEXT_PP(0));
-		source.avro_schema = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
-		source.schema_registry = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
-		source.id = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
-		source.owner = PG_ARGISNULL(3) ? GetUserId() : PG_GETARG_OID(3);
-		dec = decoder_create_for_source(&source, row_desc);
+		initStringInfo(&key);
+		for (int i = 0; i < PG_NARGS(); i++)
+		{
+			if (i == 1 || i == 2)
+				continue;		/* the row type (below), the payload */
+			if (PG_ARGISNULL(i))
+				appendStringInfoString(&key, "n|");
+			else if (i == 3)
+				appendStringInfo(&key, "o%u|", PG_GETARG_OID(i));
+			else if (i == 6)
+				appendStringInfo(&key, "i%d|", PG_GETARG_INT32(i));
+			else
+			{
+				char	   *v = text_to_cstring(PG_GETARG_TEXT_PP(i));
+
+				appendStringInfo(&key, "t%zu:%s|", strlen(v), v);
+			}
+		}
+		if (cache == NULL || cache->row_type != row_type || strcmp(cache->key, key.data) != 0)
+		{
+			MemoryContext old;
+
+			if (cache != NULL)
+				MemoryContextDelete(cache->cxt);
+			cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(DecodeCallCache));
+			fcinfo->flinfo->fn_extra = cache;
+			cache->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "streamflink decode",
+											   ALLOCSET_SMALL_SIZES);
+			old = MemoryContextSwitchTo(cache->cxt);
+			cache->row_type = row_type;
+			cache->key = pstrdup(key.data);
+			cache->row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+			if (PG_NARGS() > 6)
+			{
+				/* a source's own settings: avro_schema, schema_registry, id */
+				SourceDef	source;
+
+				memset(&source, 0, sizeof(source));
+				source.format = text_to_cstring(PG_GETARG_TEXT_PP(0));
+				source.avro_schema = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+				source.schema_registry = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+				source.id = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+				source.owner = PG_ARGISNULL(3) ? GetUserId() : PG_GETARG_OID(3);
+				cache->dec = decoder_create_for_source(&source, cache->row_desc);
+			}
+			else
+				cache->dec = decoder_create_for_desc(decode_format_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0))),
+													 cache->row_desc);
+			MemoryContextSwitchTo(old);
+		}
+		row_desc = cache->row_desc;
+		dec = cache->dec;
 	}
-	else
-		dec = decoder_create_for_desc(decode_format_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0))),
-									  row_desc);
 	values = palloc(sizeof(Datum) * row_desc->natts);
 	nulls = palloc(sizeof(bool) * row_desc->natts);
 	if (!PG_ARGISNULL(2))
