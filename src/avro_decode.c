@@ -35,6 +35,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -508,20 +509,22 @@ avro_decoder_create(bool confluent, const char *schema, const char *registry,
 
 /* ---- persisted schemas (streamflink.avro_schema) ---- */
 
-static char *
-stored_schema(AvroDecoder *ad, int32 id)
+typedef struct SchemaRow
 {
-	MemoryContext caller = CurrentMemoryContext;
-	char	   *schema = NULL;
+	AvroDecoder *ad;
+	int32		id;
+	char	   *schema;			/* in: to store; out: found */
+	MemoryContext cxt;			/* where a found schema goes */
+} SchemaRow;
+
+static void
+select_schema(SchemaRow *r)
+{
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
-	RunAs		as;
 
-	if (ad->source_id <= 0 || !IsTransactionState())
-		return NULL;
-	args[0] = Int32GetDatum(ad->source_id);
-	args[1] = Int32GetDatum(id);
-	run_as_extension(&as);
+	args[0] = Int32GetDatum(r->ad->source_id);
+	args[1] = Int32GetDatum(r->id);
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT schema FROM streamflink.avro_schema"
 							  " WHERE source_id = $1 AND schema_id = $2",
@@ -531,37 +534,105 @@ stored_schema(AvroDecoder *ad, int32 id)
 		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 		if (s)
-			schema = MemoryContextStrdup(caller, s);
+			r->schema = MemoryContextStrdup(r->cxt, s);
 	}
 	SPI_finish();
-	run_as_restore(&as);
-	return schema;
 }
 
-/*
- * A worker keeps what the registry answered, in its epoch's transaction:
- * it commits with the checkpoint whose messages needed it.
- */
 static void
-store_schema(AvroDecoder *ad, int32 id, const char *schema)
+insert_schema(SchemaRow *r)
 {
 	Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
 	Datum		args[3];
-	RunAs		as;
 
-	if (ad->source_id <= 0 || !IsBackgroundWorker || !IsTransactionState())
-		return;
-	args[0] = Int32GetDatum(ad->source_id);
-	args[1] = Int32GetDatum(id);
-	args[2] = CStringGetTextDatum(schema);
-	run_as_extension(&as);
+	args[0] = Int32GetDatum(r->ad->source_id);
+	args[1] = Int32GetDatum(r->id);
+	args[2] = CStringGetTextDatum(r->schema);
 	SPI_connect();
 	if (SPI_execute_with_args("INSERT INTO streamflink.avro_schema (source_id, schema_id, schema)"
 							  " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store Avro schema %d", id);
+		elog(ERROR, "could not store Avro schema %d", r->id);
 	SPI_finish();
-	run_as_restore(&as);
+}
+
+/*
+ * Run a catalog access in an internal subtransaction: this runs inside
+ * decode_message's PG_TRY, which turns errors into dead letters, so an
+ * error here must leave no aborted transaction behind.  In a worker as the
+ * worker (the owner's code is not involved); in a backend as the current
+ * role, so that the table's row security applies.  Returns false with the
+ * error logged.
+ */
+static bool
+schema_row_access(void (*fn) (SchemaRow *), SchemaRow *r)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		RunAs		as;
+
+		if (IsBackgroundWorker)
+			run_as_extension(&as);
+		fn(r);
+		if (IsBackgroundWorker)
+			run_as_restore(&as);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errmsg("streamflink.avro_schema, schema id %d: %s", r->id, edata->message)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static char *
+stored_schema(AvroDecoder *ad, int32 id)
+{
+	SchemaRow	r = {ad, id, NULL, CurrentMemoryContext};
+
+	if (ad->source_id <= 0 || !IsTransactionState())
+		return NULL;
+	(void) schema_row_access(select_schema, &r);
+	return r.schema;
+}
+
+/*
+ * A worker keeps what the registry answered, in its epoch's transaction:
+ * it commits with the checkpoint whose messages needed it.  Not kept (a
+ * warning): the registry is asked again after a restart.
+ */
+static void
+store_schema(AvroDecoder *ad, int32 id, const char *schema)
+{
+	SchemaRow	r = {ad, id, (char *) schema, CurrentMemoryContext};
+
+	if (ad->source_id <= 0 || !IsBackgroundWorker || !IsTransactionState())
+		return;
+	(void) schema_row_access(insert_schema, &r);
 }
 
 static WriterPlan *
