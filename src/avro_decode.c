@@ -45,6 +45,8 @@
 
 /* Nesting a payload may have (recursive schemas). */
 #define AVRO_MAX_DEPTH 64
+/* Writer schemas (and failed lookups) a decoder keeps. */
+#define AVRO_MAX_PLANS 1000
 /* A failed registry lookup is retried after this long (microseconds). */
 #define REGISTRY_RETRY_US (10 * USECS_PER_SEC)
 
@@ -120,6 +122,8 @@ struct AvroDecoder
 	avro_schema_t reader;
 	char	   *reader_json;
 	List	   *plans;			/* WriterPlan *, most recently used first */
+	char	   *registry_error; /* the registry's last failure ... */
+	TimestampTz registry_retry_at;	/* ... before which it is not asked */
 	WriterPlan *inline_plan;
 	avro_reader_t memreader;
 	MemoryContext cxt;
@@ -321,6 +325,18 @@ plan_free(WriterPlan *p)
 	p->have_values = false;
 	p->resolver = p->generic = NULL;
 	p->projection = p->writer = NULL;
+}
+
+/* A plan's avro-c objects and its memory. */
+static void
+plan_destroy(WriterPlan *p)
+{
+	plan_free(p);
+	if (p->error)
+		pfree(p->error);
+	if (p->cols)
+		pfree(p->cols);
+	pfree(p);
 }
 
 static void
@@ -667,23 +683,41 @@ plan_for_id(AvroDecoder *ad, int32 id)
 			}
 			return p;
 		}
+		/* a failed lookup, to be retried */
 		ad->plans = list_delete_ptr(ad->plans, p);
+		plan_destroy(p);
+		p = NULL;
 	}
 
 	schema = stored_schema(ad, id);
-	if (schema != NULL)
-		p = build_plan(ad, id, schema);
-	else
+	if (schema == NULL)
 	{
-		bool		not_found;
-		char	   *error;
+		bool		not_found = false;
+		bool		unavailable = false;
+		char	   *error = NULL;
+		TimestampTz now = GetCurrentTimestamp();
 
-		schema = registry_fetch_schema(ad->registry, ad->owner, id, &not_found, &error);
-		if (schema != NULL)
+		if (ad->registry_error != NULL && now < ad->registry_retry_at)
 		{
-			p = build_plan(ad, id, schema);
-			store_schema(ad, id, schema);
+			/* it just failed: not asked again for every message meanwhile */
+			error = psprintf("%s (asked again after %d seconds)", ad->registry_error,
+							 (int) (REGISTRY_RETRY_US / USECS_PER_SEC));
 		}
+		else
+		{
+			schema = registry_fetch_schema(ad->registry, ad->owner, id, &not_found,
+											&unavailable, &error);
+			if (ad->registry_error)
+				pfree(ad->registry_error);
+			ad->registry_error = NULL;
+			if (schema == NULL && unavailable)
+			{
+				ad->registry_error = MemoryContextStrdup(ad->cxt, error);
+				ad->registry_retry_at = now + REGISTRY_RETRY_US;
+			}
+		}
+		if (schema != NULL)
+			store_schema(ad, id, schema);
 		else
 		{
 			MemoryContext old = MemoryContextSwitchTo(ad->cxt);
@@ -691,9 +725,23 @@ plan_for_id(AvroDecoder *ad, int32 id)
 			p = palloc0(sizeof(WriterPlan));
 			p->id = id;
 			p->error = pstrdup(error);
-			p->retry_at = GetCurrentTimestamp() + REGISTRY_RETRY_US;
+			p->retry_at = now + REGISTRY_RETRY_US;
 			MemoryContextSwitchTo(old);
 		}
+	}
+	if (p == NULL)
+		p = build_plan(ad, id, schema);
+
+	/*
+	 * Bounded: a producer sending random ids must not grow it without end.
+	 * The least recently used plan goes (rebuilt if its id comes back).
+	 */
+	if (list_length(ad->plans) >= AVRO_MAX_PLANS)
+	{
+		WriterPlan *last = (WriterPlan *) llast(ad->plans);
+
+		ad->plans = list_delete_last(ad->plans);
+		plan_destroy(last);
 	}
 	{
 		MemoryContext old = MemoryContextSwitchTo(ad->cxt);

@@ -192,7 +192,7 @@ schema_from_response(const char *body, char **error)
 
 char *
 registry_fetch_schema(const char *url, Oid owner, int32 id, bool *not_found,
-					  char **error)
+					  bool *unavailable, char **error)
 {
 	CURL	   *curl;
 	CURLcode	rc;
@@ -204,6 +204,7 @@ registry_fetch_schema(const char *url, Oid owner, int32 id, bool *not_found,
 	size_t		ulen;
 
 	*not_found = false;
+	*unavailable = true;
 	*error = registry_url_refused(url, owner);
 	if (*error)
 		return NULL;
@@ -245,6 +246,8 @@ registry_fetch_schema(const char *url, Oid owner, int32 id, bool *not_found,
 
 	CHECK_FOR_INTERRUPTS();
 
+	*unavailable = (rc != CURLE_OK && !r.too_large && rc != CURLE_FILESIZE_EXCEEDED) ||
+		(rc == CURLE_OK && status != 200 && status != 404);
 	if (r.too_large || rc == CURLE_FILESIZE_EXCEEDED)
 		*error = psprintf("schema registry error: the answer for schema id %d exceeds %d bytes",
 						  id, REGISTRY_MAX_RESPONSE);

@@ -41,10 +41,13 @@ extern char *registry_url_refused(const char *url, Oid owner);
  * The writer schema (JSON text, palloc'd) registered under 'id', or NULL
  * with *error set (palloc'd): URL refused, connection or HTTP error,
  * unknown id (HTTP 404, *not_found set), an answer that is not a
- * registry's, a schema type other than Avro.  Raises only for interrupts
- * and out-of-memory.
+ * registry's, a schema type other than Avro.  *unavailable is set when the
+ * registry could not answer at all (URL refused, connection, timeout, an
+ * HTTP status other than 200 and 404): no use asking it for other ids
+ * right away.  Raises only for interrupts and out-of-memory.
  */
 extern char *registry_fetch_schema(const char *url, Oid owner, int32 id,
-								   bool *not_found, char **error);
+								   bool *not_found, bool *unavailable,
+								   char **error);
 
 #endif							/* STREAMFLINK_SCHEMA_REGISTRY_H */
