@@ -96,6 +96,7 @@ typedef struct WriterPlan
 	avro_value_t dest;
 	avro_value_t resolved;
 	bool		have_values;
+	bool		direct;			/* the projection is the writer: read into dest */
 	ColumnPlan *cols;
 } WriterPlan;
 
@@ -446,6 +447,8 @@ build_plan(AvroDecoder *ad, int32 id, const char *writer_json)
 	}
 	avro_resolved_writer_set_dest(&p->resolved, &p->dest);
 	p->have_values = true;
+	/* nothing to resolve (the writer's fields are the columns, in order) */
+	p->direct = avro_schema_equal(p->writer, p->projection) != 0;
 	MemoryContextSwitchTo(old);
 	return p;
 
@@ -1520,7 +1523,7 @@ avro_decode(AvroDecoder *ad, Decoder *dec, const char *payload, size_t len,
 
 	avro_value_reset(&p->dest);
 	avro_reader_memory_set_source(ad->memreader, body, (int64_t) bodylen);
-	if (avro_value_read(ad->memreader, &p->resolved) != 0)
+	if (avro_value_read(ad->memreader, p->direct ? &p->dest : &p->resolved) != 0)
 	{
 		*error = psprintf("undecodable Avro record%s: %s",
 						  p->id >= 0 ? psprintf(" (schema id %d)", p->id) : "",

@@ -61,11 +61,11 @@ registry=$(sf_registry_start "$work/registry" 1=test/avro/fuzz.avsc)
 result=$(sf_psql "$work/pg" "$port" -qAt -v schema="$(cat test/avro/fuzz.avsc)" <<SQL
 SELECT streamflink.create_source('fa', brokers => '127.0.0.1:1', topic => 'fa', format => 'avro',
        columns => 'id int, big bigint, price float8, ok bool, name text, note text, color text,
-                   tags jsonb, ts timestamptz, extra jsonb',
+                   tags jsonb, ts timestamptz, extra jsonb, attrs jsonb, h bytea, f real, raw bytea',
        avro_schema => :'schema') \\g /dev/null
 SELECT streamflink.create_source('fc', brokers => '127.0.0.1:1', topic => 'fc', format => 'avro-confluent',
        columns => 'id int, big bigint, price float8, ok bool, name text, note text, color text,
-                   tags jsonb, ts timestamptz, extra jsonb',
+                   tags jsonb, ts timestamptz, extra jsonb, attrs jsonb, h bytea, f real, raw bytea',
        schema_registry => '$registry') \\g /dev/null
 CREATE TABLE avro_payloads (n serial, kind text, hex text, expected text);
 \\copy avro_payloads (kind, hex, expected) FROM '$work/avro.tsv' (FORMAT csv, DELIMITER E'\\t', QUOTE E'\\x01')

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import random
+import struct
 import sys
 
 import avro.io
@@ -52,7 +53,20 @@ def record():
         "tags": [rng.randint(-1000, 1000) for _ in range(rng.randint(0, 5))],
         "ts": EPOCH + datetime.timedelta(milliseconds=ms),
         "extra": {"k": rand_text(), "v": rng.randint(0, 9)},
+        "attrs": {rand_text(): rng.randint(-5, 5) for _ in range(rng.randint(0, 3))},
+        "h": bytes(rng.randrange(256) for _ in range(4)),
+        "f": struct.unpack("<f", struct.pack("<f", rng.uniform(-1e6, 1e6)))[0],
+        "raw": bytes(rng.randrange(256) for _ in range(rng.randint(0, 6))),
     }
+
+
+def float4_text(x):
+    """The shortest text that reads back as the same float4 (as real's output)."""
+    for p in range(1, 10):
+        t = "%.*g" % (p, x)
+        if struct.unpack("<f", struct.pack("<f", float(t)))[0] == x:
+            return float(t)
+    return x
 
 
 def encode(r):
@@ -104,6 +118,9 @@ for i in range(count):
     if rng.random() < 0.3:
         expected = dict(r)
         expected["ts"] = r["ts"].isoformat()
+        expected["h"] = "\\x" + r["h"].hex()
+        expected["raw"] = "\\x" + r["raw"].hex()
+        expected["f"] = float4_text(r["f"])
         print("valid\t%s\t%s" % (data.hex(), json.dumps(expected, ensure_ascii=False)))
     else:
         print("mutant\t%s\t" % mutate(data).hex())

@@ -10,7 +10,7 @@
 # the schema through the test registry, test/schema_registry.py).  Prints:
 #   - decoding alone: every payload through streamflink._decode() (what
 #     streamflink.decode() calls; one decoder for the whole query) in one
-#     SELECT, JSON then Avro, SF_BENCH_ROUNDS times (default 3) alternating,
+#     SELECT, JSON then Avro, SF_BENCH_ROUNDS times (default 5) alternating,
 #     and the same calls for a text source (the payload taken as it is: the
 #     cost of the call and the row around the decoding);
 #   - end to end: a window pipeline (tumbling 1-minute count and avg by key,
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/../.."
 . test/lib.sh
 
 n=${SF_BENCH_EVENTS:-300000}
-rounds=${SF_BENCH_ROUNDS:-3}
+rounds=${SF_BENCH_ROUNDS:-5}
 parts=4
 sf_test_setup avro_bench >/dev/null
 work=$SF_TEST_DIR
