@@ -271,8 +271,25 @@ WHERE s.name = 'rides_avro' ORDER BY 1;
 SELECT streamflink.stop('avro_counts');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'avro_counts'$$);
 SELECT streamflink.drop_pipeline('avro_counts', drop_sink => true);
+
+-- Stored at once, in a transaction of their own: visible long before the
+-- first checkpoint (an hour away), so a crash in between loses nothing.
+SELECT streamflink.create_source('rides_avro2', brokers => regress_brokers(), topic => 'regress_avro',
+	format => 'avro-confluent', columns => 'geo text, wait_s float8, ts timestamptz',
+	event_time => 'ts', schema_registry => regress_registry());
+SELECT streamflink.create_window_pipeline('avro_slow', source => 'rides_avro2', key => 'geo',
+	"window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n',
+	sink => 'avro_slow_out', checkpoint_interval => '1 hour');
+SELECT streamflink.start('avro_slow');
+SELECT wait_until($$SELECT count(*) = 2 FROM streamflink.avro_schema a
+					JOIN streamflink.source s ON s.id = a.source_id WHERE s.name = 'rides_avro2'$$);
+SELECT count(*) AS checkpoints FROM streamflink.checkpoints WHERE pipeline = 'avro_slow';
+SELECT streamflink.stop('avro_slow');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'avro_slow'$$);
+SELECT streamflink.drop_pipeline('avro_slow', drop_sink => true);
 SELECT streamflink.drop_source(name) FROM streamflink.sources
-WHERE name IN ('avro_types', 'avro_nulls', 'rides_avro', 'rides_reader', 'rides_strict', 'rides_int')
+WHERE name IN ('avro_types', 'avro_nulls', 'rides_avro', 'rides_avro2', 'rides_reader', 'rides_strict',
+			   'rides_int')
 ORDER BY name;
 SELECT count(*) FROM streamflink.avro_schema;
 DROP ROLE regress_avro_tenant;

@@ -423,9 +423,10 @@ GRANT INSERT (avro_schema, schema_registry) ON streamflink.source TO streamflink
 
 /*
  * The writer schemas a source's workers resolved through the registry,
- * written by a worker in its epoch's transaction (so with the checkpoint
- * whose messages used them) and read before the registry is asked: a
- * replay after a crash does not need the registry for them.
+ * committed when first resolved (in a transaction of their own, through a
+ * short-lived background worker, before the messages that need them go
+ * further) and read before the registry is asked: a replay after a crash
+ * does not need the registry.
  */
 CREATE TABLE streamflink.avro_schema (
 	source_id	int NOT NULL REFERENCES streamflink.source (id) ON DELETE CASCADE,

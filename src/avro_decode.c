@@ -25,6 +25,9 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
 #include "common/int.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -36,6 +39,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -531,6 +535,7 @@ avro_decoder_create(bool confluent, const char *schema, const char *registry,
 typedef struct SchemaRow
 {
 	AvroDecoder *ad;
+	int32		source_id;
 	int32		id;
 	char	   *schema;			/* in: to store; out: found */
 	MemoryContext cxt;			/* where a found schema goes */
@@ -542,7 +547,7 @@ select_schema(SchemaRow *r)
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
 
-	args[0] = Int32GetDatum(r->ad->source_id);
+	args[0] = Int32GetDatum(r->source_id);
 	args[1] = Int32GetDatum(r->id);
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT schema FROM streamflink.avro_schema"
@@ -564,7 +569,7 @@ insert_schema(SchemaRow *r)
 	Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
 	Datum		args[3];
 
-	args[0] = Int32GetDatum(r->ad->source_id);
+	args[0] = Int32GetDatum(r->source_id);
 	args[1] = Int32GetDatum(r->id);
 	args[2] = CStringGetTextDatum(r->schema);
 	SPI_connect();
@@ -631,7 +636,7 @@ schema_row_access(void (*fn) (SchemaRow *), SchemaRow *r)
 static char *
 stored_schema(AvroDecoder *ad, int32 id)
 {
-	SchemaRow	r = {ad, id, NULL, CurrentMemoryContext};
+	SchemaRow	r = {ad, ad->source_id, id, NULL, CurrentMemoryContext};
 
 	if (ad->source_id <= 0 || !IsTransactionState())
 		return NULL;
@@ -640,17 +645,111 @@ stored_schema(AvroDecoder *ad, int32 id)
 }
 
 /*
- * A worker keeps what the registry answered, in its epoch's transaction:
- * it commits with the checkpoint whose messages needed it.  Not kept (a
- * warning): the registry is asked again after a restart.
+ * What a worker got from the registry is committed at once, in a
+ * transaction of its own, before any message decoded with it goes further:
+ * a replay after a crash then finds it, whatever epoch the crash lost.  The
+ * worker's own transaction is the epoch's (it commits only with the next
+ * checkpoint), so a short-lived background worker of its database does the
+ * INSERT and the worker waits for it.  If none can be started (no free
+ * max_worker_processes slot), the row goes into the epoch's transaction
+ * instead, with a warning: it then commits with that checkpoint, and a
+ * crash before it means asking the registry again on replay.
  */
+typedef struct PersistRequest
+{
+	Oid			dboid;
+	int32		source_id;
+	int32		schema_id;
+	bool		done;			/* set by the persister once committed */
+	char		schema[FLEXIBLE_ARRAY_MEMBER];
+} PersistRequest;
+
+PGDLLEXPORT void streamflink_avro_persist_main(Datum arg);
+
+void
+streamflink_avro_persist_main(Datum arg)
+{
+	dsm_segment *seg;
+	PersistRequest *req;
+	SchemaRow	r;
+
+	BackgroundWorkerUnblockSignals();
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		proc_exit(1);			/* the worker gave up waiting */
+	req = (PersistRequest *) dsm_segment_address(seg);
+	BackgroundWorkerInitializeConnectionByOid(req->dboid, InvalidOid, 0);
+	r.ad = NULL;
+	r.source_id = req->source_id;
+	r.id = req->schema_id;
+	r.schema = req->schema;
+	r.cxt = CurrentMemoryContext;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	insert_schema(&r);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	req->done = true;
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/* In its own transaction, through a background worker; false if not done. */
+static bool
+persist_committed(AvroDecoder *ad, int32 id, const char *schema)
+{
+	size_t		len = strlen(schema);
+	dsm_segment *seg;
+	PersistRequest *req;
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+	bool		done = false;
+
+	seg = dsm_create(offsetof(PersistRequest, schema) + len + 1, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+		return false;
+	req = (PersistRequest *) dsm_segment_address(seg);
+	req->dboid = MyDatabaseId;
+	req->source_id = ad->source_id;
+	req->schema_id = id;
+	req->done = false;
+	memcpy(req->schema, schema, len + 1);
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw.bgw_library_name, "streamflink", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "streamflink_avro_persist_main", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "streamflink avro schema %d of source %d",
+			 id, ad->source_id);
+	strlcpy(bgw.bgw_type, "streamflink avro schema", BGW_MAXLEN);
+	bgw.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	bgw.bgw_notify_pid = MyProcPid;
+	if (RegisterDynamicBackgroundWorker(&bgw, &handle))
+	{
+		(void) WaitForBackgroundWorkerShutdown(handle);
+		done = req->done;
+		pfree(handle);
+	}
+	dsm_detach(seg);
+	return done;
+}
+
 static void
 store_schema(AvroDecoder *ad, int32 id, const char *schema)
 {
-	SchemaRow	r = {ad, id, (char *) schema, CurrentMemoryContext};
+	SchemaRow	r = {ad, ad->source_id, id, (char *) schema, CurrentMemoryContext};
 
 	if (ad->source_id <= 0 || !IsBackgroundWorker || !IsTransactionState())
 		return;
+	if (persist_committed(ad, id, schema))
+		return;
+	ereport(WARNING,
+			(errmsg("could not store Avro schema %d of source %d in a transaction of its own",
+					id, ad->source_id),
+			 errdetail("It is stored with the next checkpoint; a crash before that means asking the schema registry again on replay."),
+			 errhint("Raise max_worker_processes.")));
 	(void) schema_row_access(insert_schema, &r);
 }
 

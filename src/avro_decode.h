@@ -10,9 +10,10 @@
  * then the datum.  Each id is resolved once per decoder: from
  * streamflink.avro_schema (schemas a worker already resolved for the
  * source), else from the registry (schema_registry.h); a worker stores what
- * the registry answered in streamflink.avro_schema, in its epoch's
- * transaction, so a replay after a crash needs the registry only for ids
- * first seen in the epoch that was lost.
+ * the registry answered in streamflink.avro_schema and commits it at once,
+ * through a short-lived background worker (its own transaction is the
+ * epoch's, which commits only with the next checkpoint), before the message
+ * goes further: a replay after a crash never needs the registry.
  *
  * Columns map to the record's fields by name.  The reader schema is the
  * source's avro_schema for 'avro-confluent' when one is given (Avro's
@@ -31,7 +32,8 @@
  * payload is a dead letter, never an out-of-bounds read or a huge
  * allocation.
  *
- * Memory: the decoder and its plans live in the context it was created in;
+ * Memory: the decoder and its plans (at most AVRO_MAX_PLANS writer schemas,
+ * least recently used dropped first) live in the context it was created in;
  * avro-c's objects (malloc'd by avro-c) are released by a reset callback of
  * that context.  Decoded values are palloc'd in CurrentMemoryContext.
  * Threads: none; registry requests run on the caller's thread.
