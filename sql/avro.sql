@@ -125,6 +125,8 @@ SELECT streamflink.create_source('avro_nulls', brokers => regress_brokers(), top
 SELECT decoded, error FROM streamflink.decode('avro_nulls', avro_long(4611686018427387903) || avro_long(0));
 SELECT decoded, error FROM streamflink.decode('avro_nulls', avro_long(3) || avro_long(0));
 
+-- Without the source's settings (the decoding function called directly).
+SELECT * FROM streamflink._decode('avro', NULL::streamflink.source_avro_nulls, '\x00'::bytea);
 -- Refused at creation, with the reason.
 SELECT streamflink.create_source('avro_bad', brokers => 'b', topic => 't', format => 'avro',
 	columns => 'a int');

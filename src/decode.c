@@ -438,6 +438,8 @@ decode_message(Decoder *dec, const char *payload, size_t len,
 			case DECODE_AVRO:
 			case DECODE_AVRO_CONFLUENT:
 				/* binary: converts its values itself */
+				if (dec->avro == NULL)	/* not made by decoder_create_for_source */
+					elog(ERROR, "an Avro decoder needs its source's settings");
 				ok = avro_decode(dec->avro, dec, payload, len, values, nulls, error);
 				parsed = false;
 				break;
@@ -1270,8 +1272,15 @@ streamflink_decode(PG_FUNCTION_ARGS)
 				cache->dec = decoder_create_for_source(&source, cache->row_desc);
 			}
 			else
-				cache->dec = decoder_create_for_desc(decode_format_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0))),
-													 cache->row_desc);
+			{
+				/* no source settings: an Avro format refuses this */
+				SourceDef	source;
+
+				memset(&source, 0, sizeof(source));
+				source.format = text_to_cstring(PG_GETARG_TEXT_PP(0));
+				source.owner = GetUserId();
+				cache->dec = decoder_create_for_source(&source, cache->row_desc);
+			}
 			MemoryContextSwitchTo(old);
 		}
 		row_desc = cache->row_desc;
