@@ -435,6 +435,7 @@ CREATE TABLE streamflink.avro_schema (
 	resolved	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (source_id, schema_id)
 );
+SELECT pg_catalog.pg_extension_config_dump('streamflink.avro_schema', '');
 ALTER TABLE streamflink.avro_schema ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_rows ON streamflink.avro_schema
 	USING (EXISTS (SELECT 1 FROM streamflink.source s
