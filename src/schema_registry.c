@@ -142,12 +142,16 @@ collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* A cancel or termination request ends the transfer. */
+/*
+ * A cancel or termination request ends the transfer.  Only those:
+ * InterruptPending alone may stand for harmless work (a sinval catch-up, a
+ * barrier) that CHECK_FOR_INTERRUPTS just does.
+ */
 static int
 check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 				 curl_off_t ultotal, curl_off_t ulnow)
 {
-	return InterruptPending ? 1 : 0;
+	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
 }
 
 /* The "schema" member of a registry's answer, or NULL with *error. */
