@@ -6,6 +6,8 @@ OBJS = \
 	src/run_as.o \
 	src/resolve.o \
 	src/decode.o \
+	src/avro_decode.o \
+	src/schema_registry.o \
 	src/kafka_source.o \
 	src/start_position.o \
 	src/state.o \
@@ -48,12 +50,12 @@ EXTENSION = streamflink
 DATA = sql/streamflink--0.1.sql sql/streamflink--0.1--0.2.sql
 PGFILEDESC = "streamflink - stream processing inside PostgreSQL"
 
-SHLIB_LINK = -lrdkafka -lrocksdb -lpthread -licui18n -licuuc
+SHLIB_LINK = -lrdkafka -lrocksdb -lpthread -licui18n -licuuc -lavro -lcurl
 PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress (sql/, expected/): tests run against a server the test driver started with
 # shared_preload_libraries (see test/run_tests.sh), hence --use-existing.
-REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay hardening tenancy_owner quota_race lifecycle_race cep_tenant_bounds stop_busy shared_owner live_rls cross_owner drop_database tenancy run_operator run_operator_cep cep_flink state_tuning savepoint sql_pipeline source_start source_metadata source_partitions ddl_guard checkpoint_format
+REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay hardening tenancy_owner quota_race lifecycle_race cep_tenant_bounds stop_busy shared_owner live_rls cross_owner drop_database tenancy run_operator run_operator_cep cep_flink state_tuning savepoint sql_pipeline source_start source_metadata source_partitions avro ddl_guard checkpoint_format
 REGRESS_OPTS = --use-existing --dbname=streamflink_regress
 
 EXTRA_CLEAN = test/mock_broker test/produce test/consume_bench

@@ -27,6 +27,8 @@ SELECT streamflink.create_source('bad name', brokers => regress_brokers(), topic
 SELECT streamflink.create_source('s1', brokers => '', topic => 't', columns => 'a int');
 SELECT streamflink.create_source('s1', brokers => regress_brokers(), topic => 't',
        format => 'avro', columns => 'a int');
+SELECT streamflink.create_source('s1', brokers => regress_brokers(), topic => 't',
+       format => 'protobuf', columns => 'a int');
 SELECT streamflink.create_source('s1', brokers => regress_brokers(), topic => 't');
 SELECT streamflink.create_source('s1', brokers => regress_brokers(), topic => 't',
        columns => 'a int; DROP TABLE x');

@@ -1332,3 +1332,265 @@ JOIN LATERAL (SELECT co.topic, co.partition FROM streamflink.checkpoint_offset c
 LEFT JOIN streamflink.checkpoint_offset o
 	   ON o.pipeline_id = p.id AND o.checkpoint_id = last.id AND o.partition = x.partition
 LEFT JOIN streamflink.start_offset so ON so.pipeline_id = p.id AND so.partition = x.partition;
+
+/* ---- Avro sources (src/avro_decode.c, src/schema_registry.c) ----
+ *
+ * format 'avro': every message is one Avro binary datum of the writer
+ * schema given as avro_schema.  format 'avro-confluent': the Confluent wire
+ * format (magic byte 0, 4-byte big-endian schema id, datum), schema ids
+ * resolved through the registry at schema_registry; avro_schema, if given,
+ * is the reader schema.  Columns map to fields by name.
+ */
+ALTER TABLE streamflink.source DROP CONSTRAINT source_format_check;
+ALTER TABLE streamflink.source ADD CONSTRAINT source_format_check
+	CHECK (format IN ('json', 'csv', 'text', 'avro', 'avro-confluent'));
+ALTER TABLE streamflink.source ADD COLUMN avro_schema text;
+ALTER TABLE streamflink.source ADD COLUMN schema_registry text;
+COMMENT ON COLUMN streamflink.source.avro_schema IS
+	'avro: the writer schema; avro-confluent: the reader schema (NULL: derived from the columns)';
+COMMENT ON COLUMN streamflink.source.schema_registry IS
+	'avro-confluent: base URL of the Confluent Schema Registry (http or https)';
+GRANT INSERT (avro_schema, schema_registry) ON streamflink.source TO streamflink_user;
+
+/*
+ * The writer schemas a source's workers resolved through the registry,
+ * committed when first resolved (in a transaction of their own, through a
+ * short-lived background worker, before the messages that need them go
+ * further) and read before the registry is asked: a replay after a crash
+ * does not need the registry.
+ */
+CREATE TABLE streamflink.avro_schema (
+	source_id	int NOT NULL REFERENCES streamflink.source (id) ON DELETE CASCADE,
+	schema_id	int NOT NULL,
+	schema		text NOT NULL,
+	resolved	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (source_id, schema_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('streamflink.avro_schema', '');
+ALTER TABLE streamflink.avro_schema ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON streamflink.avro_schema
+	USING (EXISTS (SELECT 1 FROM streamflink.source s
+				   WHERE s.id = source_id AND streamflink._member_of(s.owner)));
+/* Written by workers only (as themselves); tenants read their sources'. */
+GRANT SELECT ON streamflink.avro_schema TO streamflink_user;
+
+/*
+ * A source's Avro settings, judged for 'owner': the format's settings are
+ * given (and only its), schemas parse and are records, a reader schema has
+ * every column as a field, the registry URL is http(s) and, for a role that
+ * is not a superuser, its host is in streamflink.schema_registry_hosts.
+ */
+CREATE FUNCTION streamflink._avro_source_check(format text, avro_schema text,
+											   schema_registry text, row_type regtype,
+											   owner regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_avro_source_check'
+LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION streamflink._avro_source_check(text, text, text, regtype, regrole) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._avro_source_check(text, text, text, regtype, regrole)
+	TO streamflink_user;
+
+/* BEFORE INSERT ON source, as _source_check: for the role inserting the row. */
+CREATE FUNCTION streamflink._source_avro_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM streamflink._avro_source_check(NEW.format, NEW.avro_schema, NEW.schema_registry,
+										   NEW.row_type, current_user::regrole);
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._source_avro_check() FROM PUBLIC;
+CREATE TRIGGER check_source_avro BEFORE INSERT ON streamflink.source
+	FOR EACH ROW EXECUTE FUNCTION streamflink._source_avro_check();
+
+/*
+ * create_source takes avro_schema and schema_registry (appended after the
+ * start position's parameters): the body above with the Avro formats.
+ */
+DROP FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text);
+CREATE FUNCTION streamflink.create_source(
+	name text,
+	brokers text,
+	topic text,
+	format text DEFAULT 'json',
+	columns text DEFAULT NULL,
+	event_time text DEFAULT NULL,
+	max_out_of_orderness interval DEFAULT '0',
+	idle_timeout interval DEFAULT NULL,
+	options text[] DEFAULT '{}',
+	start_position text DEFAULT 'earliest',
+	key_format text DEFAULT 'text',
+	avro_schema text DEFAULT NULL,
+	schema_registry text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+/* No SET search_path: column types resolve in the caller's path. */
+AS $$
+DECLARE
+	src_name	text := name;
+	fmt			text := lower(format);
+	cols		text := columns;
+	type_name	text;
+	et_type		regtype;
+	ncols		int;
+	meta		jsonb;			/* start position / metadata */
+BEGIN
+	PERFORM streamflink._check_new_name('source', src_name, streamflink._name_taken('source', src_name));
+	IF coalesce(brokers, '') = '' OR coalesce(topic, '') = '' THEN
+		RAISE EXCEPTION 'a source needs brokers and a topic'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: brokers => ''127.0.0.1:9092'', topic => ''events''.';
+	END IF;
+	IF fmt IS NULL OR fmt NOT IN ('json', 'csv', 'text', 'avro', 'avro-confluent') THEN
+		RAISE EXCEPTION 'unknown source format: %', coalesce(quote_literal(format), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Supported formats are json, csv, text, avro and avro-confluent.';
+	END IF;
+	IF cols IS NULL THEN
+		IF fmt <> 'text' THEN
+			RAISE EXCEPTION 'a % source needs columns', fmt
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example: columns => ''device text, value float8, ts timestamptz''.';
+		END IF;
+		cols := 'payload text';
+	END IF;
+	/* The column list is spliced into CREATE TYPE: allow one statement only. */
+	IF position(';' IN cols) > 0 THEN
+		RAISE EXCEPTION 'invalid column list: %', cols
+			USING ERRCODE = 'syntax_error',
+				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
+	END IF;
+	/* start position / metadata: checked before anything is created */
+	start_position := streamflink._start_position(coalesce(start_position, 'earliest'));
+	key_format := lower(coalesce(key_format, 'text'));
+	SELECT m.columns, m.metadata INTO cols, meta FROM streamflink._metadata_columns(cols) m;
+	/*
+	 * The Kafka options (their form and the allow-list, judged for the
+	 * current user) and the durations are checked by the catalog's trigger
+	 * (_source_check) when the row is inserted, as for a row inserted by
+	 * hand.
+	 */
+	IF max_out_of_orderness IS NULL THEN
+		max_out_of_orderness := interval '0';
+	END IF;
+
+	/*
+	 * The decoded row is a composite type: Postgres' own parser checks the
+	 * column list, and every type works.
+	 */
+	type_name := 'source_' || src_name;
+	/*
+	 * Created in our schema for the caller, who owns it (see tenancy.c); a
+	 * type of that name that no source uses, left behind by a dropped
+	 * extension (the types of sources are not members of it), is replaced.
+	 */
+	BEGIN
+		PERFORM streamflink._create_row_type(src_name, cols);
+	EXCEPTION WHEN syntax_error THEN
+		RAISE EXCEPTION 'invalid column list: %', cols
+			USING ERRCODE = 'syntax_error',
+				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
+	END;
+
+	/* start position / metadata: only the value's columns count here */
+	SELECT count(*) INTO ncols FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype) c
+	WHERE meta IS NULL OR NOT meta ? c.attname;
+	IF fmt = 'text' AND ncols <> 1 THEN
+		RAISE EXCEPTION 'a text source has exactly one column'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The whole payload is that column''s value.';
+	END IF;
+
+	IF event_time IS NOT NULL THEN
+		SELECT c.atttype INTO et_type
+		FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype) c
+		WHERE c.attname = event_time;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'event time column "%" is not a column of source "%"', event_time, src_name
+				USING ERRCODE = 'undefined_column',
+					  HINT = 'Name one of the declared columns, or omit event_time to use the Kafka message timestamp.';
+		END IF;
+		IF et_type NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
+			RAISE EXCEPTION 'event time column "%" has type %', event_time, et_type
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'The event time column must be of type timestamptz or timestamp.';
+		END IF;
+	END IF;
+
+	/* avro_schema and schema_registry: checked by _source_avro_check (trigger) */
+	INSERT INTO streamflink.source (name, brokers, topic, format, row_type, event_time,
+									max_out_of_orderness, idle_timeout, options,
+									start_position, key_format, metadata,
+									avro_schema, schema_registry)
+	VALUES (src_name, brokers, topic, fmt,
+			('streamflink.' || quote_ident(type_name))::regtype,
+			event_time, max_out_of_orderness, idle_timeout, coalesce(options, '{}'),
+			create_source.start_position, create_source.key_format, meta,
+			create_source.avro_schema, create_source.schema_registry);
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval,
+												interval, text[], text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval,
+												  interval, text[], text, text, text, text)
+	TO streamflink_user;
+
+/* _decode with a source's own settings (Avro: schemas, registry, id). */
+CREATE FUNCTION streamflink._decode(format text, row_type anyelement, payload bytea,
+									owner regrole, avro_schema text, schema_registry text,
+									source_id int, OUT "row" anyelement, OUT error text)
+AS 'MODULE_PATHNAME', 'streamflink_decode'
+LANGUAGE C CALLED ON NULL INPUT;
+REVOKE ALL ON FUNCTION streamflink._decode(text, anyelement, bytea, regrole, text, text, int)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._decode(text, anyelement, bytea, regrole, text, text, int)
+	TO streamflink_user;
+
+CREATE OR REPLACE FUNCTION streamflink.decode(source text, payload bytea,
+											  OUT decoded jsonb, OUT error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s streamflink.source := streamflink._source(source);
+BEGIN
+	IF s.metadata IS NOT NULL THEN
+		SELECT d.decoded, d.error INTO decoded, error
+		FROM streamflink.decode(source, payload, NULL::bytea, NULL, NULL, NULL, NULL) d;
+		RETURN;
+	END IF;
+	/*
+	 * Decoding reports a bad payload in "error", never by raising; but a
+	 * decoded row can fail to become jsonb: a json column may hold a number
+	 * beyond numeric's range, which json accepts and jsonb does not.
+	 */
+	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2, $3, $4, $5, $6) d',
+							  s.row_type)
+		INTO decoded, error USING s.format, payload, s.owner, s.avro_schema, s.schema_registry, s.id;
+EXCEPTION WHEN others THEN
+	decoded := NULL;
+	error := 'decoded, but the row cannot be shown as jsonb: ' || SQLERRM;
+END
+$$;
+
+/* Binary payloads (Avro) for tests, demos and backfills: as produce(text[]). */
+CREATE FUNCTION streamflink.produce(brokers text, topic text, payloads bytea[],
+									partition int DEFAULT -1)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'streamflink_produce'
+LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION streamflink.produce(text, text, bytea[], int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.produce(text, text, bytea[], int) TO streamflink_user;
+
+CREATE OR REPLACE VIEW streamflink.sources WITH (security_invoker = true) AS
+SELECT s.name, s.brokers, s.topic, s.format,
+	   (SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(c.atttype, c.atttypmod) ||
+						  coalesce(' METADATA FROM ' || quote_literal(s.metadata ->> c.attname), ''), ', ')
+		  FROM streamflink._columns(s.row_type) c) AS columns,
+	   s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options, s.owner, s.created,
+	   s.start_position, s.key_format, s.avro_schema, s.schema_registry
+FROM streamflink.source s;

@@ -94,7 +94,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options',"
 		"       to_jsonb(p) ->> 'query_tree',"
 		"       coalesce(to_jsonb(p) ->> 'start_position', to_jsonb(s) ->> 'start_position'),"
-		"       to_jsonb(s) ->> 'key_format', to_jsonb(s) -> 'metadata'"
+		"       to_jsonb(s) ->> 'key_format', to_jsonb(s) -> 'metadata',"
+		"       to_jsonb(s) ->> 'avro_schema', to_jsonb(s) ->> 'schema_registry'"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -206,6 +207,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->source.metadata = SPI_getvalue(tup, desc, 41);
 		if (def->source.metadata != NULL && strcmp(def->source.metadata, "null") == 0)
 			def->source.metadata = NULL;
+		def->source.avro_schema = SPI_getvalue(tup, desc, 42);
+		def->source.schema_registry = SPI_getvalue(tup, desc, 43);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -44,6 +44,9 @@ typedef struct SourceDef
 	char	   *start_position; /* canonical, see kafka_source.h */
 	char	   *key_format;		/* format of the key's fields */
 	char	   *metadata;		/* jsonb text {"column": "key", ...}, or NULL */
+	/* avro: writer schema; avro-confluent: reader schema (NULL: derived) */
+	char	   *avro_schema;
+	char	   *schema_registry;	/* avro-confluent: registry URL */
 } SourceDef;
 
 typedef struct PipelineDef

@@ -52,6 +52,8 @@
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
+#include "avro_decode.h"
+#include "catalog.h"
 #include "decode.h"
 #include "run_as.h"
 
@@ -103,6 +105,9 @@ struct Decoder
 
 	/* json: where each column's value ends in the scan buffer (fast path) */
 	int		   *field_end;
+
+	/* avro, avro-confluent: see avro_decode.h */
+	AvroDecoder *avro;
 
 	/* json parse state (Postgres' parser: the reference, and the fallback) */
 	JsonSemAction sem;
@@ -216,10 +221,14 @@ decode_format_from_name(const char *name)
 		return DECODE_CSV;
 	if (pg_strcasecmp(name, "text") == 0)
 		return DECODE_TEXT;
+	if (pg_strcasecmp(name, "avro") == 0)
+		return DECODE_AVRO;
+	if (pg_strcasecmp(name, "avro-confluent") == 0)
+		return DECODE_AVRO_CONFLUENT;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown payload format \"%s\"", name),
-			 errhint("Valid formats are \"json\", \"csv\" and \"text\".")));
+			 errhint("Valid formats are \"json\", \"csv\", \"text\", \"avro\" and \"avro-confluent\".")));
 	return DECODE_JSON;			/* keep compiler quiet */
 }
 
@@ -326,6 +335,65 @@ decoder_create_for_desc(DecodeFormat format, TupleDesc desc)
 	return decoder_create(format, desc->natts, names, types, typmods);
 }
 
+/* What an Avro value decoder needs of its source: schema, registry, owner. */
+static void
+decoder_attach_source(Decoder *dec, const SourceDef *source)
+{
+	DecodeFormat format = dec->format;
+
+	if (source != NULL && (format == DECODE_AVRO || format == DECODE_AVRO_CONFLUENT))
+	{
+		char	  **names = palloc(sizeof(char *) * dec->ncols);
+		Oid		   *types = palloc(sizeof(Oid) * dec->ncols);
+		int32	   *typmods = palloc(sizeof(int32) * dec->ncols);
+
+		for (int i = 0; i < dec->ncols; i++)
+		{
+			names[i] = dec->cols[i].name;
+			types[i] = dec->cols[i].type;
+			typmods[i] = dec->cols[i].typmod;
+		}
+		dec->avro = avro_decoder_create(format == DECODE_AVRO_CONFLUENT,
+										source->avro_schema, source->schema_registry,
+										source->id, source->owner,
+										dec->ncols, names, types, typmods);
+	}
+}
+
+Decoder *
+decoder_create_for_source(const SourceDef *source, TupleDesc desc)
+{
+	Decoder    *dec;
+
+	if (source->metadata != NULL)
+		return decoder_create_with_metadata(source->format, source->key_format,
+											source->metadata, desc, source);
+	dec = decoder_create_for_desc(decode_format_from_name(source->format), desc);
+	decoder_attach_source(dec, source);
+	return dec;
+}
+
+bool
+decode_column_input(Decoder *dec, int col, char *str, Datum *value,
+					char **error)
+{
+	DecodeColumn *c = &dec->cols[col];
+	bool		ok = true;
+
+	if (str == NULL && c->input.fn_strict)
+	{
+		*value = (Datum) 0;
+		return true;
+	}
+	dec->curcol = col;
+	if (c->pure)
+		*value = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
+	else
+		*value = convert_in_subxact(dec, c, str, &ok, error);
+	dec->curcol = -1;
+	return ok;
+}
+
 bool
 decode_message(Decoder *dec, const char *payload, size_t len,
 			   Datum *values, bool *nulls, char **error)
@@ -363,7 +431,8 @@ decode_message(Decoder *dec, const char *payload, size_t len,
 	 * Every input function assumes valid input in the database encoding, and
 	 * a NUL byte would silently truncate a value: check once, up front.
 	 */
-	validlen = pg_encoding_verifymbstr(dec->encoding, payload, (int) len);
+	validlen = dec->avro ? (int) len :
+		pg_encoding_verifymbstr(dec->encoding, payload, (int) len);
 	if (validlen < (int) len)
 	{
 		*error = psprintf("payload is not valid %s: invalid byte sequence or NUL byte at offset %d",
@@ -389,6 +458,14 @@ decode_message(Decoder *dec, const char *payload, size_t len,
 				break;
 			case DECODE_CSV:
 				parsed = decode_csv(dec, payload, (int) len, error);
+				break;
+			case DECODE_AVRO:
+			case DECODE_AVRO_CONFLUENT:
+				/* binary: converts its values itself */
+				if (dec->avro == NULL)	/* not made by decoder_create_for_source */
+					elog(ERROR, "an Avro decoder needs its source's settings");
+				ok = avro_decode(dec->avro, dec, payload, len, values, nulls, error);
+				parsed = false;
 				break;
 			case DECODE_TEXT:
 			default:
@@ -1126,6 +1203,16 @@ decode_csv(Decoder *dec, const char *payload, int len, char **error)
  */
 PG_FUNCTION_INFO_V1(streamflink_decode);
 
+/* A call site's decoder (fn_extra), for the settings it was made with. */
+typedef struct DecodeCallCache
+{
+	MemoryContext cxt;
+	Oid			row_type;
+	char	   *key;			/* the arguments other than row and payload */
+	TupleDesc	row_desc;
+	Decoder    *dec;
+} DecodeCallCache;
+
 Datum
 streamflink_decode(PG_FUNCTION_ARGS)
 {
@@ -1154,9 +1241,75 @@ streamflink_decode(PG_FUNCTION_ARGS)
 				 errmsg("type %s is not a row type", format_type_be(row_type)),
 				 errhint("Pass NULL cast to the source's row type, e.g. NULL::streamflink.source_rides.")));
 
-	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
-	dec = decoder_create_for_desc(decode_format_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0))),
-								  row_desc);
+	/*
+	 * One decoder per call site and settings, kept for the query: a query
+	 * decoding many payloads parses a schema, or asks a registry for an id,
+	 * once.
+	 */
+	{
+		DecodeCallCache *cache = (DecodeCallCache *) fcinfo->flinfo->fn_extra;
+		StringInfoData key;
+
+		initStringInfo(&key);
+		for (int i = 0; i < PG_NARGS(); i++)
+		{
+			if (i == 1 || i == 2)
+				continue;		/* the row type (below), the payload */
+			if (PG_ARGISNULL(i))
+				appendStringInfoString(&key, "n|");
+			else if (i == 3)
+				appendStringInfo(&key, "o%u|", PG_GETARG_OID(i));
+			else if (i == 6)
+				appendStringInfo(&key, "i%d|", PG_GETARG_INT32(i));
+			else
+			{
+				char	   *v = text_to_cstring(PG_GETARG_TEXT_PP(i));
+
+				appendStringInfo(&key, "t%zu:%s|", strlen(v), v);
+			}
+		}
+		if (cache == NULL || cache->row_type != row_type || strcmp(cache->key, key.data) != 0)
+		{
+			MemoryContext old;
+
+			if (cache != NULL)
+				MemoryContextDelete(cache->cxt);
+			cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(DecodeCallCache));
+			fcinfo->flinfo->fn_extra = cache;
+			cache->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "streamflink decode",
+											   ALLOCSET_SMALL_SIZES);
+			old = MemoryContextSwitchTo(cache->cxt);
+			cache->row_type = row_type;
+			cache->key = pstrdup(key.data);
+			cache->row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+			if (PG_NARGS() > 6)
+			{
+				/* a source's own settings: avro_schema, schema_registry, id */
+				SourceDef	source;
+
+				memset(&source, 0, sizeof(source));
+				source.format = text_to_cstring(PG_GETARG_TEXT_PP(0));
+				source.avro_schema = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+				source.schema_registry = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+				source.id = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+				source.owner = PG_ARGISNULL(3) ? GetUserId() : PG_GETARG_OID(3);
+				cache->dec = decoder_create_for_source(&source, cache->row_desc);
+			}
+			else
+			{
+				/* no source settings: an Avro format refuses this */
+				SourceDef	source;
+
+				memset(&source, 0, sizeof(source));
+				source.format = text_to_cstring(PG_GETARG_TEXT_PP(0));
+				source.owner = GetUserId();
+				cache->dec = decoder_create_for_source(&source, cache->row_desc);
+			}
+			MemoryContextSwitchTo(old);
+		}
+		row_desc = cache->row_desc;
+		dec = cache->dec;
+	}
 	values = palloc(sizeof(Datum) * row_desc->natts);
 	nulls = palloc(sizeof(bool) * row_desc->natts);
 	if (!PG_ARGISNULL(2))
@@ -1329,8 +1482,9 @@ meta_text_decoder(Form_pg_attribute att)
 }
 
 Decoder *
-decoder_create_for_source(const char *format, const char *key_format,
-						  const char *metadata, TupleDesc desc)
+decoder_create_with_metadata(const char *format, const char *key_format,
+							 const char *metadata, TupleDesc desc,
+							 const SourceDef *source)
 {
 	DecodeMetaSpec *spec;
 	char	  **mcols;
@@ -1345,12 +1499,13 @@ decoder_create_for_source(const char *format, const char *key_format,
 	int32	   *key_typmods;
 	Decoder    *dec;
 
-	if (metadata == NULL)
-		return decoder_create_for_desc(decode_format_from_name(format), desc);
-
-	n = meta_map_pairs(metadata, &mcols, &mkeys);
+	n = metadata == NULL ? 0 : meta_map_pairs(metadata, &mcols, &mkeys);
 	if (n == 0)
-		return decoder_create_for_desc(decode_format_from_name(format), desc);
+	{
+		dec = decoder_create_for_desc(decode_format_from_name(format), desc);
+		decoder_attach_source(dec, source);
+		return dec;
+	}
 
 	spec = palloc0(sizeof(DecodeMetaSpec));
 	spec->cols = palloc0(sizeof(MetaColumn) * n);
@@ -1431,6 +1586,7 @@ decoder_create_for_source(const char *format, const char *key_format,
 					 errmsg("a text source has exactly one value column, not %d", spec->nvalue),
 					 errhint("The whole payload is that column's value; the others must be METADATA columns.")));
 		spec->value = decoder_create(vf, spec->nvalue, names, types, typmods);
+		decoder_attach_source(spec->value, source);
 	}
 	if (spec->nkey > 0)
 	{
@@ -1896,9 +2052,9 @@ streamflink_check_metadata(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		metadata = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(3)));
 	desc = lookup_rowtype_tupdesc_copy(PG_GETARG_OID(0), -1);
-	(void) decoder_create_for_source(text_to_cstring(PG_GETARG_TEXT_PP(1)),
-									 PG_ARGISNULL(2) ? "text" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
-									 metadata, desc);
+	(void) decoder_create_with_metadata(text_to_cstring(PG_GETARG_TEXT_PP(1)),
+										PG_ARGISNULL(2) ? "text" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+										metadata, desc, NULL);
 	PG_RETURN_VOID();
 }
 
@@ -1938,11 +2094,11 @@ streamflink_decode_message(PG_FUNCTION_ARGS)
 				 errmsg("type %s is not a row type", format_type_be(row_type))));
 
 	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
-	dec = decoder_create_for_source(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-									PG_ARGISNULL(1) ? "text" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-									PG_ARGISNULL(2) ? NULL :
-									DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2))),
-									row_desc);
+	dec = decoder_create_with_metadata(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+									   PG_ARGISNULL(1) ? "text" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									   PG_ARGISNULL(2) ? NULL :
+									   DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2))),
+									   row_desc, NULL);
 	values = palloc(sizeof(Datum) * row_desc->natts);
 	nulls = palloc(sizeof(bool) * row_desc->natts);
 	if (!PG_ARGISNULL(4))

@@ -19,7 +19,9 @@ typedef enum DecodeFormat
 {
 	DECODE_JSON,
 	DECODE_CSV,
-	DECODE_TEXT
+	DECODE_TEXT,
+	DECODE_AVRO,				/* avro_decode.h */
+	DECODE_AVRO_CONFLUENT
 } DecodeFormat;
 
 typedef struct Decoder Decoder;
@@ -39,6 +41,23 @@ extern Decoder *decoder_create(DecodeFormat format, int ncols,
 
 /* The same, for the columns of a row type's tuple descriptor. */
 extern Decoder *decoder_create_for_desc(DecodeFormat format, TupleDesc desc);
+
+/*
+ * A source's decoder: its format, over the columns of 'desc', with what the
+ * format needs of the source (Avro: schema, registry, persisted schemas).
+ */
+struct SourceDef;
+extern Decoder *decoder_create_for_source(const struct SourceDef *source,
+										  TupleDesc desc);
+
+/*
+ * Column 'col' from text through its type's input function, as the text
+ * formats convert (a subtransaction for types whose input is not pure);
+ * NULL str: SQL NULL (a non-strict input function still sees it).  For
+ * binary formats that convert most values directly (avro_decode.c).
+ */
+extern bool decode_column_input(Decoder *dec, int col, char *str,
+								Datum *value, char **error);
 
 /*
  * Decode one payload into values/nulls (arrays of ncols).  Pass-by-reference
@@ -75,10 +94,14 @@ typedef struct DecodeMeta
  * | "timestamp" | "headers" | "header:<name>"}, or NULL) leaves, the
  * key's fields (key.<field> columns) decoded with key_format, and the
  * metadata columns through their types' input functions.  ereports ERROR
- * (with a hint) for a map that does not fit the row type.
+ * (with a hint) for a map that does not fit the row type.  'source' (may be
+ * NULL) gives the value format what it needs of its source (Avro), as
+ * decoder_create_for_source does; a source with metadata columns is built
+ * here by decoder_create_for_source.
  */
-extern Decoder *decoder_create_for_source(const char *format, const char *key_format,
-										  const char *metadata, TupleDesc desc);
+extern Decoder *decoder_create_with_metadata(const char *format, const char *key_format,
+											 const char *metadata, TupleDesc desc,
+											 const struct SourceDef *source);
 
 /* Whether the decoder has a column from headers (fill meta->header_*). */
 extern bool decoder_wants_headers(Decoder *dec);

@@ -125,7 +125,8 @@ streamflink_produce(PG_FUNCTION_ARGS)
 				 errdetail("produce() connects from the server to the brokers named."),
 				 errhint("Only superusers may produce, except to the brokers a superuser lists in streamflink.produce_allowed_brokers.")));
 
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
+	/* text[] or bytea[]: both varlena, sent as they are */
+	deconstruct_array(arr, ARR_ELEMTYPE(arr), -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "message.timeout.ms", "30000", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)

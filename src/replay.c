@@ -205,8 +205,7 @@ incarnation_start(Replay *r)
 									   ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(r->inc_cxt);
 	r->store = state_open(r->db_dir);
-	r->decoder = decoder_create_for_source(r->def->source.format, r->def->source.key_format,
-										   r->def->source.metadata, r->desc);
+	r->decoder = decoder_create_for_source(&r->def->source, r->desc);
 	r->slot = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
 	r->side = side_output_create(r->def);
 	r->sink = pg_sink_create(r->side);

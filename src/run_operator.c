@@ -229,8 +229,7 @@ run(void *arg)
 
 	old = MemoryContextSwitchTo(r->cxt);
 	r->store = state_open(psprintf("%s/db", r->dir));
-	r->decoder = decoder_create_for_source(r->def->source.format, r->def->source.key_format,
-										   r->def->source.metadata, r->desc);
+	r->decoder = decoder_create_for_source(&r->def->source, r->desc);
 	r->slot = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
 	r->sink = collect_sink_create();
 

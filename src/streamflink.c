@@ -27,6 +27,7 @@
 #include "keyed_state.h"
 #include "launcher.h"
 #include "producer.h"
+#include "schema_registry.h"
 #include "slot.h"
 #include "state_tuning.h"
 #include "worker.h"
@@ -63,6 +64,7 @@ _PG_init(void)
 {
 	decode_define_settings();
 	ksrc_define_settings();
+	registry_define_settings();
 	kstate_define_settings();
 	state_define_settings();
 	worker_define_settings();

@@ -605,9 +605,7 @@ worker_startup(Worker *w)
 
 		tce = lookup_type_cache(w->def->source.row_type, TYPECACHE_TUPDESC);
 		w->event_desc = CreateTupleDescCopy(tce->tupDesc);
-		w->decoder = decoder_create_for_source(w->def->source.format,
-											   w->def->source.key_format,
-											   w->def->source.metadata, w->event_desc);
+		w->decoder = decoder_create_for_source(&w->def->source, w->event_desc);
 		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
 		w->op = operator_create(w->def, w->store, w->sink, w->side, w->event_desc,
 								w->poison);

@@ -22,6 +22,8 @@
 #   sf_psql DIR PORT [PSQL ARGS...] psql -X -v ON_ERROR_STOP=1 to DIR's server
 #   sf_broker_start WORKDIR SPEC... start test/mock_broker, echo its address
 #   sf_broker_stop WORKDIR          stop it
+#   sf_registry_start WORKDIR [ID=FILE.avsc...]  start test/schema_registry.py, echo its URL
+#   sf_registry_stop WORKDIR        stop it
 #   sf_cleanup_trap                 on EXIT/INT/TERM/HUP: stop what was started
 #   sf_cleanup_add_path PATH        also rm -rf PATH at exit (unless SF_KEEP=1)
 #
@@ -110,7 +112,8 @@ _sf_private_pg() {
 # ---------------------------------------------------------------------------
 sf_install_deps() {
     local pkgs=(postgresql-15 postgresql-server-dev-15 librdkafka-dev
-                librocksdb-dev kcat make gcc python3)
+                librocksdb-dev kcat make gcc python3
+                libavro-dev libcurl4-openssl-dev python3-avro)
     local missing=() p status srv dev
 
     for p in "${pkgs[@]}"; do
@@ -516,6 +519,59 @@ sf_broker_stop() {
 }
 
 # ---------------------------------------------------------------------------
+# sf_registry_start WORKDIR [ID=FILE.avsc...]
+#   Starts the test schema registry (test/schema_registry.py: the Confluent
+#   API's GET /schemas/ids/{id} and POST /subjects/{s}/versions, and ids
+#   9000-9005 that fail in the ways a registry can) on 127.0.0.1 with the
+#   given schemas registered, and echoes its URL.  Its log is
+#   WORKDIR/registry.log.  Registered with sf_cleanup_trap; it also exits
+#   with this script (unless SF_BROKER_WATCH=0).
+# ---------------------------------------------------------------------------
+sf_registry_start() {
+    [ $# -ge 1 ] || { _sf_die "usage: sf_registry_start WORKDIR [ID=FILE...]"; return 1; }
+    local work args=() pid i s
+    work=$(_sf_abspath "$1")
+    shift
+    mkdir -p "$work" || return 1
+    for s in "$@"; do
+        args+=(--schema "$s")
+    done
+    if [ "${SF_BROKER_WATCH:-1}" != 0 ]; then
+        args+=(--watch-pid "$$")
+    fi
+    rm -f "$work/registry.addr"
+    python3 "$SF_ROOT/test/schema_registry.py" "${args[@]}" --addr-file "$work/registry.addr" \
+        </dev/null >>"$work/registry.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$work/registry.pid"
+    _sf_register registry "$work"
+    for ((i = 0; i < 200; i++)); do
+        if [ -s "$work/registry.addr" ]; then
+            cat "$work/registry.addr"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    tail -n 20 "$work/registry.log" >&2 || true
+    sf_registry_stop "$work" || true
+    _sf_die "schema registry did not start"
+    return 1
+}
+
+# sf_registry_stop WORKDIR: stop the registry sf_registry_start started there.
+sf_registry_stop() {
+    [ $# -ge 1 ] || { _sf_die "usage: sf_registry_stop WORKDIR"; return 1; }
+    local work pid
+    work=$(_sf_abspath "$1")
+    [ -f "$work/registry.pid" ] || return 0
+    pid=$(cat "$work/registry.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$work/registry.pid" "$work/registry.addr"
+}
+
+# ---------------------------------------------------------------------------
 # Cleanup.
 #   sf_cleanup_trap installs an EXIT trap (INT, TERM and HUP exit through
 #   it) that stops every server started by sf_pg_start (fast, falling back to
@@ -560,7 +616,7 @@ _sf_cleanup() {
     fi
     # Servers first (they may be connected to the broker), then brokers,
     # then paths; each registered item once, newest first.
-    for kind in pg broker path; do
+    for kind in pg broker registry path; do
         while read -r path; do
             case $kind in
                 pg)
@@ -569,6 +625,8 @@ _sf_cleanup() {
                     fi ;;
                 broker)
                     sf_broker_stop "$path" ;;
+                registry)
+                    sf_registry_stop "$path" ;;
                 path)
                     rm -rf -- "$path" ;;
             esac

@@ -2,7 +2,7 @@
  * produce: bulk-load a Kafka topic from stdin, for tests and benchmarks.
  *
  * Usage:
- *   produce BROKERS TOPIC [--partitions N] [-X PROP=VALUE]...
+ *   produce BROKERS TOPIC [--partitions N] [--hex] [-X PROP=VALUE]...
  *
  * Input: one message per line, "PARTITION<TAB>PAYLOAD".
  *   PARTITION  an integer >= 0 (explicit partition), or -1 to let
@@ -11,6 +11,8 @@
  *              '\n': further tabs, '\r' and any other bytes belong to the
  *              payload and are sent unchanged.  An empty payload is a
  *              zero-length message.  A last line without '\n' is accepted.
+ *   With --hex, PAYLOAD is the message in hexadecimal (binary payloads such
+ *   as Avro); a line whose payload is not hex stops the run as a bad line.
  *   Messages carry no key.  A line without a tab, or with a bad partition,
  *   stops the run with exit status 2 (messages read before it are still
  *   flushed).
@@ -79,7 +81,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: %s BROKERS TOPIC [--partitions N] [-X PROP=VALUE]...\n"
+            "usage: %s BROKERS TOPIC [--partitions N] [--hex] [-X PROP=VALUE]...\n"
             "  stdin: PARTITION<TAB>PAYLOAD per line (PARTITION -1: any)\n",
             progname);
 }
@@ -123,6 +125,35 @@ static int topic_partitions(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
     return n;
 }
 
+/* Decode the hex digits at p (*len of them) in place; *len becomes bytes. */
+static int unhex(char *p, size_t *len)
+{
+    size_t  i;
+
+    if (*len % 2 != 0)
+        return -1;
+    for (i = 0; i < *len; i += 2) {
+        int     v = 0;
+
+        for (int j = 0; j < 2; j++) {
+            char    c = p[i + j];
+
+            v <<= 4;
+            if (c >= '0' && c <= '9')
+                v |= c - '0';
+            else if (c >= 'a' && c <= 'f')
+                v |= c - 'a' + 10;
+            else if (c >= 'A' && c <= 'F')
+                v |= c - 'A' + 10;
+            else
+                return -1;
+        }
+        p[i / 2] = (char) v;
+    }
+    *len /= 2;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char       *brokers, *topic;
@@ -136,6 +167,7 @@ int main(int argc, char **argv)
     ssize_t           len;
     long long         lineno = 0, produced = 0;
     int               nparts, i, status = 0;
+    int               hex = 0;
     double            t0, elapsed;
     static char       inbuf[1 << 20];
 
@@ -157,7 +189,9 @@ int main(int argc, char **argv)
         return 1;
 
     for (i = 3; i < argc; i++) {
-        if (!strcmp(argv[i], "--partitions") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--hex")) {
+            hex = 1;
+        } else if (!strcmp(argv[i], "--partitions") && i + 1 < argc) {
             char *end;
 
             errno = 0;
@@ -246,6 +280,11 @@ int main(int argc, char **argv)
             break;
         }
         plen = (size_t) (line + len - (tab + 1));
+        if (hex && unhex(tab + 1, &plen) != 0) {
+            fprintf(stderr, "%s: line %lld: payload is not hex\n", progname, lineno);
+            status = 2;
+            break;
+        }
 
         while (rd_kafka_produce(rkt,
                                 part < 0 ? RD_KAFKA_PARTITION_UA

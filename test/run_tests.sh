@@ -13,13 +13,15 @@
 # 4. runs pg_regress: the SQL surface (sql/, expected/) against a server
 #    with shared_preload_libraries = 'streamflink', then the errors of a
 #    server without it and with max_prepared_transactions = 0;
-# 5. runs the JSON decoder's differential fuzz test (test/decode_fuzz.sh:
-#    the one-pass scanner against Postgres' JSON parser);
+# 5. runs the decoders' fuzz test (test/decode_fuzz.sh: the one-pass JSON
+#    scanner against Postgres' JSON parser; Avro from python3-avro, and
+#    mutations of it);
 # 6. runs the window operator's differential test against SQL
 #    (test/window_diff.sh: random cases replayed without Kafka);
 # 7. runs the fault tests (test/fault_test.sh, test/fault_cep.sh): kill -9
 #    and immediate shutdowns while pipelines run, sinks compared with SQL's
-#    answer or with an uninterrupted run; test/cep_metamorphic.sh: CEP
+#    answer or with an uninterrupted run (test/fault_avro.sh: an Avro
+#    source, the schema registry stopped during replay); test/cep_metamorphic.sh: CEP
 #    results equal under different watermark steps, checkpoints and crashes;
 #    test/pmdeath_test.sh: the worker exits when the postmaster dies
 #    while data flows; test/fault_savepoint.sh: savepoints, stops with
@@ -73,13 +75,17 @@ if [[ " $parts " == *" regress "* ]]; then
     addr=$(sf_broker_start "$SF_WORK/broker" regress_rides:2 regress_csv:1 \
                regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 regress_start:3 \
                regress_meta:2 regress_time:2 regress_grow:2:4 regress_savepoint:1 regress_savepoint_p:1 \
-               regress_sql:2 --proxy --missing-topic regress_missing)
+               regress_sql:2 regress_avro:1 --proxy --missing-topic regress_missing)
+    # The test schema registry, with the schemas sql/avro.sql uses.
+    registry=$(sf_registry_start "$SF_WORK/registry" 1=test/avro/ride_v1.avsc \
+                   2=test/avro/ride_v2.avsc)
     port=$(sf_free_port)
     sf_pg_start "$SF_WORK/pg" "$port"
     sf_psql "$SF_WORK/pg" "$port" -q \
         -c "DROP DATABASE IF EXISTS streamflink_regress" \
         -c "CREATE DATABASE streamflink_regress" \
-        -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'"
+        -c "ALTER DATABASE streamflink_regress SET regress.brokers = '$addr'" \
+        -c "ALTER DATABASE streamflink_regress SET regress.schema_registry = '$registry'"
     regress "pg_regress (SQL surface)" "$SF_WORK/pg" "$port" $(make -s print-regress)
     sf_pg_stop "$SF_WORK/pg"
 
@@ -102,6 +108,7 @@ if [[ " $parts " == *" regress "* ]]; then
     misconfigured limits "streamflink.max_workers = 2" "streamflink.checkpoint_history = 3" \
         "max_worker_processes = 4"
     sf_broker_stop "$SF_WORK/broker"
+    sf_registry_stop "$SF_WORK/registry"
 fi
 
 if [[ " $parts " == *" fuzz "* ]]; then
@@ -114,7 +121,7 @@ fi
 
 if [[ " $parts " == *" fault "* ]]; then
     for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh \
-             test/fault_savepoint.sh; do
+             test/fault_savepoint.sh test/fault_avro.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
