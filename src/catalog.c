@@ -91,7 +91,10 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
 		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
 		"       p.max_partial_matches, p.max_partial_match_events,"
-		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options'"
+		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options',"
+		"       to_jsonb(p) ->> 'sink_topic', to_jsonb(p) ->> 'sink_brokers',"
+		"       to_jsonb(p) ->> 'sink_format',"
+		"       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(to_jsonb(p) -> 'sink_options'))"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -194,6 +197,17 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->max_partial_match_events = isnull ? 0 : DatumGetInt32(d);
 		def->state_profile = SPI_getvalue(tup, desc, 36);
 		def->state_options = SPI_getvalue(tup, desc, 37);
+		def->sink_topic = SPI_getvalue(tup, desc, 38);
+		def->sink_brokers = SPI_getvalue(tup, desc, 39);
+		def->sink_format = SPI_getvalue(tup, desc, 40);
+		d = SPI_getbinval(tup, desc, 41, &isnull);
+		if (!isnull)
+		{
+			arr = DatumGetArrayTypeP(d);
+			deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+			for (int i = 0; i < nelems; i++)
+				def->sink_options = lappend(def->sink_options, TextDatumGetCString(elems[i]));
+		}
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -73,6 +73,11 @@ typedef struct PipelineDef
 	/* RocksDB tuning (state_tuning.h); NULL: the server's defaults */
 	char	   *state_profile;
 	char	   *state_options;
+	/* Kafka sink (kafka_sink.h); sink_topic NULL: the Postgres table sink */
+	char	   *sink_topic;
+	char	   *sink_brokers;
+	char	   *sink_format;
+	List	   *sink_options;	/* librdkafka "name=value" strings */
 } PipelineDef;
 
 /*

@@ -189,6 +189,13 @@ extern void checkpoint_prune(const char *pipeline_dir, int64 keep_from);
  */
 extern void checkpoint_check_catalog_version(void);
 
+/*
+ * Crash tests: SIGKILL the worker here if DataDir/streamflink/failpoint
+ * names 'name' (the file is removed first).  The coordinator has
+ * "after_prepare" and "after_decision"; participants may add their own.
+ */
+extern void checkpoint_failpoint(const char *name);
+
 /* streamflink.checkpoint_history: completed checkpoints kept in the catalog. */
 extern int	checkpoint_history;
 extern void checkpoint_define_settings(void);
