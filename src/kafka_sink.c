@@ -781,7 +781,7 @@ outbox_flush(KafkaSink *ks)
 								   "                   pg_catalog.unnest($5), pg_catalog.unnest($6)) AS u(s, o, k, v)",
 								   ks->outbox);
 
-		run_as_owner(&as);
+		run_as_role(ks->def->owner, &as);
 		ks->insert_plan = SPI_prepare(sql, 6, types);
 		run_as_restore(&as);
 		if (ks->insert_plan == NULL)
@@ -798,7 +798,7 @@ outbox_flush(KafkaSink *ks)
 	args[5] = PointerGetDatum(construct_md_array(ks->b_value, ks->b_value_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	MemoryContextSwitchTo(old);
 
-	run_as_owner(&as);
+	run_as_role(ks->def->owner, &as);
 	ret = SPI_execute_plan(ks->insert_plan, args, NULL, false, 0);
 	run_as_restore(&as);
 	MemoryContextSwitchTo(old);
@@ -841,7 +841,7 @@ record_commit(KafkaSink *ks, int64 checkpoint, int64 run, bool resent)
 			elog(ERROR, "could not prune streamflink.kafka_sink_txn");
 	}
 	args[0] = Int64GetDatum(checkpoint);
-	run_as_owner(&as);
+	run_as_role(ks->def->owner, &as);
 	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE checkpoint_id = $1", ks->outbox),
 								1, &types[2], args, NULL, false, 0);
 	run_as_restore(&as);
@@ -1068,7 +1068,7 @@ resend(KafkaSink *ks, int64 checkpoint)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	run_as_owner(&as);
+	run_as_role(ks->def->owner, &as);
 	ret = SPI_execute_with_args(psprintf("SELECT seq, output, key, value FROM %s"
 										 " WHERE checkpoint_id = $1 ORDER BY seq", ks->outbox),
 								1, &types[2], &args[2], NULL, true, 0);

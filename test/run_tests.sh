@@ -22,7 +22,9 @@
 #    answer or with an uninterrupted run; test/cep_metamorphic.sh: CEP
 #    results equal under different watermark steps, checkpoints and crashes;
 #    and test/pmdeath_test.sh: the worker exits when the postmaster dies
-#    while data flows.
+#    while data flows; test/fault_kafka_sink.sh: the Kafka sink's output
+#    topic holds exactly SQL's answer across crashes at every instant of its
+#    two-phase commit.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
@@ -110,7 +112,8 @@ if [[ " $parts " == *" diff "* ]]; then
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
-    for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh; do
+    for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh \
+             test/fault_kafka_sink.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
