@@ -132,6 +132,19 @@ WHERE p.name = 'ks_surge';
 SELECT streamflink.stop('ks_surge'), streamflink.stop('ks_match'), streamflink.stop('ks_match_table');
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name LIKE 'ks%'$$);
 
+-- Brokers that cannot be reached: a clear error in the status view, and
+-- retries (the worker restarts), never a silent drop.
+SELECT streamflink.create_window_pipeline('ks_down', source => 'ks_rides', key => 'geo',
+       "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => NULL,
+       sink_topic => 'regress_ksink_down', sink_brokers => '127.0.0.1:1');
+SELECT streamflink.start('ks_down');
+SELECT wait_until($$SELECT status = 'failed'
+                           AND error LIKE 'Kafka sink of pipeline "ks_down": could not initialise the transactional producer%'
+                    FROM streamflink.pipelines WHERE name = 'ks_down'$$);
+SELECT streamflink.stop('ks_down');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'ks_down'$$);
+SELECT streamflink.drop_pipeline('ks_down', drop_sink => true);
+
 -- Refusals.
 SELECT streamflink.create_window_pipeline('ks_bad', source => 'ks_rides', key => 'geo',
        "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => NULL,

@@ -471,7 +471,9 @@ txn_call(KafkaSink *ks, TxnCall call, const char *what, int64 checkpoint)
 		poll_logs(ks->log_queue);
 		if (error == NULL)
 			return;
-		if (rd_kafka_error_is_retriable(error) && tries < 5)
+		/* a timeout is reported at once: the worker's restart retries */
+		if (rd_kafka_error_is_retriable(error) && tries < 5 &&
+			rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT)
 		{
 			rd_kafka_error_destroy(error);
 			CHECK_FOR_INTERRUPTS();
