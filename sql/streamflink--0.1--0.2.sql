@@ -540,9 +540,10 @@ BEGIN
 			USING ERRCODE = 'duplicate_table',
 				  HINT = 'A pipeline with a Kafka sink creates its outbox table (sink names it, default <pipeline>_outbox); choose a new name or drop the table.';
 	END IF;
+	/* A row per batch of up to 1000 messages, in arrays: sequences first_seq.. */
 	EXECUTE pg_catalog.format('CREATE TABLE %s (checkpoint_id bigint NOT NULL, run bigint NOT NULL, '
-							  'seq bigint NOT NULL, output text NOT NULL, key text, value text, '
-							  'PRIMARY KEY (checkpoint_id, seq))', outbox);
+							  'first_seq bigint NOT NULL, output text[] NOT NULL, key text[] NOT NULL, '
+							  'value text[] NOT NULL, PRIMARY KEY (checkpoint_id, first_seq))', outbox);
 	RETURN pg_catalog.to_regclass(outbox);
 END
 $$;

@@ -59,7 +59,7 @@
 #include "kafka_source.h"
 #include "run_as.h"
 
-/* Outbox rows kept in memory before one INSERT writes them. */
+/* Messages an outbox row holds (as arrays), and kept in memory until then. */
 #define OUTBOX_BATCH 1000
 
 /* librdkafka's default transaction.timeout.ms */
@@ -764,24 +764,21 @@ marker_committed(KafkaSink *ks, int64 checkpoint, int64 run, int64 from)
 static void
 outbox_flush(KafkaSink *ks)
 {
-	Oid			types[6] = {INT8OID, INT8OID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 	Datum		args[6];
 	int			dims[1];
 	int			lbs[1] = {1};
 	RunAs		as;
 	MemoryContext old;
 	int			ret;
-	bool		noseq[OUTBOX_BATCH] = {0};
+	bool		nonull[OUTBOX_BATCH] = {0};
 
 	if (ks->nbatch == 0)
 		return;
 	if (ks->insert_plan == NULL)
 	{
-		char	   *sql = psprintf("INSERT INTO %s (checkpoint_id, run, seq, output, key, value)"
-								   " SELECT $1, $2, u.s, u.o, u.k, u.v"
-								   "   FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4),"
-								   "                   pg_catalog.unnest($5), pg_catalog.unnest($6)) AS u(s, o, k, v)",
-								   ks->outbox);
+		char	   *sql = psprintf("INSERT INTO %s (checkpoint_id, run, first_seq, output, key, value)"
+								   " VALUES ($1, $2, $3, $4, $5, $6)", ks->outbox);
 
 		run_as_role(ks->def->owner, &as);
 		ks->insert_plan = SPI_prepare(sql, 6, types);
@@ -794,8 +791,8 @@ outbox_flush(KafkaSink *ks)
 	dims[0] = ks->nbatch;
 	args[0] = Int64GetDatum(ks->epoch);
 	args[1] = Int64GetDatum(ks->run);
-	args[2] = PointerGetDatum(construct_md_array(ks->b_seq, noseq, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_md_array(ks->b_output, noseq, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = ks->b_seq[0];
+	args[3] = PointerGetDatum(construct_md_array(ks->b_output, nonull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	args[4] = PointerGetDatum(construct_md_array(ks->b_key, ks->b_key_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_md_array(ks->b_value, ks->b_value_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	MemoryContextSwitchTo(old);
@@ -804,7 +801,7 @@ outbox_flush(KafkaSink *ks)
 	ret = SPI_execute_plan(ks->insert_plan, args, NULL, false, 0);
 	run_as_restore(&as);
 	MemoryContextSwitchTo(old);
-	if (ret != SPI_OK_INSERT)
+	if (ret != SPI_OK_INSERT || SPI_processed != 1)
 		elog(ERROR, "could not write the Kafka sink's outbox %s: %s", ks->outbox,
 			 SPI_result_code_string(ret));
 	ks->nbatch = 0;
@@ -1071,8 +1068,10 @@ resend(KafkaSink *ks, int64 checkpoint)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	run_as_role(ks->def->owner, &as);
-	ret = SPI_execute_with_args(psprintf("SELECT seq, output, key, value FROM %s"
-										 " WHERE checkpoint_id = $1 ORDER BY seq", ks->outbox),
+	ret = SPI_execute_with_args(psprintf("SELECT b.first_seq + u.ord - 1, u.o, u.k, u.v FROM %s b,"
+										 " ROWS FROM (pg_catalog.unnest(b.output), pg_catalog.unnest(b.key),"
+										 "            pg_catalog.unnest(b.value)) WITH ORDINALITY AS u(o, k, v, ord)"
+										 " WHERE b.checkpoint_id = $1 ORDER BY b.first_seq, u.ord", ks->outbox),
 								1, &types[2], &args[2], NULL, true, 0);
 	run_as_restore(&as);
 	if (ret != SPI_OK_SELECT)
