@@ -102,7 +102,7 @@ typedef struct KafkaSink
 	/* outbox rows not yet inserted */
 	MemoryContext batch_cxt;
 	int			nbatch;
-	Datum		b_seq[OUTBOX_BATCH];
+	int64		b_first_seq;	/* sequence of the batch's first message */
 	Datum		b_output[OUTBOX_BATCH];
 	Datum		b_key[OUTBOX_BATCH];
 	bool		b_key_null[OUTBOX_BATCH];
@@ -791,7 +791,7 @@ outbox_flush(KafkaSink *ks)
 	dims[0] = ks->nbatch;
 	args[0] = Int64GetDatum(ks->epoch);
 	args[1] = Int64GetDatum(ks->run);
-	args[2] = ks->b_seq[0];
+	args[2] = Int64GetDatum(ks->b_first_seq);
 	args[3] = PointerGetDatum(construct_md_array(ks->b_output, nonull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	args[4] = PointerGetDatum(construct_md_array(ks->b_key, ks->b_key_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_md_array(ks->b_value, ks->b_value_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
@@ -928,7 +928,8 @@ ks_write(Sink *sink, SinkOutput *out, SinkOp op, Datum *values, bool *nulls)
 
 	MemoryContextSwitchTo(ks->batch_cxt);
 	i = ks->nbatch++;
-	ks->b_seq[i] = Int64GetDatum(ks->seq);
+	if (i == 0)
+		ks->b_first_seq = ks->seq;
 	ks->b_output[i] = CStringGetTextDatum(out->name);
 	ks->b_key_null[i] = key == NULL;
 	ks->b_key[i] = key ? CStringGetTextDatum(key) : (Datum) 0;
