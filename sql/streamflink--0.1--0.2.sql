@@ -115,7 +115,11 @@ CREATE FUNCTION streamflink.create_window_pipeline(
 	allowed_lateness interval DEFAULT '0',
 	checkpoint_interval interval DEFAULT '1 second',
 	state_profile text DEFAULT NULL,
-	state_options text DEFAULT NULL)
+	state_options text DEFAULT NULL,
+	sink_topic text DEFAULT NULL,
+	sink_brokers text DEFAULT NULL,
+	sink_format text DEFAULT 'json',
+	sink_options text[] DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
 /* No SET search_path: the sink name resolves in the caller's path. */
@@ -203,6 +207,12 @@ BEGIN
 	 * index on (key, window_start) makes every window appear at most once;
 	 * NULLS NOT DISTINCT as GROUP BY groups NULLs.
 	 */
+	/* A Kafka sink (src/kafka_sink.c): `sink` names its outbox table instead. */
+	IF create_window_pipeline.sink_topic IS NOT NULL OR create_window_pipeline.sink_brokers IS NOT NULL THEN
+		sink_rel := streamflink._create_kafka_outbox(p_name, sink, create_window_pipeline.sink_topic,
+			create_window_pipeline.sink_brokers, create_window_pipeline.sink_format,
+			create_window_pipeline.sink_options, checkpoint_interval);
+	ELSE
 	sink_rel := to_regclass(sink);
 	IF sink IS NULL THEN
 		RAISE EXCEPTION 'a pipeline needs a sink table name'
@@ -235,18 +245,23 @@ BEGIN
 	sink_rel := to_regclass(sink);
 	idx_cols := coalesce(key_list || ', ', '') || 'window_start';
 	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', sink_rel, idx_cols);
+	END IF;	/* Kafka sink */
 
 	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind,
 									  window_size, window_slide, session_gap, aggregates, sink,
 									  allowed_lateness, checkpoint_interval,
-									  state_profile, state_options)
+									  state_profile, state_options,
+									  sink_topic, sink_brokers, sink_format, sink_options)
 	VALUES (p_name, s.id, 'window', keys, wkind, size, slide, gap, aggregates, sink_rel,
 			allowed_lateness, checkpoint_interval,
-			create_window_pipeline.state_profile, create_window_pipeline.state_options);
+			create_window_pipeline.state_profile, create_window_pipeline.state_options,
+			create_window_pipeline.sink_topic, create_window_pipeline.sink_brokers,
+			CASE WHEN create_window_pipeline.sink_topic IS NOT NULL THEN create_window_pipeline.sink_format END,
+			coalesce(create_window_pipeline.sink_options, '{}'));
 END
 $$;
-REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text) TO streamflink_user;
+REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[]) TO streamflink_user;
 
 DROP FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int);
 CREATE FUNCTION streamflink.create_pattern_pipeline(
@@ -264,7 +279,11 @@ CREATE FUNCTION streamflink.create_pattern_pipeline(
 	max_partial_matches int DEFAULT 10000,
 	max_partial_match_events int DEFAULT 100000,
 	state_profile text DEFAULT NULL,
-	state_options text DEFAULT NULL)
+	state_options text DEFAULT NULL,
+	sink_topic text DEFAULT NULL,
+	sink_brokers text DEFAULT NULL,
+	sink_format text DEFAULT 'json',
+	sink_options text[] DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
 /* No SET search_path: the sink names resolve in the caller's path. */
@@ -322,6 +341,12 @@ BEGIN
 
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
 	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
+	/* A Kafka sink (src/kafka_sink.c): `sink` names its outbox table instead. */
+	IF create_pattern_pipeline.sink_topic IS NOT NULL OR create_pattern_pipeline.sink_brokers IS NOT NULL THEN
+		sink_rel := streamflink._create_kafka_outbox(p_name, sink, create_pattern_pipeline.sink_topic,
+			create_pattern_pipeline.sink_brokers, create_pattern_pipeline.sink_format,
+			create_pattern_pipeline.sink_options, checkpoint_interval);
+	ELSE
 	IF sink IS NULL THEN
 		RAISE EXCEPTION 'a pipeline needs a sink table name'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -349,6 +374,7 @@ BEGIN
 							  CASE WHEN cardinality(measure_defs) > 0
 								   THEN ', ' || array_to_string(measure_defs, ', ') ELSE '' END);
 	sink_rel := to_regclass(sink);
+	END IF;	/* Kafka sink */
 	IF timed_out IS NOT NULL THEN
 		EXECUTE pg_catalog.format('CREATE TABLE %s (%s match_start timestamptz NOT NULL, '
 								  'timed_out_at timestamptz NOT NULL, events jsonb NOT NULL)',
@@ -360,15 +386,19 @@ BEGIN
 									  measures, skip, within, timed_out, sink,
 									  allowed_lateness, checkpoint_interval,
 									  max_partial_matches, max_partial_match_events,
-									  state_profile, state_options)
+									  state_profile, state_options,
+									  sink_topic, sink_brokers, sink_format, sink_options)
 	VALUES (p_name, s.id, 'pattern', keys, pattern, define, measures, skip, within,
 			timed_out_rel, sink_rel, interval '0', checkpoint_interval,
 			max_partial_matches, max_partial_match_events,
-			create_pattern_pipeline.state_profile, create_pattern_pipeline.state_options);
+			create_pattern_pipeline.state_profile, create_pattern_pipeline.state_options,
+			create_pattern_pipeline.sink_topic, create_pattern_pipeline.sink_brokers,
+			CASE WHEN create_pattern_pipeline.sink_topic IS NOT NULL THEN create_pattern_pipeline.sink_format END,
+			coalesce(create_pattern_pipeline.sink_options, '{}'));
 END
 $$;
-REVOKE ALL ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text) TO streamflink_user;
+REVOKE ALL ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, text, text, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, text, text, text, text[]) TO streamflink_user;
 
 /*
  * RocksDB's numbers of each running pipeline, as its worker last published
@@ -1594,3 +1624,151 @@ SELECT s.name, s.brokers, s.topic, s.format,
 	   s.event_time, s.max_out_of_orderness, s.idle_timeout, s.options, s.owner, s.created,
 	   s.start_position, s.key_format, s.avro_schema, s.schema_registry
 FROM streamflink.source s;
+
+/* ---- Kafka sink (src/kafka_sink.c) ----
+ *
+ * A pipeline with a sink_topic writes its results to Kafka, exactly once,
+ * in Kafka transactions tied to its checkpoints (see README.md, "Kafka
+ * sink").  Its `sink` table is then its outbox: the messages of checkpoints
+ * whose Kafka commit is not yet recorded (normally empty between
+ * checkpoints).  NULL in sink_topic: the Postgres table sink, as before.
+ */
+ALTER TABLE streamflink.pipeline ADD COLUMN sink_topic text;
+ALTER TABLE streamflink.pipeline ADD COLUMN sink_brokers text;
+ALTER TABLE streamflink.pipeline ADD COLUMN sink_format text CHECK (sink_format IN ('json'));
+ALTER TABLE streamflink.pipeline ADD COLUMN sink_options text[] NOT NULL DEFAULT '{}';
+ALTER TABLE streamflink.pipeline ADD CONSTRAINT pipeline_kafka_sink_check
+	CHECK ((sink_topic IS NULL) = (sink_brokers IS NULL) AND (sink_topic IS NULL) = (sink_format IS NULL));
+COMMENT ON COLUMN streamflink.pipeline.sink_topic IS
+	'Kafka topic the results go to (NULL: the sink table); markers go to <sink_topic>.markers';
+COMMENT ON COLUMN streamflink.pipeline.sink_brokers IS 'brokers of the Kafka sink';
+COMMENT ON COLUMN streamflink.pipeline.sink_format IS 'format of the Kafka sink''s message values: json';
+COMMENT ON COLUMN streamflink.pipeline.sink_options IS 'librdkafka producer settings of the Kafka sink, name=value';
+GRANT INSERT (sink_topic, sink_brokers, sink_format, sink_options) ON streamflink.pipeline TO streamflink_user;
+
+/*
+ * One row per checkpoint whose epoch wrote messages: written in the
+ * checkpoint's prepared transaction (so it exists exactly when the
+ * checkpoint completed), 'committed' set once the Kafka transaction of
+ * 'run' is known to have committed (after commit_transaction, or by
+ * recovery from its marker).  A consumer auditing exactly-once counts the
+ * messages whose checkpoint and run headers match a committed row.
+ */
+CREATE TABLE streamflink.kafka_sink_txn (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	worker		int NOT NULL,
+	checkpoint_id bigint NOT NULL,
+	run			bigint NOT NULL,		/* the producer run whose transaction carries it */
+	messages	bigint NOT NULL,
+	marker_offset bigint NOT NULL,		/* marker partition's end before its marker */
+	committed	timestamptz,			/* NULL: not yet known to be committed */
+	resent		bool NOT NULL DEFAULT false,	/* sent again by recovery */
+	PRIMARY KEY (pipeline_id, worker, checkpoint_id)
+);
+
+/*
+ * Each worker's producer: its transactional.id (also a header of every
+ * message) and its incarnation, one per start.
+ */
+CREATE TABLE streamflink.kafka_sink_run (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	worker		int NOT NULL,
+	run			bigint NOT NULL,
+	transactional_id text NOT NULL,
+	PRIMARY KEY (pipeline_id, worker)
+);
+
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.kafka_sink_txn
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.kafka_sink_run
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+ALTER TABLE streamflink.kafka_sink_txn ENABLE ROW LEVEL SECURITY;
+ALTER TABLE streamflink.kafka_sink_run ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON streamflink.kafka_sink_txn
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE POLICY owner_rows ON streamflink.kafka_sink_run
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+/* Tenants only read them (no INSERT, UPDATE or DELETE is granted). */
+GRANT SELECT ON streamflink.kafka_sink_txn, streamflink.kafka_sink_run TO streamflink_user;
+
+/*
+ * Brokers, topic, format, producer options (the allow-list of sources plus
+ * producer settings safe for tenants) and transaction.timeout.ms against
+ * the checkpoint interval, for a pipeline of 'owner'.
+ */
+CREATE FUNCTION streamflink._check_kafka_sink(brokers text, topic text, format text,
+	options text[], checkpoint_interval interval, owner regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_check_kafka_sink'
+LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION streamflink._check_kafka_sink(text, text, text, text[], interval, regrole) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._check_kafka_sink(text, text, text, text[], interval, regrole) TO streamflink_user;
+
+/*
+ * create_*_pipeline with a sink_topic: check the Kafka settings and create
+ * the outbox table (`sink`, default <pipeline>_outbox, in the caller's
+ * search path, owned by the caller).
+ */
+CREATE FUNCTION streamflink._create_kafka_outbox(pipeline text, sink text, topic text,
+	brokers text, format text, options text[], checkpoint_interval interval)
+RETURNS regclass
+LANGUAGE plpgsql
+/* No SET search_path: the outbox name resolves in the caller's path. */
+AS $$
+DECLARE
+	outbox text := coalesce(sink, pg_catalog.quote_ident(pipeline || '_outbox'));
+BEGIN
+	IF topic IS NULL OR brokers IS NULL THEN
+		RAISE EXCEPTION 'a Kafka sink needs sink_topic and sink_brokers'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: sink_topic => ''surge_out'', sink_brokers => ''localhost:9092''.';
+	END IF;
+	PERFORM streamflink._check_kafka_sink(brokers, topic, coalesce(format, 'json'),
+		coalesce(options, '{}'), coalesce(checkpoint_interval, interval '1 second'),
+		current_user::regrole);
+	IF pg_catalog.to_regclass(outbox) IS NOT NULL THEN
+		RAISE EXCEPTION 'outbox table "%" already exists', outbox
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'A pipeline with a Kafka sink creates its outbox table (sink names it, default <pipeline>_outbox); choose a new name or drop the table.';
+	END IF;
+	/* A row per batch of up to 1000 messages, in arrays: sequences first_seq.. */
+	EXECUTE pg_catalog.format('CREATE TABLE %s (checkpoint_id bigint NOT NULL, run bigint NOT NULL, '
+							  'first_seq bigint NOT NULL, output text[] NOT NULL, key text[] NOT NULL, '
+							  'value text[] NOT NULL, PRIMARY KEY (checkpoint_id, first_seq))', outbox);
+	RETURN pg_catalog.to_regclass(outbox);
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._create_kafka_outbox(text, text, text, text, text, text[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._create_kafka_outbox(text, text, text, text, text, text[], interval) TO streamflink_user;
+
+/* BEFORE INSERT ON pipeline: a tenant may insert rows itself. */
+CREATE FUNCTION streamflink._pipeline_kafka_sink_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.sink_topic IS NOT NULL THEN
+		PERFORM streamflink._check_kafka_sink(NEW.sink_brokers, NEW.sink_topic, NEW.sink_format,
+			NEW.sink_options, NEW.checkpoint_interval, NEW.owner);
+	END IF;
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._pipeline_kafka_sink_check() FROM PUBLIC;
+CREATE TRIGGER check_kafka_sink BEFORE INSERT ON streamflink.pipeline
+	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_kafka_sink_check();
+
+/*
+ * Every message of a topic, from its start to its end when called, with
+ * key, value and headers: for tests and audits of the Kafka sink.  Reads
+ * committed messages where the broker honours isolation.level.
+ * Superusers only: it connects from the server to any broker.
+ */
+CREATE FUNCTION streamflink._read_topic(brokers text, topic text, timeout_ms int DEFAULT 30000)
+RETURNS TABLE (partition int, "offset" bigint, key text, value text, headers jsonb)
+AS 'MODULE_PATHNAME', 'streamflink_read_topic'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION streamflink._read_topic(text, text, int) FROM PUBLIC;

@@ -95,7 +95,10 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       to_jsonb(p) ->> 'query_tree',"
 		"       coalesce(to_jsonb(p) ->> 'start_position', to_jsonb(s) ->> 'start_position'),"
 		"       to_jsonb(s) ->> 'key_format', to_jsonb(s) -> 'metadata',"
-		"       to_jsonb(s) ->> 'avro_schema', to_jsonb(s) ->> 'schema_registry'"
+		"       to_jsonb(s) ->> 'avro_schema', to_jsonb(s) ->> 'schema_registry',"
+		"       to_jsonb(p) ->> 'sink_topic', to_jsonb(p) ->> 'sink_brokers',"
+		"       to_jsonb(p) ->> 'sink_format',"
+		"       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(to_jsonb(p) -> 'sink_options'))"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -209,6 +212,17 @@ catalog_load_pipeline(int32 id, const char *name)
 			def->source.metadata = NULL;
 		def->source.avro_schema = SPI_getvalue(tup, desc, 42);
 		def->source.schema_registry = SPI_getvalue(tup, desc, 43);
+		def->sink_topic = SPI_getvalue(tup, desc, 44);
+		def->sink_brokers = SPI_getvalue(tup, desc, 45);
+		def->sink_format = SPI_getvalue(tup, desc, 46);
+		d = SPI_getbinval(tup, desc, 47, &isnull);
+		if (!isnull)
+		{
+			arr = DatumGetArrayTypeP(d);
+			deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+			for (int i = 0; i < nelems; i++)
+				def->sink_options = lappend(def->sink_options, TextDatumGetCString(elems[i]));
+		}
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -83,6 +83,11 @@ typedef struct PipelineDef
 	char	   *state_options;
 	/* pipelines written as a query (sql_pipeline.h); NULL: none */
 	char	   *query_tree;
+	/* Kafka sink (kafka_sink.h); sink_topic NULL: the Postgres table sink */
+	char	   *sink_topic;
+	char	   *sink_brokers;
+	char	   *sink_format;
+	List	   *sink_options;	/* librdkafka "name=value" strings */
 } PipelineDef;
 
 /*

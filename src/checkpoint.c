@@ -58,13 +58,14 @@ checkpoint_define_settings(void)
 
 /*
  * Fault injection for the crash tests: if the file DataDir/streamflink/
- * failpoint names this point ("after_prepare" or "after_decision"), the
+ * failpoint names this point ("after_prepare", "after_decision", or a
+ * participant's own, see checkpoint.h), the
  * file is removed and the worker kills itself with SIGKILL, exactly where
  * a crash leaves an in-doubt prepared transaction to be rolled back or
  * committed by recovery.  One stat() per checkpoint when unused.
  */
-static void
-failpoint(const char *name)
+void
+checkpoint_failpoint(const char *name)
 {
 	char		path[MAXPGPATH];
 	char		buf[64];
@@ -84,12 +85,6 @@ failpoint(const char *name)
 	ereport(LOG, (errmsg("streamflink: failpoint %s: crashing on purpose", name)));
 	kill(MyProcPid, SIGKILL);
 	pg_usleep(10 * 1000 * 1000L);	/* SIGKILL is not deferred; never reached */
-}
-
-void
-checkpoint_failpoint(const char *name)
-{
-	failpoint(name);
 }
 
 /*
@@ -341,14 +336,14 @@ checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	failpoint("after_prepare");
+	checkpoint_failpoint("after_prepare");
 
 	/* 2. The decision. */
 	decide(c, chk);
 	c->last.id = chk->id;
 	c->last.watermark = chk->watermark;
 	c->last.state_format = STATE_FORMAT_VERSION;
-	failpoint("after_decision");
+	checkpoint_failpoint("after_decision");
 
 	/*
 	 * 3. Commit, in reverse order: the epoch transaction first, so that

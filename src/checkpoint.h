@@ -190,8 +190,9 @@ extern void checkpoint_prune(const char *pipeline_dir, int64 keep_from);
 extern void checkpoint_check_catalog_version(void);
 
 /*
- * Crash here on purpose if the crash tests' failpoint file names 'name'
- * (see failpoint() in checkpoint.c); for other modules' crash points.
+ * Crash tests: SIGKILL the worker here if DataDir/streamflink/failpoint
+ * names 'name' (the file is removed first).  The coordinator has
+ * "after_prepare" and "after_decision"; participants may add their own.
  */
 extern void checkpoint_failpoint(const char *name);
 

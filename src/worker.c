@@ -52,6 +52,7 @@
 #include "catalog.h"
 #include "checkpoint.h"
 #include "decode.h"
+#include "kafka_sink.h"
 #include "kafka_source.h"
 #include "live.h"
 #include "pg_sink.h"
@@ -474,7 +475,9 @@ worker_startup(Worker *w)
 		w->recovering = false;
 
 		w->side = side_output_create(w->def);
-		w->sink = pg_sink_create(w->side);
+		/* a Kafka sink when the pipeline names a topic (kafka_sink.h) */
+		w->sink = w->def->sink_topic ? kafka_sink_create(w->dboid, w->def, 0) :
+			pg_sink_create(w->side);
 		p = checkpoint_state_participant(&w->state);
 		checkpoint_register(w->coord, &p);
 		p = checkpoint_sink_participant(w->sink);

@@ -25,7 +25,9 @@
 #    results equal under different watermark steps, checkpoints and crashes;
 #    test/pmdeath_test.sh: the worker exits when the postmaster dies
 #    while data flows; test/fault_savepoint.sh: savepoints, stops with
-#    savepoint and restores under kill -9 and immediate shutdowns.
+#    savepoint and restores under kill -9 and immediate shutdowns;
+#    test/fault_kafka_sink.sh: the Kafka sink's output topic holds exactly
+#    SQL's answer across crashes at every instant of its two-phase commit.
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
@@ -75,7 +77,7 @@ if [[ " $parts " == *" regress "* ]]; then
     addr=$(sf_broker_start "$SF_WORK/broker" regress_rides:2 regress_csv:1 \
                regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 regress_start:3 \
                regress_meta:2 regress_time:2 regress_grow:2:4 regress_savepoint:1 regress_savepoint_p:1 \
-               regress_sql:2 regress_avro:1 --proxy --missing-topic regress_missing)
+               regress_sql:2 regress_avro:1 regress_ksink:2 --proxy --missing-topic regress_missing)
     # The test schema registry, with the schemas sql/avro.sql uses.
     registry=$(sf_registry_start "$SF_WORK/registry" 1=test/avro/ride_v1.avsc \
                    2=test/avro/ride_v2.avsc)
@@ -121,7 +123,7 @@ fi
 
 if [[ " $parts " == *" fault "* ]]; then
     for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh \
-             test/fault_savepoint.sh test/fault_avro.sh; do
+             test/fault_savepoint.sh test/fault_avro.sh test/fault_kafka_sink.sh; do
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done

@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+#
+# test/fault_kafka_sink.sh: exactly-once of the Kafka sink under crashes.
+#
+# A hop-window pipeline writes its results to a Kafka topic
+# (src/kafka_sink.c) while a known event set (test/gen_events.py) is
+# produced in chunks; meanwhile its worker is killed with SIGKILL and the
+# server stopped in immediate mode at random moments, and the worker
+# crashes on purpose at every instant of the two-phase commit between
+# Postgres and Kafka (failpoints): after PREPARE, after the checkpoint's
+# decision (the Kafka transaction neither marked nor committed), after the
+# marker was delivered but before commit_transaction, after
+# commit_transaction but before the commit is recorded, and after the
+# record.
+#
+# The test broker shows messages of aborted transactions too (it ignores
+# isolation.level), so the topic is judged by the sink's own record: only
+# messages whose headers (transactional_id, worker, checkpoint, run) name a
+# transaction streamflink.kafka_sink_txn records as committed count.  Then:
+#   - every recorded transaction has exactly its recorded number of
+#     messages, sequences 0..n-1 (no message missing from a committed
+#     transaction, none doubled);
+#   - no (checkpoint, sequence) appears twice among counted messages (a
+#     resend never doubles a committed transaction);
+#   - the latest counted message of each key (by checkpoint, sequence) is
+#     SQL's answer over the same events: no window missing, none wrong,
+#     none extra;
+#   - every committed transaction's marker is in the marker topic;
+#   - recovery took both ways out of doubt: "committed to Kafka; recorded"
+#     and "not committed; sent again".
+#
+# Run by test/run_tests.sh (fault part); alone: bash test/fault_kafka_sink.sh
+# (as root).  Knobs: SF_KFAULT_EVENTS (40000), SF_KFAULT_KILLS (3),
+# SF_KFAULT_RESTARTS (2), SF_KFAULT_SEED (random), SF_KEEP=1.
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. test/lib.sh
+
+events=${SF_KFAULT_EVENTS:-40000}
+kills=${SF_KFAULT_KILLS:-3}
+restarts=${SF_KFAULT_RESTARTS:-2}
+seed=${SF_KFAULT_SEED:-$RANDOM}
+RANDOM=$seed
+parts=4
+failpoints=(after_prepare after_decision kafka_before_commit kafka_after_commit kafka_after_record)
+chunks=$((kills + restarts + ${#failpoints[@]} + 2))
+
+sf_test_setup fault_kafka_sink
+work=$SF_TEST_DIR
+
+say() { echo "fault_kafka_sink: $*"; }
+say "seed $seed, $events events, $kills kills, $restarts immediate restarts, failpoints ${failpoints[*]}"
+
+python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
+chmod -R a+rX "$work"
+count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
+
+# The output topic has 8 partitions and is compressed: the test broker keeps
+# at most 5 MiB per partition (and silently drops older data).
+addr=$(sf_broker_start "$work/broker" "kfault_rides:$parts" kfault_out:8 kfault_out.markers:1)
+port=$(sf_free_port)
+pg=$work/pg
+sf_pg_start "$pg" "$port" "streamflink.checkpoint_history = 1000000"
+sql() { sf_psql "$pg" "$port" -qAt "$@"; }
+sql_retry() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        if out=$(sf_psql "$pg" "$port" -qAt "$@" 2>/dev/null); then
+            echo "$out"
+            return 0
+        fi
+        sleep 0.1
+    done
+    sf_psql "$pg" "$port" -qAt "$@"
+}
+
+sql >/dev/null <<SQL
+CREATE EXTENSION streamflink;
+SELECT streamflink.create_source('rides', brokers => '$addr', topic => 'kfault_rides',
+       format => 'json', columns => 'geo text, wait_s float8, ts timestamptz',
+       event_time => 'ts', max_out_of_orderness => '5 seconds',
+       options => '{fetch.wait.max.ms=10}');
+SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'geo',
+       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
+       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
+       sink => 'surge_outbox', allowed_lateness => '1 minute',
+       checkpoint_interval => '300 milliseconds',
+       sink_topic => 'kfault_out', sink_brokers => '$addr',
+       sink_options => '{compression.codec=zstd,linger.ms=20}');
+SELECT streamflink.start('surge');
+SQL
+
+produce() { test/produce "$addr" kfault_rides --partitions "$parts" <"$1" 2>/dev/null; }
+chunk_file() { printf '%s/events/chunk-%02d.tsv' "$work" "$1"; }
+
+worker_pid() {
+    sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
+}
+wait_worker() {
+    local i pid=""
+    for ((i = 0; i < 300; i++)); do
+        pid=$(worker_pid)
+        [ -z "$pid" ] || break
+        sleep 0.1
+    done
+    [ -n "$pid" ] || { say "the worker did not come back"; tail -n 50 "$pg/server.log"; exit 1; }
+}
+pause() { sleep "$(printf '%d.%d' $((RANDOM % 2)) $((RANDOM % 6)))"; }
+
+faults=()
+for ((i = 0; i < kills; i++)); do faults+=(kill); done
+for ((i = 0; i < restarts; i++)); do faults+=(restart); done
+mapfile -t faults < <(printf '%s\n' "${faults[@]}" | awk -v s="$seed" 'BEGIN { srand(s) } { print rand() "\t" $0 }' | sort | cut -f2)
+
+chunk=0
+survived=0
+for f in "${faults[@]}"; do
+    produce "$(chunk_file $chunk)"
+    chunk=$((chunk + 1))
+    wait_worker
+    pause
+    case $f in
+        kill)
+            pid=$(worker_pid)
+            say "kill -9 worker $pid"
+            [ -z "$pid" ] || kill -9 "$pid" ;;
+        restart)
+            say "pg_ctl stop -m immediate, start"
+            sf_pg_restart "$pg" immediate ;;
+    esac
+    survived=$((survived + 1))
+done
+# Every instant of the two-phase commit between Postgres and Kafka.
+for point in "${failpoints[@]}"; do
+    wait_worker
+    echo "$point" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null
+    produce "$(chunk_file $chunk)"
+    chunk=$((chunk + 1))
+    for ((i = 0; i < 600; i++)); do
+        [ -e "$pg/streamflink/failpoint" ] || break
+        sleep 0.1
+    done
+    [ ! -e "$pg/streamflink/failpoint" ] || { say "failpoint $point not reached"; tail -n 30 "$pg/server.log"; exit 1; }
+    say "crash at failpoint $point"
+    survived=$((survived + 1))
+done
+while [ -e "$(chunk_file $chunk)" ]; do
+    produce "$(chunk_file $chunk)"
+    chunk=$((chunk + 1))
+done
+
+main_total=$(cat "$work"/events/chunk-*.tsv | wc -l)
+wait_for() {
+    local what=$1 cond=$2 i
+    for ((i = 0; i < 1200; i++)); do
+        [ "$(sql_retry -c "SELECT ($cond)")" = t ] && return 0
+        sleep 0.2
+    done
+    say "timed out waiting for $what"
+    sql_retry -c "SELECT status, error, events, watermark FROM streamflink.pipelines"
+    tail -n 50 "$pg/server.log"
+    exit 1
+}
+wait_for "the main events to be checkpointed" \
+    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $main_total"
+produce "$work/events/late.tsv"
+produce "$work/events/final.tsv"
+total=$(count total)
+wait_for "every event to be checkpointed" \
+    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $total"
+# The last checkpoint's Kafka commit is recorded, its outbox emptied.
+wait_for "every Kafka transaction to be recorded" \
+    "NOT EXISTS (SELECT 1 FROM streamflink.kafka_sink_txn WHERE committed IS NULL)
+     AND NOT EXISTS (SELECT 1 FROM surge_outbox)"
+
+sql <<SQL
+CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
+\copy ride_events FROM '$work/events/events.csv' WITH (FORMAT csv)
+CREATE VIEW expected AS
+SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
+       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
+FROM ride_events,
+     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
+                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
+GROUP BY geo, ws;
+-- Everything the broker has, and what of it counts: messages of
+-- transactions the sink recorded as committed.
+CREATE TABLE topic AS SELECT * FROM streamflink._read_topic('$addr', 'kfault_out', 120000);
+CREATE TABLE markers AS SELECT * FROM streamflink._read_topic('$addr', 'kfault_out.markers', 120000);
+CREATE TABLE counted AS
+SELECT (m.headers ->> 'checkpoint')::bigint AS checkpoint, (m.headers ->> 'sequence')::bigint AS seq,
+       m.key, m.value::jsonb AS value
+FROM topic m
+JOIN streamflink.kafka_sink_run r ON r.transactional_id = m.headers ->> 'transactional_id'
+                                AND r.worker = (m.headers ->> 'worker')::int
+JOIN streamflink.kafka_sink_txn t ON t.pipeline_id = r.pipeline_id AND t.worker = r.worker
+                                 AND t.checkpoint_id = (m.headers ->> 'checkpoint')::bigint
+                                 AND t.run = (m.headers ->> 'run')::bigint
+WHERE t.committed IS NOT NULL;
+-- The value of each key (geo, window_start) is its latest message.
+CREATE VIEW latest AS
+SELECT DISTINCT ON (key) (value ->> 'geo') AS geo, (value ->> 'window_start')::timestamptz AS window_start,
+       (value ->> 'window_end')::timestamptz AS window_end, (value ->> 'rides')::bigint AS rides,
+       (value ->> 'avg_wait')::float8 AS avg_wait, (value ->> 'max_wait')::float8 AS max_wait
+FROM counted WHERE value IS NOT NULL ORDER BY key, checkpoint DESC, seq DESC;
+SQL
+
+read -r expected windows missing wrong in_topic counted_n dupes short gaps no_marker txns resent <<<"$(sql -F ' ' -c "
+SELECT (SELECT count(*) FROM expected),
+       (SELECT count(*) FROM latest),
+       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM latest) x),
+       (SELECT count(*) FROM (SELECT * FROM latest EXCEPT SELECT * FROM expected) x),
+       (SELECT count(*) FROM topic),
+       (SELECT count(*) FROM counted),
+       (SELECT count(*) - count(DISTINCT (checkpoint, seq)) FROM counted),
+       (SELECT count(*) FROM streamflink.kafka_sink_txn t
+         WHERE t.messages <> (SELECT count(*) FROM counted c WHERE c.checkpoint = t.checkpoint_id)),
+       (SELECT count(*) FROM (SELECT checkpoint FROM counted GROUP BY checkpoint
+                               HAVING min(seq) <> 0 OR max(seq) <> count(*) - 1) g),
+       (SELECT count(*) FROM streamflink.kafka_sink_txn t JOIN streamflink.kafka_sink_run r USING (pipeline_id, worker)
+         WHERE NOT EXISTS (SELECT 1 FROM markers m WHERE m.key = r.transactional_id
+                             AND (m.value::jsonb ->> 'checkpoint')::bigint = t.checkpoint_id
+                             AND (m.value::jsonb ->> 'run')::bigint = t.run)),
+       (SELECT count(*) FROM streamflink.kafka_sink_txn),
+       (SELECT count(*) FROM streamflink.kafka_sink_txn WHERE resent)")"
+
+recorded=$(grep -c 'was committed to Kafka (run' "$pg/server.log" || true)
+resent_log=$(grep -c 'was not committed to Kafka; sent its' "$pg/server.log" || true)
+say "windows: expected $expected, latest per key in topic $windows, missing $missing, wrong $wrong"
+say "messages in topic $in_topic (aborted ones stay visible on the test broker), of committed transactions $counted_n"
+say "committed transactions $txns (resent by recovery $resent); doubled messages $dupes;" \
+    "transactions short of their messages $short, with sequence gaps $gaps, without marker $no_marker"
+say "recoveries: $(grep -c 'started from checkpoint' "$pg/server.log");" \
+    "unconfirmed Kafka transactions found committed and recorded: $recorded; sent again: $resent_log"
+say "faults survived: $survived"
+ok=1
+[ "$expected" -gt 0 ] && [ "$expected" = "$windows" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
+[ "$dupes" = 0 ] && [ "$short" = 0 ] && [ "$gaps" = 0 ] && [ "$no_marker" = 0 ] || ok=0
+[ "$recorded" -gt 0 ] || { say "no unconfirmed transaction was found committed"; ok=0; }
+[ "$resent_log" -gt 0 ] || { say "no unconfirmed transaction was sent again"; ok=0; }
+if [ "$ok" = 1 ]; then
+    say "PASS: exactly once in Kafka across $survived crashes ($kills kill -9, $restarts immediate shutdowns, ${#failpoints[@]} failpoints)"
+else
+    say "FAIL (seed $seed)"
+    sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM latest) a
+                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM latest EXCEPT SELECT * FROM expected) b) x
+            ORDER BY geo, window_start LIMIT 20"
+    exit 1
+fi
