@@ -94,6 +94,8 @@ run() {   # name -> prints events/s; the worker's CPU seconds in $work/cpu_<name
     t1=$(date +%s.%N)
     pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = '$1'")
     cpu_of "$pid" >"$work/cpu_$1"
+    # the main thread's share (the rest: librdkafka's and RocksDB's threads)
+    awk -v tck="$tck" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / tck }' "/proc/$pid/task/$pid/stat" >"$work/maincpu_$1"
     # the worker's peak resident memory (VmHWM), in MB
     awk '$1 == "VmHWM:" { printf "%.0f", $2 / 1024 }' "/proc/$pid/status" >"$work/rss_$1"
     q -c "SELECT streamflink.stop('$1')" >/dev/null
@@ -111,6 +113,8 @@ echo "fraud pattern (small{5,} large, 1 hour, $keys keys): $cep_rate events/s, $
 echo "window pipeline (tumble 1 minute, count+sum):       $win_rate events/s, $windows windows"
 echo "fraud pattern worker CPU: $(cat "$work/cpu_fraud") s"
 echo "window pipeline worker CPU: $(cat "$work/cpu_per_minute") s"
+echo "fraud pattern worker main thread CPU: $(cat "$work/maincpu_fraud") s"
+echo "window pipeline worker main thread CPU: $(cat "$work/maincpu_per_minute") s"
 echo "fraud pattern worker peak RSS: $(cat "$work/rss_fraud") MB"
 echo "window pipeline worker peak RSS: $(cat "$work/rss_per_minute") MB"
 awk -v c="$cep_rate" -v w="$win_rate" 'BEGIN { printf "ratio pattern/window: %.2f\n", c / w }'
