@@ -1857,6 +1857,7 @@ cep_flush(void *arg)
 
 	kstate_flush(op->ks_buf);
 	kstate_flush(op->ks_nfa);
+	timers_flush(op->timers);
 	kstate_counter_flush(op->open);
 	kstate_counter_flush(op->dropped);
 }
@@ -1866,8 +1867,11 @@ cep_maybe_flush(void *arg)
 {
 	CepOperator *op = (CepOperator *) arg;
 
-	if (kstate_full(op->ks_buf) || kstate_full(op->ks_nfa))
-		cep_flush(op);
+	if (kstate_full(op->ks_buf))
+		kstate_evict(op->ks_buf);
+	if (kstate_full(op->ks_nfa))
+		kstate_evict(op->ks_nfa);
+	timers_maybe_flush(op->timers);
 }
 
 /* The timer of buffer key bkey passed (timer_fire_fn). */
@@ -1952,8 +1956,9 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	/* Keys as GROUP BY groups them; values of an event when not decodable. */
 	kstate_codec_init(&op->codec, def);
 	op->nkeys = def->nkeys;
-	op->ks_buf = kstate_create(store, &buffer_ops, op, sf_state_cache_entries);
-	op->ks_nfa = kstate_create(store, &blob_ops, op, sf_state_cache_entries);
+	/* the operator's cache budget, half each */
+	op->ks_buf = kstate_create(store, &buffer_ops, op, kstate_cache_budget() / 2);
+	op->ks_nfa = kstate_create(store, &blob_ops, op, kstate_cache_budget() / 2);
 	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink cep scratch",
 										ALLOCSET_DEFAULT_SIZES);
 	op->econtext = CreateStandaloneExprContext();

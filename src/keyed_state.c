@@ -16,18 +16,37 @@
 #include "utils/typcache.h"
 
 #include "keyed_state.h"
+#include "state_tuning.h"
 
-int			sf_state_cache_entries = 200000;
+/*
+ * streamflink.state_cache_memory, in kB: what the cached objects of one
+ * worker may take, at most a worker's share of streamflink.state_memory.
+ */
+static int	state_cache_memory_kb = 64 * 1024;
+
+/*
+ * How often (in calls of kstate_full) the cache's memory is measured: the
+ * measure walks the cache's memory contexts, some aggregates make one per
+ * state.  The bound may thus be passed by what this many events add.
+ */
+#define KSTATE_MEASURE_EVERY 32
 
 void
 kstate_define_settings(void)
 {
-	DefineCustomIntVariable("streamflink.state_cache_entries",
-							"Window states a worker keeps in memory between checkpoints.",
-							"Above this, states are written back to RocksDB early; "
-							"it bounds a worker's memory whatever the number of keys.",
-							&sf_state_cache_entries, 200000, 100, INT_MAX / 2,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("streamflink.state_cache_memory",
+							"Memory of a worker's cache of keyed state objects.",
+							"Objects stay cached across checkpoints; above this, the cache "
+							"writes changed ones back to RocksDB and drops the least recently used half. "
+							"At most a worker's share of streamflink.state_memory; taken at a worker's start.",
+							&state_cache_memory_kb, 64 * 1024, 1024, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+}
+
+int64
+kstate_cache_budget(void)
+{
+	return Min((int64) state_cache_memory_kb * 1024, state_memory_share());
 }
 
 /* Hash keys are variable-length byte strings, held by pointer. */
@@ -40,8 +59,10 @@ typedef struct CacheKey
 typedef struct CacheEntry
 {
 	CacheKey	key;			/* data copied into the cache context */
-	void	   *obj;			/* NULL: deleted */
-	bool		dirty;
+	void	   *obj;			/* NULL: none (deleted, or not in the store) */
+	uint64		used;			/* access tick of the last get or put */
+	bool		dirty;			/* differs from the store */
+	bool		stored;			/* the store may hold a value under key */
 } CacheEntry;
 
 struct KeyedState
@@ -49,9 +70,12 @@ struct KeyedState
 	StateStore *store;
 	const KeyedStateOps *ops;
 	void	   *arg;
-	int			max_entries;
+	int64		max_bytes;
 	MemoryContext cxt;			/* entries, keys and objects */
 	HTAB	   *cache;
+	uint64		tick;			/* accesses so far */
+	int			calls;			/* of kstate_full since the last measure */
+	bool		full;			/* as last measured */
 	StringInfoData buf;
 	StateBatch *batch;
 };
@@ -90,14 +114,14 @@ cache_create(KeyedState *ks)
 }
 
 KeyedState *
-kstate_create(StateStore *store, const KeyedStateOps *ops, void *arg, int max_entries)
+kstate_create(StateStore *store, const KeyedStateOps *ops, void *arg, int64 max_bytes)
 {
 	KeyedState *ks = palloc0(sizeof(KeyedState));
 
 	ks->store = store;
 	ks->ops = ops;
 	ks->arg = arg;
-	ks->max_entries = max_entries;
+	ks->max_bytes = Max(max_bytes, 64 * 1024);
 	ks->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state",
 									ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&ks->buf);
@@ -127,7 +151,9 @@ cache_enter(KeyedState *ks, const char *key, size_t klen, bool *found)
 		e->key.len = klen;
 		e->obj = NULL;
 		e->dirty = false;
+		e->stored = true;		/* unknown: maybe */
 	}
+	e->used = ++ks->tick;
 	return e;
 }
 
@@ -137,12 +163,17 @@ kstate_get(KeyedState *ks, const char *key, size_t klen)
 	bool		found;
 	CacheEntry *e = cache_enter(ks, key, klen, &found);
 
-	if (!found && state_get(ks->store, key, klen, &ks->buf))
+	if (!found)
 	{
-		MemoryContext old = MemoryContextSwitchTo(ks->cxt);
+		if (state_get(ks->store, key, klen, &ks->buf))
+		{
+			MemoryContext old = MemoryContextSwitchTo(ks->cxt);
 
-		e->obj = ks->ops->deserialize(ks->arg, ks->buf.data, ks->buf.len);
-		MemoryContextSwitchTo(old);
+			e->obj = ks->ops->deserialize(ks->arg, ks->buf.data, ks->buf.len);
+			MemoryContextSwitchTo(old);
+		}
+		else
+			e->stored = false;	/* a write-back of a delete is not needed */
 	}
 	return e->obj;
 }
@@ -166,11 +197,21 @@ kstate_delete(KeyedState *ks, const char *key, size_t klen)
 bool
 kstate_full(KeyedState *ks)
 {
-	return hash_get_num_entries(ks->cache) >= ks->max_entries;
+	if (++ks->calls >= KSTATE_MEASURE_EVERY)
+	{
+		ks->calls = 0;
+		ks->full = MemoryContextMemAllocated(ks->cxt, true) > (Size) ks->max_bytes;
+	}
+	return ks->full;
 }
 
-void
-kstate_flush(KeyedState *ks)
+/*
+ * Write every changed object back to the store in one batch; they stay
+ * cached, clean.  Entries that hold no object are dropped (a deleted
+ * window is not looked up again).
+ */
+static void
+write_back(KeyedState *ks)
 {
 	HASH_SEQ_STATUS seq;
 	CacheEntry *e;
@@ -179,24 +220,158 @@ kstate_flush(KeyedState *ks)
 	hash_seq_init(&seq, ks->cache);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (!e->dirty)
-			continue;
-		any = true;
-		if (e->obj == NULL)
-			state_batch_delete(ks->batch, e->key.data, e->key.len);
-		else
+		if (e->dirty)
 		{
-			resetStringInfo(&ks->buf);
-			ks->ops->serialize(ks->arg, e->obj, &ks->buf);
-			state_batch_put(ks->batch, e->key.data, e->key.len, ks->buf.data, ks->buf.len);
+			if (e->obj == NULL)
+			{
+				/* never written, or deleted already: nothing to delete */
+				if (e->stored)
+				{
+					state_batch_delete(ks->batch, e->key.data, e->key.len);
+					any = true;
+				}
+			}
+			else
+			{
+				resetStringInfo(&ks->buf);
+				ks->ops->serialize(ks->arg, e->obj, &ks->buf);
+				state_batch_put(ks->batch, e->key.data, e->key.len, ks->buf.data, ks->buf.len);
+				any = true;
+			}
+			e->dirty = false;
+			e->stored = e->obj != NULL;
+		}
+		if (e->obj == NULL)
+		{
+			char	   *data = (char *) e->key.data;
+
+			/* (removing the entry being visited is allowed) */
+			hash_search(ks->cache, &e->key, HASH_REMOVE, NULL);
+			pfree(data);
 		}
 	}
 	if (any)
 		state_batch_write(ks->store, ks->batch);
+}
 
-	/* Everything is in the store now: start afresh. */
+void
+kstate_flush(KeyedState *ks)
+{
+	write_back(ks);
+}
+
+static int
+tick_cmp(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/*
+ * Write back, then keep the more recently used half of the objects.  They
+ * cannot be freed one by one (an object is whatever its deserialize
+ * allocated, aggregate states included), so the kept ones are serialized,
+ * the cache's context is reset, and they are built again from their bytes:
+ * the context keeps its identity (aggregates allocate their states in it),
+ * and memory returns to the bound.
+ */
+void
+kstate_evict(KeyedState *ks)
+{
+	MemoryContext tmp;
+	MemoryContext old;
+	HASH_SEQ_STATUS seq;
+	CacheEntry *e;
+	long		n;
+	uint64	   *ticks;
+	uint64		threshold = PG_UINT64_MAX;
+	StringInfoData kept;
+	int			nkept = 0;
+	const char *p;
+
+	write_back(ks);
+
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state eviction",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+
+	/* the median access tick: entries used at or after it stay */
+	n = hash_get_num_entries(ks->cache);
+	if (n > 1)
+	{
+		long		i = 0;
+
+		ticks = palloc(sizeof(uint64) * n);
+		hash_seq_init(&seq, ks->cache);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			ticks[i++] = e->used;
+		qsort(ticks, n, sizeof(uint64), tick_cmp);
+		threshold = ticks[n / 2];
+	}
+
+	/* [used:8][klen:4][key][vlen:4][value] of each kept object */
+	initStringInfo(&kept);
+	hash_seq_init(&seq, ks->cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		uint32		klen = (uint32) e->key.len;
+		uint32		vlen;
+		int			at;
+
+		if (e->used < threshold || e->obj == NULL)
+			continue;
+		appendBinaryStringInfo(&kept, (char *) &e->used, sizeof(uint64));
+		appendBinaryStringInfo(&kept, (char *) &klen, sizeof(uint32));
+		appendBinaryStringInfo(&kept, e->key.data, klen);
+		at = kept.len;
+		appendBinaryStringInfo(&kept, (char *) &klen, sizeof(uint32));	/* room */
+		MemoryContextSwitchTo(ks->cxt); /* serialize as kstate_flush does */
+		ks->ops->serialize(ks->arg, e->obj, &kept);
+		MemoryContextSwitchTo(tmp);
+		vlen = (uint32) (kept.len - at - sizeof(uint32));
+		memcpy(kept.data + at, &vlen, sizeof(uint32));
+		nkept++;
+	}
+
 	MemoryContextReset(ks->cxt);
 	cache_create(ks);
+
+	/* the kept ones, clean and in the store, as they were */
+	p = kept.data;
+	for (int i = 0; i < nkept; i++)
+	{
+		uint64		used;
+		uint32		klen;
+		uint32		vlen;
+		bool		found;
+
+		memcpy(&used, p, sizeof(uint64));
+		memcpy(&klen, p + sizeof(uint64), sizeof(uint32));
+		p += sizeof(uint64) + sizeof(uint32);
+		e = cache_enter(ks, p, klen, &found);
+		p += klen;
+		memcpy(&vlen, p, sizeof(uint32));
+		p += sizeof(uint32);
+		MemoryContextSwitchTo(ks->cxt);
+		e->obj = ks->ops->deserialize(ks->arg, p, vlen);
+		MemoryContextSwitchTo(tmp);
+		e->used = used;
+		e->stored = true;
+		p += vlen;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+
+	/* half of a cache still over the bound (huge objects): keep none */
+	if (nkept > 0 && MemoryContextMemAllocated(ks->cxt, true) > (Size) ks->max_bytes)
+	{
+		MemoryContextReset(ks->cxt);
+		cache_create(ks);
+	}
+	ks->full = false;
+	ks->calls = 0;
 }
 
 void

@@ -4,12 +4,26 @@
  *	  Keyed operator state: a bounded write-back cache over a StateStore.
  *
  * Operators (windows, CEP) read and update their per-key objects here.  An
- * object lives in the cache, in memory of the cache's context, until the
- * next flush, which writes every changed object to RocksDB in one batch and
- * empties the cache.  A flush happens before every checkpoint and whenever
- * the cache holds more than its limit of entries, so a worker's memory is
- * bounded whatever the number of keys, while a hot key costs one RocksDB
- * read and one write per checkpoint instead of one per event.
+ * object lives in the cache, in memory of the cache's context, from its
+ * first get or put until it is evicted: a checkpoint (kstate_flush) writes
+ * every changed object to RocksDB in one batch and keeps them all, clean,
+ * so a hot key costs no RocksDB read after its first, and one write per
+ * checkpoint in which it changed, instead of one per event.
+ *
+ * Memory is bounded by bytes, not entries: kstate_full measures the cache's
+ * context (objects, keys, hash table, and whatever aggregates allocate in
+ * it) against the bound given at creation, about every 32 calls; then
+ * kstate_evict writes changed objects back and keeps the more recently used
+ * half.  So a worker's memory stays bounded whatever the number of keys.
+ *
+ * The cache is the process's: the worker's process ends at any error and
+ * recovers from the last checkpoint, so nothing cached outlives the epoch
+ * that wrote it without being part of a checkpoint.  What is written back
+ * between checkpoints (evictions) lands in the live database only, never in
+ * a snapshot before the checkpoint that covers it.
+ *
+ * Objects are invalidated (freed) by kstate_evict only, never by
+ * kstate_flush.  Single-threaded.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,17 +50,19 @@ typedef struct KeyedStateOps
 	void		(*serialize) (void *arg, void *obj, StringInfo buf);
 } KeyedStateOps;
 
+/* A cache over store whose memory stays within about max_bytes. */
 extern KeyedState *kstate_create(StateStore *store, const KeyedStateOps *ops,
-								 void *arg, int max_entries);
+								 void *arg, int64 max_bytes);
 
 /*
- * streamflink.state_cache_entries: the max_entries operators give
- * kstate_create.
+ * streamflink.state_cache_memory, bounded by a worker's share of
+ * streamflink.state_memory: the bytes a worker's operator may give its
+ * caches (in all: an operator with two caches gives each half).
  */
-extern int	sf_state_cache_entries;
+extern int64 kstate_cache_budget(void);
 extern void kstate_define_settings(void);
 
-/* Context for objects handed to kstate_put; reset by every flush. */
+/* Context for objects handed to kstate_put; reset by every eviction. */
 extern MemoryContext kstate_memory(KeyedState *ks);
 
 /* The object under key, from the cache or the store; NULL if none. */
@@ -57,10 +73,13 @@ extern void kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj);
 
 extern void kstate_delete(KeyedState *ks, const char *key, size_t klen);
 
-/* True when the cache is over its limit: flush between two events. */
+/* True when the cache is over its bound: evict between two events. */
 extern bool kstate_full(KeyedState *ks);
 
-/* Write changed objects to the store; invalidates every object pointer. */
+/* Write changed objects back; invalidates every object pointer. */
+extern void kstate_evict(KeyedState *ks);
+
+/* Write changed objects to the store (before a snapshot); they stay cached. */
 extern void kstate_flush(KeyedState *ks);
 
 /* Group keys (KeyCodec, kstate_encode_key...): see group_key.h. */

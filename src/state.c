@@ -870,6 +870,26 @@ state_batch_delete(StateBatch *batch, const char *key, size_t klen)
 	rocksdb_writebatch_delete(batch->wb, key, klen);
 }
 
+void
+state_batch_put_family(StateBatch *batch, StateStore *family,
+					   const char *key, size_t klen,
+					   const char *val, size_t vlen)
+{
+	rocksdb_writebatch_put_cf(batch->wb, family->cf, key, klen, val, vlen);
+}
+
+/*
+ * One range tombstone: far cheaper than a tombstone per key where a range
+ * of keys goes at once (fired timers), and reads of the range skip it.
+ */
+void
+state_batch_delete_range(StateBatch *batch, StateStore *family,
+						 const char *lower, size_t llen,
+						 const char *upper, size_t ulen)
+{
+	rocksdb_writebatch_delete_range_cf(batch->wb, family->cf, lower, llen, upper, ulen);
+}
+
 /* Apply the batch atomically, then clear it for reuse (also on failure). */
 void
 state_batch_write(StateStore *store, StateBatch *batch)

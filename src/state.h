@@ -108,7 +108,8 @@ extern void state_close(StateStore *store);
  * The handle of one family of an open database, for every operation below
  * (the handle state_open returns is STATE_FAMILY_MAIN's).  It belongs to
  * the database: it needs no close and is invalid after state_close.  Write
- * batches write to the main family only.
+ * batches write to the main family, unless given another
+ * (state_batch_put_family).
  */
 extern StateStore *state_family(StateStore *store, StateFamily family);
 
@@ -124,6 +125,18 @@ extern StateBatch *state_batch_create(void);
 extern void state_batch_put(StateBatch *batch, const char *key, size_t klen,
 							const char *val, size_t vlen);
 extern void state_batch_delete(StateBatch *batch, const char *key, size_t klen);
+
+/*
+ * The same in a given family (state_family); the batch is written with
+ * state_batch_write on any handle of the database.  delete_range deletes
+ * every key k with lower <= k < upper.
+ */
+extern void state_batch_put_family(StateBatch *batch, StateStore *family,
+								   const char *key, size_t klen,
+								   const char *val, size_t vlen);
+extern void state_batch_delete_range(StateBatch *batch, StateStore *family,
+									 const char *lower, size_t llen,
+									 const char *upper, size_t ulen);
 extern void state_batch_write(StateStore *store, StateBatch *batch);	/* and clears it */
 extern void state_batch_destroy(StateBatch *batch);
 

@@ -10,18 +10,27 @@
  * with their key group when state is cut by key-group range.  Registering
  * the same timer twice is one timer.
  *
+ * A registered timer is kept in memory (pending) until timers_flush, which
+ * the operator calls with its state flush before every snapshot, writes
+ * it: a timer that fires before the next checkpoint never reaches RocksDB.
+ * Firing is a range scan per key group with stored timers due (and the
+ * pending timers' heap), and fired stored timers are deleted by one range
+ * per key group at the next flush, not one by one.
+ *
  * Due timers fire in global time order, ties in state key byte order,
  * whatever their key groups.  The service keeps a floor, the watermark it
  * last fired up to plus one: no timer below it remains, so a timer must be
- * registered at or above the floor (a timer below it never fires).  To keep
- * a watermark advance cheap when nothing is due, it keeps per key group a
- * lower bound of the times of its timers (unknown after a restart, then
- * exact after the first advance), and scans only the key groups with a
- * timer due.
+ * registered at or above the floor (a timer below it never fires, and is
+ * dropped).  To keep a watermark advance cheap when nothing is due, it
+ * keeps per key group a lower bound of the times of its stored timers
+ * (unknown after a restart, then exact after the first advance), and scans
+ * only the key groups with a timer due.
  *
- * Memory: the service and its due lists live in the memory context it was
- * created in (the due list in a child context reset by every advance).
- * Single-threaded, like the operator that owns it.
+ * Memory: the service, its pending timers and its due lists live in the
+ * memory context it was created in (pending timers and due lists in child
+ * contexts reset by every flush and advance).  Pending timers are bounded
+ * by an eighth of kstate_cache_budget(): timers_maybe_flush writes them
+ * early beyond it.  Single-threaded, like the operator that owns it.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +58,15 @@ extern void timers_register(TimerService *ts, TimestampTz when,
 
 extern void timers_delete(TimerService *ts, TimestampTz when,
 						  const char *skey, size_t sklen);
+
+/*
+ * Write pending timers to the store and delete the fired ones from it: the
+ * operator's flush before a snapshot.  Not while firing.
+ */
+extern void timers_flush(TimerService *ts);
+
+/* timers_flush if the pending timers are over their memory bound. */
+extern void timers_maybe_flush(TimerService *ts);
 
 /* No timer below this remains. */
 extern TimestampTz timers_floor(TimerService *ts);

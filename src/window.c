@@ -357,7 +357,7 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	op->def = def;
 	op->store = store;
 	op->sink = sink;
-	op->ks = kstate_create(store, &winstate_ops, op, sf_state_cache_entries);
+	op->ks = kstate_create(store, &winstate_ops, op, kstate_cache_budget());
 	if (def->query_tree != NULL)
 	{
 		op->sql = sqlp_window_create(def, kstate_memory(op->ks));
@@ -782,13 +782,15 @@ void
 window_maybe_flush(WindowOperator *op)
 {
 	if (kstate_full(op->ks))
-		window_flush(op);
+		kstate_evict(op->ks);
+	timers_maybe_flush(op->timers);
 }
 
 void
 window_flush(WindowOperator *op)
 {
 	kstate_flush(op->ks);
+	timers_flush(op->timers);
 	kstate_counter_flush(op->open);
 }
 

@@ -12,6 +12,9 @@
 # emitted (end to end, checkpoints included).  Also each worker's CPU
 # seconds over that time (user + system from /proc/<pid>/stat, every thread
 # of the process, RocksDB's included), which a busy machine disturbs less.
+# SF_BENCH_PERF=FILE writes a perf profile of each worker (3 s from 1 s
+# after its start) to FILE.fraud and FILE.per_minute.  Also each worker's
+# peak RSS (VmHWM) when its pipeline finished.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -25,7 +28,12 @@ work=$SF_TEST_DIR
 
 addr=$(sf_broker_start "$work/broker" "bench_cep:$parts")
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port"
+# CEP_BENCH_PG_CONF: extra postgresql.conf lines, ';'-separated (e.g. a small
+# streamflink.state_cache_memory with many keys, to show the worker's RSS
+# stays bounded).
+conf=()
+IFS=';' read -r -a conf <<<"${CEP_BENCH_PG_CONF:-}"
+sf_pg_start "$work/pg" "$port" ${conf[@]+"${conf[@]}"}
 sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
 
@@ -69,12 +77,27 @@ run() {   # name -> prints events/s; the worker's CPU seconds in $work/cpu_<name
     local t0 t1 pid
     t0=$(date +%s.%N)
     q -c "SELECT streamflink.start('$1')" >/dev/null
+    if [ -n "${SF_BENCH_PERF:-}" ]; then
+        # Profile the worker for 3 s, from 1 s after its start (perf record
+        # -g; report by DSO and symbol to FILE.<pipeline>).
+        sleep 1
+        pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = '$1'")
+        perf record -q -F 999 -g -p "$pid" -o "$work/perf-$1.data" -- sleep 3 2>/dev/null || true
+        for sort in dso sym; do
+            perf report -i "$work/perf-$1.data" --comm postgres --percentage relative \
+                --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null || true
+        done >"$SF_BENCH_PERF.$1"
+    fi
     while [ "$(q -c "SELECT coalesce(watermark >= '2030-01-01', false) FROM streamflink.pipelines WHERE name = '$1'")" != t ]; do
         sleep 0.2
     done
     t1=$(date +%s.%N)
     pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = '$1'")
     cpu_of "$pid" >"$work/cpu_$1"
+    # the main thread's share (the rest: librdkafka's and RocksDB's threads)
+    awk -v tck="$tck" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / tck }' "/proc/$pid/task/$pid/stat" >"$work/maincpu_$1"
+    # the worker's peak resident memory (VmHWM), in MB
+    awk '$1 == "VmHWM:" { printf "%.0f", $2 / 1024 }' "/proc/$pid/status" >"$work/rss_$1"
     q -c "SELECT streamflink.stop('$1')" >/dev/null
     while [ "$(q -c "SELECT status FROM streamflink.pipelines WHERE name = '$1'")" != stopped ]; do
         sleep 0.2
@@ -90,4 +113,8 @@ echo "fraud pattern (small{5,} large, 1 hour, $keys keys): $cep_rate events/s, $
 echo "window pipeline (tumble 1 minute, count+sum):       $win_rate events/s, $windows windows"
 echo "fraud pattern worker CPU: $(cat "$work/cpu_fraud") s"
 echo "window pipeline worker CPU: $(cat "$work/cpu_per_minute") s"
+echo "fraud pattern worker main thread CPU: $(cat "$work/maincpu_fraud") s"
+echo "window pipeline worker main thread CPU: $(cat "$work/maincpu_per_minute") s"
+echo "fraud pattern worker peak RSS: $(cat "$work/rss_fraud") MB"
+echo "window pipeline worker peak RSS: $(cat "$work/rss_per_minute") MB"
 awk -v c="$cep_rate" -v w="$win_rate" 'BEGIN { printf "ratio pattern/window: %.2f\n", c / w }'

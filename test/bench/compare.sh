@@ -206,6 +206,10 @@ PATTERNS = {
         ("windows", "windows", r"^window pipeline .* events/s, " + num + " windows"),
         ("cepcpu", "fraud pattern, worker CPU s", r"^fraud pattern worker CPU: " + num + " s"),
         ("wincpu", "window pipeline, worker CPU s", r"^window pipeline worker CPU: " + num + " s"),
+        ("cepmain", "fraud pattern, main thread CPU s", r"^fraud pattern worker main thread CPU: " + num + " s"),
+        ("winmain", "window pipeline, main thread CPU s", r"^window pipeline worker main thread CPU: " + num + " s"),
+        ("ceprss", "fraud pattern, worker peak RSS MB", r"^fraud pattern worker peak RSS: " + num + " MB"),
+        ("winrss", "window pipeline, worker peak RSS MB", r"^window pipeline worker peak RSS: " + num + " MB"),
     ],
 }
 # In-run ratios: numerator and denominator measured in the same run.
@@ -215,7 +219,7 @@ RATIOS = {
                  ("sf", "csv", "streamflink / COPY csv + GROUP BY")],
     "cep_bench.sh": [("cep", "win", "pattern / window")],
 }
-RATES = {"bench.sh": ["sf", "raw", "json", "csv"], "cep_bench.sh": ["cep", "win", "cepcpu", "wincpu"]}
+RATES = {"bench.sh": ["sf", "raw", "json", "csv"], "cep_bench.sh": ["cep", "win", "cepcpu", "wincpu", "cepmain", "winmain", "ceprss", "winrss"]}
 COUNTS = {"bench.sh": ["windows", "wrong"], "cep_bench.sh": ["matches", "windows"]}
 SETTINGS = {"bench.sh": "SF_BENCH_EVENTS=%s" % os.environ.get("SF_BENCH_EVENTS", "1000000"),
             "cep_bench.sh": "CEP_BENCH_EVENTS=%s CEP_BENCH_KEYS=%s" % (
