@@ -601,109 +601,6 @@ $$;
 
 CREATE FUNCTION streamflink._check_savepoint_name(p streamflink.pipeline, name text)
 RETURNS void
-/* ---- Sources: start positions, metadata columns, partitions added while running ----
- * (src/start_position.c, src/kafka_source.c, the metadata section of src/decode.c)
- *
- * start_position: where a pipeline reads a partition the first time
- * ('earliest', 'latest', a timestamp, or offsets per partition as JSON),
- * kept canonical (timestamps in UTC); after a checkpoint, the checkpoint
- * rules.  A pipeline may override its source's (NULL: the source's).
- * metadata: source columns filled from the Kafka message rather than its
- * value, {"column": "key" | "key.<field>" | "partition" | "offset" |
- * "timestamp" | "headers" | "header:<name>"}; key_format decodes the key's
- * fields (key.<field> columns) as format decodes the value.
- */
-ALTER TABLE streamflink.source ADD COLUMN start_position text NOT NULL DEFAULT 'earliest';
-ALTER TABLE streamflink.source ADD COLUMN key_format text NOT NULL DEFAULT 'text';
-ALTER TABLE streamflink.source ADD COLUMN metadata jsonb;
-ALTER TABLE streamflink.pipeline ADD COLUMN start_position text;
-COMMENT ON COLUMN streamflink.source.start_position IS
-	'first start: earliest, latest, a timestamp (UTC) or {"partition": offset, ...}';
-COMMENT ON COLUMN streamflink.source.metadata IS
-	'columns filled from the message''s key, headers, partition, offset or timestamp: {"column": "key", ...}';
-COMMENT ON COLUMN streamflink.pipeline.start_position IS
-	'overrides the source''s start_position (NULL: the source''s)';
-GRANT INSERT (start_position, key_format, metadata) ON streamflink.source TO streamflink_user;
-GRANT INSERT (start_position) ON streamflink.pipeline TO streamflink_user;
-
-/*
- * The offsets a pipeline started each partition at, resolved by its worker
- * the first time it reads the partition and committed before it reads:
- * a restart before the first checkpoint starts at the same offsets (a
- * 'latest' is not resolved again to a later end), and a partition added to
- * the topic while the pipeline runs is recorded when it is found.
- * spec: the start position they were resolved from (a changed one, before
- * any checkpoint, is resolved again); how: what each offset came from.
- */
-CREATE TABLE streamflink.start_offset (
-	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
-	topic		text NOT NULL,
-	partition	int NOT NULL,
-	start_offset bigint NOT NULL,
-	spec		text NOT NULL,
-	how			text NOT NULL,
-	resolved	timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (pipeline_id, partition)
-);
-SELECT pg_catalog.pg_extension_config_dump('streamflink.start_offset', '');
-CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.start_offset
-	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
-ALTER TABLE streamflink.start_offset ENABLE ROW LEVEL SECURITY;
-CREATE POLICY owner_rows ON streamflink.start_offset
-	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
-				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
-GRANT SELECT ON streamflink.start_offset TO streamflink_user;
-
-/* A start position in canonical form, or an error with a hint. */
-CREATE FUNCTION streamflink._start_position(spec text)
-RETURNS text
-AS 'MODULE_PATHNAME', 'streamflink_start_position'
-LANGUAGE C STABLE;
-
-/*
- * A column list with METADATA clauses ("k text METADATA FROM 'key'", as in
- * Flink SQL) split into the plain column list and the metadata map.
- */
-CREATE FUNCTION streamflink._metadata_columns(columns text, OUT columns text, OUT metadata jsonb)
-AS 'MODULE_PATHNAME', 'streamflink_metadata_columns'
-LANGUAGE C IMMUTABLE STRICT;
-
-/*
- * Checks a source's metadata map against its row type and value format
- * (every named column exists, every key is known, key.<field> columns need
- * a key_format other than text, a text source keeps one value column) and
- * key_format; errors with a hint.
- */
-CREATE FUNCTION streamflink._check_metadata(row_type regtype, format text, key_format text,
-											metadata jsonb)
-RETURNS void
-AS 'MODULE_PATHNAME', 'streamflink_check_metadata'
-LANGUAGE C STABLE;
-
-/* BEFORE INSERT ON source (after check_source): the columns above, canonical. */
-CREATE FUNCTION streamflink._source_position_check()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	NEW.start_position := streamflink._start_position(NEW.start_position);
-	NEW.key_format := lower(NEW.key_format);
-	PERFORM streamflink._check_metadata(NEW.row_type, NEW.format, NEW.key_format, NEW.metadata);
-	RETURN NEW;
-END
-$$;
-REVOKE ALL ON FUNCTION streamflink._source_position_check() FROM PUBLIC;
-CREATE TRIGGER check_source_position BEFORE INSERT ON streamflink.source
-	FOR EACH ROW EXECUTE FUNCTION streamflink._source_position_check();
-
-/*
- * BEFORE INSERT OR UPDATE OF start_position ON pipeline: canonical, and
- * changed only before the pipeline's first checkpoint while it is stopped
- * (after it, the checkpoint says where each partition goes on).
- */
-CREATE FUNCTION streamflink._pipeline_position_check()
-RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -789,34 +686,6 @@ $$;
 
 DROP FUNCTION streamflink.start(text);
 CREATE FUNCTION streamflink.start(pipeline text, from_savepoint text DEFAULT NULL)
-	IF NEW.start_position IS NOT NULL THEN
-		NEW.start_position := streamflink._start_position(NEW.start_position);
-	END IF;
-	IF TG_OP = 'UPDATE' AND NEW.start_position IS DISTINCT FROM OLD.start_position THEN
-		IF OLD.state = 'running' THEN
-			RAISE EXCEPTION 'pipeline "%" is running', OLD.name
-				USING ERRCODE = 'object_in_use',
-					  HINT = 'Stop it first; the start position applies to its next start.';
-		END IF;
-		IF EXISTS (SELECT 1 FROM streamflink.checkpoint c WHERE c.pipeline_id = OLD.id) THEN
-			RAISE EXCEPTION 'pipeline "%" has checkpoints: it goes on from its last one', OLD.name
-				USING ERRCODE = 'object_not_in_prerequisite_state',
-					  HINT = 'A start position applies before the first checkpoint only; create a new pipeline to start elsewhere.';
-		END IF;
-	END IF;
-	RETURN NEW;
-END
-$$;
-REVOKE ALL ON FUNCTION streamflink._pipeline_position_check() FROM PUBLIC;
-CREATE TRIGGER check_start_position BEFORE INSERT OR UPDATE OF start_position ON streamflink.pipeline
-	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_position_check();
-GRANT UPDATE (start_position) ON streamflink.pipeline TO streamflink_user;
-
-/*
- * A pipeline's own start position (NULL: its source's), e.g. to replay a
- * topic from a point in time with a new pipeline over an existing source.
- */
-CREATE FUNCTION streamflink.set_start_position(pipeline text, start_position text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -965,6 +834,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION streamflink._rescale_savepoint(int, text, int),
 	streamflink.rescale_savepoint(text, text, int) FROM PUBLIC;
+
 /* ---- Pipelines written as SQL queries (src/sql_pipeline.c, src/filter_project.c) ----
  *
  * create_pipeline(name, query, sink): one SELECT over a source, parsed and
@@ -1120,6 +990,149 @@ END
 $$;
 REVOKE ALL ON FUNCTION streamflink.create_pipeline(text, text, text, interval, interval, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink.create_pipeline(text, text, text, interval, interval, text, text) TO streamflink_user;
+
+/* ---- Sources: start positions, metadata columns, partitions added while running ----
+ * (src/start_position.c, src/kafka_source.c, the metadata section of src/decode.c)
+ *
+ * start_position: where a pipeline reads a partition the first time
+ * ('earliest', 'latest', a timestamp, or offsets per partition as JSON),
+ * kept canonical (timestamps in UTC); after a checkpoint, the checkpoint
+ * rules.  A pipeline may override its source's (NULL: the source's).
+ * metadata: source columns filled from the Kafka message rather than its
+ * value, {"column": "key" | "key.<field>" | "partition" | "offset" |
+ * "timestamp" | "headers" | "header:<name>"}; key_format decodes the key's
+ * fields (key.<field> columns) as format decodes the value.
+ */
+ALTER TABLE streamflink.source ADD COLUMN start_position text NOT NULL DEFAULT 'earliest';
+ALTER TABLE streamflink.source ADD COLUMN key_format text NOT NULL DEFAULT 'text';
+ALTER TABLE streamflink.source ADD COLUMN metadata jsonb;
+ALTER TABLE streamflink.pipeline ADD COLUMN start_position text;
+COMMENT ON COLUMN streamflink.source.start_position IS
+	'first start: earliest, latest, a timestamp (UTC) or {"partition": offset, ...}';
+COMMENT ON COLUMN streamflink.source.metadata IS
+	'columns filled from the message''s key, headers, partition, offset or timestamp: {"column": "key", ...}';
+COMMENT ON COLUMN streamflink.pipeline.start_position IS
+	'overrides the source''s start_position (NULL: the source''s)';
+GRANT INSERT (start_position, key_format, metadata) ON streamflink.source TO streamflink_user;
+GRANT INSERT (start_position) ON streamflink.pipeline TO streamflink_user;
+
+/*
+ * The offsets a pipeline started each partition at, resolved by its worker
+ * the first time it reads the partition and committed before it reads:
+ * a restart before the first checkpoint starts at the same offsets (a
+ * 'latest' is not resolved again to a later end), and a partition added to
+ * the topic while the pipeline runs is recorded when it is found.
+ * spec: the start position they were resolved from (a changed one, before
+ * any checkpoint, is resolved again); how: what each offset came from.
+ */
+CREATE TABLE streamflink.start_offset (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	topic		text NOT NULL,
+	partition	int NOT NULL,
+	start_offset bigint NOT NULL,
+	spec		text NOT NULL,
+	how			text NOT NULL,
+	resolved	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (pipeline_id, partition)
+);
+SELECT pg_catalog.pg_extension_config_dump('streamflink.start_offset', '');
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.start_offset
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+ALTER TABLE streamflink.start_offset ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON streamflink.start_offset
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+GRANT SELECT ON streamflink.start_offset TO streamflink_user;
+
+/* A start position in canonical form, or an error with a hint. */
+CREATE FUNCTION streamflink._start_position(spec text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'streamflink_start_position'
+LANGUAGE C STABLE;
+
+/*
+ * A column list with METADATA clauses ("k text METADATA FROM 'key'", as in
+ * Flink SQL) split into the plain column list and the metadata map.
+ */
+CREATE FUNCTION streamflink._metadata_columns(columns text, OUT columns text, OUT metadata jsonb)
+AS 'MODULE_PATHNAME', 'streamflink_metadata_columns'
+LANGUAGE C IMMUTABLE STRICT;
+
+/*
+ * Checks a source's metadata map against its row type and value format
+ * (every named column exists, every key is known, key.<field> columns need
+ * a key_format other than text, a text source keeps one value column) and
+ * key_format; errors with a hint.
+ */
+CREATE FUNCTION streamflink._check_metadata(row_type regtype, format text, key_format text,
+											metadata jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_check_metadata'
+LANGUAGE C STABLE;
+
+/* BEFORE INSERT ON source (after check_source): the columns above, canonical. */
+CREATE FUNCTION streamflink._source_position_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	NEW.start_position := streamflink._start_position(NEW.start_position);
+	NEW.key_format := lower(NEW.key_format);
+	PERFORM streamflink._check_metadata(NEW.row_type, NEW.format, NEW.key_format, NEW.metadata);
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._source_position_check() FROM PUBLIC;
+CREATE TRIGGER check_source_position BEFORE INSERT ON streamflink.source
+	FOR EACH ROW EXECUTE FUNCTION streamflink._source_position_check();
+
+/*
+ * BEFORE INSERT OR UPDATE OF start_position ON pipeline: canonical, and
+ * changed only before the pipeline's first checkpoint while it is stopped
+ * (after it, the checkpoint says where each partition goes on).
+ */
+CREATE FUNCTION streamflink._pipeline_position_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.start_position IS NOT NULL THEN
+		NEW.start_position := streamflink._start_position(NEW.start_position);
+	END IF;
+	IF TG_OP = 'UPDATE' AND NEW.start_position IS DISTINCT FROM OLD.start_position THEN
+		IF OLD.state = 'running' THEN
+			RAISE EXCEPTION 'pipeline "%" is running', OLD.name
+				USING ERRCODE = 'object_in_use',
+					  HINT = 'Stop it first; the start position applies to its next start.';
+		END IF;
+		IF EXISTS (SELECT 1 FROM streamflink.checkpoint c WHERE c.pipeline_id = OLD.id) THEN
+			RAISE EXCEPTION 'pipeline "%" has checkpoints: it goes on from its last one', OLD.name
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'A start position applies before the first checkpoint only; create a new pipeline to start elsewhere.';
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._pipeline_position_check() FROM PUBLIC;
+CREATE TRIGGER check_start_position BEFORE INSERT OR UPDATE OF start_position ON streamflink.pipeline
+	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_position_check();
+GRANT UPDATE (start_position) ON streamflink.pipeline TO streamflink_user;
+
+/*
+ * A pipeline's own start position (NULL: its source's), e.g. to replay a
+ * topic from a point in time with a new pipeline over an existing source.
+ */
+CREATE FUNCTION streamflink.set_start_position(pipeline text, start_position text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p streamflink.pipeline := streamflink._pipeline(pipeline);
+BEGIN
 	UPDATE streamflink.pipeline SET start_position = set_start_position.start_position
 	WHERE id = p.id;
 END
@@ -1562,7 +1575,6 @@ BEGIN
 			create_source.avro_schema, create_source.schema_registry);
 END
 $$;
-REVOKE ALL ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval,
 												interval, text[], text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval,
