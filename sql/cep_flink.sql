@@ -387,3 +387,89 @@ SELECT nl_run('greedy_last', 'a b{->1,}+', 'a1 b1 e1 b2 b3') AS "a b{->1,}+";
 --
 SELECT nl_run('stop_and_final', 'a -> !c -> d', 'a1 d1=9 a2 d2',
 	define => $$a AS id ~ '^a', c AS x = 9, d AS id ~ '^d'$$) AS "a -> !c -> d, d1 also a c";
+
+--
+-- Optional quantified variables, Flink's times(n[, m]).optional() and
+-- timesOrMore(n).optional(): no event, or n (..m) of them -- never 1..n-1.
+-- Written (b{n})?, (b{n,m})?, (b{n,})?: SQL's row-pattern syntax for "one
+-- or no occurrence of b{n}".  (b{0,m}, b* and b? are Flink's
+-- times(1, m).optional(), oneOrMore().optional() and optional().)  Flink
+-- compiles them as the non-optional quantifier whose first state has a
+-- proceed edge too (createTimesState: only the first state is optional),
+-- so a partial match with 1..n-1 events cannot proceed.
+-- The events of TimesRangeITCase's and TimesOrMoreITCase's ConsecutiveData:
+-- c1 (start), f1 (no variable), a1, f2, a2, a3, b1 (end1).
+--
+-- TimesRangeITCase.testTimesRangeNonStrictOptional2: c, followedByAny a
+-- times(2, 3) allowCombinations optional, followedBy b.  a is skipped
+-- (c1 b1), or takes 2 or 3 of a1 a2 a3 in any combination: a1 a2 a3,
+-- a1 a2, a1 a3, a2 a3.  Flink: these 5.
+SELECT nl_run('times_opt2', 'c ->> (a{->>2,3})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesRangeNonStrictOptional2";
+-- TimesRangeITCase.testTimesRangeNonStrictOptional3: the same with relaxed
+-- iterations (a{->2,3}): a run skips no a, so a1 a3 is no match (a1's run
+-- takes a2).  Flink: c1 a1 a2 a3 b1, c1 a1 a2 b1, c1 a2 a3 b1, c1 b1.
+SELECT nl_run('times_opt3', 'c ->> (a{->2,3})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesRangeNonStrictOptional3";
+-- TimesOrMoreITCase.testTimesOrMoreStrictOptional: c, followedByAny a
+-- timesOrMore(2) consecutive optional, followedBy b: a1 is followed by f2
+-- (a run of one, not enough); a2 a3 is a run of two.  Flink: c1 a2 a3 b1,
+-- c1 b1.
+SELECT nl_run('more_opt', 'c ->> (a{2,})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesOrMoreStrictOptional";
+-- TimesOrMoreITCase.testTimesOrMoreStrictOptional2: next into a, on
+-- c1 a1 a2 a3 b1.  a1 alone cannot proceed to b (1 < 2).  Flink:
+-- c1 a1 a2 a3 b1, c1 a1 a2 b1, c1 b1.
+SELECT nl_run('more_opt2', 'c (a{2,})? -> b', 'c1 a1 a2 a3 b1')
+	AS "testTimesOrMoreStrictOptional2";
+-- TimesOrMoreITCase.testTimesOrMoreNonStrictOptional: followedBy into a
+-- times(2,) relaxed optional, on c1 f1 b1.  Flink: c1 b1.
+SELECT nl_run('more_opt_none', 'c -> (a{->2,})? -> b', 'c1 f1 b1')
+	AS "testTimesOrMoreNonStrictOptional";
+-- TimesOrMoreITCase.testTimesOrMoreNonStrictOptional2: followedByAny,
+-- allowCombinations.  Flink: every 2 or 3 of a1 a2 a3 (a1 a2 a3, a1 a2,
+-- a1 a3, a2 a3), and c1 b1.
+SELECT nl_run('more_opt_comb', 'c ->> (a{->>2,})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesOrMoreNonStrictOptional2";
+-- times(2).optional() strictly between c and b, on c1 a1 b1 c2 a2 a3 b2
+-- c3 b3: one a is neither none nor two.  c2 a2 a3 b2, c3 b3.
+SELECT nl_run('times_opt_exact', 'c (a{2})? b', 'c1 a1 b1 c2 a2 a3 b2 c3 b3') AS "c (a{2})? b";
+-- Refused: a ? after a quantifier (SQL's reluctant quantifier, which has
+-- no Flink meaning), an optional variable made optional again (Flink:
+-- "Optional already applied!"), parentheses around more than one
+-- variable, or a quantifier after them.
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c a{2}? b', NULL, 'opt_bad_out');
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c a+? b', NULL, 'opt_bad_out');
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c (a*)? b', NULL, 'opt_bad_out');
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c (a{2})+ b', NULL, 'opt_bad_out');
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c !(a) b', NULL, 'opt_bad_out');
+
+--
+-- A first variable that may take no event (Flink's optional start state:
+-- its proceed edge lets the next variable take the first event).
+-- NFAITCase.testIterativeWithLoopingStartingEager: s oneOrMore optional
+-- (relaxed iterations), followedBy e, s's condition: the x of s's events
+-- so far plus this one below 5; on s1=1 s2=2 s3=3 e1.  s1 s2 (3) cannot
+-- take s3 (3 + 3), so its relaxed iterations skip it; s1 cannot skip s2
+-- (it satisfies the condition).  e1 alone: s took no event.  Flink:
+-- s1 s2 e1, s1 e1, s2 e1, s3 e1, e1.
+--
+SELECT nl_run('start_zero', 's{->0,} -> e', 's1=1 s2=2 s3=3 e1',
+	define => $$s AS id ~ '^s' AND coalesce(sum(s.x), 0) + x < 5, e AS id ~ '^e'$$)
+	AS "testIterativeWithLoopingStartingEager";
+-- NFAITCase.testIterativeWithLoopingStartingCombination: allowCombinations:
+-- also s1 s3 (4).  Flink: s1 s2 e1, s1 s3 e1, s1 e1, s2 e1, s3 e1, e1.
+SELECT nl_run('start_zero_comb', 's{->>0,} -> e', 's1=1 s2=2 s3=3 e1',
+	define => $$s AS id ~ '^s' AND coalesce(sum(s.x), 0) + x < 5, e AS id ~ '^e'$$)
+	AS "testIterativeWithLoopingStartingCombination";
+-- NFAITCase.testStartWithZeroOrMoreStrict: a oneOrMore optional
+-- consecutive, alone, on c1 a1 c2 a2 a3: a pattern of optional variables
+-- only is accepted; its matches are never empty (a match is made by a
+-- take).  Flink: a1, a2 a3, a2, a3 (as testStartWithOneOrMoreStrict, a+).
+SELECT nl_run('start_zero_alone', 'a*', 'c1 a1 c2 a2 a3') AS "testStartWithZeroOrMoreStrict";
+SELECT nl_run('start_one_alone', 'a+', 'c1 a1 c2 a2 a3') AS "testStartWithOneOrMoreStrict";
+-- Optional variables only, several: a? b* on a1 b1 c1 b2: a1, a1 b1, b1, b2.
+SELECT nl_run('all_optional', 'a? b*', 'a1 b1 c1 b2') AS "a? b*";
+-- An optional times first: (a{2})? -> b on a1 e1 b1 a2 a3 b2: a1 alone
+-- cannot proceed; b1 and b2 alone, and a2 a3 b2.
+SELECT nl_run('start_times_opt', '(a{2})? -> b', 'a1 e1 b1 a2 a3 b2') AS "(a{2})? -> b";

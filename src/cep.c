@@ -24,8 +24,9 @@
  *	   i's condition, or is non-deterministic relaxed; a match that ignored
  *	   an event is committed to element i ("committed": it may not proceed
  *	   past i any more, as Flink's ignore states have no proceed edge);
- *	 proceed, if count >= min and not committed (and, for a greedy element,
- *	   the event does not satisfy i's condition), to element i+1: take the
+ *	 proceed, if count >= min (or 0 in an optional element: can_leave)
+ *	   and not committed (and, for a greedy element, the event does not
+ *	   satisfy i's condition), to element i+1: take the
  *	   event there or wait there (same rules), and further through optional
  *	   elements.
  * Negations are Flink's stop states (NFACompiler): a notNext is a state
@@ -988,7 +989,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 			if (nx->contiguity == CONTIG_STRICT && cond(op, nx->var, nfa, pm))
 				complete = false;
 		}
-		else if (nx->min > 0)
+		else if (!pattern_elem_optional(nx))
 			complete = false;
 	}
 	if (complete)
@@ -1039,6 +1040,17 @@ wait_after(StepOutput *out, PartialMatch *pm, int last)
 }
 
 /*
+ * May a partial match with count events in element el leave it (proceed)?
+ * With its minimum, or with none when the element is optional: an optional
+ * times (Flink's times(n).optional()) is no event or n, never 1..n-1.
+ */
+static inline bool
+can_leave(PatternElement *el, int count)
+{
+	return count >= el->min || (count == 0 && el->optional);
+}
+
+/*
  * Does a partial match that outlived 'within' complete rather than time
  * out?  Only with a trailing notFollowedBy: in its pending state, and (as
  * Flink since FLINK-31040) in the last element once it has its minimum,
@@ -1054,7 +1066,7 @@ completes_at_timeout(Pattern *pat, PartialMatch *pm)
 		return false;
 	if (pm->elem == last)
 		return true;
-	return pm->elem == last - 1 && pm->count >= pat->elems[last - 1].min;
+	return pm->elem == last - 1 && can_leave(&pat->elems[last - 1], pm->count);
 }
 
 /*
@@ -1117,7 +1129,7 @@ prev_nots(CepOperator *op, NfaState *nfa, PartialMatch *pm, int i)
 			if (cond(op, pe->var, nfa, pm))
 				return true;
 		}
-		else if (pe->negated || pe->min > 0 || (pm && took_var(pm, pe->var)))
+		else if (pe->negated || !pattern_elem_optional(pe) || (pm && took_var(pm, pe->var)))
 			break;
 	}
 	return false;
@@ -1215,7 +1227,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		 * edge of that state holds for an event of the greedy variable.
 		 */
 		g = greedy_guard(pat, i);
-		if (g >= 0 && el->min > 0 && cond(op, pat->elems[g].var, nfa, pm))
+		if (g >= 0 && !pattern_elem_optional(el) && cond(op, pat->elems[g].var, nfa, pm))
 			return;
 	}
 
@@ -1248,7 +1260,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 			wait_in(out, pm, i, cnt);
 	}
 
-	if (committed || cnt < el->min)
+	if (committed || !can_leave(el, cnt))
 		return;
 
 	/*
@@ -1297,7 +1309,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 			take(op, nfa, out, pm, j);
 		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
 			wait_in(out, pm, j, 0);
-		if (nx->min > 0 || (is_greedy(nx) && t))
+		if (!pattern_elem_optional(nx) || (is_greedy(nx) && t))
 			return;
 	}
 }
@@ -2037,7 +2049,7 @@ streamflink_pattern_min_events(PG_FUNCTION_ARGS)
 						PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
 						!PG_ARGISNULL(2) && PG_GETARG_BOOL(2));
 	for (int i = 0; i < pat->nelems; i++)
-		if (!pat->elems[i].negated)
+		if (!pat->elems[i].negated && !pattern_elem_optional(&pat->elems[i]))
 			n += pat->elems[i].min;
 	PG_RETURN_INT64(n);
 }

@@ -23,6 +23,10 @@
  *
  * Quantifiers after a variable:
  *	 a{n}  a{n,m}  a{n,}  a+ (={1,})  a* (={0,})  a? (={0,1})
+ * and (a{n})?, (a{n,m})?, (a{n,})?: no event, or n (..m) events, never
+ * 1..n-1 (Flink's times(n).optional(), times(n, m).optional(),
+ * timesOrMore(n).optional(); a{0,m} is times(1, m).optional()).  A ?
+ * right after a quantifier, SQL's reluctant quantifier, is refused.
  * The iterations of a quantified variable are consecutive (strict), as in
  * SQL and Flink's consecutive(); write the contiguity inside the braces for
  * Flink's default relaxed iterations, a{->1,}, or allowCombinations(),
@@ -255,6 +259,17 @@ parse_quantifier(const char *text, int *pp, PatternElement *el)
 		el->greedy = true;
 		p++;
 	}
+
+	/*
+	 * In SQL's row patterns a ? after a quantifier makes it reluctant.  Our
+	 * quantifiers try every way of matching (Flink's default) and a
+	 * trailing + makes one greedy; a reluctant one has no Flink meaning, so
+	 * b{3}? is refused rather than read as Flink's times(3).optional().
+	 */
+	if (text[p] == '?')
+		pattern_error(text, p, "reluctant quantifiers are not supported",
+					  "A quantifier tries every way of matching (Flink's default); a trailing + makes it greedy. "
+					  "For a variable with no event or n of them (Flink's times(n).optional()) write (b{n})?.");
 	*pp = p;
 }
 
@@ -278,6 +293,7 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		PatternElement *el = &pat->elems[pat->nelems];
 		Contiguity	c = CONTIG_STRICT;
 		int			start;
+		int			paren = -1;
 		char	   *name;
 
 		/* contiguity to the previous element */
@@ -295,8 +311,13 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 			el->negated = true;
 			p = skip_space(text, p + 1);
 		}
+		if (text[p] == '(' && !el->negated)
+		{
+			paren = p;
+			p = skip_space(text, p + 1);
+		}
 		if (text[p] == '(' || text[p] == '|')
-			pattern_error(text, p, text[p] == '(' ? "groups are not supported" : "alternatives are not supported",
+			pattern_error(text, p, text[p] == '(' ? (el->negated ? "a negated variable cannot be in parentheses" : "groups are not supported") : "alternatives are not supported",
 						  "A pattern is a sequence of variables, each with an optional quantifier.");
 		if (!is_ident_start(text[p]))
 			pattern_error(text, p, text[p] ? "a pattern variable was expected" : "the pattern ends after a contiguity",
@@ -315,6 +336,32 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		pat->vars[pat->nvars++] = name;
 		starts[pat->nelems] = start;
 		parse_quantifier(text, &p, el);
+
+		/*
+		 * (b{n,m})?: Flink's times(n, m).optional(), no event or n..m of
+		 * them (b{0,m} is n..m from 1); likewise (b{n,})?, Flink's
+		 * timesOrMore(n).optional().
+		 */
+		if (paren >= 0)
+		{
+			p = skip_space(text, p);
+			if (text[p] != ')')
+				pattern_error(text, paren, "groups are not supported",
+							  "A pattern is a sequence of variables, each with an optional quantifier.");
+			p++;
+			if (text[p] == '?')
+			{
+				/* Flink: "Optional already applied!" */
+				if (el->min == 0)
+					pattern_error(text, paren, "the variable in parentheses is optional already",
+								  "(b{n,m})? takes no event or n..m events; b{0,m}, b* and b? are optional themselves.");
+				el->optional = true;
+				p++;
+			}
+			else if (text[p] == '+' || text[p] == '*' || text[p] == '{')
+				pattern_error(text, p, "quantifiers on a group are not supported",
+							  "After parentheses only ? may follow: (b{3})? is no event or three.");
+		}
 		if (el->negated && (el->min != 1 || el->max != 1))
 			pattern_error(text, start, "a negated variable cannot have a quantifier", NULL);
 		pat->nelems++;
@@ -382,7 +429,7 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 						  "A pattern ending in \"-> !v\" matches when its within window ends without a v: "
 						  "add within => '10 minutes', for example, or end with \"!v\" (notNext: "
 						  "the very next event is not a v).");
-		if (el->negated && pat->elems[i - 1].min == 0)
+		if (el->negated && pattern_elem_optional(&pat->elems[i - 1]))
 			pattern_error(text, starts[i], "a negated variable cannot follow an optional variable", NULL);
 		/*
 		 * A greedy last variable is accepted, as by Flink: nothing follows
@@ -390,16 +437,10 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		 * one does.
 		 */
 	}
-	{
-		bool		all_optional = true;
-
-		for (int i = 0; i < pat->nelems; i++)
-			if (!pat->elems[i].negated && pat->elems[i].min > 0)
-				all_optional = false;
-		if (all_optional)
-			pattern_error(text, 0, "the pattern can match no events",
-						  "At least one variable must need an event.");
-	}
+	/*
+	 * A pattern whose variables are all optional (a*, a? b*) is accepted, as
+	 * by Flink: a match is made by taking an event, so it is never empty.
+	 */
 
 	/* After-match skip strategy. */
 	pat->skip = SKIP_NONE;

@@ -41,11 +41,23 @@ typedef struct PatternElement
 	int			max;
 	bool		negated;		/* notNext / notFollowedBy: min = max = 1 */
 	bool		greedy;
+	bool		optional;		/* (v{n,m})?: no event, or min..max (Flink's
+								 * times(n, m).optional()) */
 	Contiguity	contiguity;		/* to the previous element */
 	Contiguity	inner;			/* between iterations of a loop */
 	int			until;			/* loop's stop condition (a Pattern.vars
 								 * entry that is no element), or -1 */
 } PatternElement;
+
+/*
+ * May the element take no event?  Flink's optional(): v?, v*, v{0,m} (which
+ * are Flink's times(1, m).optional()) and (v{n,m})?.
+ */
+static inline bool
+pattern_elem_optional(const PatternElement *el)
+{
+	return el->min == 0 || el->optional;
+}
 
 typedef struct Pattern
 {
