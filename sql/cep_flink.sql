@@ -473,3 +473,30 @@ SELECT nl_run('all_optional', 'a? b*', 'a1 b1 c1 b2') AS "a? b*";
 -- An optional times first: (a{2})? -> b on a1 e1 b1 a2 a3 b2: a1 alone
 -- cannot proceed; b1 and b2 alone, and a2 a3 b2.
 SELECT nl_run('start_times_opt', '(a{2})? -> b', 'a1 e1 b1 a2 a3 b2') AS "(a{2})? -> b";
+
+--
+-- skip_to_first/last(v) throw_exception_on_miss (Flink's
+-- throwExceptionOnMiss(), which Flink SQL's AFTER MATCH SKIP TO FIRST/LAST
+-- uses): a match in which v took no event, or whose skip target is its
+-- own first event, is an error (a data exception: in a running pipeline
+-- the event completing the match goes to the dead-letter table with it).
+-- Without it (Flink's CEP default) such a match skips nothing (above).
+-- AfterMatchSkipITCase.testSkipToFirstNonExistentPosition: a b* c (b
+-- oneOrMore optional consecutive), skipToFirst(b).throwExceptionOnMiss(),
+-- on a1 c1.  Flink: FlinkRuntimeException.
+SELECT nl_run('skip_first_throw', 'a b* c', 'a1 c1', skip => 'skip_to_first(b) throw_exception_on_miss')
+	AS "testSkipToFirstNonExistentPosition";
+-- AfterMatchSkipITCase.testSkipToLastNonExistentPosition: skipToLast.
+SELECT nl_run('skip_last_throw', 'a b* c', 'a1 c1', skip => 'skip to last(b) throw exception on miss')
+	AS "testSkipToLastNonExistentPosition";
+-- AfterMatchSkipITCase.testSkipToFirstElementOfMatch: a alone,
+-- skipToFirst(a).throwExceptionOnMiss(), on a1: skipping to a1 would skip
+-- nothing (MATCH_RECOGNIZE's endless loop).  Flink: FlinkRuntimeException.
+SELECT nl_run('skip_first_elem', 'a', 'a1', skip => 'skip_to_first(a) throw_exception_on_miss')
+	AS "testSkipToFirstElementOfMatch";
+-- With an event of v in every match nothing changes:
+-- testSkipToLastWithOneOrMore with throwExceptionOnMiss: a1 b1, a2 b2, a3 b4.
+SELECT nl_run('skip_last_throw_ok', 'a b+', 'a1 b1 a2 b2 b3 a3 b4', skip => 'skip_to_last(b) throw_exception_on_miss')
+	AS "testSkipToLastWithOneOrMore, throwExceptionOnMiss";
+SELECT streamflink.create_pattern_pipeline('skip_bad', 'nl', 'k', 'a b+', NULL, 'skip_bad_out',
+	skip => 'skip_to_last(b) throw');

@@ -1389,6 +1389,37 @@ queue_match(NfaState *nfa, PartialMatch *m)
 }
 
 /*
+ * skip_to_first/last(v) throw_exception_on_miss: a match in which v took no
+ * event, or whose skip target is its own first event (skipping to it would
+ * skip nothing), is an error, as Flink's SkipToElementStrategy with
+ * throwExceptionOnMiss() fails the job.  A data exception: when an event
+ * completed the match, that event's message goes to the dead-letter table
+ * with this error after the restart (poison.h); the pattern's default
+ * (Flink's too) skips nothing for such a match instead.
+ */
+static void
+check_skip_target(CepOperator *op, NfaState *nfa, PartialMatch *m)
+{
+	Pattern    *pat = op->cp->pattern;
+	int64		target = var_event(m, pat->skip_var, pat->skip == SKIP_TO_LAST);
+
+	if (target < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("pattern pipeline \"%s\" could not skip to %s: no event of it in the match %s",
+						op->def->name, pat->vars[pat->skip_var], events_json(op, nfa, m)),
+				 errhint("skip_to_%s(%s) throw_exception_on_miss refuses such a match (Flink's throwExceptionOnMiss()); without throw_exception_on_miss it skips nothing.",
+						 pat->skip == SKIP_TO_LAST ? "last" : "first", pat->vars[pat->skip_var])));
+	if (target == m->start_pos)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("pattern pipeline \"%s\" could not skip to the first event of the match %s",
+						op->def->name, events_json(op, nfa, m)),
+				 errhint("With throw_exception_on_miss, skipping to %s's %s event must skip past the match's first event, as in Flink.",
+						 pat->vars[pat->skip_var], pat->skip == SKIP_TO_LAST ? "last" : "first")));
+}
+
+/*
  * Emit the waiting matches that no open partial match started before, as
  * Flink's NFA.processMatchesAccordingToSkipStrategy: the earliest waiting
  * match goes when it started no later than every open partial match (one
@@ -1414,6 +1445,8 @@ release_matches(CepOperator *op, NfaState *nfa)
 				return;
 		nfa->nwait--;
 		memmove(nfa->wait, nfa->wait + 1, sizeof(PartialMatch *) * nfa->nwait);
+		if (pat->skip_throw)
+			check_skip_target(op, nfa, m);
 		emit_match(op, nfa, m);
 
 		switch (pat->skip)

@@ -459,13 +459,30 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		if (open)
 		{
 			char	   *close = strchr(open, ')');
+			char	   *after;
 
 			*open = '\0';
-			if (close == NULL || close[strspn(close + 1, " \t\n\r") + 1] != '\0')
+			if (close == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid skip strategy: %s", skip),
 						 errhint("Use no_skip, skip_to_next, skip_past_last_event, skip_to_first(var) or skip_to_last(var).")));
+
+			/*
+			 * "skip_to_first(v) throw_exception_on_miss" (words separated by
+			 * spaces or underscores): Flink's throwExceptionOnMiss().
+			 */
+			after = trim_space(close + 1);
+			for (char *q = after; *q; q++)
+				if (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+					*q = '_';
+			if (strcmp(after, "throw_exception_on_miss") == 0)
+				pat->skip_throw = true;
+			else if (*after != '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid skip strategy: %s", skip),
+						 errhint("After skip_to_first(var) or skip_to_last(var) only throw_exception_on_miss may follow.")));
 			*close = '\0';
 			v = pstrdup(trim_space(open + 1));
 		}

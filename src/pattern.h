@@ -67,6 +67,9 @@ typedef struct Pattern
 	PatternElement *elems;
 	SkipStrategy skip;
 	int			skip_var;		/* SKIP_TO_FIRST/LAST: its variable */
+	bool		skip_throw;		/* ... throw_exception_on_miss: a match
+								 * without an event of skip_var is an error
+								 * (Flink's throwExceptionOnMiss()) */
 } Pattern;
 
 /* A reference to already matched events, filled in as a parameter. */
