@@ -436,12 +436,11 @@ SELECT nl_run('more_opt_comb', 'c ->> (a{->>2,})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
 SELECT nl_run('times_opt_exact', 'c (a{2})? b', 'c1 a1 b1 c2 a2 a3 b2 c3 b3') AS "c (a{2})? b";
 -- Refused: a ? after a quantifier (SQL's reluctant quantifier, which has
 -- no Flink meaning), an optional variable made optional again (Flink:
--- "Optional already applied!"), parentheses around more than one
--- variable, or a quantifier after them.
+-- "Optional already applied!"), a negated variable in parentheses.
+-- ((a{2})+ is a group of one variable: below.)
 SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c a{2}? b', NULL, 'opt_bad_out');
 SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c a+? b', NULL, 'opt_bad_out');
 SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c (a*)? b', NULL, 'opt_bad_out');
-SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c (a{2})+ b', NULL, 'opt_bad_out');
 SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c !(a) b', NULL, 'opt_bad_out');
 
 --
@@ -500,3 +499,114 @@ SELECT nl_run('skip_last_throw_ok', 'a b+', 'a1 b1 a2 b2 b3 a3 b4', skip => 'ski
 	AS "testSkipToLastWithOneOrMore, throwExceptionOnMiss";
 SELECT streamflink.create_pattern_pipeline('skip_bad', 'nl', 'k', 'a b+', NULL, 'skip_bad_out',
 	skip => 'skip_to_last(b) throw');
+
+--
+-- Groups (Flink's GroupPattern): "(a -> b)" is a sequence used as one
+-- element, with a quantifier after it: (a b){2}, (a b){2,3}, (a b)+,
+-- (a b)*, (a b)?, ((a b){2})?.  As a variable's quantifier, a group's
+-- iterations are consecutive unless written {->n} (relaxed, Flink's
+-- default for a group's times/oneOrMore) or {->>n} (allowCombinations);
+-- the contiguity written before the group leads into its first
+-- iteration.  Each iteration's events belong to the group's variables (a
+-- match of c (a b){2} d has two a's and two b's, as Flink's map from
+-- pattern name to events).  The NFA runs the group as copies of its
+-- elements (pattern.c, expand_group): the minimum, then a looping copy
+-- or the optional ones.  Events as in GroupITCase: c, a, b, d; one minute
+-- apart.
+--
+-- GroupITCase.testGroupFollowedByTimes: c, followedBy (a followedBy b)
+-- times(2), followedBy d, on c1 a1 b1 a2 b2 d1.  Flink: c1 a1 b1 a2 b2 d1.
+SELECT nl_run('group_times', 'c -> (a -> b){->2} -> d', 'c1 a1 b1 a2 b2 d1')
+	AS "testGroupFollowedByTimes";
+-- GroupITCase.testGroupFollowedByOptional: (a -> b) optional, on
+-- c1 a1 a2 b1 d1.  c1's wait for a takes a1 (a relaxed wait ignores only
+-- what is no a), which waits for b past a2.  Flink: c1 d1, c1 a1 b1 d1.
+SELECT nl_run('group_optional', 'c -> (a -> b)? -> d', 'c1 a1 a2 b1 d1')
+	AS "testGroupFollowedByOptional";
+-- GroupITCase.testFollowedByGroupTimesOptional: (a -> b) times(2) optional,
+-- on c1 a1 d1: no b, so only the group skipped.  Flink: c1 d1.
+SELECT nl_run('group_times_optional', 'c -> ((a -> b){->2})? -> d', 'c1 a1 d1')
+	AS "testFollowedByGroupTimesOptional";
+-- GroupITCase.testGroupFollowedByOneOrMore: (a -> b) oneOrMore, on
+-- c1 a1 b1 a2 b2 d1.  Flink: c1 a1 b1 d1, c1 a1 b1 a2 b2 d1.
+SELECT nl_run('group_more', 'c -> (a -> b){->1,} -> d', 'c1 a1 b1 a2 b2 d1')
+	AS "testGroupFollowedByOneOrMore";
+-- GroupITCase.testGroupFollowedByZeroOrMore: oneOrMore optional.  Flink:
+-- c1 d1, c1 a1 b1 d1, c1 a1 b1 a2 b2 d1.
+SELECT nl_run('group_zero', 'c -> (a -> b){->0,} -> d', 'c1 a1 b1 a2 b2 d1')
+	AS "testGroupFollowedByZeroOrMore";
+-- GroupITCase.testGroupFollowedByAnyTimesCombinations: followedByAny into
+-- (a -> b) times(2) allowCombinations, on c1 a1 b1 a2 b2 a3 b3 d1: any two
+-- of the three (a b) pairs, in order.  Flink: a1 b1 a2 b2, a1 b1 a3 b3,
+-- a2 b2 a3 b3 (each with c1 and d1).
+SELECT nl_run('group_any_comb', 'c ->> (a -> b){->>2} -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupFollowedByAnyTimesCombinations";
+-- GroupITCase.testGroupFollowedByAnyTimesOptional: followedByAny into
+-- (a -> b) times(2) optional (relaxed iterations: a1 b1's next a is a2).
+-- Flink: c1 d1, c1 a1 b1 a2 b2 d1, c1 a2 b2 a3 b3 d1.
+SELECT nl_run('group_any_optional', 'c ->> ((a -> b){->2})? -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupFollowedByAnyTimesOptional";
+-- GroupITCase.testGroupFollowedByAnyOneOrMore: followedByAny into
+-- (a -> b) oneOrMore.  Flink: a1 b1, a2 b2, a3 b3, a1 b1 a2 b2,
+-- a2 b2 a3 b3, a1 b1 a2 b2 a3 b3 (each with c1 and d1).
+SELECT nl_run('group_any_more', 'c ->> (a -> b){->1,} -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupFollowedByAnyOneOrMore";
+-- GroupITCase.testGroupNextZeroOrMore: c, next (a -> b) oneOrMore optional
+-- consecutive, followedBy d, on c1 a1 b1 a2 b2 a3 b3 d1.  Flink: c1 d1,
+-- c1 a1 b1 d1, c1 a1 b1 a2 b2 d1, c1 a1 b1 a2 b2 a3 b3 d1.
+SELECT nl_run('group_next_zero', 'c (a -> b)* -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupNextZeroOrMore";
+-- GroupITCase.testGroupNest: d, followedBy (a followedBy (b followedBy c)
+-- oneOrMore optional) optional, followedBy e, on d1 a1 b1 c1 b2 c2 e1.
+-- Flink: d1 e1, d1 a1 e1, d1 a1 b1 c1 e1, d1 a1 b1 c1 b2 c2 e1.
+SELECT nl_run('group_nest', 'd -> (a -> (b -> c){->0,})? -> e', 'd1 a1 b1 c1 b2 c2 e1')
+	AS "testGroupNest";
+-- GroupITCase.testGroupNestTimes: d, followedByAny (a followedBy (b
+-- followedBy c) times(3)) times(0, 2) (Flink: times(1, 2).optional()),
+-- followedBy e, on d1 a1 b1 c1 b2 c2 b3 c3 a2 b4 c4 b5 c5 b6 c6 e1.
+-- Flink: d1 e1, d1 a1 (b c)x3 e1, d1 a2 (b c)x3 e1, d1 a1 (b c)x3 a2 (b c)x3 e1.
+SELECT nl_run('group_nest_times', 'd ->> (a -> (b -> c){->3}){->0,2} -> e',
+	'd1 a1 b1 c1 b2 c2 b3 c3 a2 b4 c4 b5 c5 b6 c6 e1')
+	AS "testGroupNestTimes";
+-- Strict groups: (a b){2,3} between c and d (next everywhere), on
+-- c1 a1 b1 a2 b2 a3 b3 d1 c2 a4 b4 d2: c1 with 3 pairs, and c2 with one
+-- pair (below the minimum): c1 a1 b1 a2 b2 a3 b3 d1 only (two pairs are
+-- followed by a3, not d).
+SELECT nl_run('group_range', 'c (a b){2,3} d', 'c1 a1 b1 a2 b2 a3 b3 d1 c2 a4 b4 d2')
+	AS "c (a b){2,3} d";
+-- A group of one variable with its own quantifier: c (a{2})+ b, strict,
+-- on c1 a1 a2 a3 a4 b1: two iterations of two a's, then b1 (after one
+-- iteration, a3 is no b).  c1 a1 a2 a3 a4 b1.
+SELECT nl_run('group_one_var', 'c (a{2})+ b', 'c1 a1 a2 a3 a4 b1') AS "c (a{2})+ b";
+-- A group first and last: (a b)+ alone, strict, on a1 b1 a2 b2 c1 a3 b3.
+-- Every run of pairs: a1 b1, a1 b1 a2 b2, a2 b2, a3 b3.
+SELECT nl_run('group_alone', '(a b)+', 'a1 b1 a2 b2 c1 a3 b3') AS "(a b)+";
+-- Iterative conditions see every iteration's events: pairs while the sum
+-- of a's x stays below 5, on a1=1 b1 a2=2 b2 a3=3 b3 d1: c -> (a b)+ -> d
+-- without c: (a b)+ -> d; a's condition coalesce(sum(a.x), 0) + x < 5.
+SELECT nl_run('group_iterative', '(a b)+ -> d', 'a1=1 b1 a2=2 b2 a3=3 b3 d1',
+	define => $$a AS id ~ '^a' AND coalesce(sum(a.x), 0) + x < 5, b AS id ~ '^b', d AS id ~ '^d'$$)
+	AS "(a b)+ -> d, sum(a.x) < 5";
+-- Skip strategies on groups: skip_past_last_event on (a b)+ alone above:
+-- a1 b1 (then every partial match holding a1 or b1 is gone), a2 b2, a3 b3.
+SELECT nl_run('group_skip', '(a b)+', 'a1 b1 a2 b2 c1 a3 b3', skip => 'skip_past_last_event')
+	AS "(a b)+ skip_past_last_event";
+
+--
+-- Refused, with Flink's reasons: alternation (Flink SQL's MATCH_RECOGNIZE:
+-- "Currently, CEP doesn't support branching patterns."; Flink CEP has
+-- or() on a condition instead), a greedy group (Flink: greedy is not
+-- applicable to a group pattern), until on a group; and, not supported
+-- yet, groups in a pattern with negations or greedy quantifiers
+-- (GroupITCase.testGroupNotFollowedBy and testGroupNotNext).
+--
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a (b | c) d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a | b', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){2,}+ d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ until (u) d', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c ->> (a -> b) -> !d -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ d{2,}+ e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c () d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){1000} d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c a b) d', NULL, 'group_bad_out');

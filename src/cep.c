@@ -213,6 +213,8 @@ struct CepOperator
 	HeapTupleData nav_tuple;
 	StoredEvent *cur;
 	int8	   *cond_cache;		/* per variable: -1 unknown, 0, 1 */
+	uint32	   *seen;			/* per element: entered in walk seen_gen */
+	uint32		seen_gen;
 	int			eval_expr;		/* expression being evaluated, for errors */
 	TimerService *timers;
 	KeyGroupCounter *open;		/* partial matches */
@@ -942,7 +944,7 @@ wait_in(StepOutput *out, PartialMatch *pm, int j, int count)
 }
 
 static void
-take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
+take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j, bool again)
 {
 	Pattern    *pat = op->cp->pattern;
 	PatternElement *el = &pat->elems[j];
@@ -952,7 +954,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 	if (pm)
 	{
 		n = pm_copy(pm, 1);
-		n->count = (j == pm->elem) ? pm->count + 1 : 1;
+		n->count = again ? pm->count + 1 : 1;
 	}
 	else
 	{
@@ -980,7 +982,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 	 */
 	n->order = list_length(out->matches);
 	complete = n->count >= el->min;
-	for (int k = j + 1; k < pat->nelems && complete; k++)
+	for (int k = j + 1; k < pat->nelems && complete;)
 	{
 		PatternElement *nx = &pat->elems[k];
 
@@ -988,8 +990,20 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 		{
 			if (nx->contiguity == CONTIG_STRICT && cond(op, nx->var, nfa, pm))
 				complete = false;
+			k++;
 		}
-		else if (!pattern_elem_optional(nx))
+		else if (pattern_elem_optional(nx))
+			k++;
+		else if (nx->nskips > 0)
+		{
+			/* a copy of a group that may be skipped: past it (the furthest) */
+			int			t = k;
+
+			for (int x = 0; x < nx->nskips; x++)
+				t = Max(t, nx->skips[x]);
+			k = t;
+		}
+		else
 			complete = false;
 	}
 	if (complete)
@@ -1005,7 +1019,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 		n->elem = j + 1;
 		n->count = 0;
 	}
-	if (el->max < 0 || n->count < el->max || j < pat->nelems - 1)
+	if (el->max < 0 || n->count < el->max || j < pat->nelems - 1 || el->nloops > 0)
 		out->pms = lappend(out->pms, complete ? pm_copy(n, 0) : n);
 }
 
@@ -1178,6 +1192,102 @@ until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el
 }
 
 /*
+ * A walk through proceed edges: what a partial match (NULL: the start
+ * state) reaches from the element it leaves, for the current event.
+ */
+typedef struct ProceedWalk
+{
+	CepOperator *op;
+	NfaState   *nfa;
+	PartialMatch *pm;
+	StepOutput *out;
+	bool	   *stop;
+} ProceedWalk;
+
+static void enter(ProceedWalk *w, int j);
+
+/*
+ * Past elements from..last (left after taking events when taken, else
+ * skipped): on to last + 1, and back to the first element of each looping
+ * group copy ending at 'last' (not that of a skipped copy: skipping a copy
+ * does not loop).
+ */
+static void
+leave(ProceedWalk *w, int from, int last, bool taken)
+{
+	PatternElement *el = &w->op->cp->pattern->elems[last];
+
+	enter(w, last + 1);
+	for (int k = 0; k < el->nloops; k++)
+		if (taken || el->loops[k] < from)
+			enter(w, el->loops[k]);
+}
+
+/*
+ * The first state of element j, reached by a proceed edge: a negated event
+ * there is a stop state reached -- through notNext's state (which proceeds
+ * no further then), or the stop state of the next element's first state
+ * after a notFollowedBy (whose other edges still hold: a match it completes
+ * is emitted, as in Flink).  Else the event is taken, or waited for
+ * (relaxed contiguity), and an optional element or group copy is also
+ * skipped.  In a pattern with groups an element can be reached on several
+ * ways: it is entered once per walk (op->seen).
+ */
+static void
+enter(ProceedWalk *w, int j)
+{
+	CepOperator *op = w->op;
+	Pattern    *pat = op->cp->pattern;
+	PartialMatch *pm = w->pm;
+	int			last = pat->nelems - 1;
+	PatternElement *nx;
+	bool		t;
+
+	if (j > last)
+		return;
+	if (pat->has_groups)
+	{
+		if (op->seen[j] == op->seen_gen)
+			return;
+		op->seen[j] = op->seen_gen;
+	}
+	nx = &pat->elems[j];
+	if (nx->negated)
+	{
+		if (cond(op, nx->var, w->nfa, pm))
+		{
+			*w->stop = true;
+			if (nx->contiguity == CONTIG_STRICT || j == last)
+				return;
+			enter(w, j + 1);
+			return;
+		}
+		if (j == last && pm)
+		{
+			/* notNext last: complete now; notFollowedBy: pending */
+			if (nx->contiguity == CONTIG_STRICT)
+				complete_here(w->out, pm);
+			else
+				wait_after(w->out, pm, j);
+			return;
+		}
+		enter(w, j + 1);
+		return;
+	}
+	t = !(nx->until >= 0 && until_holds(op, w->nfa, pm, nx)) && cond(op, nx->var, w->nfa, pm);
+	if (t)
+		take(op, w->nfa, w->out, pm, j, false);
+	if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
+		wait_in(w->out, pm, j, 0);
+	if (is_greedy(nx) && t)
+		return;
+	if (pattern_elem_optional(nx))
+		leave(w, j, j, false);
+	for (int k = 0; k < nx->nskips; k++)
+		leave(w, j, nx->skips[k] - 1, false);
+}
+
+/*
  * The edges of one partial match's state for the current event (pm ==
  * NULL: the start state, which tries to begin a match).  Sets *stop when
  * the event reaches a stop state, directly or through proceed edges.
@@ -1191,9 +1301,19 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 	bool		committed = pm ? pm->committed : false;
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
-	int			last = pat->nelems - 1;
 
-	if (pm && el->negated)
+	/* The start state: element 0's first state, which never waits. */
+	if (pm == NULL)
+	{
+		ProceedWalk w = {op, nfa, NULL, out, stop};
+
+		if (pat->has_groups)
+			op->seen_gen++;
+		enter(&w, 0);
+		return;
+	}
+
+	if (el->negated)
 	{
 		int			g;
 
@@ -1254,7 +1374,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 
 		loop_take = !stopped && cond(op, el->var, nfa, pm);
 		if (loop_take)
-			take(op, nfa, out, pm, i);
+			take(op, nfa, out, pm, i, true);
 		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY) &&
 			!(stopped && cnt > 0))
 			wait_in(out, pm, i, cnt);
@@ -1273,44 +1393,15 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		return;
 
 	/*
-	 * Proceed: to the next elements, through optional ones.  A negated
-	 * event on the way is a stop state reached: through notNext's state
-	 * (which proceeds no further then), or the stop state of the next
-	 * element's first state after a notFollowedBy (whose other edges still
-	 * hold: a match it completes is emitted, as in Flink).
+	 * Proceed: to the next elements, through optional ones (enter), and
+	 * back to the first element of a looping copy of a group.
 	 */
-	for (int j = i + 1; j < pat->nelems; j++)
 	{
-		PatternElement *nx = &pat->elems[j];
-		bool		t;
+		ProceedWalk w = {op, nfa, pm, out, stop};
 
-		if (nx->negated)
-		{
-			if (cond(op, nx->var, nfa, pm))
-			{
-				*stop = true;
-				if (nx->contiguity == CONTIG_STRICT || j == last)
-					return;
-				continue;
-			}
-			if (j == last && pm)
-			{
-				/* notNext last: complete now; notFollowedBy: pending */
-				if (nx->contiguity == CONTIG_STRICT)
-					complete_here(out, pm);
-				else
-					wait_after(out, pm, j);
-				return;
-			}
-			continue;
-		}
-		t = !(nx->until >= 0 && until_holds(op, nfa, pm, nx)) && cond(op, nx->var, nfa, pm);
-		if (t)
-			take(op, nfa, out, pm, j);
-		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
-			wait_in(out, pm, j, 0);
-		if (!pattern_elem_optional(nx) || (is_greedy(nx) && t))
-			return;
+		if (pat->has_groups)
+			op->seen_gen++;
+		leave(&w, i, i, true);
 	}
 }
 
@@ -2005,6 +2096,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	op->cur_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
 	op->nav_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
 	op->cond_cache = palloc(op->cp->pattern->nvars);
+	op->seen = palloc0(sizeof(uint32) * (op->cp->pattern->nelems + 1));
 	op->timers = timers_create(store);
 	op->open = kstate_counter_open(store, KS_COUNTER_PARTIAL_MATCHES);
 	op->dropped = kstate_counter_open(store, KS_COUNTER_DROPPED_MATCHES);

@@ -47,6 +47,18 @@ typedef struct PatternElement
 	Contiguity	inner;			/* between iterations of a loop */
 	int			until;			/* loop's stop condition (a Pattern.vars
 								 * entry that is no element), or -1 */
+
+	/*
+	 * Groups are expanded into elements (pattern.c, expand_group): a copy of
+	 * a group that may be skipped as a whole starts with an element whose
+	 * skips hold where skipping it continues (the element after the copy);
+	 * the last element of a looping copy proceeds back to its first
+	 * (loops).  Several for nested groups.
+	 */
+	int			nskips;
+	int		   *skips;
+	int			nloops;
+	int		   *loops;
 } PatternElement;
 
 /*
@@ -63,7 +75,9 @@ typedef struct Pattern
 {
 	int			nvars;
 	char	  **vars;			/* variable names, in pattern order */
-	int			nelems;			/* one element per variable */
+	int			nelems;			/* one element per variable, or per variable
+								 * of each copy of a group */
+	bool		has_groups;
 	PatternElement *elems;
 	SkipStrategy skip;
 	int			skip_var;		/* SKIP_TO_FIRST/LAST: its variable */
