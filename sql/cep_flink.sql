@@ -610,3 +610,44 @@ SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b', NUL
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c () d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){1000} d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c a b) d', NULL, 'group_bad_out');
+
+--
+-- Greedy with until (GreedyITCase): a greedy loop proceeds on an event its
+-- until holds for into Flink's copy of the next state without the greedy
+-- condition (NFACompiler.createLooping and createSingletonState keep it in
+-- originalStateMap); proceeding otherwise, the next state's edges carry
+-- "and not the loop's condition" (updateWithGreedyCondition, without the
+-- until).  The first state of a loop ignores only events its condition
+-- does not hold for (its ignore edge is not extended with until).
+-- Events c, a's with prices, d; u AS x > 3.
+--
+-- GreedyITCase.testGreedyUntilZeroOrMoreWithDummyEventsAfterQuantifier: c,
+-- followedBy a oneOrMore optional greedy until(price > 3), followedBy d,
+-- on c1=1 a1=2 a2=3 a3=3 a4=4 d1=3: the loop takes a1 a2 a3 and leaves at
+-- a4 (its until) into the unguarded copy, which skips nothing but waits
+-- for d.  Flink: c1 a1 a2 a3 d1.
+SELECT nl_run('greedy_until_after', 'c -> a{->0,}+ until (u) -> d', 'c1=1 a1=2 a2=3 a3=3 a4=4 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilZeroOrMoreWithDummyEventsAfterQuantifier";
+-- GreedyITCase.testGreedyUntilWithDummyEventsBeforeQuantifier: on
+-- c1=1 a0=4 a1=2 a2=3 a3=3 d1=3: c1's wait for a neither takes a0 (until)
+-- nor ignores it (it is an a); the optional loop is skipped into the
+-- unguarded copy of d's state, which waits past a1 a2 a3.  Flink: c1 d1.
+SELECT nl_run('greedy_until_before', 'c -> a{->0,}+ until (u) -> d', 'c1=1 a0=4 a1=2 a2=3 a3=3 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilWithDummyEventsBeforeQuantifier";
+-- GreedyITCase.testGreedyUntilOneOrMoreWithDummyEventsAfterQuantifier:
+-- a oneOrMore (not optional).  Flink: c1 a1 a2 a3 d1.
+SELECT nl_run('greedy_until_more_after', 'c -> a{->1,}+ until (u) -> d', 'c1=1 a1=2 a2=3 a3=3 a4=4 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilOneOrMoreWithDummyEventsAfterQuantifier";
+-- GreedyITCase.testGreedyUntilOneOrMoreWithDummyEventsBeforeQuantifier: c1's
+-- wait for the first a dies at a0 (neither taken nor ignored, and a needs
+-- an event).  Flink: no match.
+SELECT nl_run('greedy_until_more_before', 'c -> a{->1,}+ until (u) -> d', 'c1=1 a0=4 a1=2 a2=3 a3=3 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilOneOrMoreWithDummyEventsBeforeQuantifier";
+
+-- The fewest events a match needs (checked against max_partial_match_events):
+-- group copies that may be skipped and optional variables count nothing.
+SELECT streamflink._pattern_min_events('c (a b)* d{3} (e f){2,3} (g{4})? h{0,2}', NULL, false) AS min_events;

@@ -170,6 +170,9 @@ typedef struct PartialMatch
 	int16		elem;
 	int32		count;
 	bool		committed;
+	bool		unguarded;		/* waits in Flink's copy of the state after a
+								 * greedy loop that its until ended (no
+								 * greedy condition on its edges) */
 	int64		start_pos;
 	TimestampTz start_time;
 	int			n;
@@ -400,7 +403,8 @@ pm_decode(const char **pp)
 	GET(p, pm->elem);
 	GET(p, pm->count);
 	GET(p, committed);
-	pm->committed = committed != 0;
+	pm->committed = (committed & 1) != 0;
+	pm->unguarded = (committed & 2) != 0;
 	GET(p, pm->start_pos);
 	GET(p, pm->start_time);
 	GET(p, pm->n);
@@ -419,7 +423,7 @@ pm_decode(const char **pp)
 static void
 pm_encode(PartialMatch *pm, StringInfo buf)
 {
-	char		committed = pm->committed;
+	char		committed = (pm->committed ? 1 : 0) | (pm->unguarded ? 2 : 0);
 
 	PUT(buf, pm->elem);
 	PUT(buf, pm->count);
@@ -933,13 +937,14 @@ pm_copy(PartialMatch *pm, int extra)
 
 /* Wait in element j (count events taken in it) after ignoring the event. */
 static void
-wait_in(StepOutput *out, PartialMatch *pm, int j, int count)
+wait_in(StepOutput *out, PartialMatch *pm, int j, int count, bool unguarded)
 {
 	PartialMatch *n = pm_copy(pm, 0);
 
 	n->elem = j;
 	n->count = count;
 	n->committed = true;
+	n->unguarded = unguarded;
 	out->pms = lappend(out->pms, n);
 }
 
@@ -967,6 +972,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j, b
 	}
 	n->elem = j;
 	n->committed = false;
+	n->unguarded = false;
 	n->refs[n->n].var = el->var;
 	n->refs[n->n].pos = op->cur->pos;
 	n->n++;
@@ -1043,13 +1049,14 @@ complete_here(StepOutput *out, PartialMatch *pm)
  * for the next event (trailing notNext): element nelems - 1, count 0.
  */
 static void
-wait_after(StepOutput *out, PartialMatch *pm, int last)
+wait_after(StepOutput *out, PartialMatch *pm, int last, bool unguarded)
 {
 	PartialMatch *n = pm_copy(pm, 0);
 
 	n->elem = last;
 	n->count = 0;
 	n->committed = false;
+	n->unguarded = unguarded;
 	out->pms = lappend(out->pms, n);
 }
 
@@ -1202,6 +1209,7 @@ typedef struct ProceedWalk
 	PartialMatch *pm;
 	StepOutput *out;
 	bool	   *stop;
+	bool		unguarded;		/* out of a greedy loop by its until */
 } ProceedWalk;
 
 static void enter(ProceedWalk *w, int j);
@@ -1241,6 +1249,8 @@ enter(ProceedWalk *w, int j)
 	PartialMatch *pm = w->pm;
 	int			last = pat->nelems - 1;
 	PatternElement *nx;
+	bool		c;
+	bool		stopped;
 	bool		t;
 
 	if (j > last)
@@ -1268,21 +1278,38 @@ enter(ProceedWalk *w, int j)
 			if (nx->contiguity == CONTIG_STRICT)
 				complete_here(w->out, pm);
 			else
-				wait_after(w->out, pm, j);
+				wait_after(w->out, pm, j, w->unguarded);
 			return;
 		}
 		enter(w, j + 1);
 		return;
 	}
-	t = !(nx->until >= 0 && until_holds(op, w->nfa, pm, nx)) && cond(op, nx->var, w->nfa, pm);
+	/*
+	 * until: the take condition is "and not until"; the first state's
+	 * ignore edge keeps its own condition (NFACompiler.createTimesState).
+	 */
+	c = cond(op, nx->var, w->nfa, pm);
+	stopped = nx->until >= 0 && until_holds(op, w->nfa, pm, nx);
+	t = c && !stopped;
 	if (t)
 		take(op, w->nfa, w->out, pm, j, false);
-	if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
-		wait_in(w->out, pm, j, 0);
+	if (pm && ((nx->contiguity == CONTIG_RELAXED && !c) || nx->contiguity == CONTIG_ANY))
+		wait_in(w->out, pm, j, 0, w->unguarded);
 	if (is_greedy(nx) && t)
 		return;
 	if (pattern_elem_optional(nx))
+	{
+		/*
+		 * Skipping an optional greedy loop on an event its until holds for
+		 * leads to Flink's unguarded copy of the next state
+		 * (createSingletonState with originalStateMap).
+		 */
+		bool		saved = w->unguarded;
+
+		w->unguarded = is_greedy(nx) && stopped;
 		leave(w, j, j, false);
+		w->unguarded = saved;
+	}
 	for (int k = 0; k < nx->nskips; k++)
 		leave(w, j, nx->skips[k] - 1, false);
 }
@@ -1305,7 +1332,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 	/* The start state: element 0's first state, which never waits. */
 	if (pm == NULL)
 	{
-		ProceedWalk w = {op, nfa, NULL, out, stop};
+		ProceedWalk w = {op, nfa, NULL, out, stop, false};
 
 		if (pat->has_groups)
 			op->seen_gen++;
@@ -1329,7 +1356,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 			return;
 		}
 		g = greedy_guard(pat, i);
-		if (g >= 0 && cond(op, pat->elems[g].var, nfa, pm))
+		if (g >= 0 && !pm->unguarded && cond(op, pat->elems[g].var, nfa, pm))
 			return;
 		if (el->contiguity == CONTIG_STRICT)
 			complete_here(out, pm);	/* notNext: this event is not a b */
@@ -1338,7 +1365,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		return;
 	}
 
-	if (pm && committed && cnt == 0)
+	if (committed && cnt == 0 && !pm->unguarded)
 	{
 		int			g;
 
@@ -1368,16 +1395,26 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		 * until: on its event the loop neither takes nor ignores (Flink
 		 * extends the take condition and the ignore condition between
 		 * iterations with "and not until"; the first state's ignore edge
-		 * keeps its own), so a partial match in the loop proceeds or ends.
+		 * keeps its own: it ignores what the variable's condition does not
+		 * hold for), so a partial match in the loop proceeds or ends.
 		 */
 		bool		stopped = el->until >= 0 && until_holds(op, nfa, pm, el);
+
+		bool		ignore;
 
 		loop_take = !stopped && cond(op, el->var, nfa, pm);
 		if (loop_take)
 			take(op, nfa, out, pm, i, true);
-		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY) &&
-			!(stopped && cnt > 0))
-			wait_in(out, pm, i, cnt);
+		if (c == CONTIG_ANY)
+			ignore = !(stopped && cnt > 0);
+		else if (c == CONTIG_RELAXED && cnt == 0)
+			ignore = !(loop_take || (stopped && cond(op, el->var, nfa, pm)));
+		else if (c == CONTIG_RELAXED)
+			ignore = !loop_take && !stopped;
+		else
+			ignore = false;
+		if (ignore)
+			wait_in(out, pm, i, cnt, pm->unguarded);
 	}
 
 	if (committed || !can_leave(el, cnt))
@@ -1397,7 +1434,13 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 	 * back to the first element of a looping copy of a group.
 	 */
 	{
-		ProceedWalk w = {op, nfa, pm, out, stop};
+		/*
+		 * Out of a greedy loop because its until holds: to Flink's copy of
+		 * the next state without the greedy condition
+		 * (NFACompiler.createLooping, originalStateMap).
+		 */
+		ProceedWalk w = {op, nfa, pm, out, stop,
+		is_greedy(el) && el->until >= 0 && until_holds(op, nfa, pm, el)};
 
 		if (pat->has_groups)
 			op->seen_gen++;
@@ -2157,8 +2200,8 @@ PG_FUNCTION_INFO_V1(streamflink_pattern_min_events);
 
 /*
  * streamflink._pattern_min_events(pattern, skip, has_within): the fewest
- * events a match holds, the sum of the minimums of its (not negated)
- * elements; create_pattern_pipeline compares it with
+ * events a match holds, the sum of the minimums of its (not negated, not
+ * optional) elements outside the group copies that may be skipped; create_pattern_pipeline compares it with
  * max_partial_match_events.  NULL for a NULL pattern (its error comes from
  * _check_pattern).
  */
@@ -2173,8 +2216,23 @@ streamflink_pattern_min_events(PG_FUNCTION_ARGS)
 	pat = pattern_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
 						!PG_ARGISNULL(2) && PG_GETARG_BOOL(2));
-	for (int i = 0; i < pat->nelems; i++)
-		if (!pat->elems[i].negated && !pattern_elem_optional(&pat->elems[i]))
-			n += pat->elems[i].min;
+	for (int i = 0; i < pat->nelems;)
+	{
+		PatternElement *el = &pat->elems[i];
+
+		if (el->nskips > 0)
+		{
+			/* a group copy that may be skipped: past it */
+			int			t = i + 1;
+
+			for (int k = 0; k < el->nskips; k++)
+				t = Max(t, el->skips[k]);
+			i = t;
+			continue;
+		}
+		if (!el->negated && !pattern_elem_optional(el))
+			n += el->min;
+		i++;
+	}
 	PG_RETURN_INT64(n);
 }
