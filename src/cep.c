@@ -106,6 +106,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "cep.h"
 #include "keyed_state.h"
@@ -219,6 +220,7 @@ struct CepOperator
 	uint32	   *seen;			/* per element: entered in walk seen_gen */
 	uint32		seen_gen;
 	int			eval_expr;		/* expression being evaluated, for errors */
+	bool		in_cond;		/* evaluating a condition (cond) */
 	TimerService *timers;
 	KeyGroupCounter *open;		/* partial matches */
 	KeyGroupCounter *dropped;	/* partial matches discarded by the bound */
@@ -766,14 +768,18 @@ cond_eval(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 	return !isnull && DatumGetBool(d);
 }
 
-/* Does the current event satisfy the condition of variable 'var'? */
+/*
+ * Does the current event satisfy the condition of variable 'var'?  No
+ * PG_TRY here (a setjmp per evaluation, the NFA's hot path): op->in_cond
+ * tells nfa_event's handler, one per event, that an error came from a
+ * condition, which it reports with where it happened (expr_error).
+ */
 static bool
 cond(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 {
 	PatternExprs *pe = op->cp->conds;
 	int			ci = op->cp->cond_of_var[var];
-	MemoryContext cxt = CurrentMemoryContext;
-	bool		result = false;
+	bool		result;
 
 	if (ci < 0)
 		return true;
@@ -781,15 +787,9 @@ cond(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 	if (!pe->has_refs[ci] && op->cond_cache[var] >= 0)
 		return op->cond_cache[var] == 1;
 	op->eval_expr = ci;
-	PG_TRY();
-	{
-		result = cond_eval(op, var, nfa, pm);
-	}
-	PG_CATCH();
-	{
-		expr_error(op, cxt, pe, false, op->cur->time);
-	}
-	PG_END_TRY();
+	op->in_cond = true;
+	result = cond_eval(op, var, nfa, pm);
+	op->in_cond = false;
 	if (!pe->has_refs[ci])
 		op->cond_cache[var] = result ? 1 : 0;
 	return result;
@@ -1767,6 +1767,7 @@ static void
 nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 {
 	Pattern    *pat = op->cp->pattern;
+	MemoryContext cxt = CurrentMemoryContext;
 	StoredEvent *e;
 	StepOutput	out = {NIL, NIL};
 	ListCell   *lc;
@@ -1792,12 +1793,27 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	/* First what the event's time ends (Flink's process: advanceTime first). */
 	advance_time(op, nfa, e->time);
 
-	for (int i = 0; i < nfa->npm; i++)
+	/* An error in a condition: said where (cond). */
+	op->in_cond = false;
+	PG_TRY();
 	{
-		cep_check_interrupts(op);
-		step(op, nfa, nfa->pms[i], &out);
+		for (int i = 0; i < nfa->npm; i++)
+		{
+			cep_check_interrupts(op);
+			step(op, nfa, nfa->pms[i], &out);
+		}
+		step(op, nfa, NULL, &out);
 	}
-	step(op, nfa, NULL, &out);
+	PG_CATCH();
+	{
+		if (op->in_cond)
+		{
+			op->in_cond = false;
+			expr_error(op, cxt, op->cp->conds, false, e->time);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	/*
 	 * step() copies what it keeps: the partial matches before the event are
@@ -2192,6 +2208,84 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 		}
 	}
 	return op;
+}
+
+/* --- live() ---------------------------------------------------------------- */
+
+void
+cep_scan_open(PipelineDef *def, StateStore *store, cep_visit_fn fn, void *arg)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink live",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	CepOperator op;
+	CompiledPattern cp;
+	TupleDesc	desc;
+	Datum	   *keys = palloc(sizeof(Datum) * Max(def->nkeys, 1));
+	bool	   *keynulls = palloc(sizeof(bool) * Max(def->nkeys, 1));
+	StringInfoData lower,
+				upper,
+				blob;
+
+	/* What events_json needs: the variables' names. */
+	memset(&op, 0, sizeof(op));
+	memset(&cp, 0, sizeof(cp));
+	cp.pattern = pattern_parse(def->pattern, def->skip, def->within >= 0);
+	op.cp = &cp;
+	op.def = def;
+	kstate_codec_init(&op.codec, def);
+	desc = lookup_rowtype_tupdesc_copy(def->source.row_type, -1);
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+	initStringInfo(&blob);
+
+	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+	{
+		StateIter  *it;
+		const char *key,
+				   *val;
+		size_t		klen,
+					vlen;
+
+		keyspace_kind_range(kg, KS_CEP_NFA, &lower, &upper);
+		it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
+		while (state_iter_next(it, &key, &klen, &val, &vlen))
+		{
+			NfaState   *nfa;
+
+			resetStringInfo(&blob);
+			appendBinaryStringInfo(&blob, val, vlen);
+			nfa = nfa_decode(&blob);
+			if (op.codec.exact)
+				kstate_decode_key(&op.codec, key + KEYSPACE_HEADER, keys, keynulls);
+			for (int i = 0; i < nfa->npm; i++)
+			{
+				PartialMatch *pm = nfa->pms[i];
+				StoredEvent *last;
+				Datum		events;
+				bool		isnull = false;
+
+				if (pm->n == 0)
+					continue;
+				last = find_event(nfa, pm->refs[pm->n - 1].pos);
+				if (!op.codec.exact)
+				{
+					/* the key columns of an event of the key, as GROUP BY shows one */
+					HeapTupleData tup;
+
+					tup.t_len = last->len;
+					tup.t_data = (HeapTupleHeader) last->data;
+					for (int k = 0; k < def->nkeys; k++)
+						keys[k] = heap_getattr(&tup, def->key_attnos[k] + 1, desc, &keynulls[k]);
+				}
+				events = DirectFunctionCall1(jsonb_in, CStringGetDatum(events_json(&op, nfa, pm)));
+				fn(arg, keys, keynulls, pm->start_time, last->time, &events, &isnull);
+			}
+		}
+		state_iter_destroy(it);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 }
 
 /* --- SQL-callable check --------------------------------------------------- */
