@@ -46,10 +46,19 @@
  * satisfies the greedy variable (unless that element is optional: Flink
  * waits in a separate ignore state then, which keeps its edges).  Greedy
  * has an effect only on a loop or a range ({n,m}, m > n), as in Flink.
+ * A greedy loop that leaves because its until condition holds goes to
+ * Flink's copy of the next state without that condition (the partial
+ * match is "unguarded").
  * After a take, the partial match is complete if count >= min and every
  * later element is optional: it is emitted, and it continues if it can
  * take more.  Every event also tries to start a match at element 0 (the
  * start state, which never waits).
+ *
+ * Groups (pattern.c expands them into copies of their elements): a copy
+ * that may be skipped starts with an element whose 'skips' say where
+ * skipping it leads, and the last element of a looping copy proceeds back
+ * to the copy's first element ('loops') as well as onwards.  Proceeding
+ * walks these edges (leave, enter), entering each element once per walk.
  *
  * A pattern ending in a negation (Flink allows notNext last, and
  * notFollowedBy last with a window only): a match that proceeds out of the
@@ -1214,6 +1223,17 @@ typedef struct ProceedWalk
 
 static void enter(ProceedWalk *w, int j);
 
+/* A new walk: no element entered yet (op->seen). */
+static void
+walk_begin(CepOperator *op)
+{
+	if (++op->seen_gen == 0)
+	{
+		memset(op->seen, 0, sizeof(uint32) * (op->cp->pattern->nelems + 1));
+		op->seen_gen = 1;
+	}
+}
+
 /*
  * Past elements from..last (left after taking events when taken, else
  * skipped): on to last + 1, and back to the first element of each looping
@@ -1335,7 +1355,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		ProceedWalk w = {op, nfa, NULL, out, stop, false};
 
 		if (pat->has_groups)
-			op->seen_gen++;
+			walk_begin(op);
 		enter(&w, 0);
 		return;
 	}
@@ -1443,7 +1463,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		is_greedy(el) && el->until >= 0 && until_holds(op, nfa, pm, el)};
 
 		if (pat->has_groups)
-			op->seen_gen++;
+			walk_begin(op);
 		leave(&w, i, i, true);
 	}
 }
