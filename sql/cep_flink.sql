@@ -387,3 +387,267 @@ SELECT nl_run('greedy_last', 'a b{->1,}+', 'a1 b1 e1 b2 b3') AS "a b{->1,}+";
 --
 SELECT nl_run('stop_and_final', 'a -> !c -> d', 'a1 d1=9 a2 d2',
 	define => $$a AS id ~ '^a', c AS x = 9, d AS id ~ '^d'$$) AS "a -> !c -> d, d1 also a c";
+
+--
+-- Optional quantified variables, Flink's times(n[, m]).optional() and
+-- timesOrMore(n).optional(): no event, or n (..m) of them -- never 1..n-1.
+-- Written (b{n})?, (b{n,m})?, (b{n,})?: SQL's row-pattern syntax for "one
+-- or no occurrence of b{n}".  (b{0,m}, b* and b? are Flink's
+-- times(1, m).optional(), oneOrMore().optional() and optional().)  Flink
+-- compiles them as the non-optional quantifier whose first state has a
+-- proceed edge too (createTimesState: only the first state is optional),
+-- so a partial match with 1..n-1 events cannot proceed.
+-- The events of TimesRangeITCase's and TimesOrMoreITCase's ConsecutiveData:
+-- c1 (start), f1 (no variable), a1, f2, a2, a3, b1 (end1).
+--
+-- TimesRangeITCase.testTimesRangeNonStrictOptional2: c, followedByAny a
+-- times(2, 3) allowCombinations optional, followedBy b.  a is skipped
+-- (c1 b1), or takes 2 or 3 of a1 a2 a3 in any combination: a1 a2 a3,
+-- a1 a2, a1 a3, a2 a3.  Flink: these 5.
+SELECT nl_run('times_opt2', 'c ->> (a{->>2,3})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesRangeNonStrictOptional2";
+-- TimesRangeITCase.testTimesRangeNonStrictOptional3: the same with relaxed
+-- iterations (a{->2,3}): a run skips no a, so a1 a3 is no match (a1's run
+-- takes a2).  Flink: c1 a1 a2 a3 b1, c1 a1 a2 b1, c1 a2 a3 b1, c1 b1.
+SELECT nl_run('times_opt3', 'c ->> (a{->2,3})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesRangeNonStrictOptional3";
+-- TimesOrMoreITCase.testTimesOrMoreStrictOptional: c, followedByAny a
+-- timesOrMore(2) consecutive optional, followedBy b: a1 is followed by f2
+-- (a run of one, not enough); a2 a3 is a run of two.  Flink: c1 a2 a3 b1,
+-- c1 b1.
+SELECT nl_run('more_opt', 'c ->> (a{2,})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesOrMoreStrictOptional";
+-- TimesOrMoreITCase.testTimesOrMoreStrictOptional2: next into a, on
+-- c1 a1 a2 a3 b1.  a1 alone cannot proceed to b (1 < 2).  Flink:
+-- c1 a1 a2 a3 b1, c1 a1 a2 b1, c1 b1.
+SELECT nl_run('more_opt2', 'c (a{2,})? -> b', 'c1 a1 a2 a3 b1')
+	AS "testTimesOrMoreStrictOptional2";
+-- TimesOrMoreITCase.testTimesOrMoreNonStrictOptional: followedBy into a
+-- times(2,) relaxed optional, on c1 f1 b1.  Flink: c1 b1.
+SELECT nl_run('more_opt_none', 'c -> (a{->2,})? -> b', 'c1 f1 b1')
+	AS "testTimesOrMoreNonStrictOptional";
+-- TimesOrMoreITCase.testTimesOrMoreNonStrictOptional2: followedByAny,
+-- allowCombinations.  Flink: every 2 or 3 of a1 a2 a3 (a1 a2 a3, a1 a2,
+-- a1 a3, a2 a3), and c1 b1.
+SELECT nl_run('more_opt_comb', 'c ->> (a{->>2,})? -> b', 'c1 f1 a1 f2 a2 a3 b1')
+	AS "testTimesOrMoreNonStrictOptional2";
+-- times(2).optional() strictly between c and b, on c1 a1 b1 c2 a2 a3 b2
+-- c3 b3: one a is neither none nor two.  c2 a2 a3 b2, c3 b3.
+SELECT nl_run('times_opt_exact', 'c (a{2})? b', 'c1 a1 b1 c2 a2 a3 b2 c3 b3') AS "c (a{2})? b";
+-- Refused: a ? after a quantifier (SQL's reluctant quantifier, which has
+-- no Flink meaning), an optional variable made optional again (Flink:
+-- "Optional already applied!"), a negated variable in parentheses.
+-- ((a{2})+ is a group of one variable: below.)
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c a{2}? b', NULL, 'opt_bad_out');
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c a+? b', NULL, 'opt_bad_out');
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c (a*)? b', NULL, 'opt_bad_out');
+SELECT streamflink.create_pattern_pipeline('opt_bad', 'nl', 'k', 'c !(a) b', NULL, 'opt_bad_out');
+
+--
+-- A first variable that may take no event (Flink's optional start state:
+-- its proceed edge lets the next variable take the first event).
+-- NFAITCase.testIterativeWithLoopingStartingEager: s oneOrMore optional
+-- (relaxed iterations), followedBy e, s's condition: the x of s's events
+-- so far plus this one below 5; on s1=1 s2=2 s3=3 e1.  s1 s2 (3) cannot
+-- take s3 (3 + 3), so its relaxed iterations skip it; s1 cannot skip s2
+-- (it satisfies the condition).  e1 alone: s took no event.  Flink:
+-- s1 s2 e1, s1 e1, s2 e1, s3 e1, e1.
+--
+SELECT nl_run('start_zero', 's{->0,} -> e', 's1=1 s2=2 s3=3 e1',
+	define => $$s AS id ~ '^s' AND coalesce(sum(s.x), 0) + x < 5, e AS id ~ '^e'$$)
+	AS "testIterativeWithLoopingStartingEager";
+-- NFAITCase.testIterativeWithLoopingStartingCombination: allowCombinations:
+-- also s1 s3 (4).  Flink: s1 s2 e1, s1 s3 e1, s1 e1, s2 e1, s3 e1, e1.
+SELECT nl_run('start_zero_comb', 's{->>0,} -> e', 's1=1 s2=2 s3=3 e1',
+	define => $$s AS id ~ '^s' AND coalesce(sum(s.x), 0) + x < 5, e AS id ~ '^e'$$)
+	AS "testIterativeWithLoopingStartingCombination";
+-- NFAITCase.testStartWithZeroOrMoreStrict: a oneOrMore optional
+-- consecutive, alone, on c1 a1 c2 a2 a3: a pattern of optional variables
+-- only is accepted; its matches are never empty (a match is made by a
+-- take).  Flink: a1, a2 a3, a2, a3 (as testStartWithOneOrMoreStrict, a+).
+SELECT nl_run('start_zero_alone', 'a*', 'c1 a1 c2 a2 a3') AS "testStartWithZeroOrMoreStrict";
+SELECT nl_run('start_one_alone', 'a+', 'c1 a1 c2 a2 a3') AS "testStartWithOneOrMoreStrict";
+-- Optional variables only, several: a? b* on a1 b1 c1 b2: a1, a1 b1, b1, b2.
+SELECT nl_run('all_optional', 'a? b*', 'a1 b1 c1 b2') AS "a? b*";
+-- An optional times first: (a{2})? -> b on a1 e1 b1 a2 a3 b2: a1 alone
+-- cannot proceed; b1 and b2 alone, and a2 a3 b2.
+SELECT nl_run('start_times_opt', '(a{2})? -> b', 'a1 e1 b1 a2 a3 b2') AS "(a{2})? -> b";
+
+--
+-- skip_to_first/last(v) throw_exception_on_miss (Flink's
+-- throwExceptionOnMiss(), which Flink SQL's AFTER MATCH SKIP TO FIRST/LAST
+-- uses): a match in which v took no event, or whose skip target is its
+-- own first event, is an error (a data exception: in a running pipeline
+-- the event completing the match goes to the dead-letter table with it).
+-- Without it (Flink's CEP default) such a match skips nothing (above).
+-- AfterMatchSkipITCase.testSkipToFirstNonExistentPosition: a b* c (b
+-- oneOrMore optional consecutive), skipToFirst(b).throwExceptionOnMiss(),
+-- on a1 c1.  Flink: FlinkRuntimeException.
+SELECT nl_run('skip_first_throw', 'a b* c', 'a1 c1', skip => 'skip_to_first(b) throw_exception_on_miss')
+	AS "testSkipToFirstNonExistentPosition";
+-- AfterMatchSkipITCase.testSkipToLastNonExistentPosition: skipToLast.
+SELECT nl_run('skip_last_throw', 'a b* c', 'a1 c1', skip => 'skip to last(b) throw exception on miss')
+	AS "testSkipToLastNonExistentPosition";
+-- AfterMatchSkipITCase.testSkipToFirstElementOfMatch: a alone,
+-- skipToFirst(a).throwExceptionOnMiss(), on a1: skipping to a1 would skip
+-- nothing (MATCH_RECOGNIZE's endless loop).  Flink: FlinkRuntimeException.
+SELECT nl_run('skip_first_elem', 'a', 'a1', skip => 'skip_to_first(a) throw_exception_on_miss')
+	AS "testSkipToFirstElementOfMatch";
+-- With an event of v in every match nothing changes:
+-- testSkipToLastWithOneOrMore with throwExceptionOnMiss: a1 b1, a2 b2, a3 b4.
+SELECT nl_run('skip_last_throw_ok', 'a b+', 'a1 b1 a2 b2 b3 a3 b4', skip => 'skip_to_last(b) throw_exception_on_miss')
+	AS "testSkipToLastWithOneOrMore, throwExceptionOnMiss";
+SELECT streamflink.create_pattern_pipeline('skip_bad', 'nl', 'k', 'a b+', NULL, 'skip_bad_out',
+	skip => 'skip_to_last(b) throw');
+
+--
+-- Groups (Flink's GroupPattern): "(a -> b)" is a sequence used as one
+-- element, with a quantifier after it: (a b){2}, (a b){2,3}, (a b)+,
+-- (a b)*, (a b)?, ((a b){2})?.  As a variable's quantifier, a group's
+-- iterations are consecutive unless written {->n} (relaxed, Flink's
+-- default for a group's times/oneOrMore) or {->>n} (allowCombinations);
+-- the contiguity written before the group leads into its first
+-- iteration.  Each iteration's events belong to the group's variables (a
+-- match of c (a b){2} d has two a's and two b's, as Flink's map from
+-- pattern name to events).  The NFA runs the group as copies of its
+-- elements (pattern.c, expand_group): the minimum, then a looping copy
+-- or the optional ones.  Events as in GroupITCase: c, a, b, d; one minute
+-- apart.
+--
+-- GroupITCase.testGroupFollowedByTimes: c, followedBy (a followedBy b)
+-- times(2), followedBy d, on c1 a1 b1 a2 b2 d1.  Flink: c1 a1 b1 a2 b2 d1.
+SELECT nl_run('group_times', 'c -> (a -> b){->2} -> d', 'c1 a1 b1 a2 b2 d1')
+	AS "testGroupFollowedByTimes";
+-- GroupITCase.testGroupFollowedByOptional: (a -> b) optional, on
+-- c1 a1 a2 b1 d1.  c1's wait for a takes a1 (a relaxed wait ignores only
+-- what is no a), which waits for b past a2.  Flink: c1 d1, c1 a1 b1 d1.
+SELECT nl_run('group_optional', 'c -> (a -> b)? -> d', 'c1 a1 a2 b1 d1')
+	AS "testGroupFollowedByOptional";
+-- GroupITCase.testFollowedByGroupTimesOptional: (a -> b) times(2) optional,
+-- on c1 a1 d1: no b, so only the group skipped.  Flink: c1 d1.
+SELECT nl_run('group_times_optional', 'c -> ((a -> b){->2})? -> d', 'c1 a1 d1')
+	AS "testFollowedByGroupTimesOptional";
+-- GroupITCase.testGroupFollowedByOneOrMore: (a -> b) oneOrMore, on
+-- c1 a1 b1 a2 b2 d1.  Flink: c1 a1 b1 d1, c1 a1 b1 a2 b2 d1.
+SELECT nl_run('group_more', 'c -> (a -> b){->1,} -> d', 'c1 a1 b1 a2 b2 d1')
+	AS "testGroupFollowedByOneOrMore";
+-- GroupITCase.testGroupFollowedByZeroOrMore: oneOrMore optional.  Flink:
+-- c1 d1, c1 a1 b1 d1, c1 a1 b1 a2 b2 d1.
+SELECT nl_run('group_zero', 'c -> (a -> b){->0,} -> d', 'c1 a1 b1 a2 b2 d1')
+	AS "testGroupFollowedByZeroOrMore";
+-- GroupITCase.testGroupFollowedByAnyTimesCombinations: followedByAny into
+-- (a -> b) times(2) allowCombinations, on c1 a1 b1 a2 b2 a3 b3 d1: any two
+-- of the three (a b) pairs, in order.  Flink: a1 b1 a2 b2, a1 b1 a3 b3,
+-- a2 b2 a3 b3 (each with c1 and d1).
+SELECT nl_run('group_any_comb', 'c ->> (a -> b){->>2} -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupFollowedByAnyTimesCombinations";
+-- GroupITCase.testGroupFollowedByAnyTimesOptional: followedByAny into
+-- (a -> b) times(2) optional (relaxed iterations: a1 b1's next a is a2).
+-- Flink: c1 d1, c1 a1 b1 a2 b2 d1, c1 a2 b2 a3 b3 d1.
+SELECT nl_run('group_any_optional', 'c ->> ((a -> b){->2})? -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupFollowedByAnyTimesOptional";
+-- GroupITCase.testGroupFollowedByAnyOneOrMore: followedByAny into
+-- (a -> b) oneOrMore.  Flink: a1 b1, a2 b2, a3 b3, a1 b1 a2 b2,
+-- a2 b2 a3 b3, a1 b1 a2 b2 a3 b3 (each with c1 and d1).
+SELECT nl_run('group_any_more', 'c ->> (a -> b){->1,} -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupFollowedByAnyOneOrMore";
+-- GroupITCase.testGroupNextZeroOrMore: c, next (a -> b) oneOrMore optional
+-- consecutive, followedBy d, on c1 a1 b1 a2 b2 a3 b3 d1.  Flink: c1 d1,
+-- c1 a1 b1 d1, c1 a1 b1 a2 b2 d1, c1 a1 b1 a2 b2 a3 b3 d1.
+SELECT nl_run('group_next_zero', 'c (a -> b)* -> d', 'c1 a1 b1 a2 b2 a3 b3 d1')
+	AS "testGroupNextZeroOrMore";
+-- GroupITCase.testGroupNest: d, followedBy (a followedBy (b followedBy c)
+-- oneOrMore optional) optional, followedBy e, on d1 a1 b1 c1 b2 c2 e1.
+-- Flink: d1 e1, d1 a1 e1, d1 a1 b1 c1 e1, d1 a1 b1 c1 b2 c2 e1.
+SELECT nl_run('group_nest', 'd -> (a -> (b -> c){->0,})? -> e', 'd1 a1 b1 c1 b2 c2 e1')
+	AS "testGroupNest";
+-- GroupITCase.testGroupNestTimes: d, followedByAny (a followedBy (b
+-- followedBy c) times(3)) times(0, 2) (Flink: times(1, 2).optional()),
+-- followedBy e, on d1 a1 b1 c1 b2 c2 b3 c3 a2 b4 c4 b5 c5 b6 c6 e1.
+-- Flink: d1 e1, d1 a1 (b c)x3 e1, d1 a2 (b c)x3 e1, d1 a1 (b c)x3 a2 (b c)x3 e1.
+SELECT nl_run('group_nest_times', 'd ->> (a -> (b -> c){->3}){->0,2} -> e',
+	'd1 a1 b1 c1 b2 c2 b3 c3 a2 b4 c4 b5 c5 b6 c6 e1')
+	AS "testGroupNestTimes";
+-- Strict groups: (a b){2,3} between c and d (next everywhere), on
+-- c1 a1 b1 a2 b2 a3 b3 d1 c2 a4 b4 d2: c1 with 3 pairs, and c2 with one
+-- pair (below the minimum): c1 a1 b1 a2 b2 a3 b3 d1 only (two pairs are
+-- followed by a3, not d).
+SELECT nl_run('group_range', 'c (a b){2,3} d', 'c1 a1 b1 a2 b2 a3 b3 d1 c2 a4 b4 d2')
+	AS "c (a b){2,3} d";
+-- A group of one variable with its own quantifier: c (a{2})+ b, strict,
+-- on c1 a1 a2 a3 a4 b1: two iterations of two a's, then b1 (after one
+-- iteration, a3 is no b).  c1 a1 a2 a3 a4 b1.
+SELECT nl_run('group_one_var', 'c (a{2})+ b', 'c1 a1 a2 a3 a4 b1') AS "c (a{2})+ b";
+-- A group first and last: (a b)+ alone, strict, on a1 b1 a2 b2 c1 a3 b3.
+-- Every run of pairs: a1 b1, a1 b1 a2 b2, a2 b2, a3 b3.
+SELECT nl_run('group_alone', '(a b)+', 'a1 b1 a2 b2 c1 a3 b3') AS "(a b)+";
+-- Iterative conditions see every iteration's events: pairs while the sum
+-- of a's x stays below 5, on a1=1 b1 a2=2 b2 a3=3 b3 d1: c -> (a b)+ -> d
+-- without c: (a b)+ -> d; a's condition coalesce(sum(a.x), 0) + x < 5.
+SELECT nl_run('group_iterative', '(a b)+ -> d', 'a1=1 b1 a2=2 b2 a3=3 b3 d1',
+	define => $$a AS id ~ '^a' AND coalesce(sum(a.x), 0) + x < 5, b AS id ~ '^b', d AS id ~ '^d'$$)
+	AS "(a b)+ -> d, sum(a.x) < 5";
+-- Skip strategies on groups: skip_past_last_event on (a b)+ alone above:
+-- a1 b1 (then every partial match holding a1 or b1 is gone), a2 b2, a3 b3.
+SELECT nl_run('group_skip', '(a b)+', 'a1 b1 a2 b2 c1 a3 b3', skip => 'skip_past_last_event')
+	AS "(a b)+ skip_past_last_event";
+
+--
+-- Refused, with Flink's reasons: alternation (Flink SQL's MATCH_RECOGNIZE:
+-- "Currently, CEP doesn't support branching patterns."; Flink CEP has
+-- or() on a condition instead), a greedy group (Flink: greedy is not
+-- applicable to a group pattern), until on a group; and, not supported
+-- yet, groups in a pattern with negations or greedy quantifiers
+-- (GroupITCase.testGroupNotFollowedBy and testGroupNotNext).
+--
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a (b | c) d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a | b', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){2,}+ d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ until (u) d', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c ->> (a -> b) -> !d -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ d{2,}+ e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c () d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){1000} d', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c a b) d', NULL, 'group_bad_out');
+
+--
+-- Greedy with until (GreedyITCase): a greedy loop proceeds on an event its
+-- until holds for into Flink's copy of the next state without the greedy
+-- condition (NFACompiler.createLooping and createSingletonState keep it in
+-- originalStateMap); proceeding otherwise, the next state's edges carry
+-- "and not the loop's condition" (updateWithGreedyCondition, without the
+-- until).  The first state of a loop ignores only events its condition
+-- does not hold for (its ignore edge is not extended with until).
+-- Events c, a's with prices, d; u AS x > 3.
+--
+-- GreedyITCase.testGreedyUntilZeroOrMoreWithDummyEventsAfterQuantifier: c,
+-- followedBy a oneOrMore optional greedy until(price > 3), followedBy d,
+-- on c1=1 a1=2 a2=3 a3=3 a4=4 d1=3: the loop takes a1 a2 a3 and leaves at
+-- a4 (its until) into the unguarded copy, which skips nothing but waits
+-- for d.  Flink: c1 a1 a2 a3 d1.
+SELECT nl_run('greedy_until_after', 'c -> a{->0,}+ until (u) -> d', 'c1=1 a1=2 a2=3 a3=3 a4=4 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilZeroOrMoreWithDummyEventsAfterQuantifier";
+-- GreedyITCase.testGreedyUntilWithDummyEventsBeforeQuantifier: on
+-- c1=1 a0=4 a1=2 a2=3 a3=3 d1=3: c1's wait for a neither takes a0 (until)
+-- nor ignores it (it is an a); the optional loop is skipped into the
+-- unguarded copy of d's state, which waits past a1 a2 a3.  Flink: c1 d1.
+SELECT nl_run('greedy_until_before', 'c -> a{->0,}+ until (u) -> d', 'c1=1 a0=4 a1=2 a2=3 a3=3 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilWithDummyEventsBeforeQuantifier";
+-- GreedyITCase.testGreedyUntilOneOrMoreWithDummyEventsAfterQuantifier:
+-- a oneOrMore (not optional).  Flink: c1 a1 a2 a3 d1.
+SELECT nl_run('greedy_until_more_after', 'c -> a{->1,}+ until (u) -> d', 'c1=1 a1=2 a2=3 a3=3 a4=4 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilOneOrMoreWithDummyEventsAfterQuantifier";
+-- GreedyITCase.testGreedyUntilOneOrMoreWithDummyEventsBeforeQuantifier: c1's
+-- wait for the first a dies at a0 (neither taken nor ignored, and a needs
+-- an event).  Flink: no match.
+SELECT nl_run('greedy_until_more_before', 'c -> a{->1,}+ until (u) -> d', 'c1=1 a0=4 a1=2 a2=3 a3=3 d1=3',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', u AS x > 3, d AS id ~ '^d'$$)
+	AS "testGreedyUntilOneOrMoreWithDummyEventsBeforeQuantifier";
+
+-- The fewest events a match needs (checked against max_partial_match_events):
+-- group copies that may be skipped and optional variables count nothing.
+SELECT streamflink._pattern_min_events('c (a b)* d{3} (e f){2,3} (g{4})? h{0,2}', NULL, false) AS min_events;

@@ -24,8 +24,9 @@
  *	   i's condition, or is non-deterministic relaxed; a match that ignored
  *	   an event is committed to element i ("committed": it may not proceed
  *	   past i any more, as Flink's ignore states have no proceed edge);
- *	 proceed, if count >= min and not committed (and, for a greedy element,
- *	   the event does not satisfy i's condition), to element i+1: take the
+ *	 proceed, if count >= min (or 0 in an optional element: can_leave)
+ *	   and not committed (and, for a greedy element, the event does not
+ *	   satisfy i's condition), to element i+1: take the
  *	   event there or wait there (same rules), and further through optional
  *	   elements.
  * Negations are Flink's stop states (NFACompiler): a notNext is a state
@@ -45,10 +46,19 @@
  * satisfies the greedy variable (unless that element is optional: Flink
  * waits in a separate ignore state then, which keeps its edges).  Greedy
  * has an effect only on a loop or a range ({n,m}, m > n), as in Flink.
+ * A greedy loop that leaves because its until condition holds goes to
+ * Flink's copy of the next state without that condition (the partial
+ * match is "unguarded").
  * After a take, the partial match is complete if count >= min and every
  * later element is optional: it is emitted, and it continues if it can
  * take more.  Every event also tries to start a match at element 0 (the
  * start state, which never waits).
+ *
+ * Groups (pattern.c expands them into copies of their elements): a copy
+ * that may be skipped starts with an element whose 'skips' say where
+ * skipping it leads, and the last element of a looping copy proceeds back
+ * to the copy's first element ('loops') as well as onwards.  Proceeding
+ * walks these edges (leave, enter), entering each element once per walk.
  *
  * A pattern ending in a negation (Flink allows notNext last, and
  * notFollowedBy last with a window only): a match that proceeds out of the
@@ -105,6 +115,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "cep.h"
 #include "keyed_state.h"
@@ -169,6 +180,9 @@ typedef struct PartialMatch
 	int16		elem;
 	int32		count;
 	bool		committed;
+	bool		unguarded;		/* waits in Flink's copy of the state after a
+								 * greedy loop that its until ended (no
+								 * greedy condition on its edges) */
 	int64		start_pos;
 	TimestampTz start_time;
 	int			n;
@@ -212,7 +226,10 @@ struct CepOperator
 	HeapTupleData nav_tuple;
 	StoredEvent *cur;
 	int8	   *cond_cache;		/* per variable: -1 unknown, 0, 1 */
+	uint32	   *seen;			/* per element: entered in walk seen_gen */
+	uint32		seen_gen;
 	int			eval_expr;		/* expression being evaluated, for errors */
+	bool		in_cond;		/* evaluating a condition (cond) */
 	TimerService *timers;
 	KeyGroupCounter *open;		/* partial matches */
 	KeyGroupCounter *dropped;	/* partial matches discarded by the bound */
@@ -397,7 +414,8 @@ pm_decode(const char **pp)
 	GET(p, pm->elem);
 	GET(p, pm->count);
 	GET(p, committed);
-	pm->committed = committed != 0;
+	pm->committed = (committed & 1) != 0;
+	pm->unguarded = (committed & 2) != 0;
 	GET(p, pm->start_pos);
 	GET(p, pm->start_time);
 	GET(p, pm->n);
@@ -416,7 +434,7 @@ pm_decode(const char **pp)
 static void
 pm_encode(PartialMatch *pm, StringInfo buf)
 {
-	char		committed = pm->committed;
+	char		committed = (pm->committed ? 1 : 0) | (pm->unguarded ? 2 : 0);
 
 	PUT(buf, pm->elem);
 	PUT(buf, pm->count);
@@ -759,14 +777,18 @@ cond_eval(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 	return !isnull && DatumGetBool(d);
 }
 
-/* Does the current event satisfy the condition of variable 'var'? */
+/*
+ * Does the current event satisfy the condition of variable 'var'?  No
+ * PG_TRY here (a setjmp per evaluation, the NFA's hot path): op->in_cond
+ * tells nfa_event's handler, one per event, that an error came from a
+ * condition, which it reports with where it happened (expr_error).
+ */
 static bool
 cond(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 {
 	PatternExprs *pe = op->cp->conds;
 	int			ci = op->cp->cond_of_var[var];
-	MemoryContext cxt = CurrentMemoryContext;
-	bool		result = false;
+	bool		result;
 
 	if (ci < 0)
 		return true;
@@ -774,15 +796,9 @@ cond(CepOperator *op, int var, NfaState *nfa, PartialMatch *pm)
 	if (!pe->has_refs[ci] && op->cond_cache[var] >= 0)
 		return op->cond_cache[var] == 1;
 	op->eval_expr = ci;
-	PG_TRY();
-	{
-		result = cond_eval(op, var, nfa, pm);
-	}
-	PG_CATCH();
-	{
-		expr_error(op, cxt, pe, false, op->cur->time);
-	}
-	PG_END_TRY();
+	op->in_cond = true;
+	result = cond_eval(op, var, nfa, pm);
+	op->in_cond = false;
 	if (!pe->has_refs[ci])
 		op->cond_cache[var] = result ? 1 : 0;
 	return result;
@@ -930,18 +946,19 @@ pm_copy(PartialMatch *pm, int extra)
 
 /* Wait in element j (count events taken in it) after ignoring the event. */
 static void
-wait_in(StepOutput *out, PartialMatch *pm, int j, int count)
+wait_in(StepOutput *out, PartialMatch *pm, int j, int count, bool unguarded)
 {
 	PartialMatch *n = pm_copy(pm, 0);
 
 	n->elem = j;
 	n->count = count;
 	n->committed = true;
+	n->unguarded = unguarded;
 	out->pms = lappend(out->pms, n);
 }
 
 static void
-take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
+take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j, bool again)
 {
 	Pattern    *pat = op->cp->pattern;
 	PatternElement *el = &pat->elems[j];
@@ -951,7 +968,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 	if (pm)
 	{
 		n = pm_copy(pm, 1);
-		n->count = (j == pm->elem) ? pm->count + 1 : 1;
+		n->count = again ? pm->count + 1 : 1;
 	}
 	else
 	{
@@ -964,6 +981,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 	}
 	n->elem = j;
 	n->committed = false;
+	n->unguarded = false;
 	n->refs[n->n].var = el->var;
 	n->refs[n->n].pos = op->cur->pos;
 	n->n++;
@@ -979,7 +997,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 	 */
 	n->order = list_length(out->matches);
 	complete = n->count >= el->min;
-	for (int k = j + 1; k < pat->nelems && complete; k++)
+	for (int k = j + 1; k < pat->nelems && complete;)
 	{
 		PatternElement *nx = &pat->elems[k];
 
@@ -987,8 +1005,20 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 		{
 			if (nx->contiguity == CONTIG_STRICT && cond(op, nx->var, nfa, pm))
 				complete = false;
+			k++;
 		}
-		else if (nx->min > 0)
+		else if (pattern_elem_optional(nx))
+			k++;
+		else if (nx->nskips > 0)
+		{
+			/* a copy of a group that may be skipped: past it (the furthest) */
+			int			t = k;
+
+			for (int x = 0; x < nx->nskips; x++)
+				t = Max(t, nx->skips[x]);
+			k = t;
+		}
+		else
 			complete = false;
 	}
 	if (complete)
@@ -1004,7 +1034,7 @@ take(CepOperator *op, NfaState *nfa, StepOutput *out, PartialMatch *pm, int j)
 		n->elem = j + 1;
 		n->count = 0;
 	}
-	if (el->max < 0 || n->count < el->max || j < pat->nelems - 1)
+	if (el->max < 0 || n->count < el->max || j < pat->nelems - 1 || el->nloops > 0)
 		out->pms = lappend(out->pms, complete ? pm_copy(n, 0) : n);
 }
 
@@ -1028,14 +1058,26 @@ complete_here(StepOutput *out, PartialMatch *pm)
  * for the next event (trailing notNext): element nelems - 1, count 0.
  */
 static void
-wait_after(StepOutput *out, PartialMatch *pm, int last)
+wait_after(StepOutput *out, PartialMatch *pm, int last, bool unguarded)
 {
 	PartialMatch *n = pm_copy(pm, 0);
 
 	n->elem = last;
 	n->count = 0;
 	n->committed = false;
+	n->unguarded = unguarded;
 	out->pms = lappend(out->pms, n);
+}
+
+/*
+ * May a partial match with count events in element el leave it (proceed)?
+ * With its minimum, or with none when the element is optional: an optional
+ * times (Flink's times(n).optional()) is no event or n, never 1..n-1.
+ */
+static inline bool
+can_leave(PatternElement *el, int count)
+{
+	return count >= el->min || (count == 0 && el->optional);
 }
 
 /*
@@ -1054,7 +1096,7 @@ completes_at_timeout(Pattern *pat, PartialMatch *pm)
 		return false;
 	if (pm->elem == last)
 		return true;
-	return pm->elem == last - 1 && pm->count >= pat->elems[last - 1].min;
+	return pm->elem == last - 1 && can_leave(&pat->elems[last - 1], pm->count);
 }
 
 /*
@@ -1117,7 +1159,7 @@ prev_nots(CepOperator *op, NfaState *nfa, PartialMatch *pm, int i)
 			if (cond(op, pe->var, nfa, pm))
 				return true;
 		}
-		else if (pe->negated || pe->min > 0 || (pm && took_var(pm, pe->var)))
+		else if (pe->negated || !pattern_elem_optional(pe) || (pm && took_var(pm, pe->var)))
 			break;
 	}
 	return false;
@@ -1166,6 +1208,133 @@ until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el
 }
 
 /*
+ * A walk through proceed edges: what a partial match (NULL: the start
+ * state) reaches from the element it leaves, for the current event.
+ */
+typedef struct ProceedWalk
+{
+	CepOperator *op;
+	NfaState   *nfa;
+	PartialMatch *pm;
+	StepOutput *out;
+	bool	   *stop;
+	bool		unguarded;		/* out of a greedy loop by its until */
+} ProceedWalk;
+
+static void enter(ProceedWalk *w, int j);
+
+/* A new walk: no element entered yet (op->seen). */
+static void
+walk_begin(CepOperator *op)
+{
+	if (++op->seen_gen == 0)
+	{
+		memset(op->seen, 0, sizeof(uint32) * (op->cp->pattern->nelems + 1));
+		op->seen_gen = 1;
+	}
+}
+
+/*
+ * Past elements from..last (left after taking events when taken, else
+ * skipped): on to last + 1, and back to the first element of each looping
+ * group copy ending at 'last' (not that of a skipped copy: skipping a copy
+ * does not loop).
+ */
+static void
+leave(ProceedWalk *w, int from, int last, bool taken)
+{
+	PatternElement *el = &w->op->cp->pattern->elems[last];
+
+	enter(w, last + 1);
+	for (int k = 0; k < el->nloops; k++)
+		if (taken || el->loops[k] < from)
+			enter(w, el->loops[k]);
+}
+
+/*
+ * The first state of element j, reached by a proceed edge: a negated event
+ * there is a stop state reached -- through notNext's state (which proceeds
+ * no further then), or the stop state of the next element's first state
+ * after a notFollowedBy (whose other edges still hold: a match it completes
+ * is emitted, as in Flink).  Else the event is taken, or waited for
+ * (relaxed contiguity), and an optional element or group copy is also
+ * skipped.  In a pattern with groups an element can be reached on several
+ * ways: it is entered once per walk (op->seen).
+ */
+static void
+enter(ProceedWalk *w, int j)
+{
+	CepOperator *op = w->op;
+	Pattern    *pat = op->cp->pattern;
+	PartialMatch *pm = w->pm;
+	int			last = pat->nelems - 1;
+	PatternElement *nx;
+	bool		c;
+	bool		stopped;
+	bool		t;
+
+	if (j > last)
+		return;
+	if (pat->has_groups)
+	{
+		if (op->seen[j] == op->seen_gen)
+			return;
+		op->seen[j] = op->seen_gen;
+	}
+	nx = &pat->elems[j];
+	if (nx->negated)
+	{
+		if (cond(op, nx->var, w->nfa, pm))
+		{
+			*w->stop = true;
+			if (nx->contiguity == CONTIG_STRICT || j == last)
+				return;
+			enter(w, j + 1);
+			return;
+		}
+		if (j == last && pm)
+		{
+			/* notNext last: complete now; notFollowedBy: pending */
+			if (nx->contiguity == CONTIG_STRICT)
+				complete_here(w->out, pm);
+			else
+				wait_after(w->out, pm, j, w->unguarded);
+			return;
+		}
+		enter(w, j + 1);
+		return;
+	}
+	/*
+	 * until: the take condition is "and not until"; the first state's
+	 * ignore edge keeps its own condition (NFACompiler.createTimesState).
+	 */
+	c = cond(op, nx->var, w->nfa, pm);
+	stopped = nx->until >= 0 && until_holds(op, w->nfa, pm, nx);
+	t = c && !stopped;
+	if (t)
+		take(op, w->nfa, w->out, pm, j, false);
+	if (pm && ((nx->contiguity == CONTIG_RELAXED && !c) || nx->contiguity == CONTIG_ANY))
+		wait_in(w->out, pm, j, 0, w->unguarded);
+	if (is_greedy(nx) && t)
+		return;
+	if (pattern_elem_optional(nx))
+	{
+		/*
+		 * Skipping an optional greedy loop on an event its until holds for
+		 * leads to Flink's unguarded copy of the next state
+		 * (createSingletonState with originalStateMap).
+		 */
+		bool		saved = w->unguarded;
+
+		w->unguarded = is_greedy(nx) && stopped;
+		leave(w, j, j, false);
+		w->unguarded = saved;
+	}
+	for (int k = 0; k < nx->nskips; k++)
+		leave(w, j, nx->skips[k] - 1, false);
+}
+
+/*
  * The edges of one partial match's state for the current event (pm ==
  * NULL: the start state, which tries to begin a match).  Sets *stop when
  * the event reaches a stop state, directly or through proceed edges.
@@ -1179,9 +1348,19 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 	bool		committed = pm ? pm->committed : false;
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
-	int			last = pat->nelems - 1;
 
-	if (pm && el->negated)
+	/* The start state: element 0's first state, which never waits. */
+	if (pm == NULL)
+	{
+		ProceedWalk w = {op, nfa, NULL, out, stop, false};
+
+		if (pat->has_groups)
+			walk_begin(op);
+		enter(&w, 0);
+		return;
+	}
+
+	if (el->negated)
 	{
 		int			g;
 
@@ -1197,7 +1376,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 			return;
 		}
 		g = greedy_guard(pat, i);
-		if (g >= 0 && cond(op, pat->elems[g].var, nfa, pm))
+		if (g >= 0 && !pm->unguarded && cond(op, pat->elems[g].var, nfa, pm))
 			return;
 		if (el->contiguity == CONTIG_STRICT)
 			complete_here(out, pm);	/* notNext: this event is not a b */
@@ -1206,7 +1385,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		return;
 	}
 
-	if (pm && committed && cnt == 0)
+	if (committed && cnt == 0 && !pm->unguarded)
 	{
 		int			g;
 
@@ -1215,7 +1394,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		 * edge of that state holds for an event of the greedy variable.
 		 */
 		g = greedy_guard(pat, i);
-		if (g >= 0 && el->min > 0 && cond(op, pat->elems[g].var, nfa, pm))
+		if (g >= 0 && !pattern_elem_optional(el) && cond(op, pat->elems[g].var, nfa, pm))
 			return;
 	}
 
@@ -1236,19 +1415,29 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		 * until: on its event the loop neither takes nor ignores (Flink
 		 * extends the take condition and the ignore condition between
 		 * iterations with "and not until"; the first state's ignore edge
-		 * keeps its own), so a partial match in the loop proceeds or ends.
+		 * keeps its own: it ignores what the variable's condition does not
+		 * hold for), so a partial match in the loop proceeds or ends.
 		 */
 		bool		stopped = el->until >= 0 && until_holds(op, nfa, pm, el);
 
+		bool		ignore;
+
 		loop_take = !stopped && cond(op, el->var, nfa, pm);
 		if (loop_take)
-			take(op, nfa, out, pm, i);
-		if (pm && ((c == CONTIG_RELAXED && !loop_take) || c == CONTIG_ANY) &&
-			!(stopped && cnt > 0))
-			wait_in(out, pm, i, cnt);
+			take(op, nfa, out, pm, i, true);
+		if (c == CONTIG_ANY)
+			ignore = !(stopped && cnt > 0);
+		else if (c == CONTIG_RELAXED && cnt == 0)
+			ignore = !(loop_take || (stopped && cond(op, el->var, nfa, pm)));
+		else if (c == CONTIG_RELAXED)
+			ignore = !loop_take && !stopped;
+		else
+			ignore = false;
+		if (ignore)
+			wait_in(out, pm, i, cnt, pm->unguarded);
 	}
 
-	if (committed || cnt < el->min)
+	if (committed || !can_leave(el, cnt))
 		return;
 
 	/*
@@ -1261,44 +1450,21 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 		return;
 
 	/*
-	 * Proceed: to the next elements, through optional ones.  A negated
-	 * event on the way is a stop state reached: through notNext's state
-	 * (which proceeds no further then), or the stop state of the next
-	 * element's first state after a notFollowedBy (whose other edges still
-	 * hold: a match it completes is emitted, as in Flink).
+	 * Proceed: to the next elements, through optional ones (enter), and
+	 * back to the first element of a looping copy of a group.
 	 */
-	for (int j = i + 1; j < pat->nelems; j++)
 	{
-		PatternElement *nx = &pat->elems[j];
-		bool		t;
+		/*
+		 * Out of a greedy loop because its until holds: to Flink's copy of
+		 * the next state without the greedy condition
+		 * (NFACompiler.createLooping, originalStateMap).
+		 */
+		ProceedWalk w = {op, nfa, pm, out, stop,
+		is_greedy(el) && el->until >= 0 && until_holds(op, nfa, pm, el)};
 
-		if (nx->negated)
-		{
-			if (cond(op, nx->var, nfa, pm))
-			{
-				*stop = true;
-				if (nx->contiguity == CONTIG_STRICT || j == last)
-					return;
-				continue;
-			}
-			if (j == last && pm)
-			{
-				/* notNext last: complete now; notFollowedBy: pending */
-				if (nx->contiguity == CONTIG_STRICT)
-					complete_here(out, pm);
-				else
-					wait_after(out, pm, j);
-				return;
-			}
-			continue;
-		}
-		t = !(nx->until >= 0 && until_holds(op, nfa, pm, nx)) && cond(op, nx->var, nfa, pm);
-		if (t)
-			take(op, nfa, out, pm, j);
-		if (pm && ((nx->contiguity == CONTIG_RELAXED && !t) || nx->contiguity == CONTIG_ANY))
-			wait_in(out, pm, j, 0);
-		if (nx->min > 0 || (is_greedy(nx) && t))
-			return;
+		if (pat->has_groups)
+			walk_begin(op);
+		leave(&w, i, i, true);
 	}
 }
 
@@ -1377,6 +1543,37 @@ queue_match(NfaState *nfa, PartialMatch *m)
 }
 
 /*
+ * skip_to_first/last(v) throw_exception_on_miss: a match in which v took no
+ * event, or whose skip target is its own first event (skipping to it would
+ * skip nothing), is an error, as Flink's SkipToElementStrategy with
+ * throwExceptionOnMiss() fails the job.  A data exception: when an event
+ * completed the match, that event's message goes to the dead-letter table
+ * with this error after the restart (poison.h); the pattern's default
+ * (Flink's too) skips nothing for such a match instead.
+ */
+static void
+check_skip_target(CepOperator *op, NfaState *nfa, PartialMatch *m)
+{
+	Pattern    *pat = op->cp->pattern;
+	int64		target = var_event(m, pat->skip_var, pat->skip == SKIP_TO_LAST);
+
+	if (target < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("pattern pipeline \"%s\" could not skip to %s: no event of it in the match %s",
+						op->def->name, pat->vars[pat->skip_var], events_json(op, nfa, m)),
+				 errhint("skip_to_%s(%s) throw_exception_on_miss refuses such a match (Flink's throwExceptionOnMiss()); without throw_exception_on_miss it skips nothing.",
+						 pat->skip == SKIP_TO_LAST ? "last" : "first", pat->vars[pat->skip_var])));
+	if (target == m->start_pos)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("pattern pipeline \"%s\" could not skip to the first event of the match %s",
+						op->def->name, events_json(op, nfa, m)),
+				 errhint("With throw_exception_on_miss, skipping to %s's %s event must skip past the match's first event, as in Flink.",
+						 pat->vars[pat->skip_var], pat->skip == SKIP_TO_LAST ? "last" : "first")));
+}
+
+/*
  * Emit the waiting matches that no open partial match started before, as
  * Flink's NFA.processMatchesAccordingToSkipStrategy: the earliest waiting
  * match goes when it started no later than every open partial match (one
@@ -1402,6 +1599,8 @@ release_matches(CepOperator *op, NfaState *nfa)
 				return;
 		nfa->nwait--;
 		memmove(nfa->wait, nfa->wait + 1, sizeof(PartialMatch *) * nfa->nwait);
+		if (pat->skip_throw)
+			check_skip_target(op, nfa, m);
 		emit_match(op, nfa, m);
 
 		switch (pat->skip)
@@ -1588,6 +1787,7 @@ static void
 nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 {
 	Pattern    *pat = op->cp->pattern;
+	MemoryContext cxt = CurrentMemoryContext;
 	StoredEvent *e;
 	StepOutput	out = {NIL, NIL};
 	ListCell   *lc;
@@ -1613,12 +1813,27 @@ nfa_event(CepOperator *op, NfaState *nfa, BufEvent *be)
 	/* First what the event's time ends (Flink's process: advanceTime first). */
 	advance_time(op, nfa, e->time);
 
-	for (int i = 0; i < nfa->npm; i++)
+	/* An error in a condition: said where (cond). */
+	op->in_cond = false;
+	PG_TRY();
 	{
-		cep_check_interrupts(op);
-		step(op, nfa, nfa->pms[i], &out);
+		for (int i = 0; i < nfa->npm; i++)
+		{
+			cep_check_interrupts(op);
+			step(op, nfa, nfa->pms[i], &out);
+		}
+		step(op, nfa, NULL, &out);
 	}
-	step(op, nfa, NULL, &out);
+	PG_CATCH();
+	{
+		if (op->in_cond)
+		{
+			op->in_cond = false;
+			expr_error(op, cxt, op->cp->conds, false, e->time);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	/*
 	 * step() copies what it keeps: the partial matches before the event are
@@ -1965,6 +2180,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	op->cur_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
 	op->nav_slot = MakeSingleTupleTableSlot(event_desc, &TTSOpsHeapTuple);
 	op->cond_cache = palloc(op->cp->pattern->nvars);
+	op->seen = palloc0(sizeof(uint32) * (op->cp->pattern->nelems + 1));
 	op->timers = timers_create(store);
 	op->open = kstate_counter_open(store, KS_COUNTER_PARTIAL_MATCHES);
 	op->dropped = kstate_counter_open(store, KS_COUNTER_DROPPED_MATCHES);
@@ -2019,14 +2235,92 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	return op;
 }
 
+/* --- live() ---------------------------------------------------------------- */
+
+void
+cep_scan_open(PipelineDef *def, StateStore *store, cep_visit_fn fn, void *arg)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink live",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	CepOperator op;
+	CompiledPattern cp;
+	TupleDesc	desc;
+	Datum	   *keys = palloc(sizeof(Datum) * Max(def->nkeys, 1));
+	bool	   *keynulls = palloc(sizeof(bool) * Max(def->nkeys, 1));
+	StringInfoData lower,
+				upper,
+				blob;
+
+	/* What events_json needs: the variables' names. */
+	memset(&op, 0, sizeof(op));
+	memset(&cp, 0, sizeof(cp));
+	cp.pattern = pattern_parse(def->pattern, def->skip, def->within >= 0);
+	op.cp = &cp;
+	op.def = def;
+	kstate_codec_init(&op.codec, def);
+	desc = lookup_rowtype_tupdesc_copy(def->source.row_type, -1);
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+	initStringInfo(&blob);
+
+	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+	{
+		StateIter  *it;
+		const char *key,
+				   *val;
+		size_t		klen,
+					vlen;
+
+		keyspace_kind_range(kg, KS_CEP_NFA, &lower, &upper);
+		it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
+		while (state_iter_next(it, &key, &klen, &val, &vlen))
+		{
+			NfaState   *nfa;
+
+			resetStringInfo(&blob);
+			appendBinaryStringInfo(&blob, val, vlen);
+			nfa = nfa_decode(&blob);
+			if (op.codec.exact)
+				kstate_decode_key(&op.codec, key + KEYSPACE_HEADER, keys, keynulls);
+			for (int i = 0; i < nfa->npm; i++)
+			{
+				PartialMatch *pm = nfa->pms[i];
+				StoredEvent *last;
+				Datum		events;
+				bool		isnull = false;
+
+				if (pm->n == 0)
+					continue;
+				last = find_event(nfa, pm->refs[pm->n - 1].pos);
+				if (!op.codec.exact)
+				{
+					/* the key columns of an event of the key, as GROUP BY shows one */
+					HeapTupleData tup;
+
+					tup.t_len = last->len;
+					tup.t_data = (HeapTupleHeader) last->data;
+					for (int k = 0; k < def->nkeys; k++)
+						keys[k] = heap_getattr(&tup, def->key_attnos[k] + 1, desc, &keynulls[k]);
+				}
+				events = DirectFunctionCall1(jsonb_in, CStringGetDatum(events_json(&op, nfa, pm)));
+				fn(arg, keys, keynulls, pm->start_time, last->time, &events, &isnull);
+			}
+		}
+		state_iter_destroy(it);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
 /* --- SQL-callable check --------------------------------------------------- */
 
 PG_FUNCTION_INFO_V1(streamflink_pattern_min_events);
 
 /*
  * streamflink._pattern_min_events(pattern, skip, has_within): the fewest
- * events a match holds, the sum of the minimums of its (not negated)
- * elements; create_pattern_pipeline compares it with
+ * events a match holds, the sum of the minimums of its (not negated, not
+ * optional) elements outside the group copies that may be skipped; create_pattern_pipeline compares it with
  * max_partial_match_events.  NULL for a NULL pattern (its error comes from
  * _check_pattern).
  */
@@ -2041,8 +2335,23 @@ streamflink_pattern_min_events(PG_FUNCTION_ARGS)
 	pat = pattern_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
 						!PG_ARGISNULL(2) && PG_GETARG_BOOL(2));
-	for (int i = 0; i < pat->nelems; i++)
-		if (!pat->elems[i].negated)
-			n += pat->elems[i].min;
+	for (int i = 0; i < pat->nelems;)
+	{
+		PatternElement *el = &pat->elems[i];
+
+		if (el->nskips > 0)
+		{
+			/* a group copy that may be skipped: past it */
+			int			t = i + 1;
+
+			for (int k = 0; k < el->nskips; k++)
+				t = Max(t, el->skips[k]);
+			i = t;
+			continue;
+		}
+		if (!el->negated && !pattern_elem_optional(el))
+			n += el->min;
+		i++;
+	}
 	PG_RETURN_INT64(n);
 }

@@ -42,4 +42,18 @@ extern CepOperator *cep_create(PipelineDef *def, StateStore *store, Sink *sink,
 
 extern const OperatorMethods cep_operator_methods;
 
+/*
+ * streamflink.live() for a pattern pipeline: fn for each open partial
+ * match in 'store' (a secondary of the worker's, live.c), with its key, the
+ * times of its first and last event, and (values[0]) its events so far as
+ * jsonb by variable, as a match's "events".  Called as the pipeline's
+ * owner (the events' output functions are its types').  Allocates in a
+ * context of its own, deleted before it returns.
+ */
+typedef void (*cep_visit_fn) (void *arg, Datum *keys, bool *keynulls,
+							  TimestampTz start, TimestampTz end,
+							  Datum *values, bool *nulls);
+
+extern void cep_scan_open(PipelineDef *def, StateStore *store, cep_visit_fn fn, void *arg);
+
 #endif							/* STREAMFLINK_CEP_H */

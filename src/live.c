@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * live.c
- *	  streamflink.live(): open windows of a running pipeline, from any
- *	  session.
+ *	  streamflink.live(): open windows of a running pipeline, or open
+ *	  partial matches of a pattern pipeline, from any session.
  *
  * The worker owns its RocksDB database; a backend opens a secondary
  * instance of it (with a directory of its own), keeps it open for the
@@ -39,6 +39,7 @@
 #include "utils/typcache.h"
 
 #include "catalog.h"
+#include "cep.h"
 #include "checkpoint.h"
 #include "live.h"
 #include "run_as.h"
@@ -336,7 +337,8 @@ check_output_type(PipelineDef *def, Form_pg_attribute att, int source,
 			expected = TIMESTAMPTZOID;
 			break;
 		case SRC_AGG:
-			expected = agg_result_type(aggs, idx);
+			/* a pattern pipeline's only value: its events */
+			expected = aggs ? agg_result_type(aggs, idx) : JSONBOID;
 			break;
 		default:
 			return;				/* NULL */
@@ -382,11 +384,6 @@ streamflink_live(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("pipeline \"%s\" is written as a query: live() does not show its open windows yet", name),
 				 errhint("Closed windows are in its sink table.")));
-	if (def->kind != PIPELINE_WINDOW)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("pipeline \"%s\" is a pattern pipeline: it has no open windows", name),
-				 errhint("Completed matches are in its sink table.")));
 
 	catalog_check_pipeline(def);
 	check_row_type(def, get_fn_expr_argtype(fcinfo->flinfo, 1));
@@ -402,7 +399,9 @@ streamflink_live(PG_FUNCTION_ARGS)
 
 	/* Map output columns to key columns, window bounds and aggregates. */
 	rowdesc = lookup_rowtype_tupdesc(def->source.row_type, -1);
-	aggs = agg_spec_load(def->aggregates_tree, CurrentMemoryContext);
+	/* A pattern pipeline's open partial matches: key, times, events (cep.h). */
+	aggs = def->kind == PIPELINE_WINDOW ?
+		agg_spec_load(def->aggregates_tree, CurrentMemoryContext) : NULL;
 	out.rsinfo = rsinfo;
 	out.natts = desc->natts;
 	out.source = palloc0(sizeof(int) * desc->natts);
@@ -412,14 +411,16 @@ streamflink_live(PG_FUNCTION_ARGS)
 	{
 		const char *col = NameStr(TupleDescAttr(desc, i)->attname);
 
-		if (strcmp(col, "window_start") == 0)
+		if (strcmp(col, aggs ? "window_start" : "match_start") == 0)
 			out.source[i] = SRC_START << 16;
-		else if (strcmp(col, "window_end") == 0)
+		else if (strcmp(col, aggs ? "window_end" : "match_end") == 0)
 			out.source[i] = SRC_END << 16;
+		else if (aggs == NULL && strcmp(col, "events") == 0)
+			out.source[i] = SRC_AGG << 16;
 		for (int k = 0; k < def->nkeys; k++)
 			if (strcmp(col, NameStr(TupleDescAttr(rowdesc, def->key_attnos[k])->attname)) == 0)
 				out.source[i] = (SRC_KEY << 16) | k;
-		for (int a = 0; a < agg_count(aggs); a++)
+		for (int a = 0; aggs && a < agg_count(aggs); a++)
 			if (strcmp(col, agg_name(aggs, a)) == 0)
 				out.source[i] = (SRC_AGG << 16) | a;
 		check_output_type(def, TupleDescAttr(desc, i), out.source[i], rowdesc, aggs);
@@ -435,7 +436,10 @@ streamflink_live(PG_FUNCTION_ARGS)
 
 	ls = live_open(def, dbdir);
 
-	window_scan_open(def, ls->store, live_row, &out);
+	if (def->kind == PIPELINE_WINDOW)
+		window_scan_open(def, ls->store, live_row, &out);
+	else
+		cep_scan_open(def, ls->store, live_row, &out);
 	run_as_restore(&as);
 	PG_RETURN_VOID();
 }

@@ -23,6 +23,15 @@
  *
  * Quantifiers after a variable:
  *	 a{n}  a{n,m}  a{n,}  a+ (={1,})  a* (={0,})  a? (={0,1})
+ * and (a{n})?, (a{n,m})?, (a{n,})?: no event, or n (..m) events, never
+ * 1..n-1 (Flink's times(n).optional(), times(n, m).optional(),
+ * timesOrMore(n).optional(); a{0,m} is times(1, m).optional()).  A ?
+ * right after a quantifier, SQL's reluctant quantifier, is refused.
+ * Groups, Flink's GroupPattern: (a -> b){2}, (a b)+, (a b){2,3}, (a b)*,
+ * (a b)?, nested groups; the quantifier after a group takes the same
+ * forms (not greedy), with the contiguity between iterations in the
+ * braces.  A group runs as copies of its elements (expand_group).
+ * Alternation (a | b) is refused, as Flink's MATCH_RECOGNIZE refuses it.
  * The iterations of a quantified variable are consecutive (strict), as in
  * SQL and Flink's consecutive(); write the contiguity inside the braces for
  * Flink's default relaxed iterations, a{->1,}, or allowCombinations(),
@@ -255,7 +264,348 @@ parse_quantifier(const char *text, int *pp, PatternElement *el)
 		el->greedy = true;
 		p++;
 	}
+
+	/*
+	 * In SQL's row patterns a ? after a quantifier makes it reluctant.  Our
+	 * quantifiers try every way of matching (Flink's default) and a
+	 * trailing + makes one greedy; a reluctant one has no Flink meaning, so
+	 * b{3}? is refused rather than read as Flink's times(3).optional().
+	 */
+	if (text[p] == '?')
+		pattern_error(text, p, "reluctant quantifiers are not supported",
+					  "A quantifier tries every way of matching (Flink's default); a trailing + makes it greedy. "
+					  "For a variable with no event or n of them (Flink's times(n).optional()) write (b{n})?.");
 	*pp = p;
+}
+
+/*
+ * The parse tree of a pattern: variables and groups, each with the
+ * contiguity to what comes before it.  pattern_parse expands it into the
+ * element list the NFA runs (expand_items).
+ */
+typedef struct PNode
+{
+	bool		group;
+	Contiguity	contiguity;
+	int			start;			/* position in the text */
+	PatternElement el;			/* a variable */
+	List	   *items;			/* a group: its PNodes */
+	int			min;			/* a group's quantifier */
+	int			max;
+	Contiguity	inner;
+} PNode;
+
+typedef struct PatParse
+{
+	const char *text;
+	Pattern    *pat;
+	int			cap;			/* of pat->elems */
+	int		   *starts;			/* text position of each element */
+	bool		groups;			/* the pattern has groups */
+} PatParse;
+
+#define MAX_ELEMENTS 1000
+
+static List *parse_items(PatParse *ps, int *pp, int open);
+
+/* "b{1,} until (s)" after a variable or a group (at p); -1 if none. */
+static int
+parse_until(PatParse *ps, int *pp, PatternElement *el, int *at)
+{
+	const char *text = ps->text;
+	Pattern    *pat = ps->pat;
+	int			p = *pp;
+	int			s;
+	char	   *name;
+	int			var;
+
+	if (!(pg_strncasecmp(text + p, "until", 5) == 0 &&
+		  text[skip_space(text, p + 5)] == '('))
+		return -1;
+	*at = p;
+	p = skip_space(text, skip_space(text, p + 5) + 1);
+	s = p;
+	if (!is_ident_start(text[p]))
+		pattern_error(text, p, "a condition name was expected in until", "For example: b{1,} until (s), with s AS ... in define.");
+	while (is_ident_char(text[p]))
+		p++;
+	name = downcase_truncate_identifier(text + s, p - s, false);
+	p = skip_space(text, p);
+	if (text[p] != ')')
+		pattern_error(text, p, "\")\" was expected", NULL);
+	p = skip_space(text, p + 1);
+	/* Flink: "The until condition is only applicable to looping states." */
+	if (el == NULL)
+		pattern_error(text, *at, "until is not supported on a group",
+					  "until applies to a loop of one variable: b+ until (s).");
+	if (el->negated || el->max >= 0)
+		pattern_error(text, *at, "until applies only to a loop",
+					  "A loop is a variable with an unbounded quantifier: b+, b*, b{2,}, b{->1,}.");
+	if (find_var(pat, name) >= 0)
+		pattern_error(text, s, psprintf("\"%s\" is already a name of the pattern", name),
+					  "The stop condition of until is a condition of its own in define.");
+	var = pat->nvars;
+	pat->vars[pat->nvars++] = name;
+	*pp = p;
+	return var;
+}
+
+/*
+ * One item at p: a variable ("!v", "v{2,}", "v+ until (s)") or a group
+ * "( items )" with a quantifier.
+ */
+static PNode *
+parse_item(PatParse *ps, int *pp, Contiguity c)
+{
+	const char *text = ps->text;
+	Pattern    *pat = ps->pat;
+	PNode	   *node = palloc0(sizeof(PNode));
+	PatternElement *el = &node->el;
+	int			p = *pp;
+	int			until_at;
+	char	   *name;
+
+	node->contiguity = c;
+	node->start = p;
+	if (text[p] == '(')
+	{
+		int			open = p;
+		PatternElement q;
+
+		p = skip_space(text, p + 1);
+		node->items = parse_items(ps, &p, open);
+		p++;					/* the ")" */
+		memset(&q, 0, sizeof(q));
+		parse_quantifier(text, &p, &q);
+		if (q.greedy)
+			/* Flink: "Option not applicable to group pattern" */
+			pattern_error(text, p - 1, "a group cannot be greedy", "Greedy applies to the quantifier of a variable: b{2,}+.");
+		p = skip_space(text, p);
+		if (parse_until(ps, &p, NULL, &until_at) >= 0)
+			pattern_error(text, until_at, "until is not supported on a group", NULL);
+		if (list_length(node->items) == 1 && !((PNode *) linitial(node->items))->group)
+		{
+			PNode	   *only = linitial(node->items);
+
+			/*
+			 * One variable in parentheses: (b{n,m})? is Flink's times(n,
+			 * m).optional(), no event or n..m of them (b{0,m} is n..m from
+			 * 1); likewise (b{n,})?, timesOrMore(n).optional(); (b) is b.
+			 * With another quantifier it is a group of one variable.
+			 */
+			if (q.min == 1 && q.max == 1)
+			{
+				only->contiguity = c;
+				only->start = node->start;
+				*pp = p;
+				return only;
+			}
+			if (q.min == 0 && q.max == 1)
+			{
+				/* Flink: "Optional already applied!" */
+				if (pattern_elem_optional(&only->el))
+					pattern_error(text, open, "the variable in parentheses is optional already",
+								  "(b{n,m})? takes no event or n..m events; b{0,m}, b* and b? are optional themselves.");
+				only->el.optional = true;
+				only->contiguity = c;
+				only->start = node->start;
+				*pp = p;
+				return only;
+			}
+		}
+		node->group = true;
+		node->min = q.min;
+		node->max = q.max;
+		node->inner = q.inner;
+		ps->groups = true;
+		*pp = p;
+		return node;
+	}
+
+	if (text[p] == '!')
+	{
+		el->negated = true;
+		p = skip_space(text, p + 1);
+		if (text[p] == '(')
+			pattern_error(text, p, "a negated variable cannot be in parentheses",
+						  "Negation applies to one variable: !c.");
+	}
+	if (text[p] == '|')
+		pattern_error(text, p, "alternatives are not supported",
+					  "As in Flink (its MATCH_RECOGNIZE refuses branching patterns): "
+					  "write one variable whose condition is the disjunction, v AS cond1 OR cond2.");
+	if (!is_ident_start(text[p]))
+		pattern_error(text, p, text[p] ? "a pattern variable was expected" : "the pattern ends after a contiguity",
+					  "Variables are identifiers; sequences are written a b (next), a -> b (followed by) or a ->> b (followed by any).");
+	{
+		int			s = p;
+
+		while (is_ident_char(text[p]))
+			p++;
+		name = downcase_truncate_identifier(text + s, p - s, false);
+	}
+	if (find_var(pat, name) >= 0)
+		pattern_error(text, node->start + (el->negated ? 1 : 0), psprintf("variable \"%s\" appears twice", name),
+					  "Each variable appears once; use a quantifier such as a{2} for repetitions.");
+	el->var = pat->nvars;
+	pat->vars[pat->nvars++] = name;
+	parse_quantifier(text, &p, el);
+	if (el->negated && (el->min != 1 || el->max != 1))
+		pattern_error(text, node->start, "a negated variable cannot have a quantifier", NULL);
+
+	/*
+	 * "b{1,} until (s)": the loop's stop condition (Flink's until), a
+	 * condition s of define that is no variable of the pattern.
+	 */
+	p = skip_space(text, p);
+	el->until = parse_until(ps, &p, el, &until_at);
+	*pp = p;
+	return node;
+}
+
+/*
+ * Items up to the end of the text, or (open >= 0: after the "(" at open)
+ * up to the ")" at which *pp stops.
+ */
+static List *
+parse_items(PatParse *ps, int *pp, int open)
+{
+	const char *text = ps->text;
+	List	   *items = NIL;
+	int			p = *pp;
+
+	if (text[p] == '\0' && open < 0)
+		pattern_error(text, 0, "the pattern is empty", "For example: 'a -> b{2,} c'.");
+	if (text[p] == ')' && open >= 0)
+		pattern_error(text, open, "the group is empty", "For example: 'a (b c)+ d'.");
+	for (;;)
+	{
+		Contiguity	c = CONTIG_STRICT;
+
+		/* contiguity to the previous item */
+		if (items != NIL)
+		{
+			if (strncmp(text + p, "->>", 3) == 0)
+				c = CONTIG_ANY, p = skip_space(text, p + 3);
+			else if (strncmp(text + p, "->", 2) == 0)
+				c = CONTIG_RELAXED, p = skip_space(text, p + 2);
+		}
+		items = lappend(items, parse_item(ps, &p, c));
+		p = skip_space(text, p);
+		if (text[p] == '\0')
+		{
+			if (open >= 0)
+				pattern_error(text, open, "the group is not closed", "A group is written (a b), followed by an optional quantifier: (a b){2}.");
+			break;
+		}
+		if (text[p] == ')')
+		{
+			if (open < 0)
+				pattern_error(text, p, "unexpected \")\"", NULL);
+			break;
+		}
+		if (text[p] == '|')
+			pattern_error(text, p, "alternatives are not supported",
+						  "As in Flink (its MATCH_RECOGNIZE refuses branching patterns): "
+						  "write one variable whose condition is the disjunction, v AS cond1 OR cond2.");
+		if (!(is_ident_start(text[p]) || text[p] == '!' || text[p] == '-' || text[p] == '('))
+			pattern_error(text, p, psprintf("unexpected \"%c\"", text[p]),
+						  "Sequences are written a b (next), a -> b (followed by) or a ->> b (followed by any).");
+		if (text[p] == '-' && text[p + 1] != '>')
+			pattern_error(text, p, "unexpected \"-\"", "Relaxed contiguity is written ->.");
+	}
+	*pp = p;
+	return items;
+}
+
+static void
+add_edge(int *n, int **targets, int t)
+{
+	for (int i = 0; i < *n; i++)
+		if ((*targets)[i] == t)
+			return;
+	*targets = *n == 0 ? palloc(sizeof(int)) : repalloc(*targets, sizeof(int) * (*n + 1));
+	(*targets)[(*n)++] = t;
+}
+
+static void expand_items(PatParse *ps, List *items, Contiguity first);
+
+/*
+ * A group with quantifier {min,max}, as elements: its items min times
+ * (at least once), then either a copy that loops (max unbounded: the last
+ * element of the copy proceeds back to its first, and the copy may be
+ * skipped), or max - min copies that may each be skipped to the end.  A
+ * group with min 0 may be skipped as a whole.  Copies after the first
+ * start with the group's inner contiguity, as Flink's inner consuming
+ * strategy of a group (getInnerIgnoreCondition on the head of the group).
+ * Each copy's elements keep the group's variables.
+ */
+static void
+expand_group(PatParse *ps, PNode *g, Contiguity c)
+{
+	Pattern    *pat = ps->pat;
+	int			lo = Max(g->min, 1);
+	int			start_all = pat->nelems;
+	int		   *copies;
+	int			ncopies = 0;
+
+	if (g->max >= 0 && (int64) g->max * list_length(g->items) > MAX_ELEMENTS)
+		pattern_error(ps->text, g->start, "the group repeats too many variables",
+					  psprintf("A pattern may expand to at most %d variables; a group's quantifier copies them.", MAX_ELEMENTS));
+	copies = palloc(sizeof(int) * (Max(g->max, lo) + 1));
+	for (int k = 0; k < lo; k++)
+		expand_items(ps, g->items, k == 0 ? c : g->inner);
+	if (g->max < 0)
+	{
+		int			s = pat->nelems;
+
+		expand_items(ps, g->items, g->inner);
+		copies[ncopies++] = s;
+		add_edge(&pat->elems[pat->nelems - 1].nloops, &pat->elems[pat->nelems - 1].loops, s);
+	}
+	else
+		for (int k = lo; k < g->max; k++)
+		{
+			copies[ncopies++] = pat->nelems;
+			expand_items(ps, g->items, g->inner);
+		}
+	for (int k = 0; k < ncopies; k++)
+		add_edge(&pat->elems[copies[k]].nskips, &pat->elems[copies[k]].skips, pat->nelems);
+	if (g->min == 0)
+		add_edge(&pat->elems[start_all].nskips, &pat->elems[start_all].skips, pat->nelems);
+}
+
+/* Append the elements of items; the first gets contiguity 'first'. */
+static void
+expand_items(PatParse *ps, List *items, Contiguity first)
+{
+	Pattern    *pat = ps->pat;
+	ListCell   *lc;
+
+	foreach(lc, items)
+	{
+		PNode	   *node = lfirst(lc);
+		Contiguity	c = (lc == list_head(items)) ? first : node->contiguity;
+
+		if (node->group)
+		{
+			expand_group(ps, node, c);
+			continue;
+		}
+		if (pat->nelems >= MAX_ELEMENTS)
+			pattern_error(ps->text, node->start, "the group repeats too many variables",
+						  psprintf("A pattern may expand to at most %d variables; a group's quantifier copies them.", MAX_ELEMENTS));
+		if (pat->nelems == ps->cap)
+		{
+			ps->cap *= 2;
+			pat->elems = repalloc(pat->elems, sizeof(PatternElement) * ps->cap);
+			ps->starts = repalloc(ps->starts, sizeof(int) * ps->cap);
+		}
+		pat->elems[pat->nelems] = node->el;
+		pat->elems[pat->nelems].contiguity = c;
+		ps->starts[pat->nelems] = node->start;
+		pat->nelems++;
+	}
 }
 
 Pattern *
@@ -265,102 +615,38 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 	int			len = strlen(text);
 	int			p = 0;
 	int		   *starts;
+	PatParse	ps;
+	List	   *items;
 
 	pat->vars = palloc(sizeof(char *) * (len + 1));
-	pat->elems = palloc0(sizeof(PatternElement) * (len + 1));
-	starts = palloc(sizeof(int) * (len + 1));
+	memset(&ps, 0, sizeof(ps));
+	ps.text = text;
+	ps.pat = pat;
+	ps.cap = 16;
+	pat->elems = palloc0(sizeof(PatternElement) * ps.cap);
+	ps.starts = palloc(sizeof(int) * ps.cap);
 
 	p = skip_space(text, p);
-	if (text[p] == '\0')
-		pattern_error(text, 0, "the pattern is empty", "For example: 'a -> b{2,} c'.");
-	for (;;)
-	{
-		PatternElement *el = &pat->elems[pat->nelems];
-		Contiguity	c = CONTIG_STRICT;
-		int			start;
-		char	   *name;
+	items = parse_items(&ps, &p, -1);
+	expand_items(&ps, items, CONTIG_STRICT);
+	starts = ps.starts;
+	pat->has_groups = ps.groups;
 
-		/* contiguity to the previous element */
-		if (pat->nelems > 0)
+	/*
+	 * Groups are not combined with negations or greedy quantifiers (yet):
+	 * Flink's rules for stop states and greedy conditions across a group's
+	 * copies are not implemented.
+	 */
+	if (ps.groups)
+		for (int i = 0; i < pat->nelems; i++)
 		{
-			if (strncmp(text + p, "->>", 3) == 0)
-				c = CONTIG_ANY, p = skip_space(text, p + 3);
-			else if (strncmp(text + p, "->", 2) == 0)
-				c = CONTIG_RELAXED, p = skip_space(text, p + 2);
+			if (pat->elems[i].negated)
+				pattern_error(text, starts[i], "a pattern with groups cannot have negated variables",
+							  "Groups with notNext or notFollowedBy are not supported yet.");
+			if (pat->elems[i].greedy)
+				pattern_error(text, starts[i], "a pattern with groups cannot have greedy quantifiers",
+							  "Groups with greedy quantifiers are not supported yet.");
 		}
-		el->contiguity = c;
-		start = p;
-		if (text[p] == '!')
-		{
-			el->negated = true;
-			p = skip_space(text, p + 1);
-		}
-		if (text[p] == '(' || text[p] == '|')
-			pattern_error(text, p, text[p] == '(' ? "groups are not supported" : "alternatives are not supported",
-						  "A pattern is a sequence of variables, each with an optional quantifier.");
-		if (!is_ident_start(text[p]))
-			pattern_error(text, p, text[p] ? "a pattern variable was expected" : "the pattern ends after a contiguity",
-						  "Variables are identifiers; sequences are written a b (next), a -> b (followed by) or a ->> b (followed by any).");
-		{
-			int			s = p;
-
-			while (is_ident_char(text[p]))
-				p++;
-			name = downcase_truncate_identifier(text + s, p - s, false);
-		}
-		if (find_var(pat, name) >= 0)
-			pattern_error(text, start + (el->negated ? 1 : 0), psprintf("variable \"%s\" appears twice", name),
-						  "Each variable appears once; use a quantifier such as a{2} for repetitions.");
-		el->var = pat->nvars;
-		pat->vars[pat->nvars++] = name;
-		starts[pat->nelems] = start;
-		parse_quantifier(text, &p, el);
-		if (el->negated && (el->min != 1 || el->max != 1))
-			pattern_error(text, start, "a negated variable cannot have a quantifier", NULL);
-		pat->nelems++;
-
-		/*
-		 * "b{1,} until (s)": the loop's stop condition (Flink's until), a
-		 * condition s of define that is no variable of the pattern.
-		 */
-		el->until = -1;
-		p = skip_space(text, p);
-		if (pg_strncasecmp(text + p, "until", 5) == 0 &&
-			text[skip_space(text, p + 5)] == '(')
-		{
-			int			at = p;
-			int			s;
-
-			p = skip_space(text, skip_space(text, p + 5) + 1);
-			s = p;
-			if (!is_ident_start(text[p]))
-				pattern_error(text, p, "a condition name was expected in until", "For example: b{1,} until (s), with s AS ... in define.");
-			while (is_ident_char(text[p]))
-				p++;
-			name = downcase_truncate_identifier(text + s, p - s, false);
-			p = skip_space(text, p);
-			if (text[p] != ')')
-				pattern_error(text, p, "\")\" was expected", NULL);
-			p = skip_space(text, p + 1);
-			/* Flink: "The until condition is only applicable to looping states." */
-			if (el->negated || el->max >= 0)
-				pattern_error(text, at, "until applies only to a loop",
-							  "A loop is a variable with an unbounded quantifier: b+, b*, b{2,}, b{->1,}.");
-			if (find_var(pat, name) >= 0)
-				pattern_error(text, s, psprintf("\"%s\" is already a name of the pattern", name),
-							  "The stop condition of until is a condition of its own in define.");
-			el->until = pat->nvars;
-			pat->vars[pat->nvars++] = name;
-		}
-		if (text[p] == '\0')
-			break;
-		if (!(is_ident_start(text[p]) || text[p] == '!' || text[p] == '-' ||
-			  text[p] == '(' || text[p] == '|'))
-			pattern_error(text, p, psprintf("unexpected \"%c\"", text[p]),
-						  "Sequences are written a b (next), a -> b (followed by) or a ->> b (followed by any).");
-		if (text[p] == '-' && text[p + 1] != '>')
-			pattern_error(text, p, "unexpected \"-\"", "Relaxed contiguity is written ->.");
-	}
 
 	/* Rules Flink's NFA compiler enforces too. */
 	for (int i = 0; i < pat->nelems; i++)
@@ -382,7 +668,7 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 						  "A pattern ending in \"-> !v\" matches when its within window ends without a v: "
 						  "add within => '10 minutes', for example, or end with \"!v\" (notNext: "
 						  "the very next event is not a v).");
-		if (el->negated && pat->elems[i - 1].min == 0)
+		if (el->negated && pattern_elem_optional(&pat->elems[i - 1]))
 			pattern_error(text, starts[i], "a negated variable cannot follow an optional variable", NULL);
 		/*
 		 * A greedy last variable is accepted, as by Flink: nothing follows
@@ -390,16 +676,10 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		 * one does.
 		 */
 	}
-	{
-		bool		all_optional = true;
-
-		for (int i = 0; i < pat->nelems; i++)
-			if (!pat->elems[i].negated && pat->elems[i].min > 0)
-				all_optional = false;
-		if (all_optional)
-			pattern_error(text, 0, "the pattern can match no events",
-						  "At least one variable must need an event.");
-	}
+	/*
+	 * A pattern whose variables are all optional (a*, a? b*) is accepted, as
+	 * by Flink: a match is made by taking an event, so it is never empty.
+	 */
 
 	/* After-match skip strategy. */
 	pat->skip = SKIP_NONE;
@@ -418,13 +698,30 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 		if (open)
 		{
 			char	   *close = strchr(open, ')');
+			char	   *after;
 
 			*open = '\0';
-			if (close == NULL || close[strspn(close + 1, " \t\n\r") + 1] != '\0')
+			if (close == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid skip strategy: %s", skip),
 						 errhint("Use no_skip, skip_to_next, skip_past_last_event, skip_to_first(var) or skip_to_last(var).")));
+
+			/*
+			 * "skip_to_first(v) throw_exception_on_miss" (words separated by
+			 * spaces or underscores): Flink's throwExceptionOnMiss().
+			 */
+			after = trim_space(close + 1);
+			for (char *q = after; *q; q++)
+				if (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+					*q = '_';
+			if (strcmp(after, "throw_exception_on_miss") == 0)
+				pat->skip_throw = true;
+			else if (*after != '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid skip strategy: %s", skip),
+						 errhint("After skip_to_first(var) or skip_to_last(var) only throw_exception_on_miss may follow.")));
 			*close = '\0';
 			v = pstrdup(trim_space(open + 1));
 		}

@@ -41,20 +41,49 @@ typedef struct PatternElement
 	int			max;
 	bool		negated;		/* notNext / notFollowedBy: min = max = 1 */
 	bool		greedy;
+	bool		optional;		/* (v{n,m})?: no event, or min..max (Flink's
+								 * times(n, m).optional()) */
 	Contiguity	contiguity;		/* to the previous element */
 	Contiguity	inner;			/* between iterations of a loop */
 	int			until;			/* loop's stop condition (a Pattern.vars
 								 * entry that is no element), or -1 */
+
+	/*
+	 * Groups are expanded into elements (pattern.c, expand_group): a copy of
+	 * a group that may be skipped as a whole starts with an element whose
+	 * skips hold where skipping it continues (the element after the copy);
+	 * the last element of a looping copy proceeds back to its first
+	 * (loops).  Several for nested groups.
+	 */
+	int			nskips;
+	int		   *skips;
+	int			nloops;
+	int		   *loops;
 } PatternElement;
+
+/*
+ * May the element take no event?  Flink's optional(): v?, v*, v{0,m} (which
+ * are Flink's times(1, m).optional()) and (v{n,m})?.
+ */
+static inline bool
+pattern_elem_optional(const PatternElement *el)
+{
+	return el->min == 0 || el->optional;
+}
 
 typedef struct Pattern
 {
 	int			nvars;
 	char	  **vars;			/* variable names, in pattern order */
-	int			nelems;			/* one element per variable */
+	int			nelems;			/* one element per variable, or per variable
+								 * of each copy of a group */
+	bool		has_groups;
 	PatternElement *elems;
 	SkipStrategy skip;
 	int			skip_var;		/* SKIP_TO_FIRST/LAST: its variable */
+	bool		skip_throw;		/* ... throw_exception_on_miss: a match
+								 * without an event of skip_var is an error
+								 * (Flink's throwExceptionOnMiss()) */
 } Pattern;
 
 /* A reference to already matched events, filled in as a parameter. */
