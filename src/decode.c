@@ -1592,6 +1592,11 @@ decoder_create_with_metadata(const char *format, const char *key_format,
 	{
 		DecodeFormat kf = decode_format_from_name(key_format ? key_format : "text");
 
+		if (kf == DECODE_AVRO || kf == DECODE_AVRO_CONFLUENT)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("key_format %s is not supported", key_format),
+					 errhint("Keys are decoded as text, json or csv; METADATA FROM 'key' into a bytea column takes an Avro key's bytes.")));
 		if (kf == DECODE_TEXT)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1600,7 +1605,16 @@ decoder_create_with_metadata(const char *format, const char *key_format,
 		spec->key = decoder_create(kf, spec->nkey, key_names, key_types, key_typmods);
 	}
 	else if (key_format != NULL)
-		(void) decode_format_from_name(key_format);		/* a known format all the same */
+	{
+		DecodeFormat kf = decode_format_from_name(key_format);	/* a known format */
+
+		/* An Avro key would need a schema of its own: none is declared. */
+		if (kf == DECODE_AVRO || kf == DECODE_AVRO_CONFLUENT)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("key_format %s is not supported", key_format),
+					 errhint("Keys are decoded as text, json or csv; METADATA FROM 'key' into a bytea column takes an Avro key's bytes.")));
+	}
 
 	spec->scratch_values = palloc(sizeof(Datum) * desc->natts);
 	spec->scratch_nulls = palloc(sizeof(bool) * desc->natts);
