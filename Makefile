@@ -24,6 +24,8 @@ OBJS = \
 	src/side_output.o \
 	src/checkpoint.o \
 	src/worker.o \
+	src/exchange.o \
+	src/task.o \
 	src/watermark.o \
 	src/replay.o \
 	src/harness.o \

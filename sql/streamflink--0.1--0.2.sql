@@ -401,3 +401,441 @@ SELECT p.name AS pipeline,
 FROM streamflink._state_metrics() m
 JOIN streamflink.pipeline p ON p.id = m.pipeline_id;
 GRANT SELECT ON streamflink.state_metrics TO streamflink_user;
+
+/* ====================================================================
+ * Parallel pipelines (see the README's "Parallel pipelines", src/exchange.h,
+ * src/parallel.c and src/task.c).
+ *
+ * A pipeline runs on 'parallelism' workers (tasks).  Each reads its share
+ * of the topic's partitions and sends every event to the task that owns
+ * its key group, over shared-memory queues; checkpoint barriers flow
+ * through the same queues.  Parallelism 1 is the single worker of 0.1.
+ * ==================================================================== */
+ALTER TABLE streamflink.pipeline ADD COLUMN parallelism int NOT NULL DEFAULT 1
+	CHECK (parallelism BETWEEN 1 AND 128);
+ALTER TABLE streamflink.pipeline ADD COLUMN checkpoint_mode text NOT NULL DEFAULT 'aligned'
+	CHECK (checkpoint_mode IN ('aligned', 'unaligned'));
+ALTER TABLE streamflink.pipeline ADD COLUMN aligned_checkpoint_timeout interval;
+
+/*
+ * Per task of a checkpoint: written by each task inside its own prepared
+ * epoch transaction, so a row is visible exactly when that task's part of
+ * the checkpoint is committed.
+ */
+CREATE TABLE streamflink.checkpoint_task (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	checkpoint_id bigint NOT NULL,
+	task		int NOT NULL,
+	partitions	int[] NOT NULL,		/* the Kafka partitions its source side reads */
+	key_group_first int NOT NULL,	/* the key groups its operator side owns */
+	key_group_last int NOT NULL,
+	watermark	timestamptz,		/* its operator's watermark */
+	events		bigint NOT NULL,	/* events its operator side took in the epoch */
+	rows_emitted bigint NOT NULL,
+	state_bytes bigint NOT NULL,
+	start_delay interval NOT NULL,	/* trigger to the first barrier received */
+	alignment	interval NOT NULL,	/* first to last barrier received */
+	duration	interval NOT NULL,	/* trigger to prepared */
+	PRIMARY KEY (pipeline_id, checkpoint_id, task)
+);
+ALTER TABLE streamflink.checkpoint_task ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON streamflink.checkpoint_task
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.checkpoint_task
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+GRANT SELECT ON streamflink.checkpoint_task TO streamflink_user;
+
+/* Pipeline-level figures of a parallel checkpoint, set with its decision. */
+ALTER TABLE streamflink.checkpoint ADD COLUMN parallelism int NOT NULL DEFAULT 1;
+ALTER TABLE streamflink.checkpoint ADD COLUMN alignment interval;
+ALTER TABLE streamflink.checkpoint ADD COLUMN start_delay interval;
+ALTER TABLE streamflink.checkpoint ADD COLUMN slowest_task int;
+
+CREATE FUNCTION streamflink._check_parallelism(parallelism int, checkpoint_mode text,
+											   aligned_checkpoint_timeout interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	max_workers int := current_setting('streamflink.max_workers', true)::int;
+BEGIN
+	IF parallelism IS NULL OR parallelism < 1 OR parallelism > 128 THEN
+		RAISE EXCEPTION 'parallelism must be between 1 and 128, not %', coalesce(parallelism::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Each task owns a range of the 128 key groups; use at most as many tasks as cores.';
+	END IF;
+	IF max_workers IS NOT NULL AND parallelism > max_workers THEN
+		RAISE EXCEPTION 'parallelism % is more than streamflink.max_workers (%)', parallelism, max_workers
+			USING ERRCODE = 'configuration_limit_exceeded',
+				  HINT = 'Each task is a background worker; raise streamflink.max_workers and restart the server, or use a lower parallelism.';
+	END IF;
+	IF checkpoint_mode IS NULL OR checkpoint_mode NOT IN ('aligned', 'unaligned') THEN
+		RAISE EXCEPTION 'unknown checkpoint_mode: %', coalesce(quote_literal(checkpoint_mode), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use ''aligned'' (the default) or ''unaligned''.';
+	END IF;
+	IF checkpoint_mode = 'unaligned' THEN
+		RAISE EXCEPTION 'unaligned checkpoints are not supported yet'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Use checkpoint_mode => ''aligned''.';
+	END IF;
+	IF aligned_checkpoint_timeout IS NOT NULL THEN
+		RAISE EXCEPTION 'aligned_checkpoint_timeout is not supported yet'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'It switches to unaligned checkpoints, which are not supported yet; leave it NULL.';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._check_parallelism(int, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._check_parallelism(int, text, interval) TO streamflink_user;
+
+/* After the pipeline row is inserted (by the caller, in its transaction). */
+CREATE FUNCTION streamflink._set_parallelism(pipeline text, parallelism int, checkpoint_mode text,
+											 aligned_checkpoint_timeout interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM streamflink._check_parallelism(parallelism, checkpoint_mode, aligned_checkpoint_timeout);
+	UPDATE streamflink.pipeline p
+	   SET parallelism = _set_parallelism.parallelism,
+		   checkpoint_mode = _set_parallelism.checkpoint_mode,
+		   aligned_checkpoint_timeout = _set_parallelism.aligned_checkpoint_timeout
+	 WHERE p.name = pipeline;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._set_parallelism(text, int, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._set_parallelism(text, int, text, interval) TO streamflink_user;
+
+DROP FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text);
+CREATE FUNCTION streamflink.create_window_pipeline(
+	name text,
+	source text,
+	key text,
+	"window" text,
+	aggregates text,
+	sink text,
+	size interval DEFAULT NULL,
+	slide interval DEFAULT NULL,
+	gap interval DEFAULT NULL,
+	allowed_lateness interval DEFAULT '0',
+	checkpoint_interval interval DEFAULT '1 second',
+	state_profile text DEFAULT NULL,
+	state_options text DEFAULT NULL,
+	parallelism int DEFAULT 1,
+	checkpoint_mode text DEFAULT 'aligned',
+	aligned_checkpoint_timeout interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+/* No SET search_path: the sink name resolves in the caller's path. */
+AS $$
+DECLARE
+	p_name		text := name;
+	s			streamflink.source := streamflink._source(source);
+	wkind		text;
+	keys		text[] := '{}';
+	key_list	text;
+	key_defs	text;
+	out_names	text[];
+	sink_rel	regclass;
+	sink_ident	text;
+	idx_cols	text;
+BEGIN
+	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
+	/* parallel pipelines (see "Parallel pipelines" below) */
+	PERFORM streamflink._check_parallelism(create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
+										create_window_pipeline.aligned_checkpoint_timeout);
+
+	wkind := CASE lower("window")
+		WHEN 'tumble' THEN 'tumble' WHEN 'tumbling' THEN 'tumble'
+		WHEN 'hop' THEN 'hop' WHEN 'hopping' THEN 'hop' WHEN 'sliding' THEN 'hop'
+		WHEN 'session' THEN 'session'
+	END;
+	IF wkind IS NULL THEN
+		RAISE EXCEPTION 'unknown window type: %', coalesce(quote_literal("window"), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use tumble (size), hop (size, slide) or session (gap).';
+	END IF;
+	PERFORM streamflink._check_duration('window size', size, false);
+	PERFORM streamflink._check_duration('window slide', slide, false);
+	PERFORM streamflink._check_duration('session gap', gap, false);
+	PERFORM streamflink._check_duration('allowed_lateness', allowed_lateness, true);
+	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
+	IF allowed_lateness IS NULL THEN
+		allowed_lateness := interval '0';
+	END IF;
+	IF checkpoint_interval IS NULL THEN
+		checkpoint_interval := interval '1 second';
+	END IF;
+	IF wkind = 'tumble' AND (size IS NULL OR slide IS NOT NULL OR gap IS NOT NULL) THEN
+		RAISE EXCEPTION 'a tumbling window takes a size only'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: "window" => ''tumble'', size => ''1 minute''.';
+	END IF;
+	IF wkind = 'hop' THEN
+		IF size IS NULL OR slide IS NULL OR gap IS NOT NULL THEN
+			RAISE EXCEPTION 'a hopping window takes a size and a slide'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example: "window" => ''hop'', size => ''5 minutes'', slide => ''30 seconds''.';
+		END IF;
+		IF slide > size THEN
+			RAISE EXCEPTION 'window slide % is larger than window size %', slide, size
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A slide larger than the size would skip events; use a smaller slide.';
+		END IF;
+		IF streamflink._interval_ms(size) / streamflink._interval_ms(slide) > 1000 THEN
+			RAISE EXCEPTION 'window size % is more than 1000 slides of %', size, slide
+				USING ERRCODE = 'program_limit_exceeded',
+					  HINT = 'Each event is added to size/slide windows; use a larger slide.';
+		END IF;
+	END IF;
+	IF wkind = 'session' AND (gap IS NULL OR size IS NOT NULL OR slide IS NOT NULL) THEN
+		RAISE EXCEPTION 'a session window takes a gap only'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example: "window" => ''session'', gap => ''10 minutes''.';
+	END IF;
+
+	keys := streamflink._key_columns(s, key);
+
+	/* Every output must be a plain aggregate call over the source's columns. */
+	out_names := streamflink._check_aggregates(s.row_type, aggregates);
+	IF EXISTS (SELECT 1 FROM unnest(out_names) o WHERE o = ANY (keys || ARRAY['window_start', 'window_end'])) THEN
+		RAISE EXCEPTION 'aggregate output name collides with a key column or window_start/window_end'
+			USING ERRCODE = 'duplicate_column',
+				  HINT = 'Name each aggregate with AS.';
+	END IF;
+
+	/* RocksDB tuning, before anything is created (the trigger checks again) */
+	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
+
+	/*
+	 * The sink table: its columns are typed as GROUP BY would type them
+	 * (sum(int4) is bigint, avg(float8) is float8, ...), from the analysed
+	 * aggregate list, never by splicing the user's text into DDL.  A unique
+	 * index on (key, window_start) makes every window appear at most once;
+	 * NULLS NOT DISTINCT as GROUP BY groups NULLs.
+	 */
+	sink_rel := to_regclass(sink);
+	IF sink IS NULL THEN
+		RAISE EXCEPTION 'a pipeline needs a sink table name'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF sink_rel IS NOT NULL THEN
+		RAISE EXCEPTION 'sink table "%" already exists', sink
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'The pipeline creates its sink table; choose a new name or drop the table.';
+	END IF;
+	SELECT string_agg(quote_ident(x), ', ') INTO key_list FROM unnest(keys) x;
+	SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.attname) || ' ' ||
+							  pg_catalog.format_type(c.atttype, c.atttypmod) ||
+							  CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+								   THEN ' COLLATE ' || a.attcollation::pg_catalog.regcollation::text
+								   ELSE '' END,
+							  ', ' ORDER BY pg_catalog.array_position(keys, c.attname))
+	INTO key_defs
+	FROM streamflink._columns(s.row_type) c
+	JOIN pg_catalog.pg_attribute a
+	  ON a.attrelid = (SELECT ty.typrelid FROM pg_catalog.pg_type ty WHERE ty.oid = s.row_type)
+	 AND a.attnum = c.attnum
+	JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+	WHERE c.attname = ANY (keys);
+	sink_ident := sink;
+	EXECUTE pg_catalog.format(
+		'CREATE TABLE %s (%s window_start timestamptz NOT NULL, window_end timestamptz NOT NULL, %s)',
+		sink_ident, coalesce(key_defs || ',', ''),
+		array_to_string(streamflink._aggregate_columns(s.row_type, aggregates), ', '));
+	sink_rel := to_regclass(sink);
+	idx_cols := coalesce(key_list || ', ', '') || 'window_start';
+	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', sink_rel, idx_cols);
+
+	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind,
+									  window_size, window_slide, session_gap, aggregates, sink,
+									  allowed_lateness, checkpoint_interval,
+									  state_profile, state_options)
+	VALUES (p_name, s.id, 'window', keys, wkind, size, slide, gap, aggregates, sink_rel,
+			allowed_lateness, checkpoint_interval,
+			create_window_pipeline.state_profile, create_window_pipeline.state_options);
+	PERFORM streamflink._set_parallelism(p_name, create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
+									  create_window_pipeline.aligned_checkpoint_timeout);
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, int, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, int, text, interval) TO streamflink_user;
+
+DROP FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text);
+CREATE FUNCTION streamflink.create_pattern_pipeline(
+	name text,
+	source text,
+	key text,
+	pattern text,
+	define text,
+	sink text,
+	within interval DEFAULT NULL,
+	skip text DEFAULT 'no_skip',
+	measures text DEFAULT NULL,
+	timed_out text DEFAULT NULL,
+	checkpoint_interval interval DEFAULT '1 second',
+	max_partial_matches int DEFAULT 10000,
+	max_partial_match_events int DEFAULT 100000,
+	state_profile text DEFAULT NULL,
+	state_options text DEFAULT NULL,
+	parallelism int DEFAULT 1,
+	checkpoint_mode text DEFAULT 'aligned',
+	aligned_checkpoint_timeout interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+/* No SET search_path: the sink names resolve in the caller's path. */
+AS $$
+DECLARE
+	p_name		text := name;
+	s			streamflink.source := streamflink._source(source);
+	keys		text[];
+	key_defs	text;
+	measure_defs text[];
+	sink_rel	regclass;
+	timed_out_rel regclass;
+	m			text;
+BEGIN
+	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
+	/* parallel pipelines (see "Parallel pipelines" below) */
+	PERFORM streamflink._check_parallelism(create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
+										create_pattern_pipeline.aligned_checkpoint_timeout);
+	PERFORM streamflink._check_duration('within', within, false);
+	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
+	IF checkpoint_interval IS NULL THEN
+		checkpoint_interval := interval '1 second';
+	END IF;
+	IF skip IS NULL THEN
+		skip := 'no_skip';
+	END IF;
+	IF timed_out IS NOT NULL AND within IS NULL THEN
+		RAISE EXCEPTION 'a timed_out table needs within'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Partial matches time out only when the pattern has a time bound: within => ''5 minutes''.';
+	END IF;
+	keys := streamflink._key_columns(s, key);
+
+	/* The pattern, its conditions and measures, compiled by Postgres itself. */
+	measure_defs := streamflink._check_pattern(s.row_type, pattern, define, measures, skip,
+											   within IS NOT NULL);
+	max_partial_matches := coalesce(max_partial_matches, 10000);
+	max_partial_match_events := coalesce(max_partial_match_events, 100000);
+	IF max_partial_matches < 1 OR max_partial_match_events < 1 THEN
+		RAISE EXCEPTION 'invalid bound of partial matches: % partial matches, % events',
+			max_partial_matches, max_partial_match_events
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Both bounds must be at least 1.';
+	END IF;
+	IF streamflink._pattern_min_events(pattern, skip, within IS NOT NULL) > max_partial_match_events THEN
+		RAISE EXCEPTION 'pattern needs at least % events per match, more than max_partial_match_events (%)',
+			streamflink._pattern_min_events(pattern, skip, within IS NOT NULL), max_partial_match_events
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'A partial match holding more events than the bound is discarded, so this pattern could never match: raise max_partial_match_events or lower the quantifiers.';
+	END IF;
+	FOREACH m IN ARRAY measure_defs LOOP
+		IF split_part(m, ' ', 1) IN (SELECT quote_ident(k) FROM unnest(keys || ARRAY['match_start', 'match_end', 'events']) k) THEN
+			RAISE EXCEPTION 'measure name % collides with a key column or match_start/match_end/events', split_part(m, ' ', 1)
+				USING ERRCODE = 'duplicate_column',
+					  HINT = 'Name each measure with AS.';
+		END IF;
+	END LOOP;
+
+	/* RocksDB tuning, before anything is created (the trigger checks again) */
+	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
+	IF sink IS NULL THEN
+		RAISE EXCEPTION 'a pipeline needs a sink table name'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF to_regclass(sink) IS NOT NULL THEN
+		RAISE EXCEPTION 'sink table "%" already exists', sink
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'The pipeline creates its sink table; choose a new name or drop the table.';
+	END IF;
+	IF timed_out IS NOT NULL AND to_regclass(timed_out) IS NOT NULL THEN
+		RAISE EXCEPTION 'table "%" already exists', timed_out
+			USING ERRCODE = 'duplicate_table',
+				  HINT = 'The pipeline creates its timed-out table; choose a new name or drop the table.';
+	END IF;
+	SELECT string_agg(quote_ident(c.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', '
+					  ORDER BY array_position(keys, c.attname))
+	INTO key_defs
+	FROM streamflink._columns(s.row_type) c
+	JOIN pg_attribute a ON a.attrelid = (SELECT typrelid FROM pg_type WHERE oid = s.row_type)
+					   AND a.attnum = c.attnum
+	WHERE c.attname = ANY (keys);
+	EXECUTE pg_catalog.format('CREATE TABLE %s (%s match_start timestamptz NOT NULL, '
+							  'match_end timestamptz NOT NULL, events jsonb NOT NULL%s)',
+							  sink, coalesce(key_defs || ',', ''),
+							  CASE WHEN cardinality(measure_defs) > 0
+								   THEN ', ' || array_to_string(measure_defs, ', ') ELSE '' END);
+	sink_rel := to_regclass(sink);
+	IF timed_out IS NOT NULL THEN
+		EXECUTE pg_catalog.format('CREATE TABLE %s (%s match_start timestamptz NOT NULL, '
+								  'timed_out_at timestamptz NOT NULL, events jsonb NOT NULL)',
+								  timed_out, coalesce(key_defs || ',', ''));
+		timed_out_rel := to_regclass(timed_out);
+	END IF;
+
+	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, pattern, define,
+									  measures, skip, within, timed_out, sink,
+									  allowed_lateness, checkpoint_interval,
+									  max_partial_matches, max_partial_match_events,
+									  state_profile, state_options)
+	VALUES (p_name, s.id, 'pattern', keys, pattern, define, measures, skip, within,
+			timed_out_rel, sink_rel, interval '0', checkpoint_interval,
+			max_partial_matches, max_partial_match_events,
+			create_pattern_pipeline.state_profile, create_pattern_pipeline.state_options);
+	PERFORM streamflink._set_parallelism(p_name, create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
+									  create_pattern_pipeline.aligned_checkpoint_timeout);
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, int, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, int, text, interval) TO streamflink_user;
+
+/* What every running task reports (src/task.c). */
+CREATE FUNCTION streamflink._tasks(
+	OUT pipeline_id int, OUT task int, OUT pid int, OUT parallelism int,
+	OUT partitions int[], OUT key_group_first int, OUT key_group_last int,
+	OUT events_in bigint, OUT events_out bigint, OUT events_per_second float8,
+	OUT busy_ms_per_second float8, OUT idle_ms_per_second float8,
+	OUT backpressured_ms_per_second float8,
+	OUT input_queue_fill float8, OUT output_queue_fill float8,
+	OUT watermark timestamptz, OUT last_checkpoint bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'streamflink_tasks'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION streamflink._tasks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._tasks() TO streamflink_user;
+
+/*
+ * One row per running task (worker) of a pipeline, as Flink's web UI shows
+ * subtasks: the busiest (busy_ms_per_second near 1000) is the bottleneck,
+ * the tasks feeding it are backpressured.  A role sees the tasks of the
+ * pipelines it may see.
+ */
+CREATE VIEW streamflink.tasks WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, t.task, t.pid, t.parallelism, t.partitions,
+	   t.key_group_first, t.key_group_last,
+	   t.events_in, t.events_out, t.events_per_second,
+	   t.busy_ms_per_second, t.idle_ms_per_second, t.backpressured_ms_per_second,
+	   t.input_queue_fill, t.output_queue_fill, t.watermark, t.last_checkpoint
+FROM streamflink._tasks() t
+JOIN streamflink.pipeline p ON p.id = t.pipeline_id;
+GRANT SELECT ON streamflink.tasks TO streamflink_user;
+
+/* The checkpoints, with the figures of parallel ones at the end. */
+CREATE OR REPLACE VIEW streamflink.checkpoints WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
+	   c.state_bytes, c.new_state_bytes, c.events, c.rows_emitted,
+	   c.parallelism, c.start_delay, c.alignment, c.slowest_task,
+	   (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+				'task', t.task, 'duration', t.duration, 'start_delay', t.start_delay,
+				'alignment', t.alignment, 'events', t.events,
+				'state_bytes', t.state_bytes) ORDER BY t.task)
+		  FROM streamflink.checkpoint_task t
+		 WHERE t.pipeline_id = c.pipeline_id AND t.checkpoint_id = c.id) AS tasks
+FROM streamflink.checkpoint c
+JOIN streamflink.pipeline p ON p.id = c.pipeline_id;

@@ -91,7 +91,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       p.kind, p.pattern, p.define, p.measures, p.skip, p.within, p.timed_out::oid,"
 		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
 		"       p.max_partial_matches, p.max_partial_match_events,"
-		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options'"
+		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options',"
+		"       (to_jsonb(p) ->> 'parallelism')::int"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -194,6 +195,9 @@ catalog_load_pipeline(int32 id, const char *name)
 		def->max_partial_match_events = isnull ? 0 : DatumGetInt32(d);
 		def->state_profile = SPI_getvalue(tup, desc, 36);
 		def->state_options = SPI_getvalue(tup, desc, 37);
+		/* parallel pipelines: 1 in a catalog without the column */
+		d = SPI_getbinval(tup, desc, 38, &isnull);
+		def->parallelism = isnull ? 1 : DatumGetInt32(d);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -73,6 +73,8 @@ typedef struct PipelineDef
 	/* RocksDB tuning (state_tuning.h); NULL: the server's defaults */
 	char	   *state_profile;
 	char	   *state_options;
+	/* parallel pipelines (parallel.h): tasks, each a background worker */
+	int			parallelism;
 } PipelineDef;
 
 /*

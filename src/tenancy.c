@@ -60,6 +60,7 @@
 #include "slot.h"
 #include "resolve.h"
 #include "run_as.h"
+#include "task.h"
 #include "tenancy.h"
 
 PG_FUNCTION_INFO_V1(streamflink_pipeline_lifecycle);
@@ -238,7 +239,8 @@ streamflink_worker_only(PG_FUNCTION_ARGS)
 	if (superuser())
 		return PointerGetDatum(td->tg_trigtuple);
 	d = trigger_attr(td, td->tg_trigtuple, "pipeline_id", &isnull);
-	if (!isnull && slot_am_worker_of(DatumGetInt32(d)))
+	if (!isnull && (slot_am_worker_of(DatumGetInt32(d)) ||
+					task_am_task_of(DatumGetInt32(d))))
 		return PointerGetDatum(td->tg_trigtuple);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

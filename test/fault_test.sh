@@ -18,7 +18,10 @@
 #
 # Run by test/run_tests.sh; alone: bash test/fault_test.sh (as root).
 # Knobs: SF_FAULT_EVENTS (200000), SF_FAULT_KILLS (5), SF_FAULT_RESTARTS (2),
-# SF_FAULT_SEED (random), SF_KEEP=1 to keep everything after a failure.
+# SF_FAULT_SEED (random), SF_KEEP=1 to keep everything after a failure,
+# SF_FAULT_PARALLELISM (1): the pipeline's tasks; above 1 each kill -9 hits
+# a random task, and a failpoint strikes whichever task reaches it first
+# (after its own PREPARE, before the others'; after the decision).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,7 @@ events=${SF_FAULT_EVENTS:-200000}
 kills=${SF_FAULT_KILLS:-5}
 restarts=${SF_FAULT_RESTARTS:-2}
 seed=${SF_FAULT_SEED:-$RANDOM}
+par=${SF_FAULT_PARALLELISM:-1}
 RANDOM=$seed
 parts=4
 chunks=$((kills + restarts + 3))
@@ -36,7 +40,7 @@ sf_test_setup fault
 work=$SF_TEST_DIR
 
 say() { echo "fault_test: $*"; }
-say "seed $seed, $events events, $kills kills, $restarts immediate restarts"
+say "seed $seed, $events events, $kills kills, $restarts immediate restarts, parallelism $par"
 
 python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
 chmod -R a+rX "$work"
@@ -70,7 +74,7 @@ SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'ge
        "window" => 'hop', size => '5 minutes', slide => '30 seconds',
        aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
        sink => 'surge_out', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds');
+       checkpoint_interval => '300 milliseconds', parallelism => $par);
 SELECT streamflink.start('surge');
 SQL
 
@@ -78,7 +82,15 @@ SQL
 produce() { test/produce "$addr" fault_rides --partitions "$parts" <"$1" 2>/dev/null; }
 
 worker_pid() {
-    sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
+    if [ "$par" -gt 1 ]; then
+        # a random task, once all of them run
+        sql_retry -c "SELECT pid FROM streamflink.tasks t
+                      WHERE pipeline = 'surge' AND (SELECT count(*) FROM streamflink.tasks) = $par
+                        AND EXISTS (SELECT 1 FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running')
+                      ORDER BY random() LIMIT 1"
+    else
+        sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
+    fi
 }
 
 # A random pause of 0 to 1.5 seconds: often while the chunk is processed,
@@ -112,6 +124,7 @@ for f in "${faults[@]}"; do
     case $f in
         kill)
             pid=$(worker_pid)
+            [ -n "$pid" ] || pid=$(worker_pid)
             say "kill -9 worker $pid"
             kill -9 "$pid" ;;
         restart)
