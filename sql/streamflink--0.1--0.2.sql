@@ -839,3 +839,72 @@ SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
 		 WHERE t.pipeline_id = c.pipeline_id AND t.checkpoint_id = c.id) AS tasks
 FROM streamflink.checkpoint c
 JOIN streamflink.pipeline p ON p.id = c.pipeline_id;
+
+/*
+ * Quotas: max_running counts workers, every task of a parallel pipeline
+ * (streamflink._quota_pipelines sums the running pipelines' parallelism).
+ * As in 0.1 but for the max_running check.
+ */
+CREATE OR REPLACE FUNCTION streamflink._check_quota(owner regrole, action text, pipeline_id int DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q streamflink.role_quota;
+	n bigint;
+	tasks int;
+BEGIN
+	IF (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) THEN
+		RETURN;
+	END IF;
+	SELECT * INTO q FROM streamflink.role_quota r WHERE r.role = owner;
+	IF NOT FOUND THEN
+		SELECT * INTO q FROM streamflink.role_quota r WHERE r.role IS NULL;
+		IF NOT FOUND THEN
+			RETURN;
+		END IF;
+	END IF;
+	/* Two sessions of one role must not both pass the same last slot. */
+	PERFORM pg_advisory_xact_lock(hashtext('streamflink.role_quota'),
+								  (owner::oid::bigint - 2147483648)::int);
+	IF action = 'create' AND q.max_pipelines IS NOT NULL THEN
+		n := streamflink._quota_pipelines(owner, false, NULL);
+		IF n >= q.max_pipelines THEN
+			RAISE EXCEPTION 'role % has reached its quota of pipelines (%)', owner, q.max_pipelines
+				USING ERRCODE = 'configuration_limit_exceeded',
+					  HINT = 'Drop a pipeline, or ask the database administrator to raise max_pipelines in streamflink.role_quota; see streamflink.quotas.';
+		END IF;
+	ELSIF action = 'start' THEN
+		IF q.max_running IS NOT NULL THEN
+			/* every task of a parallel pipeline is a worker, and counts */
+			n := streamflink._quota_pipelines(owner, true, pipeline_id);
+			tasks := coalesce((SELECT p.parallelism FROM streamflink.pipeline p
+							   WHERE p.id = _check_quota.pipeline_id), 1);
+			IF tasks > 1 AND n + tasks > q.max_running THEN
+				RAISE EXCEPTION 'role % has reached its quota of running pipelines (%)', owner, q.max_running
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  DETAIL = pg_catalog.format('Each task of a parallel pipeline counts: %s running, %s to start.', n, tasks),
+						  HINT = 'Stop a pipeline, or ask the database administrator to raise max_running in streamflink.role_quota; see streamflink.quotas.';
+			ELSIF n >= q.max_running THEN
+				RAISE EXCEPTION 'role % has reached its quota of running pipelines (%)', owner, q.max_running
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  HINT = 'Stop a pipeline, or ask the database administrator to raise max_running in streamflink.role_quota; see streamflink.quotas.';
+			END IF;
+		END IF;
+		IF q.max_state_bytes IS NOT NULL THEN
+			SELECT coalesce(sum(c.state_bytes), 0) INTO n
+			FROM streamflink.pipeline p
+			CROSS JOIN LATERAL (SELECT ck.state_bytes FROM streamflink.checkpoint ck
+								WHERE ck.pipeline_id = p.id ORDER BY ck.id DESC LIMIT 1) c
+			WHERE p.owner = _check_quota.owner;
+			IF n > q.max_state_bytes THEN
+				RAISE EXCEPTION 'role % holds % of pipeline state, over its quota of %',
+						owner, pg_size_pretty(n), pg_size_pretty(q.max_state_bytes)
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  HINT = 'Drop pipelines, or ask the database administrator to raise max_state_bytes in streamflink.role_quota; see streamflink.quotas.';
+			END IF;
+		END IF;
+	END IF;
+END
+$$;

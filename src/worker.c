@@ -505,7 +505,9 @@ take_checkpoint(Worker *w)
  *		group (Flink's KeyGroupRangeAssignment: key group kg goes to task
  *		kg * N / 128) with the watermark of its partitions as 'W' records;
  *		when task 0 triggers checkpoint n, it records its partitions'
- *		positions and emits barrier n on every channel;
+ *		positions and emits barrier n on every channel, and reads no more
+ *		until its own operator side took its part of n (its dead letters
+ *		go into the epoch transaction of n until then);
  *	 operator side: reads every channel, the watermark being the minimum
  *		over channels that are not idle; a channel that delivered barrier n
  *		is not read until all did (alignment); then the task takes its part
@@ -1338,8 +1340,14 @@ parallel_loop(Worker *w)
 			did = true;
 		}
 
-		/* source side: more input, unless an output is full (backpressure) */
-		if (room && stop_after == 0 && w->nmine > 0)
+		/*
+		 * Source side: more input, unless an output is full (backpressure)
+		 * or this task's own part of the checkpoint whose barrier it sent is
+		 * not taken yet: what it writes itself (dead letters) goes into the
+		 * epoch transaction, which belongs to that checkpoint until it is
+		 * prepared.
+		 */
+		if (room && stop_after == 0 && w->nmine > 0 && w->emitted == w->checkpoint_id)
 		{
 			char	   *err = NULL;
 			int			n;
@@ -1380,7 +1388,8 @@ parallel_loop(Worker *w)
 
 		if (!did)
 		{
-			int			fd = (room && stop_after == 0) ? ksrc_wakeup_fd(w->src) : -1;
+			int			fd = (room && stop_after == 0 && w->emitted == w->checkpoint_id) ?
+				ksrc_wakeup_fd(w->src) : -1;
 			int			rc;
 
 			task_clock_switch(&w->clock, room ? TASK_IDLE : TASK_BACKPRESSURED);
