@@ -491,24 +491,9 @@ $$;
 REVOKE ALL ON FUNCTION streamflink._check_parallelism(int, text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink._check_parallelism(int, text, interval) TO streamflink_user;
 
-/* After the pipeline row is inserted (by the caller, in its transaction). */
-CREATE FUNCTION streamflink._set_parallelism(pipeline text, parallelism int, checkpoint_mode text,
-											 aligned_checkpoint_timeout interval)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	PERFORM streamflink._check_parallelism(parallelism, checkpoint_mode, aligned_checkpoint_timeout);
-	UPDATE streamflink.pipeline p
-	   SET parallelism = _set_parallelism.parallelism,
-		   checkpoint_mode = _set_parallelism.checkpoint_mode,
-		   aligned_checkpoint_timeout = _set_parallelism.aligned_checkpoint_timeout
-	 WHERE p.name = pipeline;
-END
-$$;
-REVOKE ALL ON FUNCTION streamflink._set_parallelism(text, int, text, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink._set_parallelism(text, int, text, interval) TO streamflink_user;
+/* Tenants create pipelines with them (streamflink_user's INSERT columns). */
+GRANT INSERT (parallelism, checkpoint_mode, aligned_checkpoint_timeout)
+	ON streamflink.pipeline TO streamflink_user;
 
 DROP FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text);
 CREATE FUNCTION streamflink.create_window_pipeline(
@@ -654,12 +639,13 @@ BEGIN
 	INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind,
 									  window_size, window_slide, session_gap, aggregates, sink,
 									  allowed_lateness, checkpoint_interval,
-									  state_profile, state_options)
+									  state_profile, state_options,
+									  parallelism, checkpoint_mode, aligned_checkpoint_timeout)
 	VALUES (p_name, s.id, 'window', keys, wkind, size, slide, gap, aggregates, sink_rel,
 			allowed_lateness, checkpoint_interval,
-			create_window_pipeline.state_profile, create_window_pipeline.state_options);
-	PERFORM streamflink._set_parallelism(p_name, create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
-									  create_window_pipeline.aligned_checkpoint_timeout);
+			create_window_pipeline.state_profile, create_window_pipeline.state_options,
+			create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
+			create_window_pipeline.aligned_checkpoint_timeout);
 END
 $$;
 REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, int, text, interval) FROM PUBLIC;
@@ -783,13 +769,14 @@ BEGIN
 									  measures, skip, within, timed_out, sink,
 									  allowed_lateness, checkpoint_interval,
 									  max_partial_matches, max_partial_match_events,
-									  state_profile, state_options)
+									  state_profile, state_options,
+									  parallelism, checkpoint_mode, aligned_checkpoint_timeout)
 	VALUES (p_name, s.id, 'pattern', keys, pattern, define, measures, skip, within,
 			timed_out_rel, sink_rel, interval '0', checkpoint_interval,
 			max_partial_matches, max_partial_match_events,
-			create_pattern_pipeline.state_profile, create_pattern_pipeline.state_options);
-	PERFORM streamflink._set_parallelism(p_name, create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
-									  create_pattern_pipeline.aligned_checkpoint_timeout);
+			create_pattern_pipeline.state_profile, create_pattern_pipeline.state_options,
+			create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
+			create_pattern_pipeline.aligned_checkpoint_timeout);
 END
 $$;
 REVOKE ALL ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, int, text, interval) FROM PUBLIC;

@@ -75,7 +75,7 @@ holder_alive(TaskSlot *t)
 }
 
 TaskSlot *
-task_claim(Oid dboid, int32 pipeline_id, int task, int timeout_ms)
+task_claim(Oid dboid, int32 pipeline_id, int task, int timeout_ms, bool required)
 {
 	if (tasks == NULL)
 		ereport(ERROR,
@@ -120,6 +120,8 @@ task_claim(Oid dboid, int32 pipeline_id, int task, int timeout_ms)
 			return t;
 		}
 		LWLockRelease(tasks->lock);
+		if (!busy && !required)
+			return NULL;
 		if (!busy)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

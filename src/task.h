@@ -66,10 +66,11 @@ extern void task_shmem_init(void);
 /*
  * Claim the entry of task 'task' of a pipeline, waiting up to timeout_ms
  * for a live previous holder (a worker of the pipeline's previous run
- * still leaving) to go.  ereports ERROR if none is free or the holder
- * stays.
+ * still leaving) to go.  ereports ERROR if the holder stays, and if none is
+ * free unless !required (a single worker runs without one: NULL).
  */
-extern TaskSlot *task_claim(Oid dboid, int32 pipeline_id, int task, int timeout_ms);
+extern TaskSlot *task_claim(Oid dboid, int32 pipeline_id, int task, int timeout_ms,
+							bool required);
 extern void task_release(TaskSlot *slot);
 
 /* Is this process a task of the pipeline (the catalog's worker_only)? */

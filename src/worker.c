@@ -1860,7 +1860,7 @@ parallel_task_main(Worker *w, int32 pipeline_id, dsm_handle handle)
 	if (w->def == NULL || !w->def->running)
 		proc_exit(0);
 	pgstat_report_appname(psprintf("streamflink %s task %d", w->def->name, w->task));
-	w->tslot = task_claim(w->dboid, pipeline_id, w->task, 30000);
+	w->tslot = task_claim(w->dboid, pipeline_id, w->task, 30000, true);
 	worker_startup(w);
 	parallel_join(w);
 	parallel_loop(w);
@@ -1983,8 +1983,8 @@ streamflink_worker_main(Datum arg)
 			}
 		}
 
-		w->tslot = task_claim(dboid, pipeline_id, 0, 30000);
 		w->ntasks = Max(w->def->parallelism, 1);
+		w->tslot = task_claim(dboid, pipeline_id, 0, 30000, w->ntasks > 1);
 		if (w->ntasks > 1)
 		{
 			start_tasks(w);

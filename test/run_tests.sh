@@ -70,7 +70,7 @@ regress() {
 if [[ " $parts " == *" regress "* ]]; then
     # Topics the regression tests use; one whose metadata always fails.
     addr=$(sf_broker_start "$SF_WORK/broker" regress_rides:2 regress_csv:1 \
-               regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 --missing-topic regress_missing)
+               regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 regress_parallel:4 --missing-topic regress_missing)
     port=$(sf_free_port)
     sf_pg_start "$SF_WORK/pg" "$port"
     sf_psql "$SF_WORK/pg" "$port" -q \
