@@ -530,9 +530,6 @@ DECLARE
 	idx_cols	text;
 BEGIN
 	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
-	/* parallel pipelines (see "Parallel pipelines" below) */
-	PERFORM streamflink._check_parallelism(create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
-										create_window_pipeline.aligned_checkpoint_timeout);
 
 	wkind := CASE lower("window")
 		WHEN 'tumble' THEN 'tumble' WHEN 'tumbling' THEN 'tumble'
@@ -592,6 +589,10 @@ BEGIN
 			USING ERRCODE = 'duplicate_column',
 				  HINT = 'Name each aggregate with AS.';
 	END IF;
+
+	/* parallel pipelines (see "Parallel pipelines" above) */
+	PERFORM streamflink._check_parallelism(create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
+										create_window_pipeline.aligned_checkpoint_timeout);
 
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
 	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
@@ -686,9 +687,6 @@ DECLARE
 	m			text;
 BEGIN
 	PERFORM streamflink._check_new_name('pipeline', p_name, streamflink._name_taken('pipeline', p_name));
-	/* parallel pipelines (see "Parallel pipelines" below) */
-	PERFORM streamflink._check_parallelism(create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
-										create_pattern_pipeline.aligned_checkpoint_timeout);
 	PERFORM streamflink._check_duration('within', within, false);
 	PERFORM streamflink._check_duration('checkpoint_interval', checkpoint_interval, false);
 	IF checkpoint_interval IS NULL THEN
@@ -728,6 +726,10 @@ BEGIN
 					  HINT = 'Name each measure with AS.';
 		END IF;
 	END LOOP;
+
+	/* parallel pipelines (see "Parallel pipelines" above) */
+	PERFORM streamflink._check_parallelism(create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
+										create_pattern_pipeline.aligned_checkpoint_timeout);
 
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
 	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);

@@ -154,6 +154,7 @@ exchange_create(int ntasks)
 	pg_atomic_init_u64(&ctl->decided, 0);
 	pg_atomic_init_u64(&ctl->stop_after, 0);
 	pg_atomic_init_u32(&ctl->dirty, 0);
+	pg_atomic_init_u32(&ctl->failed, 0);
 	for (int t = 0; t < ntasks; t++)
 		pg_atomic_init_u64(&ctl->tasks[t].prepared, 0);
 	for (int s = 0; s < ntasks; s++)
@@ -238,6 +239,30 @@ exchange_ntasks(Exchange *ex)
 }
 
 void
+exchange_report_failure(Exchange *ex, const char *message)
+{
+	uint32		expected = 0;
+
+	if (ex->seg == NULL ||
+		!pg_atomic_compare_exchange_u32(&ex->ctl->failed, &expected, 1))
+		return;
+	ex->ctl->error_task = ex->task;
+	strlcpy(ex->ctl->error, message ? message : "", sizeof(ex->ctl->error));
+	pg_write_barrier();
+	pg_atomic_write_u32(&ex->ctl->failed, 2);
+}
+
+char *
+exchange_failure(Exchange *ex, int *task)
+{
+	if (pg_atomic_read_u32(&ex->ctl->failed) != 2)
+		return NULL;
+	pg_read_barrier();
+	*task = ex->ctl->error_task;
+	return pstrdup(ex->ctl->error);
+}
+
+void
 exchange_wake_all(Exchange *ex)
 {
 	pg_memory_barrier();
@@ -300,9 +325,17 @@ exchange_put_barrier(Exchange *ex, int dest, int64 id)
 	put_bytes(buf, &id, 8);
 }
 
-static void
-peer_gone(Exchange *ex, int peer)
+void
+exchange_peer_gone(Exchange *ex, int peer)
 {
+	int			failed_task;
+	char	   *why = exchange_failure(ex, &failed_task);
+
+	if (why != NULL && failed_task != ex->task)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("task %d of this pipeline failed: %s", failed_task, why),
+				 errdetail("Every task of the pipeline restarts from the last checkpoint.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("task %d of this pipeline is gone", peer),
@@ -338,7 +371,7 @@ exchange_flush(Exchange *ex)
 			}
 			r = shm_mq_send(o->mqh, o->sending.len, o->sending.data, true, true);
 			if (r == SHM_MQ_DETACHED)
-				peer_gone(ex, t);
+				exchange_peer_gone(ex, t);
 			if (r == SHM_MQ_WOULD_BLOCK)
 				break;
 			pg_atomic_fetch_add_u64(o->sent, o->sending.len);
@@ -397,7 +430,7 @@ exchange_next(Exchange *ex, int src, ExchangeRecord *rec)
 			shm_mq_result r = shm_mq_receive(in->mqh, &nbytes, &data, true);
 
 			if (r == SHM_MQ_DETACHED)
-				peer_gone(ex, src);
+				exchange_peer_gone(ex, src);
 			if (r == SHM_MQ_WOULD_BLOCK)
 				return false;
 			in->data = data;

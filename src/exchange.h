@@ -78,6 +78,9 @@ typedef struct ExchangeControl
 	pg_atomic_uint64 decided;	/* last checkpoint decided */
 	pg_atomic_uint64 stop_after;	/* 0, or 1 + the checkpoint to stop after */
 	pg_atomic_uint32 dirty;		/* events or firing since the last trigger */
+	pg_atomic_uint32 failed;	/* 0; 1 while error_task writes, 2 written */
+	int			error_task;		/* the first task that failed, and why */
+	char		error[256];
 	ExchangeTask tasks[FLEXIBLE_ARRAY_MEMBER];
 	/* then per channel s -> d: pg_atomic_uint64 bytes sent, bytes received */
 } ExchangeControl;
@@ -106,6 +109,16 @@ extern Exchange *exchange_attach(dsm_handle handle, int task);
 extern ExchangeControl *exchange_control(Exchange *ex);
 extern int	exchange_task(Exchange *ex);
 extern int	exchange_ntasks(Exchange *ex);
+
+/*
+ * A task failed: record why (the first one only), for the others' errors;
+ * and the message of the first failure, if any (palloc'd), or NULL.
+ */
+extern void exchange_report_failure(Exchange *ex, const char *message);
+extern char *exchange_failure(Exchange *ex, int *task);
+
+/* ERROR: task 'peer' is gone (with the first failure's message, if any). */
+extern void exchange_peer_gone(Exchange *ex, int peer) pg_attribute_noreturn();
 
 /* Wake every other task (after a change to the control block). */
 extern void exchange_wake_all(Exchange *ex);

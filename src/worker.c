@@ -546,16 +546,10 @@ check_peers(Worker *w)
 			pid_t		bgpid;
 
 			if (GetBackgroundWorkerPid(w->handles[t], &bgpid) == BGWH_STOPPED)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("task %d of this pipeline is gone", t),
-						 errdetail("Every task of the pipeline restarts from the last checkpoint.")));
+				exchange_peer_gone(w->ex, t);
 		}
 		if (pid != 0 && kill(pid, 0) != 0 && errno == ESRCH)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("task %d of this pipeline is gone", t),
-					 errdetail("Every task of the pipeline restarts from the last checkpoint.")));
+			exchange_peer_gone(w->ex, t);
 	}
 }
 
@@ -602,6 +596,20 @@ start_tasks(Worker *w)
 		exchange_set_worker(w->ex, t, w->handles[t]);
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Task 0 leaving on an error: the other tasks end too (SIGTERM: die(), so
+ * that one stuck in the owner's code stops there as well).
+ */
+static void
+stop_tasks(Worker *w)
+{
+	if (w->handles == NULL)
+		return;
+	for (int t = 1; t < w->ntasks; t++)
+		if (w->handles[t] != NULL)
+			TerminateBackgroundWorker(w->handles[t]);
 }
 
 /* In worker_startup, once the checkpoint is recovered and positions read. */
@@ -2003,17 +2011,19 @@ streamflink_worker_main(Datum arg)
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
 		poison_record(w->poison, edata);
-		/* a parallel pipeline's other tasks leave now, not after the back-off */
-		if (w->ex != NULL)
-		{
-			exchange_detach(w->ex);
-			w->ex = NULL;
-		}
 		if (w->slot)
 			slot_set_status(w->slot, SLOT_FAILED, edata->message);
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
+		/* a parallel pipeline's other tasks leave now, not after the back-off */
+		if (w->ex != NULL)
+		{
+			exchange_report_failure(w->ex, edata->message);
+			stop_tasks(w);
+			exchange_detach(w->ex);
+			w->ex = NULL;
+		}
 
 		/*
 		 * Recovery refused what it found (state of another release, a
