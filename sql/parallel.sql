@@ -23,9 +23,10 @@ SELECT streamflink.create_window_pipeline('bad', 'par_src', 'k', 'tumble', 'coun
 SELECT streamflink.create_window_pipeline('bad', 'par_src', 'k', 'tumble', 'count(*) AS n',
 	'bad_out', size => '1 minute', parallelism => 2, checkpoint_mode => 'eventual');
 SELECT streamflink.create_window_pipeline('bad', 'par_src', 'k', 'tumble', 'count(*) AS n',
-	'bad_out', size => '1 minute', parallelism => 2, checkpoint_mode => 'unaligned');
+	'bad_out', size => '1 minute', parallelism => 2, checkpoint_mode => 'unaligned',
+	aligned_checkpoint_timeout => '200 ms');
 SELECT streamflink.create_window_pipeline('bad', 'par_src', 'k', 'tumble', 'count(*) AS n',
-	'bad_out', size => '1 minute', parallelism => 2, aligned_checkpoint_timeout => '200 ms');
+	'bad_out', size => '1 minute', parallelism => 2, aligned_checkpoint_timeout => '-1 s');
 SELECT streamflink.create_pattern_pipeline('bad', 'par_src', 'k', 'a b',
 	$$a AS v < 5, b AS v >= 5$$, 'bad_out', parallelism => -1);
 SELECT to_regclass('bad_out') IS NULL AS no_sink_left;
@@ -38,6 +39,13 @@ SELECT streamflink.create_window_pipeline('par_w1', 'par_src', 'k', 'tumble',
 SELECT streamflink.create_window_pipeline('par_w2', 'par_src', 'k', 'tumble',
 	'count(*) AS n, sum(v) AS total', 'par_w2_out', size => '1 minute',
 	checkpoint_interval => '200 milliseconds', parallelism => 2);
+-- Unaligned, and aligned switching to unaligned at once (a zero timeout).
+SELECT streamflink.create_window_pipeline('par_wu', 'par_src', 'k', 'tumble',
+	'count(*) AS n, sum(v) AS total', 'par_wu_out', size => '1 minute',
+	checkpoint_interval => '200 milliseconds', parallelism => 2, checkpoint_mode => 'unaligned');
+SELECT streamflink.create_window_pipeline('par_wt', 'par_src', 'k', 'tumble',
+	'count(*) AS n, sum(v) AS total', 'par_wt_out', size => '1 minute',
+	checkpoint_interval => '200 milliseconds', parallelism => 3, aligned_checkpoint_timeout => '0');
 SELECT streamflink.create_pattern_pipeline('par_p1', 'par_src', 'k', 'a -> b+ -> c',
 	$$a AS v < 3, b AS v BETWEEN 3 AND 6, c AS v > 6$$, 'par_p1_out',
 	within => '10 minutes', skip => 'skip_past_last_event', checkpoint_interval => '200 milliseconds');
@@ -61,12 +69,12 @@ SELECT sum(streamflink.produce(regress_brokers(), 'regress_parallel',
 	ARRAY['{"k": "k0", "v": 0, "ts": "2024-01-01 01:00:00+00"}'], p))
 FROM generate_series(0, 3) p;
 
-SELECT streamflink.start(name) FROM (VALUES ('par_w1'), ('par_w2'), ('par_p1'), ('par_p2')) p(name);
-SELECT wait_until($$SELECT count(*) = 4 AND bool_and(n = 2004)
+SELECT streamflink.start(name) FROM (VALUES ('par_w1'), ('par_w2'), ('par_wu'), ('par_wt'), ('par_p1'), ('par_p2')) p(name);
+SELECT wait_until($$SELECT count(*) = 6 AND bool_and(n = 2004)
 	FROM (SELECT pipeline, sum(next_offset) AS n FROM streamflink.offsets GROUP BY pipeline) o$$);
 
 -- The tasks: one per worker, each with its partitions and key groups.
-SELECT wait_until($$SELECT count(*) = 6 AND bool_and(watermark = '2024-01-01 00:59:58+00')
+SELECT wait_until($$SELECT count(*) = 11 AND bool_and(watermark = '2024-01-01 00:59:58+00')
 	AND (SELECT bool_and(n = 2004) FROM (SELECT sum(events_in) AS n FROM streamflink.tasks GROUP BY pipeline) e)
 	FROM streamflink.tasks$$);
 SELECT pipeline, task, parallelism, partitions, key_group_first, key_group_last,
@@ -85,7 +93,11 @@ SELECT (SELECT count(*) FROM par_expected) AS expected,
        (SELECT count(*) FROM par_w1_out) AS one_task,
        (SELECT count(*) FROM par_w2_out) AS two_tasks,
        (SELECT count(*) FROM (SELECT * FROM par_expected EXCEPT SELECT * FROM par_w2_out) x) AS missing,
-       (SELECT count(*) FROM (SELECT * FROM par_w2_out EXCEPT SELECT * FROM par_w1_out) x) AS differ;
+       (SELECT count(*) FROM (SELECT * FROM par_w2_out EXCEPT SELECT * FROM par_w1_out) x) AS differ,
+       (SELECT count(*) FROM par_wu_out) AS unaligned,
+       (SELECT count(*) FROM (SELECT * FROM par_wu_out EXCEPT SELECT * FROM par_w1_out) x) AS differ_unaligned,
+       (SELECT count(*) FROM par_wt_out) AS switched,
+       (SELECT count(*) FROM (SELECT * FROM par_wt_out EXCEPT SELECT * FROM par_w1_out) x) AS differ_switched;
 SELECT (SELECT count(*) FROM par_p1_out) > 0 AS has_matches,
        (SELECT count(*) FROM par_p1_out) = (SELECT count(*) FROM par_p2_out) AS same_count,
        (SELECT count(*) FROM (SELECT * FROM par_p1_out EXCEPT ALL SELECT * FROM par_p2_out) x) AS missing,
@@ -95,6 +107,13 @@ SELECT (SELECT count(*) FROM par_p1_out) > 0 AS has_matches,
 SELECT pipeline, bool_and(parallelism = 2) AS two, bool_and(jsonb_array_length(tasks) = 2) AS per_task,
        bool_and(alignment IS NOT NULL) AS aligned
 FROM streamflink.checkpoints WHERE pipeline IN ('par_w2', 'par_p2') GROUP BY pipeline ORDER BY pipeline;
+-- Every task of an unaligned checkpoint (or one switched at once) took it
+-- unaligned; an aligned one none.
+SELECT pipeline, bool_and(unaligned_tasks = parallelism) AS all_unaligned,
+       bool_and(persisted_bytes >= 0) AS persisted_known
+FROM streamflink.checkpoints WHERE pipeline IN ('par_wu', 'par_wt') GROUP BY pipeline ORDER BY pipeline;
+SELECT pipeline, bool_and(unaligned_tasks = 0 AND persisted_bytes = 0) AS aligned
+FROM streamflink.checkpoints WHERE pipeline = 'par_w2' GROUP BY pipeline;
 SELECT pipeline, bool_and(parallelism = 1 AND tasks IS NULL) AS single
 FROM streamflink.checkpoints WHERE pipeline IN ('par_w1', 'par_p1') GROUP BY pipeline ORDER BY pipeline;
 
@@ -133,11 +152,11 @@ FROM generate_series(0, 3) p;
 SELECT wait_until($$SELECT count(*) = 1 FROM par_w2_out WHERE window_start >= '2024-01-01 01:00:00+00'$$);
 SELECT count(*) AS duplicate_windows FROM (SELECT k, window_start FROM par_w2_out GROUP BY 1, 2 HAVING count(*) > 1) d;
 
-SELECT streamflink.stop(name) FROM (VALUES ('par_w1'), ('par_w2'), ('par_p1'), ('par_p2')) p(name);
+SELECT streamflink.stop(name) FROM (VALUES ('par_w1'), ('par_w2'), ('par_wu'), ('par_wt'), ('par_p1'), ('par_p2')) p(name);
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name LIKE 'par\_%'$$);
 SELECT wait_until($$SELECT count(*) = 0 FROM streamflink.tasks$$);
 SELECT streamflink.drop_pipeline(name, drop_sink => true)
-FROM (VALUES ('par_w1'), ('par_w2'), ('par_p1'), ('par_p2')) p(name);
+FROM (VALUES ('par_w1'), ('par_w2'), ('par_wu'), ('par_wt'), ('par_p1'), ('par_p2')) p(name);
 SELECT count(*) FROM streamflink.checkpoint_task;
 DROP VIEW par_expected;
 DROP TABLE par_events;

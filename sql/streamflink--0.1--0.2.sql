@@ -436,6 +436,8 @@ CREATE TABLE streamflink.checkpoint_task (
 	start_delay interval NOT NULL,	/* trigger to the first barrier received */
 	alignment	interval NOT NULL,	/* first to last barrier received */
 	duration	interval NOT NULL,	/* trigger to prepared */
+	unaligned	bool NOT NULL,		/* taken unaligned (or switched to it) */
+	persisted_bytes bigint NOT NULL,	/* in-flight records kept as channel state */
 	PRIMARY KEY (pipeline_id, checkpoint_id, task)
 );
 ALTER TABLE streamflink.checkpoint_task ENABLE ROW LEVEL SECURITY;
@@ -451,6 +453,8 @@ ALTER TABLE streamflink.checkpoint ADD COLUMN parallelism int NOT NULL DEFAULT 1
 ALTER TABLE streamflink.checkpoint ADD COLUMN alignment interval;
 ALTER TABLE streamflink.checkpoint ADD COLUMN start_delay interval;
 ALTER TABLE streamflink.checkpoint ADD COLUMN slowest_task int;
+ALTER TABLE streamflink.checkpoint ADD COLUMN unaligned_tasks int;
+ALTER TABLE streamflink.checkpoint ADD COLUMN persisted_bytes bigint;
 
 CREATE FUNCTION streamflink._check_parallelism(parallelism int, checkpoint_mode text,
 											   aligned_checkpoint_timeout interval)
@@ -476,15 +480,15 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Use ''aligned'' (the default) or ''unaligned''.';
 	END IF;
-	IF checkpoint_mode = 'unaligned' THEN
-		RAISE EXCEPTION 'unaligned checkpoints are not supported yet'
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Use checkpoint_mode => ''aligned''.';
+	IF aligned_checkpoint_timeout IS NOT NULL AND checkpoint_mode <> 'aligned' THEN
+		RAISE EXCEPTION 'aligned_checkpoint_timeout applies to aligned checkpoints only'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'It switches an aligned checkpoint to unaligned when alignment takes longer; an unaligned checkpoint does not align.';
 	END IF;
-	IF aligned_checkpoint_timeout IS NOT NULL THEN
-		RAISE EXCEPTION 'aligned_checkpoint_timeout is not supported yet'
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'It switches to unaligned checkpoints, which are not supported yet; leave it NULL.';
+	IF aligned_checkpoint_timeout < interval '0' THEN
+		RAISE EXCEPTION 'aligned_checkpoint_timeout must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Zero switches every checkpoint to unaligned at its first barrier.';
 	END IF;
 END
 $$;
@@ -820,10 +824,12 @@ CREATE OR REPLACE VIEW streamflink.checkpoints WITH (security_invoker = true) AS
 SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
 	   c.state_bytes, c.new_state_bytes, c.events, c.rows_emitted,
 	   c.parallelism, c.start_delay, c.alignment, c.slowest_task,
+	   c.unaligned_tasks, c.persisted_bytes,
 	   (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
 				'task', t.task, 'duration', t.duration, 'start_delay', t.start_delay,
 				'alignment', t.alignment, 'events', t.events,
-				'state_bytes', t.state_bytes) ORDER BY t.task)
+				'state_bytes', t.state_bytes, 'unaligned', t.unaligned,
+				'persisted_bytes', t.persisted_bytes) ORDER BY t.task)
 		  FROM streamflink.checkpoint_task t
 		 WHERE t.pipeline_id = c.pipeline_id AND t.checkpoint_id = c.id) AS tasks
 FROM streamflink.checkpoint c

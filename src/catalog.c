@@ -92,7 +92,9 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       s.owner::oid, p.owner::oid, p.aggregates_tree, p.pattern_tree,"
 		"       p.max_partial_matches, p.max_partial_match_events,"
 		"       to_jsonb(p) ->> 'state_profile', to_jsonb(p) ->> 'state_options',"
-		"       (to_jsonb(p) ->> 'parallelism')::int"
+		"       (to_jsonb(p) ->> 'parallelism')::int, to_jsonb(p) ->> 'checkpoint_mode',"
+		"       (extract(epoch FROM (to_jsonb(p) ->> 'aligned_checkpoint_timeout')::interval)"
+		"        * 1000000)::int8"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -198,6 +200,13 @@ catalog_load_pipeline(int32 id, const char *name)
 		/* parallel pipelines: 1 in a catalog without the column */
 		d = SPI_getbinval(tup, desc, 38, &isnull);
 		def->parallelism = isnull ? 1 : DatumGetInt32(d);
+		{
+			char	   *mode = SPI_getvalue(tup, desc, 39);
+
+			def->unaligned_checkpoints = mode != NULL && strcmp(mode, "unaligned") == 0;
+		}
+		d = SPI_getbinval(tup, desc, 40, &isnull);
+		def->aligned_checkpoint_timeout = isnull ? -1 : DatumGetInt64(d);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -75,6 +75,8 @@ typedef struct PipelineDef
 	char	   *state_options;
 	/* parallel pipelines (parallel.h): tasks, each a background worker */
 	int			parallelism;
+	bool		unaligned_checkpoints;	/* checkpoint_mode 'unaligned' */
+	int64		aligned_checkpoint_timeout; /* microseconds, -1 for none */
 } PipelineDef;
 
 /*

@@ -395,6 +395,45 @@ get_bytes(const char **p, void *dst, int len)
 	*p += len;
 }
 
+Size
+exchange_parse(const char *start, ExchangeRecord *rec)
+{
+	const char *p = start;
+
+	rec->raw = start;
+	rec->kind = *p++;
+	switch (rec->kind)
+	{
+		case EXCHANGE_EVENT:
+			get_bytes(&p, &rec->partition, 4);
+			get_bytes(&p, &rec->offset, 8);
+			get_bytes(&p, &rec->time, 8);
+			get_bytes(&p, &rec->tuple_len, 4);
+			get_bytes(&p, &rec->payload_len, 4);
+			rec->tuple = p;
+			p += rec->tuple_len;
+			rec->payload = rec->payload_len > 0 ? p : NULL;
+			p += rec->payload_len;
+			break;
+		case EXCHANGE_WATERMARK:
+			{
+				char		idle;
+
+				get_bytes(&p, &rec->time, 8);
+				get_bytes(&p, &idle, 1);
+				rec->idle = idle != 0;
+			}
+			break;
+		case EXCHANGE_BARRIER:
+			get_bytes(&p, &rec->checkpoint_id, 8);
+			break;
+		default:
+			break;				/* the caller says */
+	}
+	rec->raw_len = p - start;
+	return rec->raw_len;
+}
+
 bool
 exchange_next(Exchange *ex, int src, ExchangeRecord *rec)
 {
@@ -439,35 +478,10 @@ exchange_next(Exchange *ex, int src, ExchangeRecord *rec)
 	}
 
 	p = in->data + in->off;
-	rec->kind = *p++;
-	switch (rec->kind)
-	{
-		case EXCHANGE_EVENT:
-			get_bytes(&p, &rec->partition, 4);
-			get_bytes(&p, &rec->offset, 8);
-			get_bytes(&p, &rec->time, 8);
-			get_bytes(&p, &rec->tuple_len, 4);
-			get_bytes(&p, &rec->payload_len, 4);
-			rec->tuple = p;
-			p += rec->tuple_len;
-			rec->payload = rec->payload_len > 0 ? p : NULL;
-			p += rec->payload_len;
-			break;
-		case EXCHANGE_WATERMARK:
-			{
-				char		idle;
-
-				get_bytes(&p, &rec->time, 8);
-				get_bytes(&p, &idle, 1);
-				rec->idle = idle != 0;
-			}
-			break;
-		case EXCHANGE_BARRIER:
-			get_bytes(&p, &rec->checkpoint_id, 8);
-			break;
-		default:
-			elog(ERROR, "invalid record kind %d from task %d", rec->kind, src);
-	}
+	p += exchange_parse(p, rec);
+	if (rec->kind != EXCHANGE_EVENT && rec->kind != EXCHANGE_WATERMARK &&
+		rec->kind != EXCHANGE_BARRIER)
+		elog(ERROR, "invalid record kind %d from task %d", rec->kind, src);
 	in->off = p - in->data;
 	Assert(in->off <= in->len);
 	return true;

@@ -57,6 +57,8 @@ typedef struct ExchangeTaskFigures
 	int64		state_bytes;
 	int64		new_state_bytes;
 	TimestampTz watermark;
+	bool		unaligned;
+	int64		persisted_bytes;	/* channel state */
 } ExchangeTaskFigures;
 
 typedef struct ExchangeTask
@@ -65,6 +67,14 @@ typedef struct ExchangeTask
 	PGPROC	   *proc;			/* its latch, to wake it */
 	pg_atomic_uint64 prepared;	/* last checkpoint it prepared */
 	ExchangeTaskFigures figures;	/* of 'prepared', written before it */
+	/* progress, for task 0's totals in streamflink.pipelines (its own writer) */
+	int64		events;
+	int64		dead_letters;
+	int64		late_events;
+	int64		rows_emitted;
+	int64		lag;			/* -1 unknown */
+	int64		open_count;
+	double		events_per_second;
 } ExchangeTask;
 
 /* The shared control block: written with atomics, read by every task. */
@@ -153,7 +163,15 @@ typedef struct ExchangeRecord
 	uint32		tuple_len;
 	const char *payload;
 	uint32		payload_len;
+	const char *raw;			/* the whole record, as sent */
+	uint32		raw_len;
 } ExchangeRecord;
+
+/*
+ * Parse the record at 'p' (as exchange_next returns it, or as kept from
+ * its raw bytes); returns its length.
+ */
+extern Size exchange_parse(const char *p, ExchangeRecord *rec);
 
 /*
  * The next record from channel 'src' (src == own task: the local one),

@@ -39,6 +39,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/dsm.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -163,12 +164,24 @@ typedef struct Worker
 	int64		events_in;
 	int64		epoch_events_in;
 	bool		stopping;		/* task 0: a stop was requested */
+	/*
+	 * Unaligned checkpoints (or aligned ones past aligned_checkpoint_timeout):
+	 * from the first barrier (or the switch) on, the operator side takes no
+	 * more events but keeps reading every channel until its barrier; the
+	 * events read meanwhile are the checkpoint's channel state (chstate),
+	 * persisted with it and processed right after it (replay), as after a
+	 * recovery from it.
+	 */
+	bool		draining;
+	StringInfoData chstate;
+	StringInfoData replay;
 } Worker;
 
 static volatile sig_atomic_t got_stop = false;
 static Worker *worker_for_exit = NULL;
 
 static void report_task(Worker *w, TimestampTz now);
+static void load_channel_state(Worker *w);
 
 void
 worker_define_settings(void)
@@ -307,6 +320,18 @@ report_progress(Worker *w)
 		w->rate_since = now;
 	}
 	report_task(w, now);
+	if (w->ex != NULL)
+	{
+		ExchangeTask *mine = &exchange_control(w->ex)->tasks[w->task];
+
+		mine->events = w->events_total;
+		mine->dead_letters = w->dead_total;
+		mine->late_events = w->late_total;
+		mine->rows_emitted = w->rows_total;
+		mine->lag = lag;
+		mine->open_count = operator_open_count(w->op);
+		mine->events_per_second = w->last_rate;
+	}
 	if (w->slot == NULL)
 		return;
 
@@ -333,6 +358,31 @@ report_progress(Worker *w)
 	w->slot->partial_matches_dropped = operator_dropped_count(w->op);
 	w->slot->last_checkpoint = w->checkpoint_id;
 	w->slot->events_per_second = w->last_rate;
+	if (w->ex != NULL)
+	{
+		/* a parallel pipeline: the totals of its tasks (as last reported) */
+		ExchangeControl *ctl = exchange_control(w->ex);
+
+		w->slot->events = w->slot->dead_letters = w->slot->late_events = 0;
+		w->slot->rows_emitted = w->slot->state_keys = 0;
+		w->slot->events_per_second = 0;
+		w->slot->lag = 0;
+		for (int t = 0; t < w->ntasks; t++)
+		{
+			ExchangeTask *task = &ctl->tasks[t];
+
+			w->slot->events += task->events;
+			w->slot->dead_letters += task->dead_letters;
+			w->slot->late_events += task->late_events;
+			w->slot->rows_emitted += task->rows_emitted;
+			w->slot->state_keys += task->open_count;
+			w->slot->events_per_second += task->events_per_second;
+			if (task->lag < 0 || w->slot->lag < 0)
+				w->slot->lag = -1;
+			else
+				w->slot->lag += task->lag;
+		}
+	}
 	SpinLockRelease(&w->slot->mutex);
 }
 
@@ -630,7 +680,11 @@ parallel_startup(Worker *w)
 	w->scratch = palloc0(sizeof(WatermarkPartition) * Max(w->nparts, 1));
 	w->src_wm = DT_NOBEGIN;
 	w->emitted = w->checkpoint_id;
+	initStringInfo(&w->chstate);
+	initStringInfo(&w->replay);
 	MemoryContextSwitchTo(old);
+	if (w->checkpoint_id > 0)
+		load_channel_state(w);
 
 	/* this task's operator watermark of the last checkpoint, if recorded */
 	if (w->checkpoint_id > 0)
@@ -903,6 +957,16 @@ parallel_checkpoint(Worker *w)
 	memset(w->blocked, 0, sizeof(bool) * w->ntasks);
 	w->nblocked = 0;
 	w->epoch_events_in = 0;
+	/* the channel state is processed now, as a recovery from here would */
+	if (w->draining)
+	{
+		StringInfoData tmp = w->replay;
+
+		w->replay = w->chstate;
+		w->chstate = tmp;
+		resetStringInfo(&w->chstate);
+		w->draining = false;
+	}
 }
 
 static void
@@ -918,6 +982,105 @@ barrier_received(Worker *w, int channel, int64 id)
 	w->last_barrier_at = now;
 	w->blocked[channel] = true;
 	w->nblocked++;
+	/* unaligned: the first barrier ends the taking of events */
+	if (w->def->unaligned_checkpoints || w->def->aligned_checkpoint_timeout == 0)
+		w->draining = true;
+}
+
+/* Events of the channel state (of this checkpoint, or recovered): first. */
+static bool
+replay_channel_state(Worker *w)
+{
+	RunAs		as;
+	const char *p;
+	const char *end;
+
+	if (w->replay.len == 0)
+		return false;
+	pgstat_report_activity(STATE_RUNNING, "processing channel state");
+	work_begin(&as);
+	p = w->replay.data;
+	end = p + w->replay.len;
+	while (p < end)
+	{
+		ExchangeRecord rec;
+
+		p += exchange_parse(p, &rec);
+		if (rec.kind == EXCHANGE_EVENT)
+			take_record(w, &rec);
+	}
+	work_end(w, &as);
+	resetStringInfo(&w->replay);
+	pg_atomic_write_u32(&exchange_control(w->ex)->dirty, 1);
+	return true;
+}
+
+static char *
+channel_state_path(Worker *w, int64 id)
+{
+	return psprintf("%s/channels-" INT64_FORMAT, w->dir, id);
+}
+
+/* Recovery: the channel state of the checkpoint recovered, if any. */
+static void
+load_channel_state(Worker *w)
+{
+	char	   *path = channel_state_path(w, w->checkpoint_id);
+	FILE	   *f = AllocateFile(path, PG_BINARY_R);
+	char		buf[65536];
+	size_t		n;
+
+	if (f == NULL)
+	{
+		if (errno != ENOENT)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not open \"%s\": %m", path)));
+		return;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		appendBinaryStringInfo(&w->replay, buf, n);
+	if (ferror(f))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read \"%s\": %m", path)));
+	FreeFile(f);
+}
+
+/*
+ * The channel state of checkpoint id, durable before the checkpoint is
+ * prepared (write, fsync, rename, fsync the directory); none: no file, an
+ * older attempt's removed.
+ */
+static void
+save_channel_state(Worker *w, int64 id)
+{
+	char	   *path = channel_state_path(w, id);
+	char	   *tmp = psprintf("%s.tmp", path);
+	int			fd;
+
+	if (w->chstate.len == 0)
+	{
+		if (unlink(path) != 0 && errno != ENOENT)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not remove \"%s\": %m", path)));
+		return;
+	}
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create \"%s\": %m", tmp)));
+	if (write(fd, w->chstate.data, w->chstate.len) != w->chstate.len)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write \"%s\": %m", tmp)));
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close \"%s\": %m", tmp)));
+	(void) durable_rename(tmp, path, ERROR);
 }
 
 /* Operator side: a round over the channels; true if anything came. */
@@ -929,6 +1092,18 @@ operator_round(Worker *w)
 	bool		wm_moved = false;
 	RunAs		as;
 	TimestampTz wm;
+
+	/* a checkpoint's (or a recovery's) channel state before new input */
+	if (replay_channel_state(w))
+	{
+		did = true;
+		wm_moved = true;
+	}
+
+	/* aligned, but alignment took too long: unaligned from here on */
+	if (!w->draining && w->nblocked > 0 && w->def->aligned_checkpoint_timeout >= 0 &&
+		GetCurrentTimestamp() - w->first_barrier_at >= w->def->aligned_checkpoint_timeout)
+		w->draining = true;
 
 	for (int k = 0; k < w->ntasks; k++)
 	{
@@ -944,6 +1119,12 @@ operator_round(Worker *w)
 			switch (rec.kind)
 			{
 				case EXCHANGE_EVENT:
+					if (w->draining)
+					{
+						/* overtaken by the snapshot: channel state */
+						appendBinaryStringInfo(&w->chstate, rec.raw, rec.raw_len);
+						break;
+					}
 					if (!in_work)
 					{
 						pgstat_report_activity(STATE_RUNNING, "processing events");
@@ -965,7 +1146,7 @@ operator_round(Worker *w)
 	}
 	w->next_channel = (w->next_channel + 1) % w->ntasks;
 
-	if (wm_moved && (wm = operator_watermark(w)) > w->watermark)
+	if (wm_moved && !w->draining && (wm = operator_watermark(w)) > w->watermark)
 	{
 		w->watermark = wm;
 		if (!in_work)
@@ -996,10 +1177,10 @@ task_prepare(void *arg, Checkpoint *chk)
 	ExchangeTaskFigures *f = &ctl->tasks[w->task].figures;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz trig = ctl->triggered_at;
-	Oid			types[13] = {INT4OID, INT8OID, INT4OID, INT4ARRAYOID, INT4OID, INT4OID,
-	TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		args[13];
-	char		nulls[13];
+	Oid			types[15] = {INT4OID, INT8OID, INT4OID, INT4ARRAYOID, INT4OID, INT4OID,
+	TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, BOOLOID, INT8OID};
+	Datum		args[15];
+	char		nulls[15];
 	Datum	   *parts = palloc(sizeof(Datum) * Max(w->nmine, 1));
 
 	f->start_delay_us = Max(0, w->first_barrier_at - trig);
@@ -1011,6 +1192,9 @@ task_prepare(void *arg, Checkpoint *chk)
 	f->state_bytes = chk->stats.state_bytes;
 	f->new_state_bytes = chk->stats.new_state_bytes;
 	f->watermark = chk->watermark;
+	f->unaligned = w->draining;
+	f->persisted_bytes = w->chstate.len;
+	save_channel_state(w, chk->id);
 
 	for (int i = 0; i < w->nmine; i++)
 		parts[i] = Int32GetDatum(w->mine[i]);
@@ -1030,6 +1214,8 @@ task_prepare(void *arg, Checkpoint *chk)
 	args[10] = Int64GetDatum(f->start_delay_us);
 	args[11] = Int64GetDatum(f->alignment_us);
 	args[12] = Int64GetDatum(f->duration_us);
+	args[13] = BoolGetDatum(f->unaligned);
+	args[14] = Int64GetDatum(f->persisted_bytes);
 
 	/* inside the epoch's transaction block: prepared with it */
 	StartTransactionCommand();
@@ -1038,20 +1224,25 @@ task_prepare(void *arg, Checkpoint *chk)
 	if (SPI_execute_with_args("INSERT INTO streamflink.checkpoint_task"
 							  " (pipeline_id, checkpoint_id, task, partitions, key_group_first,"
 							  "  key_group_last, watermark, events, rows_emitted, state_bytes,"
-							  "  start_delay, alignment, duration)"
+							  "  start_delay, alignment, duration, unaligned, persisted_bytes)"
 							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
 							  "  $11 * interval '1 microsecond', $12 * interval '1 microsecond',"
-							  "  $13 * interval '1 microsecond')",
-							  13, types, args, nulls, false, 0) != SPI_OK_INSERT)
+							  "  $13 * interval '1 microsecond', $14, $15)",
+							  15, types, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record task %d of checkpoint " INT64_FORMAT, w->task, chk->id);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
 }
 
+/* Channel state older than the previous checkpoint's is not needed. */
 static void
 task_commit(void *arg, Checkpoint *chk)
 {
+	Worker	   *w = (Worker *) arg;
+
+	if (chk->id > 1)
+		(void) unlink(channel_state_path(w, chk->id - 2));
 }
 
 static CheckpointParticipant
@@ -1126,13 +1317,15 @@ group_record(void *arg, Checkpoint *chk)
 				new_bytes = 0,
 				alignment = 0,
 				delay = 0,
+				persisted = 0,
 				slowest_us = -1;
+	int			unaligned = 0;
 	int			slowest = 0;
 	TimestampTz wm = DT_NOEND;
-	Oid			types[11] = {INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID};
-	Datum		args[11];
-	char		nulls[11];
+	Oid			types[13] = {INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, INT4OID, INT8OID};
+	Datum		args[13];
+	char		nulls[13];
 
 	for (int t = 0; t < w->ntasks; t++)
 	{
@@ -1145,6 +1338,8 @@ group_record(void *arg, Checkpoint *chk)
 		alignment = Max(alignment, f->alignment_us);
 		delay = Max(delay, f->start_delay_us);
 		wm = Min(wm, f->watermark);
+		persisted += f->persisted_bytes;
+		unaligned += f->unaligned ? 1 : 0;
 		if (f->duration_us > slowest_us)
 		{
 			slowest_us = f->duration_us;
@@ -1165,12 +1360,15 @@ group_record(void *arg, Checkpoint *chk)
 	args[8] = Int64GetDatum(alignment);
 	args[9] = Int64GetDatum(delay);
 	args[10] = Int32GetDatum(slowest);
+	args[11] = Int32GetDatum(unaligned);
+	args[12] = Int64GetDatum(persisted);
 	if (SPI_execute_with_args("UPDATE streamflink.checkpoint SET parallelism = $3, events = $4,"
 							  " rows_emitted = $5, state_bytes = $6, new_state_bytes = $7,"
 							  " watermark = $8, alignment = $9 * interval '1 microsecond',"
-							  " start_delay = $10 * interval '1 microsecond', slowest_task = $11"
+							  " start_delay = $10 * interval '1 microsecond', slowest_task = $11,"
+							  " unaligned_tasks = $12, persisted_bytes = $13"
 							  " WHERE pipeline_id = $1 AND id = $2",
-							  11, types, args, nulls, false, 0) != SPI_OK_UPDATE)
+							  13, types, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record checkpoint " INT64_FORMAT, chk->id);
 	if (chk->id > checkpoint_history &&
 		SPI_execute_with_args("DELETE FROM streamflink.checkpoint_task"

@@ -21,7 +21,9 @@
 # SF_FAULT_SEED (random), SF_KEEP=1 to keep everything after a failure,
 # SF_FAULT_PARALLELISM (1): the pipeline's tasks; above 1 each kill -9 hits
 # a random task, and a failpoint strikes whichever task reaches it first
-# (after its own PREPARE, before the others'; after the decision).
+# (after its own PREPARE, before the others'; after the decision);
+# SF_FAULT_CHECKPOINT_MODE (aligned) and SF_FAULT_ALIGNED_TIMEOUT (none):
+# the pipeline's checkpoint_mode and aligned_checkpoint_timeout.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,9 @@ kills=${SF_FAULT_KILLS:-5}
 restarts=${SF_FAULT_RESTARTS:-2}
 seed=${SF_FAULT_SEED:-$RANDOM}
 par=${SF_FAULT_PARALLELISM:-1}
+mode=${SF_FAULT_CHECKPOINT_MODE:-aligned}
+align_timeout=${SF_FAULT_ALIGNED_TIMEOUT:+\'$SF_FAULT_ALIGNED_TIMEOUT\'}
+align_timeout=${align_timeout:-NULL}
 RANDOM=$seed
 parts=4
 chunks=$((kills + restarts + 3))
@@ -40,7 +45,7 @@ sf_test_setup fault
 work=$SF_TEST_DIR
 
 say() { echo "fault_test: $*"; }
-say "seed $seed, $events events, $kills kills, $restarts immediate restarts, parallelism $par"
+say "seed $seed, $events events, $kills kills, $restarts immediate restarts, parallelism $par, $mode checkpoints, aligned timeout $align_timeout"
 
 python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
 chmod -R a+rX "$work"
@@ -74,7 +79,8 @@ SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'ge
        "window" => 'hop', size => '5 minutes', slide => '30 seconds',
        aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
        sink => 'surge_out', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds', parallelism => $par);
+       checkpoint_interval => '300 milliseconds', parallelism => $par,
+       checkpoint_mode => '$mode', aligned_checkpoint_timeout => $align_timeout);
 SELECT streamflink.start('surge');
 SQL
 
