@@ -202,7 +202,28 @@ task_clock_tick(TaskClock *clock, TimestampTz now)
 		clock->ms_per_second[i] = (double) clock->us[i] * 1000.0 / span;
 		clock->us[i] = 0;
 	}
+	if (clock->out_blocked)
+	{
+		clock->out_us += now - clock->out_since;
+		clock->out_since = now;
+	}
+	clock->out_ms_per_second = (double) clock->out_us * 1000.0 / span;
+	clock->out_us = 0;
 	clock->window_start = now;
+}
+
+void
+task_clock_output(TaskClock *clock, bool blocked)
+{
+	TimestampTz now;
+
+	if (blocked == clock->out_blocked)
+		return;
+	now = GetCurrentTimestamp();
+	if (clock->out_blocked)
+		clock->out_us += now - clock->out_since;
+	clock->out_blocked = blocked;
+	clock->out_since = now;
 }
 
 void

@@ -93,12 +93,23 @@ typedef struct TaskClock
 	TimestampTz window_start;	/* of the second being measured */
 	int64		us[3];			/* in this second, by state */
 	double		ms_per_second[3];	/* of the last full second */
+	/*
+	 * A parallel task's source side whose output is full: backpressured,
+	 * whatever the process does meanwhile (its operator side may be busy).
+	 */
+	bool		out_blocked;
+	TimestampTz out_since;
+	int64		out_us;
+	double		out_ms_per_second;
 } TaskClock;
 
 extern void task_clock_init(TaskClock *clock);
 
 /* From now on the task is 'state'. */
 extern void task_clock_switch(TaskClock *clock, TaskTime state);
+
+/* The source side's output is full (true) or has room again (false). */
+extern void task_clock_output(TaskClock *clock, bool blocked);
 
 /* Roll the second over if it is past (call now and then). */
 extern void task_clock_tick(TaskClock *clock, TimestampTz now);

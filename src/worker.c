@@ -1322,10 +1322,10 @@ group_record(void *arg, Checkpoint *chk)
 	int			unaligned = 0;
 	int			slowest = 0;
 	TimestampTz wm = DT_NOEND;
-	Oid			types[13] = {INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, INT4OID, INT8OID};
-	Datum		args[13];
-	char		nulls[13];
+	Oid			types[14] = {INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID};
+	Datum		args[14];
+	char		nulls[14];
 
 	for (int t = 0; t < w->ntasks; t++)
 	{
@@ -1362,13 +1362,16 @@ group_record(void *arg, Checkpoint *chk)
 	args[10] = Int32GetDatum(slowest);
 	args[11] = Int32GetDatum(unaligned);
 	args[12] = Int64GetDatum(persisted);
+	args[13] = TimestampTzGetDatum(ctl->triggered_at);
+	/* from the trigger: barriers' travel and alignment included, as Flink's */
 	if (SPI_execute_with_args("UPDATE streamflink.checkpoint SET parallelism = $3, events = $4,"
 							  " rows_emitted = $5, state_bytes = $6, new_state_bytes = $7,"
 							  " watermark = $8, alignment = $9 * interval '1 microsecond',"
 							  " start_delay = $10 * interval '1 microsecond', slowest_task = $11,"
-							  " unaligned_tasks = $12, persisted_bytes = $13"
+							  " unaligned_tasks = $12, persisted_bytes = $13,"
+							  " started = $14, duration = completed - $14"
 							  " WHERE pipeline_id = $1 AND id = $2",
-							  13, types, args, nulls, false, 0) != SPI_OK_UPDATE)
+							  14, types, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record checkpoint " INT64_FORMAT, chk->id);
 	if (chk->id > checkpoint_history &&
 		SPI_execute_with_args("DELETE FROM streamflink.checkpoint_task"
@@ -1462,7 +1465,9 @@ report_task(Worker *w, TimestampTz now)
 	m.events_per_second = w->last_rate;
 	m.busy_ms_per_second = w->clock.ms_per_second[TASK_BUSY];
 	m.idle_ms_per_second = w->clock.ms_per_second[TASK_IDLE];
-	m.backpressured_ms_per_second = w->clock.ms_per_second[TASK_BACKPRESSURED];
+	/* a parallel task: while its source side's output was full */
+	m.backpressured_ms_per_second = w->ex != NULL ? w->clock.out_ms_per_second :
+		w->clock.ms_per_second[TASK_BACKPRESSURED];
 	m.watermark = w->watermark;
 	m.last_checkpoint = w->checkpoint_id;
 	task_report(w->tslot, &m);
@@ -1588,6 +1593,7 @@ parallel_loop(Worker *w)
 		}
 		source_watermark(w, now);
 		room = exchange_flush(w->ex);
+		task_clock_output(&w->clock, !room);
 
 		if (operator_round(w))
 			did = true;
