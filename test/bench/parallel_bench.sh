@@ -19,8 +19,9 @@
 # of the checkpoint durations (Flink's own benchmark: ~879 ms vs ~2.5 ms).
 #
 # SF_BENCH_EVENTS (1000000), SF_BENCH_PARTITIONS (4), SF_BENCH_PARALLELISM
-# ("1 2 4"; empty: the backpressure part only).  Machines are noisy (and shared): compare ratios, not absolute
-# numbers; on 2 cores parallelism 4 has more tasks than cores.  Each
+# ("1 2 4"; empty: the backpressure part only).  Machines are noisy (and
+# shared): compare ratios, not absolute numbers; on 2 cores parallelism 4
+# has more tasks than cores.  Each
 # pipeline's sink is compared with SQL's answer.  Not part of the test
 # suite's pass/fail.
 
