@@ -175,6 +175,7 @@ typedef struct Worker
 	bool		draining;
 	StringInfoData chstate;
 	StringInfoData replay;
+	int			replay_off;		/* taken so far */
 } Worker;
 
 static volatile sig_atomic_t got_stop = false;
@@ -987,20 +988,24 @@ barrier_received(Worker *w, int channel, int64 id)
 		w->draining = true;
 }
 
-/* Events of the channel state (of this checkpoint, or recovered): first. */
+/*
+ * Events of the channel state (of this checkpoint, or recovered) go first,
+ * until 'deadline'; true if any are left.
+ */
 static bool
-replay_channel_state(Worker *w)
+replay_channel_state(Worker *w, TimestampTz deadline)
 {
 	RunAs		as;
 	const char *p;
 	const char *end;
+	int			n = 0;
 
 	if (w->replay.len == 0)
 		return false;
 	pgstat_report_activity(STATE_RUNNING, "processing channel state");
 	work_begin(&as);
-	p = w->replay.data;
-	end = p + w->replay.len;
+	p = w->replay.data + w->replay_off;
+	end = w->replay.data + w->replay.len;
 	while (p < end)
 	{
 		ExchangeRecord rec;
@@ -1008,11 +1013,17 @@ replay_channel_state(Worker *w)
 		p += exchange_parse(p, &rec);
 		if (rec.kind == EXCHANGE_EVENT)
 			take_record(w, &rec);
+		if (++n % 64 == 0 && GetCurrentTimestamp() > deadline)
+			break;
 	}
 	work_end(w, &as);
-	resetStringInfo(&w->replay);
 	pg_atomic_write_u32(&exchange_control(w->ex)->dirty, 1);
-	return true;
+	w->replay_off = p - w->replay.data;
+	if (p < end)
+		return true;
+	resetStringInfo(&w->replay);
+	w->replay_off = 0;
+	return false;
 }
 
 static char *
@@ -1084,6 +1095,8 @@ save_channel_state(Worker *w, int64 id)
 }
 
 /* Operator side: a round over the channels; true if anything came. */
+#define ROUND_MS 20
+
 static bool
 operator_round(Worker *w)
 {
@@ -1093,9 +1106,19 @@ operator_round(Worker *w)
 	RunAs		as;
 	TimestampTz wm;
 
+	/*
+	 * A round takes at most ROUND_MS, so that the loop soon comes back to
+	 * the source side (a checkpoint's barrier, input to route): one process
+	 * runs both sides.
+	 */
+	TimestampTz deadline = GetCurrentTimestamp() + ROUND_MS * 1000;
+	bool		out_of_time = false;
+
 	/* a checkpoint's (or a recovery's) channel state before new input */
-	if (replay_channel_state(w))
+	if (w->replay.len > 0)
 	{
+		if (replay_channel_state(w, deadline))
+			return true;		/* more of it next round */
 		did = true;
 		wm_moved = true;
 	}
@@ -1105,7 +1128,7 @@ operator_round(Worker *w)
 		GetCurrentTimestamp() - w->first_barrier_at >= w->def->aligned_checkpoint_timeout)
 		w->draining = true;
 
-	for (int k = 0; k < w->ntasks; k++)
+	for (int k = 0; k < w->ntasks && !out_of_time; k++)
 	{
 		int			c = (w->next_channel + k) % w->ntasks;
 
@@ -1113,6 +1136,11 @@ operator_round(Worker *w)
 		{
 			ExchangeRecord rec;
 
+			if (i % 64 == 63 && GetCurrentTimestamp() > deadline)
+			{
+				out_of_time = true;
+				break;
+			}
 			if (!exchange_next(w->ex, c, &rec))
 				break;
 			did = true;
