@@ -1102,7 +1102,6 @@ operator_round(Worker *w)
 {
 	bool		did = false;
 	bool		in_work = false;
-	bool		wm_moved = false;
 	RunAs		as;
 	TimestampTz wm;
 
@@ -1120,7 +1119,6 @@ operator_round(Worker *w)
 		if (replay_channel_state(w, deadline))
 			return true;		/* more of it next round */
 		did = true;
-		wm_moved = true;
 	}
 
 	/* aligned, but alignment took too long: unaligned from here on */
@@ -1164,7 +1162,6 @@ operator_round(Worker *w)
 				case EXCHANGE_WATERMARK:
 					w->chan_wm[c] = rec.time;
 					w->chan_idle[c] = rec.idle;
-					wm_moved = true;
 					break;
 				case EXCHANGE_BARRIER:
 					barrier_received(w, c, rec.checkpoint_id);
@@ -1174,7 +1171,11 @@ operator_round(Worker *w)
 	}
 	w->next_channel = (w->next_channel + 1) % w->ntasks;
 
-	if (wm_moved && !w->draining && (wm = operator_watermark(w)) > w->watermark)
+	/*
+	 * Not only when a watermark came: those read while draining for an
+	 * unaligned checkpoint wait for it to be taken.
+	 */
+	if (!w->draining && (wm = operator_watermark(w)) > w->watermark)
 	{
 		w->watermark = wm;
 		if (!in_work)
