@@ -34,13 +34,17 @@ static TaskArray *tasks = NULL;
 
 PG_FUNCTION_INFO_V1(streamflink_tasks);
 
-/* As many entries as worker slots: streamflink.max_workers (slot.c). */
+/*
+ * Every task is a background worker: as many entries as there can be
+ * (max_worker_processes), and at least the worker slots
+ * (streamflink.max_workers, slot.c), one per running pipeline.
+ */
 static int
 task_entries(void)
 {
 	const char *v = GetConfigOption("streamflink.max_workers", true, false);
 
-	return v ? Max(atoi(v), 1) : 16;
+	return Max(v ? atoi(v) : 16, Max(max_worker_processes, 1));
 }
 
 Size
@@ -127,7 +131,7 @@ task_claim(Oid dboid, int32 pipeline_id, int task, int timeout_ms, bool required
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("no free streamflink task entry for task %d of pipeline %d",
 							task, pipeline_id),
-					 errhint("Each task of a pipeline is a worker: raise streamflink.max_workers (currently %d) and restart the server, or stop a pipeline.",
+					 errhint("Each task of a pipeline is a background worker: raise max_worker_processes (%d task entries now) and restart the server, or stop a pipeline.",
 							 tasks->ntasks)));
 		if (waited >= timeout_ms)
 			ereport(ERROR,

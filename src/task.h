@@ -9,8 +9,9 @@
  * A pipeline of parallelism N has tasks 0..N-1; a single-worker pipeline
  * has task 0.  A worker claims its task's entry at start and writes only
  * its own entry (under the entry's spinlock); backends read copies.  The
- * entries are streamflink.max_workers, allocated at server start next to
- * the worker slots (slot.h), which stay one per pipeline (its status).
+ * entries are max_worker_processes (at least streamflink.max_workers),
+ * allocated at server start next to the worker slots (slot.h), which stay
+ * one per pipeline (its status).
  *
  * Locking: in_use, dboid, pipeline_id, task and pid change under the
  * slots' LWLock; the rest under the entry's 'mutex'.  No memory of its
