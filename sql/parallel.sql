@@ -71,17 +71,19 @@ FROM generate_series(0, 3) p;
 
 SELECT streamflink.start(name) FROM (VALUES ('par_w1'), ('par_w2'), ('par_wu'), ('par_wt'), ('par_p1'), ('par_p2')) p(name);
 SELECT wait_until($$SELECT count(*) = 6 AND bool_and(n = 2004)
-	FROM (SELECT pipeline, sum(next_offset) AS n FROM streamflink.offsets GROUP BY pipeline) o$$);
+	FROM (SELECT pipeline, sum(next_offset) AS n FROM streamflink.offsets
+	      WHERE pipeline LIKE 'par\_%' GROUP BY pipeline) o$$);
 
 -- The tasks: one per worker, each with its partitions and key groups.
 SELECT wait_until($$SELECT count(*) = 11 AND bool_and(watermark = '2024-01-01 00:59:58+00')
-	AND (SELECT bool_and(n = 2004) FROM (SELECT sum(events_in) AS n FROM streamflink.tasks GROUP BY pipeline) e)
-	FROM streamflink.tasks$$);
+	AND (SELECT bool_and(n = 2004) FROM (SELECT sum(events_in) AS n FROM streamflink.tasks
+	                                     WHERE pipeline LIKE 'par\_%' GROUP BY pipeline) e)
+	FROM streamflink.tasks WHERE pipeline LIKE 'par\_%'$$);
 SELECT pipeline, task, parallelism, partitions, key_group_first, key_group_last,
        pid <> 0 AS has_pid, watermark
-FROM streamflink.tasks ORDER BY pipeline, task;
+FROM streamflink.tasks WHERE pipeline LIKE 'par\_%' ORDER BY pipeline, task;
 SELECT pipeline, sum(events_in) AS events_in, sum(events_out) AS events_out
-FROM streamflink.tasks GROUP BY pipeline ORDER BY pipeline;
+FROM streamflink.tasks WHERE pipeline LIKE 'par\_%' GROUP BY pipeline ORDER BY pipeline;
 
 -- Same results with one task and with two, and SQL's answer.
 CREATE VIEW par_expected AS
@@ -154,7 +156,7 @@ SELECT count(*) AS duplicate_windows FROM (SELECT k, window_start FROM par_w2_ou
 
 SELECT streamflink.stop(name) FROM (VALUES ('par_w1'), ('par_w2'), ('par_wu'), ('par_wt'), ('par_p1'), ('par_p2')) p(name);
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name LIKE 'par\_%'$$);
-SELECT wait_until($$SELECT count(*) = 0 FROM streamflink.tasks$$);
+SELECT wait_until($$SELECT count(*) = 0 FROM streamflink.tasks WHERE pipeline LIKE 'par\_%'$$);
 SELECT streamflink.drop_pipeline(name, drop_sink => true)
 FROM (VALUES ('par_w1'), ('par_w2'), ('par_wu'), ('par_wt'), ('par_p1'), ('par_p2')) p(name);
 SELECT count(*) FROM streamflink.checkpoint_task;
