@@ -119,7 +119,10 @@ CREATE FUNCTION streamflink.create_window_pipeline(
 	sink_topic text DEFAULT NULL,
 	sink_brokers text DEFAULT NULL,
 	sink_format text DEFAULT 'json',
-	sink_options text[] DEFAULT '{}')
+	sink_options text[] DEFAULT '{}',
+	parallelism int DEFAULT 1,
+	checkpoint_mode text DEFAULT 'aligned',
+	aligned_checkpoint_timeout interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 /* No SET search_path: the sink name resolves in the caller's path. */
@@ -197,6 +200,10 @@ BEGIN
 				  HINT = 'Name each aggregate with AS.';
 	END IF;
 
+	/* parallel pipelines (see "Parallel pipelines" below) */
+	PERFORM streamflink._check_parallelism(create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
+										create_window_pipeline.aligned_checkpoint_timeout);
+
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
 	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
 
@@ -251,17 +258,20 @@ BEGIN
 									  window_size, window_slide, session_gap, aggregates, sink,
 									  allowed_lateness, checkpoint_interval,
 									  state_profile, state_options,
-									  sink_topic, sink_brokers, sink_format, sink_options)
+									  sink_topic, sink_brokers, sink_format, sink_options,
+									  parallelism, checkpoint_mode, aligned_checkpoint_timeout)
 	VALUES (p_name, s.id, 'window', keys, wkind, size, slide, gap, aggregates, sink_rel,
 			allowed_lateness, checkpoint_interval,
 			create_window_pipeline.state_profile, create_window_pipeline.state_options,
 			create_window_pipeline.sink_topic, create_window_pipeline.sink_brokers,
 			CASE WHEN create_window_pipeline.sink_topic IS NOT NULL THEN create_window_pipeline.sink_format END,
-			coalesce(create_window_pipeline.sink_options, '{}'));
+			coalesce(create_window_pipeline.sink_options, '{}'),
+			create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
+			create_window_pipeline.aligned_checkpoint_timeout);
 END
 $$;
-REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[]) TO streamflink_user;
+REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[], int, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[], int, text, interval) TO streamflink_user;
 
 DROP FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int);
 CREATE FUNCTION streamflink.create_pattern_pipeline(
@@ -283,7 +293,10 @@ CREATE FUNCTION streamflink.create_pattern_pipeline(
 	sink_topic text DEFAULT NULL,
 	sink_brokers text DEFAULT NULL,
 	sink_format text DEFAULT 'json',
-	sink_options text[] DEFAULT '{}')
+	sink_options text[] DEFAULT '{}',
+	parallelism int DEFAULT 1,
+	checkpoint_mode text DEFAULT 'aligned',
+	aligned_checkpoint_timeout interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 /* No SET search_path: the sink names resolve in the caller's path. */
@@ -339,6 +352,10 @@ BEGIN
 		END IF;
 	END LOOP;
 
+	/* parallel pipelines (see "Parallel pipelines" below) */
+	PERFORM streamflink._check_parallelism(create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
+										create_pattern_pipeline.aligned_checkpoint_timeout);
+
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
 	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
 	/* A Kafka sink (src/kafka_sink.c): `sink` names its outbox table instead. */
@@ -387,18 +404,21 @@ BEGIN
 									  allowed_lateness, checkpoint_interval,
 									  max_partial_matches, max_partial_match_events,
 									  state_profile, state_options,
-									  sink_topic, sink_brokers, sink_format, sink_options)
+									  sink_topic, sink_brokers, sink_format, sink_options,
+									  parallelism, checkpoint_mode, aligned_checkpoint_timeout)
 	VALUES (p_name, s.id, 'pattern', keys, pattern, define, measures, skip, within,
 			timed_out_rel, sink_rel, interval '0', checkpoint_interval,
 			max_partial_matches, max_partial_match_events,
 			create_pattern_pipeline.state_profile, create_pattern_pipeline.state_options,
 			create_pattern_pipeline.sink_topic, create_pattern_pipeline.sink_brokers,
 			CASE WHEN create_pattern_pipeline.sink_topic IS NOT NULL THEN create_pattern_pipeline.sink_format END,
-			coalesce(create_pattern_pipeline.sink_options, '{}'));
+			coalesce(create_pattern_pipeline.sink_options, '{}'),
+			create_pattern_pipeline.parallelism, create_pattern_pipeline.checkpoint_mode,
+			create_pattern_pipeline.aligned_checkpoint_timeout);
 END
 $$;
-REVOKE ALL ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, text, text, text, text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, text, text, text, text[]) TO streamflink_user;
+REVOKE ALL ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, text, text, text, text[], int, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int, text, text, text, text, text, text[], int, text, interval) TO streamflink_user;
 
 /*
  * RocksDB's numbers of each running pipeline, as its worker last published
@@ -594,6 +614,11 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege',
 				  HINT = pg_catalog.format('Its state belongs to role %s; the pipeline runs as %s.', o.owner, p.owner);
 	END IF;
+	IF p.parallelism > 1 THEN
+		RAISE EXCEPTION 'pipeline "%" runs with parallelism %: it cannot start from a savepoint yet', p.name, p.parallelism
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Start from a savepoint a pipeline with parallelism 1.';
+	END IF;
 	PERFORM streamflink._check_savepoint_fits(p.id, sp_id);
 	RETURN sp_id;
 END
@@ -611,6 +636,12 @@ BEGIN
 		RAISE EXCEPTION 'pipeline "%" is not running', p.name
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'A savepoint is taken by the running pipeline: start it first.';
+	END IF;
+	/* A savepoint holds one worker's snapshot: parallel tasks' come later. */
+	IF p.parallelism > 1 THEN
+		RAISE EXCEPTION 'pipeline "%" runs with parallelism %: savepoints of parallel pipelines are not supported yet', p.name, p.parallelism
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Its checkpoints still make it exactly-once across restarts.';
 	END IF;
 END
 $$;
@@ -1765,6 +1796,12 @@ BEGIN
 	IF NEW.sink_topic IS NOT NULL THEN
 		PERFORM streamflink._check_kafka_sink(NEW.sink_brokers, NEW.sink_topic, NEW.sink_format,
 			NEW.sink_options, NEW.checkpoint_interval, NEW.owner);
+		/* One transactional producer and outbox per pipeline for now. */
+		IF NEW.parallelism > 1 THEN
+			RAISE EXCEPTION 'a pipeline with a Kafka sink runs with parallelism 1 for now'
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'Omit parallelism, or write to a table sink.';
+		END IF;
 	END IF;
 	RETURN NEW;
 END
@@ -1784,3 +1821,219 @@ RETURNS TABLE (partition int, "offset" bigint, key text, value text, headers jso
 AS 'MODULE_PATHNAME', 'streamflink_read_topic'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION streamflink._read_topic(text, text, int) FROM PUBLIC;
+
+/* ====================================================================
+ * Parallel pipelines (see the README's "Parallel pipelines", src/exchange.h,
+ * src/parallel.c and src/task.c).
+ *
+ * A pipeline runs on 'parallelism' workers (tasks).  Each reads its share
+ * of the topic's partitions and sends every event to the task that owns
+ * its key group, over shared-memory queues; checkpoint barriers flow
+ * through the same queues.  Parallelism 1 is the single worker of 0.1.
+ * ==================================================================== */
+ALTER TABLE streamflink.pipeline ADD COLUMN parallelism int NOT NULL DEFAULT 1
+	CHECK (parallelism BETWEEN 1 AND 128);
+ALTER TABLE streamflink.pipeline ADD COLUMN checkpoint_mode text NOT NULL DEFAULT 'aligned'
+	CHECK (checkpoint_mode IN ('aligned', 'unaligned'));
+ALTER TABLE streamflink.pipeline ADD COLUMN aligned_checkpoint_timeout interval;
+
+/*
+ * Per task of a checkpoint: written by each task inside its own prepared
+ * epoch transaction, so a row is visible exactly when that task's part of
+ * the checkpoint is committed.
+ */
+CREATE TABLE streamflink.checkpoint_task (
+	pipeline_id int NOT NULL REFERENCES streamflink.pipeline (id) ON DELETE CASCADE,
+	checkpoint_id bigint NOT NULL,
+	task		int NOT NULL,
+	partitions	int[] NOT NULL,		/* the Kafka partitions its source side reads */
+	key_group_first int NOT NULL,	/* the key groups its operator side owns */
+	key_group_last int NOT NULL,
+	watermark	timestamptz,		/* its operator's watermark */
+	events		bigint NOT NULL,	/* events its operator side took in the epoch */
+	rows_emitted bigint NOT NULL,
+	state_bytes bigint NOT NULL,
+	start_delay interval NOT NULL,	/* trigger to the first barrier received */
+	alignment	interval NOT NULL,	/* first to last barrier received */
+	duration	interval NOT NULL,	/* trigger to prepared */
+	unaligned	bool NOT NULL,		/* taken unaligned (or switched to it) */
+	persisted_bytes bigint NOT NULL,	/* in-flight records kept as channel state */
+	PRIMARY KEY (pipeline_id, checkpoint_id, task)
+);
+ALTER TABLE streamflink.checkpoint_task ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON streamflink.checkpoint_task
+	USING (EXISTS (SELECT 1 FROM streamflink.pipeline p
+				   WHERE p.id = pipeline_id AND streamflink._member_of(p.owner)));
+CREATE TRIGGER worker_only BEFORE INSERT OR DELETE ON streamflink.checkpoint_task
+	FOR EACH ROW EXECUTE FUNCTION streamflink._worker_only();
+GRANT SELECT ON streamflink.checkpoint_task TO streamflink_user;
+
+/* Pipeline-level figures of a parallel checkpoint, set with its decision. */
+ALTER TABLE streamflink.checkpoint ADD COLUMN parallelism int NOT NULL DEFAULT 1;
+ALTER TABLE streamflink.checkpoint ADD COLUMN alignment interval;
+ALTER TABLE streamflink.checkpoint ADD COLUMN start_delay interval;
+ALTER TABLE streamflink.checkpoint ADD COLUMN slowest_task int;
+ALTER TABLE streamflink.checkpoint ADD COLUMN unaligned_tasks int;
+ALTER TABLE streamflink.checkpoint ADD COLUMN persisted_bytes bigint;
+
+CREATE FUNCTION streamflink._check_parallelism(parallelism int, checkpoint_mode text,
+											   aligned_checkpoint_timeout interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	max_workers int := current_setting('streamflink.max_workers', true)::int;
+BEGIN
+	IF parallelism IS NULL OR parallelism < 1 OR parallelism > 128 THEN
+		RAISE EXCEPTION 'parallelism must be between 1 and 128, not %', coalesce(parallelism::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Each task owns a range of the 128 key groups; use at most as many tasks as cores.';
+	END IF;
+	IF max_workers IS NOT NULL AND parallelism > max_workers THEN
+		RAISE EXCEPTION 'parallelism % is more than streamflink.max_workers (%)', parallelism, max_workers
+			USING ERRCODE = 'configuration_limit_exceeded',
+				  HINT = 'Each task is a background worker; raise streamflink.max_workers and restart the server, or use a lower parallelism.';
+	END IF;
+	IF checkpoint_mode IS NULL OR checkpoint_mode NOT IN ('aligned', 'unaligned') THEN
+		RAISE EXCEPTION 'unknown checkpoint_mode: %', coalesce(quote_literal(checkpoint_mode), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use ''aligned'' (the default) or ''unaligned''.';
+	END IF;
+	IF aligned_checkpoint_timeout IS NOT NULL AND checkpoint_mode <> 'aligned' THEN
+		RAISE EXCEPTION 'aligned_checkpoint_timeout applies to aligned checkpoints only'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'It switches an aligned checkpoint to unaligned when alignment takes longer; an unaligned checkpoint does not align.';
+	END IF;
+	IF aligned_checkpoint_timeout < interval '0' THEN
+		RAISE EXCEPTION 'aligned_checkpoint_timeout must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Zero switches every checkpoint to unaligned at its first barrier.';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION streamflink._check_parallelism(int, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._check_parallelism(int, text, interval) TO streamflink_user;
+
+/* Tenants create pipelines with them (streamflink_user's INSERT columns). */
+GRANT INSERT (parallelism, checkpoint_mode, aligned_checkpoint_timeout)
+	ON streamflink.pipeline TO streamflink_user;
+
+/* create_window_pipeline and create_pattern_pipeline take parallelism,
+ * checkpoint_mode and aligned_checkpoint_timeout: see their definitions above. */
+
+/* What every running task reports (src/task.c). */
+CREATE FUNCTION streamflink._tasks(
+	OUT pipeline_id int, OUT task int, OUT pid int, OUT parallelism int,
+	OUT partitions int[], OUT key_group_first int, OUT key_group_last int,
+	OUT events_in bigint, OUT events_out bigint, OUT events_per_second float8,
+	OUT busy_ms_per_second float8, OUT idle_ms_per_second float8,
+	OUT backpressured_ms_per_second float8,
+	OUT input_queue_fill float8, OUT output_queue_fill float8,
+	OUT watermark timestamptz, OUT last_checkpoint bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'streamflink_tasks'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION streamflink._tasks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._tasks() TO streamflink_user;
+
+/*
+ * One row per running task (worker) of a pipeline, as Flink's web UI shows
+ * subtasks: the busiest (busy_ms_per_second near 1000) is the bottleneck,
+ * the tasks feeding it are backpressured.  A role sees the tasks of the
+ * pipelines it may see.
+ */
+CREATE VIEW streamflink.tasks WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, t.task, t.pid, t.parallelism, t.partitions,
+	   t.key_group_first, t.key_group_last,
+	   t.events_in, t.events_out, t.events_per_second,
+	   t.busy_ms_per_second, t.idle_ms_per_second, t.backpressured_ms_per_second,
+	   t.input_queue_fill, t.output_queue_fill, t.watermark, t.last_checkpoint
+FROM streamflink._tasks() t
+JOIN streamflink.pipeline p ON p.id = t.pipeline_id;
+GRANT SELECT ON streamflink.tasks TO streamflink_user;
+
+/* The checkpoints, with the figures of parallel ones at the end. */
+CREATE OR REPLACE VIEW streamflink.checkpoints WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
+	   c.state_bytes, c.new_state_bytes, c.events, c.rows_emitted,
+	   c.parallelism, c.start_delay, c.alignment, c.slowest_task,
+	   c.unaligned_tasks, c.persisted_bytes,
+	   (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+				'task', t.task, 'duration', t.duration, 'start_delay', t.start_delay,
+				'alignment', t.alignment, 'events', t.events,
+				'state_bytes', t.state_bytes, 'unaligned', t.unaligned,
+				'persisted_bytes', t.persisted_bytes) ORDER BY t.task)
+		  FROM streamflink.checkpoint_task t
+		 WHERE t.pipeline_id = c.pipeline_id AND t.checkpoint_id = c.id) AS tasks
+FROM streamflink.checkpoint c
+JOIN streamflink.pipeline p ON p.id = c.pipeline_id;
+
+/*
+ * Quotas: max_running counts workers, every task of a parallel pipeline
+ * (streamflink._quota_pipelines sums the running pipelines' parallelism).
+ * As in 0.1 but for the max_running check.
+ */
+CREATE OR REPLACE FUNCTION streamflink._check_quota(owner regrole, action text, pipeline_id int DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q streamflink.role_quota;
+	n bigint;
+	tasks int;
+BEGIN
+	IF (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) THEN
+		RETURN;
+	END IF;
+	SELECT * INTO q FROM streamflink.role_quota r WHERE r.role = owner;
+	IF NOT FOUND THEN
+		SELECT * INTO q FROM streamflink.role_quota r WHERE r.role IS NULL;
+		IF NOT FOUND THEN
+			RETURN;
+		END IF;
+	END IF;
+	/* Two sessions of one role must not both pass the same last slot. */
+	PERFORM pg_advisory_xact_lock(hashtext('streamflink.role_quota'),
+								  (owner::oid::bigint - 2147483648)::int);
+	IF action = 'create' AND q.max_pipelines IS NOT NULL THEN
+		n := streamflink._quota_pipelines(owner, false, NULL);
+		IF n >= q.max_pipelines THEN
+			RAISE EXCEPTION 'role % has reached its quota of pipelines (%)', owner, q.max_pipelines
+				USING ERRCODE = 'configuration_limit_exceeded',
+					  HINT = 'Drop a pipeline, or ask the database administrator to raise max_pipelines in streamflink.role_quota; see streamflink.quotas.';
+		END IF;
+	ELSIF action = 'start' THEN
+		IF q.max_running IS NOT NULL THEN
+			/* every task of a parallel pipeline is a worker, and counts */
+			n := streamflink._quota_pipelines(owner, true, pipeline_id);
+			tasks := coalesce((SELECT p.parallelism FROM streamflink.pipeline p
+							   WHERE p.id = _check_quota.pipeline_id), 1);
+			IF tasks > 1 AND n + tasks > q.max_running THEN
+				RAISE EXCEPTION 'role % has reached its quota of running pipelines (%)', owner, q.max_running
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  DETAIL = pg_catalog.format('Each task of a parallel pipeline counts: %s running, %s to start.', n, tasks),
+						  HINT = 'Stop a pipeline, or ask the database administrator to raise max_running in streamflink.role_quota; see streamflink.quotas.';
+			ELSIF n >= q.max_running THEN
+				RAISE EXCEPTION 'role % has reached its quota of running pipelines (%)', owner, q.max_running
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  HINT = 'Stop a pipeline, or ask the database administrator to raise max_running in streamflink.role_quota; see streamflink.quotas.';
+			END IF;
+		END IF;
+		IF q.max_state_bytes IS NOT NULL THEN
+			SELECT coalesce(sum(c.state_bytes), 0) INTO n
+			FROM streamflink.pipeline p
+			CROSS JOIN LATERAL (SELECT ck.state_bytes FROM streamflink.checkpoint ck
+								WHERE ck.pipeline_id = p.id ORDER BY ck.id DESC LIMIT 1) c
+			WHERE p.owner = _check_quota.owner;
+			IF n > q.max_state_bytes THEN
+				RAISE EXCEPTION 'role % holds % of pipeline state, over its quota of %',
+						owner, pg_size_pretty(n), pg_size_pretty(q.max_state_bytes)
+					USING ERRCODE = 'configuration_limit_exceeded',
+						  HINT = 'Drop pipelines, or ask the database administrator to raise max_state_bytes in streamflink.role_quota; see streamflink.quotas.';
+			END IF;
+		END IF;
+	END IF;
+END
+$$;

@@ -98,7 +98,10 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       to_jsonb(s) ->> 'avro_schema', to_jsonb(s) ->> 'schema_registry',"
 		"       to_jsonb(p) ->> 'sink_topic', to_jsonb(p) ->> 'sink_brokers',"
 		"       to_jsonb(p) ->> 'sink_format',"
-		"       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(to_jsonb(p) -> 'sink_options'))"
+		"       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(to_jsonb(p) -> 'sink_options')),"
+		"       (to_jsonb(p) ->> 'parallelism')::int, to_jsonb(p) ->> 'checkpoint_mode',"
+		"       (extract(epoch FROM (to_jsonb(p) ->> 'aligned_checkpoint_timeout')::interval)"
+		"        * 1000000)::int8"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -223,6 +226,16 @@ catalog_load_pipeline(int32 id, const char *name)
 			for (int i = 0; i < nelems; i++)
 				def->sink_options = lappend(def->sink_options, TextDatumGetCString(elems[i]));
 		}
+		/* parallel pipelines: 1 in a catalog without the column */
+		d = SPI_getbinval(tup, desc, 48, &isnull);
+		def->parallelism = isnull ? 1 : DatumGetInt32(d);
+		{
+			char	   *mode = SPI_getvalue(tup, desc, 49);
+
+			def->unaligned_checkpoints = mode != NULL && strcmp(mode, "unaligned") == 0;
+		}
+		d = SPI_getbinval(tup, desc, 50, &isnull);
+		def->aligned_checkpoint_timeout = isnull ? -1 : DatumGetInt64(d);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);

@@ -88,6 +88,10 @@ typedef struct PipelineDef
 	char	   *sink_brokers;
 	char	   *sink_format;
 	List	   *sink_options;	/* librdkafka "name=value" strings */
+	/* parallel pipelines (parallel.h): tasks, each a background worker */
+	int			parallelism;
+	bool		unaligned_checkpoints;	/* checkpoint_mode 'unaligned' */
+	int64		aligned_checkpoint_timeout; /* microseconds, -1 for none */
 } PipelineDef;
 
 /*

@@ -92,10 +92,10 @@ checkpoint_failpoint(const char *name)
  * memory, and the gid is needed after it.
  */
 static void
-gid_for(char *gid, Oid dboid, int32 pipeline_id, int64 id)
+gid_for(char *gid, Oid dboid, int32 pipeline_id, int64 id, int task)
 {
-	/* One worker per pipeline for now: worker 0. */
-	snprintf(gid, GIDSIZE, GID_PREFIX ":%u:%d:" INT64_FORMAT ":0", dboid, pipeline_id, id);
+	/* A single-worker pipeline's worker is task 0. */
+	snprintf(gid, GIDSIZE, GID_PREFIX ":%u:%d:" INT64_FORMAT ":%d", dboid, pipeline_id, id, task);
 }
 
 static void restore_state(const char *pipeline_dir, int64 id);
@@ -109,6 +109,7 @@ struct CheckpointCoordinator
 	int			nparticipants;
 	CheckpointParticipant participants[8];
 	CompletedCheckpoint last;
+	CheckpointGroup group;		/* parallel pipelines; zeroed: none */
 };
 
 CheckpointCoordinator *
@@ -177,6 +178,12 @@ checkpoint_recover(CheckpointCoordinator *c)
 			p->recover(p->arg, &c->last);
 	}
 	return c->last.id;
+}
+
+void
+checkpoint_set_group(CheckpointCoordinator *c, const CheckpointGroup *g)
+{
+	c->group = *g;
 }
 
 const CompletedCheckpoint *
@@ -277,6 +284,9 @@ decide(CheckpointCoordinator *c, Checkpoint *chk)
 							  "  $6, $7, $8, $9, $10, $11)",
 							  11, types, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record checkpoint " INT64_FORMAT, chk->id);
+	/* a parallel pipeline's figures, in the same decision */
+	if (c->group.record)
+		c->group.record(c->group.arg, chk);
 
 	/*
 	 * History.  Recovery needs the last completed checkpoint (its offsets
@@ -338,8 +348,16 @@ checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk)
 	PG_END_TRY();
 	checkpoint_failpoint("after_prepare");
 
-	/* 2. The decision. */
-	decide(c, chk);
+	/*
+	 * 2. The decision.  In a parallel pipeline, one task decides once every
+	 * task prepared; the others wait for its decision.
+	 */
+	if (c->group.prepared == NULL || c->group.prepared(c->group.arg, chk))
+	{
+		decide(c, chk);
+		if (c->group.decided)
+			c->group.decided(c->group.arg, chk);
+	}
 	c->last.id = chk->id;
 	c->last.watermark = chk->watermark;
 	c->last.state_format = STATE_FORMAT_VERSION;
@@ -491,6 +509,7 @@ typedef struct EpochTransaction
 {
 	Oid			dboid;
 	PipelineDef *def;
+	int			task;			/* of a parallel pipeline; 0 for a single worker */
 	char		gid[GIDSIZE];	/* of the checkpoint being taken */
 } EpochTransaction;
 
@@ -500,9 +519,10 @@ typedef struct EpochTransaction
  * back.  Outside any transaction.  Returns how many were resolved.
  */
 static int
-resolve_in_doubt(Oid dboid, int32 pipeline_id)
+resolve_in_doubt(Oid dboid, int32 pipeline_id, int task)
 {
-	char	   *pattern = psprintf(GID_PREFIX ":%u:%d:%%", dboid, pipeline_id);
+	/* A task resolves its own: the others' may be in use by their tasks. */
+	char	   *pattern = psprintf(GID_PREFIX ":%u:%d:%%:%d", dboid, pipeline_id, task);
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		args[2] = {CStringGetTextDatum(pattern), Int32GetDatum(pipeline_id)};
 	List	   *gids = NIL;
@@ -559,7 +579,7 @@ epoch_recover(void *arg, const CompletedCheckpoint *last)
 	EpochTransaction *et = (EpochTransaction *) arg;
 
 	/* The decision is the checkpoint row itself (see resolve_in_doubt). */
-	resolve_in_doubt(et->dboid, et->def->id);
+	resolve_in_doubt(et->dboid, et->def->id, et->task);
 }
 
 static void
@@ -593,7 +613,7 @@ epoch_prepare(void *arg, Checkpoint *chk)
 	char		nulls[6];
 	SPIPlanPtr	plan;
 
-	gid_for(et->gid, et->dboid, et->def->id, chk->id);
+	gid_for(et->gid, et->dboid, et->def->id, chk->id, et->task);
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -651,6 +671,12 @@ epoch_commit(void *arg, Checkpoint *chk)
 CheckpointParticipant
 checkpoint_epoch_participant(Oid dboid, PipelineDef *def)
 {
+	return checkpoint_task_epoch_participant(dboid, def, 0);
+}
+
+CheckpointParticipant
+checkpoint_task_epoch_participant(Oid dboid, PipelineDef *def, int task)
+{
 	EpochTransaction *et = palloc0(sizeof(EpochTransaction));
 	CheckpointParticipant p = {
 		.name = "Postgres epoch transaction",
@@ -663,6 +689,7 @@ checkpoint_epoch_participant(Oid dboid, PipelineDef *def)
 
 	et->dboid = dboid;
 	et->def = def;
+	et->task = task;
 	return p;
 }
 

@@ -117,8 +117,31 @@ typedef struct CheckpointParticipant
 
 typedef struct CheckpointCoordinator CheckpointCoordinator;
 
+/*
+ * The tasks of a parallel pipeline each run a coordinator over their own
+ * participants (their state, their part of the sink, their epoch
+ * transaction 'streamflink:<db>:<pipeline>:<n>:<task>'); the decision is
+ * the pipeline's (see worker.c):
+ *	 prepared: after this task prepared chk; returns true if this task
+ *			   writes the decision (once every task prepared), false once
+ *			   another task decided; ERROR if the checkpoint cannot
+ *			   complete (a task gone, a timeout), which leaves the prepared
+ *			   transaction to recovery (rolled back: no decision row);
+ *	 record:   inside the decision's transaction, SPI connected: the
+ *			   pipeline's figures;
+ *	 decided:  after the decision committed: tell the other tasks.
+ */
+typedef struct CheckpointGroup
+{
+	void	   *arg;
+	bool		(*prepared) (void *arg, Checkpoint *chk);
+	void		(*record) (void *arg, Checkpoint *chk);
+	void		(*decided) (void *arg, Checkpoint *chk);
+} CheckpointGroup;
+
 extern CheckpointCoordinator *checkpoint_coordinator_create(Oid dboid, PipelineDef *def);
 extern void checkpoint_register(CheckpointCoordinator *c, const CheckpointParticipant *p);
+extern void checkpoint_set_group(CheckpointCoordinator *c, const CheckpointGroup *g);
 
 /*
  * At start, outside any transaction: read the last completed checkpoint and
@@ -173,6 +196,13 @@ extern CheckpointParticipant checkpoint_sink_participant(Sink *sink);
  * last: everything that writes into it prepares before it.
  */
 extern CheckpointParticipant checkpoint_epoch_participant(Oid dboid, PipelineDef *def);
+
+/*
+ * The same for task 'task' of a parallel pipeline: its gid ends in the
+ * task, and its recovery resolves only that task's in-doubt transactions.
+ */
+extern CheckpointParticipant checkpoint_task_epoch_participant(Oid dboid, PipelineDef *def,
+															   int task);
 
 /* --- state directories, settings, catalog -------------------------------- */
 

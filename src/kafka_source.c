@@ -526,6 +526,39 @@ ksrc_assign(KafkaSource *src, int nparts, const int64 *next_offsets)
 						src->topic, rd_kafka_err2str(err))));
 }
 
+/*
+ * Parallel pipelines: assign only the listed partitions (a task's share),
+ * each at next_offsets[partition] (indexed by partition number).
+ */
+void
+ksrc_assign_partitions(KafkaSource *src, int nlisted, const int32 *partitions,
+					   const int64 *next_offsets)
+{
+	rd_kafka_topic_partition_list_t *parts;
+	rd_kafka_resp_err_t err;
+
+	parts = rd_kafka_topic_partition_list_new(Max(nlisted, 1));
+	for (int i = 0; i < nlisted; i++)
+	{
+		int32		pnum = partitions[i];
+		int64		off = next_offsets[pnum];
+		rd_kafka_topic_partition_t *p;
+
+		if (off < 0 && off != KSRC_OFFSET_BEGINNING)
+			elog(ERROR, "invalid start offset " INT64_FORMAT " for partition %d of Kafka topic \"%s\"",
+				 off, pnum, src->topic);
+		p = rd_kafka_topic_partition_list_add(parts, src->topic, pnum);
+		p->offset = (off == KSRC_OFFSET_BEGINNING) ? RD_KAFKA_OFFSET_BEGINNING : off;
+	}
+	err = rd_kafka_assign(src->rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not assign partitions of Kafka topic \"%s\": %s",
+						src->topic, rd_kafka_err2str(err))));
+}
+
 static void
 release_batch(KafkaSource *src)
 {

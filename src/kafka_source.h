@@ -134,6 +134,13 @@ extern int	ksrc_partition_count(KafkaSource *src, int timeout_ms, char **errmsg)
 extern void ksrc_assign(KafkaSource *src, int nparts, const int64 *next_offsets);
 
 /*
+ * Assign only partitions[0..nlisted-1] (a parallel pipeline's task reads
+ * its share), each at next_offsets[partition number].
+ */
+extern void ksrc_assign_partitions(KafkaSource *src, int nlisted, const int32 *partitions,
+								   const int64 *next_offsets);
+
+/*
  * Fetch up to 'max' messages, waiting at most timeout_ms for the first one.
  * The messages stay valid until the next ksrc_consume() or ksrc_destroy().
  * A partition-level error (e.g. offset out of range) is not returned as a

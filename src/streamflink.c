@@ -22,6 +22,7 @@
 
 #include "checkpoint.h"
 #include "ddl_guard.h"
+#include "exchange.h"
 #include "decode.h"
 #include "kafka_source.h"
 #include "keyed_state.h"
@@ -30,6 +31,7 @@
 #include "schema_registry.h"
 #include "slot.h"
 #include "state_tuning.h"
+#include "task.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -45,6 +47,7 @@ sf_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(slot_shmem_size());
+	RequestAddinShmemSpace(task_shmem_size());
 	RequestNamedLWLockTranche("streamflink", 1);
 }
 
@@ -56,6 +59,7 @@ sf_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	slot_shmem_init();
+	task_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -70,6 +74,7 @@ _PG_init(void)
 	worker_define_settings();
 	producer_define_settings();
 	checkpoint_define_settings();
+	exchange_define_settings();
 
 	/* Also without preloading: a drop in any session must be checked. */
 	ddl_guard_install();

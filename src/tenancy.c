@@ -60,6 +60,7 @@
 #include "slot.h"
 #include "resolve.h"
 #include "run_as.h"
+#include "task.h"
 #include "tenancy.h"
 
 PG_FUNCTION_INFO_V1(streamflink_pipeline_lifecycle);
@@ -238,7 +239,8 @@ streamflink_worker_only(PG_FUNCTION_ARGS)
 	if (superuser())
 		return PointerGetDatum(td->tg_trigtuple);
 	d = trigger_attr(td, td->tg_trigtuple, "pipeline_id", &isnull);
-	if (!isnull && slot_am_worker_of(DatumGetInt32(d)))
+	if (!isnull && (slot_am_worker_of(DatumGetInt32(d)) ||
+					task_am_task_of(DatumGetInt32(d))))
 		return PointerGetDatum(td->tg_trigtuple);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -387,7 +389,13 @@ streamflink_quota_pipelines(PG_FUNCTION_ARGS)
 		nulls[2] = 'n';
 
 	SPI_connect();
-	plan = SPI_prepare("SELECT count(*) FROM streamflink.pipeline p"
+	/*
+	 * Running: every task of a parallel pipeline is a worker (to_jsonb: a
+	 * 0.1 catalog has no parallelism).
+	 */
+	plan = SPI_prepare("SELECT coalesce(sum(CASE WHEN $2"
+					   "  THEN coalesce((pg_catalog.to_jsonb(p) ->> 'parallelism')::int, 1)"
+					   "  ELSE 1 END), 0)::bigint FROM streamflink.pipeline p"
 					   " WHERE p.owner = $1::pg_catalog.regrole"
 					   " AND (NOT $2 OR (p.state = 'running' AND p.id IS DISTINCT FROM $3))",
 					   3, argtypes);

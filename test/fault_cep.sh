@@ -14,7 +14,9 @@
 #   bash test/fault_cep.sh        (as root or as a user who can run Postgres)
 #
 # Knobs: CEP_FAULT_KEYS (200), CEP_FAULT_EVENTS per wave (20000),
-# CEP_FAULT_WAVES (6).
+# CEP_FAULT_WAVES (6), CEP_FAULT_PARALLELISM (1): the faulty run's tasks
+# (the reference is always a single worker); above 1 a kill hits a random
+# task.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib.sh
@@ -22,6 +24,7 @@ cd "$(dirname "$0")/.."
 keys=${CEP_FAULT_KEYS:-200}
 per_wave=${CEP_FAULT_EVENTS:-20000}
 waves=${CEP_FAULT_WAVES:-6}
+par=${CEP_FAULT_PARALLELISM:-1}
 
 sf_test_setup fault_cep
 work=$SF_TEST_DIR
@@ -49,7 +52,7 @@ CREATE FUNCTION wave(w int, n int, keys int) RETURNS text[] LANGUAGE sql AS \$\$
 \$\$;
 SQL
 
-pipeline() {   # name
+pipeline() {   # name [parallelism]
     q >/dev/null <<SQL
 SELECT streamflink.create_pattern_pipeline('$1', source => 'txns', key => 'account',
 	pattern => 'small{3,} -> large',
@@ -57,7 +60,7 @@ SELECT streamflink.create_pattern_pipeline('$1', source => 'txns', key => 'accou
 	within => '1 hour', sink => '$1_out', skip => 'skip_past_last_event',
 	timed_out => '$1_timeouts',
 	measures => 'count(small.*) AS n_small, sum(small.amount) AS total, large.amount AS big',
-	checkpoint_interval => '300 milliseconds');
+	checkpoint_interval => '300 milliseconds', parallelism => ${2:-1});
 SELECT streamflink.start('$1');
 SQL
 }
@@ -92,8 +95,8 @@ echo "reference run: $((waves * per_wave)) events, $keys keys"
 pipeline ref
 wait_done ref
 
-echo "faulty run"
-pipeline flt
+echo "faulty run, parallelism $par"
+pipeline flt "$par"
 crashes=0
 restarts=0
 for ((round = 0; round < 8; round++)); do
@@ -103,7 +106,11 @@ for ((round = 0; round < 8; round++)); do
         restarts=$((restarts + 1))
         continue
     fi
-    pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = 'flt'" || true)
+    if [ "$par" -gt 1 ]; then
+        pid=$(q -c "SELECT pid FROM streamflink.tasks WHERE pipeline = 'flt' ORDER BY random() LIMIT 1" || true)
+    else
+        pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = 'flt'" || true)
+    fi
     if [ -n "$pid" ]; then
         kill -9 "$pid" 2>/dev/null && crashes=$((crashes + 1))
         sleep 0.3

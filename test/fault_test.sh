@@ -24,7 +24,13 @@
 #
 # Run by test/run_tests.sh; alone: bash test/fault_test.sh (as root).
 # Knobs: SF_FAULT_EVENTS (200000), SF_FAULT_KILLS (5), SF_FAULT_RESTARTS (2),
-# SF_FAULT_SEED (random), SF_FAULT_SQL (1), SF_KEEP=1 to keep everything after a failure.
+# SF_FAULT_SEED (random), SF_FAULT_SQL (1): SQL-defined pipelines too,
+# SF_KEEP=1 to keep everything after a failure,
+# SF_FAULT_PARALLELISM (1): the pipeline's tasks; above 1 each kill -9 hits
+# a random task, and a failpoint strikes whichever task reaches it first
+# (after its own PREPARE, before the others'; after the decision);
+# SF_FAULT_CHECKPOINT_MODE (aligned) and SF_FAULT_ALIGNED_TIMEOUT (none):
+# the pipeline's checkpoint_mode and aligned_checkpoint_timeout.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +41,10 @@ kills=${SF_FAULT_KILLS:-5}
 restarts=${SF_FAULT_RESTARTS:-2}
 seed=${SF_FAULT_SEED:-$RANDOM}
 with_sql=${SF_FAULT_SQL:-1}
+par=${SF_FAULT_PARALLELISM:-1}
+mode=${SF_FAULT_CHECKPOINT_MODE:-aligned}
+align_timeout=${SF_FAULT_ALIGNED_TIMEOUT:+\'$SF_FAULT_ALIGNED_TIMEOUT\'}
+align_timeout=${align_timeout:-NULL}
 RANDOM=$seed
 parts=4
 chunks=$((kills + restarts + 3))
@@ -43,7 +53,7 @@ sf_test_setup fault
 work=$SF_TEST_DIR
 
 say() { echo "fault_test: $*"; }
-say "seed $seed, $events events, $kills kills, $restarts immediate restarts"
+say "seed $seed, $events events, $kills kills, $restarts immediate restarts, parallelism $par, $mode checkpoints, aligned timeout $align_timeout"
 
 python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
 chmod -R a+rX "$work"
@@ -77,7 +87,8 @@ SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'ge
        "window" => 'hop', size => '5 minutes', slide => '30 seconds',
        aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
        sink => 'surge_out', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds');
+       checkpoint_interval => '300 milliseconds', parallelism => $par,
+       checkpoint_mode => '$mode', aligned_checkpoint_timeout => $align_timeout);
 SELECT streamflink.start('surge');
 SQL
 pipelines="'surge'"
@@ -111,7 +122,15 @@ offsets_at() {
 produce() { test/produce "$addr" fault_rides --partitions "$parts" <"$1" 2>/dev/null; }
 
 worker_pid() {
-    sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
+    if [ "$par" -gt 1 ]; then
+        # a random task, once all of them run
+        sql_retry -c "SELECT pid FROM streamflink.tasks t
+                      WHERE pipeline = 'surge' AND (SELECT count(*) FROM streamflink.tasks) = $par
+                        AND EXISTS (SELECT 1 FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running')
+                      ORDER BY random() LIMIT 1"
+    else
+        sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
+    fi
 }
 
 # A random pause of 0 to 1.5 seconds: often while the chunk is processed,
@@ -145,6 +164,7 @@ for f in "${faults[@]}"; do
     case $f in
         kill)
             pid=$(worker_pid)
+            [ -n "$pid" ] || pid=$(worker_pid)
             say "kill -9 worker $pid"
             kill -9 "$pid" ;;
         restart)
