@@ -1173,128 +1173,10 @@ GRANT EXECUTE ON FUNCTION streamflink.set_start_position(text, text) TO streamfl
 
 /*
  * create_source takes start_position and key_format (last, so calls
- * written for 0.1 work unchanged), and columns may carry METADATA clauses.
- * Body as in 0.1 but for the blocks marked "start position / metadata".
+ * written for 0.1 work unchanged), and columns may carry METADATA clauses:
+ * see its definition in the Avro section below, which also takes the Avro
+ * parameters.
  */
-DROP FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[]);
-CREATE FUNCTION streamflink.create_source(
-	name text,
-	brokers text,
-	topic text,
-	format text DEFAULT 'json',
-	columns text DEFAULT NULL,
-	event_time text DEFAULT NULL,
-	max_out_of_orderness interval DEFAULT '0',
-	idle_timeout interval DEFAULT NULL,
-	options text[] DEFAULT '{}',
-	start_position text DEFAULT 'earliest',
-	key_format text DEFAULT 'text')
-RETURNS void
-LANGUAGE plpgsql
-/* No SET search_path: column types resolve in the caller's path. */
-AS $$
-DECLARE
-	src_name	text := name;
-	fmt			text := lower(format);
-	cols		text := columns;
-	type_name	text;
-	et_type		regtype;
-	ncols		int;
-	meta		jsonb;			/* start position / metadata */
-BEGIN
-	PERFORM streamflink._check_new_name('source', src_name, streamflink._name_taken('source', src_name));
-	IF coalesce(brokers, '') = '' OR coalesce(topic, '') = '' THEN
-		RAISE EXCEPTION 'a source needs brokers and a topic'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'For example: brokers => ''127.0.0.1:9092'', topic => ''events''.';
-	END IF;
-	IF fmt IS NULL OR fmt NOT IN ('json', 'csv', 'text') THEN
-		RAISE EXCEPTION 'unknown source format: %', coalesce(quote_literal(format), 'NULL')
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Supported formats are json, csv and text.';
-	END IF;
-	IF cols IS NULL THEN
-		IF fmt <> 'text' THEN
-			RAISE EXCEPTION 'a % source needs columns', fmt
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'For example: columns => ''device text, value float8, ts timestamptz''.';
-		END IF;
-		cols := 'payload text';
-	END IF;
-	/* The column list is spliced into CREATE TYPE: allow one statement only. */
-	IF position(';' IN cols) > 0 THEN
-		RAISE EXCEPTION 'invalid column list: %', cols
-			USING ERRCODE = 'syntax_error',
-				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
-	END IF;
-	/* start position / metadata: checked before anything is created */
-	start_position := streamflink._start_position(coalesce(start_position, 'earliest'));
-	key_format := lower(coalesce(key_format, 'text'));
-	SELECT m.columns, m.metadata INTO cols, meta FROM streamflink._metadata_columns(cols) m;
-	/*
-	 * The Kafka options (their form and the allow-list, judged for the
-	 * current user) and the durations are checked by the catalog's trigger
-	 * (_source_check) when the row is inserted, as for a row inserted by
-	 * hand.
-	 */
-	IF max_out_of_orderness IS NULL THEN
-		max_out_of_orderness := interval '0';
-	END IF;
-
-	/*
-	 * The decoded row is a composite type: Postgres' own parser checks the
-	 * column list, and every type works.
-	 */
-	type_name := 'source_' || src_name;
-	/*
-	 * Created in our schema for the caller, who owns it (see tenancy.c); a
-	 * type of that name that no source uses, left behind by a dropped
-	 * extension (the types of sources are not members of it), is replaced.
-	 */
-	BEGIN
-		PERFORM streamflink._create_row_type(src_name, cols);
-	EXCEPTION WHEN syntax_error THEN
-		RAISE EXCEPTION 'invalid column list: %', cols
-			USING ERRCODE = 'syntax_error',
-				  HINT = 'Write columns as in CREATE TABLE: name type, name type, ...';
-	END;
-
-	/* start position / metadata: only the value's columns count here */
-	SELECT count(*) INTO ncols FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype) c
-	WHERE meta IS NULL OR NOT meta ? c.attname;
-	IF fmt = 'text' AND ncols <> 1 THEN
-		RAISE EXCEPTION 'a text source has exactly one column'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'The whole payload is that column''s value.';
-	END IF;
-
-	IF event_time IS NOT NULL THEN
-		SELECT c.atttype INTO et_type
-		FROM streamflink._columns(('streamflink.' || quote_ident(type_name))::regtype) c
-		WHERE c.attname = event_time;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'event time column "%" is not a column of source "%"', event_time, src_name
-				USING ERRCODE = 'undefined_column',
-					  HINT = 'Name one of the declared columns, or omit event_time to use the Kafka message timestamp.';
-		END IF;
-		IF et_type NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
-			RAISE EXCEPTION 'event time column "%" has type %', event_time, et_type
-				USING ERRCODE = 'datatype_mismatch',
-					  HINT = 'The event time column must be of type timestamptz or timestamp.';
-		END IF;
-	END IF;
-
-	INSERT INTO streamflink.source (name, brokers, topic, format, row_type, event_time,
-									max_out_of_orderness, idle_timeout, options,
-									start_position, key_format, metadata)
-	VALUES (src_name, brokers, topic, fmt,
-			('streamflink.' || quote_ident(type_name))::regtype,
-			event_time, max_out_of_orderness, idle_timeout, coalesce(options, '{}'),
-			create_source.start_position, create_source.key_format, meta);
-END
-$$;
-REVOKE ALL ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text) TO streamflink_user;
 
 /*
  * What a source makes of a message: the decoded row as jsonb, or the error
@@ -1481,10 +1363,12 @@ CREATE TRIGGER check_source_avro BEFORE INSERT ON streamflink.source
 	FOR EACH ROW EXECUTE FUNCTION streamflink._source_avro_check();
 
 /*
- * create_source takes avro_schema and schema_registry (appended after the
- * start position's parameters): the body above with the Avro formats.
+ * create_source takes start_position and key_format (the sources section
+ * above: blocks marked "start position / metadata"), then avro_schema and
+ * schema_registry, all appended so that calls written for 0.1 work
+ * unchanged.
  */
-DROP FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[], text, text);
+DROP FUNCTION streamflink.create_source(text, text, text, text, text, text, interval, interval, text[]);
 CREATE FUNCTION streamflink.create_source(
 	name text,
 	brokers text,
