@@ -9,9 +9,8 @@
 # checkpoint mode, picked at random (printed; SF_FAULT_CHECKPOINT_MODE
 # aligned or unaligned, SF_FAULT_ALIGNED_TIMEOUT to set it): aligned,
 # unaligned, or aligned switching to unaligned after 5 ms of alignment.
-# 100,000 events (SF_FAULT_EVENTS) and 4 kills.  Not in test/run_tests.sh
-# yet: 200 s once on the shared 2-core machine under a load average near
-# 20, over the suite's 3-minute budget for a test.
+# 100,000 events (SF_FAULT_EVENTS) and 4 kills.  test/run_tests.sh runs it
+# with SF_PARALLEL_ALL=1 (about 3 minutes on 2 cores).
 #
 # SF_PARALLEL_ALL=1: every mode in turn, then test/fault_cep.sh with
 # CEP_FAULT_PARALLELISM=2 (one partition: the second task's source is idle;

@@ -127,6 +127,13 @@ if [[ " $parts " == *" fault "* ]]; then
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
+    # Parallel pipelines: every checkpoint mode at parallelism 3, and the
+    # CEP test at parallelism 2 (about 3 minutes on 2 cores).
+    if SF_PARALLEL_ALL=1 bash test/fault_parallel.sh; then
+        pass test/fault_parallel.sh
+    else
+        fail test/fault_parallel.sh
+    fi
 fi
 
 echo
