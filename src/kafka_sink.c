@@ -1120,8 +1120,8 @@ resend(KafkaSink *ks, int64 checkpoint)
 	checkpoint_failpoint("kafka_after_record");
 	MemoryContextDelete(cxt);
 	ereport(LOG,
-			(errmsg("streamflink pipeline \"%s\": checkpoint " INT64_FORMAT " was not committed to Kafka; sent its " INT64_FORMAT " messages again (run " INT64_FORMAT ")",
-					ks->def->name, checkpoint, n, ks->run)));
+			(errmsg("streamflink pipeline \"%s\" task %d: checkpoint " INT64_FORMAT " was not committed to Kafka; sent its " INT64_FORMAT " messages again (run " INT64_FORMAT ")",
+					ks->def->name, ks->worker, checkpoint, n, ks->run)));
 }
 
 /*
@@ -1203,8 +1203,8 @@ ks_recover(Sink *sink, int64 last_completed)
 		{
 			record_commit(ks, pending[i], pending_run[i], false);
 			ereport(LOG,
-					(errmsg("streamflink pipeline \"%s\": checkpoint " INT64_FORMAT " was committed to Kafka (run " INT64_FORMAT "); recorded",
-							ks->def->name, pending[i], pending_run[i])));
+					(errmsg("streamflink pipeline \"%s\" task %d: checkpoint " INT64_FORMAT " was committed to Kafka (run " INT64_FORMAT "); recorded",
+							ks->def->name, ks->worker, pending[i], pending_run[i])));
 		}
 		else
 			resend(ks, pending[i]);
