@@ -27,7 +27,8 @@
 #    while data flows; test/fault_savepoint.sh: savepoints, stops with
 #    savepoint and restores under kill -9 and immediate shutdowns;
 #    test/fault_kafka_sink.sh: the Kafka sink's output topic holds exactly
-#    SQL's answer across crashes at every instant of its two-phase commit.
+#    SQL's answer across crashes at every instant of its two-phase commit
+#    (run twice: one worker, and a pipeline of parallelism 2).
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
@@ -127,6 +128,12 @@ if [[ " $parts " == *" fault "* ]]; then
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
+    # the Kafka sink again with two tasks, each its own producer
+    if SF_KSINK_PARALLELISM=2 bash test/fault_kafka_sink.sh; then
+        pass "test/fault_kafka_sink.sh (parallelism 2)"
+    else
+        fail "test/fault_kafka_sink.sh (parallelism 2)"
+    fi
 fi
 
 echo
