@@ -19,6 +19,12 @@
  * T(n, new run), after the txn row names the new run (so a crash during
  * the resend is settled the same way).
  *
+ * A parallel pipeline's tasks each do all of this for their own rows
+ * ('worker' is the task): their own producer and transactional.id, txn
+ * rows, outbox rows and markers.  Only the decision is shared, and each
+ * task's epoch transaction is resolved from it before its recover runs,
+ * so every task settles its own transactions independently.
+ *
  * librdkafka's test broker does not honour read_committed: there every
  * message of an aborted transaction stays visible, and a marker that was
  * written reads as committed.  The decision is then still consistent with
