@@ -23,6 +23,12 @@ SELECT streamflink.create_window_pipeline('ks_surge', source => 'ks_rides', key 
        checkpoint_interval => '200 milliseconds',
        sink_topic => 'regress_ksink_out', sink_brokers => regress_brokers(),
        sink_options => '{linger.ms=1,compression.codec=zstd}');
+-- The same with parallelism 2: a producer, transactions and outbox rows per task.
+SELECT streamflink.create_window_pipeline('ks_psurge', source => 'ks_rides', key => 'geo',
+       "window" => 'tumble', size => '1 minute',
+       aggregates => 'count(*) AS rides, sum(wait_s) AS waited', sink => NULL,
+       checkpoint_interval => '200 milliseconds', parallelism => 2,
+       sink_topic => 'regress_ksink_pout', sink_brokers => regress_brokers());
 -- A pattern pipeline to Kafka, and the same pattern into a table.
 SELECT streamflink.create_pattern_pipeline('ks_match', 'ks_rides', 'geo', 'a b',
        $$a AS kind = 'solo', b AS kind = 'pool'$$, 'ks_match_box',
@@ -48,7 +54,8 @@ SELECT part, streamflink.produce(regress_brokers(), 'regress_ksink', payloads, p
 FROM (SELECT part, array_agg(json_build_object('geo', geo, 'kind', kind, 'wait_s', wait_s, 'ts', ts)::text
                              ORDER BY i) AS payloads
       FROM ks_events GROUP BY part) b ORDER BY part;
-SELECT streamflink.start('ks_surge'), streamflink.start('ks_match'), streamflink.start('ks_match_table');
+SELECT streamflink.start('ks_surge'), streamflink.start('ks_match'), streamflink.start('ks_match_table'),
+       streamflink.start('ks_psurge');
 SELECT streamflink.produce(regress_brokers(), 'regress_ksink',
 	ARRAY['{"geo": "g9", "kind": "solo", "wait_s": 0, "ts": "2024-01-01 01:00:00+00"}'], p)
 FROM generate_series(0, 1) p;
@@ -79,6 +86,8 @@ $$;
 
 SELECT wait_until($$SELECT count(*) = (SELECT count(*) FROM ks_expected)
                     FROM ks_committed('ks_surge', 'regress_ksink_out')$$);
+SELECT wait_until($$SELECT count(*) = (SELECT count(*) FROM ks_expected)
+                    FROM ks_committed('ks_psurge', 'regress_ksink_pout')$$);
 SELECT wait_until($$SELECT (SELECT count(*) FROM ks_committed('ks_match', 'regress_ksink_match'))
                            = (SELECT count(*) FROM ks_match_rows) AND count(*) > 0
                     FROM ks_match_rows$$);
@@ -113,6 +122,34 @@ FROM streamflink.kafka_sink_txn t JOIN streamflink.pipeline p ON p.id = t.pipeli
 WHERE p.name = 'ks_surge';
 SELECT count(*) AS outbox_rows FROM ks_surge_outbox;
 
+-- Parallelism 2: SQL's answer too, each window once, written by both tasks,
+-- each with its own transactional.id, markers and (emptied) outbox rows.
+SELECT (SELECT count(*) FROM ks_expected) AS expected,
+       (SELECT count(*) FROM ks_committed('ks_psurge', 'regress_ksink_pout')) AS messages,
+       (SELECT count(DISTINCT (headers ->> 'worker', checkpoint, seq))
+        FROM ks_committed('ks_psurge', 'regress_ksink_pout')) AS distinct_messages,
+       (SELECT count(DISTINCT key) FROM ks_committed('ks_psurge', 'regress_ksink_pout')) AS distinct_keys;
+SELECT count(*) AS missing_or_wrong FROM (
+	SELECT to_jsonb(e) FROM ks_expected e
+	EXCEPT SELECT value FROM ks_committed('ks_psurge', 'regress_ksink_pout')) d;
+SELECT count(*) AS extra FROM (
+	SELECT value FROM ks_committed('ks_psurge', 'regress_ksink_pout')
+	EXCEPT SELECT to_jsonb(e) FROM ks_expected e) d;
+SELECT headers ->> 'worker' AS worker,
+       count(DISTINCT headers ->> 'transactional_id') AS transactional_ids,
+       bool_and(headers ->> 'transactional_id' LIKE '%-' || (headers ->> 'worker')) AS id_names_task
+FROM ks_committed('ks_psurge', 'regress_ksink_pout') GROUP BY 1 ORDER BY 1;
+SELECT t.worker, count(*) FILTER (WHERE t.committed IS NULL) AS unconfirmed,
+       count(*) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM streamflink._read_topic(regress_brokers(), 'regress_ksink_pout.markers') m
+           WHERE m.key = r.transactional_id AND (m.value::jsonb ->> 'checkpoint')::bigint = t.checkpoint_id
+             AND (m.value::jsonb ->> 'run')::bigint = t.run
+             AND (m.value::jsonb ->> 'worker')::int = t.worker)) AS without_marker
+FROM streamflink.kafka_sink_txn t JOIN streamflink.kafka_sink_run r USING (pipeline_id, worker)
+WHERE t.pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'ks_psurge')
+GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS outbox_rows FROM ks_psurge_outbox;
+
 -- The pattern pipeline: the rows the table sink has; key: the one key column, as text.
 SELECT count(*) AS missing FROM (
 	SELECT to_jsonb(r) FROM ks_match_rows r
@@ -129,7 +166,8 @@ SELECT streamflink.start('ks_surge');
 SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'ks_surge'$$);
 SELECT max(run) AS runs FROM streamflink.kafka_sink_run r JOIN streamflink.pipeline p ON p.id = r.pipeline_id
 WHERE p.name = 'ks_surge';
-SELECT streamflink.stop('ks_surge'), streamflink.stop('ks_match'), streamflink.stop('ks_match_table');
+SELECT streamflink.stop('ks_surge'), streamflink.stop('ks_match'), streamflink.stop('ks_match_table'),
+       streamflink.stop('ks_psurge');
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name LIKE 'ks%'$$);
 
 -- Brokers that cannot be reached: a clear error in the status view, and
@@ -225,6 +263,7 @@ DROP ROLE regress_ks_tenant;
 SELECT streamflink.drop_pipeline('ks_surge', drop_sink => true);
 SELECT streamflink.drop_pipeline('ks_match', drop_sink => true);
 SELECT streamflink.drop_pipeline('ks_match_table', drop_sink => true);
+SELECT streamflink.drop_pipeline('ks_psurge', drop_sink => true);
 SELECT count(*) AS txn_rows_left FROM streamflink.kafka_sink_txn;
 SELECT streamflink.drop_source('ks_rides');
 DROP FUNCTION ks_committed(text, text);

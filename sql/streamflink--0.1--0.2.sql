@@ -1594,6 +1594,10 @@ CREATE TABLE streamflink.kafka_sink_txn (
 );
 
 /*
+ * 'worker' here and in the headers is the task of a parallel pipeline (0
+ * for a single worker): each task has its own producer, transactions,
+ * records and outbox rows, and settles them itself at its start.
+ *
  * Each worker's producer: its transactional.id (also a header of every
  * message) and its incarnation, one per start.
  */
@@ -1660,10 +1664,14 @@ BEGIN
 			USING ERRCODE = 'duplicate_table',
 				  HINT = 'A pipeline with a Kafka sink creates its outbox table (sink names it, default <pipeline>_outbox); choose a new name or drop the table.';
 	END IF;
-	/* A row per batch of up to 1000 messages, in arrays: sequences first_seq.. */
-	EXECUTE pg_catalog.format('CREATE TABLE %s (checkpoint_id bigint NOT NULL, run bigint NOT NULL, '
-							  'first_seq bigint NOT NULL, output text[] NOT NULL, key text[] NOT NULL, '
-							  'value text[] NOT NULL, PRIMARY KEY (checkpoint_id, first_seq))', outbox);
+	/*
+	 * A row per batch of up to 1000 messages of one task ('worker', as in
+	 * the headers), in arrays: sequences first_seq..
+	 */
+	EXECUTE pg_catalog.format('CREATE TABLE %s (worker int NOT NULL, checkpoint_id bigint NOT NULL, '
+							  'run bigint NOT NULL, first_seq bigint NOT NULL, output text[] NOT NULL, '
+							  'key text[] NOT NULL, value text[] NOT NULL, '
+							  'PRIMARY KEY (worker, checkpoint_id, first_seq))', outbox);
 	RETURN pg_catalog.to_regclass(outbox);
 END
 $$;
@@ -1680,12 +1688,6 @@ BEGIN
 	IF NEW.sink_topic IS NOT NULL THEN
 		PERFORM streamflink._check_kafka_sink(NEW.sink_brokers, NEW.sink_topic, NEW.sink_format,
 			NEW.sink_options, NEW.checkpoint_interval, NEW.owner);
-		/* One transactional producer and outbox per pipeline for now. */
-		IF NEW.parallelism > 1 THEN
-			RAISE EXCEPTION 'a pipeline with a Kafka sink runs with parallelism 1 for now'
-				USING ERRCODE = 'feature_not_supported',
-					  HINT = 'Omit parallelism, or write to a table sink.';
-		END IF;
 	END IF;
 	RETURN NEW;
 END

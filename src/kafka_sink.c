@@ -19,6 +19,12 @@
  * T(n, new run), after the txn row names the new run (so a crash during
  * the resend is settled the same way).
  *
+ * A parallel pipeline's tasks each do all of this for their own rows
+ * ('worker' is the task): their own producer and transactional.id, txn
+ * rows, outbox rows and markers.  Only the decision is shared, and each
+ * task's epoch transaction is resolved from it before its recover runs,
+ * so every task settles its own transactions independently.
+ *
  * librdkafka's test broker does not honour read_committed: there every
  * message of an aborted transaction stays visible, and a marker that was
  * written reads as committed.  The decision is then still consistent with
@@ -764,8 +770,8 @@ marker_committed(KafkaSink *ks, int64 checkpoint, int64 run, int64 from)
 static void
 outbox_flush(KafkaSink *ks)
 {
-	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		args[6];
+	Oid			types[7] = {INT8OID, INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+	Datum		args[7];
 	int			dims[1];
 	int			lbs[1] = {1};
 	RunAs		as;
@@ -777,11 +783,11 @@ outbox_flush(KafkaSink *ks)
 		return;
 	if (ks->insert_plan == NULL)
 	{
-		char	   *sql = psprintf("INSERT INTO %s (checkpoint_id, run, first_seq, output, key, value)"
-								   " VALUES ($1, $2, $3, $4, $5, $6)", ks->outbox);
+		char	   *sql = psprintf("INSERT INTO %s (checkpoint_id, run, first_seq, output, key, value, worker)"
+								   " VALUES ($1, $2, $3, $4, $5, $6, $7)", ks->outbox);
 
 		run_as_role(ks->def->owner, &as);
-		ks->insert_plan = SPI_prepare(sql, 6, types);
+		ks->insert_plan = SPI_prepare(sql, 7, types);
 		run_as_restore(&as);
 		if (ks->insert_plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
@@ -795,6 +801,7 @@ outbox_flush(KafkaSink *ks)
 	args[3] = PointerGetDatum(construct_md_array(ks->b_output, nonull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	args[4] = PointerGetDatum(construct_md_array(ks->b_key, ks->b_key_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_md_array(ks->b_value, ks->b_value_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	args[6] = Int32GetDatum(ks->worker);
 	MemoryContextSwitchTo(old);
 
 	run_as_role(ks->def->owner, &as);
@@ -839,10 +846,17 @@ record_commit(KafkaSink *ks, int64 checkpoint, int64 run, bool resent)
 								  3, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not prune streamflink.kafka_sink_txn");
 	}
+	/* this task's rows only: the others settle theirs */
 	args[0] = Int64GetDatum(checkpoint);
-	run_as_role(ks->def->owner, &as);
-	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE checkpoint_id = $1", ks->outbox),
-								1, &types[2], args, NULL, false, 0);
+	args[1] = Int32GetDatum(ks->worker);
+	{
+		Oid			t2[2] = {INT8OID, INT4OID};
+
+		run_as_role(ks->def->owner, &as);
+		ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE checkpoint_id = $1 AND worker = $2",
+											 ks->outbox),
+									2, t2, args, NULL, false, 0);
+	}
 	run_as_restore(&as);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "could not clear the Kafka sink's outbox %s", ks->outbox);
@@ -1034,7 +1048,6 @@ ks_abort(Sink *sink, int64 epoch)
 static void
 resend(KafkaSink *ks, int64 checkpoint)
 {
-	Oid			types[4] = {INT4OID, INT4OID, INT8OID, INT8OID};
 	Datum		args[4] = {Int32GetDatum(ks->def->id), Int32GetDatum(ks->worker),
 	Int64GetDatum(checkpoint), Int64GetDatum(ks->run)};
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "kafka sink resend",
@@ -1044,6 +1057,8 @@ resend(KafkaSink *ks, int64 checkpoint)
 	int			ret;
 	SPITupleTable *tuptable;
 	int64		marker_from = marker_end(ks, ks->rk);
+	Oid			t_out[2] = {INT8OID, INT4OID};
+	Datum		a_out[2] = {Int64GetDatum(checkpoint), Int32GetDatum(ks->worker)};
 
 	/*
 	 * First the txn row names this run and where its marker will be: a
@@ -1072,8 +1087,9 @@ resend(KafkaSink *ks, int64 checkpoint)
 	ret = SPI_execute_with_args(psprintf("SELECT b.first_seq + u.ord - 1, u.o, u.k, u.v FROM %s b,"
 										 " ROWS FROM (pg_catalog.unnest(b.output), pg_catalog.unnest(b.key),"
 										 "            pg_catalog.unnest(b.value)) WITH ORDINALITY AS u(o, k, v, ord)"
-										 " WHERE b.checkpoint_id = $1 ORDER BY b.first_seq, u.ord", ks->outbox),
-								1, &types[2], &args[2], NULL, true, 0);
+										 " WHERE b.checkpoint_id = $1 AND b.worker = $2"
+										 " ORDER BY b.first_seq, u.ord", ks->outbox),
+								2, t_out, a_out, NULL, true, 0);
 	run_as_restore(&as);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the Kafka sink's outbox %s", ks->outbox);
@@ -1110,8 +1126,8 @@ resend(KafkaSink *ks, int64 checkpoint)
 	checkpoint_failpoint("kafka_after_record");
 	MemoryContextDelete(cxt);
 	ereport(LOG,
-			(errmsg("streamflink pipeline \"%s\": checkpoint " INT64_FORMAT " was not committed to Kafka; sent its " INT64_FORMAT " messages again (run " INT64_FORMAT ")",
-					ks->def->name, checkpoint, n, ks->run)));
+			(errmsg("streamflink pipeline \"%s\" task %d: checkpoint " INT64_FORMAT " was not committed to Kafka; sent its " INT64_FORMAT " messages again (run " INT64_FORMAT ")",
+					ks->def->name, ks->worker, checkpoint, n, ks->run)));
 }
 
 /*
@@ -1193,8 +1209,8 @@ ks_recover(Sink *sink, int64 last_completed)
 		{
 			record_commit(ks, pending[i], pending_run[i], false);
 			ereport(LOG,
-					(errmsg("streamflink pipeline \"%s\": checkpoint " INT64_FORMAT " was committed to Kafka (run " INT64_FORMAT "); recorded",
-							ks->def->name, pending[i], pending_run[i])));
+					(errmsg("streamflink pipeline \"%s\" task %d: checkpoint " INT64_FORMAT " was committed to Kafka (run " INT64_FORMAT "); recorded",
+							ks->def->name, ks->worker, pending[i], pending_run[i])));
 		}
 		else
 			resend(ks, pending[i]);

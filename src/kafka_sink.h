@@ -5,8 +5,13 @@
  *	  the pipeline's checkpoints, exactly once.
  *
  * A third implementation of the sink interface (sink.h), chosen when the
- * pipeline names a sink_topic.  Each worker has one transactional producer
- * (transactional.id "streamflink-<system id>-<db>-<pipeline>-<worker>").
+ * pipeline names a sink_topic.  Each worker -- each task of a parallel
+ * pipeline, 'worker' being the task number -- has one transactional
+ * producer (transactional.id "streamflink-<system id>-<db>-<pipeline>-<worker>"),
+ * its own transactions, txn records and outbox rows (column worker), and
+ * settles only those at its start, after its epoch transaction's recovery
+ * has applied the pipeline's decision: the tasks' Kafka commits are
+ * independent of each other.
  * The rows of epoch n go into one Kafka transaction and, in the same epoch,
  * into the pipeline's outbox table (the table its `sink` names), which is
  * written inside the worker's epoch transaction and so becomes durable only
@@ -46,7 +51,7 @@
 #include "catalog.h"
 #include "sink.h"
 
-/* A Kafka sink for def (def->sink_topic set) on worker 'worker'. */
+/* A Kafka sink for def (def->sink_topic set) on worker (task) 'worker'. */
 extern Sink *kafka_sink_create(Oid dboid, PipelineDef *def, int worker);
 
 /*

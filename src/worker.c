@@ -1730,7 +1730,7 @@ worker_startup(Worker *w)
 
 		w->side = side_output_create(w->def);
 		/* a Kafka sink when the pipeline names a topic (kafka_sink.h) */
-		w->sink = w->def->sink_topic ? kafka_sink_create(w->dboid, w->def, 0) :
+		w->sink = w->def->sink_topic ? kafka_sink_create(w->dboid, w->def, w->task) :
 			pg_sink_create(w->side);
 		p = checkpoint_state_participant(&w->state);
 		checkpoint_register(w->coord, &p);

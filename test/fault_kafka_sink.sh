@@ -31,7 +31,11 @@
 #
 # Run by test/run_tests.sh (fault part); alone: bash test/fault_kafka_sink.sh
 # (as root).  Knobs: SF_KFAULT_EVENTS (40000), SF_KFAULT_KILLS (3),
-# SF_KFAULT_RESTARTS (2), SF_KFAULT_SEED (random), SF_KEEP=1.
+# SF_KFAULT_RESTARTS (2), SF_KFAULT_SEED (random), SF_KEEP=1, and
+# SF_KSINK_PARALLELISM (1): with N > 1 the pipeline runs as N tasks, each
+# with its own producer and transactions; a kill -9 hits a random task, a
+# failpoint the first task that reaches it, and every check above is made
+# per task (transactions are (task, checkpoint, run)).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +45,7 @@ events=${SF_KFAULT_EVENTS:-40000}
 kills=${SF_KFAULT_KILLS:-3}
 restarts=${SF_KFAULT_RESTARTS:-2}
 seed=${SF_KFAULT_SEED:-$RANDOM}
+par=${SF_KSINK_PARALLELISM:-1}
 RANDOM=$seed
 parts=4
 failpoints=(after_prepare after_decision kafka_before_commit kafka_after_commit kafka_after_record)
@@ -50,7 +55,7 @@ sf_test_setup fault_kafka_sink
 work=$SF_TEST_DIR
 
 say() { echo "fault_kafka_sink: $*"; }
-say "seed $seed, $events events, $kills kills, $restarts immediate restarts, failpoints ${failpoints[*]}"
+say "seed $seed, parallelism $par, $events events, $kills kills, $restarts immediate restarts, failpoints ${failpoints[*]}"
 
 python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
 chmod -R a+rX "$work"
@@ -85,7 +90,7 @@ SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'ge
        "window" => 'hop', size => '5 minutes', slide => '30 seconds',
        aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
        sink => 'surge_outbox', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds',
+       checkpoint_interval => '300 milliseconds', parallelism => $par,
        sink_topic => 'kfault_out', sink_brokers => '$addr',
        sink_options => '{compression.codec=zstd,linger.ms=20}');
 SELECT streamflink.start('surge');
@@ -94,8 +99,12 @@ SQL
 produce() { test/produce "$addr" kfault_rides --partitions "$parts" <"$1" 2>/dev/null; }
 chunk_file() { printf '%s/events/chunk-%02d.tsv' "$work" "$1"; }
 
+# A running task's pid (a random one of the N), once all N run.
 worker_pid() {
-    sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
+    sql_retry -c "SELECT t.pid FROM streamflink.pipelines p, streamflink.tasks t
+                  WHERE p.name = 'surge' AND p.status = 'running' AND t.pipeline = 'surge'
+                    AND (SELECT count(pid) FROM streamflink.tasks WHERE pipeline = 'surge') = $par
+                  ORDER BY t.task OFFSET $((RANDOM % par)) LIMIT 1"
 }
 wait_worker() {
     local i pid=""
@@ -123,7 +132,7 @@ for f in "${faults[@]}"; do
     case $f in
         kill)
             pid=$(worker_pid)
-            say "kill -9 worker $pid"
+            say "kill -9 task $(sql_retry -c "SELECT task FROM streamflink.tasks WHERE pid = 0$pid") (pid $pid)"
             [ -z "$pid" ] || kill -9 "$pid" ;;
         restart)
             say "pg_ctl stop -m immediate, start"
@@ -134,6 +143,7 @@ done
 # Every instant of the two-phase commit between Postgres and Kafka.
 for point in "${failpoints[@]}"; do
     wait_worker
+    tasks=$(sql_retry -c "SELECT pid || ' ' || task FROM streamflink.tasks WHERE pipeline = 'surge'")
     echo "$point" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null
     produce "$(chunk_file $chunk)"
     chunk=$((chunk + 1))
@@ -142,7 +152,9 @@ for point in "${failpoints[@]}"; do
         sleep 0.1
     done
     [ ! -e "$pg/streamflink/failpoint" ] || { say "failpoint $point not reached"; tail -n 30 "$pg/server.log"; exit 1; }
-    say "crash at failpoint $point"
+    # the task that took it: its pid in the log line (log_line_prefix has %p)
+    pid=$(grep "failpoint $point: crashing on purpose" "$pg/server.log" | tail -n 1 | sed -n 's/^[^[]*\[\([0-9]*\)\].*/\1/p')
+    say "crash at failpoint $point (task $(awk -v p="$pid" '$1 == p { print $2 }' <<<"$tasks"))"
     survived=$((survived + 1))
 done
 while [ -e "$(chunk_file $chunk)" ]; do
@@ -189,7 +201,8 @@ GROUP BY geo, ws;
 CREATE TABLE topic AS SELECT * FROM streamflink._read_topic('$addr', 'kfault_out', 120000);
 CREATE TABLE markers AS SELECT * FROM streamflink._read_topic('$addr', 'kfault_out.markers', 120000);
 CREATE TABLE counted AS
-SELECT (m.headers ->> 'checkpoint')::bigint AS checkpoint, (m.headers ->> 'sequence')::bigint AS seq,
+SELECT (m.headers ->> 'worker')::int AS worker,
+       (m.headers ->> 'checkpoint')::bigint AS checkpoint, (m.headers ->> 'sequence')::bigint AS seq,
        m.key, m.value::jsonb AS value
 FROM topic m
 JOIN streamflink.kafka_sink_run r ON r.transactional_id = m.headers ->> 'transactional_id'
@@ -213,15 +226,17 @@ SELECT (SELECT count(*) FROM expected),
        (SELECT count(*) FROM (SELECT * FROM latest EXCEPT SELECT * FROM expected) x),
        (SELECT count(*) FROM topic),
        (SELECT count(*) FROM counted),
-       (SELECT count(*) - count(DISTINCT (checkpoint, seq)) FROM counted),
+       (SELECT count(*) - count(DISTINCT (worker, checkpoint, seq)) FROM counted),
        (SELECT count(*) FROM streamflink.kafka_sink_txn t
-         WHERE t.messages <> (SELECT count(*) FROM counted c WHERE c.checkpoint = t.checkpoint_id)),
-       (SELECT count(*) FROM (SELECT checkpoint FROM counted GROUP BY checkpoint
+         WHERE t.messages <> (SELECT count(*) FROM counted c
+                              WHERE c.worker = t.worker AND c.checkpoint = t.checkpoint_id)),
+       (SELECT count(*) FROM (SELECT checkpoint FROM counted GROUP BY worker, checkpoint
                                HAVING min(seq) <> 0 OR max(seq) <> count(*) - 1) g),
        (SELECT count(*) FROM streamflink.kafka_sink_txn t JOIN streamflink.kafka_sink_run r USING (pipeline_id, worker)
          WHERE NOT EXISTS (SELECT 1 FROM markers m WHERE m.key = r.transactional_id
                              AND (m.value::jsonb ->> 'checkpoint')::bigint = t.checkpoint_id
-                             AND (m.value::jsonb ->> 'run')::bigint = t.run)),
+                             AND (m.value::jsonb ->> 'run')::bigint = t.run
+                             AND (m.value::jsonb ->> 'worker')::int = t.worker)),
        (SELECT count(*) FROM streamflink.kafka_sink_txn),
        (SELECT count(*) FROM streamflink.kafka_sink_txn WHERE resent)")"
 
@@ -233,6 +248,13 @@ say "committed transactions $txns (resent by recovery $resent); doubled messages
     "transactions short of their messages $short, with sequence gaps $gaps, without marker $no_marker"
 say "recoveries: $(grep -c 'started from checkpoint' "$pg/server.log");" \
     "unconfirmed Kafka transactions found committed and recorded: $recorded; sent again: $resent_log"
+if [ "$par" -gt 1 ]; then
+    for ((t = 0; t < par; t++)); do
+        say "task $t: committed transactions $(sql -c "SELECT count(*) FROM streamflink.kafka_sink_txn WHERE worker = $t")," \
+            "found committed and recorded $(grep -c "task $t: checkpoint [0-9]* was committed to Kafka (run" "$pg/server.log" || true)," \
+            "sent again $(grep -c "task $t: checkpoint [0-9]* was not committed to Kafka; sent its" "$pg/server.log" || true)"
+    done
+fi
 say "faults survived: $survived"
 ok=1
 [ "$expected" -gt 0 ] && [ "$expected" = "$windows" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0

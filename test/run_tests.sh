@@ -27,7 +27,8 @@
 #    while data flows; test/fault_savepoint.sh: savepoints, stops with
 #    savepoint and restores under kill -9 and immediate shutdowns;
 #    test/fault_kafka_sink.sh: the Kafka sink's output topic holds exactly
-#    SQL's answer across crashes at every instant of its two-phase commit.
+#    SQL's answer across crashes at every instant of its two-phase commit
+#    (run twice: one worker, and a pipeline of parallelism 2).
 #
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 # SF_KEEP=1 keeps servers, broker and files for a look after a failure.
@@ -122,6 +123,13 @@ if [[ " $parts " == *" diff "* ]]; then
 fi
 
 if [[ " $parts " == *" fault "* ]]; then
+    # the Kafka sink with two tasks, each its own producer (its one-worker
+    # run is in the list below)
+    if SF_KSINK_PARALLELISM=2 bash test/fault_kafka_sink.sh; then
+        pass "test/fault_kafka_sink.sh (parallelism 2)"
+    else
+        fail "test/fault_kafka_sink.sh (parallelism 2)"
+    fi
     for t in test/fault_test.sh test/fault_cep.sh test/cep_metamorphic.sh test/pmdeath_test.sh \
              test/fault_savepoint.sh test/fault_avro.sh test/fault_kafka_sink.sh; do
         [ -f "$t" ] || continue
