@@ -1481,6 +1481,17 @@ meta_text_decoder(Form_pg_attribute att)
 	return decoder_create(DECODE_TEXT, 1, &name, &type, &typmod);
 }
 
+/* An Avro key would need a schema of its own: none is declared. */
+static void
+check_key_format(DecodeFormat kf, const char *key_format)
+{
+	if (kf == DECODE_AVRO || kf == DECODE_AVRO_CONFLUENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("key_format %s is not supported", key_format),
+				 errhint("Keys are decoded as text, json or csv; METADATA FROM 'key' into a bytea column takes an Avro key's bytes.")));
+}
+
 Decoder *
 decoder_create_with_metadata(const char *format, const char *key_format,
 							 const char *metadata, TupleDesc desc,
@@ -1592,11 +1603,7 @@ decoder_create_with_metadata(const char *format, const char *key_format,
 	{
 		DecodeFormat kf = decode_format_from_name(key_format ? key_format : "text");
 
-		if (kf == DECODE_AVRO || kf == DECODE_AVRO_CONFLUENT)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("key_format %s is not supported", key_format),
-					 errhint("Keys are decoded as text, json or csv; METADATA FROM 'key' into a bytea column takes an Avro key's bytes.")));
+		check_key_format(kf, key_format);
 		if (kf == DECODE_TEXT)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1608,12 +1615,7 @@ decoder_create_with_metadata(const char *format, const char *key_format,
 	{
 		DecodeFormat kf = decode_format_from_name(key_format);	/* a known format */
 
-		/* An Avro key would need a schema of its own: none is declared. */
-		if (kf == DECODE_AVRO || kf == DECODE_AVRO_CONFLUENT)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("key_format %s is not supported", key_format),
-					 errhint("Keys are decoded as text, json or csv; METADATA FROM 'key' into a bytea column takes an Avro key's bytes.")));
+		check_key_format(kf, key_format);
 	}
 
 	spec->scratch_values = palloc(sizeof(Datum) * desc->natts);
