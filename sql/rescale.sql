@@ -29,8 +29,10 @@ LANGUAGE sql AS $$
 	FROM (SELECT max(ts) AS m FROM rs_events WHERE i <= hi GROUP BY part) x
 $$;
 -- Sink = SQL's answer for the windows fired at that watermark.
-CREATE FUNCTION rs_diff(hi int, OUT expected bigint, OUT missing bigint, OUT extra bigint)
-LANGUAGE sql AS $$
+CREATE FUNCTION rs_diff(hi int) RETURNS TABLE (expected bigint, missing bigint, extra bigint)
+LANGUAGE plpgsql AS $f$
+BEGIN
+	RETURN QUERY
 	WITH e AS (
 		SELECT k, date_bin('1 minute', ts, 'epoch') AS window_start,
 			   date_bin('1 minute', ts, 'epoch') + interval '1 minute' AS window_end,
@@ -42,8 +44,9 @@ LANGUAGE sql AS $$
 		   (SELECT count(*) FROM (SELECT * FROM e EXCEPT ALL
 								  SELECT k, window_start, window_end, n, total FROM rs_out) x),
 		   (SELECT count(*) FROM (SELECT k, window_start, window_end, n, total FROM rs_out
-								  EXCEPT ALL SELECT * FROM e) x)
-$$;
+								  EXCEPT ALL SELECT * FROM e) x);
+END
+$f$;
 -- The range directories of a savepoint's files.
 CREATE FUNCTION rs_ranges(savepoint text) RETURNS text
 LANGUAGE sql AS $$
@@ -64,7 +67,7 @@ SELECT streamflink.create_window_pipeline('rs', 'rs_src', 'k', 'tumble',
 -- savepoint (once it has checkpoints), while running, and out of bounds.
 SELECT rs_produce(0, 299);
 SELECT streamflink.start('rs');
-SELECT wait_until($$SELECT (rs_diff(299)).missing = 0 AND
+SELECT wait_until($$SELECT (SELECT missing FROM rs_diff(299)) = 0 AND
 	(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'rs') = 300$$);
 SELECT * FROM rs_diff(299);
 SELECT streamflink.start('rs', parallelism => 3);
@@ -74,6 +77,7 @@ SELECT streamflink.start('rs', parallelism => 3);
 SELECT streamflink.start('rs', parallelism => 0);
 UPDATE streamflink.pipeline SET parallelism = 2 WHERE name = 'rs';
 SELECT streamflink.start('rs');
+SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'rs'$$);
 
 -- 1 -> 3: stop with savepoint, start from it with three tasks.
 SELECT streamflink.stop('rs', savepoint => 'r1');
@@ -83,7 +87,7 @@ SELECT rs_ranges('r1');
 SELECT streamflink.start('rs', from_savepoint => 'r1', parallelism => 3);
 SELECT parallelism, restore_savepoint IS NOT NULL AS restoring FROM streamflink.pipeline WHERE name = 'rs';
 SELECT rs_produce(300, 599);
-SELECT wait_until($$SELECT (rs_diff(599)).missing = 0 AND
+SELECT wait_until($$SELECT (SELECT missing FROM rs_diff(599)) = 0 AND
 	(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'rs') = 600$$);
 SELECT * FROM rs_diff(599);
 SELECT count(*) AS tasks, string_agg(key_group_first || '-' || key_group_last, ' ' ORDER BY task) AS key_groups
@@ -91,6 +95,7 @@ FROM streamflink.tasks WHERE pipeline = 'rs';
 SELECT streamflink.start('rs', parallelism => 2);	-- running
 
 -- A savepoint of the running parallel pipeline, then a stop with one.
+SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'rs'$$);
 SELECT streamflink.savepoint('rs', 'r2_running');
 SELECT streamflink.stop('rs', savepoint => 'r2');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'rs'$$);
@@ -103,10 +108,11 @@ SELECT (SELECT checkpoint FROM streamflink.savepoints WHERE name = 'r2') =
 -- 3 -> 2.
 SELECT streamflink.start('rs', from_savepoint => 'r2', parallelism => 2);
 SELECT rs_produce(600, 899);
-SELECT wait_until($$SELECT (rs_diff(899)).missing = 0 AND
+SELECT wait_until($$SELECT (SELECT missing FROM rs_diff(899)) = 0 AND
 	(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'rs') = 900$$);
 SELECT * FROM rs_diff(899);
 SELECT count(*) AS tasks FROM streamflink.tasks WHERE pipeline = 'rs';
+SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'rs'$$);
 SELECT streamflink.stop('rs', savepoint => 'r3');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'rs'$$);
 SELECT rs_ranges('r3');
@@ -114,7 +120,7 @@ SELECT rs_ranges('r3');
 -- 2 -> 1.
 SELECT streamflink.start('rs', from_savepoint => 'r3', parallelism => 1);
 SELECT rs_produce(900, 1199);
-SELECT wait_until($$SELECT (rs_diff(1199)).missing = 0 AND
+SELECT wait_until($$SELECT (SELECT missing FROM rs_diff(1199)) = 0 AND
 	(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'rs') = 1200$$);
 SELECT * FROM rs_diff(1199);
 
@@ -123,7 +129,7 @@ SELECT * FROM rs_diff(1199);
 SELECT streamflink.stop('rs');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'rs'$$);
 SELECT streamflink.start('rs', from_savepoint => 'r2');
-SELECT wait_until($$SELECT (rs_diff(1199)).missing = 0 AND
+SELECT wait_until($$SELECT (SELECT missing FROM rs_diff(1199)) = 0 AND
 	(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'rs') = 1200 AND
 	(SELECT restore_savepoint IS NULL FROM streamflink.pipeline WHERE name = 'rs')$$);
 SELECT * FROM rs_diff(1199);

@@ -264,10 +264,12 @@ savepoint_parallel_request(SavepointParticipant *sp, WorkerSlot *slot, int64 nex
 	/* its row's id now: the tasks write their positions under it */
 	StartTransactionCommand();
 	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute("SELECT nextval('streamflink.savepoint_id_seq')::int4", false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not choose a savepoint id");
 	sp->row = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
 	sp->taking = next_id;
