@@ -292,6 +292,16 @@ savepoint_parallel_done(SavepointParticipant *sp, WorkerSlot *slot, int64 checkp
 }
 
 bool
+savepoint_is_checkpoint(SavepointParticipant *sp, int64 id)
+{
+	char		name[SAVEPOINT_NAME_LEN + 1];
+	int32		row;
+	Checkpoint	chk = {.id = id};
+
+	return sp_current(sp, &chk, name, &row);
+}
+
+bool
 savepoint_task_paused(SavepointParticipant *sp, int64 checkpoint_id)
 {
 	WorkerSlot *slot;

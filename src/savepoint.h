@@ -14,8 +14,9 @@
  * complete: recovery commits or rolls it back with the checkpoint.
  *
  * Files: <pipeline dir>/savepoints/<name>/<lo>-<hi>, one state snapshot
- * per key-group range (today one worker owns 0-127; several workers each
- * add their own range, and a restore picks the ranges it needs).
+ * per key-group range (a single worker's 0-127; each task of a parallel
+ * pipeline adds its own range), and a restore builds each task's snapshot
+ * of the pipeline's parallelism from the ranges that overlap its own.
  *
  * Restoring is making the savepoint the pipeline's last completed
  * checkpoint: the worker, before recovery, gives it the next checkpoint id
@@ -58,6 +59,7 @@ typedef struct SavepointParticipant
 	KeyGroupRange range;
 	int64		taking;			/* task 0: the checkpoint being the savepoint */
 	int32		row;			/* task 0: its row's id */
+	bool		aligned;		/* the checkpoint being aligned is a savepoint */
 } SavepointParticipant;
 
 /* The participant (register it after the sink, before the epoch). */
@@ -94,6 +96,13 @@ extern void savepoint_record(SavepointParticipant *sp, Checkpoint *chk, int para
  * savepoint_paused).
  */
 extern bool savepoint_task_paused(SavepointParticipant *sp, int64 checkpoint_id);
+
+/*
+ * Any task of a parallel pipeline: whether checkpoint 'id' is a savepoint.
+ * A savepoint is always aligned (as Flink's): a restore, perhaps into
+ * other tasks, has no channel state to replay.
+ */
+extern bool savepoint_is_checkpoint(SavepointParticipant *sp, int64 id);
 
 /*
  * In the worker's loop: a savepoint was asked for; take a checkpoint now

@@ -994,12 +994,17 @@ barrier_received(Worker *w, int channel, int64 id)
 		elog(ERROR, "task %d received barrier " INT64_FORMAT " from task %d after checkpoint " INT64_FORMAT,
 			 w->task, id, channel, w->checkpoint_id);
 	if (w->nblocked == 0)
+	{
 		w->first_barrier_at = now;
+		/* a savepoint is aligned: its restore has no channel state */
+		w->savepoint.aligned = savepoint_is_checkpoint(&w->savepoint, id);
+	}
 	w->last_barrier_at = now;
 	w->blocked[channel] = true;
 	w->nblocked++;
 	/* unaligned: the first barrier ends the taking of events */
-	if (w->def->unaligned_checkpoints || w->def->aligned_checkpoint_timeout == 0)
+	if ((w->def->unaligned_checkpoints || w->def->aligned_checkpoint_timeout == 0) &&
+		!w->savepoint.aligned)
 		w->draining = true;
 }
 
@@ -1138,6 +1143,7 @@ operator_round(Worker *w)
 
 	/* aligned, but alignment took too long: unaligned from here on */
 	if (!w->draining && w->nblocked > 0 && w->def->aligned_checkpoint_timeout >= 0 &&
+		!w->savepoint.aligned &&
 		GetCurrentTimestamp() - w->first_barrier_at >= w->def->aligned_checkpoint_timeout)
 		w->draining = true;
 
