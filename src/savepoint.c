@@ -311,6 +311,11 @@ savepoint_task_paused(SavepointParticipant *sp, int64 checkpoint_id)
 
 	if (sp->task == 0)
 		return savepoint_paused(sp);
+	/* a pause begins with a checkpoint: look again only after one, or while paused */
+	if (checkpoint_id == sp->pause_checked && !sp->pause_seen)
+		return false;
+	sp->pause_checked = checkpoint_id;
+	sp->pause_seen = false;
 	slot = slot_find(MyDatabaseId, sp->def->id, &pid);
 	if (slot == NULL)
 		return false;
@@ -320,8 +325,9 @@ savepoint_task_paused(SavepointParticipant *sp, int64 checkpoint_id)
 	xid = slot->savepoint_stop_xid;
 	SpinLockRelease(&slot->mutex);
 	/* as savepoint_paused: until the stopping transaction rolled back */
-	return pause && TransactionIdIsValid(xid) &&
+	sp->pause_seen = pause && TransactionIdIsValid(xid) &&
 		(TransactionIdIsInProgress(xid) || TransactionIdDidCommit(xid));
+	return sp->pause_seen;
 }
 
 static void

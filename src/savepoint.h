@@ -60,6 +60,8 @@ typedef struct SavepointParticipant
 	int64		taking;			/* task 0: the checkpoint being the savepoint */
 	int32		row;			/* task 0: its row's id */
 	bool		aligned;		/* the checkpoint being aligned is a savepoint */
+	int64		pause_checked;	/* savepoint_task_paused: last checkpoint seen */
+	bool		pause_seen;		/* ... and whether it was to pause after */
 } SavepointParticipant;
 
 /* The participant (register it after the sink, before the epoch). */
