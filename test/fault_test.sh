@@ -125,7 +125,7 @@ worker_pid() {
     if [ "$par" -gt 1 ]; then
         # a random task, once all of them run
         sql_retry -c "SELECT pid FROM streamflink.tasks t
-                      WHERE pipeline = 'surge' AND (SELECT count(*) FROM streamflink.tasks) = $par
+                      WHERE pipeline = 'surge' AND (SELECT count(*) FROM streamflink.tasks WHERE pipeline = 'surge') = $par
                         AND EXISTS (SELECT 1 FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running')
                       ORDER BY random() LIMIT 1"
     else
