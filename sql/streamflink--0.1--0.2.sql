@@ -481,7 +481,12 @@ CREATE TABLE streamflink.savepoint (
 
 CREATE TABLE streamflink.savepoint_offset (
 	pipeline_id int NOT NULL,
-	savepoint_id int NOT NULL REFERENCES streamflink.savepoint (id) ON DELETE CASCADE,
+	/*
+	 * No foreign key: each task of a parallel pipeline writes its
+	 * partitions' rows in its own prepared transaction, while task 0 writes
+	 * the savepoint's row with the decision (remove_offsets deletes them).
+	 */
+	savepoint_id int NOT NULL,
 	topic		text NOT NULL,
 	partition	int NOT NULL,
 	next_offset bigint NOT NULL,
@@ -614,11 +619,6 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege',
 				  HINT = pg_catalog.format('Its state belongs to role %s; the pipeline runs as %s.', o.owner, p.owner);
 	END IF;
-	IF p.parallelism > 1 THEN
-		RAISE EXCEPTION 'pipeline "%" runs with parallelism %: it cannot start from a savepoint yet', p.name, p.parallelism
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Start from a savepoint a pipeline with parallelism 1.';
-	END IF;
 	PERFORM streamflink._check_savepoint_fits(p.id, sp_id);
 	RETURN sp_id;
 END
@@ -636,12 +636,6 @@ BEGIN
 		RAISE EXCEPTION 'pipeline "%" is not running', p.name
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'A savepoint is taken by the running pipeline: start it first.';
-	END IF;
-	/* A savepoint holds one worker's snapshot: parallel tasks' come later. */
-	IF p.parallelism > 1 THEN
-		RAISE EXCEPTION 'pipeline "%" runs with parallelism %: savepoints of parallel pipelines are not supported yet', p.name, p.parallelism
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Its checkpoints still make it exactly-once across restarts.';
 	END IF;
 END
 $$;
@@ -692,7 +686,8 @@ END
 $$;
 
 /* start(pipeline, from_savepoint): the savepoint block, before the start. */
-CREATE FUNCTION streamflink._start_from_savepoint(p streamflink.pipeline, from_savepoint text)
+CREATE FUNCTION streamflink._start_from_savepoint(p streamflink.pipeline, from_savepoint text,
+												  parallelism int DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -700,6 +695,9 @@ AS $$
 DECLARE
 	sp_id int;
 BEGIN
+	IF parallelism IS NOT NULL AND parallelism <> p.parallelism THEN
+		PERFORM streamflink._check_rescale(p, from_savepoint, parallelism);
+	END IF;
 	IF from_savepoint IS NOT NULL THEN
 		IF p.state = 'running' THEN
 			RAISE EXCEPTION 'pipeline "%" is running', p.name
@@ -709,14 +707,19 @@ BEGIN
 		sp_id := streamflink._savepoint_for_start(p, from_savepoint);
 	END IF;
 	/* A plain start resumes from the last checkpoint, whatever an earlier start asked. */
-	IF p.state = 'stopped' AND p.restore_savepoint IS DISTINCT FROM sp_id THEN
-		UPDATE streamflink.pipeline SET restore_savepoint = sp_id WHERE id = p.id;
+	IF p.state = 'stopped' AND (p.restore_savepoint IS DISTINCT FROM sp_id OR
+								coalesce(parallelism, p.parallelism) <> p.parallelism) THEN
+		/* one UPDATE: the layout trigger sees the savepoint with the new parallelism */
+		UPDATE streamflink.pipeline SET restore_savepoint = sp_id,
+			   parallelism = coalesce(_start_from_savepoint.parallelism, p.parallelism)
+		 WHERE id = p.id;
 	END IF;
 END
 $$;
 
 DROP FUNCTION streamflink.start(text);
-CREATE FUNCTION streamflink.start(pipeline text, from_savepoint text DEFAULT NULL)
+CREATE FUNCTION streamflink.start(pipeline text, from_savepoint text DEFAULT NULL,
+								  parallelism int DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -725,7 +728,7 @@ DECLARE
 	p streamflink.pipeline := streamflink._pipeline(pipeline);
 BEGIN
 	PERFORM streamflink._check_owner('pipeline', p.name, p.owner);
-	PERFORM streamflink._start_from_savepoint(p, from_savepoint);
+	PERFORM streamflink._start_from_savepoint(p, from_savepoint, start.parallelism);
 	IF p.state = 'running' THEN
 		RAISE NOTICE 'pipeline "%" is already running', p.name;
 		RETURN;
@@ -808,16 +811,16 @@ REVOKE ALL ON FUNCTION streamflink._state_format(), streamflink._take_savepoint(
 	streamflink._savepoint_for_start(streamflink.pipeline, text),
 	streamflink._check_savepoint_name(streamflink.pipeline, text),
 	streamflink.savepoint(text, text), streamflink.drop_savepoint(text, text),
-	streamflink._start_from_savepoint(streamflink.pipeline, text),
-	streamflink.start(text, text), streamflink._stop_with_savepoint(streamflink.pipeline, text),
+	streamflink._start_from_savepoint(streamflink.pipeline, text, int),
+	streamflink.start(text, text, int), streamflink._stop_with_savepoint(streamflink.pipeline, text),
 	streamflink.stop(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink._state_format(), streamflink._take_savepoint(int, text, bool),
 	streamflink._state_meaning(int), streamflink._check_savepoint_fits(int, int),
 	streamflink._savepoint_for_start(streamflink.pipeline, text),
 	streamflink._check_savepoint_name(streamflink.pipeline, text),
 	streamflink.savepoint(text, text), streamflink.drop_savepoint(text, text),
-	streamflink._start_from_savepoint(streamflink.pipeline, text),
-	streamflink.start(text, text), streamflink._stop_with_savepoint(streamflink.pipeline, text),
+	streamflink._start_from_savepoint(streamflink.pipeline, text, int),
+	streamflink.start(text, text, int), streamflink._stop_with_savepoint(streamflink.pipeline, text),
 	streamflink.stop(text, text) TO streamflink_user;
 GRANT SELECT ON streamflink.savepoint, streamflink.savepoint_offset, streamflink.savepoints
 	TO streamflink_user;
@@ -1923,3 +1926,103 @@ BEGIN
 	END IF;
 END
 $$;
+
+/* ====================================================================
+ * Rescaling pipelines (src/savepoint.c; README "Savepoints", rescaling).
+ * After the parallel pipelines' section: it needs pipeline.parallelism.
+ *
+ * start(pipeline, from_savepoint => name,
+ * parallelism => M).  Each new task builds its state from the savepoint's
+ * key-group range snapshots that overlap its own range (the worker,
+ * savepoint_prepare_restore); partitions and their positions go to the
+ * task that reads them now.  The state layout of a pipeline is the
+ * parallelism of its last completed checkpoint: a pipeline's parallelism
+ * may differ from it only while a savepoint restore is pending.
+ * ==================================================================== */
+CREATE FUNCTION streamflink._check_rescale(p streamflink.pipeline, from_savepoint text, parallelism int)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM streamflink._check_parallelism(parallelism, p.checkpoint_mode, p.aligned_checkpoint_timeout);
+	IF p.state = 'running' THEN
+		RAISE EXCEPTION 'pipeline "%" is running: its parallelism cannot change', p.name
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Stop it with a savepoint (stop(pipeline, savepoint => name)), then start(pipeline, from_savepoint => name, parallelism => n).';
+	END IF;
+	IF from_savepoint IS NULL AND
+	   EXISTS (SELECT 1 FROM streamflink.checkpoint c WHERE c.pipeline_id = p.id) THEN
+		RAISE EXCEPTION 'changing the parallelism of pipeline "%" from % to % needs a savepoint', p.name, p.parallelism, parallelism
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its state is laid out by key-group ranges of its current tasks; only a savepoint is redistributed to new tasks.',
+				  HINT = 'Take one (savepoint(), or stop(pipeline, savepoint => name)) and start(pipeline, from_savepoint => name, parallelism => n).';
+	END IF;
+	IF p.sink_topic IS NOT NULL AND parallelism > 1 THEN
+		RAISE EXCEPTION 'pipeline "%" writes to a Kafka sink: it cannot be rescaled yet', p.name
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Rescale pipelines with a table sink.';
+	END IF;
+	/* each task resolves only its own in-doubt transactions: none may be left to a task that goes */
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts x
+				 JOIN pg_catalog.pg_database d ON d.datname = x.database
+				WHERE d.datname = pg_catalog.current_database()
+				  AND x.gid LIKE pg_catalog.format('streamflink:%s:%s:%%', d.oid, p.id)) THEN
+		RAISE EXCEPTION 'pipeline "%" has prepared transactions of an interrupted checkpoint', p.name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Start it once with its current parallelism (its tasks resolve them), stop it with a savepoint, then rescale.';
+	END IF;
+END
+$$;
+
+/* The state layout guard: also for superusers' own UPDATEs of the catalog. */
+CREATE FUNCTION streamflink._pipeline_parallelism_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	last streamflink.checkpoint;
+BEGIN
+	IF NEW.parallelism IS NOT DISTINCT FROM OLD.parallelism AND
+	   NEW.restore_savepoint IS NOT DISTINCT FROM OLD.restore_savepoint THEN
+		RETURN NEW;
+	END IF;
+	IF NEW.parallelism IS DISTINCT FROM OLD.parallelism AND OLD.state = 'running' THEN
+		RAISE EXCEPTION 'pipeline "%" is running: its parallelism cannot change', NEW.name
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Stop it with a savepoint, then start(pipeline, from_savepoint => name, parallelism => n).';
+	END IF;
+	SELECT * INTO last FROM streamflink.checkpoint c WHERE c.pipeline_id = NEW.id
+	 ORDER BY c.id DESC LIMIT 1;
+	IF FOUND AND NEW.restore_savepoint IS NULL AND NEW.parallelism <> last.parallelism THEN
+		RAISE EXCEPTION 'pipeline "%" has the state of % task(s) (checkpoint %): parallelism % would not find it',
+			NEW.name, last.parallelism, last.id, NEW.parallelism
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Change the parallelism with start(pipeline, from_savepoint => name, parallelism => n): a savepoint is redistributed over the new tasks.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER check_parallelism BEFORE UPDATE OF parallelism, restore_savepoint ON streamflink.pipeline
+	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_parallelism_check();
+
+/* savepoint_offset has no foreign key (see above): its rows go with the savepoint's. */
+CREATE FUNCTION streamflink._savepoint_remove_offsets()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM streamflink.savepoint_offset o WHERE o.savepoint_id = OLD.id;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER remove_offsets AFTER DELETE ON streamflink.savepoint
+	FOR EACH ROW EXECUTE FUNCTION streamflink._savepoint_remove_offsets();
+
+REVOKE ALL ON FUNCTION streamflink._check_rescale(streamflink.pipeline, text, int),
+	streamflink._pipeline_parallelism_check(), streamflink._savepoint_remove_offsets() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._check_rescale(streamflink.pipeline, text, int) TO streamflink_user;
+GRANT UPDATE (parallelism) ON streamflink.pipeline TO streamflink_user;

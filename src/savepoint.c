@@ -44,9 +44,6 @@ PG_FUNCTION_INFO_V1(streamflink_state_format);
 PG_FUNCTION_INFO_V1(streamflink_savepoint_removed);
 PG_FUNCTION_INFO_V1(streamflink_rescale_savepoint);
 
-/* The key-group range one snapshot covers (one worker: all of them). */
-#define SAVEPOINT_RANGE_DIR psprintf("%d-%d", 0, STATE_KEY_GROUPS - 1)
-
 /* Names are checked by the catalog too; never build a path from another. */
 static void
 check_name(const char *name)
@@ -71,69 +68,52 @@ savepoint_dir(Oid dboid, int32 pipeline_id, const char *name)
 
 /* --- the participant (in the worker) ------------------------------------- */
 
-static void
-sp_prepare(void *arg, Checkpoint *chk)
+/*
+ * Which savepoint checkpoint chk is, if any: a single worker's or task 0's
+ * own request, or for the other tasks what task 0 announced in the slot.
+ */
+static bool
+sp_current(SavepointParticipant *sp, Checkpoint *chk, char *name, int32 *row)
 {
-	SavepointParticipant *sp = (SavepointParticipant *) arg;
-	char	   *top;
-	char	   *snap;
-	Oid			types[6] = {INT4OID, TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID};
-	Datum		args[6];
-	char		nulls[6];
-	int32		savepoint_id;
-	bool		isnull;
+	WorkerSlot *slot;
+	pid_t		pid;
+	bool		found = false;
+
+	if (sp->ntasks == 0 || sp->task == 0)
+	{
+		if (sp->pending[0] == '\0' || (sp->ntasks > 0 && sp->taking != chk->id))
+			return false;
+		strlcpy(name, sp->pending, SAVEPOINT_NAME_LEN + 1);
+		*row = sp->row;
+		return true;
+	}
+	slot = slot_find(MyDatabaseId, sp->def->id, &pid);
+	if (slot == NULL)
+		return false;
+	SpinLockAcquire(&slot->mutex);
+	if (slot->savepoint_for_checkpoint == chk->id && slot->savepoint_announcer == pid && pid != 0)
+	{
+		strlcpy(name, slot->savepoint_name, SAVEPOINT_NAME_LEN + 1);
+		*row = slot->savepoint_row;
+		found = true;
+	}
+	SpinLockRelease(&slot->mutex);
+	return found;
+}
+
+/* This worker's (task's) positions, as savepoint row 'row''s offsets. */
+static void
+sp_write_offsets(SavepointParticipant *sp, Checkpoint *chk, int32 savepoint_id)
+{
 	SPIPlanPtr	plan;
 	Oid			otypes[6] = {INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, TIMESTAMPTZOID};
-
-	if (sp->pending[0] == '\0')
-		return;
-
-	/*
-	 * The files first: the checkpoint's snapshot, hard-linked.  A directory
-	 * of that name without a row is what a crash before the decision left
-	 * (the requesting backend found the name free).
-	 */
-	top = savepoint_dir(MyDatabaseId, sp->def->id, sp->pending);
-	strlcpy(sp->link_dir, top, sizeof(sp->link_dir));
-	state_remove_dir(top);
-	if (pg_mkdir_p(top, pg_dir_create_mode) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create directory \"%s\": %m", top)));
-	snap = checkpoint_snapshot_dir(sp->dir, chk->id);
-	state_restore(psprintf("%s/%s", top, SAVEPOINT_RANGE_DIR), snap);
-
-	/* The row and the positions, in the epoch transaction. */
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	memset(nulls, ' ', sizeof(nulls));
-	args[0] = Int32GetDatum(sp->def->id);
-	args[1] = CStringGetTextDatum(sp->pending);
-	args[2] = Int64GetDatum(chk->id);
-	args[3] = Int64GetDatum((int64) chk->stats.state_bytes);
-	args[4] = TimestampTzGetDatum(chk->watermark);
-	if (chk->watermark == DT_NOBEGIN)
-		nulls[4] = 'n';
-	args[5] = Int32GetDatum(STATE_FORMAT_VERSION);
-	if (SPI_execute_with_args("INSERT INTO streamflink.savepoint"
-							  " (pipeline_id, name, checkpoint_id, size_bytes, watermark,"
-							  "  state_format, parallelism, key_groups, meaning, fingerprint)"
-							  " SELECT $1, $2, $3, $4, $5, $6, 1, " CppAsString2(STATE_KEY_GROUPS) ","
-							  "  m, md5(m::text)"
-							  "  FROM streamflink._state_meaning($1) m"
-							  " RETURNING id",
-							  6, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "could not record savepoint \"%s\"", sp->pending);
-	savepoint_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											   1, &isnull));
 
 	plan = SPI_prepare("INSERT INTO streamflink.savepoint_offset"
 					   " (pipeline_id, savepoint_id, topic, partition, next_offset, max_event_time)"
 					   " VALUES ($1, $2, $3, $4, $5, $6)", 6, otypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare savepoint_offset insert");
+	/* a task's checkpoint has positions for its own partitions only */
 	for (int p = 0; p < chk->nparts; p++)
 	{
 		PartitionPosition *pos = &chk->positions[p];
@@ -154,9 +134,200 @@ sp_prepare(void *arg, Checkpoint *chk)
 		if (SPI_execute_plan(plan, oargs, onulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record savepoint offsets");
 	}
+}
+
+static void
+sp_prepare(void *arg, Checkpoint *chk)
+{
+	SavepointParticipant *sp = (SavepointParticipant *) arg;
+	char	   *top;
+	char	   *snap;
+	char		name[SAVEPOINT_NAME_LEN + 1];
+	Oid			types[6] = {INT4OID, TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[6];
+	char		nulls[6];
+	int32		savepoint_id = 0;
+	bool		isnull;
+
+	if (!sp_current(sp, chk, name, &savepoint_id))
+		return;
+
+	/*
+	 * The files first: the checkpoint's snapshot, hard-linked.  A directory
+	 * of that name without a row is what a crash before the decision left
+	 * (the requesting backend found the name free).  The tasks of a
+	 * parallel pipeline each link their own range into the same directory.
+	 */
+	top = savepoint_dir(MyDatabaseId, sp->def->id, name);
+	if (sp->ntasks == 0)
+	{
+		state_remove_dir(top);
+		strlcpy(sp->link_dir, top, sizeof(sp->link_dir));
+	}
+	if (pg_mkdir_p(top, pg_dir_create_mode) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", top)));
+	top = psprintf("%s/%d-%d", top, sp->range.lo, sp->range.hi);
+	if (sp->ntasks > 0)
+	{
+		state_remove_dir(top);
+		strlcpy(sp->link_dir, top, sizeof(sp->link_dir));
+	}
+	snap = checkpoint_snapshot_dir(sp->dir, chk->id);
+	state_restore(top, snap);
+
+	/* The row and the positions, in the epoch transaction. */
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (sp->ntasks == 0)
+	{
+		memset(nulls, ' ', sizeof(nulls));
+		args[0] = Int32GetDatum(sp->def->id);
+		args[1] = CStringGetTextDatum(name);
+		args[2] = Int64GetDatum(chk->id);
+		args[3] = Int64GetDatum((int64) chk->stats.state_bytes);
+		args[4] = TimestampTzGetDatum(chk->watermark);
+		if (chk->watermark == DT_NOBEGIN)
+			nulls[4] = 'n';
+		args[5] = Int32GetDatum(STATE_FORMAT_VERSION);
+		if (SPI_execute_with_args("INSERT INTO streamflink.savepoint"
+								  " (pipeline_id, name, checkpoint_id, size_bytes, watermark,"
+								  "  state_format, parallelism, key_groups, meaning, fingerprint)"
+								  " SELECT $1, $2, $3, $4, $5, $6, 1, " CppAsString2(STATE_KEY_GROUPS) ","
+								  "  m, md5(m::text)"
+								  "  FROM streamflink._state_meaning($1) m"
+								  " RETURNING id",
+								  6, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+			SPI_processed != 1)
+			elog(ERROR, "could not record savepoint \"%s\"", name);
+		savepoint_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												   1, &isnull));
+	}
+	/* a parallel pipeline's row comes with the decision (savepoint_record) */
+	sp_write_offsets(sp, chk, savepoint_id);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+}
+
+void
+savepoint_record(SavepointParticipant *sp, Checkpoint *chk, int parallelism,
+				 int64 state_bytes, TimestampTz watermark)
+{
+	Oid			types[8] = {INT4OID, TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID,
+	INT4OID, INT4OID};
+	Datum		args[8];
+	char		nulls[8];
+
+	if (sp->pending[0] == '\0' || sp->taking != chk->id)
+		return;
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int32GetDatum(sp->def->id);
+	args[1] = CStringGetTextDatum(sp->pending);
+	args[2] = Int64GetDatum(chk->id);
+	args[3] = Int64GetDatum(state_bytes);
+	args[4] = TimestampTzGetDatum(watermark);
+	if (watermark == DT_NOBEGIN || watermark == DT_NOEND)
+		nulls[4] = 'n';
+	args[5] = Int32GetDatum(STATE_FORMAT_VERSION);
+	args[6] = Int32GetDatum(parallelism);
+	args[7] = Int32GetDatum(sp->row);
+	if (SPI_execute_with_args("INSERT INTO streamflink.savepoint"
+							  " (id, pipeline_id, name, checkpoint_id, size_bytes, watermark,"
+							  "  state_format, parallelism, key_groups, meaning, fingerprint)"
+							  " SELECT $8, $1, $2, $3, $4, $5, $6, $7, " CppAsString2(STATE_KEY_GROUPS) ","
+							  "  m, md5(m::text)"
+							  "  FROM streamflink._state_meaning($1) m",
+							  8, types, args, nulls, false, 0) != SPI_OK_INSERT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not record savepoint \"%s\"", sp->pending);
+}
+
+void
+savepoint_set_task(SavepointParticipant *sp, int task, int ntasks)
+{
+	sp->task = task;
+	sp->ntasks = ntasks;
+	sp->range = state_key_group_range_for(task, ntasks);
+}
+
+bool
+savepoint_parallel_request(SavepointParticipant *sp, WorkerSlot *slot, int64 next_id)
+{
+	bool		isnull;
+
+	if (slot == NULL || sp->pending[0] != '\0' || !savepoint_requested(sp, slot))
+		return false;
+
+	/* its row's id now: the tasks write their positions under it */
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT nextval('streamflink.savepoint_id_seq')::int4", false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not choose a savepoint id");
+	sp->row = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	sp->taking = next_id;
+
+	SpinLockAcquire(&slot->mutex);
+	slot->savepoint_for_checkpoint = next_id;
+	slot->savepoint_row = sp->row;
+	slot->savepoint_announcer = MyProcPid;
+	SpinLockRelease(&slot->mutex);
+	return true;
+}
+
+void
+savepoint_parallel_done(SavepointParticipant *sp, WorkerSlot *slot, int64 checkpoint_id)
+{
+	if (slot == NULL || sp->pending[0] == '\0' || checkpoint_id < sp->taking)
+		return;
+	savepoint_taken(sp, slot, sp->taking);
+	sp->taking = 0;
+}
+
+bool
+savepoint_is_checkpoint(SavepointParticipant *sp, int64 id)
+{
+	char		name[SAVEPOINT_NAME_LEN + 1];
+	int32		row;
+	Checkpoint	chk = {.id = id};
+
+	return sp_current(sp, &chk, name, &row);
+}
+
+bool
+savepoint_task_paused(SavepointParticipant *sp, int64 checkpoint_id)
+{
+	WorkerSlot *slot;
+	pid_t		pid;
+	bool		pause;
+	TransactionId xid;
+
+	if (sp->task == 0)
+		return savepoint_paused(sp);
+	/* a pause begins with a checkpoint: look again only after one, or while paused */
+	if (checkpoint_id == sp->pause_checked && !sp->pause_seen)
+		return false;
+	sp->pause_checked = checkpoint_id;
+	sp->pause_seen = false;
+	slot = slot_find(MyDatabaseId, sp->def->id, &pid);
+	if (slot == NULL)
+		return false;
+	SpinLockAcquire(&slot->mutex);
+	pause = slot->savepoint_pause && slot->savepoint_announcer == pid && pid != 0 &&
+		slot->savepoint_for_checkpoint > 0 && checkpoint_id >= slot->savepoint_for_checkpoint;
+	xid = slot->savepoint_stop_xid;
+	SpinLockRelease(&slot->mutex);
+	/* as savepoint_paused: until the stopping transaction rolled back */
+	sp->pause_seen = pause && TransactionIdIsValid(xid) &&
+		(TransactionIdIsInProgress(xid) || TransactionIdDidCommit(xid));
+	return sp->pause_seen;
 }
 
 static void
@@ -193,11 +364,18 @@ savepoint_participant(SavepointParticipant *sp, const char *dir, PipelineDef *de
 	memset(sp, 0, sizeof(*sp));
 	sp->dir = dir;
 	sp->def = def;
+	sp->range.lo = 0;
+	sp->range.hi = STATE_KEY_GROUPS - 1;
+
+	/* Tasks other than 0 have no slot: they learn of savepoints from task 0. */
+	if (slot == NULL)
+		return p;
 
 	/* Requests made to a worker before us were answered by its exit. */
 	SpinLockAcquire(&slot->mutex);
 	slot->savepoint_done_seq = slot->savepoint_seq;
 	slot->savepoint_checkpoint = 0;
+	slot->savepoint_for_checkpoint = 0;
 	sp->handled = slot->savepoint_seq;
 	SpinLockRelease(&slot->mutex);
 	return p;
@@ -402,22 +580,47 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create directory \"%s\": %m", dir)));
-	chk = checkpoint_snapshot_dir(dir, id);
-	state_remove_dir(chk);
 	{
 		char	  **dirs;
 		KeyGroupRange *ranges;
-		KeyGroupRange all = {0, STATE_KEY_GROUPS - 1};
 		int			n = savepoint_ranges(top, name, &dirs, &ranges);
+		int			ntasks = Max(def->parallelism, 1);
 
 		/*
-		 * One worker owns every key group: one snapshot of them all is
-		 * linked as is; snapshots of several workers are merged by range.
+		 * Each task of the pipeline's parallelism (one worker: task 0, all
+		 * key groups) gets a snapshot of its own key-group range: a
+		 * savepoint range that is exactly its own is linked as is, others
+		 * are merged by range scans of those that overlap it (Flink's
+		 * RocksDB restore clipping key-group ranges).
 		 */
-		if (n == 1)
-			state_restore(chk, dirs[0]);
-		else
-			state_restore_key_groups(chk, dirs, n, all);
+		for (int t = 0; t < ntasks; t++)
+		{
+			KeyGroupRange r = state_key_group_range_for(t, ntasks);
+			char	   *tdir = t == 0 ? (char *) dir : psprintf("%s/task-%d", dir, t);
+			char	  **from = palloc(sizeof(char *) * n);
+			int			nfrom = 0;
+			int			exact = -1;
+
+			if (pg_mkdir_p(tdir, pg_dir_create_mode) != 0 && errno != EEXIST)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not create directory \"%s\": %m", tdir)));
+			chk = checkpoint_snapshot_dir(tdir, id);
+			state_remove_dir(chk);
+			for (int j = 0; j < n; j++)
+			{
+				if (ranges[j].lo > r.hi || r.lo > ranges[j].hi)
+					continue;
+				if (ranges[j].lo == r.lo && ranges[j].hi == r.hi)
+					exact = j;
+				from[nfrom++] = dirs[j];
+			}
+			if (exact >= 0)
+				state_restore(chk, dirs[exact]);
+			else
+				(void) state_restore_key_groups(chk, from, nfrom, r);
+			checkpoint_failpoint("savepoint_task_restored");
+		}
 	}
 
 	/* The checkpoint's row and positions, and the request done. */
@@ -426,12 +629,15 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 		Datum		iargs[3] = {Int32GetDatum(def->id), Int64GetDatum(id),
 		Int32GetDatum(savepoint_id)};
 
+		/* the layout of the state now: the pipeline's parallelism */
 		if (SPI_execute_with_args("INSERT INTO streamflink.checkpoint"
 								  " (pipeline_id, id, started, completed, duration, state_bytes,"
-								  "  new_state_bytes, events, rows_emitted, watermark, state_format)"
+								  "  new_state_bytes, events, rows_emitted, watermark, state_format,"
+								  "  parallelism)"
 								  " SELECT $1, $2, now(), now(), interval '0', s.size_bytes, 0, 0, 0,"
-								  "        s.watermark, s.state_format"
-								  "   FROM streamflink.savepoint s WHERE s.id = $3",
+								  "        s.watermark, s.state_format, p.parallelism"
+								  "   FROM streamflink.savepoint s, streamflink.pipeline p"
+								  "  WHERE s.id = $3 AND p.id = $1",
 								  3, itypes, iargs, NULL, false, 0) != SPI_OK_INSERT ||
 			SPI_execute_with_args("INSERT INTO streamflink.checkpoint_offset"
 								  " (pipeline_id, checkpoint_id, topic, partition, next_offset, max_event_time)"

@@ -74,6 +74,10 @@ typedef struct WorkerSlot
 	bool		savepoint_pause;	/* a stop with savepoint */
 	TransactionId savepoint_stop_xid;	/* ... and its transaction */
 	int64		savepoint_checkpoint;	/* checkpoint of the last answer */
+	/* A parallel pipeline's savepoint, as task 0 announced it to its tasks. */
+	int64		savepoint_for_checkpoint;	/* the checkpoint it is taken as */
+	int32		savepoint_row;	/* its streamflink.savepoint id */
+	pid_t		savepoint_announcer;	/* task 0 that announced it */
 } WorkerSlot;
 
 /* streamflink.max_workers (only when preloaded: a server-start setting). */

@@ -994,12 +994,17 @@ barrier_received(Worker *w, int channel, int64 id)
 		elog(ERROR, "task %d received barrier " INT64_FORMAT " from task %d after checkpoint " INT64_FORMAT,
 			 w->task, id, channel, w->checkpoint_id);
 	if (w->nblocked == 0)
+	{
 		w->first_barrier_at = now;
+		/* a savepoint is aligned: its restore has no channel state */
+		w->savepoint.aligned = savepoint_is_checkpoint(&w->savepoint, id);
+	}
 	w->last_barrier_at = now;
 	w->blocked[channel] = true;
 	w->nblocked++;
 	/* unaligned: the first barrier ends the taking of events */
-	if (w->def->unaligned_checkpoints || w->def->aligned_checkpoint_timeout == 0)
+	if ((w->def->unaligned_checkpoints || w->def->aligned_checkpoint_timeout == 0) &&
+		!w->savepoint.aligned)
 		w->draining = true;
 }
 
@@ -1138,6 +1143,7 @@ operator_round(Worker *w)
 
 	/* aligned, but alignment took too long: unaligned from here on */
 	if (!w->draining && w->nblocked > 0 && w->def->aligned_checkpoint_timeout >= 0 &&
+		!w->savepoint.aligned &&
 		GetCurrentTimestamp() - w->first_barrier_at >= w->def->aligned_checkpoint_timeout)
 		w->draining = true;
 
@@ -1417,6 +1423,8 @@ group_record(void *arg, Checkpoint *chk)
 							  " WHERE pipeline_id = $1 AND id = $2",
 							  14, types, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record checkpoint " INT64_FORMAT, chk->id);
+	/* a savepoint's row comes with the decision, once every task prepared */
+	savepoint_record(&w->savepoint, chk, w->ntasks, bytes, wm);
 	if (chk->id > checkpoint_history &&
 		SPI_execute_with_args("DELETE FROM streamflink.checkpoint_task"
 							  " WHERE pipeline_id = $1 AND checkpoint_id <= $2",
@@ -1540,6 +1548,7 @@ parallel_loop(Worker *w)
 		int64		trigger;
 		int64		stop_after;
 		TimestampTz now;
+		bool		paused;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!PostmasterIsAlive())
@@ -1555,6 +1564,10 @@ parallel_loop(Worker *w)
 
 		now = GetCurrentTimestamp();
 		trigger = (int64) pg_atomic_read_u64(&ctl->trigger);
+		if (w->task == 0)
+			savepoint_parallel_done(&w->savepoint, w->slot, w->checkpoint_id);
+		/* after a stop's savepoint: every task reads nothing more until the stop */
+		paused = savepoint_task_paused(&w->savepoint, w->checkpoint_id);
 		if (w->task == 0)
 		{
 			int64		decided = (int64) pg_atomic_read_u64(&ctl->decided);
@@ -1576,6 +1589,14 @@ parallel_loop(Worker *w)
 				stop_after = last + 1;
 				pg_atomic_write_u64(&ctl->stop_after, stop_after);
 				exchange_wake_all(w->ex);
+			}
+			else if (stop_after == 0 && trigger == decided &&
+					 savepoint_parallel_request(&w->savepoint, w->slot, decided + 1))
+			{
+				/* a savepoint is a checkpoint now, events or not (savepoint.h) */
+				(void) pg_atomic_exchange_u32(&ctl->dirty, 0);
+				trigger_checkpoint(w, decided + 1, now);
+				next_checkpoint = now + w->def->checkpoint_interval;
 			}
 			else if (stop_after == 0 && trigger == decided && now >= next_checkpoint)
 			{
@@ -1602,7 +1623,8 @@ parallel_loop(Worker *w)
 		 * epoch transaction, which belongs to that checkpoint until it is
 		 * prepared.
 		 */
-		if (room && stop_after == 0 && w->nmine > 0 && w->emitted == w->checkpoint_id)
+		if (room && stop_after == 0 && w->nmine > 0 && w->emitted == w->checkpoint_id &&
+			!paused)
 		{
 			char	   *err = NULL;
 			int			n;
@@ -1635,7 +1657,8 @@ parallel_loop(Worker *w)
 				did = true;
 			}
 		}
-		source_watermark(w, now);
+		if (!paused)
+			source_watermark(w, now);
 		room = exchange_flush(w->ex);
 		task_clock_output(&w->clock, !room);
 
@@ -1644,7 +1667,7 @@ parallel_loop(Worker *w)
 
 		if (!did)
 		{
-			int			fd = (room && stop_after == 0 && w->emitted == w->checkpoint_id) ?
+			int			fd = (room && stop_after == 0 && w->emitted == w->checkpoint_id && !paused) ?
 				ksrc_wakeup_fd(w->src) : -1;
 			int			rc;
 
@@ -1736,12 +1759,9 @@ worker_startup(Worker *w)
 		checkpoint_register(w->coord, &p);
 		p = checkpoint_sink_participant(w->sink);
 		checkpoint_register(w->coord, &p);
-		if (w->ex == NULL)
-		{
-			/* savepoints of parallel pipelines: not yet (refused in SQL) */
-			p = savepoint_participant(&w->savepoint, w->dir, w->def, w->slot);
-			checkpoint_register(w->coord, &p);
-		}
+		p = savepoint_participant(&w->savepoint, w->dir, w->def,
+								  w->task == 0 ? w->slot : NULL);
+		checkpoint_register(w->coord, &p);
 		if (w->ex != NULL)
 		{
 			CheckpointGroup g = {
@@ -1750,6 +1770,8 @@ worker_startup(Worker *w)
 				.record = group_record,
 				.decided = group_decided
 			};
+
+			savepoint_set_task(&w->savepoint, w->task, w->ntasks);
 
 			p = task_participant(w);
 			checkpoint_register(w->coord, &p);
@@ -1768,7 +1790,9 @@ worker_startup(Worker *w)
 	 * the state of the last completed checkpoint.
 	 */
 	w->recovering = true;
-	savepoint_prepare_restore(w->dboid, w->def, w->dir);
+	/* a parallel pipeline's task 0 restored a savepoint before starting its tasks */
+	if (w->ex == NULL)
+		savepoint_prepare_restore(w->dboid, w->def, w->dir);
 	w->checkpoint_id = checkpoint_recover(w->coord);
 	w->recovering = false;
 	savepoint_remove_orphans(w->def, w->dir);
@@ -2337,6 +2361,10 @@ streamflink_worker_main(Datum arg)
 		w->tslot = task_claim(dboid, pipeline_id, 0, 30000, w->ntasks > 1);
 		if (w->ntasks > 1)
 		{
+			/* every task's snapshot of a savepoint to restore, before they start */
+			w->recovering = true;
+			savepoint_prepare_restore(dboid, w->def, state_pipeline_dir(dboid, pipeline_id));
+			w->recovering = false;
 			start_tasks(w);
 			worker_startup(w);
 			parallel_join(w);

@@ -28,8 +28,13 @@
 # those of the messages it reads again once), and every savepoint row must
 # have its files and no files be left without a row.
 #
+# With SF_FSP_RESCALE=1, after 7.: the pipeline is rescaled 1 -> 3 -> 2 -> 1
+# through stops with savepoint while chunks are produced, with a crash in
+# the middle of the per-task restore into 3 tasks (failpoint) and a kill -9
+# of task 0 while it runs with 2.
+#
 # Alone: bash test/fault_savepoint.sh (as root).  Knobs: SF_FSP_EVENTS
-# (60000), SF_FSP_SEED (random), SF_KEEP=1.
+# (60000), SF_FSP_SEED (random), SF_FSP_RESCALE (0), SF_KEEP=1.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +44,9 @@ events=${SF_FSP_EVENTS:-60000}
 seed=${SF_FSP_SEED:-$RANDOM}
 RANDOM=$seed
 parts=2
+rescale=${SF_FSP_RESCALE:-0}
 chunks=6
+[ "$rescale" = 1 ] && chunks=9
 
 sf_test_setup fault_savepoint
 work=$SF_TEST_DIR
@@ -218,6 +225,33 @@ faults=$((faults + 1))
 running
 [ "$(sql_retry -c "SELECT restore_savepoint IS NULL FROM streamflink.pipeline WHERE name = 'fsp'")" = t ] ||
     { say "restore of f still pending"; bad=1; }
+
+# 7b. Rescale 1 -> 3 -> 2 -> 1 through savepoints, with faults.
+if [ "$rescale" = 1 ]; then
+    for m in 3 2 1; do
+        produce_chunk
+        caught_up
+        sql -c "SELECT streamflink.stop('fsp', savepoint => 'r$m')" >/dev/null
+        wait_for "the stop" "SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'fsp'"
+        [ "$m" = 3 ] && failpoint savepoint_task_restored
+        sql -c "SELECT streamflink.start('fsp', from_savepoint => 'r$m', parallelism => $m)" >/dev/null
+        if [ "$m" = 3 ]; then
+            failpoint_reached savepoint_task_restored
+            faults=$((faults + 1))
+        fi
+        running
+        if [ "$m" = 2 ]; then
+            produce_chunk
+            sleep "0.$((RANDOM % 8))"
+            kill -9 "$(worker_pid)" 2>/dev/null || true
+            faults=$((faults + 1))
+            running
+        fi
+        say "rescaled to $m: savepoint r$m of $(sql -c "SELECT parallelism FROM streamflink.savepoints WHERE name = 'r$m'") task(s), ranges $(ls "$dir/savepoints/r$m" | xargs)"
+    done
+    [ "$(sql_retry -c "SELECT parallelism FROM streamflink.pipeline WHERE name = 'fsp'")" = 1 ] ||
+        { say "not back to parallelism 1"; bad=1; }
+fi
 
 # 8. A kill -9 while the last chunks are read.
 produce_chunk
