@@ -135,6 +135,12 @@ if [[ " $parts " == *" fault "* ]]; then
         [ -f "$t" ] || continue
         if bash "$t"; then pass "$t"; else fail "$t"; fi
     done
+    # Savepoints rescaled 1 -> 3 -> 2 -> 1 under faults (about a minute).
+    if SF_FSP_RESCALE=1 SF_FSP_EVENTS=30000 bash test/fault_savepoint.sh; then
+        pass "test/fault_savepoint.sh (rescale)"
+    else
+        fail "test/fault_savepoint.sh (rescale)"
+    fi
     # Parallel pipelines: every checkpoint mode at parallelism 3, and the
     # CEP test at parallelism 2 (about 3 minutes on 2 cores).
     if SF_PARALLEL_ALL=1 bash test/fault_parallel.sh; then
