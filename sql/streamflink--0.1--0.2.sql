@@ -1225,33 +1225,7 @@ AS $$ SELECT * FROM streamflink.decode(source, convert_to(payload, getdatabaseen
 									   convert_to(key, getdatabaseencoding()), headers,
 									   "partition", "offset", "timestamp") $$;
 
-/* The value alone: a source with metadata columns gets them NULL. */
-CREATE OR REPLACE FUNCTION streamflink.decode(source text, payload bytea,
-											  OUT decoded jsonb, OUT error text)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	s streamflink.source := streamflink._source(source);
-BEGIN
-	IF s.metadata IS NOT NULL THEN
-		SELECT d.decoded, d.error INTO decoded, error
-		FROM streamflink.decode(source, payload, NULL::bytea, NULL, NULL, NULL, NULL) d;
-		RETURN;
-	END IF;
-	/*
-	 * Decoding reports a bad payload in "error", never by raising; but a
-	 * decoded row can fail to become jsonb: a json column may hold a number
-	 * beyond numeric's range, which json accepts and jsonb does not.
-	 */
-	EXECUTE pg_catalog.format('SELECT to_jsonb(d."row"), d.error FROM streamflink._decode($1, NULL::%s, $2, $3) d',
-							  s.row_type)
-		INTO decoded, error USING s.format, payload, s.owner;
-EXCEPTION WHEN others THEN
-	decoded := NULL;
-	error := 'decoded, but the row cannot be shown as jsonb: ' || SQLERRM;
-END
-$$;
+/* decode(source, payload), the value alone: see the Avro section below. */
 REVOKE ALL ON FUNCTION streamflink.decode(text, bytea, bytea, jsonb, int, bigint, timestamptz),
 	streamflink.decode(text, text, text, jsonb, int, bigint, timestamptz),
 	streamflink._decode_message(text, text, jsonb, anyelement, bytea, bytea, jsonb, int, bigint, timestamptz, regrole),
@@ -1510,6 +1484,10 @@ REVOKE ALL ON FUNCTION streamflink._decode(text, anyelement, bytea, regrole, tex
 GRANT EXECUTE ON FUNCTION streamflink._decode(text, anyelement, bytea, regrole, text, text, int)
 	TO streamflink_user;
 
+/*
+ * The value alone (a source with metadata columns gets them NULL), with
+ * the source's Avro settings.
+ */
 CREATE OR REPLACE FUNCTION streamflink.decode(source text, payload bytea,
 											  OUT decoded jsonb, OUT error text)
 LANGUAGE plpgsql
