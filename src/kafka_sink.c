@@ -64,6 +64,7 @@
 #include "kafka_sink.h"
 #include "kafka_source.h"
 #include "run_as.h"
+#include "thread_signals.h"
 
 /* Messages an outbox row holds (as arrays), and kept in memory until then. */
 #define OUTBOX_BATCH 1000
@@ -292,21 +293,6 @@ streamflink_check_kafka_sink(PG_FUNCTION_ARGS)
 
 static KafkaSink *sink_for_exit = NULL;
 
-static void
-block_signals(sigset_t *saved)
-{
-	sigset_t	all;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, saved);
-}
-
-static void
-restore_signals(const sigset_t *saved)
-{
-	pthread_sigmask(SIG_SETMASK, saved, NULL);
-}
-
 /* librdkafka's queued log lines, on our thread. */
 static void
 poll_logs(rd_kafka_queue_t *q)
@@ -384,11 +370,11 @@ destroy_handle(rd_kafka_t *rk, rd_kafka_queue_t *q)
 
 	if (rk == NULL)
 		return;
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	if (q)
 		rd_kafka_queue_destroy(q);
 	rd_kafka_destroy(rk);
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 }
 
 /* before_shmem_exit: no librdkafka thread outlives the worker. */
@@ -425,9 +411,9 @@ create_producer(KafkaSink *ks)
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_report);
 	rd_kafka_conf_set_opaque(conf, ks);
 
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 	if (rk == NULL)
 	{
 		rd_kafka_conf_destroy(conf);
@@ -673,9 +659,9 @@ marker_committed(KafkaSink *ks, int64 checkpoint, int64 run, int64 from)
 				conf_set(conf, name, eq + 1);
 		}
 	}
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 	if (rk == NULL)
 	{
 		rd_kafka_conf_destroy(conf);
@@ -1307,9 +1293,9 @@ streamflink_read_topic(PG_FUNCTION_ARGS)
 	conf_set(conf, "enable.partition.eof", "true");
 	conf_set(conf, "fetch.wait.max.ms", "10");
 	conf_set(conf, "log.queue", "true");
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 	if (rk == NULL)
 	{
 		rd_kafka_conf_destroy(conf);

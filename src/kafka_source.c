@@ -55,6 +55,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka_source.h"
+#include "thread_signals.h"
 
 struct KafkaSource
 {
@@ -298,21 +299,6 @@ streamflink_check_kafka_options(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-static void
-block_signals(sigset_t *saved)
-{
-	sigset_t	all;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, saved);
-}
-
-static void
-restore_signals(const sigset_t *saved)
-{
-	pthread_sigmask(SIG_SETMASK, saved, NULL);
-}
-
 /* Set one property; on failure frees conf and ereports. */
 static void
 conf_set_or_error(rd_kafka_conf_t *conf, const char *name, const char *value,
@@ -395,9 +381,9 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 	 * rd_kafka_new starts librdkafka's threads, which inherit our signal
 	 * mask: block everything so that Postgres' handlers never run on them.
 	 */
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 	if (rk == NULL)
 	{
 		/* conf is only consumed on success */
@@ -838,9 +824,9 @@ ksrc_destroy(KafkaSource *src)
 			rd_kafka_queue_destroy(src->log_queue);
 			src->log_queue = NULL;
 		}
-		block_signals(&saved);
+		thread_signals_block(&saved);
 		rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-		restore_signals(&saved);
+		thread_signals_restore(&saved);
 	}
 	else if (src->log_queue)
 	{

@@ -61,6 +61,7 @@
 
 #include "state.h"
 #include "state_tuning.h"
+#include "thread_signals.h"
 
 /*
  * Tuning of a secondary (live()); a primary's comes from state_tuning.c.
@@ -148,27 +149,6 @@ static void iter_release(StateIter *it);
 
 
 /* ---------- helpers ---------- */
-
-/*
- * Block every signal in the calling thread, saving the previous mask, so that
- * threads RocksDB creates meanwhile start with everything blocked.  Signals
- * that arrive meanwhile stay pending and are delivered when the mask is
- * restored.
- */
-static inline void
-block_signals(sigset_t *saved)
-{
-	sigset_t	all;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, saved);
-}
-
-static inline void
-restore_signals(const sigset_t *saved)
-{
-	pthread_sigmask(SIG_SETMASK, saved, NULL);
-}
 
 /*
  * Copy a RocksDB error string into 'buf' and free it.  RocksDB's strings are
@@ -433,12 +413,12 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	/* but keep the WAL: secondaries read live writes from it */
 	rocksdb_writeoptions_disable_WAL(store->wopts, 0);
 
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	store->db = rocksdb_open_column_families(opts, dir, STATE_NUM_FAMILIES,
 											 family_names,
 											 (const rocksdb_options_t *const *) store->family_options,
 											 cfs, &err);
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 
 	if (err != NULL)
 	{
@@ -478,13 +458,13 @@ state_open_secondary(const char *dir, const char *secondary_dir)
 
 	store->ropts = rocksdb_readoptions_create();
 
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	store->db = rocksdb_open_as_secondary_column_families(opts, dir, secondary_dir,
 														  STATE_NUM_FAMILIES,
 														  family_names,
 														  (const rocksdb_options_t *const *) store->family_options,
 														  cfs, &err);
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 
 	if (err != NULL)
 	{
@@ -517,9 +497,9 @@ state_catch_up(StateStore *store)
 	if (store == NULL || store->db == NULL || !store->secondary)
 		return;
 
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	rocksdb_try_catch_up_with_primary(store->db, &err);
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 
 	if (err != NULL)
 	{
@@ -571,9 +551,9 @@ store_release(StateStore *store)
 	if (store->db != NULL)
 	{
 		/* closing waits for and may finish background work: mask too */
-		block_signals(&saved);
+		thread_signals_block(&saved);
 		rocksdb_close(store->db);
-		restore_signals(&saved);
+		thread_signals_restore(&saved);
 		store->db = NULL;
 	}
 	if (store->ropts != NULL)
@@ -903,9 +883,9 @@ state_batch_write(StateStore *store, StateBatch *batch)
 	 * A large batch can fill the memtable and schedule a flush; the pool's
 	 * threads already exist, but masking costs nothing at batch granularity.
 	 */
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	rocksdb_write(store->db, store->wopts, batch->wb, &err);
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 
 	rocksdb_writebatch_clear(batch->wb);
 
@@ -1157,14 +1137,14 @@ state_checkpoint(StateStore *store, const char *chk_dir)
 	make_parent_dir(target);
 
 	/* the checkpoint flushes the memtable, which runs on the pool threads */
-	block_signals(&saved);
+	thread_signals_block(&saved);
 	chk = rocksdb_checkpoint_object_create(store->db, &err);
 	if (err == NULL)
 	{
 		rocksdb_checkpoint_create(chk, target, 0, &err);
 		rocksdb_checkpoint_object_destroy(chk);
 	}
-	restore_signals(&saved);
+	thread_signals_restore(&saved);
 
 	if (err != NULL)
 	{
