@@ -1192,6 +1192,71 @@ decode_csv(Decoder *dec, const char *payload, int len, char **error)
 }
 
 /*
+ * The argument checks _decode and _decode_message share: a format, a row
+ * type passed as NULL::type in argument row_arg, and a composite result
+ * (returned in *result_desc).  Returns the row type.
+ */
+static Oid
+decode_check_args(FunctionCallInfo fcinfo, int row_arg, TupleDesc *result_desc)
+{
+	Oid			row_type = get_fn_expr_argtype(fcinfo->flinfo, row_arg);
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("format must not be NULL")));
+	if (get_call_result_type(fcinfo, NULL, result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (!type_is_rowtype(row_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("type %s is not a row type", format_type_be(row_type)),
+				 errhint("Pass NULL cast to the source's row type, e.g. NULL::streamflink.source_rides.")));
+	return row_type;
+}
+
+/*
+ * The owner argument of _decode and _decode_message: a role that exists and
+ * whose privileges the caller has.  Only ever to fewer privileges: never run
+ * code as a role one is not.
+ */
+static void
+decode_check_owner(Oid owner)
+{
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role %u does not exist", owner)));
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must have the privileges of role \"%s\" to decode as it",
+						GetUserNameFromId(owner, false))));
+}
+
+/* The (row, error) result of _decode and _decode_message. */
+static Datum
+decode_result(TupleDesc result_desc, TupleDesc row_desc, bool ok,
+			  Datum *values, bool *nulls, const char *error)
+{
+	Datum		result[2] = {0, 0};
+	bool		result_nulls[2] = {true, true};
+
+	if (ok)
+	{
+		result[0] = HeapTupleGetDatum(heap_form_tuple(row_desc, values, nulls));
+		result_nulls[0] = false;
+	}
+	else
+	{
+		result[1] = CStringGetTextDatum(error);
+		result_nulls[1] = false;
+	}
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc),
+											 result, result_nulls));
+}
+
+/*
  * streamflink._decode(format, NULL::row_type, payload bytea, owner regrole,
  *					   OUT row row_type, OUT error text)
  *
@@ -1216,30 +1281,16 @@ typedef struct DecodeCallCache
 Datum
 streamflink_decode(PG_FUNCTION_ARGS)
 {
-	Oid			row_type = get_fn_expr_argtype(fcinfo->flinfo, 1);
 	TupleDesc	result_desc;
+	Oid			row_type = decode_check_args(fcinfo, 1, &result_desc);
 	TupleDesc	row_desc;
 	Decoder    *dec;
 	Datum	   *values;
 	bool	   *nulls;
 	char	   *error = NULL;
-	Datum		result[2] = {0, 0};
-	bool		result_nulls[2] = {true, true};
 	const char *data = NULL;
 	size_t		len = 0;
 	bool		ok;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("format must not be NULL")));
-	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (!type_is_rowtype(row_type))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("type %s is not a row type", format_type_be(row_type)),
-				 errhint("Pass NULL cast to the source's row type, e.g. NULL::streamflink.source_rides.")));
 
 	/*
 	 * One decoder per call site and settings, kept for the query: a query
@@ -1324,16 +1375,7 @@ streamflink_decode(PG_FUNCTION_ARGS)
 	{
 		RunAs		as;
 
-		if (!SearchSysCacheExists1(AUTHOID, PG_GETARG_DATUM(3)))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("role %u does not exist", PG_GETARG_OID(3))));
-		/* Only ever to fewer privileges: never run code as a role one is not. */
-		if (!has_privs_of_role(GetUserId(), PG_GETARG_OID(3)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("must have the privileges of role \"%s\" to decode as it",
-							GetUserNameFromId(PG_GETARG_OID(3), false))));
+		decode_check_owner(PG_GETARG_OID(3));
 		run_as_role(PG_GETARG_OID(3), &as);
 		ok = decode_message(dec, data, len, values, nulls, &error);
 		run_as_restore(&as);
@@ -1341,18 +1383,7 @@ streamflink_decode(PG_FUNCTION_ARGS)
 	else
 		ok = decode_message(dec, data, len, values, nulls, &error);
 
-	if (ok)
-	{
-		result[0] = HeapTupleGetDatum(heap_form_tuple(row_desc, values, nulls));
-		result_nulls[0] = false;
-	}
-	else
-	{
-		result[1] = CStringGetTextDatum(error);
-		result_nulls[1] = false;
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc),
-													  result, result_nulls)));
+	PG_RETURN_DATUM(decode_result(result_desc, row_desc, ok, values, nulls, error));
 }
 
 /*
@@ -2084,30 +2115,17 @@ PG_FUNCTION_INFO_V1(streamflink_decode_message);
 Datum
 streamflink_decode_message(PG_FUNCTION_ARGS)
 {
-	Oid			row_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
 	TupleDesc	result_desc;
+	Oid			row_type = decode_check_args(fcinfo, 3, &result_desc);
 	TupleDesc	row_desc;
 	Decoder    *dec;
 	DecodeMeta	meta;
 	Datum	   *values;
 	bool	   *nulls;
 	char	   *error = NULL;
-	Datum		result[2] = {0, 0};
-	bool		result_nulls[2] = {true, true};
 	const char *data = NULL;
 	size_t		len = 0;
 	bool		ok;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("format must not be NULL")));
-	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (!type_is_rowtype(row_type))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("type %s is not a row type", format_type_be(row_type))));
 
 	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
 	dec = decoder_create_with_metadata(text_to_cstring(PG_GETARG_TEXT_PP(0)),
@@ -2196,16 +2214,7 @@ streamflink_decode_message(PG_FUNCTION_ARGS)
 	{
 		RunAs		as;
 
-		if (!SearchSysCacheExists1(AUTHOID, PG_GETARG_DATUM(10)))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("role %u does not exist", PG_GETARG_OID(10))));
-		/* Only ever to fewer privileges: never run code as a role one is not. */
-		if (!has_privs_of_role(GetUserId(), PG_GETARG_OID(10)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("must have the privileges of role \"%s\" to decode as it",
-							GetUserNameFromId(PG_GETARG_OID(10), false))));
+		decode_check_owner(PG_GETARG_OID(10));
 		run_as_role(PG_GETARG_OID(10), &as);
 		ok = decode_kafka_message(dec, data, len, &meta, values, nulls, &error);
 		run_as_restore(&as);
@@ -2213,16 +2222,5 @@ streamflink_decode_message(PG_FUNCTION_ARGS)
 	else
 		ok = decode_kafka_message(dec, data, len, &meta, values, nulls, &error);
 
-	if (ok)
-	{
-		result[0] = HeapTupleGetDatum(heap_form_tuple(row_desc, values, nulls));
-		result_nulls[0] = false;
-	}
-	else
-	{
-		result[1] = CStringGetTextDatum(error);
-		result_nulls[1] = false;
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc),
-													  result, result_nulls)));
+	PG_RETURN_DATUM(decode_result(result_desc, row_desc, ok, values, nulls, error));
 }
