@@ -346,23 +346,6 @@ conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 	}
 }
 
-/* The user's options, after our defaults. */
-static void
-conf_set_user(rd_kafka_conf_t *conf, List *options)
-{
-	ListCell   *lc;
-
-	foreach(lc, options)
-	{
-		char	   *opt = (char *) lfirst(lc);
-		char	   *eq = strchr(opt, '=');
-		char	   *name = pnstrdup(opt, eq - opt);
-
-		conf_set(conf, name, eq + 1);
-		pfree(name);
-	}
-}
-
 static void
 destroy_handle(rd_kafka_t *rk, rd_kafka_queue_t *q)
 {
@@ -407,7 +390,9 @@ create_producer(KafkaSink *ks)
 	/* the key's partition as Java clients compute it */
 	conf_set(conf, "partitioner", "murmur2_random");
 	conf_set(conf, "log.queue", "true");
-	conf_set_user(conf, ks->def->sink_options);
+	/* the user's options, after our defaults */
+	ksrc_conf_apply_options(conf, ks->def->sink_options, "Kafka sink option", "producer",
+							NULL, 0);
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_report);
 	rd_kafka_conf_set_opaque(conf, ks);
 
@@ -645,20 +630,9 @@ marker_committed(KafkaSink *ks, int64 checkpoint, int64 run, int64 from)
 	conf_set(conf, "enable.partition.eof", "true");
 	conf_set(conf, "fetch.wait.max.ms", "10");
 	conf_set(conf, "log.queue", "true");
-	{
-		/* the user's connection settings; producer-only ones do not apply */
-		ListCell   *lc;
-
-		foreach(lc, ks->def->sink_options)
-		{
-			char	   *opt = (char *) lfirst(lc);
-			char	   *eq = strchr(opt, '=');
-			char	   *name = pnstrdup(opt, eq - opt);
-
-			if (!in_list(name, producer_tenant_options, lengthof(producer_tenant_options)))
-				conf_set(conf, name, eq + 1);
-		}
-	}
+	/* the user's connection settings; producer-only ones do not apply */
+	ksrc_conf_apply_options(conf, ks->def->sink_options, "Kafka sink option", "producer",
+							producer_tenant_options, lengthof(producer_tenant_options));
 	thread_signals_block(&saved);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	thread_signals_restore(&saved);

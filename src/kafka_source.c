@@ -321,6 +321,42 @@ conf_set_or_error(rd_kafka_conf_t *conf, const char *name, const char *value,
 	}
 }
 
+void
+ksrc_conf_apply_options(rd_kafka_conf_t *conf, List *options, const char *what,
+						const char *client, const char *const *skip, int nskip)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		char	   *opt = (char *) lfirst(lc);
+		char	   *eq = strchr(opt, '=');
+		char	   *name;
+		char		errstr[512];
+
+		if (eq == NULL || eq == opt)
+		{
+			rd_kafka_conf_destroy(conf);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Kafka option \"%s\"", opt),
+					 errhint("Kafka options are written name=value, for example \"fetch.wait.max.ms=10\".")));
+		}
+		name = pnstrdup(opt, eq - opt);
+		if (!in_list(name, skip, nskip, false) &&
+			rd_kafka_conf_set(conf, name, eq + 1, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		{
+			rd_kafka_conf_destroy(conf);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid %s \"%s=%s\": %s", what, name, eq + 1, errstr),
+					 errhint("Options are librdkafka %s settings, see librdkafka's CONFIGURATION.md.",
+							 client)));
+		}
+		pfree(name);
+	}
+}
+
 KafkaSource *
 ksrc_create(const char *brokers, const char *topic, const char *group_id,
 			List *options)
@@ -330,7 +366,6 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 	rd_kafka_t *rk;
 	char		errstr[512];
 	sigset_t	saved;
-	ListCell   *lc;
 	int			i;
 
 	if (brokers == NULL || brokers[0] == '\0')
@@ -358,24 +393,7 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 		conf_set_or_error(conf, default_options[i][0], default_options[i][1],
 						  false);
 
-	foreach(lc, options)
-	{
-		char	   *opt = (char *) lfirst(lc);
-		char	   *eq = strchr(opt, '=');
-		char	   *name;
-
-		if (eq == NULL || eq == opt)
-		{
-			rd_kafka_conf_destroy(conf);
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid Kafka option \"%s\"", opt),
-					 errhint("Kafka options are written name=value, for example \"fetch.wait.max.ms=10\".")));
-		}
-		name = pnstrdup(opt, eq - opt);
-		conf_set_or_error(conf, name, eq + 1, true);
-		pfree(name);
-	}
+	ksrc_conf_apply_options(conf, options, "Kafka option", "consumer", NULL, 0);
 
 	/*
 	 * rd_kafka_new starts librdkafka's threads, which inherit our signal

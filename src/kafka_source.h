@@ -113,6 +113,21 @@ extern KafkaSource *ksrc_create(const char *brokers, const char *topic,
 								const char *group_id, List *options);
 
 /*
+ * Apply a user's librdkafka "name=value" settings (checked before with
+ * ksrc_check_options, or kafka_sink_check) to 'conf', after the caller's own
+ * settings, leaving out those named in skip[0..nskip-1].  One place for the
+ * consumer and the producers (kafka_sink.c).  On a malformed setting or one
+ * librdkafka refuses, destroys conf and ereports ERROR
+ * (ERRCODE_INVALID_PARAMETER_VALUE), naming the setting as an invalid
+ * 'what' ("Kafka option") with a hint to librdkafka's 'client' settings
+ * ("consumer", "producer").
+ */
+struct rd_kafka_conf_s;
+extern void ksrc_conf_apply_options(struct rd_kafka_conf_s *conf, List *options,
+									const char *what, const char *client,
+									const char *const *skip, int nskip);
+
+/*
  * Check librdkafka "name=value" settings before they are used: ereports
  * ERROR for a malformed one, for one of our own settings (refused for
  * everyone), and, unless 'trusted' (the options' owner is a superuser), for
