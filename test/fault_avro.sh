@@ -52,17 +52,7 @@ port=$(sf_free_port)
 pg=$work/pg
 sf_pg_start "$pg" "$port"
 sql() { sf_psql "$pg" "$port" -qAt "$@"; }
-sql_retry() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        if out=$(sf_psql "$pg" "$port" -qAt "$@" 2>/dev/null); then
-            echo "$out"
-            return 0
-        fi
-        sleep 0.1
-    done
-    sf_psql "$pg" "$port" -qAt "$@"
-}
+sql_retry() { sf_psql_retry "$pg" "$port" -qAt "$@"; }
 
 sql >/dev/null <<SQL
 CREATE EXTENSION streamflink;
@@ -84,16 +74,7 @@ chunk_file() { printf '%s/events/chunk-%02d.tsv' "$work" "$1"; }
 worker_pid() {
     sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 'surge' AND status = 'running'"
 }
-wait_worker() {
-    local i pid=""
-    for ((i = 0; i < 300; i++)); do
-        pid=$(worker_pid)
-        [ -z "$pid" ] || break
-        sleep 0.1
-    done
-    [ -n "$pid" ] || { say "the worker did not come back"; tail -n 50 "$pg/server.log"; exit 1; }
-}
-pause() { sleep "$(printf '%d.%d' $((RANDOM % 2)) $((RANDOM % 6)))"; }
+wait_worker() { sf_wait_worker "$pg" worker_pid >/dev/null; }
 fault() {
     case $1 in
         kill)
@@ -105,22 +86,9 @@ fault() {
             sf_pg_restart "$pg" immediate ;;
     esac
 }
-wait_for() {
-    local what=$1 cond=$2 i
-    for ((i = 0; i < 1200; i++)); do
-        [ "$(sql_retry -c "SELECT ($cond)")" = t ] && return 0
-        sleep 0.2
-    done
-    say "timed out waiting for $what"
-    sql_retry -c "SELECT status, error, events, watermark FROM streamflink.pipelines"
-    tail -n 50 "$pg/server.log"
-    exit 1
-}
+wait_for() { sf_wait_sql "$pg" "$port" "$@"; }
 
-faults=()
-for ((i = 0; i < kills; i++)); do faults+=(kill); done
-for ((i = 0; i < restarts; i++)); do faults+=(restart); done
-mapfile -t faults < <(printf '%s\n' "${faults[@]}" | awk -v s="$seed" 'BEGIN { srand(s) } { print rand() "\t" $0 }' | sort | cut -f2)
+mapfile -t faults < <(sf_fault_order "$seed" "$kills" "$restarts")
 
 chunk=0
 survived=0
@@ -128,7 +96,7 @@ for f in "${faults[@]}"; do
     produce "$(chunk_file $chunk)"
     chunk=$((chunk + 1))
     wait_worker
-    pause
+    sf_fault_pause
     fault "$f"
     survived=$((survived + 1))
 done
@@ -146,7 +114,7 @@ say "schema registry stopped"
 produce "$(chunk_file $chunk)"
 chunk=$((chunk + 1))
 wait_worker
-pause
+sf_fault_pause
 fault kill
 survived=$((survived + 1))
 wait_worker
@@ -166,17 +134,7 @@ total=$(count total)
 wait_for "every event to be checkpointed" \
     "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $total"
 
-sql <<SQL
-CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
-\copy ride_events FROM '$work/events/events.csv' WITH (FORMAT csv)
-CREATE VIEW expected AS
-SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
-       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
-FROM ride_events,
-     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
-                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
-GROUP BY geo, ws;
-SQL
+sf_rides_expected_sql "$work/events/events.csv" | sql
 
 read -r expected sink missing wrong dead late registry_errors <<<"$(sql -F ' ' -c "
 SELECT (SELECT count(*) FROM expected),
@@ -203,8 +161,6 @@ if [ "$ok" = 1 ]; then
     say "PASS: exactly once across $survived crashes, the last two with the schema registry down"
 else
     say "FAIL (seed $seed)"
-    sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) a
-                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM surge_out EXCEPT SELECT * FROM expected) b) x
-            ORDER BY geo, window_start LIMIT 20"
+    sf_show_window_diff "$pg" "$port" surge_out
     exit 1
 fi

@@ -68,17 +68,7 @@ port=$(sf_free_port)
 pg=$work/pg
 sf_pg_start "$pg" "$port" "streamflink.checkpoint_history = 1000000"
 sql() { sf_psql "$pg" "$port" -qAt "$@"; }
-sql_retry() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        if out=$(sf_psql "$pg" "$port" -qAt "$@" 2>/dev/null); then
-            echo "$out"
-            return 0
-        fi
-        sleep 0.1
-    done
-    sf_psql "$pg" "$port" -qAt "$@"
-}
+sql_retry() { sf_psql_retry "$pg" "$port" -qAt "$@"; }
 
 sql >/dev/null <<SQL
 CREATE EXTENSION streamflink;
@@ -106,21 +96,9 @@ worker_pid() {
                     AND (SELECT count(pid) FROM streamflink.tasks WHERE pipeline = 'surge') = $par
                   ORDER BY t.task OFFSET $((RANDOM % par)) LIMIT 1"
 }
-wait_worker() {
-    local i pid=""
-    for ((i = 0; i < 300; i++)); do
-        pid=$(worker_pid)
-        [ -z "$pid" ] || break
-        sleep 0.1
-    done
-    [ -n "$pid" ] || { say "the worker did not come back"; tail -n 50 "$pg/server.log"; exit 1; }
-}
-pause() { sleep "$(printf '%d.%d' $((RANDOM % 2)) $((RANDOM % 6)))"; }
+wait_worker() { sf_wait_worker "$pg" worker_pid >/dev/null; }
 
-faults=()
-for ((i = 0; i < kills; i++)); do faults+=(kill); done
-for ((i = 0; i < restarts; i++)); do faults+=(restart); done
-mapfile -t faults < <(printf '%s\n' "${faults[@]}" | awk -v s="$seed" 'BEGIN { srand(s) } { print rand() "\t" $0 }' | sort | cut -f2)
+mapfile -t faults < <(sf_fault_order "$seed" "$kills" "$restarts")
 
 chunk=0
 survived=0
@@ -128,7 +106,7 @@ for f in "${faults[@]}"; do
     produce "$(chunk_file $chunk)"
     chunk=$((chunk + 1))
     wait_worker
-    pause
+    sf_fault_pause
     case $f in
         kill)
             pid=$(worker_pid)
@@ -144,14 +122,10 @@ done
 for point in "${failpoints[@]}"; do
     wait_worker
     tasks=$(sql_retry -c "SELECT pid || ' ' || task FROM streamflink.tasks WHERE pipeline = 'surge'")
-    echo "$point" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null
+    sf_failpoint_set "$pg" "$point"
     produce "$(chunk_file $chunk)"
     chunk=$((chunk + 1))
-    for ((i = 0; i < 600; i++)); do
-        [ -e "$pg/streamflink/failpoint" ] || break
-        sleep 0.1
-    done
-    [ ! -e "$pg/streamflink/failpoint" ] || { say "failpoint $point not reached"; tail -n 30 "$pg/server.log"; exit 1; }
+    sf_failpoint_wait "$pg" 60
     # the task that took it: its pid in the log line (log_line_prefix has %p)
     pid=$(grep "failpoint $point: crashing on purpose" "$pg/server.log" | tail -n 1 | sed -n 's/^[^[]*\[\([0-9]*\)\].*/\1/p')
     say "crash at failpoint $point (task $(awk -v p="$pid" '$1 == p { print $2 }' <<<"$tasks"))"
@@ -163,17 +137,7 @@ while [ -e "$(chunk_file $chunk)" ]; do
 done
 
 main_total=$(cat "$work"/events/chunk-*.tsv | wc -l)
-wait_for() {
-    local what=$1 cond=$2 i
-    for ((i = 0; i < 1200; i++)); do
-        [ "$(sql_retry -c "SELECT ($cond)")" = t ] && return 0
-        sleep 0.2
-    done
-    say "timed out waiting for $what"
-    sql_retry -c "SELECT status, error, events, watermark FROM streamflink.pipelines"
-    tail -n 50 "$pg/server.log"
-    exit 1
-}
+wait_for() { sf_wait_sql "$pg" "$port" "$@"; }
 wait_for "the main events to be checkpointed" \
     "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $main_total"
 produce "$work/events/late.tsv"
@@ -186,16 +150,8 @@ wait_for "every Kafka transaction to be recorded" \
     "NOT EXISTS (SELECT 1 FROM streamflink.kafka_sink_txn WHERE committed IS NULL)
      AND NOT EXISTS (SELECT 1 FROM surge_outbox)"
 
+sf_rides_expected_sql "$work/events/events.csv" | sql
 sql <<SQL
-CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
-\copy ride_events FROM '$work/events/events.csv' WITH (FORMAT csv)
-CREATE VIEW expected AS
-SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
-       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
-FROM ride_events,
-     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
-                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
-GROUP BY geo, ws;
 -- Everything the broker has, and what of it counts: messages of
 -- transactions the sink recorded as committed.
 CREATE TABLE topic AS SELECT * FROM streamflink._read_topic('$addr', 'kfault_out', 120000);
@@ -265,8 +221,6 @@ if [ "$ok" = 1 ]; then
     say "PASS: exactly once in Kafka across $survived crashes ($kills kill -9, $restarts immediate shutdowns, ${#failpoints[@]} failpoints)"
 else
     say "FAIL (seed $seed)"
-    sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM latest) a
-                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM latest EXCEPT SELECT * FROM expected) b) x
-            ORDER BY geo, window_start LIMIT 20"
+    sf_show_window_diff "$pg" "$port" latest
     exit 1
 fi

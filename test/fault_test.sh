@@ -65,17 +65,7 @@ pg=$work/pg
 sf_pg_start "$pg" "$port"
 sql() { sf_psql "$pg" "$port" -qAt "$@"; }
 # While the server restarts, connections fail: retry for a while.
-sql_retry() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        if out=$(sf_psql "$pg" "$port" -qAt "$@" 2>/dev/null); then
-            echo "$out"
-            return 0
-        fi
-        sleep 0.1
-    done
-    sf_psql "$pg" "$port" -qAt "$@"
-}
+sql_retry() { sf_psql_retry "$pg" "$port" -qAt "$@"; }
 
 sql >/dev/null <<SQL
 CREATE EXTENSION streamflink;
@@ -134,15 +124,8 @@ worker_pid() {
     fi
 }
 
-# A random pause of 0 to 1.5 seconds: often while the chunk is processed,
-# sometimes in a checkpoint, sometimes after.
-pause() { sleep "$(printf '%d.%d' $((RANDOM % 2)) $((RANDOM % 6)))"; }
-
 # Faults in a random order, a chunk of events produced before each.
-faults=()
-for ((i = 0; i < kills; i++)); do faults+=(kill); done
-for ((i = 0; i < restarts; i++)); do faults+=(restart); done
-mapfile -t faults < <(printf '%s\n' "${faults[@]}" | awk -v s="$seed" 'BEGIN { srand(s) } { print rand() "\t" $0 }' | sort | cut -f2)
+mapfile -t faults < <(sf_fault_order "$seed" "$kills" "$restarts")
 
 chunk=0
 survived=0
@@ -150,18 +133,12 @@ for f in "${faults[@]}"; do
     produce "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
     chunk=$((chunk + 1))
     # Let it run a while, into the chunk.
-    pid=""
-    for ((i = 0; i < 300; i++)); do
-        pid=$(worker_pid)
-        [ -z "$pid" ] || break
-        sleep 0.1
-    done
-    [ -n "$pid" ] || { say "the worker did not come back"; tail -n 50 "$pg/server.log"; exit 1; }
+    sf_wait_worker "$pg" worker_pid >/dev/null
     # A session reading live() while the fault strikes: the crash restart
     # or the shutdown ends it, and its secondary's directory must not stay.
     (sql -c "SELECT count(*) FROM streamflink.live('surge')" -c "SELECT pg_sleep(600)" \
          >/dev/null 2>&1 &)
-    pause
+    sf_fault_pause
     case $f in
         kill)
             pid=$(worker_pid)
@@ -179,14 +156,10 @@ done
 # must roll it back, the decision not being taken) and right after the
 # decision row (recovery must commit it).
 for point in after_prepare after_decision; do
-    echo "$point" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null
+    sf_failpoint_set "$pg" "$point"
     produce "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
     chunk=$((chunk + 1))
-    for ((i = 0; i < 300; i++)); do
-        [ -e "$pg/streamflink/failpoint" ] || break
-        sleep 0.1
-    done
-    [ ! -e "$pg/streamflink/failpoint" ] || { say "failpoint $point not reached"; exit 1; }
+    sf_failpoint_wait "$pg" 30
     say "crash at failpoint $point"
     survived=$((survived + 1))
 done
@@ -196,17 +169,7 @@ while [ -e "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")" ]; do
 done
 
 main_total=$(cat "$work"/events/chunk-*.tsv | wc -l)
-wait_for() {
-    local what=$1 cond=$2 i
-    for ((i = 0; i < 1200; i++)); do
-        [ "$(sql_retry -c "SELECT ($cond)")" = t ] && return 0
-        sleep 0.2
-    done
-    say "timed out waiting for $what"
-    sql_retry -c "SELECT status, error, events, watermark FROM streamflink.pipelines"
-    tail -n 50 "$pg/server.log"
-    exit 1
-}
+wait_for() { sf_wait_sql "$pg" "$port" "$@"; }
 # Late events count as late only once the watermark is past the main
 # events, for sure: after a checkpoint that covers all of them (recovery
 # restores the watermark of the checkpoint it starts from).
@@ -216,17 +179,7 @@ produce "$work/events/final.tsv"
 total=$(count total)
 wait_for "every event to be checkpointed" "$(offsets_at "$total")"
 
-sql <<SQL
-CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
-\copy ride_events FROM '$work/events/events.csv' WITH (FORMAT csv)
-CREATE VIEW expected AS
-SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
-       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
-FROM ride_events,
-     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
-                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
-GROUP BY geo, ws;
-SQL
+sf_rides_expected_sql "$work/events/events.csv" | sql
 
 read -r expected sink missing wrong dead late ckpts <<<"$(sql -F ' ' -c "
 SELECT (SELECT count(*) FROM expected),
@@ -297,8 +250,6 @@ if [ "$ok" = 1 ]; then
     say "PASS: exactly once across $survived crashes ($kills kill -9, $restarts immediate shutdowns, 2 at in-doubt failpoints)"
 else
     say "FAIL (seed $seed)"
-    sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) a
-                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM surge_out EXCEPT SELECT * FROM expected) b) x
-            ORDER BY geo, window_start LIMIT 20"
+    sf_show_window_diff "$pg" "$port" surge_out
     exit 1
 fi

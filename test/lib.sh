@@ -675,3 +675,145 @@ sf_test_setup() {
         sf_build || return 1
     fi
 }
+
+# ---------------------------------------------------------------------------
+# Crash tests (test/fault_*.sh): what they share.
+# ---------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# sf_psql_retry DIR PORT [PSQL ARGS...]
+#   sf_psql, retried every 0.1 s for 30 s while it fails (a server in crash
+#   recovery or restarting refuses connections); the last try's errors are
+#   shown.  Echoes the output of the try that succeeded.
+# ---------------------------------------------------------------------------
+sf_psql_retry() {
+    local i out
+    for ((i = 0; i < 300; i++)); do
+        if out=$(sf_psql "$@" 2>/dev/null); then
+            echo "$out"
+            return 0
+        fi
+        sleep 0.1
+    done
+    sf_psql "$@"
+}
+
+# ---------------------------------------------------------------------------
+# sf_wait_sql DIR PORT WHAT COND [TRIES [INTERVAL]]
+#   Until SELECT (COND) returns true on the server of DIR (through
+#   sf_psql_retry), trying TRIES times (1200) every INTERVAL seconds (0.2).
+#   On time-out says it was waiting for WHAT and shows the pipelines' status
+#   and the server log's tail, and fails.
+# ---------------------------------------------------------------------------
+sf_wait_sql() {
+    [ $# -ge 4 ] || { _sf_die "usage: sf_wait_sql DIR PORT WHAT COND [TRIES [INTERVAL]]"; return 1; }
+    local dir=$1 port=$2 what=$3 cond=$4 tries=${5:-1200} interval=${6:-0.2} i
+    for ((i = 0; i < tries; i++)); do
+        [ "$(sf_psql_retry "$dir" "$port" -qAt -c "SELECT ($cond)")" = t ] && return 0
+        sleep "$interval"
+    done
+    echo "streamflink test: timed out waiting for $what" >&2
+    sf_psql_retry "$dir" "$port" -qAt \
+        -c "SELECT status, error, events, watermark FROM streamflink.pipelines" >&2
+    tail -n 50 "$dir/server.log" >&2
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# sf_wait_worker DIR CMD [ARGS...]
+#   Runs CMD (a function echoing the pid of a running worker, or nothing)
+#   every 0.1 s until it echoes a pid, for 30 s at most; echoes that pid.
+#   Fails, showing the tail of DIR/server.log, if no worker came back.
+# ---------------------------------------------------------------------------
+sf_wait_worker() {
+    [ $# -ge 2 ] || { _sf_die "usage: sf_wait_worker DIR CMD [ARGS...]"; return 1; }
+    local dir=$1 i pid=""
+    shift
+    for ((i = 0; i < 300; i++)); do
+        pid=$("$@")
+        [ -z "$pid" ] || break
+        sleep 0.1
+    done
+    if [ -z "$pid" ]; then
+        echo "streamflink test: the worker did not come back" >&2
+        tail -n 50 "$dir/server.log" >&2
+        return 1
+    fi
+    echo "$pid"
+}
+
+# ---------------------------------------------------------------------------
+# sf_fault_order SEED KILLS RESTARTS
+#   Echoes "kill" KILLS times and "restart" RESTARTS times, one a line, in
+#   an order drawn from SEED (the same seed, the same order).
+# ---------------------------------------------------------------------------
+sf_fault_order() {
+    [ $# -eq 3 ] || { _sf_die "usage: sf_fault_order SEED KILLS RESTARTS"; return 1; }
+    local i
+    {
+        for ((i = 0; i < $2; i++)); do echo kill; done
+        for ((i = 0; i < $3; i++)); do echo restart; done
+    } | awk -v s="$1" 'BEGIN { srand(s) } { print rand() "\t" $0 }' | sort | cut -f2
+}
+
+# sf_fault_pause: sleep 0 to 1.5 seconds, drawn from RANDOM (seed it): a
+# fault then strikes while a chunk is processed, in a checkpoint, or after.
+sf_fault_pause() {
+    sleep "$(printf '%d.%d' $((RANDOM % 2)) $((RANDOM % 6)))"
+}
+
+# ---------------------------------------------------------------------------
+# sf_failpoint_set DIR POINT
+#   The next worker of the server in DIR to reach failpoint POINT crashes
+#   there on purpose (the failpoint file DIR/streamflink/failpoint, which the
+#   worker removes when it takes it).
+# sf_failpoint_wait DIR [SECONDS]
+#   Waits up to SECONDS (60) for the failpoint to be taken; fails, showing
+#   the server log's tail, if it was not.
+# ---------------------------------------------------------------------------
+sf_failpoint_set() {
+    [ $# -eq 2 ] || { _sf_die "usage: sf_failpoint_set DIR POINT"; return 1; }
+    echo "$2" | sf_as_user tee "$1/streamflink/failpoint" >/dev/null
+}
+
+sf_failpoint_wait() {
+    [ $# -ge 1 ] || { _sf_die "usage: sf_failpoint_wait DIR [SECONDS]"; return 1; }
+    local dir=$1 i point
+    for ((i = 0; i < ${2:-60} * 10; i++)); do
+        [ -e "$dir/streamflink/failpoint" ] || return 0
+        sleep 0.1
+    done
+    point=$(cat "$dir/streamflink/failpoint" 2>/dev/null || true)
+    echo "streamflink test: failpoint $point not reached" >&2
+    tail -n 30 "$dir/server.log" >&2
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# sf_rides_expected_sql CSV
+#   Echoes SQL that loads test/gen_events.py's events (its events.csv, path
+#   CSV) into a table ride_events and defines the view expected: what the
+#   crash tests' hop window (5 minutes every 30 seconds; count(*) AS rides,
+#   avg(wait_s) AS avg_wait, max(wait_s) AS max_wait per geo) must produce.
+# ---------------------------------------------------------------------------
+sf_rides_expected_sql() {
+    cat <<SQL
+CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
+\copy ride_events FROM '$1' WITH (FORMAT csv)
+CREATE VIEW expected AS
+SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
+       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
+FROM ride_events,
+     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
+                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
+GROUP BY geo, ws;
+SQL
+}
+
+# sf_show_window_diff DIR PORT TABLE: the first 20 windows missing from
+# TABLE or wrong in it, against the view expected (a failed test's detail).
+sf_show_window_diff() {
+    sf_psql "$1" "$2" -qAt -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM $3) a
+                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM $3 EXCEPT SELECT * FROM expected) b) x
+            ORDER BY geo, window_start LIMIT 20"
+}
