@@ -26,6 +26,23 @@
 #   sf_registry_stop WORKDIR        stop it
 #   sf_cleanup_trap                 on EXIT/INT/TERM/HUP: stop what was started
 #   sf_cleanup_add_path PATH        also rm -rf PATH at exit (unless SF_KEEP=1)
+#   sf_free_port                    echo a free TCP port
+#   sf_test_setup NAME              the start of a test script (see below)
+# Crash tests (test/fault_*.sh):
+#   sf_psql_retry DIR PORT [ARGS...]  sf_psql, retried while the server restarts
+#   sf_wait_sql DIR PORT WHAT COND [TRIES [INTERVAL]]  until SELECT (COND) is true
+#   sf_wait_worker DIR CMD...       until CMD echoes a worker's pid
+#   sf_fault_order SEED KILLS RESTARTS  kill/restart lines in a seeded order
+#   sf_fault_pause                  sleep 0 to 1.5 s (RANDOM)
+#   sf_failpoint_set DIR POINT; sf_failpoint_wait DIR [SECONDS]
+#   sf_rides_expected_sql CSV       SQL: ride_events and the hop window's answer
+#   sf_show_window_diff DIR PORT TABLE  windows missing or wrong in TABLE
+# Benchmarks (test/bench/*.sh):
+#   sf_now; sf_rate N T0 T1         time stamps and rates
+#   sf_bench_events N PARTS [FINAL] the JSON events, as test/produce reads them
+#   sf_bench_pg_start DIR PORT [LINE...]  sf_pg_start with the bench settings
+#   sf_bench_source DIR PORT ADDR   the extension and the source 'bench'
+#   sf_bench_perf DIR PORT PIPELINE SECONDS FILE  perf profile of a worker
 #
 # Environment knobs:
 #   SF_PG_CONFIG   pg_config to build and run with
@@ -702,14 +719,17 @@ sf_psql_retry() {
 # sf_wait_sql DIR PORT WHAT COND [TRIES [INTERVAL]]
 #   Until SELECT (COND) returns true on the server of DIR (through
 #   sf_psql_retry), trying TRIES times (1200) every INTERVAL seconds (0.2).
-#   On time-out says it was waiting for WHAT and shows the pipelines' status
-#   and the server log's tail, and fails.
+#   On time-out, or when the query keeps failing, says it was waiting for
+#   WHAT and shows the pipelines' status and the server log's tail, and
+#   fails.
 # ---------------------------------------------------------------------------
 sf_wait_sql() {
     [ $# -ge 4 ] || { _sf_die "usage: sf_wait_sql DIR PORT WHAT COND [TRIES [INTERVAL]]"; return 1; }
-    local dir=$1 port=$2 what=$3 cond=$4 tries=${5:-1200} interval=${6:-0.2} i
+    local dir=$1 port=$2 what=$3 cond=$4 tries=${5:-1200} interval=${6:-0.2} i out
     for ((i = 0; i < tries; i++)); do
-        [ "$(sf_psql_retry "$dir" "$port" -qAt -c "SELECT ($cond)")" = t ] && return 0
+        # a query that fails for 30 s (sf_psql_retry) fails the wait
+        out=$(sf_psql_retry "$dir" "$port" -qAt -c "SELECT ($cond)") || break
+        [ "$out" = t ] && return 0
         sleep "$interval"
     done
     echo "streamflink test: timed out waiting for $what" >&2
@@ -816,4 +836,93 @@ sf_show_window_diff() {
     sf_psql "$1" "$2" -qAt -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM $3) a
                            UNION ALL SELECT 'wrong', * FROM (SELECT * FROM $3 EXCEPT SELECT * FROM expected) b) x
             ORDER BY geo, window_start LIMIT 20"
+}
+
+# ---------------------------------------------------------------------------
+# Benchmarks (test/bench/*.sh): what they share.
+# ---------------------------------------------------------------------------
+
+# sf_now: the time in seconds, with nanoseconds.
+sf_now() {
+    date +%s.%N
+}
+
+# sf_rate N T0 T1: N per second between times T0 and T1 (sf_now), rounded.
+sf_rate() {
+    python3 -c "print(round($1 / ($3 - $2)))"
+}
+
+# ---------------------------------------------------------------------------
+# sf_bench_events N PARTS [FINAL]
+#   Echoes N JSON events {"k", "v", "ts"} as test/produce reads them
+#   (partition TAB payload): 1,000 keys, one event a millisecond from
+#   2024-01-01, round robin over PARTS partitions.  With FINAL=1, one more
+#   event per partition two hours later, which closes every window.
+# ---------------------------------------------------------------------------
+sf_bench_events() {
+    [ $# -ge 2 ] || { _sf_die "usage: sf_bench_events N PARTS [FINAL]"; return 1; }
+    local p
+    python3 - "$1" "$2" <<'PY'
+import datetime, sys
+n, parts = int(sys.argv[1]), int(sys.argv[2])
+base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+w = sys.stdout.write
+for i in range(n):
+    ts = (base + datetime.timedelta(milliseconds=i)).isoformat()
+    w('%d\t{"k": "key%d", "v": %d.5, "ts": "%s"}\n' % (i % parts, (i * 7919) % 1000, i % 100, ts))
+PY
+    if [ "${3:-0}" = 1 ]; then
+        for ((p = 0; p < $2; p++)); do
+            printf '%d\t{"k": "key0", "v": 0, "ts": "2024-01-01T02:00:00+00:00"}\n' "$p"
+        done
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# sf_bench_pg_start DIR PORT [EXTRA_CONF_LINE...]
+#   sf_pg_start with the benchmarks' settings (shared_buffers 512MB,
+#   synchronous_commit off), then EXTRA_CONF_LINEs.
+# ---------------------------------------------------------------------------
+sf_bench_pg_start() {
+    [ $# -ge 2 ] || { _sf_die "usage: sf_bench_pg_start DIR PORT [CONF_LINE...]"; return 1; }
+    local dir=$1 port=$2
+    shift 2
+    sf_pg_start "$dir" "$port" "shared_buffers = '512MB'" "synchronous_commit = off" "$@"
+}
+
+# ---------------------------------------------------------------------------
+# sf_bench_source DIR PORT ADDR
+#   CREATE EXTENSION streamflink, and the source 'bench': the JSON events of
+#   sf_bench_events on topic 'bench' of the broker at ADDR.
+# ---------------------------------------------------------------------------
+sf_bench_source() {
+    [ $# -eq 3 ] || { _sf_die "usage: sf_bench_source DIR PORT ADDR"; return 1; }
+    sf_psql "$1" "$2" -qAt >/dev/null <<SQL
+CREATE EXTENSION streamflink;
+SELECT streamflink.create_source('bench', brokers => '$3', topic => 'bench', format => 'json',
+       columns => 'k text, v float8, ts timestamptz', event_time => 'ts',
+       options => '{fetch.wait.max.ms=10}');
+SQL
+}
+
+# ---------------------------------------------------------------------------
+# sf_bench_perf DIR PORT PIPELINE SECONDS FILE
+#   Profiles the worker of PIPELINE (once it runs) for SECONDS with perf
+#   record -g and writes perf report's by-DSO and by-symbol tables to FILE.
+# ---------------------------------------------------------------------------
+sf_bench_perf() {
+    [ $# -eq 5 ] || { _sf_die "usage: sf_bench_perf DIR PORT PIPELINE SECONDS FILE"; return 1; }
+    local dir=$1 port=$2 pipeline=$3 seconds=$4 file=$5 i pid="" sort data
+    for ((i = 0; i < 100; i++)); do
+        pid=$(sf_psql "$dir" "$port" -qAt \
+                  -c "SELECT pid FROM streamflink.pipelines WHERE name = '$pipeline'")
+        [ -z "$pid" ] || break
+        sleep 0.02
+    done
+    data=$(dirname "$(_sf_abspath "$dir")")/perf.data
+    perf record -q -F 1999 -g -p "$pid" -o "$data" -- sleep "$seconds" 2>/dev/null
+    for sort in dso sym; do
+        perf report -i "$data" --comm postgres --percentage relative \
+            --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
+    done >"$file"
 }

@@ -30,8 +30,6 @@ parts=4
 sf_test_setup avro_bench >/dev/null
 work=$SF_TEST_DIR
 
-now() { date +%s.%N; }
-rate() { python3 -c "print(round($1 / ($3 - $2)))"; }
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 
 echo "avro_decode: generating $n events"
@@ -74,7 +72,7 @@ test/produce "$addr" bench_json --partitions "$parts" <"$work/json.tsv"
 test/produce "$addr" bench_avro --partitions "$parts" --hex <"$work/avro.tsv"
 
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
+sf_bench_pg_start "$work/pg" "$port"
 sql() { sf_psql "$work/pg" "$port" -qAt "$@"; }
 sql >/dev/null <<SQL
 CREATE EXTENSION streamflink;
@@ -125,32 +123,29 @@ for ((r = 0; r < rounds; r++)); do
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 jm=$(median "${jt[@]}"); am=$(median "${at[@]}"); sm=$(median "${st[@]}")
-echo "avro_decode: decoding alone (median of $rounds): json $(rate "$total" 0 "$jm") payloads/s" \
-     "(${jt[*]} s), avro $(rate "$total" 0 "$am") payloads/s (${at[*]} s);" \
-     "format text (the call, the row, no decoding): $(rate "$total" 0 "$sm") payloads/s"
+echo "avro_decode: decoding alone (median of $rounds): json $(sf_rate "$total" 0 "$jm") payloads/s" \
+     "(${jt[*]} s), avro $(sf_rate "$total" 0 "$am") payloads/s (${at[*]} s);" \
+     "format text (the call, the row, no decoding): $(sf_rate "$total" 0 "$sm") payloads/s"
 echo "avro_decode: decoding alone, avro/json rate: $(ratio "$jm" "$am");" \
      "less the cost of the call (format text): $(python3 -c "print('%.2f' % (($jm - $sm) / ($am - $sm)))")"
 
 # End to end, one pipeline after the other.
 e2e() {
-    local name=$1 source=$2 t0 t1 done_ i
+    local name=$1 source=$2 t0 t1
     sql >/dev/null <<SQL
 SELECT streamflink.create_window_pipeline('$name', source => '$source', key => 'k',
        "window" => 'tumble', size => '1 minute',
        aggregates => 'count(*) AS n, avg(v) AS mean', sink => '${name}_out',
        checkpoint_interval => '1 second');
 SQL
-    t0=$(now)
+    t0=$(sf_now)
     sql -c "SELECT streamflink.start('$name')" >/dev/null
-    for ((i = 0; i < 6000; i++)); do
-        done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = '$name'")
-        [ "$done_" = t ] && break
-        sleep 0.05
-    done
-    t1=$(now)
-    [ "$done_" = t ] || { echo "avro_decode: pipeline $name did not finish" >&2; exit 1; }
+    sf_wait_sql "$work/pg" "$port" "pipeline $name to finish" \
+        "(SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = '$name')" \
+        6000 0.05 || { echo "avro_decode: pipeline $name did not finish" >&2; exit 1; }
+    t1=$(sf_now)
     sql -c "SELECT streamflink.stop('$name')" >/dev/null
-    rate "$total" "$t0" "$t1"
+    sf_rate "$total" "$t0" "$t1"
 }
 ej=$(e2e pj_pipe bj)
 ea=$(e2e pa_pipe ba)

@@ -29,23 +29,8 @@ parts=4
 sf_test_setup bench >/dev/null
 work=$SF_TEST_DIR
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
-
 echo "bench: generating $n events"
-python3 - "$n" "$parts" >"$work/events.tsv" <<'PY'
-import datetime, json, sys
-n, parts = int(sys.argv[1]), int(sys.argv[2])
-base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-w = sys.stdout.write
-for i in range(n):
-    ts = (base + datetime.timedelta(milliseconds=i)).isoformat()
-    w('%d\t{"k": "key%d", "v": %d.5, "ts": "%s"}\n' % (i % parts, (i * 7919) % 1000, i % 100, ts))
-PY
-# One more event per partition, an hour later: every window closes.
-for ((p = 0; p < parts; p++)); do
-    printf '%d\t{"k": "key0", "v": 0, "ts": "2024-01-01T02:00:00+00:00"}\n' "$p"
-done >>"$work/events.tsv"
+sf_bench_events "$n" "$parts" 1 >"$work/events.tsv"
 total=$((n + parts))
 cut -f2 "$work/events.tsv" | python3 -c "
 import json, sys
@@ -62,41 +47,26 @@ raw=$(test/consume_bench "$addr" bench "$total" 2>/dev/null | awk '$1 == "RATE" 
 echo "bench: raw librdkafka consume: $raw msg/s"
 
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
+sf_bench_pg_start "$work/pg" "$port"
 sql() { sf_psql "$work/pg" "$port" -qAt "$@"; }
+sf_bench_source "$work/pg" "$port" "$addr"
 sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('bench', brokers => '$addr', topic => 'bench', format => 'json',
-       columns => 'k text, v float8, ts timestamptz', event_time => 'ts',
-       options => '{fetch.wait.max.ms=10}');
 SELECT streamflink.create_window_pipeline('bench', source => 'bench', key => 'k',
        "window" => 'tumble', size => '1 minute',
        aggregates => 'count(*) AS n, avg(v) AS mean', sink => 'bench_out',
        checkpoint_interval => '1 second');
 SQL
-t0=$(now)
+t0=$(sf_now)
 sql -c "SELECT streamflink.start('bench')" >/dev/null
 if [ -n "${SF_BENCH_PERF:-}" ]; then
-    # Profile the worker for a second (perf record -g; report to the file).
-    for ((i = 0; i < 100; i++)); do
-        pid=$(sql -c "SELECT pid FROM streamflink.pipelines WHERE name = 'bench'")
-        [ -z "$pid" ] || break
-        sleep 0.02
-    done
-    perf record -q -F 1999 -g -p "$pid" -o "$work/perf.data" -- sleep 1 2>/dev/null
-    for sort in dso sym; do
-        perf report -i "$work/perf.data" --comm postgres --percentage relative \
-            --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
-    done >"$SF_BENCH_PERF"
+    # Profile the worker for a second.
+    sf_bench_perf "$work/pg" "$port" bench 1 "$SF_BENCH_PERF"
 fi
-for ((i = 0; i < 6000; i++)); do
-    done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'bench'")
-    [ "$done_" = t ] && break
-    sleep 0.05
-done
-t1=$(now)
-[ "$done_" = t ] || { echo "bench: the pipeline did not finish"; exit 1; }
-sf=$(rate "$total" "$t0" "$t1")
+sf_wait_sql "$work/pg" "$port" "the pipeline to finish" \
+    "(SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'bench')" \
+    6000 0.05 || { echo "bench: the pipeline did not finish"; exit 1; }
+t1=$(sf_now)
+sf=$(sf_rate "$total" "$t0" "$t1")
 ckpts=$(sql -c "SELECT count(*) || ' checkpoints, median ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM duration) * 1000)::numeric, 1) || ' ms, ' || pg_size_pretty(max(state_bytes)) || ' state' FROM streamflink.checkpoints")
 rows=$(sql -c "SELECT count(*) FROM bench_out")
 echo "bench: streamflink end to end: $sf events/s ($rows windows, $ckpts)"
@@ -110,7 +80,7 @@ sql >/dev/null <<SQL
 CREATE UNLOGGED TABLE copied_json (payload json);
 CREATE UNLOGGED TABLE copied (k text, v float8, ts timestamptz);
 SQL
-t2=$(now)
+t2=$(sf_now)
 sql <<SQL >/dev/null
 \copy copied_json FROM '$work/events.json'
 CREATE TABLE grouped_json AS
@@ -118,18 +88,18 @@ SELECT payload->>'k' AS k, date_bin('1 minute', (payload->>'ts')::timestamptz, '
        count(*) AS n, avg((payload->>'v')::float8) AS mean
 FROM copied_json GROUP BY 1, 2;
 SQL
-t3=$(now)
-diy_json=$(rate "$total" "$t2" "$t3")
+t3=$(sf_now)
+diy_json=$(sf_rate "$total" "$t2" "$t3")
 echo "bench: COPY json then GROUP BY: $diy_json events/s"
-t2=$(now)
+t2=$(sf_now)
 sql <<SQL >/dev/null
 \copy copied FROM '$work/events.csv' WITH (FORMAT csv)
 CREATE TABLE grouped AS
 SELECT k, date_bin('1 minute', ts, 'epoch') AS window_start, count(*) AS n, avg(v) AS mean
 FROM copied GROUP BY 1, 2;
 SQL
-t3=$(now)
-diy=$(rate "$total" "$t2" "$t3")
+t3=$(sf_now)
+diy=$(sf_rate "$total" "$t2" "$t3")
 echo "bench: COPY pre-decoded csv then GROUP BY: $diy events/s"
 # The answer must be right too: compare with SQL over the same events.
 wrong=$(sql -c "SELECT count(*) FROM (SELECT k, window_start, n, mean FROM bench_out

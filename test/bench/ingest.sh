@@ -31,19 +31,8 @@ parts=4
 sf_test_setup ingest >/dev/null
 work=$SF_TEST_DIR
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
-
 echo "ingest: generating $n events"
-python3 - "$n" "$parts" >"$work/events.tsv" <<'PY'
-import datetime, json, sys
-n, parts = int(sys.argv[1]), int(sys.argv[2])
-base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-w = sys.stdout.write
-for i in range(n):
-    ts = (base + datetime.timedelta(milliseconds=i)).isoformat()
-    w('%d\t{"k": "key%d", "v": %d.5, "ts": "%s"}\n' % (i % parts, (i * 7919) % 1000, i % 100, ts))
-PY
+sf_bench_events "$n" "$parts" >"$work/events.tsv"
 total=$n
 
 addr=$(sf_broker_start "$work/broker" "bench:$parts")
@@ -53,40 +42,25 @@ raw=$(test/consume_bench "$addr" bench "$total" 2>/dev/null | awk '$1 == "RATE" 
 echo "ingest: raw librdkafka consume: $raw msg/s"
 
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
+sf_bench_pg_start "$work/pg" "$port"
 sql() { sf_psql "$work/pg" "$port" -qAt "$@"; }
+sf_bench_source "$work/pg" "$port" "$addr"
 sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('bench', brokers => '$addr', topic => 'bench', format => 'json',
-       columns => 'k text, v float8, ts timestamptz', event_time => 'ts',
-       options => '{fetch.wait.max.ms=10}');
 SELECT streamflink.create_pipeline('ingest', \$\$
        SELECT k, v * 2 AS v2, upper(k) AS k_upper, ts FROM bench WHERE v >= 1 \$\$,
        sink => 'ingest_out', checkpoint_interval => '1 second');
 SQL
-t0=$(now)
+t0=$(sf_now)
 sql -c "SELECT streamflink.start('ingest')" >/dev/null
 if [ -n "${SF_BENCH_PERF:-}" ]; then
-    # Profile the worker for two seconds (perf record -g; report to the file).
-    for ((i = 0; i < 100; i++)); do
-        pid=$(sql -c "SELECT pid FROM streamflink.pipelines WHERE name = 'ingest'")
-        [ -z "$pid" ] || break
-        sleep 0.02
-    done
-    perf record -q -F 1999 -g -p "$pid" -o "$work/perf.data" -- sleep 2 2>/dev/null
-    for sort in dso sym; do
-        perf report -i "$work/perf.data" --comm postgres --percentage relative \
-            --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
-    done >"$SF_BENCH_PERF"
+    # Profile the worker for two seconds.
+    sf_bench_perf "$work/pg" "$port" ingest 2 "$SF_BENCH_PERF"
 fi
-for ((i = 0; i < 12000; i++)); do
-    done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'ingest'")
-    [ "$done_" = t ] && break
-    sleep 0.05
-done
-t1=$(now)
-[ "$done_" = t ] || { echo "ingest: the pipeline did not finish"; exit 1; }
-sf=$(rate "$total" "$t0" "$t1")
+sf_wait_sql "$work/pg" "$port" "the pipeline to finish" \
+    "(SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'ingest')" \
+    12000 0.05 || { echo "ingest: the pipeline did not finish"; exit 1; }
+t1=$(sf_now)
+sf=$(sf_rate "$total" "$t0" "$t1")
 ckpts=$(sql -c "SELECT count(*) || ' checkpoints, median ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM duration) * 1000)::numeric, 1) || ' ms' FROM streamflink.checkpoints")
 rows=$(sql -c "SELECT count(*) FROM ingest_out")
 echo "ingest: streamflink stateless pipeline end to end: $sf events/s ($rows rows, $ckpts)"
@@ -97,19 +71,19 @@ sql >/dev/null <<SQL
 CREATE UNLOGGED TABLE copied_json (payload json);
 CREATE TABLE copied_out (k text, v2 float8, k_upper text, ts timestamptz);
 SQL
-t2=$(now)
+t2=$(sf_now)
 kcat -C -b "$addr" -t bench -e -q -f '%s\n' -X fetch.wait.max.ms=10 2>/dev/null |
     sed 's/\\/\\\\/g' | sql -c "\\copy copied_json FROM STDIN"
-t3=$(now)
+t3=$(sf_now)
 sql >/dev/null <<SQL
 INSERT INTO copied_out
 SELECT payload->>'k', (payload->>'v')::float8 * 2, upper(payload->>'k'), (payload->>'ts')::timestamptz
 FROM copied_json WHERE (payload->>'v')::float8 >= 1;
 SQL
-t4=$(now)
+t4=$(sf_now)
 copied=$(sql -c "SELECT count(*) FROM copied_json")
-copy_only=$(rate "$copied" "$t2" "$t3")
-copy_insert=$(rate "$copied" "$t2" "$t4")
+copy_only=$(sf_rate "$copied" "$t2" "$t3")
+copy_insert=$(sf_rate "$copied" "$t2" "$t4")
 echo "ingest: kcat | COPY json: $copy_only events/s ($copied messages)"
 echo "ingest: kcat | COPY json, then INSERT ... SELECT typed: $copy_insert events/s"
 wrong=$(sql -c "SELECT count(*) FROM (SELECT * FROM ingest_out EXCEPT ALL SELECT * FROM copied_out) a")

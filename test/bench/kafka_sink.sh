@@ -29,22 +29,9 @@ parts=4
 sf_test_setup bench_kafka_sink >/dev/null
 work=$SF_TEST_DIR
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
 
 echo "kafka_sink bench: generating $n events"
-python3 - "$n" "$parts" >"$work/events.tsv" <<'PY'
-import datetime, sys
-n, parts = int(sys.argv[1]), int(sys.argv[2])
-base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-w = sys.stdout.write
-for i in range(n):
-    ts = (base + datetime.timedelta(milliseconds=i)).isoformat()
-    w('%d\t{"k": "key%d", "v": %d.5, "ts": "%s"}\n' % (i % parts, (i * 7919) % 1000, i % 100, ts))
-PY
-for ((p = 0; p < parts; p++)); do
-    printf '%d\t{"k": "key0", "v": 0, "ts": "2024-01-01T02:00:00+00:00"}\n' "$p"
-done >>"$work/events.tsv"
+sf_bench_events "$n" "$parts" 1 >"$work/events.tsv"
 total=$((n + parts))
 chmod a+r "$work"/events.*
 
@@ -55,37 +42,28 @@ addr=$(sf_broker_start "$work/broker" "bench:$parts" out_light:16 out_light.mark
 test/produce "$addr" bench --partitions "$parts" <"$work/events.tsv" 2>/dev/null
 
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off" \
-    "streamflink.checkpoint_history = 100000"
+sf_bench_pg_start "$work/pg" "$port" "streamflink.checkpoint_history = 100000"
 sql() { sf_psql "$work/pg" "$port" -qAt "$@"; }
-sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('bench', brokers => '$addr', topic => 'bench', format => 'json',
-       columns => 'k text, v float8, ts timestamptz', event_time => 'ts',
-       options => '{fetch.wait.max.ms=10}');
-SQL
+sf_bench_source "$work/pg" "$port" "$addr"
 
 # run NAME SIZE SINKARGS: create, start, wait, print the rate.
 run() {
-    local name=$1 size=$2 sinkargs=$3 t0 t1 done_ i
+    local name=$1 size=$2 sinkargs=$3 t0 t1
     sql >/dev/null -c "SELECT streamflink.create_window_pipeline('$name', source => 'bench', key => 'k',
            \"window\" => 'tumble', size => '$size',
            aggregates => 'count(*) AS n, avg(v) AS mean', checkpoint_interval => '1 second', $sinkargs)"
-    t0=$(now)
+    t0=$(sf_now)
     sql -c "SELECT streamflink.start('$name')" >/dev/null
-    for ((i = 0; i < 12000; i++)); do
-        done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total
-                              AND NOT EXISTS (SELECT 1 FROM streamflink.kafka_sink_txn t
-                                              JOIN streamflink.pipeline p ON p.id = t.pipeline_id
-                                              WHERE p.name = '$name' AND t.committed IS NULL)
-                        FROM streamflink.offsets WHERE pipeline = '$name'")
-        [ "$done_" = t ] && break
-        sleep 0.05
-    done
-    t1=$(now)
-    [ "$done_" = t ] || { echo "kafka_sink bench: pipeline $name did not finish" >&2; exit 1; }
+    sf_wait_sql "$work/pg" "$port" "pipeline $name to finish" \
+        "(SELECT coalesce(sum(next_offset), 0) = $total
+                 AND NOT EXISTS (SELECT 1 FROM streamflink.kafka_sink_txn t
+                                 JOIN streamflink.pipeline p ON p.id = t.pipeline_id
+                                 WHERE p.name = '$name' AND t.committed IS NULL)
+          FROM streamflink.offsets WHERE pipeline = '$name')" 12000 0.05 ||
+        { echo "kafka_sink bench: pipeline $name did not finish" >&2; exit 1; }
+    t1=$(sf_now)
     sql -c "SELECT streamflink.stop('$name')" >/dev/null
-    rate "$total" "$t0" "$t1"
+    sf_rate "$total" "$t0" "$t1"
 }
 
 rows_of() { sql -c "SELECT coalesce(sum(rows_emitted), 0) FROM streamflink.checkpoints WHERE pipeline = '$1'"; }
