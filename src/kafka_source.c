@@ -440,16 +440,18 @@ ksrc_create(const char *brokers, const char *topic, const char *group_id,
 	return src;
 }
 
-int
-ksrc_partition_count(KafkaSource *src, int timeout_ms, char **error)
+/*
+ * The topic's metadata, from a request waiting at most timeout_ms: the
+ * caller frees it with rd_kafka_metadata_destroy.  NULL with *error set
+ * (palloc'd) if the broker does not answer or the topic is not available.
+ */
+static const struct rd_kafka_metadata *
+topic_metadata(KafkaSource *src, int timeout_ms, char **error)
 {
 	const struct rd_kafka_metadata *md;
-	const rd_kafka_metadata_topic_t *t;
 	rd_kafka_resp_err_t err;
-	int			count;
 
 	*error = NULL;
-
 	if (src->rkt == NULL)
 	{
 		src->rkt = rd_kafka_topic_new(src->rk, src->topic, NULL);
@@ -457,7 +459,7 @@ ksrc_partition_count(KafkaSource *src, int timeout_ms, char **error)
 		{
 			*error = psprintf("invalid Kafka topic \"%s\": %s", src->topic,
 							   rd_kafka_err2str(rd_kafka_last_error()));
-			return -1;
+			return NULL;
 		}
 	}
 
@@ -466,7 +468,7 @@ ksrc_partition_count(KafkaSource *src, int timeout_ms, char **error)
 	{
 		*error = psprintf("could not get metadata of Kafka topic \"%s\" within %d ms: %s",
 						   src->topic, timeout_ms, rd_kafka_err2str(err));
-		return -1;
+		return NULL;
 	}
 
 	if (md->topic_cnt != 1)
@@ -474,17 +476,29 @@ ksrc_partition_count(KafkaSource *src, int timeout_ms, char **error)
 		*error = psprintf("Kafka metadata for topic \"%s\" has %d topics",
 						   src->topic, md->topic_cnt);
 		rd_kafka_metadata_destroy(md);
-		return -1;
+		return NULL;
 	}
-
-	t = &md->topics[0];
-	if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		*error = psprintf("Kafka topic \"%s\" is not available: %s",
-						   src->topic, rd_kafka_err2str(t->err));
+						   src->topic, rd_kafka_err2str(md->topics[0].err));
 		rd_kafka_metadata_destroy(md);
-		return -1;
+		return NULL;
 	}
+	return md;
+}
+
+int
+ksrc_partition_count(KafkaSource *src, int timeout_ms, char **error)
+{
+	const struct rd_kafka_metadata *md;
+	const rd_kafka_metadata_topic_t *t;
+	int			count;
+
+	md = topic_metadata(src, timeout_ms, error);
+	if (md == NULL)
+		return -1;
+	t = &md->topics[0];
 	if (t->partition_cnt <= 0)
 	{
 		*error = psprintf("Kafka topic \"%s\" has no partitions", src->topic);
@@ -1042,38 +1056,13 @@ ksrc_list_partitions(KafkaSource *src, int timeout_ms, int32 **partitions,
 {
 	const struct rd_kafka_metadata *md;
 	const rd_kafka_metadata_topic_t *t;
-	rd_kafka_resp_err_t err;
 	int32	   *ids;
 	int			count;
 
-	*error = NULL;
 	*partitions = NULL;
-	if (src->rkt == NULL)
-	{
-		src->rkt = rd_kafka_topic_new(src->rk, src->topic, NULL);
-		if (src->rkt == NULL)
-		{
-			*error = psprintf("invalid Kafka topic \"%s\": %s", src->topic,
-							   rd_kafka_err2str(rd_kafka_last_error()));
-			return -1;
-		}
-	}
-	err = rd_kafka_metadata(src->rk, 0, src->rkt, &md, timeout_ms);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-	{
-		*error = psprintf("could not get metadata of Kafka topic \"%s\" within %d ms: %s",
-						   src->topic, timeout_ms, rd_kafka_err2str(err));
+	md = topic_metadata(src, timeout_ms, error);
+	if (md == NULL)
 		return -1;
-	}
-	if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
-	{
-		*error = md->topic_cnt != 1 ?
-			psprintf("Kafka metadata for topic \"%s\" has %d topics", src->topic, md->topic_cnt) :
-			psprintf("Kafka topic \"%s\" is not available: %s",
-					 src->topic, rd_kafka_err2str(md->topics[0].err));
-		rd_kafka_metadata_destroy(md);
-		return -1;
-	}
 	t = &md->topics[0];
 	count = t->partition_cnt;
 	ids = palloc(sizeof(int32) * Max(count, 1));
