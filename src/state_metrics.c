@@ -36,8 +36,6 @@ Datum
 streamflink_state_metrics(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	List	   *visible = NIL;
-	bool		all_visible = superuser();
 	WorkerSlot *copies;
 	int			n;
 
@@ -46,10 +44,7 @@ streamflink_state_metrics(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 
 	/* as streamflink.pipelines: the pipelines row-level security shows */
-	if (!all_visible)
-		visible = sf_visible_pipelines();
-
-	n = slot_copy_all(MyDatabaseId, &copies);
+	n = sf_visible_slots(&copies);
 	for (int i = 0; i < n; i++)
 	{
 		WorkerSlot *s = &copies[i];
@@ -60,8 +55,6 @@ streamflink_state_metrics(PG_FUNCTION_ARGS)
 		int64		lookups;
 		int			c = 0;
 
-		if (!all_visible && !list_member_int(visible, s->pipeline_id))
-			continue;
 		/* not collected yet (the worker is still starting) */
 		if (m->collected_at == 0)
 			continue;

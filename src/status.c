@@ -32,8 +32,6 @@ Datum
 streamflink_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	List	   *visible = NIL;
-	bool		all_visible = superuser();
 	WorkerSlot *copies;
 	int			n;
 
@@ -46,18 +44,12 @@ streamflink_worker_status(PG_FUNCTION_ARGS)
 	 * workers of the pipelines it may see, as row-level security on the
 	 * catalog decides (read as the caller).
 	 */
-	if (!all_visible)
-		visible = sf_visible_pipelines();
-
-	n = slot_copy_all(MyDatabaseId, &copies);
+	n = sf_visible_slots(&copies);
 	for (int i = 0; i < n; i++)
 	{
 		WorkerSlot *s = &copies[i];
 		Datum		values[16];
 		bool		nulls[16];
-
-		if (!all_visible && !list_member_int(visible, s->pipeline_id))
-			continue;
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(s->pipeline_id);

@@ -91,6 +91,27 @@ sf_visible_pipelines(void)
 	return ids;
 }
 
+int
+sf_visible_slots(WorkerSlot **copies)
+{
+	List	   *visible = NIL;
+	bool		all_visible = superuser();
+	int			n;
+	int			kept = 0;
+
+	if (!all_visible)
+		visible = sf_visible_pipelines();
+	n = slot_copy_all(MyDatabaseId, copies);
+	if (all_visible)
+		return n;
+	for (int i = 0; i < n; i++)
+	{
+		if (list_member_int(visible, (*copies)[i].pipeline_id))
+			(*copies)[kept++] = (*copies)[i];
+	}
+	return kept;
+}
+
 PipelineDef *
 sf_load_pipeline_for_reader(const char *name)
 {
