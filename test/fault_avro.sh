@@ -126,13 +126,11 @@ while [ -e "$(chunk_file $chunk)" ]; do
 done
 
 main_total=$(cat "$work"/events/chunk-*.tsv | wc -l)
-wait_for "the main events to be checkpointed" \
-    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $main_total"
+sf_wait_offsets "$pg" "$port" surge "$main_total"
 produce "$work/events/late.tsv"
 produce "$work/events/final.tsv"
 total=$(count total)
-wait_for "every event to be checkpointed" \
-    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $total"
+sf_wait_offsets "$pg" "$port" surge "$total"
 
 sf_rides_expected_sql "$work/events/events.csv" | sql
 

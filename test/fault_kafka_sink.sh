@@ -138,13 +138,11 @@ done
 
 main_total=$(cat "$work"/events/chunk-*.tsv | wc -l)
 wait_for() { sf_wait_sql "$pg" "$port" "$@"; }
-wait_for "the main events to be checkpointed" \
-    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $main_total"
+sf_wait_offsets "$pg" "$port" surge "$main_total"
 produce "$work/events/late.tsv"
 produce "$work/events/final.tsv"
 total=$(count total)
-wait_for "every event to be checkpointed" \
-    "(SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'surge') = $total"
+sf_wait_offsets "$pg" "$port" surge "$total"
 # The last checkpoint's Kafka commit is recorded, its outbox emptied.
 wait_for "every Kafka transaction to be recorded" \
     "NOT EXISTS (SELECT 1 FROM streamflink.kafka_sink_txn WHERE committed IS NULL)

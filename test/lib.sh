@@ -31,6 +31,7 @@
 # Crash tests (test/fault_*.sh):
 #   sf_psql_retry DIR PORT [ARGS...]  sf_psql, retried while the server restarts
 #   sf_wait_sql DIR PORT WHAT COND [TRIES [INTERVAL]]  until SELECT (COND) is true
+#   sf_wait_offsets DIR PORT PIPELINE TOTAL [TRIES [INTERVAL]]  until TOTAL offsets are checkpointed
 #   sf_wait_worker DIR CMD...       until CMD echoes a worker's pid
 #   sf_fault_order SEED KILLS RESTARTS  kill/restart lines in a seeded order
 #   sf_fault_pause                  sleep 0 to 1.5 s (RANDOM)
@@ -737,6 +738,19 @@ sf_wait_sql() {
         -c "SELECT status, error, events, watermark FROM streamflink.pipelines" >&2
     tail -n 50 "$dir/server.log" >&2
     return 1
+}
+
+# ---------------------------------------------------------------------------
+# sf_wait_offsets DIR PORT PIPELINE TOTAL [TRIES [INTERVAL]]
+#   sf_wait_sql until PIPELINE's checkpointed offsets (streamflink.offsets,
+#   next offsets summed over its partitions) are TOTAL: every message of its
+#   topic, when TOTAL is how many were produced, is in a checkpoint.
+# ---------------------------------------------------------------------------
+sf_wait_offsets() {
+    [ $# -ge 4 ] || { _sf_die "usage: sf_wait_offsets DIR PORT PIPELINE TOTAL [TRIES [INTERVAL]]"; return 1; }
+    sf_wait_sql "$1" "$2" "$4 offsets of pipeline $3 to be checkpointed" \
+        "(SELECT coalesce(sum(next_offset), 0) = $4 FROM streamflink.offsets WHERE pipeline = '$3')" \
+        "${@:5}"
 }
 
 # ---------------------------------------------------------------------------

@@ -140,9 +140,8 @@ SELECT streamflink.create_window_pipeline('$name', source => '$source', key => '
 SQL
     t0=$(sf_now)
     sql -c "SELECT streamflink.start('$name')" >/dev/null
-    sf_wait_sql "$work/pg" "$port" "pipeline $name to finish" \
-        "(SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = '$name')" \
-        6000 0.05 || { echo "avro_decode: pipeline $name did not finish" >&2; exit 1; }
+    sf_wait_offsets "$work/pg" "$port" "$name" "$total" 6000 0.05 ||
+        { echo "avro_decode: pipeline $name did not finish" >&2; exit 1; }
     t1=$(sf_now)
     sql -c "SELECT streamflink.stop('$name')" >/dev/null
     sf_rate "$total" "$t0" "$t1"

@@ -62,9 +62,8 @@ if [ -n "${SF_BENCH_PERF:-}" ]; then
     # Profile the worker for a second.
     sf_bench_perf "$work/pg" "$port" bench 1 "$SF_BENCH_PERF"
 fi
-sf_wait_sql "$work/pg" "$port" "the pipeline to finish" \
-    "(SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = 'bench')" \
-    6000 0.05 || { echo "bench: the pipeline did not finish"; exit 1; }
+sf_wait_offsets "$work/pg" "$port" bench "$total" 6000 0.05 ||
+    { echo "bench: the pipeline did not finish"; exit 1; }
 t1=$(sf_now)
 sf=$(sf_rate "$total" "$t0" "$t1")
 ckpts=$(sql -c "SELECT count(*) || ' checkpoints, median ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM duration) * 1000)::numeric, 1) || ' ms, ' || pg_size_pretty(max(state_bytes)) || ' state' FROM streamflink.checkpoints")
