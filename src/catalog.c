@@ -127,7 +127,8 @@ row_type_attno(Oid row_type, const char *colname, Oid *coltype)
 	C(sink_options, "ARRAY(SELECT pg_catalog.jsonb_array_elements_text(to_jsonb(p) -> 'sink_options'))") \
 	C(parallelism, "(to_jsonb(p) ->> 'parallelism')::int") \
 	C(checkpoint_mode, "to_jsonb(p) ->> 'checkpoint_mode'") \
-	C(aligned_checkpoint_timeout, "(extract(epoch FROM (to_jsonb(p) ->> 'aligned_checkpoint_timeout')::interval) * 1000000)::int8")
+	C(aligned_checkpoint_timeout, "(extract(epoch FROM (to_jsonb(p) ->> 'aligned_checkpoint_timeout')::interval) * 1000000)::int8") \
+	/* a new column: one line above this one */
 
 #define PIPELINE_COLUMN_ENUM(name, expr) PCOL_##name,
 #define PIPELINE_COLUMN_NAME(name, expr) #name,
