@@ -353,7 +353,16 @@ exchange_flush(Exchange *ex)
 		Output	   *o = &ex->out[t];
 
 		if (t == ex->task)
-			continue;			/* read in place by exchange_next */
+		{
+			/*
+			 * Read in place by exchange_next; bounded like a queue, or a
+			 * task whose own operator side is slow would buffer its
+			 * partitions without end.
+			 */
+			if (o->filling.len >= ex->ctl->queue_size)
+				room = false;
+			continue;
+		}
 		for (;;)
 		{
 			shm_mq_result r;

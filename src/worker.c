@@ -165,6 +165,7 @@ typedef struct Worker
 	int			nblocked;
 	int			next_channel;	/* round robin */
 	TimestampTz first_barrier_at;
+	int64		under_way;		/* the checkpoint this task knows is taken */
 	TimestampTz last_barrier_at;
 	int64		events_in;
 	int64		epoch_events_in;
@@ -175,7 +176,10 @@ typedef struct Worker
 	 * more events but keeps reading every channel until its barrier; the
 	 * events read meanwhile are the checkpoint's channel state (chstate),
 	 * persisted with it and processed right after it (replay), as after a
-	 * recovery from it.
+	 * recovery from it.  The next unaligned checkpoint's barriers overtake
+	 * what is left of the replay: it becomes the head of that checkpoint's
+	 * channel state (Flink's barriers overtake in-flight buffers the same
+	 * way), so a slow task does not hold back checkpoints by its backlog.
 	 */
 	bool		draining;
 	StringInfoData chstate;
@@ -985,6 +989,80 @@ parallel_checkpoint(Worker *w)
 	}
 }
 
+/*
+ * Whether the checkpoint under way is to be taken unaligned from now on:
+ * an unaligned pipeline from its first barrier, an aligned one once
+ * alignment took aligned_checkpoint_timeout; a savepoint never.  What is
+ * left of the previous channel state is carried into this one, but not
+ * without bound: each draining adds at most the contents of the task's
+ * input queues (and its own buffer), so under lasting overload it would
+ * grow with every checkpoint.  Beyond CARRY_QUEUES times its input queues
+ * the task first processes the backlog (aligned, as far as that goes):
+ * memory and persisted bytes stay bounded, at the price of that one
+ * checkpoint's delay.
+ */
+#define CARRY_QUEUES 2
+
+static bool
+drain_now(Worker *w, TimestampTz now)
+{
+	ExchangeControl *ctl = exchange_control(w->ex);
+	int64		timeout = w->def->aligned_checkpoint_timeout;
+	Size		carry = w->replay.len - w->replay_off;
+
+	if (w->draining || w->under_way != w->checkpoint_id + 1 || w->savepoint.aligned)
+		return false;
+	if (carry > CARRY_QUEUES * ctl->queue_size * w->ntasks)
+		return false;
+	if (w->def->unaligned_checkpoints || timeout == 0)
+		return true;
+	/* from the trigger, as Flink's aligned checkpoint timeout counts */
+	return timeout > 0 && now - ctl->triggered_at >= timeout;
+}
+
+/*
+ * The task learns that checkpoint 'id' is under way: from the trigger in
+ * the exchange's control, or from its first barrier, whichever comes
+ * first.  The trigger is this design's priority event: a task whose
+ * channels are full of backlog (a slow operator) would see the barriers
+ * only behind it, but an unaligned checkpoint may start draining at once;
+ * what it reads from then on up to each channel's barrier precedes the
+ * barrier, and is channel state.
+ */
+static void
+checkpoint_under_way(Worker *w, int64 id)
+{
+	if (w->under_way == id)
+		return;
+	w->under_way = id;
+	/* a savepoint is aligned: its restore has no channel state */
+	w->savepoint.aligned = savepoint_is_checkpoint(&w->savepoint, id);
+}
+
+/*
+ * Draining starts while channel state of the previous checkpoint is not
+ * processed yet: the barriers overtook it, so it goes first into this
+ * checkpoint's channel state (a recovery from this checkpoint processes it
+ * before what is drained now, the order it would have had).
+ */
+static void
+carry_replay(Worker *w)
+{
+	StringInfoData tmp;
+
+	if (w->replay.len == 0)
+		return;
+	initStringInfo(&tmp);
+	appendBinaryStringInfo(&tmp, w->replay.data + w->replay_off,
+						   w->replay.len - w->replay_off);
+	appendBinaryStringInfo(&tmp, w->chstate.data, w->chstate.len);
+	resetStringInfo(&w->chstate);
+	appendBinaryStringInfo(&w->chstate, tmp.data, tmp.len);
+	pfree(tmp.data);
+	resetStringInfo(&w->replay);
+	w->replay_off = 0;
+}
+
 static void
 barrier_received(Worker *w, int channel, int64 id)
 {
@@ -994,17 +1072,13 @@ barrier_received(Worker *w, int channel, int64 id)
 		elog(ERROR, "task %d received barrier " INT64_FORMAT " from task %d after checkpoint " INT64_FORMAT,
 			 w->task, id, channel, w->checkpoint_id);
 	if (w->nblocked == 0)
-	{
 		w->first_barrier_at = now;
-		/* a savepoint is aligned: its restore has no channel state */
-		w->savepoint.aligned = savepoint_is_checkpoint(&w->savepoint, id);
-	}
+	checkpoint_under_way(w, id);
 	w->last_barrier_at = now;
 	w->blocked[channel] = true;
 	w->nblocked++;
 	/* unaligned: the first barrier ends the taking of events */
-	if ((w->def->unaligned_checkpoints || w->def->aligned_checkpoint_timeout == 0) &&
-		!w->savepoint.aligned)
+	if (drain_now(w, now))
 		w->draining = true;
 }
 
@@ -1133,19 +1207,25 @@ operator_round(Worker *w)
 	TimestampTz deadline = GetCurrentTimestamp() + ROUND_MS * 1000;
 	bool		out_of_time = false;
 
+	/*
+	 * Unaligned: from the trigger on; aligned, but alignment took too long:
+	 * unaligned from here on.  Or the backlog that held draining back is
+	 * small enough now.
+	 */
+	if ((int64) pg_atomic_read_u64(&exchange_control(w->ex)->trigger) == w->checkpoint_id + 1)
+		checkpoint_under_way(w, w->checkpoint_id + 1);
+	if (drain_now(w, GetCurrentTimestamp()))
+		w->draining = true;
+
 	/* a checkpoint's (or a recovery's) channel state before new input */
 	if (w->replay.len > 0)
 	{
-		if (replay_channel_state(w, deadline))
+		if (w->draining)
+			carry_replay(w);
+		else if (replay_channel_state(w, deadline))
 			return true;		/* more of it next round */
 		did = true;
 	}
-
-	/* aligned, but alignment took too long: unaligned from here on */
-	if (!w->draining && w->nblocked > 0 && w->def->aligned_checkpoint_timeout >= 0 &&
-		!w->savepoint.aligned &&
-		GetCurrentTimestamp() - w->first_barrier_at >= w->def->aligned_checkpoint_timeout)
-		w->draining = true;
 
 	for (int k = 0; k < w->ntasks && !out_of_time; k++)
 	{
