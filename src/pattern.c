@@ -302,6 +302,18 @@ typedef struct PatParse
 	int			cap;			/* of pat->elems */
 	int		   *starts;			/* text position of each element */
 	bool		groups;			/* the pattern has groups */
+
+	/*
+	 * Where each element sits among the groups, for the rules on negations
+	 * and greedy quantifiers next to groups (check_negation_in_groups):
+	 * the innermost group copy (0: none), and whether a copy around it
+	 * belongs to a group with a quantifier other than {1}.
+	 */
+	int		   *gids;
+	bool	   *quants;
+	int			cur_gid;
+	bool		cur_quant;
+	int			ngids;
 } PatParse;
 
 #define MAX_ELEMENTS 1000
@@ -491,6 +503,14 @@ parse_items(PatParse *ps, int *pp, int open)
 				c = CONTIG_RELAXED, p = skip_space(text, p + 2);
 		}
 		items = lappend(items, parse_item(ps, &p, c));
+
+		/*
+		 * A group, like a pattern, begins with a variable (Flink's
+		 * Pattern.begin(), of which a group is made, has no negated form).
+		 */
+		if (open >= 0 && list_length(items) == 1 && ((PNode *) linitial(items))->el.negated)
+			pattern_error(text, ((PNode *) linitial(items))->start, "a group cannot begin with a negated variable",
+						  "Write the negation before the group: a -> !c -> (b d).");
 		p = skip_space(text, p);
 		if (text[p] == '\0')
 		{
@@ -500,8 +520,22 @@ parse_items(PatParse *ps, int *pp, int open)
 		}
 		if (text[p] == ')')
 		{
+			PNode	   *last = llast(items);
+
 			if (open < 0)
 				pattern_error(text, p, "unexpected \")\"", NULL);
+
+			/*
+			 * Flink's NFACompiler turns a notFollowedBy into stop edges of the
+			 * states after it, found by walking back the Pattern chain from
+			 * them; the chain after a group links to the group, not to its
+			 * last variable, so a notFollowedBy ending a group would stop
+			 * nothing (or only a loop right before it): refused rather than
+			 * ignored.
+			 */
+			if (!last->group && last->el.negated && last->contiguity != CONTIG_STRICT)
+				pattern_error(text, last->start, "a group cannot end with a notFollowedBy variable",
+							  "Write the negation after the group: (a b) -> !c -> d.");
 			break;
 		}
 		if (text[p] == '|')
@@ -530,6 +564,20 @@ add_edge(int *n, int **targets, int t)
 
 static void expand_items(PatParse *ps, List *items, Contiguity first);
 
+/* One copy of group g's items, the first with contiguity 'first'. */
+static void
+expand_copy(PatParse *ps, PNode *g, Contiguity first)
+{
+	int			saved_gid = ps->cur_gid;
+	bool		saved_quant = ps->cur_quant;
+
+	ps->cur_gid = ++ps->ngids;
+	ps->cur_quant = saved_quant || g->min != 1 || g->max != 1;
+	expand_items(ps, g->items, first);
+	ps->cur_gid = saved_gid;
+	ps->cur_quant = saved_quant;
+}
+
 /*
  * A group with quantifier {min,max}, as elements: its items min times
  * (at least once), then either a copy that loops (max unbounded: the last
@@ -554,12 +602,12 @@ expand_group(PatParse *ps, PNode *g, Contiguity c)
 					  psprintf("A pattern may expand to at most %d variables; a group's quantifier copies them.", MAX_ELEMENTS));
 	copies = palloc(sizeof(int) * (Max(g->max, lo) + 1));
 	for (int k = 0; k < lo; k++)
-		expand_items(ps, g->items, k == 0 ? c : g->inner);
+		expand_copy(ps, g, k == 0 ? c : g->inner);
 	if (g->max < 0)
 	{
 		int			s = pat->nelems;
 
-		expand_items(ps, g->items, g->inner);
+		expand_copy(ps, g, g->inner);
 		copies[ncopies++] = s;
 		add_edge(&pat->elems[pat->nelems - 1].nloops, &pat->elems[pat->nelems - 1].loops, s);
 	}
@@ -567,7 +615,7 @@ expand_group(PatParse *ps, PNode *g, Contiguity c)
 		for (int k = lo; k < g->max; k++)
 		{
 			copies[ncopies++] = pat->nelems;
-			expand_items(ps, g->items, g->inner);
+			expand_copy(ps, g, g->inner);
 		}
 	for (int k = 0; k < ncopies; k++)
 		add_edge(&pat->elems[copies[k]].nskips, &pat->elems[copies[k]].skips, pat->nelems);
@@ -600,12 +648,117 @@ expand_items(PatParse *ps, List *items, Contiguity first)
 			ps->cap *= 2;
 			pat->elems = repalloc(pat->elems, sizeof(PatternElement) * ps->cap);
 			ps->starts = repalloc(ps->starts, sizeof(int) * ps->cap);
+			ps->gids = repalloc(ps->gids, sizeof(int) * ps->cap);
+			ps->quants = repalloc(ps->quants, sizeof(bool) * ps->cap);
 		}
 		pat->elems[pat->nelems] = node->el;
 		pat->elems[pat->nelems].contiguity = c;
 		ps->starts[pat->nelems] = node->start;
+		ps->gids[pat->nelems] = ps->cur_gid;
+		ps->quants[pat->nelems] = ps->cur_quant;
 		pat->nelems++;
 	}
+}
+
+/*
+ * The first element after element i that a negation or a greedy quantifier
+ * at i reaches: past optional elements and notFollowedBy elements (which
+ * are conditions on the next state's edges in Flink, not states).  Sets
+ * *optional when it passes an optional element.  pat->nelems if none.
+ */
+static int
+reach_end(Pattern *pat, int i, bool *optional)
+{
+	int			k;
+
+	*optional = false;
+	for (k = i + 1; k < pat->nelems; k++)
+	{
+		PatternElement *el = &pat->elems[k];
+
+		if (el->negated && el->contiguity != CONTIG_STRICT)
+			continue;
+		if (!el->negated && pattern_elem_optional(el))
+		{
+			*optional = true;
+			continue;
+		}
+		break;
+	}
+	return k;
+}
+
+/*
+ * A negation in a pattern with groups.  The NFA applies a negation to its
+ * neighbours in the element list (the element before it, the elements
+ * after it up to the first that takes an event; cep.c, own_stop and
+ * prev_nots); that is Flink's rule when those neighbours are variables
+ * outside groups or inside groups without quantifier ((a b) is a b to
+ * Flink's NFACompiler: the group's states are its variables' states, a
+ * notFollowedBy after the group puts its stop state on the next state and
+ * on the group's last state if that loops, as after a variable).  Next to
+ * a quantified or optional group Flink puts stop states on some copies of
+ * the group and not on others (createTimesState adds them to the first
+ * state of every copy but the first, createLoopingGroupPatternState to
+ * none), and across a group boundary it looks at the group's optionality,
+ * not at its variables' (getCurrentNotCondition walks the Pattern chain,
+ * in which a group is one link): those cases are refused rather than run
+ * with other matches than Flink's.
+ */
+static void
+check_negation_in_groups(PatParse *ps, int i)
+{
+	Pattern    *pat = ps->pat;
+	bool		optional;
+	int			end = reach_end(pat, i, &optional);
+	int			hi = Min(end, pat->nelems - 1);
+
+	for (int k = i - 1; k <= hi; k++)
+		if (ps->quants[k])
+			pattern_error(ps->text, ps->starts[i],
+						  "a negated variable next to a quantified group is not supported",
+						  "A negation may stand next to a group without quantifier, (a b) -> !c -> d, "
+						  "or inside one, (a !c b); Flink's stop states across the copies of a group "
+						  "with times(), oneOrMore() or optional() are not implemented.");
+	if (optional)
+		for (int k = i + 1; k <= hi; k++)
+			if (ps->gids[k] != ps->gids[i])
+				pattern_error(ps->text, ps->starts[i],
+							  "a negated variable cannot reach into or out of a group through optional variables",
+							  "Flink decides which states a negation stops by the optionality of the group, "
+							  "not of its variables; write the optional variable outside the group.");
+}
+
+/*
+ * A greedy quantifier in a pattern with groups: Flink's greedy condition
+ * is put on the edges of the state the loop proceeds to
+ * (updateWithGreedyCondition on the sink state), as cep.c does for the
+ * next element (greedy_guard).  Inside or next to a quantified group that
+ * state is a copy of a group (or the dummy state of a looping group, which
+ * has no edges yet when Flink updates it), so those cases are refused.
+ */
+static void
+check_greedy_in_groups(PatParse *ps, int g)
+{
+	Pattern    *pat = ps->pat;
+	bool		optional;
+	int			end = reach_end(pat, g, &optional);
+	int			hi = Min(end, pat->nelems - 1);
+
+	for (int k = g; k <= hi; k++)
+		if (ps->quants[k])
+			pattern_error(ps->text, ps->starts[g],
+						  "a greedy variable in or next to a quantified group is not supported",
+						  "A greedy variable may stand inside or next to a group without quantifier, "
+						  "(a b{2,}+) c; Flink's greedy condition on the copies of a group with times(), "
+						  "oneOrMore() or optional() is not implemented.");
+	if (optional)
+		for (int k = g + 1; k <= hi; k++)
+			if (ps->gids[k] != ps->gids[g])
+				pattern_error(ps->text, ps->starts[g],
+							  "a greedy variable cannot reach into or out of a group through optional variables",
+							  "Flink decides how far a greedy loop reaches by the optionality of the group, "
+							  "not of its variables.");
 }
 
 Pattern *
@@ -625,6 +778,8 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 	ps.cap = 16;
 	pat->elems = palloc0(sizeof(PatternElement) * ps.cap);
 	ps.starts = palloc(sizeof(int) * ps.cap);
+	ps.gids = palloc(sizeof(int) * ps.cap);
+	ps.quants = palloc(sizeof(bool) * ps.cap);
 
 	p = skip_space(text, p);
 	items = parse_items(&ps, &p, -1);
@@ -633,19 +788,16 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 	pat->has_groups = ps.groups;
 
 	/*
-	 * Groups are not combined with negations or greedy quantifiers (yet):
-	 * Flink's rules for stop states and greedy conditions across a group's
-	 * copies are not implemented.
+	 * Negations and greedy quantifiers next to groups: see
+	 * check_negation_in_groups.
 	 */
 	if (ps.groups)
 		for (int i = 0; i < pat->nelems; i++)
 		{
-			if (pat->elems[i].negated)
-				pattern_error(text, starts[i], "a pattern with groups cannot have negated variables",
-							  "Groups with notNext or notFollowedBy are not supported yet.");
+			if (pat->elems[i].negated && i > 0)
+				check_negation_in_groups(&ps, i);
 			if (pat->elems[i].greedy)
-				pattern_error(text, starts[i], "a pattern with groups cannot have greedy quantifiers",
-							  "Groups with greedy quantifiers are not supported yet.");
+				check_greedy_in_groups(&ps, i);
 		}
 
 	/* Rules Flink's NFA compiler enforces too. */
