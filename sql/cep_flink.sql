@@ -656,20 +656,58 @@ SELECT (SELECT array_agg(r ORDER BY r) FROM nl_run('group_greedy', 'c -> (a{2,}+
 		'c1 a1=1 a2=2 a3=7 b1=9 d1 c2 a4=1 a5=2 a6=7 b2=9 e1',
 		define => $$c AS id ~ '^c', a AS x > 0 AND x < 9, b AS x > 5, d AS id ~ '^d', e AS id ~ '^e'$$) r)
 	AS "the same without the group";
--- Refused: a negation next to a quantified group (Flink puts stop states
--- on some copies of the group only: createTimesState on the first state of
--- every copy but the first, createLoopingGroupPatternState on none); a
--- negation reaching across a group boundary through optional variables
--- (Flink looks at the group's optionality, not its variables'); a group
--- ending in notFollowedBy (Flink's stop edges come from the Pattern chain
--- after the group, which links to the group, so the negation would stop
--- nothing) or beginning with a negation (Flink's Pattern.begin); a greedy
--- variable in or next to a quantified group (a greedy variable after one
--- is fine: its greedy condition is on the next state's edges only, and
--- Flink's is too: updateWithGreedyCondition on the loop's sink state).
-SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a b)+ -> !d -> e', NULL, 'group_bad_out');
-SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> !x -> (a b){2} -> e', NULL, 'group_bad_out');
-SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c ((a b){2} !x e)', NULL, 'group_bad_out');
+--
+-- Negations next to quantified groups, with the stop states Flink adds
+-- there (pattern.c, check_negation_in_groups):
+--  * notFollowedBy d after (a -> b){->2}: a stop state on d on the first
+--    state of the second copy (createTimesState, addStopStateToLooping).
+--    c1 a1 b1 then d1 while waiting for a2: the partial match ends (without
+--    that stop state a2 b2 e1 would complete it).  c2 a3 b3 a4 b4 e2
+--    matches.
+SELECT nl_run('group_times_not', 'c -> (a -> b){->2} -> !d -> e', 'c1 a1 b1 d1 a2 b2 e1 c2 a3 b3 a4 b4 e2')
+	AS "c -> (a -> b){->2} -> !d -> e";
+--  * notFollowedBy d after (a -> b){->1,}: the looping copy's first state
+--    proceeds on every event to e's first state, which has the stop state:
+--    c1 a1 b1 x1 (the loop waits for an a, and e's state for an e) then d1
+--    ends both.  c2 a3 b3 a4 b4 e2: e2 completes c2 a3 b3 (its wait for e
+--    began at a4) and c2 a3 b3 a4 b4.
+SELECT nl_run('group_loop_not', 'c -> (a -> b){->1,} -> !d -> e', 'c1 a1 b1 x1 d1 a2 b2 e1 c2 a3 b3 a4 b4 e2')
+	AS "c -> (a -> b){->1,} -> !d -> e";
+--  * notNext d after (a -> b){->1,}: the looping copy's first state
+--    proceeds on every event to the notNext state, which stops on d.  c1 a1
+--    b1 x1: x1 is no d, so e's state waits; d1 then ends the loop's wait
+--    (else a2 b2 e1 would complete c1 a1 b1 a2 b2), and e1 completes c1 a1
+--    b1 e1.
+SELECT nl_run('group_loop_notnext', 'c -> (a -> b){->1,} !d -> e', 'c1 a1 b1 x1 d1 a2 b2 e1')
+	AS "c -> (a -> b){->1,} !d -> e";
+--  * notFollowedBy x before (a -> b){->2}: the stop state is on the first
+--    copy's first state only (addStopStates for the group): c1 a1 x1 b1 a2
+--    b2 e1 matches; c2 x2 (waiting for a) ends c2.
+SELECT nl_run('group_before_times', 'c -> !x -> (a -> b){->2} -> e', 'c1 a1 x1 b1 a2 b2 e1 c2 x2 a3 b3 a4 b4 e2')
+	AS "c -> !x -> (a -> b){->2} -> e";
+--  * a notFollowedBy inside (a -> !x -> b){->2}: each copy's b has it, the
+--    next copy's a does not (its Pattern chain begins at a).  c1 a1 b1 x1
+--    a2 b2 e1 matches; c2 a3 b3 a4 x2 ends c2.
+SELECT nl_run('group_times_inner', 'c -> (a -> !x -> b){->2} -> e', 'c1 a1 b1 x1 a2 b2 e1 c2 a3 b3 a4 x2 b4 e2')
+	AS "c -> (a -> !x -> b){->2} -> e";
+-- Refused: a notNext or notFollowedBy after an optional group (Flink:
+-- "Specifying a pattern with an optional path to NOT condition is not
+-- supported yet"), a negation before an optional group (Flink's stop state
+-- is on the group's first state, not on its ignore state), ending a
+-- quantified group, or ending a pattern after one; a negation reaching
+-- across a group boundary through optional variables (Flink looks at the
+-- group's optionality, not its variables'); a group ending in notFollowedBy
+-- (Flink's stop edges come from the Pattern chain after the group, which
+-- links to the group, so the negation would stop nothing) or beginning with
+-- a negation (Flink's Pattern.begin); a greedy variable in or next to a
+-- quantified group (a greedy variable after one is fine: its greedy
+-- condition is on the next state's edges only, and Flink's is too:
+-- updateWithGreedyCondition on the loop's sink state).
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a b)? !d -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a b){->0,2} -> !d -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> !x -> (a b)* -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b !x)+ e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ !x', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> !x -> (a? b) -> e', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a -> !x -> b?) -> e', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a -> !x) -> e', NULL, 'group_bad_out');

@@ -1171,11 +1171,14 @@ prev_nots(CepOperator *op, NfaState *nfa, PartialMatch *pm, int i)
  * element i in Flink's NFA (NFACompiler.createTimesState, createLooping,
  * createSingletonState), with count events taken:
  *	 count 0: the first state, or its ignore state when i is optional: the
- *	   stop states of the notFollowedBy elements before i (prev_nots);
+ *	   stop states of the notFollowedBy elements before i (prev_nots), and
+ *	   for the first element of a copy of a group that a negation follows,
+ *	   that negation's (el->stop0, see pattern.c check_negation_in_groups);
  *	 count below the minimum (inner states of a times or loop, which ignore
  *	   into themselves), and past it but not full and not committed (the
  *	   optional inner states of a times, the looping state): the stop state
- *	   of a notFollowedBy right after i (addStopStateToLooping);
+ *	   of a notFollowedBy right after i, or after the group i ends a copy
+ *	   of (addStopStateToLooping; el->next_not);
  *	 past the minimum and committed: in a loop, its ignore state, which
  *	   has that stop state too; in a times, the ignore state of an optional
  *	   inner state, which has the stop states of the notFollowedBy elements
@@ -1188,15 +1191,18 @@ own_stop(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	Pattern    *pat = op->cp->pattern;
 	int			i = pm->elem;
 	PatternElement *el = &pat->elems[i];
-	PatternElement *nx = (i + 1 < pat->nelems) ? &pat->elems[i + 1] : NULL;
 
 	if (pm->count == 0)
+	{
+		/* the first state of a copy of a group that a negation follows */
+		if (el->stop0 >= 0 && cond(op, el->stop0, nfa, pm))
+			return true;
 		return prev_nots(op, nfa, pm, i);
+	}
 	if (el->max >= 0 && pm->count >= el->max)
 		return false;
 	if (pm->count < el->min || !pm->committed || el->max < 0)
-		return nx && nx->negated && nx->contiguity != CONTIG_STRICT &&
-			cond(op, nx->var, nfa, pm);
+		return el->next_not >= 0 && cond(op, el->next_not, nfa, pm);
 	return prev_nots(op, nfa, pm, i);
 }
 
@@ -1282,6 +1288,9 @@ enter(ProceedWalk *w, int j)
 		op->seen[j] = op->seen_gen;
 	}
 	nx = &pat->elems[j];
+	/* the first state of a copy of a group that a negation follows */
+	if (nx->stop0 >= 0 && pm && cond(op, nx->stop0, w->nfa, pm))
+		*w->stop = true;
 	if (nx->negated)
 	{
 		if (cond(op, nx->var, w->nfa, pm))

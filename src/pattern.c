@@ -314,7 +314,22 @@ typedef struct PatParse
 	int			cur_gid;
 	bool		cur_quant;
 	int			ngids;
+	List	   *grecs;			/* GroupRec per expanded group */
+	int		   *gid_rec;		/* group copy id -> index into grecs */
+	int			gid_cap;
 } PatParse;
+
+/* An expanded group: its elements start..end-1 and its copies. */
+typedef struct GroupRec
+{
+	PNode	   *node;
+	int			start;
+	int			end;
+	int			parent_gid;		/* the copy the group is an item of */
+	int			ncopies;
+	int		   *heads;			/* first element of each copy */
+	int		   *copy_gids;
+} GroupRec;
 
 #define MAX_ELEMENTS 1000
 
@@ -566,12 +581,20 @@ static void expand_items(PatParse *ps, List *items, Contiguity first);
 
 /* One copy of group g's items, the first with contiguity 'first'. */
 static void
-expand_copy(PatParse *ps, PNode *g, Contiguity first)
+expand_copy(PatParse *ps, PNode *g, GroupRec *rec, Contiguity first)
 {
 	int			saved_gid = ps->cur_gid;
 	bool		saved_quant = ps->cur_quant;
 
 	ps->cur_gid = ++ps->ngids;
+	if (ps->ngids >= ps->gid_cap)
+	{
+		ps->gid_cap *= 2;
+		ps->gid_rec = repalloc(ps->gid_rec, sizeof(int) * ps->gid_cap);
+	}
+	ps->gid_rec[ps->cur_gid] = list_length(ps->grecs) - 1;
+	rec->heads[rec->ncopies] = ps->pat->nelems;
+	rec->copy_gids[rec->ncopies++] = ps->cur_gid;
 	ps->cur_quant = saved_quant || g->min != 1 || g->max != 1;
 	expand_items(ps, g->items, first);
 	ps->cur_gid = saved_gid;
@@ -596,18 +619,26 @@ expand_group(PatParse *ps, PNode *g, Contiguity c)
 	int			start_all = pat->nelems;
 	int		   *copies;
 	int			ncopies = 0;
+	GroupRec   *rec;
 
 	if (g->max >= 0 && (int64) g->max * list_length(g->items) > MAX_ELEMENTS)
 		pattern_error(ps->text, g->start, "the group repeats too many variables",
 					  psprintf("A pattern may expand to at most %d variables; a group's quantifier copies them.", MAX_ELEMENTS));
 	copies = palloc(sizeof(int) * (Max(g->max, lo) + 1));
+	rec = palloc0(sizeof(GroupRec));
+	rec->node = g;
+	rec->start = start_all;
+	rec->parent_gid = ps->cur_gid;
+	rec->heads = palloc(sizeof(int) * (Max(g->max, lo) + 1));
+	rec->copy_gids = palloc(sizeof(int) * (Max(g->max, lo) + 1));
+	ps->grecs = lappend(ps->grecs, rec);
 	for (int k = 0; k < lo; k++)
-		expand_copy(ps, g, k == 0 ? c : g->inner);
+		expand_copy(ps, g, rec, k == 0 ? c : g->inner);
 	if (g->max < 0)
 	{
 		int			s = pat->nelems;
 
-		expand_copy(ps, g, g->inner);
+		expand_copy(ps, g, rec, g->inner);
 		copies[ncopies++] = s;
 		add_edge(&pat->elems[pat->nelems - 1].nloops, &pat->elems[pat->nelems - 1].loops, s);
 	}
@@ -615,12 +646,13 @@ expand_group(PatParse *ps, PNode *g, Contiguity c)
 		for (int k = lo; k < g->max; k++)
 		{
 			copies[ncopies++] = pat->nelems;
-			expand_copy(ps, g, g->inner);
+			expand_copy(ps, g, rec, g->inner);
 		}
 	for (int k = 0; k < ncopies; k++)
 		add_edge(&pat->elems[copies[k]].nskips, &pat->elems[copies[k]].skips, pat->nelems);
 	if (g->min == 0)
 		add_edge(&pat->elems[start_all].nskips, &pat->elems[start_all].skips, pat->nelems);
+	rec->end = pat->nelems;
 }
 
 /* Append the elements of items; the first gets contiguity 'first'. */
@@ -654,6 +686,7 @@ expand_items(PatParse *ps, List *items, Contiguity first)
 		pat->elems[pat->nelems] = node->el;
 		pat->elems[pat->nelems].contiguity = c;
 		ps->starts[pat->nelems] = node->start;
+		pat->elems[pat->nelems].stop0 = -1;
 		ps->gids[pat->nelems] = ps->cur_gid;
 		ps->quants[pat->nelems] = ps->cur_quant;
 		pat->nelems++;
@@ -688,45 +721,143 @@ reach_end(Pattern *pat, int i, bool *optional)
 	return k;
 }
 
+static GroupRec *
+group_of(PatParse *ps, int gid)
+{
+	return gid > 0 ? list_nth(ps->grecs, ps->gid_rec[gid]) : NULL;
+}
+
+static bool
+group_quantified(GroupRec *g)
+{
+	return g->node->min != 1 || g->node->max != 1;
+}
+
+/* Does the item list of a group end (begin) with a variable? */
+static bool
+group_edge_is_var(GroupRec *g, bool last)
+{
+	PNode	   *n = last ? llast(g->node->items) : linitial(g->node->items);
+
+	return !n->group;
+}
+
+static void negation_unsupported(PatParse *ps, int i) pg_attribute_noreturn();
+
+static void
+negation_unsupported(PatParse *ps, int i)
+{
+	pattern_error(ps->text, ps->starts[i],
+				  "this negation next to a group is not supported",
+				  "A negation may follow a group, (a b){2} -> !c -> d, precede one, "
+				  "a -> !c -> (b d)+, or stand inside one, (a !c b)+; not at the end of a "
+				  "quantified group, nor next to a group that ends or begins with another group.");
+}
+
 /*
  * A negation in a pattern with groups.  The NFA applies a negation to its
- * neighbours in the element list (the element before it, the elements
- * after it up to the first that takes an event; cep.c, own_stop and
- * prev_nots); that is Flink's rule when those neighbours are variables
- * outside groups or inside groups without quantifier ((a b) is a b to
- * Flink's NFACompiler: the group's states are its variables' states, a
- * notFollowedBy after the group puts its stop state on the next state and
- * on the group's last state if that loops, as after a variable).  Next to
- * a quantified or optional group Flink puts stop states on some copies of
- * the group and not on others (createTimesState adds them to the first
- * state of every copy but the first, createLoopingGroupPatternState to
- * none), and across a group boundary it looks at the group's optionality,
- * not at its variables' (getCurrentNotCondition walks the Pattern chain,
- * in which a group is one link): those cases are refused rather than run
- * with other matches than Flink's.
+ * neighbours in the element list: the element before it (own_stop in
+ * cep.c, through next_not), the elements after it up to the first that
+ * takes an event (prev_nots).  That is Flink's rule within a copy of a
+ * group (NFACompiler builds each copy from the group's Pattern chain), and
+ * next to a group without quantifier, whose states are its variables'.
+ * Across the boundary of a quantified group Flink adds:
+ *	 - a notFollowedBy !n after the group: a stop state on the first state
+ *	   of every copy but the first (createTimesState calls
+ *	   addStopStateToLooping on each; the looping copy's first state
+ *	   proceeds to the next state, which has the stop state), and on the
+ *	   inner states of the last variable of every copy if it loops
+ *	   (convertPattern of that variable sees the group's following pattern);
+ *	 - a notNext !n after the group: the copies that may be skipped (the
+ *	   looping copy, the copies past the minimum) proceed from their first
+ *	   state to the notNext state, whose stop state takes an n;
+ *	 - a negation before the group: the stop state is on the first copy's
+ *	   first state only (addStopStates for the group), as in the list.
+ * A notNext or notFollowedBy after an optional group is refused by Flink
+ * (Pattern.notNext/notFollowedBy); the other cases (a negation reaching
+ * across a group boundary through optional variables, as Flink decides by
+ * the group's optionality, not its variables'; a negation ending a
+ * quantified group's copy; groups ending or beginning with groups) are
+ * refused here rather than run with other matches than Flink's.
  */
 static void
 check_negation_in_groups(PatParse *ps, int i)
 {
 	Pattern    *pat = ps->pat;
+	PatternElement *neg = &pat->elems[i];
 	bool		optional;
 	int			end = reach_end(pat, i, &optional);
 	int			hi = Min(end, pat->nelems - 1);
 
-	for (int k = i - 1; k <= hi; k++)
-		if (ps->quants[k])
+	/* After: the elements the negation's stop edges reach. */
+	for (int k = i + 1; k <= hi; k++)
+	{
+		int			gid;
+		GroupRec   *g;
+
+		if (ps->gids[k] == ps->gids[i])
+			continue;
+		if (optional)
 			pattern_error(ps->text, ps->starts[i],
-						  "a negated variable next to a quantified group is not supported",
-						  "A negation may stand next to a group without quantifier, (a b) -> !c -> d, "
-						  "or inside one, (a !c b); Flink's stop states across the copies of a group "
-						  "with times(), oneOrMore() or optional() are not implemented.");
-	if (optional)
-		for (int k = i + 1; k <= hi; k++)
-			if (ps->gids[k] != ps->gids[i])
+						  "a negated variable cannot reach into or out of a group through optional variables",
+						  "Flink decides which states a negation stops by the optionality of the group, "
+						  "not of its variables; write the optional variable outside the group.");
+
+		/* Out of groups without quantifier that end here ... */
+		gid = ps->gids[k - 1];
+		while (gid != 0 && (g = group_of(ps, gid))->end == k && !group_quantified(g) &&
+			   ps->gids[k] != gid)
+			gid = g->parent_gid;
+		if (gid == ps->gids[k])
+			continue;
+		/* ... or into a group that begins here with a variable. */
+		g = group_of(ps, ps->gids[k]);
+		if (g == NULL || g->start != k || g->parent_gid != gid || !group_edge_is_var(g, false) ||
+			pattern_elem_optional(&pat->elems[k]))
+			negation_unsupported(ps, i);
+		if (g->node->min == 0)
+			pattern_error(ps->text, ps->starts[i],
+						  "a negated variable before an optional group is not supported",
+						  "Flink's stop state is on the group's first state but not on the state that "
+						  "ignores events there; write the group without the optional quantifier.");
+	}
+
+	/* Before: a group ending right before the negation. */
+	if (ps->gids[i - 1] != ps->gids[i])
+	{
+		GroupRec   *g = group_of(ps, ps->gids[i - 1]);
+
+		if (g == NULL || g->end != i || g->parent_gid != ps->gids[i] || !group_edge_is_var(g, true))
+			negation_unsupported(ps, i);
+		/* Flink's Pattern.notNext() and notFollowedBy() on an optional group */
+		if (g->node->min == 0)
+			pattern_error(ps->text, ps->starts[i],
+						  "a negated variable cannot follow an optional group",
+						  "Flink: Specifying a pattern with an optional path to NOT condition is not supported yet. "
+						  "You can simulate such pattern with two independent patterns, one with and the other "
+						  "without the optional part.");
+		if (group_quantified(g))
+		{
+			if (i == pat->nelems - 1)
 				pattern_error(ps->text, ps->starts[i],
-							  "a negated variable cannot reach into or out of a group through optional variables",
-							  "Flink decides which states a negation stops by the optionality of the group, "
-							  "not of its variables; write the optional variable outside the group.");
+							  "a pattern cannot end with a negation after a quantified group",
+							  "Add a variable after the negation: (a b){2} -> !c -> d.");
+			for (int k = 0; k < g->ncopies; k++)
+			{
+				int			head = g->heads[k];
+				int			last = (k + 1 < g->ncopies ? g->heads[k + 1] : g->end) - 1;
+
+				if (neg->contiguity != CONTIG_STRICT)
+				{
+					if (k > 0)
+						pat->elems[head].stop0 = neg->var;
+					pat->elems[last].next_not = neg->var;
+				}
+				else if (pat->elems[head].nskips > 0)
+					pat->elems[head].stop0 = neg->var;
+			}
+		}
+	}
 }
 
 /*
@@ -780,12 +911,21 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 	ps.starts = palloc(sizeof(int) * ps.cap);
 	ps.gids = palloc(sizeof(int) * ps.cap);
 	ps.quants = palloc(sizeof(bool) * ps.cap);
+	ps.gid_cap = 16;
+	ps.gid_rec = palloc(sizeof(int) * ps.gid_cap);
 
 	p = skip_space(text, p);
 	items = parse_items(&ps, &p, -1);
 	expand_items(&ps, items, CONTIG_STRICT);
 	starts = ps.starts;
 	pat->has_groups = ps.groups;
+
+	for (int i = 0; i < pat->nelems; i++)
+	{
+		PatternElement *nx = i + 1 < pat->nelems ? &pat->elems[i + 1] : NULL;
+
+		pat->elems[i].next_not = (nx && nx->negated && nx->contiguity != CONTIG_STRICT) ? nx->var : -1;
+	}
 
 	/*
 	 * Negations and greedy quantifiers next to groups: see
