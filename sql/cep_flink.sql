@@ -595,17 +595,45 @@ SELECT nl_run('group_skip', '(a b)+', 'a1 b1 a2 b2 c1 a3 b3', skip => 'skip_past
 --
 -- Refused, with Flink's reasons: alternation (Flink SQL's MATCH_RECOGNIZE:
 -- "Currently, CEP doesn't support branching patterns."; Flink CEP has
--- or() on a condition instead), a greedy group (Flink: greedy is not
--- applicable to a group pattern), until on a group.
+-- or() on a condition instead), a greedy group (Flink: "Option not
+-- applicable to group pattern"), until on a group that does not loop
+-- (Flink: "The until condition is only applicable to looping states.").
 --
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a (b | c) d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a | b', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){2,}+ d', NULL, 'group_bad_out');
-SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ until (u) d', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){2} until (u) d', 'u AS x = 1', 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c () d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){1000} d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c a b) d', NULL, 'group_bad_out');
+
+--
+-- until on a looping group (Flink's until() on a GroupPattern): "and not
+-- u" on the take and ignore edges of the group's variables and on their
+-- own proceed edges, not on the group's edges (NFACompiler's
+-- getTakeCondition, getIgnoreCondition and getTrueFunction look at the
+-- group being built; a copy's first state proceeds past the group with the
+-- enclosing pattern's condition).  c1 a1 b1, then a2 starts a second copy
+-- (and the first copy's first state proceeds to e's state, which waits):
+-- u1 arrives while the copy waits for b, which neither takes nor ignores
+-- it: that partial match ends (without until, a2 b2 e1 would complete).
+-- e1 completes c1 a1 b1 e1.  c2 a3 b3, then u2: the looping copy's first
+-- state takes and ignores nothing, but proceeds past the group, where e's
+-- state waits past u2: c2 a3 b3 e2.
+SELECT nl_run('group_until', 'c -> (a -> b){->1,} until (u) -> e', 'c1 a1 b1 a2 u1 b2 e1 c2 a3 b3 u2 e2',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', b AS id ~ '^b', e AS id ~ '^e', u AS id ~ '^u'$$)
+	AS "c -> (a -> b){->1,} until (u) -> e";
+-- The same without until: also c1 a1 b1 a2 b2 e1, and c1's loop goes on
+-- past e1 to a3 b3 e2 (with until, that copy ended at u1).
+SELECT nl_run('group_no_until', 'c -> (a -> b){->1,} -> e', 'c1 a1 b1 a2 u1 b2 e1 c2 a3 b3 u2 e2')
+	AS "c -> (a -> b){->1,} -> e";
+-- Not supported with until on a group: groups inside it, an optional first
+-- variable (Flink takes the group's optionality for it), greedy variables.
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c ((a b) d)+ until (u) e', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a? b)+ until (u) e', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b{2,}+ d)+ until (u) e', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ until (u) e', NULL, 'group_bad_out');
 
 --
 -- Groups with negations.  A group without quantifier is its variables to

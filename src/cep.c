@@ -1214,6 +1214,19 @@ until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el
 }
 
 /*
+ * Does the event satisfy the until condition of the looping group the
+ * element is a variable of?  Then the element neither takes nor ignores
+ * it, nor proceeds from a state of its own (see pattern.c,
+ * check_group_until); the group's own edges (skipping a copy, looping
+ * back) are not affected.
+ */
+static inline bool
+group_until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el)
+{
+	return el->guntil >= 0 && cond(op, el->guntil, nfa, pm);
+}
+
+/*
  * A walk through proceed edges: what a partial match (NULL: the start
  * state) reaches from the element it leaves, for the current event.
  */
@@ -1277,6 +1290,7 @@ enter(ProceedWalk *w, int j)
 	PatternElement *nx;
 	bool		c;
 	bool		stopped;
+	bool		gstopped;
 	bool		t;
 
 	if (j > last)
@@ -1319,14 +1333,15 @@ enter(ProceedWalk *w, int j)
 	 */
 	c = cond(op, nx->var, w->nfa, pm);
 	stopped = nx->until >= 0 && until_holds(op, w->nfa, pm, nx);
-	t = c && !stopped;
+	gstopped = group_until_holds(op, w->nfa, pm, nx);
+	t = c && !stopped && !gstopped;
 	if (t)
 		take(op, w->nfa, w->out, pm, j, false);
-	if (pm && ((nx->contiguity == CONTIG_RELAXED && !c) || nx->contiguity == CONTIG_ANY))
+	if (pm && !gstopped && ((nx->contiguity == CONTIG_RELAXED && !c) || nx->contiguity == CONTIG_ANY))
 		wait_in(w->out, pm, j, 0, w->unguarded);
 	if (is_greedy(nx) && t)
 		return;
-	if (pattern_elem_optional(nx))
+	if (pattern_elem_optional(nx) && !gstopped)
 	{
 		/*
 		 * Skipping an optional greedy loop on an event its until holds for
@@ -1357,6 +1372,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 	bool		committed = pm ? pm->committed : false;
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
+	bool		gstopped = false;
 
 	/* The start state: element 0's first state, which never waits. */
 	if (pm == NULL)
@@ -1431,7 +1447,8 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 
 		bool		ignore;
 
-		loop_take = !stopped && cond(op, el->var, nfa, pm);
+		gstopped = group_until_holds(op, nfa, pm, el);
+		loop_take = !stopped && !gstopped && cond(op, el->var, nfa, pm);
 		if (loop_take)
 			take(op, nfa, out, pm, i, true);
 		if (c == CONTIG_ANY)
@@ -1442,11 +1459,18 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 			ignore = !loop_take && !stopped;
 		else
 			ignore = false;
-		if (ignore)
+		if (ignore && !gstopped)
 			wait_in(out, pm, i, cnt, pm->unguarded);
 	}
 
 	if (committed || !can_leave(el, cnt))
+		return;
+
+	/*
+	 * A group's until holds: no proceed edge of the element's own states
+	 * (a full element is in the next state already).
+	 */
+	if (gstopped)
 		return;
 
 	/*

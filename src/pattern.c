@@ -30,7 +30,9 @@
  * Groups, Flink's GroupPattern: (a -> b){2}, (a b)+, (a b){2,3}, (a b)*,
  * (a b)?, nested groups; the quantifier after a group takes the same
  * forms (not greedy), with the contiguity between iterations in the
- * braces.  A group runs as copies of its elements (expand_group).
+ * braces, and a looping group may end with until (check_group_until).
+ * A group runs as copies of its elements (expand_group).  Negations and
+ * greedy quantifiers next to groups: check_negation_in_groups.
  * Alternation (a | b) is refused, as Flink's MATCH_RECOGNIZE refuses it.
  * The iterations of a quantified variable are consecutive (strict), as in
  * SQL and Flink's consecutive(); write the contiguity inside the braces for
@@ -293,6 +295,7 @@ typedef struct PNode
 	int			min;			/* a group's quantifier */
 	int			max;
 	Contiguity	inner;
+	int			until;			/* a looping group's until, or -1 */
 } PNode;
 
 typedef struct PatParse
@@ -314,6 +317,7 @@ typedef struct PatParse
 	int			cur_gid;
 	bool		cur_quant;
 	int			ngids;
+	int			cur_guntil;		/* until of the group being expanded */
 	List	   *grecs;			/* GroupRec per expanded group */
 	int		   *gid_rec;		/* group copy id -> index into grecs */
 	int			gid_cap;
@@ -337,7 +341,7 @@ static List *parse_items(PatParse *ps, int *pp, int open);
 
 /* "b{1,} until (s)" after a variable or a group (at p); -1 if none. */
 static int
-parse_until(PatParse *ps, int *pp, PatternElement *el, int *at)
+parse_until(PatParse *ps, int *pp, PatternElement *el, int group_max, int *at)
 {
 	const char *text = ps->text;
 	Pattern    *pat = ps->pat;
@@ -362,12 +366,9 @@ parse_until(PatParse *ps, int *pp, PatternElement *el, int *at)
 		pattern_error(text, p, "\")\" was expected", NULL);
 	p = skip_space(text, p + 1);
 	/* Flink: "The until condition is only applicable to looping states." */
-	if (el == NULL)
-		pattern_error(text, *at, "until is not supported on a group",
-					  "until applies to a loop of one variable: b+ until (s).");
-	if (el->negated || el->max >= 0)
+	if (el ? (el->negated || el->max >= 0) : group_max >= 0)
 		pattern_error(text, *at, "until applies only to a loop",
-					  "A loop is a variable with an unbounded quantifier: b+, b*, b{2,}, b{->1,}.");
+					  "A loop is a variable or group with an unbounded quantifier: b+, b*, b{2,}, b{->1,}, (a b)+.");
 	if (find_var(pat, name) >= 0)
 		pattern_error(text, s, psprintf("\"%s\" is already a name of the pattern", name),
 					  "The stop condition of until is a condition of its own in define.");
@@ -375,6 +376,37 @@ parse_until(PatParse *ps, int *pp, PatternElement *el, int *at)
 	pat->vars[pat->nvars++] = name;
 	*pp = p;
 	return var;
+}
+
+/*
+ * until on a looping group (Flink's until() on a GroupPattern): NFACompiler
+ * ands "not until" into the take and ignore conditions of the states of
+ * the group's variables and into their own proceed edges (getTakeCondition,
+ * getIgnoreCondition, getInnerIgnoreCondition and getTrueFunction look at
+ * the current group's until), not into the group's edges (a copy's first
+ * state proceeding past the group, the looping copy's dummy state), which
+ * are built with the enclosing pattern's conditions.  The runtime applies
+ * it per element (PatternElement.guntil).  Not supported: groups inside
+ * such a group (their edges are built with the until), an optional first
+ * variable (Flink takes the group's optionality for it) and greedy
+ * variables in it.
+ */
+static void
+check_group_until(PatParse *ps, PNode *g, int at)
+{
+	ListCell   *lc;
+
+	foreach(lc, g->items)
+	{
+		PNode	   *n = lfirst(lc);
+
+		if (n->group)
+			pattern_error(ps->text, at, "until on a group with groups inside is not supported", NULL);
+		if (lc == list_head(g->items) && pattern_elem_optional(&n->el))
+			pattern_error(ps->text, at, "until on a group that begins with an optional variable is not supported", NULL);
+		if (n->el.greedy)
+			pattern_error(ps->text, at, "until on a group with a greedy variable is not supported", NULL);
+	}
 }
 
 /*
@@ -394,6 +426,7 @@ parse_item(PatParse *ps, int *pp, Contiguity c)
 
 	node->contiguity = c;
 	node->start = p;
+	node->until = -1;
 	if (text[p] == '(')
 	{
 		int			open = p;
@@ -408,8 +441,9 @@ parse_item(PatParse *ps, int *pp, Contiguity c)
 			/* Flink: "Option not applicable to group pattern" */
 			pattern_error(text, p - 1, "a group cannot be greedy", "Greedy applies to the quantifier of a variable: b{2,}+.");
 		p = skip_space(text, p);
-		if (parse_until(ps, &p, NULL, &until_at) >= 0)
-			pattern_error(text, until_at, "until is not supported on a group", NULL);
+		node->until = parse_until(ps, &p, NULL, q.max, &until_at);
+		if (node->until >= 0)
+			check_group_until(ps, node, until_at);
 		if (list_length(node->items) == 1 && !((PNode *) linitial(node->items))->group)
 		{
 			PNode	   *only = linitial(node->items);
@@ -485,7 +519,7 @@ parse_item(PatParse *ps, int *pp, Contiguity c)
 	 * condition s of define that is no variable of the pattern.
 	 */
 	p = skip_space(text, p);
-	el->until = parse_until(ps, &p, el, &until_at);
+	el->until = parse_until(ps, &p, el, 0, &until_at);
 	*pp = p;
 	return node;
 }
@@ -587,6 +621,7 @@ expand_copy(PatParse *ps, PNode *g, GroupRec *rec, Contiguity first)
 	bool		saved_quant = ps->cur_quant;
 
 	ps->cur_gid = ++ps->ngids;
+	ps->cur_guntil = g->until;
 	if (ps->ngids >= ps->gid_cap)
 	{
 		ps->gid_cap *= 2;
@@ -597,6 +632,7 @@ expand_copy(PatParse *ps, PNode *g, GroupRec *rec, Contiguity first)
 	rec->copy_gids[rec->ncopies++] = ps->cur_gid;
 	ps->cur_quant = saved_quant || g->min != 1 || g->max != 1;
 	expand_items(ps, g->items, first);
+	ps->cur_guntil = -1;		/* (no group with until has groups inside) */
 	ps->cur_gid = saved_gid;
 	ps->cur_quant = saved_quant;
 }
@@ -687,6 +723,7 @@ expand_items(PatParse *ps, List *items, Contiguity first)
 		pat->elems[pat->nelems].contiguity = c;
 		ps->starts[pat->nelems] = node->start;
 		pat->elems[pat->nelems].stop0 = -1;
+		pat->elems[pat->nelems].guntil = ps->cur_guntil;
 		ps->gids[pat->nelems] = ps->cur_gid;
 		ps->quants[pat->nelems] = ps->cur_quant;
 		pat->nelems++;
@@ -912,6 +949,7 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 	ps.gids = palloc(sizeof(int) * ps.cap);
 	ps.quants = palloc(sizeof(bool) * ps.cap);
 	ps.gid_cap = 16;
+	ps.cur_guntil = -1;
 	ps.gid_rec = palloc(sizeof(int) * ps.gid_cap);
 
 	p = skip_space(text, p);
@@ -1869,11 +1907,20 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 		meas = analyse_exprs(pat, row_type, &f, n, vars, false);
 	}
 	for (int i = 0; i < pat->nelems; i++)
-		if (pat->elems[i].until >= 0 && cond_of_var[pat->elems[i].until] < 0)
+	{
+		int			u = pat->elems[i].until;
+
+		if (u >= 0 && cond_of_var[u] < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("the until condition \"%s\" is not in define", pat->vars[pat->elems[i].until]),
-					 errhint("Add %s AS condition to define.", pat->vars[pat->elems[i].until])));
+					 errmsg("the until condition \"%s\" is not in define", pat->vars[u]),
+					 errhint("Add %s AS condition to define.", pat->vars[u])));
+		if (pat->elems[i].guntil >= 0 && cond_of_var[pat->elems[i].guntil] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the until condition \"%s\" is not in define", pat->vars[pat->elems[i].guntil]),
+					 errhint("Add %s AS condition to define.", pat->vars[pat->elems[i].guntil])));
+	}
 	for (int i = 0; i < pat->nvars; i++)
 		cond_list = lappend(cond_list, makeInteger(cond_of_var[i]));
 	return list_make3(conds, meas, cond_list);

@@ -71,6 +71,13 @@ typedef struct PatternElement
 	 */
 	int			stop0;
 	int			next_not;
+
+	/*
+	 * The until of the looping group this element is a variable of (Flink's
+	 * until() on a GroupPattern: "and not until" on the element's take,
+	 * ignore and own proceed edges), or -1.
+	 */
+	int			guntil;
 } PatternElement;
 
 /*
