@@ -332,7 +332,6 @@ typedef struct GroupRec
 	int			parent_gid;		/* the copy the group is an item of */
 	int			ncopies;
 	int		   *heads;			/* first element of each copy */
-	int		   *copy_gids;
 } GroupRec;
 
 #define MAX_ELEMENTS 1000
@@ -628,8 +627,7 @@ expand_copy(PatParse *ps, PNode *g, GroupRec *rec, Contiguity first)
 		ps->gid_rec = repalloc(ps->gid_rec, sizeof(int) * ps->gid_cap);
 	}
 	ps->gid_rec[ps->cur_gid] = list_length(ps->grecs) - 1;
-	rec->heads[rec->ncopies] = ps->pat->nelems;
-	rec->copy_gids[rec->ncopies++] = ps->cur_gid;
+	rec->heads[rec->ncopies++] = ps->pat->nelems;
 	ps->cur_quant = saved_quant || g->min != 1 || g->max != 1;
 	expand_items(ps, g->items, first);
 	ps->cur_guntil = -1;		/* (no group with until has groups inside) */
@@ -666,7 +664,6 @@ expand_group(PatParse *ps, PNode *g, Contiguity c)
 	rec->start = start_all;
 	rec->parent_gid = ps->cur_gid;
 	rec->heads = palloc(sizeof(int) * (Max(g->max, lo) + 1));
-	rec->copy_gids = palloc(sizeof(int) * (Max(g->max, lo) + 1));
 	ps->grecs = lappend(ps->grecs, rec);
 	for (int k = 0; k < lo; k++)
 		expand_copy(ps, g, rec, k == 0 ? c : g->inner);
