@@ -595,21 +595,155 @@ SELECT nl_run('group_skip', '(a b)+', 'a1 b1 a2 b2 c1 a3 b3', skip => 'skip_past
 --
 -- Refused, with Flink's reasons: alternation (Flink SQL's MATCH_RECOGNIZE:
 -- "Currently, CEP doesn't support branching patterns."; Flink CEP has
--- or() on a condition instead), a greedy group (Flink: greedy is not
--- applicable to a group pattern), until on a group; and, not supported
--- yet, groups in a pattern with negations or greedy quantifiers
--- (GroupITCase.testGroupNotFollowedBy and testGroupNotNext).
+-- or() on a condition instead), a greedy group (Flink: "Option not
+-- applicable to group pattern"), until on a group that does not loop
+-- (Flink: "The until condition is only applicable to looping states.").
 --
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a (b | c) d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'a | b', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){2,}+ d', NULL, 'group_bad_out');
-SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ until (u) d', 'u AS x = 1', 'group_bad_out');
-SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c ->> (a -> b) -> !d -> e', NULL, 'group_bad_out');
-SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ d{2,}+ e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){2} until (u) d', 'u AS x = 1', 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c () d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b){1000} d', NULL, 'group_bad_out');
 SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c a b) d', NULL, 'group_bad_out');
+
+--
+-- until on a looping group (Flink's until() on a GroupPattern): "and not
+-- u" on the take and ignore edges of the group's variables and on their
+-- own proceed edges, not on the group's edges (NFACompiler's
+-- getTakeCondition, getIgnoreCondition and getTrueFunction look at the
+-- group being built; a copy's first state proceeds past the group with the
+-- enclosing pattern's condition).  c1 a1 b1, then a2 starts a second copy
+-- (and the first copy's first state proceeds to e's state, which waits):
+-- u1 arrives while the copy waits for b, which neither takes nor ignores
+-- it: that partial match ends (without until, a2 b2 e1 would complete).
+-- e1 completes c1 a1 b1 e1.  c2 a3 b3, then u2: the looping copy's first
+-- state takes and ignores nothing, but proceeds past the group, where e's
+-- state waits past u2: c2 a3 b3 e2.
+SELECT nl_run('group_until', 'c -> (a -> b){->1,} until (u) -> e', 'c1 a1 b1 a2 u1 b2 e1 c2 a3 b3 u2 e2',
+	define => $$c AS id ~ '^c', a AS id ~ '^a', b AS id ~ '^b', e AS id ~ '^e', u AS id ~ '^u'$$)
+	AS "c -> (a -> b){->1,} until (u) -> e";
+-- The same without until: also c1 a1 b1 a2 b2 e1, and c1's loop goes on
+-- past e1 to a3 b3 e2 (with until, that copy ended at u1).
+SELECT nl_run('group_no_until', 'c -> (a -> b){->1,} -> e', 'c1 a1 b1 a2 u1 b2 e1 c2 a3 b3 u2 e2')
+	AS "c -> (a -> b){->1,} -> e";
+-- Not supported with until on a group: groups inside it, an optional first
+-- variable (Flink takes the group's optionality for it), greedy variables.
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c ((a b) d)+ until (u) e', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a? b)+ until (u) e', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b{2,}+ d)+ until (u) e', 'u AS x = 1', 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ until (u) e', NULL, 'group_bad_out');
+
+--
+-- Groups with negations.  A group without quantifier is its variables to
+-- Flink's NFACompiler (createGroupPatternState builds the group's states
+-- into the same sink as the variables would be; a notFollowedBy after the
+-- group becomes a stop edge of the next state, getCurrentNotCondition, and
+-- of the group's last state if that loops, addStopStateToLooping), so the
+-- negation rules above apply unchanged.
+--
+-- GroupITCase.testGroupNotFollowedBy: c, followedByAny (a followedBy b),
+-- notFollowedBy d, followedBy e, on c a1 b1 d a2 b2 e.  c1 ->> a: a1 and
+-- (the any-wait goes on) a2 each start a group.  a1 b1 then waits for e
+-- with a stop edge on d: d1 ends it.  a2 b2 e1 completes.  Flink: c a2 b2 e.
+SELECT nl_run('group_notfollowed', 'c ->> (a -> b) -> !d -> e', 'c1 a1 b1 d1 a2 b2 e1')
+	AS "testGroupNotFollowedBy";
+-- GroupITCase.testGroupNotNext: the same with notNext d: after a1 b1 the
+-- very next event is d1, the notNext state's stop; after a2 b2 it is e1,
+-- not a d, and e (followedBy) takes it.  Flink: c a2 b2 e.
+SELECT nl_run('group_notnext', 'c ->> (a -> b) !d -> e', 'c1 a1 b1 d1 a2 b2 e1')
+	AS "testGroupNotNext";
+-- A notFollowedBy inside a group (no x between a and b): a1's group ends at
+-- x1; a2 b2 then e1.  Matches: c1 a2 b2 e1.
+SELECT nl_run('group_inner_not', 'c ->> (a -> !x -> b) -> e', 'c1 a1 x1 b1 a2 b2 e1')
+	AS "c ->> (a -> !x -> b) -> e";
+-- A notFollowedBy before a group: the group's first state has its stop
+-- edge (addStopStates on the group's first state).  c1 is stopped by x1
+-- before any a; c2 a2 b2 then e2, the x2 after the group is no c-to-a x.
+-- Matches: c2 a2 b2 e2.
+SELECT nl_run('group_before_not', 'c -> !x -> (a b) -> e', 'c1 x1 a1 b1 e1 c2 a2 b2 x2 e2')
+	AS "c -> !x -> (a b) -> e";
+-- A notNext inside a group, and a group ending in a notNext (its state
+-- proceeds to the state after the group on any other event): the event
+-- after a is not an x, and the event after b is not a y.  c1 a1 x1: a1's
+-- notNext stops; a2 b2 y1: b2's stops; a3 b3 e1 matches.
+SELECT nl_run('group_notnext_inner', 'c ->> (a !x -> b !y) -> e', 'c1 a1 x1 b1 a2 b2 y1 a3 b3 e1')
+	AS "c ->> (a !x -> b !y) -> e";
+-- A greedy loop inside a group without quantifier, and a group next to a
+-- negation elsewhere in the pattern: the same matches as without the
+-- parentheses (both columns).  a AS x > 0 AND x < 9, b AS x > 5 overlap:
+-- on a1=1 a2=2 a3=7 b1=9 greedy a takes a3 (it can), so b is b1 only (a
+-- non-greedy a would also give a1 a2 with b a3); d1 then stops the match
+-- waiting for e.  The same after c2, with e1: c2 a4 a5 a6 b2 e1 only.
+SELECT (SELECT array_agg(r ORDER BY r) FROM nl_run('group_greedy', 'c -> (a{2,}+ -> b) -> !d -> e',
+		'c1 a1=1 a2=2 a3=7 b1=9 d1 c2 a4=1 a5=2 a6=7 b2=9 e1',
+		define => $$c AS id ~ '^c', a AS x > 0 AND x < 9, b AS x > 5, d AS id ~ '^d', e AS id ~ '^e'$$) r)
+	AS "c -> (a{2,}+ -> b) -> !d -> e",
+	   (SELECT array_agg(r ORDER BY r) FROM nl_run('group_greedy_flat', 'c -> a{2,}+ -> b -> !d -> e',
+		'c1 a1=1 a2=2 a3=7 b1=9 d1 c2 a4=1 a5=2 a6=7 b2=9 e1',
+		define => $$c AS id ~ '^c', a AS x > 0 AND x < 9, b AS x > 5, d AS id ~ '^d', e AS id ~ '^e'$$) r)
+	AS "the same without the group";
+--
+-- Negations next to quantified groups, with the stop states Flink adds
+-- there (pattern.c, check_negation_in_groups):
+--  * notFollowedBy d after (a -> b){->2}: a stop state on d on the first
+--    state of the second copy (createTimesState, addStopStateToLooping).
+--    c1 a1 b1 then d1 while waiting for a2: the partial match ends (without
+--    that stop state a2 b2 e1 would complete it).  c2 a3 b3 a4 b4 e2
+--    matches.
+SELECT nl_run('group_times_not', 'c -> (a -> b){->2} -> !d -> e', 'c1 a1 b1 d1 a2 b2 e1 c2 a3 b3 a4 b4 e2')
+	AS "c -> (a -> b){->2} -> !d -> e";
+--  * notFollowedBy d after (a -> b){->1,}: the looping copy's first state
+--    proceeds on every event to e's first state, which has the stop state:
+--    c1 a1 b1 x1 (the loop waits for an a, and e's state for an e) then d1
+--    ends both.  c2 a3 b3 a4 b4 e2: e2 completes c2 a3 b3 (its wait for e
+--    began at a4) and c2 a3 b3 a4 b4.
+SELECT nl_run('group_loop_not', 'c -> (a -> b){->1,} -> !d -> e', 'c1 a1 b1 x1 d1 a2 b2 e1 c2 a3 b3 a4 b4 e2')
+	AS "c -> (a -> b){->1,} -> !d -> e";
+--  * notNext d after (a -> b){->1,}: the looping copy's first state
+--    proceeds on every event to the notNext state, which stops on d.  c1 a1
+--    b1 x1: x1 is no d, so e's state waits; d1 then ends the loop's wait
+--    (else a2 b2 e1 would complete c1 a1 b1 a2 b2), and e1 completes c1 a1
+--    b1 e1.
+SELECT nl_run('group_loop_notnext', 'c -> (a -> b){->1,} !d -> e', 'c1 a1 b1 x1 d1 a2 b2 e1')
+	AS "c -> (a -> b){->1,} !d -> e";
+--  * notFollowedBy x before (a -> b){->2}: the stop state is on the first
+--    copy's first state only (addStopStates for the group): c1 a1 x1 b1 a2
+--    b2 e1 matches; c2 x2 (waiting for a) ends c2.
+SELECT nl_run('group_before_times', 'c -> !x -> (a -> b){->2} -> e', 'c1 a1 x1 b1 a2 b2 e1 c2 x2 a3 b3 a4 b4 e2')
+	AS "c -> !x -> (a -> b){->2} -> e";
+--  * a notFollowedBy inside (a -> !x -> b){->2}: each copy's b has it, the
+--    next copy's a does not (its Pattern chain begins at a).  c1 a1 b1 x1
+--    a2 b2 e1 matches; c2 a3 b3 a4 x2 ends c2.
+SELECT nl_run('group_times_inner', 'c -> (a -> !x -> b){->2} -> e', 'c1 a1 b1 x1 a2 b2 e1 c2 a3 b3 a4 x2 b4 e2')
+	AS "c -> (a -> !x -> b){->2} -> e";
+-- Refused: a notNext or notFollowedBy after an optional group (Flink:
+-- "Specifying a pattern with an optional path to NOT condition is not
+-- supported yet"), a negation before an optional group (Flink's stop state
+-- is on the group's first state, not on its ignore state), ending a
+-- quantified group, or ending a pattern after one; a negation reaching
+-- across a group boundary through optional variables (Flink looks at the
+-- group's optionality, not its variables'); a group ending in notFollowedBy
+-- (Flink's stop edges come from the Pattern chain after the group, which
+-- links to the group, so the negation would stop nothing) or beginning with
+-- a negation (Flink's Pattern.begin); a greedy variable in or next to a
+-- quantified group (a greedy variable after one is fine: its greedy
+-- condition is on the next state's edges only, and Flink's is too:
+-- updateWithGreedyCondition on the loop's sink state).
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a b)? !d -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a b){->0,2} -> !d -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> !x -> (a b)* -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b !x)+ e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b)+ !x', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> !x -> (a? b) -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a -> !x -> b?) -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c -> (a -> !x) -> e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (!x a) e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c (a b{2,}+){2} e', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_bad', 'nl', 'k', 'c b{2,}+ (a e)?', NULL, 'group_bad_out');
+SELECT streamflink.create_pattern_pipeline('group_ok', 'nl', 'k', 'c (a b)+ d{2,}+ e', NULL, 'group_ok_out');
+SELECT streamflink.drop_pipeline('group_ok');
 
 --
 -- Greedy with until (GreedyITCase): a greedy loop proceeds on an event its

@@ -1171,11 +1171,14 @@ prev_nots(CepOperator *op, NfaState *nfa, PartialMatch *pm, int i)
  * element i in Flink's NFA (NFACompiler.createTimesState, createLooping,
  * createSingletonState), with count events taken:
  *	 count 0: the first state, or its ignore state when i is optional: the
- *	   stop states of the notFollowedBy elements before i (prev_nots);
+ *	   stop states of the notFollowedBy elements before i (prev_nots), and
+ *	   for the first element of a copy of a group that a negation follows,
+ *	   that negation's (el->stop0, see pattern.c check_negation_in_groups);
  *	 count below the minimum (inner states of a times or loop, which ignore
  *	   into themselves), and past it but not full and not committed (the
  *	   optional inner states of a times, the looping state): the stop state
- *	   of a notFollowedBy right after i (addStopStateToLooping);
+ *	   of a notFollowedBy right after i, or after the group i ends a copy
+ *	   of (addStopStateToLooping; el->next_not);
  *	 past the minimum and committed: in a loop, its ignore state, which
  *	   has that stop state too; in a times, the ignore state of an optional
  *	   inner state, which has the stop states of the notFollowedBy elements
@@ -1188,15 +1191,18 @@ own_stop(CepOperator *op, NfaState *nfa, PartialMatch *pm)
 	Pattern    *pat = op->cp->pattern;
 	int			i = pm->elem;
 	PatternElement *el = &pat->elems[i];
-	PatternElement *nx = (i + 1 < pat->nelems) ? &pat->elems[i + 1] : NULL;
 
 	if (pm->count == 0)
+	{
+		/* the first state of a copy of a group that a negation follows */
+		if (el->stop0 >= 0 && cond(op, el->stop0, nfa, pm))
+			return true;
 		return prev_nots(op, nfa, pm, i);
+	}
 	if (el->max >= 0 && pm->count >= el->max)
 		return false;
 	if (pm->count < el->min || !pm->committed || el->max < 0)
-		return nx && nx->negated && nx->contiguity != CONTIG_STRICT &&
-			cond(op, nx->var, nfa, pm);
+		return el->next_not >= 0 && cond(op, el->next_not, nfa, pm);
 	return prev_nots(op, nfa, pm, i);
 }
 
@@ -1205,6 +1211,19 @@ static bool
 until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el)
 {
 	return cond(op, el->until, nfa, pm);
+}
+
+/*
+ * Does the event satisfy the until condition of the looping group the
+ * element is a variable of?  Then the element neither takes nor ignores
+ * it, nor proceeds from a state of its own (see pattern.c,
+ * check_group_until); the group's own edges (skipping a copy, looping
+ * back) are not affected.
+ */
+static inline bool
+group_until_holds(CepOperator *op, NfaState *nfa, PartialMatch *pm, PatternElement *el)
+{
+	return el->guntil >= 0 && cond(op, el->guntil, nfa, pm);
 }
 
 /*
@@ -1271,6 +1290,7 @@ enter(ProceedWalk *w, int j)
 	PatternElement *nx;
 	bool		c;
 	bool		stopped;
+	bool		gstopped;
 	bool		t;
 
 	if (j > last)
@@ -1282,6 +1302,9 @@ enter(ProceedWalk *w, int j)
 		op->seen[j] = op->seen_gen;
 	}
 	nx = &pat->elems[j];
+	/* the first state of a copy of a group that a negation follows */
+	if (nx->stop0 >= 0 && pm && cond(op, nx->stop0, w->nfa, pm))
+		*w->stop = true;
 	if (nx->negated)
 	{
 		if (cond(op, nx->var, w->nfa, pm))
@@ -1310,14 +1333,15 @@ enter(ProceedWalk *w, int j)
 	 */
 	c = cond(op, nx->var, w->nfa, pm);
 	stopped = nx->until >= 0 && until_holds(op, w->nfa, pm, nx);
-	t = c && !stopped;
+	gstopped = group_until_holds(op, w->nfa, pm, nx);
+	t = c && !stopped && !gstopped;
 	if (t)
 		take(op, w->nfa, w->out, pm, j, false);
-	if (pm && ((nx->contiguity == CONTIG_RELAXED && !c) || nx->contiguity == CONTIG_ANY))
+	if (pm && !gstopped && ((nx->contiguity == CONTIG_RELAXED && !c) || nx->contiguity == CONTIG_ANY))
 		wait_in(w->out, pm, j, 0, w->unguarded);
 	if (is_greedy(nx) && t)
 		return;
-	if (pattern_elem_optional(nx))
+	if (pattern_elem_optional(nx) && !gstopped)
 	{
 		/*
 		 * Skipping an optional greedy loop on an event its until holds for
@@ -1348,6 +1372,7 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 	bool		committed = pm ? pm->committed : false;
 	PatternElement *el = &pat->elems[i];
 	bool		loop_take = false;
+	bool		gstopped = false;
 
 	/* The start state: element 0's first state, which never waits. */
 	if (pm == NULL)
@@ -1422,7 +1447,8 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 
 		bool		ignore;
 
-		loop_take = !stopped && cond(op, el->var, nfa, pm);
+		gstopped = group_until_holds(op, nfa, pm, el);
+		loop_take = !stopped && !gstopped && cond(op, el->var, nfa, pm);
 		if (loop_take)
 			take(op, nfa, out, pm, i, true);
 		if (c == CONTIG_ANY)
@@ -1433,11 +1459,18 @@ step_edges(CepOperator *op, NfaState *nfa, PartialMatch *pm, StepOutput *out, bo
 			ignore = !loop_take && !stopped;
 		else
 			ignore = false;
-		if (ignore)
+		if (ignore && !gstopped)
 			wait_in(out, pm, i, cnt, pm->unguarded);
 	}
 
 	if (committed || !can_leave(el, cnt))
+		return;
+
+	/*
+	 * A group's until holds: no proceed edge of the element's own states
+	 * (a full element is in the next state already).
+	 */
+	if (gstopped)
 		return;
 
 	/*

@@ -30,7 +30,9 @@
  * Groups, Flink's GroupPattern: (a -> b){2}, (a b)+, (a b){2,3}, (a b)*,
  * (a b)?, nested groups; the quantifier after a group takes the same
  * forms (not greedy), with the contiguity between iterations in the
- * braces.  A group runs as copies of its elements (expand_group).
+ * braces, and a looping group may end with until (check_group_until).
+ * A group runs as copies of its elements (expand_group).  Negations and
+ * greedy quantifiers next to groups: check_negation_in_groups.
  * Alternation (a | b) is refused, as Flink's MATCH_RECOGNIZE refuses it.
  * The iterations of a quantified variable are consecutive (strict), as in
  * SQL and Flink's consecutive(); write the contiguity inside the braces for
@@ -293,6 +295,7 @@ typedef struct PNode
 	int			min;			/* a group's quantifier */
 	int			max;
 	Contiguity	inner;
+	int			until;			/* a looping group's until, or -1 */
 } PNode;
 
 typedef struct PatParse
@@ -302,7 +305,34 @@ typedef struct PatParse
 	int			cap;			/* of pat->elems */
 	int		   *starts;			/* text position of each element */
 	bool		groups;			/* the pattern has groups */
+
+	/*
+	 * Where each element sits among the groups, for the rules on negations
+	 * and greedy quantifiers next to groups (check_negation_in_groups):
+	 * the innermost group copy (0: none), and whether a copy around it
+	 * belongs to a group with a quantifier other than {1}.
+	 */
+	int		   *gids;
+	bool	   *quants;
+	int			cur_gid;
+	bool		cur_quant;
+	int			ngids;
+	int			cur_guntil;		/* until of the group being expanded */
+	List	   *grecs;			/* GroupRec per expanded group */
+	int		   *gid_rec;		/* group copy id -> index into grecs */
+	int			gid_cap;
 } PatParse;
+
+/* An expanded group: its elements start..end-1 and its copies. */
+typedef struct GroupRec
+{
+	PNode	   *node;
+	int			start;
+	int			end;
+	int			parent_gid;		/* the copy the group is an item of */
+	int			ncopies;
+	int		   *heads;			/* first element of each copy */
+} GroupRec;
 
 #define MAX_ELEMENTS 1000
 
@@ -310,7 +340,7 @@ static List *parse_items(PatParse *ps, int *pp, int open);
 
 /* "b{1,} until (s)" after a variable or a group (at p); -1 if none. */
 static int
-parse_until(PatParse *ps, int *pp, PatternElement *el, int *at)
+parse_until(PatParse *ps, int *pp, PatternElement *el, int group_max, int *at)
 {
 	const char *text = ps->text;
 	Pattern    *pat = ps->pat;
@@ -335,12 +365,9 @@ parse_until(PatParse *ps, int *pp, PatternElement *el, int *at)
 		pattern_error(text, p, "\")\" was expected", NULL);
 	p = skip_space(text, p + 1);
 	/* Flink: "The until condition is only applicable to looping states." */
-	if (el == NULL)
-		pattern_error(text, *at, "until is not supported on a group",
-					  "until applies to a loop of one variable: b+ until (s).");
-	if (el->negated || el->max >= 0)
+	if (el ? (el->negated || el->max >= 0) : group_max >= 0)
 		pattern_error(text, *at, "until applies only to a loop",
-					  "A loop is a variable with an unbounded quantifier: b+, b*, b{2,}, b{->1,}.");
+					  "A loop is a variable or group with an unbounded quantifier: b+, b*, b{2,}, b{->1,}, (a b)+.");
 	if (find_var(pat, name) >= 0)
 		pattern_error(text, s, psprintf("\"%s\" is already a name of the pattern", name),
 					  "The stop condition of until is a condition of its own in define.");
@@ -348,6 +375,37 @@ parse_until(PatParse *ps, int *pp, PatternElement *el, int *at)
 	pat->vars[pat->nvars++] = name;
 	*pp = p;
 	return var;
+}
+
+/*
+ * until on a looping group (Flink's until() on a GroupPattern): NFACompiler
+ * ands "not until" into the take and ignore conditions of the states of
+ * the group's variables and into their own proceed edges (getTakeCondition,
+ * getIgnoreCondition, getInnerIgnoreCondition and getTrueFunction look at
+ * the current group's until), not into the group's edges (a copy's first
+ * state proceeding past the group, the looping copy's dummy state), which
+ * are built with the enclosing pattern's conditions.  The runtime applies
+ * it per element (PatternElement.guntil).  Not supported: groups inside
+ * such a group (their edges are built with the until), an optional first
+ * variable (Flink takes the group's optionality for it) and greedy
+ * variables in it.
+ */
+static void
+check_group_until(PatParse *ps, PNode *g, int at)
+{
+	ListCell   *lc;
+
+	foreach(lc, g->items)
+	{
+		PNode	   *n = lfirst(lc);
+
+		if (n->group)
+			pattern_error(ps->text, at, "until on a group with groups inside is not supported", NULL);
+		if (lc == list_head(g->items) && pattern_elem_optional(&n->el))
+			pattern_error(ps->text, at, "until on a group that begins with an optional variable is not supported", NULL);
+		if (n->el.greedy)
+			pattern_error(ps->text, at, "until on a group with a greedy variable is not supported", NULL);
+	}
 }
 
 /*
@@ -367,6 +425,7 @@ parse_item(PatParse *ps, int *pp, Contiguity c)
 
 	node->contiguity = c;
 	node->start = p;
+	node->until = -1;
 	if (text[p] == '(')
 	{
 		int			open = p;
@@ -381,8 +440,9 @@ parse_item(PatParse *ps, int *pp, Contiguity c)
 			/* Flink: "Option not applicable to group pattern" */
 			pattern_error(text, p - 1, "a group cannot be greedy", "Greedy applies to the quantifier of a variable: b{2,}+.");
 		p = skip_space(text, p);
-		if (parse_until(ps, &p, NULL, &until_at) >= 0)
-			pattern_error(text, until_at, "until is not supported on a group", NULL);
+		node->until = parse_until(ps, &p, NULL, q.max, &until_at);
+		if (node->until >= 0)
+			check_group_until(ps, node, until_at);
 		if (list_length(node->items) == 1 && !((PNode *) linitial(node->items))->group)
 		{
 			PNode	   *only = linitial(node->items);
@@ -458,7 +518,7 @@ parse_item(PatParse *ps, int *pp, Contiguity c)
 	 * condition s of define that is no variable of the pattern.
 	 */
 	p = skip_space(text, p);
-	el->until = parse_until(ps, &p, el, &until_at);
+	el->until = parse_until(ps, &p, el, 0, &until_at);
 	*pp = p;
 	return node;
 }
@@ -491,6 +551,14 @@ parse_items(PatParse *ps, int *pp, int open)
 				c = CONTIG_RELAXED, p = skip_space(text, p + 2);
 		}
 		items = lappend(items, parse_item(ps, &p, c));
+
+		/*
+		 * A group, like a pattern, begins with a variable (Flink's
+		 * Pattern.begin(), of which a group is made, has no negated form).
+		 */
+		if (open >= 0 && list_length(items) == 1 && ((PNode *) linitial(items))->el.negated)
+			pattern_error(text, ((PNode *) linitial(items))->start, "a group cannot begin with a negated variable",
+						  "Write the negation before the group: a -> !c -> (b d).");
 		p = skip_space(text, p);
 		if (text[p] == '\0')
 		{
@@ -500,8 +568,22 @@ parse_items(PatParse *ps, int *pp, int open)
 		}
 		if (text[p] == ')')
 		{
+			PNode	   *last = llast(items);
+
 			if (open < 0)
 				pattern_error(text, p, "unexpected \")\"", NULL);
+
+			/*
+			 * Flink's NFACompiler turns a notFollowedBy into stop edges of the
+			 * states after it, found by walking back the Pattern chain from
+			 * them; the chain after a group links to the group, not to its
+			 * last variable, so a notFollowedBy ending a group would stop
+			 * nothing (or only a loop right before it): refused rather than
+			 * ignored.
+			 */
+			if (!last->group && last->el.negated && last->contiguity != CONTIG_STRICT)
+				pattern_error(text, last->start, "a group cannot end with a notFollowedBy variable",
+							  "Write the negation after the group: (a b) -> !c -> d.");
 			break;
 		}
 		if (text[p] == '|')
@@ -530,6 +612,29 @@ add_edge(int *n, int **targets, int t)
 
 static void expand_items(PatParse *ps, List *items, Contiguity first);
 
+/* One copy of group g's items, the first with contiguity 'first'. */
+static void
+expand_copy(PatParse *ps, PNode *g, GroupRec *rec, Contiguity first)
+{
+	int			saved_gid = ps->cur_gid;
+	bool		saved_quant = ps->cur_quant;
+
+	ps->cur_gid = ++ps->ngids;
+	ps->cur_guntil = g->until;
+	if (ps->ngids >= ps->gid_cap)
+	{
+		ps->gid_cap *= 2;
+		ps->gid_rec = repalloc(ps->gid_rec, sizeof(int) * ps->gid_cap);
+	}
+	ps->gid_rec[ps->cur_gid] = list_length(ps->grecs) - 1;
+	rec->heads[rec->ncopies++] = ps->pat->nelems;
+	ps->cur_quant = saved_quant || g->min != 1 || g->max != 1;
+	expand_items(ps, g->items, first);
+	ps->cur_guntil = -1;		/* (no group with until has groups inside) */
+	ps->cur_gid = saved_gid;
+	ps->cur_quant = saved_quant;
+}
+
 /*
  * A group with quantifier {min,max}, as elements: its items min times
  * (at least once), then either a copy that loops (max unbounded: the last
@@ -548,18 +653,25 @@ expand_group(PatParse *ps, PNode *g, Contiguity c)
 	int			start_all = pat->nelems;
 	int		   *copies;
 	int			ncopies = 0;
+	GroupRec   *rec;
 
 	if (g->max >= 0 && (int64) g->max * list_length(g->items) > MAX_ELEMENTS)
 		pattern_error(ps->text, g->start, "the group repeats too many variables",
 					  psprintf("A pattern may expand to at most %d variables; a group's quantifier copies them.", MAX_ELEMENTS));
 	copies = palloc(sizeof(int) * (Max(g->max, lo) + 1));
+	rec = palloc0(sizeof(GroupRec));
+	rec->node = g;
+	rec->start = start_all;
+	rec->parent_gid = ps->cur_gid;
+	rec->heads = palloc(sizeof(int) * (Max(g->max, lo) + 1));
+	ps->grecs = lappend(ps->grecs, rec);
 	for (int k = 0; k < lo; k++)
-		expand_items(ps, g->items, k == 0 ? c : g->inner);
+		expand_copy(ps, g, rec, k == 0 ? c : g->inner);
 	if (g->max < 0)
 	{
 		int			s = pat->nelems;
 
-		expand_items(ps, g->items, g->inner);
+		expand_copy(ps, g, rec, g->inner);
 		copies[ncopies++] = s;
 		add_edge(&pat->elems[pat->nelems - 1].nloops, &pat->elems[pat->nelems - 1].loops, s);
 	}
@@ -567,12 +679,13 @@ expand_group(PatParse *ps, PNode *g, Contiguity c)
 		for (int k = lo; k < g->max; k++)
 		{
 			copies[ncopies++] = pat->nelems;
-			expand_items(ps, g->items, g->inner);
+			expand_copy(ps, g, rec, g->inner);
 		}
 	for (int k = 0; k < ncopies; k++)
 		add_edge(&pat->elems[copies[k]].nskips, &pat->elems[copies[k]].skips, pat->nelems);
 	if (g->min == 0)
 		add_edge(&pat->elems[start_all].nskips, &pat->elems[start_all].skips, pat->nelems);
+	rec->end = pat->nelems;
 }
 
 /* Append the elements of items; the first gets contiguity 'first'. */
@@ -600,12 +713,217 @@ expand_items(PatParse *ps, List *items, Contiguity first)
 			ps->cap *= 2;
 			pat->elems = repalloc(pat->elems, sizeof(PatternElement) * ps->cap);
 			ps->starts = repalloc(ps->starts, sizeof(int) * ps->cap);
+			ps->gids = repalloc(ps->gids, sizeof(int) * ps->cap);
+			ps->quants = repalloc(ps->quants, sizeof(bool) * ps->cap);
 		}
 		pat->elems[pat->nelems] = node->el;
 		pat->elems[pat->nelems].contiguity = c;
 		ps->starts[pat->nelems] = node->start;
+		pat->elems[pat->nelems].stop0 = -1;
+		pat->elems[pat->nelems].guntil = ps->cur_guntil;
+		ps->gids[pat->nelems] = ps->cur_gid;
+		ps->quants[pat->nelems] = ps->cur_quant;
 		pat->nelems++;
 	}
+}
+
+/*
+ * The first element after element i that a negation or a greedy quantifier
+ * at i reaches: past optional elements and notFollowedBy elements (which
+ * are conditions on the next state's edges in Flink, not states).  Sets
+ * *optional when it passes an optional element.  pat->nelems if none.
+ */
+static int
+reach_end(Pattern *pat, int i, bool *optional)
+{
+	int			k;
+
+	*optional = false;
+	for (k = i + 1; k < pat->nelems; k++)
+	{
+		PatternElement *el = &pat->elems[k];
+
+		if (el->negated && el->contiguity != CONTIG_STRICT)
+			continue;
+		if (!el->negated && pattern_elem_optional(el))
+		{
+			*optional = true;
+			continue;
+		}
+		break;
+	}
+	return k;
+}
+
+static GroupRec *
+group_of(PatParse *ps, int gid)
+{
+	return gid > 0 ? list_nth(ps->grecs, ps->gid_rec[gid]) : NULL;
+}
+
+static bool
+group_quantified(GroupRec *g)
+{
+	return g->node->min != 1 || g->node->max != 1;
+}
+
+/* Does the item list of a group end (begin) with a variable? */
+static bool
+group_edge_is_var(GroupRec *g, bool last)
+{
+	PNode	   *n = last ? llast(g->node->items) : linitial(g->node->items);
+
+	return !n->group;
+}
+
+static void negation_unsupported(PatParse *ps, int i) pg_attribute_noreturn();
+
+static void
+negation_unsupported(PatParse *ps, int i)
+{
+	pattern_error(ps->text, ps->starts[i],
+				  "this negation next to a group is not supported",
+				  "A negation may follow a group, (a b){2} -> !c -> d, precede one, "
+				  "a -> !c -> (b d)+, or stand inside one, (a !c b)+; not at the end of a "
+				  "quantified group, nor next to a group that ends or begins with another group.");
+}
+
+/*
+ * A negation in a pattern with groups.  The NFA applies a negation to its
+ * neighbours in the element list: the element before it (own_stop in
+ * cep.c, through next_not), the elements after it up to the first that
+ * takes an event (prev_nots).  That is Flink's rule within a copy of a
+ * group (NFACompiler builds each copy from the group's Pattern chain), and
+ * next to a group without quantifier, whose states are its variables'.
+ * Across the boundary of a quantified group Flink adds:
+ *	 - a notFollowedBy !n after the group: a stop state on the first state
+ *	   of every copy but the first (createTimesState calls
+ *	   addStopStateToLooping on each; the looping copy's first state
+ *	   proceeds to the next state, which has the stop state), and on the
+ *	   inner states of the last variable of every copy if it loops
+ *	   (convertPattern of that variable sees the group's following pattern);
+ *	 - a notNext !n after the group: the copies that may be skipped (the
+ *	   looping copy, the copies past the minimum) proceed from their first
+ *	   state to the notNext state, whose stop state takes an n;
+ *	 - a negation before the group: the stop state is on the first copy's
+ *	   first state only (addStopStates for the group), as in the list.
+ * A notNext or notFollowedBy after an optional group is refused by Flink
+ * (Pattern.notNext/notFollowedBy); the other cases (a negation reaching
+ * across a group boundary through optional variables, as Flink decides by
+ * the group's optionality, not its variables'; a negation ending a
+ * quantified group's copy; groups ending or beginning with groups) are
+ * refused here rather than run with other matches than Flink's.
+ */
+static void
+check_negation_in_groups(PatParse *ps, int i)
+{
+	Pattern    *pat = ps->pat;
+	PatternElement *neg = &pat->elems[i];
+	bool		optional;
+	int			end = reach_end(pat, i, &optional);
+	int			hi = Min(end, pat->nelems - 1);
+
+	/* After: the elements the negation's stop edges reach. */
+	for (int k = i + 1; k <= hi; k++)
+	{
+		int			gid;
+		GroupRec   *g;
+
+		if (ps->gids[k] == ps->gids[i])
+			continue;
+		if (optional)
+			pattern_error(ps->text, ps->starts[i],
+						  "a negated variable cannot reach into or out of a group through optional variables",
+						  "Flink decides which states a negation stops by the optionality of the group, "
+						  "not of its variables; write the optional variable outside the group.");
+
+		/* Out of groups without quantifier that end here ... */
+		gid = ps->gids[k - 1];
+		while (gid != 0 && (g = group_of(ps, gid))->end == k && !group_quantified(g) &&
+			   ps->gids[k] != gid)
+			gid = g->parent_gid;
+		if (gid == ps->gids[k])
+			continue;
+		/* ... or into a group that begins here with a variable. */
+		g = group_of(ps, ps->gids[k]);
+		if (g == NULL || g->start != k || g->parent_gid != gid || !group_edge_is_var(g, false) ||
+			pattern_elem_optional(&pat->elems[k]))
+			negation_unsupported(ps, i);
+		if (g->node->min == 0)
+			pattern_error(ps->text, ps->starts[i],
+						  "a negated variable before an optional group is not supported",
+						  "Flink's stop state is on the group's first state but not on the state that "
+						  "ignores events there; write the group without the optional quantifier.");
+	}
+
+	/* Before: a group ending right before the negation. */
+	if (ps->gids[i - 1] != ps->gids[i])
+	{
+		GroupRec   *g = group_of(ps, ps->gids[i - 1]);
+
+		if (g == NULL || g->end != i || g->parent_gid != ps->gids[i] || !group_edge_is_var(g, true))
+			negation_unsupported(ps, i);
+		/* Flink's Pattern.notNext() and notFollowedBy() on an optional group */
+		if (g->node->min == 0)
+			pattern_error(ps->text, ps->starts[i],
+						  "a negated variable cannot follow an optional group",
+						  "Flink: Specifying a pattern with an optional path to NOT condition is not supported yet. "
+						  "You can simulate such pattern with two independent patterns, one with and the other "
+						  "without the optional part.");
+		if (group_quantified(g))
+		{
+			if (i == pat->nelems - 1)
+				pattern_error(ps->text, ps->starts[i],
+							  "a pattern cannot end with a negation after a quantified group",
+							  "Add a variable after the negation: (a b){2} -> !c -> d.");
+			for (int k = 0; k < g->ncopies; k++)
+			{
+				int			head = g->heads[k];
+				int			last = (k + 1 < g->ncopies ? g->heads[k + 1] : g->end) - 1;
+
+				if (neg->contiguity != CONTIG_STRICT)
+				{
+					if (k > 0)
+						pat->elems[head].stop0 = neg->var;
+					pat->elems[last].next_not = neg->var;
+				}
+				else if (pat->elems[head].nskips > 0)
+					pat->elems[head].stop0 = neg->var;
+			}
+		}
+	}
+}
+
+/*
+ * A greedy quantifier in a pattern with groups: Flink's greedy condition
+ * is put on the edges of the state the loop proceeds to
+ * (updateWithGreedyCondition on the sink state), as cep.c does for the
+ * next element (greedy_guard).  Inside or next to a quantified group that
+ * state is a copy of a group (or the dummy state of a looping group, which
+ * has no edges yet when Flink updates it), so those cases are refused.
+ */
+static void
+check_greedy_in_groups(PatParse *ps, int g)
+{
+	Pattern    *pat = ps->pat;
+	bool		optional;
+	int			end = reach_end(pat, g, &optional);
+	int			hi = Min(end, pat->nelems - 1);
+
+	for (int k = g; k <= hi; k++)
+		if (ps->quants[k])
+			pattern_error(ps->text, ps->starts[g],
+						  "a greedy variable in or next to a quantified group is not supported",
+						  "A greedy variable may stand inside or next to a group without quantifier, "
+						  "(a b{2,}+) c; Flink's greedy condition on the copies of a group with times(), "
+						  "oneOrMore() or optional() is not implemented.");
+	if (optional)
+		for (int k = g + 1; k <= hi; k++)
+			if (ps->gids[k] != ps->gids[g])
+				pattern_error(ps->text, ps->starts[g],
+							  "a greedy variable cannot reach into or out of a group through optional variables",
+							  "Flink decides how far a greedy loop reaches by the optionality of the group, "
+							  "not of its variables.");
 }
 
 Pattern *
@@ -625,6 +943,11 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 	ps.cap = 16;
 	pat->elems = palloc0(sizeof(PatternElement) * ps.cap);
 	ps.starts = palloc(sizeof(int) * ps.cap);
+	ps.gids = palloc(sizeof(int) * ps.cap);
+	ps.quants = palloc(sizeof(bool) * ps.cap);
+	ps.gid_cap = 16;
+	ps.cur_guntil = -1;
+	ps.gid_rec = palloc(sizeof(int) * ps.gid_cap);
 
 	p = skip_space(text, p);
 	items = parse_items(&ps, &p, -1);
@@ -632,20 +955,24 @@ pattern_parse(const char *text, const char *skip, bool has_within)
 	starts = ps.starts;
 	pat->has_groups = ps.groups;
 
+	for (int i = 0; i < pat->nelems; i++)
+	{
+		PatternElement *nx = i + 1 < pat->nelems ? &pat->elems[i + 1] : NULL;
+
+		pat->elems[i].next_not = (nx && nx->negated && nx->contiguity != CONTIG_STRICT) ? nx->var : -1;
+	}
+
 	/*
-	 * Groups are not combined with negations or greedy quantifiers (yet):
-	 * Flink's rules for stop states and greedy conditions across a group's
-	 * copies are not implemented.
+	 * Negations and greedy quantifiers next to groups: see
+	 * check_negation_in_groups.
 	 */
 	if (ps.groups)
 		for (int i = 0; i < pat->nelems; i++)
 		{
-			if (pat->elems[i].negated)
-				pattern_error(text, starts[i], "a pattern with groups cannot have negated variables",
-							  "Groups with notNext or notFollowedBy are not supported yet.");
+			if (pat->elems[i].negated && i > 0)
+				check_negation_in_groups(&ps, i);
 			if (pat->elems[i].greedy)
-				pattern_error(text, starts[i], "a pattern with groups cannot have greedy quantifiers",
-							  "Groups with greedy quantifiers are not supported yet.");
+				check_greedy_in_groups(&ps, i);
 		}
 
 	/* Rules Flink's NFA compiler enforces too. */
@@ -1577,11 +1904,20 @@ analyse_pattern(Pattern *pat, Oid row_type, const char *define, const char *meas
 		meas = analyse_exprs(pat, row_type, &f, n, vars, false);
 	}
 	for (int i = 0; i < pat->nelems; i++)
-		if (pat->elems[i].until >= 0 && cond_of_var[pat->elems[i].until] < 0)
+	{
+		int			u = pat->elems[i].until;
+
+		if (u >= 0 && cond_of_var[u] < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("the until condition \"%s\" is not in define", pat->vars[pat->elems[i].until]),
-					 errhint("Add %s AS condition to define.", pat->vars[pat->elems[i].until])));
+					 errmsg("the until condition \"%s\" is not in define", pat->vars[u]),
+					 errhint("Add %s AS condition to define.", pat->vars[u])));
+		if (pat->elems[i].guntil >= 0 && cond_of_var[pat->elems[i].guntil] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the until condition \"%s\" is not in define", pat->vars[pat->elems[i].guntil]),
+					 errhint("Add %s AS condition to define.", pat->vars[pat->elems[i].guntil])));
+	}
 	for (int i = 0; i < pat->nvars; i++)
 		cond_list = lappend(cond_list, makeInteger(cond_of_var[i]));
 	return list_make3(conds, meas, cond_list);

@@ -59,6 +59,25 @@ typedef struct PatternElement
 	int		   *skips;
 	int			nloops;
 	int		   *loops;
+
+	/*
+	 * Negations next to quantified groups (pattern.c,
+	 * check_negation_in_groups): stop0, a negated variable whose event
+	 * stops a partial match waiting for this element's first event (the
+	 * first element of a copy of a group that a negation follows); next_not,
+	 * the notFollowedBy variable whose event stops this element's inner
+	 * states (the next element, or the negation after the group this
+	 * element ends a copy of); -1 if none.
+	 */
+	int			stop0;
+	int			next_not;
+
+	/*
+	 * The until of the looping group this element is a variable of (Flink's
+	 * until() on a GroupPattern: "and not until" on the element's take,
+	 * ignore and own proceed edges), or -1.
+	 */
+	int			guntil;
 } PatternElement;
 
 /*
