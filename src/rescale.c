@@ -325,6 +325,19 @@ rescale_from_checkpoint(Oid dboid, PipelineDef *def, const char *dir)
 			(errmsg("streamflink pipeline \"%s\": checkpoint " INT64_FORMAT " of %d task(s) rescaled to %d as checkpoint " INT64_FORMAT,
 					def->name, last, old_tasks, ntasks, id)));
 	checkpoint_failpoint("rescale_committed");
+	rescale_prune(dir, ntasks, id);
+}
+
+void
+rescale_prune(const char *dir, int ntasks, int64 id)
+{
+	/*
+	 * The snapshots of the old layout: recovery reads checkpoint 'id' only,
+	 * and no later checkpoint prunes them if none is taken before the next
+	 * rescale.
+	 */
+	for (int t = 0; t < ntasks; t++)
+		checkpoint_prune(task_dir(dir, t), id);
 }
 
 void

@@ -59,6 +59,12 @@ extern void rescale_quiesce(Oid dboid, PipelineDef *def, int ntasks);
 extern void rescale_from_checkpoint(Oid dboid, PipelineDef *def, const char *dir);
 
 /*
+ * After a rescale to checkpoint 'id' committed: remove the older snapshots
+ * of the tasks 0..ntasks-1 (the old layout's), which recovery never reads.
+ */
+extern void rescale_prune(const char *dir, int ntasks, int64 id);
+
+/*
  * Remove the task directories of the pipeline directory 'dir' that no task
  * uses: those of tasks at or above both the pipeline's parallelism and that
  * of its last completed checkpoint.

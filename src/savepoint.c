@@ -675,7 +675,8 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 	ereport(LOG,
 			(errmsg("streamflink pipeline \"%s\": savepoint \"%s\" restored as checkpoint " INT64_FORMAT,
 					def->name, name, id)));
-	/* the task directories of the old layout, now that nothing needs them */
+	/* the old layout's files, now that nothing needs them */
+	rescale_prune(dir, Max(def->parallelism, 1), id);
 	rescale_remove_unused(dboid, def, dir);
 }
 
