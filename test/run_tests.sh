@@ -26,6 +26,9 @@
 #    test/pmdeath_test.sh: the worker exits when the postmaster dies
 #    while data flows; test/fault_savepoint.sh: savepoints, stops with
 #    savepoint and restores under kill -9 and immediate shutdowns;
+#    test/fault_rescale.sh: rescales 1 -> 3 -> 2 -> 1 from the last
+#    checkpoint (and from a savepoint) with crashes in the restore, an
+#    unclean stop and immediate shutdowns;
 #    test/fault_kafka_sink.sh: the Kafka sink's output topic holds exactly
 #    SQL's answer across crashes at every instant of its two-phase commit
 #    (run twice: one worker, and a pipeline of parallelism 2).
@@ -140,6 +143,12 @@ if [[ " $parts " == *" fault "* ]]; then
         pass "test/fault_savepoint.sh (rescale)"
     else
         fail "test/fault_savepoint.sh (rescale)"
+    fi
+    # Rescales from the last checkpoint and a savepoint under faults.
+    if bash test/fault_rescale.sh; then
+        pass test/fault_rescale.sh
+    else
+        fail test/fault_rescale.sh
     fi
     # Parallel pipelines: every checkpoint mode at parallelism 3, and the
     # CEP test at parallelism 2 (about 3 minutes on 2 cores).
