@@ -1974,8 +1974,19 @@ BEGIN
 	/*
 	 * In-doubt transactions of an interrupted checkpoint are no obstacle:
 	 * the restoring task 0 resolves every old task's before the new tasks
-	 * start (src/rescale.c, rescale_quiesce).
+	 * start (src/rescale.c, rescale_quiesce).  Except for a Kafka sink,
+	 * whose tasks each send their own decided transactions' records again
+	 * at recovery: a task that goes would leave them unsent.
 	 */
+	IF p.sink_topic IS NOT NULL AND
+	   EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts x
+				 JOIN pg_catalog.pg_database d ON d.datname = x.database
+				WHERE d.datname = pg_catalog.current_database()
+				  AND x.gid LIKE pg_catalog.format('streamflink:%s:%s:%%', d.oid, p.id)) THEN
+		RAISE EXCEPTION 'pipeline "%" has prepared transactions of an interrupted checkpoint', p.name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Start it once with its current parallelism (its tasks resolve them and send their records to Kafka), stop it with a savepoint, then rescale.';
+	END IF;
 END
 $$;
 

@@ -28,6 +28,7 @@
 #define RESCALE_WAIT_MS 30000
 
 static void read_last(int32 pipeline_id, int64 *id, int *parallelism, int64 *persisted);
+static int	orphan_tasks(Oid dboid, int32 pipeline_id, int ntasks);
 
 static char *
 task_dir(const char *dir, int t)
@@ -96,6 +97,19 @@ rescale_quiesce(Oid dboid, PipelineDef *def, int ntasks)
 		if (slot != NULL)
 			task_release(slot);
 	}
+
+	/*
+	 * A Kafka sink's task sends the records of its own decided
+	 * transactions again at its recovery (its outbox rows): committing a
+	 * going task's transaction here would leave its records unsent.
+	 */
+	if (def->sink_topic != NULL &&
+		orphan_tasks(dboid, def->id, Max(def->parallelism, 1)) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" writes to a Kafka sink and has in-doubt transactions of tasks it would no longer run",
+						def->name),
+				 errhint("Start it once with its previous parallelism (its tasks resolve them and send their records), stop it with a savepoint, then rescale.")));
 
 	/*
 	 * Each new task resolves only its own in-doubt transactions: those of
