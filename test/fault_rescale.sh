@@ -13,8 +13,10 @@
 #   3. a random task killed while a chunk is read;
 #   4. an unclean stop: the stop's checkpoint crashes right after its
 #      decision (failpoint after_decision), leaving decided prepared
-#      transactions no running task resolves; then 3 -> 2, crashing just
-#      before the rescaled checkpoint commits (rescale_restored);
+#      transactions no running task resolves (and two more of task 2, made
+#      here: one undecided, one decided); then 3 -> 2,
+#      crashing just before the rescaled checkpoint commits
+#      (rescale_restored): task 2's must be rolled back and committed;
 #   5. an immediate shutdown while a chunk is read, a stop right after the
 #      restart, then 2 -> 1, crashing right after the rescaled checkpoint
 #      committed and before the unused task directories are removed
@@ -189,15 +191,24 @@ else
     faults=$((faults + 1))
 fi
 stopped
-# And an in-doubt transaction of task 2 for a checkpoint never decided, with
-# a row no window has: task 2 goes, so only the rescale can roll it back.
+# And two in-doubt transactions of task 2, which goes, so that only the
+# rescale resolves them: one of a checkpoint never decided, with a row no
+# window has (to be rolled back), one of a decided checkpoint (to be
+# committed: its marker row must appear).
 sql <<SQL
+CREATE TABLE decided_marker (task int);
 BEGIN;
 INSERT INTO frs_out VALUES ('no such geo', now(), now(), 1, 1, 1);
 SELECT format('PREPARE TRANSACTION %L', format('streamflink:%s:%s:%s:2',
        (SELECT oid FROM pg_database WHERE datname = current_database()),
        (SELECT id FROM streamflink.pipeline WHERE name = 'frs'),
-       (SELECT max(id) + 1 FROM streamflink.checkpoint))) \gexec
+       (SELECT max(id) + 1000 FROM streamflink.checkpoint))) \gexec
+BEGIN;
+INSERT INTO decided_marker VALUES (2);
+SELECT format('PREPARE TRANSACTION %L', format('streamflink:%s:%s:%s:2',
+       (SELECT oid FROM pg_database WHERE datname = current_database()),
+       (SELECT id FROM streamflink.pipeline WHERE name = 'frs'),
+       (SELECT max(id) - 1 FROM streamflink.checkpoint))) \gexec
 SQL
 say "unclean stop: $(prepared) in-doubt transaction(s) left"
 failpoint rescale_restored
@@ -207,6 +218,8 @@ faults=$((faults + 1))
 running
 expect_tasks 2
 [ "$(prepared)" = 0 ] || { say "in-doubt transactions left after the rescale"; bad=1; }
+[ "$(sql_retry -c "SELECT count(*) FROM decided_marker")" = 1 ] ||
+    { say "the decided in-doubt transaction of task 2 was not committed"; bad=1; }
 expect_dirs "task-1" "3 -> 2"
 
 # 5. An immediate shutdown while a chunk is read, a stop at once, 2 -> 1
