@@ -114,9 +114,10 @@ SELECT * FROM rc_diff(299);
 SELECT streamflink.start('rc', parallelism => 3);
 SELECT streamflink.stop('rc');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'rc'$$);
--- Out of bounds.
+-- Out of bounds, also by a direct UPDATE.
 SELECT streamflink.start('rc', parallelism => 0);
 SELECT streamflink.start('rc', parallelism => 129);
+UPDATE streamflink.pipeline SET parallelism = 17 WHERE name = 'rc';
 RESET SESSION AUTHORIZATION;
 
 -- Another tenant cannot rescale it.

@@ -2006,6 +2006,11 @@ BEGIN
 			USING ERRCODE = 'object_in_use',
 				  HINT = 'Stop it, then start(pipeline, parallelism => n).';
 	END IF;
+	/* the bounds start() checks, for a direct UPDATE too */
+	IF NEW.parallelism IS DISTINCT FROM OLD.parallelism THEN
+		PERFORM streamflink._check_parallelism(NEW.parallelism, NEW.checkpoint_mode,
+											   NEW.aligned_checkpoint_timeout);
+	END IF;
 	/*
 	 * Without a savepoint to restore, a parallelism other than the last
 	 * checkpoint's rescales that checkpoint at the next start.
