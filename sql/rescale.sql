@@ -4,8 +4,9 @@
 -- window pipeline 1 -> 3 -> 2 -> 1 through savepoints on a topic of four
 -- partitions: after each step the sink equals SQL's answer over the same
 -- events, windows open across every rescale included.  And the refusals:
--- a parallelism change without a savepoint, while running, and a
--- superuser's UPDATE that would break the state layout.
+-- a parallelism change while running or out of bounds.  (Without a
+-- savepoint, a new parallelism rescales the last checkpoint: see
+-- rescale_checkpoint.)
 --
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
@@ -63,8 +64,7 @@ SELECT streamflink.create_window_pipeline('rs', 'rs_src', 'k', 'tumble',
 	'count(*) AS n, sum(v) AS total', 'rs_out', size => '1 minute',
 	checkpoint_interval => '200 milliseconds');
 
--- Refused: a change of parallelism of a pipeline with state, without a
--- savepoint (once it has checkpoints), while running, and out of bounds.
+-- Refused: a change of parallelism while running, and out of bounds.
 SELECT rs_produce(0, 299);
 SELECT streamflink.start('rs');
 SELECT wait_until($$SELECT (SELECT missing FROM rs_diff(299)) = 0 AND
@@ -73,9 +73,11 @@ SELECT * FROM rs_diff(299);
 SELECT streamflink.start('rs', parallelism => 3);
 SELECT streamflink.stop('rs');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'rs'$$);
-SELECT streamflink.start('rs', parallelism => 3);
 SELECT streamflink.start('rs', parallelism => 0);
+-- A superuser's UPDATE of a stopped pipeline's parallelism would rescale its
+-- last checkpoint at the next start, like start(parallelism => n): set back.
 UPDATE streamflink.pipeline SET parallelism = 2 WHERE name = 'rs';
+UPDATE streamflink.pipeline SET parallelism = 1 WHERE name = 'rs';
 SELECT streamflink.start('rs');
 SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'rs'$$);
 

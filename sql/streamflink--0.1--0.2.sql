@@ -1914,9 +1914,44 @@ $$;
  * key-group range snapshots that overlap its own range (the worker,
  * savepoint_prepare_restore); partitions and their positions go to the
  * task that reads them now.  The state layout of a pipeline is the
- * parallelism of its last completed checkpoint: a pipeline's parallelism
- * may differ from it only while a savepoint restore is pending.
+ * parallelism of its last completed checkpoint: a stopped pipeline whose
+ * parallelism differs from it, without a savepoint restore pending, is
+ * rescaled from that checkpoint at its next start (src/rescale.c).
  * ==================================================================== */
+/*
+ * Rescaling from the last checkpoint (start(pipeline, parallelism => n)
+ * without a savepoint, src/rescale.c): refused where the last checkpoint's
+ * state cannot be redistributed.  Called by start() and by the layout
+ * trigger below (so a superuser's UPDATE is checked the same).
+ */
+CREATE FUNCTION streamflink._check_rescale_from_checkpoint(p streamflink.pipeline, parallelism int)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	last streamflink.checkpoint;
+BEGIN
+	SELECT * INTO last FROM streamflink.checkpoint c WHERE c.pipeline_id = p.id
+	 ORDER BY c.id DESC LIMIT 1;
+	IF NOT FOUND OR last.parallelism = parallelism THEN
+		RETURN;					/* no state yet, or its layout already */
+	END IF;
+	IF p.sink_topic IS NOT NULL THEN
+		RAISE EXCEPTION 'pipeline "%" writes to a Kafka sink: it cannot be rescaled from its last checkpoint', p.name
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = pg_catalog.format('Each of its %s task(s) re-sends its own decided Kafka transactions after a crash; a task that goes would leave them unsent.', last.parallelism),
+				  HINT = pg_catalog.format('Keep parallelism %s, or rescale through a savepoint to parallelism 1.', last.parallelism);
+	END IF;
+	IF coalesce(last.persisted_bytes, 0) > 0 THEN
+		RAISE EXCEPTION 'checkpoint % of pipeline "%" holds channel state: it cannot be rescaled', last.id, p.name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = pg_catalog.format('An unaligned checkpoint keeps the records in flight between its %s task(s), routed by their key-group ranges.', last.parallelism),
+				  HINT = 'Start it with its current parallelism and stop it with a savepoint (always aligned), then start(pipeline, from_savepoint => name, parallelism => n).';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION streamflink._check_rescale(p streamflink.pipeline, from_savepoint text, parallelism int)
 RETURNS void
 LANGUAGE plpgsql
@@ -1927,28 +1962,30 @@ BEGIN
 	IF p.state = 'running' THEN
 		RAISE EXCEPTION 'pipeline "%" is running: its parallelism cannot change', p.name
 			USING ERRCODE = 'object_in_use',
-				  HINT = 'Stop it with a savepoint (stop(pipeline, savepoint => name)), then start(pipeline, from_savepoint => name, parallelism => n).';
+				  HINT = 'Stop it (stop(pipeline), or stop(pipeline, savepoint => name)), then start(pipeline, parallelism => n).';
 	END IF;
-	IF from_savepoint IS NULL AND
-	   EXISTS (SELECT 1 FROM streamflink.checkpoint c WHERE c.pipeline_id = p.id) THEN
-		RAISE EXCEPTION 'changing the parallelism of pipeline "%" from % to % needs a savepoint', p.name, p.parallelism, parallelism
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'Its state is laid out by key-group ranges of its current tasks; only a savepoint is redistributed to new tasks.',
-				  HINT = 'Take one (savepoint(), or stop(pipeline, savepoint => name)) and start(pipeline, from_savepoint => name, parallelism => n).';
-	END IF;
-	IF p.sink_topic IS NOT NULL AND parallelism > 1 THEN
+	IF from_savepoint IS NULL THEN
+		PERFORM streamflink._check_rescale_from_checkpoint(p, parallelism);
+	ELSIF p.sink_topic IS NOT NULL AND parallelism > 1 THEN
 		RAISE EXCEPTION 'pipeline "%" writes to a Kafka sink: it cannot be rescaled yet', p.name
 			USING ERRCODE = 'feature_not_supported',
 				  HINT = 'Rescale pipelines with a table sink.';
 	END IF;
-	/* each task resolves only its own in-doubt transactions: none may be left to a task that goes */
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts x
+	/*
+	 * In-doubt transactions of an interrupted checkpoint are no obstacle:
+	 * the restoring task 0 resolves every old task's before the new tasks
+	 * start (src/rescale.c, rescale_quiesce).  Except for a Kafka sink,
+	 * whose tasks each send their own decided transactions' records again
+	 * at recovery: a task that goes would leave them unsent.
+	 */
+	IF p.sink_topic IS NOT NULL AND
+	   EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts x
 				 JOIN pg_catalog.pg_database d ON d.datname = x.database
 				WHERE d.datname = pg_catalog.current_database()
 				  AND x.gid LIKE pg_catalog.format('streamflink:%s:%s:%%', d.oid, p.id)) THEN
 		RAISE EXCEPTION 'pipeline "%" has prepared transactions of an interrupted checkpoint', p.name
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'Start it once with its current parallelism (its tasks resolve them), stop it with a savepoint, then rescale.';
+				  HINT = 'Start it once with its current parallelism (its tasks resolve them and send their records to Kafka), stop it with a savepoint, then rescale.';
 	END IF;
 END
 $$;
@@ -1959,8 +1996,6 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	last streamflink.checkpoint;
 BEGIN
 	IF NEW.parallelism IS NOT DISTINCT FROM OLD.parallelism AND
 	   NEW.restore_savepoint IS NOT DISTINCT FROM OLD.restore_savepoint THEN
@@ -1969,15 +2004,19 @@ BEGIN
 	IF NEW.parallelism IS DISTINCT FROM OLD.parallelism AND OLD.state = 'running' THEN
 		RAISE EXCEPTION 'pipeline "%" is running: its parallelism cannot change', NEW.name
 			USING ERRCODE = 'object_in_use',
-				  HINT = 'Stop it with a savepoint, then start(pipeline, from_savepoint => name, parallelism => n).';
+				  HINT = 'Stop it, then start(pipeline, parallelism => n).';
 	END IF;
-	SELECT * INTO last FROM streamflink.checkpoint c WHERE c.pipeline_id = NEW.id
-	 ORDER BY c.id DESC LIMIT 1;
-	IF FOUND AND NEW.restore_savepoint IS NULL AND NEW.parallelism <> last.parallelism THEN
-		RAISE EXCEPTION 'pipeline "%" has the state of % task(s) (checkpoint %): parallelism % would not find it',
-			NEW.name, last.parallelism, last.id, NEW.parallelism
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'Change the parallelism with start(pipeline, from_savepoint => name, parallelism => n): a savepoint is redistributed over the new tasks.';
+	/* the bounds start() checks, for a direct UPDATE too */
+	IF NEW.parallelism IS DISTINCT FROM OLD.parallelism THEN
+		PERFORM streamflink._check_parallelism(NEW.parallelism, NEW.checkpoint_mode,
+											   NEW.aligned_checkpoint_timeout);
+	END IF;
+	/*
+	 * Without a savepoint to restore, a parallelism other than the last
+	 * checkpoint's rescales that checkpoint at the next start.
+	 */
+	IF NEW.restore_savepoint IS NULL THEN
+		PERFORM streamflink._check_rescale_from_checkpoint(NEW, NEW.parallelism);
 	END IF;
 	RETURN NEW;
 END
@@ -2001,6 +2040,8 @@ CREATE TRIGGER remove_offsets AFTER DELETE ON streamflink.savepoint
 	FOR EACH ROW EXECUTE FUNCTION streamflink._savepoint_remove_offsets();
 
 REVOKE ALL ON FUNCTION streamflink._check_rescale(streamflink.pipeline, text, int),
+	streamflink._check_rescale_from_checkpoint(streamflink.pipeline, int),
 	streamflink._pipeline_parallelism_check(), streamflink._savepoint_remove_offsets() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink._check_rescale(streamflink.pipeline, text, int) TO streamflink_user;
+GRANT EXECUTE ON FUNCTION streamflink._check_rescale(streamflink.pipeline, text, int),
+	streamflink._check_rescale_from_checkpoint(streamflink.pipeline, int) TO streamflink_user;
 GRANT UPDATE (parallelism) ON streamflink.pipeline TO streamflink_user;

@@ -521,8 +521,13 @@ typedef struct EpochTransaction
 static int
 resolve_in_doubt(Oid dboid, int32 pipeline_id, int task)
 {
-	/* A task resolves its own: the others' may be in use by their tasks. */
-	char	   *pattern = psprintf(GID_PREFIX ":%u:%d:%%:%d", dboid, pipeline_id, task);
+	/*
+	 * A task resolves its own: the others' may be in use by their tasks.
+	 * task < 0: every task's (checkpoint_resolve_all_in_doubt).
+	 */
+	char	   *pattern = task >= 0 ?
+		psprintf(GID_PREFIX ":%u:%d:%%:%d", dboid, pipeline_id, task) :
+		psprintf(GID_PREFIX ":%u:%d:%%", dboid, pipeline_id);
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		args[2] = {CStringGetTextDatum(pattern), Int32GetDatum(pipeline_id)};
 	List	   *gids = NIL;
@@ -572,6 +577,11 @@ resolve_in_doubt(Oid dboid, int32 pipeline_id, int task)
 	return list_length(gids);
 }
 
+int
+checkpoint_resolve_all_in_doubt(Oid dboid, int32 pipeline_id)
+{
+	return resolve_in_doubt(dboid, pipeline_id, -1);
+}
 
 static void
 epoch_recover(void *arg, const CompletedCheckpoint *last)

@@ -204,6 +204,15 @@ extern CheckpointParticipant checkpoint_epoch_participant(Oid dboid, PipelineDef
 extern CheckpointParticipant checkpoint_task_epoch_participant(Oid dboid, PipelineDef *def,
 															   int task);
 
+/*
+ * Resolve the in-doubt prepared transactions of every task of a pipeline
+ * (committed if their checkpoint's decision row exists, else rolled back),
+ * as each task's recovery does for its own.  Only while no task of the
+ * pipeline runs: before a rescale, whose new tasks would not resolve those
+ * of tasks that go.  Outside any transaction; returns how many.
+ */
+extern int	checkpoint_resolve_all_in_doubt(Oid dboid, int32 pipeline_id);
+
 /* --- state directories, settings, catalog -------------------------------- */
 
 /* Directory of the live state database and of snapshot n. */

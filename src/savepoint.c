@@ -36,6 +36,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "rescale.h"
 #include "savepoint.h"
 #include "state_rescale.h"
 
@@ -508,7 +509,6 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 	int32		from_pipeline;
 	char	   *name;
 	int64		id;
-	char	   *chk;
 	char	   *top;
 	int			ret;
 
@@ -531,8 +531,33 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 		PopActiveSnapshot();
 		SPI_finish();
 		CommitTransactionCommand();
+		/* no savepoint: a new parallelism rescales the last checkpoint */
+		rescale_from_checkpoint(dboid, def, dir);
+		rescale_remove_unused(dboid, def, dir);
 		return;
 	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	/*
+	 * The new tasks resolve only their own in-doubt transactions: resolve
+	 * every old task's now, while none runs (outside any transaction).
+	 */
+	rescale_quiesce(dboid, def, Max(def->parallelism, 1));
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ret = SPI_execute_with_args("SELECT p.restore_savepoint, s.pipeline_id, s.name,"
+								"       pg_catalog.pg_has_role(p.owner, o.owner, 'USAGE')"
+								"  FROM streamflink.pipeline p"
+								"  LEFT JOIN streamflink.savepoint s ON s.id = p.restore_savepoint"
+								"  LEFT JOIN streamflink.pipeline o ON o.id = s.pipeline_id"
+								" WHERE p.id = $1 AND p.restore_savepoint IS NOT NULL",
+								1, types, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read streamflink.pipeline");
 	savepoint_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	from_pipeline = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (isnull)
@@ -593,34 +618,8 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 		 * are merged by range scans of those that overlap it (Flink's
 		 * RocksDB restore clipping key-group ranges).
 		 */
-		for (int t = 0; t < ntasks; t++)
-		{
-			KeyGroupRange r = state_key_group_range_for(t, ntasks);
-			char	   *tdir = t == 0 ? (char *) dir : psprintf("%s/task-%d", dir, t);
-			char	  **from = palloc(sizeof(char *) * n);
-			int			nfrom = 0;
-			int			exact = -1;
-
-			if (pg_mkdir_p(tdir, pg_dir_create_mode) != 0 && errno != EEXIST)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not create directory \"%s\": %m", tdir)));
-			chk = checkpoint_snapshot_dir(tdir, id);
-			state_remove_dir(chk);
-			for (int j = 0; j < n; j++)
-			{
-				if (ranges[j].lo > r.hi || r.lo > ranges[j].hi)
-					continue;
-				if (ranges[j].lo == r.lo && ranges[j].hi == r.hi)
-					exact = j;
-				from[nfrom++] = dirs[j];
-			}
-			if (exact >= 0)
-				state_restore(chk, dirs[exact]);
-			else
-				(void) state_restore_key_groups(chk, from, nfrom, r);
-			checkpoint_failpoint("savepoint_task_restored");
-		}
+		rescale_build_task_snapshots(dir, id, ntasks, dirs, ranges, n,
+									 "savepoint_task_restored");
 	}
 
 	/* The checkpoint's row and positions, and the request done. */
@@ -676,6 +675,9 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 	ereport(LOG,
 			(errmsg("streamflink pipeline \"%s\": savepoint \"%s\" restored as checkpoint " INT64_FORMAT,
 					def->name, name, id)));
+	/* the old layout's files, now that nothing needs them */
+	rescale_prune(dir, Max(def->parallelism, 1), id);
+	rescale_remove_unused(dboid, def, dir);
 }
 
 /*

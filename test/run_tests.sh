@@ -26,6 +26,9 @@
 #    test/pmdeath_test.sh: the worker exits when the postmaster dies
 #    while data flows; test/fault_savepoint.sh: savepoints, stops with
 #    savepoint and restores under kill -9 and immediate shutdowns;
+#    test/fault_rescale.sh: rescales 1 -> 3 -> 2 -> 1 from the last
+#    checkpoint (and from a savepoint) with crashes in the restore, an
+#    unclean stop and immediate shutdowns;
 #    test/fault_kafka_sink.sh: the Kafka sink's output topic holds exactly
 #    SQL's answer across crashes at every instant of its two-phase commit
 #    (run twice: one worker, and a pipeline of parallelism 2).
@@ -78,7 +81,7 @@ if [[ " $parts " == *" regress "* ]]; then
     addr=$(sf_broker_start "$SF_WORK/broker" regress_rides:2 regress_csv:1 \
                regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 regress_start:3 \
                regress_meta:2 regress_time:2 regress_grow:2:4 regress_savepoint:1 regress_savepoint_p:1 \
-               regress_sql:2 regress_avro:1 regress_ksink:2 regress_parallel:4 regress_rescale:4 --proxy --missing-topic regress_missing)
+               regress_sql:2 regress_avro:1 regress_ksink:2 regress_parallel:4 regress_rescale:4 regress_rescale_c:4 regress_rescale_ks:1 --proxy --missing-topic regress_missing)
     # The test schema registry, with the schemas sql/avro.sql uses.
     registry=$(sf_registry_start "$SF_WORK/registry" 1=test/avro/ride_v1.avsc \
                    2=test/avro/ride_v2.avsc)
@@ -140,6 +143,12 @@ if [[ " $parts " == *" fault "* ]]; then
         pass "test/fault_savepoint.sh (rescale)"
     else
         fail "test/fault_savepoint.sh (rescale)"
+    fi
+    # Rescales from the last checkpoint and a savepoint under faults.
+    if bash test/fault_rescale.sh; then
+        pass test/fault_rescale.sh
+    else
+        fail test/fault_rescale.sh
     fi
     # Parallel pipelines: every checkpoint mode at parallelism 3, and the
     # CEP test at parallelism 2 (about 3 minutes on 2 cores).
