@@ -823,8 +823,16 @@ checkpoint_prune(const char *pipeline_dir, int64 last, int retained)
 		int64		id = strtoi64(name + 4, NULL, 10);
 
 		if (id < keep_from && id < last)
-			state_remove_dir(psprintf("%s/%s", pipeline_dir, name));
+		{
+			char	   *path = psprintf("%s/%s", pipeline_dir, name);
+
+			state_remove_dir(path);
+			pfree(path);
+		}
 	}
+	/* once per checkpoint, in a long-lived context: free it all */
+	list_free_deep(names);
+	pfree(ids);
 }
 
 void
