@@ -2045,3 +2045,46 @@ REVOKE ALL ON FUNCTION streamflink._check_rescale(streamflink.pipeline, text, in
 GRANT EXECUTE ON FUNCTION streamflink._check_rescale(streamflink.pipeline, text, int),
 	streamflink._check_rescale_from_checkpoint(streamflink.pipeline, int) TO streamflink_user;
 GRANT UPDATE (parallelism) ON streamflink.pipeline TO streamflink_user;
+
+/* ====================================================================
+ * Checkpoint timing: sync and async parts (see the README's
+ * "Checkpoints: sync and async parts, retention", src/checkpoint.h).
+ *
+ * As Flink reports a checkpoint: the synchronous part is the state's flush
+ * (the operator's cache written back, the RocksDB memtables flushed) and
+ * its snapshot (hard-linked SST files); the asynchronous part runs from
+ * there to the decision (sink rows, positions, PREPARE TRANSACTION, a
+ * parallel pipeline's wait for its other tasks).  NULL for rows written
+ * before 0.2.  Snapshots kept on disk: streamflink.checkpoints_retained.
+ * ==================================================================== */
+ALTER TABLE streamflink.checkpoint ADD COLUMN sync_duration interval;
+ALTER TABLE streamflink.checkpoint ADD COLUMN async_duration interval;
+COMMENT ON COLUMN streamflink.checkpoint.sync_duration IS
+	'state flush and snapshot (the slowest task''s in a parallel pipeline)';
+COMMENT ON COLUMN streamflink.checkpoint.async_duration IS
+	'from the end of the (last task''s) state snapshot to the decision';
+ALTER TABLE streamflink.checkpoint_task ADD COLUMN sync_duration interval;
+ALTER TABLE streamflink.checkpoint_task ADD COLUMN async_duration interval;
+COMMENT ON COLUMN streamflink.checkpoint_task.sync_duration IS
+	'its state flush and snapshot';
+COMMENT ON COLUMN streamflink.checkpoint_task.async_duration IS
+	'from the end of its snapshot to its figures recorded, just before its PREPARE';
+
+/* The checkpoints, with the sync and async parts at the end. */
+CREATE OR REPLACE VIEW streamflink.checkpoints WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
+	   c.state_bytes, c.new_state_bytes, c.events, c.rows_emitted,
+	   c.parallelism, c.start_delay, c.alignment, c.slowest_task,
+	   c.unaligned_tasks, c.persisted_bytes,
+	   (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+				'task', t.task, 'duration', t.duration, 'start_delay', t.start_delay,
+				'alignment', t.alignment, 'events', t.events,
+				'state_bytes', t.state_bytes, 'unaligned', t.unaligned,
+				'persisted_bytes', t.persisted_bytes,
+				'sync_duration', t.sync_duration, 'async_duration', t.async_duration)
+				ORDER BY t.task)
+		  FROM streamflink.checkpoint_task t
+		 WHERE t.pipeline_id = c.pipeline_id AND t.checkpoint_id = c.id) AS tasks,
+	   c.sync_duration, c.async_duration
+FROM streamflink.checkpoint c
+JOIN streamflink.pipeline p ON p.id = c.pipeline_id;

@@ -45,9 +45,24 @@
  */
 int			checkpoint_history = 100;
 
+/*
+ * Completed state snapshots kept on disk per pipeline (per task); older
+ * ones are removed once a checkpoint completes.  Recovery reads only the
+ * last one; more are for an operator who wants to go back by hand.
+ */
+int			checkpoints_retained = 1;
+
 void
 checkpoint_define_settings(void)
 {
+	DefineCustomIntVariable("streamflink.checkpoints_retained",
+							"Completed state snapshots kept on disk per pipeline.",
+							"Older snapshots (directories chk-<id> of the pipeline's state) are "
+							"removed as new checkpoints complete; the last completed one is always "
+							"kept.  Savepoints are not counted and never removed by this.",
+							&checkpoints_retained, 1, 1, 1000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
 	DefineCustomIntVariable("streamflink.checkpoint_history",
 							"Completed checkpoints kept in the catalog per pipeline.",
 							"Rows of older checkpoints (streamflink.checkpoint, checkpoint_offset) "
@@ -254,10 +269,11 @@ static void
 decide(CheckpointCoordinator *c, Checkpoint *chk)
 {
 	TimestampTz completed = GetCurrentTimestamp();
-	Oid			types[11] = {INT4OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID};
-	Datum		args[11];
-	char		nulls[11];
+	Oid			types[13] = {INT4OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID,
+	INT8OID, INT8OID};
+	Datum		args[13];
+	char		nulls[13];
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -276,13 +292,20 @@ decide(CheckpointCoordinator *c, Checkpoint *chk)
 	if (chk->watermark == DT_NOBEGIN)
 		nulls[9] = 'n';
 	args[10] = Int32GetDatum(STATE_FORMAT_VERSION);
+	/* sync: flush and snapshot; async: from there to this decision */
+	args[11] = Int64GetDatum(chk->stats.sync_us);
+	args[12] = Int64GetDatum(chk->stats.sync_end == DT_NOBEGIN ? 0 :
+							 Max(0, completed - chk->stats.sync_end));
+	if (chk->stats.sync_end == DT_NOBEGIN)
+		nulls[11] = nulls[12] = 'n';
 	if (SPI_execute_with_args("INSERT INTO streamflink.checkpoint"
 							  " (pipeline_id, id, started, completed, duration,"
 							  "  state_bytes, new_state_bytes, events, rows_emitted,"
-							  "  watermark, state_format)"
+							  "  watermark, state_format, sync_duration, async_duration)"
 							  " VALUES ($1, $2, $3, $4, $5 * interval '1 microsecond',"
-							  "  $6, $7, $8, $9, $10, $11)",
-							  11, types, args, nulls, false, 0) != SPI_OK_INSERT)
+							  "  $6, $7, $8, $9, $10, $11,"
+							  "  $12 * interval '1 microsecond', $13 * interval '1 microsecond')",
+							  13, types, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record checkpoint " INT64_FORMAT, chk->id);
 	/* a parallel pipeline's figures, in the same decision */
 	if (c->group.record)
@@ -324,6 +347,8 @@ checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk)
 	chk->id = c->last.id + 1;
 	/* A checkpoint's duration is its own: from here to the decision. */
 	chk->stats.started = GetCurrentTimestamp();
+	chk->stats.sync_us = 0;
+	chk->stats.sync_end = DT_NOBEGIN;
 
 	/* 1. Prepare, in the order of registration. */
 	PG_TRY();
@@ -384,6 +409,7 @@ state_prepare(void *arg, Checkpoint *chk)
 	StateParticipant *sp = (StateParticipant *) arg;
 	char	   *snap = checkpoint_snapshot_dir(sp->dir, chk->id);
 	char	   *prev = chk->id > 1 ? checkpoint_snapshot_dir(sp->dir, chk->id - 1) : NULL;
+	TimestampTz begun = GetCurrentTimestamp();
 	RunAs		as;
 
 	/* Serializing states may run the owner's aggregate functions. */
@@ -394,16 +420,23 @@ state_prepare(void *arg, Checkpoint *chk)
 	CommitTransactionCommand();
 
 	chk->stats.state_bytes = state_checkpoint(sp->store, snap);
+	chk->stats.sync_end = GetCurrentTimestamp();
+	chk->stats.sync_us = Max(0, chk->stats.sync_end - begun);
+
+	/*
+	 * The previous checkpoint (chk->id - 1 is always the last completed
+	 * one) has its snapshot still: pruning keeps at least the last.
+	 */
 	chk->stats.new_state_bytes = state_checkpoint_incremental_bytes(snap, prev);
 }
 
-/* Keep the previous snapshot too, in case this one is damaged. */
+/* Older snapshots go, beyond streamflink.checkpoints_retained. */
 static void
 state_commit(void *arg, Checkpoint *chk)
 {
 	StateParticipant *sp = (StateParticipant *) arg;
 
-	checkpoint_prune(sp->dir, chk->id - 1);
+	checkpoint_prune(sp->dir, chk->id, checkpoints_retained);
 }
 
 /* The name of the release that wrote a state format, for messages. */
@@ -748,27 +781,68 @@ restore_state(const char *pipeline_dir, int64 id)
 }
 
 
+static int
+cmp_int64_desc(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x < y) ? 1 : (x > y) ? -1 : 0;
+}
+
+/*
+ * Ids need not be consecutive (a pipeline restored from a savepoint goes on
+ * above it), so the kept ones are found by listing, not by arithmetic.
+ */
 void
-checkpoint_prune(const char *pipeline_dir, int64 keep_from)
+checkpoint_prune(const char *pipeline_dir, int64 last, int retained)
 {
 	DIR		   *dir = AllocateDir(pipeline_dir);
 	struct dirent *de;
-	List	   *doomed = NIL;
+	List	   *names = NIL;
+	int64	   *ids;
+	int			n = 0;
+	int64		keep_from;
 	ListCell   *lc;
 
 	while ((de = ReadDir(dir, pipeline_dir)) != NULL)
 	{
-		int64		n;
-
-		if (strncmp(de->d_name, "chk-", 4) != 0)
-			continue;
-		n = strtoi64(de->d_name + 4, NULL, 10);
-		if (n < keep_from)
-			doomed = lappend(doomed, psprintf("%s/%s", pipeline_dir, de->d_name));
+		if (strncmp(de->d_name, "chk-", 4) == 0)
+			names = lappend(names, pstrdup(de->d_name));
 	}
 	FreeDir(dir);
-	foreach(lc, doomed)
-		state_remove_dir((char *) lfirst(lc));
+
+	/* the completed snapshots' ids, newest first */
+	ids = palloc(sizeof(int64) * (list_length(names) + 1));
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+		char	   *end;
+		int64		id = strtoi64(name + 4, &end, 10);
+
+		if (*end == '\0' && id <= last)
+			ids[n++] = id;
+	}
+	qsort(ids, n, sizeof(int64), cmp_int64_desc);
+	keep_from = n > Max(retained, 1) ? ids[Max(retained, 1) - 1] : 0;
+
+	/* older ones, with any staging directory ("chk-<id>.tmp") they left */
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+		int64		id = strtoi64(name + 4, NULL, 10);
+
+		if (id < keep_from && id < last)
+		{
+			char	   *path = psprintf("%s/%s", pipeline_dir, name);
+
+			state_remove_dir(path);
+			pfree(path);
+		}
+	}
+	/* once per checkpoint, in a long-lived context: free it all */
+	list_free_deep(names);
+	pfree(ids);
 }
 
 void

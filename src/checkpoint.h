@@ -74,6 +74,16 @@ typedef struct EpochStats
 	int64		rows_emitted;
 	uint64		state_bytes;
 	uint64		new_state_bytes;
+	/*
+	 * The synchronous part, as Flink splits a checkpoint's time: the
+	 * operator's cache written back and the RocksDB flush and snapshot,
+	 * set by the state participant (0 / DT_NOBEGIN: no state participant).
+	 * The asynchronous part runs from sync_end to the decision (sink rows,
+	 * positions, PREPARE TRANSACTION, a parallel pipeline's wait for its
+	 * other tasks).
+	 */
+	int64		sync_us;
+	TimestampTz sync_end;
 } EpochStats;
 
 /* A checkpoint being taken (Flink's PendingCheckpoint). */
@@ -173,8 +183,9 @@ extern int64 checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk);
 
 /*
  * The operator state: prepare flushes the operator (as the pipeline's
- * owner) and snapshots the store into chk-n; commit prunes snapshots
- * older than the previous one; recover checks the snapshot's format and
+ * owner) and snapshots the store into chk-n (its time is the checkpoint's
+ * sync part, EpochStats); commit prunes snapshots beyond
+ * streamflink.checkpoints_retained; recover checks the snapshot's format and
  * restores the live database from it.  'store' and 'op' may be set after
  * registration (they exist only once the state is restored).
  */
@@ -219,8 +230,13 @@ extern int	checkpoint_resolve_all_in_doubt(Oid dboid, int32 pipeline_id);
 extern char *checkpoint_db_dir(const char *pipeline_dir);
 extern char *checkpoint_snapshot_dir(const char *pipeline_dir, int64 id);
 
-/* Remove snapshots older than 'keep_from'. */
-extern void checkpoint_prune(const char *pipeline_dir, int64 keep_from);
+/*
+ * Keep the 'retained' newest snapshots up to checkpoint 'last' (the last
+ * completed one, always kept) and remove older ones.  Snapshots above
+ * 'last' (a checkpoint being taken) are left alone; savepoints live
+ * elsewhere (savepoint.h) and are never touched.
+ */
+extern void checkpoint_prune(const char *pipeline_dir, int64 last, int retained);
 
 /*
  * Refuse to run against a catalog other than STREAMFLINK_CATALOG_VERSION
@@ -237,6 +253,12 @@ extern void checkpoint_failpoint(const char *name);
 
 /* streamflink.checkpoint_history: completed checkpoints kept in the catalog. */
 extern int	checkpoint_history;
+
+/*
+ * streamflink.checkpoints_retained: completed state snapshots kept on disk
+ * per pipeline (per task) (Flink's state.checkpoints.num-retained).
+ */
+extern int	checkpoints_retained;
 extern void checkpoint_define_settings(void);
 
 #endif							/* STREAMFLINK_CHECKPOINT_H */

@@ -59,6 +59,8 @@ typedef struct ExchangeTaskFigures
 	TimestampTz watermark;
 	bool		unaligned;
 	int64		persisted_bytes;	/* channel state */
+	int64		sync_us;		/* its state's flush and snapshot */
+	TimestampTz sync_end;		/* when that ended (DT_NOBEGIN: no state) */
 } ExchangeTaskFigures;
 
 typedef struct ExchangeTask

@@ -88,6 +88,16 @@
  */
 #define STATE_MAX_TOTAL_WAL_SIZE(t)	(2 * (uint64) (t)->write_buffer_size)
 
+/*
+ * Every snapshot copies the MANIFEST (SST files are hard-linked), and the
+ * MANIFEST grows by a version edit at every flush and compaction: about
+ * one per checkpoint, for as long as the database stays open (RocksDB's
+ * default cap is 1 GB).  Past this size RocksDB starts a new MANIFEST
+ * holding only the live files, so what a checkpoint copies stays bounded
+ * however long the pipeline runs.
+ */
+#define STATE_MAX_MANIFEST_FILE_SIZE	(1024 * 1024)
+
 /* Every open starts a new info LOG; keep only a couple of old ones. */
 #define STATE_KEEP_LOG_FILE_NUM		2
 #define STATE_MAX_LOG_FILE_SIZE		(1024 * 1024)
@@ -402,6 +412,7 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	rocksdb_options_set_create_if_missing(opts, 1);
 	apply_primary_tuning(opts, t);
 	rocksdb_options_set_max_total_wal_size(opts, STATE_MAX_TOTAL_WAL_SIZE(t));
+	rocksdb_options_set_max_manifest_file_size(opts, STATE_MAX_MANIFEST_FILE_SIZE);
 	/* a database created before a family was added gets it empty */
 	rocksdb_options_set_create_missing_column_families(opts, 1);
 	make_family_options(store);

@@ -1307,10 +1307,11 @@ task_prepare(void *arg, Checkpoint *chk)
 	ExchangeTaskFigures *f = &ctl->tasks[w->task].figures;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz trig = ctl->triggered_at;
-	Oid			types[15] = {INT4OID, INT8OID, INT4OID, INT4ARRAYOID, INT4OID, INT4OID,
-	TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, BOOLOID, INT8OID};
-	Datum		args[15];
-	char		nulls[15];
+	Oid			types[17] = {INT4OID, INT8OID, INT4OID, INT4ARRAYOID, INT4OID, INT4OID,
+		TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, BOOLOID, INT8OID,
+	INT8OID, INT8OID};
+	Datum		args[17];
+	char		nulls[17];
 	Datum	   *parts = palloc(sizeof(Datum) * Max(w->nmine, 1));
 
 	f->start_delay_us = Max(0, w->first_barrier_at - trig);
@@ -1324,6 +1325,8 @@ task_prepare(void *arg, Checkpoint *chk)
 	f->watermark = chk->watermark;
 	f->unaligned = w->draining;
 	f->persisted_bytes = w->chstate.len;
+	f->sync_us = chk->stats.sync_us;
+	f->sync_end = chk->stats.sync_end;
 	save_channel_state(w, chk->id);
 
 	for (int i = 0; i < w->nmine; i++)
@@ -1346,6 +1349,11 @@ task_prepare(void *arg, Checkpoint *chk)
 	args[12] = Int64GetDatum(f->duration_us);
 	args[13] = BoolGetDatum(f->unaligned);
 	args[14] = Int64GetDatum(f->persisted_bytes);
+	/* its async part so far: from its snapshot to here, before its PREPARE */
+	args[15] = Int64GetDatum(f->sync_us);
+	args[16] = Int64GetDatum(f->sync_end == DT_NOBEGIN ? 0 : Max(0, now - f->sync_end));
+	if (f->sync_end == DT_NOBEGIN)
+		nulls[15] = nulls[16] = 'n';
 
 	/* inside the epoch's transaction block: prepared with it */
 	StartTransactionCommand();
@@ -1354,11 +1362,13 @@ task_prepare(void *arg, Checkpoint *chk)
 	if (SPI_execute_with_args("INSERT INTO streamflink.checkpoint_task"
 							  " (pipeline_id, checkpoint_id, task, partitions, key_group_first,"
 							  "  key_group_last, watermark, events, rows_emitted, state_bytes,"
-							  "  start_delay, alignment, duration, unaligned, persisted_bytes)"
+							  "  start_delay, alignment, duration, unaligned, persisted_bytes,"
+							  "  sync_duration, async_duration)"
 							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
 							  "  $11 * interval '1 microsecond', $12 * interval '1 microsecond',"
-							  "  $13 * interval '1 microsecond', $14, $15)",
-							  15, types, args, nulls, false, 0) != SPI_OK_INSERT)
+							  "  $13 * interval '1 microsecond', $14, $15,"
+							  "  $16 * interval '1 microsecond', $17 * interval '1 microsecond')",
+							  17, types, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record task %d of checkpoint " INT64_FORMAT, w->task, chk->id);
 	PopActiveSnapshot();
 	SPI_finish();
@@ -1448,14 +1458,17 @@ group_record(void *arg, Checkpoint *chk)
 				alignment = 0,
 				delay = 0,
 				persisted = 0,
-				slowest_us = -1;
+				slowest_us = -1,
+				sync_us = 0;
+	TimestampTz sync_end = DT_NOBEGIN;
 	int			unaligned = 0;
 	int			slowest = 0;
 	TimestampTz wm = DT_NOEND;
-	Oid			types[14] = {INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID};
-	Datum		args[14];
-	char		nulls[14];
+	Oid			types[16] = {INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID,
+		TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID,
+	INT8OID, TIMESTAMPTZOID};
+	Datum		args[16];
+	char		nulls[16];
 
 	for (int t = 0; t < w->ntasks; t++)
 	{
@@ -1470,6 +1483,9 @@ group_record(void *arg, Checkpoint *chk)
 		wm = Min(wm, f->watermark);
 		persisted += f->persisted_bytes;
 		unaligned += f->unaligned ? 1 : 0;
+		/* the slowest snapshot; the async part from the last one's end */
+		sync_us = Max(sync_us, f->sync_us);
+		sync_end = Max(sync_end, f->sync_end);
 		if (f->duration_us > slowest_us)
 		{
 			slowest_us = f->duration_us;
@@ -1493,15 +1509,21 @@ group_record(void *arg, Checkpoint *chk)
 	args[11] = Int32GetDatum(unaligned);
 	args[12] = Int64GetDatum(persisted);
 	args[13] = TimestampTzGetDatum(ctl->triggered_at);
+	args[14] = Int64GetDatum(sync_us);
+	args[15] = TimestampTzGetDatum(sync_end);
+	if (sync_end == DT_NOBEGIN)
+		nulls[14] = nulls[15] = 'n';
 	/* from the trigger: barriers' travel and alignment included, as Flink's */
 	if (SPI_execute_with_args("UPDATE streamflink.checkpoint SET parallelism = $3, events = $4,"
 							  " rows_emitted = $5, state_bytes = $6, new_state_bytes = $7,"
 							  " watermark = $8, alignment = $9 * interval '1 microsecond',"
 							  " start_delay = $10 * interval '1 microsecond', slowest_task = $11,"
 							  " unaligned_tasks = $12, persisted_bytes = $13,"
-							  " started = $14, duration = completed - $14"
+							  " started = $14, duration = completed - $14,"
+							  " sync_duration = $15 * interval '1 microsecond',"
+							  " async_duration = completed - $16"
 							  " WHERE pipeline_id = $1 AND id = $2",
-							  14, types, args, nulls, false, 0) != SPI_OK_UPDATE)
+							  16, types, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record checkpoint " INT64_FORMAT, chk->id);
 	/* a savepoint's row comes with the decision, once every task prepared */
 	savepoint_record(&w->savepoint, chk, w->ntasks, bytes, wm);

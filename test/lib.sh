@@ -940,3 +940,60 @@ sf_bench_perf() {
             --no-children --sort "$sort" --percent-limit 0.7 --stdio -g none 2>/dev/null
     done >"$file"
 }
+
+# ---------------------------------------------------------------------------
+# Benchmark helpers (test/bench/state_scaling.sh; usable by any benchmark
+# with a window pipeline over keyed JSON events).
+#
+# sf_bench_keyed_events N KEYS PARTS [US_PER_EVENT] [FIRST]
+#   Writes N events for test/produce ("PARTITION<TAB>PAYLOAD") to stdout:
+#   {"k": key, "v": 0..999, "ts": ...}, event i (counting from FIRST,
+#   default 0) with key (7 i) mod KEYS (every key once per KEYS events when
+#   KEYS is not a multiple of 7) at 2024-01-01 00:00:00 UTC plus
+#   i * US_PER_EVENT microseconds (default 1000), round robin over PARTS
+#   partitions.  With FIRST = -1: instead, one event per partition at
+#   2031-01-01 (key -1), which moves the watermark past every window.
+# ---------------------------------------------------------------------------
+sf_bench_keyed_events() {
+    awk -v n="$1" -v keys="$2" -v parts="$3" -v us="${4:-1000}" -v first="${5:-0}" 'BEGIN {
+        base = 1704067200;
+        if (first < 0) {
+            for (p = 0; p < parts; p++)
+                printf "%d\t{\"k\":-1,\"v\":0,\"ts\":\"2031-01-01T00:00:00Z\"}\n", p;
+            exit;
+        }
+        for (i = first; i < first + n; i++) {
+            t = i * us;
+            printf "%d\t{\"k\":%d,\"v\":%d,\"ts\":\"%s.%06dZ\"}\n", i % parts, (i * 7) % keys,
+                i % 1000, strftime("%Y-%m-%dT%H:%M:%S", base + int(t / 1000000), 1), t % 1000000;
+        }
+    }'
+}
+
+# sf_pipeline_wait DIR PORT DB SQL [TIMEOUT_S]
+#   Polls SQL (a boolean query) every 0.2 s until it returns true; fails
+#   after TIMEOUT_S seconds (default 3600).
+sf_pipeline_wait() {
+    local i limit
+    limit=$(( ${5:-3600} * 5 ))
+    for ((i = 0; i < limit; i++)); do
+        [ "$(sf_psql "$1" "$2" -d "$3" -Atq -c "$4")" = t ] && return 0
+        sleep 0.2
+    done
+    _sf_die "timed out waiting for: $4"
+    return 1
+}
+
+# sf_pipeline_stop DIR PORT DB NAME
+#   streamflink.stop(NAME), then waits until the pipeline is stopped.
+sf_pipeline_stop() {
+    sf_psql "$1" "$2" -d "$3" -Atq -c "SELECT streamflink.stop('$4')" >/dev/null &&
+    sf_pipeline_wait "$1" "$2" "$3" \
+        "SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = '$4'" 120
+}
+
+# sf_proc_peak_rss_mb PID
+#   The peak resident memory (VmHWM) of process PID in MB.
+sf_proc_peak_rss_mb() {
+    awk '$1 == "VmHWM:" { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
+}

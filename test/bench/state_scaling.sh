@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+#
+# test/bench/state_scaling.sh: how the state backend scales with the number
+# of keys, and whether checkpoints stay flat as state grows.
+#
+#   bash test/bench/state_scaling.sh              (both modes)
+#   SCALE_BENCH_MODE=keys|flat                    (one of them)
+#
+# Mode "keys": the tumbling (1 minute) and hop (1 minute, sliding 20 s)
+# count+sum pipelines over 1k, 100k and 1M keys (SCALE_BENCH_10M=1 adds
+# 10M keys: 15M events, some minutes; SCALE_BENCH_KEYS="1000 100000" picks
+# other levels, the first being the baseline; SCALE_BENCH_WINDOWS="tumble"
+# one kind of window only).  A window of event time holds
+# max(keys, 60000) events, so every key has a window open at once (1k keys:
+# 60 events per key and window, as in the issue's measurement; more keys: one
+# event per key and window), and a level has max(SCALE_BENCH_EVENTS
+# (default 1M), 1.5 windows) events.  Per pipeline and level: events/s
+# (from start until the watermark passed the last event: every window
+# fired, checkpoints included), the worker's peak RSS (VmHWM), the largest
+# snapshot (state_bytes), the median checkpoint duration with its sync and
+# async parts, the median new bytes per checkpoint, and the ratios to the
+# first level.  Targets (issue 9): 100k keys >= 0.5 of the 1k rate, 10M
+# keys >= 0.25, checkpoint duration at 10M within 2x of 1k, RSS flat.
+#
+# Mode "flat": a tumbling window of a day that never fires, fed in
+# SCALE_FLAT_BATCHES (30) batches of SCALE_FLAT_BATCH (100000) events, each
+# batch half new keys (the state grows by a constant step) and half updates
+# of earlier keys, each batch produced once the previous one is
+# checkpointed.  Per batch: the total state (state_bytes), and what its
+# checkpoint(s) cost: sync and async time, new bytes.  Flat means those do
+# not grow with the total state; the last lines compare the first and last
+# thirds of the batches.  SCALE_FLAT_OPTIONS: the pipeline's state_options
+# (e.g. 'max_bytes_for_level_base=4MB;target_file_size_base=1MB': RocksDB's
+# level 1 small against the state, see the README's Performance).
+#
+# Levels run one after the other, each on the whole machine; a rate is
+# noise on a shared machine, the ratios of one run are the result.  Not a
+# timed test.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib.sh
+
+mode=${SCALE_BENCH_MODE:-keys flat}
+base_events=${SCALE_BENCH_EVENTS:-1000000}
+levels=${SCALE_BENCH_KEYS:-1000 100000 1000000}
+if [ "${SCALE_BENCH_10M:-0}" = 1 ]; then
+    levels="$levels 10000000"
+fi
+windows=${SCALE_BENCH_WINDOWS:-tumble hop}
+flat_options=${SCALE_FLAT_OPTIONS:-}
+batches=${SCALE_FLAT_BATCHES:-30}
+batch=${SCALE_FLAT_BATCH:-100000}
+# about 3 bytes an event on the mock broker (zstd), which keeps 5 MiB a
+# partition: 8 partitions hold 15M events
+parts=8
+
+sf_test_setup state_scaling
+work=$SF_TEST_DIR
+
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+topics=()
+for k in $levels; do
+    topics+=("scale_$k:$parts")
+done
+addr=$(sf_broker_start "$work/broker" "${topics[@]}" "scale_flat:$parts")
+port=$(sf_free_port)
+# every checkpoint row kept: the figures are over all of them
+sf_pg_start "$work/pg" "$port" "streamflink.checkpoint_history = 1000000"
+sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
+q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
+q -c "CREATE EXTENSION streamflink"
+
+# The checkpoints of pipeline $1: count, median duration, sync, async (ms),
+# median new bytes, largest snapshot.
+checkpoint_figures() {
+    q -F ' ' -c "SELECT count(*),
+        round(extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY duration)) * 1000, 1),
+        round(extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY sync_duration)) * 1000, 1),
+        round(extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY async_duration)) * 1000, 1),
+        round(percentile_cont(0.5) WITHIN GROUP (ORDER BY new_state_bytes)),
+        max(state_bytes), sum(events)
+        FROM streamflink.checkpoints WHERE pipeline = '$1'"
+}
+
+# --- mode keys -------------------------------------------------------------
+
+# Runs pipeline $1 over its topic's $2 events: "rate rss_mb figures..."
+run_level() {
+    local name=$1 n=$2 t0 t1 pid rss figures
+    t0=$(date +%s.%N)
+    q -c "SELECT streamflink.start('$name')" >/dev/null
+    sf_pipeline_wait "$work/pg" "$port" bench \
+        "SELECT coalesce(watermark >= '2030-01-01', false) FROM streamflink.pipelines WHERE name = '$name'"
+    t1=$(date +%s.%N)
+    pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = '$name'")
+    rss=$(sf_proc_peak_rss_mb "$pid")
+    sf_pipeline_stop "$work/pg" "$port" bench "$name"
+    figures=$(checkpoint_figures "$name")
+    awk -v n="$n" -v a="$t0" -v b="$t1" -v r="$rss" -v f="$figures" \
+        'BEGIN { printf "%.0f %d %s", n / (b - a), r, f }'
+}
+
+keys_mode() {
+    local k per us n name kind rate rss nck dur sync async newb stb ev
+    declare -A rates rsss durs
+    echo "levels (keys): $levels; partitions: $parts"
+    for k in $levels; do
+        per=$(( k > 60000 ? k : 60000 ))
+        us=$(( 60000000 / per ))
+        n=$(( base_events > per * 3 / 2 ? base_events : per * 3 / 2 ))
+        echo "producing $n events over $k keys ($per a window, one every $us us of event time)"
+        { sf_bench_keyed_events "$n" "$k" "$parts" "$us"; sf_bench_keyed_events 0 1 "$parts" 0 -1; } |
+            test/produce "$addr" "scale_$k" --partitions "$parts" 2>/dev/null
+        echo "$n" >"$work/n_$k"
+        q -c "SELECT streamflink.create_source('s$k', '$addr', 'scale_$k', 'json',
+            columns => 'k int, v int, ts timestamptz', event_time => 'ts')" >/dev/null
+    done
+
+    printf '\n%-7s %9s %9s %7s %6s %11s %6s %8s %8s %8s %11s %7s %7s %7s\n' window keys events/s rss_MB \
+        ckpts state_bytes ck_ms sync_ms async_ms new_B rate/base ck/base rss/base ok
+    for kind in $windows; do
+        for k in $levels; do
+            name="${kind}_$k"
+            if [ "$kind" = tumble ]; then
+                q -c "SELECT streamflink.create_window_pipeline('$name', 's$k', 'k', 'tumble',
+                    'count(*) AS n, sum(v) AS total', '${name}_out', size => '1 minute')" >/dev/null
+            else
+                q -c "SELECT streamflink.create_window_pipeline('$name', 's$k', 'k', 'hop',
+                    'count(*) AS n, sum(v) AS total', '${name}_out', size => '1 minute',
+                    slide => '20 seconds')" >/dev/null
+            fi
+            n=$(cat "$work/n_$k")
+            read -r rate rss nck dur sync async newb stb ev <<<"$(run_level "$name" "$n")"
+            q -c "SELECT streamflink.drop_pipeline('$name', drop_sink => true)" >/dev/null
+            if [ -z "${rates[$kind]:-}" ]; then
+                rates[$kind]=$rate
+                rsss[$kind]=$rss
+                durs[$kind]=$dur
+            fi
+            # every event (and the final ones) went through the operator
+            awk -v kind="$kind" -v k="$k" -v rate="$rate" -v rss="$rss" -v nck="$nck" -v stb="$stb" \
+                -v dur="$dur" -v sync="$sync" -v async="$async" -v newb="$newb" \
+                -v r0="${rates[$kind]}" -v s0="${rsss[$kind]}" -v d0="${durs[$kind]}" \
+                -v ok="$([ "$ev" = $((n + parts)) ] && echo all || echo "$ev/$((n + parts))")" 'BEGIN {
+                    printf "%-7s %9d %9d %7d %6d %11d %6.1f %8.1f %8.1f %8d %11.2f %7.2f %7.2f %7s\n",
+                        kind, k, rate, rss, nck, stb, dur, sync, async, newb,
+                        rate / r0, dur / d0, rss / s0, ok }'
+        done
+    done
+    echo "targets: rate/base >= 0.50 at 100k keys, >= 0.25 at 10M; ck/base <= 2 at 10M; rss/base ~ 1"
+}
+
+# --- mode flat -------------------------------------------------------------
+
+flat_mode() {
+    local b first half last total nck
+    echo "flat: $batches batches of $batch events (half new keys, half updates); state_options: '$flat_options'"
+    q -c "SELECT streamflink.create_source('sflat', '$addr', 'scale_flat', 'json',
+            columns => 'k int, v int, ts timestamptz', event_time => 'ts')" >/dev/null
+    # a day-long window: nothing fires, every key's state stays
+    q -c "SELECT streamflink.create_window_pipeline('flat', 'sflat', 'k', 'tumble',
+            'count(*) AS n, sum(v) AS total', 'flat_out', size => '1 day',
+            state_options => nullif('$flat_options', ''))" >/dev/null
+    q -c "SELECT streamflink.start('flat')" >/dev/null
+    half=$((batch / 2))
+    total=0
+    printf '\n%5s %11s %12s %6s %9s %9s %11s\n' batch keys state_bytes ckpts sync_ms async_ms new_bytes
+    for ((b = 0; b < batches; b++)); do
+        last=$(q -c "SELECT coalesce(max(id), 0) FROM streamflink.checkpoints WHERE pipeline = 'flat'")
+        # new keys b*half .. (b+1)*half-1; updates of keys spread over all earlier ones
+        {
+            sf_bench_keyed_events "$half" 2000000000 "$parts" 1 $((b * half))
+            awk -v n="$half" -v parts="$parts" -v b="$b" -v half="$half" 'BEGIN {
+                srand(b + 1);
+                for (i = 0; i < n; i++)
+                    printf "%d\t{\"k\":%d,\"v\":1,\"ts\":\"2024-01-01T00:00:01Z\"}\n", i % parts,
+                        7 * int(rand() * (b + 1) * half);
+            }'
+        } | test/produce "$addr" scale_flat --partitions "$parts" 2>/dev/null
+        total=$((total + batch))
+        sf_pipeline_wait "$work/pg" "$port" bench \
+            "SELECT coalesce(sum(events), 0) >= $total FROM streamflink.checkpoints WHERE pipeline = 'flat'"
+        q -F ' ' -c "SELECT $b, $(((b + 1) * half)), max(state_bytes), count(*),
+                round(extract(epoch FROM sum(sync_duration)) * 1000, 1),
+                round(extract(epoch FROM sum(async_duration)) * 1000, 1), sum(new_state_bytes)
+            FROM streamflink.checkpoints WHERE pipeline = 'flat' AND id > $last" |
+            tee -a "$work/flat" | awk '{ printf "%5d %11d %12d %6d %9.1f %9.1f %11d\n", $1, $2, $3, $4, $5, $6, $7 }'
+    done
+    sf_pipeline_stop "$work/pg" "$port" bench flat
+    # what the last snapshot holds: SST files (hard links shared with the
+    # database and earlier snapshots) and RocksDB's copied files
+    local dir
+    dir="$work/pg/streamflink/$(q -c "SELECT oid FROM pg_database WHERE datname = 'bench'")"
+    dir="$dir/$(q -c "SELECT id FROM streamflink.pipeline WHERE name = 'flat'")"
+    dir="$dir/chk-$(q -c "SELECT max(id) FROM streamflink.checkpoints WHERE pipeline = 'flat'")"
+    echo "last snapshot $(basename "$dir"):"
+    find "$dir" -maxdepth 1 -type f -printf '%f %s %n\n' | awk '{
+        kind = ($1 ~ /\.sst$/) ? "SST" : ($1 ~ /^OPTIONS/ ? "OPTIONS (not counted)" : "other (" $1 ")");
+        n[kind]++; bytes[kind] += $2; if ($3 == 1) single[kind] += $2 }
+        END { for (k in n) printf "  %-32s %4d files %12d bytes (%d in files linked once)\n", k, n[k], bytes[k], single[k] }'
+    awk -v n="$batches" '{ row[NR] = $0 } END {
+        t = int(n / 3); if (t < 1) t = 1;
+        for (i = 1; i <= t; i++) { split(row[i], a, " "); s1 += a[3]; y1 += a[5]; z1 += a[6]; w1 += a[7] }
+        for (i = n - t + 1; i <= n; i++) { split(row[i], a, " "); s2 += a[3]; y2 += a[5]; z2 += a[6]; w2 += a[7] }
+        printf "last third of the batches against the first: state x%.2f, sync x%.2f, async x%.2f, new bytes x%.2f\n",
+            s2 / s1, y2 / y1, z2 / z1, w2 / w1;
+        printf "growth with the state (x%.2f): sync %s, async %s, new bytes %s (flat: x1.5 or less)\n", s2 / s1,
+            y2 / y1 <= 1.5 ? "flat" : "GROWS", z2 / z1 <= 1.5 ? "flat" : "GROWS", w2 / w1 <= 1.5 ? "flat" : "GROWS";
+    }' "$work/flat"
+}
+
+for m in $mode; do
+    case $m in
+        keys) keys_mode ;;
+        flat) flat_mode ;;
+        *) _sf_die "unknown SCALE_BENCH_MODE: $m" ;;
+    esac
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg) (a machine shared with other work: compare ratios, not rates)"
