@@ -348,10 +348,11 @@ rescale_prune(const char *dir, int ntasks, int64 id)
 	/*
 	 * The snapshots of the old layout: recovery reads checkpoint 'id' only,
 	 * and no later checkpoint prunes them if none is taken before the next
-	 * rescale.
+	 * rescale.  Whatever streamflink.checkpoints_retained says: the old
+	 * layout's snapshots cannot be restored in this one.
 	 */
 	for (int t = 0; t < ntasks; t++)
-		checkpoint_prune(task_dir(dir, t), id);
+		checkpoint_prune(task_dir(dir, t), id, 1);
 }
 
 void
