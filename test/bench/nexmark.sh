@@ -168,6 +168,8 @@ run() {
     t0=$(date +%s.%N)
     q -c "SELECT streamflink.start('$name', parallelism => $par)" >/dev/null
     while [ "$(q -c "SELECT coalesce(watermark >= '2030-01-01', false) FROM streamflink.pipelines WHERE name = '$name'")" != t ]; do
+        # a failed query (the server gone) must not keep this loop going
+        sf_pg_running "$work/pg" || { echo "nexmark: the server is gone" >&2; exit 1; }
         if [ "$(q -c "SELECT status FROM streamflink.pipelines WHERE name = '$name'")" = failed ]; then
             echo "nexmark: $name failed: $(q -c "SELECT error FROM streamflink.pipelines WHERE name = '$name'")" >&2
             exit 1
@@ -183,6 +185,7 @@ run() {
     done
     q -c "SELECT streamflink.stop('$name')" >/dev/null
     while [ "$(q -c "SELECT status FROM streamflink.pipelines WHERE name = '$name'")" != stopped ]; do
+        sf_pg_running "$work/pg" || { echo "nexmark: the server is gone" >&2; exit 1; }
         sleep 0.2
     done
     awk -v n="$total" -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { printf "%.0f %.2f %.2f\n", n / (b - a), c, b - a }'

@@ -68,6 +68,8 @@ run() {   # pipeline -> "rate rss_kb metrics..."
     t0=$(date +%s.%N)
     q -c "SELECT streamflink.start('$1')" >/dev/null
     while [ "$(q -c "SELECT coalesce(watermark >= '2030-01-01', false) FROM streamflink.pipelines WHERE name = '$1'")" != t ]; do
+        # a failed query (the server gone) must not keep this loop going
+        sf_pg_running "$work/pg" || { echo "state_profiles: the server is gone" >&2; exit 1; }
         pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = '$1'")
         if [ -n "$pid" ] && rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null); then
             [ "${rss:-0}" -gt "$peak" ] && peak=$rss
@@ -89,6 +91,7 @@ run() {   # pipeline -> "rate rss_kb metrics..."
         stall_micros FROM streamflink.state_metrics WHERE pipeline = '$1'")
     q -c "SELECT streamflink.stop('$1')" >/dev/null
     while [ "$(q -c "SELECT status FROM streamflink.pipelines WHERE name = '$1'")" != stopped ]; do
+        sf_pg_running "$work/pg" || { echo "state_profiles: the server is gone" >&2; exit 1; }
         sleep 0.2
     done
     awk -v n="$events" -v a="$t0" -v b="$t1" -v r="$peak" -v m="$metrics" \
