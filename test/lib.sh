@@ -44,6 +44,8 @@
 #   sf_bench_pg_start DIR PORT [LINE...]  sf_pg_start with the bench settings
 #   sf_bench_source DIR PORT ADDR   the extension and the source 'bench'
 #   sf_bench_perf DIR PORT PIPELINE SECONDS FILE  perf profile of a worker
+#   sf_topic_intact ADDR TOPIC N    fail if the broker dropped the start of a partition
+#   sf_cpu_seconds PID              user + system CPU seconds of a process
 #
 # Environment knobs:
 #   SF_PG_CONFIG   pg_config to build and run with
@@ -996,4 +998,35 @@ sf_pipeline_stop() {
 #   The peak resident memory (VmHWM) of process PID in MB.
 sf_proc_peak_rss_mb() {
     awk '$1 == "VmHWM:" { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# ---------------------------------------------------------------------------
+# sf_topic_intact ADDR TOPIC PARTITIONS
+#   Status 0 when every partition of TOPIC on the broker at ADDR still
+#   starts at offset 0 (kcat reads its first message).  The test broker
+#   silently deletes the oldest batches of a partition beyond 5 MiB (see
+#   test/mock_broker.c): a benchmark that produced more must not go on with
+#   part of its data gone.  Says which partition lost data and fails.
+# ---------------------------------------------------------------------------
+sf_topic_intact() {
+    [ $# -eq 3 ] || { _sf_die "usage: sf_topic_intact ADDR TOPIC PARTITIONS"; return 1; }
+    local p first
+    for ((p = 0; p < $3; p++)); do
+        first=$(kcat -C -b "$1" -t "$2" -p "$p" -o beginning -c 1 -e -q -f '%o\n' 2>/dev/null) || first=
+        if [ "$first" != 0 ]; then
+            _sf_die "topic $2 partition $p starts at offset '${first:-?}', not 0: the test" \
+                    "broker dropped data beyond its 5 MiB per partition (use more partitions)"
+            return 1
+        fi
+    done
+}
+
+# ---------------------------------------------------------------------------
+# sf_cpu_seconds PID
+#   Echoes the user + system CPU seconds of process PID so far (every
+#   thread: /proc/PID/stat), two decimals.
+# ---------------------------------------------------------------------------
+sf_cpu_seconds() {
+    [ $# -eq 1 ] || { _sf_die "usage: sf_cpu_seconds PID"; return 1; }
+    awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / tck }' "/proc/$1/stat"
 }
