@@ -101,7 +101,8 @@ catalog_load_pipeline(int32 id, const char *name)
 		"       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(to_jsonb(p) -> 'sink_options')),"
 		"       (to_jsonb(p) ->> 'parallelism')::int, to_jsonb(p) ->> 'checkpoint_mode',"
 		"       (extract(epoch FROM (to_jsonb(p) ->> 'aligned_checkpoint_timeout')::interval)"
-		"        * 1000000)::int8"
+		"        * 1000000)::int8,"
+		"       (to_jsonb(p) ->> 'local_aggregation')::boolean"
 		"  FROM streamflink.pipeline p JOIN streamflink.source s ON s.id = p.source_id"
 		" WHERE CASE WHEN $2 IS NULL THEN p.id = $1 ELSE p.name = $2 END";
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
@@ -236,6 +237,9 @@ catalog_load_pipeline(int32 id, const char *name)
 		}
 		d = SPI_getbinval(tup, desc, 50, &isnull);
 		def->aligned_checkpoint_timeout = isnull ? -1 : DatumGetInt64(d);
+		/* two-stage aggregation: automatic in a catalog without the column */
+		d = SPI_getbinval(tup, desc, 51, &isnull);
+		def->local_aggregation = isnull ? -1 : (DatumGetBool(d) ? 1 : 0);
 
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		arr = DatumGetArrayTypeP(d);
