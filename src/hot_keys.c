@@ -38,7 +38,6 @@ struct HotKeys
 	int64		total;
 	HotCounter	c[HOT_KEYS_TRACKED];
 	TimestampTz decayed_at;
-	TimestampTz rendered_at;
 	HotKeysReport report;
 	Datum	   *vals;
 	bool	   *nulls;
@@ -55,7 +54,7 @@ hot_keys_create(KeyCodec *codec, TupleDesc event_desc)
 		hk->types[i] = TupleDescAttr(event_desc, codec->attnos[i])->atttypid;
 	hk->vals = palloc(sizeof(Datum) * Max(codec->nkeys, 1));
 	hk->nulls = palloc(sizeof(bool) * Max(codec->nkeys, 1));
-	hk->decayed_at = hk->rendered_at = GetCurrentTimestamp();
+	hk->decayed_at = GetCurrentTimestamp();
 	return hk;
 }
 
@@ -142,9 +141,8 @@ hot_keys_render(HotKeys *hk, TimestampTz now)
 	HotCounter *sorted[HOT_KEYS_TRACKED];
 	int			n = 0;
 
-	if (hk == NULL || now - hk->rendered_at < USECS_PER_SEC / 5)
+	if (hk == NULL)
 		return;
-	hk->rendered_at = now;
 	if (now - hk->decayed_at >= HOT_KEYS_HALF_LIFE_S * USECS_PER_SEC)
 	{
 		hk->decayed_at = now;

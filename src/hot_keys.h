@@ -56,8 +56,8 @@ extern HotKeys *hot_keys_create(struct KeyCodec *codec, TupleDesc event_desc);
 extern void hot_keys_count(HotKeys *hk, const char *gk, int len, int owner);
 
 /*
- * Decay if due, and render the top keys as text into the report (now and
- * then, inside a transaction: output functions).
+ * Decay if due, and render the top keys as text into the report (after
+ * each batch of routed events, inside a transaction: output functions).
  */
 extern void hot_keys_render(HotKeys *hk, TimestampTz now);
 

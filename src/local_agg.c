@@ -231,7 +231,9 @@ local_agg_absorb(LocalAgg *la, TupleTableSlot *event, TimestampTz t,
 			p->states = agg_states_new(la->aggs);
 		}
 		agg_advance(la->aggs, p->states, event);
-		p->events++;
+		/* an event of several (hopping) windows counts once, in its first */
+		if (start == first)
+			p->events++;
 	} while (!pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 	MemoryContextSwitchTo(old);
 
