@@ -844,14 +844,34 @@ route_message(Worker *w, KafkaMessage *msg)
 	kstate_encode_key(&w->codec, w->event, &w->gk);
 	dest = task_for_key_group(state_key_group(w->gk.data, w->gk.len), w->ntasks);
 	hot_keys_count(w->hot, w->gk.data, w->gk.len, dest);
-	if (w->local &&
-		local_agg_absorb(w->local, w->event, t, w->gk.data, w->gk.len, dest,
-						 msg->partition, msg->offset, local_bound(w, dest)))
+	if (w->local)
 	{
-		w->events_out++;
-		if (local_agg_full(w->local))
-			local_agg_flush(w->local, w->ex);
-		return;
+		/*
+		 * Pre-aggregating runs the aggregates here: a message whose
+		 * transition failed (poison.h) is a dead letter, as it would be on
+		 * its owner.
+		 */
+		SfMessagePos pos = {msg->partition, msg->offset};
+		bool		absorbed;
+
+		error = poison_skip(w->poison, pos);
+		if (error)
+		{
+			side_output_dead_letter(w->side, msg->partition, msg->offset, msg->payload,
+									msg->len, error);
+			return;
+		}
+		poison_begin(w->poison, pos);
+		absorbed = local_agg_absorb(w->local, w->event, t, w->gk.data, w->gk.len, dest,
+									msg->partition, msg->offset, local_bound(w, dest));
+		poison_end(w->poison);
+		if (absorbed)
+		{
+			w->events_out++;
+			if (local_agg_full(w->local))
+				local_agg_flush(w->local, w->ex);
+			return;
+		}
 	}
 	mt = heap_form_minimal_tuple(w->event_desc, w->event->tts_values, w->event->tts_isnull);
 	exchange_put_event(w->ex, dest, msg->partition, msg->offset, t, mt, mt->t_len,
