@@ -1577,6 +1577,10 @@ static void
 parallel_leave(Worker *w)
 {
 	AbortOutOfAnyTransaction();
+	if (w->local)
+		ereport(LOG,
+				(errmsg("streamflink pipeline \"%s\" task %d: " INT64_FORMAT " of its " INT64_FORMAT " events pre-aggregated (local aggregation)",
+						w->def->name, w->task, local_agg_absorbed(w->local), w->events_out)));
 	if (w->task == 0)
 	{
 		for (int i = 0; i < 300; i++)
