@@ -125,6 +125,10 @@ SQL
             [ "$(sql -c "SELECT count(*) FROM streamflink.tasks")" = 0 ] && break
             sleep 0.1
         done
+        if [ "$local_agg" = true ]; then
+            grep -o "\"$name\" task [0-9]*: [0-9]* of its [0-9]* events pre-aggregated" "$work/pg/server.log" |
+                sed 's/^/skew_bench:   /' || true
+        fi
         sql -c "SELECT streamflink.drop_pipeline('$name', drop_sink => true)" >/dev/null
     done
 done
