@@ -17,9 +17,10 @@
  * Exactly-once and lateness: a partial is flushed (sent) before the
  * source side forwards a barrier (so it belongs to the checkpoint whose
  * positions cover its events), before it forwards a watermark that
- * reaches the end of a window it holds, before it says it is idle, and
- * when it absorbed streamflink.local_aggregation_batch events or its
- * memory passes work_mem.  The worker absorbs an event only if the owner
+ * reaches the end of a window it holds, before it says it is idle, when
+ * it absorbed streamflink.local_aggregation_batch events or its memory
+ * passes work_mem, and when its source has no more input for now (so a
+ * partial waits only while more events keep coming).  The worker absorbs an event only if the owner
  * cannot have fired any of its windows before the partial arrives (see
  * local_agg_absorb): such an event would be merged exactly as the raw
  * event would be processed, without re-firing or lateness; any other

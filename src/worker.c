@@ -1779,6 +1779,8 @@ parallel_loop(Worker *w)
 				pg_atomic_write_u32(&ctl->dirty, 1);
 				did = true;
 			}
+			else if (w->local)
+				local_agg_flush(w->local, w->ex);	/* caught up: no latency */
 		}
 		if (!paused)
 			source_watermark(w, now);
