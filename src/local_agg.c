@@ -250,6 +250,12 @@ local_agg_reached(LocalAgg *la, TimestampTz wm)
 }
 
 bool
+local_agg_holds(LocalAgg *la)
+{
+	return la->held > 0;
+}
+
+bool
 local_agg_full(LocalAgg *la)
 {
 	return la->held >= local_batch ||

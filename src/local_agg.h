@@ -68,10 +68,16 @@ extern bool local_agg_absorb(LocalAgg *la, TupleTableSlot *event, TimestampTz t,
 /* Must the partials go out before a watermark 'wm' (or idleness) does? */
 extern bool local_agg_reached(LocalAgg *la, TimestampTz wm);
 
+/* Does it hold partials? */
+extern bool local_agg_holds(LocalAgg *la);
+
 /* Batch or memory bound reached: flush now. */
 extern bool local_agg_full(LocalAgg *la);
 
-/* Send every partial (EXCHANGE_PARTIAL records) and forget them. */
+/*
+ * Send every partial (EXCHANGE_PARTIAL records) and forget them.  Runs the
+ * serialize functions: as the pipeline's owner, in a transaction.
+ */
 extern void local_agg_flush(LocalAgg *la, Exchange *ex);
 
 /* Events absorbed and partials sent since the start (for the report). */

@@ -820,6 +820,23 @@ local_bound(Worker *w, int dest)
 	return w->src_wm_sent ? Max(pub, w->src_wm) : pub;
 }
 
+/*
+ * Source side: send the partials now.  Serializing them may run the
+ * aggregates' functions (user-written ones too): as the owner, in a
+ * transaction, as routing does.
+ */
+static void
+local_flush(Worker *w)
+{
+	RunAs		as;
+
+	if (w->local == NULL || !local_agg_holds(w->local))
+		return;
+	work_begin(&as);
+	local_agg_flush(w->local, w->ex);
+	work_end(w, &as);
+}
+
 /* Source side: decode, then route by key group. */
 static void
 route_message(Worker *w, KafkaMessage *msg)
@@ -898,7 +915,7 @@ source_watermark(Worker *w, TimestampTz now)
 		return;
 	/* partials the owners could fire (or take for idle) go first */
 	if (w->local && (idle || local_agg_reached(w->local, wm)))
-		local_agg_flush(w->local, w->ex);
+		local_flush(w);
 	if (w->src_wm_sent && w->src_idle && !idle)
 		w->resumes_sent++;
 	for (int t = 0; t < w->ntasks; t++)
@@ -926,8 +943,7 @@ emit_barrier(Worker *w, int64 id)
 	w->barrier_events = w->stats.events;
 	w->stats.events = 0;
 	/* the partials of what the checkpoint covers belong to it */
-	if (w->local)
-		local_agg_flush(w->local, w->ex);
+	local_flush(w);
 	for (int t = 0; t < w->ntasks; t++)
 		exchange_put_barrier(w->ex, t, id);
 	w->emitted = id;
@@ -1779,8 +1795,8 @@ parallel_loop(Worker *w)
 				pg_atomic_write_u32(&ctl->dirty, 1);
 				did = true;
 			}
-			else if (w->local)
-				local_agg_flush(w->local, w->ex);	/* caught up: no latency */
+			else
+				local_flush(w);	/* caught up: no latency */
 		}
 		if (!paused)
 			source_watermark(w, now);
