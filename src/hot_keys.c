@@ -10,6 +10,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -131,7 +132,13 @@ render_key(HotKeys *hk, HotCounter *c, char *out)
 		for (int i = 0; i < c->len && buf.len < HOT_KEYS_TEXT - 3; i++)
 			appendStringInfo(&buf, "%02x", (unsigned char) c->gk[i]);
 	}
-	strlcpy(out, buf.data, HOT_KEYS_TEXT);
+	/* truncated on a character boundary */
+	{
+		int			len = pg_mbcliplen(buf.data, buf.len, HOT_KEYS_TEXT - 1);
+
+		memcpy(out, buf.data, len);
+		out[len] = '\0';
+	}
 	pfree(buf.data);
 }
 

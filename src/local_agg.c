@@ -77,9 +77,8 @@ local_agg_enabled(PipelineDef *def)
 		def->query_tree != NULL || def->window_kind == WINDOW_SESSION ||
 		def->local_aggregation == 0)
 		return false;
-	if (def->local_aggregation < 0)
+	/* automatic, or true (checked at creation): if every aggregate combines */
 	{
-		/* automatic: only if every aggregate combines */
 		MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
 												  "streamflink local aggregation check",
 												  ALLOCSET_SMALL_SIZES);
@@ -90,7 +89,6 @@ local_agg_enabled(PipelineDef *def)
 		MemoryContextDelete(cxt);
 		return ok;
 	}
-	return true;
 }
 
 static uint32
