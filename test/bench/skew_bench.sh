@@ -50,7 +50,8 @@ for kind in ('uniform', 'skewed'):
             else:
                 k = 'key0' if i % 2 == 0 else 'key%d' % zipf[i]
             v = i % 100
-            tsv.write('%d\t{"k": "%s", "v": %d, "ts": "%s"}\n' % (i % parts, k, v, ts))
+            # i // 2: every partition has hot and other keys
+            tsv.write('%d\t{"k": "%s", "v": %d, "ts": "%s"}\n' % ((i // 2) % parts, k, v, ts))
             csv.write('%s,%d,%s\n' % (k, v, ts))
         for p in range(parts):
             tsv.write('%d\t{"k": "key0", "v": 0, "ts": "2024-01-01T02:00:00+00:00"}\n' % p)
