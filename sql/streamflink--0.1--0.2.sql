@@ -122,7 +122,8 @@ CREATE FUNCTION streamflink.create_window_pipeline(
 	sink_options text[] DEFAULT '{}',
 	parallelism int DEFAULT 1,
 	checkpoint_mode text DEFAULT 'aligned',
-	aligned_checkpoint_timeout interval DEFAULT NULL)
+	aligned_checkpoint_timeout interval DEFAULT NULL,
+	local_aggregation boolean DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 /* No SET search_path: the sink name resolves in the caller's path. */
@@ -204,6 +205,10 @@ BEGIN
 	PERFORM streamflink._check_parallelism(create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
 										create_window_pipeline.aligned_checkpoint_timeout);
 
+	/* two-stage aggregation (see "Local aggregation" below) */
+	PERFORM streamflink._check_local_aggregation(s.row_type, aggregates, wkind,
+												 create_window_pipeline.local_aggregation);
+
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
 	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
 
@@ -259,7 +264,8 @@ BEGIN
 									  allowed_lateness, checkpoint_interval,
 									  state_profile, state_options,
 									  sink_topic, sink_brokers, sink_format, sink_options,
-									  parallelism, checkpoint_mode, aligned_checkpoint_timeout)
+									  parallelism, checkpoint_mode, aligned_checkpoint_timeout,
+									  local_aggregation)
 	VALUES (p_name, s.id, 'window', keys, wkind, size, slide, gap, aggregates, sink_rel,
 			allowed_lateness, checkpoint_interval,
 			create_window_pipeline.state_profile, create_window_pipeline.state_options,
@@ -267,11 +273,12 @@ BEGIN
 			CASE WHEN create_window_pipeline.sink_topic IS NOT NULL THEN create_window_pipeline.sink_format END,
 			coalesce(create_window_pipeline.sink_options, '{}'),
 			create_window_pipeline.parallelism, create_window_pipeline.checkpoint_mode,
-			create_window_pipeline.aligned_checkpoint_timeout);
+			create_window_pipeline.aligned_checkpoint_timeout,
+			create_window_pipeline.local_aggregation);
 END
 $$;
-REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[], int, text, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[], int, text, interval) TO streamflink_user;
+REVOKE ALL ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[], int, text, interval, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.create_window_pipeline(text, text, text, text, text, text, interval, interval, interval, interval, interval, text, text, text, text, text, text[], int, text, interval, boolean) TO streamflink_user;
 
 DROP FUNCTION streamflink.create_pattern_pipeline(text, text, text, text, text, text, interval, text, text, text, interval, int, int);
 CREATE FUNCTION streamflink.create_pattern_pipeline(
@@ -2088,3 +2095,45 @@ SELECT p.name AS pipeline, c.id, c.started, c.completed, c.duration,
 	   c.sync_duration, c.async_duration
 FROM streamflink.checkpoint c
 JOIN streamflink.pipeline p ON p.id = c.pipeline_id;
+
+/* ---------------------------------------------------------------------------
+ * Local aggregation (two-stage, local-global) and hot keys (src/local_agg.c,
+ * src/hot_keys.c)
+ *
+ * local_aggregation: NULL (automatic: on for tumbling and hopping windows of
+ * parallelism > 1 whose aggregates all have combine functions), true
+ * (refused where it cannot work), false (off).  No effect at parallelism 1.
+ */
+ALTER TABLE streamflink.pipeline ADD COLUMN local_aggregation boolean;
+GRANT INSERT (local_aggregation) ON streamflink.pipeline TO streamflink_user;
+
+CREATE FUNCTION streamflink._check_local_aggregation(row_type regtype, aggregates text,
+													 window_kind text, local_aggregation boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'streamflink_check_local_aggregation'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION streamflink._check_local_aggregation(regtype, text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._check_local_aggregation(regtype, text, text, boolean) TO streamflink_user;
+
+/* The top keys of each running task (src/hot_keys.c). */
+CREATE FUNCTION streamflink._hot_keys(
+	OUT pipeline_id int, OUT task int, OUT rank int, OUT key text,
+	OUT owner_task int, OUT events bigint, OUT share float8)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'streamflink_hot_keys'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION streamflink._hot_keys() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink._hot_keys() TO streamflink_user;
+
+/*
+ * The keys each task of a running parallel pipeline reads most, from a
+ * space-saving sketch whose counts halve every 10 seconds: events and
+ * share (of the task's events, decayed alike) are of recent traffic.
+ * owner_task is the task whose operator owns the key.  A role sees the
+ * tasks of the pipelines it may see, as in streamflink.tasks.
+ */
+CREATE VIEW streamflink.hot_keys WITH (security_invoker = true) AS
+SELECT p.name AS pipeline, h.task, h.rank, h.key, h.owner_task, h.events, h.share
+FROM streamflink._hot_keys() h
+JOIN streamflink.pipeline p ON p.id = h.pipeline_id;
+GRANT SELECT ON streamflink.hot_keys TO streamflink_user;

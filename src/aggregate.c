@@ -380,6 +380,19 @@ agg_result_type(AggSpec *spec, int i)
 	return spec->aggs[i].result_type;
 }
 
+/* Two-stage aggregation (local_agg.h): which aggregate cannot combine. */
+bool
+agg_has_combine(AggSpec *spec, int i)
+{
+	return OidIsValid(spec->aggs[i].combinefn.fn_oid);
+}
+
+Oid
+agg_function(AggSpec *spec, int i)
+{
+	return spec->aggs[i].aggfnoid;
+}
+
 bool
 agg_can_combine(AggSpec *spec)
 {

@@ -66,6 +66,8 @@ extern void agg_advance(AggSpec *spec, AggStates *states, TupleTableSlot *slot);
 /* Merge 'from' into 'into' (session windows); needs combine functions. */
 extern void agg_combine(AggSpec *spec, AggStates *into, AggStates *from);
 extern bool agg_can_combine(AggSpec *spec);
+extern bool agg_has_combine(AggSpec *spec, int i);
+extern Oid	agg_function(AggSpec *spec, int i);
 
 /* Final values; by-reference results are allocated in CurrentMemoryContext. */
 extern void agg_final(AggSpec *spec, AggStates *states, Datum *values, bool *isnull);

@@ -128,6 +128,7 @@ row_type_attno(Oid row_type, const char *colname, Oid *coltype)
 	C(parallelism, "(to_jsonb(p) ->> 'parallelism')::int") \
 	C(checkpoint_mode, "to_jsonb(p) ->> 'checkpoint_mode'") \
 	C(aligned_checkpoint_timeout, "(extract(epoch FROM (to_jsonb(p) ->> 'aligned_checkpoint_timeout')::interval) * 1000000)::int8") \
+	C(local_aggregation, "(to_jsonb(p) ->> 'local_aggregation')::boolean") \
 	/* a new column: one line above this one */
 
 #define PIPELINE_COLUMN_ENUM(name, expr) PCOL_##name,
@@ -349,6 +350,13 @@ catalog_load_pipeline(int32 id, const char *name)
 			Datum		d = col_datum(&row, PCOL_aligned_checkpoint_timeout, &isnull);
 
 			def->aligned_checkpoint_timeout = isnull ? -1 : DatumGetInt64(d);
+		}
+		/* two-stage aggregation: automatic in a catalog without the column */
+		{
+			bool		isnull;
+			Datum		d = col_datum(&row, PCOL_local_aggregation, &isnull);
+
+			def->local_aggregation = isnull ? -1 : (DatumGetBool(d) ? 1 : 0);
 		}
 
 		keys = col_text_list(&row, PCOL_key_columns);

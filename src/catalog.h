@@ -92,6 +92,8 @@ typedef struct PipelineDef
 	int			parallelism;
 	bool		unaligned_checkpoints;	/* checkpoint_mode 'unaligned' */
 	int64		aligned_checkpoint_timeout; /* microseconds, -1 for none */
+	/* two-stage aggregation (local_agg.h): -1 automatic (NULL), 0 off, 1 on */
+	int			local_aggregation;
 } PipelineDef;
 
 /*

@@ -72,7 +72,7 @@ control_size(int ntasks)
 {
 	return MAXALIGN(add_size(offsetof(ExchangeControl, tasks),
 							 mul_size(sizeof(ExchangeTask), ntasks))) +
-		mul_size(sizeof(pg_atomic_uint64), mul_size(2, mul_size(ntasks, ntasks)));
+		mul_size(sizeof(pg_atomic_uint64), mul_size(3, mul_size(ntasks, ntasks)));
 }
 
 static pg_atomic_uint64 *
@@ -81,7 +81,7 @@ channel_counter(ExchangeControl *ctl, int s, int d, int which)
 	char	   *base = (char *) ctl + MAXALIGN(offsetof(ExchangeControl, tasks) +
 											 sizeof(ExchangeTask) * ctl->ntasks);
 
-	return (pg_atomic_uint64 *) base + ((s * ctl->ntasks + d) * 2 + which);
+	return (pg_atomic_uint64 *) base + ((s * ctl->ntasks + d) * 3 + which);
 }
 
 /* Queues, buffers and the task's entry: what both create and attach do. */
@@ -156,12 +156,16 @@ exchange_create(int ntasks)
 	pg_atomic_init_u32(&ctl->dirty, 0);
 	pg_atomic_init_u32(&ctl->failed, 0);
 	for (int t = 0; t < ntasks; t++)
+	{
 		pg_atomic_init_u64(&ctl->tasks[t].prepared, 0);
+		pg_atomic_init_u64(&ctl->tasks[t].op_watermark, (uint64) DT_NOEND);
+	}
 	for (int s = 0; s < ntasks; s++)
 		for (int d = 0; d < ntasks; d++)
 		{
 			pg_atomic_init_u64(channel_counter(ctl, s, d, 0), 0);
 			pg_atomic_init_u64(channel_counter(ctl, s, d, 1), 0);
+			pg_atomic_init_u64(channel_counter(ctl, s, d, 2), 0);
 		}
 	shm_toc_insert(toc, KEY_CONTROL, ctl);
 
@@ -326,6 +330,62 @@ exchange_put_barrier(Exchange *ex, int dest, int64 id)
 }
 
 void
+exchange_put_partial(Exchange *ex, int dest, int32 partition, int64 offset,
+					 TimestampTz start, int64 events,
+					 const void *tuple, uint32 tuple_len,
+					 const char *states, uint32 states_len)
+{
+	StringInfo	buf = &ex->out[dest].filling;
+	char		kind = EXCHANGE_PARTIAL;
+
+	enlargeStringInfo(buf, 37 + tuple_len + states_len);
+	put_bytes(buf, &kind, 1);
+	put_bytes(buf, &partition, 4);
+	put_bytes(buf, &offset, 8);
+	put_bytes(buf, &start, 8);
+	put_bytes(buf, &events, 8);
+	put_bytes(buf, &tuple_len, 4);
+	put_bytes(buf, &states_len, 4);
+	put_bytes(buf, tuple, tuple_len);
+	put_bytes(buf, states, states_len);
+}
+
+/*
+ * The watermark is written before any later count of a resume (both by the
+ * operator side, in this order): a source side that sees its resume
+ * counted sees the watermark the owner had then, or a later one.
+ */
+void
+exchange_publish_watermark(Exchange *ex, TimestampTz wm)
+{
+	pg_write_barrier();
+	pg_atomic_write_u64(&ex->ctl->tasks[ex->task].op_watermark, (uint64) wm);
+	pg_write_barrier();
+}
+
+void
+exchange_saw_resume(Exchange *ex, int src)
+{
+	pg_atomic_fetch_add_u64(channel_counter(ex->ctl, src, ex->task, 2), 1);
+}
+
+TimestampTz
+exchange_published_watermark(Exchange *ex, int dest)
+{
+	pg_read_barrier();
+	return (TimestampTz) pg_atomic_read_u64(&ex->ctl->tasks[dest].op_watermark);
+}
+
+uint64
+exchange_resumes_seen(Exchange *ex, int dest)
+{
+	uint64		n = pg_atomic_read_u64(channel_counter(ex->ctl, ex->task, dest, 2));
+
+	pg_read_barrier();
+	return n;
+}
+
+void
 exchange_peer_gone(Exchange *ex, int peer)
 {
 	int			failed_task;
@@ -436,6 +496,18 @@ exchange_parse(const char *start, ExchangeRecord *rec)
 		case EXCHANGE_BARRIER:
 			get_bytes(&p, &rec->checkpoint_id, 8);
 			break;
+		case EXCHANGE_PARTIAL:
+			get_bytes(&p, &rec->partition, 4);
+			get_bytes(&p, &rec->offset, 8);
+			get_bytes(&p, &rec->time, 8);
+			get_bytes(&p, &rec->events, 8);
+			get_bytes(&p, &rec->tuple_len, 4);
+			get_bytes(&p, &rec->payload_len, 4);
+			rec->tuple = p;
+			p += rec->tuple_len;
+			rec->payload = p;
+			p += rec->payload_len;
+			break;
 		default:
 			break;				/* the caller says */
 	}
@@ -489,7 +561,7 @@ exchange_next(Exchange *ex, int src, ExchangeRecord *rec)
 	p = in->data + in->off;
 	p += exchange_parse(p, rec);
 	if (rec->kind != EXCHANGE_EVENT && rec->kind != EXCHANGE_WATERMARK &&
-		rec->kind != EXCHANGE_BARRIER)
+		rec->kind != EXCHANGE_BARRIER && rec->kind != EXCHANGE_PARTIAL)
 		elog(ERROR, "invalid record kind %d from task %d", rec->kind, src);
 	in->off = p - in->data;
 	Assert(in->off <= in->len);

@@ -20,6 +20,10 @@
  *					[minimal tuple][payload]
  *	 'W' watermark	[watermark:8][idle:1]
  *	 'B' barrier	[checkpoint id:8]
+ *	 'P' partial	[partition:4][offset:8][window start:8][events:8][tuple len:4]
+ *					[states len:4][minimal tuple][serialized states]
+ *					(local_agg.h: the partition and offset of its first event,
+ *					whose tuple carries the key)
  * Records on one channel keep their order; a barrier n on a channel
  * separates what belongs to checkpoint n from what comes after.
  *
@@ -44,6 +48,7 @@
 #define EXCHANGE_EVENT		'E'
 #define EXCHANGE_WATERMARK	'W'
 #define EXCHANGE_BARRIER	'B'
+#define EXCHANGE_PARTIAL	'P'
 
 /* What each task publishes about the checkpoint it prepared. */
 typedef struct ExchangeTaskFigures
@@ -77,6 +82,8 @@ typedef struct ExchangeTask
 	int64		lag;			/* -1 unknown */
 	int64		open_count;
 	double		events_per_second;
+	/* its operator's watermark (local_agg.h); DT_NOEND until first set */
+	pg_atomic_uint64 op_watermark;
 } ExchangeTask;
 
 /* The shared control block: written with atomics, read by every task. */
@@ -94,7 +101,10 @@ typedef struct ExchangeControl
 	int			error_task;		/* the first task that failed, and why */
 	char		error[256];
 	ExchangeTask tasks[FLEXIBLE_ARRAY_MEMBER];
-	/* then per channel s -> d: pg_atomic_uint64 bytes sent, bytes received */
+	/*
+	 * then per channel s -> d: pg_atomic_uint64 bytes sent, bytes received,
+	 * and how often d saw s come back from idle (local_agg.h)
+	 */
 } ExchangeControl;
 
 typedef struct Exchange Exchange;
@@ -143,6 +153,22 @@ extern void exchange_put_event(Exchange *ex, int dest, int32 partition, int64 of
 							   const char *payload, uint32 payload_len);
 extern void exchange_put_watermark(Exchange *ex, int dest, TimestampTz wm, bool idle);
 extern void exchange_put_barrier(Exchange *ex, int dest, int64 id);
+extern void exchange_put_partial(Exchange *ex, int dest, int32 partition, int64 offset,
+								 TimestampTz start, int64 events,
+								 const void *tuple, uint32 tuple_len,
+								 const char *states, uint32 states_len);
+
+/*
+ * Two-stage aggregation (local_agg.h) asks what the owner's watermark can
+ * be when a partial arrives.  The operator side publishes its watermark
+ * after each change, and counts each channel's return from idle; the
+ * source side reads them (task 'dest', and what 'dest' saw of this
+ * task's channel).
+ */
+extern void exchange_publish_watermark(Exchange *ex, TimestampTz wm);
+extern void exchange_saw_resume(Exchange *ex, int src);
+extern TimestampTz exchange_published_watermark(Exchange *ex, int dest);
+extern uint64 exchange_resumes_seen(Exchange *ex, int dest);
 
 /*
  * Send what can be sent without waiting.  Returns true if every output is
@@ -163,8 +189,9 @@ typedef struct ExchangeRecord
 	int64		checkpoint_id;
 	const char *tuple;			/* unaligned: copy before use */
 	uint32		tuple_len;
-	const char *payload;
+	const char *payload;		/* or a partial's serialized states */
 	uint32		payload_len;
+	int64		events;			/* a partial's */
 	const char *raw;			/* the whole record, as sent */
 	uint32		raw_len;
 } ExchangeRecord;

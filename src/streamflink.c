@@ -23,6 +23,7 @@
 #include "checkpoint.h"
 #include "ddl_guard.h"
 #include "exchange.h"
+#include "local_agg.h"
 #include "decode.h"
 #include "kafka_source.h"
 #include "keyed_state.h"
@@ -75,6 +76,7 @@ _PG_init(void)
 	producer_define_settings();
 	checkpoint_define_settings();
 	exchange_define_settings();
+	local_agg_define_settings();
 
 	/* Also without preloading: a drop in any session must be checked. */
 	ddl_guard_install();

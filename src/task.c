@@ -244,6 +244,34 @@ task_clock_switch(TaskClock *clock, TaskTime state)
 	task_clock_tick(clock, now);
 }
 
+TaskSlot *
+task_copy_visible(int *n)
+{
+	bool		all_visible = superuser();
+	List	   *visible = all_visible ? NIL : sf_visible_pipelines();
+	TaskSlot   *copies;
+
+	*n = 0;
+	if (tasks == NULL)
+		return NULL;
+	copies = palloc(sizeof(TaskSlot) * tasks->ntasks);
+	LWLockAcquire(tasks->lock, LW_SHARED);
+	for (int i = 0; i < tasks->ntasks; i++)
+	{
+		TaskSlot   *t = &tasks->tasks[i];
+
+		if (!t->in_use || t->dboid != MyDatabaseId)
+			continue;
+		if (!all_visible && !list_member_int(visible, t->pipeline_id))
+			continue;
+		SpinLockAcquire(&t->mutex);
+		memcpy(&copies[(*n)++], t, sizeof(TaskSlot));
+		SpinLockRelease(&t->mutex);
+	}
+	LWLockRelease(tasks->lock);
+	return copies;
+}
+
 /* --- streamflink._tasks() ------------------------------------------------- */
 
 Datum

@@ -25,6 +25,8 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
+#include "hot_keys.h"
+
 /* Partitions listed per task in the view; more are counted, not listed. */
 #define TASK_MAX_LISTED_PARTITIONS 64
 
@@ -46,6 +48,7 @@ typedef struct TaskMetrics
 	double		output_queue_fill;	/* 0..1, the fullest output queue */
 	TimestampTz watermark;		/* its operator's; DT_NOBEGIN none yet */
 	int64		last_checkpoint;
+	HotKeysReport hot;			/* its top keys (hot_keys.h) */
 } TaskMetrics;
 
 typedef struct TaskSlot
@@ -77,6 +80,12 @@ extern void task_release(TaskSlot *slot);
 /* Is this process a task of the pipeline (the catalog's worker_only)? */
 extern bool task_am_task_of(int32 pipeline_id);
 extern void task_report(TaskSlot *slot, const TaskMetrics *m);
+
+/*
+ * Copies (palloc'd) of the running tasks of this database's pipelines the
+ * caller may see (streamflink.tasks' rule); *n of them.
+ */
+extern TaskSlot *task_copy_visible(int *n);
 
 /* --- the busy / idle / backpressured clock -------------------------------- */
 

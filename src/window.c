@@ -492,10 +492,13 @@ window_in_range(WindowOperator *op, TimestampTz t, TimestampTz start, int64 size
 	return false;
 }
 
-/* Add an event to fixed window [start, start + size); false if it is gone. */
+/*
+ * Add an event to fixed window [start, start + size), or merge a partial
+ * of its events ('partial', local_agg.h); false if the window is gone.
+ */
 static bool
 add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
-			  TimestampTz wm)
+			  TimestampTz wm, AggStates *partial)
 {
 	PipelineDef *def = op->def;
 	TimestampTz end = start + def->size;
@@ -519,7 +522,10 @@ add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 		if (end > wm)
 			register_timer(op, end);
 	}
-	agg_advance(op->aggs, ws->aggs, event);
+	if (partial)
+		agg_combine(op->aggs, ws->aggs, partial);
+	else
+		agg_advance(op->aggs, ws->aggs, event);
 	kstate_put(op->ks, op->skey.data, op->skey.len, ws);
 
 	if (end <= wm)
@@ -565,7 +571,7 @@ process_fixed(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timestam
 	start = first;
 	do
 	{
-		accepted |= add_to_window(op, event, start, wm);
+		accepted |= add_to_window(op, event, start, wm, NULL);
 	} while (!pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 	return accepted;
 }
@@ -689,6 +695,23 @@ window_process(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timesta
 	if (op->def->window_kind == WINDOW_SESSION)
 		return process_session(op, event, t, wm);
 	return process_fixed(op, event, t, wm);
+}
+
+bool
+window_merge_partial(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
+					 const char *states, size_t len, TimestampTz wm)
+{
+	AggStates  *partial;
+	size_t		consumed;
+
+	Assert(op->sql == NULL && op->def->window_kind != WINDOW_SESSION);
+	op->late_reason = NULL;
+	encode_group_key(&op->codec, event, &op->gk);
+	if (!op->codec.exact)
+		kstate_encode_values(&op->codec, event, &op->repr);
+	/* in the state context, as the window's own states */
+	partial = agg_deserialize(op->aggs, states, len, &consumed);
+	return add_to_window(op, event, start, wm, partial);
 }
 
 /* A timer of a fixed window passed: fire it, or drop it after lateness. */

@@ -40,6 +40,16 @@ extern AggSpec *window_aggregates(WindowOperator *op);
 extern bool window_process(WindowOperator *op, TupleTableSlot *event,
 						   TimestampTz event_time, TimestampTz watermark);
 
+/*
+ * Merge a partial aggregate (serialized states of the window starting at
+ * 'start', for the key of 'event': two-stage aggregation, local_agg.h)
+ * with the aggregates' combine functions.  False if the window is past its
+ * allowed lateness.  Tumbling and hopping windows of plain pipelines only.
+ */
+extern bool window_merge_partial(WindowOperator *op, TupleTableSlot *event,
+								 TimestampTz start, const char *states, size_t len,
+								 TimestampTz wm);
+
 /* Fire and clean up windows up to the watermark. */
 extern void window_advance(WindowOperator *op, TimestampTz watermark);
 

@@ -74,6 +74,9 @@
 #include "run_as.h"
 #include "savepoint.h"
 #include "watermark.h"
+#include "local_agg.h"
+#include "window.h"
+#include "hot_keys.h"
 #include "worker.h"
 
 PGDLLEXPORT void streamflink_worker_main(Datum arg);
@@ -149,6 +152,9 @@ typedef struct Worker
 	int			kg_last;
 	KeyCodec	codec;			/* routing: the operators' group key */
 	StringInfoData gk;
+	LocalAgg   *local;			/* two-stage aggregation, or NULL (local_agg.h) */
+	uint64		resumes_sent;	/* returns from idle on its channels */
+	HotKeys    *hot;			/* keys it routed most (hot_keys.h) */
 	/* source side */
 	TimestampTz src_wm;
 	bool		src_idle;
@@ -751,6 +757,7 @@ parallel_join(Worker *w)
 		pg_atomic_write_u64(&ctl->trigger, w->checkpoint_id);
 	}
 	pg_atomic_write_u64(&ctl->tasks[w->task].prepared, w->checkpoint_id);
+	exchange_publish_watermark(w->ex, w->watermark);	/* local_bound */
 	pg_atomic_fetch_add_u32(&ctl->ready, 1);
 	exchange_wake_all(w->ex);
 	while (pg_atomic_read_u32(&ctl->ready) < (uint32) w->ntasks)
@@ -795,6 +802,45 @@ work_end(Worker *w, RunAs *as)
 	CommitTransactionCommand();
 }
 
+/*
+ * Source side, two-stage aggregation (local_agg.h): the highest watermark
+ * the operator side of 'dest' can have before a partial sent now arrives,
+ * or DT_NOEND if that is not known.  While 'dest' takes this channel as
+ * active (it saw every return from idle this side sent, and this side is
+ * not idle), its watermark can only pass the one it published through this
+ * channel's own watermark, which this side raises only after sending the
+ * partials it reaches.
+ */
+static TimestampTz
+local_bound(Worker *w, int dest)
+{
+	TimestampTz pub;
+
+	if (w->src_idle || exchange_resumes_seen(w->ex, dest) != w->resumes_sent)
+		return DT_NOEND;
+	pub = exchange_published_watermark(w->ex, dest);
+	if (pub == DT_NOEND)
+		return DT_NOEND;
+	return w->src_wm_sent ? Max(pub, w->src_wm) : pub;
+}
+
+/*
+ * Source side: send the partials now.  Serializing them may run the
+ * aggregates' functions (user-written ones too): as the owner, in a
+ * transaction, as routing does.
+ */
+static void
+local_flush(Worker *w)
+{
+	RunAs		as;
+
+	if (w->local == NULL || !local_agg_holds(w->local))
+		return;
+	work_begin(&as);
+	local_agg_flush(w->local, w->ex);
+	work_end(w, &as);
+}
+
 /* Source side: decode, then route by key group. */
 static void
 route_message(Worker *w, KafkaMessage *msg)
@@ -818,6 +864,36 @@ route_message(Worker *w, KafkaMessage *msg)
 	watermark_observe(ps, t);
 	kstate_encode_key(&w->codec, w->event, &w->gk);
 	dest = task_for_key_group(state_key_group(w->gk.data, w->gk.len), w->ntasks);
+	hot_keys_count(w->hot, w->gk.data, w->gk.len, dest);
+	if (w->local)
+	{
+		/*
+		 * Pre-aggregating runs the aggregates here: a message whose
+		 * transition failed (poison.h) is a dead letter, as it would be on
+		 * its owner.
+		 */
+		SfMessagePos pos = {msg->partition, msg->offset};
+		bool		absorbed;
+
+		error = poison_skip(w->poison, pos);
+		if (error)
+		{
+			side_output_dead_letter(w->side, msg->partition, msg->offset, msg->payload,
+									msg->len, error);
+			return;
+		}
+		poison_begin(w->poison, pos);
+		absorbed = local_agg_absorb(w->local, w->event, t, w->gk.data, w->gk.len, dest,
+									msg->partition, msg->offset, local_bound(w, dest));
+		poison_end(w->poison);
+		if (absorbed)
+		{
+			w->events_out++;
+			if (local_agg_full(w->local))
+				local_agg_flush(w->local, w->ex);
+			return;
+		}
+	}
 	mt = heap_form_minimal_tuple(w->event_desc, w->event->tts_values, w->event->tts_isnull);
 	exchange_put_event(w->ex, dest, msg->partition, msg->offset, t, mt, mt->t_len,
 					   msg->payload, msg->payload ? (uint32) msg->len : 0);
@@ -841,6 +917,11 @@ source_watermark(Worker *w, TimestampTz now)
 	wm = watermark_compute(&w->def->source, w->scratch, w->nmine, now, w->src_wm);
 	if (w->src_wm_sent && wm == w->src_wm && idle == w->src_idle)
 		return;
+	/* partials the owners could fire (or take for idle) go first */
+	if (w->local && (idle || local_agg_reached(w->local, wm)))
+		local_flush(w);
+	if (w->src_wm_sent && w->src_idle && !idle)
+		w->resumes_sent++;
 	for (int t = 0; t < w->ntasks; t++)
 		exchange_put_watermark(w->ex, t, wm, idle);
 	w->src_wm = wm;
@@ -865,6 +946,8 @@ emit_barrier(Worker *w, int64 id)
 	}
 	w->barrier_events = w->stats.events;
 	w->stats.events = 0;
+	/* the partials of what the checkpoint covers belong to it */
+	local_flush(w);
 	for (int t = 0; t < w->ntasks; t++)
 		exchange_put_barrier(w->ex, t, id);
 	w->emitted = id;
@@ -911,6 +994,46 @@ take_record(Worker *w, ExchangeRecord *rec)
 		}
 		poison_end(w->poison);
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(w->msg_cxt);
+	operator_maybe_flush(w->op);
+}
+
+/*
+ * Operator side: a partial of a window of one key (local_agg.h), merged as
+ * its events would be one by one: the source side sends partials only of
+ * windows this side has not fired.
+ */
+static void
+take_partial(Worker *w, ExchangeRecord *rec)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
+	MinimalTuple mt = palloc(rec->tuple_len);	/* aligned copy */
+	HeapTupleData htup;
+	SfMessagePos pos = {rec->partition, rec->offset};
+
+	memcpy(mt, rec->tuple, rec->tuple_len);
+	htup.t_len = mt->t_len + MINIMAL_TUPLE_OFFSET;
+	htup.t_data = (HeapTupleHeader) ((char *) mt - MINIMAL_TUPLE_OFFSET);
+	ItemPointerSetInvalid(&htup.t_self);
+	htup.t_tableOid = InvalidOid;
+	ExecClearTuple(w->event);
+	heap_deform_tuple(&htup, w->event_desc, w->event->tts_values, w->event->tts_isnull);
+	ExecStoreVirtualTuple(w->event);
+	w->events_in += rec->events;
+	w->epoch_events_in += rec->events;
+	w->rate_events += rec->events;
+
+	poison_begin(w->poison, pos);
+	if (!window_merge_partial((WindowOperator *) w->op->impl, w->event, rec->time,
+							  rec->payload, rec->payload_len, w->watermark))
+	{
+		/* cannot happen (see local_bound): say so rather than lose it quietly */
+		elog(WARNING, "streamflink pipeline \"%s\": a partial aggregate of " INT64_FORMAT " events arrived after its window's allowed lateness",
+			 w->def->name, rec->events);
+		w->late_total += rec->events;
+	}
+	poison_end(w->poison);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(w->msg_cxt);
 	operator_maybe_flush(w->op);
@@ -1107,6 +1230,8 @@ replay_channel_state(Worker *w, TimestampTz deadline)
 		p += exchange_parse(p, &rec);
 		if (rec.kind == EXCHANGE_EVENT)
 			take_record(w, &rec);
+		else if (rec.kind == EXCHANGE_PARTIAL)
+			take_partial(w, &rec);
 		if (++n % 64 == 0 && GetCurrentTimestamp() > deadline)
 			break;
 	}
@@ -1246,6 +1371,7 @@ operator_round(Worker *w)
 			switch (rec.kind)
 			{
 				case EXCHANGE_EVENT:
+				case EXCHANGE_PARTIAL:
 					if (w->draining)
 					{
 						/* overtaken by the snapshot: channel state */
@@ -1258,9 +1384,14 @@ operator_round(Worker *w)
 						work_begin(&as);
 						in_work = true;
 					}
-					take_record(w, &rec);
+					if (rec.kind == EXCHANGE_PARTIAL)
+						take_partial(w, &rec);
+					else
+						take_record(w, &rec);
 					break;
 				case EXCHANGE_WATERMARK:
+					if (w->chan_idle[c] && !rec.idle)
+						exchange_saw_resume(w->ex, c);	/* local_bound */
 					w->chan_wm[c] = rec.time;
 					w->chan_idle[c] = rec.idle;
 					break;
@@ -1279,6 +1410,7 @@ operator_round(Worker *w)
 	if (!w->draining && (wm = operator_watermark(w)) > w->watermark)
 	{
 		w->watermark = wm;
+		exchange_publish_watermark(w->ex, wm);	/* local_bound */
 		if (!in_work)
 		{
 			work_begin(&as);
@@ -1563,6 +1695,10 @@ static void
 parallel_leave(Worker *w)
 {
 	AbortOutOfAnyTransaction();
+	if (w->local)
+		ereport(LOG,
+				(errmsg("streamflink pipeline \"%s\" task %d: " INT64_FORMAT " of its " INT64_FORMAT " events pre-aggregated (local aggregation)",
+						w->def->name, w->task, local_agg_absorbed(w->local), w->events_out)));
 	if (w->task == 0)
 	{
 		for (int i = 0; i < 300; i++)
@@ -1624,6 +1760,8 @@ report_task(Worker *w, TimestampTz now)
 		w->clock.ms_per_second[TASK_BACKPRESSURED];
 	m.watermark = w->watermark;
 	m.last_checkpoint = w->checkpoint_id;
+	if (w->hot)
+		m.hot = *hot_keys_report(w->hot);
 	task_report(w->tslot, &m);
 }
 
@@ -1753,11 +1891,14 @@ parallel_loop(Worker *w)
 					MemoryContextSwitchTo(old);
 					MemoryContextReset(w->msg_cxt);
 				}
+				hot_keys_render(w->hot, now);
 				work_end(w, &as);
 				take_positions(w);
 				pg_atomic_write_u32(&ctl->dirty, 1);
 				did = true;
 			}
+			else
+				local_flush(w);	/* caught up: no latency */
 		}
 		if (!paused)
 			source_watermark(w, now);
@@ -2036,6 +2177,9 @@ worker_startup(Worker *w)
 		{
 			kstate_codec_init(&w->codec, w->def);
 			initStringInfo(&w->gk);
+			if (local_agg_enabled(w->def))
+				w->local = local_agg_create(w->def);
+			w->hot = hot_keys_create(&w->codec, w->event_desc);
 		}
 		w->state.op = w->op;
 		w->batch = palloc(sizeof(KafkaMessage) * Max(batch_size, 1));

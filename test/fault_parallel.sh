@@ -15,9 +15,18 @@
 # SF_PARALLEL_ALL=1: every mode in turn, then test/fault_cep.sh with
 # CEP_FAULT_PARALLELISM=2 (one partition: the second task's source is idle;
 # matches equal to an uninterrupted single worker's).  Longer.
+#
+# SF_PARALLEL_LOCAL=1 creates the window pipeline with local_aggregation =>
+# true (two-stage aggregation), 0 with false; unset, it is automatic (on:
+# its aggregates all combine).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case ${SF_PARALLEL_LOCAL:-} in
+    1) export SF_FAULT_LOCAL_AGGREGATION=true ;;
+    0) export SF_FAULT_LOCAL_AGGREGATION=false ;;
+esac
 
 run() {   # mode timeout
     SF_FAULT_PARALLELISM=${SF_FAULT_PARALLELISM:-3} SF_FAULT_EVENTS=${SF_FAULT_EVENTS:-100000} \

@@ -30,7 +30,9 @@
 # a random task, and a failpoint strikes whichever task reaches it first
 # (after its own PREPARE, before the others'; after the decision);
 # SF_FAULT_CHECKPOINT_MODE (aligned) and SF_FAULT_ALIGNED_TIMEOUT (none):
-# the pipeline's checkpoint_mode and aligned_checkpoint_timeout.
+# the pipeline's checkpoint_mode and aligned_checkpoint_timeout;
+# SF_FAULT_LOCAL_AGGREGATION (NULL: automatic, true, false): the window
+# pipeline's local_aggregation (two-stage aggregation, parallelism > 1).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,7 @@ par=${SF_FAULT_PARALLELISM:-1}
 mode=${SF_FAULT_CHECKPOINT_MODE:-aligned}
 align_timeout=${SF_FAULT_ALIGNED_TIMEOUT:+\'$SF_FAULT_ALIGNED_TIMEOUT\'}
 align_timeout=${align_timeout:-NULL}
+local_agg=${SF_FAULT_LOCAL_AGGREGATION:-NULL}
 RANDOM=$seed
 parts=4
 chunks=$((kills + restarts + 3))
@@ -78,7 +81,8 @@ SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'ge
        aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
        sink => 'surge_out', allowed_lateness => '1 minute',
        checkpoint_interval => '300 milliseconds', parallelism => $par,
-       checkpoint_mode => '$mode', aligned_checkpoint_timeout => $align_timeout);
+       checkpoint_mode => '$mode', aligned_checkpoint_timeout => $align_timeout,
+       local_aggregation => $local_agg);
 SELECT streamflink.start('surge');
 SQL
 pipelines="'surge'"
