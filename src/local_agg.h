@@ -20,12 +20,13 @@
  * reaches the end of a window it holds, before it says it is idle, when
  * it absorbed streamflink.local_aggregation_batch events or its memory
  * passes work_mem, and when its source has no more input for now (so a
- * partial waits only while more events keep coming).  The worker absorbs an event only if the owner
- * cannot have fired any of its windows before the partial arrives (see
- * local_agg_absorb): such an event would be merged exactly as the raw
- * event would be processed, without re-firing or lateness; any other
- * event is sent raw, and the owner decides on it as without local
- * aggregation (late events keep their side output rows).
+ * partial waits only while more events keep coming).  The worker absorbs
+ * an event only if the owner cannot have fired any of its windows before
+ * the partial arrives (see local_agg_absorb): such an event would be
+ * merged exactly as the raw event would be processed, without re-firing
+ * or lateness; any other event is sent raw, and the owner decides on it
+ * as without local aggregation (late events keep their side output
+ * rows).
  *
  * Memory: a LocalAgg lives in the context current at local_agg_create
  * (the worker's TopMemoryContext); its partials (hash table, keys, key
