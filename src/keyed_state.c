@@ -31,6 +31,9 @@ static int	state_cache_memory_kb = 64 * 1024;
  */
 #define KSTATE_MEASURE_EVERY 32
 
+/* Objects serialized between two resets of the scratch context. */
+#define KSTATE_SCRATCH_RESET_EVERY 64
+
 void
 kstate_define_settings(void)
 {
@@ -75,6 +78,15 @@ struct KeyedState
 	void	   *arg;
 	int64		max_bytes;
 	MemoryContext cxt;			/* entries, keys and objects */
+
+	/*
+	 * Where objects are serialized: what a serialize allocates besides the
+	 * bytes it appends (an aggregate's serial function returns a bytea of
+	 * its own, numeric's builds it in a 1kB buffer) is garbage, which in the
+	 * caller's context would grow with the number of objects written back
+	 * until its transaction ends.  Reset after every few objects.
+	 */
+	MemoryContext scratch;
 	HTAB	   *cache;
 
 	/*
@@ -144,6 +156,8 @@ kstate_create(StateStore *store, const KeyedStateOps *ops, void *arg, int64 max_
 	ks->max_bytes = Max(max_bytes, 64 * 1024);
 	ks->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state",
 									ALLOCSET_DEFAULT_SIZES);
+	ks->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state serialize",
+										ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&ks->buf);
 	ks->batch = state_batch_create();
 	cache_create(ks);
@@ -259,6 +273,7 @@ write_back(KeyedState *ks)
 	CacheEntry *e;
 	CacheEntry *next;
 	bool		any = false;
+	int			serialized = 0;
 
 	for (e = ks->visit; e != NULL; e = next)
 	{
@@ -278,9 +293,14 @@ write_back(KeyedState *ks)
 			}
 			else
 			{
+				MemoryContext old = MemoryContextSwitchTo(ks->scratch);
+
 				resetStringInfo(&ks->buf);
 				ks->ops->serialize(ks->arg, e->obj, &ks->buf);
+				MemoryContextSwitchTo(old);
 				state_batch_put(ks->batch, e->key.data, e->key.len, ks->buf.data, ks->buf.len);
+				if (++serialized % KSTATE_SCRATCH_RESET_EVERY == 0)
+					MemoryContextReset(ks->scratch);
 				any = true;
 			}
 			e->dirty = false;
@@ -297,6 +317,7 @@ write_back(KeyedState *ks)
 		}
 	}
 	ks->visit = NULL;
+	MemoryContextReset(ks->scratch);
 	if (any)
 		state_batch_write(ks->store, ks->batch);
 }
