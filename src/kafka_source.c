@@ -92,10 +92,15 @@ static const char *const default_options[][2] = {
 	 * gave 190k msg/s consumed and decoded, 1000000 gave 1.37M msg/s.  So
 	 * the message count is set high and the real bound is the memory one,
 	 * queued.max.messages.kbytes, which for a KafkaConsumer covers the
-	 * whole consumer queue (all partitions): librdkafka's 64 MB.
+	 * whole consumer queue (all partitions).  It counts payload bytes only:
+	 * librdkafka's structures per message come on top, as much again or
+	 * more with small messages, and the queue fills whenever the pipeline
+	 * is slower than the broker (many keys).  librdkafka's 64 MB made a
+	 * worker's RSS 100-270 MB larger in test/bench/cep_bench.sh; 16 MB is
+	 * still a fraction of a second of the fastest pipelines' input.
 	 */
 	{"queued.min.messages", "1000000"},
-	{"queued.max.messages.kbytes", "65536"},
+	{"queued.max.messages.kbytes", "16384"},
 	{"client.id", "streamflink"},
 	/* no log callback from librdkafka threads: queue the lines */
 	{"log.queue", "true"},

@@ -31,13 +31,16 @@ static int	state_cache_memory_kb = 64 * 1024;
  */
 #define KSTATE_MEASURE_EVERY 32
 
+/* Objects serialized between two resets of the scratch context. */
+#define KSTATE_SCRATCH_RESET_EVERY 64
+
 void
 kstate_define_settings(void)
 {
 	DefineCustomIntVariable("streamflink.state_cache_memory",
 							"Memory of a worker's cache of keyed state objects.",
 							"Objects stay cached across checkpoints; above this, the cache "
-							"writes changed ones back to RocksDB and drops the least recently used half. "
+							"writes changed ones back to RocksDB and drops the cached objects. "
 							"At most a worker's share of streamflink.state_memory; taken at a worker's start.",
 							&state_cache_memory_kb, 64 * 1024, 1024, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
@@ -56,14 +59,17 @@ typedef struct CacheKey
 	size_t		len;
 } CacheKey;
 
-typedef struct CacheEntry
+typedef struct CacheEntry CacheEntry;
+
+struct CacheEntry
 {
 	CacheKey	key;			/* data copied into the cache context */
 	void	   *obj;			/* NULL: none (deleted, or not in the store) */
-	uint64		used;			/* access tick of the last get or put */
+	CacheEntry *next_visit;		/* next entry of the visit list */
 	bool		dirty;			/* differs from the store */
 	bool		stored;			/* the store may hold a value under key */
-} CacheEntry;
+	bool		listed;			/* on the visit list */
+};
 
 struct KeyedState
 {
@@ -72,8 +78,32 @@ struct KeyedState
 	void	   *arg;
 	int64		max_bytes;
 	MemoryContext cxt;			/* entries, keys and objects */
+
+	/*
+	 * Where objects are serialized: what a serialize allocates besides the
+	 * bytes it appends (an aggregate's serial function returns a bytea of
+	 * its own, numeric's builds it in a 1kB buffer) is garbage, which in the
+	 * caller's context would grow with the number of objects written back
+	 * until its transaction ends.  Reset after every few objects.
+	 */
+	MemoryContext scratch;
 	HTAB	   *cache;
-	uint64		tick;			/* accesses so far */
+
+	/*
+	 * The entries a write-back must visit: the changed ones and those
+	 * holding no object (dropped by it), so that a checkpoint costs what
+	 * changed since the last one, not a walk over the whole cache.
+	 * Dynahash entries stay where they are until removed, which only the
+	 * write-back (of listed entries) and an eviction (of all) do.
+	 */
+	CacheEntry *visit;
+
+	/*
+	 * The entry of the last get, put or delete: an operator reads a key's
+	 * object, changes it and puts it back, so the put finds it without a
+	 * second hash lookup.
+	 */
+	CacheEntry *last;
 	int			calls;			/* of kstate_full since the last measure */
 	bool		full;			/* as last measured */
 	StringInfoData buf;
@@ -111,6 +141,8 @@ cache_create(KeyedState *ks)
 	ctl.hcxt = ks->cxt;
 	ks->cache = hash_create("streamflink keyed state", 1024, &ctl,
 							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	ks->visit = NULL;
+	ks->last = NULL;
 }
 
 KeyedState *
@@ -124,6 +156,8 @@ kstate_create(StateStore *store, const KeyedStateOps *ops, void *arg, int64 max_
 	ks->max_bytes = Max(max_bytes, 64 * 1024);
 	ks->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state",
 									ALLOCSET_DEFAULT_SIZES);
+	ks->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state serialize",
+										ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&ks->buf);
 	ks->batch = state_batch_create();
 	cache_create(ks);
@@ -136,12 +170,29 @@ kstate_memory(KeyedState *ks)
 	return ks->cxt;
 }
 
+static inline void
+visit_later(KeyedState *ks, CacheEntry *e)
+{
+	if (!e->listed)
+	{
+		e->listed = true;
+		e->next_visit = ks->visit;
+		ks->visit = e;
+	}
+}
+
 static CacheEntry *
 cache_enter(KeyedState *ks, const char *key, size_t klen, bool *found)
 {
 	CacheKey	k = {key, klen};
-	CacheEntry *e = hash_search(ks->cache, &k, HASH_ENTER, found);
+	CacheEntry *e = ks->last;
 
+	if (e != NULL && e->key.len == klen && memcmp(e->key.data, key, klen) == 0)
+	{
+		*found = true;
+		return e;
+	}
+	e = hash_search(ks->cache, &k, HASH_ENTER, found);
 	if (!*found)
 	{
 		char	   *copy = MemoryContextAlloc(ks->cxt, klen);
@@ -152,8 +203,10 @@ cache_enter(KeyedState *ks, const char *key, size_t klen, bool *found)
 		e->obj = NULL;
 		e->dirty = false;
 		e->stored = true;		/* unknown: maybe */
+		e->listed = false;
+		e->next_visit = NULL;
 	}
-	e->used = ++ks->tick;
+	ks->last = e;
 	return e;
 }
 
@@ -173,7 +226,10 @@ kstate_get(KeyedState *ks, const char *key, size_t klen)
 			MemoryContextSwitchTo(old);
 		}
 		else
+		{
 			e->stored = false;	/* a write-back of a delete is not needed */
+			visit_later(ks, e); /* dropped by the next write-back */
+		}
 	}
 	return e->obj;
 }
@@ -186,6 +242,7 @@ kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj)
 
 	e->obj = obj;
 	e->dirty = true;
+	visit_later(ks, e);
 }
 
 void
@@ -213,13 +270,16 @@ kstate_full(KeyedState *ks)
 static void
 write_back(KeyedState *ks)
 {
-	HASH_SEQ_STATUS seq;
 	CacheEntry *e;
+	CacheEntry *next;
 	bool		any = false;
+	int			serialized = 0;
 
-	hash_seq_init(&seq, ks->cache);
-	while ((e = hash_seq_search(&seq)) != NULL)
+	for (e = ks->visit; e != NULL; e = next)
 	{
+		next = e->next_visit;
+		e->listed = false;
+		e->next_visit = NULL;
 		if (e->dirty)
 		{
 			if (e->obj == NULL)
@@ -233,9 +293,14 @@ write_back(KeyedState *ks)
 			}
 			else
 			{
+				MemoryContext old = MemoryContextSwitchTo(ks->scratch);
+
 				resetStringInfo(&ks->buf);
 				ks->ops->serialize(ks->arg, e->obj, &ks->buf);
+				MemoryContextSwitchTo(old);
 				state_batch_put(ks->batch, e->key.data, e->key.len, ks->buf.data, ks->buf.len);
+				if (++serialized % KSTATE_SCRATCH_RESET_EVERY == 0)
+					MemoryContextReset(ks->scratch);
 				any = true;
 			}
 			e->dirty = false;
@@ -245,11 +310,14 @@ write_back(KeyedState *ks)
 		{
 			char	   *data = (char *) e->key.data;
 
-			/* (removing the entry being visited is allowed) */
+			if (ks->last == e)
+				ks->last = NULL;
 			hash_search(ks->cache, &e->key, HASH_REMOVE, NULL);
 			pfree(data);
 		}
 	}
+	ks->visit = NULL;
+	MemoryContextReset(ks->scratch);
 	if (any)
 		state_batch_write(ks->store, ks->batch);
 }
@@ -260,116 +328,22 @@ kstate_flush(KeyedState *ks)
 	write_back(ks);
 }
 
-static int
-tick_cmp(const void *a, const void *b)
-{
-	uint64		x = *(const uint64 *) a;
-	uint64		y = *(const uint64 *) b;
-
-	return x < y ? -1 : (x > y ? 1 : 0);
-}
-
 /*
- * Write back, then keep the more recently used half of the objects.  They
- * cannot be freed one by one (an object is whatever its deserialize
- * allocated, aggregate states included), so the kept ones are serialized,
- * the cache's context is reset, and they are built again from their bytes:
- * the context keeps its identity (aggregates allocate their states in it),
- * and memory returns to the bound.
+ * Write back, then drop every object: they cannot be freed one by one (an
+ * object is whatever its deserialize and the aggregates allocated in the
+ * cache's context), so the context is reset, which returns the cache to
+ * nothing at once and keeps the context's identity (aggregates allocate
+ * their states in it).  Keeping the more recently used half instead, as an
+ * earlier version did, meant serializing and rebuilding it at every
+ * eviction: with many keys (each window touched a couple of times) that cost
+ * more than reading back from RocksDB the few objects touched again.
  */
 void
 kstate_evict(KeyedState *ks)
 {
-	MemoryContext tmp;
-	MemoryContext old;
-	HASH_SEQ_STATUS seq;
-	CacheEntry *e;
-	long		n;
-	uint64	   *ticks;
-	uint64		threshold = PG_UINT64_MAX;
-	StringInfoData kept;
-	int			nkept = 0;
-	const char *p;
-
 	write_back(ks);
-
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state eviction",
-								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(tmp);
-
-	/* the median access tick: entries used at or after it stay */
-	n = hash_get_num_entries(ks->cache);
-	if (n > 1)
-	{
-		long		i = 0;
-
-		ticks = palloc(sizeof(uint64) * n);
-		hash_seq_init(&seq, ks->cache);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			ticks[i++] = e->used;
-		qsort(ticks, n, sizeof(uint64), tick_cmp);
-		threshold = ticks[n / 2];
-	}
-
-	/* [used:8][klen:4][key][vlen:4][value] of each kept object */
-	initStringInfo(&kept);
-	hash_seq_init(&seq, ks->cache);
-	while ((e = hash_seq_search(&seq)) != NULL)
-	{
-		uint32		klen = (uint32) e->key.len;
-		uint32		vlen;
-		int			at;
-
-		if (e->used < threshold || e->obj == NULL)
-			continue;
-		appendBinaryStringInfo(&kept, (char *) &e->used, sizeof(uint64));
-		appendBinaryStringInfo(&kept, (char *) &klen, sizeof(uint32));
-		appendBinaryStringInfo(&kept, e->key.data, klen);
-		at = kept.len;
-		appendBinaryStringInfo(&kept, (char *) &klen, sizeof(uint32));	/* room */
-		MemoryContextSwitchTo(ks->cxt); /* serialize as kstate_flush does */
-		ks->ops->serialize(ks->arg, e->obj, &kept);
-		MemoryContextSwitchTo(tmp);
-		vlen = (uint32) (kept.len - at - sizeof(uint32));
-		memcpy(kept.data + at, &vlen, sizeof(uint32));
-		nkept++;
-	}
-
 	MemoryContextReset(ks->cxt);
 	cache_create(ks);
-
-	/* the kept ones, clean and in the store, as they were */
-	p = kept.data;
-	for (int i = 0; i < nkept; i++)
-	{
-		uint64		used;
-		uint32		klen;
-		uint32		vlen;
-		bool		found;
-
-		memcpy(&used, p, sizeof(uint64));
-		memcpy(&klen, p + sizeof(uint64), sizeof(uint32));
-		p += sizeof(uint64) + sizeof(uint32);
-		e = cache_enter(ks, p, klen, &found);
-		p += klen;
-		memcpy(&vlen, p, sizeof(uint32));
-		p += sizeof(uint32);
-		MemoryContextSwitchTo(ks->cxt);
-		e->obj = ks->ops->deserialize(ks->arg, p, vlen);
-		MemoryContextSwitchTo(tmp);
-		e->used = used;
-		e->stored = true;
-		p += vlen;
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(tmp);
-
-	/* half of a cache still over the bound (huge objects): keep none */
-	if (nkept > 0 && MemoryContextMemAllocated(ks->cxt, true) > (Size) ks->max_bytes)
-	{
-		MemoryContextReset(ks->cxt);
-		cache_create(ks);
-	}
 	ks->full = false;
 	ks->calls = 0;
 }

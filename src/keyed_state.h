@@ -13,8 +13,10 @@
  * Memory is bounded by bytes, not entries: kstate_full measures the cache's
  * context (objects, keys, hash table, and whatever aggregates allocate in
  * it) against the bound given at creation, about every 32 calls; then
- * kstate_evict writes changed objects back and keeps the more recently used
- * half.  So a worker's memory stays bounded whatever the number of keys.
+ * kstate_evict writes changed objects back and drops every object (one
+ * reset of the context).  So a worker's memory stays bounded whatever the
+ * number of keys.  A checkpoint's write-back visits the entries changed
+ * since the last one only.
  *
  * The cache is the process's: the worker's process ends at any error and
  * recovers from the last checkpoint, so nothing cached outlives the epoch

@@ -5,9 +5,16 @@
  *
  * A pipeline's worker owns the primary instance of its database; backends
  * that want to look at live state open a secondary instance, which tails the
- * primary's MANIFEST and WAL.  Writes therefore keep the WAL enabled, but do
- * not sync it: durability comes from checkpoints (RocksDB's checkpoint API),
- * which are what recovery restores, never the live database.
+ * primary's MANIFEST (and WAL, where there is one).  Durability comes from
+ * checkpoints (RocksDB's checkpoint API, which flushes every memtable into
+ * the snapshot's SST files), which are what recovery restores, never the
+ * live database: a worker's start replaces its database by the last
+ * completed snapshot (checkpoint.c, restore_state) or removes it.  So the
+ * worker's primary (state_open_worker) writes no WAL at all, as Flink's
+ * RocksDB backend does: a WAL would only be written, never read for
+ * recovery.  A secondary then sees what was flushed, i.e. at least every
+ * checkpoint.  The other primaries (state_open: replays, rescaling, tests)
+ * keep the WAL, unsynced, as their databases outlive a close.
  *
  * Memory and resource ownership:
  *
@@ -98,6 +105,12 @@
  */
 #define STATE_MAX_MANIFEST_FILE_SIZE	(1024 * 1024)
 
+/*
+ * Share of a memtable given to its whole-key bloom filter: at ~100 bytes per
+ * entry, 2% is about 16 bits per key.
+ */
+#define STATE_MEMTABLE_BLOOM_RATIO	0.02
+
 /* Every open starts a new info LOG; keep only a couple of old ones. */
 #define STATE_KEEP_LOG_FILE_NUM		2
 #define STATE_MAX_LOG_FILE_SIZE		(1024 * 1024)
@@ -154,6 +167,7 @@ struct StateBatch
 };
 
 static void store_release(StateStore *store);
+static StateStore *open_primary(const char *dir, const StateTuning *t, bool wal);
 static void check_writable(StateStore *store);
 static void iter_release(StateIter *it);
 
@@ -298,6 +312,19 @@ apply_primary_tuning(rocksdb_options_t *opts, const StateTuning *t)
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(opts, t->dynamic_level_bytes ? 1 : 0);
 
 	/*
+	 * A bloom filter over the whole keys of each memtable: most lookups of
+	 * state are for a key that does not exist yet (a new window, a new
+	 * key), and without it each one searches the memtables' skip lists
+	 * before the SST files' filters answer.  Its bits come out of the
+	 * memtable's own memory (STATE_MEMTABLE_BLOOM_RATIO of it).
+	 */
+	if (t->bloom_filter_bits > 0)
+	{
+		rocksdb_options_set_memtable_prefix_bloom_size_ratio(opts, STATE_MEMTABLE_BLOOM_RATIO);
+		rocksdb_options_set_memtable_whole_key_filtering(opts, 1);
+	}
+
+	/*
 	 * Statistics for streamflink.state_metrics (cache hits, stalls,
 	 * compactions, flushes), only if streamflink.state_statistics asks for
 	 * them: they cost CPU on every read and write.  RocksDB's default level,
@@ -398,6 +425,24 @@ state_open(const char *dir)
 StateStore *
 state_open_tuned(const char *dir, const StateTuning *t)
 {
+	return open_primary(dir, t, true);
+}
+
+StateStore *
+state_open_worker(const char *dir, const StateTuning *t)
+{
+	return open_primary(dir, t, false);
+}
+
+/*
+ * Open a primary.  Without a WAL ('wal' false), writes reach the memtables
+ * only, until a flush (a checkpoint's, a full memtable's, or the close's:
+ * RocksDB flushes unpersisted memtables when a database without WAL is
+ * closed).
+ */
+static StateStore *
+open_primary(const char *dir, const StateTuning *t, bool wal)
+{
 	StateStore *store;
 	rocksdb_options_t *opts;
 	sigset_t	saved;
@@ -421,8 +466,8 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	store->wopts = rocksdb_writeoptions_create();
 	/* no fsync per write: checkpoints, not the WAL, make state durable */
 	rocksdb_writeoptions_set_sync(store->wopts, 0);
-	/* but keep the WAL: secondaries read live writes from it */
-	rocksdb_writeoptions_disable_WAL(store->wopts, 0);
+	/* and no WAL at all for a worker's (see the top of this file) */
+	rocksdb_writeoptions_disable_WAL(store->wopts, wal ? 0 : 1);
 
 	thread_signals_block(&saved);
 	store->db = rocksdb_open_column_families(opts, dir, STATE_NUM_FAMILIES,

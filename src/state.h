@@ -86,6 +86,14 @@ extern StateStore *state_open(const char *dir);
 extern StateStore *state_open_tuned(const char *dir, const StateTuning *tuning);
 
 /*
+ * A pipeline worker's primary: the same, writing no WAL.  Only for a
+ * database that recovery never reopens as it was (a worker restores the
+ * last checkpoint's snapshot at its start): unflushed writes are lost if
+ * the process dies, and state_checkpoint flushes them into the snapshot.
+ */
+extern StateStore *state_open_worker(const char *dir, const StateTuning *tuning);
+
+/*
  * Read RocksDB's properties and statistics of a primary into *m.  A few
  * property reads, the list of live files and the statistics rendered as
  * text (tens of microseconds): call it about once a second, not per event.

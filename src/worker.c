@@ -2119,7 +2119,7 @@ worker_startup(Worker *w)
 		state_tuning_resolve(w->def->state_profile, w->def->state_options,
 							 superuser_arg(w->def->owner), true, w->def->name, &tuning);
 		CommitTransactionCommand();
-		w->store = state_open_tuned(checkpoint_db_dir(w->dir), &tuning);
+		w->store = state_open_worker(checkpoint_db_dir(w->dir), &tuning);
 	}
 	w->state.store = w->store;
 
