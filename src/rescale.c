@@ -195,6 +195,24 @@ orphan_tasks(Oid dboid, int32 pipeline_id, int ntasks)
 	return result;
 }
 
+int64
+rescale_next_checkpoint_id(Oid dboid, int32 pipeline_id)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		args[2];
+	bool		isnull;
+
+	args[0] = Int32GetDatum(pipeline_id);
+	args[1] = CStringGetTextDatum(psprintf("streamflink:%u:%d:%%", dboid, pipeline_id));
+	if (SPI_execute_with_args("SELECT greatest("
+							  "  (SELECT max(id) FROM streamflink.checkpoint WHERE pipeline_id = $1),"
+							  "  (SELECT max(split_part(gid, ':', 4)::bigint) FROM pg_catalog.pg_prepared_xacts"
+							  "    WHERE gid LIKE $2), 0) + 1",
+							  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not choose a checkpoint id");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 void
 rescale_from_checkpoint(Oid dboid, PipelineDef *def, const char *dir)
 {
@@ -247,24 +265,10 @@ rescale_from_checkpoint(Oid dboid, PipelineDef *def, const char *dir)
 						 old_tasks)));
 
 	/*
-	 * The new checkpoint's id: above every completed one and every prepared
-	 * transaction of the pipeline (none is left now, but a savepoint restore
-	 * reasons the same way).
+	 * The new checkpoint's id (no prepared transaction is left now, but a
+	 * savepoint restore reasons the same way).
 	 */
-	{
-		Oid			types[2] = {INT4OID, TEXTOID};
-		Datum		args[2] = {Int32GetDatum(def->id),
-		CStringGetTextDatum(psprintf("streamflink:%u:%d:%%", dboid, def->id))};
-		bool		isnull;
-
-		if (SPI_execute_with_args("SELECT greatest("
-								  "  (SELECT max(id) FROM streamflink.checkpoint WHERE pipeline_id = $1),"
-								  "  (SELECT max(split_part(gid, ':', 4)::bigint) FROM pg_catalog.pg_prepared_xacts"
-								  "    WHERE gid LIKE $2), 0) + 1",
-								  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not choose a checkpoint id");
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
+	id = rescale_next_checkpoint_id(dboid, def->id);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();

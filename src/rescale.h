@@ -52,6 +52,15 @@ extern void rescale_build_task_snapshots(const char *dir, int64 id, int ntasks,
 extern void rescale_quiesce(Oid dboid, PipelineDef *def, int ntasks);
 
 /*
+ * The id of a new checkpoint of pipeline 'pipeline_id' that replaces its
+ * state (a rescale or a savepoint restore): above every completed one and
+ * every prepared transaction of the pipeline (gids as checkpoint.c builds
+ * them), so that recovery rolls those back and never takes the new row for
+ * their decision.  In a transaction, with SPI connected.
+ */
+extern int64 rescale_next_checkpoint_id(Oid dboid, int32 pipeline_id);
+
+/*
  * Task 0 (or the single worker), before recovery, when no savepoint
  * restore is pending: rescale from the last completed checkpoint if the
  * pipeline's parallelism differs from its.

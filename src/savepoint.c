@@ -499,10 +499,32 @@ savepoint_ranges(const char *top, const char *name, char ***dirs, KeyGroupRange 
 
 /* --- restore (in the worker, before recovery) ----------------------------- */
 
+/*
+ * Reads pipeline 'pipeline_id''s pending savepoint restore into
+ * SPI_tuptable: the savepoint's id, its pipeline (NULL if dropped), its name,
+ * and whether the pipeline's owner may use it.  Returns how many rows: 0
+ * when no restore is pending.
+ */
+static uint64
+read_restore(int32 pipeline_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(pipeline_id)};
+
+	if (SPI_execute_with_args("SELECT p.restore_savepoint, s.pipeline_id, s.name,"
+							  "       pg_catalog.pg_has_role(p.owner, o.owner, 'USAGE')"
+							  "  FROM streamflink.pipeline p"
+							  "  LEFT JOIN streamflink.savepoint s ON s.id = p.restore_savepoint"
+							  "  LEFT JOIN streamflink.pipeline o ON o.id = s.pipeline_id"
+							  " WHERE p.id = $1 AND p.restore_savepoint IS NOT NULL",
+							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamflink.pipeline");
+	return SPI_processed;
+}
+
 void
 savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 {
-	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		args[2];
 	bool		isnull;
 	int32		savepoint_id;
@@ -510,23 +532,12 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 	char	   *name;
 	int64		id;
 	char	   *top;
-	int			ret;
 
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	args[0] = Int32GetDatum(def->id);
-	ret = SPI_execute_with_args("SELECT p.restore_savepoint, s.pipeline_id, s.name,"
-								"       pg_catalog.pg_has_role(p.owner, o.owner, 'USAGE')"
-								"  FROM streamflink.pipeline p"
-								"  LEFT JOIN streamflink.savepoint s ON s.id = p.restore_savepoint"
-								"  LEFT JOIN streamflink.pipeline o ON o.id = s.pipeline_id"
-								" WHERE p.id = $1 AND p.restore_savepoint IS NOT NULL",
-								1, types, args, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read streamflink.pipeline");
-	if (SPI_processed == 0)
+	if (read_restore(def->id) == 0)
 	{
 		PopActiveSnapshot();
 		SPI_finish();
@@ -549,14 +560,7 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	ret = SPI_execute_with_args("SELECT p.restore_savepoint, s.pipeline_id, s.name,"
-								"       pg_catalog.pg_has_role(p.owner, o.owner, 'USAGE')"
-								"  FROM streamflink.pipeline p"
-								"  LEFT JOIN streamflink.savepoint s ON s.id = p.restore_savepoint"
-								"  LEFT JOIN streamflink.pipeline o ON o.id = s.pipeline_id"
-								" WHERE p.id = $1 AND p.restore_savepoint IS NOT NULL",
-								1, types, args, NULL, true, 0);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+	if (read_restore(def->id) != 1)
 		elog(ERROR, "could not read streamflink.pipeline");
 	savepoint_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	from_pipeline = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -585,19 +589,9 @@ savepoint_prepare_restore(Oid dboid, PipelineDef *def, const char *dir)
 
 	/*
 	 * The next checkpoint id: above every completed one and every in-doubt
-	 * prepared transaction of the pipeline (gids as checkpoint.c builds
-	 * them), so that recovery rolls those back and never takes our row for
-	 * their decision.
+	 * prepared transaction of the pipeline, which recovery then rolls back.
 	 */
-	args[0] = Int32GetDatum(def->id);
-	args[1] = CStringGetTextDatum(psprintf("streamflink:%u:%d:%%", dboid, def->id));
-	if (SPI_execute_with_args("SELECT greatest("
-							  "  (SELECT max(id) FROM streamflink.checkpoint WHERE pipeline_id = $1),"
-							  "  (SELECT max(split_part(gid, ':', 4)::bigint) FROM pg_catalog.pg_prepared_xacts"
-							  "    WHERE gid LIKE $2), 0) + 1",
-							  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not choose a checkpoint id");
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	id = rescale_next_checkpoint_id(dboid, def->id);
 
 	/* Files: the savepoint's snapshot becomes chk-<id>. */
 	top = savepoint_dir(dboid, from_pipeline, name);

@@ -278,31 +278,14 @@ Datum
 streamflink_tasks(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	List	   *visible = NIL;
-	bool		all_visible = superuser();
 	TaskSlot   *copies;
-	int			n = 0;
+	int			n;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (tasks == NULL)
 		PG_RETURN_VOID();
 	/* As streamflink.pipelines: the tasks of the pipelines the caller sees. */
-	if (!all_visible)
-		visible = sf_visible_pipelines();
-
-	copies = palloc(sizeof(TaskSlot) * tasks->ntasks);
-	LWLockAcquire(tasks->lock, LW_SHARED);
-	for (int i = 0; i < tasks->ntasks; i++)
-	{
-		TaskSlot   *t = &tasks->tasks[i];
-
-		if (!t->in_use || t->dboid != MyDatabaseId)
-			continue;
-		SpinLockAcquire(&t->mutex);
-		memcpy(&copies[n++], t, sizeof(TaskSlot));
-		SpinLockRelease(&t->mutex);
-	}
-	LWLockRelease(tasks->lock);
+	copies = task_copy_visible(&n);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -313,8 +296,6 @@ streamflink_tasks(PG_FUNCTION_ARGS)
 		Datum	   *parts;
 		int			nlisted = Min(m->nparts, TASK_MAX_LISTED_PARTITIONS);
 
-		if (!all_visible && !list_member_int(visible, t->pipeline_id))
-			continue;
 		memset(nulls, 0, sizeof(nulls));
 		parts = palloc(sizeof(Datum) * Max(nlisted, 1));
 		for (int p = 0; p < nlisted; p++)

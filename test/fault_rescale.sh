@@ -44,86 +44,11 @@ RANDOM=$seed
 parts=4
 chunks=7
 
-sf_test_setup fault_rescale
-work=$SF_TEST_DIR
+name=fault_rescale
+topic=fault_rs
+pipe=frs
+. test/rides_fault.sh
 
-say() { echo "fault_rescale: $*"; }
-say "seed $seed, $events events"
-
-python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
-chmod -R a+rX "$work"
-count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
-
-addr=$(sf_broker_start "$work/broker" "fault_rs:$parts")
-port=$(sf_free_port)
-pg=$work/pg
-sf_pg_start "$pg" "$port"
-sql() { sf_psql "$pg" "$port" -qAt "$@"; }
-sql_retry() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        if out=$(sf_psql "$pg" "$port" -qAt "$@" 2>/dev/null); then
-            echo "$out"
-            return 0
-        fi
-        sleep 0.1
-    done
-    sf_psql "$pg" "$port" -qAt "$@"
-}
-
-sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('rides', brokers => '$addr', topic => 'fault_rs',
-       format => 'json', columns => 'geo text, wait_s float8, ts timestamptz',
-       event_time => 'ts', max_out_of_orderness => '5 seconds',
-       options => '{fetch.wait.max.ms=10}');
-SELECT streamflink.create_window_pipeline('frs', source => 'rides', key => 'geo',
-       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
-       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
-       sink => 'frs_out', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds');
-SELECT streamflink.start('frs');
-SQL
-dir="$pg/streamflink/$(sql -c "SELECT oid FROM pg_database WHERE datname = current_database()")/$(sql -c "SELECT id FROM streamflink.pipeline WHERE name = 'frs'")"
-
-produced=0
-chunk=0
-produce_file() {
-    test/produce "$addr" fault_rs --partitions "$parts" <"$1" 2>/dev/null
-    produced=$((produced + $(wc -l <"$1")))
-}
-produce_chunk() {
-    produce_file "$(printf '%s/events/chunk-%02d.tsv' "$work" "$chunk")"
-    chunk=$((chunk + 1))
-}
-wait_for() {
-    local what=$1 cond=$2 i
-    for ((i = 0; i < 1200; i++)); do
-        [ "$(sql_retry -c "SELECT ($cond)")" = t ] && return 0
-        sleep 0.2
-    done
-    say "timed out waiting for $what"
-    sql_retry -c "SELECT status, error, events, watermark FROM streamflink.pipelines"
-    tail -n 50 "$pg/server.log"
-    exit 1
-}
-running() { wait_for "the worker to run" "SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'frs'"; }
-stopped() { wait_for "the stop" "SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'frs'"; }
-caught_up() {
-    running
-    wait_for "$produced messages to be checkpointed" \
-        "coalesce((SELECT sum(next_offset) FROM streamflink.offsets WHERE pipeline = 'frs'), 0) >= $produced"
-}
-failpoint() { echo "$1" | sf_as_user tee "$pg/streamflink/failpoint" >/dev/null; }
-failpoint_reached() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        [ -e "$pg/streamflink/failpoint" ] || return 0
-        sleep 0.1
-    done
-    say "failpoint $1 not reached"
-    exit 1
-}
 prepared() { sql_retry -c "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'streamflink:%'"; }
 task_dirs() { (cd "$dir" && ls -d task-* 2>/dev/null || true) | sort | xargs; }
 # The state directory's bytes (hard links counted once), savepoints aside.
@@ -143,6 +68,14 @@ expect_tasks() {
         { say "the last checkpoint is not of $1 task(s)"; bad=1; }
 }
 rescales() { grep -c "rescaled to" "$pg/server.log" || true; }
+# start(parallelism => N) with failpoint POINT set: the worker crashes there
+# and the pipeline starts again.
+start_crashing() {
+    failpoint "$1"
+    sql -c "SELECT streamflink.start('frs', parallelism => $2)" >/dev/null
+    failpoint_reached "$1"
+    faults=$((faults + 1))
+}
 faults=0
 
 # 1. A savepoint while a chunk is read.
@@ -155,10 +88,7 @@ sql -c "SELECT streamflink.savepoint('frs', 's0')" >/dev/null
 caught_up
 sql -c "SELECT streamflink.stop('frs')" >/dev/null
 stopped
-failpoint rescale_task_restored
-sql -c "SELECT streamflink.start('frs', parallelism => 3)" >/dev/null
-failpoint_reached rescale_task_restored
-faults=$((faults + 1))
+start_crashing rescale_task_restored 3
 running
 expect_tasks 3
 expect_dirs "task-1 task-2" "1 -> 3"
@@ -211,10 +141,7 @@ SELECT format('PREPARE TRANSACTION %L', format('streamflink:%s:%s:%s:2',
        (SELECT max(id) - 1 FROM streamflink.checkpoint))) \gexec
 SQL
 say "unclean stop: $(prepared) in-doubt transaction(s) left"
-failpoint rescale_restored
-sql -c "SELECT streamflink.start('frs', parallelism => 2)" >/dev/null
-failpoint_reached rescale_restored
-faults=$((faults + 1))
+start_crashing rescale_restored 2
 running
 expect_tasks 2
 [ "$(prepared)" = 0 ] || { say "in-doubt transactions left after the rescale"; bad=1; }
@@ -231,10 +158,7 @@ faults=$((faults + 1))
 sql_retry -c "SELECT streamflink.stop('frs')" >/dev/null
 stopped
 say "immediate shutdown and stop: $(prepared) in-doubt transaction(s) left"
-failpoint rescale_committed
-sql -c "SELECT streamflink.start('frs', parallelism => 1)" >/dev/null
-failpoint_reached rescale_committed
-faults=$((faults + 1))
+start_crashing rescale_committed 1
 caught_up
 expect_tasks 1
 expect_dirs "" "2 -> 1"
@@ -278,40 +202,14 @@ if [ "$last" -gt $((first + first / 10)) ]; then
     bad=1
 fi
 
-sql <<SQL
-CREATE TABLE ride_events (geo text, wait_s float8, ts timestamptz);
-\copy ride_events FROM '$work/events/events.csv' WITH (FORMAT csv)
-CREATE VIEW expected AS
-SELECT geo, ws AS window_start, ws + interval '5 minutes' AS window_end,
-       count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait
-FROM ride_events,
-     generate_series(date_bin('30 seconds', ts, 'epoch') - interval '4 minutes 30 seconds',
-                     date_bin('30 seconds', ts, 'epoch'), '30 seconds') ws
-GROUP BY geo, ws;
-SQL
-
-read -r expected sink missing wrong dead late <<<"$(sql -F ' ' -c "
-SELECT (SELECT count(*) FROM expected),
-       (SELECT count(*) FROM frs_out),
-       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM frs_out) x),
-       (SELECT count(*) FROM (SELECT * FROM frs_out EXCEPT SELECT * FROM expected) x),
-       (SELECT count(*) FROM streamflink.dead_letters),
-       (SELECT count(*) FROM streamflink.late_events)")"
-
-say "windows: expected $expected, in sink $sink, missing $missing, wrong $wrong"
-say "dead letters: $dead (injected $(count malformed)); late events: $late (injected $(count late))"
+rides_verdict
 say "rescales committed: $(rescales); faults survived: $faults"
-ok=$((1 - bad))
-[ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
-[ "$dead" = "$(count malformed)" ] || ok=0
-[ "$late" = "$(count late)" ] || ok=0
+[ "$bad" = 0 ] || ok=0
 
 if [ "$ok" = 1 ]; then
     say "PASS: exactly once across $faults faults around rescales from checkpoints and savepoints"
 else
     say "FAIL (seed $seed)"
-    sql -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM frs_out) a
-                           UNION ALL SELECT 'wrong', * FROM (SELECT * FROM frs_out EXCEPT SELECT * FROM expected) b) x
-            ORDER BY geo, window_start LIMIT 20"
+    rides_show_diff
     exit 1
 fi

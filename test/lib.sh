@@ -38,6 +38,8 @@
 #   sf_failpoint_set DIR POINT; sf_failpoint_wait DIR [SECONDS]
 #   sf_rides_expected_sql CSV       SQL: ride_events and the hop window's answer
 #   sf_show_window_diff DIR PORT TABLE  windows missing or wrong in TABLE
+#   (test/rides_fault.sh: the set-up and verdict of the crash tests that
+#   read gen_events.py's chunks into one hop window pipeline)
 # Benchmarks (test/bench/*.sh):
 #   sf_now; sf_rate N T0 T1         time stamps and rates
 #   sf_bench_events N PARTS [FINAL] the JSON events, as test/produce reads them

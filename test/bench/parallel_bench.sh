@@ -36,22 +36,8 @@ levels=${SF_BENCH_PARALLELISM-1 2 4}
 sf_test_setup parallel_bench >/dev/null
 work=$SF_TEST_DIR
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
-
 echo "parallel_bench: generating $n events on $parts partitions"
-python3 - "$n" "$parts" >"$work/events.tsv" <<'PY'
-import datetime, sys
-n, parts = int(sys.argv[1]), int(sys.argv[2])
-base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-w = sys.stdout.write
-for i in range(n):
-    ts = (base + datetime.timedelta(milliseconds=i)).isoformat()
-    w('%d\t{"k": "key%d", "v": %d.5, "ts": "%s"}\n' % (i % parts, (i * 7919) % 1000, i % 100, ts))
-PY
-for ((p = 0; p < parts; p++)); do
-    printf '%d\t{"k": "key0", "v": 0, "ts": "2024-01-01T02:00:00+00:00"}\n' "$p"
-done >>"$work/events.tsv"
+sf_bench_events "$n" "$parts" 1 >"$work/events.tsv"
 total=$((n + parts))
 cut -f2 "$work/events.tsv" | python3 -c "
 import json, sys
@@ -65,13 +51,10 @@ addr=$(sf_broker_start "$work/broker" "bench:$parts")
 test/produce "$addr" bench --partitions "$parts" <"$work/events.tsv"
 
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
+sf_bench_pg_start "$work/pg" "$port"
 sql() { sf_psql "$work/pg" "$port" -qAt "$@"; }
+sf_bench_source "$work/pg" "$port" "$addr"
 sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('bench', brokers => '$addr', topic => 'bench', format => 'json',
-       columns => 'k text, v float8, ts timestamptz', event_time => 'ts',
-       options => '{fetch.wait.max.ms=10}');
 CREATE UNLOGGED TABLE copied (k text, v float8, ts timestamptz);
 \copy copied FROM '$work/events.csv' WITH (FORMAT csv)
 CREATE TABLE grouped AS
@@ -88,7 +71,7 @@ SELECT streamflink.create_window_pipeline('$name', source => 'bench', key => 'k'
        aggregates => 'count(*) AS n, avg(v) AS mean', sink => '${name}_out',
        checkpoint_interval => '1 second', parallelism => $par);
 SQL
-    t0=$(now)
+    t0=$(sf_now)
     sql -c "SELECT streamflink.start('$name')" >/dev/null
     busy=0
     bp=0
@@ -103,9 +86,9 @@ SQL
         fi
         sleep 0.05
     done
-    t1=$(now)
+    t1=$(sf_now)
     [ "$done_" = t ] || { echo "parallel_bench: $name did not finish"; exit 1; }
-    rates[$par]=$(rate "$total" "$t0" "$t1")
+    rates[$par]=$(sf_rate "$total" "$t0" "$t1")
     ckpts=$(sql -c "SELECT count(*) || ' checkpoints, median ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM duration) * 1000)::numeric, 1) || ' ms, max alignment ' || coalesce(round(max(extract(epoch FROM alignment) * 1000)::numeric, 1), 0) || ' ms' FROM streamflink.checkpoints WHERE pipeline = '$name'")
     wrong=$(sql -c "SELECT count(*) FROM (SELECT k, window_start, n, mean FROM ${name}_out
                      EXCEPT SELECT * FROM grouped) x")

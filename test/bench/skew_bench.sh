@@ -29,9 +29,6 @@ rounds=${SF_BENCH_ROUNDS:-2}
 sf_test_setup skew_bench >/dev/null
 work=$SF_TEST_DIR
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
-
 echo "skew_bench: generating 2 x $n events on $parts partitions"
 python3 - "$n" "$parts" "$work" <<'PY'
 import datetime, random, sys
@@ -64,7 +61,7 @@ test/produce "$addr" uniform --partitions "$parts" <"$work/uniform.tsv"
 test/produce "$addr" skewed --partitions "$parts" <"$work/skewed.tsv"
 
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "shared_buffers = '512MB'" "synchronous_commit = off"
+sf_bench_pg_start "$work/pg" "$port"
 sql() { sf_psql "$work/pg" "$port" -qAt "$@"; }
 sql >/dev/null <<SQL
 CREATE EXTENSION streamflink;
@@ -98,21 +95,21 @@ SELECT streamflink.create_window_pipeline('$name', source => '$topic', key => 'k
        aggregates => 'count(*) AS n, avg(v) AS mean', sink => '${name}_out',
        checkpoint_interval => '1 second', parallelism => 2, local_aggregation => $local_agg);
 SQL
-        t0=$(now)
+        t0=$(sf_now)
         sql -c "SELECT streamflink.start('$name')" >/dev/null
         for ((i = 0; i < 12000; i++)); do
             done_=$(sql -c "SELECT coalesce(sum(next_offset), 0) = $total FROM streamflink.offsets WHERE pipeline = '$name'")
             [ "$done_" = t ] && break
             sleep 0.05
         done
-        t1=$(now)
+        t1=$(sf_now)
         if [ "$topic" = skewed ]; then
             # the sketch decays every 10 s: the last seconds' traffic
             hot=$(sql -c "SELECT string_agg(format('task %s: %s (%s%% of its events, owner task %s)', task, key, round(share::numeric * 100), owner_task), '; ' ORDER BY task)
                           FROM streamflink.hot_keys WHERE pipeline = '$name' AND rank = 1")
         fi
         [ "$done_" = t ] || { echo "skew_bench: $name did not finish"; exit 1; }
-        rt=$(rate "$total" "$t0" "$t1")
+        rt=$(sf_rate "$total" "$t0" "$t1")
         if [ -z "${best[$v]:-}" ] || ((rt > best[$v])); then best[$v]=$rt; fi
         busy=$(sql -F ' ' -c "SELECT string_agg(format('task %s in %s', task, events_in), ', ' ORDER BY task) FROM streamflink.tasks WHERE pipeline = '$name'")
         wrong=$(sql -c "SELECT count(*) FROM (SELECT k, window_start, n, mean FROM ${name}_out
