@@ -79,6 +79,13 @@ SELECT wait_until($$SELECT count(*) = 11 AND bool_and(watermark = '2024-01-01 00
 	AND (SELECT bool_and(n = 2004) FROM (SELECT sum(events_in) AS n FROM streamflink.tasks
 	                                     WHERE pipeline LIKE 'par\_%' GROUP BY pipeline) e)
 	FROM streamflink.tasks WHERE pipeline LIKE 'par\_%'$$);
+-- The offsets above are checkpointed before the windows the watermark
+-- then fires are: wait for those to be committed too (every window of the
+-- input, in each window pipeline's sink; both pattern pipelines equal).
+SELECT wait_until($$SELECT (SELECT count(DISTINCT (k, date_bin('1 minute', ts, 'epoch'))) FROM par_events)
+	= ALL (ARRAY[(SELECT count(*) FROM par_w1_out), (SELECT count(*) FROM par_w2_out),
+	             (SELECT count(*) FROM par_wu_out), (SELECT count(*) FROM par_wt_out)])
+	AND (SELECT count(*) FROM par_p1_out) = (SELECT count(*) FROM par_p2_out)$$);
 SELECT pipeline, task, parallelism, partitions, key_group_first, key_group_last,
        pid <> 0 AS has_pid, watermark
 FROM streamflink.tasks WHERE pipeline LIKE 'par\_%' ORDER BY pipeline, task;
