@@ -86,8 +86,14 @@ BEGIN
 	ELSE
 		CREATE TEMP TABLE sess (kid bigint, id int, s_start timestamptz, s_end timestamptz) ON COMMIT DROP;
 		CREATE TEMP TABLE member (ord int, id int) ON COMMIT DROP;
+		-- Each time a session fired, under its start then: the sink row of a
+		-- purged session is overwritten when a later session of the key
+		-- fires under the same start (an upsert by key and start), and
+		-- retracted with it if that one then merges to an earlier start.
+		CREATE TEMP TABLE fired_at (kid bigint, ws timestamptz, sid int) ON COMMIT DROP;
 		sid := 0;
 		FOR ev_row IN SELECT * FROM evr ORDER BY ord LOOP
+			INSERT INTO fired_at SELECT s.kid, s.s_start, s.id FROM sess s WHERE s.s_end <= ev_row.wm;
 			DELETE FROM sess WHERE sess.s_end + lateness <= ev_row.wm;
 			span_start := ev_row.ts;
 			span_end := ev_row.ts + gap;
@@ -110,7 +116,11 @@ BEGIN
 			DELETE FROM sess WHERE id = ANY (merged);
 			INSERT INTO sess VALUES (ev_row.kid, sid, span_start, span_end);
 			INSERT INTO member VALUES (ev_row.ord, sid);
+			IF span_end <= ev_row.wm THEN
+				INSERT INTO fired_at VALUES (ev_row.kid, span_start, sid);	-- at once
+			END IF;
 		END LOOP;
+		INSERT INTO fired_at SELECT s.kid, s.s_start, s.id FROM sess s;	-- the final watermark
 		INSERT INTO counted
 		SELECT m.ord, e.kid, min(e.ts) OVER w, max(e.ts) OVER w + gap, m.id
 		FROM member m JOIN evr e USING (ord)
@@ -153,7 +163,12 @@ BEGIN
 		RETURN 'late events differ (ord:operator status): ' || bad;
 	END IF;
 
-	-- Of two sessions of a key with one start, the sink has the later's.
+	-- Of two sessions of a key with one start, the sink has the later's;
+	-- a session's row is gone once a later session fired under its start.
+	IF kind = 'session' THEN
+		DELETE FROM counted c WHERE EXISTS (SELECT 1 FROM fired_at f WHERE f.kid = c.kid
+											  AND f.ws = c.ws AND f.sid > c.sid);
+	END IF;
 	DELETE FROM counted c WHERE EXISTS (SELECT 1 FROM counted o WHERE o.kid = c.kid
 										  AND o.ws = c.ws AND o.sid > c.sid);
 
