@@ -8,12 +8,12 @@
  *
  * Memory: the Worker and what it keeps for the life of the process are in
  * TopMemoryContext; what one message needs is in msg_cxt, reset after each
- * message.  Threads: none of ours; the worker's code
- * runs in the backend's one thread (librdkafka and RocksDB run their own,
- * behind kafka_source.h and state.h).  Ownership: worker.c creates the
- * Worker and closes its source, store and slots at exit
- * (worker_shmem_exit); parallel_task.c owns the fields of the parallel
- * part (the exchange, the channels' state).
+ * message.  Threads: none of ours; the worker's code runs in the backend's
+ * one thread (librdkafka and RocksDB run their own, behind kafka_source.h
+ * and state.h).  Ownership: worker.c creates the Worker and closes its
+ * source, store and slots at exit (worker_shmem_exit); parallel_task.c
+ * owns the fields of the parallel part (the exchange, the channels'
+ * state).
  *
  *-------------------------------------------------------------------------
  */
