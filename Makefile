@@ -34,6 +34,7 @@ OBJS = \
 	src/state_rescale.o \
 	src/rescale.o \
 	src/worker.o \
+	src/parallel_task.o \
 	src/exchange.o \
 	src/local_agg.o \
 	src/hot_keys.o \

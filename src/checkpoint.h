@@ -131,7 +131,7 @@ typedef struct CheckpointCoordinator CheckpointCoordinator;
  * The tasks of a parallel pipeline each run a coordinator over their own
  * participants (their state, their part of the sink, their epoch
  * transaction 'streamflink:<db>:<pipeline>:<n>:<task>'); the decision is
- * the pipeline's (see worker.c):
+ * the pipeline's (see parallel_task.c):
  *	 prepared: after this task prepared chk; returns true if this task
  *			   writes the decision (once every task prepared), false once
  *			   another task decided; ERROR if the checkpoint cannot
