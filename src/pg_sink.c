@@ -25,17 +25,44 @@
  *
  * Statements on the user's tables run as the pipeline's owner (run_as.h).
  *
+ * Inserts.  An operator writes SINK_INSERT for a row it has never written
+ * (a window firing for the first time): most rows of a windowed pipeline.
+ * A batch of only such rows is written with a plain INSERT from the
+ * arrays, without DISTINCT ON and ON CONFLICT, whose check of the unique
+ * index before each row costs about as much as the insert itself.  The
+ * result is the upsert's: the rows' keys are distinct (the operator's
+ * promise; a NULL key, which a NULLS DISTINCT index would not catch, sends
+ * the batch to the upsert), so DISTINCT ON has nothing to drop; and if a
+ * row with one of the keys is there already (the user's, a previous
+ * pipeline's, a rewound run's) or the INSERT fails for any row's reason,
+ * its subtransaction is rolled back and the batch is written as it is
+ * today, upserted, refused rows and all.  What an upsert does beyond an
+ * insert even when nothing conflicts is kept by writing the upsert when
+ * the table has any of it: row-level security (its UPDATE and SELECT
+ * policies), statement-level UPDATE triggers (which ON CONFLICT DO UPDATE
+ * fires), a view or foreign table; the upsert's privileges (UPDATE, and
+ * SELECT of the key columns) are checked on the upsert's own plan, which
+ * also finds a unique index that is gone.  After a fallback, the next
+ * batches of the output are upserted directly for a while (doubling up to
+ * SINK_INSERT_BACKOFF_MAX batches), so a table already full of the rows
+ * costs little more than before.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -50,6 +77,9 @@
 
 /* Rows a batch holds before it is written. */
 #define SINK_BATCH_ROWS 1000
+
+/* Batches upserted directly, at most, after an insert had to fall back. */
+#define SINK_INSERT_BACKOFF_MAX 64
 
 typedef struct PgSink PgSink;
 
@@ -69,6 +99,15 @@ typedef struct RowBatch
 	char	   *typalign;
 	SPIPlanPtr	plan;			/* NULL: rows go one by one */
 	SPIPlanPtr	row_plan;
+	SPIPlanPtr	insert_plan;	/* plain INSERT over arrays, for a batch of
+								 * only new rows; NULL if plan is, or the rows
+								 * have no key (then plan is one) */
+	Oid			relid;			/* the table, for insert_plan's checks */
+	int			nident;
+	bool		all_insert;		/* every row of the batch is SINK_INSERT */
+	int			insert_skip;	/* batches to upsert before trying
+								 * insert_plan again */
+	int			insert_backoff; /* the next insert_skip after a fallback */
 	SPIPlanPtr	json_plan;		/* a row as JSON text; made when needed */
 	MemoryContext cxt;			/* the rows; reset by each write */
 	int			n;
@@ -149,7 +188,7 @@ run(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
  * batch only the last is written.
  */
 static RowBatch *
-batch_create(PgSink *sink, const char *head, const char *tail, int ncols,
+batch_create(PgSink *sink, Oid relid, const char *head, const char *tail, int ncols,
 			 const char *const *names_in, const Oid *types, int nident,
 			 bool batchable)
 {
@@ -161,6 +200,9 @@ batch_create(PgSink *sink, const char *head, const char *tail, int ncols,
 				ident;
 
 	b->sink = sink;
+	b->relid = relid;
+	b->nident = nident;
+	b->insert_backoff = 1;
 	b->ncols = ncols;
 	b->names = palloc(sizeof(char *) * ncols);
 	for (int i = 0; i < ncols; i++)
@@ -210,6 +252,10 @@ batch_create(PgSink *sink, const char *head, const char *tail, int ncols,
 			appendStringInfo(&arrays, "SELECT * FROM unnest(%s)", params.data);
 		b->plan = prepare(psprintf("%s %s %s", head, arrays.data, tail),
 						  ncols, arraytypes);
+		if (nident > 0)
+			b->insert_plan = prepare(psprintf("%s SELECT * FROM unnest(%s)",
+											  head, params.data),
+									 ncols, arraytypes);
 	}
 
 	/*
@@ -259,9 +305,12 @@ write_rows(RowBatch *b, int from)
 	}
 }
 
-/* The whole batch: one statement over arrays, or row by row if it cannot. */
+/*
+ * The whole batch: one statement over arrays ('plan': b->plan or
+ * b->insert_plan), or row by row if it cannot.
+ */
 static void
-write_batch(RowBatch *b)
+write_batch(RowBatch *b, SPIPlanPtr plan)
 {
 	Datum	   *colvals;
 	bool	   *colnulls;
@@ -269,7 +318,7 @@ write_batch(RowBatch *b)
 	int			lbs[1] = {1};
 	MemoryContext old;
 
-	if (b->plan == NULL || b->n == 1)
+	if (plan == NULL || (b->n == 1 && plan == b->plan))
 	{
 		write_rows(b, 0);
 		return;
@@ -290,18 +339,19 @@ write_batch(RowBatch *b)
 		b->argnulls[c] = ' ';
 	}
 	MemoryContextSwitchTo(old);
-	run(b->plan, b->args, b->argnulls, SPI_OK_INSERT);
+	run(plan, b->args, b->argnulls, SPI_OK_INSERT);
 	pfree(colvals);
 	pfree(colnulls);
 }
 
 /*
- * Run write_batch (rows < 0) or the one row 'rows' in a subtransaction.
- * Returns NULL on success; on failure, the subtransaction is rolled back
- * and the error is returned if it is a row's fault, else raised again.
+ * Run write_batch with 'plan' (row < 0) or the one row 'row' in a
+ * subtransaction.  Returns NULL on success; on failure, the subtransaction
+ * is rolled back and the error is returned if it is a row's fault, else
+ * raised again.
  */
 static ErrorData *
-try_write(RowBatch *b, int row)
+try_write(RowBatch *b, int row, SPIPlanPtr plan)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -312,7 +362,7 @@ try_write(RowBatch *b, int row)
 	PG_TRY();
 	{
 		if (row < 0)
-			write_batch(b);
+			write_batch(b, plan);
 		else
 		{
 			row_args(b, row);
@@ -368,6 +418,62 @@ dead_letter_row(RowBatch *b, int row, ErrorData *edata)
 	side_output_dead_letter_row(sink->side, rowjson, rowjson ? strlen(rowjson) : 0, error);
 }
 
+/*
+ * Whether a batch of new rows may be written with insert_plan: the upsert
+ * would do nothing more (see the head comment).  Anything unusual says no,
+ * and the upsert then does what it always did, errors included.
+ */
+static bool
+insert_is_upsert(RowBatch *b)
+{
+	Relation	rel;
+	bool		ok;
+	RunAs		as;
+	CachedPlan *cplan;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (b->insert_skip > 0)
+	{
+		b->insert_skip--;
+		return false;
+	}
+
+	/* The lock the INSERT takes anyway. */
+	rel = try_table_open(b->relid, RowExclusiveLock);
+	if (rel == NULL)
+		return false;
+	ok = (rel->rd_rel->relkind == RELKIND_RELATION ||
+		  rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) &&
+		!(rel->trigdesc &&
+		  (rel->trigdesc->trig_update_before_statement ||
+		   rel->trigdesc->trig_update_after_statement));
+	table_close(rel, NoLock);
+	if (!ok)
+		return false;
+
+	run_as_owner(&as);
+	ok = check_enable_rls(b->relid, InvalidOid, true) == RLS_NONE;
+	if (ok)
+	{
+		/* the upsert's plan, revalidated as its execution would */
+		cplan = SPI_plan_get_cached_plan(b->plan);
+		if (cplan == NULL)
+			ok = false;
+		else
+		{
+			ListCell   *lc;
+
+			foreach(lc, cplan->stmt_list)
+				if (!ExecCheckRTPerms(lfirst_node(PlannedStmt, lc)->rtable, false))
+					ok = false;
+			ReleaseCachedPlan(cplan, CurrentResourceOwner);
+		}
+	}
+	run_as_restore(&as);
+	MemoryContextSwitchTo(cxt);
+	return ok;
+}
+
 static void
 batch_write(RowBatch *b)
 {
@@ -376,17 +482,33 @@ batch_write(RowBatch *b)
 	if (b->n == 0)
 		return;
 
+	/* New rows: a plain INSERT, unless it fails (then as any batch). */
+	if (b->all_insert && b->insert_plan != NULL && insert_is_upsert(b))
+	{
+		edata = try_write(b, -1, b->insert_plan);
+		if (edata == NULL)
+		{
+			b->insert_backoff = 1;
+			b->n = 0;
+			MemoryContextReset(b->cxt);
+			return;
+		}
+		FreeErrorData(edata);
+		b->insert_skip = b->insert_backoff;
+		b->insert_backoff = Min(b->insert_backoff * 2, SINK_INSERT_BACKOFF_MAX);
+	}
+
 	/*
 	 * The common case is one statement (in one subtransaction); only when it
 	 * fails are the rows tried one by one, to find the refused ones.
 	 */
-	edata = try_write(b, -1);
+	edata = try_write(b, -1, b->plan);
 	if (edata != NULL)
 	{
 		FreeErrorData(edata);
 		for (int r = 0; r < b->n; r++)
 		{
-			edata = try_write(b, r);
+			edata = try_write(b, r, NULL);
 			if (edata != NULL)
 			{
 				dead_letter_row(b, r, edata);
@@ -398,11 +520,22 @@ batch_write(RowBatch *b)
 	MemoryContextReset(b->cxt);
 }
 
-/* Add a row (copied); the batch is written when full. */
+/*
+ * Add a row (copied); the batch is written when full.  'insert': the row is
+ * new (SINK_INSERT).
+ */
 static void
-batch_add(RowBatch *b, Datum *values, bool *nulls)
+batch_add(RowBatch *b, Datum *values, bool *nulls, bool insert)
 {
 	MemoryContext old;
+
+	if (b->n == 0)
+		b->all_insert = true;
+	if (!insert)
+		b->all_insert = false;
+	for (int c = 0; c < b->nident && b->all_insert; c++)
+		if (nulls[c])
+			b->all_insert = false;
 
 	old = MemoryContextSwitchTo(b->cxt);
 	for (int c = 0; c < b->ncols; c++)
@@ -499,7 +632,7 @@ pg_open_output(Sink *s, const SinkRowDesc *desc)
 	}
 
 	out->nkeys = desc->nkeys;
-	out->batch = batch_create(sink,
+	out->batch = batch_create(sink, desc->relid,
 							  psprintf("INSERT INTO %s (%s)", relname, cols.data),
 							  desc->nkeys == 0 ? "" :
 							  updates.len == 0 ?
@@ -544,7 +677,7 @@ pg_write(Sink *s, SinkOutput *out, SinkOp op, Datum *values, bool *nulls)
 			s->rows_written++;
 			return;
 	}
-	batch_add(out->batch, values, nulls);
+	batch_add(out->batch, values, nulls, op == SINK_INSERT);
 	s->rows_written++;
 }
 
@@ -633,6 +766,8 @@ pg_destroy(Sink *s)
 
 		if (b->plan)
 			SPI_freeplan(b->plan);
+		if (b->insert_plan)
+			SPI_freeplan(b->insert_plan);
 		SPI_freeplan(b->row_plan);
 		if (b->json_plan)
 			SPI_freeplan(b->json_plan);

@@ -409,12 +409,18 @@ window_open_count(WindowOperator *op)
 	return kstate_counter_total(op->open);
 }
 
-/* Emit a window's current result to the sink; key from op->gk or repr. */
+/*
+ * Emit a window's current result to the sink; key from op->gk or repr.
+ * 'first': no row of the window is in the sink (its first firing), so the
+ * row is a SINK_INSERT, which a sink may write more cheaply; a sink still
+ * replaces a row with its key that is there (sink.h).
+ */
 static void
 emit(WindowOperator *op, KeyRepr *repr, TimestampTz start, TimestampTz end,
-	 AggStates *aggs)
+	 AggStates *aggs, bool first)
 {
 	MemoryContext old = MemoryContextSwitchTo(op->scratch);
+	SinkOp		sop = first ? SINK_INSERT : SINK_UPSERT;
 
 	key_values(op, repr);
 	agg_final(op->aggs, aggs, op->aggvals, op->aggnulls);
@@ -427,12 +433,12 @@ emit(WindowOperator *op, KeyRepr *repr, TimestampTz start, TimestampTz end,
 		 */
 		if (sqlp_window_project(op->sql, op->keyvals, op->keynulls, start, end,
 								op->aggvals, op->aggnulls, op->row, op->rownulls))
-			sink_write(op->sink, op->out, SINK_UPSERT, op->row, op->rownulls);
+			sink_write(op->sink, op->out, sop, op->row, op->rownulls);
 		else if (op->def->allowed_lateness > 0)
 			write_row(op, SINK_RETRACT, start, start, 0);
 	}
 	else
-		write_row(op, SINK_UPSERT, start, end, agg_count(op->aggs));
+		write_row(op, sop, start, end, agg_count(op->aggs));
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(op->scratch);
 }
@@ -531,7 +537,7 @@ add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 	if (end <= wm)
 	{
 		/* Late but allowed: fire (again) with the new event. */
-		emit(op, &ws->repr, start, end, ws->aggs);
+		emit(op, &ws->repr, start, end, ws->aggs, !ws->fired);
 		if (!ws->fired)
 		{
 			ws->fired = true;
@@ -667,7 +673,7 @@ process_session(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timest
 	count_open(op, 1);
 	if (end <= wm)
 	{
-		emit(op, &merged.repr, start, end, merged.aggs);
+		emit(op, &merged.repr, start, end, merged.aggs, !merged.in_sink);
 		merged.fired = true;
 		merged.in_sink = true;
 		count_open(op, -1);
@@ -727,7 +733,7 @@ fire_fixed(WindowOperator *op, TimestampTz wm)
 		return;
 	if (!ws->fired)
 	{
-		emit(op, &ws->repr, start, end, ws->aggs);
+		emit(op, &ws->repr, start, end, ws->aggs, true);
 		ws->fired = true;
 		count_open(op, -1);
 		kstate_put(op->ks, op->skey.data, op->skey.len, ws);
@@ -753,7 +759,7 @@ fire_sessions(WindowOperator *op, TimestampTz wm)
 
 		if (s->end <= wm && !s->fired)
 		{
-			emit(op, &s->repr, s->start, s->end, s->aggs);
+			emit(op, &s->repr, s->start, s->end, s->aggs, !s->in_sink);
 			s->fired = true;
 			s->in_sink = true;
 			count_open(op, -1);

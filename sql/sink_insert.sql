@@ -1,0 +1,120 @@
+--
+-- sink_insert: a window's first firing is written with a plain INSERT
+-- (pg_sink.c), which must leave the sink exactly as the upsert did: a row
+-- the user put in the sink table before the start is upserted; a BEFORE
+-- INSERT trigger and a CHECK constraint still see every row, and the rows
+-- they refuse become dead letters; a late event within the allowed
+-- lateness replaces its window's row; the sink equals SQL's answer.  The
+-- pipeline is a tenant's, and runs as her.
+--
+\set SHOW_CONTEXT never
+SET timezone = 'UTC';
+
+CREATE ROLE regress_si_tenant;
+GRANT streamflink_user TO regress_si_tenant;
+CREATE SCHEMA si AUTHORIZATION regress_si_tenant;
+SET ROLE regress_si_tenant;
+SET search_path = si, public;
+
+SELECT streamflink.create_source('si_src', brokers => regress_brokers(), topic => 'regress_sink_insert',
+       columns => 'k text, v int, ts timestamptz', event_time => 'ts', idle_timeout => '1 second');
+SELECT streamflink.create_window_pipeline('si', source => 'si_src', key => 'k',
+       "window" => 'tumble', size => '1 minute',
+       aggregates => 'count(*) AS n, sum(v) AS total', sink => 'si_out',
+       allowed_lateness => '2 minutes');
+
+-- The tenant's own additions to the sink: a column the pipeline does not
+-- write, a trigger that fills it and refuses key 'bad' with an integrity
+-- error, and a constraint.
+ALTER TABLE si.si_out ADD COLUMN note text;
+ALTER TABLE si.si_out ADD CONSTRAINT small CHECK (total < 1000);
+CREATE FUNCTION si.si_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.k = 'bad' THEN
+		RAISE EXCEPTION 'no bad keys' USING ERRCODE = 'check_violation';
+	END IF;
+	NEW.note := coalesce(NEW.note, 'trigger');
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER si_note BEFORE INSERT ON si.si_out FOR EACH ROW EXECUTE FUNCTION si.si_note();
+
+-- Rows the user wrote before the start: one under a window the pipeline
+-- fires ('a' at 00:00, upserted: its note stays), one under none.
+INSERT INTO si.si_out VALUES
+	('a', '2024-01-01 00:00:00+00', '2024-01-01 00:01:00+00', 999, 999, 'user'),
+	('user', '2024-01-01 00:00:00+00', '2024-01-01 00:01:00+00', 7, 7, 'user');
+
+-- The events, also in a table for SQL's answer: 40 keys in the first
+-- minute, 10 in the second, 'a' twice, 'big' over the constraint, 'bad'
+-- refused by the trigger; later minutes fire the earlier ones.
+CREATE TABLE si.si_events AS
+SELECT 'k' || i AS k, i AS v, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second' AS ts
+FROM generate_series(0, 39) i
+UNION ALL
+SELECT 'k' || i, i, timestamptz '2024-01-01 00:01:00+00' + i * interval '1 second'
+FROM generate_series(0, 9) i
+UNION ALL
+VALUES ('a', 1, timestamptz '2024-01-01 00:00:45+00'),
+	   ('a', 2, timestamptz '2024-01-01 00:00:50+00'),
+	   ('big', 5000, timestamptz '2024-01-01 00:00:51+00'),
+	   ('bad', 1, timestamptz '2024-01-01 00:00:52+00'),
+	   ('x', 1, timestamptz '2024-01-01 00:02:30+00');
+RESET ROLE;
+
+SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert',
+	(SELECT array_agg(json_build_object('k', k, 'v', v, 'ts', ts)::text ORDER BY ts, k)
+	 FROM si.si_events), 0);
+SET ROLE regress_si_tenant;
+SELECT streamflink.start('si');
+SELECT wait_until($$SELECT watermark = '2024-01-01 00:02:30+00' FROM streamflink.pipelines WHERE name = 'si'$$);
+
+-- Late events within the allowed lateness: k0's window at 00:00 fires
+-- again (its row replaced), a new key's window at 00:00 fires first late.
+-- Then an hour later, which fires and drops everything.
+INSERT INTO si.si_events VALUES
+	('k0', 100, '2024-01-01 00:00:55+00'),
+	('late', 3, '2024-01-01 00:00:56+00'),
+	('x', 1, '2024-01-01 01:00:00+00');
+RESET ROLE;
+SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert', ARRAY[
+	'{"k": "k0", "v": 100, "ts": "2024-01-01 00:00:55+00"}',
+	'{"k": "late", "v": 3, "ts": "2024-01-01 00:00:56+00"}',
+	'{"k": "x", "v": 1, "ts": "2024-01-01 01:00:00+00"}'], 0);
+SET ROLE regress_si_tenant;
+SELECT wait_until($$SELECT events = 58 AND watermark = '2024-01-01 01:00:00+00'
+                           AND (SELECT count(*) FROM si.si_out WHERE k = 'x') = 1
+                    FROM streamflink.pipelines WHERE name = 'si'$$);
+SELECT status, error, events, late_events FROM streamflink.pipelines WHERE name = 'si';
+
+-- SQL's answer: every window the watermark passed, less the refused rows;
+-- the sink also keeps the user's row under no window.
+CREATE VIEW si.si_expected AS
+SELECT k, date_bin('1 minute', ts, 'epoch') AS window_start,
+       date_bin('1 minute', ts, 'epoch') + interval '1 minute' AS window_end,
+       count(*) AS n, sum(v) AS total
+FROM si.si_events
+GROUP BY 1, 2
+HAVING date_bin('1 minute', ts, 'epoch') + interval '1 minute' <= '2024-01-01 01:00:00+00'
+   AND k NOT IN ('big', 'bad');
+SELECT (SELECT count(*) FROM si.si_expected) AS expected_windows,
+       (SELECT count(*) FROM si.si_out WHERE k <> 'user') AS sink_windows,
+       (SELECT count(*) FROM (SELECT * FROM si.si_expected
+                              EXCEPT SELECT k, window_start, window_end, n, total FROM si.si_out) x) AS missing,
+       (SELECT count(*) FROM (SELECT k, window_start, window_end, n, total FROM si.si_out WHERE k <> 'user'
+                              EXCEPT SELECT * FROM si.si_expected) x) AS wrong;
+SELECT * FROM si.si_out WHERE k IN ('a', 'user', 'k0', 'late') ORDER BY k, window_start;
+SELECT note, count(*) FROM si.si_out GROUP BY note ORDER BY note;
+SELECT convert_from(payload, 'UTF8')::jsonb->>'k' AS k, kind, error
+FROM streamflink.dead_letters WHERE pipeline = 'si' ORDER BY 1;
+
+SELECT streamflink.stop('si');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'si'$$);
+SELECT streamflink.drop_pipeline('si', drop_sink => true);
+SELECT streamflink.drop_source('si_src');
+DROP VIEW si.si_expected;
+DROP TABLE si.si_events;
+DROP FUNCTION si.si_note();
+RESET ROLE;
+DROP SCHEMA si;
+DROP ROLE regress_si_tenant;
