@@ -71,15 +71,30 @@ SELECT wait_until($$SELECT watermark = '2024-01-01 00:02:30+00' FROM streamflink
 
 -- Late events within the allowed lateness: k0's window at 00:00 fires
 -- again (its row replaced), a new key's window at 00:00 fires first late.
--- Then an hour later, which fires and drops everything.
 INSERT INTO si.si_events VALUES
 	('k0', 100, '2024-01-01 00:00:55+00'),
-	('late', 3, '2024-01-01 00:00:56+00'),
-	('x', 1, '2024-01-01 01:00:00+00');
+	('late', 3, '2024-01-01 00:00:56+00');
 RESET ROLE;
 SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert', ARRAY[
 	'{"k": "k0", "v": 100, "ts": "2024-01-01 00:00:55+00"}',
-	'{"k": "late", "v": 3, "ts": "2024-01-01 00:00:56+00"}',
+	'{"k": "late", "v": 3, "ts": "2024-01-01 00:00:56+00"}'], 0);
+SET ROLE regress_si_tenant;
+SELECT wait_until($$SELECT count(*) = 2 FROM si.si_out WHERE k = 'late' OR (k = 'k0' AND n = 2)$$);
+
+-- A statement-level UPDATE trigger, which the upsert fires even when it
+-- only inserts: the next window's first firing is then upserted, so the
+-- trigger fires.  Then an hour later, which fires and drops everything.
+CREATE TABLE si.si_log (at timestamptz);
+CREATE FUNCTION si.si_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO si.si_log VALUES (now());
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER si_log AFTER UPDATE ON si.si_out FOR EACH STATEMENT EXECUTE FUNCTION si.si_log();
+INSERT INTO si.si_events VALUES ('x', 1, '2024-01-01 01:00:00+00');
+RESET ROLE;
+SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert', ARRAY[
 	'{"k": "x", "v": 1, "ts": "2024-01-01 01:00:00+00"}'], 0);
 SET ROLE regress_si_tenant;
 SELECT wait_until($$SELECT events = 58 AND watermark = '2024-01-01 01:00:00+00'
@@ -105,6 +120,7 @@ SELECT (SELECT count(*) FROM si.si_expected) AS expected_windows,
                               EXCEPT SELECT * FROM si.si_expected) x) AS wrong;
 SELECT * FROM si.si_out WHERE k IN ('a', 'user', 'k0', 'late') ORDER BY k, window_start;
 SELECT note, count(*) FROM si.si_out GROUP BY note ORDER BY note;
+SELECT count(*) > 0 AS update_statement_trigger_fired FROM si.si_log;
 SELECT convert_from(payload, 'UTF8')::jsonb->>'k' AS k, kind, error
 FROM streamflink.dead_letters WHERE pipeline = 'si' ORDER BY 1;
 
@@ -115,6 +131,8 @@ SELECT streamflink.drop_source('si_src');
 DROP VIEW si.si_expected;
 DROP TABLE si.si_events;
 DROP FUNCTION si.si_note();
+DROP TABLE si.si_log;
+DROP FUNCTION si.si_log();
 RESET ROLE;
 DROP SCHEMA si;
 DROP ROLE regress_si_tenant;

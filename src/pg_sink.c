@@ -28,24 +28,27 @@
  * Inserts.  An operator writes SINK_INSERT for a row it has never written
  * (a window firing for the first time): most rows of a windowed pipeline.
  * A batch of only such rows is written with a plain INSERT from the
- * arrays, without DISTINCT ON and ON CONFLICT, whose check of the unique
- * index before each row costs about as much as the insert itself.  The
- * result is the upsert's: the rows' keys are distinct (the operator's
- * promise; a NULL key, which a NULLS DISTINCT index would not catch, sends
- * the batch to the upsert), so DISTINCT ON has nothing to drop; and if a
- * row with one of the keys is there already (the user's, a previous
- * pipeline's, a rewound run's) or the INSERT fails for any row's reason,
- * its subtransaction is rolled back and the batch is written as it is
- * today, upserted, refused rows and all.  What an upsert does beyond an
- * insert even when nothing conflicts is kept by writing the upsert when
- * the table has any of it: row-level security (its UPDATE and SELECT
- * policies), statement-level UPDATE triggers (which ON CONFLICT DO UPDATE
- * fires), a view or foreign table; the upsert's privileges (UPDATE, and
- * SELECT of the key columns) are checked on the upsert's own plan, which
- * also finds a unique index that is gone.  After a fallback, the next
- * batches of the output are upserted directly for a while (doubling up to
- * SINK_INSERT_BACKOFF_MAX batches), so a table already full of the rows
- * costs little more than before.
+ * arrays, without DISTINCT ON and ON CONFLICT (whose check of the unique
+ * index before each row, and the sort, cost about as much as the insert
+ * itself).  The table ends as the upsert would leave it: the rows' keys
+ * are distinct (the operator's promise; a NULL key, which a NULLS
+ * DISTINCT index would not catch, sends the batch to the upsert), so
+ * DISTINCT ON has nothing to drop; and if a row with one of the keys is
+ * there already (the user's, an earlier pipeline's, a rewound run's) or
+ * the INSERT fails for any row's reason, its subtransaction is rolled back
+ * and the batch is written as any other: upserted, refused rows and all.
+ * What an upsert does beyond an insert even when nothing conflicts is kept
+ * by writing the upsert whenever the table has any of it: row-level
+ * security (its UPDATE and SELECT policies), statement-level UPDATE
+ * triggers (which ON CONFLICT DO UPDATE fires), a view, a foreign table or
+ * partition (which refuses ON CONFLICT DO UPDATE); the upsert's privileges
+ * (UPDATE, SELECT of the key columns) are checked on the upsert's own
+ * plan, whose revalidation also raises the upsert's error if its unique
+ * index is gone.  After a fallback the next batches of the output are
+ * upserted directly for a while (doubling up to SINK_INSERT_BACKOFF_MAX
+ * batches), so a table already full of the rows costs little more than
+ * before.  Rows inserted are not in the order DISTINCT ON sorts them to,
+ * which no query sees without ORDER BY.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,18 +58,19 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_attribute.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
-#include "utils/rls.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -427,6 +431,7 @@ static bool
 insert_is_upsert(RowBatch *b)
 {
 	Relation	rel;
+	char		relkind;
 	bool		ok;
 	RunAs		as;
 	CachedPlan *cplan;
@@ -442,12 +447,22 @@ insert_is_upsert(RowBatch *b)
 	rel = try_table_open(b->relid, RowExclusiveLock);
 	if (rel == NULL)
 		return false;
-	ok = (rel->rd_rel->relkind == RELKIND_RELATION ||
-		  rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) &&
+	relkind = rel->rd_rel->relkind;
+	ok = (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE) &&
 		!(rel->trigdesc &&
 		  (rel->trigdesc->trig_update_before_statement ||
 		   rel->trigdesc->trig_update_after_statement));
 	table_close(rel, NoLock);
+	if (ok && relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		List	   *parts = find_all_inheritors(b->relid, NoLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, parts)
+			if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_FOREIGN_TABLE)
+				ok = false;
+		list_free(parts);
+	}
 	if (!ok)
 		return false;
 

@@ -11,7 +11,9 @@
  * checkpoint participant that prepares and commits.
  *
  * Each output writes the table SinkRowDesc.relid names: SINK_INSERT is an
- * INSERT, SINK_UPSERT an INSERT ... ON CONFLICT (key columns) DO UPDATE,
+ * INSERT (on an output with key columns, one that falls back to the upsert
+ * if a row with its keys is there: see pg_sink.c), SINK_UPSERT an
+ * INSERT ... ON CONFLICT (key columns) DO UPDATE,
  * SINK_RETRACT a DELETE by the key columns (IS NOT DISTINCT FROM, so NULL
  * keys match as the table's NULLS NOT DISTINCT unique index has them).
  * Statements run as the pipeline's owner (run_as.h).  A row the table

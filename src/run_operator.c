@@ -23,8 +23,9 @@
  *
  * One row per thing the operator and the harness did, in order (ord):
  *	- output 'result' or 'timed_out': a row the operator wrote to that output
- *	  of its sink, op 'insert', 'upsert' (a window, fired or fired again by a
- *	  late event within the allowed lateness) or 'retract' (a session merged
+ *	  of its sink, op 'insert' (a match; a window's first firing), 'upsert' (a
+ *	  window fired again by a late event within the allowed lateness, or a
+ *	  session whose row is in the sink) or 'retract' (a session merged
  *	  into another), data the row as jsonb with the sink table's column
  *	  names, key its key columns (for upserts and retractions: the columns
  *	  that identify a row of the sink; a retraction's data is its key);

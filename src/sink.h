@@ -5,7 +5,11 @@
  *
  * An operator opens its outputs once (open_output, in its create function)
  * and then only writes rows: SINK_INSERT appends, SINK_UPSERT inserts or
- * replaces the row with the same key columns, SINK_RETRACT removes it.  A
+ * replaces the row with the same key columns, SINK_RETRACT removes it.  On
+ * an output with key columns, SINK_INSERT says the operator never wrote a
+ * row with these keys (a window's first firing): a sink may write it more
+ * cheaply, but must still replace a row with the keys that is there
+ * (someone else's), as SINK_UPSERT would.  A
  * sink is a participant of the pipeline's checkpoints (checkpoint.h):
  * begin_epoch opens an epoch, prepare (phase 1) makes the epoch's rows
  * durable but not yet visible, commit makes them visible once the
@@ -32,7 +36,9 @@ typedef struct SinkOutput SinkOutput;	/* one destination of an operator's
 
 typedef enum SinkOp
 {
-	SINK_INSERT,				/* append a row */
+	SINK_INSERT,				/* append a row; with keys: one the
+								 * operator never wrote (an upsert to the
+								 * sink) */
 	SINK_UPSERT,				/* insert, or replace the row with the same
 								 * key columns */
 	SINK_RETRACT				/* remove the row with these key columns
