@@ -402,15 +402,42 @@ agg_can_combine(AggSpec *spec)
 	return true;
 }
 
+/*
+ * One chunk: the struct and its three arrays (a window's states are a
+ * large share of what a cache of many windows holds, and a chunk costs its
+ * header and its rounding up to a power of two).
+ */
 static AggStates *
 states_alloc(AggSpec *spec)
 {
-	AggStates  *st = MemoryContextAlloc(spec->state_cxt, sizeof(AggStates));
+	Size		head = MAXALIGN(sizeof(AggStates));
+	char	   *p = MemoryContextAllocZero(spec->state_cxt,
+										   head + (sizeof(Datum) + 2 * sizeof(bool)) * spec->naggs);
+	AggStates  *st = (AggStates *) p;
 
-	st->values = MemoryContextAllocZero(spec->state_cxt, sizeof(Datum) * spec->naggs);
-	st->isnull = MemoryContextAllocZero(spec->state_cxt, sizeof(bool) * spec->naggs);
-	st->no_value = MemoryContextAllocZero(spec->state_cxt, sizeof(bool) * spec->naggs);
+	st->values = (Datum *) (p + head);
+	st->isnull = (bool *) (p + head + sizeof(Datum) * spec->naggs);
+	st->no_value = st->isnull + spec->naggs;
 	return st;
+}
+
+void
+agg_states_free(AggSpec *spec, AggStates *st)
+{
+	for (int i = 0; i < spec->naggs; i++)
+	{
+		AggDef	   *def = &spec->aggs[i];
+		Datum		v = st->values[i];
+
+		/* internal states are by value here: not known how to free them */
+		if (st->isnull[i] || def->transtypeByVal)
+			continue;
+		if (DatumIsReadWriteExpandedObject(v, false, def->transtypeLen))
+			DeleteExpandedObject(v);
+		else
+			pfree(DatumGetPointer(v));
+	}
+	pfree(st);
 }
 
 AggStates *

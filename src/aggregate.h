@@ -58,6 +58,12 @@ extern Oid	agg_result_type(AggSpec *spec, int i);
 extern AggStates *agg_states_new(AggSpec *spec);
 
 /*
+ * Free states and the values they own (not what an aggregate's internal
+ * state holds: that stays in the state context until its reset).
+ */
+extern void agg_states_free(AggSpec *spec, AggStates *st);
+
+/*
  * Add one event to the states.  The event row is in 'slot' (a slot of the
  * source row type); argument expressions are evaluated on it.
  */

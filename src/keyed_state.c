@@ -10,7 +10,6 @@
 #include "access/tupdesc.h"
 #include "common/hashfn.h"
 #include "utils/datum.h"
-#include "utils/hsearch.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/typcache.h"
@@ -52,24 +51,74 @@ kstate_cache_budget(void)
 	return Min((int64) state_cache_memory_kb * 1024, state_memory_share());
 }
 
-/* Hash keys are variable-length byte strings, held by pointer. */
-typedef struct CacheKey
-{
-	const char *data;
-	size_t		len;
-} CacheKey;
-
+/*
+ * A cached key: one chunk holding the entry and its key bytes.  Entries are
+ * allocated one by one (the hash table holds pointers to them), so they stay
+ * where they are while the table grows or moves its slots: the visit list
+ * and 'last' point to them.  An entry is freed when a write-back drops it,
+ * or by an eviction (with everything else).
+ */
 typedef struct CacheEntry CacheEntry;
 
 struct CacheEntry
 {
-	CacheKey	key;			/* data copied into the cache context */
+	const char *key;			/* = data; also set in a lookup's probe */
+	uint32		klen;
+	uint32		hash;			/* of the key bytes */
 	void	   *obj;			/* NULL: none (deleted, or not in the store) */
 	CacheEntry *next_visit;		/* next entry of the visit list */
 	bool		dirty;			/* differs from the store */
 	bool		stored;			/* the store may hold a value under key */
 	bool		listed;			/* on the visit list */
+	char		data[FLEXIBLE_ARRAY_MEMBER];
 };
+
+/*
+ * The hash table: Postgres' simplehash (open addressing), a slot holding
+ * the entry's pointer and hash, so a probe compares keys only when hashes
+ * match and growing never touches the entries.
+ */
+typedef struct CacheSlot
+{
+	CacheEntry *entry;
+	uint32		hash;
+	char		status;
+} CacheSlot;
+
+#define SH_PREFIX kcache
+#define SH_ELEMENT_TYPE CacheSlot
+#define SH_KEY_TYPE CacheEntry *
+#define SH_KEY entry
+#define SH_HASH_KEY(tb, key) ((key)->hash)
+#define SH_EQUAL(tb, a, b) \
+	((a)->klen == (b)->klen && memcmp((a)->key, (b)->key, (a)->klen) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) ((a)->hash)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/* Key order, as RocksDB's bytewise comparator: the write-back's order. */
+static inline int
+entry_cmp(const CacheEntry *a, const CacheEntry *b)
+{
+	int			c = memcmp(a->key, b->key, Min(a->klen, b->klen));
+
+	if (c != 0)
+		return c;
+	return (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+typedef CacheEntry *CacheEntryRef;
+
+#define ST_SORT sort_entries
+#define ST_ELEMENT_TYPE CacheEntryRef
+#define ST_COMPARE(a, b) entry_cmp(*(a), *(b))
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 struct KeyedState
 {
@@ -77,7 +126,7 @@ struct KeyedState
 	const KeyedStateOps *ops;
 	void	   *arg;
 	int64		max_bytes;
-	MemoryContext cxt;			/* entries, keys and objects */
+	MemoryContext cxt;			/* entries, keys, hash table and objects */
 
 	/*
 	 * Where objects are serialized: what a serialize allocates besides the
@@ -87,16 +136,23 @@ struct KeyedState
 	 * until its transaction ends.  Reset after every few objects.
 	 */
 	MemoryContext scratch;
-	HTAB	   *cache;
+	kcache_hash *cache;
 
 	/*
 	 * The entries a write-back must visit: the changed ones and those
 	 * holding no object (dropped by it), so that a checkpoint costs what
 	 * changed since the last one, not a walk over the whole cache.
-	 * Dynahash entries stay where they are until removed, which only the
-	 * write-back (of listed entries) and an eviction (of all) do.
 	 */
 	CacheEntry *visit;
+
+	/*
+	 * A write-back's changed entries, sorted by key before they go into the
+	 * batch: RocksDB's memtable (a skip list) inserts a batch's keys in
+	 * ascending order much faster than in any other.  In the context the
+	 * cache was created in (it survives evictions).
+	 */
+	CacheEntry **sorted;
+	int			sorted_cap;
 
 	/*
 	 * The entry of the last get, put or delete: an operator reads a key's
@@ -106,41 +162,15 @@ struct KeyedState
 	CacheEntry *last;
 	int			calls;			/* of kstate_full since the last measure */
 	bool		full;			/* as last measured */
+	int64		evictions;		/* since the cache's creation */
 	StringInfoData buf;
 	StateBatch *batch;
 };
 
-static uint32
-cache_key_hash(const void *key, Size keysize)
-{
-	const CacheKey *k = (const CacheKey *) key;
-
-	return hash_bytes((const unsigned char *) k->data, (int) k->len);
-}
-
-static int
-cache_key_match(const void *key1, const void *key2, Size keysize)
-{
-	const CacheKey *a = (const CacheKey *) key1;
-	const CacheKey *b = (const CacheKey *) key2;
-
-	if (a->len != b->len)
-		return 1;
-	return memcmp(a->data, b->data, a->len);
-}
-
 static void
 cache_create(KeyedState *ks)
 {
-	HASHCTL		ctl;
-
-	ctl.keysize = sizeof(CacheKey);
-	ctl.entrysize = sizeof(CacheEntry);
-	ctl.hash = cache_key_hash;
-	ctl.match = cache_key_match;
-	ctl.hcxt = ks->cxt;
-	ks->cache = hash_create("streamflink keyed state", 1024, &ctl,
-							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	ks->cache = kcache_create(ks->cxt, 1024, NULL);
 	ks->visit = NULL;
 	ks->last = NULL;
 }
@@ -158,6 +188,8 @@ kstate_create(StateStore *store, const KeyedStateOps *ops, void *arg, int64 max_
 									ALLOCSET_DEFAULT_SIZES);
 	ks->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state serialize",
 										ALLOCSET_DEFAULT_SIZES);
+	ks->sorted_cap = 1024;
+	ks->sorted = palloc(sizeof(CacheEntry *) * ks->sorted_cap);
 	initStringInfo(&ks->buf);
 	ks->batch = state_batch_create();
 	cache_create(ks);
@@ -184,30 +216,48 @@ visit_later(KeyedState *ks, CacheEntry *e)
 static CacheEntry *
 cache_enter(KeyedState *ks, const char *key, size_t klen, bool *found)
 {
-	CacheKey	k = {key, klen};
+	CacheEntry	probe;
 	CacheEntry *e = ks->last;
+	CacheSlot  *slot;
 
-	if (e != NULL && e->key.len == klen && memcmp(e->key.data, key, klen) == 0)
+	if (e != NULL && e->klen == klen && memcmp(e->key, key, klen) == 0)
 	{
 		*found = true;
 		return e;
 	}
-	e = hash_search(ks->cache, &k, HASH_ENTER, found);
-	if (!*found)
+	probe.key = key;
+	probe.klen = (uint32) klen;
+	probe.hash = hash_bytes((const unsigned char *) key, (int) klen);
+	slot = kcache_insert(ks->cache, &probe, found);
+	if (*found)
+		e = slot->entry;
+	else
 	{
-		char	   *copy = MemoryContextAlloc(ks->cxt, klen);
-
-		memcpy(copy, key, klen);
-		e->key.data = copy;
-		e->key.len = klen;
+		e = MemoryContextAlloc(ks->cxt, offsetof(CacheEntry, data) + klen);
+		memcpy(e->data, key, klen);
+		e->key = e->data;
+		e->klen = (uint32) klen;
+		e->hash = probe.hash;
 		e->obj = NULL;
+		e->next_visit = NULL;
 		e->dirty = false;
 		e->stored = true;		/* unknown: maybe */
 		e->listed = false;
-		e->next_visit = NULL;
+		slot->entry = e;		/* was the probe */
 	}
 	ks->last = e;
 	return e;
+}
+
+/* Drop an entry that holds no object (and is off the visit list). */
+static void
+cache_drop(KeyedState *ks, CacheEntry *e)
+{
+	Assert(e->obj == NULL && !e->listed);
+	if (ks->last == e)
+		ks->last = NULL;
+	kcache_delete(ks->cache, e);
+	pfree(e);
 }
 
 void *
@@ -240,6 +290,9 @@ kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj)
 	bool		found;
 	CacheEntry *e = cache_enter(ks, key, klen, &found);
 
+	/* The object replaced (or deleted) is no one's any more. */
+	if (e->obj != NULL && e->obj != obj && ks->ops->free != NULL)
+		ks->ops->free(ks->arg, e->obj);
 	e->obj = obj;
 	e->dirty = true;
 	visit_later(ks, e);
@@ -263,69 +316,79 @@ kstate_full(KeyedState *ks)
 }
 
 /*
- * Write every changed object back to the store in one batch; they stay
- * cached, clean.  Entries that hold no object are dropped (a deleted
- * window is not looked up again).
+ * Write every changed object back to the store in one batch, in key order;
+ * they stay cached, clean.  Entries that hold no object are dropped (a
+ * deleted window is not looked up again).
  */
 static void
 write_back(KeyedState *ks)
 {
 	CacheEntry *e;
 	CacheEntry *next;
-	bool		any = false;
+	int			n = 0;
 	int			serialized = 0;
 
+	/* What must be written; entries with nothing to write and no object go. */
 	for (e = ks->visit; e != NULL; e = next)
 	{
 		next = e->next_visit;
 		e->listed = false;
 		e->next_visit = NULL;
-		if (e->dirty)
+		if (e->dirty && (e->obj != NULL || e->stored))
 		{
-			if (e->obj == NULL)
+			if (n == ks->sorted_cap)
 			{
-				/* never written, or deleted already: nothing to delete */
-				if (e->stored)
-				{
-					state_batch_delete(ks->batch, e->key.data, e->key.len);
-					any = true;
-				}
+				ks->sorted_cap *= 2;
+				ks->sorted = repalloc_huge(ks->sorted, sizeof(CacheEntry *) * ks->sorted_cap);
 			}
-			else
-			{
-				MemoryContext old = MemoryContextSwitchTo(ks->scratch);
-
-				resetStringInfo(&ks->buf);
-				ks->ops->serialize(ks->arg, e->obj, &ks->buf);
-				MemoryContextSwitchTo(old);
-				state_batch_put(ks->batch, e->key.data, e->key.len, ks->buf.data, ks->buf.len);
-				if (++serialized % KSTATE_SCRATCH_RESET_EVERY == 0)
-					MemoryContextReset(ks->scratch);
-				any = true;
-			}
-			e->dirty = false;
-			e->stored = e->obj != NULL;
+			ks->sorted[n++] = e;
+			continue;
 		}
+		/* never written, or deleted already: nothing to delete */
+		e->dirty = false;
 		if (e->obj == NULL)
 		{
-			char	   *data = (char *) e->key.data;
-
-			if (ks->last == e)
-				ks->last = NULL;
-			hash_search(ks->cache, &e->key, HASH_REMOVE, NULL);
-			pfree(data);
+			e->stored = false;
+			cache_drop(ks, e);
 		}
 	}
 	ks->visit = NULL;
+	if (n == 0)
+		return;
+
+	sort_entries(ks->sorted, n);
+	for (int i = 0; i < n; i++)
+	{
+		e = ks->sorted[i];
+		if (e->obj == NULL)
+			state_batch_delete(ks->batch, e->key, e->klen);
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(ks->scratch);
+
+			resetStringInfo(&ks->buf);
+			ks->ops->serialize(ks->arg, e->obj, &ks->buf);
+			MemoryContextSwitchTo(old);
+			state_batch_put(ks->batch, e->key, e->klen, ks->buf.data, ks->buf.len);
+			if (++serialized % KSTATE_SCRATCH_RESET_EVERY == 0)
+				MemoryContextReset(ks->scratch);
+		}
+		e->dirty = false;
+		e->stored = e->obj != NULL;
+		if (e->obj == NULL)
+			cache_drop(ks, e);	/* the batch holds a copy of the key */
+	}
 	MemoryContextReset(ks->scratch);
-	if (any)
-		state_batch_write(ks->store, ks->batch);
+	state_batch_write(ks->store, ks->batch);
 }
 
 void
 kstate_flush(KeyedState *ks)
 {
 	write_back(ks);
+	elog(DEBUG1, "keyed state cache: %u entries, %zu bytes, %lld evictions",
+		 ks->cache->members, MemoryContextMemAllocated(ks->cxt, true),
+		 (long long) ks->evictions);
 }
 
 /*
@@ -342,10 +405,19 @@ void
 kstate_evict(KeyedState *ks)
 {
 	write_back(ks);
+	elog(DEBUG1, "keyed state cache over %lld bytes: %u entries dropped",
+		 (long long) ks->max_bytes, ks->cache->members);
 	MemoryContextReset(ks->cxt);
 	cache_create(ks);
 	ks->full = false;
 	ks->calls = 0;
+	ks->evictions++;
+}
+
+int64
+kstate_evictions(KeyedState *ks)
+{
+	return ks->evictions;
 }
 
 void
