@@ -20,13 +20,8 @@
 
 typedef struct AggSpec AggSpec;
 
-/* Transition states of all aggregates of one window. */
-typedef struct AggStates
-{
-	Datum	   *values;
-	bool	   *isnull;
-	bool	   *no_value;		/* strict transfn, no initial value, no input yet */
-} AggStates;
+/* Transition states of all aggregates of one window (one chunk). */
+typedef struct AggStates AggStates;
 
 /*
  * Parse, analyse and check an aggregate list against a row type, as the

@@ -52,31 +52,31 @@ kstate_cache_budget(void)
 }
 
 /*
- * A cached key: one chunk holding the entry and its key bytes.  Entries are
+ * A cached key: one chunk holding the entry and its key bytes (a 16-byte
+ * key, as a window's of an int key, makes a 32-byte chunk).  Entries are
  * allocated one by one (the hash table holds pointers to them), so they stay
- * where they are while the table grows or moves its slots: the visit list
+ * where they are while the table grows or moves its slots: the visit array
  * and 'last' point to them.  An entry is freed when a write-back drops it,
  * or by an eviction (with everything else).
  */
-typedef struct CacheEntry CacheEntry;
-
-struct CacheEntry
+typedef struct CacheEntry
 {
-	const char *key;			/* = data; also set in a lookup's probe */
-	uint32		klen;
-	uint32		hash;			/* of the key bytes */
 	void	   *obj;			/* NULL: none (deleted, or not in the store) */
-	CacheEntry *next_visit;		/* next entry of the visit list */
-	bool		dirty;			/* differs from the store */
-	bool		stored;			/* the store may hold a value under key */
-	bool		listed;			/* on the visit list */
-	char		data[FLEXIBLE_ARRAY_MEMBER];
-};
+	uint32		hash;			/* of the key bytes */
+	uint32		klen:29,
+				dirty:1,		/* differs from the store */
+				stored:1,		/* the store may hold a value under key */
+				listed:1;		/* on the visit array */
+	char		data[FLEXIBLE_ARRAY_MEMBER];	/* the key */
+} CacheEntry;
+
+#define KSTATE_MAX_KEY ((1 << 29) - 1)
 
 /*
  * The hash table: Postgres' simplehash (open addressing), a slot holding
  * the entry's pointer and hash, so a probe compares keys only when hashes
- * match and growing never touches the entries.
+ * match and growing never touches the entries.  A lookup's key is an entry
+ * too (the cache's probe).
  */
 typedef struct CacheSlot
 {
@@ -91,7 +91,7 @@ typedef struct CacheSlot
 #define SH_KEY entry
 #define SH_HASH_KEY(tb, key) ((key)->hash)
 #define SH_EQUAL(tb, a, b) \
-	((a)->klen == (b)->klen && memcmp((a)->key, (b)->key, (a)->klen) == 0)
+	((a)->klen == (b)->klen && memcmp((a)->data, (b)->data, (a)->klen) == 0)
 #define SH_STORE_HASH
 #define SH_GET_HASH(tb, a) ((a)->hash)
 #define SH_SCOPE static inline
@@ -103,7 +103,7 @@ typedef struct CacheSlot
 static inline int
 entry_cmp(const CacheEntry *a, const CacheEntry *b)
 {
-	int			c = memcmp(a->key, b->key, Min(a->klen, b->klen));
+	int			c = memcmp(a->data, b->data, Min(a->klen, b->klen));
 
 	if (c != 0)
 		return c;
@@ -141,18 +141,19 @@ struct KeyedState
 	/*
 	 * The entries a write-back must visit: the changed ones and those
 	 * holding no object (dropped by it), so that a checkpoint costs what
-	 * changed since the last one, not a walk over the whole cache.
-	 */
-	CacheEntry *visit;
-
-	/*
-	 * A write-back's changed entries, sorted by key before they go into the
+	 * changed since the last one, not a walk over the whole cache.  The
+	 * write-back sorts the changed ones here by key before they go into its
 	 * batch: RocksDB's memtable (a skip list) inserts a batch's keys in
-	 * ascending order much faster than in any other.  In the context the
-	 * cache was created in (it survives evictions).
+	 * ascending order much faster than in any other.  In the cache's
+	 * context (counted in its memory; made again after an eviction).
 	 */
-	CacheEntry **sorted;
-	int			sorted_cap;
+	CacheEntry **visit;
+	int			nvisit;
+	int			visit_cap;
+
+	/* A lookup's key, as an entry (of probe_cap key bytes). */
+	CacheEntry *probe;
+	size_t		probe_cap;
 
 	/*
 	 * The entry of the last get, put or delete: an operator reads a key's
@@ -171,7 +172,9 @@ static void
 cache_create(KeyedState *ks)
 {
 	ks->cache = kcache_create(ks->cxt, 1024, NULL);
-	ks->visit = NULL;
+	ks->visit_cap = 1024;
+	ks->visit = MemoryContextAlloc(ks->cxt, sizeof(CacheEntry *) * ks->visit_cap);
+	ks->nvisit = 0;
 	ks->last = NULL;
 }
 
@@ -188,8 +191,8 @@ kstate_create(StateStore *store, const KeyedStateOps *ops, void *arg, int64 max_
 									ALLOCSET_DEFAULT_SIZES);
 	ks->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink keyed state serialize",
 										ALLOCSET_DEFAULT_SIZES);
-	ks->sorted_cap = 1024;
-	ks->sorted = palloc(sizeof(CacheEntry *) * ks->sorted_cap);
+	ks->probe_cap = 64;
+	ks->probe = palloc(offsetof(CacheEntry, data) + ks->probe_cap);
 	initStringInfo(&ks->buf);
 	ks->batch = state_batch_create();
 	cache_create(ks);
@@ -207,39 +210,48 @@ visit_later(KeyedState *ks, CacheEntry *e)
 {
 	if (!e->listed)
 	{
+		if (ks->nvisit == ks->visit_cap)
+		{
+			ks->visit_cap *= 2;
+			ks->visit = repalloc_huge(ks->visit, sizeof(CacheEntry *) * ks->visit_cap);
+		}
 		e->listed = true;
-		e->next_visit = ks->visit;
-		ks->visit = e;
+		ks->visit[ks->nvisit++] = e;
 	}
 }
 
 static CacheEntry *
 cache_enter(KeyedState *ks, const char *key, size_t klen, bool *found)
 {
-	CacheEntry	probe;
+	CacheEntry *probe = ks->probe;
 	CacheEntry *e = ks->last;
 	CacheSlot  *slot;
 
-	if (e != NULL && e->klen == klen && memcmp(e->key, key, klen) == 0)
+	if (e != NULL && e->klen == klen && memcmp(e->data, key, klen) == 0)
 	{
 		*found = true;
 		return e;
 	}
-	probe.key = key;
-	probe.klen = (uint32) klen;
-	probe.hash = hash_bytes((const unsigned char *) key, (int) klen);
-	slot = kcache_insert(ks->cache, &probe, found);
+	if (klen > ks->probe_cap)
+	{
+		if (klen > KSTATE_MAX_KEY)
+			elog(ERROR, "state key of %zu bytes is too long", klen);
+		ks->probe_cap = Max(klen, ks->probe_cap * 2);
+		probe = ks->probe = repalloc(probe, offsetof(CacheEntry, data) + ks->probe_cap);
+	}
+	memcpy(probe->data, key, klen);
+	probe->klen = (uint32) klen;
+	probe->hash = hash_bytes((const unsigned char *) key, (int) klen);
+	slot = kcache_insert(ks->cache, probe, found);
 	if (*found)
 		e = slot->entry;
 	else
 	{
 		e = MemoryContextAlloc(ks->cxt, offsetof(CacheEntry, data) + klen);
 		memcpy(e->data, key, klen);
-		e->key = e->data;
 		e->klen = (uint32) klen;
-		e->hash = probe.hash;
+		e->hash = probe->hash;
 		e->obj = NULL;
-		e->next_visit = NULL;
 		e->dirty = false;
 		e->stored = true;		/* unknown: maybe */
 		e->listed = false;
@@ -324,24 +336,17 @@ static void
 write_back(KeyedState *ks)
 {
 	CacheEntry *e;
-	CacheEntry *next;
 	int			n = 0;
 	int			serialized = 0;
 
-	/* What must be written; entries with nothing to write and no object go. */
-	for (e = ks->visit; e != NULL; e = next)
+	/* What must be written stays; entries with nothing to write and no object go. */
+	for (int i = 0; i < ks->nvisit; i++)
 	{
-		next = e->next_visit;
+		e = ks->visit[i];
 		e->listed = false;
-		e->next_visit = NULL;
 		if (e->dirty && (e->obj != NULL || e->stored))
 		{
-			if (n == ks->sorted_cap)
-			{
-				ks->sorted_cap *= 2;
-				ks->sorted = repalloc_huge(ks->sorted, sizeof(CacheEntry *) * ks->sorted_cap);
-			}
-			ks->sorted[n++] = e;
+			ks->visit[n++] = e;
 			continue;
 		}
 		/* never written, or deleted already: nothing to delete */
@@ -352,16 +357,16 @@ write_back(KeyedState *ks)
 			cache_drop(ks, e);
 		}
 	}
-	ks->visit = NULL;
+	ks->nvisit = 0;
 	if (n == 0)
 		return;
 
-	sort_entries(ks->sorted, n);
+	sort_entries(ks->visit, n);
 	for (int i = 0; i < n; i++)
 	{
-		e = ks->sorted[i];
+		e = ks->visit[i];
 		if (e->obj == NULL)
-			state_batch_delete(ks->batch, e->key, e->klen);
+			state_batch_delete(ks->batch, e->data, e->klen);
 		else
 		{
 			MemoryContext old = MemoryContextSwitchTo(ks->scratch);
@@ -369,7 +374,7 @@ write_back(KeyedState *ks)
 			resetStringInfo(&ks->buf);
 			ks->ops->serialize(ks->arg, e->obj, &ks->buf);
 			MemoryContextSwitchTo(old);
-			state_batch_put(ks->batch, e->key, e->klen, ks->buf.data, ks->buf.len);
+			state_batch_put(ks->batch, e->data, e->klen, ks->buf.data, ks->buf.len);
 			if (++serialized % KSTATE_SCRATCH_RESET_EVERY == 0)
 				MemoryContextReset(ks->scratch);
 		}
