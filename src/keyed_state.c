@@ -397,7 +397,7 @@ kstate_flush(KeyedState *ks)
 }
 
 /*
- * Write back, then drop every object: they cannot be freed one by one (an
+ * Write back, then drop every object: not all can be freed one by one (an
  * object is whatever its deserialize and the aggregates allocated in the
  * cache's context), so the context is reset, which returns the cache to
  * nothing at once and keeps the context's identity (aggregates allocate
