@@ -9,6 +9,7 @@
 
 #include "access/tupdesc.h"
 #include "common/hashfn.h"
+#include "port/pg_bswap.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -99,22 +100,45 @@ typedef struct CacheSlot
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/*
+ * An entry of the visit array: at a write-back, with the first 8 bytes of
+ * its key as a big-endian integer, so that sorting compares integers and
+ * reads an entry only when two keys begin alike.
+ */
+typedef struct VisitRef
+{
+	uint64		prefix;
+	CacheEntry *entry;
+} VisitRef;
+
+static inline uint64
+key_prefix(const CacheEntry *e)
+{
+	uint64		v = 0;
+
+	memcpy(&v, e->data, Min(e->klen, 8));
+	return pg_ntoh64(v);
+}
+
 /* Key order, as RocksDB's bytewise comparator: the write-back's order. */
 static inline int
-entry_cmp(const CacheEntry *a, const CacheEntry *b)
+visit_cmp(const VisitRef *x, const VisitRef *y)
 {
-	int			c = memcmp(a->data, b->data, Min(a->klen, b->klen));
+	const CacheEntry *a = x->entry;
+	const CacheEntry *b = y->entry;
+	int			c;
 
+	if (x->prefix != y->prefix)
+		return x->prefix < y->prefix ? -1 : 1;
+	c = memcmp(a->data, b->data, Min(a->klen, b->klen));
 	if (c != 0)
 		return c;
 	return (a->klen > b->klen) - (a->klen < b->klen);
 }
 
-typedef CacheEntry *CacheEntryRef;
-
-#define ST_SORT sort_entries
-#define ST_ELEMENT_TYPE CacheEntryRef
-#define ST_COMPARE(a, b) entry_cmp(*(a), *(b))
+#define ST_SORT sort_visits
+#define ST_ELEMENT_TYPE VisitRef
+#define ST_COMPARE(a, b) visit_cmp(a, b)
 #define ST_SCOPE static
 #define ST_DECLARE
 #define ST_DEFINE
@@ -147,7 +171,7 @@ struct KeyedState
 	 * ascending order much faster than in any other.  In the cache's
 	 * context (counted in its memory; made again after an eviction).
 	 */
-	CacheEntry **visit;
+	VisitRef   *visit;
 	int			nvisit;
 	int			visit_cap;
 
@@ -173,7 +197,7 @@ cache_create(KeyedState *ks)
 {
 	ks->cache = kcache_create(ks->cxt, 1024, NULL);
 	ks->visit_cap = 1024;
-	ks->visit = MemoryContextAlloc(ks->cxt, sizeof(CacheEntry *) * ks->visit_cap);
+	ks->visit = MemoryContextAlloc(ks->cxt, sizeof(VisitRef) * ks->visit_cap);
 	ks->nvisit = 0;
 	ks->last = NULL;
 }
@@ -213,10 +237,10 @@ visit_later(KeyedState *ks, CacheEntry *e)
 		if (ks->nvisit == ks->visit_cap)
 		{
 			ks->visit_cap *= 2;
-			ks->visit = repalloc_huge(ks->visit, sizeof(CacheEntry *) * ks->visit_cap);
+			ks->visit = repalloc_huge(ks->visit, sizeof(VisitRef) * ks->visit_cap);
 		}
 		e->listed = true;
-		ks->visit[ks->nvisit++] = e;
+		ks->visit[ks->nvisit++].entry = e;
 	}
 }
 
@@ -342,11 +366,12 @@ write_back(KeyedState *ks)
 	/* What must be written stays; entries with nothing to write and no object go. */
 	for (int i = 0; i < ks->nvisit; i++)
 	{
-		e = ks->visit[i];
+		e = ks->visit[i].entry;
 		e->listed = false;
 		if (e->dirty && (e->obj != NULL || e->stored))
 		{
-			ks->visit[n++] = e;
+			ks->visit[n].prefix = key_prefix(e);
+			ks->visit[n++].entry = e;
 			continue;
 		}
 		/* never written, or deleted already: nothing to delete */
@@ -361,10 +386,10 @@ write_back(KeyedState *ks)
 	if (n == 0)
 		return;
 
-	sort_entries(ks->visit, n);
+	sort_visits(ks->visit, n);
 	for (int i = 0; i < n; i++)
 	{
-		e = ks->visit[i];
+		e = ks->visit[i].entry;
 		if (e->obj == NULL)
 			state_batch_delete(ks->batch, e->data, e->klen);
 		else
