@@ -256,10 +256,10 @@ cache_enter(KeyedState *ks, const char *key, size_t klen, bool *found)
 		*found = true;
 		return e;
 	}
+	if (klen > KSTATE_MAX_KEY)
+		elog(ERROR, "state key of %zu bytes is too long", klen);
 	if (klen > ks->probe_cap)
 	{
-		if (klen > KSTATE_MAX_KEY)
-			elog(ERROR, "state key of %zu bytes is too long", klen);
 		ks->probe_cap = Max(klen, ks->probe_cap * 2);
 		probe = ks->probe = repalloc(probe, offsetof(CacheEntry, data) + ks->probe_cap);
 	}
