@@ -363,7 +363,7 @@ write_back(KeyedState *ks)
 	int			n = 0;
 	int			serialized = 0;
 
-	/* What must be written stays; entries with nothing to write and no object go. */
+	/* What must be written stays; what has nothing to write and no object goes. */
 	for (int i = 0; i < ks->nvisit; i++)
 	{
 		e = ks->visit[i].entry;
