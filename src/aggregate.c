@@ -402,15 +402,41 @@ agg_can_combine(AggSpec *spec)
 	return true;
 }
 
+/*
+ * States are one chunk: the values, then whether each is NULL, then
+ * whether each has no value yet (strict transition function, no initial
+ * value, no input yet).  A window's states are a large share of what a
+ * cache of many windows holds, and every chunk costs its header and its
+ * rounding up to a power of two.
+ */
+#define STATES_VALUES(st) ((Datum *) (st))
+#define STATES_ISNULL(spec, st) ((bool *) (STATES_VALUES(st) + (spec)->naggs))
+#define STATES_NO_VALUE(spec, st) (STATES_ISNULL(spec, st) + (spec)->naggs)
+
 static AggStates *
 states_alloc(AggSpec *spec)
 {
-	AggStates  *st = MemoryContextAlloc(spec->state_cxt, sizeof(AggStates));
+	return MemoryContextAllocZero(spec->state_cxt,
+								  Max((sizeof(Datum) + 2 * sizeof(bool)) * spec->naggs, 1));
+}
 
-	st->values = MemoryContextAllocZero(spec->state_cxt, sizeof(Datum) * spec->naggs);
-	st->isnull = MemoryContextAllocZero(spec->state_cxt, sizeof(bool) * spec->naggs);
-	st->no_value = MemoryContextAllocZero(spec->state_cxt, sizeof(bool) * spec->naggs);
-	return st;
+void
+agg_states_free(AggSpec *spec, AggStates *st)
+{
+	for (int i = 0; i < spec->naggs; i++)
+	{
+		AggDef	   *def = &spec->aggs[i];
+		Datum		v = STATES_VALUES(st)[i];
+
+		/* internal states are by value here: not known how to free them */
+		if (STATES_ISNULL(spec, st)[i] || def->transtypeByVal)
+			continue;
+		if (DatumIsReadWriteExpandedObject(v, false, def->transtypeLen))
+			DeleteExpandedObject(v);
+		else
+			pfree(DatumGetPointer(v));
+	}
+	pfree(st);
 }
 
 AggStates *
@@ -424,14 +450,14 @@ agg_states_new(AggSpec *spec)
 
 		if (def->initValueIsNull)
 		{
-			st->isnull[i] = true;
-			st->no_value[i] = true;
+			STATES_ISNULL(spec, st)[i] = true;
+			STATES_NO_VALUE(spec, st)[i] = true;
 		}
 		else
 		{
 			MemoryContext old = MemoryContextSwitchTo(spec->state_cxt);
 
-			st->values[i] = datumCopy(def->initValue, def->transtypeByVal, def->transtypeLen);
+			STATES_VALUES(st)[i] = datumCopy(def->initValue, def->transtypeByVal, def->transtypeLen);
 			MemoryContextSwitchTo(old);
 		}
 	}
@@ -447,8 +473,8 @@ static void
 keep_new_value(AggSpec *spec, AggDef *def, AggStates *st, int i,
 			   Datum newval, bool newnull)
 {
-	Datum		oldval = st->values[i];
-	bool		oldnull = st->isnull[i];
+	Datum		oldval = STATES_VALUES(st)[i];
+	bool		oldnull = STATES_ISNULL(spec, st)[i];
 
 	if (!def->transtypeByVal && DatumGetPointer(newval) != DatumGetPointer(oldval))
 	{
@@ -471,8 +497,8 @@ keep_new_value(AggSpec *spec, AggDef *def, AggStates *st, int i,
 				pfree(DatumGetPointer(oldval));
 		}
 	}
-	st->values[i] = newval;
-	st->isnull[i] = newnull;
+	STATES_VALUES(st)[i] = newval;
+	STATES_ISNULL(spec, st)[i] = newnull;
 }
 
 void
@@ -512,31 +538,31 @@ agg_advance(AggSpec *spec, AggStates *st, TupleTableSlot *slot)
 				MemoryContextSwitchTo(old);
 				continue;
 			}
-			if (st->no_value[i])
+			if (STATES_NO_VALUE(spec, st)[i])
 			{
 				/* The first input becomes the state, as in nodeAgg.c. */
 				MemoryContextSwitchTo(spec->state_cxt);
-				st->values[i] = datumCopy(fcinfo->args[1].value, def->transtypeByVal,
+				STATES_VALUES(st)[i] = datumCopy(fcinfo->args[1].value, def->transtypeByVal,
 										  def->transtypeLen);
-				st->isnull[i] = false;
-				st->no_value[i] = false;
+				STATES_ISNULL(spec, st)[i] = false;
+				STATES_NO_VALUE(spec, st)[i] = false;
 				MemoryContextSwitchTo(old);
 				continue;
 			}
-			if (st->isnull[i])
+			if (STATES_ISNULL(spec, st)[i])
 			{
 				MemoryContextSwitchTo(old);
 				continue;
 			}
 		}
 
-		fcinfo->args[0].value = st->values[i];
-		fcinfo->args[0].isnull = st->isnull[i];
+		fcinfo->args[0].value = STATES_VALUES(st)[i];
+		fcinfo->args[0].isnull = STATES_ISNULL(spec, st)[i];
 		fcinfo->isnull = false;
 		spec->aggstate->curaggcontext = spec->agg_econtext;
 		newval = FunctionCallInvoke(fcinfo);
 		keep_new_value(spec, def, st, i, newval, fcinfo->isnull);
-		st->no_value[i] = false;
+		STATES_NO_VALUE(spec, st)[i] = false;
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -556,15 +582,15 @@ agg_combine(AggSpec *spec, AggStates *into, AggStates *from)
 
 		if (def->combinefn.fn_strict)
 		{
-			if (from->isnull[i])
+			if (STATES_ISNULL(spec, from)[i])
 				continue;
-			if (into->no_value[i] || into->isnull[i])
+			if (STATES_NO_VALUE(spec, into)[i] || STATES_ISNULL(spec, into)[i])
 			{
 				old = MemoryContextSwitchTo(spec->state_cxt);
-				into->values[i] = datumCopy(from->values[i], def->transtypeByVal,
+				STATES_VALUES(into)[i] = datumCopy(STATES_VALUES(from)[i], def->transtypeByVal,
 											def->transtypeLen);
-				into->isnull[i] = false;
-				into->no_value[i] = false;
+				STATES_ISNULL(spec, into)[i] = false;
+				STATES_NO_VALUE(spec, into)[i] = false;
 				MemoryContextSwitchTo(old);
 				continue;
 			}
@@ -573,15 +599,15 @@ agg_combine(AggSpec *spec, AggStates *into, AggStates *from)
 		InitFunctionCallInfoData(*fcinfo, &def->combinefn, 2,
 								 def->collation,
 								 (Node *) spec->aggstate, NULL);
-		fcinfo->args[0].value = into->values[i];
-		fcinfo->args[0].isnull = into->isnull[i];
-		fcinfo->args[1].value = from->values[i];
-		fcinfo->args[1].isnull = from->isnull[i];
+		fcinfo->args[0].value = STATES_VALUES(into)[i];
+		fcinfo->args[0].isnull = STATES_ISNULL(spec, into)[i];
+		fcinfo->args[1].value = STATES_VALUES(from)[i];
+		fcinfo->args[1].isnull = STATES_ISNULL(spec, from)[i];
 		ResetExprContext(spec->econtext);
 		old = MemoryContextSwitchTo(spec->econtext->ecxt_per_tuple_memory);
 		newval = FunctionCallInvoke(fcinfo);
 		keep_new_value(spec, def, into, i, newval, fcinfo->isnull);
-		into->no_value[i] = false;
+		STATES_NO_VALUE(spec, into)[i] = false;
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -596,12 +622,12 @@ agg_final(AggSpec *spec, AggStates *st, Datum *values, bool *isnull)
 		if (!OidIsValid(def->finalfn.fn_oid))
 		{
 			/* The state is the result; copy it, the state lives on. */
-			isnull[i] = st->isnull[i];
-			values[i] = st->isnull[i] ? (Datum) 0 :
-				datumCopy(st->values[i], def->transtypeByVal, def->transtypeLen);
+			isnull[i] = STATES_ISNULL(spec, st)[i];
+			values[i] = STATES_ISNULL(spec, st)[i] ? (Datum) 0 :
+				datumCopy(STATES_VALUES(st)[i], def->transtypeByVal, def->transtypeLen);
 			continue;
 		}
-		if (def->finalfn.fn_strict && st->isnull[i])
+		if (def->finalfn.fn_strict && STATES_ISNULL(spec, st)[i])
 		{
 			isnull[i] = true;
 			values[i] = (Datum) 0;
@@ -614,8 +640,8 @@ agg_final(AggSpec *spec, AggStates *st, Datum *values, bool *isnull)
 			InitFunctionCallInfoData(*fcinfo, &def->finalfn, def->finalfn_nargs,
 									 def->collation,
 									 (Node *) spec->aggstate, NULL);
-			fcinfo->args[0].value = st->values[i];
-			fcinfo->args[0].isnull = st->isnull[i];
+			fcinfo->args[0].value = STATES_VALUES(st)[i];
+			fcinfo->args[0].isnull = STATES_ISNULL(spec, st)[i];
 			for (int j = 1; j < def->finalfn_nargs; j++)
 			{
 				fcinfo->args[j].value = (Datum) 0;
@@ -641,7 +667,7 @@ agg_serialize(AggSpec *spec, AggStates *st, StringInfo buf)
 	for (int i = 0; i < spec->naggs; i++)
 	{
 		AggDef	   *def = &spec->aggs[i];
-		char		tag = !st->isnull[i] ? 2 : st->no_value[i] ? 0 : 1;
+		char		tag = !STATES_ISNULL(spec, st)[i] ? 2 : STATES_NO_VALUE(spec, st)[i] ? 0 : 1;
 
 		appendBinaryStringInfo(buf, &tag, 1);
 		if (tag != 2)
@@ -655,7 +681,7 @@ agg_serialize(AggSpec *spec, AggStates *st, StringInfo buf)
 
 			InitFunctionCallInfoData(*fcinfo, &def->serialfn, 1, InvalidOid,
 									 (Node *) spec->aggstate, NULL);
-			fcinfo->args[0].value = st->values[i];
+			fcinfo->args[0].value = STATES_VALUES(st)[i];
 			fcinfo->args[0].isnull = false;
 			b = DatumGetByteaPP(FunctionCallInvoke(fcinfo));
 			len = VARSIZE_ANY_EXHDR(b);
@@ -663,10 +689,10 @@ agg_serialize(AggSpec *spec, AggStates *st, StringInfo buf)
 			appendBinaryStringInfo(buf, VARDATA_ANY(b), len);
 		}
 		else if (def->transtypeByVal)
-			appendBinaryStringInfo(buf, (char *) &st->values[i], sizeof(Datum));
+			appendBinaryStringInfo(buf, (char *) &STATES_VALUES(st)[i], sizeof(Datum));
 		else
 		{
-			Datum		v = st->values[i];
+			Datum		v = STATES_VALUES(st)[i];
 			uint32		len;
 
 			if (def->transtypeLen == -1)
@@ -709,14 +735,14 @@ agg_deserialize(AggSpec *spec, const char *data, size_t len, size_t *consumed)
 		if (p >= end)
 			elog(ERROR, "corrupt aggregate state");
 		tag = *p++;
-		st->no_value[i] = (tag == 0);
-		st->isnull[i] = (tag != 2);
+		STATES_NO_VALUE(spec, st)[i] = (tag == 0);
+		STATES_ISNULL(spec, st)[i] = (tag != 2);
 		if (tag != 2)
 			continue;
 
 		if (def->transtypeByVal && def->transtype != INTERNALOID)
 		{
-			memcpy(&st->values[i], p, sizeof(Datum));
+			memcpy(&STATES_VALUES(st)[i], p, sizeof(Datum));
 			p += sizeof(Datum);
 			continue;
 		}
@@ -737,7 +763,7 @@ agg_deserialize(AggSpec *spec, const char *data, size_t len, size_t *consumed)
 			fcinfo->args[0].isnull = false;
 			fcinfo->args[1].value = (Datum) 0;
 			fcinfo->args[1].isnull = false;
-			st->values[i] = FunctionCallInvoke(fcinfo);
+			STATES_VALUES(st)[i] = FunctionCallInvoke(fcinfo);
 			pfree(b);
 		}
 		else
@@ -746,7 +772,7 @@ agg_deserialize(AggSpec *spec, const char *data, size_t len, size_t *consumed)
 			char	   *copy = palloc(vlen);
 
 			memcpy(copy, p, vlen);
-			st->values[i] = PointerGetDatum(copy);
+			STATES_VALUES(st)[i] = PointerGetDatum(copy);
 		}
 		p += vlen;
 	}

@@ -20,13 +20,8 @@
 
 typedef struct AggSpec AggSpec;
 
-/* Transition states of all aggregates of one window. */
-typedef struct AggStates
-{
-	Datum	   *values;
-	bool	   *isnull;
-	bool	   *no_value;		/* strict transfn, no initial value, no input yet */
-} AggStates;
+/* Transition states of all aggregates of one window (one chunk). */
+typedef struct AggStates AggStates;
 
 /*
  * Parse, analyse and check an aggregate list against a row type, as the
@@ -56,6 +51,12 @@ extern Oid	agg_result_type(AggSpec *spec, int i);
 
 /* New states (initial values), in the state context. */
 extern AggStates *agg_states_new(AggSpec *spec);
+
+/*
+ * Free states and the values they own (not what an aggregate's internal
+ * state holds: that stays in the state context until its reset).
+ */
+extern void agg_states_free(AggSpec *spec, AggStates *st);
 
 /*
  * Add one event to the states.  The event row is in 'slot' (a slot of the

@@ -15,8 +15,10 @@
  * it) against the bound given at creation, about every 32 calls; then
  * kstate_evict writes changed objects back and drops every object (one
  * reset of the context).  So a worker's memory stays bounded whatever the
- * number of keys.  A checkpoint's write-back visits the entries changed
- * since the last one only.
+ * number of keys.  Objects replaced or deleted are freed at once if the
+ * operator gives a free function, so the cache holds what is live.  A
+ * checkpoint's write-back visits the entries changed since the last one
+ * only, and adds them to its batch in key order.
  *
  * The cache is the process's: the worker's process ends at any error and
  * recovers from the last checkpoint, so nothing cached outlives the epoch
@@ -24,8 +26,9 @@
  * between checkpoints (evictions) lands in the live database only, never in
  * a snapshot before the checkpoint that covers it.
  *
- * Objects are invalidated (freed) by kstate_evict only, never by
- * kstate_flush.  Single-threaded.
+ * Objects are invalidated (freed) by kstate_evict, and one by one by the
+ * put replacing or the delete removing them (with a free function), never
+ * by kstate_flush.  Single-threaded.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,6 +53,16 @@ typedef struct KeyedStateOps
 	void	   *(*deserialize) (void *arg, const char *data, size_t len);
 	/* Append an object's bytes to buf. */
 	void		(*serialize) (void *arg, void *obj, StringInfo buf);
+
+	/*
+	 * Optional: free what an object holds in the cache's context, when a put
+	 * replaces it by another object or a delete removes it (the caller no
+	 * longer uses it).  Without it (NULL), or for what it cannot free, the
+	 * memory is garbage until the next eviction: an operator whose objects
+	 * come and go (a window per key and minute) then makes the cache fill and
+	 * drop every object much more often.
+	 */
+	void		(*free) (void *arg, void *obj);
 } KeyedStateOps;
 
 /* A cache over store whose memory stays within about max_bytes. */
@@ -83,6 +96,9 @@ extern void kstate_evict(KeyedState *ks);
 
 /* Write changed objects to the store (before a snapshot); they stay cached. */
 extern void kstate_flush(KeyedState *ks);
+
+/* How many times the cache was full and dropped its objects. */
+extern int64 kstate_evictions(KeyedState *ks);
 
 /* Group keys (KeyCodec, kstate_encode_key...): see group_key.h. */
 

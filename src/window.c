@@ -270,9 +270,29 @@ winstate_serialize(void *arg, void *obj, StringInfo buf)
 	}
 }
 
+/*
+ * A fixed window's state, when its firing deletes it: freed at once, so a
+ * cache of many short-lived windows holds the open ones only.  Session sets
+ * share key values between sessions: left to the cache's eviction.
+ */
+static void
+winstate_free(void *arg, void *obj)
+{
+	WindowOperator *op = (WindowOperator *) arg;
+	WinState   *ws = (WinState *) obj;
+
+	if (op->def->window_kind == WINDOW_SESSION)
+		return;
+	if (ws->repr.data)
+		pfree(ws->repr.data);
+	agg_states_free(op->aggs, ws->aggs);
+	pfree(ws);
+}
+
 static const KeyedStateOps winstate_ops = {
 	winstate_deserialize,
-	winstate_serialize
+	winstate_serialize,
+	winstate_free
 };
 
 /* --- operator --------------------------------------------------------- */
