@@ -119,6 +119,20 @@ typedef struct FireTimer
 	uint32		len;
 } FireTimer;
 
+/*
+ * Scratch memory kept from one flush or advance to the next: allocating it
+ * afresh each time cost page faults for every due timer.  Freed when a
+ * flush or advance used less than a quarter of a big one.
+ */
+typedef struct TimerBuf
+{
+	void	   *data;
+	Size		cap;
+	Size		used;			/* the most asked for since the last trim */
+} TimerBuf;
+
+#define TIMER_BUF_KEEP (1024 * 1024)
+
 /* A slot being sorted by state key: the key's first 8 bytes, big-endian. */
 typedef struct SortSlot
 {
@@ -179,7 +193,12 @@ struct TimerService
 	bool		advancing;		/* inside timers_advance */
 	StateBatch *batch;
 
-	MemoryContext due_cxt;		/* the due timers of one advance */
+	MemoryContext cxt;			/* the service's */
+	MemoryContext due_cxt;		/* lists of one flush or advance */
+	TimerBuf	sortbuf;		/* SortSlot: one bucket being sorted */
+	TimerBuf	duebuf;			/* DueTimer: due stored timers */
+	TimerBuf	keybuf;			/* their state keys */
+	TimerBuf	firebuf[3];		/* FireTimer: sorted, merged */
 	StringInfoData key;			/* scratch */
 	StringInfoData upper;		/* scratch */
 };
@@ -287,6 +306,7 @@ timers_create(StateStore *store)
 	ts->floor = PG_INT64_MIN;
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 		ts->next[kg] = PG_INT64_MIN;
+	ts->cxt = CurrentMemoryContext;
 	ts->due_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink due timers",
 										ALLOCSET_DEFAULT_SIZES);
 	ts->pending_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink pending timers",
@@ -303,6 +323,44 @@ TimestampTz
 timers_floor(TimerService *ts)
 {
 	return ts->floor;
+}
+
+/* At least 'bytes' of buf, its contents kept. */
+static void *
+buf_get(TimerService *ts, TimerBuf *buf, Size bytes)
+{
+	bytes = Max(bytes, 64);
+	if (bytes > buf->cap)
+	{
+		Size		cap = Max(bytes, buf->cap * 2);
+
+		if (buf->data == NULL)
+			buf->data = MemoryContextAllocHuge(ts->cxt, cap);
+		else
+			buf->data = repalloc_huge(buf->data, cap);
+		buf->cap = cap;
+	}
+	buf->used = Max(buf->used, bytes);
+	return buf->data;
+}
+
+/* Free the big buffers the last flush or advance used little of. */
+static void
+bufs_trim(TimerService *ts)
+{
+	TimerBuf   *bufs[] = {&ts->sortbuf, &ts->duebuf, &ts->keybuf,
+	&ts->firebuf[0], &ts->firebuf[1], &ts->firebuf[2]};
+
+	for (int i = 0; i < lengthof(bufs); i++)
+	{
+		if (bufs[i]->cap > TIMER_BUF_KEEP && bufs[i]->used < bufs[i]->cap / 4)
+		{
+			pfree(bufs[i]->data);
+			bufs[i]->data = NULL;
+			bufs[i]->cap = 0;
+		}
+		bufs[i]->used = 0;
+	}
 }
 
 /* The bucket of time 'when', or NULL (create: a new one if none). */
@@ -483,10 +541,9 @@ timers_delete(TimerService *ts, TimestampTz when, const char *skey, size_t sklen
  * the order in which timers of one time fire.
  */
 static void
-bucket_sorted(TimerBucket *b, FireTimer *out, int64 *n)
+bucket_sorted(TimerService *ts, TimerBucket *b, FireTimer *out, int64 *n)
 {
-	SortSlot   *ss = palloc_extended(sizeof(SortSlot) * Max(b->nlive, 1),
-									 MCXT_ALLOC_HUGE);
+	SortSlot   *ss = buf_get(ts, &ts->sortbuf, sizeof(SortSlot) * b->nlive);
 	uint32		m = 0;
 
 	for (uint32 i = 0; i < b->n; i++)
@@ -514,7 +571,6 @@ bucket_sorted(TimerBucket *b, FireTimer *out, int64 *n)
 		out[*n].len = s->len;
 		(*n)++;
 	}
-	pfree(ss);
 }
 
 /*
@@ -549,10 +605,10 @@ timers_flush(TimerService *ts)
 			buckets = lappend(buckets, b);
 			total += b->nlive;
 		}
-		byt = palloc_extended(sizeof(FireTimer) * Max(total, 1), MCXT_ALLOC_HUGE);
-		bykg = palloc_extended(sizeof(FireTimer) * Max(total, 1), MCXT_ALLOC_HUGE);
+		byt = buf_get(ts, &ts->firebuf[0], sizeof(FireTimer) * total);
+		bykg = buf_get(ts, &ts->firebuf[1], sizeof(FireTimer) * total);
 		foreach(lc, buckets)
-			bucket_sorted((TimerBucket *) lfirst(lc), byt, &n);
+			bucket_sorted(ts, (TimerBucket *) lfirst(lc), byt, &n);
 		Assert(n == total);
 
 		memset(start, 0, sizeof(start));
@@ -576,6 +632,7 @@ timers_flush(TimerService *ts)
 		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(ts->due_cxt);
+		bufs_trim(ts);
 	}
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
@@ -604,33 +661,36 @@ timers_maybe_flush(TimerService *ts)
 		timers_flush(ts);
 }
 
-/* Append a due stored timer (its state key) to the advance's list. */
-static DueTimer *
-add_due(DueTimer *due, int64 *ndue, int64 *cap, StringInfo keys,
+/*
+ * Append a due stored timer (its state key) to the advance's list (in
+ * ts->duebuf, its key at *keylen in ts->keybuf).
+ */
+static void
+add_due(TimerService *ts, int64 *ndue, Size *keylen,
 		TimestampTz t, const char *key, size_t klen)
 {
-	if (*ndue == *cap)
-	{
-		*cap *= 2;
-		due = repalloc_huge(due, sizeof(DueTimer) * *cap);
-	}
+	DueTimer   *due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * (*ndue + 1));
+	uint32		len = klen - (TIMER_HEADER - 2);
+	char	   *keys = buf_get(ts, &ts->keybuf, *keylen + len);
+
 	due[*ndue].time = t;
-	due[*ndue].off = keys->len;
-	due[*ndue].len = klen - (TIMER_HEADER - 2);
+	due[*ndue].off = *keylen;
+	due[*ndue].len = len;
 	(*ndue)++;
-	appendBinaryStringInfo(keys, key, 2);
-	appendBinaryStringInfo(keys, key + TIMER_HEADER, klen - TIMER_HEADER);
-	return due;
+	memcpy(keys + *keylen, key, 2);
+	memcpy(keys + *keylen + 2, key + TIMER_HEADER, klen - TIMER_HEADER);
+	*keylen += len;
 }
 
 void
 timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg)
 {
 	MemoryContext old;
-	StringInfoData keys;
 	DueTimer   *due;
+	char	   *keys;
+	Size		keylen = 0;
 	int64		ndue = 0;
-	int64		cap = 64;
+	TimestampTz last = PG_INT64_MIN;
 	bool		sorted = true;
 	List	   *buckets = NIL;
 	int64		npending = 0;
@@ -647,8 +707,6 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 
 	MemoryContextReset(ts->due_cxt);
 	old = MemoryContextSwitchTo(ts->due_cxt);
-	initStringInfo(&keys);
-	due = palloc(sizeof(DueTimer) * cap);
 
 	/*
 	 * The due stored timers of each key group that has one, and the time of
@@ -682,9 +740,10 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 				next = t;
 				break;
 			}
-			if (ndue > 0 && t < due[ndue - 1].time)
+			if (t < last)
 				sorted = false;
-			due = add_due(due, &ndue, &cap, &keys, t, key, klen);
+			last = t;
+			add_due(ts, &ndue, &keylen, t, key, klen);
 			any = true;
 		}
 		state_iter_destroy(it);
@@ -698,13 +757,15 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 	 * runs follow in key group order: a stable sort by time makes it the
 	 * firing order.
 	 */
+	due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * ndue);
+	keys = buf_get(ts, &ts->keybuf, keylen);
 	if (!sorted)
 		sort_due_by_time(due, ndue);
-	stored = palloc_extended(sizeof(FireTimer) * Max(ndue, 1), MCXT_ALLOC_HUGE);
+	stored = buf_get(ts, &ts->firebuf[0], sizeof(FireTimer) * ndue);
 	for (int64 i = 0; i < ndue; i++)
 	{
 		stored[i].time = due[i].time;
-		stored[i].key = keys.data + due[i].off;
+		stored[i].key = keys + due[i].off;
 		stored[i].len = due[i].len;
 	}
 
@@ -723,10 +784,10 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 		buckets = lappend(buckets, b);
 		npending += b->nlive;
 	}
-	pending = palloc_extended(sizeof(FireTimer) * Max(npending, 1), MCXT_ALLOC_HUGE);
+	pending = buf_get(ts, &ts->firebuf[1], sizeof(FireTimer) * npending);
 	npending = 0;
 	foreach(lc, buckets)
-		bucket_sorted((TimerBucket *) lfirst(lc), pending, &npending);
+		bucket_sorted(ts, (TimerBucket *) lfirst(lc), pending, &npending);
 
 	/*
 	 * Merge the two, keeping one of a timer both stored and pending
@@ -747,7 +808,7 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 		int64		i = 0,
 					j = 0;
 
-		fires = palloc_extended(sizeof(FireTimer) * (ndue + npending), MCXT_ALLOC_HUGE);
+		fires = buf_get(ts, &ts->firebuf[2], sizeof(FireTimer) * (ndue + npending));
 		while (i < ndue || j < npending)
 		{
 			int			c;
@@ -800,4 +861,5 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 		pfree(b);
 	}
 	MemoryContextReset(ts->due_cxt);
+	bufs_trim(ts);
 }
