@@ -3,22 +3,35 @@
  * timer_service.c
  *	  Event-time timers of an operator, kept in its key groups.
  *
- * A timer lives in one of two places.  Registered, it is pending: in a
- * heap in memory ordered by time (then key), with a hash set over it that
- * makes registering the same timer twice one timer.  timers_flush (the
- * operator's flush before a snapshot, or timers_maybe_flush when the
- * pending timers take more than their share of memory) writes the pending
- * timers to the timers' column family in one batch.  A timer that fires
- * before the next flush, as most window and pattern timers do with
- * checkpoints every few seconds, thus costs RocksDB nothing.
+ * A timer lives in one of two places.  Registered, it is pending: in
+ * memory, in the bucket of its time.  Windows share a handful of end times
+ * (every window of a tumbling minute ends at the same time), so a bucket
+ * holds many timers, and registering one is an append of its state key to
+ * its bucket plus a check that the bucket does not hold it already (a
+ * linear one while the bucket is small, a hash set over its keys beyond):
+ * registering the same timer twice is one timer.  The buckets are in a
+ * heap by time, and a hash table finds the bucket of a time.
  *
- * Firing (timers_advance) pops the due pending timers off the heap and
- * range-scans each key group with stored timers due, from the floor to the
- * watermark ([kg]'T'[floor] .. [kg]'T'[upto]), in one pass; nothing is
- * looked up per window.  Fired stored timers are not deleted one by one:
- * every fired time lies below the floor, so the next flush deletes each
- * key group's [kg]'T'[-inf] .. [kg]'T'[floor) with one range tombstone.
- * Scans start at the floor and never meet them meanwhile.
+ * timers_flush (the operator's flush before a snapshot, or
+ * timers_maybe_flush when the pending timers take more than their share of
+ * memory) writes the pending timers to the timers' column family in one
+ * batch, in ascending key order: RocksDB's memtable (a skip list) inserts
+ * ascending keys cheaply and unsorted ones dearly.  A timer that fires
+ * before the next flush, as most window and pattern timers do with
+ * checkpoints every few seconds, costs RocksDB nothing.
+ *
+ * Firing (timers_advance) takes the due buckets off the heap, in time
+ * order, sorting each by state key, and range-scans each key group with
+ * stored timers due, from the floor to the watermark ([kg]'T'[floor] ..
+ * [kg]'T'[upto]), in one pass; nothing is looked up per window.  Each key
+ * group's scan is in time order, then state key order; the scans are
+ * concatenated in key group order, so a stable sort by time alone puts
+ * them in global order, and one merge with the due pending timers (which
+ * drops a timer both stored and pending) gives the firing order.  Fired
+ * stored timers are not deleted one by one: every fired time lies below
+ * the floor, so the next flush deletes each key group's [kg]'T'[-inf] ..
+ * [kg]'T'[floor) with one range tombstone.  Scans start at the floor and
+ * never meet them meanwhile.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,7 +39,7 @@
 
 #include "common/hashfn.h"
 #include "lib/pairingheap.h"
-#include "utils/hsearch.h"
+#include "nodes/pg_list.h"
 #include "utils/memutils.h"
 
 #include "keyed_state.h"
@@ -45,35 +58,117 @@
  */
 #define TIMERS_BUDGET_DIVISOR 8
 
-/* A due timer: its key, in the advance's key buffer. */
+/* A bucket looks for a timer it holds by a linear scan up to this size. */
+#define BUCKET_LINEAR 8
+
+/* A pending timer's state key in its bucket; deleted: DELETED in len. */
+typedef struct TimerSlot
+{
+	uint32		off;			/* in the bucket's keys */
+	uint32		len;
+} TimerSlot;
+
+#define SLOT_DELETED ((uint32) 1 << 31)
+
+/* The hash set over a big bucket's timers: slot indexes. */
+typedef struct SlotEntry
+{
+	uint32		idx;
+	uint32		hash;
+	char		status;
+} SlotEntry;
+
+struct slotset_hash;
+
+/* The pending timers at one time. */
+typedef struct TimerBucket
+{
+	pairingheap_node node;		/* in the heap by time */
+	TimestampTz time;
+	TimerSlot  *slots;
+	uint32		n;				/* slots used (deleted ones too) */
+	uint32		cap;
+	uint32		nlive;			/* slots not deleted */
+	char	   *keys;			/* the state keys, one after another */
+	uint64		keys_len;
+	uint64		keys_cap;
+	struct slotset_hash *set;	/* NULL while n <= BUCKET_LINEAR */
+} TimerBucket;
+
+/* The map from a time to its bucket. */
+typedef struct TimeEntry
+{
+	TimestampTz time;
+	TimerBucket *bucket;
+	char		status;
+} TimeEntry;
+
+/* A due stored timer: its state key, in the advance's key buffer. */
 typedef struct DueTimer
 {
 	TimestampTz time;
-	uint32		off;
+	uint64		off;
 	uint32		len;
 } DueTimer;
 
-/* A pending timer (in memory, not yet in the store). */
-typedef struct PendingTimer
+/* A timer to fire (or write): its time and state key. */
+typedef struct FireTimer
 {
-	pairingheap_node node;
 	TimestampTz time;
+	const char *key;
 	uint32		len;
-	char		key[FLEXIBLE_ARRAY_MEMBER]; /* the timer key */
-} PendingTimer;
+} FireTimer;
 
-/* The hash set's key and entry: the timer key, by pointer. */
-typedef struct PendingKey
+/*
+ * Scratch memory kept from one flush or advance to the next: allocating it
+ * afresh each time cost page faults for every due timer.  Freed when a
+ * flush or advance used less than a quarter of a big one.
+ */
+typedef struct TimerBuf
 {
-	const char *data;
-	size_t		len;
-} PendingKey;
+	void	   *data;
+	Size		cap;
+	Size		used;			/* the most asked for since the last trim */
+} TimerBuf;
 
-typedef struct PendingEntry
+#define TIMER_BUF_KEEP (1024 * 1024)
+
+/* A slot being sorted by state key: the key's first 8 bytes, big-endian. */
+typedef struct SortSlot
 {
-	PendingKey	key;			/* points into timer->key */
-	PendingTimer *timer;
-} PendingEntry;
+	uint64		abbrev;
+	uint32		idx;
+} SortSlot;
+
+static inline bool slot_equal(TimerBucket *b, uint32 x, uint32 y);
+static inline uint32 key_hash(const char *key, uint32 len);
+
+#define SH_PREFIX slotset
+#define SH_ELEMENT_TYPE SlotEntry
+#define SH_KEY_TYPE uint32
+#define SH_KEY idx
+#define SH_HASH_KEY(tb, key) \
+	key_hash(((TimerBucket *) (tb)->private_data)->keys + \
+			 ((TimerBucket *) (tb)->private_data)->slots[key].off, \
+			 ((TimerBucket *) (tb)->private_data)->slots[key].len & ~SLOT_DELETED)
+#define SH_EQUAL(tb, a, b) slot_equal((TimerBucket *) (tb)->private_data, a, b)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) a->hash
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+#define SH_PREFIX timemap
+#define SH_ELEMENT_TYPE TimeEntry
+#define SH_KEY_TYPE TimestampTz
+#define SH_KEY time
+#define SH_HASH_KEY(tb, key) murmurhash32((uint32) ((uint64) (key) ^ ((uint64) (key) >> 32)))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 struct TimerService
 {
@@ -89,86 +184,116 @@ struct TimerService
 	/* Stored timers of the key group fired since the last flush. */
 	bool		fired[STATE_KEY_GROUPS];
 
-	MemoryContext pending_cxt;	/* pending timers and their hash set */
-	pairingheap *heap;
-	HTAB	   *pending;
+	MemoryContext pending_cxt;	/* the buckets, their map and heap */
+	pairingheap *heap;			/* the buckets by time */
+	timemap_hash *times;
+	TimerBucket *last;			/* the bucket registered to last, or NULL */
 	int64		pending_bytes;
 	int64		max_pending_bytes;
 	bool		advancing;		/* inside timers_advance */
 	StateBatch *batch;
 
-	MemoryContext due_cxt;		/* the due timers of one advance */
+	MemoryContext cxt;			/* the service's */
+	MemoryContext due_cxt;		/* lists of one flush or advance */
+	TimerBuf	sortbuf;		/* SortSlot: one bucket being sorted */
+	TimerBuf	duebuf;			/* DueTimer: due stored timers */
+	TimerBuf	keybuf;			/* their state keys */
+	TimerBuf	firebuf[3];		/* FireTimer: sorted, merged */
 	StringInfoData key;			/* scratch */
 	StringInfoData upper;		/* scratch */
-	StringInfoData skey;		/* the state key handed to fire */
 };
 
-/* Time order, then key order (the key group, then the rest bytewise). */
-static int
-timer_order(TimestampTz xt, const char *kx, uint32 xlen,
-			TimestampTz yt, const char *ky, uint32 ylen)
-{
-	int			c;
+/* What a pending timer and a bucket take, with the allocators' overheads. */
+#define SLOT_BYTES(len) ((len) + sizeof(TimerSlot) + 2 * sizeof(SlotEntry))
+#define BUCKET_BYTES (sizeof(TimerBucket) + 2 * sizeof(TimeEntry) + 64)
 
-	if (xt != yt)
-		return xt < yt ? -1 : 1;
-	c = memcmp(kx, ky, 2);
-	if (c != 0)
-		return c;
-	c = memcmp(kx + TIMER_HEADER, ky + TIMER_HEADER,
-			   Min(xlen, ylen) - TIMER_HEADER);
+static inline uint32
+key_hash(const char *key, uint32 len)
+{
+	return hash_bytes((const unsigned char *) key, (int) len);
+}
+
+static inline bool
+slot_equal(TimerBucket *b, uint32 x, uint32 y)
+{
+	uint32		xlen = b->slots[x].len & ~SLOT_DELETED;
+
+	return xlen == (b->slots[y].len & ~SLOT_DELETED) &&
+		memcmp(b->keys + b->slots[x].off, b->keys + b->slots[y].off, xlen) == 0;
+}
+
+/* State key order: bytewise (the key group first), a prefix first. */
+static inline int
+key_cmp(const char *x, uint32 xlen, const char *y, uint32 ylen)
+{
+	int			c = memcmp(x, y, Min(xlen, ylen));
+
 	if (c != 0)
 		return c;
 	return xlen < ylen ? -1 : (xlen > ylen ? 1 : 0);
 }
 
-/* pairingheap is a max-heap: the earliest timer is the "greatest". */
+/* Time order, then state key order. */
+static inline int
+fire_cmp(const FireTimer *x, const FireTimer *y)
+{
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	return key_cmp(x->key, x->len, y->key, y->len);
+}
+
+static inline int
+sort_slot_cmp(const SortSlot *x, const SortSlot *y, TimerBucket *b)
+{
+	if (x->abbrev != y->abbrev)
+		return x->abbrev < y->abbrev ? -1 : 1;
+	return key_cmp(b->keys + b->slots[x->idx].off, b->slots[x->idx].len,
+				   b->keys + b->slots[y->idx].off, b->slots[y->idx].len);
+}
+
+#define ST_SORT sort_slots
+#define ST_ELEMENT_TYPE SortSlot
+#define ST_COMPARE_ARG_TYPE TimerBucket
+#define ST_COMPARE(a, b, arg) sort_slot_cmp(a, b, arg)
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* Time order, stable (the key buffer's offsets grow as timers are added). */
+#define ST_SORT sort_due_by_time
+#define ST_ELEMENT_TYPE DueTimer
+#define ST_COMPARE(a, b) \
+	((a)->time != (b)->time ? ((a)->time < (b)->time ? -1 : 1) : \
+	 ((a)->off < (b)->off ? -1 : ((a)->off > (b)->off ? 1 : 0)))
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* pairingheap is a max-heap: the earliest bucket is the "greatest". */
 static int
-pending_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
+bucket_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
 {
-	const PendingTimer *x = pairingheap_const_container(PendingTimer, node, a);
-	const PendingTimer *y = pairingheap_const_container(PendingTimer, node, b);
+	const TimerBucket *x = pairingheap_const_container(TimerBucket, node, a);
+	const TimerBucket *y = pairingheap_const_container(TimerBucket, node, b);
 
-	return -timer_order(x->time, x->key, x->len, y->time, y->key, y->len);
+	if (x->time == y->time)
+		return 0;
+	return x->time < y->time ? 1 : -1;
 }
 
-static uint32
-pending_hash(const void *key, Size keysize)
-{
-	const PendingKey *k = (const PendingKey *) key;
-
-	return hash_bytes((const unsigned char *) k->data, (int) k->len);
-}
-
-static int
-pending_match(const void *key1, const void *key2, Size keysize)
-{
-	const PendingKey *a = (const PendingKey *) key1;
-	const PendingKey *b = (const PendingKey *) key2;
-
-	if (a->len != b->len)
-		return 1;
-	return memcmp(a->data, b->data, a->len);
-}
-
-/* An empty heap and hash set, in a freshly reset pending_cxt. */
+/* No pending timers, in a freshly reset pending_cxt. */
 static void
 pending_create(TimerService *ts)
 {
-	HASHCTL		ctl;
-	MemoryContext oldcxt;
+	MemoryContext oldcxt = MemoryContextSwitchTo(ts->pending_cxt);
 
-	ctl.keysize = sizeof(PendingKey);
-	ctl.entrysize = sizeof(PendingEntry);
-	ctl.hash = pending_hash;
-	ctl.match = pending_match;
-	ctl.hcxt = ts->pending_cxt;
-	ts->pending = hash_create("streamflink pending timers", 1024, &ctl,
-							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	oldcxt = MemoryContextSwitchTo(ts->pending_cxt);
-	ts->heap = pairingheap_allocate(pending_cmp, NULL);
-	MemoryContextSwitchTo(oldcxt);
+	ts->heap = pairingheap_allocate(bucket_cmp, NULL);
+	ts->times = timemap_create(ts->pending_cxt, 16, NULL);
+	ts->last = NULL;
 	ts->pending_bytes = 0;
+	MemoryContextSwitchTo(oldcxt);
 }
 
 TimerService *
@@ -181,6 +306,7 @@ timers_create(StateStore *store)
 	ts->floor = PG_INT64_MIN;
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 		ts->next[kg] = PG_INT64_MIN;
+	ts->cxt = CurrentMemoryContext;
 	ts->due_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink due timers",
 										ALLOCSET_DEFAULT_SIZES);
 	ts->pending_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink pending timers",
@@ -190,7 +316,6 @@ timers_create(StateStore *store)
 	pending_create(ts);
 	initStringInfo(&ts->key);
 	initStringInfo(&ts->upper);
-	initStringInfo(&ts->skey);
 	return ts;
 }
 
@@ -200,6 +325,182 @@ timers_floor(TimerService *ts)
 	return ts->floor;
 }
 
+/* At least 'bytes' of buf, its contents kept. */
+static void *
+buf_get(TimerService *ts, TimerBuf *buf, Size bytes)
+{
+	bytes = Max(bytes, 64);
+	if (bytes > buf->cap)
+	{
+		Size		cap = Max(bytes, buf->cap * 2);
+
+		if (buf->data == NULL)
+			buf->data = MemoryContextAllocHuge(ts->cxt, cap);
+		else
+			buf->data = repalloc_huge(buf->data, cap);
+		buf->cap = cap;
+	}
+	buf->used = Max(buf->used, bytes);
+	return buf->data;
+}
+
+/* Free the big buffers the last flush or advance used little of. */
+static void
+bufs_trim(TimerService *ts)
+{
+	TimerBuf   *bufs[] = {&ts->sortbuf, &ts->duebuf, &ts->keybuf,
+	&ts->firebuf[0], &ts->firebuf[1], &ts->firebuf[2]};
+
+	for (int i = 0; i < lengthof(bufs); i++)
+	{
+		if (bufs[i]->cap > TIMER_BUF_KEEP && bufs[i]->used < bufs[i]->cap / 4)
+		{
+			pfree(bufs[i]->data);
+			bufs[i]->data = NULL;
+			bufs[i]->cap = 0;
+		}
+		bufs[i]->used = 0;
+	}
+}
+
+/* The bucket of time 'when', or NULL (create: a new one if none). */
+static TimerBucket *
+bucket_for(TimerService *ts, TimestampTz when, bool create)
+{
+	TimeEntry  *e;
+	TimerBucket *b;
+	bool		found;
+
+	if (ts->last != NULL && ts->last->time == when)
+		return ts->last;
+	if (!create)
+	{
+		e = timemap_lookup(ts->times, when);
+		return e ? e->bucket : NULL;
+	}
+	e = timemap_insert(ts->times, when, &found);
+	if (!found)
+	{
+		b = MemoryContextAllocZero(ts->pending_cxt, sizeof(TimerBucket));
+		b->time = when;
+		b->cap = 4;
+		b->slots = MemoryContextAlloc(ts->pending_cxt, sizeof(TimerSlot) * b->cap);
+		b->keys_cap = 128;
+		b->keys = MemoryContextAlloc(ts->pending_cxt, b->keys_cap);
+		pairingheap_add(ts->heap, &b->node);
+		e->bucket = b;
+		ts->pending_bytes += BUCKET_BYTES;
+	}
+	ts->last = e->bucket;
+	return e->bucket;
+}
+
+/* Append state key skey as slot b->n (not yet counted in b->n). */
+static void
+bucket_append(TimerBucket *b, const char *skey, uint32 sklen)
+{
+	if (b->n == b->cap)
+	{
+		b->cap *= 2;
+		b->slots = repalloc_huge(b->slots, sizeof(TimerSlot) * b->cap);
+	}
+	if (b->keys_len + sklen > b->keys_cap)
+	{
+		b->keys_cap = Max(b->keys_cap * 2, b->keys_len + sklen);
+		b->keys = repalloc_huge(b->keys, b->keys_cap);
+	}
+	memcpy(b->keys + b->keys_len, skey, sklen);
+	b->slots[b->n].off = b->keys_len;
+	b->slots[b->n].len = sklen;
+}
+
+/*
+ * The slot of skey in bucket b, or -1.  'appended': skey is appended as
+ * slot b->n already (bucket_append); a new slot is then added to the set.
+ */
+static int64
+bucket_find(TimerService *ts, TimerBucket *b, const char *skey, uint32 sklen,
+			bool appended)
+{
+	if (b->set == NULL && b->n >= BUCKET_LINEAR)
+	{
+		/* big enough for a hash set over its keys */
+		b->set = slotset_create(ts->pending_cxt, b->n * 2, b);
+		for (uint32 i = 0; i < b->n; i++)
+		{
+			TimerSlot  *s = &b->slots[i];
+			bool		found;
+
+			slotset_insert_hash(b->set, i,
+								key_hash(b->keys + s->off, s->len & ~SLOT_DELETED),
+								&found);
+		}
+	}
+	if (b->set == NULL)
+	{
+		for (uint32 i = 0; i < b->n; i++)
+		{
+			TimerSlot  *s = &b->slots[i];
+
+			if ((s->len & ~SLOT_DELETED) == sklen &&
+				memcmp(b->keys + s->off, skey, sklen) == 0)
+				return i;
+		}
+		return -1;
+	}
+	else
+	{
+		uint32		hash = key_hash(skey, sklen);
+		SlotEntry  *e;
+
+		if (appended)
+		{
+			bool		found;
+
+			e = slotset_insert_hash(b->set, b->n, hash, &found);
+			return found ? (int64) e->idx : -1;
+		}
+
+		/*
+		 * Without the key appended, look it up as slot b->n all the same
+		 * (room for it is there: bucket_append).
+		 */
+		bucket_append(b, skey, sklen);
+		e = slotset_lookup_hash(b->set, b->n, hash);
+		return e ? (int64) e->idx : -1;
+	}
+}
+
+void
+timers_register(TimerService *ts, TimestampTz when, const char *skey, size_t sklen)
+{
+	TimerBucket *b;
+	int64		i;
+
+	Assert(sklen >= 2);
+	/* below the floor it would never fire (see timer_service.h) */
+	if (when < ts->floor)
+		return;
+	b = bucket_for(ts, when, true);
+	bucket_append(b, skey, sklen);
+	i = bucket_find(ts, b, skey, sklen, true);
+	if (i >= 0)
+	{
+		/* one timer already (revived if deleted) */
+		if (b->slots[i].len & SLOT_DELETED)
+		{
+			b->slots[i].len &= ~SLOT_DELETED;
+			b->nlive++;
+		}
+		return;
+	}
+	b->keys_len += sklen;
+	b->n++;
+	b->nlive++;
+	ts->pending_bytes += SLOT_BYTES(sklen);
+}
+
+/* The timer key of a timer in ts->key. */
 static void
 timer_key(TimerService *ts, TimestampTz when, const char *skey, size_t sklen)
 {
@@ -211,80 +512,127 @@ timer_key(TimerService *ts, TimestampTz when, const char *skey, size_t sklen)
 }
 
 void
-timers_register(TimerService *ts, TimestampTz when, const char *skey, size_t sklen)
-{
-	PendingKey	k;
-	PendingEntry *e;
-	PendingTimer *t;
-	bool		found;
-
-	/* below the floor it would never fire (see timer_service.h) */
-	if (when < ts->floor)
-		return;
-	timer_key(ts, when, skey, sklen);
-	k.data = ts->key.data;
-	k.len = ts->key.len;
-	e = hash_search(ts->pending, &k, HASH_ENTER, &found);
-	if (found)
-		return;
-	t = MemoryContextAlloc(ts->pending_cxt, offsetof(PendingTimer, key) + ts->key.len);
-	t->time = when;
-	t->len = ts->key.len;
-	memcpy(t->key, ts->key.data, ts->key.len);
-	e->key.data = t->key;
-	e->key.len = t->len;
-	e->timer = t;
-	pairingheap_add(ts->heap, &t->node);
-	/* the timer, its hash entry and the allocators' overheads */
-	ts->pending_bytes += offsetof(PendingTimer, key) + t->len + sizeof(PendingEntry) + 32;
-}
-
-void
 timers_delete(TimerService *ts, TimestampTz when, const char *skey, size_t sklen)
 {
-	PendingKey	k;
-	PendingEntry *e;
+	TimerBucket *b = bucket_for(ts, when, false);
 
-	timer_key(ts, when, skey, sklen);
-	k.data = ts->key.data;
-	k.len = ts->key.len;
-	e = hash_search(ts->pending, &k, HASH_FIND, NULL);
-	if (e != NULL)
+	if (b != NULL)
 	{
-		PendingTimer *t = e->timer;
+		int64		i = bucket_find(ts, b, skey, sklen, false);
 
-		pairingheap_remove(ts->heap, &t->node);
-		hash_search(ts->pending, &k, HASH_REMOVE, NULL);
-		pfree(t);
+		if (i >= 0 && !(b->slots[i].len & SLOT_DELETED))
+		{
+			/* (its memory goes with the bucket) */
+			b->slots[i].len |= SLOT_DELETED;
+			b->nlive--;
+		}
 	}
 
 	/*
 	 * It may have been flushed before (the key group's lower bound stays a
 	 * lower bound).
 	 */
+	timer_key(ts, when, skey, sklen);
 	state_delete(ts->store, ts->key.data, ts->key.len);
 }
 
 /*
+ * The live timers of bucket b sorted by state key, appended to out[*n..]:
+ * the order in which timers of one time fire.
+ */
+static void
+bucket_sorted(TimerService *ts, TimerBucket *b, FireTimer *out, int64 *n)
+{
+	SortSlot   *ss = buf_get(ts, &ts->sortbuf, sizeof(SortSlot) * b->nlive);
+	uint32		m = 0;
+
+	for (uint32 i = 0; i < b->n; i++)
+	{
+		const TimerSlot *s = &b->slots[i];
+		const unsigned char *k = (const unsigned char *) b->keys + s->off;
+		uint64		a = 0;
+
+		if (s->len & SLOT_DELETED)
+			continue;
+		for (uint32 j = 0; j < 8; j++)
+			a = (a << 8) | (j < s->len ? k[j] : 0);
+		ss[m].abbrev = a;
+		ss[m].idx = i;
+		m++;
+	}
+	Assert(m == b->nlive);
+	sort_slots(ss, m, b);
+	for (uint32 i = 0; i < m; i++)
+	{
+		const TimerSlot *s = &b->slots[ss[i].idx];
+
+		out[*n].time = b->time;
+		out[*n].key = b->keys + s->off;
+		out[*n].len = s->len;
+		(*n)++;
+	}
+}
+
+/*
  * Write the pending timers to the store, and delete the stored timers that
- * fired since the last flush (one range per key group), in one batch.
+ * fired since the last flush (one range per key group), in one batch.  The
+ * timers go in ascending key order, [kg]'T'[time][rest of the state key]:
+ * the buckets in time order, each sorted by state key (key group first),
+ * then a stable counting sort by key group.
  */
 void
 timers_flush(TimerService *ts)
 {
 	bool		any = false;
+	int64		total = 0;
 
 	Assert(!ts->advancing);
-	while (!pairingheap_is_empty(ts->heap))
+	if (!pairingheap_is_empty(ts->heap))
 	{
-		PendingTimer *t = pairingheap_container(PendingTimer, node,
-												pairingheap_remove_first(ts->heap));
-		uint16		kg = keyspace_key_group(t->key);
+		MemoryContext old = MemoryContextSwitchTo(ts->due_cxt);
+		List	   *buckets = NIL;
+		FireTimer  *byt;
+		FireTimer  *bykg;
+		int64		n = 0;
+		int64		start[STATE_KEY_GROUPS + 1];
+		ListCell   *lc;
 
-		state_batch_put_family(ts->batch, ts->store, t->key, t->len, "", 0);
-		if (t->time < ts->next[kg])
-			ts->next[kg] = t->time;
-		any = true;
+		while (!pairingheap_is_empty(ts->heap))
+		{
+			TimerBucket *b = pairingheap_container(TimerBucket, node,
+												   pairingheap_remove_first(ts->heap));
+
+			buckets = lappend(buckets, b);
+			total += b->nlive;
+		}
+		byt = buf_get(ts, &ts->firebuf[0], sizeof(FireTimer) * total);
+		bykg = buf_get(ts, &ts->firebuf[1], sizeof(FireTimer) * total);
+		foreach(lc, buckets)
+			bucket_sorted(ts, (TimerBucket *) lfirst(lc), byt, &n);
+		Assert(n == total);
+
+		memset(start, 0, sizeof(start));
+		for (int64 i = 0; i < n; i++)
+			start[keyspace_key_group(byt[i].key) + 1]++;
+		for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+			start[kg + 1] += start[kg];
+		for (int64 i = 0; i < n; i++)
+			bykg[start[keyspace_key_group(byt[i].key)]++] = byt[i];
+
+		for (int64 i = 0; i < n; i++)
+		{
+			FireTimer  *t = &bykg[i];
+			uint16		kg = keyspace_key_group(t->key);
+
+			timer_key(ts, t->time, t->key, t->len);
+			state_batch_put_family(ts->batch, ts->store, ts->key.data, ts->key.len, "", 0);
+			if (t->time < ts->next[kg])
+				ts->next[kg] = t->time;
+			any = true;
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(ts->due_cxt);
+		bufs_trim(ts);
 	}
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
@@ -313,44 +661,44 @@ timers_maybe_flush(TimerService *ts)
 		timers_flush(ts);
 }
 
-static int
-due_cmp(const void *a, const void *b, void *arg)
-{
-	const DueTimer *x = (const DueTimer *) a;
-	const DueTimer *y = (const DueTimer *) b;
-	const char *keys = (const char *) arg;
-
-	return timer_order(x->time, keys + x->off, x->len, y->time, keys + y->off, y->len);
-}
-
-/* Append a due timer to the advance's list. */
-static DueTimer *
-add_due(DueTimer *due, int *ndue, int *cap, StringInfo keys,
+/*
+ * Append a due stored timer (its state key) to the advance's list (in
+ * ts->duebuf, its key at *keylen in ts->keybuf).
+ */
+static void
+add_due(TimerService *ts, int64 *ndue, Size *keylen,
 		TimestampTz t, const char *key, size_t klen)
 {
-	if (*ndue == *cap)
-	{
-		*cap *= 2;
-		due = repalloc_huge(due, sizeof(DueTimer) * *cap);
-	}
+	DueTimer   *due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * (*ndue + 1));
+	uint32		len = klen - (TIMER_HEADER - 2);
+	char	   *keys = buf_get(ts, &ts->keybuf, *keylen + len);
+
 	due[*ndue].time = t;
-	due[*ndue].off = keys->len;
-	due[*ndue].len = klen;
+	due[*ndue].off = *keylen;
+	due[*ndue].len = len;
 	(*ndue)++;
-	appendBinaryStringInfo(keys, key, klen);
-	return due;
+	memcpy(keys + *keylen, key, 2);
+	memcpy(keys + *keylen + 2, key + TIMER_HEADER, klen - TIMER_HEADER);
+	*keylen += len;
 }
 
 void
 timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg)
 {
 	MemoryContext old;
-	StringInfoData keys;
 	DueTimer   *due;
-	int			ndue = 0;
-	int			cap = 64;
-	int			groups = 0;
-	int			npending = 0;
+	char	   *keys;
+	Size		keylen = 0;
+	int64		ndue = 0;
+	TimestampTz last = PG_INT64_MIN;
+	bool		sorted = true;
+	List	   *buckets = NIL;
+	int64		npending = 0;
+	FireTimer  *stored;
+	FireTimer  *pending;
+	FireTimer  *fires;
+	int64		nfires = 0;
+	ListCell   *lc;
 
 	if (upto < ts->floor)
 		return;
@@ -359,8 +707,6 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 
 	MemoryContextReset(ts->due_cxt);
 	old = MemoryContextSwitchTo(ts->due_cxt);
-	initStringInfo(&keys);
-	due = palloc(sizeof(DueTimer) * cap);
 
 	/*
 	 * The due stored timers of each key group that has one, and the time of
@@ -394,55 +740,92 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 				next = t;
 				break;
 			}
-			due = add_due(due, &ndue, &cap, &keys, t, key, klen);
+			if (t < last)
+				sorted = false;
+			last = t;
+			add_due(ts, &ndue, &keylen, t, key, klen);
 			any = true;
 		}
 		state_iter_destroy(it);
 		ts->next[kg] = next;
 		if (any)
-		{
 			ts->fired[kg] = true;
-			groups++;
-		}
-	}
-
-	/* The due pending timers, in order already. */
-	while (!pairingheap_is_empty(ts->heap))
-	{
-		PendingTimer *t = pairingheap_container(PendingTimer, node,
-												pairingheap_first(ts->heap));
-		PendingKey	k;
-
-		if (t->time > upto)
-			break;
-		pairingheap_remove_first(ts->heap);
-		due = add_due(due, &ndue, &cap, &keys, t->time, t->key, t->len);
-		k.data = t->key;
-		k.len = t->len;
-		hash_search(ts->pending, &k, HASH_REMOVE, NULL);
-		ts->pending_bytes -= offsetof(PendingTimer, key) + t->len + sizeof(PendingEntry) + 32;
-		pfree(t);
-		npending++;
 	}
 
 	/*
-	 * One source in one key group, or pending timers only, is in order
-	 * already; else sort, and keep one of a timer both stored and pending
+	 * Each key group's run is in time order, then state key order, and the
+	 * runs follow in key group order: a stable sort by time makes it the
+	 * firing order.
+	 */
+	due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * ndue);
+	keys = buf_get(ts, &ts->keybuf, keylen);
+	if (!sorted)
+		sort_due_by_time(due, ndue);
+	stored = buf_get(ts, &ts->firebuf[0], sizeof(FireTimer) * ndue);
+	for (int64 i = 0; i < ndue; i++)
+	{
+		stored[i].time = due[i].time;
+		stored[i].key = keys + due[i].off;
+		stored[i].len = due[i].len;
+	}
+
+	/* The due buckets, in time order, off the heap and the time map. */
+	while (!pairingheap_is_empty(ts->heap))
+	{
+		TimerBucket *b = pairingheap_container(TimerBucket, node,
+											   pairingheap_first(ts->heap));
+
+		if (b->time > upto)
+			break;
+		pairingheap_remove_first(ts->heap);
+		timemap_delete(ts->times, b->time);
+		if (ts->last == b)
+			ts->last = NULL;
+		buckets = lappend(buckets, b);
+		npending += b->nlive;
+	}
+	pending = buf_get(ts, &ts->firebuf[1], sizeof(FireTimer) * npending);
+	npending = 0;
+	foreach(lc, buckets)
+		bucket_sorted(ts, (TimerBucket *) lfirst(lc), pending, &npending);
+
+	/*
+	 * Merge the two, keeping one of a timer both stored and pending
 	 * (registered again after a flush).
 	 */
-	if (groups > 1 || (groups > 0 && npending > 0))
+	if (ndue == 0)
 	{
-		int			n = 0;
+		fires = pending;
+		nfires = npending;
+	}
+	else if (npending == 0)
+	{
+		fires = stored;
+		nfires = ndue;
+	}
+	else
+	{
+		int64		i = 0,
+					j = 0;
 
-		qsort_arg(due, ndue, sizeof(DueTimer), due_cmp, keys.data);
-		for (int i = 0; i < ndue; i++)
+		fires = buf_get(ts, &ts->firebuf[2], sizeof(FireTimer) * (ndue + npending));
+		while (i < ndue || j < npending)
 		{
-			if (n > 0 && due[n - 1].len == due[i].len &&
-				memcmp(keys.data + due[n - 1].off, keys.data + due[i].off, due[i].len) == 0)
-				continue;
-			due[n++] = due[i];
+			int			c;
+
+			if (i == ndue)
+				c = 1;
+			else if (j == npending)
+				c = -1;
+			else
+				c = fire_cmp(&stored[i], &pending[j]);
+			if (c <= 0)
+				fires[nfires++] = stored[i++];
+			else
+				fires[nfires++] = pending[j++];
+			if (c == 0)
+				j++;
 		}
-		ndue = n;
 	}
 	MemoryContextSwitchTo(old);
 
@@ -454,20 +837,29 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 	ts->advancing = true;
 	PG_TRY();
 	{
-		for (int i = 0; i < ndue; i++)
-		{
-			const char *key = keys.data + due[i].off;
-
-			resetStringInfo(&ts->skey);
-			appendBinaryStringInfo(&ts->skey, key, 2);
-			appendBinaryStringInfo(&ts->skey, key + TIMER_HEADER, due[i].len - TIMER_HEADER);
-			fire(arg, due[i].time, ts->skey.data, ts->skey.len);
-		}
+		for (int64 i = 0; i < nfires; i++)
+			fire(arg, fires[i].time, fires[i].key, fires[i].len);
 	}
 	PG_FINALLY();
 	{
 		ts->advancing = false;
 	}
 	PG_END_TRY();
+
+	/* The fired buckets' memory. */
+	foreach(lc, buckets)
+	{
+		TimerBucket *b = (TimerBucket *) lfirst(lc);
+
+		ts->pending_bytes -= BUCKET_BYTES;
+		for (uint32 i = 0; i < b->n; i++)
+			ts->pending_bytes -= SLOT_BYTES(b->slots[i].len & ~SLOT_DELETED);
+		if (b->set)
+			slotset_destroy(b->set);
+		pfree(b->slots);
+		pfree(b->keys);
+		pfree(b);
+	}
 	MemoryContextReset(ts->due_cxt);
+	bufs_trim(ts);
 }

@@ -13,9 +13,10 @@
  * A registered timer is kept in memory (pending) until timers_flush, which
  * the operator calls with its state flush before every snapshot, writes
  * it: a timer that fires before the next checkpoint never reaches RocksDB.
+ * Pending timers are kept per time (a bucket), flushed in key order.
  * Firing is a range scan per key group with stored timers due (and the
- * pending timers' heap), and fired stored timers are deleted by one range
- * per key group at the next flush, not one by one.
+ * pending timers' due buckets), and fired stored timers are deleted by one
+ * range per key group at the next flush, not one by one.
  *
  * Due timers fire in global time order, ties in state key byte order,
  * whatever their key groups.  The service keeps a floor, the watermark it
@@ -27,8 +28,10 @@
  * only the key groups with a timer due.
  *
  * Memory: the service, its pending timers and its due lists live in the
- * memory context it was created in (pending timers and due lists in child
- * contexts reset by every flush and advance).  Pending timers are bounded
+ * memory context it was created in (pending timers in a child context
+ * reset by every flush; the sort and due buffers of a flush or advance are
+ * kept for the next one, and freed when one used less than a quarter of
+ * them).  Pending timers are bounded
  * by an eighth of kstate_cache_budget(): timers_maybe_flush writes them
  * early beyond it.  Single-threaded, like the operator that owns it.
  *

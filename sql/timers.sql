@@ -1,0 +1,95 @@
+--
+-- timers: the order in which due timers fire (src/timer_service.h): in
+-- global time order, ties in state key byte order, whatever their key
+-- groups, and whether a timer was written to RocksDB (stored) or is still
+-- in memory (pending).  A tumbling window pipeline writes to Kafka, whose
+-- messages keep the order in which the windows fired; its watermark stays
+-- 10 minutes behind, so the windows of 5 minutes fire in one advance, and
+-- a savepoint between two batches of events stores the first batch's
+-- timers.  96 keys spread over the key groups: a state key starts with its
+-- key group, so the tie order is no order of the keys' values, but it is
+-- the same at every time.
+--
+\set SHOW_CONTEXT never
+SET timezone = 'UTC';
+
+SELECT streamflink.create_source('tm_src', brokers => regress_brokers(), topic => 'regress_timers',
+       format => 'json', columns => 'k int, ts timestamptz',
+       event_time => 'ts', max_out_of_orderness => '10 minutes',
+       options => '{fetch.wait.max.ms=10}');
+SELECT streamflink.create_window_pipeline('tm_order', source => 'tm_src', key => 'k',
+       "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => NULL,
+       checkpoint_interval => '5 minutes',
+       sink_topic => 'regress_timers_out', sink_brokers => regress_brokers(),
+       sink_options => '{transaction.timeout.ms=600000}');
+
+-- Batch 1: keys 0..63 in minutes 0, 1 and 2.  Batch 2: keys 0..63 in
+-- minutes 3 and 4, keys 64..95 in minutes 1 and 3 (new timers at the
+-- times of stored ones: minute 1; and of pending ones only: minute 3).
+CREATE TABLE tm_events AS
+SELECT row_number() OVER (ORDER BY b, m, k) AS i, b, k,
+       timestamptz '2024-01-01 00:00:00+00' + m * interval '1 minute' + (k % 50) * interval '1 second' AS ts
+FROM (SELECT 1 AS b, k, m FROM generate_series(0, 63) k, generate_series(0, 2) m
+      UNION ALL SELECT 2, k, m FROM generate_series(0, 63) k, generate_series(3, 4) m
+      UNION ALL SELECT 2, k, m FROM generate_series(64, 95) k, (VALUES (1), (3)) v(m)) e;
+CREATE FUNCTION tm_produce(batch int) RETURNS int
+LANGUAGE sql AS $$
+	SELECT streamflink.produce(regress_brokers(), 'regress_timers',
+		(SELECT array_agg(json_build_object('k', k, 'ts', ts)::text ORDER BY i)
+		 FROM tm_events WHERE b = batch), 0)
+$$;
+
+SELECT streamflink.start('tm_order');
+SELECT tm_produce(1);
+SELECT wait_until($$SELECT events = 192 FROM streamflink.pipelines WHERE name = 'tm_order'$$);
+SELECT streamflink.savepoint('tm_order', 'tm_stored');
+SELECT tm_produce(2);
+SELECT wait_until($$SELECT events = 384 FROM streamflink.pipelines WHERE name = 'tm_order'$$);
+-- nothing fired yet
+SELECT watermark FROM streamflink.pipelines WHERE name = 'tm_order';
+-- an event an hour later: every window fires
+SELECT streamflink.produce(regress_brokers(), 'regress_timers',
+	ARRAY['{"k": 1000, "ts": "2024-01-01 01:00:00+00"}'], 0);
+SELECT wait_until($$SELECT watermark = '2024-01-01 00:50:00+00' FROM streamflink.pipelines WHERE name = 'tm_order'$$);
+-- a savepoint commits the sink's transaction
+SELECT streamflink.savepoint('tm_order', 'tm_fired');
+
+-- The messages in the order they were sent.
+CREATE TABLE tm_fired AS
+SELECT row_number() OVER (ORDER BY (m.headers ->> 'checkpoint')::bigint,
+                                   (m.headers ->> 'sequence')::bigint) AS pos,
+       (m.value::jsonb ->> 'k')::int AS k, (m.value::jsonb ->> 'window_end')::timestamptz AS window_end,
+       (m.value::jsonb ->> 'n')::int AS n
+FROM streamflink._read_topic(regress_brokers(), 'regress_timers_out') m
+JOIN streamflink.kafka_sink_txn t
+  ON t.pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'tm_order')
+ AND t.checkpoint_id = (m.headers ->> 'checkpoint')::bigint
+ AND t.run = (m.headers ->> 'run')::bigint AND t.committed IS NOT NULL;
+
+-- Every window once, with its event.
+SELECT count(*) AS windows, count(DISTINCT (k, window_end)) AS distinct_windows, sum(n) AS events
+FROM tm_fired;
+SELECT window_end, count(*) FROM tm_fired GROUP BY 1 ORDER BY 1;
+-- Time order, across key groups.
+SELECT count(*) AS out_of_time_order
+FROM (SELECT window_end < lag(window_end) OVER (ORDER BY pos) AS back FROM tm_fired) x
+WHERE back;
+-- Ties: keys 0..63 in the same order at every time, keys 0..95 in the same
+-- order at minute 1 (stored and pending timers) as at minute 3 (pending).
+SELECT count(DISTINCT ks) AS orders_of_keys_0_63
+FROM (SELECT array_agg(k ORDER BY pos) FILTER (WHERE k < 64) AS ks FROM tm_fired GROUP BY window_end) x;
+SELECT count(DISTINCT ks) AS orders_of_keys_0_95
+FROM (SELECT array_agg(k ORDER BY pos) AS ks FROM tm_fired
+      WHERE window_end IN ('2024-01-01 00:02:00+00', '2024-01-01 00:04:00+00') GROUP BY window_end) x;
+-- and no order of the keys' values (they are in many key groups)
+SELECT count(DISTINCT k) > 0 AS some_key_out_of_value_order
+FROM (SELECT k, k < lag(k) OVER (PARTITION BY window_end ORDER BY pos) AS back FROM tm_fired) x
+WHERE back;
+
+SELECT streamflink.stop('tm_order');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'tm_order'$$);
+SELECT streamflink.drop_pipeline('tm_order', drop_sink => true);
+SELECT streamflink.drop_source('tm_src');
+DROP FUNCTION tm_produce(int);
+DROP TABLE tm_events;
+DROP TABLE tm_fired;
