@@ -287,21 +287,18 @@ make_parent_dir(const char *path)
  * primary takes the rest of its tuning (state_tuning.h) from 't'; a
  * secondary (t NULL) reads through a small cache of its own.
  */
-static rocksdb_options_t *
-make_options(StateStore *store, const StateTuning *t, size_t cache_size)
+/*
+ * Block-based table options on the store's cache: bloom filters of
+ * 'bloom_bits' bits per key (0: none), the tuning's block size and index
+ * and filter blocks in the cache where it asks (t NULL: a secondary's
+ * defaults).  Set on 'opts', which copies them (and shares the cache).
+ */
+static void
+set_table_options(rocksdb_options_t *opts, StateStore *store, const StateTuning *t,
+				  double bloom_bits)
 {
-	rocksdb_options_t *opts = rocksdb_options_create();
 	rocksdb_block_based_table_options_t *bbto;
-	double		bloom_bits = t ? t->bloom_filter_bits : STATE_BLOOM_BITS_PER_KEY;
 
-	store->options = opts;
-
-	rocksdb_options_set_keep_log_file_num(opts, STATE_KEEP_LOG_FILE_NUM);
-	rocksdb_options_set_max_log_file_size(opts, STATE_MAX_LOG_FILE_SIZE);
-	rocksdb_options_set_compression(opts, t ? t->compression : rocksdb_lz4_compression);
-	rocksdb_options_set_max_background_jobs(opts, t ? t->max_background_jobs : STATE_BACKGROUND_JOBS);
-
-	store->cache = rocksdb_cache_create_lru(cache_size);
 	bbto = rocksdb_block_based_options_create();
 	rocksdb_block_based_options_set_block_cache(bbto, store->cache);
 	if (bloom_bits > 0)
@@ -326,9 +323,31 @@ make_options(StateStore *store, const StateTuning *t, size_t cache_size)
 			rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbto, 1);
 		}
 	}
-	/* the options copy the table options (and share the cache) */
 	rocksdb_options_set_block_based_table_factory(opts, bbto);
 	rocksdb_block_based_options_destroy(bbto);
+}
+
+/*
+ * Options shared by primary and secondary instances: block-based tables with
+ * bloom filters (window and pattern operators do a point lookup per event, and
+ * most lookups of a new key miss), lz4 compression, bounded info LOGs.  A
+ * primary takes the rest of its tuning (state_tuning.h) from 't'; a
+ * secondary (t NULL) reads through a small cache of its own.
+ */
+static rocksdb_options_t *
+make_options(StateStore *store, const StateTuning *t, size_t cache_size)
+{
+	rocksdb_options_t *opts = rocksdb_options_create();
+
+	store->options = opts;
+
+	rocksdb_options_set_keep_log_file_num(opts, STATE_KEEP_LOG_FILE_NUM);
+	rocksdb_options_set_max_log_file_size(opts, STATE_MAX_LOG_FILE_SIZE);
+	rocksdb_options_set_compression(opts, t ? t->compression : rocksdb_lz4_compression);
+	rocksdb_options_set_max_background_jobs(opts, t ? t->max_background_jobs : STATE_BACKGROUND_JOBS);
+
+	store->cache = rocksdb_cache_create_lru(cache_size);
+	set_table_options(opts, store, t, t ? t->bloom_filter_bits : STATE_BLOOM_BITS_PER_KEY);
 
 	return opts;
 }
@@ -387,18 +406,24 @@ store_alloc(const char *dir, bool secondary)
 
 /*
  * Options per column family: the main family takes the database's options,
- * the timers a copy with a smaller memtable (same table format, bloom
- * filters and shared block cache).
+ * the timers a copy with a smaller memtable and no bloom filters (same
+ * table format and shared block cache).  Timers are only ever read by
+ * range scans (timer_service.c), which whole-key filters cannot answer:
+ * their filters would be built at every insert into the memtable and at
+ * every flush, and never read.
  */
 static void
-make_family_options(StateStore *store)
+make_family_options(StateStore *store, const StateTuning *t)
 {
+	rocksdb_options_t *timers;
+
 	store->family_options[STATE_FAMILY_MAIN] = store->options;
-	store->family_options[STATE_FAMILY_TIMERS] =
-		rocksdb_options_create_copy(store->options);
+	timers = rocksdb_options_create_copy(store->options);
+	store->family_options[STATE_FAMILY_TIMERS] = timers;
+	set_table_options(timers, store, t, 0);
+	rocksdb_options_set_memtable_prefix_bloom_size_ratio(timers, 0);
 	if (!store->secondary)
-		rocksdb_options_set_write_buffer_size(store->family_options[STATE_FAMILY_TIMERS],
-											  STATE_TIMERS_WRITE_BUFFER_SIZE);
+		rocksdb_options_set_write_buffer_size(timers, STATE_TIMERS_WRITE_BUFFER_SIZE);
 }
 
 /*
@@ -506,7 +531,7 @@ open_primary(const char *dir, const StateTuning *t, bool wal)
 	rocksdb_options_set_atomic_flush(opts, 1);
 	/* a database created before a family was added gets it empty */
 	rocksdb_options_set_create_missing_column_families(opts, 1);
-	make_family_options(store);
+	make_family_options(store, t);
 
 	store->ropts = rocksdb_readoptions_create();
 	store->wopts = rocksdb_writeoptions_create();
@@ -556,7 +581,7 @@ state_open_secondary(const char *dir, const char *secondary_dir)
 	opts = make_options(store, NULL, STATE_SECONDARY_CACHE_SIZE);
 	/* a secondary must keep every table file open (RocksDB requires it) */
 	rocksdb_options_set_max_open_files(opts, -1);
-	make_family_options(store);
+	make_family_options(store, NULL);
 
 	store->ropts = rocksdb_readoptions_create();
 
