@@ -281,13 +281,6 @@ make_parent_dir(const char *path)
 }
 
 /*
- * Options shared by primary and secondary instances: block-based tables with
- * bloom filters (window and pattern operators do a point lookup per event, and
- * most lookups of a new key miss), lz4 compression, bounded info LOGs.  A
- * primary takes the rest of its tuning (state_tuning.h) from 't'; a
- * secondary (t NULL) reads through a small cache of its own.
- */
-/*
  * Block-based table options on the store's cache: bloom filters of
  * 'bloom_bits' bits per key (0: none), the tuning's block size and index
  * and filter blocks in the cache where it asks (t NULL: a secondary's
@@ -1156,7 +1149,9 @@ state_batch_put_family(StateBatch *batch, StateStore *family,
 					   const char *key, size_t klen,
 					   const char *val, size_t vlen)
 {
-	stage_op(batch, family->cf, false, key, klen, val, vlen);
+	/* the main family's handle stages as state_batch_put does: one order */
+	stage_op(batch, family->root == family ? NULL : family->cf, false,
+			 key, klen, val, vlen);
 }
 
 /*
