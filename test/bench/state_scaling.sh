@@ -107,7 +107,7 @@ checkpoint_figures() {
 #   startup_s start() to that first poll
 #   hwm_mb    VmHWM: the peak RSS, which also counts every page of
 #             shared_buffers the worker touched (the sink's inserts: 1M
-#             rows at 100k keys, 16k at 1k)
+#             rows at 100k keys, 17k at 1k)
 #   priv_mb   the peak of RssAnon over the samples: the worker's private
 #             memory (heap, RocksDB, librdkafka's queues), without
 #             shared_buffers and mapped files
