@@ -31,9 +31,11 @@
  *   its RocksDB objects and are freed with it.  Iterators of every family
  *   are tracked by the main handle.
  *
- * - A StateBatch is palloc'd in the caller's context, but its write batch is
- *   malloc'd by RocksDB; callers should keep one batch and reuse it
- *   (state_batch_write clears it).
+ * - A StateBatch is palloc'd in the caller's context, and so is the buffer
+ *   in which it stages puts and deletes until they are sorted into its
+ *   write batch, which is malloc'd by RocksDB; callers should keep one
+ *   batch and reuse it (state_batch_write clears it, and gives back
+ *   buffers beyond STATE_BATCH_KEEP_BYTES).
  *
  * Threads and signals: RocksDB's background threads inherit the signal mask
  * of the thread that creates them, and must never run a Postgres signal
@@ -140,6 +142,7 @@ struct StateStore
 	bool		secondary;
 	char	   *dir;			/* database directory, for messages */
 	dlist_head	iters;			/* live StateIters (root only: all families') */
+	int64		memtable_peak;	/* root only: see note_memtables */
 };
 
 /* Column family names, by StateFamily. */
@@ -161,10 +164,44 @@ struct StateIter
 	bool		started;
 };
 
+/*
+ * A write batch.  Puts and deletes are staged in 'ops' (a header, the key,
+ * the value, one after the other) and handed to RocksDB's write batch in
+ * key order when the batch is written (see sort_staged).  A range deletion
+ * goes to RocksDB's batch at once, after the staged operations before it,
+ * so every operation keeps its place relative to it.
+ */
 struct StateBatch
 {
 	rocksdb_writebatch_t *wb;
+	MemoryContext cxt;			/* where the batch and its buffers live */
+	char	   *ops;			/* staged operations (BatchOp, key, value) */
+	Size		used;
+	Size		size;
+	Size	   *offsets;		/* of each staged operation in ops */
+	uint32		nops;
+	uint32		maxops;
 };
+
+/* One staged operation; its key and value follow it in StateBatch.ops. */
+typedef struct BatchOp
+{
+	rocksdb_column_family_handle_t *cf; /* NULL: the main family */
+	uint32		seq;			/* order of staging: ties keep it */
+	bool		is_delete;
+	uint32		klen;
+	uint32		vlen;
+} BatchOp;
+
+#define BATCH_OP_KEY(op)	((const char *) (op) + MAXALIGN(sizeof(BatchOp)))
+#define BATCH_OP_SIZE(klen, vlen) MAXALIGN(MAXALIGN(sizeof(BatchOp)) + (klen) + (vlen))
+
+/*
+ * A batch whose buffers grew beyond this gives them back after its write:
+ * a write-back of many keys can stage tens of MB, which should not stay
+ * allocated until the next one.
+ */
+#define STATE_BATCH_KEEP_BYTES		(4 * 1024 * 1024)
 
 static void store_release(StateStore *store);
 static StateStore *open_primary(const char *dir, const StateTuning *t, bool wal);
@@ -244,27 +281,17 @@ make_parent_dir(const char *path)
 }
 
 /*
- * Options shared by primary and secondary instances: block-based tables with
- * bloom filters (window and pattern operators do a point lookup per event, and
- * most lookups of a new key miss), lz4 compression, bounded info LOGs.  A
- * primary takes the rest of its tuning (state_tuning.h) from 't'; a
- * secondary (t NULL) reads through a small cache of its own.
+ * Block-based table options on the store's cache: bloom filters of
+ * 'bloom_bits' bits per key (0: none), the tuning's block size and index
+ * and filter blocks in the cache where it asks (t NULL: a secondary's
+ * defaults).  Set on 'opts', which copies them (and shares the cache).
  */
-static rocksdb_options_t *
-make_options(StateStore *store, const StateTuning *t, size_t cache_size)
+static void
+set_table_options(rocksdb_options_t *opts, StateStore *store, const StateTuning *t,
+				  double bloom_bits)
 {
-	rocksdb_options_t *opts = rocksdb_options_create();
 	rocksdb_block_based_table_options_t *bbto;
-	double		bloom_bits = t ? t->bloom_filter_bits : STATE_BLOOM_BITS_PER_KEY;
 
-	store->options = opts;
-
-	rocksdb_options_set_keep_log_file_num(opts, STATE_KEEP_LOG_FILE_NUM);
-	rocksdb_options_set_max_log_file_size(opts, STATE_MAX_LOG_FILE_SIZE);
-	rocksdb_options_set_compression(opts, t ? t->compression : rocksdb_lz4_compression);
-	rocksdb_options_set_max_background_jobs(opts, t ? t->max_background_jobs : STATE_BACKGROUND_JOBS);
-
-	store->cache = rocksdb_cache_create_lru(cache_size);
 	bbto = rocksdb_block_based_options_create();
 	rocksdb_block_based_options_set_block_cache(bbto, store->cache);
 	if (bloom_bits > 0)
@@ -289,9 +316,31 @@ make_options(StateStore *store, const StateTuning *t, size_t cache_size)
 			rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbto, 1);
 		}
 	}
-	/* the options copy the table options (and share the cache) */
 	rocksdb_options_set_block_based_table_factory(opts, bbto);
 	rocksdb_block_based_options_destroy(bbto);
+}
+
+/*
+ * Options shared by primary and secondary instances: block-based tables with
+ * bloom filters (window and pattern operators do a point lookup per event, and
+ * most lookups of a new key miss), lz4 compression, bounded info LOGs.  A
+ * primary takes the rest of its tuning (state_tuning.h) from 't'; a
+ * secondary (t NULL) reads through a small cache of its own.
+ */
+static rocksdb_options_t *
+make_options(StateStore *store, const StateTuning *t, size_t cache_size)
+{
+	rocksdb_options_t *opts = rocksdb_options_create();
+
+	store->options = opts;
+
+	rocksdb_options_set_keep_log_file_num(opts, STATE_KEEP_LOG_FILE_NUM);
+	rocksdb_options_set_max_log_file_size(opts, STATE_MAX_LOG_FILE_SIZE);
+	rocksdb_options_set_compression(opts, t ? t->compression : rocksdb_lz4_compression);
+	rocksdb_options_set_max_background_jobs(opts, t ? t->max_background_jobs : STATE_BACKGROUND_JOBS);
+
+	store->cache = rocksdb_cache_create_lru(cache_size);
+	set_table_options(opts, store, t, t ? t->bloom_filter_bits : STATE_BLOOM_BITS_PER_KEY);
 
 	return opts;
 }
@@ -350,18 +399,24 @@ store_alloc(const char *dir, bool secondary)
 
 /*
  * Options per column family: the main family takes the database's options,
- * the timers a copy with a smaller memtable (same table format, bloom
- * filters and shared block cache).
+ * the timers a copy with a smaller memtable and no bloom filters (same
+ * table format and shared block cache).  Timers are only ever read by
+ * range scans (timer_service.c), which whole-key filters cannot answer:
+ * their filters would be built at every insert into the memtable and at
+ * every flush, and never read.
  */
 static void
-make_family_options(StateStore *store)
+make_family_options(StateStore *store, const StateTuning *t)
 {
+	rocksdb_options_t *timers;
+
 	store->family_options[STATE_FAMILY_MAIN] = store->options;
-	store->family_options[STATE_FAMILY_TIMERS] =
-		rocksdb_options_create_copy(store->options);
+	timers = rocksdb_options_create_copy(store->options);
+	store->family_options[STATE_FAMILY_TIMERS] = timers;
+	set_table_options(timers, store, t, 0);
+	rocksdb_options_set_memtable_prefix_bloom_size_ratio(timers, 0);
 	if (!store->secondary)
-		rocksdb_options_set_write_buffer_size(store->family_options[STATE_FAMILY_TIMERS],
-											  STATE_TIMERS_WRITE_BUFFER_SIZE);
+		rocksdb_options_set_write_buffer_size(timers, STATE_TIMERS_WRITE_BUFFER_SIZE);
 }
 
 /*
@@ -458,9 +513,18 @@ open_primary(const char *dir, const StateTuning *t, bool wal)
 	apply_primary_tuning(opts, t);
 	rocksdb_options_set_max_total_wal_size(opts, STATE_MAX_TOTAL_WAL_SIZE(t));
 	rocksdb_options_set_max_manifest_file_size(opts, STATE_MAX_MANIFEST_FILE_SIZE);
+	/*
+	 * Flush all families together, in one flush job: RocksDB's advice for
+	 * families written without a WAL (each family's flush alone would
+	 * persist it without the others), and for a checkpoint, which flushes
+	 * every family, one job writes one MANIFEST record and syncs the
+	 * directory once instead of once per family (7 syncs a checkpoint
+	 * instead of 9, under strace).
+	 */
+	rocksdb_options_set_atomic_flush(opts, 1);
 	/* a database created before a family was added gets it empty */
 	rocksdb_options_set_create_missing_column_families(opts, 1);
-	make_family_options(store);
+	make_family_options(store, t);
 
 	store->ropts = rocksdb_readoptions_create();
 	store->wopts = rocksdb_writeoptions_create();
@@ -510,7 +574,7 @@ state_open_secondary(const char *dir, const char *secondary_dir)
 	opts = make_options(store, NULL, STATE_SECONDARY_CACHE_SIZE);
 	/* a secondary must keep every table file open (RocksDB requires it) */
 	rocksdb_options_set_max_open_files(opts, -1);
-	make_family_options(store);
+	make_family_options(store, NULL);
 
 	store->ropts = rocksdb_readoptions_create();
 
@@ -728,6 +792,31 @@ statistic(const char *stats, const char *name, const char *field)
 	return 0;
 }
 
+/*
+ * Remember the memtables' size at its highest since the last
+ * state_collect_metrics.  Writes reach the memtables in batches (the
+ * cache's write-backs and evictions, the timers' flushes) and every
+ * checkpoint flushes them right after its write-back, so a reading at a
+ * random moment -- and worse, one taken right after a checkpoint, where
+ * the worker's once-a-second metrics used to fall with the default
+ * checkpoint interval of a second -- shows empty memtables (2 kB per
+ * family) most of the time.  Sampled after every batch and before every
+ * checkpoint's flush: two property reads, each under RocksDB's mutex for
+ * well under a microsecond.
+ */
+static void
+note_memtables(StateStore *store)
+{
+	StateStore *root = store->root;
+	int64		bytes;
+
+	if (root->secondary)
+		return;
+	bytes = property_sum(root, "rocksdb.size-all-mem-tables");
+	if (bytes > root->memtable_peak)
+		root->memtable_peak = bytes;
+}
+
 void
 state_collect_metrics(StateStore *store, StateMetrics *m)
 {
@@ -740,7 +829,10 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 
 	m->estimated_keys = property_sum(store, "rocksdb.estimate-num-keys");
 	m->live_sst_bytes = property_sum(store, "rocksdb.live-sst-files-size");
+	/* the most they held since the last collection (note_memtables) */
 	m->memtable_bytes = property_sum(store, "rocksdb.size-all-mem-tables");
+	m->memtable_bytes = Max(m->memtable_bytes, store->memtable_peak);
+	store->memtable_peak = 0;
 	m->table_readers_bytes = property_sum(store, "rocksdb.estimate-table-readers-mem");
 	m->pending_compaction_bytes = property_sum(store, "rocksdb.estimate-pending-compaction-bytes");
 	m->running_compactions = property_int(store->db, "rocksdb.num-running-compactions");
@@ -887,23 +979,169 @@ state_delete(StateStore *store, const char *key, size_t klen)
 StateBatch *
 state_batch_create(void)
 {
-	StateBatch *batch = palloc(sizeof(StateBatch));
+	StateBatch *batch = palloc0(sizeof(StateBatch));
 
 	batch->wb = rocksdb_writebatch_create();
+	batch->cxt = CurrentMemoryContext;
 	return batch;
+}
+
+/* Stage a put or delete (value NULL) in the family 'cf' (NULL: main). */
+static void
+stage_op(StateBatch *batch, rocksdb_column_family_handle_t *cf, bool is_delete,
+		 const char *key, size_t klen, const char *val, size_t vlen)
+{
+	Size		need;
+	BatchOp    *op;
+
+	if (klen > PG_UINT32_MAX || vlen > PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("state key or value of %zu bytes is too large",
+						Max(klen, vlen))));
+	need = BATCH_OP_SIZE(klen, vlen);
+	if (batch->used + need > batch->size)
+	{
+		Size		size = Max(batch->size * 2, Max(need, 64 * 1024));
+
+		while (size < batch->used + need)
+			size *= 2;
+		batch->ops = batch->ops == NULL ?
+			MemoryContextAllocHuge(batch->cxt, size) :
+			repalloc_huge(batch->ops, size);
+		batch->size = size;
+	}
+	if (batch->nops == batch->maxops)
+	{
+		uint32		maxops = Max(batch->maxops * 2, 1024);
+
+		batch->offsets = batch->offsets == NULL ?
+			MemoryContextAllocHuge(batch->cxt, maxops * sizeof(Size)) :
+			repalloc_huge(batch->offsets, maxops * sizeof(Size));
+		batch->maxops = maxops;
+	}
+
+	op = (BatchOp *) (batch->ops + batch->used);
+	op->cf = cf;
+	op->seq = batch->nops;
+	op->is_delete = is_delete;
+	op->klen = (uint32) klen;
+	op->vlen = (uint32) vlen;
+	memcpy((char *) BATCH_OP_KEY(op), key, klen);
+	if (vlen > 0)
+		memcpy((char *) BATCH_OP_KEY(op) + klen, val, vlen);
+	batch->offsets[batch->nops++] = batch->used;
+	batch->used += need;
+}
+
+/* RocksDB's bytewise order by family, then key; staging order for ties. */
+static inline int
+batch_op_cmp(const BatchOp *a, const BatchOp *b)
+{
+	int			c;
+
+	if (a->cf != b->cf)
+		return a->cf < b->cf ? -1 : 1;
+	c = memcmp(BATCH_OP_KEY(a), BATCH_OP_KEY(b), Min(a->klen, b->klen));
+	if (c != 0)
+		return c;
+	if (a->klen != b->klen)
+		return a->klen < b->klen ? -1 : 1;
+	return a->seq < b->seq ? -1 : (a->seq > b->seq ? 1 : 0);
+}
+
+typedef BatchOp *BatchOpPtr;
+
+#define ST_SORT sort_batch_ops
+#define ST_ELEMENT_TYPE BatchOpPtr
+#define ST_COMPARE(a, b) batch_op_cmp(*(a), *(b))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * Hand the staged operations to RocksDB's batch, in key order.  The
+ * memtable is a skip list that remembers where its last insert went
+ * (RocksDB's sequential "splice"): keys inserted in order each start from
+ * their predecessor's place, while keys in hash order (a write-back of the
+ * cache, pending timers in time order across key groups) each search it
+ * from the top, missing the CPU cache at every level.  For 100k keys the
+ * sort costs a fraction of what it saves (test/bench/state_scaling.sh, see
+ * the README's Performance).  Reordering does not change what the batch
+ * does: operations on one key keep their order, operations on different
+ * keys commute, and a range deletion is a barrier (staged operations are
+ * appended before it is).
+ */
+static void
+sort_staged(StateBatch *batch)
+{
+	BatchOp   **ops;
+
+	if (batch->nops == 0)
+		return;
+	ops = MemoryContextAllocHuge(batch->cxt, batch->nops * sizeof(BatchOp *));
+	for (uint32 i = 0; i < batch->nops; i++)
+		ops[i] = (BatchOp *) (batch->ops + batch->offsets[i]);
+	if (batch->nops > 1)
+		sort_batch_ops(ops, batch->nops);
+	for (uint32 i = 0; i < batch->nops; i++)
+	{
+		BatchOp    *op = ops[i];
+		const char *key = BATCH_OP_KEY(op);
+
+		if (op->is_delete)
+		{
+			if (op->cf)
+				rocksdb_writebatch_delete_cf(batch->wb, op->cf, key, op->klen);
+			else
+				rocksdb_writebatch_delete(batch->wb, key, op->klen);
+		}
+		else if (op->cf)
+			rocksdb_writebatch_put_cf(batch->wb, op->cf, key, op->klen,
+									  key + op->klen, op->vlen);
+		else
+			rocksdb_writebatch_put(batch->wb, key, op->klen,
+								   key + op->klen, op->vlen);
+	}
+	pfree(ops);
+	batch->used = 0;
+	batch->nops = 0;
+}
+
+/* After a write: empty, and large buffers given back. */
+static void
+batch_reset(StateBatch *batch)
+{
+	batch->used = 0;
+	batch->nops = 0;
+	if (batch->size > STATE_BATCH_KEEP_BYTES)
+	{
+		pfree(batch->ops);
+		pfree(batch->offsets);
+		batch->ops = NULL;
+		batch->offsets = NULL;
+		batch->size = 0;
+		batch->maxops = 0;
+
+		/* RocksDB's batch keeps its buffer's capacity when cleared */
+		rocksdb_writebatch_destroy(batch->wb);
+		batch->wb = rocksdb_writebatch_create();
+	}
+	else
+		rocksdb_writebatch_clear(batch->wb);
 }
 
 void
 state_batch_put(StateBatch *batch, const char *key, size_t klen,
 				const char *val, size_t vlen)
 {
-	rocksdb_writebatch_put(batch->wb, key, klen, val, vlen);
+	stage_op(batch, NULL, false, key, klen, val, vlen);
 }
 
 void
 state_batch_delete(StateBatch *batch, const char *key, size_t klen)
 {
-	rocksdb_writebatch_delete(batch->wb, key, klen);
+	stage_op(batch, NULL, true, key, klen, NULL, 0);
 }
 
 void
@@ -911,7 +1149,9 @@ state_batch_put_family(StateBatch *batch, StateStore *family,
 					   const char *key, size_t klen,
 					   const char *val, size_t vlen)
 {
-	rocksdb_writebatch_put_cf(batch->wb, family->cf, key, klen, val, vlen);
+	/* the main family's handle stages as state_batch_put does: one order */
+	stage_op(batch, family->root == family ? NULL : family->cf, false,
+			 key, klen, val, vlen);
 }
 
 /*
@@ -923,6 +1163,8 @@ state_batch_delete_range(StateBatch *batch, StateStore *family,
 						 const char *lower, size_t llen,
 						 const char *upper, size_t ulen)
 {
+	/* what was staged before it applies before it */
+	sort_staged(batch);
 	rocksdb_writebatch_delete_range_cf(batch->wb, family->cf, lower, llen, upper, ulen);
 }
 
@@ -934,6 +1176,7 @@ state_batch_write(StateStore *store, StateBatch *batch)
 	char	   *err = NULL;
 
 	check_writable(store);
+	sort_staged(batch);
 
 	/*
 	 * A large batch can fill the memtable and schedule a flush; the pool's
@@ -943,7 +1186,8 @@ state_batch_write(StateStore *store, StateBatch *batch)
 	rocksdb_write(store->db, store->wopts, batch->wb, &err);
 	thread_signals_restore(&saved);
 
-	rocksdb_writebatch_clear(batch->wb);
+	batch_reset(batch);
+	note_memtables(store);
 
 	if (err != NULL)
 	{
@@ -964,6 +1208,10 @@ state_batch_destroy(StateBatch *batch)
 		return;
 	if (batch->wb != NULL)
 		rocksdb_writebatch_destroy(batch->wb);
+	if (batch->ops != NULL)
+		pfree(batch->ops);
+	if (batch->offsets != NULL)
+		pfree(batch->offsets);
 	pfree(batch);
 }
 
@@ -1192,7 +1440,14 @@ state_checkpoint(StateStore *store, const char *chk_dir)
 	state_remove_dir(staging);
 	make_parent_dir(target);
 
-	/* the checkpoint flushes the memtable, which runs on the pool threads */
+	/* what the flush below empties counts in memtable_bytes */
+	note_memtables(store);
+
+	/*
+	 * The checkpoint flushes the memtables first (log_size_for_flush 0:
+	 * always), on the pool threads: every family in one flush job
+	 * (atomic_flush, see open_primary).
+	 */
 	thread_signals_block(&saved);
 	chk = rocksdb_checkpoint_object_create(store->db, &err);
 	if (err == NULL)

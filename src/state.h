@@ -42,7 +42,8 @@ typedef struct StateMetrics
 	int64		estimated_keys; /* rocksdb.estimate-num-keys */
 	int64		live_sst_bytes; /* rocksdb.live-sst-files-size */
 	int64		sst_bytes_per_level[STATE_METRIC_LEVELS];
-	int64		memtable_bytes; /* rocksdb.size-all-mem-tables */
+	int64		memtable_bytes; /* rocksdb.size-all-mem-tables, the most since
+								 * the previous collection */
 	int64		table_readers_bytes;	/* index and filter blocks outside the cache */
 	int64		block_cache_capacity;
 	int64		block_cache_usage;
@@ -128,7 +129,13 @@ extern void state_put(StateStore *store, const char *key, size_t klen,
 					  const char *val, size_t vlen);
 extern void state_delete(StateStore *store, const char *key, size_t klen);
 
-/* Atomic write batches. */
+/*
+ * Atomic write batches.  Puts and deletes reach RocksDB in key order (a
+ * batch sorts them when written: the memtable inserts keys in order much
+ * faster), with the same effect as in the order given: operations on one
+ * key keep their order, and a range deletion applies after everything
+ * added before it and before everything added after it.
+ */
 extern StateBatch *state_batch_create(void);
 extern void state_batch_put(StateBatch *batch, const char *key, size_t klen,
 							const char *val, size_t vlen);

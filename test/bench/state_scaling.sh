@@ -8,7 +8,9 @@
 #
 # Mode "keys": the tumbling (1 minute) and hop (1 minute, sliding 20 s)
 # count+sum pipelines over 1k, 100k and 1M keys (SCALE_BENCH_10M=1 adds
-# 10M keys: 15M events, some minutes; SCALE_BENCH_KEYS="1000 100000" picks
+# 10M keys: 15M events, on 32 partitions for every level, see below;
+# producing them took 84 s and the test broker 133 MB, the run itself is
+# estimated in the README's Performance; SCALE_BENCH_KEYS="1000 100000" picks
 # other levels, the first being the baseline; SCALE_BENCH_WINDOWS="tumble"
 # one kind of window only).  A window of event time holds
 # max(keys, 60000) events, so every key has a window open at once (1k keys:
@@ -16,11 +18,13 @@
 # event per key and window), and a level has max(SCALE_BENCH_EVENTS
 # (default 1M), 1.5 windows) events.  Per pipeline and level: events/s
 # (from start until the watermark passed the last event: every window
-# fired, checkpoints included), the worker's peak RSS (VmHWM), the largest
-# snapshot (state_bytes), the median checkpoint duration with its sync and
-# async parts, the median new bytes per checkpoint, and the ratios to the
-# first level.  Targets (issue 9): 100k keys >= 0.5 of the 1k rate, 10M
-# keys >= 0.25, checkpoint duration at 10M within 2x of 1k, RSS flat.
+# fired, checkpoints included) and the same from the first processed event
+# on, with the start-up before it (see run_level), the worker's peak RSS
+# (VmHWM) and peak private memory (RssAnon), the largest snapshot
+# (state_bytes), the median checkpoint duration with its sync and async
+# parts, the median new bytes per checkpoint, and the ratios to the first
+# level.  Targets (issue 9): 100k keys >= 0.5 of the 1k rate, 10M keys >=
+# 0.25, checkpoint duration at 10M within 2x of 1k, RSS flat.
 #
 # Mode "flat": a tumbling window of a day that never fires, fed in
 # SCALE_FLAT_BATCHES (30) batches of SCALE_FLAT_BATCH (100000) events, each
@@ -50,9 +54,15 @@ windows=${SCALE_BENCH_WINDOWS:-tumble hop}
 flat_options=${SCALE_FLAT_OPTIONS:-}
 batches=${SCALE_FLAT_BATCHES:-30}
 batch=${SCALE_FLAT_BATCH:-100000}
-# about 3 bytes an event on the mock broker (zstd), which keeps 5 MiB a
-# partition: 8 partitions hold 15M events
-parts=8
+# The test broker keeps 5 MiB a partition (test/mock_broker.c) and an event
+# takes about 7.3 bytes there (zstd): 8 partitions hold 5M events, the 10M
+# level's 15M need 32 (measured: 8 lost 1.15M of partition 0's events).
+# Every level runs with the same number, so that the levels compare.
+if [ "${SCALE_BENCH_10M:-0}" = 1 ]; then
+    parts=${SCALE_BENCH_PARTITIONS:-32}
+else
+    parts=${SCALE_BENCH_PARTITIONS:-8}
+fi
 
 sf_test_setup state_scaling
 work=$SF_TEST_DIR
@@ -84,25 +94,58 @@ checkpoint_figures() {
 
 # --- mode keys -------------------------------------------------------------
 
-# Runs pipeline $1 over its topic's $2 events: "rate rss_mb figures..."
+# Runs pipeline $1 over its topic's $2 events: "rate run_rate startup_s
+# hwm_mb priv_mb figures...".  Polls streamflink.pipelines every 0.2 s
+# (as sf_pipeline_wait) and samples the worker's RssAnon each time.
+#   rate      events / (watermark past the last event - start())
+#   run_rate  the events counted after the first poll that saw any
+#             processed, over the time from that poll to the end: the
+#             worker's start-up (fork, catalog, RocksDB open, the consumer
+#             joining its partitions) left out.  Both ends are seen through
+#             the same 0.2 s progress reports, so their delays cancel out;
+#             "-" if less than a second of processing was seen.
+#   startup_s start() to that first poll
+#   hwm_mb    VmHWM: the peak RSS, which also counts every page of
+#             shared_buffers the worker touched (the sink's inserts: 1M
+#             rows at 100k keys, 17k at 1k)
+#   priv_mb   the peak of RssAnon over the samples: the worker's private
+#             memory (heap, RocksDB, librdkafka's queues), without
+#             shared_buffers and mapped files
 run_level() {
-    local name=$1 n=$2 t0 t1 pid rss figures
+    local name=$1 n=$2 t0 t1 tf="" ef=0 pid=0 p ev done=f now anon peak=0 hwm figures i
     t0=$(date +%s.%N)
     q -c "SELECT streamflink.start('$name')" >/dev/null
-    sf_pipeline_wait "$work/pg" "$port" bench \
-        "SELECT coalesce(watermark >= '2030-01-01', false) FROM streamflink.pipelines WHERE name = '$name'"
-    t1=$(date +%s.%N)
-    pid=$(q -c "SELECT pid FROM streamflink.pipelines WHERE name = '$name'")
-    rss=$(sf_proc_peak_rss_mb "$pid")
+    for ((i = 0; i < 36000; i++)); do
+        read -r p ev done <<<"$(q -F ' ' -c "SELECT coalesce(pid, 0), coalesce(events, 0),
+            coalesce(watermark >= '2030-01-01', false) FROM streamflink.pipelines WHERE name = '$name'")"
+        now=$(date +%s.%N)
+        if [ "$p" != 0 ]; then
+            pid=$p
+            anon=$(awk '$1 == "RssAnon:" { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+            if [ "${anon:-0}" -gt "$peak" ]; then
+                peak=$anon
+            fi
+        fi
+        if [ -z "$tf" ] && [ "$ev" -gt 0 ]; then
+            tf=$now
+            ef=$ev
+        fi
+        [ "$done" = t ] && break
+        sleep 0.2
+    done
+    [ "$done" = t ] || _sf_die "pipeline $name did not finish"
+    t1=$now
+    hwm=$(sf_proc_peak_rss_mb "$pid")
     sf_pipeline_stop "$work/pg" "$port" bench "$name"
     figures=$(checkpoint_figures "$name")
-    awk -v n="$n" -v a="$t0" -v b="$t1" -v r="$rss" -v f="$figures" \
-        'BEGIN { printf "%.0f %d %s", n / (b - a), r, f }'
+    awk -v n="$n" -v a="$t0" -v b="$t1" -v f="${tf:-$t1}" -v ef="$ef" -v h="$hwm" -v pk="$peak" -v fig="$figures" \
+        'BEGIN { run = (b - f >= 1.0) ? sprintf("%.0f", (n - ef) / (b - f)) : "-";
+                 printf "%.0f %s %.2f %d %.0f %s", n / (b - a), run, f - a, h, pk / 1024, fig }'
 }
 
 keys_mode() {
-    local k per us n name kind rate rss nck dur sync async newb stb ev
-    declare -A rates rsss durs
+    local k per us n name kind rate run startup hwm priv r nck dur sync async newb stb ev
+    declare -A rates privs durs
     echo "levels (keys): $levels; partitions: $parts"
     for k in $levels; do
         per=$(( k > 60000 ? k : 60000 ))
@@ -111,13 +154,16 @@ keys_mode() {
         echo "producing $n events over $k keys ($per a window, one every $us us of event time)"
         { sf_bench_keyed_events "$n" "$k" "$parts" "$us"; sf_bench_keyed_events 0 1 "$parts" 0 -1; } |
             test/produce "$addr" "scale_$k" --partitions "$parts" 2>/dev/null
+        # the test broker drops the oldest data beyond 5 MiB a partition
+        sf_topic_intact "$addr" "scale_$k" "$parts"
         echo "$n" >"$work/n_$k"
         q -c "SELECT streamflink.create_source('s$k', '$addr', 'scale_$k', 'json',
             columns => 'k int, v int, ts timestamptz', event_time => 'ts')" >/dev/null
     done
 
-    printf '\n%-7s %9s %9s %7s %6s %11s %6s %8s %8s %8s %11s %7s %7s %7s\n' window keys events/s rss_MB \
-        ckpts state_bytes ck_ms sync_ms async_ms new_B rate/base ck/base rss/base ok
+    printf '\n%-6s %8s %9s %9s %7s %6s %7s %5s %10s %6s %7s %8s %8s %9s %7s %8s %5s\n' window keys \
+        events/s run_ev/s start_s hwm_MB priv_MB ckpts state_B ck_ms sync_ms async_ms new_B \
+        rate/base ck/base priv/base ok
     for kind in $windows; do
         for k in $levels; do
             name="${kind}_$k"
@@ -130,24 +176,29 @@ keys_mode() {
                     slide => '20 seconds')" >/dev/null
             fi
             n=$(cat "$work/n_$k")
-            read -r rate rss nck dur sync async newb stb ev <<<"$(run_level "$name" "$n")"
+            read -r rate run startup hwm priv nck dur sync async newb stb ev <<<"$(run_level "$name" "$n")"
             q -c "SELECT streamflink.drop_pipeline('$name', drop_sink => true)" >/dev/null
+            # the baseline's rate: from the first event if measured, else from start()
+            [ "$run" = - ] && r=$rate || r=$run
             if [ -z "${rates[$kind]:-}" ]; then
-                rates[$kind]=$rate
-                rsss[$kind]=$rss
+                rates[$kind]=$r
+                privs[$kind]=$priv
                 durs[$kind]=$dur
             fi
             # every event (and the final ones) went through the operator
-            awk -v kind="$kind" -v k="$k" -v rate="$rate" -v rss="$rss" -v nck="$nck" -v stb="$stb" \
-                -v dur="$dur" -v sync="$sync" -v async="$async" -v newb="$newb" \
-                -v r0="${rates[$kind]}" -v s0="${rsss[$kind]}" -v d0="${durs[$kind]}" \
+            awk -v kind="$kind" -v k="$k" -v rate="$rate" -v run="$run" -v st="$startup" -v hwm="$hwm" \
+                -v priv="$priv" -v nck="$nck" -v stb="$stb" -v dur="$dur" -v sync="$sync" -v async="$async" \
+                -v newb="$newb" -v r="$r" -v r0="${rates[$kind]}" -v p0="${privs[$kind]}" -v d0="${durs[$kind]}" \
                 -v ok="$([ "$ev" = $((n + parts)) ] && echo all || echo "$ev/$((n + parts))")" 'BEGIN {
-                    printf "%-7s %9d %9d %7d %6d %11d %6.1f %8.1f %8.1f %8d %11.2f %7.2f %7.2f %7s\n",
-                        kind, k, rate, rss, nck, stb, dur, sync, async, newb,
-                        rate / r0, dur / d0, rss / s0, ok }'
+                    printf "%-6s %8d %9d %9s %7.2f %6d %7d %5d %10d %6.1f %7.1f %8.1f %8d %9.2f %7.2f %8.2f %5s\n",
+                        kind, k, rate, run, st, hwm, priv, nck, stb, dur, sync, async, newb,
+                        r / r0, dur / d0, priv / p0, ok }'
         done
     done
-    echo "targets: rate/base >= 0.50 at 100k keys, >= 0.25 at 10M; ck/base <= 2 at 10M; rss/base ~ 1"
+    echo "events/s: from start(); run_ev/s: from the first processed event (start_s: start-up before it);"
+    echo "rate/base: run_ev/s (events/s where run_ev/s is -); hwm_MB: VmHWM, with the shared_buffers pages"
+    echo "the sink touched; priv_MB: peak RssAnon, sampled every 0.2 s (priv/base)"
+    echo "targets: rate/base >= 0.50 at 100k keys, >= 0.25 at 10M; ck/base <= 2 at 10M; priv/base ~ 1"
 }
 
 # --- mode flat -------------------------------------------------------------
