@@ -3,7 +3,11 @@
 # test/bench/sink_insert.sh: the Postgres table sink's statements on their
 # own, as pg_sink.c runs them: SINK_BENCH_ROWS (1M) window rows (int key,
 # window_start, window_end, two bigints; PRIMARY KEY (k, window_start)) in
-# batches of 1000 from arrays, each batch in a subtransaction.
+# batches of 1000 from arrays, each batch in a subtransaction.  The rows
+# are windows of 100k keys fired one window after the other, as
+# state_scaling.sh's 100k level fires them: SINK_BENCH_ORDER=random (the
+# default) writes each window's keys in a scattered order, as the
+# operator's timers fire them; sequential in key order.
 #
 #   upsert         today's upsert: DISTINCT ON, ON CONFLICT DO UPDATE, new rows
 #   insert         the plain INSERT of a batch of new rows (SINK_INSERT)
@@ -21,6 +25,11 @@ cd "$(dirname "$0")/../.."
 
 rows=${SINK_BENCH_ROWS:-1000000}
 rounds=${SINK_BENCH_ROUNDS:-3}
+case ${SINK_BENCH_ORDER:-random} in
+    random) mult=7919 ;;		# prime: a permutation of 0..99999
+    sequential) mult=1 ;;
+    *) echo "SINK_BENCH_ORDER: random or sequential" >&2; exit 1 ;;
+esac
 
 sf_test_setup sink_insert
 work=$SF_TEST_DIR
@@ -34,9 +43,9 @@ CREATE TABLE w (k int, window_start timestamptz, window_end timestamptz, n bigin
 				PRIMARY KEY (k, window_start));
 -- the batches, made once
 CREATE TABLE batches AS
-SELECT b, array_agg(i ORDER BY i) AS ks,
-	   array_agg(timestamptz '2024-01-01' ORDER BY i) AS ws,
-	   array_agg(timestamptz '2024-01-01 00:01' ORDER BY i) AS we,
+SELECT b, array_agg(((i % 100000)::bigint * $mult % 100000)::int ORDER BY i) AS ks,
+	   array_agg(timestamptz '2024-01-01' + (i / 100000) * interval '1 minute' ORDER BY i) AS ws,
+	   array_agg(timestamptz '2024-01-01 00:01' + (i / 100000) * interval '1 minute' ORDER BY i) AS we,
 	   array_agg(1::bigint ORDER BY i) AS ns, array_agg(i::bigint ORDER BY i) AS ts
 FROM generate_series(0, $rows - 1) i, LATERAL (SELECT i / 1000 AS b) x GROUP BY b;
 
@@ -109,8 +118,8 @@ for ((r = 0; r < rounds; r++)); do
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 base=$(echo "${cpu[upsert]}" | median)
-printf '\n%-13s %8s %8s   (%d rows, batches of 1000, backend CPU seconds, median of %d)\n' \
-    variant cpu_s /upsert "$rows" "$rounds"
+printf '\n%-13s %8s %8s   (%d rows, %s keys, batches of 1000, backend CPU seconds, median of %d)\n' \
+    variant cpu_s /upsert "$rows" "${SINK_BENCH_ORDER:-random}" "$rounds"
 for v in $variants; do
     m=$(echo "${cpu[$v]}" | median)
     awk -v v="$v" -v m="$m" -v b="$base" 'BEGIN { printf "%-13s %8.2f %8.2f\n", v, m, m / b }'
