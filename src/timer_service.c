@@ -121,14 +121,15 @@ typedef struct FireTimer
 
 /*
  * Scratch memory kept from one flush or advance to the next: allocating it
- * afresh each time cost page faults for every due timer.  Freed when a
- * flush or advance used less than a quarter of a big one.
+ * afresh each time cost page faults for every due timer.  A big one is
+ * freed at a flush if the flush and the advances since the last one used
+ * less than a quarter of it.
  */
 typedef struct TimerBuf
 {
 	void	   *data;
 	Size		cap;
-	Size		used;			/* the most asked for since the last trim */
+	Size		used;			/* the most asked for since the last flush */
 } TimerBuf;
 
 #define TIMER_BUF_KEEP (1024 * 1024)
@@ -344,7 +345,7 @@ buf_get(TimerService *ts, TimerBuf *buf, Size bytes)
 	return buf->data;
 }
 
-/* Free the big buffers the last flush or advance used little of. */
+/* At a flush: free the big buffers used little since the last one. */
 static void
 bufs_trim(TimerService *ts)
 {
@@ -632,7 +633,6 @@ timers_flush(TimerService *ts)
 		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(ts->due_cxt);
-		bufs_trim(ts);
 	}
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
@@ -652,6 +652,7 @@ timers_flush(TimerService *ts)
 		state_batch_write(ts->store, ts->batch);
 	MemoryContextReset(ts->pending_cxt);
 	pending_create(ts);
+	bufs_trim(ts);
 }
 
 void
@@ -861,5 +862,4 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 		pfree(b);
 	}
 	MemoryContextReset(ts->due_cxt);
-	bufs_trim(ts);
 }

@@ -30,8 +30,8 @@
  * Memory: the service, its pending timers and its due lists live in the
  * memory context it was created in (pending timers in a child context
  * reset by every flush; the sort and due buffers of a flush or advance are
- * kept for the next one, and freed when one used less than a quarter of
- * them).  Pending timers are bounded
+ * kept for the next one, and freed at a flush if less than a quarter of
+ * them was used since the last).  Pending timers are bounded
  * by an eighth of kstate_cache_budget(): timers_maybe_flush writes them
  * early beyond it.  Single-threaded, like the operator that owns it.
  *
