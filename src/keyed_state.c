@@ -9,7 +9,6 @@
 
 #include "access/tupdesc.h"
 #include "common/hashfn.h"
-#include "port/pg_bswap.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -100,50 +99,6 @@ typedef struct CacheSlot
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
-/*
- * An entry of the visit array: at a write-back, with the first 8 bytes of
- * its key as a big-endian integer, so that sorting compares integers and
- * reads an entry only when two keys begin alike.
- */
-typedef struct VisitRef
-{
-	uint64		prefix;
-	CacheEntry *entry;
-} VisitRef;
-
-static inline uint64
-key_prefix(const CacheEntry *e)
-{
-	uint64		v = 0;
-
-	memcpy(&v, e->data, Min(e->klen, 8));
-	return pg_ntoh64(v);
-}
-
-/* Key order, as RocksDB's bytewise comparator: the write-back's order. */
-static inline int
-visit_cmp(const VisitRef *x, const VisitRef *y)
-{
-	const CacheEntry *a = x->entry;
-	const CacheEntry *b = y->entry;
-	int			c;
-
-	if (x->prefix != y->prefix)
-		return x->prefix < y->prefix ? -1 : 1;
-	c = memcmp(a->data, b->data, Min(a->klen, b->klen));
-	if (c != 0)
-		return c;
-	return (a->klen > b->klen) - (a->klen < b->klen);
-}
-
-#define ST_SORT sort_visits
-#define ST_ELEMENT_TYPE VisitRef
-#define ST_COMPARE(a, b) visit_cmp(a, b)
-#define ST_SCOPE static
-#define ST_DECLARE
-#define ST_DEFINE
-#include "lib/sort_template.h"
-
 struct KeyedState
 {
 	StateStore *store;
@@ -165,13 +120,11 @@ struct KeyedState
 	/*
 	 * The entries a write-back must visit: the changed ones and those
 	 * holding no object (dropped by it), so that a checkpoint costs what
-	 * changed since the last one, not a walk over the whole cache.  The
-	 * write-back sorts the changed ones here by key before they go into its
-	 * batch: RocksDB's memtable (a skip list) inserts a batch's keys in
-	 * ascending order much faster than in any other.  In the cache's
+	 * changed since the last one, not a walk over the whole cache.  (The
+	 * batch puts them in key order: state_batch_write.)  In the cache's
 	 * context (counted in its memory; made again after an eviction).
 	 */
-	VisitRef   *visit;
+	CacheEntry **visit;
 	int			nvisit;
 	int			visit_cap;
 
@@ -197,7 +150,7 @@ cache_create(KeyedState *ks)
 {
 	ks->cache = kcache_create(ks->cxt, 1024, NULL);
 	ks->visit_cap = 1024;
-	ks->visit = MemoryContextAlloc(ks->cxt, sizeof(VisitRef) * ks->visit_cap);
+	ks->visit = MemoryContextAlloc(ks->cxt, sizeof(CacheEntry *) * ks->visit_cap);
 	ks->nvisit = 0;
 	ks->last = NULL;
 }
@@ -237,10 +190,10 @@ visit_later(KeyedState *ks, CacheEntry *e)
 		if (ks->nvisit == ks->visit_cap)
 		{
 			ks->visit_cap *= 2;
-			ks->visit = repalloc_huge(ks->visit, sizeof(VisitRef) * ks->visit_cap);
+			ks->visit = repalloc_huge(ks->visit, sizeof(CacheEntry *) * ks->visit_cap);
 		}
 		e->listed = true;
-		ks->visit[ks->nvisit++].entry = e;
+		ks->visit[ks->nvisit++] = e;
 	}
 }
 
@@ -352,8 +305,8 @@ kstate_full(KeyedState *ks)
 }
 
 /*
- * Write every changed object back to the store in one batch, in key order;
- * they stay cached, clean.  Entries that hold no object are dropped (a
+ * Write every changed object back to the store in one batch (which puts
+ * them in key order); they stay cached, clean.  Entries that hold no object are dropped (a
  * deleted window is not looked up again).
  */
 static void
@@ -366,12 +319,11 @@ write_back(KeyedState *ks)
 	/* What must be written stays; what has nothing to write and no object goes. */
 	for (int i = 0; i < ks->nvisit; i++)
 	{
-		e = ks->visit[i].entry;
+		e = ks->visit[i];
 		e->listed = false;
 		if (e->dirty && (e->obj != NULL || e->stored))
 		{
-			ks->visit[n].prefix = key_prefix(e);
-			ks->visit[n++].entry = e;
+			ks->visit[n++] = e;
 			continue;
 		}
 		/* never written, or deleted already: nothing to delete */
@@ -386,10 +338,9 @@ write_back(KeyedState *ks)
 	if (n == 0)
 		return;
 
-	sort_visits(ks->visit, n);
 	for (int i = 0; i < n; i++)
 	{
-		e = ks->visit[i].entry;
+		e = ks->visit[i];
 		if (e->obj == NULL)
 			state_batch_delete(ks->batch, e->data, e->klen);
 		else

@@ -18,7 +18,7 @@
  * number of keys.  Objects replaced or deleted are freed at once if the
  * operator gives a free function, so the cache holds what is live.  A
  * checkpoint's write-back visits the entries changed since the last one
- * only, and adds them to its batch in key order.
+ * only (the batch puts them in key order, state.h).
  *
  * The cache is the process's: the worker's process ends at any error and
  * recovers from the last checkpoint, so nothing cached outlives the epoch

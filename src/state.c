@@ -64,6 +64,7 @@
 #include "common/hashfn.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
+#include "port/pg_bswap.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -1034,14 +1035,39 @@ stage_op(StateBatch *batch, rocksdb_column_family_handle_t *cf, bool is_delete,
 	batch->used += need;
 }
 
+/*
+ * A staged operation being sorted, with the first 8 bytes of its key as a
+ * big-endian integer: most comparisons compare integers and read no key
+ * (sorting 100k keys of a cache's write-back by memcmp through pointers
+ * took three times as long).
+ */
+typedef struct SortOp
+{
+	uint64		prefix;
+	BatchOp    *op;
+} SortOp;
+
+static inline uint64
+key_prefix(const BatchOp *op)
+{
+	uint64		v = 0;
+
+	memcpy(&v, BATCH_OP_KEY(op), Min(op->klen, 8));
+	return pg_ntoh64(v);
+}
+
 /* RocksDB's bytewise order by family, then key; staging order for ties. */
 static inline int
-batch_op_cmp(const BatchOp *a, const BatchOp *b)
+sort_op_cmp(const SortOp *x, const SortOp *y)
 {
+	const BatchOp *a = x->op;
+	const BatchOp *b = y->op;
 	int			c;
 
 	if (a->cf != b->cf)
 		return a->cf < b->cf ? -1 : 1;
+	if (x->prefix != y->prefix)
+		return x->prefix < y->prefix ? -1 : 1;
 	c = memcmp(BATCH_OP_KEY(a), BATCH_OP_KEY(b), Min(a->klen, b->klen));
 	if (c != 0)
 		return c;
@@ -1050,11 +1076,9 @@ batch_op_cmp(const BatchOp *a, const BatchOp *b)
 	return a->seq < b->seq ? -1 : (a->seq > b->seq ? 1 : 0);
 }
 
-typedef BatchOp *BatchOpPtr;
-
 #define ST_SORT sort_batch_ops
-#define ST_ELEMENT_TYPE BatchOpPtr
-#define ST_COMPARE(a, b) batch_op_cmp(*(a), *(b))
+#define ST_ELEMENT_TYPE SortOp
+#define ST_COMPARE(a, b) sort_op_cmp(a, b)
 #define ST_SCOPE static
 #define ST_DEFINE
 #include "lib/sort_template.h"
@@ -1075,18 +1099,21 @@ typedef BatchOp *BatchOpPtr;
 static void
 sort_staged(StateBatch *batch)
 {
-	BatchOp   **ops;
+	SortOp	   *ops;
 
 	if (batch->nops == 0)
 		return;
-	ops = MemoryContextAllocHuge(batch->cxt, batch->nops * sizeof(BatchOp *));
+	ops = MemoryContextAllocHuge(batch->cxt, batch->nops * sizeof(SortOp));
 	for (uint32 i = 0; i < batch->nops; i++)
-		ops[i] = (BatchOp *) (batch->ops + batch->offsets[i]);
+	{
+		ops[i].op = (BatchOp *) (batch->ops + batch->offsets[i]);
+		ops[i].prefix = key_prefix(ops[i].op);
+	}
 	if (batch->nops > 1)
 		sort_batch_ops(ops, batch->nops);
 	for (uint32 i = 0; i < batch->nops; i++)
 	{
-		BatchOp    *op = ops[i];
+		BatchOp    *op = ops[i].op;
 		const char *key = BATCH_OP_KEY(op);
 
 		if (op->is_delete)

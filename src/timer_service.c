@@ -15,8 +15,7 @@
  * timers_flush (the operator's flush before a snapshot, or
  * timers_maybe_flush when the pending timers take more than their share of
  * memory) writes the pending timers to the timers' column family in one
- * batch, in ascending key order: RocksDB's memtable (a skip list) inserts
- * ascending keys cheaply and unsorted ones dearly.  A timer that fires
+ * batch (which puts them in key order, state.h).  A timer that fires
  * before the next flush, as most window and pattern timers do with
  * checkpoints every few seconds, costs RocksDB nothing.
  *
@@ -577,62 +576,35 @@ bucket_sorted(TimerService *ts, TimerBucket *b, FireTimer *out, int64 *n)
 /*
  * Write the pending timers to the store, and delete the stored timers that
  * fired since the last flush (one range per key group), in one batch.  The
- * timers go in ascending key order, [kg]'T'[time][rest of the state key]:
- * the buckets in time order, each sorted by state key (key group first),
- * then a stable counting sort by key group.
+ * batch puts the timers in key order ([kg]'T'[time][rest of the state key],
+ * state_batch_write), so they go in as they lie in their buckets.
  */
 void
 timers_flush(TimerService *ts)
 {
 	bool		any = false;
-	int64		total = 0;
 
 	Assert(!ts->advancing);
-	if (!pairingheap_is_empty(ts->heap))
+	while (!pairingheap_is_empty(ts->heap))
 	{
-		MemoryContext old = MemoryContextSwitchTo(ts->due_cxt);
-		List	   *buckets = NIL;
-		FireTimer  *byt;
-		FireTimer  *bykg;
-		int64		n = 0;
-		int64		start[STATE_KEY_GROUPS + 1];
-		ListCell   *lc;
+		TimerBucket *b = pairingheap_container(TimerBucket, node,
+											   pairingheap_remove_first(ts->heap));
 
-		while (!pairingheap_is_empty(ts->heap))
+		for (uint32 i = 0; i < b->n; i++)
 		{
-			TimerBucket *b = pairingheap_container(TimerBucket, node,
-												   pairingheap_remove_first(ts->heap));
+			const TimerSlot *s = &b->slots[i];
+			const char *skey = b->keys + s->off;
+			uint16		kg;
 
-			buckets = lappend(buckets, b);
-			total += b->nlive;
-		}
-		byt = buf_get(ts, &ts->firebuf[0], sizeof(FireTimer) * total);
-		bykg = buf_get(ts, &ts->firebuf[1], sizeof(FireTimer) * total);
-		foreach(lc, buckets)
-			bucket_sorted(ts, (TimerBucket *) lfirst(lc), byt, &n);
-		Assert(n == total);
-
-		memset(start, 0, sizeof(start));
-		for (int64 i = 0; i < n; i++)
-			start[keyspace_key_group(byt[i].key) + 1]++;
-		for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
-			start[kg + 1] += start[kg];
-		for (int64 i = 0; i < n; i++)
-			bykg[start[keyspace_key_group(byt[i].key)]++] = byt[i];
-
-		for (int64 i = 0; i < n; i++)
-		{
-			FireTimer  *t = &bykg[i];
-			uint16		kg = keyspace_key_group(t->key);
-
-			timer_key(ts, t->time, t->key, t->len);
+			if (s->len & SLOT_DELETED)
+				continue;
+			kg = keyspace_key_group(skey);
+			timer_key(ts, b->time, skey, s->len);
 			state_batch_put_family(ts->batch, ts->store, ts->key.data, ts->key.len, "", 0);
-			if (t->time < ts->next[kg])
-				ts->next[kg] = t->time;
+			if (b->time < ts->next[kg])
+				ts->next[kg] = b->time;
 			any = true;
 		}
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(ts->due_cxt);
 	}
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
