@@ -20,13 +20,18 @@
  * checkpoints every few seconds, costs RocksDB nothing.
  *
  * Firing (timers_advance) takes the due buckets off the heap, in time
- * order, sorting each by state key, and range-scans each key group with
- * stored timers due, from the floor to the watermark ([kg]'T'[floor] ..
+ * order, sorting each in tie order (the state key less its key group, then
+ * the key group: key_cmp), and range-scans each key group with stored
+ * timers due, from the floor to the watermark ([kg]'T'[floor] ..
  * [kg]'T'[upto]), in one pass; nothing is looked up per window.  Each key
- * group's scan is in time order, then state key order; the scans are
- * concatenated in key group order, so a stable sort by time alone puts
- * them in global order, and one merge with the due pending timers (which
- * drops a timer both stored and pending) gives the firing order.  Fired
+ * group's scan is in time order, then tie order; the scans together are
+ * sorted by time, then tie order (with an abbreviation of the key, as the
+ * buckets are), and one merge with the due pending timers (which drops a
+ * timer both stored and pending) gives the firing order.  Ties fire in the
+ * order of the key less its key group so that the windows ending at one
+ * time reach the sink in group key order rather than in the key groups'
+ * hash order: a sink inserting them into an index on the key then walks
+ * its leaf pages in order.  Fired
  * stored timers are not deleted one by one: every fired time lies below
  * the floor, so the next flush deletes each key group's [kg]'T'[-inf] ..
  * [kg]'T'[floor) with one range tombstone.  Scans start at the floor and
@@ -102,10 +107,14 @@ typedef struct TimeEntry
 	char		status;
 } TimeEntry;
 
-/* A due stored timer: its state key, in the advance's key buffer. */
+/*
+ * A due stored timer: its state key, in the advance's key buffer, and the
+ * tie order's abbreviation of it (key_abbrev).
+ */
 typedef struct DueTimer
 {
 	TimestampTz time;
+	uint64		abbrev;
 	uint64		off;
 	uint32		len;
 } DueTimer;
@@ -133,7 +142,10 @@ typedef struct TimerBuf
 
 #define TIMER_BUF_KEEP (1024 * 1024)
 
-/* A slot being sorted by state key: the key's first 8 bytes, big-endian. */
+/*
+ * A slot being sorted in tie order: the 8 bytes of its state key after the
+ * key group, big-endian (key_abbrev).
+ */
 typedef struct SortSlot
 {
 	uint64		abbrev;
@@ -222,18 +234,45 @@ slot_equal(TimerBucket *b, uint32 x, uint32 y)
 		memcmp(b->keys + b->slots[x].off, b->keys + b->slots[y].off, xlen) == 0;
 }
 
-/* State key order: bytewise (the key group first), a prefix first. */
+/*
+ * Tie order, the order of timers of one time: the state key less its key
+ * group bytewise (a prefix first), then the key group.  The kind byte
+ * leads, so the order is total; for a window it then follows the group
+ * key's encoding (an int's numeric order), so the sink gets the windows of
+ * one end in key order, not scattered by the key groups' hash.
+ */
 static inline int
 key_cmp(const char *x, uint32 xlen, const char *y, uint32 ylen)
 {
-	int			c = memcmp(x, y, Min(xlen, ylen));
+	int			c;
 
+	Assert(xlen >= 2 && ylen >= 2);
+	c = memcmp(x + 2, y + 2, Min(xlen, ylen) - 2);
 	if (c != 0)
 		return c;
-	return xlen < ylen ? -1 : (xlen > ylen ? 1 : 0);
+	if (xlen != ylen)
+		return xlen < ylen ? -1 : 1;
+	/* equal but for the key group */
+	return memcmp(x, y, 2);
 }
 
-/* Time order, then state key order. */
+/*
+ * The 8 bytes of a state key after its key group, big-endian (zeros past
+ * its end): comparing two of them unsigned agrees with key_cmp where they
+ * differ.
+ */
+static inline uint64
+key_abbrev(const char *key, uint32 len)
+{
+	const unsigned char *k = (const unsigned char *) key;
+	uint64		a = 0;
+
+	for (uint32 j = 2; j < 10; j++)
+		a = (a << 8) | (j < len ? k[j] : 0);
+	return a;
+}
+
+/* Time order, then tie order. */
 static inline int
 fire_cmp(const FireTimer *x, const FireTimer *y)
 {
@@ -260,12 +299,21 @@ sort_slot_cmp(const SortSlot *x, const SortSlot *y, TimerBucket *b)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-/* Time order, stable (the key buffer's offsets grow as timers are added). */
-#define ST_SORT sort_due_by_time
+static inline int
+due_cmp(const DueTimer *x, const DueTimer *y, const char *keys)
+{
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	if (x->abbrev != y->abbrev)
+		return x->abbrev < y->abbrev ? -1 : 1;
+	return key_cmp(keys + x->off, x->len, keys + y->off, y->len);
+}
+
+/* Due stored timers in time order, then tie order (keys: their keys). */
+#define ST_SORT sort_due
 #define ST_ELEMENT_TYPE DueTimer
-#define ST_COMPARE(a, b) \
-	((a)->time != (b)->time ? ((a)->time < (b)->time ? -1 : 1) : \
-	 ((a)->off < (b)->off ? -1 : ((a)->off > (b)->off ? 1 : 0)))
+#define ST_COMPARE_ARG_TYPE const char
+#define ST_COMPARE(a, b, arg) due_cmp(a, b, arg)
 #define ST_SCOPE static
 #define ST_DECLARE
 #define ST_DEFINE
@@ -537,8 +585,8 @@ timers_delete(TimerService *ts, TimestampTz when, const char *skey, size_t sklen
 }
 
 /*
- * The live timers of bucket b sorted by state key, appended to out[*n..]:
- * the order in which timers of one time fire.
+ * The live timers of bucket b sorted in tie order (key_cmp), appended to
+ * out[*n..]: the order in which timers of one time fire.
  */
 static void
 bucket_sorted(TimerService *ts, TimerBucket *b, FireTimer *out, int64 *n)
@@ -549,14 +597,10 @@ bucket_sorted(TimerService *ts, TimerBucket *b, FireTimer *out, int64 *n)
 	for (uint32 i = 0; i < b->n; i++)
 	{
 		const TimerSlot *s = &b->slots[i];
-		const unsigned char *k = (const unsigned char *) b->keys + s->off;
-		uint64		a = 0;
 
 		if (s->len & SLOT_DELETED)
 			continue;
-		for (uint32 j = 0; j < 8; j++)
-			a = (a << 8) | (j < s->len ? k[j] : 0);
-		ss[m].abbrev = a;
+		ss[m].abbrev = key_abbrev(b->keys + s->off, s->len);
 		ss[m].idx = i;
 		m++;
 	}
@@ -652,6 +696,7 @@ add_due(TimerService *ts, int64 *ndue, Size *keylen,
 	(*ndue)++;
 	memcpy(keys + *keylen, key, 2);
 	memcpy(keys + *keylen + 2, key + TIMER_HEADER, klen - TIMER_HEADER);
+	due[*ndue - 1].abbrev = key_abbrev(keys + *keylen, len);
 	*keylen += len;
 }
 
@@ -663,8 +708,7 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 	char	   *keys;
 	Size		keylen = 0;
 	int64		ndue = 0;
-	TimestampTz last = PG_INT64_MIN;
-	bool		sorted = true;
+	int			nruns = 0;
 	List	   *buckets = NIL;
 	int64		npending = 0;
 	FireTimer  *stored;
@@ -713,27 +757,27 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 				next = t;
 				break;
 			}
-			if (t < last)
-				sorted = false;
-			last = t;
 			add_due(ts, &ndue, &keylen, t, key, klen);
 			any = true;
 		}
 		state_iter_destroy(it);
 		ts->next[kg] = next;
 		if (any)
+		{
 			ts->fired[kg] = true;
+			nruns++;
+		}
 	}
 
 	/*
-	 * Each key group's run is in time order, then state key order, and the
-	 * runs follow in key group order: a stable sort by time makes it the
-	 * firing order.
+	 * Each key group's run is in time order, then tie order (the state key
+	 * less its key group, all the same within a run): one run is in firing
+	 * order, several are sorted into it.
 	 */
 	due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * ndue);
 	keys = buf_get(ts, &ts->keybuf, keylen);
-	if (!sorted)
-		sort_due_by_time(due, ndue);
+	if (nruns > 1)
+		sort_due(due, ndue, keys);
 	stored = buf_get(ts, &ts->firebuf[0], sizeof(FireTimer) * ndue);
 	for (int64 i = 0; i < ndue; i++)
 	{
@@ -763,8 +807,9 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 		bucket_sorted(ts, (TimerBucket *) lfirst(lc), pending, &npending);
 
 	/*
-	 * Merge the two, keeping one of a timer both stored and pending
-	 * (registered again after a flush).
+	 * Merge the two in firing order (fire_cmp: the order both were sorted
+	 * in), keeping one of a timer both stored and pending (registered again
+	 * after a flush): equal under fire_cmp is the same time and state key.
 	 */
 	if (ndue == 0)
 	{

@@ -18,8 +18,10 @@
  * pending timers' due buckets), and fired stored timers are deleted by one
  * range per key group at the next flush, not one by one.
  *
- * Due timers fire in global time order, ties in state key byte order,
- * whatever their key groups.  The service keeps a floor, the watermark it
+ * Due timers fire in global time order, whatever their key groups; ties
+ * (timers of one time) in the byte order of the state key less its key
+ * group (so from its kind byte: for windows, the group key's encoding,
+ * an int key's numeric order), then by key group.  The service keeps a floor, the watermark it
  * last fired up to plus one: no timer below it remains, so a timer must be
  * registered at or above the floor (a timer below it never fires, and is
  * dropped).  To keep a watermark advance cheap when nothing is due, it
@@ -75,8 +77,8 @@ extern void timers_maybe_flush(TimerService *ts);
 extern TimestampTz timers_floor(TimerService *ts);
 
 /*
- * Fire every timer with floor <= time <= upto (in time order, then state
- * key order), deleting each after it fired, and raise the floor to upto +
+ * Fire every timer with floor <= time <= upto (in time order, then tie
+ * order: the state key less its key group, then the key group), deleting each after it fired, and raise the floor to upto +
  * 1.  The due timers are collected first, so firing may register and
  * delete timers.  Nothing happens if upto is below the floor.
  */
