@@ -1,14 +1,15 @@
 --
 -- timers: the order in which due timers fire (src/timer_service.h): in
--- global time order, ties in state key byte order, whatever their key
--- groups, and whether a timer was written to RocksDB (stored) or is still
--- in memory (pending).  A tumbling window pipeline writes to Kafka, whose
--- messages keep the order in which the windows fired; its watermark stays
--- 10 minutes behind, so the windows of 5 minutes fire in one advance, and
--- a savepoint between two batches of events stores the first batch's
--- timers.  96 keys spread over the key groups: a state key starts with its
--- key group, so the tie order is no order of the keys' values, but it is
--- the same at every time.
+-- global time order, whatever their key groups, ties in the byte order of
+-- the state key less its key group (then by key group), and whether a
+-- timer was written to RocksDB (stored) or is still in memory (pending).
+-- A tumbling window pipeline writes to Kafka, whose messages keep the
+-- order in which the windows fired; its watermark stays 10 minutes behind,
+-- so the windows of 5 minutes fire in one advance, and a savepoint between
+-- two batches of events stores the first batch's timers.  96 keys spread
+-- over the key groups: the tie order skips the key group a state key
+-- starts with, so for these int keys (encoded big-endian with the sign
+-- flipped) it is the keys' numeric order, and the same at every time.
 --
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
@@ -81,8 +82,8 @@ FROM (SELECT array_agg(k ORDER BY pos) FILTER (WHERE k < 64) AS ks FROM tm_fired
 SELECT count(DISTINCT ks) AS orders_of_keys_0_95
 FROM (SELECT array_agg(k ORDER BY pos) AS ks FROM tm_fired
       WHERE window_end IN ('2024-01-01 00:02:00+00', '2024-01-01 00:04:00+00') GROUP BY window_end) x;
--- and no order of the keys' values (they are in many key groups)
-SELECT count(DISTINCT k) > 0 AS some_key_out_of_value_order
+-- and the keys' numeric order at every time, though in many key groups
+SELECT count(*) AS keys_out_of_value_order
 FROM (SELECT k, k < lag(k) OVER (PARTITION BY window_end ORDER BY pos) AS back FROM tm_fired) x
 WHERE back;
 
