@@ -395,12 +395,6 @@ kstate_evict(KeyedState *ks)
 	ks->evictions++;
 }
 
-int64
-kstate_evictions(KeyedState *ks)
-{
-	return ks->evictions;
-}
-
 void
 kstate_append_time(StringInfo buf, int64 t)
 {

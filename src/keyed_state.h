@@ -97,9 +97,6 @@ extern void kstate_evict(KeyedState *ks);
 /* Write changed objects to the store (before a snapshot); they stay cached. */
 extern void kstate_flush(KeyedState *ks);
 
-/* How many times the cache was full and dropped its objects. */
-extern int64 kstate_evictions(KeyedState *ks);
-
 /* Group keys (KeyCodec, kstate_encode_key...): see group_key.h. */
 
 /* Keys and their key groups: see keyspace.h. */

@@ -62,7 +62,8 @@
 #define KS_TIMER	'T'
 #define KS_COUNTER	'C'
 
-/* Key group and kind: what every key starts with. */
+/* Bytes of the key group a key starts with, and with the kind after it. */
+#define KEYSPACE_KEY_GROUP_BYTES 2
 #define KEYSPACE_HEADER 3
 
 /* Counter ids ([kg]'C'[id]). */

@@ -246,14 +246,15 @@ key_cmp(const char *x, uint32 xlen, const char *y, uint32 ylen)
 {
 	int			c;
 
-	Assert(xlen >= 2 && ylen >= 2);
-	c = memcmp(x + 2, y + 2, Min(xlen, ylen) - 2);
+	Assert(xlen >= KEYSPACE_KEY_GROUP_BYTES && ylen >= KEYSPACE_KEY_GROUP_BYTES);
+	c = memcmp(x + KEYSPACE_KEY_GROUP_BYTES, y + KEYSPACE_KEY_GROUP_BYTES,
+			   Min(xlen, ylen) - KEYSPACE_KEY_GROUP_BYTES);
 	if (c != 0)
 		return c;
 	if (xlen != ylen)
 		return xlen < ylen ? -1 : 1;
 	/* equal but for the key group */
-	return memcmp(x, y, 2);
+	return memcmp(x, y, KEYSPACE_KEY_GROUP_BYTES);
 }
 
 /*
@@ -267,7 +268,7 @@ key_abbrev(const char *key, uint32 len)
 	const unsigned char *k = (const unsigned char *) key;
 	uint64		a = 0;
 
-	for (uint32 j = 2; j < 10; j++)
+	for (uint32 j = KEYSPACE_KEY_GROUP_BYTES; j < KEYSPACE_KEY_GROUP_BYTES + 8; j++)
 		a = (a << 8) | (j < len ? k[j] : 0);
 	return a;
 }
@@ -525,7 +526,7 @@ timers_register(TimerService *ts, TimestampTz when, const char *skey, size_t skl
 	TimerBucket *b;
 	int64		i;
 
-	Assert(sklen >= 2);
+	Assert(sklen >= KEYSPACE_KEY_GROUP_BYTES);
 	/* below the floor it would never fire (see timer_service.h) */
 	if (when < ts->floor)
 		return;
@@ -552,11 +553,11 @@ timers_register(TimerService *ts, TimestampTz when, const char *skey, size_t skl
 static void
 timer_key(TimerService *ts, TimestampTz when, const char *skey, size_t sklen)
 {
-	Assert(sklen >= 2);
+	Assert(sklen >= KEYSPACE_KEY_GROUP_BYTES);
 	resetStringInfo(&ts->key);
 	keyspace_append_prefix(&ts->key, keyspace_key_group(skey), KS_TIMER);
 	kstate_append_time(&ts->key, when);
-	appendBinaryStringInfo(&ts->key, skey + 2, sklen - 2);
+	appendBinaryStringInfo(&ts->key, skey + KEYSPACE_KEY_GROUP_BYTES, sklen - KEYSPACE_KEY_GROUP_BYTES);
 }
 
 void
@@ -687,15 +688,15 @@ add_due(TimerService *ts, int64 *ndue, Size *keylen,
 		TimestampTz t, const char *key, size_t klen)
 {
 	DueTimer   *due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * (*ndue + 1));
-	uint32		len = klen - (TIMER_HEADER - 2);
+	uint32		len = klen - (TIMER_HEADER - KEYSPACE_KEY_GROUP_BYTES);
 	char	   *keys = buf_get(ts, &ts->keybuf, *keylen + len);
 
 	due[*ndue].time = t;
 	due[*ndue].off = *keylen;
 	due[*ndue].len = len;
 	(*ndue)++;
-	memcpy(keys + *keylen, key, 2);
-	memcpy(keys + *keylen + 2, key + TIMER_HEADER, klen - TIMER_HEADER);
+	memcpy(keys + *keylen, key, KEYSPACE_KEY_GROUP_BYTES);
+	memcpy(keys + *keylen + KEYSPACE_KEY_GROUP_BYTES, key + TIMER_HEADER, klen - TIMER_HEADER);
 	due[*ndue - 1].abbrev = key_abbrev(keys + *keylen, len);
 	*keylen += len;
 }
