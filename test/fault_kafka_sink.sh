@@ -51,40 +51,14 @@ parts=4
 failpoints=(after_prepare after_decision kafka_before_commit kafka_after_commit kafka_after_record)
 chunks=$((kills + restarts + ${#failpoints[@]} + 2))
 
-sf_test_setup fault_kafka_sink
-work=$SF_TEST_DIR
-
-say() { echo "fault_kafka_sink: $*"; }
-say "seed $seed, parallelism $par, $events events, $kills kills, $restarts immediate restarts, failpoints ${failpoints[*]}"
-
-python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
-chmod -R a+rX "$work"
-count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
-
 # The output topic has 8 partitions and is compressed: the test broker keeps
 # at most 5 MiB per partition (and silently drops older data).
-addr=$(sf_broker_start "$work/broker" "kfault_rides:$parts" kfault_out:8 kfault_out.markers:1)
-port=$(sf_free_port)
-pg=$work/pg
-sf_pg_start "$pg" "$port" "streamflink.checkpoint_history = 1000000"
-sql() { sf_psql "$pg" "$port" -qAt "$@"; }
-sql_retry() { sf_psql_retry "$pg" "$port" -qAt "$@"; }
-
-sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('rides', brokers => '$addr', topic => 'kfault_rides',
-       format => 'json', columns => 'geo text, wait_s float8, ts timestamptz',
-       event_time => 'ts', max_out_of_orderness => '5 seconds',
-       options => '{fetch.wait.max.ms=10}');
-SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'geo',
-       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
-       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
-       sink => 'surge_outbox', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds', parallelism => $par,
-       sink_topic => 'kfault_out', sink_brokers => '$addr',
-       sink_options => '{compression.codec=zstd,linger.ms=20}');
-SELECT streamflink.start('surge');
-SQL
+sf_rides_setup fault_kafka_sink kfault_rides "$parts" "$events" "$chunks" \
+    kfault_out:8 kfault_out.markers:1 -- "streamflink.checkpoint_history = 1000000"
+say "seed $seed, parallelism $par, $events events, $kills kills, $restarts immediate restarts, failpoints ${failpoints[*]}"
+sf_rides_start surge surge_outbox kfault_rides json \
+    "parallelism => $par, sink_topic => 'kfault_out', sink_brokers => '$addr',
+       sink_options => '{compression.codec=zstd,linger.ms=20}'"
 
 produce() { test/produce "$addr" kfault_rides --partitions "$parts" <"$1" 2>/dev/null; }
 chunk_file() { printf '%s/events/chunk-%02d.tsv' "$work" "$1"; }

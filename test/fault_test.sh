@@ -52,39 +52,11 @@ RANDOM=$seed
 parts=4
 chunks=$((kills + restarts + 3))
 
-sf_test_setup fault
-work=$SF_TEST_DIR
-
-say() { echo "fault_test: $*"; }
+sf_rides_setup fault_test fault_rides "$parts" "$events" "$chunks"
 say "seed $seed, $events events, $kills kills, $restarts immediate restarts, parallelism $par, $mode checkpoints, aligned timeout $align_timeout"
-
-python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
-chmod -R a+rX "$work"
-count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
-
-addr=$(sf_broker_start "$work/broker" "fault_rides:$parts")
-port=$(sf_free_port)
-pg=$work/pg
-sf_pg_start "$pg" "$port"
-sql() { sf_psql "$pg" "$port" -qAt "$@"; }
-# While the server restarts, connections fail: retry for a while.
-sql_retry() { sf_psql_retry "$pg" "$port" -qAt "$@"; }
-
-sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('rides', brokers => '$addr', topic => 'fault_rides',
-       format => 'json', columns => 'geo text, wait_s float8, ts timestamptz',
-       event_time => 'ts', max_out_of_orderness => '5 seconds',
-       options => '{fetch.wait.max.ms=10}');
-SELECT streamflink.create_window_pipeline('surge', source => 'rides', key => 'geo',
-       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
-       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
-       sink => 'surge_out', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds', parallelism => $par,
-       checkpoint_mode => '$mode', aligned_checkpoint_timeout => $align_timeout,
-       local_aggregation => $local_agg);
-SELECT streamflink.start('surge');
-SQL
+sf_rides_start surge surge_out fault_rides json \
+    "parallelism => $par, checkpoint_mode => '$mode', aligned_checkpoint_timeout => $align_timeout,
+       local_aggregation => $local_agg"
 pipelines="'surge'"
 if [ "$with_sql" = 1 ]; then
     sql >/dev/null <<'SQL'
@@ -183,32 +155,18 @@ produce "$work/events/final.tsv"
 total=$(count total)
 wait_for "every event to be checkpointed" "$(offsets_at "$total")"
 
-sf_rides_expected_sql "$work/events/events.csv" | sql
-
-read -r expected sink missing wrong dead late ckpts <<<"$(sql -F ' ' -c "
-SELECT (SELECT count(*) FROM expected),
-       (SELECT count(*) FROM surge_out),
-       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM surge_out) x),
-       (SELECT count(*) FROM (SELECT * FROM surge_out EXCEPT SELECT * FROM expected) x),
-       (SELECT count(*) FROM streamflink.dead_letters WHERE pipeline = 'surge'),
-       (SELECT count(*) FROM streamflink.late_events WHERE pipeline = 'surge'),
-       (SELECT count(*) FROM streamflink.checkpoints WHERE pipeline = 'surge')")"
+sf_rides_verdict surge surge_out
+ckpts=$(sql -c "SELECT count(*) FROM streamflink.checkpoints WHERE pipeline = 'surge'")
 
 # Sessions that read live() were ended by the faults; nobody reads it since,
 # yet their secondaries are gone (removed by the restarted worker).
 stale_live=$(find "$pg/streamflink" -maxdepth 3 -name 'live-*' | wc -l)
 
-say "windows: expected $expected, in sink $sink, missing $missing, wrong $wrong"
 say "live() secondaries left by ended sessions: $stale_live"
-say "dead letters: $dead (injected $(count malformed)); late events: $late (injected $(count late))"
 say "checkpoints completed: $ckpts; faults survived: $survived"
 say "recoveries: $(grep -c 'started from checkpoint' "$pg/server.log"), in-doubt transactions" \
     "committed: $(grep -c 'committed in-doubt' "$pg/server.log")," \
     "rolled back: $(grep -c 'rolled back in-doubt' "$pg/server.log")"
-ok=1
-[ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
-[ "$dead" = "$(count malformed)" ] || ok=0
-[ "$late" = "$(count late)" ] || ok=0
 [ "$stale_live" = 0 ] || ok=0
 if [ "$with_sql" = 1 ]; then
     # The same query run by Postgres over the same events.

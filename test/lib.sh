@@ -38,8 +38,14 @@
 #   sf_failpoint_set DIR POINT; sf_failpoint_wait DIR [SECONDS]
 #   sf_rides_expected_sql CSV       SQL: ride_events and the hop window's answer
 #   sf_show_window_diff DIR PORT TABLE  windows missing or wrong in TABLE
-#   (test/rides_fault.sh: the set-up and verdict of the crash tests that
-#   read gen_events.py's chunks into one hop window pipeline)
+#   sf_rides_setup NAME TOPIC PARTS EVENTS CHUNKS [SPEC...] [-- LINE...]
+#                                   events, broker, server of a rides crash test
+#   sf_rides_start PIPE SINK TOPIC FORMAT [PIPELINE_ARGS [SOURCE_ARGS]]
+#                                   its source 'rides' and hop window pipeline
+#   sf_rides_verdict PIPE TABLE     its windows, dead letters and late events
+#                                   against SQL's answer
+#   (test/rides_fault.sh: more of the crash tests that read gen_events.py's
+#   chunks into one hop window pipeline)
 # Benchmarks (test/bench/*.sh):
 #   sf_now; sf_rate N T0 T1         time stamps and rates
 #   sf_bench_events N PARTS [FINAL] the JSON events, as test/produce reads them
@@ -854,6 +860,101 @@ sf_show_window_diff() {
     sf_psql "$1" "$2" -qAt -c "SELECT * FROM (SELECT 'missing' AS what, * FROM (SELECT * FROM expected EXCEPT SELECT * FROM $3) a
                            UNION ALL SELECT 'wrong', * FROM (SELECT * FROM $3 EXCEPT SELECT * FROM expected) b) x
             ORDER BY geo, window_start LIMIT 20"
+}
+
+# ---------------------------------------------------------------------------
+# sf_rides_setup NAME TOPIC PARTS EVENTS CHUNKS [BROKER_SPEC...] [-- CONF_LINE...]
+#   The start of the crash tests that read test/gen_events.py's rides in
+#   chunks into the hop window of sf_rides_expected_sql: sf_test_setup NAME;
+#   EVENTS events over PARTS partitions in CHUNKS chunks, in $work/events
+#   (chunk-NN.tsv, late.tsv, final.tsv, events.csv, counts); a broker with
+#   TOPIC of PARTS partitions and the other BROKER_SPECs (as sf_broker_start
+#   takes them); a server with the postgresql.conf CONF_LINEs.  Sets work,
+#   addr, port and pg, and defines for the caller:
+#     say MSG...          echo "NAME: MSG"
+#     count KIND          how many KIND events gen_events.py injected
+#                         (total, malformed, late)
+#     sql ARGS...; sql_retry ARGS...  psql -qAt to the server (retried while
+#                         it restarts)
+# ---------------------------------------------------------------------------
+# shellcheck disable=SC2317  # say, count, sql, sql_retry: the caller's
+sf_rides_setup() {
+    [ $# -ge 5 ] || { _sf_die "usage: sf_rides_setup NAME TOPIC PARTS EVENTS CHUNKS [BROKER_SPEC...] [-- CONF_LINE...]"; return 1; }
+    local topic=$2 parts=$3 events=$4 chunks=$5 specs=()
+    _sf_rides_name=$1
+    shift 5
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        specs+=("$1")
+        shift
+    done
+    [ $# -eq 0 ] || shift
+    say() { echo "$_sf_rides_name: $*"; }
+    count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
+    sql() { sf_psql "$pg" "$port" -qAt "$@"; }
+    sql_retry() { sf_psql_retry "$pg" "$port" -qAt "$@"; }
+
+    sf_test_setup "$_sf_rides_name" || return 1
+    work=$SF_TEST_DIR
+    python3 "$SF_ROOT/test/gen_events.py" "$work/events" "$events" "$parts" "$chunks" 20 || return 1
+    chmod -R a+rX "$work"
+    addr=$(sf_broker_start "$work/broker" "$topic:$parts" "${specs[@]}") || return 1
+    port=$(sf_free_port) || return 1
+    pg=$work/pg
+    sf_pg_start "$pg" "$port" "$@"
+}
+
+# ---------------------------------------------------------------------------
+# sf_rides_start PIPE SINK TOPIC FORMAT [PIPELINE_ARGS [SOURCE_ARGS]]
+#   On the server of sf_rides_setup (sql): the extension, the source 'rides'
+#   (TOPIC on addr, FORMAT, the columns geo, wait_s and ts) and the window
+#   pipeline PIPE of sf_rides_expected_sql into SINK, started.
+#   PIPELINE_ARGS and SOURCE_ARGS: more named arguments of
+#   create_window_pipeline and create_source ("parallelism => 2, ...").
+# ---------------------------------------------------------------------------
+sf_rides_start() {
+    [ $# -ge 4 ] || { _sf_die "usage: sf_rides_start PIPE SINK TOPIC FORMAT [PIPELINE_ARGS [SOURCE_ARGS]]"; return 1; }
+    local more_pipe=${5:+, $5} more_source=${6:+, $6}
+    sql >/dev/null <<SQL
+CREATE EXTENSION streamflink;
+SELECT streamflink.create_source('rides', brokers => '$addr', topic => '$3',
+       format => '$4', columns => 'geo text, wait_s float8, ts timestamptz',
+       event_time => 'ts', max_out_of_orderness => '5 seconds',
+       options => '{fetch.wait.max.ms=10}'$more_source);
+SELECT streamflink.create_window_pipeline('$1', source => 'rides', key => 'geo',
+       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
+       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
+       sink => '$2', allowed_lateness => '1 minute',
+       checkpoint_interval => '300 milliseconds'$more_pipe);
+SELECT streamflink.start('$1');
+SQL
+}
+
+# ---------------------------------------------------------------------------
+# sf_rides_verdict PIPE TABLE
+#   Once every event is checkpointed: compares TABLE (PIPE's windows) with
+#   the answer SQL computes over the same events (sf_rides_expected_sql, run
+#   here: it leaves ride_events and the view expected), and PIPE's
+#   dead-letter and late-event rows with the injected malformed and late
+#   events; says so and sets expected, sink, missing, wrong, dead, late and
+#   ok (1: all right, 0: not).  On the server of sf_rides_setup.
+# ---------------------------------------------------------------------------
+# shellcheck disable=SC2034  # ok and the counts: the caller's
+sf_rides_verdict() {
+    [ $# -eq 2 ] || { _sf_die "usage: sf_rides_verdict PIPE TABLE"; return 1; }
+    sf_rides_expected_sql "$work/events/events.csv" | sql || return 1
+    read -r expected sink missing wrong dead late <<<"$(sql -F ' ' -c "
+SELECT (SELECT count(*) FROM expected),
+       (SELECT count(*) FROM $2),
+       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM $2) x),
+       (SELECT count(*) FROM (SELECT * FROM $2 EXCEPT SELECT * FROM expected) x),
+       (SELECT count(*) FROM streamflink.dead_letters WHERE pipeline = '$1'),
+       (SELECT count(*) FROM streamflink.late_events WHERE pipeline = '$1')")"
+    say "windows: expected $expected, in sink $sink, missing $missing, wrong $wrong"
+    say "dead letters: $dead (injected $(count malformed)); late events: $late (injected $(count late))"
+    ok=1
+    [ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
+    [ "$dead" = "$(count malformed)" ] || ok=0
+    [ "$late" = "$(count late)" ] || ok=0
 }
 
 # ---------------------------------------------------------------------------

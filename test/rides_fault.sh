@@ -11,9 +11,9 @@
 #     pipe    the pipeline; its sink table is ${pipe}_out
 #     events  how many events; chunks: in how many chunks; seed: RANDOM's
 #
-# It sets up (sf_test_setup, the events, a broker, a server; the source
-# 'rides' and the pipeline, started) and sets work, addr, port, pg and dir
-# (the pipeline's state directory).  Functions:
+# It sets up (test/lib.sh's sf_rides_setup: the events, a broker, a server;
+# sf_rides_start: the source 'rides' and the pipeline, started) and sets
+# work, addr, port, pg and dir (the pipeline's state directory).  Functions:
 #   say MSG...          echo "NAME: MSG"
 #   count KIND          how many KIND events gen_events.py injected (late, malformed)
 #   sql ARGS...; sql_retry ARGS...  psql -qAt to the server (retried while it restarts)
@@ -23,42 +23,15 @@
 #                       and to run with every produced message checkpointed
 #   worker_pid          the running pipeline's pid
 #   failpoint POINT; failpoint_reached  sf_failpoint_set; sf_failpoint_wait (30 s), or exit
-#   rides_verdict       compares the sink with the answer SQL computes over the
-#                       same events, says so, and sets ok (1: right, 0: not) and
+#   rides_verdict       sf_rides_verdict of the pipeline and its sink: compares
+#                       the sink with the answer SQL computes over the same
+#                       events, says so, and sets ok (1: right, 0: not) and
 #                       expected, sink, missing, wrong, dead, late
 #   rides_show_diff     the first windows missing or wrong (a failure's detail)
 
-say() { echo "$name: $*"; }
-
-sf_test_setup "$name"
-work=$SF_TEST_DIR
+sf_rides_setup "$name" "$topic" "$parts" "$events" "$chunks"
 say "seed $seed, $events events"
-
-python3 test/gen_events.py "$work/events" "$events" "$parts" "$chunks" 20
-chmod -R a+rX "$work"
-count() { awk -v k="$1" '$1 == k { print $2 }' "$work/events/counts"; }
-
-addr=$(sf_broker_start "$work/broker" "$topic:$parts")
-port=$(sf_free_port)
-pg=$work/pg
-sf_pg_start "$pg" "$port"
-sql() { sf_psql "$pg" "$port" -qAt "$@"; }
-# While the server restarts, connections fail: retry for a while.
-sql_retry() { sf_psql_retry "$pg" "$port" -qAt "$@"; }
-
-sql >/dev/null <<SQL
-CREATE EXTENSION streamflink;
-SELECT streamflink.create_source('rides', brokers => '$addr', topic => '$topic',
-       format => 'json', columns => 'geo text, wait_s float8, ts timestamptz',
-       event_time => 'ts', max_out_of_orderness => '5 seconds',
-       options => '{fetch.wait.max.ms=10}');
-SELECT streamflink.create_window_pipeline('$pipe', source => 'rides', key => 'geo',
-       "window" => 'hop', size => '5 minutes', slide => '30 seconds',
-       aggregates => 'count(*) AS rides, avg(wait_s) AS avg_wait, max(wait_s) AS max_wait',
-       sink => '${pipe}_out', allowed_lateness => '1 minute',
-       checkpoint_interval => '300 milliseconds');
-SELECT streamflink.start('$pipe');
-SQL
+sf_rides_start "$pipe" "${pipe}_out" "$topic" json
 dir="$pg/streamflink/$(sql -c "SELECT oid FROM pg_database WHERE datname = current_database()")/$(sql -c "SELECT id FROM streamflink.pipeline WHERE name = '$pipe'")"
 
 produced=0
@@ -83,20 +56,5 @@ worker_pid() { sql_retry -c "SELECT pid FROM streamflink.pipelines WHERE name = 
 failpoint() { sf_failpoint_set "$pg" "$1"; }
 failpoint_reached() { sf_failpoint_wait "$pg" 30 || exit 1; }
 
-rides_verdict() {
-    sf_rides_expected_sql "$work/events/events.csv" | sql
-    read -r expected sink missing wrong dead late <<<"$(sql -F ' ' -c "
-SELECT (SELECT count(*) FROM expected),
-       (SELECT count(*) FROM ${pipe}_out),
-       (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM ${pipe}_out) x),
-       (SELECT count(*) FROM (SELECT * FROM ${pipe}_out EXCEPT SELECT * FROM expected) x),
-       (SELECT count(*) FROM streamflink.dead_letters),
-       (SELECT count(*) FROM streamflink.late_events)")"
-    say "windows: expected $expected, in sink $sink, missing $missing, wrong $wrong"
-    say "dead letters: $dead (injected $(count malformed)); late events: $late (injected $(count late))"
-    ok=1
-    [ "$expected" -gt 0 ] && [ "$expected" = "$sink" ] && [ "$missing" = 0 ] && [ "$wrong" = 0 ] || ok=0
-    [ "$dead" = "$(count malformed)" ] || ok=0
-    [ "$late" = "$(count late)" ] || ok=0
-}
+rides_verdict() { sf_rides_verdict "$pipe" "${pipe}_out"; }
 rides_show_diff() { sf_show_window_diff "$pg" "$port" "${pipe}_out"; }
