@@ -1346,14 +1346,7 @@ parallel_loop(Worker *w)
 				pgstat_report_activity(STATE_RUNNING, "routing messages");
 				work_begin(&as);
 				for (int i = 0; i < n; i++)
-				{
-					MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
-
-					w->parts[w->batch[i].partition].last_message = now;
-					route_message(w, &w->batch[i]);
-					MemoryContextSwitchTo(old);
-					MemoryContextReset(w->msg_cxt);
-				}
+					worker_take_message(w, &w->batch[i], now, route_message);
 				hot_keys_render(w->hot, now);
 				work_end(w, &as);
 				worker_take_positions(w);

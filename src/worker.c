@@ -415,6 +415,24 @@ process_message(Worker *w, KafkaMessage *msg)
 }
 
 /*
+ * One message of a batch read from the source, for both loops
+ * (process_message here, the parallel source side's routing): what it
+ * allocates lives in msg_cxt, reset after it, and its partition had a
+ * message now (the idle timeout counts from there).
+ */
+void
+worker_take_message(Worker *w, KafkaMessage *msg, TimestampTz now,
+					WorkerMessageHandler handle)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
+
+	w->parts[msg->partition].last_message = now;
+	handle(w, msg);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(w->msg_cxt);
+}
+
+/*
  * The offset of the next message of each partition, as the consumer
  * reports it: on a real broker, transaction markers occupy offsets, and
  * the position steps over them, where the last message's offset + 1 would
@@ -912,12 +930,7 @@ worker_loop(Worker *w)
 			run_as_owner(&as);
 			for (int i = 0; i < n; i++)
 			{
-				MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
-
-				w->parts[w->batch[i].partition].last_message = now;
-				process_message(w, &w->batch[i]);
-				MemoryContextSwitchTo(old);
-				MemoryContextReset(w->msg_cxt);
+				worker_take_message(w, &w->batch[i], now, process_message);
 				operator_maybe_flush(w->op);
 			}
 			sink_flush(w->sink);

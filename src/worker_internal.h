@@ -158,10 +158,15 @@ extern int	worker_checkpoint_timeout_ms;
 /* a stop requested by streamflink.stop() (see worker_sigterm) */
 extern volatile sig_atomic_t worker_got_stop;
 
+/* one message of a batch: process_message, or the parallel source side's routing */
+typedef void (*WorkerMessageHandler) (Worker *w, KafkaMessage *msg);
+
 /* worker.c, for both loops */
 extern void worker_sleep(long ms);
 extern void worker_report_progress(Worker *w);
 extern char *worker_decode_event(Worker *w, KafkaMessage *msg, TimestampTz *time);
 extern void worker_take_positions(Worker *w);
+extern void worker_take_message(Worker *w, KafkaMessage *msg, TimestampTz now,
+								WorkerMessageHandler handle);
 
 #endif							/* STREAMFLINK_WORKER_INTERNAL_H */
