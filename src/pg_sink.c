@@ -45,7 +45,10 @@
  * view, a foreign table or partition (which refuses ON CONFLICT DO UPDATE);
  * the upsert's privileges (UPDATE, SELECT of the key columns) are checked on
  * the upsert's own plan, whose revalidation also raises the upsert's error
- * if its unique index is gone.  After a fallback the next batches of the
+ * if its unique index is gone.  The answer is kept until an invalidation
+ * that may change it (see sink_invalidations): a trigger created, row-level
+ * security enabled, a GRANT or REVOKE, a partition attached, while the
+ * pipeline runs, sends the next batch to the upsert.  After a fallback the next batches of the
  * output are upserted directly for a while (doubling up to
  * SINK_INSERT_BACKOFF_MAX batches), so a table already full of the rows
  * costs little more than before.  Rows inserted are not in the order
@@ -68,6 +71,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -113,6 +118,9 @@ typedef struct RowBatch
 	int			insert_skip;	/* batches to upsert before trying
 								 * insert_plan again */
 	int			insert_backoff; /* the next insert_skip after a fallback */
+	uint64		insert_checked; /* sink_invalidations when insert_ok was
+								 * found; 0: never */
+	bool		insert_ok;		/* insert_is_upsert's answer then */
 	SPIPlanPtr	json_plan;		/* a row as JSON text; made when needed */
 	MemoryContext cxt;			/* the rows; reset by each write */
 	int			n;
@@ -141,6 +149,58 @@ struct SinkOutput
 	Datum	   *args;			/* nkeys, for retract */
 	char	   *argnulls;
 };
+
+/*
+ * insert_is_upsert's answers hold until an invalidation that may change
+ * them: the relcache invalidation of a sink table or of one of its
+ * partitions (CREATE TRIGGER, ALTER TABLE, GRANT and REVOKE on it, a
+ * partition attached or detached: all change its pg_class row or send one),
+ * or a change of a role or of a role's memberships (the owner's
+ * privileges, as acl.c's own caches watch them).  The callbacks only count
+ * them: they stay registered for the life of the process, and a batch that
+ * found its answer at another count finds it again.  They touch no sink,
+ * which may be gone by then.
+ */
+static uint64 sink_invalidations = 1;
+static HTAB *sink_watched_rels = NULL;	/* the tables insert_is_upsert read */
+
+static void
+sink_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) ||
+		hash_search(sink_watched_rels, &relid, HASH_FIND, NULL) != NULL)
+		sink_invalidations++;
+}
+
+static void
+sink_role_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	sink_invalidations++;
+}
+
+static void
+sink_watch_rel(Oid relid)
+{
+	(void) hash_search(sink_watched_rels, &relid, HASH_ENTER, NULL);
+}
+
+/* Once a process. */
+static void
+sink_register_callbacks(void)
+{
+	HASHCTL		ctl;
+
+	if (sink_watched_rels != NULL)
+		return;
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(Oid);
+	ctl.hcxt = TopMemoryContext;
+	sink_watched_rels = hash_create("streamflink sink tables", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(sink_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, sink_role_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, sink_role_callback, (Datum) 0);
+}
 
 /*
  * SPI calls return in SPI's procedure context; callers of the sink keep
@@ -424,44 +484,34 @@ dead_letter_row(RowBatch *b, int row, ErrorData *edata)
 }
 
 /*
- * Whether a batch of new rows may be written with insert_plan: the upsert
- * would do nothing more (see the head comment).  Anything unusual says no,
- * and the upsert then does what it always did, errors included.
+ * insert_is_upsert's checks, on the table 'rel'.  The tables they read are
+ * watched for invalidations from now on.
  */
 static bool
-insert_is_upsert(RowBatch *b)
+insert_checks(RowBatch *b, Relation rel)
 {
-	Relation	rel;
-	char		relkind;
+	char		relkind = rel->rd_rel->relkind;
 	bool		ok;
 	RunAs		as;
 	CachedPlan *cplan;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (b->insert_skip > 0)
-	{
-		b->insert_skip--;
-		return false;
-	}
-
-	/* The lock the INSERT takes anyway. */
-	rel = try_table_open(b->relid, RowExclusiveLock);
-	if (rel == NULL)
-		return false;
-	relkind = rel->rd_rel->relkind;
+	sink_watch_rel(b->relid);
 	ok = (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE) &&
 		!(rel->trigdesc &&
 		  (rel->trigdesc->trig_update_before_statement ||
 		   rel->trigdesc->trig_update_after_statement));
-	table_close(rel, NoLock);
 	if (ok && relkind == RELKIND_PARTITIONED_TABLE)
 	{
 		List	   *parts = find_all_inheritors(b->relid, NoLock, NULL);
 		ListCell   *lc;
 
 		foreach(lc, parts)
+		{
+			sink_watch_rel(lfirst_oid(lc));
 			if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_FOREIGN_TABLE)
 				ok = false;
+		}
 		list_free(parts);
 	}
 	if (!ok)
@@ -488,6 +538,43 @@ insert_is_upsert(RowBatch *b)
 	run_as_restore(&as);
 	MemoryContextSwitchTo(cxt);
 	return ok;
+}
+
+/*
+ * Whether a batch of new rows may be written with insert_plan: the upsert
+ * would do nothing more (see the head comment).  Anything unusual says no,
+ * and the upsert then does what it always did, errors included.  The
+ * answer is kept until an invalidation says it may have changed
+ * (sink_invalidations).
+ */
+static bool
+insert_is_upsert(RowBatch *b)
+{
+	Relation	rel;
+	uint64		invalidations;
+
+	if (b->insert_skip > 0)
+	{
+		b->insert_skip--;
+		return false;
+	}
+
+	/*
+	 * The lock the INSERT takes anyway; taking it first in a transaction
+	 * takes in the invalidations other sessions committed.
+	 */
+	rel = try_table_open(b->relid, RowExclusiveLock);
+	if (rel == NULL)
+		return false;
+	if (b->insert_checked != sink_invalidations)
+	{
+		/* one arriving during the checks makes them run again next time */
+		invalidations = sink_invalidations;
+		b->insert_ok = insert_checks(b, rel);
+		b->insert_checked = invalidations;
+	}
+	table_close(rel, NoLock);
+	return b->insert_ok;
 }
 
 static void
@@ -818,5 +905,6 @@ pg_sink_create(SideOutput *side)
 
 	sink->sink.methods = &pg_sink_methods;
 	sink->side = side;
+	sink_register_callbacks();
 	return &sink->sink;
 }
