@@ -126,20 +126,35 @@ FROM streamflink.dead_letters WHERE pipeline = 'si' ORDER BY 1;
 
 -- The table changed under the running pipeline: pg_sink.c keeps its
 -- answer to "may a batch of new rows be a plain INSERT?" until the
--- table's invalidation, so each change counts from the next batch.
+-- table's invalidation, so each change counts from the next batch.  Each
+-- step sends an event of key x an hour later (as the superuser, who may
+-- produce), which fires x's window of the hour before, and waits for the
+-- pipeline to have read 'events' events and written 'x_rows' rows of x.
+RESET ROLE;
+CREATE FUNCTION public.si_next_x(at text, events int, x_rows int) RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM streamflink.produce(regress_brokers(), 'regress_sink_insert',
+		ARRAY[json_build_object('k', 'x', 'v', 1, 'ts', at)::text], 0);
+	IF x_rows IS NULL THEN
+		RETURN true;
+	END IF;
+	RETURN wait_until(format($q$SELECT events = %s AND watermark = %L
+		AND (SELECT count(*) FROM si.si_out WHERE k = 'x') = %s
+		FROM streamflink.pipelines WHERE name = 'si'$q$, events, at, x_rows));
+END
+$$;
+
 -- Without the trigger, the next window's first firing (x at 01:00) is a
 -- plain INSERT again.  With row-level security forced on the owner, the
 -- next one (x at 02:00) is the upsert again, which checks the SELECT
 -- policy on every new row (ON CONFLICT DO UPDATE reads the key columns; a
 -- plain INSERT does not): the policy logs the worker's rows.
+SET ROLE regress_si_tenant;
 DROP TRIGGER si_log ON si.si_out;
 RESET ROLE;
-SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert', ARRAY[
-	'{"k": "x", "v": 1, "ts": "2024-01-01 02:00:00+00"}'], 0);
+SELECT si_next_x('2024-01-01 02:00:00+00', 59, 2);
 SET ROLE regress_si_tenant;
-SELECT wait_until($$SELECT events = 59 AND watermark = '2024-01-01 02:00:00+00'
-                           AND (SELECT count(*) FROM si.si_out WHERE k = 'x') = 2
-                    FROM streamflink.pipelines WHERE name = 'si'$$);
 CREATE TABLE si.si_seen (pid int, k text, window_start timestamptz);
 CREATE FUNCTION si.si_seen(k text, window_start timestamptz) RETURNS boolean
 LANGUAGE plpgsql AS $$
@@ -153,12 +168,8 @@ CREATE POLICY si_write ON si.si_out FOR INSERT WITH CHECK (true);
 CREATE POLICY si_change ON si.si_out FOR UPDATE USING (true);
 ALTER TABLE si.si_out ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 RESET ROLE;
-SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert', ARRAY[
-	'{"k": "x", "v": 1, "ts": "2024-01-01 03:00:00+00"}'], 0);
+SELECT si_next_x('2024-01-01 03:00:00+00', 60, 3);
 SET ROLE regress_si_tenant;
-SELECT wait_until($$SELECT events = 60 AND watermark = '2024-01-01 03:00:00+00'
-                           AND (SELECT count(*) FROM si.si_out WHERE k = 'x') = 3
-                    FROM streamflink.pipelines WHERE name = 'si'$$);
 SELECT s.k, s.window_start FROM si.si_seen s JOIN streamflink.pipelines p ON p.pid = s.pid
 WHERE p.name = 'si' ORDER BY 2;
 SELECT k, window_start, window_end, n, total, note FROM si.si_out
@@ -170,16 +181,11 @@ WHERE k = 'x' AND window_start >= '2024-01-01 01:00:00+00' ORDER BY window_start
 -- the pipeline fails and says why, rather than inserting on.
 ALTER TABLE si.si_out NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;
 RESET ROLE;
-SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert', ARRAY[
-	'{"k": "x", "v": 1, "ts": "2024-01-01 04:00:00+00"}'], 0);
+SELECT si_next_x('2024-01-01 04:00:00+00', 61, 4);
 SET ROLE regress_si_tenant;
-SELECT wait_until($$SELECT events = 61 AND watermark = '2024-01-01 04:00:00+00'
-                           AND (SELECT count(*) FROM si.si_out WHERE k = 'x') = 4
-                    FROM streamflink.pipelines WHERE name = 'si'$$);
 REVOKE UPDATE ON si.si_out FROM regress_si_tenant;
 RESET ROLE;
-SELECT streamflink.produce(regress_brokers(), 'regress_sink_insert', ARRAY[
-	'{"k": "x", "v": 1, "ts": "2024-01-01 05:00:00+00"}'], 0);
+SELECT si_next_x('2024-01-01 05:00:00+00', NULL, NULL);
 SET ROLE regress_si_tenant;
 -- (the worker restarts and fails again: the status is checked in the wait)
 SELECT wait_until($$SELECT status = 'failed' AND error = 'permission denied for table si_out'
@@ -198,5 +204,6 @@ DROP FUNCTION si.si_log();
 DROP TABLE si.si_seen;
 DROP FUNCTION si.si_seen(text, timestamptz);
 RESET ROLE;
+DROP FUNCTION public.si_next_x(text, int, int);
 DROP SCHEMA si;
 DROP ROLE regress_si_tenant;
