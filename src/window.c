@@ -271,9 +271,26 @@ winstate_serialize(void *arg, void *obj, StringInfo buf)
 }
 
 /*
- * A fixed window's state, when its firing deletes it: freed at once, so a
- * cache of many short-lived windows holds the open ones only.  Session sets
- * share key values between sessions: left to the cache's eviction.
+ * A session's own memory: its key values' representative and its states.
+ * Each session of a set owns these alone: a merge moves one merged
+ * session's representative to the new session and leaves the others (and
+ * their states, whose values the new states may have taken over: see
+ * agg_combine) as garbage, never in a set again; fire_sessions frees a
+ * session it drops.
+ */
+static void
+session_free(WindowOperator *op, Session *s)
+{
+	if (s->repr.data)
+		pfree(s->repr.data);
+	agg_states_free(op->aggs, s->aggs);
+}
+
+/*
+ * A window's state, when its firing deletes it (a session set: when its
+ * last session is dropped): freed at once, so a cache of many short-lived
+ * windows holds the open ones only.  A key's session set is changed in
+ * place, so a put never replaces one.
  */
 static void
 winstate_free(void *arg, void *obj)
@@ -282,7 +299,15 @@ winstate_free(void *arg, void *obj)
 	WinState   *ws = (WinState *) obj;
 
 	if (op->def->window_kind == WINDOW_SESSION)
+	{
+		SessionSet *set = (SessionSet *) obj;
+
+		for (int i = 0; i < set->n; i++)
+			session_free(op, &set->s[i]);
+		pfree(set->s);
+		pfree(set);
 		return;
+	}
 	if (ws->repr.data)
 		pfree(ws->repr.data);
 	agg_states_free(op->aggs, ws->aggs);
@@ -788,6 +813,8 @@ fire_sessions(WindowOperator *op, TimestampTz wm)
 		}
 		if (s->end + def->allowed_lateness > wm)
 			set->s[kept++] = *s;
+		else
+			session_free(op, s);
 	}
 	set->n = kept;
 	if (kept == 0)
