@@ -62,7 +62,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress (sql/, expected/): tests run against a server the test driver started with
 # shared_preload_libraries (see test/run_tests.sh), hence --use-existing.
-REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay hardening tenancy_owner quota_race lifecycle_race cep_tenant_bounds stop_busy shared_owner live_rls cross_owner drop_database tenancy run_operator run_operator_cep cep_flink state_tuning savepoint sql_pipeline source_start source_metadata source_partitions avro kafka_sink parallel rescale rescale_checkpoint checkpoint_retention local_agg sink_insert timers ddl_guard checkpoint_format
+REGRESS = setup source decode pipeline run run_csv poison cep cep_bounds cep_aggregates replay cep_replay hardening tenancy_owner quota_race lifecycle_race cep_tenant_bounds stop_busy shared_owner live_rls cross_owner drop_database tenancy run_operator run_operator_cep cep_flink state_tuning savepoint sql_pipeline source_start source_metadata source_partitions avro kafka_sink parallel rescale rescale_checkpoint checkpoint_retention local_agg sink_insert timers state_batch_read ddl_guard checkpoint_format
 REGRESS_OPTS = --use-existing --dbname=streamflink_regress
 
 EXTRA_CLEAN = test/mock_broker test/produce test/consume_bench

@@ -2122,6 +2122,39 @@ cep_maybe_flush(void *arg)
 	timers_maybe_flush(op->timers);
 }
 
+/*
+ * The buffers and NFAs of the keys whose timers fire next
+ * (timer_prefetch_fn): a timer's key is its buffer's, the NFA's key the
+ * same with the NFA's kind (make_keys).
+ */
+static void
+prefetch_keys(void *arg, int n, const char *const *bkeys, const size_t *bklens)
+{
+	CepOperator *op = (CepOperator *) arg;
+	StringInfoData nkeys;
+	const char *nk[STATE_MULTI_GET_MAX];
+	size_t		nklens[STATE_MULTI_GET_MAX];
+	int		   *offs = palloc(sizeof(int) * n);
+
+	kstate_prefetch(op->ks_buf, n, bkeys, bklens);
+
+	initStringInfo(&nkeys);
+	for (int i = 0; i < n; i++)
+	{
+		offs[i] = nkeys.len;
+		keyspace_append_prefix(&nkeys, keyspace_key_group(bkeys[i]), KS_CEP_NFA);
+		appendBinaryStringInfo(&nkeys, bkeys[i] + KEYSPACE_HEADER,
+							   bklens[i] - KEYSPACE_HEADER);
+		nklens[i] = nkeys.len - offs[i];
+	}
+	/* (the buffer may have moved while it grew) */
+	for (int i = 0; i < n; i++)
+		nk[i] = nkeys.data + offs[i];
+	kstate_prefetch(op->ks_nfa, n, nk, nklens);
+	pfree(nkeys.data);
+	pfree(offs);
+}
+
 /* The timer of buffer key bkey passed (timer_fire_fn). */
 static void
 fire_timer(void *arg, TimestampTz time, const char *bkey, size_t bklen)
@@ -2215,6 +2248,7 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	op->cond_cache = palloc(op->cp->pattern->nvars);
 	op->seen = palloc0(sizeof(uint32) * (op->cp->pattern->nelems + 1));
 	op->timers = timers_create(store);
+	timers_set_prefetch(op->timers, prefetch_keys);
 	op->open = kstate_counter_open(store, KS_COUNTER_PARTIAL_MATCHES);
 	op->dropped = kstate_counter_open(store, KS_COUNTER_DROPPED_MATCHES);
 	initStringInfo(&op->gk);

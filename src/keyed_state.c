@@ -293,6 +293,88 @@ kstate_delete(KeyedState *ks, const char *key, size_t klen)
 	kstate_put(ks, key, klen, NULL);
 }
 
+/* The cached entry of key, or NULL; does not change the cache. */
+static CacheEntry *
+cache_find(KeyedState *ks, const char *key, size_t klen)
+{
+	CacheEntry *probe = ks->probe;
+	CacheSlot  *slot;
+
+	if (klen > ks->probe_cap)
+		return NULL;			/* longer than every key entered so far */
+	memcpy(probe->data, key, klen);
+	probe->klen = (uint32) klen;
+	probe->hash = hash_bytes((const unsigned char *) key, (int) klen);
+	slot = kcache_lookup(ks->cache, probe);
+	return slot != NULL ? slot->entry : NULL;
+}
+
+/* A batched read's value of miss i (state_found_fn), deserialized. */
+typedef struct Prefetch
+{
+	KeyedState *ks;
+	void	   *objs[STATE_MULTI_GET_MAX];
+} Prefetch;
+
+static void
+prefetch_found(void *arg, int i, const char *val, size_t vlen)
+{
+	Prefetch   *pf = (Prefetch *) arg;
+	MemoryContext old = MemoryContextSwitchTo(pf->ks->cxt);
+
+	pf->objs[i] = pf->ks->ops->deserialize(pf->ks->arg, val, vlen);
+	MemoryContextSwitchTo(old);
+}
+
+void
+kstate_prefetch(KeyedState *ks, int n, const char *const *keys, const size_t *klens)
+{
+	const char *miss[STATE_MULTI_GET_MAX];
+	size_t		misslen[STATE_MULTI_GET_MAX];
+	Prefetch	pf;
+	int			nmiss = 0;
+
+	Assert(n <= STATE_MULTI_GET_MAX);
+	for (int i = 0; i < n; i++)
+	{
+		if (cache_find(ks, keys[i], klens[i]) != NULL)
+			continue;
+		miss[nmiss] = keys[i];
+		misslen[nmiss] = klens[i];
+		pf.objs[nmiss] = NULL;
+		nmiss++;
+	}
+	if (nmiss == 0)
+		return;
+
+	/*
+	 * Read first, enter after: if the read fails, the cache holds nothing
+	 * half-made (an entry without its object would read as absent).
+	 */
+	pf.ks = ks;
+	state_multi_get(ks->store, nmiss, miss, misslen, prefetch_found, &pf);
+	for (int i = 0; i < nmiss; i++)
+	{
+		bool		found;
+		CacheEntry *e = cache_enter(ks, miss[i], misslen[i], &found);
+
+		if (found)
+		{
+			/* the same key twice in the batch: entered by its first */
+			if (pf.objs[i] != NULL && ks->ops->free != NULL)
+				ks->ops->free(ks->arg, pf.objs[i]);
+			continue;
+		}
+		e->obj = pf.objs[i];
+		if (e->obj == NULL)
+		{
+			/* as kstate_get of an absent key */
+			e->stored = false;
+			visit_later(ks, e);
+		}
+	}
+}
+
 bool
 kstate_full(KeyedState *ks)
 {

@@ -936,6 +936,70 @@ state_get(StateStore *store, const char *key, size_t klen, StringInfo out)
 }
 
 void
+state_multi_get(StateStore *store, int n, const char *const *keys,
+				const size_t *klens, state_found_fn found, void *arg)
+{
+	rocksdb_pinnableslice_t *vals[STATE_MULTI_GET_MAX];
+	char	   *errs[STATE_MULTI_GET_MAX];
+	char		msg[STATE_ERRMSG_LEN];
+	bool		failed = false;
+
+	if (unlikely(store == NULL || store->db == NULL))
+		elog(ERROR, "state database is not open");
+	Assert(n >= 0 && n <= STATE_MULTI_GET_MAX);
+	if (n == 0)
+		return;
+
+	rocksdb_batched_multi_get_cf(store->db, store->ropts, store->cf, n,
+								 keys, klens, vals, errs, false);
+
+	/*
+	 * RocksDB's values and error strings are malloc'd: the errors are copied
+	 * and freed first, the values released whatever happens next (an error,
+	 * or an ERROR in found).
+	 */
+	for (int i = 0; i < n; i++)
+	{
+		if (errs[i] == NULL)
+			continue;
+		if (!failed)
+			take_error(errs[i], msg, sizeof(msg));
+		else
+			rocksdb_free(errs[i]);
+		failed = true;
+	}
+	PG_TRY();
+	{
+		if (failed)
+			ereport(ERROR,
+					(errcode(rocks_errcode(msg)),
+					 errmsg("could not read from state database \"%s\": %s",
+							store->dir, msg)));
+		for (int i = 0; i < n; i++)
+		{
+			const char *val;
+			size_t		vlen;
+
+			if (vals[i] == NULL)
+				continue;
+			val = rocksdb_pinnableslice_value(vals[i], &vlen);
+			if (vlen >= (size_t) MaxAllocSize)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("state value of %zu bytes is too large", vlen)));
+			found(arg, i, val, vlen);
+		}
+	}
+	PG_FINALLY();
+	{
+		for (int i = 0; i < n; i++)
+			if (vals[i] != NULL)
+				rocksdb_pinnableslice_destroy(vals[i]);
+	}
+	PG_END_TRY();
+}
+
+void
 state_put(StateStore *store, const char *key, size_t klen,
 		  const char *val, size_t vlen)
 {

@@ -130,6 +130,19 @@ extern void state_put(StateStore *store, const char *key, size_t klen,
 extern void state_delete(StateStore *store, const char *key, size_t klen);
 
 /*
+ * Read n keys at once (RocksDB's batched MultiGet: one pass through the
+ * memtables and each file's filter and index for the whole batch, the
+ * data blocks read once for the keys they hold), calling found(arg, i,
+ * value, vlen) for each key i present, in key-list order; value is valid
+ * during the call only.  At most STATE_MULTI_GET_MAX keys a call.  Keys in
+ * any order.
+ */
+#define STATE_MULTI_GET_MAX 1024
+typedef void (*state_found_fn) (void *arg, int i, const char *val, size_t vlen);
+extern void state_multi_get(StateStore *store, int n, const char *const *keys,
+							const size_t *klens, state_found_fn found, void *arg);
+
+/*
  * Atomic write batches.  Puts and deletes reach RocksDB in key order (a
  * batch sorts them when written: the memtable inserts keys in order much
  * faster), with the same effect as in the order given: operations on one

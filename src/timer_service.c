@@ -203,6 +203,7 @@ struct TimerService
 	int64		pending_bytes;
 	int64		max_pending_bytes;
 	bool		advancing;		/* inside timers_advance */
+	timer_prefetch_fn prefetch; /* or NULL */
 	StateBatch *batch;
 
 	MemoryContext cxt;			/* the service's */
@@ -702,6 +703,27 @@ add_due(TimerService *ts, int64 *ndue, Size *keylen,
 }
 
 void
+timers_set_prefetch(TimerService *ts, timer_prefetch_fn prefetch)
+{
+	ts->prefetch = prefetch;
+}
+
+/* Tell the operator the state keys of the next n timers to fire. */
+static void
+prefetch(TimerService *ts, const FireTimer *fires, int n, void *arg)
+{
+	const char *keys[STATE_MULTI_GET_MAX];
+	size_t		lens[STATE_MULTI_GET_MAX];
+
+	for (int i = 0; i < n; i++)
+	{
+		keys[i] = fires[i].key;
+		lens[i] = fires[i].len;
+	}
+	ts->prefetch(arg, n, keys, lens);
+}
+
+void
 timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg)
 {
 	MemoryContext old;
@@ -857,7 +879,11 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 	PG_TRY();
 	{
 		for (int64 i = 0; i < nfires; i++)
+		{
+			if (ts->prefetch != NULL && i % STATE_MULTI_GET_MAX == 0)
+				prefetch(ts, fires + i, Min(nfires - i, STATE_MULTI_GET_MAX), arg);
 			fire(arg, fires[i].time, fires[i].key, fires[i].len);
+		}
 	}
 	PG_FINALLY();
 	{

@@ -393,6 +393,15 @@ write_row(WindowOperator *op, SinkOp sop, TimestampTz start, TimestampTz end, in
 	sink_write(op->sink, op->out, sop, op->row, op->rownulls);
 }
 
+/* The state of the windows whose timers fire next (timer_prefetch_fn). */
+static void
+prefetch_windows(void *arg, int n, const char *const *skeys, const size_t *sklens)
+{
+	WindowOperator *op = (WindowOperator *) arg;
+
+	kstate_prefetch(op->ks, n, skeys, sklens);
+}
+
 WindowOperator *
 window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
 {
@@ -429,6 +438,7 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink window scratch",
 										ALLOCSET_DEFAULT_SIZES);
 	op->timers = timers_create(store);
+	timers_set_prefetch(op->timers, prefetch_windows);
 	op->open = kstate_counter_open(store, KS_COUNTER_OPEN_WINDOWS);
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
