@@ -20,22 +20,33 @@
  * checkpoints every few seconds, costs RocksDB nothing.
  *
  * Firing (timers_advance) takes the due buckets off the heap, in time
- * order, sorting each in tie order (the state key less its key group, then
- * the key group: key_cmp), and range-scans each key group with stored
- * timers due, from the floor to the watermark ([kg]'T'[floor] ..
- * [kg]'T'[upto]), in one pass; nothing is looked up per window.  Each key
- * group's scan is in time order, then tie order; the scans together are
- * sorted by time, then tie order (with an abbreviation of the key, as the
- * buckets are), and one merge with the due pending timers (which drops a
- * timer both stored and pending) gives the firing order.  Ties fire in the
- * order of the key less its key group so that the windows ending at one
- * time reach the sink in group key order rather than in the key groups'
- * hash order: a sink inserting them into an index on the key then walks
- * its leaf pages in order.  Fired
- * stored timers are not deleted one by one: every fired time lies below
- * the floor, so the next flush deletes each key group's [kg]'T'[-inf] ..
- * [kg]'T'[floor) with one range tombstone.  Scans start at the floor and
- * never meet them meanwhile.
+ * order, and range-scans each key group with stored timers due, from the
+ * floor to the watermark ([kg]'T'[floor] .. [kg]'T'[upto]); nothing is
+ * looked up per window.  Each key group's scan is in time order, then tie
+ * order (the state key less its key group, then the key group: key_cmp);
+ * the scans, in a binary heap by their next timer (time, then an
+ * abbreviation of the key, then the key), are merged on the fly with the
+ * due buckets, each sorted in tie order when its turn comes, which gives
+ * the firing order; a timer both stored and pending fires once.  So firing
+ * holds one timer per key group and one bucket's sort order, never the
+ * list of every due timer: the 10M windows of a minute at 10M keys fire
+ * in the memory of one.  The scans' iterators are all opened before the
+ * first timer fires and stay open until their key group's due timers are
+ * done: a RocksDB iterator reads the database as it was when it was
+ * created (and pins the memtables and files it reads), so the writes of
+ * the firing (state, the cache's write-backs, timers registered or
+ * deleted) neither disturb it nor change what fires, as if the due timers
+ * had been collected first.  What an iterator pins is its family's, the
+ * timers', which the firing hardly writes (timers_flush is not allowed
+ * then; timers_delete writes a tombstone).
+ *
+ * Ties fire in the order of the key less its key group so that the windows
+ * ending at one time reach the sink in group key order rather than in the
+ * key groups' hash order: a sink inserting them into an index on the key
+ * then walks its leaf pages in order.  Fired stored timers are not deleted
+ * one by one: every fired time lies below the floor, so the next flush
+ * deletes each key group's [kg]'T'[-inf] .. [kg]'T'[floor) with one range
+ * tombstone.  Scans start at the floor and never meet them meanwhile.
  *
  *-------------------------------------------------------------------------
  */

@@ -29,13 +29,19 @@
  * (unknown after a restart, then exact after the first advance), and scans
  * only the key groups with a timer due.
  *
- * Memory: the service, its pending timers and its due lists live in the
- * memory context it was created in (pending timers in a child context
- * reset by every flush; the sort and due buffers of a flush or advance are
- * kept for the next one, and freed at a flush if less than a quarter of
- * them was used since the last).  Pending timers are bounded
- * by an eighth of kstate_cache_budget(): timers_maybe_flush writes them
- * early beyond it.  Single-threaded, like the operator that owns it.
+ * Memory: the service and its pending timers live in the memory context
+ * it was created in (pending timers in a child context reset by every
+ * flush).  Pending timers are bounded by an eighth of
+ * kstate_cache_budget(): timers_maybe_flush writes them early beyond it.
+ * Firing takes the same memory whatever the number of due timers: it
+ * merges the due timers as it fires them, from one RocksDB iterator per
+ * key group with a stored timer due (at most STATE_KEY_GROUPS, each on one
+ * timer, whose key it copies; a few kB each, RocksDB's blocks they pin
+ * included) and from the due pending timers (already within their bound),
+ * sorting one time's bucket at a time (16 bytes per timer of the largest,
+ * a buffer kept for the next advance and freed at a flush if less than a
+ * quarter of it was used since the last).  Single-threaded, like the
+ * operator that owns it.
  *
  *-------------------------------------------------------------------------
  */
@@ -78,9 +84,12 @@ extern TimestampTz timers_floor(TimerService *ts);
 
 /*
  * Fire every timer with floor <= time <= upto (in time order, then tie
- * order: the state key less its key group, then the key group), deleting each after it fired, and raise the floor to upto +
- * 1.  The due timers are collected first, so firing may register and
- * delete timers.  Nothing happens if upto is below the floor.
+ * order: the state key less its key group, then the key group), deleting
+ * each after it fired, and raise the floor to upto + 1 (before the first
+ * fires).  Firing may register and delete timers: the timers due are those
+ * there when the call starts, so a due timer deleted by an earlier fire
+ * still fires, and one registered at or below upto never does.  Nothing
+ * happens if upto is below the floor.
  */
 extern void timers_advance(TimerService *ts, TimestampTz upto,
 						   timer_fire_fn fire, void *arg);
