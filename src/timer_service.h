@@ -36,8 +36,9 @@
  * Firing takes the same memory whatever the number of due timers: it
  * merges the due timers as it fires them, from one RocksDB iterator per
  * key group with a stored timer due (at most STATE_KEY_GROUPS, each on one
- * timer, whose key it copies; a few kB each, RocksDB's blocks they pin
- * included) and from the due pending timers (already within their bound),
+ * timer, whose key it copies; measured: 20 kB each over five sorted runs,
+ * 2.5 MB for 128, and a data block per run pinned in the block cache) and
+ * from the due pending timers (already within their bound),
  * sorting one time's bucket at a time (16 bytes per timer of the largest,
  * a buffer kept for the next advance and freed at a flush if less than a
  * quarter of it was used since the last).  Single-threaded, like the
