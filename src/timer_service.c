@@ -30,15 +30,16 @@
  * the firing order; a timer both stored and pending fires once.  So firing
  * holds one timer per key group and one bucket's sort order, never the
  * list of every due timer: the 10M windows of a minute at 10M keys fire
- * in the memory of one.  The scans' iterators are all opened before the
- * first timer fires and stay open until their key group's due timers are
- * done: a RocksDB iterator reads the database as it was when it was
- * created (and pins the memtables and files it reads), so the writes of
- * the firing (state, the cache's write-backs, timers registered or
- * deleted) neither disturb it nor change what fires, as if the due timers
- * had been collected first.  What an iterator pins is its family's, the
- * timers', which the firing hardly writes (timers_flush is not allowed
- * then; timers_delete writes a tombstone).
+ * in the memory that the windows of a few keys would take.  The scans'
+ * iterators are all opened before the first timer fires and stay open
+ * until their key group's due timers are done: a RocksDB iterator reads
+ * the database as it was when it was created (and pins the memtables and
+ * files it reads), so the writes of the firing (state, the cache's
+ * write-backs, timers registered or deleted) neither disturb it nor
+ * change what fires, as if the due timers had been collected first.  What
+ * an iterator pins is its family's, the timers', which the firing hardly
+ * writes (timers_flush is not allowed then; timers_delete writes a
+ * tombstone).
  *
  * Ties fire in the order of the key less its key group so that the windows
  * ending at one time reach the sink in group key order rather than in the
