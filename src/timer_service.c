@@ -772,25 +772,6 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 	/* (so that the floor, upto + 1, does not wrap) */
 	upto = Min(upto, PG_INT64_MAX - 1);
 
-	/* The due buckets, in time order, off the heap and the time map. */
-	MemoryContextReset(ts->due_cxt);
-	old = MemoryContextSwitchTo(ts->due_cxt);
-	while (!pairingheap_is_empty(ts->heap))
-	{
-		TimerBucket *first = pairingheap_container(TimerBucket, node,
-												   pairingheap_first(ts->heap));
-
-		if (first->time > upto)
-			break;
-		pairingheap_remove_first(ts->heap);
-		timemap_delete(ts->times, first->time);
-		if (ts->last == first)
-			ts->last = NULL;
-		buckets = lappend(buckets, first);
-	}
-	MemoryContextSwitchTo(old);
-	bucket_lc = list_head(buckets);
-
 	ts->advancing = true;
 	binaryheap_reset(ts->scan_heap);
 	PG_TRY();
@@ -821,6 +802,25 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 			}
 		}
 		binaryheap_build(ts->scan_heap);
+
+		/* The due buckets, in time order, off the heap and the time map. */
+		MemoryContextReset(ts->due_cxt);
+		old = MemoryContextSwitchTo(ts->due_cxt);
+		while (!pairingheap_is_empty(ts->heap))
+		{
+			TimerBucket *first = pairingheap_container(TimerBucket, node,
+													   pairingheap_first(ts->heap));
+
+			if (first->time > upto)
+				break;
+			pairingheap_remove_first(ts->heap);
+			timemap_delete(ts->times, first->time);
+			if (ts->last == first)
+				ts->last = NULL;
+			buckets = lappend(buckets, first);
+		}
+		MemoryContextSwitchTo(old);
+		bucket_lc = list_head(buckets);
 
 		/*
 		 * Timers the firing registers at or below upto would never fire
