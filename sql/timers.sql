@@ -94,3 +94,102 @@ SELECT streamflink.drop_source('tm_src');
 DROP FUNCTION tm_produce(int);
 DROP TABLE tm_events;
 DROP TABLE tm_fired;
+
+--
+-- Timers that firing registers, merged with stored ones of the same time.
+-- With an allowed lateness of 2 minutes a window's firing registers its
+-- clean-up 2 minutes after its end, at the end of a later window: the
+-- watermark advances in steps, so the advance to 00:03:30 fires, at
+-- 00:03:00, the stored timers of windows ending then (keys 0..63, written
+-- by a savepoint), the pending ones (keys 64..95) and the pending clean-ups
+-- that the firing at 00:01:00 registered (keys 0..95), all in one merge.
+-- Late events within the lateness fire their window again.
+--
+SELECT streamflink.create_source('tm_late_src', brokers => regress_brokers(), topic => 'regress_timers_late',
+       format => 'json', columns => 'k int, ts timestamptz',
+       event_time => 'ts', max_out_of_orderness => '10 minutes',
+       options => '{fetch.wait.max.ms=10}');
+SELECT streamflink.create_window_pipeline('tm_late', source => 'tm_late_src', key => 'k',
+       "window" => 'tumble', size => '1 minute', aggregates => 'count(*) AS n', sink => NULL,
+       allowed_lateness => '2 minutes', checkpoint_interval => '5 minutes',
+       sink_topic => 'regress_timers_late_out', sink_brokers => regress_brokers(),
+       sink_options => '{transaction.timeout.ms=600000}');
+
+-- Batch 1: keys 0..63 in minutes 0, 1 and 2.  Batch 2: keys 64..95 in
+-- minutes 0 and 2, then the watermark to 00:01:30.  Batch 3: keys 0..9
+-- late in minute 0, then the watermark to 00:03:30.  Batch 4: key 0 in
+-- minute 0 past its lateness, then the watermark to 00:10:00.
+CREATE TABLE tm_late_events AS
+SELECT row_number() OVER (ORDER BY b, ts, k) AS i, b, k, ts
+FROM (SELECT 1 AS b, k, timestamptz '2024-01-01 00:00:00+00' + m * interval '1 minute' + (k % 50) * interval '1 second' AS ts
+      FROM generate_series(0, 63) k, generate_series(0, 2) m
+      UNION ALL SELECT 2, k, timestamptz '2024-01-01 00:00:00+00' + m * interval '1 minute' + (k % 50) * interval '1 second'
+      FROM generate_series(64, 95) k, (VALUES (0), (2)) v(m)
+      UNION ALL SELECT 2, 1000, '2024-01-01 00:11:30+00'
+      UNION ALL SELECT 3, k, timestamptz '2024-01-01 00:00:55+00' FROM generate_series(0, 9) k
+      UNION ALL SELECT 3, 1000, '2024-01-01 00:13:30+00'
+      UNION ALL SELECT 4, 0, '2024-01-01 00:00:56+00'
+      UNION ALL SELECT 4, 1000, '2024-01-01 00:20:00+00') e;
+CREATE FUNCTION tm_late_produce(batch int) RETURNS int
+LANGUAGE sql AS $$
+	SELECT streamflink.produce(regress_brokers(), 'regress_timers_late',
+		(SELECT array_agg(json_build_object('k', k, 'ts', ts)::text ORDER BY i)
+		 FROM tm_late_events WHERE b = batch), 0)
+$$;
+
+SELECT streamflink.start('tm_late');
+SELECT tm_late_produce(1);
+SELECT wait_until($$SELECT events = 192 FROM streamflink.pipelines WHERE name = 'tm_late'$$);
+SELECT streamflink.savepoint('tm_late', 'tm_late_stored');
+SELECT tm_late_produce(2);
+SELECT wait_until($$SELECT watermark = '2024-01-01 00:01:30+00' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
+SELECT tm_late_produce(3);
+SELECT wait_until($$SELECT watermark = '2024-01-01 00:03:30+00' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
+SELECT tm_late_produce(4);
+SELECT wait_until($$SELECT watermark = '2024-01-01 00:10:00+00' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
+SELECT streamflink.savepoint('tm_late', 'tm_late_fired');
+-- the event past its lateness is late; the windows still open: key 1000's
+SELECT events, late_events, open_count FROM streamflink.pipelines WHERE name = 'tm_late';
+
+CREATE TABLE tm_late_fired AS
+SELECT row_number() OVER (ORDER BY (m.headers ->> 'checkpoint')::bigint,
+                                   (m.headers ->> 'sequence')::bigint) AS pos,
+       (m.value::jsonb ->> 'k')::int AS k, (m.value::jsonb ->> 'window_end')::timestamptz AS window_end,
+       (m.value::jsonb ->> 'n')::int AS n
+FROM streamflink._read_topic(regress_brokers(), 'regress_timers_late_out') m
+JOIN streamflink.kafka_sink_txn t
+  ON t.pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'tm_late')
+ AND t.checkpoint_id = (m.headers ->> 'checkpoint')::bigint
+ AND t.run = (m.headers ->> 'run')::bigint AND t.committed IS NOT NULL;
+
+-- Every window fired once on time, keys 0..9's first one again late.
+SELECT window_end, count(*) AS fired, count(DISTINCT k) AS keys, sum(n) AS events
+FROM tm_late_fired GROUP BY 1 ORDER BY 1;
+SELECT k, window_end, array_agg(n ORDER BY pos) AS n
+FROM tm_late_fired WHERE k IN (0, 9, 10) AND window_end = '2024-01-01 00:01:00+00'
+GROUP BY 1, 2 ORDER BY 1;
+-- Time order, and the keys' numeric order at every time (the late firings
+-- apart: they come in event order after the first firing of their time).
+CREATE TABLE tm_late_runs AS
+SELECT pos, k, window_end,
+       row_number() OVER (PARTITION BY k, window_end ORDER BY pos) AS firing
+FROM tm_late_fired;
+SELECT count(*) AS out_of_time_order
+FROM (SELECT window_end < lag(window_end) OVER (ORDER BY pos) AS back FROM tm_late_runs) x
+WHERE back;
+SELECT firing, count(*) FILTER (WHERE back) AS keys_out_of_value_order
+FROM (SELECT firing, k < lag(k) OVER (PARTITION BY window_end, firing ORDER BY pos) AS back
+      FROM tm_late_runs) x
+GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS late_before_first
+FROM tm_late_runs l JOIN tm_late_runs f USING (window_end)
+WHERE l.firing = 2 AND f.firing = 1 AND l.pos < f.pos;
+
+SELECT streamflink.stop('tm_late');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
+SELECT streamflink.drop_pipeline('tm_late', drop_sink => true);
+SELECT streamflink.drop_source('tm_late_src');
+DROP FUNCTION tm_late_produce(int);
+DROP TABLE tm_late_events;
+DROP TABLE tm_late_fired;
+DROP TABLE tm_late_runs;

@@ -20,28 +20,41 @@
  * checkpoints every few seconds, costs RocksDB nothing.
  *
  * Firing (timers_advance) takes the due buckets off the heap, in time
- * order, sorting each in tie order (the state key less its key group, then
- * the key group: key_cmp), and range-scans each key group with stored
- * timers due, from the floor to the watermark ([kg]'T'[floor] ..
- * [kg]'T'[upto]), in one pass; nothing is looked up per window.  Each key
- * group's scan is in time order, then tie order; the scans together are
- * sorted by time, then tie order (with an abbreviation of the key, as the
- * buckets are), and one merge with the due pending timers (which drops a
- * timer both stored and pending) gives the firing order.  Ties fire in the
- * order of the key less its key group so that the windows ending at one
- * time reach the sink in group key order rather than in the key groups'
- * hash order: a sink inserting them into an index on the key then walks
- * its leaf pages in order.  Fired
- * stored timers are not deleted one by one: every fired time lies below
- * the floor, so the next flush deletes each key group's [kg]'T'[-inf] ..
- * [kg]'T'[floor) with one range tombstone.  Scans start at the floor and
- * never meet them meanwhile.
+ * order, and range-scans each key group with stored timers due, from the
+ * floor to the watermark ([kg]'T'[floor] .. [kg]'T'[upto]); nothing is
+ * looked up per window.  Each key group's scan is in time order, then tie
+ * order (the state key less its key group, then the key group: key_cmp);
+ * the scans, in a binary heap by their next timer (time, then an
+ * abbreviation of the key, then the key), are merged on the fly with the
+ * due buckets, each sorted in tie order when its turn comes, which gives
+ * the firing order; a timer both stored and pending fires once.  So firing
+ * holds one timer per key group and one bucket's sort order, never the
+ * list of every due timer: the 10M windows of a minute at 10M keys fire
+ * in the memory that the windows of a few keys would take.  The scans'
+ * iterators are all opened before the first timer fires and stay open
+ * until their key group's due timers are done: a RocksDB iterator reads
+ * the database as it was when it was created (and pins the memtables and
+ * files it reads), so the writes of the firing (state, the cache's
+ * write-backs, timers registered or deleted) neither disturb it nor
+ * change what fires, as if the due timers had been collected first.  What
+ * an iterator pins is its family's, the timers', which the firing hardly
+ * writes (timers_flush is not allowed then; timers_delete writes a
+ * tombstone).
+ *
+ * Ties fire in the order of the key less its key group so that the windows
+ * ending at one time reach the sink in group key order rather than in the
+ * key groups' hash order: a sink inserting them into an index on the key
+ * then walks its leaf pages in order.  Fired stored timers are not deleted
+ * one by one: every fired time lies below the floor, so the next flush
+ * deletes each key group's [kg]'T'[-inf] .. [kg]'T'[floor) with one range
+ * tombstone.  Scans start at the floor and never meet them meanwhile.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "lib/binaryheap.h"
 #include "lib/pairingheap.h"
 #include "nodes/pg_list.h"
 #include "utils/memutils.h"
@@ -108,24 +121,31 @@ typedef struct TimeEntry
 } TimeEntry;
 
 /*
- * A due stored timer: its state key, in the advance's key buffer, and the
- * tie order's abbreviation of it (key_abbrev).
+ * The head of a source of due timers in the merge: its time, state key and
+ * the tie order's abbreviation of the key (key_abbrev).
  */
-typedef struct DueTimer
+typedef struct TimerHead
 {
 	TimestampTz time;
 	uint64		abbrev;
-	uint64		off;
-	uint32		len;
-} DueTimer;
-
-/* A timer to fire (or write): its time and state key. */
-typedef struct FireTimer
-{
-	TimestampTz time;
 	const char *key;
 	uint32		len;
-} FireTimer;
+} TimerHead;
+
+/*
+ * A key group's scan of its due stored timers in an advance: the iterator
+ * stays open from the start of the advance to the end of the key group's
+ * due timers, positioned on the head, whose state key (key group, then the
+ * timer key past its time) is copied into 'buf'.
+ */
+typedef struct DueScan
+{
+	TimerHead	head;
+	StateIter  *it;
+	char	   *buf;			/* in the service's context */
+	uint32		cap;
+	int			kg;
+} DueScan;
 
 /*
  * Scratch memory kept from one flush or advance to the next: allocating it
@@ -207,11 +227,29 @@ struct TimerService
 	StateBatch *batch;
 
 	MemoryContext cxt;			/* the service's */
-	MemoryContext due_cxt;		/* lists of one flush or advance */
+	MemoryContext due_cxt;		/* the due buckets' list of an advance */
 	TimerBuf	sortbuf;		/* SortSlot: one bucket being sorted */
-	TimerBuf	duebuf;			/* DueTimer: due stored timers */
-	TimerBuf	keybuf;			/* their state keys */
-	TimerBuf	firebuf[3];		/* FireTimer: sorted, merged */
+
+	/*
+	 * The scans of an advance (it NULL outside one, and once the key
+	 * group's due timers are done), and the heap of those not done, least
+	 * head first.
+	 */
+	DueScan		scans[STATE_KEY_GROUPS];
+	binaryheap *scan_heap;
+
+	/*
+	 * Timers taken off the merge and not fired yet, so that the operator
+	 * can read their state in one batch before they fire (ts->prefetch):
+	 * at most STATE_MULTI_GET_MAX, their keys copied (a scan's buffer is
+	 * reused by its next step, a bucket freed once its timers are taken).
+	 */
+	int			nchunk;
+	TimestampTz chunk_time[STATE_MULTI_GET_MAX];
+	uint32		chunk_off[STATE_MULTI_GET_MAX];
+	size_t		chunk_len[STATE_MULTI_GET_MAX];
+	const char *chunk_key[STATE_MULTI_GET_MAX]; /* set when fired */
+	StringInfoData chunk_keys;
 	StringInfoData key;			/* scratch */
 	StringInfoData upper;		/* scratch */
 };
@@ -274,13 +312,26 @@ key_abbrev(const char *key, uint32 len)
 	return a;
 }
 
-/* Time order, then tie order. */
+/*
+ * Firing order: time order, then tie order (key_cmp, decided by the
+ * abbreviations where they differ).  Equal is the same time and state key.
+ */
 static inline int
-fire_cmp(const FireTimer *x, const FireTimer *y)
+head_cmp(const TimerHead *x, const TimerHead *y)
 {
 	if (x->time != y->time)
 		return x->time < y->time ? -1 : 1;
+	if (x->abbrev != y->abbrev)
+		return x->abbrev < y->abbrev ? -1 : 1;
 	return key_cmp(x->key, x->len, y->key, y->len);
+}
+
+/* binaryheap is a max-heap: the scan with the least head is the "greatest". */
+static int
+scan_cmp(Datum a, Datum b, void *arg)
+{
+	return head_cmp(&((const DueScan *) DatumGetPointer(b))->head,
+					&((const DueScan *) DatumGetPointer(a))->head);
 }
 
 static inline int
@@ -296,26 +347,6 @@ sort_slot_cmp(const SortSlot *x, const SortSlot *y, TimerBucket *b)
 #define ST_ELEMENT_TYPE SortSlot
 #define ST_COMPARE_ARG_TYPE TimerBucket
 #define ST_COMPARE(a, b, arg) sort_slot_cmp(a, b, arg)
-#define ST_SCOPE static
-#define ST_DECLARE
-#define ST_DEFINE
-#include "lib/sort_template.h"
-
-static inline int
-due_cmp(const DueTimer *x, const DueTimer *y, const char *keys)
-{
-	if (x->time != y->time)
-		return x->time < y->time ? -1 : 1;
-	if (x->abbrev != y->abbrev)
-		return x->abbrev < y->abbrev ? -1 : 1;
-	return key_cmp(keys + x->off, x->len, keys + y->off, y->len);
-}
-
-/* Due stored timers in time order, then tie order (keys: their keys). */
-#define ST_SORT sort_due
-#define ST_ELEMENT_TYPE DueTimer
-#define ST_COMPARE_ARG_TYPE const char
-#define ST_COMPARE(a, b, arg) due_cmp(a, b, arg)
 #define ST_SCOPE static
 #define ST_DECLARE
 #define ST_DEFINE
@@ -363,10 +394,18 @@ timers_create(StateStore *store)
 											ALLOCSET_DEFAULT_SIZES);
 	ts->max_pending_bytes = Max(kstate_cache_budget() / TIMERS_BUDGET_DIVISOR, 256 * 1024);
 	ts->batch = state_batch_create();
+	ts->scan_heap = binaryheap_allocate(STATE_KEY_GROUPS, scan_cmp, NULL);
 	pending_create(ts);
 	initStringInfo(&ts->key);
 	initStringInfo(&ts->upper);
+	initStringInfo(&ts->chunk_keys);
 	return ts;
+}
+
+void
+timers_set_prefetch(TimerService *ts, timer_prefetch_fn prefetch)
+{
+	ts->prefetch = prefetch;
 }
 
 TimestampTz
@@ -394,23 +433,17 @@ buf_get(TimerService *ts, TimerBuf *buf, Size bytes)
 	return buf->data;
 }
 
-/* At a flush: free the big buffers used little since the last one. */
+/* At a flush: free a big buffer used little since the last one. */
 static void
-bufs_trim(TimerService *ts)
+buf_trim(TimerBuf *buf)
 {
-	TimerBuf   *bufs[] = {&ts->sortbuf, &ts->duebuf, &ts->keybuf,
-	&ts->firebuf[0], &ts->firebuf[1], &ts->firebuf[2]};
-
-	for (int i = 0; i < lengthof(bufs); i++)
+	if (buf->cap > TIMER_BUF_KEEP && buf->used < buf->cap / 4)
 	{
-		if (bufs[i]->cap > TIMER_BUF_KEEP && bufs[i]->used < bufs[i]->cap / 4)
-		{
-			pfree(bufs[i]->data);
-			bufs[i]->data = NULL;
-			bufs[i]->cap = 0;
-		}
-		bufs[i]->used = 0;
+		pfree(buf->data);
+		buf->data = NULL;
+		buf->cap = 0;
 	}
+	buf->used = 0;
 }
 
 /* The bucket of time 'when', or NULL (create: a new one if none). */
@@ -587,11 +620,12 @@ timers_delete(TimerService *ts, TimestampTz when, const char *skey, size_t sklen
 }
 
 /*
- * The live timers of bucket b sorted in tie order (key_cmp), appended to
- * out[*n..]: the order in which timers of one time fire.
+ * The live timers of bucket b sorted in tie order (key_cmp), in
+ * ts->sortbuf: the order in which timers of one time fire.  Returns their
+ * number.
  */
-static void
-bucket_sorted(TimerService *ts, TimerBucket *b, FireTimer *out, int64 *n)
+static uint32
+bucket_sort(TimerService *ts, TimerBucket *b)
 {
 	SortSlot   *ss = buf_get(ts, &ts->sortbuf, sizeof(SortSlot) * b->nlive);
 	uint32		m = 0;
@@ -608,15 +642,7 @@ bucket_sorted(TimerService *ts, TimerBucket *b, FireTimer *out, int64 *n)
 	}
 	Assert(m == b->nlive);
 	sort_slots(ss, m, b);
-	for (uint32 i = 0; i < m; i++)
-	{
-		const TimerSlot *s = &b->slots[ss[i].idx];
-
-		out[*n].time = b->time;
-		out[*n].key = b->keys + s->off;
-		out[*n].len = s->len;
-		(*n)++;
-	}
+	return m;
 }
 
 /*
@@ -670,7 +696,7 @@ timers_flush(TimerService *ts)
 		state_batch_write(ts->store, ts->batch);
 	MemoryContextReset(ts->pending_cxt);
 	pending_create(ts);
-	bufs_trim(ts);
+	buf_trim(&ts->sortbuf);
 }
 
 void
@@ -680,230 +706,272 @@ timers_maybe_flush(TimerService *ts)
 		timers_flush(ts);
 }
 
+/* Give back a fired bucket's memory. */
+static void
+bucket_free(TimerService *ts, TimerBucket *b)
+{
+	ts->pending_bytes -= BUCKET_BYTES;
+	for (uint32 i = 0; i < b->n; i++)
+		ts->pending_bytes -= SLOT_BYTES(b->slots[i].len & ~SLOT_DELETED);
+	if (b->set)
+		slotset_destroy(b->set);
+	pfree(b->slots);
+	pfree(b->keys);
+	pfree(b);
+}
+
 /*
- * Append a due stored timer (its state key) to the advance's list (in
- * ts->duebuf, its key at *keylen in ts->keybuf).
+ * Move scan s to the key group's next due stored timer (the first one if
+ * it has not started), copying its state key into s->buf: the key group,
+ * then the timer key past its time, as the timer was registered.  Returns
+ * false, with the iterator destroyed and ts->next[kg] set to the time of
+ * the key group's first stored timer after upto (NO_TIMER: none), once
+ * there is none due.
+ */
+static bool
+scan_next(TimerService *ts, DueScan *s, TimestampTz upto)
+{
+	const char *key,
+			   *val;
+	size_t		klen,
+				vlen;
+	TimestampTz t = NO_TIMER;
+	uint32		len;
+
+	if (state_iter_next(s->it, &key, &klen, &val, &vlen))
+	{
+		t = kstate_read_time(key + KEYSPACE_HEADER);
+		if (t <= upto)
+		{
+			len = klen - (TIMER_HEADER - KEYSPACE_KEY_GROUP_BYTES);
+			if (len > s->cap)
+			{
+				s->cap = Max(len, 64);
+				if (s->buf)
+					pfree(s->buf);
+				s->buf = MemoryContextAlloc(ts->cxt, s->cap);
+			}
+			memcpy(s->buf, key, KEYSPACE_KEY_GROUP_BYTES);
+			memcpy(s->buf + KEYSPACE_KEY_GROUP_BYTES, key + TIMER_HEADER,
+				   klen - TIMER_HEADER);
+			s->head.time = t;
+			s->head.key = s->buf;
+			s->head.len = len;
+			s->head.abbrev = key_abbrev(s->buf, len);
+			return true;
+		}
+	}
+	ts->next[s->kg] = t;
+	state_iter_destroy(s->it);
+	s->it = NULL;
+	return false;
+}
+
+/*
+ * Fire the due timers: a merge of the key groups' scans (in a heap by
+ * their heads) and of the due buckets (one sorted at a time), in firing
+ * order.  The scans are all opened, and the due buckets taken off the
+ * heap and time map, before the first timer fires: an iterator reads the
+ * database as it was when it was created, so what the firing writes
+ * (state, timers registered past upto, timers deleted) changes neither
+ * list, and every timer due at the start fires, as if collected first.
+ */
+/*
+ * Fire the timers taken off the merge, after telling the operator their
+ * state keys (ts->prefetch): its reads of their state are one batch.
  */
 static void
-add_due(TimerService *ts, int64 *ndue, Size *keylen,
-		TimestampTz t, const char *key, size_t klen)
+chunk_fire(TimerService *ts, timer_fire_fn fire, void *arg)
 {
-	DueTimer   *due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * (*ndue + 1));
-	uint32		len = klen - (TIMER_HEADER - KEYSPACE_KEY_GROUP_BYTES);
-	char	   *keys = buf_get(ts, &ts->keybuf, *keylen + len);
+	int			n = ts->nchunk;
 
-	due[*ndue].time = t;
-	due[*ndue].off = *keylen;
-	due[*ndue].len = len;
-	(*ndue)++;
-	memcpy(keys + *keylen, key, KEYSPACE_KEY_GROUP_BYTES);
-	memcpy(keys + *keylen + KEYSPACE_KEY_GROUP_BYTES, key + TIMER_HEADER, klen - TIMER_HEADER);
-	due[*ndue - 1].abbrev = key_abbrev(keys + *keylen, len);
-	*keylen += len;
-}
-
-void
-timers_set_prefetch(TimerService *ts, timer_prefetch_fn prefetch)
-{
-	ts->prefetch = prefetch;
-}
-
-/* Tell the operator the state keys of the next n timers to fire. */
-static void
-prefetch(TimerService *ts, const FireTimer *fires, int n, void *arg)
-{
-	const char *keys[STATE_MULTI_GET_MAX];
-	size_t		lens[STATE_MULTI_GET_MAX];
-
+	if (n == 0)
+		return;
+	/* (the keys' buffer is complete: it no longer moves) */
 	for (int i = 0; i < n; i++)
-	{
-		keys[i] = fires[i].key;
-		lens[i] = fires[i].len;
-	}
-	ts->prefetch(arg, n, keys, lens);
+		ts->chunk_key[i] = ts->chunk_keys.data + ts->chunk_off[i];
+	if (ts->prefetch != NULL)
+		ts->prefetch(arg, n, ts->chunk_key, ts->chunk_len);
+	for (int i = 0; i < n; i++)
+		fire(arg, ts->chunk_time[i], ts->chunk_key[i], ts->chunk_len[i]);
+	ts->nchunk = 0;
+	resetStringInfo(&ts->chunk_keys);
+}
+
+/*
+ * The next timer in firing order: fired with the chunk it joins.  Firing
+ * later than it is taken off changes nothing: the scans read the store as
+ * it was when they were opened, the due buckets are off the pending ones,
+ * and what the firing registers is at or above the floor, past upto.
+ */
+static void
+chunk_add(TimerService *ts, TimestampTz time, const char *key, uint32 len,
+		  timer_fire_fn fire, void *arg)
+{
+	if (ts->nchunk == STATE_MULTI_GET_MAX)
+		chunk_fire(ts, fire, arg);
+	ts->chunk_time[ts->nchunk] = time;
+	ts->chunk_off[ts->nchunk] = ts->chunk_keys.len;
+	ts->chunk_len[ts->nchunk] = len;
+	appendBinaryStringInfo(&ts->chunk_keys, key, len);
+	ts->nchunk++;
 }
 
 void
 timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg)
 {
 	MemoryContext old;
-	DueTimer   *due;
-	char	   *keys;
-	Size		keylen = 0;
-	int64		ndue = 0;
-	int			nruns = 0;
 	List	   *buckets = NIL;
-	int64		npending = 0;
-	FireTimer  *stored;
-	FireTimer  *pending;
-	FireTimer  *fires;
-	int64		nfires = 0;
-	ListCell   *lc;
+	ListCell   *bucket_lc;
+	TimerBucket *b = NULL;		/* the due bucket being fired */
+	SortSlot   *ss = NULL;		/* its live timers in tie order */
+	uint32		nss = 0;
+	uint32		iss = 0;
+	TimerHead	ph;				/* the pending timers' head */
 
 	if (upto < ts->floor)
 		return;
 	/* (so that the floor, upto + 1, does not wrap) */
 	upto = Min(upto, PG_INT64_MAX - 1);
 
-	MemoryContextReset(ts->due_cxt);
-	old = MemoryContextSwitchTo(ts->due_cxt);
-
-	/*
-	 * The due stored timers of each key group that has one, and the time of
-	 * its first stored timer after upto (one step further in the same scan).
-	 */
-	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
-	{
-		StateIter  *it;
-		const char *key,
-				   *val;
-		size_t		klen,
-					vlen;
-		TimestampTz next = NO_TIMER;
-		bool		any = false;
-
-		if (ts->next[kg] > upto)
-			continue;
-		resetStringInfo(&ts->key);
-		keyspace_append_prefix(&ts->key, kg, KS_TIMER);
-		kstate_append_time(&ts->key, ts->floor);
-		resetStringInfo(&ts->upper);
-		keyspace_append_prefix(&ts->upper, kg, KS_TIMER + 1);
-		it = state_iter_create(ts->store, ts->key.data, ts->key.len,
-							   ts->upper.data, ts->upper.len);
-		while (state_iter_next(it, &key, &klen, &val, &vlen))
-		{
-			TimestampTz t = kstate_read_time(key + KEYSPACE_HEADER);
-
-			if (t > upto)
-			{
-				next = t;
-				break;
-			}
-			add_due(ts, &ndue, &keylen, t, key, klen);
-			any = true;
-		}
-		state_iter_destroy(it);
-		ts->next[kg] = next;
-		if (any)
-		{
-			ts->fired[kg] = true;
-			nruns++;
-		}
-	}
-
-	/*
-	 * Each key group's run is in time order, then tie order (the state key
-	 * less its key group, all the same within a run): one run is in firing
-	 * order, several are sorted into it.
-	 */
-	due = buf_get(ts, &ts->duebuf, sizeof(DueTimer) * ndue);
-	keys = buf_get(ts, &ts->keybuf, keylen);
-	if (nruns > 1)
-		sort_due(due, ndue, keys);
-	stored = buf_get(ts, &ts->firebuf[0], sizeof(FireTimer) * ndue);
-	for (int64 i = 0; i < ndue; i++)
-	{
-		stored[i].time = due[i].time;
-		stored[i].key = keys + due[i].off;
-		stored[i].len = due[i].len;
-	}
-
-	/* The due buckets, in time order, off the heap and the time map. */
-	while (!pairingheap_is_empty(ts->heap))
-	{
-		TimerBucket *b = pairingheap_container(TimerBucket, node,
-											   pairingheap_first(ts->heap));
-
-		if (b->time > upto)
-			break;
-		pairingheap_remove_first(ts->heap);
-		timemap_delete(ts->times, b->time);
-		if (ts->last == b)
-			ts->last = NULL;
-		buckets = lappend(buckets, b);
-		npending += b->nlive;
-	}
-	pending = buf_get(ts, &ts->firebuf[1], sizeof(FireTimer) * npending);
-	npending = 0;
-	foreach(lc, buckets)
-		bucket_sorted(ts, (TimerBucket *) lfirst(lc), pending, &npending);
-
-	/*
-	 * Merge the two in firing order (fire_cmp: the order both were sorted
-	 * in), keeping one of a timer both stored and pending (registered again
-	 * after a flush): equal under fire_cmp is the same time and state key.
-	 */
-	if (ndue == 0)
-	{
-		fires = pending;
-		nfires = npending;
-	}
-	else if (npending == 0)
-	{
-		fires = stored;
-		nfires = ndue;
-	}
-	else
-	{
-		int64		i = 0,
-					j = 0;
-
-		fires = buf_get(ts, &ts->firebuf[2], sizeof(FireTimer) * (ndue + npending));
-		while (i < ndue || j < npending)
-		{
-			int			c;
-
-			if (i == ndue)
-				c = 1;
-			else if (j == npending)
-				c = -1;
-			else
-				c = fire_cmp(&stored[i], &pending[j]);
-			if (c <= 0)
-				fires[nfires++] = stored[i++];
-			else
-				fires[nfires++] = pending[j++];
-			if (c == 0)
-				j++;
-		}
-	}
-	MemoryContextSwitchTo(old);
-
-	/*
-	 * Timers the firing registers at or below upto would never fire (the
-	 * floor passes them): raising the floor first drops them at once.
-	 */
-	ts->floor = upto + 1;
 	ts->advancing = true;
+	binaryheap_reset(ts->scan_heap);
 	PG_TRY();
 	{
-		for (int64 i = 0; i < nfires; i++)
+		/*
+		 * A scan of each key group with a stored timer due, from the floor
+		 * on; its first step also finds a key group's first timer after
+		 * upto.
+		 */
+		for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 		{
-			if (ts->prefetch != NULL && i % STATE_MULTI_GET_MAX == 0)
-				prefetch(ts, fires + i, Min(nfires - i, STATE_MULTI_GET_MAX), arg);
-			fire(arg, fires[i].time, fires[i].key, fires[i].len);
+			DueScan    *s = &ts->scans[kg];
+
+			if (ts->next[kg] > upto)
+				continue;
+			resetStringInfo(&ts->key);
+			keyspace_append_prefix(&ts->key, kg, KS_TIMER);
+			kstate_append_time(&ts->key, ts->floor);
+			resetStringInfo(&ts->upper);
+			keyspace_append_prefix(&ts->upper, kg, KS_TIMER + 1);
+			s->kg = kg;
+			s->it = state_iter_create(ts->store, ts->key.data, ts->key.len,
+									  ts->upper.data, ts->upper.len);
+			if (scan_next(ts, s, upto))
+			{
+				ts->fired[kg] = true;
+				binaryheap_add_unordered(ts->scan_heap, PointerGetDatum(s));
+			}
 		}
+		binaryheap_build(ts->scan_heap);
+
+		/* The due buckets, in time order, off the heap and the time map. */
+		MemoryContextReset(ts->due_cxt);
+		old = MemoryContextSwitchTo(ts->due_cxt);
+		while (!pairingheap_is_empty(ts->heap))
+		{
+			TimerBucket *first = pairingheap_container(TimerBucket, node,
+													   pairingheap_first(ts->heap));
+
+			if (first->time > upto)
+				break;
+			pairingheap_remove_first(ts->heap);
+			timemap_delete(ts->times, first->time);
+			if (ts->last == first)
+				ts->last = NULL;
+			buckets = lappend(buckets, first);
+		}
+		MemoryContextSwitchTo(old);
+		bucket_lc = list_head(buckets);
+
+		/*
+		 * Timers the firing registers at or below upto would never fire
+		 * (the floor passes them): raising the floor first drops them at
+		 * once.
+		 */
+		ts->floor = upto + 1;
+
+		for (;;)
+		{
+			DueScan    *s = NULL;
+			int			c;
+
+			/* the pending timers' head: the next live one of the buckets */
+			while (iss == nss && bucket_lc != NULL)
+			{
+				if (b != NULL)
+					bucket_free(ts, b);
+				b = (TimerBucket *) lfirst(bucket_lc);
+				bucket_lc = lnext(buckets, bucket_lc);
+				nss = bucket_sort(ts, b);
+				ss = ts->sortbuf.data;
+				iss = 0;
+			}
+			if (iss < nss)
+			{
+				const TimerSlot *slot = &b->slots[ss[iss].idx];
+
+				ph.time = b->time;
+				ph.abbrev = ss[iss].abbrev;
+				ph.key = b->keys + slot->off;
+				ph.len = slot->len;
+			}
+
+			if (!binaryheap_empty(ts->scan_heap))
+				s = (DueScan *) DatumGetPointer(binaryheap_first(ts->scan_heap));
+			if (s == NULL && iss == nss)
+				break;
+			if (s == NULL)
+				c = 1;
+			else if (iss == nss)
+				c = -1;
+			else
+				c = head_cmp(&s->head, &ph);
+
+			if (c <= 0)
+			{
+				/*
+				 * A stored timer; one both stored and pending (registered
+				 * again after a flush) fires once.
+				 */
+				chunk_add(ts, s->head.time, s->head.key, s->head.len, fire, arg);
+				if (c == 0)
+					iss++;
+				if (scan_next(ts, s, upto))
+					binaryheap_replace_first(ts->scan_heap, PointerGetDatum(s));
+				else
+					(void) binaryheap_remove_first(ts->scan_heap);
+			}
+			else
+			{
+				chunk_add(ts, ph.time, ph.key, ph.len, fire, arg);
+				iss++;
+			}
+		}
+		chunk_fire(ts, fire, arg);
+		if (b != NULL)
+			bucket_free(ts, b);
 	}
 	PG_FINALLY();
 	{
+		ts->nchunk = 0;
+		resetStringInfo(&ts->chunk_keys);
+		/*
+		 * After an error, the key groups not done keep their lower bound
+		 * (below upto), still a lower bound; the due buckets not freed go
+		 * with the pending timers' context at the next flush.
+		 */
 		ts->advancing = false;
+		for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+		{
+			if (ts->scans[kg].it != NULL)
+			{
+				state_iter_destroy(ts->scans[kg].it);
+				ts->scans[kg].it = NULL;
+			}
+		}
+		binaryheap_reset(ts->scan_heap);
 	}
 	PG_END_TRY();
-
-	/* The fired buckets' memory. */
-	foreach(lc, buckets)
-	{
-		TimerBucket *b = (TimerBucket *) lfirst(lc);
-
-		ts->pending_bytes -= BUCKET_BYTES;
-		for (uint32 i = 0; i < b->n; i++)
-			ts->pending_bytes -= SLOT_BYTES(b->slots[i].len & ~SLOT_DELETED);
-		if (b->set)
-			slotset_destroy(b->set);
-		pfree(b->slots);
-		pfree(b->keys);
-		pfree(b);
-	}
 	MemoryContextReset(ts->due_cxt);
 }

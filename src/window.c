@@ -850,6 +850,13 @@ fire_timer(void *arg, TimestampTz time, const char *skey, size_t sklen)
 		fire_sessions(op, op->fire_wm);
 	else
 		fire_fixed(op, op->fire_wm);
+
+	/*
+	 * The cache within its bound while firing too, as cep.c's fire_timer:
+	 * the windows of one end fire in one advance, and each fired window
+	 * stays in the cache (a deletion to write back) until it is evicted.
+	 */
+	window_maybe_flush(op);
 }
 
 void

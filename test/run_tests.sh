@@ -81,7 +81,7 @@ if [[ " $parts " == *" regress "* ]]; then
     addr=$(sf_broker_start "$SF_WORK/broker" regress_rides:2 regress_csv:1 \
                regress_late:1 regress_types:1 regress_tenancy:1 regress_format:1 regress_start:3 \
                regress_meta:2 regress_time:2 regress_grow:2:4 regress_savepoint:1 regress_savepoint_p:1 \
-               regress_sql:2 regress_avro:1 regress_ksink:2 regress_parallel:4 regress_rescale:4 regress_rescale_c:4 regress_rescale_ks:1 regress_retain:2 regress_local:4 regress_timers:1 regress_batch_read:1 --proxy --missing-topic regress_missing)
+               regress_sql:2 regress_avro:1 regress_ksink:2 regress_parallel:4 regress_rescale:4 regress_rescale_c:4 regress_rescale_ks:1 regress_retain:2 regress_local:4 regress_timers:1 regress_timers_late:1 regress_batch_read:1 --proxy --missing-topic regress_missing)
     # The test schema registry, with the schemas sql/avro.sql uses.
     registry=$(sf_registry_start "$SF_WORK/registry" 1=test/avro/ride_v1.avsc \
                    2=test/avro/ride_v2.avsc)

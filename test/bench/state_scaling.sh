@@ -119,7 +119,7 @@ checkpoint_figures() {
 #             memory (heap, RocksDB, librdkafka's queues), without
 #             shared_buffers and mapped files
 run_level() {
-    local name=$1 n=$2 t0 t1 tf="" ef=0 pid=0 p ev done=f now anon peak=0 hwm figures i
+    local name=$1 n=$2 t0 t1 tf="" ef=0 pid=0 p ev done=f now anon peak=0 hwm cpu figures i
     t0=$(date +%s.%N)
     q -c "SELECT streamflink.start('$name')" >/dev/null
     for ((i = 0; i < 36000; i++)); do
@@ -143,15 +143,16 @@ run_level() {
     [ "$done" = t ] || _sf_die "pipeline $name did not finish"
     t1=$now
     hwm=$(sf_proc_peak_rss_mb "$pid")
+    cpu=$(sf_cpu_seconds "$pid")
     sf_pipeline_stop "$work/pg" "$port" bench "$name"
     figures=$(checkpoint_figures "$name")
-    awk -v n="$n" -v a="$t0" -v b="$t1" -v f="${tf:-$t1}" -v ef="$ef" -v h="$hwm" -v pk="$peak" -v fig="$figures" \
+    awk -v n="$n" -v a="$t0" -v b="$t1" -v f="${tf:-$t1}" -v ef="$ef" -v h="$hwm" -v pk="$peak" -v fig="$figures" -v cpu="$cpu" \
         'BEGIN { run = (b - f >= 1.0) ? sprintf("%.0f", (n - ef) / (b - f)) : "-";
-                 printf "%.0f %s %.2f %d %.0f %s", n / (b - a), run, f - a, h, pk / 1024, fig }'
+                 printf "%.0f %s %.2f %d %.0f %s %s", n / (b - a), run, f - a, h, pk / 1024, fig, cpu }'
 }
 
 keys_mode() {
-    local k per us n name kind rate run startup hwm priv r nck dur sync async newb stb ev
+    local k per us n name kind rate run startup hwm priv r nck dur sync async newb stb ev cpu
     declare -A rates privs durs
     echo "levels (keys): $levels; partitions: $parts"
     for k in $levels; do
@@ -168,9 +169,9 @@ keys_mode() {
             columns => 'k int, v int, ts timestamptz', event_time => 'ts')" >/dev/null
     done
 
-    printf '\n%-6s %8s %9s %9s %7s %6s %7s %5s %10s %6s %7s %8s %8s %9s %7s %8s %5s\n' window keys \
+    printf '\n%-6s %8s %9s %9s %7s %6s %7s %5s %10s %6s %7s %8s %8s %9s %7s %8s %5s %7s\n' window keys \
         events/s run_ev/s start_s hwm_MB priv_MB ckpts state_B ck_ms sync_ms async_ms new_B \
-        rate/base ck/base priv/base ok
+        rate/base ck/base priv/base ok cpu_s
     for kind in $windows; do
         for k in $levels; do
             name="${kind}_$k"
@@ -187,7 +188,7 @@ keys_mode() {
                     slide => '20 seconds')" >/dev/null
             fi
             n=$(cat "$work/n_$k")
-            read -r rate run startup hwm priv nck dur sync async newb stb ev <<<"$(run_level "$name" "$n")"
+            read -r rate run startup hwm priv nck dur sync async newb stb ev cpu <<<"$(run_level "$name" "$n")"
             q -c "SELECT streamflink.drop_pipeline('$name', drop_sink => true)" >/dev/null
             # the baseline's rate: from the first event if measured, else from start()
             [ "$run" = - ] && r=$rate || r=$run
@@ -199,16 +200,17 @@ keys_mode() {
             # every event (and the final ones) went through the operator
             awk -v kind="$kind" -v k="$k" -v rate="$rate" -v run="$run" -v st="$startup" -v hwm="$hwm" \
                 -v priv="$priv" -v nck="$nck" -v stb="$stb" -v dur="$dur" -v sync="$sync" -v async="$async" \
-                -v newb="$newb" -v r="$r" -v r0="${rates[$kind]}" -v p0="${privs[$kind]}" -v d0="${durs[$kind]}" \
+                -v newb="$newb" -v cpu="$cpu" -v r="$r" -v r0="${rates[$kind]}" -v p0="${privs[$kind]}" -v d0="${durs[$kind]}" \
                 -v ok="$([ "$ev" = $((n + parts)) ] && echo all || echo "$ev/$((n + parts))")" 'BEGIN {
-                    printf "%-6s %8d %9d %9s %7.2f %6d %7d %5d %10d %6.1f %7.1f %8.1f %8d %9.2f %7.2f %8.2f %5s\n",
+                    printf "%-6s %8d %9d %9s %7.2f %6d %7d %5d %10d %6.1f %7.1f %8.1f %8d %9.2f %7.2f %8.2f %5s %7.2f\n",
                         kind, k, rate, run, st, hwm, priv, nck, stb, dur, sync, async, newb,
-                        r / r0, dur / d0, priv / p0, ok }'
+                        r / r0, dur / d0, priv / p0, ok, cpu }'
         done
     done
     echo "events/s: from start(); run_ev/s: from the first processed event (start_s: start-up before it);"
     echo "rate/base: run_ev/s (events/s where run_ev/s is -); hwm_MB: VmHWM, with the shared_buffers pages"
-    echo "the sink touched; priv_MB: peak RssAnon, sampled every 0.2 s (priv/base)"
+    echo "the sink touched; priv_MB: peak RssAnon, sampled every 0.2 s (priv/base); cpu_s: the worker's"
+    echo "user + system CPU seconds"
     echo "targets: rate/base >= 0.50 at 100k keys, >= 0.25 at 10M; ck/base <= 2 at 10M; priv/base ~ 1"
 }
 
