@@ -48,10 +48,10 @@
  * if its unique index is gone.  The answer is kept until an invalidation
  * that may change it (see sink_invalidations): a trigger created, row-level
  * security enabled, a GRANT or REVOKE, a partition attached, while the
- * pipeline runs, sends the next batch to the upsert.  After a fallback the next batches of the
- * output are upserted directly for a while (doubling up to
- * SINK_INSERT_BACKOFF_MAX batches), so a table already full of the rows
- * costs little more than before.  Rows inserted are not in the order
+ * pipeline runs, sends the next batch to the upsert.  After a fallback
+ * the next batches of the output are upserted directly for a while
+ * (doubling up to SINK_INSERT_BACKOFF_MAX batches), so a table already full
+ * of the rows costs little more than before.  Rows inserted are not in the order
  * DISTINCT ON sorts them to, which no query sees without ORDER BY.
  *
  *-------------------------------------------------------------------------
