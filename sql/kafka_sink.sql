@@ -66,49 +66,32 @@ SELECT geo, date_bin('1 minute', ts, 'epoch') AS window_start,
        count(*) AS rides, sum(wait_s) AS waited
 FROM ks_events GROUP BY 1, 2;
 
--- Messages of committed transactions, by their headers.
-CREATE FUNCTION ks_committed(pipeline text, topic text)
-RETURNS TABLE (key text, value jsonb, checkpoint bigint, seq bigint, headers jsonb)
-LANGUAGE sql AS $$
-	SELECT m.key, m.value::jsonb, (m.headers ->> 'checkpoint')::bigint,
-	       (m.headers ->> 'sequence')::bigint, m.headers
-	FROM streamflink._read_topic(regress_brokers(), topic) m
-	JOIN streamflink.pipeline p ON p.name = m.headers ->> 'pipeline'
-	JOIN streamflink.kafka_sink_run r
-	  ON r.pipeline_id = p.id AND r.worker = (m.headers ->> 'worker')::int
-	 AND r.transactional_id = m.headers ->> 'transactional_id'
-	JOIN streamflink.kafka_sink_txn t
-	  ON t.pipeline_id = p.id AND t.worker = (m.headers ->> 'worker')::int
-	 AND t.checkpoint_id = (m.headers ->> 'checkpoint')::bigint
-	 AND t.run = (m.headers ->> 'run')::bigint AND t.committed IS NOT NULL
-	WHERE p.name = pipeline
-$$;
 
 SELECT wait_until($$SELECT count(*) = (SELECT count(*) FROM ks_expected)
-                    FROM ks_committed('ks_surge', 'regress_ksink_out')$$);
+                    FROM regress_committed('ks_surge', 'regress_ksink_out')$$);
 SELECT wait_until($$SELECT count(*) = (SELECT count(*) FROM ks_expected)
-                    FROM ks_committed('ks_psurge', 'regress_ksink_pout')$$);
-SELECT wait_until($$SELECT (SELECT count(*) FROM ks_committed('ks_match', 'regress_ksink_match'))
+                    FROM regress_committed('ks_psurge', 'regress_ksink_pout')$$);
+SELECT wait_until($$SELECT (SELECT count(*) FROM regress_committed('ks_match', 'regress_ksink_match'))
                            = (SELECT count(*) FROM ks_match_rows) AND count(*) > 0
                     FROM ks_match_rows$$);
 
 -- The window pipeline: SQL's answer, each window once.
 SELECT (SELECT count(*) FROM ks_expected) AS expected,
-       (SELECT count(*) FROM ks_committed('ks_surge', 'regress_ksink_out')) AS messages,
-       (SELECT count(DISTINCT (checkpoint, seq)) FROM ks_committed('ks_surge', 'regress_ksink_out')) AS distinct_messages;
+       (SELECT count(*) FROM regress_committed('ks_surge', 'regress_ksink_out')) AS messages,
+       (SELECT count(DISTINCT (checkpoint, seq)) FROM regress_committed('ks_surge', 'regress_ksink_out')) AS distinct_messages;
 SELECT count(*) AS missing_or_wrong FROM (
 	SELECT to_jsonb(e) FROM ks_expected e
-	EXCEPT SELECT value FROM ks_committed('ks_surge', 'regress_ksink_out')) d;
+	EXCEPT SELECT value FROM regress_committed('ks_surge', 'regress_ksink_out')) d;
 SELECT count(*) AS extra FROM (
-	SELECT value FROM ks_committed('ks_surge', 'regress_ksink_out')
+	SELECT value FROM regress_committed('ks_surge', 'regress_ksink_out')
 	EXCEPT SELECT to_jsonb(e) FROM ks_expected e) d;
 -- Keys: the row's identity (key columns and window_start) as JSON.
 SELECT key::jsonb = jsonb_build_object('geo', value -> 'geo', 'window_start', value -> 'window_start') AS key_ok,
        count(*)
-FROM ks_committed('ks_surge', 'regress_ksink_out') GROUP BY 1;
+FROM regress_committed('ks_surge', 'regress_ksink_out') GROUP BY 1;
 SELECT DISTINCT ARRAY(SELECT jsonb_object_keys(headers) ORDER BY 1) AS headers,
        headers ->> 'worker' AS worker, headers ->> 'output' AS output
-FROM ks_committed('ks_surge', 'regress_ksink_out');
+FROM regress_committed('ks_surge', 'regress_ksink_out');
 -- Each committed transaction's marker is in <topic>.markers.
 SELECT count(*) AS committed_without_marker
 FROM streamflink.kafka_sink_txn t JOIN streamflink.kafka_sink_run r USING (pipeline_id, worker)
@@ -125,20 +108,20 @@ SELECT count(*) AS outbox_rows FROM ks_surge_outbox;
 -- Parallelism 2: SQL's answer too, each window once, written by both tasks,
 -- each with its own transactional.id, markers and (emptied) outbox rows.
 SELECT (SELECT count(*) FROM ks_expected) AS expected,
-       (SELECT count(*) FROM ks_committed('ks_psurge', 'regress_ksink_pout')) AS messages,
+       (SELECT count(*) FROM regress_committed('ks_psurge', 'regress_ksink_pout')) AS messages,
        (SELECT count(DISTINCT (headers ->> 'worker', checkpoint, seq))
-        FROM ks_committed('ks_psurge', 'regress_ksink_pout')) AS distinct_messages,
-       (SELECT count(DISTINCT key) FROM ks_committed('ks_psurge', 'regress_ksink_pout')) AS distinct_keys;
+        FROM regress_committed('ks_psurge', 'regress_ksink_pout')) AS distinct_messages,
+       (SELECT count(DISTINCT key) FROM regress_committed('ks_psurge', 'regress_ksink_pout')) AS distinct_keys;
 SELECT count(*) AS missing_or_wrong FROM (
 	SELECT to_jsonb(e) FROM ks_expected e
-	EXCEPT SELECT value FROM ks_committed('ks_psurge', 'regress_ksink_pout')) d;
+	EXCEPT SELECT value FROM regress_committed('ks_psurge', 'regress_ksink_pout')) d;
 SELECT count(*) AS extra FROM (
-	SELECT value FROM ks_committed('ks_psurge', 'regress_ksink_pout')
+	SELECT value FROM regress_committed('ks_psurge', 'regress_ksink_pout')
 	EXCEPT SELECT to_jsonb(e) FROM ks_expected e) d;
 SELECT headers ->> 'worker' AS worker,
        count(DISTINCT headers ->> 'transactional_id') AS transactional_ids,
        bool_and(headers ->> 'transactional_id' LIKE '%-' || (headers ->> 'worker')) AS id_names_task
-FROM ks_committed('ks_psurge', 'regress_ksink_pout') GROUP BY 1 ORDER BY 1;
+FROM regress_committed('ks_psurge', 'regress_ksink_pout') GROUP BY 1 ORDER BY 1;
 SELECT t.worker, count(*) FILTER (WHERE t.committed IS NULL) AS unconfirmed,
        count(*) FILTER (WHERE NOT EXISTS (
            SELECT 1 FROM streamflink._read_topic(regress_brokers(), 'regress_ksink_pout.markers') m
@@ -153,11 +136,11 @@ SELECT count(*) AS outbox_rows FROM ks_psurge_outbox;
 -- The pattern pipeline: the rows the table sink has; key: the one key column, as text.
 SELECT count(*) AS missing FROM (
 	SELECT to_jsonb(r) FROM ks_match_rows r
-	EXCEPT SELECT value FROM ks_committed('ks_match', 'regress_ksink_match')) d;
+	EXCEPT SELECT value FROM regress_committed('ks_match', 'regress_ksink_match')) d;
 SELECT count(*) AS extra FROM (
-	SELECT value FROM ks_committed('ks_match', 'regress_ksink_match')
+	SELECT value FROM regress_committed('ks_match', 'regress_ksink_match')
 	EXCEPT SELECT to_jsonb(r) FROM ks_match_rows r) d;
-SELECT bool_and(key = value ->> 'geo') AS key_is_geo FROM ks_committed('ks_match', 'regress_ksink_match');
+SELECT bool_and(key = value ->> 'geo') AS key_is_geo FROM regress_committed('ks_match', 'regress_ksink_match');
 
 -- A restart settles nothing (every transaction was recorded) and goes on.
 SELECT streamflink.stop('ks_surge');
@@ -266,6 +249,5 @@ SELECT streamflink.drop_pipeline('ks_match_table', drop_sink => true);
 SELECT streamflink.drop_pipeline('ks_psurge', drop_sink => true);
 SELECT count(*) AS txn_rows_left FROM streamflink.kafka_sink_txn;
 SELECT streamflink.drop_source('ks_rides');
-DROP FUNCTION ks_committed(text, text);
 DROP VIEW ks_expected;
 DROP TABLE ks_events;

@@ -11,6 +11,25 @@ WHERE extname = 'streamflink';
 CREATE FUNCTION regress_brokers() RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT current_setting('regress.brokers') $$;
 
+-- The messages of a Kafka-sink pipeline's committed transactions, by their
+-- headers (the test broker shows aborted transactions' messages too).
+CREATE FUNCTION regress_committed(pipeline text, topic text)
+RETURNS TABLE (key text, value jsonb, checkpoint bigint, seq bigint, headers jsonb)
+LANGUAGE sql AS $$
+	SELECT m.key, m.value::jsonb, (m.headers ->> 'checkpoint')::bigint,
+	       (m.headers ->> 'sequence')::bigint, m.headers
+	FROM streamflink._read_topic(regress_brokers(), topic) m
+	JOIN streamflink.pipeline p ON p.name = m.headers ->> 'pipeline'
+	JOIN streamflink.kafka_sink_run r
+	  ON r.pipeline_id = p.id AND r.worker = (m.headers ->> 'worker')::int
+	 AND r.transactional_id = m.headers ->> 'transactional_id'
+	JOIN streamflink.kafka_sink_txn t
+	  ON t.pipeline_id = p.id AND t.worker = (m.headers ->> 'worker')::int
+	 AND t.checkpoint_id = (m.headers ->> 'checkpoint')::bigint
+	 AND t.run = (m.headers ->> 'run')::bigint AND t.committed IS NOT NULL
+	WHERE p.name = pipeline
+$$;
+
 -- Wait until a query returns true (polling; a running pipeline works in the
 -- background).  Errors out after timeout so that a hang is a failure.
 CREATE FUNCTION wait_until(cond text, timeout interval DEFAULT '60 seconds')

@@ -57,15 +57,10 @@ SELECT streamflink.savepoint('tm_order', 'tm_fired');
 
 -- The messages in the order they were sent.
 CREATE TABLE tm_fired AS
-SELECT row_number() OVER (ORDER BY (m.headers ->> 'checkpoint')::bigint,
-                                   (m.headers ->> 'sequence')::bigint) AS pos,
-       (m.value::jsonb ->> 'k')::int AS k, (m.value::jsonb ->> 'window_end')::timestamptz AS window_end,
-       (m.value::jsonb ->> 'n')::int AS n
-FROM streamflink._read_topic(regress_brokers(), 'regress_timers_out') m
-JOIN streamflink.kafka_sink_txn t
-  ON t.pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'tm_order')
- AND t.checkpoint_id = (m.headers ->> 'checkpoint')::bigint
- AND t.run = (m.headers ->> 'run')::bigint AND t.committed IS NOT NULL;
+SELECT row_number() OVER (ORDER BY checkpoint, seq) AS pos,
+       (value ->> 'k')::int AS k, (value ->> 'window_end')::timestamptz AS window_end,
+       (value ->> 'n')::int AS n
+FROM regress_committed('tm_order', 'regress_timers_out');
 
 -- Every window once, with its event.
 SELECT count(*) AS windows, count(DISTINCT (k, window_end)) AS distinct_windows, sum(n) AS events
@@ -152,15 +147,10 @@ SELECT streamflink.savepoint('tm_late', 'tm_late_fired');
 SELECT events, late_events, open_count FROM streamflink.pipelines WHERE name = 'tm_late';
 
 CREATE TABLE tm_late_fired AS
-SELECT row_number() OVER (ORDER BY (m.headers ->> 'checkpoint')::bigint,
-                                   (m.headers ->> 'sequence')::bigint) AS pos,
-       (m.value::jsonb ->> 'k')::int AS k, (m.value::jsonb ->> 'window_end')::timestamptz AS window_end,
-       (m.value::jsonb ->> 'n')::int AS n
-FROM streamflink._read_topic(regress_brokers(), 'regress_timers_late_out') m
-JOIN streamflink.kafka_sink_txn t
-  ON t.pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'tm_late')
- AND t.checkpoint_id = (m.headers ->> 'checkpoint')::bigint
- AND t.run = (m.headers ->> 'run')::bigint AND t.committed IS NOT NULL;
+SELECT row_number() OVER (ORDER BY checkpoint, seq) AS pos,
+       (value ->> 'k')::int AS k, (value ->> 'window_end')::timestamptz AS window_end,
+       (value ->> 'n')::int AS n
+FROM regress_committed('tm_late', 'regress_timers_late_out');
 
 -- Every window fired once on time, keys 0..9's first one again late.
 SELECT window_end, count(*) AS fired, count(DISTINCT k) AS keys, sum(n) AS events
