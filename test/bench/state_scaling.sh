@@ -19,7 +19,11 @@
 # max(keys, 60000) events, so every key has a window open at once (1k keys:
 # 60 events per key and window, as in the measurement; more keys: one
 # event per key and window), and a level has max(SCALE_BENCH_EVENTS
-# (default 1M), 1.5 windows) events.  Per pipeline and level: events/s
+# (default 1M), 1.5 windows) events.  SCALE_BENCH_ONE_PER_WINDOW=1 gives
+# every level one event per key and window (a window of event time holds
+# as many events as there are keys): each event then opens a window, has
+# its timer fire and writes a sink row at every level, and the levels
+# differ by the number of keys (the state's size) alone.  Per pipeline and level: events/s
 # (from start until the watermark passed the last event: every window
 # fired, checkpoints included) and the same from the first processed event
 # on, with the start-up before it (see run_level), the worker's peak RSS
@@ -55,6 +59,7 @@ if [ "${SCALE_BENCH_10M:-0}" = 1 ]; then
 fi
 windows=${SCALE_BENCH_WINDOWS:-tumble hop}
 sink_kind=${SCALE_BENCH_SINK:-table}
+one_per_window=${SCALE_BENCH_ONE_PER_WINDOW:-0}
 flat_options=${SCALE_FLAT_OPTIONS:-}
 batches=${SCALE_FLAT_BATCHES:-30}
 batch=${SCALE_FLAT_BATCH:-100000}
@@ -156,7 +161,11 @@ keys_mode() {
     declare -A rates privs durs
     echo "levels (keys): $levels; partitions: $parts"
     for k in $levels; do
-        per=$(( k > 60000 ? k : 60000 ))
+        if [ "$one_per_window" = 1 ]; then
+            per=$k
+        else
+            per=$(( k > 60000 ? k : 60000 ))
+        fi
         us=$(( 60000000 / per ))
         n=$(( base_events > per * 3 / 2 ? base_events : per * 3 / 2 ))
         echo "producing $n events over $k keys ($per a window, one every $us us of event time)"
