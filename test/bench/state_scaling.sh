@@ -23,14 +23,18 @@
 # every level one event per key and window (a window of event time holds
 # as many events as there are keys): each event then opens a window, has
 # its timer fire and writes a sink row at every level, and the levels
-# differ by the number of keys (the state's size) alone.  Per pipeline and level: events/s
+# differ by the number of keys (the state's size) alone.
+# SCALE_BENCH_PROFILE: the pipelines' state_profile (default: the
+# server's).  Per pipeline and level: events/s
 # (from start until the watermark passed the last event: every window
 # fired, checkpoints included) and the same from the first processed event
 # on, with the start-up before it (see run_level), the worker's peak RSS
 # (VmHWM) and peak private memory (RssAnon), the largest snapshot
 # (state_bytes), the median checkpoint duration with its sync and async
-# parts, the median new bytes per checkpoint, and the ratios to the first
-# level.  Targets (issue 9): 100k keys >= 0.5 of the 1k rate, 10M keys >=
+# parts, the median new bytes per checkpoint, the worker's CPU seconds and
+# microseconds per event, and the ratios to the first level (cpu/base: the
+# first level's CPU per event over this one's, a rate ratio that other work
+# on the machine disturbs less than rates).  Targets (issue 9): 100k keys >= 0.5 of the 1k rate, 10M keys >=
 # 0.25, checkpoint duration at 10M within 2x of 1k, RSS flat.
 #
 # Mode "flat": a tumbling window of a day that never fires, fed in
@@ -60,6 +64,10 @@ fi
 windows=${SCALE_BENCH_WINDOWS:-tumble hop}
 sink_kind=${SCALE_BENCH_SINK:-table}
 one_per_window=${SCALE_BENCH_ONE_PER_WINDOW:-0}
+profile=NULL
+if [ -n "${SCALE_BENCH_PROFILE:-}" ]; then
+    profile="'$SCALE_BENCH_PROFILE'"
+fi
 flat_options=${SCALE_FLAT_OPTIONS:-}
 batches=${SCALE_FLAT_BATCHES:-30}
 batch=${SCALE_FLAT_BATCH:-100000}
@@ -157,8 +165,8 @@ run_level() {
 }
 
 keys_mode() {
-    local k per us n name kind rate run startup hwm priv r nck dur sync async newb stb ev cpu
-    declare -A rates privs durs
+    local k per us n name kind rate run startup hwm priv r nck dur sync async newb stb ev cpu usev
+    declare -A rates privs durs usevs
     echo "levels (keys): $levels; partitions: $parts"
     for k in $levels; do
         if [ "$one_per_window" = 1 ]; then
@@ -178,9 +186,9 @@ keys_mode() {
             columns => 'k int, v int, ts timestamptz', event_time => 'ts')" >/dev/null
     done
 
-    printf '\n%-6s %8s %9s %9s %7s %6s %7s %5s %10s %6s %7s %8s %8s %9s %7s %8s %5s %7s\n' window keys \
+    printf '\n%-6s %8s %9s %9s %7s %6s %7s %5s %10s %6s %7s %8s %8s %9s %7s %8s %5s %7s %6s %8s\n' window keys \
         events/s run_ev/s start_s hwm_MB priv_MB ckpts state_B ck_ms sync_ms async_ms new_B \
-        rate/base ck/base priv/base ok cpu_s
+        rate/base ck/base priv/base ok cpu_s us/ev cpu/base
     for kind in $windows; do
         for k in $levels; do
             name="${kind}_$k"
@@ -190,19 +198,22 @@ keys_mode() {
             fi
             if [ "$kind" = tumble ]; then
                 q -c "SELECT streamflink.create_window_pipeline('$name', 's$k', 'k', 'tumble',
-                    'count(*) AS n, sum(v) AS total', sink => $sink, size => '1 minute')" >/dev/null
+                    'count(*) AS n, sum(v) AS total', sink => $sink, size => '1 minute',
+                    state_profile => $profile)" >/dev/null
             else
                 q -c "SELECT streamflink.create_window_pipeline('$name', 's$k', 'k', 'hop',
                     'count(*) AS n, sum(v) AS total', sink => $sink, size => '1 minute',
-                    slide => '20 seconds')" >/dev/null
+                    slide => '20 seconds', state_profile => $profile)" >/dev/null
             fi
             n=$(cat "$work/n_$k")
             read -r rate run startup hwm priv nck dur sync async newb stb ev cpu <<<"$(run_level "$name" "$n")"
             q -c "SELECT streamflink.drop_pipeline('$name', drop_sink => true)" >/dev/null
             # the baseline's rate: from the first event if measured, else from start()
             [ "$run" = - ] && r=$rate || r=$run
+            usev=$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.2f", c * 1000000 / n }')
             if [ -z "${rates[$kind]:-}" ]; then
                 rates[$kind]=$r
+                usevs[$kind]=$usev
                 privs[$kind]=$priv
                 durs[$kind]=$dur
             fi
@@ -210,16 +221,18 @@ keys_mode() {
             awk -v kind="$kind" -v k="$k" -v rate="$rate" -v run="$run" -v st="$startup" -v hwm="$hwm" \
                 -v priv="$priv" -v nck="$nck" -v stb="$stb" -v dur="$dur" -v sync="$sync" -v async="$async" \
                 -v newb="$newb" -v cpu="$cpu" -v r="$r" -v r0="${rates[$kind]}" -v p0="${privs[$kind]}" -v d0="${durs[$kind]}" \
+                -v u="$usev" -v u0="${usevs[$kind]}" \
                 -v ok="$([ "$ev" = $((n + parts)) ] && echo all || echo "$ev/$((n + parts))")" 'BEGIN {
-                    printf "%-6s %8d %9d %9s %7.2f %6d %7d %5d %10d %6.1f %7.1f %8.1f %8d %9.2f %7.2f %8.2f %5s %7.2f\n",
+                    printf "%-6s %8d %9d %9s %7.2f %6d %7d %5d %10d %6.1f %7.1f %8.1f %8d %9.2f %7.2f %8.2f %5s %7.2f %6.2f %8.2f\n",
                         kind, k, rate, run, st, hwm, priv, nck, stb, dur, sync, async, newb,
-                        r / r0, dur / d0, priv / p0, ok, cpu }'
+                        r / r0, dur / d0, priv / p0, ok, cpu, u, (u > 0 ? u0 / u : 0) }'
         done
     done
     echo "events/s: from start(); run_ev/s: from the first processed event (start_s: start-up before it);"
     echo "rate/base: run_ev/s (events/s where run_ev/s is -); hwm_MB: VmHWM, with the shared_buffers pages"
     echo "the sink touched; priv_MB: peak RssAnon, sampled every 0.2 s (priv/base); cpu_s: the worker's"
-    echo "user + system CPU seconds"
+    echo "user + system CPU seconds, us/ev the same per event (cpu/base: the first level's us/ev over this"
+    echo "level's, a rate ratio from CPU time, less sensitive than rates to other work on the machine)"
     echo "targets: rate/base >= 0.50 at 100k keys, >= 0.25 at 10M; ck/base <= 2 at 10M; priv/base ~ 1"
 }
 
