@@ -33,18 +33,25 @@ SELECT row_number() OVER (ORDER BY b, m, k) AS i, b, k,
 FROM (SELECT 1 AS b, k, m FROM generate_series(0, 63) k, generate_series(0, 2) m
       UNION ALL SELECT 2, k, m FROM generate_series(0, 63) k, generate_series(3, 4) m
       UNION ALL SELECT 2, k, m FROM generate_series(64, 95) k, (VALUES (1), (3)) v(m)) e;
-CREATE FUNCTION tm_produce(batch int) RETURNS int
-LANGUAGE sql AS $$
-	SELECT streamflink.produce(regress_brokers(), 'regress_timers',
-		(SELECT array_agg(json_build_object('k', k, 'ts', ts)::text ORDER BY i)
-		 FROM tm_events WHERE b = batch), 0)
+-- Produces batch 'batch' of 'events' (a table of i, b, k, ts; both cases
+-- use it) to partition 0 of 'topic', in the order of i.
+CREATE FUNCTION tm_produce(topic text, events regclass, batch int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+	msgs text[];
+BEGIN
+	EXECUTE format('SELECT array_agg(json_build_object(''k'', k, ''ts'', ts)::text ORDER BY i)
+					FROM %s WHERE b = $1', events)
+		INTO msgs USING batch;
+	RETURN streamflink.produce(regress_brokers(), topic, msgs, 0);
+END
 $$;
 
 SELECT streamflink.start('tm_order');
-SELECT tm_produce(1);
+SELECT tm_produce('regress_timers', 'tm_events', 1);
 SELECT wait_until($$SELECT events = 192 FROM streamflink.pipelines WHERE name = 'tm_order'$$);
 SELECT streamflink.savepoint('tm_order', 'tm_stored');
-SELECT tm_produce(2);
+SELECT tm_produce('regress_timers', 'tm_events', 2);
 SELECT wait_until($$SELECT events = 384 FROM streamflink.pipelines WHERE name = 'tm_order'$$);
 -- nothing fired yet
 SELECT watermark FROM streamflink.pipelines WHERE name = 'tm_order';
@@ -86,7 +93,6 @@ SELECT streamflink.stop('tm_order');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'tm_order'$$);
 SELECT streamflink.drop_pipeline('tm_order', drop_sink => true);
 SELECT streamflink.drop_source('tm_src');
-DROP FUNCTION tm_produce(int);
 DROP TABLE tm_events;
 DROP TABLE tm_fired;
 
@@ -125,22 +131,16 @@ FROM (SELECT 1 AS b, k, timestamptz '2024-01-01 00:00:00+00' + m * interval '1 m
       UNION ALL SELECT 3, 1000, '2024-01-01 00:13:30+00'
       UNION ALL SELECT 4, 0, '2024-01-01 00:00:56+00'
       UNION ALL SELECT 4, 1000, '2024-01-01 00:20:00+00') e;
-CREATE FUNCTION tm_late_produce(batch int) RETURNS int
-LANGUAGE sql AS $$
-	SELECT streamflink.produce(regress_brokers(), 'regress_timers_late',
-		(SELECT array_agg(json_build_object('k', k, 'ts', ts)::text ORDER BY i)
-		 FROM tm_late_events WHERE b = batch), 0)
-$$;
 
 SELECT streamflink.start('tm_late');
-SELECT tm_late_produce(1);
+SELECT tm_produce('regress_timers_late', 'tm_late_events', 1);
 SELECT wait_until($$SELECT events = 192 FROM streamflink.pipelines WHERE name = 'tm_late'$$);
 SELECT streamflink.savepoint('tm_late', 'tm_late_stored');
-SELECT tm_late_produce(2);
+SELECT tm_produce('regress_timers_late', 'tm_late_events', 2);
 SELECT wait_until($$SELECT watermark = '2024-01-01 00:01:30+00' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
-SELECT tm_late_produce(3);
+SELECT tm_produce('regress_timers_late', 'tm_late_events', 3);
 SELECT wait_until($$SELECT watermark = '2024-01-01 00:03:30+00' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
-SELECT tm_late_produce(4);
+SELECT tm_produce('regress_timers_late', 'tm_late_events', 4);
 SELECT wait_until($$SELECT watermark = '2024-01-01 00:10:00+00' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
 SELECT streamflink.savepoint('tm_late', 'tm_late_fired');
 -- the event past its lateness is late; the windows still open: key 1000's
@@ -179,7 +179,7 @@ SELECT streamflink.stop('tm_late');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'tm_late'$$);
 SELECT streamflink.drop_pipeline('tm_late', drop_sink => true);
 SELECT streamflink.drop_source('tm_late_src');
-DROP FUNCTION tm_late_produce(int);
+DROP FUNCTION tm_produce(text, regclass, int);
 DROP TABLE tm_late_events;
 DROP TABLE tm_late_fired;
 DROP TABLE tm_late_runs;

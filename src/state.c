@@ -894,6 +894,31 @@ check_writable(StateStore *store)
 						store->dir)));
 }
 
+/*
+ * Raise the error of a read: RocksDB's error string 'err' (or NULL), else a
+ * value of 'vlen' bytes too large to copy into palloc'd memory.  'err' is
+ * malloc'd: it is copied and freed before ereport longjmps away.  The caller
+ * releases RocksDB's values before calling, or in a PG_FINALLY around it.
+ */
+static void
+check_read(StateStore *store, char *err, size_t vlen)
+{
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not read from state database \"%s\": %s",
+						store->dir, msg)));
+	}
+	if (vlen >= (size_t) MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("state value of %zu bytes is too large", vlen)));
+}
+
 bool
 state_get(StateStore *store, const char *key, size_t klen, StringInfo out)
 {
@@ -907,31 +932,17 @@ state_get(StateStore *store, const char *key, size_t klen, StringInfo out)
 
 	/* pinned: no malloc + copy inside RocksDB, the value is read in place */
 	ps = rocksdb_get_pinned_cf(store->db, store->ropts, store->cf, key, klen, &err);
-	if (err != NULL)
-	{
-		char		msg[STATE_ERRMSG_LEN];
-
-		take_error(err, msg, sizeof(msg));
-		ereport(ERROR,
-				(errcode(rocks_errcode(msg)),
-				 errmsg("could not read from state database \"%s\": %s",
-						store->dir, msg)));
-	}
+	check_read(store, err, 0);
 
 	resetStringInfo(out);
 	if (ps == NULL)
 		return false;
 
 	val = rocksdb_pinnableslice_value(ps, &vlen);
-	if (vlen >= (size_t) MaxAllocSize)
-	{
-		rocksdb_pinnableslice_destroy(ps);
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("state value of %zu bytes is too large", vlen)));
-	}
-	appendBinaryStringInfo(out, val, (int) vlen);
+	if (vlen < (size_t) MaxAllocSize)
+		appendBinaryStringInfo(out, val, (int) vlen);
 	rocksdb_pinnableslice_destroy(ps);
+	check_read(store, NULL, vlen);
 	return true;
 }
 
@@ -941,8 +952,7 @@ state_multi_get(StateStore *store, int n, const char *const *keys,
 {
 	rocksdb_pinnableslice_t *vals[STATE_MULTI_GET_MAX];
 	char	   *errs[STATE_MULTI_GET_MAX];
-	char		msg[STATE_ERRMSG_LEN];
-	bool		failed = false;
+	char	   *err = NULL;
 
 	if (unlikely(store == NULL || store->db == NULL))
 		elog(ERROR, "state database is not open");
@@ -954,27 +964,22 @@ state_multi_get(StateStore *store, int n, const char *const *keys,
 								 keys, klens, vals, errs, false);
 
 	/*
-	 * RocksDB's values and error strings are malloc'd: the errors are copied
-	 * and freed first, the values released whatever happens next (an error,
-	 * or an ERROR in found).
+	 * RocksDB's values and error strings are malloc'd: the errors but the
+	 * first (reported, and freed, by check_read) are freed now, the values
+	 * released whatever happens next (an error, or an ERROR in found).
 	 */
 	for (int i = 0; i < n; i++)
 	{
 		if (errs[i] == NULL)
 			continue;
-		if (!failed)
-			take_error(errs[i], msg, sizeof(msg));
+		if (err == NULL)
+			err = errs[i];
 		else
 			rocksdb_free(errs[i]);
-		failed = true;
 	}
 	PG_TRY();
 	{
-		if (failed)
-			ereport(ERROR,
-					(errcode(rocks_errcode(msg)),
-					 errmsg("could not read from state database \"%s\": %s",
-							store->dir, msg)));
+		check_read(store, err, 0);
 		for (int i = 0; i < n; i++)
 		{
 			const char *val;
@@ -983,10 +988,7 @@ state_multi_get(StateStore *store, int n, const char *const *keys,
 			if (vals[i] == NULL)
 				continue;
 			val = rocksdb_pinnableslice_value(vals[i], &vlen);
-			if (vlen >= (size_t) MaxAllocSize)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("state value of %zu bytes is too large", vlen)));
+			check_read(store, NULL, vlen);
 			found(arg, i, val, vlen);
 		}
 	}

@@ -1010,6 +1010,19 @@ sf_bench_pg_start() {
 }
 
 # ---------------------------------------------------------------------------
+# sf_bench_db DIR PORT [EXTRA_CONF_LINE...]
+#   sf_pg_start DIR PORT [EXTRA_CONF_LINE...] (no settings of its own), then
+#   the database 'bench' with the extension streamflink in it.  The
+#   benchmarks query it as sf_psql DIR PORT -d bench.
+# ---------------------------------------------------------------------------
+sf_bench_db() {
+    [ $# -ge 2 ] || { _sf_die "usage: sf_bench_db DIR PORT [CONF_LINE...]"; return 1; }
+    sf_pg_start "$@" || return 1
+    sf_psql "$1" "$2" -q -c "CREATE DATABASE bench" || return 1
+    sf_psql "$1" "$2" -d bench -q -c "CREATE EXTENSION streamflink"
+}
+
+# ---------------------------------------------------------------------------
 # sf_bench_source DIR PORT ADDR
 #   CREATE EXTENSION streamflink, and the source 'bench': the JSON events of
 #   sf_bench_events on topic 'bench' of the broker at ADDR.

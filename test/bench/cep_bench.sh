@@ -33,8 +33,7 @@ port=$(sf_free_port)
 # stays bounded).
 conf=()
 IFS=';' read -r -a conf <<<"${CEP_BENCH_PG_CONF:-}"
-sf_pg_start "$work/pg" "$port" ${conf[@]+"${conf[@]}"}
-sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
+sf_bench_db "$work/pg" "$port" ${conf[@]+"${conf[@]}"}
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
 
 # Events: account 7i mod keys; every 13th a withdrawal over 5000, the rest
@@ -57,7 +56,6 @@ awk -v n="$events" -v keys="$keys" -v parts="$parts" 'BEGIN {
 }' | test/produce "$addr" bench_cep --partitions "$parts"
 
 q <<SQL
-CREATE EXTENSION streamflink;
 SELECT streamflink.create_source('txns', '$addr', 'bench_cep', 'json',
 	columns => 'account int, amount numeric, kind text, ts timestamptz', event_time => 'ts');
 SELECT streamflink.create_pattern_pipeline('fraud', source => 'txns', key => 'account',

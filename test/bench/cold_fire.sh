@@ -31,10 +31,8 @@ for k in $levels; do
 done
 addr=$(sf_broker_start "$work/broker" "${topics[@]}")
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port"
-sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
+sf_bench_db "$work/pg" "$port"
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
-q -c "CREATE EXTENSION streamflink"
 
 printf '%9s %8s %9s %12s\n' keys fire_s cpu_s windows/cpu_s
 for k in $levels; do

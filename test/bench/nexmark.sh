@@ -92,14 +92,12 @@ raw_core=$(awk -v n="$total" '{ c = $1 + $2; printf "%.0f", (c > 0 ? n / c : 0) 
 echo "nexmark: raw librdkafka consume: $raw msg/s, $raw_core msg/s per core (consume_bench's CPU seconds)"
 
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "shared_buffers = '256MB'" "synchronous_commit = off"
-sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
+sf_bench_db "$work/pg" "$port" "shared_buffers = '256MB'" "synchronous_commit = off"
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
 
 # One source for the three kinds: the union of their fields (Flink's
 # nexmark datagen table flattened), NULL where a kind has none.
 q <<SQL
-CREATE EXTENSION streamflink;
 SELECT streamflink.create_source('nexmark', '$addr', 'nexmark', 'json',
 	columns => 'event_type int, id bigint, name text, email_address text, credit_card text,
 	            city text, state text, item_name text, description text, initial_bid bigint,

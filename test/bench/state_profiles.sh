@@ -35,8 +35,7 @@ work=$SF_TEST_DIR
 
 addr=$(sf_broker_start "$work/broker" "bench_many:$parts" "bench_few:$parts")
 port=$(sf_free_port)
-sf_pg_start "$work/pg" "$port" "streamflink.state_statistics = on"
-sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
+sf_bench_db "$work/pg" "$port" "streamflink.state_statistics = on"
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
 
 produce() {   # topic keys
@@ -56,7 +55,6 @@ produce bench_many "$many"
 produce bench_few "$few"
 
 q <<SQL
-CREATE EXTENSION streamflink;
 SELECT streamflink.create_source('many', '$addr', 'bench_many', 'json',
 	columns => 'k int, v int, ts timestamptz', event_time => 'ts');
 SELECT streamflink.create_source('few', '$addr', 'bench_few', 'json',

@@ -95,10 +95,8 @@ done
 addr=$(sf_broker_start "$work/broker" "${topics[@]}" "scale_flat:$parts")
 port=$(sf_free_port)
 # every checkpoint row kept: the figures are over all of them
-sf_pg_start "$work/pg" "$port" "streamflink.checkpoint_history = 1000000"
-sf_psql "$work/pg" "$port" -q -c "CREATE DATABASE bench"
+sf_bench_db "$work/pg" "$port" "streamflink.checkpoint_history = 1000000"
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
-q -c "CREATE EXTENSION streamflink"
 
 # The checkpoints of pipeline $1: count, median duration, sync, async (ms),
 # median new bytes, largest snapshot.
