@@ -25,7 +25,8 @@
 # its timer fire and writes a sink row at every level, and the levels
 # differ by the number of keys (the state's size) alone.
 # SCALE_BENCH_PROFILE: the pipelines' state_profile (default: the
-# server's).  Per pipeline and level: events/s
+# server's); SCALE_BENCH_SOURCE_OPTIONS: the sources' librdkafka options
+# (e.g. '{queued.max.messages.kbytes=4096}').  Per pipeline and level: events/s
 # (from start until the watermark passed the last event: every window
 # fired, checkpoints included) and the same from the first processed event
 # on, with the start-up before it (see run_level), the worker's peak RSS
@@ -64,6 +65,7 @@ fi
 windows=${SCALE_BENCH_WINDOWS:-tumble hop}
 sink_kind=${SCALE_BENCH_SINK:-table}
 one_per_window=${SCALE_BENCH_ONE_PER_WINDOW:-0}
+source_options=${SCALE_BENCH_SOURCE_OPTIONS:-"{}"}
 profile=NULL
 if [ -n "${SCALE_BENCH_PROFILE:-}" ]; then
     profile="'$SCALE_BENCH_PROFILE'"
@@ -181,7 +183,8 @@ keys_mode() {
         sf_topic_intact "$addr" "scale_$k" "$parts"
         echo "$n" >"$work/n_$k"
         q -c "SELECT streamflink.create_source('s$k', '$addr', 'scale_$k', 'json',
-            columns => 'k int, v int, ts timestamptz', event_time => 'ts')" >/dev/null
+            columns => 'k int, v int, ts timestamptz', event_time => 'ts',
+            options => '$source_options')" >/dev/null
     done
 
     printf '\n%-6s %8s %9s %9s %7s %6s %7s %5s %10s %6s %7s %8s %8s %9s %7s %8s %5s %7s %6s %8s\n' window keys \
