@@ -78,14 +78,22 @@ checkpoint_define_settings(void)
  * file is removed and the worker kills itself with SIGKILL, exactly where
  * a crash leaves an in-doubt prepared transaction to be rolled back or
  * committed by recovery.  One stat() per checkpoint when unused.
+ *
+ * The coordinator's points (chk given) also take "<point> rows": then only
+ * a checkpoint whose sink wrote rows in its epoch is struck.  Which
+ * checkpoint reaches a point first is a matter of timing (a slow machine
+ * may checkpoint after some partitions' events, before any window fires),
+ * and a test of a transactional sink needs its transaction to hold
+ * messages at that instant.  A participant's point ignores the word.
  */
-void
-checkpoint_failpoint(const char *name)
+static void
+failpoint(const char *name, const Checkpoint *chk)
 {
 	char		path[MAXPGPATH];
 	char		buf[64];
 	FILE	   *f;
 	size_t		n;
+	size_t		len = strlen(name);
 
 	snprintf(path, sizeof(path), "%s/streamflink/failpoint", DataDir);
 	f = fopen(path, "r");
@@ -94,12 +102,29 @@ checkpoint_failpoint(const char *name)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
-	if (strncmp(buf, name, strlen(name)) != 0)
+	/* the point's name as the file's first word */
+	if (strncmp(buf, name, len) != 0 ||
+		(buf[len] != '\0' && buf[len] != '\n' && buf[len] != ' '))
+		return;
+	if (chk != NULL && buf[len] == ' ' && strncmp(buf + len + 1, "rows", 4) == 0 &&
+		chk->stats.rows_emitted == 0)
 		return;
 	unlink(path);
-	ereport(LOG, (errmsg("streamflink: failpoint %s: crashing on purpose", name)));
+	if (chk != NULL)
+		ereport(LOG,
+				(errmsg("streamflink: failpoint %s: crashing on purpose", name),
+				 errdetail("Checkpoint " INT64_FORMAT ", its sink wrote " INT64_FORMAT " rows.",
+						   chk->id, chk->stats.rows_emitted)));
+	else
+		ereport(LOG, (errmsg("streamflink: failpoint %s: crashing on purpose", name)));
 	kill(MyProcPid, SIGKILL);
 	pg_usleep(10 * 1000 * 1000L);	/* SIGKILL is not deferred; never reached */
+}
+
+void
+checkpoint_failpoint(const char *name)
+{
+	failpoint(name, NULL);
 }
 
 /*
@@ -371,7 +396,7 @@ checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	checkpoint_failpoint("after_prepare");
+	failpoint("after_prepare", chk);
 
 	/*
 	 * 2. The decision.  In a parallel pipeline, one task decides once every
@@ -386,7 +411,7 @@ checkpoint_take(CheckpointCoordinator *c, Checkpoint *chk)
 	c->last.id = chk->id;
 	c->last.watermark = chk->watermark;
 	c->last.state_format = STATE_FORMAT_VERSION;
-	checkpoint_failpoint("after_decision");
+	failpoint("after_decision", chk);
 
 	/*
 	 * 3. Commit, in reverse order: the epoch transaction first, so that

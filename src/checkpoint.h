@@ -247,7 +247,8 @@ extern void checkpoint_check_catalog_version(void);
 /*
  * Crash tests: SIGKILL the worker here if DataDir/streamflink/failpoint
  * names 'name' (the file is removed first).  The coordinator has
- * "after_prepare" and "after_decision"; participants may add their own.
+ * "after_prepare" and "after_decision" (written "<point> rows": only at a
+ * checkpoint whose sink wrote rows); participants may add their own.
  */
 extern void checkpoint_failpoint(const char *name);
 

@@ -11,7 +11,10 @@
 # decision (the Kafka transaction neither marked nor committed), after the
 # marker was delivered but before commit_transaction, after
 # commit_transaction but before the commit is recorded, and after the
-# record.
+# record.  Each failpoint strikes a checkpoint whose Kafka transaction holds
+# messages ("rows", test/lib.sh's sf_failpoint_set): on a loaded machine a
+# checkpoint may cover some partitions' events and fire no window, and a
+# crash after its decision has nothing to send again.
 #
 # The test broker shows messages of aborted transactions too (it ignores
 # isolation.level), so the topic is judged by the sink's own record: only
@@ -92,11 +95,13 @@ for f in "${faults[@]}"; do
     esac
     survived=$((survived + 1))
 done
-# Every instant of the two-phase commit between Postgres and Kafka.
+# Every instant of the two-phase commit between Postgres and Kafka, each
+# in a checkpoint with messages in its Kafka transaction (the kafka_* points
+# are only reached in one).
 for point in "${failpoints[@]}"; do
     wait_worker
     tasks=$(sql_retry -c "SELECT pid || ' ' || task FROM streamflink.tasks WHERE pipeline = 'surge'")
-    sf_failpoint_set "$pg" "$point"
+    sf_failpoint_set "$pg" "$point" rows
     produce "$(chunk_file $chunk)"
     chunk=$((chunk + 1))
     sf_failpoint_wait "$pg" 60

@@ -35,7 +35,7 @@
 #   sf_wait_worker DIR CMD...       until CMD echoes a worker's pid
 #   sf_fault_order SEED KILLS RESTARTS  kill/restart lines in a seeded order
 #   sf_fault_pause                  sleep 0 to 1.5 s (RANDOM)
-#   sf_failpoint_set DIR POINT; sf_failpoint_wait DIR [SECONDS]
+#   sf_failpoint_set DIR POINT [rows]; sf_failpoint_wait DIR [SECONDS]
 #   sf_rides_expected_sql CSV       SQL: ride_events and the hop window's answer
 #   sf_show_window_diff DIR PORT TABLE  windows missing or wrong in TABLE
 #   sf_rides_setup NAME TOPIC PARTS EVENTS CHUNKS [SPEC...] [-- LINE...]
@@ -807,17 +807,20 @@ sf_fault_pause() {
 }
 
 # ---------------------------------------------------------------------------
-# sf_failpoint_set DIR POINT
+# sf_failpoint_set DIR POINT [rows]
 #   The next worker of the server in DIR to reach failpoint POINT crashes
 #   there on purpose (the failpoint file DIR/streamflink/failpoint, which the
-#   worker removes when it takes it).
+#   worker removes when it takes it).  With "rows" (the coordinator's points
+#   after_prepare and after_decision only): the next to reach it at a
+#   checkpoint whose sink wrote rows in its epoch.
 # sf_failpoint_wait DIR [SECONDS]
 #   Waits up to SECONDS (60) for the failpoint to be taken; fails, showing
 #   the server log's tail, if it was not.
 # ---------------------------------------------------------------------------
 sf_failpoint_set() {
-    [ $# -eq 2 ] || { _sf_die "usage: sf_failpoint_set DIR POINT"; return 1; }
-    echo "$2" | sf_as_user tee "$1/streamflink/failpoint" >/dev/null
+    [ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = rows ]; } ||
+        { _sf_die "usage: sf_failpoint_set DIR POINT [rows]"; return 1; }
+    echo "${*:2}" | sf_as_user tee "$1/streamflink/failpoint" >/dev/null
 }
 
 sf_failpoint_wait() {
