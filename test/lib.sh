@@ -51,6 +51,7 @@
 #   sf_bench_events N PARTS [FINAL] the JSON events, as test/produce reads them
 #   sf_bench_pg_start DIR PORT [LINE...]  sf_pg_start with the bench settings
 #   sf_bench_source DIR PORT ADDR   the extension and the source 'bench'
+#   sf_bench_db DIR PORT [LINE...]  sf_pg_start, the database bench, the extension
 #   sf_bench_perf DIR PORT PIPELINE SECONDS FILE  perf profile of a worker
 #   sf_topic_intact ADDR TOPIC N    fail if the broker dropped the start of a partition
 #   sf_cpu_seconds PID              user + system CPU seconds of a process
