@@ -20,9 +20,11 @@
  *				 read fetches less).
  *	 large_state state far beyond memory: index and filter blocks kept in
  *				 the block cache (else they grow with the state outside any
- *				 budget), 16 kB blocks (a smaller index), dynamic level sizes,
- *				 64 MB files and a 256 MB level base (fewer files to keep
- *				 open), zstd on the last level (most of the data), 4 jobs.
+ *				 budget), partitioned so that a lookup loads only the parts
+ *				 it needs (state.c), 16 kB blocks (a smaller index), dynamic
+ *				 level sizes, 64 MB files and a 256 MB level base (fewer
+ *				 files to keep open), zstd on the last level (most of the
+ *				 data), 4 jobs.
  *
  * What bounds memory: a worker's block cache (LRU, not strict: blocks
  * pinned by a read in progress may exceed it briefly) and its memtables
