@@ -6,7 +6,9 @@
 -- each next 1024 due timers and they read them in one batch.  3000 keys, two
 -- windows each (6000 windows: five full batches and a partial one, a key's
 -- two windows due in one advance); the sink and the matches must equal
--- SQL's answer.  A tenant's pipelines.
+-- SQL's answer.  A tenant's pipelines.  The pattern pipeline runs under
+-- large_state, whose index and filter blocks are partitioned in the block
+-- cache: its reads go through them.
 --
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
@@ -26,7 +28,7 @@ SELECT streamflink.create_window_pipeline('br_win', source => 'br_src', key => '
        aggregates => 'count(*) AS n, sum(v) AS total', sink => 'br_win_out');
 -- v = 1 then v = 2 in the next event of the key: keys k % 3 <> 0
 SELECT streamflink.create_pattern_pipeline('br_cep', 'br_src', 'k', 'a b',
-       $$a AS v = 1, b AS v = 2$$, 'br_cep_out');
+       $$a AS v = 1, b AS v = 2$$, 'br_cep_out', state_profile => 'large_state');
 
 -- Per key: v = 1 in minute 0, v = 2 (k % 3 = 0: v = 3) in minute 1.
 CREATE TABLE br.br_events AS
