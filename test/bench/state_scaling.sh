@@ -26,17 +26,18 @@
 # differ by the number of keys (the state's size) alone.
 # SCALE_BENCH_PROFILE: the pipelines' state_profile (default: the
 # server's); SCALE_BENCH_SOURCE_OPTIONS: the sources' librdkafka options
-# (e.g. '{queued.max.messages.kbytes=4096}').  Per pipeline and level: events/s
-# (from start until the watermark passed the last event: every window
-# fired, checkpoints included) and the same from the first processed event
-# on, with the start-up before it (see run_level), the worker's peak RSS
-# (VmHWM) and peak private memory (RssAnon), the largest snapshot
+# (e.g. '{queued.max.messages.kbytes=4096}').  Per pipeline and level:
+# events/s (from start until the watermark passed the last event: every
+# window fired, checkpoints included) and the same from the first processed
+# event on, with the start-up before it (see run_level), the worker's peak
+# RSS (VmHWM) and peak private memory (RssAnon), the largest snapshot
 # (state_bytes), the median checkpoint duration with its sync and async
 # parts, the median new bytes per checkpoint, the worker's CPU seconds and
 # microseconds per event, and the ratios to the first level (cpu/base: the
 # first level's CPU per event over this one's, a rate ratio that other work
-# on the machine disturbs less than rates).  Targets (issue 9): 100k keys >= 0.5 of the 1k rate, 10M keys >=
-# 0.25, checkpoint duration at 10M within 2x of 1k, RSS flat.
+# on the machine disturbs less than rates).  Targets (issue 9): 100k keys
+# >= 0.5 of the 1k rate, 10M keys >= 0.25, checkpoint duration at 10M
+# within 2x of 1k, RSS flat.
 #
 # Mode "flat": a tumbling window of a day that never fires, fed in
 # SCALE_FLAT_BATCHES (30) batches of SCALE_FLAT_BATCH (100000) events, each
