@@ -591,6 +591,14 @@ nfa_encode(NfaState *nfa, StringInfo buf)
 
 /* --- keys ------------------------------------------------------------------ */
 
+/* The partial-match NFA's key of the key whose event buffer is bkey. */
+static void
+append_nfa_key(StringInfo nkey, const char *bkey, size_t bklen)
+{
+	keyspace_append_prefix(nkey, keyspace_key_group(bkey), KS_CEP_NFA);
+	appendBinaryStringInfo(nkey, bkey + KEYSPACE_HEADER, bklen - KEYSPACE_HEADER);
+}
+
 static void
 make_keys(CepOperator *op)
 {
@@ -598,8 +606,7 @@ make_keys(CepOperator *op)
 	keyspace_append_state_prefix(&op->bkey, KS_CEP_BUFFER, op->gk.data, op->gk.len);
 	appendBinaryStringInfo(&op->bkey, op->gk.data, op->gk.len);
 	resetStringInfo(&op->nkey);
-	keyspace_append_prefix(&op->nkey, keyspace_key_group(op->bkey.data), KS_CEP_NFA);
-	appendBinaryStringInfo(&op->nkey, op->gk.data, op->gk.len);
+	append_nfa_key(&op->nkey, op->bkey.data, op->bkey.len);
 }
 
 /* --- conditions ------------------------------------------------------------ */
@@ -2125,7 +2132,7 @@ cep_maybe_flush(void *arg)
 /*
  * The buffers and NFAs of the keys whose timers fire next
  * (timer_prefetch_fn): a timer's key is its buffer's, the NFA's key the
- * same with the NFA's kind (make_keys).
+ * same with the NFA's kind (append_nfa_key).
  */
 static void
 prefetch_keys(void *arg, int n, const char *const *bkeys, const size_t *bklens)
@@ -2142,9 +2149,7 @@ prefetch_keys(void *arg, int n, const char *const *bkeys, const size_t *bklens)
 	for (int i = 0; i < n; i++)
 	{
 		offs[i] = nkeys.len;
-		keyspace_append_prefix(&nkeys, keyspace_key_group(bkeys[i]), KS_CEP_NFA);
-		appendBinaryStringInfo(&nkeys, bkeys[i] + KEYSPACE_HEADER,
-							   bklens[i] - KEYSPACE_HEADER);
+		append_nfa_key(&nkeys, bkeys[i], bklens[i]);
 		nklens[i] = nkeys.len - offs[i];
 	}
 	/* (the buffer may have moved while it grew) */
