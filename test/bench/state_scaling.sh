@@ -24,6 +24,11 @@
 # as many events as there are keys): each event then opens a window, has
 # its timer fire and writes a sink row at every level, and the levels
 # differ by the number of keys (the state's size) alone.
+# SCALE_BENCH_WINDOW_EVENTS=N: a window of event time holds N events at
+# every level instead (N / keys events per key and window).  The issue's
+# own measurement is SCALE_BENCH_EVENTS=4000000
+# SCALE_BENCH_WINDOW_EVENTS=400000: 4M events over ten windows, 400 events
+# per key and window at 1k keys, 4 at 100k (1M windows).
 # SCALE_BENCH_PROFILE: the pipelines' state_profile (default: the
 # server's); SCALE_BENCH_SOURCE_OPTIONS: the sources' librdkafka options
 # (e.g. '{queued.max.messages.kbytes=4096}').  Per pipeline and level:
@@ -66,6 +71,7 @@ fi
 windows=${SCALE_BENCH_WINDOWS:-tumble hop}
 sink_kind=${SCALE_BENCH_SINK:-table}
 one_per_window=${SCALE_BENCH_ONE_PER_WINDOW:-0}
+window_events=${SCALE_BENCH_WINDOW_EVENTS:-}
 source_options=${SCALE_BENCH_SOURCE_OPTIONS:-"{}"}
 profile=NULL
 if [ -n "${SCALE_BENCH_PROFILE:-}" ]; then
@@ -170,7 +176,9 @@ keys_mode() {
     declare -A rates privs durs usevs
     echo "levels (keys): $levels; partitions: $parts"
     for k in $levels; do
-        if [ "$one_per_window" = 1 ]; then
+        if [ -n "$window_events" ]; then
+            per=$window_events
+        elif [ "$one_per_window" = 1 ]; then
             per=$k
         else
             per=$(( k > 60000 ? k : 60000 ))
