@@ -1127,10 +1127,11 @@ stage_op(StateBatch *batch, rocksdb_column_family_handle_t *cf, bool is_delete,
  * its time there, the same for every timer of a window's end, and a
  * window's key ([kg]'W'[group key][start]) the high bytes of its group key
  * (a small int's are all alike); 24 cover a window's key of an int group
- * key and a timer's up to its window's start.  Measured in the checkpoints
- * of test/bench/state_scaling.sh's 1M-key level (one event per window, about
- * 170k windows and as many timers a checkpoint): 99-113 ns a staged
- * operation against 115-153 with 8 bytes.
+ * key and a timer's up to its window's start.  Measured on 170k staged
+ * timers or windows of a 1M-key checkpoint alone: 107-115 ns an operation
+ * to take the prefix and sort, against 155-223 with 8 bytes; in a
+ * pipeline's checkpoints, where the staging buffers' page faults weigh
+ * more, the gain is smaller (the README's Performance).
  */
 #define SORT_PREFIX_WORDS 3
 
