@@ -58,6 +58,18 @@ FROM regexp_matches(pg_read_file('server.log', :log_from,
 SELECT streamflink.stop('fmt');
 SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'fmt'$$);
 
+-- A snapshot of an earlier 0.2 build (format 2: a window's key led by its
+-- group key, a timer written per window) is refused as well, by name.
+UPDATE streamflink.checkpoint SET state_format = 2
+WHERE pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'fmt')
+  AND id = (SELECT max(id) FROM streamflink.checkpoint c
+            WHERE c.pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'fmt'));
+SELECT streamflink.start('fmt');
+SELECT wait_until($$SELECT status = 'failed' FROM streamflink.pipelines WHERE name = 'fmt'$$);
+SELECT status, error FROM streamflink.pipelines WHERE name = 'fmt';
+SELECT streamflink.stop('fmt');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'fmt'$$);
+
 -- The column has no default: a row must say which format it holds.
 SELECT column_default IS NULL AS no_default, is_nullable
 FROM information_schema.columns

@@ -143,6 +143,7 @@ struct KeyedState
 	int64		evictions;		/* since the cache's creation */
 	StringInfoData buf;
 	StateBatch *batch;
+	bool		ranges;			/* the batch holds range deletions */
 };
 
 static void
@@ -293,6 +294,22 @@ kstate_delete(KeyedState *ks, const char *key, size_t klen)
 	kstate_put(ks, key, klen, NULL);
 }
 
+void
+kstate_forget(KeyedState *ks, const char *key, size_t klen)
+{
+	kstate_put(ks, key, klen, NULL);
+	/* kstate_put's entry: no tombstone to write back */
+	ks->last->stored = false;
+}
+
+void
+kstate_delete_range(KeyedState *ks, const char *lower, size_t llen,
+					const char *upper, size_t ulen)
+{
+	state_batch_delete_range(ks->batch, ks->store, lower, llen, upper, ulen);
+	ks->ranges = true;
+}
+
 /* The cached entry of key, or NULL; does not change the cache. */
 static CacheEntry *
 cache_find(KeyedState *ks, const char *key, size_t klen)
@@ -418,7 +435,14 @@ write_back(KeyedState *ks)
 	}
 	ks->nvisit = 0;
 	if (n == 0)
+	{
+		if (ks->ranges)
+		{
+			state_batch_write(ks->store, ks->batch);
+			ks->ranges = false;
+		}
 		return;
+	}
 
 	for (int i = 0; i < n; i++)
 	{
@@ -443,6 +467,7 @@ write_back(KeyedState *ks)
 	}
 	MemoryContextReset(ks->scratch);
 	state_batch_write(ks->store, ks->batch);
+	ks->ranges = false;
 }
 
 void

@@ -89,6 +89,22 @@ extern void kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj);
 extern void kstate_delete(KeyedState *ks, const char *key, size_t klen);
 
 /*
+ * Delete the object under key from the cache only: the caller deletes it
+ * from the store by range (kstate_delete_range) before the next checkpoint,
+ * and never reads the key again (it could read the stored object until
+ * then).  Saves the tombstone per key of kstate_delete.
+ */
+extern void kstate_forget(KeyedState *ks, const char *key, size_t klen);
+
+/*
+ * Delete the stored keys lower <= key < upper with the next write-back (one
+ * range tombstone), before the objects it writes: the range must hold no
+ * key the cache holds an object under.
+ */
+extern void kstate_delete_range(KeyedState *ks, const char *lower, size_t llen,
+								const char *upper, size_t ulen);
+
+/*
  * Bring the objects of n keys (at most STATE_MULTI_GET_MAX) that are not
  * cached into the cache with one batched read of the store, as the gets
  * that follow would one by one (an absent key is cached as absent).  For an

@@ -13,12 +13,18 @@
  * in one of the database's column families (state.h: StateFamily):
  *
  *	 family  kind  what			 rest								value					 owner
- *	 main	 'W'   window		 [group key][window start:8]		[fired:1][repr][aggs]	 window.c
+ *	 main	 'W'   window		 [window start:8][group key]		[fired:1][repr][aggs]	 window.c
  *	 main	 'S'   session		 [group key]						[n:4] n x session		 window.c
  *	 main	 'B'   CEP buffer	 [group key]						buffered events			 cep.c
  *	 main	 'N'   CEP NFA		 [group key]						partial matches			 cep.c
  *	 main	 'C'   counter		 [counter id:1]						int64 (native order)	 keyed_state.c
  *	 timers  'T'   timer		 [time:8][state key less key group] (empty)					 timer_service.c
+ *
+ * A window's key leads with its start, so that a key group's windows lie in
+ * time order: they are their own firing timers (timer_service.h, implicit
+ * timers: the windows due are a range scan of their key group, with no
+ * timer written per window), and the windows gone are deleted by one range
+ * per key group.
  *
  * Timers have a family of their own, as in Flink's RocksDB backend: they
  * are written and deleted about once per event or window, in near time
@@ -50,9 +56,11 @@
 
 /*
  * Layout of the state directory.  format 1: streamflink 0.1 (timers and
- * counters outside key groups); format 2: 0.2, this layout.
+ * counters outside key groups); format 2: early builds of 0.2 (a window's
+ * key [group key][window start], a timer written for each); format 3: this
+ * layout.
  */
-#define STATE_FORMAT_VERSION 2
+#define STATE_FORMAT_VERSION 3
 
 /* Kinds (the byte after the key group). */
 #define KS_WINDOW	'W'
@@ -65,6 +73,18 @@
 /* Bytes of the key group a key starts with, and with the kind after it. */
 #define KEYSPACE_KEY_GROUP_BYTES 2
 #define KEYSPACE_HEADER 3
+
+/*
+ * Bytes of a time that a kind's keys lead with after their header (a
+ * window's start): 0 for kinds without one.  The timers' tie order
+ * (timer_service.c) compares the rest of the key before these bytes, so
+ * that the windows due at one time fire in the order of their group keys.
+ */
+static inline int
+keyspace_leading_time(char kind)
+{
+	return kind == KS_WINDOW ? 8 : 0;
+}
 
 /* Counter ids ([kg]'C'[id]). */
 #define KS_COUNTER_OPEN_WINDOWS 1	/* window.c: open windows (not fired) */

@@ -41,7 +41,8 @@
  * writes (timers_flush is not allowed then; timers_delete writes a
  * tombstone).
  *
- * Ties fire in the order of the key less its key group so that the windows
+ * Ties fire in the order of the key less its key group (and less the time
+ * a kind's keys lead with: keyspace_leading_time) so that the windows
  * ending at one time reach the sink in group key order rather than in the
  * key groups' hash order: a sink inserting them into an index on the key
  * then walks its leaf pages in order.  Fired stored timers are not deleted
@@ -49,11 +50,21 @@
  * deletes each key group's [kg]'T'[-inf] .. [kg]'T'[floor) with one range
  * tombstone.  Scans start at the floor and never meet them meanwhile.
  *
+ * Implicit timers (timers_set_implicit): a fixed window's key leads with its
+ * start, so a key group's windows lie in the order of their ends, and the
+ * window is its own firing timer.  Its pending timer is then dropped by a
+ * flush instead of written (the operator's write-back, done first, wrote
+ * the window), and an advance range-scans each key group's windows due
+ * ([kg]'W'[floor - size] .. [kg]'W'[upto - size]) next to its stored
+ * timers, in the same merge.  Nothing is written or deleted per window for
+ * its timer; the operator deletes the windows gone by range itself.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "lib/binaryheap.h"
 #include "lib/pairingheap.h"
 #include "nodes/pg_list.h"
@@ -145,6 +156,7 @@ typedef struct DueScan
 	char	   *buf;			/* in the service's context */
 	uint32		cap;
 	int			kg;
+	bool		implicit;		/* of the key group's implicit timers */
 } DueScan;
 
 /*
@@ -216,6 +228,16 @@ struct TimerService
 	/* Stored timers of the key group fired since the last flush. */
 	bool		fired[STATE_KEY_GROUPS];
 
+	/*
+	 * Implicit timers (timers_set_implicit): the keys of kind implicit_kind
+	 * in the family 'state' fire at their leading time plus
+	 * implicit_offset; implicit_kind 0: none.  inext is their 'next'.
+	 */
+	char		implicit_kind;
+	int64		implicit_offset;
+	StateStore *state;
+	TimestampTz inext[STATE_KEY_GROUPS];
+
 	MemoryContext pending_cxt;	/* the buckets, their map and heap */
 	pairingheap *heap;			/* the buckets by time */
 	timemap_hash *times;
@@ -236,6 +258,7 @@ struct TimerService
 	 * head first.
 	 */
 	DueScan		scans[STATE_KEY_GROUPS];
+	DueScan		iscans[STATE_KEY_GROUPS];	/* of implicit timers */
 	binaryheap *scan_heap;
 
 	/*
@@ -274,40 +297,83 @@ slot_equal(TimerBucket *b, uint32 x, uint32 y)
 }
 
 /*
- * Tie order, the order of timers of one time: the state key less its key
- * group bytewise (a prefix first), then the key group.  The kind byte
- * leads, so the order is total; for a window it then follows the group
- * key's encoding (an int's numeric order), so the sink gets the windows of
- * one end in key order, not scattered by the key groups' hash.
+ * Where the part of a state key that tie order compares first starts: past
+ * its key group, kind and leading time (keyspace_leading_time), or past
+ * its key group only if it has no leading time (or is too short for one).
+ */
+static inline uint32
+tie_start(const char *key, uint32 len)
+{
+	int			lead;
+
+	if (len < KEYSPACE_HEADER)
+		return KEYSPACE_KEY_GROUP_BYTES;
+	lead = keyspace_leading_time(key[KEYSPACE_KEY_GROUP_BYTES]);
+	if (lead == 0 || len < KEYSPACE_HEADER + lead)
+		return KEYSPACE_KEY_GROUP_BYTES;
+	return KEYSPACE_HEADER + lead;
+}
+
+/*
+ * Tie order, the order of timers of one time: the kind, then the state key
+ * past its leading time (from tie_start) bytewise (a prefix first), then
+ * that time, then the key group.  The kind byte leads, so the order is
+ * total; for a window it then follows the group key's encoding (an int's
+ * numeric order), so the sink gets the windows of one end in key order, not
+ * scattered by the key groups' hash.  (Within one key group and time, a
+ * scan's keys come in this order too: the keys of a kind due at one time
+ * share their leading time.)
  */
 static inline int
 key_cmp(const char *x, uint32 xlen, const char *y, uint32 ylen)
 {
+	uint32		xs,
+				ys;
 	int			c;
 
 	Assert(xlen >= KEYSPACE_KEY_GROUP_BYTES && ylen >= KEYSPACE_KEY_GROUP_BYTES);
-	c = memcmp(x + KEYSPACE_KEY_GROUP_BYTES, y + KEYSPACE_KEY_GROUP_BYTES,
-			   Min(xlen, ylen) - KEYSPACE_KEY_GROUP_BYTES);
-	if (c != 0)
-		return c;
-	if (xlen != ylen)
-		return xlen < ylen ? -1 : 1;
+	xs = tie_start(x, xlen);
+	ys = tie_start(y, ylen);
+	if (xs != KEYSPACE_KEY_GROUP_BYTES && xs == ys && x[KEYSPACE_KEY_GROUP_BYTES] == y[KEYSPACE_KEY_GROUP_BYTES])
+	{
+		/* one kind with a leading time: the rest, then the time */
+		c = memcmp(x + xs, y + ys, Min(xlen, ylen) - xs);
+		if (c != 0)
+			return c;
+		if (xlen != ylen)
+			return xlen < ylen ? -1 : 1;
+		c = memcmp(x + KEYSPACE_HEADER, y + KEYSPACE_HEADER, xs - KEYSPACE_HEADER);
+		if (c != 0)
+			return c;
+	}
+	else
+	{
+		c = memcmp(x + KEYSPACE_KEY_GROUP_BYTES, y + KEYSPACE_KEY_GROUP_BYTES,
+				   Min(xlen, ylen) - KEYSPACE_KEY_GROUP_BYTES);
+		if (c != 0)
+			return c;
+		if (xlen != ylen)
+			return xlen < ylen ? -1 : 1;
+	}
 	/* equal but for the key group */
 	return memcmp(x, y, KEYSPACE_KEY_GROUP_BYTES);
 }
 
 /*
- * The 8 bytes of a state key after its key group, big-endian (zeros past
- * its end): comparing two of them unsigned agrees with key_cmp where they
- * differ.
+ * The kind of a state key and the 7 bytes from its tie_start, big-endian
+ * (zeros past its end): comparing two of them unsigned agrees with key_cmp
+ * where they differ.
  */
 static inline uint64
 key_abbrev(const char *key, uint32 len)
 {
 	const unsigned char *k = (const unsigned char *) key;
-	uint64		a = 0;
+	uint32		from = tie_start(key, len);
+	uint64		a = len > KEYSPACE_KEY_GROUP_BYTES ? k[KEYSPACE_KEY_GROUP_BYTES] : 0;
 
-	for (uint32 j = KEYSPACE_KEY_GROUP_BYTES; j < KEYSPACE_KEY_GROUP_BYTES + 8; j++)
+	if (from == KEYSPACE_KEY_GROUP_BYTES)
+		from = KEYSPACE_HEADER;
+	for (uint32 j = from; j < from + 7; j++)
 		a = (a << 8) | (j < len ? k[j] : 0);
 	return a;
 }
@@ -386,7 +452,11 @@ timers_create(StateStore *store)
 	ts->store = state_family(store, STATE_FAMILY_TIMERS);
 	ts->floor = PG_INT64_MIN;
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+	{
 		ts->next[kg] = PG_INT64_MIN;
+		ts->inext[kg] = PG_INT64_MIN;
+		ts->iscans[kg].implicit = true;
+	}
 	ts->cxt = CurrentMemoryContext;
 	ts->due_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink due timers",
 										ALLOCSET_DEFAULT_SIZES);
@@ -394,7 +464,7 @@ timers_create(StateStore *store)
 											ALLOCSET_DEFAULT_SIZES);
 	ts->max_pending_bytes = Max(kstate_cache_budget() / TIMERS_BUDGET_DIVISOR, 256 * 1024);
 	ts->batch = state_batch_create();
-	ts->scan_heap = binaryheap_allocate(STATE_KEY_GROUPS, scan_cmp, NULL);
+	ts->scan_heap = binaryheap_allocate(2 * STATE_KEY_GROUPS, scan_cmp, NULL);
 	pending_create(ts);
 	initStringInfo(&ts->key);
 	initStringInfo(&ts->upper);
@@ -406,6 +476,32 @@ void
 timers_set_prefetch(TimerService *ts, timer_prefetch_fn prefetch)
 {
 	ts->prefetch = prefetch;
+}
+
+void
+timers_set_implicit(TimerService *ts, StateStore *state, char kind, int64 offset)
+{
+	Assert(keyspace_leading_time(kind) == 8);
+	ts->state = state;
+	ts->implicit_kind = kind;
+	ts->implicit_offset = offset;
+}
+
+/*
+ * Is the timer at 'when' of state key skey implicit: its key of the
+ * implicit kind, leading with when less the offset?
+ */
+static inline bool
+is_implicit(TimerService *ts, TimestampTz when, const char *skey, size_t sklen)
+{
+	TimestampTz due;
+
+	return ts->implicit_kind != 0 &&
+		sklen >= KEYSPACE_HEADER + 8 &&
+		skey[KEYSPACE_KEY_GROUP_BYTES] == ts->implicit_kind &&
+		!pg_add_s64_overflow(kstate_read_time(skey + KEYSPACE_HEADER),
+							 ts->implicit_offset, &due) &&
+		due == when;
 }
 
 TimestampTz
@@ -671,6 +767,13 @@ timers_flush(TimerService *ts)
 			if (s->len & SLOT_DELETED)
 				continue;
 			kg = keyspace_key_group(skey);
+			if (is_implicit(ts, b->time, skey, s->len))
+			{
+				/* the operator's write-back stored its key: its timer */
+				if (b->time < ts->inext[kg])
+					ts->inext[kg] = b->time;
+				continue;
+			}
 			timer_key(ts, b->time, skey, s->len);
 			state_batch_put_family(ts->batch, ts->store, ts->key.data, ts->key.len, "", 0);
 			if (b->time < ts->next[kg])
@@ -699,10 +802,16 @@ timers_flush(TimerService *ts)
 	buf_trim(&ts->sortbuf);
 }
 
+bool
+timers_over_budget(TimerService *ts)
+{
+	return !ts->advancing && ts->pending_bytes > ts->max_pending_bytes;
+}
+
 void
 timers_maybe_flush(TimerService *ts)
 {
-	if (!ts->advancing && ts->pending_bytes > ts->max_pending_bytes)
+	if (timers_over_budget(ts))
 		timers_flush(ts);
 }
 
@@ -723,10 +832,10 @@ bucket_free(TimerService *ts, TimerBucket *b)
 /*
  * Move scan s to the key group's next due stored timer (the first one if
  * it has not started), copying its state key into s->buf: the key group,
- * then the timer key past its time, as the timer was registered.  Returns
- * false, with the iterator destroyed and ts->next[kg] set to the time of
- * the key group's first stored timer after upto (NO_TIMER: none), once
- * there is none due.
+ * then the timer key past its time, as the timer was registered (an
+ * implicit timer's: its key).  Returns false, with the iterator destroyed
+ * and ts->next[kg] (ts->inext[kg]) set to the time of the key group's
+ * first stored timer after upto (NO_TIMER: none), once there is none due.
  */
 static bool
 scan_next(TimerService *ts, DueScan *s, TimestampTz upto)
@@ -737,6 +846,42 @@ scan_next(TimerService *ts, DueScan *s, TimestampTz upto)
 				vlen;
 	TimestampTz t = NO_TIMER;
 	uint32		len;
+
+	if (s->implicit)
+	{
+		/* a key of the implicit kind, in time order */
+		while (state_iter_next(s->it, &key, &klen, &val, &vlen))
+		{
+			TimestampTz due;
+
+			if (klen < KEYSPACE_HEADER + 8 ||
+				pg_add_s64_overflow(kstate_read_time(key + KEYSPACE_HEADER),
+									ts->implicit_offset, &due))
+				continue;		/* (none such is written) */
+			if (due > upto)
+			{
+				t = due;
+				break;
+			}
+			if (klen > s->cap)
+			{
+				s->cap = Max(klen, 64);
+				if (s->buf)
+					pfree(s->buf);
+				s->buf = MemoryContextAlloc(ts->cxt, s->cap);
+			}
+			memcpy(s->buf, key, klen);
+			s->head.time = due;
+			s->head.key = s->buf;
+			s->head.len = klen;
+			s->head.abbrev = key_abbrev(s->buf, klen);
+			return true;
+		}
+		ts->inext[s->kg] = t;
+		state_iter_destroy(s->it);
+		s->it = NULL;
+		return false;
+	}
 
 	if (state_iter_next(s->it, &key, &klen, &val, &vlen))
 	{
@@ -863,6 +1008,31 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 				binaryheap_add_unordered(ts->scan_heap, PointerGetDatum(s));
 			}
 		}
+
+		/*
+		 * And of each key group with an implicit timer due: its keys of the
+		 * kind from the floor less the offset (all of them if that is below
+		 * the range of times).
+		 */
+		for (int kg = 0; ts->implicit_kind != 0 && kg < STATE_KEY_GROUPS; kg++)
+		{
+			DueScan    *s = &ts->iscans[kg];
+			TimestampTz from;
+
+			if (ts->inext[kg] > upto)
+				continue;
+			resetStringInfo(&ts->key);
+			keyspace_append_prefix(&ts->key, kg, ts->implicit_kind);
+			if (!pg_sub_s64_overflow(ts->floor, ts->implicit_offset, &from))
+				kstate_append_time(&ts->key, from);
+			resetStringInfo(&ts->upper);
+			keyspace_append_prefix(&ts->upper, kg, ts->implicit_kind + 1);
+			s->kg = kg;
+			s->it = state_iter_create(ts->state, ts->key.data, ts->key.len,
+									  ts->upper.data, ts->upper.len);
+			if (scan_next(ts, s, upto))
+				binaryheap_add_unordered(ts->scan_heap, PointerGetDatum(s));
+		}
 		binaryheap_build(ts->scan_heap);
 
 		/* The due buckets, in time order, off the heap and the time map. */
@@ -968,6 +1138,11 @@ timers_advance(TimerService *ts, TimestampTz upto, timer_fire_fn fire, void *arg
 			{
 				state_iter_destroy(ts->scans[kg].it);
 				ts->scans[kg].it = NULL;
+			}
+			if (ts->iscans[kg].it != NULL)
+			{
+				state_iter_destroy(ts->iscans[kg].it);
+				ts->iscans[kg].it = NULL;
 			}
 		}
 		binaryheap_reset(ts->scan_heap);

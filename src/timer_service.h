@@ -77,6 +77,20 @@ typedef void (*timer_prefetch_fn) (void *arg, int n, const char *const *skeys,
 
 extern void timers_set_prefetch(TimerService *ts, timer_prefetch_fn prefetch);
 
+/*
+ * Implicit timers: a key of 'kind' (one with a leading time of 8 bytes,
+ * keyspace_leading_time) in the family 'state' is itself a timer at its
+ * leading time plus 'offset' (a fixed window's key, its start: it fires at
+ * its end), as long as the key is there.  The operator still registers
+ * that timer for a key it has not yet written; a flush drops it instead of
+ * writing it, so the operator must have written its state (the key) before
+ * every timers_flush, and deletes the key itself once it should no longer
+ * fire.  An advance fires the keys due of each key group, found by a range
+ * scan, with the other timers, in the same order.
+ */
+extern void timers_set_implicit(TimerService *ts, StateStore *state, char kind,
+								int64 offset);
+
 /* A timer at 'when' for state key skey, which starts with its key group. */
 extern void timers_register(TimerService *ts, TimestampTz when,
 							const char *skey, size_t sklen);
@@ -92,6 +106,13 @@ extern void timers_flush(TimerService *ts);
 
 /* timers_flush if the pending timers are over their memory bound. */
 extern void timers_maybe_flush(TimerService *ts);
+
+/*
+ * Are the pending timers over their memory bound (and may they be flushed
+ * now)?  For an operator with implicit timers, which writes its state
+ * first.
+ */
+extern bool timers_over_budget(TimerService *ts);
 
 /* No timer below this remains. */
 extern TimestampTz timers_floor(TimerService *ts);

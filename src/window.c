@@ -7,7 +7,7 @@
  * big-endian, times with the sign bit flipped so that byte order is time
  * order):
  *
- *	 window	  [key group:2]'W'[group key][window start:8] -> [fired:1][repr][agg states]
+ *	 window	  [key group:2]'W'[window start:8][group key] -> [fired:1][repr][agg states]
  *	 session  [key group:2]'S'[group key]				  -> [n:4] n x [start:8][end:8][flags:1][repr][agg states]
  *	 timers of the state keys (timer_service.h), and the open window count
  *	 per key group (KS_COUNTER_OPEN_WINDOWS)
@@ -20,6 +20,14 @@
  * registered for every window end (fire) and end + allowed lateness (clean
  * up); timers are always registered above the current watermark, so firing
  * scans only the time range the watermark just passed.
+ *
+ * A fixed window is its own firing timer (timer_service.h, implicit
+ * timers): its key leads with its start, so the timer service finds the
+ * windows due by a range scan of each key group, and no timer is written
+ * for a window.  For the same reason the windows gone (fired, and past
+ * their allowed lateness) are not deleted one by one: each key group with
+ * windows gone since the last checkpoint loses the range of them by one
+ * range tombstone at the next (window_flush), as fired timers do.
  *
  * A window whose start, end, or end + allowed lateness falls outside the
  * range of timestamps cannot be written to a sink: an event with such a
@@ -100,6 +108,15 @@ struct WindowOperator
 	StringInfoData repr;		/* its key values, if the codec is not exact */
 	const char *late_reason;	/* why the last event was refused, if special */
 	TimestampTz fire_wm;		/* the watermark timers fire up to */
+
+	/*
+	 * Fixed windows gone since the last flush, per key group (deleted by
+	 * range at the next), and the start below which every window was gone at
+	 * the last flush (PG_INT64_MIN: none known, after a start).
+	 */
+	bool		gone[STATE_KEY_GROUPS];
+	bool		any_gone;
+	TimestampTz gone_below;
 	StringInfoData skey;		/* state key */
 	Datum	   *keyvals;
 	bool	   *keynulls;
@@ -119,7 +136,7 @@ struct WindowOperator
 #define decode_group_key kstate_decode_key
 
 /*
- * State key: [key group]'W'[group key][window start], or [key group]'S'[group
+ * State key: [key group]'W'[window start][group key], or [key group]'S'[group
  * key] for sessions.
  */
 static void
@@ -129,9 +146,9 @@ make_state_key(WindowOperator *op, TimestampTz start)
 	keyspace_append_state_prefix(&op->skey,
 								 op->def->window_kind == WINDOW_SESSION ? KS_SESSION : KS_WINDOW,
 								 op->gk.data, op->gk.len);
-	appendBinaryStringInfo(&op->skey, op->gk.data, op->gk.len);
 	if (op->def->window_kind != WINDOW_SESSION)
 		append_time(&op->skey, start);
+	appendBinaryStringInfo(&op->skey, op->gk.data, op->gk.len);
 }
 
 static void
@@ -439,6 +456,9 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 										ALLOCSET_DEFAULT_SIZES);
 	op->timers = timers_create(store);
 	timers_set_prefetch(op->timers, prefetch_windows);
+	if (def->window_kind != WINDOW_SESSION)
+		timers_set_implicit(op->timers, store, KS_WINDOW, def->size);
+	op->gone_below = PG_INT64_MIN;
 	op->open = kstate_counter_open(store, KS_COUNTER_OPEN_WINDOWS);
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
@@ -775,12 +795,73 @@ window_merge_partial(WindowOperator *op, TupleTableSlot *event, TimestampTz star
 	return add_to_window(op, event, start, wm, partial);
 }
 
+/*
+ * A fixed window is gone (the watermark passed its end and allowed
+ * lateness): out of the cache now, out of the store by range at the next
+ * flush.
+ */
+static void
+window_gone(WindowOperator *op)
+{
+	kstate_forget(op->ks, op->skey.data, op->skey.len);
+	op->gone[keyspace_key_group(op->skey.data)] = true;
+	op->any_gone = true;
+}
+
+/*
+ * Delete the windows gone since the last flush from the store: in each key
+ * group with one, the range of windows starting from the last flush's
+ * bound up to the first start a window still open (or within its allowed
+ * lateness) can have.  A window is gone once the watermark passed its end
+ * plus the allowed lateness, when its last timer fires, so every window
+ * below the bound is gone, and none is added there again (an event for it
+ * is late).
+ */
+static void
+delete_gone(WindowOperator *op)
+{
+	PipelineDef *def = op->def;
+	TimestampTz below;
+	StringInfoData lower,
+				upper;
+
+	if (!op->any_gone)
+		return;
+	op->any_gone = false;
+	/* start + size + lateness <= fire_wm: start < fire_wm - size - lateness + 1 */
+	if (pg_sub_s64_overflow(op->fire_wm, def->size, &below) ||
+		pg_sub_s64_overflow(below, def->allowed_lateness, &below) ||
+		pg_add_s64_overflow(below, 1, &below))
+		elog(ERROR, "window bound out of range");
+	if (below <= op->gone_below)
+		return;					/* (every window gone lies below already) */
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+	{
+		if (!op->gone[kg])
+			continue;
+		resetStringInfo(&lower);
+		keyspace_append_prefix(&lower, kg, KS_WINDOW);
+		if (op->gone_below != PG_INT64_MIN)
+			append_time(&lower, op->gone_below);
+		resetStringInfo(&upper);
+		keyspace_append_prefix(&upper, kg, KS_WINDOW);
+		append_time(&upper, below);
+		kstate_delete_range(op->ks, lower.data, lower.len, upper.data, upper.len);
+		op->gone[kg] = false;
+	}
+	op->gone_below = below;
+	pfree(lower.data);
+	pfree(upper.data);
+}
+
 /* A timer of a fixed window passed: fire it, or drop it after lateness. */
 static void
 fire_fixed(WindowOperator *op, TimestampTz wm)
 {
 	PipelineDef *def = op->def;
-	TimestampTz start = read_time(op->skey.data + op->skey.len - 8);
+	TimestampTz start = read_time(op->skey.data + KEYSPACE_HEADER);
 	TimestampTz end = start + def->size;
 	WinState   *ws = kstate_get(op->ks, op->skey.data, op->skey.len);
 
@@ -794,7 +875,7 @@ fire_fixed(WindowOperator *op, TimestampTz wm)
 		kstate_put(op->ks, op->skey.data, op->skey.len, ws);
 	}
 	if (end + def->allowed_lateness <= wm)
-		kstate_delete(op->ks, op->skey.data, op->skey.len);
+		window_gone(op);
 	else
 		register_timer(op, end + def->allowed_lateness);
 }
@@ -843,9 +924,12 @@ fire_timer(void *arg, TimestampTz time, const char *skey, size_t sklen)
 	appendBinaryStringInfo(&op->skey, skey, sklen);
 	/* The group key is the state key less key group, kind (and start). */
 	resetStringInfo(&op->gk);
-	appendBinaryStringInfo(&op->gk, skey + KEYSPACE_HEADER,
-						   sklen - KEYSPACE_HEADER -
-						   (op->def->window_kind == WINDOW_SESSION ? 0 : 8));
+	if (op->def->window_kind == WINDOW_SESSION)
+		appendBinaryStringInfo(&op->gk, skey + KEYSPACE_HEADER,
+							   sklen - KEYSPACE_HEADER);
+	else
+		appendBinaryStringInfo(&op->gk, skey + KEYSPACE_HEADER + 8,
+							   sklen - KEYSPACE_HEADER - 8);
 	if (op->def->window_kind == WINDOW_SESSION)
 		fire_sessions(op, op->fire_wm);
 	else
@@ -876,12 +960,21 @@ window_maybe_flush(WindowOperator *op)
 {
 	if (kstate_full(op->ks))
 		kstate_evict(op->ks);
-	timers_maybe_flush(op->timers);
+	if (timers_over_budget(op->timers))
+	{
+		/*
+		 * The windows first: a fixed window's pending timer is dropped by
+		 * the timers' flush, its key being its timer (implicit timers).
+		 */
+		kstate_flush(op->ks);
+		timers_flush(op->timers);
+	}
 }
 
 void
 window_flush(WindowOperator *op)
 {
+	delete_gone(op);
 	kstate_flush(op->ks);
 	timers_flush(op->timers);
 	kstate_counter_flush(op->open);
@@ -975,9 +1068,10 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 		it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
 		while (state_iter_next(it, &key, &klen, &val, &vlen))
 		{
-			const char *p = decode_group_key(&op.codec, key + KEYSPACE_HEADER,
-											 op.codec.exact ? keys : NULL, keynulls);
-
+			/* the group key: after the window's start, if it has one */
+			decode_group_key(&op.codec,
+							 key + KEYSPACE_HEADER + (def->window_kind == WINDOW_SESSION ? 0 : 8),
+							 op.codec.exact ? keys : NULL, keynulls);
 			if (def->window_kind == WINDOW_SESSION)
 			{
 				SessionSet *set = winstate_deserialize(&op, val, vlen);
@@ -995,7 +1089,7 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 			else
 			{
 				WinState   *ws = winstate_deserialize(&op, val, vlen);
-				TimestampTz start = read_time(p);
+				TimestampTz start = read_time(key + KEYSPACE_HEADER);
 
 				if (ws->fired)
 					continue;
