@@ -274,6 +274,21 @@ kstate_get(KeyedState *ks, const char *key, size_t klen)
 	return e->obj;
 }
 
+void *
+kstate_get_unstored(KeyedState *ks, const char *key, size_t klen)
+{
+	bool		found;
+	CacheEntry *e = cache_enter(ks, key, klen, &found);
+
+	if (!found)
+	{
+		/* as kstate_get of an absent key, without reading the store */
+		e->stored = false;
+		visit_later(ks, e);
+	}
+	return e->obj;
+}
+
 void
 kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj)
 {

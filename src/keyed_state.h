@@ -83,6 +83,13 @@ extern MemoryContext kstate_memory(KeyedState *ks);
 /* The object under key, from the cache or the store; NULL if none. */
 extern void *kstate_get(KeyedState *ks, const char *key, size_t klen);
 
+/*
+ * As kstate_get, for a key that the caller knows the store holds only if
+ * the cache does (the cache wrote it and has not evicted it since): a key
+ * not cached is absent, without a read of the store.
+ */
+extern void *kstate_get_unstored(KeyedState *ks, const char *key, size_t klen);
+
 /* Set or replace the object under key (allocated in kstate_memory). */
 extern void kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj);
 

@@ -1470,6 +1470,48 @@ state_iter_next(StateIter *it,
 	return false;
 }
 
+/*
+ * The last key of the iterator's range (lower <= key < upper), or false if
+ * the range is empty; the iterator is spent after it.
+ */
+bool
+state_iter_last(StateIter *it,
+				const char **key, size_t *klen,
+				const char **val, size_t *vlen)
+{
+	char	   *err = NULL;
+
+	if (it->iter == NULL)
+		return false;
+	it->started = true;
+	/* (RocksDB's SeekToLast stops below the iterate_upper_bound) */
+	rocksdb_iter_seek_to_last(it->iter);
+	if (rocksdb_iter_valid(it->iter))
+	{
+		int			c;
+
+		*key = rocksdb_iter_key(it->iter, klen);
+		*val = rocksdb_iter_value(it->iter, vlen);
+		if (it->lower == NULL)
+			return true;
+		c = memcmp(*key, it->lower, Min(*klen, it->llen));
+		/* below the range: a lesser key, or a prefix of lower */
+		return c > 0 || (c == 0 && *klen >= it->llen);
+	}
+	rocksdb_iter_get_error(it->iter, &err);
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not iterate over state database \"%s\": %s",
+						it->store ? it->store->dir : "?", msg)));
+	}
+	return false;
+}
+
 /* Free the RocksDB side of an iterator and unlink it from its store. */
 static void
 iter_release(StateIter *it)

@@ -182,6 +182,14 @@ extern bool state_iter_next(StateIter *it,
 extern void state_iter_destroy(StateIter *it);
 
 /*
+ * The last key and value of an iterator's range, instead of iterating
+ * (valid until the iterator is destroyed); false if the range is empty.
+ */
+extern bool state_iter_last(StateIter *it,
+							const char **key, size_t *klen,
+							const char **val, size_t *vlen);
+
+/*
  * Destroy every iterator still open on 'store', e.g. ones an ERROR left
  * behind (iterators are owned by their store, not by a memory context).
  * state_close does this too.

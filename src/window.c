@@ -117,6 +117,16 @@ struct WindowOperator
 	bool		gone[STATE_KEY_GROUPS];
 	bool		any_gone;
 	TimestampTz gone_below;
+
+	/*
+	 * A fixed window starting at or after unstored_from is in the store
+	 * only if the cache holds it: the store held none such when the operator
+	 * started, and the cache has not evicted one since (its write-backs keep
+	 * what they write).  So a new window there costs no read that finds it
+	 * absent.  new_max: the latest start of a window made since the start.
+	 */
+	TimestampTz unstored_from;
+	TimestampTz new_max;
 	StringInfoData skey;		/* state key */
 	Datum	   *keyvals;
 	bool	   *keynulls;
@@ -410,6 +420,44 @@ write_row(WindowOperator *op, SinkOp sop, TimestampTz start, TimestampTz end, in
 	sink_write(op->sink, op->out, sop, op->row, op->rownulls);
 }
 
+/*
+ * One past the latest start of a fixed window in the store (PG_INT64_MIN
+ * if none): the last key of each key group's windows.
+ */
+static TimestampTz
+stored_windows_end(StateStore *store)
+{
+	TimestampTz end = PG_INT64_MIN;
+	StringInfoData lower,
+				upper;
+
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+	{
+		StateIter  *it;
+		const char *key,
+				   *val;
+		size_t		klen,
+					vlen;
+
+		keyspace_kind_range(kg, KS_WINDOW, &lower, &upper);
+		it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
+		if (state_iter_last(it, &key, &klen, &val, &vlen) &&
+			klen >= KEYSPACE_HEADER + 8)
+		{
+			TimestampTz start = read_time(key + KEYSPACE_HEADER);
+
+			/* (a start is a valid timestamp: + 1 cannot overflow) */
+			end = Max(end, start + 1);
+		}
+		state_iter_destroy(it);
+	}
+	pfree(lower.data);
+	pfree(upper.data);
+	return end;
+}
+
 /* The state of the windows whose timers fire next (timer_prefetch_fn). */
 static void
 prefetch_windows(void *arg, int n, const char *const *skeys, const size_t *sklens)
@@ -459,6 +507,10 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	if (def->window_kind != WINDOW_SESSION)
 		timers_set_implicit(op->timers, store, KS_WINDOW, def->size);
 	op->gone_below = PG_INT64_MIN;
+	op->unstored_from = PG_INT64_MAX;
+	op->new_max = PG_INT64_MIN;
+	if (def->window_kind != WINDOW_SESSION)
+		op->unstored_from = stored_windows_end(store);
 	op->open = kstate_counter_open(store, KS_COUNTER_OPEN_WINDOWS);
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
@@ -589,10 +641,15 @@ add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 		return false;
 
 	make_state_key(op, start);
-	ws = kstate_get(op->ks, op->skey.data, op->skey.len);
+	if (start >= op->unstored_from)
+		ws = kstate_get_unstored(op->ks, op->skey.data, op->skey.len);
+	else
+		ws = kstate_get(op->ks, op->skey.data, op->skey.len);
 	if (ws == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
+
+		op->new_max = Max(op->new_max, start);
 
 		ws = palloc(sizeof(WinState));
 		ws->fired = false;
@@ -834,7 +891,11 @@ delete_gone(WindowOperator *op)
 		pg_add_s64_overflow(below, 1, &below))
 		elog(ERROR, "window bound out of range");
 	if (below <= op->gone_below)
-		return;					/* (every window gone lies below already) */
+	{
+		/* (cannot be: a window gone since then starts at or above it) */
+		memset(op->gone, 0, sizeof(op->gone));
+		return;
+	}
 	initStringInfo(&lower);
 	initStringInfo(&upper);
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
@@ -959,7 +1020,12 @@ void
 window_maybe_flush(WindowOperator *op)
 {
 	if (kstate_full(op->ks))
+	{
 		kstate_evict(op->ks);
+		/* the windows made so far may be in the store now, and not cached */
+		if (op->new_max != PG_INT64_MIN)
+			op->unstored_from = Max(op->unstored_from, op->new_max + 1);
+	}
 	if (timers_over_budget(op->timers))
 	{
 		/*
