@@ -23,6 +23,9 @@
  */
 static int	state_cache_memory_kb = 64 * 1024;
 
+/* streamflink.debug_discard_state: see kstate_debug_discard */
+static bool debug_discard_state = false;
+
 /*
  * How often (in calls of kstate_full) the cache's memory is measured: the
  * measure walks the cache's memory contexts, some aggregates make one per
@@ -43,6 +46,18 @@ kstate_define_settings(void)
 							"At most a worker's share of streamflink.state_memory; taken at a worker's start.",
 							&state_cache_memory_kb, 64 * 1024, 1024, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomBoolVariable("streamflink.debug_discard_state",
+							 "Empties keyed state caches and writes pending timers between any two events (testing).",
+							 "For tests of what writing state early must keep: every operator's cache writes back "
+							 "and drops its objects, and its pending timers are written, whenever it may. Very slow.",
+							 &debug_discard_state, false,
+							 PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+}
+
+bool
+kstate_debug_discard(void)
+{
+	return debug_discard_state;
 }
 
 int64
@@ -410,6 +425,8 @@ kstate_prefetch(KeyedState *ks, int n, const char *const *keys, const size_t *kl
 bool
 kstate_full(KeyedState *ks)
 {
+	if (unlikely(debug_discard_state))
+		return true;
 	if (++ks->calls >= KSTATE_MEASURE_EVERY)
 	{
 		ks->calls = 0;

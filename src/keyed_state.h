@@ -77,6 +77,14 @@ extern KeyedState *kstate_create(StateStore *store, const KeyedStateOps *ops,
 extern int64 kstate_cache_budget(void);
 extern void kstate_define_settings(void);
 
+/*
+ * streamflink.debug_discard_state (superuser, for tests): kstate_full is
+ * always true, and timers_over_budget whenever timers are pending, so that
+ * every path that writes state early runs between any two events, as
+ * debug_discard_caches does for Postgres' caches.
+ */
+extern bool kstate_debug_discard(void);
+
 /* Context for objects handed to kstate_put; reset by every eviction. */
 extern MemoryContext kstate_memory(KeyedState *ks);
 
