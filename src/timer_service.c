@@ -39,7 +39,8 @@
  * change what fires, as if the due timers had been collected first.  What
  * an iterator pins is its family's, the timers', which the firing hardly
  * writes (timers_flush is not allowed then; timers_delete writes a
- * tombstone).
+ * tombstone); an implicit timers' scan (below) pins the state family's
+ * memtables, which an eviction while firing writes.
  *
  * Ties fire in the order of the key less its key group (and less the time
  * a kind's keys lead with: keyspace_leading_time) so that the windows

@@ -35,7 +35,8 @@
  * kstate_cache_budget(): timers_maybe_flush writes them early beyond it.
  * Firing takes the same memory whatever the number of due timers: it
  * merges the due timers as it fires them, from one RocksDB iterator per
- * key group with a stored timer due (at most STATE_KEY_GROUPS, each on one
+ * key group with a stored timer due (at most STATE_KEY_GROUPS, and as many
+ * again with implicit timers, each on one
  * timer, whose key it copies; measured: 20 kB each over five sorted runs,
  * 2.5 MB for 128, and a data block per run pinned in the block cache) and
  * from the due pending timers (already within their bound),
