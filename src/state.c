@@ -1421,6 +1421,25 @@ state_iter_create(StateStore *store,
 	return it;
 }
 
+/* An iterator that is not valid: raise its error, if it is not just at the end. */
+static void
+iter_check(StateIter *it)
+{
+	char	   *err = NULL;
+
+	rocksdb_iter_get_error(it->iter, &err);
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not iterate over state database \"%s\": %s",
+						it->store ? it->store->dir : "?", msg)));
+	}
+}
+
 /*
  * Return the next key/value.  The first call positions the iterator on the
  * first key >= lower; later calls advance.  Positioning lazily, on the call
@@ -1432,8 +1451,6 @@ state_iter_next(StateIter *it,
 				const char **key, size_t *klen,
 				const char **val, size_t *vlen)
 {
-	char	   *err = NULL;
-
 	if (it->iter == NULL)
 		return false;
 
@@ -1456,17 +1473,7 @@ state_iter_next(StateIter *it,
 	}
 
 	/* Invalid means either the end or an error: tell them apart. */
-	rocksdb_iter_get_error(it->iter, &err);
-	if (err != NULL)
-	{
-		char		msg[STATE_ERRMSG_LEN];
-
-		take_error(err, msg, sizeof(msg));
-		ereport(ERROR,
-				(errcode(rocks_errcode(msg)),
-				 errmsg("could not iterate over state database \"%s\": %s",
-						it->store ? it->store->dir : "?", msg)));
-	}
+	iter_check(it);
 	return false;
 }
 
@@ -1479,8 +1486,6 @@ state_iter_last(StateIter *it,
 				const char **key, size_t *klen,
 				const char **val, size_t *vlen)
 {
-	char	   *err = NULL;
-
 	if (it->iter == NULL)
 		return false;
 	it->started = true;
@@ -1498,17 +1503,7 @@ state_iter_last(StateIter *it,
 		/* below the range: a lesser key, or a prefix of lower */
 		return c > 0 || (c == 0 && *klen >= it->llen);
 	}
-	rocksdb_iter_get_error(it->iter, &err);
-	if (err != NULL)
-	{
-		char		msg[STATE_ERRMSG_LEN];
-
-		take_error(err, msg, sizeof(msg));
-		ereport(ERROR,
-				(errcode(rocks_errcode(msg)),
-				 errmsg("could not iterate over state database \"%s\": %s",
-						it->store ? it->store->dir : "?", msg)));
-	}
+	iter_check(it);
 	return false;
 }
 

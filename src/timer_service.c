@@ -840,6 +840,32 @@ bucket_free(TimerService *ts, TimerBucket *b)
  * and ts->next[kg] (ts->inext[kg]) set to the time of the key group's
  * first stored timer after upto (NO_TIMER: none), once there is none due.
  */
+/*
+ * Make scan s's head the timer at time t whose state key is a then b,
+ * copied into s->buf.
+ */
+static void
+scan_set_head(TimerService *ts, DueScan *s, TimestampTz t,
+			  const char *a, size_t alen, const char *b, size_t blen)
+{
+	uint32		len = alen + blen;
+
+	if (len > s->cap)
+	{
+		s->cap = Max(len, 64);
+		if (s->buf)
+			pfree(s->buf);
+		s->buf = MemoryContextAlloc(ts->cxt, s->cap);
+	}
+	memcpy(s->buf, a, alen);
+	if (blen > 0)
+		memcpy(s->buf + alen, b, blen);
+	s->head.time = t;
+	s->head.key = s->buf;
+	s->head.len = len;
+	s->head.abbrev = key_abbrev(s->buf, len);
+}
+
 static bool
 scan_next(TimerService *ts, DueScan *s, TimestampTz upto)
 {
@@ -848,11 +874,10 @@ scan_next(TimerService *ts, DueScan *s, TimestampTz upto)
 	size_t		klen,
 				vlen;
 	TimestampTz t = NO_TIMER;
-	uint32		len;
 
 	if (s->implicit)
 	{
-		/* a key of the implicit kind, in time order */
+		/* a key of the implicit kind, in time order: the timer's state key */
 		while (state_iter_next(s->it, &key, &klen, &val, &vlen))
 		{
 			TimestampTz due;
@@ -866,50 +891,25 @@ scan_next(TimerService *ts, DueScan *s, TimestampTz upto)
 				t = due;
 				break;
 			}
-			if (klen > s->cap)
-			{
-				s->cap = Max(klen, 64);
-				if (s->buf)
-					pfree(s->buf);
-				s->buf = MemoryContextAlloc(ts->cxt, s->cap);
-			}
-			memcpy(s->buf, key, klen);
-			s->head.time = due;
-			s->head.key = s->buf;
-			s->head.len = klen;
-			s->head.abbrev = key_abbrev(s->buf, klen);
+			scan_set_head(ts, s, due, key, klen, NULL, 0);
 			return true;
 		}
-		ts->inext[s->kg] = t;
-		state_iter_destroy(s->it);
-		s->it = NULL;
-		return false;
 	}
-
-	if (state_iter_next(s->it, &key, &klen, &val, &vlen))
+	else if (state_iter_next(s->it, &key, &klen, &val, &vlen))
 	{
 		t = kstate_read_time(key + KEYSPACE_HEADER);
 		if (t <= upto)
 		{
-			len = klen - (TIMER_HEADER - KEYSPACE_KEY_GROUP_BYTES);
-			if (len > s->cap)
-			{
-				s->cap = Max(len, 64);
-				if (s->buf)
-					pfree(s->buf);
-				s->buf = MemoryContextAlloc(ts->cxt, s->cap);
-			}
-			memcpy(s->buf, key, KEYSPACE_KEY_GROUP_BYTES);
-			memcpy(s->buf + KEYSPACE_KEY_GROUP_BYTES, key + TIMER_HEADER,
-				   klen - TIMER_HEADER);
-			s->head.time = t;
-			s->head.key = s->buf;
-			s->head.len = len;
-			s->head.abbrev = key_abbrev(s->buf, len);
+			/* the key group, then the timer key past its time */
+			scan_set_head(ts, s, t, key, KEYSPACE_KEY_GROUP_BYTES,
+						  key + TIMER_HEADER, klen - TIMER_HEADER);
 			return true;
 		}
 	}
-	ts->next[s->kg] = t;
+	if (s->implicit)
+		ts->inext[s->kg] = t;
+	else
+		ts->next[s->kg] = t;
 	state_iter_destroy(s->it);
 	s->it = NULL;
 	return false;

@@ -31,9 +31,28 @@ seed=${SF_DIFF_SEED:-$RANDOM}
 sf_test_setup window_diff
 work=$SF_TEST_DIR
 
+# run_pass NAME CASES SEED WHAT [PGOPTIONS]: generate CASES cases with SEED
+# into $work/NAME.sql, run them (with PGOPTIONS), and exit 1 unless every
+# one equals SQL's answer.
+run_pass() {
+    local name=$1 n=$2 pseed=$3 what=$4 opts=${5:-} secs ok start
+    python3 test/gen_window_cases.py "$n" "$pseed" "${SF_DIFF_KINDS:-}" "${SF_DIFF_KEYS:-}" \
+        >"$work/$name.sql"
+    chmod a+r "$work/$name.sql"
+    start=$(date +%s)
+    PGOPTIONS="$opts" sf_psql "$work/pg" "$port" -qAt -v ON_ERROR_STOP=0 -f "$work/$name.sql" \
+        >"$work/$name.out" 2>&1 || true
+    secs=$(($(date +%s) - start))
+    ok=$(grep -c ': ok$' "$work/$name.out" || true)
+    echo "window_diff: $ok of $n cases equal SQL's answer$what (${secs}s)"
+    if [ "$ok" != "$n" ]; then
+        grep -v ': ok$' "$work/$name.out" | head -n 20
+        echo "window_diff: cases are in $work/$name.sql (SF_KEEP=1 keeps them)"
+        exit 1
+    fi
+}
+
 echo "window_diff: seed $seed (SF_DIFF_SEED=$seed repeats this run), $cases cases"
-python3 test/gen_window_cases.py "$cases" "$seed" "${SF_DIFF_KINDS:-}" "${SF_DIFF_KEYS:-}" \
-    >"$work/cases.sql"
 cp test/window_diff.sql "$work/window_diff.sql"
 chmod -R a+rX "$work"
 port=$(sf_free_port)
@@ -42,38 +61,17 @@ sf_psql "$work/pg" "$port" -q \
     -c "CREATE EXTENSION streamflink" \
     -c "CREATE COLLATION diff_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)" \
     -f "$work/window_diff.sql"
-start=$(date +%s)
-sf_psql "$work/pg" "$port" -qAt -v ON_ERROR_STOP=0 -f "$work/cases.sql" >"$work/out" 2>&1 || true
-secs=$(($(date +%s) - start))
-ok=$(grep -c ': ok$' "$work/out" || true)
-echo "window_diff: $ok of $cases cases equal SQL's answer (${secs}s)"
-if [ "$ok" != "$cases" ]; then
-    grep -v ': ok$' "$work/out" | head -n 20
-    echo "window_diff: cases are in $work/cases.sql (SF_KEEP=1 keeps them)"
-    exit 1
-fi
+run_pass cases "$cases" "$seed" ""
 
-# Other cases again with streamflink.debug_discard_state: every operator's
-# cache written back and emptied, and its pending timers written, between
-# any two events (and any two fired windows), so that what an eviction and
-# an early timers' flush must keep is checked against SQL too: a window
-# found again by its key and by its implicit timer, one known absent only
-# if it was never written, one deleted by range only once gone.
+# Other cases with streamflink.debug_discard_state: every operator's cache
+# written back and emptied, and its pending timers written, between any two
+# events (and any two fired windows), so that what an eviction and an early
+# timers' flush must keep is checked against SQL too: a window found again
+# by its key and by its implicit timer, one known absent only if it was
+# never written, one deleted by range only once gone.
 dcases=${SF_DIFF_DISCARD_CASES:-300}
 if [ "$dcases" -gt 0 ]; then
-    python3 test/gen_window_cases.py "$dcases" "$((seed + 1))" "${SF_DIFF_KINDS:-}" "${SF_DIFF_KEYS:-}" \
-        >"$work/discard_cases.sql"
-    chmod a+r "$work/discard_cases.sql"
-    start=$(date +%s)
-    PGOPTIONS="-c streamflink.debug_discard_state=on" \
-        sf_psql "$work/pg" "$port" -qAt -v ON_ERROR_STOP=0 -f "$work/discard_cases.sql" \
-        >"$work/discard_out" 2>&1 || true
-    secs=$(($(date +%s) - start))
-    ok=$(grep -c ': ok$' "$work/discard_out" || true)
-    echo "window_diff: $ok of $dcases cases (seed $((seed + 1))) equal SQL's answer with streamflink.debug_discard_state (${secs}s)"
-    if [ "$ok" != "$dcases" ]; then
-        grep -v ': ok$' "$work/discard_out" | head -n 20
-        echo "window_diff: cases are in $work/discard_cases.sql (SF_KEEP=1 keeps them)"
-        exit 1
-    fi
+    run_pass discard_cases "$dcases" "$((seed + 1))" \
+        " with streamflink.debug_discard_state (seed $((seed + 1)))" \
+        "-c streamflink.debug_discard_state=on"
 fi
