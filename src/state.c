@@ -1124,14 +1124,16 @@ stage_op(StateBatch *batch, rocksdb_column_family_handle_t *cf, bool is_delete,
  * write-back by memcmp through pointers took three times as long as with
  * 8 bytes.  24 bytes, because 8 left whole key groups tied: a timer's key
  * ([kg]'T'[time][state key]) has its key group, kind and the high bytes of
- * its time there, the same for every timer of a window's end, and a
- * window's key ([kg]'W'[group key][start]) the high bytes of its group key
- * (a small int's are all alike); 24 cover a window's key of an int group
- * key and a timer's up to its window's start.  Measured on 170k staged
- * timers or windows of a 1M-key checkpoint alone: 107-115 ns an operation
- * to take the prefix and sort, against 155-223 with 8 bytes; in a
- * pipeline's checkpoints, where the staging buffers' page faults weigh
- * more, the gain is smaller (the README's Performance).
+ * its time there, the same for every timer of one time, and a window's key
+ * ([kg]'W'[start][group key]) its key group, kind and the high bytes of
+ * its start, the same for every window of one start; 24 cover a window's
+ * key with an int group key and a timer's up to its state key's start.
+ * (The figures are from state format 2, whose window keys led with the
+ * group key, which 8 bytes tied on a small int's high bytes.)  Measured on
+ * 170k staged timers or windows of a 1M-key checkpoint alone: 107-115 ns
+ * an operation to take the prefix and sort, against 155-223 with 8 bytes;
+ * in a pipeline's checkpoints, where the staging buffers' page faults
+ * weigh more, the gain is smaller (the README's Performance).
  */
 #define SORT_PREFIX_WORDS 3
 
