@@ -473,8 +473,9 @@ state_format_release(int format)
 		case 1:
 			return "streamflink 0.1";
 		case 2:
-			return "an earlier build of streamflink 0.2";
 		case 3:
+			return "an earlier build of streamflink 0.2";
+		case 4:
 			return "streamflink 0.2";
 		default:
 			return format > STATE_FORMAT_VERSION ?

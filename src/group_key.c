@@ -5,13 +5,22 @@
  *
  * Encoding of one key column: a null flag (0 null, 1 a value), then
  *	 - exact columns: the image of the value, or of its canonical form
- *	   (byval: typlen bytes; else [len:4][bytes], the varlena's data without
- *	   its header), so a key decodes back into values;
+ *	   (byval: typlen bytes, big-endian, see below; else [len:4][bytes], the
+ *	   varlena's data without its header), so a key decodes back into
+ *	   values;
  *	 - other columns (an ICU sort key somewhere inside): [len:4] and a
  *	   structural encoding: the sort key; an array's dimensions and lower
  *	   bounds then each element (flag and encoding); a composite's fields.
- * The images of plain columns are what every key held before this module,
- * so stored state of such pipelines stays valid.
+ *
+ * A by-value image is written big-endian, with the sign bit flipped for
+ * the signed integers (int2, int4, int8 and the date and time types, which
+ * are integers inside), so that the bytes of such keys sort as their
+ * values do.  Equality does not need it, but order does: the timers fire
+ * the windows of one end in the order of their keys' bytes
+ * (timer_service.c), and the sink's unique index then takes the rows of a
+ * firing in its own order, each insert on the leaf page of the one before,
+ * where in the native order (little-endian) consecutive rows landed all
+ * over the index.  (State format 4; format 3 held the native image.)
  *
  *-------------------------------------------------------------------------
  */
@@ -60,6 +69,7 @@ struct KeyColumn
 	bool		typbyval;
 	char		typalign;
 	bool		exact;			/* encoded as a value's image */
+	bool		signed_int;		/* byval: flip the image's sign bit */
 	/* KEY_SORTKEY */
 	pg_locale_t locale;
 	bool		bpchar;			/* trailing spaces do not count */
@@ -120,6 +130,20 @@ classify(Oid typid, Oid collation, const char *colname)
 	kc->typid = base;
 	kc->exact = true;
 	get_typlenbyvalalign(base, &kc->typlen, &kc->typbyval, &kc->typalign);
+	switch (base)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			kc->signed_int = kc->typbyval;
+			break;
+		default:
+			break;
+	}
 	if (type_is_image_equal(base, collation))
 		return kc;				/* KEY_IMAGE */
 
@@ -329,16 +353,72 @@ canonical(KeyColumn *kc, Datum v)
 
 /* --- encoding ----------------------------------------------------------- */
 
+/*
+ * A by-value image (typlen 1, 2, 4 or 8 bytes) big-endian, signed integers
+ * with their sign bit flipped (see the file header).
+ */
+static void
+encode_byval(KeyColumn *kc, Datum v, StringInfo buf)
+{
+	int			len = kc->typlen;
+	uint64		u;
+	char		b[8];
+
+	switch (len)
+	{
+		case 1:
+			u = (uint8) DatumGetChar(v);
+			break;
+		case 2:
+			u = (uint16) DatumGetInt16(v);
+			break;
+		case 4:
+			u = (uint32) DatumGetInt32(v);
+			break;
+		case 8:
+			u = (uint64) DatumGetInt64(v);
+			break;
+		default:
+			elog(ERROR, "unsupported by-value length %d", len);
+			return;
+	}
+	if (kc->signed_int)
+		u ^= UINT64CONST(1) << (len * 8 - 1);
+	for (int i = 0; i < len; i++)
+		b[i] = (char) (u >> (8 * (len - 1 - i)));
+	appendBinaryStringInfo(buf, b, len);
+}
+
+static Datum
+decode_byval(KeyColumn *kc, const char *p)
+{
+	int			len = kc->typlen;
+	uint64		u = 0;
+
+	for (int i = 0; i < len; i++)
+		u = (u << 8) | (uint8) p[i];
+	if (kc->signed_int)
+		u ^= UINT64CONST(1) << (len * 8 - 1);
+	switch (len)
+	{
+		case 1:
+			return CharGetDatum((char) u);
+		case 2:
+			return Int16GetDatum((int16) u);
+		case 4:
+			return Int32GetDatum((int32) u);
+		case 8:
+			return Int64GetDatum((int64) u);
+	}
+	elog(ERROR, "unsupported by-value length %d", len);
+	return (Datum) 0;
+}
+
 static void
 encode_image(KeyColumn *kc, Datum v, StringInfo buf)
 {
 	if (kc->typbyval)
-	{
-		char		b[sizeof(Datum)];
-
-		store_att_byval(b, v, kc->typlen);
-		appendBinaryStringInfo(buf, b, kc->typlen);
-	}
+		encode_byval(kc, v, buf);
 	else if (kc->typlen == -1)
 	{
 		struct varlena *vl = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
@@ -364,7 +444,7 @@ decode_image(KeyColumn *kc, const char *p, Datum *val)
 	if (kc->typbyval)
 	{
 		if (val)
-			*val = fetch_att(p, true, kc->typlen);
+			*val = decode_byval(kc, p);
 		return p + kc->typlen;
 	}
 	memcpy(&len, p, 4);

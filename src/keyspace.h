@@ -57,10 +57,12 @@
 /*
  * Layout of the state directory.  format 1: streamflink 0.1 (timers and
  * counters outside key groups); format 2: early builds of 0.2 (a window's
- * key [group key][window start], a timer written for each); format 3: this
- * layout.
+ * key [group key][window start], a timer written for each); format 3:
+ * this layout, a group key's by-value images in native byte order; format
+ * 4: this layout, those images big-endian (group_key.c), which also puts
+ * keys in other key groups.
  */
-#define STATE_FORMAT_VERSION 3
+#define STATE_FORMAT_VERSION 4
 
 /* Kinds (the byte after the key group). */
 #define KS_WINDOW	'W'

@@ -320,8 +320,9 @@ tie_start(const char *key, uint32 len)
  * past its leading time (from tie_start) bytewise (a prefix first), then
  * that time, then the key group.  The kind byte leads, so the order is
  * total; for a window it then follows the group key's encoding (an int's
- * numeric order), so the sink gets the windows of one end in key order, not
- * scattered by the key groups' hash.  (Within one key group and time, a
+ * numeric order: group_key.c writes integers big-endian), so the sink gets
+ * the windows of one end in key order, not scattered by the key groups'
+ * hash.  (Within one key group and time, a
  * scan's keys come in this order too: the keys of a kind due at one time
  * share their leading time.)
  */

@@ -20,6 +20,12 @@ import sys
 
 KEYS = {
     'int': ['1', '2', '3', '-7'],
+    # by-value images of 2, 8 and 1 bytes (big-endian, signed ones with
+    # their sign bit flipped: group_key.c), the extremes included
+    'smallint': ['1', '-1', '32767', '-32768'],
+    'bigint': ['0', '-1', '256', '9223372036854775807', '-9223372036854775808'],
+    'date': ["'2024-01-01'", "'1999-12-31'", "'infinity'", "'-infinity'"],
+    'boolean': ['true', 'false'],
     'text': ["'a'", "'b'", "'é'", "'a b'"],
     'numeric': ['1', '1.0', '1.00', '2.5', '2.50', '0', '-0.0', '0.000', '1e2', '100'],
     'float8': ["'0'", "'-0'", "'1.5'", "'NaN'", "'2'", "'1.50'"],
