@@ -322,9 +322,8 @@ tie_start(const char *key, uint32 len)
  * total; for a window it then follows the group key's encoding (an int's
  * numeric order: group_key.c writes integers big-endian), so the sink gets
  * the windows of one end in key order, not scattered by the key groups'
- * hash.  (Within one key group and time, a
- * scan's keys come in this order too: the keys of a kind due at one time
- * share their leading time.)
+ * hash.  (Within one key group and time, a scan's keys come in this order
+ * too: the keys of a kind due at one time share their leading time.)
  */
 static inline int
 key_cmp(const char *x, uint32 xlen, const char *y, uint32 ylen)
