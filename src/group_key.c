@@ -47,6 +47,7 @@
 #include "utils/typcache.h"
 
 #include "group_key.h"
+#include "keyspace.h"
 
 typedef enum KeyKind
 {
@@ -360,11 +361,9 @@ canonical(KeyColumn *kc, Datum v)
 static void
 encode_byval(KeyColumn *kc, Datum v, StringInfo buf)
 {
-	int			len = kc->typlen;
 	uint64		u;
-	char		b[8];
 
-	switch (len)
+	switch (kc->typlen)
 	{
 		case 1:
 			u = (uint8) DatumGetChar(v);
@@ -379,26 +378,17 @@ encode_byval(KeyColumn *kc, Datum v, StringInfo buf)
 			u = (uint64) DatumGetInt64(v);
 			break;
 		default:
-			elog(ERROR, "unsupported by-value length %d", len);
-			return;
+			elog(ERROR, "unsupported by-value length %d", kc->typlen);
 	}
-	if (kc->signed_int)
-		u ^= UINT64CONST(1) << (len * 8 - 1);
-	for (int i = 0; i < len; i++)
-		b[i] = (char) (u >> (8 * (len - 1 - i)));
-	appendBinaryStringInfo(buf, b, len);
+	keyspace_append_int(buf, u, kc->typlen, kc->signed_int);
 }
 
 static Datum
 decode_byval(KeyColumn *kc, const char *p)
 {
 	int			len = kc->typlen;
-	uint64		u = 0;
+	uint64		u = keyspace_read_int(p, len, kc->signed_int);
 
-	for (int i = 0; i < len; i++)
-		u = (u << 8) | (uint8) p[i];
-	if (kc->signed_int)
-		u ^= UINT64CONST(1) << (len * 8 - 1);
 	switch (len)
 	{
 		case 1:

@@ -537,25 +537,13 @@ kstate_evict(KeyedState *ks)
 void
 kstate_append_time(StringInfo buf, int64 t)
 {
-	uint64		u = ((uint64) t) ^ (UINT64CONST(1) << 63);
-	unsigned char b[8];
-
-	for (int i = 7; i >= 0; i--)
-	{
-		b[i] = u & 0xFF;
-		u >>= 8;
-	}
-	appendBinaryStringInfo(buf, (char *) b, 8);
+	keyspace_append_int(buf, (uint64) t, 8, true);
 }
 
 int64
 kstate_read_time(const char *p)
 {
-	uint64		u = 0;
-
-	for (int i = 0; i < 8; i++)
-		u = (u << 8) | (unsigned char) p[i];
-	return (int64) (u ^ (UINT64CONST(1) << 63));
+	return (int64) keyspace_read_int(p, 8, true);
 }
 
 /* --- per-key-group counters ---------------------------------------------- */

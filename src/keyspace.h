@@ -88,6 +88,40 @@ keyspace_leading_time(char kind)
 	return kind == KS_WINDOW ? 8 : 0;
 }
 
+/*
+ * An integer in a key: its low 'len' bytes (1, 2, 4 or 8) big-endian, the
+ * top bit flipped if 'flip_sign', so that keys sort bytewise as the
+ * integers do (two's complement with its sign bit flipped sorts as the
+ * signed value).  Every integer of the key space is written so: times
+ * (kstate_append_time) and a group key's integer columns (group_key.c).
+ */
+static inline void
+keyspace_append_int(StringInfo buf, uint64 u, int len, bool flip_sign)
+{
+	char		b[8];
+
+	Assert(len >= 1 && len <= 8);
+	if (flip_sign)
+		u ^= UINT64CONST(1) << (len * 8 - 1);
+	for (int i = 0; i < len; i++)
+		b[i] = (char) (u >> (8 * (len - 1 - i)));
+	appendBinaryStringInfo(buf, b, len);
+}
+
+/* The integer keyspace_append_int wrote at p (its low 'len' bytes). */
+static inline uint64
+keyspace_read_int(const char *p, int len, bool flip_sign)
+{
+	uint64		u = 0;
+
+	Assert(len >= 1 && len <= 8);
+	for (int i = 0; i < len; i++)
+		u = (u << 8) | (unsigned char) p[i];
+	if (flip_sign)
+		u ^= UINT64CONST(1) << (len * 8 - 1);
+	return u;
+}
+
 /* Counter ids ([kg]'C'[id]). */
 #define KS_COUNTER_OPEN_WINDOWS 1	/* window.c: open windows (not fired) */
 #define KS_COUNTER_PARTIAL_MATCHES 2	/* cep.c: partial matches */
