@@ -60,8 +60,9 @@ SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE n
 
 -- A snapshot of an earlier 0.2 build (format 2: a window's key led by its
 -- group key, a timer written per window; format 3: an int key's bytes in
--- native order) is refused as well, by name.
-UPDATE streamflink.checkpoint SET state_format = 3
+-- native order; format 4: hopping windows kept whole, not as slices) is
+-- refused as well, by name.
+UPDATE streamflink.checkpoint SET state_format = 4
 WHERE pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'fmt')
   AND id = (SELECT max(id) FROM streamflink.checkpoint c
             WHERE c.pipeline_id = (SELECT id FROM streamflink.pipeline WHERE name = 'fmt'));

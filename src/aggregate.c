@@ -612,6 +612,30 @@ agg_combine(AggSpec *spec, AggStates *into, AggStates *from)
 	}
 }
 
+AggStates *
+agg_combine_in(AggSpec *spec, MemoryContext cxt, int n, AggStates *const *from)
+{
+	MemoryContext state_cxt = spec->state_cxt;
+	AggStates  *volatile st = NULL;
+
+	/* The states' context and the aggregate context, for this call. */
+	spec->state_cxt = cxt;
+	spec->agg_econtext->ecxt_per_tuple_memory = cxt;
+	PG_TRY();
+	{
+		st = agg_states_new(spec);
+		for (int i = 0; i < n; i++)
+			agg_combine(spec, st, from[i]);
+	}
+	PG_FINALLY();
+	{
+		spec->state_cxt = state_cxt;
+		spec->agg_econtext->ecxt_per_tuple_memory = state_cxt;
+	}
+	PG_END_TRY();
+	return st;
+}
+
 void
 agg_final(AggSpec *spec, AggStates *st, Datum *values, bool *isnull)
 {

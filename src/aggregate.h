@@ -67,6 +67,15 @@ extern void agg_advance(AggSpec *spec, AggStates *states, TupleTableSlot *slot);
 /* Merge 'from' into 'into' (session windows); needs combine functions. */
 extern void agg_combine(AggSpec *spec, AggStates *into, AggStates *from);
 extern bool agg_can_combine(AggSpec *spec);
+
+/*
+ * New states combining n states (the slices of a hopping window), with
+ * everything they allocate (internal states too) in 'cxt', a short-lived
+ * context the caller resets, instead of the state context: the combined
+ * states are read once (agg_final) and dropped, the n states are unchanged.
+ */
+extern AggStates *agg_combine_in(AggSpec *spec, MemoryContext cxt, int n,
+								 AggStates *const *from);
 extern bool agg_has_combine(AggSpec *spec, int i);
 extern Oid	agg_function(AggSpec *spec, int i);
 

@@ -2135,7 +2135,8 @@ cep_maybe_flush(void *arg)
  * same with the NFA's kind (append_nfa_key).
  */
 static void
-prefetch_keys(void *arg, int n, const char *const *bkeys, const size_t *bklens)
+prefetch_keys(void *arg, int n, const TimestampTz *times, const char *const *bkeys,
+			  const size_t *bklens)
 {
 	CepOperator *op = (CepOperator *) arg;
 	StringInfoData nkeys;

@@ -474,8 +474,9 @@ state_format_release(int format)
 			return "streamflink 0.1";
 		case 2:
 		case 3:
-			return "an earlier build of streamflink 0.2";
 		case 4:
+			return "an earlier build of streamflink 0.2";
+		case 5:
 			return "streamflink 0.2";
 		default:
 			return format > STATE_FORMAT_VERSION ?

@@ -304,6 +304,16 @@ kstate_get_unstored(KeyedState *ks, const char *key, size_t klen)
 	return e->obj;
 }
 
+static CacheEntry *cache_find(KeyedState *ks, const char *key, size_t klen);
+
+void *
+kstate_peek_unstored(KeyedState *ks, const char *key, size_t klen)
+{
+	CacheEntry *e = cache_find(ks, key, klen);
+
+	return e != NULL ? e->obj : NULL;
+}
+
 void
 kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj)
 {
@@ -554,6 +564,7 @@ struct KeyGroupCounter
 	uint8		id;
 	int64		total;
 	int64		count[STATE_KEY_GROUPS];
+	bool		known[STATE_KEY_GROUPS];	/* stored or set */
 	bool		dirty[STATE_KEY_GROUPS];
 	StateBatch *batch;
 	StringInfoData key;
@@ -584,6 +595,7 @@ kstate_counter_open(StateStore *store, uint8 id)
 		if (state_get(store, c->key.data, c->key.len, &val) && val.len == sizeof(int64))
 		{
 			memcpy(&c->count[kg], val.data, sizeof(int64));
+			c->known[kg] = true;
 			c->total += c->count[kg];
 		}
 	}
@@ -598,8 +610,31 @@ kstate_counter_add(KeyGroupCounter *c, const char *skey, int64 delta)
 
 	Assert(kg < STATE_KEY_GROUPS);
 	c->count[kg] += delta;
+	c->known[kg] = true;
 	c->dirty[kg] = true;
 	c->total += delta;
+}
+
+void
+kstate_counter_set(KeyGroupCounter *c, const char *skey, int64 value)
+{
+	uint16		kg = keyspace_key_group(skey);
+
+	Assert(kg < STATE_KEY_GROUPS);
+	if (c->known[kg] && c->count[kg] == value)
+		return;
+	c->total += value - c->count[kg];
+	c->count[kg] = value;
+	c->known[kg] = true;
+	c->dirty[kg] = true;
+}
+
+bool
+kstate_counter_get(KeyGroupCounter *c, uint16 kg, int64 *value)
+{
+	Assert(kg < STATE_KEY_GROUPS);
+	*value = c->count[kg];
+	return c->known[kg];
 }
 
 int64

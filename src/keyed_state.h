@@ -98,6 +98,12 @@ extern void *kstate_get(KeyedState *ks, const char *key, size_t klen);
  */
 extern void *kstate_get_unstored(KeyedState *ks, const char *key, size_t klen);
 
+/*
+ * As kstate_get_unstored, for a read that no put follows: the cache is left
+ * as it was (no entry made for an absent key).
+ */
+extern void *kstate_peek_unstored(KeyedState *ks, const char *key, size_t klen);
+
 /* Set or replace the object under key (allocated in kstate_memory). */
 extern void kstate_put(KeyedState *ks, const char *key, size_t klen, void *obj);
 
@@ -165,6 +171,14 @@ extern void kstate_counter_add(KeyGroupCounter *c, const char *skey, int64 delta
 
 /* The sum over every key group. */
 extern int64 kstate_counter_total(KeyGroupCounter *c);
+
+/*
+ * A per-key-group value rather than a count (the total is then
+ * meaningless): set the value of skey's key group; get one key group's,
+ * false if it was never set.
+ */
+extern void kstate_counter_set(KeyGroupCounter *c, const char *skey, int64 value);
+extern bool kstate_counter_get(KeyGroupCounter *c, uint16 kg, int64 *value);
 
 extern void kstate_counter_flush(KeyGroupCounter *c);
 

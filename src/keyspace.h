@@ -14,13 +14,18 @@
  *
  *	 family  kind  what			 rest								value					 owner
  *	 main	 'W'   window		 [window start:8][group key]		[fired:1][repr][aggs]	 window.c
+ *	 main	 'L'   slice		 [slice start:8][group key]			[0:1][repr][aggs]		 window.c
  *	 main	 'S'   session		 [group key]						[n:4] n x session		 window.c
  *	 main	 'B'   CEP buffer	 [group key]						buffered events			 cep.c
  *	 main	 'N'   CEP NFA		 [group key]						partial matches			 cep.c
  *	 main	 'C'   counter		 [counter id:1]						int64 (native order)	 keyed_state.c
  *	 timers  'T'   timer		 [time:8][state key less key group] (empty)					 timer_service.c
  *
- * A window's key leads with its start, so that a key group's windows lie in
+ * A timer's state key may name no state: [kg]'E'[group key] is the timer
+ * of a key's next hopping window end that no slice's own timer fires
+ * (window.c).
+ *
+ * A window's (and a slice's) key leads with its start, so that a key group's windows lie in
  * time order: they are their own firing timers (timer_service.h, implicit
  * timers: the windows due are a range scan of their key group, with no
  * timer written per window), and the windows gone are deleted by one range
@@ -59,13 +64,16 @@
  * counters outside key groups); format 2: early builds of 0.2 (a window's
  * key [group key][window start], a timer written for each); format 3:
  * this layout, a group key's by-value images in native byte order; format
- * 4: this layout, those images big-endian (group_key.c), which also puts
- * keys in other key groups.
+ * 4: those images big-endian (group_key.c), which also puts keys in other
+ * key groups; format 5: this layout, hopping windows kept as slices (their
+ * 'W' keys of format 4 would be read as nothing).
  */
-#define STATE_FORMAT_VERSION 4
+#define STATE_FORMAT_VERSION 5
 
 /* Kinds (the byte after the key group). */
 #define KS_WINDOW	'W'
+#define KS_SLICE	'L'
+#define KS_WINDOW_END 'E'
 #define KS_SESSION	'S'
 #define KS_CEP_BUFFER 'B'
 #define KS_CEP_NFA	'N'
@@ -85,7 +93,7 @@
 static inline int
 keyspace_leading_time(char kind)
 {
-	return kind == KS_WINDOW ? 8 : 0;
+	return kind == KS_WINDOW || kind == KS_SLICE ? 8 : 0;
 }
 
 /*
@@ -126,6 +134,8 @@ keyspace_read_int(const char *p, int len, bool flip_sign)
 #define KS_COUNTER_OPEN_WINDOWS 1	/* window.c: open windows (not fired) */
 #define KS_COUNTER_PARTIAL_MATCHES 2	/* cep.c: partial matches */
 #define KS_COUNTER_DROPPED_MATCHES 3	/* cep.c: partial matches over the bound */
+#define KS_COUNTER_FIRED_TO 4	/* window.c: the watermark slices' windows
+								 * fired up to */
 
 /* The key group a key starts with. */
 static inline uint16

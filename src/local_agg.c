@@ -22,6 +22,7 @@
 
 #include "aggregate.h"
 #include "local_agg.h"
+#include "window.h"
 
 /* Unix epoch in Postgres timestamps: windows align to it (window.c). */
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
@@ -56,6 +57,7 @@ struct LocalAgg
 	int64		held;			/* events absorbed since the last flush */
 	TimestampTz min_end;		/* of the windows held */
 	int64		absorbed;
+	int64		slice;			/* window_slice: partials are slices' */
 	StringInfoData kbuf;
 	StringInfoData sbuf;
 };
@@ -152,6 +154,7 @@ local_agg_create(PipelineDef *def)
 	la->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink local aggregation",
 									ALLOCSET_DEFAULT_SIZES);
 	la->aggs = agg_spec_load(def->aggregates_tree, la->cxt);
+	la->slice = window_slice(def, la->aggs);
 	initStringInfo(&la->kbuf);
 	initStringInfo(&la->sbuf);
 	partials_create(la);
@@ -232,7 +235,9 @@ local_agg_absorb(LocalAgg *la, TupleTableSlot *event, TimestampTz t,
 		/* an event of several (hopping) windows counts once, in its first */
 		if (start == first)
 			p->events++;
-	} while (!pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
+		/* the owner keeps slices: an event is in one, starting at 'first' */
+	} while (!la->slice &&
+			 !pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 	MemoryContextSwitchTo(old);
 
 	la->min_end = Min(la->min_end, min_end);

@@ -33,6 +33,9 @@ typedef struct OperatorMethods
 	 * the side output's late events).  The caller marks the message as being
 	 * processed (poison.h) during the call; an operator that defers the
 	 * event keeps 'pos' with it and marks it again when it processes it.
+	 * 'watermark' is the one of the last advance (or, before the first,
+	 * the one the snapshot restored was taken at): what it passed has
+	 * fired.
 	 */
 	bool		(*process) (void *op, TupleTableSlot *event,
 							TimestampTz event_time, TimestampTz watermark,

@@ -35,7 +35,8 @@
  *	  restarted worker sees other batches).
  * At the end of the input the watermark is computed once more, then moved
  * to the last valid timestamp (as Flink's MAX_WATERMARK ends a bounded
- * input), which fires and cleans up everything.
+ * input), which fires and cleans up everything: a window operator with
+ * windows still counted open then fails the call.
  *
  * One row per message, as its last (surviving) processing saw it: the
  * event time (NULL for a dead letter), the watermark when it arrived (what
@@ -364,6 +365,14 @@ run(void *arg)
 	}
 	advance(r, watermark_compute(&r->def->source, r->parts, r->nparts, 0, r->watermark));
 	advance(r, REPLAY_FINAL_WATERMARK);
+
+	/*
+	 * Every window fired: a window operator's count of open windows (the
+	 * status view's, kept as windows open and fire) is back to zero.
+	 */
+	if (r->def->kind == PIPELINE_WINDOW && operator_open_count(r->op) != 0)
+		elog(ERROR, "replay: " INT64_FORMAT " windows open after the end of the input",
+			 operator_open_count(r->op));
 	operator_flush(r->op);
 	sink_flush(r->sink);
 	incarnation_end(r);

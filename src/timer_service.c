@@ -939,7 +939,7 @@ chunk_fire(TimerService *ts, timer_fire_fn fire, void *arg)
 	for (int i = 0; i < n; i++)
 		ts->chunk_key[i] = ts->chunk_keys.data + ts->chunk_off[i];
 	if (ts->prefetch != NULL)
-		ts->prefetch(arg, n, ts->chunk_key, ts->chunk_len);
+		ts->prefetch(arg, n, ts->chunk_time, ts->chunk_key, ts->chunk_len);
 	for (int i = 0; i < n; i++)
 		fire(arg, ts->chunk_time[i], ts->chunk_key[i], ts->chunk_len[i]);
 	ts->nchunk = 0;

@@ -68,13 +68,14 @@ typedef void (*timer_fire_fn) (void *arg, TimestampTz time,
 extern TimerService *timers_create(StateStore *store);
 
 /*
- * Optional: the state keys of the next n timers about to fire (n at most
- * STATE_MULTI_GET_MAX), so that the operator can read their state in one
- * batch (kstate_prefetch) before the fire function asks for it key by key.
- * Called with timers_advance's arg; keys valid during the call only.
+ * Optional: the times and state keys of the next n timers about to fire (n
+ * at most STATE_MULTI_GET_MAX), so that the operator can read their state
+ * in one batch (kstate_prefetch) before the fire function asks for it key
+ * by key.  Called with timers_advance's arg; keys valid during the call
+ * only.
  */
-typedef void (*timer_prefetch_fn) (void *arg, int n, const char *const *skeys,
-								   const size_t *sklens);
+typedef void (*timer_prefetch_fn) (void *arg, int n, const TimestampTz *times,
+								   const char *const *skeys, const size_t *sklens);
 
 extern void timers_set_prefetch(TimerService *ts, timer_prefetch_fn prefetch);
 

@@ -8,6 +8,7 @@
  * order):
  *
  *	 window	  [key group:2]'W'[window start:8][group key] -> [fired:1][repr][agg states]
+ *	 slice	  [key group:2]'L'[slice start:8][group key]  -> [0:1][repr][agg states]
  *	 session  [key group:2]'S'[group key]				  -> [n:4] n x [start:8][end:8][flags:1][repr][agg states]
  *	 timers of the state keys (timer_service.h), and the open window count
  *	 per key group (KS_COUNTER_OPEN_WINDOWS)
@@ -28,6 +29,23 @@
  * their allowed lateness) are not deleted one by one: each key group with
  * windows gone since the last checkpoint loses the range of them by one
  * range tombstone at the next (window_flush), as fired timers do.
+ *
+ * Hopping windows are kept as slices, as Flink SQL keeps them, when a
+ * window is a whole number of slides (at most WINDOW_SLICES_MAX) and every
+ * aggregate has a combine function (window_slice): an event updates the
+ * one slice [s, s + slide) its time falls in, not size / slide windows, so
+ * it costs one state update, and a checkpoint writes back the slices
+ * changed since the last one rather than every open window an event
+ * touched.  A window fires by combining its slices (agg_combine_in): the
+ * window ending at s + slide is slice s's own implicit timer (offset
+ * slide), and after window E fires, the next one, E + slide, fires by
+ * slice E's timer if there is slice E, or else, if a slice of E + slide
+ * there is, by a timer at E + slide of [kg]'E'[group key] (keyspace.h):
+ * one key per group key, so that every way of asking for that window's
+ * firing is one timer, and it does nothing if slice E + slide - slide has
+ * its own.  A slice goes with its last window's clean-up (E + allowed
+ * lateness).  The watermark up to which windows fired is kept per key
+ * group (KS_COUNTER_FIRED_TO) with the slices it describes, for live().
  *
  * A window whose start, end, or end + allowed lateness falls outside the
  * range of timestamps cannot be written to a sink: an event with such a
@@ -54,6 +72,13 @@
 
 /* Unix epoch in Postgres timestamps (microseconds since 2000-01-01). */
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
+
+/*
+ * Slices a hopping window may have: its firing combines them all, reading
+ * each (absent ones too), so a window of very many slides (a day sliding
+ * by a second) keeps its windows whole.
+ */
+#define WINDOW_SLICES_MAX 16
 
 /* The key values of a group key that cannot be decoded (see above). */
 typedef struct KeyRepr
@@ -135,6 +160,24 @@ struct WindowOperator
 	/* a pipeline written as a query: filter, keys, post-projection */
 	SqlpWindow *sql;			/* NULL: key columns, plain aggregate row */
 	int		   *key_attnos;		/* of the key slot (0..nkeys-1) */
+
+	/*
+	 * Hopping windows kept as slices (see the file header): slice is the
+	 * slide and nslices size / slide, else 0; kind the fixed windows' key
+	 * kind (KS_WINDOW or KS_SLICE).  parts: the slices of the window being
+	 * fired (NULL where absent).  touched: key groups with an event or a
+	 * firing since the last flush, whose fired_to the flush sets.
+	 */
+	int64		slice;
+	int			nslices;
+	char		kind;
+	WinState   *parts[WINDOW_SLICES_MAX];
+	KeyGroupCounter *fired_to;
+	TimestampTz fired_wm;		/* what windows fired up to: the last
+								 * advance's watermark, or an event's */
+	TimestampTz fired_before;	/* fired_wm when the advance started */
+	bool		touched[STATE_KEY_GROUPS];
+	StringInfoData nkey;		/* another slice's key */
 };
 
 /* --- keys --------------------------------------------------------------- */
@@ -150,15 +193,19 @@ struct WindowOperator
  * key] for sessions.
  */
 static void
+make_key(WindowOperator *op, StringInfo key, TimestampTz start)
+{
+	resetStringInfo(key);
+	keyspace_append_state_prefix(key, op->kind, op->gk.data, op->gk.len);
+	if (op->kind != KS_SESSION)
+		append_time(key, start);
+	appendBinaryStringInfo(key, op->gk.data, op->gk.len);
+}
+
+static void
 make_state_key(WindowOperator *op, TimestampTz start)
 {
-	resetStringInfo(&op->skey);
-	keyspace_append_state_prefix(&op->skey,
-								 op->def->window_kind == WINDOW_SESSION ? KS_SESSION : KS_WINDOW,
-								 op->gk.data, op->gk.len);
-	if (op->def->window_kind != WINDOW_SESSION)
-		append_time(&op->skey, start);
-	appendBinaryStringInfo(&op->skey, op->gk.data, op->gk.len);
+	make_key(op, &op->skey, start);
 }
 
 static void
@@ -425,7 +472,7 @@ write_row(WindowOperator *op, SinkOp sop, TimestampTz start, TimestampTz end, in
  * if none): the last key of each key group's windows.
  */
 static TimestampTz
-stored_windows_end(StateStore *store)
+stored_windows_end(StateStore *store, char kind)
 {
 	TimestampTz end = PG_INT64_MIN;
 	StringInfoData lower,
@@ -441,7 +488,7 @@ stored_windows_end(StateStore *store)
 		size_t		klen,
 					vlen;
 
-		keyspace_kind_range(kg, KS_WINDOW, &lower, &upper);
+		keyspace_kind_range(kg, kind, &lower, &upper);
 		it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
 		if (state_iter_last(it, &key, &klen, &val, &vlen) &&
 			klen >= KEYSPACE_HEADER + 8)
@@ -458,13 +505,30 @@ stored_windows_end(StateStore *store)
 	return end;
 }
 
+static void prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
+							const char *const *skeys, const size_t *sklens);
+
 /* The state of the windows whose timers fire next (timer_prefetch_fn). */
 static void
-prefetch_windows(void *arg, int n, const char *const *skeys, const size_t *sklens)
+prefetch_windows(void *arg, int n, const TimestampTz *times,
+				 const char *const *skeys, const size_t *sklens)
 {
 	WindowOperator *op = (WindowOperator *) arg;
 
-	kstate_prefetch(op->ks, n, skeys, sklens);
+	if (op->slice)
+		prefetch_slices(op, n, times, skeys, sklens);
+	else
+		kstate_prefetch(op->ks, n, skeys, sklens);
+}
+
+int64
+window_slice(PipelineDef *def, AggSpec *aggs)
+{
+	if (def->window_kind != WINDOW_HOP || def->slide >= def->size ||
+		def->size % def->slide != 0 ||
+		def->size / def->slide > WINDOW_SLICES_MAX || !agg_can_combine(aggs))
+		return 0;
+	return def->slide;
 }
 
 WindowOperator *
@@ -502,16 +566,26 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 		codec_init(&op->codec, def);
 	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink window scratch",
 										ALLOCSET_DEFAULT_SIZES);
+	op->slice = window_slice(def, op->aggs);
+	op->nslices = op->slice ? def->size / op->slice : 0;
+	op->kind = def->window_kind == WINDOW_SESSION ? KS_SESSION :
+		op->slice ? KS_SLICE : KS_WINDOW;
 	op->timers = timers_create(store);
 	timers_set_prefetch(op->timers, prefetch_windows);
 	if (def->window_kind != WINDOW_SESSION)
-		timers_set_implicit(op->timers, store, KS_WINDOW, def->size);
+		timers_set_implicit(op->timers, store, op->kind,
+							op->slice ? op->slice : def->size);
 	op->gone_below = PG_INT64_MIN;
 	op->unstored_from = PG_INT64_MAX;
 	op->new_max = PG_INT64_MIN;
 	if (def->window_kind != WINDOW_SESSION)
-		op->unstored_from = stored_windows_end(store);
+		op->unstored_from = stored_windows_end(store, op->kind);
 	op->open = kstate_counter_open(store, KS_COUNTER_OPEN_WINDOWS);
+	if (op->slice)
+		op->fired_to = kstate_counter_open(store, KS_COUNTER_FIRED_TO);
+	op->fired_wm = PG_INT64_MIN;
+	op->fired_before = PG_INT64_MIN;
+	initStringInfo(&op->nkey);
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
 	initStringInfo(&op->skey);
@@ -680,7 +754,10 @@ add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 	return true;
 }
 
-/* Add an event to each of its tumbling or hopping windows. */
+static bool add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
+						 TimestampTz wm, AggStates *partial);
+
+/* Add an event to each of its tumbling or hopping windows (or its slice). */
 static bool
 process_fixed(WindowOperator *op, TupleTableSlot *event, TimestampTz t, TimestampTz wm)
 {
@@ -706,12 +783,369 @@ process_fixed(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timestam
 			return false;
 	} while (!pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 
+	if (op->slice)
+		return add_to_slice(op, event, first, wm, NULL);
+
 	start = first;
 	do
 	{
 		accepted |= add_to_window(op, event, start, wm, NULL);
 	} while (!pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 	return accepted;
+}
+
+/* --- hopping windows as slices ---------------------------------------- */
+
+/*
+ * The current group key's slice starting at 'start' (its key left in
+ * 'key'), or NULL.  A slice at or after unstored_from is read from the
+ * cache only (see add_to_window), and only a slice about to be put
+ * ('put') enters the cache when absent there: most of the neighbours a
+ * slice's windows look for are.
+ */
+static WinState *
+slice_lookup(WindowOperator *op, StringInfo key, TimestampTz start, bool put)
+{
+	make_key(op, key, start);
+	if (start < op->unstored_from)
+		return kstate_get(op->ks, key->data, key->len);
+	if (put)
+		return kstate_get_unstored(op->ks, key->data, key->len);
+	return kstate_peek_unstored(op->ks, key->data, key->len);
+}
+
+/* Bit j - 1: window start + j * slide (j = 1..nslices) of slice 'start'. */
+#define WINDOW_BIT(j) (((uint32) 1) << ((j) - 1))
+
+/*
+ * The windows of slice 'start' (bit j - 1 for the window ending at start +
+ * j * slide) that another slice of the current group key is in: the
+ * nearest slice before it is in the first ones, the nearest after it in
+ * the last ones.
+ */
+static uint32
+shared_windows(WindowOperator *op, TimestampTz start)
+{
+	int			n = op->nslices;
+	uint32		shared = 0;
+
+	for (int k = 1; k < n; k++)
+	{
+		if (slice_lookup(op, &op->nkey, start - k * op->slice, false) != NULL)
+		{
+			/* it ends windows start + slide .. its start + size */
+			for (int j = 1; j <= n - k; j++)
+				shared |= WINDOW_BIT(j);
+			break;
+		}
+	}
+	for (int k = 1; k < n; k++)
+	{
+		if (slice_lookup(op, &op->nkey, start + k * op->slice, false) != NULL)
+		{
+			/* it is in windows from its start + slide on */
+			for (int j = k + 1; j <= n; j++)
+				shared |= WINDOW_BIT(j);
+			break;
+		}
+	}
+	return shared;
+}
+
+/*
+ * Read the current group key's slices of the window ending at 'end' into
+ * op->parts (oldest first, NULL where absent); how many there are.
+ */
+static int
+window_slices(WindowOperator *op, TimestampTz end)
+{
+	int			found = 0;
+
+	for (int i = 0; i < op->nslices; i++)
+	{
+		op->parts[i] = slice_lookup(op, &op->nkey,
+									end - op->def->size + i * op->slice, false);
+		if (op->parts[i] != NULL)
+			found++;
+	}
+	return found;
+}
+
+/*
+ * Emit the window ending at 'end' from its slices in op->parts: their
+ * states combined in the scratch context, which emit resets.  The key
+ * values shown are the oldest slice's (with a codec that is not exact).
+ */
+static void
+emit_slices(WindowOperator *op, TimestampTz end, bool first)
+{
+	AggStates  *from[WINDOW_SLICES_MAX];
+	KeyRepr    *repr = NULL;
+	int			n = 0;
+
+	for (int i = 0; i < op->nslices; i++)
+	{
+		if (op->parts[i] == NULL)
+			continue;
+		from[n++] = op->parts[i]->aggs;
+		if (repr == NULL)
+			repr = &op->parts[i]->repr;
+	}
+	Assert(n > 0);
+	emit(op, repr, end - op->def->size, end,
+		 agg_combine_in(op->aggs, op->scratch, n, from), first);
+}
+
+/*
+ * A slice is gone (the watermark passed its last window's end plus the
+ * allowed lateness): as window_gone.
+ */
+static void
+slice_gone(WindowOperator *op, StringInfo key)
+{
+	kstate_forget(op->ks, key->data, key->len);
+	op->gone[keyspace_key_group(key->data)] = true;
+	op->any_gone = true;
+}
+
+/* A timer at 'end' of [kg]'E'[group key]: the next window end to fire. */
+static void
+register_window_end(WindowOperator *op, TimestampTz end)
+{
+	resetStringInfo(&op->nkey);
+	keyspace_append_state_prefix(&op->nkey, KS_WINDOW_END, op->gk.data, op->gk.len);
+	appendBinaryStringInfo(&op->nkey, op->gk.data, op->gk.len);
+	timers_register(op->timers, end, op->nkey.data, op->nkey.len);
+}
+
+/*
+ * Add an event to its slice [start, start + slide), or merge a partial of
+ * its events; false if every window of the slice is gone.  A slice made
+ * opens the windows no other slice of its key is in; those the watermark
+ * passed already fire now, as the windows of a late event do.
+ */
+static bool
+add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
+			 TimestampTz wm, AggStates *partial)
+{
+	PipelineDef *def = op->def;
+	int			n = op->nslices;
+	TimestampTz last_end = start + def->size;
+	uint32		shared = ~((uint32) 0);	/* a slice there: all fired */
+	WinState   *ws;
+
+	if (last_end + def->allowed_lateness <= wm)
+		return false;
+
+	/*
+	 * Before the first advance after a restart, 'wm' is the watermark the
+	 * snapshot was taken at: its windows fired (operator.h).
+	 */
+	if (wm != DT_NOBEGIN)
+		op->fired_wm = Max(op->fired_wm, Min(wm, END_TIMESTAMP - 1));
+	ws = slice_lookup(op, &op->skey, start, true);
+	op->touched[keyspace_key_group(op->skey.data)] = true;
+	if (ws == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
+		TimestampTz first_open = 0;
+
+		op->new_max = Max(op->new_max, start);
+		ws = palloc(sizeof(WinState));
+		ws->fired = false;
+		repr_set(op, &ws->repr);
+		ws->aggs = agg_states_new(op->aggs);
+		MemoryContextSwitchTo(old);
+
+		shared = shared_windows(op, start);
+		for (int j = n; j >= 1; j--)
+		{
+			TimestampTz end = start + j * op->slice;
+
+			if (end > wm)
+			{
+				first_open = end;
+				if (!(shared & WINDOW_BIT(j)))
+					count_open(op, 1);
+			}
+		}
+		if (start + op->slice > wm)
+			register_timer(op, start + op->slice);	/* its own */
+		else
+		{
+			/* made late: its first open window, or its clean-up */
+			if (first_open != 0)
+				register_window_end(op, first_open);
+			else
+				register_timer(op, last_end + def->allowed_lateness);
+		}
+	}
+	if (partial)
+		agg_combine(op->aggs, ws->aggs, partial);
+	else
+		agg_advance(op->aggs, ws->aggs, event);
+	kstate_put(op->ks, op->skey.data, op->skey.len, ws);
+
+	/*
+	 * Late but allowed: the windows the watermark passed fire (again) with
+	 * the new event; a window is in the sink if another slice of it is (a
+	 * slice stays until its last window's clean-up).
+	 */
+	for (int j = 1; j <= n && start + j * op->slice <= wm; j++)
+	{
+		TimestampTz end = start + j * op->slice;
+
+		if (end + def->allowed_lateness <= wm)
+			continue;			/* gone */
+		window_slices(op, end);
+		emit_slices(op, end, !(shared & WINDOW_BIT(j)));
+	}
+	return true;
+}
+
+/*
+ * Fire the current group key's window ending at 'end' (its count in the
+ * key group of op->skey), and the windows after it the watermark passed
+ * as well, as long as each is neither the next slice's own timer nor
+ * without slices (see the file header).
+ */
+static void
+fire_slices(WindowOperator *op, TimestampTz end, TimestampTz wm)
+{
+	PipelineDef *def = op->def;
+
+	for (;;)
+	{
+		bool		more = false;
+
+		if (window_slices(op, end) == 0)
+			return;
+		emit_slices(op, end, true);
+		count_open(op, -1);
+
+		/* the oldest slice's last window */
+		if (op->parts[0] != NULL)
+		{
+			make_key(op, &op->nkey, end - def->size);
+			if (end + def->allowed_lateness <= wm)
+				slice_gone(op, &op->nkey);
+			else
+				timers_register(op->timers, end + def->allowed_lateness,
+								op->nkey.data, op->nkey.len);
+		}
+		for (int i = 1; i < op->nslices; i++)
+			more |= op->parts[i] != NULL;
+		if (!more || slice_lookup(op, &op->nkey, end, false) != NULL)
+			return;				/* no next window, or slice end's timer */
+		end += op->slice;
+		if (end > wm)
+		{
+			register_window_end(op, end);
+			return;
+		}
+	}
+}
+
+/*
+ * A timer of a slice, or of a window end, passed: fire its window, or drop
+ * the slice after its last window's allowed lateness.
+ */
+static void
+fire_sliced(WindowOperator *op, TimestampTz time, TimestampTz wm)
+{
+	uint16		kg = keyspace_key_group(op->skey.data);
+	TimestampTz start;
+	int64		fired_to;
+
+	op->touched[kg] = true;
+	if (op->skey.data[KEYSPACE_KEY_GROUP_BYTES] == KS_WINDOW_END)
+	{
+		/* unless the window's newest slice fires it, as its own timer */
+		if (slice_lookup(op, &op->nkey, time - op->slice, false) == NULL)
+			fire_slices(op, time, wm);
+		return;
+	}
+	start = read_time(op->skey.data + KEYSPACE_HEADER);
+	if (time == start + op->slice)
+	{
+		/*
+		 * After a restart, the first advance meets the slices' own timers
+		 * from the start of time (timer_service.h).  The windows its key
+		 * group fired up to at the snapshot fired then, with all that
+		 * followed (timers, clean-ups) in the snapshot; those up to the
+		 * restored watermark of a slice made since fired as it was made.
+		 */
+		if (time <= op->fired_before ||
+			(kstate_counter_get(op->fired_to, kg, &fired_to) && time <= fired_to))
+			return;
+		fire_slices(op, time, wm);
+	}
+	else if (start + op->def->size + op->def->allowed_lateness <= wm &&
+			 kstate_get(op->ks, op->skey.data, op->skey.len) != NULL)
+		slice_gone(op, &op->skey);
+}
+
+/*
+ * The slices the next timers' windows combine (timer_prefetch_fn): for a
+ * window's firing timer (a slice's own, or a window end's), its slices and
+ * the one after them, which says whether to fire the next window.
+ */
+static void
+prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
+				const char *const *skeys, const size_t *sklens)
+{
+	StringInfoData keys;
+	const char *kp[STATE_MULTI_GET_MAX];
+	size_t		kl[STATE_MULTI_GET_MAX];
+	int			off[STATE_MULTI_GET_MAX];
+	int			nk = 0;
+
+	initStringInfo(&keys);
+	for (int i = 0; i <= n; i++)
+	{
+		const char *gk;
+		size_t		gklen;
+		TimestampTz end = times[i < n ? i : 0];
+
+		if (i == n || nk + op->nslices + 1 > STATE_MULTI_GET_MAX)
+		{
+			/* (the buffer no longer moves) */
+			for (int k = 0; k < nk; k++)
+				kp[k] = keys.data + off[k];
+			if (nk > 0)
+				kstate_prefetch(op->ks, nk, kp, kl);
+			nk = 0;
+			resetStringInfo(&keys);
+			if (i == n)
+				break;
+		}
+		if (skeys[i][KEYSPACE_KEY_GROUP_BYTES] == KS_WINDOW_END)
+		{
+			gk = skeys[i] + KEYSPACE_HEADER;
+			gklen = sklens[i] - KEYSPACE_HEADER;
+		}
+		else
+		{
+			if (times[i] != read_time(skeys[i] + KEYSPACE_HEADER) + op->slice)
+				continue;		/* a clean-up */
+			gk = skeys[i] + KEYSPACE_HEADER + 8;
+			gklen = sklens[i] - KEYSPACE_HEADER - 8;
+		}
+		for (int k = 0; k <= op->nslices; k++)
+		{
+			TimestampTz start = end - op->def->size + k * op->slice;
+
+			if (start >= op->unstored_from)
+				continue;		/* cached or absent */
+			off[nk] = keys.len;
+			keyspace_append_prefix(&keys, keyspace_key_group(skeys[i]), KS_SLICE);
+			append_time(&keys, start);
+			appendBinaryStringInfo(&keys, gk, gklen);
+			kl[nk] = keys.len - off[nk];
+			nk++;
+		}
+	}
+	pfree(keys.data);
 }
 
 /*
@@ -849,6 +1283,8 @@ window_merge_partial(WindowOperator *op, TupleTableSlot *event, TimestampTz star
 		kstate_encode_values(&op->codec, event, &op->repr);
 	/* in the state context, as the window's own states */
 	partial = agg_deserialize(op->aggs, states, len, &consumed);
+	if (op->slice)
+		return add_to_slice(op, event, start, wm, partial);
 	return add_to_window(op, event, start, wm, partial);
 }
 
@@ -903,11 +1339,11 @@ delete_gone(WindowOperator *op)
 		if (!op->gone[kg])
 			continue;
 		resetStringInfo(&lower);
-		keyspace_append_prefix(&lower, kg, KS_WINDOW);
+		keyspace_append_prefix(&lower, kg, op->kind);
 		if (op->gone_below != PG_INT64_MIN)
 			append_time(&lower, op->gone_below);
 		resetStringInfo(&upper);
-		keyspace_append_prefix(&upper, kg, KS_WINDOW);
+		keyspace_append_prefix(&upper, kg, op->kind);
 		append_time(&upper, below);
 		kstate_delete_range(op->ks, lower.data, lower.len, upper.data, upper.len);
 		op->gone[kg] = false;
@@ -985,7 +1421,7 @@ fire_timer(void *arg, TimestampTz time, const char *skey, size_t sklen)
 	appendBinaryStringInfo(&op->skey, skey, sklen);
 	/* The group key is the state key less key group, kind (and start). */
 	resetStringInfo(&op->gk);
-	if (op->def->window_kind == WINDOW_SESSION)
+	if (keyspace_leading_time(skey[KEYSPACE_KEY_GROUP_BYTES]) == 0)
 		appendBinaryStringInfo(&op->gk, skey + KEYSPACE_HEADER,
 							   sklen - KEYSPACE_HEADER);
 	else
@@ -993,6 +1429,8 @@ fire_timer(void *arg, TimestampTz time, const char *skey, size_t sklen)
 							   sklen - KEYSPACE_HEADER - 8);
 	if (op->def->window_kind == WINDOW_SESSION)
 		fire_sessions(op, op->fire_wm);
+	else if (op->slice)
+		fire_sliced(op, time, op->fire_wm);
 	else
 		fire_fixed(op, op->fire_wm);
 
@@ -1011,6 +1449,8 @@ window_advance(WindowOperator *op, TimestampTz wm)
 		return;
 	/* No window ends later. */
 	op->fire_wm = Min(wm, END_TIMESTAMP - 1);
+	op->fired_before = op->fired_wm;
+	op->fired_wm = Max(op->fired_wm, op->fire_wm);
 	timers_advance(op->timers, op->fire_wm, fire_timer, op);
 	if (op->sql)
 		sqlp_window_fired(op->sql, op->sink, op->out);
@@ -1044,6 +1484,24 @@ window_flush(WindowOperator *op)
 	kstate_flush(op->ks);
 	timers_flush(op->timers);
 	kstate_counter_flush(op->open);
+	if (op->slice && op->fired_wm != PG_INT64_MIN)
+	{
+		/*
+		 * The watermark windows fired up to, for the key groups whose slices
+		 * changed since the last flush: another key group's windows none of
+		 * which fired since then read the same by its older mark.
+		 */
+		for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
+		{
+			char		kgkey[KEYSPACE_KEY_GROUP_BYTES] = {(char) (kg >> 8), (char) (kg & 0xFF)};
+
+			if (!op->touched[kg])
+				continue;
+			kstate_counter_set(op->fired_to, kgkey, op->fired_wm);
+			op->touched[kg] = false;
+		}
+		kstate_counter_flush(op->fired_to);
+	}
 }
 
 /* Windows fold an event in at once: its message is the worker's concern. */
@@ -1095,6 +1553,79 @@ const OperatorMethods window_operator_methods = {
 
 /* --- live reads -------------------------------------------------------- */
 
+/* A slice read by window_scan_open: its group key and start. */
+typedef struct ScanSlice
+{
+	char	   *gk;
+	uint32		gklen;
+	TimestampTz start;
+	WinState   *ws;
+} ScanSlice;
+
+static int
+scan_slice_cmp(const void *a, const void *b)
+{
+	const ScanSlice *x = (const ScanSlice *) a;
+	const ScanSlice *y = (const ScanSlice *) b;
+	int			c = memcmp(x->gk, y->gk, Min(x->gklen, y->gklen));
+
+	if (c != 0)
+		return c;
+	if (x->gklen != y->gklen)
+		return x->gklen < y->gklen ? -1 : 1;
+	return x->start < y->start ? -1 : x->start > y->start ? 1 : 0;
+}
+
+/*
+ * The open windows of one key group's slices (n of them, in group key and
+ * start order): each window ending after the watermark its key group's
+ * windows fired up to ('fired_to'), with the slices it has.
+ */
+static void
+scan_open_slices(WindowOperator *op, ScanSlice *sl, int n, TimestampTz fired_to,
+				 window_visit_fn fn, void *arg, Datum *keys, bool *keynulls,
+				 Datum *values, bool *nulls)
+{
+	PipelineDef *def = op->def;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink live window",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	qsort(sl, n, sizeof(ScanSlice), scan_slice_cmp);
+	for (int lo = 0, hi; lo < n; lo = hi)
+	{
+		/* sl[lo..hi): one group key's slices */
+		for (hi = lo + 1; hi < n && sl[hi].gklen == sl[lo].gklen &&
+			 memcmp(sl[hi].gk, sl[lo].gk, sl[lo].gklen) == 0; hi++)
+			;
+		decode_group_key(&op->codec, sl[lo].gk, op->codec.exact ? keys : NULL, keynulls);
+		for (TimestampTz end = sl[lo].start + op->slice;
+			 end <= sl[hi - 1].start + def->size; end += op->slice)
+		{
+			AggStates  *from[WINDOW_SLICES_MAX];
+			int			k = 0;
+			MemoryContext old;
+
+			if (end <= fired_to)
+				continue;
+			for (int i = lo; i < hi; i++)
+				if (sl[i].start >= end - def->size && sl[i].start < end)
+				{
+					if (k == 0 && !op->codec.exact)
+						kstate_decode_values(&op->codec, sl[i].ws->repr.data, keys, keynulls);
+					from[k++] = sl[i].ws->aggs;
+				}
+			if (k == 0)
+				continue;
+			old = MemoryContextSwitchTo(cxt);
+			agg_final(op->aggs, agg_combine_in(op->aggs, cxt, k, from), values, nulls);
+			fn(arg, keys, keynulls, end - def->size, end, values, nulls);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(cxt);
+		}
+	}
+	MemoryContextDelete(cxt);
+}
+
 void
 window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *arg)
 {
@@ -1114,6 +1645,9 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 	bool	   *nulls;
 	StringInfoData lower,
 				upper;
+	ScanSlice  *slices = NULL;
+	int			nslices = 0;
+	int			maxslices = 0;
 
 	memset(&op, 0, sizeof(op));
 	op.def = def;
@@ -1122,18 +1656,41 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 	naggs = agg_count(op.aggs);
 	values = palloc(sizeof(Datum) * naggs);
 	nulls = palloc(sizeof(bool) * naggs);
+	op.slice = window_slice(def, op.aggs);
+	op.nslices = op.slice ? def->size / op.slice : 0;
+	op.kind = def->window_kind == WINDOW_SESSION ? KS_SESSION :
+		op.slice ? KS_SLICE : KS_WINDOW;
+	if (op.slice)
+		op.fired_to = kstate_counter_open(store, KS_COUNTER_FIRED_TO);
 
 	initStringInfo(&lower);
 	initStringInfo(&upper);
 
-	/* The window (or session) keys of each key group. */
+	/* The window (or session, or slice) keys of each key group. */
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
-		keyspace_kind_range(kg, def->window_kind == WINDOW_SESSION ? KS_SESSION : KS_WINDOW,
-							&lower, &upper);
+		keyspace_kind_range(kg, op.kind, &lower, &upper);
 		it = state_iter_create(store, lower.data, lower.len, upper.data, upper.len);
 		while (state_iter_next(it, &key, &klen, &val, &vlen))
 		{
+			if (op.slice)
+			{
+				ScanSlice  *ss;
+
+				if (nslices == maxslices)
+				{
+					maxslices = Max(64, maxslices * 2);
+					slices = slices ? repalloc(slices, sizeof(ScanSlice) * maxslices) :
+						palloc(sizeof(ScanSlice) * maxslices);
+				}
+				ss = &slices[nslices++];
+				ss->gklen = klen - KEYSPACE_HEADER - 8;
+				ss->gk = palloc(ss->gklen);
+				memcpy(ss->gk, key + KEYSPACE_HEADER + 8, ss->gklen);
+				ss->start = read_time(key + KEYSPACE_HEADER);
+				ss->ws = winstate_deserialize(&op, val, vlen);
+				continue;
+			}
 			/* the group key: after the window's start, if it has one */
 			decode_group_key(&op.codec,
 							 key + KEYSPACE_HEADER + (def->window_kind == WINDOW_SESSION ? 0 : 8),
@@ -1166,6 +1723,16 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 			}
 		}
 		state_iter_destroy(it);
+		if (nslices > 0)
+		{
+			int64		fired_to;
+
+			if (!kstate_counter_get(op.fired_to, kg, &fired_to))
+				fired_to = PG_INT64_MIN;
+			scan_open_slices(&op, slices, nslices, fired_to, fn, arg,
+							 keys, keynulls, values, nulls);
+			nslices = 0;
+		}
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);

@@ -34,6 +34,15 @@ extern WindowOperator *window_create(PipelineDef *def, StateStore *store,
 extern AggSpec *window_aggregates(WindowOperator *op);
 
 /*
+ * The slice a pipeline's windows are kept in (window.c): the slide of a
+ * hopping window that is a whole number of slides (at most 16) with
+ * aggregates that all combine, else 0 (each window is kept whole).  An
+ * event then belongs to one slice, and a partial (window_merge_partial) is
+ * one slice's.
+ */
+extern int64 window_slice(PipelineDef *def, AggSpec *aggs);
+
+/*
  * Add one event.  Returns false, changing nothing, if the event is late for
  * all of its windows.
  */
@@ -41,8 +50,9 @@ extern bool window_process(WindowOperator *op, TupleTableSlot *event,
 						   TimestampTz event_time, TimestampTz watermark);
 
 /*
- * Merge a partial aggregate (serialized states of the window starting at
- * 'start', for the key of 'event': two-stage aggregation, local_agg.h)
+ * Merge a partial aggregate (serialized states of the window, or slice,
+ * starting at 'start', for the key of 'event': two-stage aggregation,
+ * local_agg.h)
  * with the aggregates' combine functions.  False if the window is past its
  * allowed lateness.  Tumbling and hopping windows of plain pipelines only.
  */
