@@ -58,6 +58,7 @@
 
 #include "access/tupdesc.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "common/int.h"
 #include "datatype/timestamp.h"
 #include "utils/datum.h"
@@ -79,6 +80,25 @@
  * by a second) keeps its windows whole.
  */
 #define WINDOW_SLICES_MAX 16
+
+/*
+ * Which group keys have a slice of one start, made since the operator
+ * started: a Bloom filter of their hashes (two bits each), so that looking
+ * for a slice never made (most of a window's slices, with keys that have
+ * an event now and then) costs neither a cache probe nor a RocksDB read.
+ */
+typedef struct SliceFilter
+{
+	TimestampTz start;
+	int64		nkeys;
+	uint64		mask;			/* bits - 1, bits a power of 2 */
+	uint64	   *bits;
+} SliceFilter;
+
+/* Bits of a slice filter: 16 a key of the last start, within these. */
+#define SLICE_FILTER_MIN_BITS (UINT64CONST(1) << 13)
+#define SLICE_FILTER_MAX_BITS (UINT64CONST(1) << 24)
+#define SLICE_FILTERS_MAX 64
 
 /* The key values of a group key that cannot be decoded (see above). */
 typedef struct KeyRepr
@@ -178,6 +198,20 @@ struct WindowOperator
 	TimestampTz fired_before;	/* fired_wm when the advance started */
 	bool		touched[STATE_KEY_GROUPS];
 	StringInfoData nkey;		/* another slice's key */
+
+	/*
+	 * Slice filters, oldest start first, for every start at or after
+	 * filtered_from that a slice was made of since the start (the store
+	 * held no slice there then); a start there without a filter has no
+	 * slice.  Their bits take at most filter_budget bytes: beyond, the
+	 * oldest goes and filtered_from passes it.
+	 */
+	SliceFilter filters[SLICE_FILTERS_MAX];
+	int			nfilters;
+	TimestampTz filtered_from;
+	int64		filter_bytes;
+	int64		filter_budget;
+	MemoryContext filter_cxt;
 };
 
 /* --- keys --------------------------------------------------------------- */
@@ -189,8 +223,8 @@ struct WindowOperator
 #define decode_group_key kstate_decode_key
 
 /*
- * State key: [key group]'W'[window start][group key], or [key group]'S'[group
- * key] for sessions.
+ * State key: [key group]'W'[window start][group key], [key group]'L'[slice
+ * start][group key] for slices, or [key group]'S'[group key] for sessions.
  */
 static void
 make_key(WindowOperator *op, StringInfo key, TimestampTz start)
@@ -586,6 +620,13 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	op->fired_wm = PG_INT64_MIN;
 	op->fired_before = PG_INT64_MIN;
 	initStringInfo(&op->nkey);
+	/* every slice at or after the stored ones' end is made from now on */
+	op->filtered_from = op->slice ? op->unstored_from : PG_INT64_MAX;
+	/* (debug_discard_state: one filter at a time, to drop them often) */
+	op->filter_budget = kstate_debug_discard() ? SLICE_FILTER_MIN_BITS / 8 :
+		kstate_cache_budget() / 8;
+	op->filter_cxt = AllocSetContextCreate(CurrentMemoryContext, "streamflink slice filters",
+										   ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
 	initStringInfo(&op->skey);
@@ -796,6 +837,125 @@ process_fixed(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timestam
 
 /* --- hopping windows as slices ---------------------------------------- */
 
+/* The filter of slices starting at 'start', or NULL. */
+static SliceFilter *
+slice_filter(WindowOperator *op, TimestampTz start)
+{
+	/* (few: those of the open windows, newest last) */
+	for (int i = op->nfilters - 1; i >= 0; i--)
+	{
+		if (op->filters[i].start == start)
+			return &op->filters[i];
+		if (op->filters[i].start < start)
+			break;
+	}
+	return NULL;
+}
+
+static inline void
+slice_filter_hash(const char *gk, size_t gklen, uint64 *h1, uint64 *h2)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) gk, (int) gklen, 0x5eed);
+
+	*h1 = h;
+	*h2 = (h >> 32) | (h << 32);
+}
+
+/*
+ * May group key gk have a slice starting at 'start' (made in this process,
+ * or stored before it)?  False only if it has none.
+ */
+static bool
+slice_maybe_made(WindowOperator *op, const char *gk, size_t gklen, TimestampTz start)
+{
+	SliceFilter *f;
+	uint64		h1,
+				h2;
+
+	if (start < op->filtered_from)
+		return true;			/* not known */
+	f = slice_filter(op, start);
+	if (f == NULL)
+		return false;
+	slice_filter_hash(gk, gklen, &h1, &h2);
+	return (f->bits[(h1 & f->mask) / 64] & (UINT64CONST(1) << (h1 % 64))) != 0 &&
+		(f->bits[(h2 & f->mask) / 64] & (UINT64CONST(1) << (h2 % 64))) != 0;
+}
+
+/* Drop the oldest filter: its start and those before are not known any more. */
+static void
+slice_filter_drop_oldest(WindowOperator *op)
+{
+	SliceFilter *f = &op->filters[0];
+
+	op->filtered_from = Max(op->filtered_from, f->start + 1);
+	op->filter_bytes -= (f->mask + 1) / 8;
+	pfree(f->bits);
+	op->nfilters--;
+	memmove(&op->filters[0], &op->filters[1], sizeof(SliceFilter) * op->nfilters);
+}
+
+/* The current group key made a slice starting at 'start'. */
+static void
+slice_filter_add(WindowOperator *op, TimestampTz start)
+{
+	SliceFilter *f;
+	uint64		h1,
+				h2;
+
+	if (start < op->filtered_from)
+		return;
+	f = slice_filter(op, start);
+	if (f == NULL)
+	{
+		uint64		bits = SLICE_FILTER_MIN_BITS;
+		int			at;
+
+		/* sized by the newest start's keys, as the next start's likely are */
+		if (op->nfilters > 0)
+			while (bits < SLICE_FILTER_MAX_BITS &&
+				   bits < (uint64) op->filters[op->nfilters - 1].nkeys * 16)
+				bits <<= 1;
+		while (op->nfilters > 0 &&
+			   (op->nfilters == SLICE_FILTERS_MAX ||
+				op->filter_bytes + (int64) bits / 8 > op->filter_budget))
+		{
+			/* the oldest first; a start older than every filter is lost */
+			if (start < op->filters[0].start)
+			{
+				op->filtered_from = Max(op->filtered_from, start + 1);
+				return;
+			}
+			slice_filter_drop_oldest(op);
+		}
+		if (start < op->filtered_from)
+			return;
+		for (at = op->nfilters; at > 0 && op->filters[at - 1].start > start; at--)
+			;
+		memmove(&op->filters[at + 1], &op->filters[at],
+				sizeof(SliceFilter) * (op->nfilters - at));
+		op->nfilters++;
+		f = &op->filters[at];
+		f->start = start;
+		f->nkeys = 0;
+		f->mask = bits - 1;
+		f->bits = MemoryContextAllocZero(op->filter_cxt, bits / 8);
+		op->filter_bytes += bits / 8;
+	}
+	slice_filter_hash(op->gk.data, op->gk.len, &h1, &h2);
+	f->bits[(h1 & f->mask) / 64] |= UINT64CONST(1) << (h1 % 64);
+	f->bits[(h2 & f->mask) / 64] |= UINT64CONST(1) << (h2 % 64);
+	f->nkeys++;
+}
+
+/* The filters of starts whose slices are all gone ('below': see delete_gone). */
+static void
+slice_filters_gone(WindowOperator *op, TimestampTz below)
+{
+	while (op->nfilters > 0 && op->filters[0].start < below)
+		slice_filter_drop_oldest(op);
+}
+
 /*
  * The current group key's slice starting at 'start' (its key left in
  * 'key'), or NULL.  A slice at or after unstored_from is read from the
@@ -807,6 +967,8 @@ static WinState *
 slice_lookup(WindowOperator *op, StringInfo key, TimestampTz start, bool put)
 {
 	make_key(op, key, start);
+	if (!slice_maybe_made(op, op->gk.data, op->gk.len, start))
+		return put ? kstate_get_unstored(op->ks, key->data, key->len) : NULL;
 	if (start < op->unstored_from)
 		return kstate_get(op->ks, key->data, key->len);
 	if (put)
@@ -949,6 +1111,7 @@ add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 	{
 		MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
 		TimestampTz first_open = 0;
+		bool		any_open = false;
 
 		op->new_max = Max(op->new_max, start);
 		ws = palloc(sizeof(WinState));
@@ -958,6 +1121,7 @@ add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 		MemoryContextSwitchTo(old);
 
 		shared = shared_windows(op, start);
+		slice_filter_add(op, start);
 		for (int j = n; j >= 1; j--)
 		{
 			TimestampTz end = start + j * op->slice;
@@ -965,6 +1129,7 @@ add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 			if (end > wm)
 			{
 				first_open = end;
+				any_open = true;
 				if (!(shared & WINDOW_BIT(j)))
 					count_open(op, 1);
 			}
@@ -974,7 +1139,7 @@ add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 		else
 		{
 			/* made late: its first open window, or its clean-up */
-			if (first_open != 0)
+			if (any_open)
 				register_window_end(op, first_open);
 			else
 				register_timer(op, last_end + def->allowed_lateness);
@@ -1135,7 +1300,8 @@ prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 		{
 			TimestampTz start = end - op->def->size + k * op->slice;
 
-			if (start >= op->unstored_from)
+			if (start >= op->unstored_from ||
+				!slice_maybe_made(op, gk, gklen, start))
 				continue;		/* cached or absent */
 			off[nk] = keys.len;
 			keyspace_append_prefix(&keys, keyspace_key_group(skeys[i]), KS_SLICE);
@@ -1452,6 +1618,16 @@ window_advance(WindowOperator *op, TimestampTz wm)
 	op->fired_before = op->fired_wm;
 	op->fired_wm = Max(op->fired_wm, op->fire_wm);
 	timers_advance(op->timers, op->fire_wm, fire_timer, op);
+	if (op->nfilters > 0)
+	{
+		TimestampTz below;
+
+		/* slices with start + size + lateness <= fire_wm are gone */
+		if (!pg_sub_s64_overflow(op->fire_wm, op->def->size, &below) &&
+			!pg_sub_s64_overflow(below, op->def->allowed_lateness, &below) &&
+			!pg_add_s64_overflow(below, 1, &below))
+			slice_filters_gone(op, below);
+	}
 	if (op->sql)
 		sqlp_window_fired(op->sql, op->sink, op->out);
 }
