@@ -46,6 +46,9 @@
  * its own.  A slice goes with its last window's clean-up (E + allowed
  * lateness).  The watermark up to which windows fired is kept per key
  * group (KS_COUNTER_FIRED_TO) with the slices it describes, for live().
+ * Which group keys made a slice of each start is kept in memory too (a
+ * Bloom filter per start, SliceFilter), so that the slices a window or a
+ * new slice looks for and that were never made cost no read.
  *
  * A window whose start, end, or end + allowed lateness falls outside the
  * range of timestamps cannot be written to a sink: an event with such a
