@@ -25,11 +25,11 @@
  * of a key's next hopping window end that no slice's own timer fires
  * (window.c).
  *
- * A window's (and a slice's) key leads with its start, so that a key group's windows lie in
- * time order: they are their own firing timers (timer_service.h, implicit
- * timers: the windows due are a range scan of their key group, with no
- * timer written per window), and the windows gone are deleted by one range
- * per key group.
+ * A window's (and a slice's) key leads with its start, so that a key
+ * group's windows lie in time order: they are their own firing timers
+ * (timer_service.h, implicit timers: the windows due are a range scan of
+ * their key group, with no timer written per window), and the windows gone
+ * are deleted by one range per key group.
  *
  * Timers have a family of their own, as in Flink's RocksDB backend: they
  * are written and deleted about once per event or window, in near time

@@ -744,6 +744,25 @@ window_in_range(WindowOperator *op, TimestampTz t, TimestampTz start, int64 size
 }
 
 /*
+ * A new window's (or slice's) state, in the cache's memory, for the current
+ * event's key; 'start' is the latest start made so far if above it (see
+ * unstored_from).
+ */
+static WinState *
+winstate_new(WindowOperator *op, TimestampTz start)
+{
+	MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
+	WinState   *ws = palloc(sizeof(WinState));
+
+	op->new_max = Max(op->new_max, start);
+	ws->fired = false;
+	repr_set(op, &ws->repr);
+	ws->aggs = agg_states_new(op->aggs);
+	MemoryContextSwitchTo(old);
+	return ws;
+}
+
+/*
  * Add an event to fixed window [start, start + size), or merge a partial
  * of its events ('partial', local_agg.h); false if the window is gone.
  */
@@ -765,15 +784,7 @@ add_to_window(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 		ws = kstate_get(op->ks, op->skey.data, op->skey.len);
 	if (ws == NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
-
-		op->new_max = Max(op->new_max, start);
-
-		ws = palloc(sizeof(WinState));
-		ws->fired = false;
-		repr_set(op, &ws->repr);
-		ws->aggs = agg_states_new(op->aggs);
-		MemoryContextSwitchTo(old);
+		ws = winstate_new(op, start);
 		count_open(op, 1);
 		if (end > wm)
 			register_timer(op, end);
@@ -1112,17 +1123,10 @@ add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 	op->touched[keyspace_key_group(op->skey.data)] = true;
 	if (ws == NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(kstate_memory(op->ks));
 		TimestampTz first_open = 0;
 		bool		any_open = false;
 
-		op->new_max = Max(op->new_max, start);
-		ws = palloc(sizeof(WinState));
-		ws->fired = false;
-		repr_set(op, &ws->repr);
-		ws->aggs = agg_states_new(op->aggs);
-		MemoryContextSwitchTo(old);
-
+		ws = winstate_new(op, start);
 		shared = shared_windows(op, start);
 		slice_filter_add(op, start);
 		for (int j = n; j >= 1; j--)
