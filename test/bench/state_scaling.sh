@@ -31,9 +31,10 @@
 # per key and window at 1k keys, 4 at 100k (1M windows).
 # SCALE_BENCH_PROFILE: the pipelines' state_profile (default: the
 # server's); SCALE_BENCH_SOURCE_OPTIONS: the sources' librdkafka options
-# (e.g. '{queued.max.messages.kbytes=4096}'); SCALE_BENCH_SETTING: one more
-# line of the server's configuration (e.g. 'streamflink.state_cache_memory
-# = 256MB').  Per pipeline and level:
+# (e.g. '{queued.max.messages.kbytes=4096}'); SCALE_BENCH_SETTING: more
+# lines of the server's configuration, separated by ';' (e.g.
+# 'streamflink.state_memory = 4GB;streamflink.state_cache_memory = 256MB').
+# Per pipeline and level:
 # events/s (from start until the watermark passed the last event: every
 # window fired, checkpoints included) and the same from the first processed
 # event on, with the start-up before it (see run_level), the worker's peak
@@ -106,8 +107,10 @@ done
 addr=$(sf_broker_start "$work/broker" "${topics[@]}" "scale_flat:$parts")
 port=$(sf_free_port)
 # every checkpoint row kept: the figures are over all of them
+settings=()
+IFS=';' read -r -a settings <<<"${SCALE_BENCH_SETTING:-}"
 sf_bench_db "$work/pg" "$port" "streamflink.checkpoint_history = 1000000" \
-    ${SCALE_BENCH_SETTING:+"$SCALE_BENCH_SETTING"}
+    ${settings[@]+"${settings[@]}"}
 q() { sf_psql "$work/pg" "$port" -d bench -Atq "$@"; }
 
 # The checkpoints of pipeline $1: count, median duration, sync, async (ms),
