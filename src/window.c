@@ -78,9 +78,9 @@
 #define UNIX_EPOCH_TS (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY)
 
 /*
- * Slices a hopping window may have: its firing combines them all, reading
- * each (absent ones too), so a window of very many slides (a day sliding
- * by a second) keeps its windows whole.
+ * Slices a hopping window may have: its firing looks up and combines each,
+ * so a window of very many slides (a day sliding by a second) keeps its
+ * windows whole.
  */
 #define WINDOW_SLICES_MAX 16
 
