@@ -211,6 +211,9 @@ struct WindowOperator
 	 */
 	SliceFilter filters[SLICE_FILTERS_MAX];
 	int			nfilters;
+	uint64		gk_hash;		/* slice_filter_hash of op->gk, set where
+								 * slices are entered: add_to_slice,
+								 * fire_sliced */
 	TimestampTz filtered_from;
 	int64		filter_bytes;
 	int64		filter_budget;
@@ -866,34 +869,48 @@ slice_filter(WindowOperator *op, TimestampTz start)
 	return NULL;
 }
 
-static inline void
-slice_filter_hash(const char *gk, size_t gklen, uint64 *h1, uint64 *h2)
+/* A group key's hash in the slice filters (op->gk_hash for the current). */
+static inline uint64
+slice_filter_hash(const char *gk, size_t gklen)
 {
-	uint64		h = hash_bytes_extended((const unsigned char *) gk, (int) gklen, 0x5eed);
-
-	*h1 = h;
-	*h2 = (h >> 32) | (h << 32);
+	return hash_bytes_extended((const unsigned char *) gk, (int) gklen, 0x5eed);
 }
 
 /*
- * May group key gk have a slice starting at 'start' (made in this process,
- * or stored before it)?  False only if it has none.
+ * Bit i (0 or 1) of a key of hash h in filter f: its word, and the bit in
+ * the word.  The second bit's position is the hash's halves swapped.
+ */
+static inline uint64 *
+slice_filter_bit(SliceFilter *f, uint64 h, int i, uint64 *bit)
+{
+	uint64		pos = (i == 0 ? h : (h >> 32) | (h << 32)) & f->mask;
+
+	*bit = UINT64CONST(1) << (pos % 64);
+	return &f->bits[pos / 64];
+}
+
+/*
+ * May the group key of hash h have a slice starting at 'start' (made in
+ * this process, or stored before it)?  False only if it has none.
  */
 static bool
-slice_maybe_made(WindowOperator *op, const char *gk, size_t gklen, TimestampTz start)
+slice_maybe_made(WindowOperator *op, uint64 h, TimestampTz start)
 {
 	SliceFilter *f;
-	uint64		h1,
-				h2;
 
 	if (start < op->filtered_from)
 		return true;			/* not known */
 	f = slice_filter(op, start);
 	if (f == NULL)
 		return false;
-	slice_filter_hash(gk, gklen, &h1, &h2);
-	return (f->bits[(h1 & f->mask) / 64] & (UINT64CONST(1) << (h1 % 64))) != 0 &&
-		(f->bits[(h2 & f->mask) / 64] & (UINT64CONST(1) << (h2 % 64))) != 0;
+	for (int i = 0; i < 2; i++)
+	{
+		uint64		bit;
+
+		if ((*slice_filter_bit(f, h, i, &bit) & bit) == 0)
+			return false;
+	}
+	return true;
 }
 
 /* Drop the oldest filter: its start and those before are not known any more. */
@@ -914,8 +931,6 @@ static void
 slice_filter_add(WindowOperator *op, TimestampTz start)
 {
 	SliceFilter *f;
-	uint64		h1,
-				h2;
 
 	if (start < op->filtered_from)
 		return;
@@ -956,9 +971,12 @@ slice_filter_add(WindowOperator *op, TimestampTz start)
 		f->bits = MemoryContextAllocZero(op->filter_cxt, bits / 8);
 		op->filter_bytes += bits / 8;
 	}
-	slice_filter_hash(op->gk.data, op->gk.len, &h1, &h2);
-	f->bits[(h1 & f->mask) / 64] |= UINT64CONST(1) << (h1 % 64);
-	f->bits[(h2 & f->mask) / 64] |= UINT64CONST(1) << (h2 % 64);
+	for (int i = 0; i < 2; i++)
+	{
+		uint64		bit;
+
+		*slice_filter_bit(f, op->gk_hash, i, &bit) |= bit;
+	}
 	f->nkeys++;
 }
 
@@ -981,7 +999,7 @@ static WinState *
 slice_lookup(WindowOperator *op, StringInfo key, TimestampTz start, bool put)
 {
 	make_key(op, key, start);
-	if (!slice_maybe_made(op, op->gk.data, op->gk.len, start))
+	if (!slice_maybe_made(op, op->gk_hash, start))
 		return put ? kstate_get_unstored(op->ks, key->data, key->len) : NULL;
 	if (start < op->unstored_from)
 		return kstate_get(op->ks, key->data, key->len);
@@ -1119,6 +1137,7 @@ add_to_slice(WindowOperator *op, TupleTableSlot *event, TimestampTz start,
 	 */
 	if (wm != DT_NOBEGIN)
 		op->fired_wm = Max(op->fired_wm, Min(wm, END_TIMESTAMP - 1));
+	op->gk_hash = slice_filter_hash(op->gk.data, op->gk.len);
 	ws = slice_lookup(op, &op->skey, start, true);
 	op->touched[keyspace_key_group(op->skey.data)] = true;
 	if (ws == NULL)
@@ -1230,6 +1249,7 @@ fire_sliced(WindowOperator *op, TimestampTz time, TimestampTz wm)
 	int64		fired_to;
 
 	op->touched[kg] = true;
+	op->gk_hash = slice_filter_hash(op->gk.data, op->gk.len);
 	if (op->skey.data[KEYSPACE_KEY_GROUP_BYTES] == KS_WINDOW_END)
 	{
 		/* unless the window's newest slice fires it, as its own timer */
@@ -1277,6 +1297,7 @@ prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 	{
 		const char *gk;
 		size_t		gklen;
+		uint64		h;
 		TimestampTz end = times[i < n ? i : 0];
 
 		if (i == n || nk + op->nslices + 1 > STATE_MULTI_GET_MAX)
@@ -1303,12 +1324,12 @@ prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 			gk = skeys[i] + KEYSPACE_HEADER + 8;
 			gklen = sklens[i] - KEYSPACE_HEADER - 8;
 		}
+		h = slice_filter_hash(gk, gklen);
 		for (int k = 0; k <= op->nslices; k++)
 		{
 			TimestampTz start = end - op->def->size + k * op->slice;
 
-			if (start >= op->unstored_from ||
-				!slice_maybe_made(op, gk, gklen, start))
+			if (start >= op->unstored_from || !slice_maybe_made(op, h, start))
 				continue;		/* cached or absent */
 			off[nk] = keys.len;
 			keyspace_append_prefix(&keys, keyspace_key_group(skeys[i]), KS_SLICE);
