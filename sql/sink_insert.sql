@@ -176,16 +176,44 @@ SELECT k, window_start, window_end, n, total, note FROM si.si_out
 WHERE k = 'x' AND window_start >= '2024-01-01 01:00:00+00' ORDER BY window_start;
 
 -- Without row-level security the next window (x at 03:00) is a plain
--- INSERT again; then the owner revokes UPDATE on its own table, which the
--- upsert needs: the next batch (x at 04:00) is the upsert, refused, and
--- the pipeline fails and says why, rather than inserting on.
+-- INSERT again.
 ALTER TABLE si.si_out NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;
 RESET ROLE;
 SELECT si_next_x('2024-01-01 04:00:00+00', 61, 4);
+
+-- A batch of new rows is written by COPY (pg_sink.c: copy_batch) when the
+-- table's columns have the rows' own types, by the INSERT, which casts
+-- them, when not.  A row trigger records which wrote each row: whether
+-- its backend is running a COPY.  x's window at 04:00 is copied; with
+-- total made numeric, its window at 05:00 is inserted, cast.
 SET ROLE regress_si_tenant;
+CREATE TABLE si.si_how (k text, window_start timestamptz, copied boolean);
+CREATE FUNCTION si.si_how() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	INSERT INTO si.si_how VALUES (NEW.k, NEW.window_start,
+		EXISTS (SELECT FROM pg_stat_progress_copy WHERE pid = pg_backend_pid()));
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER si_how AFTER INSERT ON si.si_out FOR EACH ROW EXECUTE FUNCTION si.si_how();
+RESET ROLE;
+SELECT si_next_x('2024-01-01 05:00:00+00', 62, 5);
+SET ROLE regress_si_tenant;
+ALTER TABLE si.si_out ALTER COLUMN total TYPE numeric;
+RESET ROLE;
+SELECT si_next_x('2024-01-01 06:00:00+00', 63, 6);
+SET ROLE regress_si_tenant;
+SELECT k, window_start, copied FROM si.si_how ORDER BY window_start;
+SELECT k, window_start, n, total, pg_typeof(total) AS total_type, note FROM si.si_out
+WHERE k = 'x' AND window_start >= '2024-01-01 03:00:00+00' ORDER BY window_start;
+
+-- The owner revokes UPDATE on its own table, which the upsert needs: the
+-- next batch (x at 06:00) is the upsert, refused, and the pipeline fails
+-- and says why, rather than inserting on.
 REVOKE UPDATE ON si.si_out FROM regress_si_tenant;
 RESET ROLE;
-SELECT si_next_x('2024-01-01 05:00:00+00', NULL, NULL);
+SELECT si_next_x('2024-01-01 07:00:00+00', NULL, NULL);
 SET ROLE regress_si_tenant;
 -- (the worker restarts and fails again: the status is checked in the wait)
 SELECT wait_until($$SELECT status = 'failed' AND error = 'permission denied for table si_out'
@@ -202,6 +230,8 @@ DROP FUNCTION si.si_note();
 DROP TABLE si.si_log;
 DROP FUNCTION si.si_log();
 DROP TABLE si.si_seen;
+DROP TABLE si.si_how;
+DROP FUNCTION si.si_how();
 DROP FUNCTION si.si_seen(text, timestamptz);
 RESET ROLE;
 DROP FUNCTION public.si_next_x(text, int, int);
