@@ -136,6 +136,16 @@ extern void kstate_delete_range(KeyedState *ks, const char *lower, size_t llen,
 extern void kstate_prefetch(KeyedState *ks, int n, const char *const *keys,
 							const size_t *klens);
 
+/*
+ * Bring the cached entries and objects of n keys (at most
+ * STATE_MULTI_GET_MAX) into the CPU's caches ahead of their lookups, whose
+ * cache misses then overlap instead of following one another.  Reads
+ * nothing from the store and changes nothing: for keys that are cached or
+ * absent, such as slices made since the worker started.
+ */
+extern void kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
+								   const size_t *klens);
+
 /* True when the cache is over its bound: evict between two events. */
 extern bool kstate_full(KeyedState *ks);
 

@@ -1277,41 +1277,66 @@ fire_sliced(WindowOperator *op, TimestampTz time, TimestampTz wm)
 		slice_gone(op, &op->skey);
 }
 
+/* Slice keys for kstate_prefetch or kstate_prefetch_cached, a batch. */
+typedef struct SliceKeys
+{
+	StringInfoData buf;
+	int			n;
+	int			off[STATE_MULTI_GET_MAX];
+	size_t		len[STATE_MULTI_GET_MAX];
+	const char *keys[STATE_MULTI_GET_MAX];
+} SliceKeys;
+
+static void
+slice_keys_add(SliceKeys *sk, uint16 kg, TimestampTz start, const char *gk, size_t gklen)
+{
+	sk->off[sk->n] = sk->buf.len;
+	keyspace_append_prefix(&sk->buf, kg, KS_SLICE);
+	append_time(&sk->buf, start);
+	appendBinaryStringInfo(&sk->buf, gk, gklen);
+	sk->len[sk->n] = sk->buf.len - sk->off[sk->n];
+	sk->n++;
+}
+
+/* Prefetch the batch: 'read' from the store, or else only the cached. */
+static void
+slice_keys_flush(WindowOperator *op, SliceKeys *sk, bool read)
+{
+	/* (the buffer no longer moves) */
+	for (int k = 0; k < sk->n; k++)
+		sk->keys[k] = sk->buf.data + sk->off[k];
+	if (sk->n > 0 && read)
+		kstate_prefetch(op->ks, sk->n, sk->keys, sk->len);
+	else if (sk->n > 0)
+		kstate_prefetch_cached(op->ks, sk->n, sk->keys, sk->len);
+	sk->n = 0;
+	resetStringInfo(&sk->buf);
+}
+
 /*
  * The slices the next timers' windows combine (timer_prefetch_fn): for a
  * window's firing timer (a slice's own, or a window end's), its slices and
- * the one after them, which says whether to fire the next window.
+ * the one after them, which says whether to fire the next window.  Those
+ * stored before the worker started are read in batches; those made since
+ * are cached or absent, and their cache lines are brought in.
  */
 static void
 prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 				const char *const *skeys, const size_t *sklens)
 {
-	StringInfoData keys;
-	const char *kp[STATE_MULTI_GET_MAX];
-	size_t		kl[STATE_MULTI_GET_MAX];
-	int			off[STATE_MULTI_GET_MAX];
-	int			nk = 0;
+	SliceKeys  *read = palloc(sizeof(SliceKeys));
+	SliceKeys  *cached = palloc(sizeof(SliceKeys));
 
-	initStringInfo(&keys);
-	for (int i = 0; i <= n; i++)
+	initStringInfo(&read->buf);
+	initStringInfo(&cached->buf);
+	read->n = cached->n = 0;
+	for (int i = 0; i < n; i++)
 	{
 		const char *gk;
 		size_t		gklen;
 		uint64		h;
-		TimestampTz end = times[i < n ? i : 0];
+		uint16		kg = keyspace_key_group(skeys[i]);
 
-		if (i == n || nk + op->nslices + 1 > STATE_MULTI_GET_MAX)
-		{
-			/* (the buffer no longer moves) */
-			for (int k = 0; k < nk; k++)
-				kp[k] = keys.data + off[k];
-			if (nk > 0)
-				kstate_prefetch(op->ks, nk, kp, kl);
-			nk = 0;
-			resetStringInfo(&keys);
-			if (i == n)
-				break;
-		}
 		if (skeys[i][KEYSPACE_KEY_GROUP_BYTES] == KS_WINDOW_END)
 		{
 			gk = skeys[i] + KEYSPACE_HEADER;
@@ -1324,22 +1349,27 @@ prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 			gk = skeys[i] + KEYSPACE_HEADER + 8;
 			gklen = sklens[i] - KEYSPACE_HEADER - 8;
 		}
+		if (read->n + op->nslices + 1 > STATE_MULTI_GET_MAX)
+			slice_keys_flush(op, read, true);
+		if (cached->n + op->nslices + 1 > STATE_MULTI_GET_MAX)
+			slice_keys_flush(op, cached, false);
 		h = slice_filter_hash(gk, gklen);
 		for (int k = 0; k <= op->nslices; k++)
 		{
-			TimestampTz start = end - op->def->size + k * op->slice;
+			TimestampTz start = times[i] - op->def->size + k * op->slice;
 
-			if (start >= op->unstored_from || !slice_maybe_made(op, h, start))
-				continue;		/* cached or absent */
-			off[nk] = keys.len;
-			keyspace_append_prefix(&keys, keyspace_key_group(skeys[i]), KS_SLICE);
-			append_time(&keys, start);
-			appendBinaryStringInfo(&keys, gk, gklen);
-			kl[nk] = keys.len - off[nk];
-			nk++;
+			if (!slice_maybe_made(op, h, start))
+				continue;		/* absent */
+			slice_keys_add(start < op->unstored_from ? read : cached,
+						   kg, start, gk, gklen);
 		}
 	}
-	pfree(keys.data);
+	slice_keys_flush(op, read, true);
+	slice_keys_flush(op, cached, false);
+	pfree(read->buf.data);
+	pfree(cached->buf.data);
+	pfree(read);
+	pfree(cached);
 }
 
 /*
