@@ -131,7 +131,8 @@ extern void kstate_delete_range(KeyedState *ks, const char *lower, size_t llen,
  * that follow would one by one (an absent key is cached as absent).  For an
  * operator that knows the keys it is about to read, such as the due timers'
  * windows: RocksDB's MultiGet reads a batch of keys for about half the cost
- * of reading them one by one.
+ * of reading them one by one.  The cached ones are prefetched as by
+ * kstate_prefetch_cached.
  */
 extern void kstate_prefetch(KeyedState *ks, int n, const char *const *keys,
 							const size_t *klens);

@@ -54,6 +54,15 @@
  * of the rows costs little more than before.  Rows inserted are not in the order
  * DISTINCT ON sorts them to, which no query sees without ORDER BY.
  *
+ * COPY.  Such a batch is written by COPY FROM, fed from memory in COPY's
+ * binary format, where COPY does what the INSERT would (copy_checks: the
+ * table has no rule, and each column has the row's type, without a type
+ * modifier): COPY inserts rows in groups, a page at a time, where the
+ * INSERT inserts them one by one.  It fires the same triggers, evaluates
+ * the same defaults and checks the same constraints; its failure is the
+ * INSERT's (the upsert follows).  A batch COPY writes holds up to
+ * SINK_COPY_ROWS rows.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -71,6 +80,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
+#include "pgstat.h"
 #include "port/pg_bswap.h"
 #include "utils/memutils.h"
 #include "utils/array.h"
@@ -619,6 +629,9 @@ try_write(RowBatch *b, int row, SPIPlanPtr plan, bool copy)
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		/* (only a top-level abort ends the COPY's progress report) */
+		if (copy)
+			pgstat_progress_end_command();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 		if (!sink_error_is_data(edata->sqlerrcode))
