@@ -366,28 +366,28 @@ cache_find(KeyedState *ks, const char *key, size_t klen)
 	return slot != NULL ? slot->entry : NULL;
 }
 
-/*
- * Bring the cache lines the lookups of n keys will touch into the CPU's
- * caches, all before the first is needed.  A lookup of a key that is
- * cached reads its slot, then its entry, then the caller reads its object:
- * three cache misses in a row when the cache is larger than the CPU's
- * (63 MB of entries for hopping windows over 100k keys, where two thirds
- * of the cache's probes stalled on them: perf annotate).  Here each step
- * is taken for every key before the next: first the slots, then the
- * entries their hashes point to (a slot whose hash matches is the key's
- * but for a collision), then the objects, so the misses of the n keys
- * overlap instead of following one another.  Reads and changes nothing
- * the lookups would not.
- */
 #if defined(__GNUC__) || defined(__clang__)
 #define line_prefetch(p) __builtin_prefetch(p)
 #else
 #define line_prefetch(p) ((void) 0)
 #endif
 
-static void
-cache_prefetch_lines(KeyedState *ks, int n, const char *const *keys,
-					 const size_t *klens)
+/*
+ * Bring the cache lines the lookups of n keys will touch into the CPU's
+ * caches, all before the first is needed.  A lookup of a key that is
+ * cached reads its slot, then its entry, then the caller reads its object:
+ * three cache misses in a row when the cache is larger than the CPU's
+ * (63 MB of entries for hopping windows over 100k keys, where nearly all
+ * of a probe's time went to waiting for the slot and then the entry: perf
+ * annotate).  Here each step is taken for every key before the next:
+ * first the slots, then the entries their hashes point to (a slot whose
+ * hash matches is the key's but for a collision), then the objects, so
+ * the misses of the n keys overlap instead of following one another.
+ * Reads and changes nothing the lookups would not.
+ */
+void
+kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
+					   const size_t *klens)
 {
 	kcache_hash *tb = ks->cache;
 	uint32		hashes[STATE_MULTI_GET_MAX];
@@ -425,13 +425,6 @@ cache_prefetch_lines(KeyedState *ks, int n, const char *const *keys,
 			line_prefetch(entries[i]->obj);
 }
 
-void
-kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
-					   const size_t *klens)
-{
-	cache_prefetch_lines(ks, n, keys, klens);
-}
-
 /* A batched read's value of miss i (state_found_fn), deserialized. */
 typedef struct Prefetch
 {
@@ -458,7 +451,7 @@ kstate_prefetch(KeyedState *ks, int n, const char *const *keys, const size_t *kl
 	int			nmiss = 0;
 
 	Assert(n <= STATE_MULTI_GET_MAX);
-	cache_prefetch_lines(ks, n, keys, klens);
+	kstate_prefetch_cached(ks, n, keys, klens);
 	for (int i = 0; i < n; i++)
 	{
 		if (cache_find(ks, keys[i], klens[i]) != NULL)

@@ -873,7 +873,10 @@ batch_add(RowBatch *b, Datum *values, bool *nulls, bool insert)
 	MemoryContextSwitchTo(old);
 	if (++b->n >= SINK_BATCH_ROWS)
 	{
-		/* as insert_is_upsert's last answer says the batch will be written */
+		/*
+		 * A batch that COPY will write, by insert_is_upsert's last answer,
+		 * grows to SINK_COPY_ROWS.
+		 */
 		if (b->all_insert && b->copy_ok && b->insert_skip == 0 && b->n < SINK_COPY_ROWS)
 		{
 			if (b->n == b->cap)
