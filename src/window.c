@@ -571,6 +571,19 @@ window_slice(PipelineDef *def, AggSpec *aggs)
 	return def->slide;
 }
 
+/*
+ * How the operator keeps its windows (op->aggs loaded): whole, as slices,
+ * or as sessions.
+ */
+static void
+window_layout(WindowOperator *op)
+{
+	op->slice = window_slice(op->def, op->aggs);
+	op->nslices = op->slice ? op->def->size / op->slice : 0;
+	op->kind = op->def->window_kind == WINDOW_SESSION ? KS_SESSION :
+		op->slice ? KS_SLICE : KS_WINDOW;
+}
+
 WindowOperator *
 window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_desc)
 {
@@ -606,10 +619,7 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 		codec_init(&op->codec, def);
 	op->scratch = AllocSetContextCreate(CurrentMemoryContext, "streamflink window scratch",
 										ALLOCSET_DEFAULT_SIZES);
-	op->slice = window_slice(def, op->aggs);
-	op->nslices = op->slice ? def->size / op->slice : 0;
-	op->kind = def->window_kind == WINDOW_SESSION ? KS_SESSION :
-		op->slice ? KS_SLICE : KS_WINDOW;
+	window_layout(op);
 	op->timers = timers_create(store);
 	timers_set_prefetch(op->timers, prefetch_windows);
 	if (def->window_kind != WINDOW_SESSION)
@@ -1526,6 +1536,19 @@ window_gone(WindowOperator *op)
 }
 
 /*
+ * The start below which every window (or slice) is gone at fire_wm: start +
+ * size + lateness <= fire_wm, so start < fire_wm - size - lateness + 1.
+ * False if that is out of range.
+ */
+static bool
+windows_gone_below(WindowOperator *op, TimestampTz *below)
+{
+	return !pg_sub_s64_overflow(op->fire_wm, op->def->size, below) &&
+		!pg_sub_s64_overflow(*below, op->def->allowed_lateness, below) &&
+		!pg_add_s64_overflow(*below, 1, below);
+}
+
+/*
  * Delete the windows gone since the last flush from the store: in each key
  * group with one, the range of windows starting from the last flush's
  * bound up to the first start a window still open (or within its allowed
@@ -1537,7 +1560,6 @@ window_gone(WindowOperator *op)
 static void
 delete_gone(WindowOperator *op)
 {
-	PipelineDef *def = op->def;
 	TimestampTz below;
 	StringInfoData lower,
 				upper;
@@ -1545,10 +1567,7 @@ delete_gone(WindowOperator *op)
 	if (!op->any_gone)
 		return;
 	op->any_gone = false;
-	/* start + size + lateness <= fire_wm: start < fire_wm - size - lateness + 1 */
-	if (pg_sub_s64_overflow(op->fire_wm, def->size, &below) ||
-		pg_sub_s64_overflow(below, def->allowed_lateness, &below) ||
-		pg_add_s64_overflow(below, 1, &below))
+	if (!windows_gone_below(op, &below))
 		elog(ERROR, "window bound out of range");
 	if (below <= op->gone_below)
 	{
@@ -1680,10 +1699,7 @@ window_advance(WindowOperator *op, TimestampTz wm)
 	{
 		TimestampTz below;
 
-		/* slices with start + size + lateness <= fire_wm are gone */
-		if (!pg_sub_s64_overflow(op->fire_wm, op->def->size, &below) &&
-			!pg_sub_s64_overflow(below, op->def->allowed_lateness, &below) &&
-			!pg_add_s64_overflow(below, 1, &below))
+		if (windows_gone_below(op, &below))
 			slice_filters_gone(op, below);
 	}
 	if (op->sql)
@@ -1890,10 +1906,7 @@ window_scan_open(PipelineDef *def, StateStore *store, window_visit_fn fn, void *
 	naggs = agg_count(op.aggs);
 	values = palloc(sizeof(Datum) * naggs);
 	nulls = palloc(sizeof(bool) * naggs);
-	op.slice = window_slice(def, op.aggs);
-	op.nslices = op.slice ? def->size / op.slice : 0;
-	op.kind = def->window_kind == WINDOW_SESSION ? KS_SESSION :
-		op.slice ? KS_SLICE : KS_WINDOW;
+	window_layout(&op);
 	if (op.slice)
 		op.fired_to = kstate_counter_open(store, KS_COUNTER_FIRED_TO);
 
