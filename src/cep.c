@@ -239,6 +239,9 @@ struct CepOperator
 	StringInfoData gk;
 	StringInfoData bkey;
 	StringInfoData nkey;
+	KeyBatch   *ahead;			/* buffer keys of the events told of ahead
+								 * (cep_prefetch) */
+	StringInfoData ahead_gk;
 	Datum	   *values;			/* sink row */
 	bool	   *nulls;
 	int			nkeys;
@@ -599,12 +602,19 @@ append_nfa_key(StringInfo nkey, const char *bkey, size_t bklen)
 	appendBinaryStringInfo(nkey, bkey + KEYSPACE_HEADER, bklen - KEYSPACE_HEADER);
 }
 
+/* The key of group key gk's buffered events. */
+static void
+append_buffer_key(StringInfo key, const char *gk, int gklen)
+{
+	keyspace_append_state_prefix(key, KS_CEP_BUFFER, gk, gklen);
+	appendBinaryStringInfo(key, gk, gklen);
+}
+
 static void
 make_keys(CepOperator *op)
 {
 	resetStringInfo(&op->bkey);
-	keyspace_append_state_prefix(&op->bkey, KS_CEP_BUFFER, op->gk.data, op->gk.len);
-	appendBinaryStringInfo(&op->bkey, op->gk.data, op->gk.len);
+	append_buffer_key(&op->bkey, op->gk.data, op->gk.len);
 	resetStringInfo(&op->nkey);
 	append_nfa_key(&op->nkey, op->bkey.data, op->bkey.len);
 }
@@ -2211,13 +2221,32 @@ cep_dropped_count(void *arg)
 	return kstate_counter_total(((CepOperator *) arg)->dropped);
 }
 
+/*
+ * The events the next calls of cep_process will take (operator.h): the
+ * cache lines of their keys' buffers brought in for all of them at once.
+ */
+static void
+cep_prefetch(void *arg, int n, TupleTableSlot *const *events, const TimestampTz *times)
+{
+	CepOperator *op = (CepOperator *) arg;
+
+	for (int i = 0; i < n && !kbatch_full(op->ahead); i++)
+	{
+		kstate_encode_key(&op->codec, events[i], &op->ahead_gk);
+		append_buffer_key(kbatch_begin(op->ahead), op->ahead_gk.data, op->ahead_gk.len);
+		kbatch_end(op->ahead);
+	}
+	kstate_prefetch_batch(op->ks_buf, op->ahead, false);
+}
+
 const OperatorMethods cep_operator_methods = {
 	.process = cep_process,
 	.advance = cep_advance,
 	.maybe_flush = cep_maybe_flush,
 	.flush = cep_flush,
 	.open_count = cep_open_count,
-	.dropped_count = cep_dropped_count
+	.dropped_count = cep_dropped_count,
+	.prefetch = cep_prefetch
 };
 
 CepOperator *
@@ -2260,6 +2289,9 @@ cep_create(PipelineDef *def, StateStore *store, Sink *sink, SideOutput *side,
 	initStringInfo(&op->gk);
 	initStringInfo(&op->bkey);
 	initStringInfo(&op->nkey);
+	op->ahead = palloc(sizeof(KeyBatch));
+	kbatch_init(op->ahead);
+	initStringInfo(&op->ahead_gk);
 
 	/* Sink rows: keys, match_start, match_end, events, measures. */
 	ncols = def->nkeys + 3 + nmeasures;

@@ -425,6 +425,27 @@ kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 			line_prefetch(entries[i]->obj);
 }
 
+void
+kbatch_init(KeyBatch *kb)
+{
+	initStringInfo(&kb->buf);
+	kb->n = 0;
+}
+
+void
+kstate_prefetch_batch(KeyedState *ks, KeyBatch *kb, bool read)
+{
+	/* the buffer no longer moves */
+	for (int i = 0; i < kb->n; i++)
+		kb->keys[i] = kb->buf.data + kb->off[i];
+	if (kb->n > 0 && read)
+		kstate_prefetch(ks, kb->n, kb->keys, kb->len);
+	else if (kb->n > 0)
+		kstate_prefetch_cached(ks, kb->n, kb->keys, kb->len);
+	kb->n = 0;
+	resetStringInfo(&kb->buf);
+}
+
 /* A batched read's value of miss i (state_found_fn), deserialized. */
 typedef struct Prefetch
 {

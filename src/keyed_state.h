@@ -147,6 +147,53 @@ extern void kstate_prefetch(KeyedState *ks, int n, const char *const *keys,
 extern void kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 								   const size_t *klens);
 
+/*
+ * The keys of a batch of lookups, built one after the other in one buffer,
+ * to be prefetched together (kstate_prefetch_batch): append a key's bytes
+ * to the StringInfo kbatch_begin returns, then call kbatch_end.  At most
+ * STATE_MULTI_GET_MAX keys (kbatch_full).  The buffer is in the memory
+ * context current at kbatch_init; about 20 kB of arrays come with it, so a
+ * caller keeps its batch.
+ */
+typedef struct KeyBatch
+{
+	StringInfoData buf;
+	int			n;
+	int			off[STATE_MULTI_GET_MAX];
+	size_t		len[STATE_MULTI_GET_MAX];
+	const char *keys[STATE_MULTI_GET_MAX];
+} KeyBatch;
+
+extern void kbatch_init(KeyBatch *kb);
+
+static inline StringInfo
+kbatch_begin(KeyBatch *kb)
+{
+	Assert(kb->n < STATE_MULTI_GET_MAX);
+	kb->off[kb->n] = kb->buf.len;
+	return &kb->buf;
+}
+
+static inline void
+kbatch_end(KeyBatch *kb)
+{
+	kb->len[kb->n] = kb->buf.len - kb->off[kb->n];
+	kb->n++;
+}
+
+static inline bool
+kbatch_full(const KeyBatch *kb)
+{
+	return kb->n == STATE_MULTI_GET_MAX;
+}
+
+/*
+ * Prefetch the batch's keys, then empty it: 'read', as kstate_prefetch
+ * (the keys not cached read from the store), else as
+ * kstate_prefetch_cached.
+ */
+extern void kstate_prefetch_batch(KeyedState *ks, KeyBatch *kb, bool read);
+
 /* True when the cache is over its bound: evict between two events. */
 extern bool kstate_full(KeyedState *ks);
 

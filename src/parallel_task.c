@@ -383,6 +383,22 @@ route_message(Worker *w, KafkaMessage *msg)
 	w->events_out++;
 }
 
+/*
+ * Source side: one message of a batch read from the source, routed.  What
+ * routing it allocates lives in msg_cxt, reset after it, and its partition
+ * had a message now (the idle timeout counts from there).
+ */
+static void
+take_message(Worker *w, KafkaMessage *msg, TimestampTz now)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
+
+	w->parts[msg->partition].last_message = now;
+	route_message(w, msg);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(w->msg_cxt);
+}
+
 /* Source side: the watermark of its partitions, sent when it changes. */
 static void
 source_watermark(Worker *w, TimestampTz now)
@@ -1346,7 +1362,7 @@ parallel_loop(Worker *w)
 				pgstat_report_activity(STATE_RUNNING, "routing messages");
 				work_begin(&as);
 				for (int i = 0; i < n; i++)
-					worker_take_message(w, &w->batch[i], now, route_message);
+					take_message(w, &w->batch[i], now);
 				hot_keys_render(w->hot, now);
 				work_end(w, &as);
 				worker_take_positions(w);

@@ -201,6 +201,14 @@ struct WindowOperator
 	TimestampTz fired_before;	/* fired_wm when the advance started */
 	bool		touched[STATE_KEY_GROUPS];
 	StringInfoData nkey;		/* another slice's key */
+	/*
+	 * Batches of keys to prefetch: the slices a chunk of timers will
+	 * combine (prefetch_slices: 'reads' from the store, 'cached'), or the
+	 * windows of the events told of ahead (window_prefetch: 'cached').
+	 */
+	KeyBatch   *reads;
+	KeyBatch   *cached;
+	StringInfoData ahead_gk;	/* the group key of an event told of ahead */
 
 	/*
 	 * Slice filters, oldest start first, for every start at or after
@@ -233,13 +241,21 @@ struct WindowOperator
  * start][group key] for slices, or [key group]'S'[group key] for sessions.
  */
 static void
+append_state_key(WindowOperator *op, StringInfo key, TimestampTz start,
+				 const char *gk, int gklen)
+{
+	keyspace_append_state_prefix(key, op->kind, gk, gklen);
+	if (op->kind != KS_SESSION)
+		append_time(key, start);
+	appendBinaryStringInfo(key, gk, gklen);
+}
+
+/* The state key of window (slice) 'start' of the current group key. */
+static void
 make_key(WindowOperator *op, StringInfo key, TimestampTz start)
 {
 	resetStringInfo(key);
-	keyspace_append_state_prefix(key, op->kind, op->gk.data, op->gk.len);
-	if (op->kind != KS_SESSION)
-		append_time(key, start);
-	appendBinaryStringInfo(key, op->gk.data, op->gk.len);
+	append_state_key(op, key, start, op->gk.data, op->gk.len);
 }
 
 static void
@@ -646,6 +662,11 @@ window_create(PipelineDef *def, StateStore *store, Sink *sink, TupleDesc event_d
 	initStringInfo(&op->gk);
 	initStringInfo(&op->repr);
 	initStringInfo(&op->skey);
+	op->reads = palloc(sizeof(KeyBatch));
+	kbatch_init(op->reads);
+	op->cached = palloc(sizeof(KeyBatch));
+	kbatch_init(op->cached);
+	initStringInfo(&op->ahead_gk);
 	op->keyvals = palloc(sizeof(Datum) * Max(op->codec.nkeys, 1));
 	op->keynulls = palloc(sizeof(bool) * Max(op->codec.nkeys, 1));
 	naggs = agg_count(op->aggs);
@@ -1287,40 +1308,16 @@ fire_sliced(WindowOperator *op, TimestampTz time, TimestampTz wm)
 		slice_gone(op, &op->skey);
 }
 
-/* Slice keys for kstate_prefetch or kstate_prefetch_cached, a batch. */
-typedef struct SliceKeys
-{
-	StringInfoData buf;
-	int			n;
-	int			off[STATE_MULTI_GET_MAX];
-	size_t		len[STATE_MULTI_GET_MAX];
-	const char *keys[STATE_MULTI_GET_MAX];
-} SliceKeys;
-
+/* Add slice 'start' of group key gk, in key group kg, to batch kb. */
 static void
-slice_keys_add(SliceKeys *sk, uint16 kg, TimestampTz start, const char *gk, size_t gklen)
+slice_key_add(KeyBatch *kb, uint16 kg, TimestampTz start, const char *gk, size_t gklen)
 {
-	sk->off[sk->n] = sk->buf.len;
-	keyspace_append_prefix(&sk->buf, kg, KS_SLICE);
-	append_time(&sk->buf, start);
-	appendBinaryStringInfo(&sk->buf, gk, gklen);
-	sk->len[sk->n] = sk->buf.len - sk->off[sk->n];
-	sk->n++;
-}
+	StringInfo	key = kbatch_begin(kb);
 
-/* Prefetch the batch: 'read' from the store, or else only the cached. */
-static void
-slice_keys_flush(WindowOperator *op, SliceKeys *sk, bool read)
-{
-	/* (the buffer no longer moves) */
-	for (int k = 0; k < sk->n; k++)
-		sk->keys[k] = sk->buf.data + sk->off[k];
-	if (sk->n > 0 && read)
-		kstate_prefetch(op->ks, sk->n, sk->keys, sk->len);
-	else if (sk->n > 0)
-		kstate_prefetch_cached(op->ks, sk->n, sk->keys, sk->len);
-	sk->n = 0;
-	resetStringInfo(&sk->buf);
+	keyspace_append_prefix(key, kg, KS_SLICE);
+	append_time(key, start);
+	appendBinaryStringInfo(key, gk, gklen);
+	kbatch_end(kb);
 }
 
 /*
@@ -1334,12 +1331,9 @@ static void
 prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 				const char *const *skeys, const size_t *sklens)
 {
-	SliceKeys  *read = palloc(sizeof(SliceKeys));
-	SliceKeys  *cached = palloc(sizeof(SliceKeys));
+	KeyBatch   *read = op->reads;
+	KeyBatch   *cached = op->cached;
 
-	initStringInfo(&read->buf);
-	initStringInfo(&cached->buf);
-	read->n = cached->n = 0;
 	for (int i = 0; i < n; i++)
 	{
 		const char *gk;
@@ -1360,9 +1354,9 @@ prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 			gklen = sklens[i] - KEYSPACE_HEADER - 8;
 		}
 		if (read->n + op->nslices + 1 > STATE_MULTI_GET_MAX)
-			slice_keys_flush(op, read, true);
+			kstate_prefetch_batch(op->ks, read, true);
 		if (cached->n + op->nslices + 1 > STATE_MULTI_GET_MAX)
-			slice_keys_flush(op, cached, false);
+			kstate_prefetch_batch(op->ks, cached, false);
 		h = slice_filter_hash(gk, gklen);
 		for (int k = 0; k <= op->nslices; k++)
 		{
@@ -1370,16 +1364,12 @@ prefetch_slices(WindowOperator *op, int n, const TimestampTz *times,
 
 			if (!slice_maybe_made(op, h, start))
 				continue;		/* absent */
-			slice_keys_add(start < op->unstored_from ? read : cached,
-						   kg, start, gk, gklen);
+			slice_key_add(start < op->unstored_from ? read : cached,
+						  kg, start, gk, gklen);
 		}
 	}
-	slice_keys_flush(op, read, true);
-	slice_keys_flush(op, cached, false);
-	pfree(read->buf.data);
-	pfree(cached->buf.data);
-	pfree(read);
-	pfree(cached);
+	kstate_prefetch_batch(op->ks, read, true);
+	kstate_prefetch_batch(op->ks, cached, false);
 }
 
 /*
@@ -1501,6 +1491,46 @@ window_process(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timesta
 	if (op->def->window_kind == WINDOW_SESSION)
 		return process_session(op, event, t, wm);
 	return process_fixed(op, event, t, wm);
+}
+
+/*
+ * The events the next calls of window_process will take (operator.h):
+ * the cache lines of their state's lookups brought in for all of them at
+ * once.  An event's lookup is of the window (slice) it starts in, or of
+ * each of its windows if hopping windows are kept whole, or of its key's
+ * sessions.  Not for a query's pipeline: its WHERE and keys are the user's
+ * expressions, evaluated once an event, by window_process.
+ */
+static void
+window_prefetch(WindowOperator *op, int n, TupleTableSlot *const *events,
+				const TimestampTz *times)
+{
+	PipelineDef *def = op->def;
+	KeyBatch   *kb = op->cached;
+
+	if (op->sql != NULL)
+		return;
+	for (int i = 0; i < n && !kbatch_full(kb); i++)
+	{
+		TimestampTz start = 0;
+		TimestampTz lowest = 0;
+
+		/* outside the range of timestamps: process refuses it */
+		if (def->window_kind != WINDOW_SESSION &&
+			(!align_down(times[i], def->slide, &start) ||
+			 pg_sub_s64_overflow(times[i], def->size, &lowest)))
+			continue;
+		encode_group_key(&op->codec, events[i], &op->ahead_gk);
+		do
+		{
+			append_state_key(op, kbatch_begin(kb), start, op->ahead_gk.data,
+							 op->ahead_gk.len);
+			kbatch_end(kb);
+		} while (def->window_kind != WINDOW_SESSION && op->slice == 0 &&
+				 !kbatch_full(kb) &&
+				 !pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
+	}
+	kstate_prefetch_batch(op->ks, kb, false);
 }
 
 bool
@@ -1792,13 +1822,21 @@ window_late_reason_op(void *op)
 	return ((WindowOperator *) op)->late_reason;
 }
 
+static void
+window_prefetch_op(void *op, int n, TupleTableSlot *const *events,
+				   const TimestampTz *times)
+{
+	window_prefetch((WindowOperator *) op, n, events, times);
+}
+
 const OperatorMethods window_operator_methods = {
-	window_process_op,
-	window_advance_op,
-	window_maybe_flush_op,
-	window_flush_op,
-	window_open_count_op,
-	window_late_reason_op
+	.process = window_process_op,
+	.advance = window_advance_op,
+	.maybe_flush = window_maybe_flush_op,
+	.flush = window_flush_op,
+	.open_count = window_open_count_op,
+	.late_reason = window_late_reason_op,
+	.prefetch = window_prefetch_op
 };
 
 /* --- live reads -------------------------------------------------------- */

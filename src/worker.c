@@ -376,12 +376,15 @@ worker_decode_event(Worker *w, KafkaMessage *msg, TimestampTz *time)
 	return error;
 }
 
-static void
-process_message(Worker *w, KafkaMessage *msg)
+/*
+ * Message msg decoded into w->event, with its event time; false if it went
+ * to the dead letters instead (undecodable, or skipped as poison).
+ */
+static bool
+decode_event(Worker *w, KafkaMessage *msg, TimestampTz *t)
 {
 	PartitionState *ps = &w->parts[msg->partition];
 	char	   *error;
-	TimestampTz t;
 	SfMessagePos pos = {msg->partition, msg->offset};
 
 	w->events_total++;
@@ -390,14 +393,23 @@ process_message(Worker *w, KafkaMessage *msg)
 	/* a floor only: the consumer's position replaces it (see worker_take_positions) */
 	ps->pos.next_offset = Max(ps->pos.next_offset, msg->offset + 1);
 
-	error = worker_decode_event(w, msg, &t);
+	error = worker_decode_event(w, msg, t);
 	if (error == NULL)
 		error = poison_skip(w->poison, pos);
 	if (error)
 	{
 		side_output_dead_letter(w->side, msg->partition, msg->offset, msg->payload, msg->len, error);
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* The event of message msg, decoded into w->event, to the operator. */
+static void
+process_event(Worker *w, KafkaMessage *msg, TimestampTz t)
+{
+	PartitionState *ps = &w->parts[msg->partition];
+	SfMessagePos pos = {msg->partition, msg->offset};
 
 	watermark_observe(ps, t);
 
@@ -415,19 +427,47 @@ process_message(Worker *w, KafkaMessage *msg)
 }
 
 /*
- * One message of a batch read from the source, for both loops
- * (process_message here, the parallel source side's routing): what it
- * allocates lives in msg_cxt, reset after it, and its partition had a
- * message now (the idle timeout counts from there).
+ * Messages msgs[0..n-1] of a batch (n <= WORKER_LOOKAHEAD): all decoded
+ * first, each into a slot of its own, then the operator is told which
+ * events come (operator_prefetch), then each is processed in turn.  With
+ * many keys an event's state is seldom in the CPU's caches: taken one at a
+ * time as they were decoded, each event's lookups waited for their cache
+ * misses in turn; told of the events ahead, the operator brings in the
+ * lines of all of them at once, so the misses overlap.  The events' values
+ * and what processing them allocates live in msg_cxt, reset after the
+ * chunk; the operator's flush between events runs outside it, as it runs
+ * between batches.
  */
-void
-worker_take_message(Worker *w, KafkaMessage *msg, TimestampTz now,
-					WorkerMessageHandler handle)
+static void
+process_chunk(Worker *w, KafkaMessage *msgs, int n, TimestampTz now)
 {
+	TupleTableSlot *events[WORKER_LOOKAHEAD];
+	TimestampTz times[WORKER_LOOKAHEAD];
+	KafkaMessage *taken[WORKER_LOOKAHEAD];
+	int			m = 0;
 	MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
 
-	w->parts[msg->partition].last_message = now;
-	handle(w, msg);
+	Assert(n <= WORKER_LOOKAHEAD);
+	for (int i = 0; i < n; i++)
+	{
+		w->parts[msgs[i].partition].last_message = now;
+		w->event = w->events[m];
+		if (decode_event(w, &msgs[i], &times[m]))
+		{
+			events[m] = w->event;
+			taken[m++] = &msgs[i];
+		}
+	}
+	operator_prefetch(w->op, m, events, times);
+	for (int j = 0; j < m; j++)
+	{
+		w->event = events[j];
+		process_event(w, taken[j], times[j]);
+		MemoryContextSwitchTo(old);
+		operator_maybe_flush(w->op);
+		MemoryContextSwitchTo(w->msg_cxt);
+	}
+	w->event = w->events[0];
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(w->msg_cxt);
 }
@@ -750,7 +790,9 @@ worker_startup(Worker *w)
 		tce = lookup_type_cache(w->def->source.row_type, TYPECACHE_TUPDESC);
 		w->event_desc = CreateTupleDescCopy(tce->tupDesc);
 		w->decoder = decoder_create_for_source(&w->def->source, w->event_desc);
-		w->event = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
+		for (int i = 0; i < WORKER_LOOKAHEAD; i++)
+			w->events[i] = MakeSingleTupleTableSlot(w->event_desc, &TTSOpsVirtual);
+		w->event = w->events[0];
 		w->op = operator_create(w->def, w->store, w->sink, w->side, w->event_desc,
 								w->poison);
 		/* routing by the operators' own group key (group_key.h) */
@@ -928,11 +970,8 @@ worker_loop(Worker *w)
 			PushActiveSnapshot(GetTransactionSnapshot());
 			/* Decoding and the operator run the owner's code (run_as.h). */
 			run_as_owner(&as);
-			for (int i = 0; i < n; i++)
-			{
-				worker_take_message(w, &w->batch[i], now, process_message);
-				operator_maybe_flush(w->op);
-			}
+			for (int i = 0; i < n; i += WORKER_LOOKAHEAD)
+				process_chunk(w, &w->batch[i], Min(WORKER_LOOKAHEAD, n - i), now);
 			sink_flush(w->sink);
 			run_as_restore(&as);
 			PopActiveSnapshot();

@@ -8,7 +8,8 @@
  *
  * Memory: the Worker and what it keeps for the life of the process are in
  * TopMemoryContext; what one message needs is in msg_cxt, reset after each
- * message.  Threads: none of ours; the worker's code runs in the backend's
+ * message (the single worker's loop: after each chunk of up to
+ * WORKER_LOOKAHEAD messages, see process_chunk in worker.c).  Threads: none of ours; the worker's code runs in the backend's
  * one thread (librdkafka and RocksDB run their own, behind kafka_source.h
  * and state.h).  Ownership: worker.c creates the Worker and closes its
  * source, store and slots at exit (worker_shmem_exit); parallel_task.c
@@ -51,6 +52,13 @@
 
 typedef WatermarkPartition PartitionState;
 
+/*
+ * Messages the single worker's loop decodes before processing them: the
+ * events the operator is told of ahead (operator_prefetch).  A few dozen
+ * are enough for the cache misses of their state's lookups to overlap.
+ */
+#define WORKER_LOOKAHEAD 32
+
 typedef struct Worker
 {
 	Oid			dboid;
@@ -62,7 +70,8 @@ typedef struct Worker
 	KafkaSource *src;
 	Decoder    *decoder;
 	TupleDesc	event_desc;
-	TupleTableSlot *event;
+	TupleTableSlot *event;		/* the event being decoded or processed */
+	TupleTableSlot *events[WORKER_LOOKAHEAD];	/* a chunk's (process_chunk) */
 	Sink	   *sink;
 	SideOutput *side;			/* dead letters, late events */
 	Operator   *op;
@@ -158,15 +167,10 @@ extern int	worker_checkpoint_timeout_ms;
 /* a stop requested by streamflink.stop() (see worker_sigterm) */
 extern volatile sig_atomic_t worker_got_stop;
 
-/* one message of a batch: process_message, or the parallel source side's routing */
-typedef void (*WorkerMessageHandler) (Worker *w, KafkaMessage *msg);
-
 /* worker.c, for both loops */
 extern void worker_sleep(long ms);
 extern void worker_report_progress(Worker *w);
 extern char *worker_decode_event(Worker *w, KafkaMessage *msg, TimestampTz *time);
 extern void worker_take_positions(Worker *w);
-extern void worker_take_message(Worker *w, KafkaMessage *msg, TimestampTz now,
-								WorkerMessageHandler handle);
 
 #endif							/* STREAMFLINK_WORKER_INTERNAL_H */
