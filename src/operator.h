@@ -65,12 +65,13 @@ typedef struct OperatorMethods
 
 	/*
 	 * Optional (NULL: none): the events the next n calls of process will
-	 * take, in that order, with their event times.  A hint that changes
-	 * nothing: the operator may bring the cache lines its lookups of their
-	 * state will read into the CPU's caches (kstate_prefetch_cached), so
-	 * that the cache misses of n events overlap instead of following one
-	 * another.  It must not run the user's code: a query's WHERE and key
-	 * expressions run once an event, in process.
+	 * take, in that order, with their event times.  A hint, changing
+	 * nothing those calls would not: the operator may read the state they
+	 * will look up in one batch (kstate_prefetch), or bring its cache lines
+	 * into the CPU's caches (kstate_prefetch_cached), so that the misses of
+	 * n events overlap instead of following one another.  It must not run
+	 * the user's code: a query's WHERE and key expressions run once an
+	 * event, in process.
 	 */
 	void		(*prefetch) (void *op, int n, TupleTableSlot *const *events,
 							 const TimestampTz *times);

@@ -1494,12 +1494,32 @@ window_process(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timesta
 }
 
 /*
+ * Slice 'start' of group key gk (filter hash h) into the batch its lookup
+ * will need (see slice_lookup): read from the store if it may be there,
+ * else its cache lines only.  'made': add it only if it may exist.
+ */
+static void
+slice_ahead(WindowOperator *op, TimestampTz start, const char *gk, size_t gklen,
+			uint64 h, bool made)
+{
+	bool		maybe = slice_maybe_made(op, h, start);
+
+	if (made && !maybe)
+		return;
+	slice_key_add(maybe && start < op->unstored_from ? op->reads : op->cached,
+				  state_key_group(gk, gklen), start, gk, gklen);
+}
+
+/*
  * The events the next calls of window_process will take (operator.h):
- * the cache lines of their state's lookups brought in for all of them at
- * once.  An event's lookup is of the window (slice) it starts in, or of
- * each of its windows if hopping windows are kept whole, or of its key's
- * sessions.  Not for a query's pipeline: its WHERE and keys are the user's
- * expressions, evaluated once an event, by window_process.
+ * their state's lookups prepared for all of them at once.  An event's
+ * lookups: of its key's sessions; of each of its windows, if hopping
+ * windows are kept whole; of its slice, and of the slice before it,
+ * which a new slice looks for (shared_windows).  A slice the store may
+ * hold is read with the others' (kstate_prefetch), the rest only have
+ * their cache lines brought in.  Not for a query's pipeline: its WHERE and
+ * keys are the user's expressions, evaluated once an event, by
+ * window_process.
  */
 static void
 window_prefetch(WindowOperator *op, int n, TupleTableSlot *const *events,
@@ -1510,8 +1530,11 @@ window_prefetch(WindowOperator *op, int n, TupleTableSlot *const *events,
 
 	if (op->sql != NULL)
 		return;
-	for (int i = 0; i < n && !kbatch_full(kb); i++)
+	for (int i = 0; i < n && op->reads->n + 2 <= STATE_MULTI_GET_MAX &&
+		 kb->n + 2 <= STATE_MULTI_GET_MAX; i++)
 	{
+		const char *gk;
+		size_t		gklen;
 		TimestampTz start = 0;
 		TimestampTz lowest = 0;
 
@@ -1521,15 +1544,27 @@ window_prefetch(WindowOperator *op, int n, TupleTableSlot *const *events,
 			 pg_sub_s64_overflow(times[i], def->size, &lowest)))
 			continue;
 		encode_group_key(&op->codec, events[i], &op->ahead_gk);
+		gk = op->ahead_gk.data;
+		gklen = op->ahead_gk.len;
+		if (op->slice != 0)
+		{
+			uint64		h = slice_filter_hash(gk, gklen);
+
+			TimestampTz before;
+
+			slice_ahead(op, start, gk, gklen, h, false);
+			if (!pg_sub_s64_overflow(start, op->slice, &before))
+				slice_ahead(op, before, gk, gklen, h, true);
+			continue;
+		}
 		do
 		{
-			append_state_key(op, kbatch_begin(kb), start, op->ahead_gk.data,
-							 op->ahead_gk.len);
+			append_state_key(op, kbatch_begin(kb), start, gk, gklen);
 			kbatch_end(kb);
-		} while (def->window_kind != WINDOW_SESSION && op->slice == 0 &&
-				 !kbatch_full(kb) &&
+		} while (def->window_kind != WINDOW_SESSION && !kbatch_full(kb) &&
 				 !pg_sub_s64_overflow(start, def->slide, &start) && start > lowest);
 	}
+	kstate_prefetch_batch(op->ks, op->reads, true);
 	kstate_prefetch_batch(op->ks, kb, false);
 }
 
