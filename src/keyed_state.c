@@ -366,12 +366,6 @@ cache_find(KeyedState *ks, const char *key, size_t klen)
 	return slot != NULL ? slot->entry : NULL;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define line_prefetch(p) __builtin_prefetch(p)
-#else
-#define line_prefetch(p) ((void) 0)
-#endif
-
 /*
  * Bring the cache lines the lookups of n keys will touch into the CPU's
  * caches, all before the first is needed.  A lookup of a key that is
@@ -397,7 +391,7 @@ kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 	for (int i = 0; i < n; i++)
 	{
 		hashes[i] = hash_bytes((const unsigned char *) keys[i], (int) klens[i]);
-		line_prefetch(&tb->data[kcache_initial_bucket(tb, hashes[i])]);
+		kstate_line_prefetch(&tb->data[kcache_initial_bucket(tb, hashes[i])]);
 	}
 	for (int i = 0; i < n; i++)
 	{
@@ -414,7 +408,7 @@ kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 			if (slot->hash == hashes[i])
 			{
 				entries[i] = slot->entry;
-				line_prefetch(entries[i]);
+				kstate_line_prefetch(entries[i]);
 				break;
 			}
 			b = kcache_next(tb, b, start);
@@ -422,7 +416,11 @@ kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 	}
 	for (int i = 0; i < n; i++)
 		if (entries[i] != NULL && entries[i]->obj != NULL)
-			line_prefetch(entries[i]->obj);
+			kstate_line_prefetch(entries[i]->obj);
+	if (ks->ops->prefetch != NULL)
+		for (int i = 0; i < n; i++)
+			if (entries[i] != NULL && entries[i]->obj != NULL)
+				ks->ops->prefetch(ks->arg, entries[i]->obj);
 }
 
 void

@@ -444,10 +444,21 @@ winstate_free(void *arg, void *obj)
 	pfree(ws);
 }
 
+/* A window's (slice's) aggregate states, which adding an event updates. */
+static void
+winstate_prefetch(void *arg, const void *obj)
+{
+	WindowOperator *op = (WindowOperator *) arg;
+
+	if (op->def->window_kind != WINDOW_SESSION)
+		kstate_line_prefetch(((const WinState *) obj)->aggs);
+}
+
 static const KeyedStateOps winstate_ops = {
-	winstate_deserialize,
-	winstate_serialize,
-	winstate_free
+	.deserialize = winstate_deserialize,
+	.serialize = winstate_serialize,
+	.free = winstate_free,
+	.prefetch = winstate_prefetch
 };
 
 /* --- operator --------------------------------------------------------- */
@@ -1493,6 +1504,8 @@ window_process(WindowOperator *op, TupleTableSlot *event, TimestampTz t, Timesta
 	return process_fixed(op, event, t, wm);
 }
 
+static bool windows_gone_below(WindowOperator *op, TimestampTz *below);
+
 /*
  * Slice 'start' of group key gk (filter hash h) into the batch its lookup
  * will need (see slice_lookup): read from the store if it may be there,
@@ -1527,9 +1540,18 @@ window_prefetch(WindowOperator *op, int n, TupleTableSlot *const *events,
 {
 	PipelineDef *def = op->def;
 	KeyBatch   *kb = op->cached;
+	TimestampTz gone;
 
 	if (op->sql != NULL)
 		return;
+
+	/*
+	 * Slices whose windows are all gone are not read: an event there is
+	 * late, and such a slice may still be in the store, until the next
+	 * flush deletes it (slice_gone).
+	 */
+	if (!windows_gone_below(op, &gone))
+		gone = PG_INT64_MIN;
 	for (int i = 0; i < n && op->reads->n + 2 <= STATE_MULTI_GET_MAX &&
 		 kb->n + 2 <= STATE_MULTI_GET_MAX; i++)
 	{
@@ -1549,11 +1571,12 @@ window_prefetch(WindowOperator *op, int n, TupleTableSlot *const *events,
 		if (op->slice != 0)
 		{
 			uint64		h = slice_filter_hash(gk, gklen);
-
 			TimestampTz before;
 
+			if (start < gone)
+				continue;		/* late: process looks nothing up */
 			slice_ahead(op, start, gk, gklen, h, false);
-			if (!pg_sub_s64_overflow(start, op->slice, &before))
+			if (!pg_sub_s64_overflow(start, op->slice, &before) && before >= gone)
 				slice_ahead(op, before, gk, gklen, h, true);
 			continue;
 		}
