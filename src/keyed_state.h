@@ -154,8 +154,9 @@ extern void kstate_prefetch(KeyedState *ks, int n, const char *const *keys,
 
 /*
  * Bring the cached entries and objects of n keys (at most
- * STATE_MULTI_GET_MAX) into the CPU's caches ahead of their lookups, whose
- * cache misses then overlap instead of following one another.  Reads
+ * STATE_MULTI_GET_MAX), and what the objects' own prefetch names, into the
+ * CPU's caches ahead of their lookups, whose cache misses then overlap
+ * instead of following one another.  Reads
  * nothing from the store and changes nothing: for keys that are cached or
  * absent, such as slices made since the worker started.
  */

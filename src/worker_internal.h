@@ -8,13 +8,13 @@
  *
  * Memory: the Worker and what it keeps for the life of the process are in
  * TopMemoryContext; what one message needs is in msg_cxt, reset after each
- * message (the single worker's loop: after each chunk of up to
- * WORKER_LOOKAHEAD messages, see process_chunk in worker.c).  Threads: none of ours; the worker's code runs in the backend's
- * one thread (librdkafka and RocksDB run their own, behind kafka_source.h
- * and state.h).  Ownership: worker.c creates the Worker and closes its
- * source, store and slots at exit (worker_shmem_exit); parallel_task.c
- * owns the fields of the parallel part (the exchange, the channels'
- * state).
+ * message (in the single worker's loop, after each chunk of up to
+ * WORKER_LOOKAHEAD messages: see process_chunk in worker.c).  Threads: none
+ * of ours; the worker's code runs in the backend's one thread (librdkafka
+ * and RocksDB run their own, behind kafka_source.h and state.h).
+ * Ownership: worker.c creates the Worker and closes its source, store and
+ * slots at exit (worker_shmem_exit); parallel_task.c owns the fields of the
+ * parallel part (the exchange, the channels' state).
  *
  *-------------------------------------------------------------------------
  */
