@@ -525,9 +525,36 @@ kstate_full(KeyedState *ks)
 }
 
 /*
+ * How far ahead of the entry it visits write_back brings in the entries:
+ * the visit list is in the order the entries were changed, all over the
+ * cache, and each would otherwise be a cache miss, then its object
+ * another, then what the object points to (a window's aggregate states).
+ */
+#define VISIT_AHEAD 16
+
+/*
+ * Bring in entry i + VISIT_AHEAD of visit[0..n-1], the object of entry i +
+ * VISIT_AHEAD / 2 (its entry brought in by then), and what the object of
+ * i + VISIT_AHEAD / 4 points to.
+ */
+static inline void
+visit_prefetch(KeyedState *ks, int n, int i)
+{
+	CacheEntry *e;
+
+	if (i + VISIT_AHEAD < n)
+		kstate_line_prefetch(ks->visit[i + VISIT_AHEAD]);
+	if (i + VISIT_AHEAD / 2 < n && (e = ks->visit[i + VISIT_AHEAD / 2])->obj != NULL)
+		kstate_line_prefetch(e->obj);
+	if (ks->ops->prefetch != NULL && i + VISIT_AHEAD / 4 < n &&
+		(e = ks->visit[i + VISIT_AHEAD / 4])->obj != NULL)
+		ks->ops->prefetch(ks->arg, e->obj);
+}
+
+/*
  * Write every changed object back to the store in one batch (which puts
- * them in key order); they stay cached, clean.  Entries that hold no object are dropped (a
- * deleted window is not looked up again).
+ * them in key order); they stay cached, clean.  Entries that hold no
+ * object are dropped (a deleted window is not looked up again).
  */
 static void
 write_back(KeyedState *ks)
@@ -539,6 +566,8 @@ write_back(KeyedState *ks)
 	/* What must be written stays; what has nothing to write and no object goes. */
 	for (int i = 0; i < ks->nvisit; i++)
 	{
+		if (i + VISIT_AHEAD < ks->nvisit)
+			kstate_line_prefetch(ks->visit[i + VISIT_AHEAD]);
 		e = ks->visit[i];
 		e->listed = false;
 		if (e->dirty && (e->obj != NULL || e->stored))
@@ -567,6 +596,7 @@ write_back(KeyedState *ks)
 
 	for (int i = 0; i < n; i++)
 	{
+		visit_prefetch(ks, n, i);
 		e = ks->visit[i];
 		if (e->obj == NULL)
 			state_batch_delete(ks->batch, e->data, e->klen);
