@@ -191,6 +191,7 @@ parallel_startup(Worker *w)
 	w->emitted = w->checkpoint_id;
 	initStringInfo(&w->chstate);
 	initStringInfo(&w->replay);
+	initStringInfo(&w->ahead);
 	MemoryContextSwitchTo(old);
 	if (w->checkpoint_id > 0)
 		load_channel_state(w);
@@ -472,15 +473,13 @@ deform_record(Worker *w, ExchangeRecord *rec)
 	ExecStoreVirtualTuple(w->event);
 }
 
-/* Operator side: one event from a channel. */
+/* Operator side: the event of record rec, deformed into w->event, processed. */
 static void
-take_record(Worker *w, ExchangeRecord *rec)
+process_record(Worker *w, ExchangeRecord *rec)
 {
-	MemoryContext old = MemoryContextSwitchTo(w->msg_cxt);
 	SfMessagePos pos = {rec->partition, rec->offset};
 	char	   *error;
 
-	deform_record(w, rec);
 	w->events_in++;
 	w->epoch_events_in++;
 	w->rate_events++;
@@ -504,9 +503,65 @@ take_record(Worker *w, ExchangeRecord *rec)
 		}
 		poison_end(w->poison);
 	}
+}
+
+/*
+ * Operator side: the events kept by keep_record, processed as the single
+ * worker's loop processes a chunk (process_chunk in worker.c): each
+ * deformed into a slot of its own, the operator told of them
+ * (operator_prefetch), then each processed in turn.  Called before
+ * anything else read from a channel (or a checkpoint's channel state) is
+ * taken, so that everything is taken in the order it came.
+ */
+static void
+take_records(Worker *w)
+{
+	ExchangeRecord recs[WORKER_LOOKAHEAD];
+	TupleTableSlot *events[WORKER_LOOKAHEAD];
+	TimestampTz times[WORKER_LOOKAHEAD];
+	const char *p = w->ahead.data;
+	int			n = w->nahead;
+	MemoryContext old;
+
+	if (n == 0)
+		return;
+	old = MemoryContextSwitchTo(w->msg_cxt);
+	for (int i = 0; i < n; i++)
+	{
+		p += exchange_parse(p, &recs[i]);
+		w->event = w->events[i];
+		deform_record(w, &recs[i]);
+		events[i] = w->event;
+		times[i] = recs[i].time;
+	}
+	operator_prefetch(w->op, n, events, times);
+	for (int i = 0; i < n; i++)
+	{
+		w->event = events[i];
+		process_record(w, &recs[i]);
+		MemoryContextSwitchTo(old);
+		operator_maybe_flush(w->op);
+		MemoryContextSwitchTo(w->msg_cxt);
+	}
+	w->event = w->events[0];
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(w->msg_cxt);
-	operator_maybe_flush(w->op);
+	w->nahead = 0;
+	resetStringInfo(&w->ahead);
+}
+
+/*
+ * Operator side: an event from a channel (or a checkpoint's channel
+ * state), kept to be processed with the ones after it (take_records), up
+ * to WORKER_LOOKAHEAD.  Its bytes are copied: a channel's record is valid
+ * only until the next is read.
+ */
+static void
+keep_record(Worker *w, ExchangeRecord *rec)
+{
+	appendBinaryStringInfo(&w->ahead, rec->raw, rec->raw_len);
+	if (++w->nahead == WORKER_LOOKAHEAD)
+		take_records(w);
 }
 
 /*
@@ -730,12 +785,16 @@ replay_channel_state(Worker *w, TimestampTz deadline)
 
 		p += exchange_parse(p, &rec);
 		if (rec.kind == EXCHANGE_EVENT)
-			take_record(w, &rec);
+			keep_record(w, &rec);
 		else if (rec.kind == EXCHANGE_PARTIAL)
+		{
+			take_records(w);
 			take_partial(w, &rec);
+		}
 		if (++n % 64 == 0 && GetCurrentTimestamp() > deadline)
 			break;
 	}
+	take_records(w);
 	work_end(w, &as);
 	pg_atomic_write_u32(&exchange_control(w->ex)->dirty, 1);
 	w->replay_off = p - w->replay.data;
@@ -886,9 +945,12 @@ operator_round(Worker *w)
 						in_work = true;
 					}
 					if (rec.kind == EXCHANGE_PARTIAL)
+					{
+						take_records(w);
 						take_partial(w, &rec);
+					}
 					else
-						take_record(w, &rec);
+						keep_record(w, &rec);
 					break;
 				case EXCHANGE_WATERMARK:
 					if (w->chan_idle[c] && !rec.idle)
@@ -897,10 +959,12 @@ operator_round(Worker *w)
 					w->chan_idle[c] = rec.idle;
 					break;
 				case EXCHANGE_BARRIER:
+					take_records(w);	/* the epoch's last events */
 					barrier_received(w, c, rec.checkpoint_id);
 					break;
 			}
 		}
+		take_records(w);
 	}
 	w->next_channel = (w->next_channel + 1) % w->ntasks;
 

@@ -156,6 +156,9 @@ typedef struct Worker
 	StringInfoData chstate;
 	StringInfoData replay;
 	int			replay_off;		/* taken so far */
+	/* events read from a channel, kept to be taken together (take_records) */
+	StringInfoData ahead;
+	int			nahead;
 } Worker;
 
 /* streamflink.batch_size */
