@@ -8,8 +8,8 @@
  *
  * Memory: the Worker and what it keeps for the life of the process are in
  * TopMemoryContext; what one message needs is in msg_cxt, reset after each
- * message (in the single worker's loop, after each chunk of up to
- * WORKER_LOOKAHEAD messages: see process_chunk in worker.c).  Threads: none
+ * message (after each chunk of up to WORKER_LOOKAHEAD events, where they
+ * are taken together: process_chunk, take_records).  Threads: none
  * of ours; the worker's code runs in the backend's one thread (librdkafka
  * and RocksDB run their own, behind kafka_source.h and state.h).
  * Ownership: worker.c creates the Worker and closes its source, store and
@@ -53,7 +53,8 @@
 typedef WatermarkPartition PartitionState;
 
 /*
- * Messages the single worker's loop decodes before processing them: the
+ * Events taken at once, decoded (the single worker's loop) or read from a
+ * channel (a parallel task's operator side) before any is processed: the
  * events the operator is told of ahead (operator_prefetch).  A few dozen
  * are enough for the cache misses of their state's lookups to overlap.
  */
