@@ -3,12 +3,16 @@
 -- RocksDB's batched MultiGet).  After a restart every window and every CEP
 -- buffer is in RocksDB only, none in the worker's cache, so when the
 -- watermark passes them the timer service hands the operators the keys of
--- each next 1024 due timers and they read them in one batch.  3000 keys, two
--- windows each (6000 windows: five full batches and a partial one, a key's
--- two windows due in one advance); the sink and the matches must equal
--- SQL's answer.  A tenant's pipelines.  The pattern pipeline runs under
--- large_state, whose index and filter blocks are partitioned in the block
--- cache: its reads go through them.
+-- each next 1024 due timers and they read them in one batch.  10000 keys,
+-- two windows each (20000 windows: 19 full batches and a partial one, a
+-- key's two windows due in one advance); the sink and the matches must
+-- equal SQL's answer.  A tenant's pipelines.  The pattern pipeline runs
+-- under large_state, whose index and filter blocks are partitioned in the
+-- block cache: its reads go through them.  The stop's checkpoint writes
+-- the 20000 windows and the 10000 buffers back in a batch each, over
+-- STATE_INGEST_MIN_OPS: they reach RocksDB as table files ingested whole
+-- rather than through the memtable (state.c), where the reads after the
+-- restart find them.
 --
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
@@ -33,12 +37,12 @@ SELECT streamflink.create_pattern_pipeline('br_cep', 'br_src', 'k', 'a b',
 -- Per key: v = 1 in minute 0, v = 2 (k % 3 = 0: v = 3) in minute 1.
 CREATE TABLE br.br_events AS
 SELECT row_number() OVER (ORDER BY m, k) AS i, k, v, ts
-FROM (SELECT k, 0 AS m, 1 AS v, timestamptz '2024-01-01 00:00:00+00' + k * interval '10 ms' AS ts
-      FROM generate_series(0, 2999) k
+FROM (SELECT k, 0 AS m, 1 AS v, timestamptz '2024-01-01 00:00:00+00' + k * interval '5 ms' AS ts
+      FROM generate_series(0, 9999) k
       UNION ALL
       SELECT k, 1, CASE WHEN k % 3 = 0 THEN 3 ELSE 2 END,
-             timestamptz '2024-01-01 00:01:00+00' + k * interval '10 ms'
-      FROM generate_series(0, 2999) k) e;
+             timestamptz '2024-01-01 00:01:00+00' + k * interval '5 ms'
+      FROM generate_series(0, 9999) k) e;
 
 SELECT streamflink.start('br_win');
 SELECT streamflink.start('br_cep');
@@ -46,7 +50,7 @@ RESET ROLE;  -- the test's producer, not the tenant
 SELECT streamflink.produce(regress_brokers(), 'regress_batch_read',
        (SELECT array_agg(json_build_object('k', k, 'v', v, 'ts', ts)::text ORDER BY i) FROM br.br_events), 0);
 SET ROLE regress_br_tenant;
-SELECT wait_until($$SELECT bool_and(events = 6000) FROM streamflink.pipelines WHERE name IN ('br_win', 'br_cep')$$);
+SELECT wait_until($$SELECT bool_and(events = 20000) FROM streamflink.pipelines WHERE name IN ('br_win', 'br_cep')$$);
 -- nothing fired yet (the watermark is 10 minutes behind)
 SELECT count(*) FROM br.br_win_out;
 SELECT count(*) FROM br.br_cep_out;
@@ -63,8 +67,8 @@ SELECT streamflink.produce(regress_brokers(), 'regress_batch_read',
        ARRAY['{"k": -1, "v": 0, "ts": "2024-01-01 01:00:00+00"}'], 0);
 SET ROLE regress_br_tenant;
 SELECT wait_until($$SELECT bool_and(watermark = '2024-01-01 00:50:00+00') FROM streamflink.pipelines WHERE name IN ('br_win', 'br_cep')$$);
-SELECT wait_until($$SELECT count(*) = 6000 FROM br.br_win_out$$);
-SELECT wait_until($$SELECT count(*) = 2000 FROM br.br_cep_out$$);
+SELECT wait_until($$SELECT count(*) = 20000 FROM br.br_win_out$$);
+SELECT wait_until($$SELECT count(*) = 6666 FROM br.br_cep_out$$);
 
 -- The windows equal SQL's answer, both ways.
 SELECT count(*) AS windows, sum(n) AS events FROM br.br_win_out;
@@ -79,7 +83,7 @@ SELECT count(*) AS extra FROM (
 SELECT count(*) AS matches, count(DISTINCT k) AS keys, bool_and(k % 3 <> 0) AS right_keys,
        bool_and(match_end - match_start = interval '1 minute') AS a_minute_apart
 FROM br.br_cep_out;
-SELECT k, match_start, match_end, events FROM br.br_cep_out WHERE k IN (1, 2999) ORDER BY k;
+SELECT k, match_start, match_end, events FROM br.br_cep_out WHERE k IN (1, 9998) ORDER BY k;
 
 SELECT streamflink.stop('br_win');
 SELECT streamflink.stop('br_cep');

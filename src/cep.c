@@ -2120,11 +2120,12 @@ cep_flush(void *arg)
 {
 	CepOperator *op = (CepOperator *) arg;
 
+	/* the counters go with the partial matches (kstate_counter_stage) */
+	kstate_counter_stage(op->open, op->ks_nfa);
+	kstate_counter_stage(op->dropped, op->ks_nfa);
 	kstate_flush(op->ks_buf);
 	kstate_flush(op->ks_nfa);
 	timers_flush(op->timers);
-	kstate_counter_flush(op->open);
-	kstate_counter_flush(op->dropped);
 }
 
 static void

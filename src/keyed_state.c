@@ -158,7 +158,8 @@ struct KeyedState
 	int64		evictions;		/* since the cache's creation */
 	StringInfoData buf;
 	StateBatch *batch;
-	bool		ranges;			/* the batch holds range deletions */
+	bool		staged;			/* the batch holds operations besides the
+								 * entries' (range deletions, counters) */
 };
 
 static void
@@ -347,7 +348,7 @@ kstate_delete_range(KeyedState *ks, const char *lower, size_t llen,
 					const char *upper, size_t ulen)
 {
 	state_batch_delete_range(ks->batch, ks->store, lower, llen, upper, ulen);
-	ks->ranges = true;
+	ks->staged = true;
 }
 
 /* The cached entry of key, or NULL; does not change the cache. */
@@ -557,7 +558,7 @@ visit_prefetch(KeyedState *ks, int n, int i)
  * object are dropped (a deleted window is not looked up again).
  */
 static void
-write_back(KeyedState *ks)
+write_back(KeyedState *ks, bool snapshot)
 {
 	CacheEntry *e;
 	int			n = 0;
@@ -586,10 +587,10 @@ write_back(KeyedState *ks)
 	ks->nvisit = 0;
 	if (n == 0)
 	{
-		if (ks->ranges)
+		if (ks->staged)
 		{
 			state_batch_write(ks->store, ks->batch);
-			ks->ranges = false;
+			ks->staged = false;
 		}
 		return;
 	}
@@ -617,14 +618,17 @@ write_back(KeyedState *ks)
 			cache_drop(ks, e);	/* the batch holds a copy of the key */
 	}
 	MemoryContextReset(ks->scratch);
-	state_batch_write(ks->store, ks->batch);
-	ks->ranges = false;
+	if (snapshot)
+		state_batch_write_for_snapshot(ks->store, ks->batch);
+	else
+		state_batch_write(ks->store, ks->batch);
+	ks->staged = false;
 }
 
 void
 kstate_flush(KeyedState *ks)
 {
-	write_back(ks);
+	write_back(ks, true);
 	elog(DEBUG1, "keyed state cache: %u entries, %zu bytes, %lld evictions",
 		 ks->cache->members, MemoryContextMemAllocated(ks->cxt, true),
 		 (long long) ks->evictions);
@@ -643,7 +647,7 @@ kstate_flush(KeyedState *ks)
 void
 kstate_evict(KeyedState *ks)
 {
-	write_back(ks);
+	write_back(ks, false);
 	elog(DEBUG1, "keyed state cache over %lld bytes: %u entries dropped",
 		 (long long) ks->max_bytes, ks->cache->members);
 	MemoryContextReset(ks->cxt);
@@ -675,7 +679,6 @@ struct KeyGroupCounter
 	int64		count[STATE_KEY_GROUPS];
 	bool		known[STATE_KEY_GROUPS];	/* stored or set */
 	bool		dirty[STATE_KEY_GROUPS];
-	StateBatch *batch;
 	StringInfoData key;
 };
 
@@ -695,7 +698,6 @@ kstate_counter_open(StateStore *store, uint8 id)
 
 	c->store = store;
 	c->id = id;
-	c->batch = state_batch_create();
 	initStringInfo(&c->key);
 	initStringInfo(&val);
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
@@ -752,21 +754,26 @@ kstate_counter_total(KeyGroupCounter *c)
 	return c->total;
 }
 
+/*
+ * The changed counts go into ks's batch, written with its next write-back
+ * (kstate_flush): a checkpoint's writes to the main family are then one
+ * batch.  Counters written apart, a hundred keys or so at each checkpoint,
+ * would be in the memtable when the write-back's batch is ingested as a
+ * table file (state.c), and the ingestion would flush them into a file of
+ * their own: a file more in level 0 at every checkpoint.
+ */
 void
-kstate_counter_flush(KeyGroupCounter *c)
+kstate_counter_stage(KeyGroupCounter *c, KeyedState *ks)
 {
-	bool		any = false;
-
+	Assert(c->store == ks->store);
 	for (int kg = 0; kg < STATE_KEY_GROUPS; kg++)
 	{
 		if (!c->dirty[kg])
 			continue;
 		counter_key(&c->key, kg, c->id);
-		state_batch_put(c->batch, c->key.data, c->key.len,
+		state_batch_put(ks->batch, c->key.data, c->key.len,
 						(char *) &c->count[kg], sizeof(int64));
 		c->dirty[kg] = false;
-		any = true;
+		ks->staged = true;
 	}
-	if (any)
-		state_batch_write(c->store, c->batch);
 }

@@ -232,12 +232,13 @@ extern int64 kstate_read_time(const char *p);
  * operator shows in the status view (open windows, partial matches): each
  * key group's count is kept in its key group, so it moves with it when
  * state is cut by key-group range.  The counts and their total are kept in
- * memory (of the context the counter was opened in); kstate_counter_flush
- * writes the changed ones, with the operator's flush, before a snapshot.
+ * memory (of the context the counter was opened in); kstate_counter_stage
+ * puts the changed ones in a KeyedState's batch, which the operator's flush
+ * then writes before a snapshot.
  */
 typedef struct KeyGroupCounter KeyGroupCounter;
 
-/* Counter 'id' (KS_COUNTER_...) as last flushed to the store. */
+/* Counter 'id' (KS_COUNTER_...) as last written to the store. */
 extern KeyGroupCounter *kstate_counter_open(StateStore *store, uint8 id);
 
 /* Add delta to the count of the key group state key skey starts with. */
@@ -254,6 +255,7 @@ extern int64 kstate_counter_total(KeyGroupCounter *c);
 extern void kstate_counter_set(KeyGroupCounter *c, const char *skey, int64 value);
 extern bool kstate_counter_get(KeyGroupCounter *c, uint16 kg, int64 *value);
 
-extern void kstate_counter_flush(KeyGroupCounter *c);
+/* Stage the changed counts in ks's batch (the same store), for kstate_flush. */
+extern void kstate_counter_stage(KeyGroupCounter *c, KeyedState *ks);
 
 #endif							/* STREAMFLINK_KEYED_STATE_H */

@@ -204,6 +204,32 @@ typedef struct BatchOp
  */
 #define STATE_BATCH_KEEP_BYTES		(4 * 1024 * 1024)
 
+/*
+ * A batch for a snapshot of at least this many staged operations and
+ * nothing else (no range deletion) is written as a table file and ingested
+ * (ingest_staged), not through the memtable.  Below it, the file's fixed
+ * costs (its own fsync, a MANIFEST record, one more file in level 0)
+ * outweigh what it saves.
+ */
+#define STATE_INGEST_MIN_OPS		8192
+
+/* Its name in the database's directory: not one RocksDB's names parse as. */
+#define STATE_INGEST_FILE			"streamflink-ingest.tmp"
+
+/*
+ * Files in level 0 that start a compaction into level 1 (RocksDB's
+ * default: 4).  A checkpoint's large write-back reaches level 0 as a file
+ * of its own, and what the memtable holds then (evictions since the last
+ * checkpoint) as another, flushed by the ingestion, so level 0 gets up to
+ * twice the files for the same bytes as when every write went through the
+ * memtable; with keys all over the key space, each of those compactions
+ * rewrites the whole of level 1.
+ */
+#define STATE_L0_COMPACTION_TRIGGER	8
+
+/* RocksDB's kDisableCompressionOption: a level's compression not set. */
+#define STATE_NO_COMPRESSION_OPTION	0xff
+
 static void store_release(StateStore *store);
 static StateStore *open_primary(const char *dir, const StateTuning *t, bool wal);
 static void check_writable(StateStore *store);
@@ -376,6 +402,7 @@ apply_primary_tuning(rocksdb_options_t *opts, const StateTuning *t)
 	rocksdb_options_set_target_file_size_base(opts, (uint64_t) t->target_file_size_base);
 	rocksdb_options_set_max_bytes_for_level_base(opts, (uint64_t) t->max_bytes_for_level_base);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(opts, t->dynamic_level_bytes ? 1 : 0);
+	rocksdb_options_set_level0_file_num_compaction_trigger(opts, STATE_L0_COMPACTION_TRIGGER);
 
 	/*
 	 * A bloom filter over the whole keys of each memtable: most lookups of
@@ -1214,6 +1241,26 @@ sort_op_cmp(const SortOp *x, const SortOp *y)
 #include "lib/sort_template.h"
 
 /*
+ * The staged operations in key order (family, then key, then staging
+ * order), allocated in the batch's context.
+ */
+static SortOp *
+sort_ops(StateBatch *batch)
+{
+	SortOp	   *ops;
+
+	ops = MemoryContextAllocHuge(batch->cxt, batch->nops * sizeof(SortOp));
+	for (uint32 i = 0; i < batch->nops; i++)
+	{
+		ops[i].op = (BatchOp *) (batch->ops + batch->offsets[i]);
+		key_prefix(ops[i].op, ops[i].prefix);
+	}
+	if (batch->nops > 1)
+		sort_batch_ops(ops, batch->nops);
+	return ops;
+}
+
+/*
  * Hand the staged operations to RocksDB's batch, in key order.  The
  * memtable is a skip list that remembers where its last insert went
  * (RocksDB's sequential "splice"): keys inserted in order each start from
@@ -1233,14 +1280,7 @@ sort_staged(StateBatch *batch)
 
 	if (batch->nops == 0)
 		return;
-	ops = MemoryContextAllocHuge(batch->cxt, batch->nops * sizeof(SortOp));
-	for (uint32 i = 0; i < batch->nops; i++)
-	{
-		ops[i].op = (BatchOp *) (batch->ops + batch->offsets[i]);
-		key_prefix(ops[i].op, ops[i].prefix);
-	}
-	if (batch->nops > 1)
-		sort_batch_ops(ops, batch->nops);
+	ops = sort_ops(batch);
 	for (uint32 i = 0; i < batch->nops; i++)
 	{
 		BatchOp    *op = ops[i].op;
@@ -1267,6 +1307,142 @@ sort_staged(StateBatch *batch)
 		else
 			rocksdb_writebatch_put(batch->wb, key, op->klen,
 								   key + op->klen, op->vlen);
+	}
+	pfree(ops);
+	batch->used = 0;
+	batch->nops = 0;
+}
+
+static inline bool
+same_key(const BatchOp *a, const BatchOp *b)
+{
+	return a->cf == b->cf && a->klen == b->klen &&
+		memcmp(BATCH_OP_KEY(a), BATCH_OP_KEY(b), a->klen) == 0;
+}
+
+/* Where a batch's table file is written before it is ingested. */
+static char *
+ingest_path(StateStore *store)
+{
+	return psprintf("%s/" STATE_INGEST_FILE, store->dir);
+}
+
+/*
+ * Write ops[from..to-1] (one family's, in key order) to a table file as a
+ * flush of that family would (its table options and filters, its first
+ * levels' compression), and ingest it.
+ */
+static void
+ingest_family(StateStore *store, SortOp *ops, uint32 from, uint32 to)
+{
+	rocksdb_column_family_handle_t *cf = ops[from].op->cf;
+	rocksdb_options_t *fopts = store->options;
+	rocksdb_options_t *opts;
+	rocksdb_envoptions_t *env;
+	rocksdb_sstfilewriter_t *writer;
+	rocksdb_ingestexternalfileoptions_t *iopts;
+	char	   *path = ingest_path(store);
+	const char *paths[1];
+	char	   *err = NULL;
+	sigset_t	saved;
+
+	if (cf == NULL)
+		cf = store->cf;
+	for (int f = 0; f < STATE_NUM_FAMILIES; f++)
+	{
+		if (store->families[f] != NULL && store->families[f]->cf == cf)
+			fopts = store->family_options[f];
+	}
+
+	/*
+	 * The writer compresses as the bottommost level would, unless told
+	 * otherwise; the file lands in level 0 (its keys overlap the rest), as
+	 * a flush's does, so it is compressed as a flush's.
+	 */
+	opts = rocksdb_options_create_copy(fopts);
+	rocksdb_options_set_bottommost_compression(opts, STATE_NO_COMPRESSION_OPTION);
+	env = rocksdb_envoptions_create();
+	writer = rocksdb_sstfilewriter_create(env, opts);
+
+	thread_signals_block(&saved);
+	rocksdb_sstfilewriter_open(writer, path, &err);
+	for (uint32 i = from; err == NULL && i < to; i++)
+	{
+		BatchOp    *op = ops[i].op;
+		const char *key = BATCH_OP_KEY(op);
+
+		if (i + SORT_PREFETCH_AHEAD < to)
+			prefetch_mem(ops[i + SORT_PREFETCH_AHEAD].op);
+
+		/* a file has each key once: the last operation on it counts */
+		if (i + 1 < to && same_key(op, ops[i + 1].op))
+			continue;
+		if (op->is_delete)
+			rocksdb_sstfilewriter_delete(writer, key, op->klen, &err);
+		else
+			rocksdb_sstfilewriter_put(writer, key, op->klen,
+									  key + op->klen, op->vlen, &err);
+	}
+	if (err == NULL)
+		rocksdb_sstfilewriter_finish(writer, &err);
+	rocksdb_sstfilewriter_destroy(writer);
+	rocksdb_envoptions_destroy(env);
+	rocksdb_options_destroy(opts);
+
+	if (err == NULL)
+	{
+		/*
+		 * Moved: the file is linked into the database and its name here
+		 * removed.  A memtable whose keys overlap the file's is flushed
+		 * first, and the file's operations come after everything written
+		 * before (it takes the next sequence number).
+		 */
+		iopts = rocksdb_ingestexternalfileoptions_create();
+		rocksdb_ingestexternalfileoptions_set_move_files(iopts, 1);
+		paths[0] = path;
+		rocksdb_ingest_external_file_cf(store->db, cf, paths, 1, iopts, &err);
+		rocksdb_ingestexternalfileoptions_destroy(iopts);
+	}
+	thread_signals_restore(&saved);
+
+	if (err != NULL)
+	{
+		char		msg[STATE_ERRMSG_LEN];
+
+		take_error(err, msg, sizeof(msg));
+		(void) unlink(path);
+		ereport(ERROR,
+				(errcode(rocks_errcode(msg)),
+				 errmsg("could not ingest a batch of %u operations into state database \"%s\": %s",
+						to - from, store->dir, msg)));
+	}
+	pfree(path);
+}
+
+/*
+ * Write a large batch that holds staged operations only as table files, one
+ * per family, ingested into the database: what the batch would otherwise
+ * cost twice, inserted into a memtable's skip list (about 400 ns an
+ * operation at a million keys) and then written out by the memtable's
+ * flush, it costs once, and the checkpoint that waits on it waits for no
+ * flush of it.  A checkpoint's write-back of a cache with many keys is
+ * such a batch (state_batch_write_for_snapshot).  The families' files are
+ * ingested one after the other, not atomically: a worker whose write
+ * failed starts again from its last checkpoint's snapshot.
+ */
+static void
+ingest_staged(StateStore *store, StateBatch *batch)
+{
+	SortOp	   *ops = sort_ops(batch);
+	uint32		from = 0;
+
+	for (uint32 i = 1; i <= batch->nops; i++)
+	{
+		if (i == batch->nops || ops[i].op->cf != ops[from].op->cf)
+		{
+			ingest_family(store->root, ops, from, i);
+			from = i;
+		}
 	}
 	pfree(ops);
 	batch->used = 0;
@@ -1333,14 +1509,34 @@ state_batch_delete_range(StateBatch *batch, StateStore *family,
 	rocksdb_writebatch_delete_range_cf(batch->wb, family->cf, lower, llen, upper, ulen);
 }
 
-/* Apply the batch atomically, then clear it for reuse (also on failure). */
-void
-state_batch_write(StateStore *store, StateBatch *batch)
+/*
+ * Apply the batch atomically (as table files, one family after the other:
+ * see ingest_staged), then clear it for reuse (also on failure); 'ingest':
+ * a large batch may go as table files.
+ */
+static void
+batch_write(StateStore *store, StateBatch *batch, bool ingest)
 {
 	sigset_t	saved;
 	char	   *err = NULL;
 
 	check_writable(store);
+	if (ingest && batch->nops >= STATE_INGEST_MIN_OPS &&
+		rocksdb_writebatch_count(batch->wb) == 0)
+	{
+		/* what the flush an ingestion may force empties counts */
+		note_memtables(store);
+		PG_TRY();
+		{
+			ingest_staged(store, batch);
+		}
+		PG_FINALLY();
+		{
+			batch_reset(batch);
+		}
+		PG_END_TRY();
+		return;
+	}
 	sort_staged(batch);
 
 	/*
@@ -1364,6 +1560,18 @@ state_batch_write(StateStore *store, StateBatch *batch)
 				 errmsg("could not write batch to state database \"%s\": %s",
 						store->dir, msg)));
 	}
+}
+
+void
+state_batch_write(StateStore *store, StateBatch *batch)
+{
+	batch_write(store, batch, false);
+}
+
+void
+state_batch_write_for_snapshot(StateStore *store, StateBatch *batch)
+{
+	batch_write(store, batch, true);
 }
 
 void

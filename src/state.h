@@ -166,6 +166,16 @@ extern void state_batch_delete_range(StateBatch *batch, StateStore *family,
 									 const char *lower, size_t llen,
 									 const char *upper, size_t ulen);
 extern void state_batch_write(StateStore *store, StateBatch *batch);	/* and clears it */
+
+/*
+ * The same, for a batch a checkpoint waits on (a cache's write-back at a
+ * snapshot): a large one holding puts and deletes only is written as a
+ * table file and ingested, which costs the checkpoint less than the
+ * memtable's inserts and flush.  Other large batches, written between
+ * checkpoints, go through the memtable, whose flush merges them with
+ * what else was written into one file.
+ */
+extern void state_batch_write_for_snapshot(StateStore *store, StateBatch *batch);
 extern void state_batch_destroy(StateBatch *batch);
 
 /*

@@ -1819,9 +1819,7 @@ void
 window_flush(WindowOperator *op)
 {
 	delete_gone(op);
-	kstate_flush(op->ks);
-	timers_flush(op->timers);
-	kstate_counter_flush(op->open);
+	kstate_counter_stage(op->open, op->ks);
 	if (op->slice && op->fired_wm != PG_INT64_MIN)
 	{
 		/*
@@ -1838,8 +1836,11 @@ window_flush(WindowOperator *op)
 			kstate_counter_set(op->fired_to, kgkey, op->fired_wm);
 			op->touched[kg] = false;
 		}
-		kstate_counter_flush(op->fired_to);
+		kstate_counter_stage(op->fired_to, op->ks);
 	}
+	/* the counters go with the windows (kstate_counter_stage) */
+	kstate_flush(op->ks);
+	timers_flush(op->timers);
 }
 
 /* Windows fold an event in at once: its message is the worker's concern. */
