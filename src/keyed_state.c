@@ -392,7 +392,7 @@ kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 	for (int i = 0; i < n; i++)
 	{
 		hashes[i] = hash_bytes((const unsigned char *) keys[i], (int) klens[i]);
-		kstate_line_prefetch(&tb->data[kcache_initial_bucket(tb, hashes[i])]);
+		state_line_prefetch(&tb->data[kcache_initial_bucket(tb, hashes[i])]);
 	}
 	for (int i = 0; i < n; i++)
 	{
@@ -409,7 +409,7 @@ kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 			if (slot->hash == hashes[i])
 			{
 				entries[i] = slot->entry;
-				kstate_line_prefetch(entries[i]);
+				state_line_prefetch(entries[i]);
 				break;
 			}
 			b = kcache_next(tb, b, start);
@@ -417,7 +417,7 @@ kstate_prefetch_cached(KeyedState *ks, int n, const char *const *keys,
 	}
 	for (int i = 0; i < n; i++)
 		if (entries[i] != NULL && entries[i]->obj != NULL)
-			kstate_line_prefetch(entries[i]->obj);
+			state_line_prefetch(entries[i]->obj);
 	if (ks->ops->prefetch != NULL)
 		for (int i = 0; i < n; i++)
 			if (entries[i] != NULL && entries[i]->obj != NULL)
@@ -544,9 +544,9 @@ visit_prefetch(KeyedState *ks, int n, int i)
 	CacheEntry *e;
 
 	if (i + VISIT_AHEAD < n)
-		kstate_line_prefetch(ks->visit[i + VISIT_AHEAD]);
+		state_line_prefetch(ks->visit[i + VISIT_AHEAD]);
 	if (i + VISIT_AHEAD / 2 < n && (e = ks->visit[i + VISIT_AHEAD / 2])->obj != NULL)
-		kstate_line_prefetch(e->obj);
+		state_line_prefetch(e->obj);
 	if (ks->ops->prefetch != NULL && i + VISIT_AHEAD / 4 < n &&
 		(e = ks->visit[i + VISIT_AHEAD / 4])->obj != NULL)
 		ks->ops->prefetch(ks->arg, e->obj);
@@ -568,7 +568,7 @@ write_back(KeyedState *ks, bool snapshot)
 	for (int i = 0; i < ks->nvisit; i++)
 	{
 		if (i + VISIT_AHEAD < ks->nvisit)
-			kstate_line_prefetch(ks->visit[i + VISIT_AHEAD]);
+			state_line_prefetch(ks->visit[i + VISIT_AHEAD]);
 		e = ks->visit[i];
 		e->listed = false;
 		if (e->dirty && (e->obj != NULL || e->stored))

@@ -66,19 +66,12 @@ typedef struct KeyedStateOps
 
 	/*
 	 * Optional: bring what an object points to and its user reads next
-	 * into the CPU's caches (kstate_line_prefetch), reading nothing but the
+	 * into the CPU's caches (state_line_prefetch), reading nothing but the
 	 * object: the last step of kstate_prefetch_cached, after the object
 	 * itself.
 	 */
 	void		(*prefetch) (void *arg, const void *obj);
 } KeyedStateOps;
-
-/* Bring the cache line at p into the CPU's caches, where the compiler can. */
-#if defined(__GNUC__) || defined(__clang__)
-#define kstate_line_prefetch(p) __builtin_prefetch(p)
-#else
-#define kstate_line_prefetch(p) ((void) 0)
-#endif
 
 /* A cache over store whose memory stays within about max_bytes. */
 extern KeyedState *kstate_create(StateStore *store, const KeyedStateOps *ops,

@@ -1166,14 +1166,9 @@ stage_op(StateBatch *batch, rocksdb_column_family_handle_t *cf, bool is_delete,
 
 /*
  * How many operations ahead of the one handed to RocksDB the next is asked
- * for (sort_staged), and the hint itself.
+ * for (sort_staged, ingest_family).
  */
 #define SORT_PREFETCH_AHEAD 8
-#if defined(__GNUC__) || defined(__clang__)
-#define prefetch_mem(p) __builtin_prefetch(p)
-#else
-#define prefetch_mem(p) ((void) 0)
-#endif
 
 typedef struct SortOp
 {
@@ -1292,7 +1287,7 @@ sort_staged(StateBatch *batch)
 		 * which, asked for a few operations ahead, overlap.
 		 */
 		if (i + SORT_PREFETCH_AHEAD < batch->nops)
-			prefetch_mem(ops[i + SORT_PREFETCH_AHEAD].op);
+			state_line_prefetch(ops[i + SORT_PREFETCH_AHEAD].op);
 
 		if (op->is_delete)
 		{
@@ -1372,7 +1367,7 @@ ingest_family(StateStore *store, SortOp *ops, uint32 from, uint32 to)
 		const char *key = BATCH_OP_KEY(op);
 
 		if (i + SORT_PREFETCH_AHEAD < to)
-			prefetch_mem(ops[i + SORT_PREFETCH_AHEAD].op);
+			state_line_prefetch(ops[i + SORT_PREFETCH_AHEAD].op);
 
 		/* a file has each key once: the last operation on it counts */
 		if (i + 1 < to && same_key(op, ops[i + 1].op))

@@ -28,6 +28,17 @@
 typedef struct StateStore StateStore;
 typedef struct StateTuning StateTuning;	/* state_tuning.h */
 
+/*
+ * Bring the cache line at p into the CPU's caches, where the compiler can:
+ * for loops over state in memory whose cache misses should overlap (the
+ * staged operations of a batch, a cache's entries and objects).
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define state_line_prefetch(p) __builtin_prefetch(p)
+#else
+#define state_line_prefetch(p) ((void) 0)
+#endif
+
 /* Levels of the LSM tree shown per level (RocksDB's default num_levels). */
 #define STATE_METRIC_LEVELS 7
 

@@ -451,7 +451,7 @@ winstate_prefetch(void *arg, const void *obj)
 	WindowOperator *op = (WindowOperator *) arg;
 
 	if (op->def->window_kind != WINDOW_SESSION)
-		kstate_line_prefetch(((const WinState *) obj)->aggs);
+		state_line_prefetch(((const WinState *) obj)->aggs);
 }
 
 static const KeyedStateOps winstate_ops = {
