@@ -155,6 +155,9 @@ SELECT streamflink.create_window_pipeline('la_tenant_p', 'la_tenant_src', 'k', '
 	parallelism => 2);
 SELECT streamflink.start('la_tenant_p');
 SELECT wait_until($$SELECT count(*) > 0 FROM streamflink.hot_keys WHERE pipeline = 'la_tenant_p'$$);
+-- both tasks past the windows compared below (hot keys show after a few events)
+SELECT wait_until($$SELECT count(*) = 2 AND bool_and(coalesce(watermark >= '2024-01-01 00:15:00+00', false))
+	FROM streamflink.tasks WHERE pipeline = 'la_tenant_p'$$);
 SELECT DISTINCT pipeline FROM streamflink.hot_keys;
 SELECT DISTINCT pipeline FROM streamflink.tasks;
 SELECT streamflink.stop('la_tenant_p');
