@@ -42,7 +42,8 @@ SELECT streamflink.create_window_pipeline('par_w2', 'par_src', 'k', 'tumble',
 -- Unaligned, and aligned switching to unaligned at once (a zero timeout).
 SELECT streamflink.create_window_pipeline('par_wu', 'par_src', 'k', 'tumble',
 	'count(*) AS n, sum(v) AS total', 'par_wu_out', size => '1 minute',
-	checkpoint_interval => '200 milliseconds', parallelism => 2, checkpoint_mode => 'unaligned');
+	checkpoint_interval => '200 milliseconds', parallelism => 2, checkpoint_mode => 'unaligned',
+	state_options => 'block_cache_size=8MB');
 SELECT streamflink.create_window_pipeline('par_wt', 'par_src', 'k', 'tumble',
 	'count(*) AS n, sum(v) AS total', 'par_wt_out', size => '1 minute',
 	checkpoint_interval => '200 milliseconds', parallelism => 3, aligned_checkpoint_timeout => '0');
@@ -125,6 +126,18 @@ SELECT pipeline, bool_and(unaligned_tasks = 0 AND persisted_bytes = 0) AS aligne
 FROM streamflink.checkpoints WHERE pipeline = 'par_w2' GROUP BY pipeline;
 SELECT pipeline, bool_and(parallelism = 1 AND tasks IS NULL) AS single
 FROM streamflink.checkpoints WHERE pipeline IN ('par_w1', 'par_p1') GROUP BY pipeline ORDER BY pipeline;
+
+-- One memory budget whatever the parallelism: a pipeline takes one worker's
+-- share of streamflink.state_memory (64MB here), which its tasks split (the
+-- default profile's block cache is half of it: 32MB in all, a third of it
+-- in each of par_wt's three tasks), and streamflink.state_metrics shows the
+-- totals of its tasks' databases (an explicit block_cache_size is each
+-- task's: 8MB twice).  Each task publishes about once a second.
+SELECT wait_until($$SELECT count(*) = 6 AND bool_and(round(block_cache_capacity / 1048576.0) =
+	CASE pipeline WHEN 'par_wu' THEN 16 ELSE 32 END)
+	FROM streamflink.state_metrics WHERE pipeline LIKE 'par\_%'$$);
+SELECT pipeline, round(block_cache_capacity / 1048576.0) AS cache_mb
+FROM streamflink.state_metrics WHERE pipeline LIKE 'par\_%' ORDER BY pipeline;
 
 -- A tenant sees only its own pipelines' tasks.
 CREATE ROLE regress_par_tenant;

@@ -64,7 +64,9 @@ SELECT p, o, pg_temp.sqlstate(p, o)
 FROM (VALUES (NULL, 'max_open_files=-1'), (NULL, 'max_background_jobs=8'), (NULL, 'block_cache_size=1GB'),
 			 (NULL, 'max_background_jobs=0'), (NULL, 'compression=brotli'), (NULL, 'wal_dir=/tmp'),
 			 (NULL, 'block_size'), (NULL, 'block_size=4kB;block_size=8kB'), ('fast', NULL),
-			 ('write_heavy', 'max_open_files=1024;max_background_jobs=4;max_write_buffer_number=8')) v(p, o);
+			 ('write_heavy', 'max_open_files=1024;max_background_jobs=4;max_write_buffer_number=8;write_buffer_size=4MB'),
+			 -- memtables waiting for their flush count: 16MB of cache and 7 x 16MB
+			 ('write_heavy', 'max_write_buffer_number=8')) v(p, o);
 DROP FUNCTION pg_temp.sqlstate(text, text);
 -- Within the share: fine.
 SELECT streamflink.state_settings('read_heavy', 'block_cache_size=16MB;max_open_files=100;max_background_jobs=4');
@@ -88,15 +90,41 @@ VALUES ('sta_direct', (SELECT id FROM streamflink.source WHERE name = 'sta'), 'w
 		'tumble', '1 minute', 'count(*) AS n', 'sta_direct', '0', '1 second',
 		'max_background_jobs=64');
 DROP TABLE sta_direct;
--- Accepted.
+-- Accepted (a profile's name in any case, kept in lower case).
 SELECT streamflink.create_window_pipeline('sta', source => 'sta', key => 'k', "window" => 'tumble',
        size => '1 minute', aggregates => 'count(*) AS n, sum(v) AS total', sink => 'sta_out',
-       state_profile => 'read_heavy', state_options => 'block_cache_size=16MB;bloom_filter_bits=12');
+       state_profile => 'Read_Heavy', state_options => 'block_cache_size=16MB;bloom_filter_bits=12');
 SELECT streamflink.create_pattern_pipeline('stp', source => 'sta', key => 'k', pattern => 'a b',
        define => 'a AS v < 1, b AS v > 1', sink => 'stp_out', state_profile => 'write_heavy');
 SELECT name, state_profile, state_options FROM streamflink.pipeline ORDER BY name;
 -- A tenant cannot change the tuning afterwards (only the desired state).
 UPDATE streamflink.pipeline SET state_options = 'max_open_files=-1' WHERE name = 'sta';
+
+-- A superuser's pipeline given to a tenant must fit the tenant's bounds.
+RESET ROLE;
+CREATE ROLE regress_st_su SUPERUSER;
+GRANT streamflink_user TO regress_st_su;
+SET ROLE regress_st_su;
+SELECT streamflink.create_source('stsu', brokers => regress_brokers(), topic => 'regress_st',
+       columns => 'k int, v float8, ts timestamptz', event_time => 'ts');
+SELECT streamflink.create_window_pipeline('stsu', source => 'stsu', key => 'k', "window" => 'tumble',
+       size => '1 minute', aggregates => 'count(*) AS n', sink => 'public.stsu_out',
+       state_options => 'max_background_jobs=8;max_open_files=-1');
+RESET ROLE;
+UPDATE streamflink.pipeline SET owner = 'regress_st_a' WHERE name = 'stsu';
+-- Its owner no longer a superuser: the worker starts with what a tenant may
+-- use (and logs it), rather than failing and restarting every few seconds.
+ALTER ROLE regress_st_su NOSUPERUSER;
+SET ROLE regress_st_su;
+SELECT streamflink.start('stsu');
+SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'stsu'$$);
+SELECT name, status, error FROM streamflink.pipelines WHERE name = 'stsu';
+SELECT streamflink.stop('stsu');
+SELECT streamflink.drop_pipeline('stsu', drop_sink => true);
+SELECT streamflink.drop_source('stsu');
+RESET ROLE;
+DROP ROLE regress_st_su;
+SET ROLE regress_st_a;
 
 -- Running: RocksDB's numbers in streamflink.state_metrics, with RocksDB's
 -- statistics on (off by default: they cost CPU; the four columns from them

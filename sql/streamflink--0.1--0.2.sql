@@ -78,13 +78,19 @@ LANGUAGE C STABLE;
 REVOKE ALL ON FUNCTION streamflink.state_settings(text, text, regrole) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink.state_settings(text, text, regrole) TO streamflink_user;
 
-/* BEFORE INSERT OR UPDATE OF state_profile, state_options ON pipeline. */
+/*
+ * BEFORE INSERT OR UPDATE OF state_profile, state_options, owner ON
+ * pipeline.  A profile's name is taken in any case, as the server setting
+ * takes it, and kept in lower case (the column's check).  A new owner must
+ * be allowed the options too.
+ */
 CREATE FUNCTION streamflink._pipeline_state_check()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	NEW.state_profile := lower(NEW.state_profile);
 	IF NEW.state_profile IS NOT NULL OR NEW.state_options IS NOT NULL THEN
 		PERFORM streamflink.state_settings(NEW.state_profile, NEW.state_options, NEW.owner);
 	END IF;
@@ -92,7 +98,7 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION streamflink._pipeline_state_check() FROM PUBLIC;
-CREATE TRIGGER check_state_options BEFORE INSERT OR UPDATE OF state_profile, state_options
+CREATE TRIGGER check_state_options BEFORE INSERT OR UPDATE OF state_profile, state_options, owner
 	ON streamflink.pipeline
 	FOR EACH ROW EXECUTE FUNCTION streamflink._pipeline_state_check();
 

@@ -159,6 +159,7 @@ exchange_create(int ntasks)
 	{
 		pg_atomic_init_u64(&ctl->tasks[t].prepared, 0);
 		pg_atomic_init_u64(&ctl->tasks[t].op_watermark, (uint64) DT_NOEND);
+		SpinLockInit(&ctl->tasks[t].metrics_mutex);
 	}
 	for (int s = 0; s < ntasks; s++)
 		for (int d = 0; d < ntasks; d++)

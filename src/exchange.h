@@ -43,7 +43,10 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/proc.h"
+#include "storage/spin.h"
 #include "utils/timestamp.h"
+
+#include "state.h"
 
 #define EXCHANGE_EVENT		'E'
 #define EXCHANGE_WATERMARK	'W'
@@ -84,6 +87,9 @@ typedef struct ExchangeTask
 	double		events_per_second;
 	/* its operator's watermark (local_agg.h); DT_NOEND until first set */
 	pg_atomic_uint64 op_watermark;
+	/* its state's RocksDB numbers, for task 0's totals (state_metrics) */
+	slock_t		metrics_mutex;
+	StateMetrics state_metrics;
 } ExchangeTask;
 
 /* The shared control block: written with atomics, read by every task. */

@@ -918,6 +918,34 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 	m->collected_at = GetCurrentTimestamp();
 }
 
+void
+state_metrics_add(StateMetrics *sum, const StateMetrics *m)
+{
+	int64	   *counters[] = {&sum->block_cache_hits, &sum->block_cache_misses,
+	&sum->compactions, &sum->flushes, &sum->stall_micros};
+	const int64 *theirs[] = {&m->block_cache_hits, &m->block_cache_misses,
+	&m->compactions, &m->flushes, &m->stall_micros};
+
+	if (m->collected_at == 0)
+		return;
+	/* the older reading: the sum is as fresh as its oldest part */
+	if (sum->collected_at == 0 || m->collected_at < sum->collected_at)
+		sum->collected_at = m->collected_at;
+	sum->estimated_keys += m->estimated_keys;
+	sum->live_sst_bytes += m->live_sst_bytes;
+	for (int i = 0; i < STATE_METRIC_LEVELS; i++)
+		sum->sst_bytes_per_level[i] += m->sst_bytes_per_level[i];
+	sum->memtable_bytes += m->memtable_bytes;
+	sum->table_readers_bytes += m->table_readers_bytes;
+	sum->block_cache_capacity += m->block_cache_capacity;
+	sum->block_cache_usage += m->block_cache_usage;
+	sum->block_cache_pinned += m->block_cache_pinned;
+	sum->pending_compaction_bytes += m->pending_compaction_bytes;
+	sum->running_compactions += m->running_compactions;
+	for (int i = 0; i < lengthof(counters); i++)
+		*counters[i] = (*counters[i] < 0 || *theirs[i] < 0) ? -1 : *counters[i] + *theirs[i];
+}
+
 
 /* ---------- point operations ---------- */
 

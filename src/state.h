@@ -113,6 +113,13 @@ extern StateStore *state_open_worker(const char *dir, const StateTuning *tuning)
 extern void state_collect_metrics(StateStore *store, StateMetrics *m);
 
 /*
+ * Add the numbers of another database (a parallel pipeline's task) to
+ * 'sum'.  A counter one of them does not have (-1: statistics off) is -1;
+ * one never collected (collected_at 0) adds nothing.
+ */
+extern void state_metrics_add(StateMetrics *sum, const StateMetrics *m);
+
+/*
  * Open a read-only secondary instance of the database in 'dir', using
  * 'secondary_dir' (created if missing) for its own files.  Used by
  * backends to read live state while the worker owns the primary.

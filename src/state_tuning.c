@@ -36,13 +36,14 @@
  * C API of 7.8 has no WriteBufferManager charged to the cache, and every
  * worker is a process of its own, so "one budget per server" is a share per
  * worker: ten running pipelines take at most ten shares, and max_workers
- * shares are the budget.  Backends running run_operator, _replay or live()
- * open small instances outside it.
+ * shares are the budget.  A parallel pipeline's tasks split its share.
+ * Backends running run_operator, _replay or live() open small instances
+ * outside it.
  *
- * Tenants (owners that are not superusers): block_cache_size plus
- * write_buffer_size within S, at most 1024 open files (never -1), at most 4
- * background jobs and 8 memtables.  A superuser's pipeline may go beyond
- * (documented as outside the budget).
+ * Tenants (owners that are not superusers): block_cache_size plus the
+ * memtables that may wait for their flush (tenant_memory) within S, at most
+ * 1024 open files (never -1), at most 4 background jobs and 8 memtables.  A
+ * superuser's pipeline may go beyond (documented as outside the budget).
  *
  *-------------------------------------------------------------------------
  */
@@ -134,7 +135,7 @@ state_define_settings(void)
 							   PGC_SIGHUP, 0, state_options_check_hook, NULL, NULL);
 	DefineCustomIntVariable("streamflink.state_memory",
 							"Memory budget of all pipelines' state (block caches and memtables).",
-							"Each worker gets this divided by streamflink.max_workers; taken at a worker's start.",
+							"Each worker gets this divided by streamflink.max_workers (at least 4MB), split among a parallel pipeline's tasks; taken at a worker's start.",
 							&state_memory_mb, 1024, 16, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MB, NULL, NULL, NULL);
 	DefineCustomBoolVariable("streamflink.state_statistics",
@@ -145,6 +146,15 @@ state_define_settings(void)
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
+/* The tasks of this process's pipeline (1 but in a parallel pipeline's). */
+static int	share_tasks = 1;
+
+void
+state_memory_set_tasks(int ntasks)
+{
+	share_tasks = Max(ntasks, 1);
+}
+
 int64
 state_memory_share(void)
 {
@@ -153,7 +163,14 @@ state_memory_share(void)
 	/* not preloaded (no slots): the default number of workers */
 	if (workers <= 0)
 		workers = 16;
-	return Max((int64) state_memory_mb * MB / workers, 4 * MB);
+
+	/*
+	 * A parallel pipeline takes one worker slot and splits its share among
+	 * its tasks, each a process with a RocksDB of its own.  At least 4MB:
+	 * below that a budget is not followed (a DBA's streamflink.state_memory
+	 * under 4MB for each worker slot).
+	 */
+	return Max((int64) state_memory_mb * MB / workers / share_tasks, 4 * MB);
 }
 
 /* The built-in settings of a profile for a worker's share 'share'. */
@@ -249,7 +266,7 @@ parse_integer(const char *name, const char *value, int min, int max,
 	if (!superuser && v > tenant_max)
 		return fail(e, ERRCODE_INSUFFICIENT_PRIVILEGE,
 					psprintf("state option %s=%d needs a superuser", name, v),
-					psprintf("A pipeline whose owner is not a superuser may use %s up to %d; ask the database administrator to create it.",
+					psprintf("A pipeline whose owner is not a superuser may use %s up to %d.",
 							 name, tenant_max));
 	*out = v;
 	return true;
@@ -326,7 +343,7 @@ apply_option(StateTuning *t, const char *name, const char *value,
 		if (!superuser && strcmp(value, "-1") == 0)
 			return fail(e, ERRCODE_INSUFFICIENT_PRIVILEGE,
 						pstrdup("state option max_open_files=-1 (no limit) needs a superuser"),
-						psprintf("Use a limit between 16 and %d, or ask the database administrator to create the pipeline.",
+						psprintf("Use a limit between 16 and %d.",
 								 TENANT_MAX_OPEN_FILES));
 		return parse_integer(name, value, 16, 1000000, TENANT_MAX_OPEN_FILES, superuser,
 							 &t->max_open_files, e);
@@ -462,43 +479,103 @@ profile_from_name(const char *name)
 	return STATE_PROFILE_DEFAULT;	/* keep compiler quiet */
 }
 
+/*
+ * What a tenant's block cache and memtables may hold at once: the cache and
+ * every memtable but one, the one being flushed coming on top (as in every
+ * profile: the default's cache of S/2 and a memtable of S/2 are S).
+ * RocksDB flushes once the memtables reach db_write_buffer_size, but
+ * memtables waiting for their flush stay, up to max_write_buffer_number.
+ */
+static int64
+tenant_memory(const StateTuning *t)
+{
+	return t->block_cache_size +
+		t->write_buffer_size * (Max(t->max_write_buffer_number, 2) - 1);
+}
+
+/*
+ * A tenant's integer bounds at a worker's start: the pipeline's own
+ * options were checked when it was created, but its owner may have lost
+ * superuser since.  What its options set beyond a tenant's bound is
+ * reduced to the bound and logged, as memory is: an error would restart
+ * the worker every few seconds with the same definition.  Values that come
+ * from the profile or the server's options ('base') are the DBA's, kept.
+ */
+static void
+clamp_tenant_integers(StateTuning *t, const StateTuning *base, const char *pipeline)
+{
+	StringInfoData reduced;
+
+	initStringInfo(&reduced);
+	if (t->max_open_files != base->max_open_files &&
+		(t->max_open_files < 0 || t->max_open_files > TENANT_MAX_OPEN_FILES))
+	{
+		t->max_open_files = TENANT_MAX_OPEN_FILES;
+		appendStringInfo(&reduced, " max_open_files=%d", t->max_open_files);
+	}
+	if (t->max_background_jobs != base->max_background_jobs &&
+		t->max_background_jobs > TENANT_MAX_BACKGROUND_JOBS)
+	{
+		t->max_background_jobs = TENANT_MAX_BACKGROUND_JOBS;
+		appendStringInfo(&reduced, " max_background_jobs=%d", t->max_background_jobs);
+	}
+	if (t->max_write_buffer_number != base->max_write_buffer_number &&
+		t->max_write_buffer_number > TENANT_MAX_WRITE_BUFFERS)
+	{
+		t->max_write_buffer_number = TENANT_MAX_WRITE_BUFFERS;
+		appendStringInfo(&reduced, " max_write_buffer_number=%d", t->max_write_buffer_number);
+	}
+	if (reduced.len > 0)
+		ereport(LOG,
+				(errmsg("streamflink pipeline \"%s\": state options reduced to what a pipeline whose owner is not a superuser may use:%s",
+						pipeline ? pipeline : "?", reduced.data)));
+	pfree(reduced.data);
+}
+
 void
 state_tuning_resolve(const char *profile, const char *options,
 					 bool superuser, bool clamp, const char *pipeline,
 					 StateTuning *out)
 {
 	int64		share = state_memory_share();
+	StateTuning base;
 	TuningError e;
 
 	profile_defaults(profile ? profile_from_name(profile) : (StateProfile) server_profile,
 					 share, out);
 
-	/* The server's options were checked when set (as a superuser's). */
-	if (!apply_options(out, server_options, true, "streamflink.state_options", &e) ||
-		!apply_options(out, options, superuser, "state_options", &e))
-		ereport(ERROR,
-				(errcode(e.sqlstate),
-				 errmsg("%s", e.msg),
-				 errhint("%s", e.hint)));
+	/*
+	 * The server's options were checked when set (as a superuser's).  A
+	 * tenant's own options are checked against its bounds, except at a
+	 * worker's start, where what is beyond them is reduced below.
+	 */
+	if (!apply_options(out, server_options, true, "streamflink.state_options", &e))
+		goto fail;
+	base = *out;
+	if (!apply_options(out, options, superuser || clamp, "state_options", &e))
+		goto fail;
+	if (!superuser && clamp)
+		clamp_tenant_integers(out, &base, pipeline);
 
 	/* A tenant's pipeline stays within its worker's share of the budget. */
-	if (!superuser && out->block_cache_size + out->write_buffer_size > share)
+	if (!superuser && tenant_memory(out) > share)
 	{
+		int64		memory = tenant_memory(out);
+
 		if (!clamp)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("state memory of " INT64_FORMAT " kB (block cache " INT64_FORMAT " kB, write buffer " INT64_FORMAT " kB) is over a worker's share of " INT64_FORMAT " kB",
-							(out->block_cache_size + out->write_buffer_size) / 1024,
-							out->block_cache_size / 1024, out->write_buffer_size / 1024,
-							share / 1024),
-					 errdetail("A worker's share is streamflink.state_memory divided by streamflink.max_workers."),
-					 errhint("Lower block_cache_size or write_buffer_size, or ask the database administrator to create the pipeline.")));
+					 errmsg("state memory of " INT64_FORMAT " kB (block cache " INT64_FORMAT " kB, write buffers " INT64_FORMAT " kB) is over a worker's share of " INT64_FORMAT " kB",
+							memory / 1024, out->block_cache_size / 1024,
+							(memory - out->block_cache_size) / 1024, share / 1024),
+					 errdetail("The write buffers counted are max_write_buffer_number - 1 of write_buffer_size: those that may wait for a flush.  A worker's share is streamflink.state_memory divided by streamflink.max_workers, and among a parallel pipeline's tasks."),
+					 errhint("Lower block_cache_size, write_buffer_size or max_write_buffer_number, or ask the database administrator to raise streamflink.state_memory.")));
 		/* the budget was lowered since: scale both down, keep the ratio */
 		ereport(LOG,
 				(errmsg("streamflink pipeline \"%s\": state memory reduced to a worker's share of " INT64_FORMAT " kB",
 						pipeline ? pipeline : "?", share / 1024)));
 		{
-			double		f = (double) share / (out->block_cache_size + out->write_buffer_size);
+			double		f = (double) share / memory;
 
 			out->block_cache_size = Max((int64) (out->block_cache_size * f), 1 * MB);
 			out->write_buffer_size = Max((int64) (out->write_buffer_size * f), 1 * MB);
@@ -507,6 +584,13 @@ state_tuning_resolve(const char *profile, const char *options,
 
 	/* every memtable together: what the cache leaves of the share */
 	out->db_write_buffer_size = Max(share - out->block_cache_size, out->write_buffer_size);
+	return;
+
+fail:
+	ereport(ERROR,
+			(errcode(e.sqlstate),
+			 errmsg("%s", e.msg),
+			 errhint("%s", e.hint)));
 }
 
 char *

@@ -64,17 +64,20 @@ extern bool state_statistics;
 
 /*
  * The worker's share of streamflink.state_memory, in bytes: the budget
- * divided by streamflink.max_workers.
+ * divided by streamflink.max_workers, then by the tasks of a parallel
+ * pipeline (state_memory_set_tasks, called by a worker before it opens its
+ * state: a pipeline takes one slot whatever its parallelism).
  */
 extern int64 state_memory_share(void);
+extern void state_memory_set_tasks(int ntasks);
 
 /*
  * Resolve a pipeline's settings (profile NULL: the server's; options NULL:
  * none) for an owner that is or is not a superuser.  An invalid profile or
  * option, or one beyond the owner's bounds, is an ERROR with a hint, except
- * that with 'clamp' a tenant's memory beyond its share (the budget may
- * have been lowered since the pipeline was created) is reduced to the share
- * and logged.
+ * that with 'clamp' (a worker's start) what a tenant's pipeline goes beyond
+ * its bounds by is reduced to them and logged: the budget may have been
+ * lowered, or the owner lost superuser, since the pipeline was created.
  */
 extern void state_tuning_resolve(const char *profile, const char *options,
 								 bool superuser, bool clamp,

@@ -249,20 +249,48 @@ worker_report_progress(Worker *w)
 		mine->open_count = operator_open_count(w->op);
 		mine->events_per_second = w->last_rate;
 	}
-	if (w->slot == NULL)
-		return;
 
-	/* RocksDB's own numbers: once a second is plenty (see state.h) */
-	if (now - w->metrics_at >= USECS_PER_SEC)
+	/*
+	 * RocksDB's own numbers: once a second is plenty (see state.h).  Each
+	 * task of a parallel pipeline has a database of its own: it publishes
+	 * its numbers in the exchange, and task 0 shows their totals.
+	 */
+	if (now - w->metrics_at >= USECS_PER_SEC && (w->slot != NULL || w->ex != NULL))
 	{
 		StateMetrics m;
 
 		state_collect_metrics(w->store, &m);
-		SpinLockAcquire(&w->slot->mutex);
-		w->slot->state_metrics = m;
-		SpinLockRelease(&w->slot->mutex);
 		w->metrics_at = now;
+		if (w->ex != NULL)
+		{
+			ExchangeControl *ctl = exchange_control(w->ex);
+			ExchangeTask *mine = &ctl->tasks[w->task];
+
+			SpinLockAcquire(&mine->metrics_mutex);
+			mine->state_metrics = m;
+			SpinLockRelease(&mine->metrics_mutex);
+			for (int t = 0; t < w->ntasks && w->slot != NULL; t++)
+			{
+				ExchangeTask *task = &ctl->tasks[t];
+				StateMetrics its;
+
+				if (t == w->task)
+					continue;
+				SpinLockAcquire(&task->metrics_mutex);
+				its = task->state_metrics;
+				SpinLockRelease(&task->metrics_mutex);
+				state_metrics_add(&m, &its);
+			}
+		}
+		if (w->slot != NULL)
+		{
+			SpinLockAcquire(&w->slot->mutex);
+			w->slot->state_metrics = m;
+			SpinLockRelease(&w->slot->mutex);
+		}
 	}
+	if (w->slot == NULL)
+		return;
 
 	SpinLockAcquire(&w->slot->mutex);
 	w->slot->events = w->events_total;
@@ -602,6 +630,8 @@ worker_startup(Worker *w)
 
 	if (w->slot)
 		slot_set_status(w->slot, SLOT_RECOVERING, NULL);
+	/* before the state's tuning and its cache's bound are taken */
+	state_memory_set_tasks(w->ntasks);
 	w->dir = state_pipeline_dir(w->dboid, w->def->id);
 	/* task 0 keeps the pipeline's directory; the others have their own in it */
 	if (w->task > 0)
