@@ -149,7 +149,8 @@ SELECT pipeline, profile, pid IS NOT NULL AS has_pid, estimated_keys > 0 AS keys
 	   memtable_bytes > 0 AS memtable, block_cache_capacity = 16 * 1024 * 1024 AS capacity_16mb,
 	   block_cache_usage >= 0 AS usage, block_cache_hit_ratio IS NULL OR block_cache_hit_ratio BETWEEN 0 AND 1 AS ratio,
 	   pending_compaction_bytes >= 0 AS pending, compactions >= 0 AS compactions,
-	   flushes > 0 AS flushes, stall_micros >= 0 AS stall
+	   flushes > 0 AS flushes, stall_micros >= 0 AS stall,
+	   running_flushes >= 0 AS running_flushes, write_stall, background_errors
 FROM streamflink.state_metrics;
 -- Another tenant sees nothing of it.
 SET ROLE regress_st_b;

@@ -439,13 +439,14 @@ GRANT EXECUTE ON FUNCTION streamflink.create_pattern_pipeline(text, text, text, 
  * database.  A role sees the pipelines it may see in streamflink.pipelines.
  */
 CREATE FUNCTION streamflink._state_metrics(
-	OUT pipeline_id int, OUT pid int, OUT collected_at timestamptz,
+	OUT pipeline_id int, OUT pid int, OUT collected_at timestamptz, OUT profile text,
 	OUT estimated_keys bigint, OUT live_sst_bytes bigint, OUT sst_bytes_per_level bigint[],
 	OUT memtable_bytes bigint, OUT table_readers_bytes bigint,
 	OUT block_cache_capacity bigint, OUT block_cache_usage bigint, OUT block_cache_pinned bigint,
 	OUT block_cache_hits bigint, OUT block_cache_misses bigint, OUT block_cache_hit_ratio float8,
 	OUT pending_compaction_bytes bigint, OUT running_compactions bigint,
-	OUT compactions bigint, OUT flushes bigint, OUT stall_micros bigint)
+	OUT compactions bigint, OUT flushes bigint, OUT stall_micros bigint,
+	OUT running_flushes bigint, OUT write_stall text, OUT background_errors bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'streamflink_state_metrics'
 LANGUAGE C VOLATILE;
@@ -453,14 +454,13 @@ REVOKE ALL ON FUNCTION streamflink._state_metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamflink._state_metrics() TO streamflink_user;
 
 CREATE VIEW streamflink.state_metrics WITH (security_invoker = true) AS
-SELECT p.name AS pipeline,
-	   coalesce(p.state_profile, current_setting('streamflink.state_profile', true)) AS profile,
+SELECT p.name AS pipeline, m.profile,	/* the worker's, as it started */
 	   m.pid, m.collected_at, m.estimated_keys, m.live_sst_bytes, m.sst_bytes_per_level,
 	   m.memtable_bytes, m.table_readers_bytes,
 	   m.block_cache_capacity, m.block_cache_usage, m.block_cache_pinned,
 	   m.block_cache_hits, m.block_cache_misses, m.block_cache_hit_ratio,
 	   m.pending_compaction_bytes, m.running_compactions, m.compactions, m.flushes,
-	   m.stall_micros
+	   m.stall_micros, m.running_flushes, m.write_stall, m.background_errors
 FROM streamflink._state_metrics() m
 JOIN streamflink.pipeline p ON p.id = m.pipeline_id;
 GRANT SELECT ON streamflink.state_metrics TO streamflink_user;

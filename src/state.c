@@ -144,6 +144,7 @@ struct StateStore
 	char	   *dir;			/* database directory, for messages */
 	dlist_head	iters;			/* live StateIters (root only: all families') */
 	int64		memtable_peak;	/* root only: see note_memtables */
+	int			profile;		/* StateProfile it was opened with; -1 none */
 };
 
 /* Column family names, by StateFamily. */
@@ -436,6 +437,7 @@ store_alloc(const char *dir, bool secondary)
 	store = MemoryContextAllocZero(TopMemoryContext, sizeof(StateStore));
 	store->dir = MemoryContextStrdup(TopMemoryContext, dir);
 	store->secondary = secondary;
+	store->profile = -1;
 	store->root = store;
 	dlist_init(&store->iters);
 	return store;
@@ -552,6 +554,7 @@ open_primary(const char *dir, const StateTuning *t, bool wal)
 	make_parent_dir(dir);
 
 	store = store_alloc(dir, false);
+	store->profile = (int) t->profile;
 	opts = make_options(store, t, (size_t) t->block_cache_size);
 	rocksdb_options_set_create_if_missing(opts, 1);
 	apply_primary_tuning(opts, t);
@@ -871,6 +874,7 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 	if (store == NULL || store->db == NULL || store->secondary)
 		return;
 
+	m->profile = store->profile;
 	m->estimated_keys = property_sum(store, "rocksdb.estimate-num-keys");
 	m->live_sst_bytes = property_sum(store, "rocksdb.live-sst-files-size");
 	/* the most they held since the last collection (note_memtables) */
@@ -880,6 +884,11 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 	m->table_readers_bytes = property_sum(store, "rocksdb.estimate-table-readers-mem");
 	m->pending_compaction_bytes = property_sum(store, "rocksdb.estimate-pending-compaction-bytes");
 	m->running_compactions = property_int(store->db, "rocksdb.num-running-compactions");
+	m->running_flushes = property_int(store->db, "rocksdb.num-running-flushes");
+	m->writes_stopped = property_int(store->db, "rocksdb.is-write-stopped") > 0 ? 1 : 0;
+	/* the rate writes are held to while RocksDB slows them down, else 0 */
+	m->writes_delayed = property_int(store->db, "rocksdb.actual-delayed-write-rate") > 0 ? 1 : 0;
+	m->background_errors = property_int(store->db, "rocksdb.background-errors");
 	m->block_cache_capacity = (int64) rocksdb_cache_get_capacity(store->cache);
 	m->block_cache_usage = (int64) rocksdb_cache_get_usage(store->cache);
 	m->block_cache_pinned = (int64) rocksdb_cache_get_pinned_usage(store->cache);
@@ -942,6 +951,10 @@ state_metrics_add(StateMetrics *sum, const StateMetrics *m)
 	sum->block_cache_pinned += m->block_cache_pinned;
 	sum->pending_compaction_bytes += m->pending_compaction_bytes;
 	sum->running_compactions += m->running_compactions;
+	sum->running_flushes += m->running_flushes;
+	sum->writes_stopped += m->writes_stopped;
+	sum->writes_delayed += m->writes_delayed;
+	sum->background_errors += m->background_errors;
 	for (int i = 0; i < lengthof(counters); i++)
 		*counters[i] = (*counters[i] < 0 || *theirs[i] < 0) ? -1 : *counters[i] + *theirs[i];
 }

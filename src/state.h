@@ -50,6 +50,7 @@ typedef struct StateTuning StateTuning;	/* state_tuning.h */
 typedef struct StateMetrics
 {
 	int64		collected_at;	/* TimestampTz; 0: never collected */
+	int32		profile;		/* StateProfile the database was opened with */
 	int64		estimated_keys; /* rocksdb.estimate-num-keys */
 	int64		live_sst_bytes; /* rocksdb.live-sst-files-size */
 	int64		sst_bytes_per_level[STATE_METRIC_LEVELS];
@@ -66,6 +67,11 @@ typedef struct StateMetrics
 	int64		compactions;	/* completed */
 	int64		flushes;		/* completed */
 	int64		stall_micros;	/* writes delayed or stopped */
+	/* without statistics: RocksDB's state now (summed over a pipeline's tasks) */
+	int64		running_flushes;
+	int64		writes_stopped; /* databases whose writes are stopped */
+	int64		writes_delayed; /* databases whose writes are slowed down */
+	int64		background_errors;	/* flushes and compactions that failed */
 } StateMetrics;
 typedef struct StateIter StateIter;
 typedef struct StateBatch StateBatch;

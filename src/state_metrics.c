@@ -30,7 +30,7 @@
 PG_FUNCTION_INFO_V1(streamflink_state_metrics);
 PG_FUNCTION_INFO_V1(streamflink_state_settings);
 
-#define METRIC_COLUMNS 19
+#define METRIC_COLUMNS 23
 
 Datum
 streamflink_state_metrics(PG_FUNCTION_ARGS)
@@ -76,6 +76,7 @@ streamflink_state_metrics(PG_FUNCTION_ARGS)
 		values[c++] = Int32GetDatum(s->pipeline_id);
 		values[c++] = Int32GetDatum(s->pid);
 		values[c++] = TimestampTzGetDatum((TimestampTz) m->collected_at);
+		values[c++] = CStringGetTextDatum(state_profile_name((StateProfile) m->profile));
 		PUT_INT64(m->estimated_keys);
 		PUT_INT64(m->live_sst_bytes);
 		values[c++] = PointerGetDatum(construct_array(levels, STATE_METRIC_LEVELS, INT8OID,
@@ -96,6 +97,11 @@ streamflink_state_metrics(PG_FUNCTION_ARGS)
 		PUT_INT64(m->compactions);
 		PUT_INT64(m->flushes);
 		PUT_INT64(m->stall_micros);
+		PUT_INT64(m->running_flushes);
+		/* the worst of a pipeline's tasks */
+		values[c++] = CStringGetTextDatum(m->writes_stopped > 0 ? "stopped" :
+										  m->writes_delayed > 0 ? "delayed" : "none");
+		PUT_INT64(m->background_errors);
 		Assert(c == METRIC_COLUMNS);
 #undef PUT_INT64
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

@@ -593,6 +593,15 @@ fail:
 			 errhint("%s", e.hint)));
 }
 
+const char *
+state_profile_name(StateProfile profile)
+{
+	for (int i = 0; profile_options[i].name != NULL; i++)
+		if (profile_options[i].val == (int) profile)
+			return profile_options[i].name;
+	return "unknown";
+}
+
 char *
 state_tuning_describe(const StateTuning *t)
 {

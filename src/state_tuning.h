@@ -83,6 +83,9 @@ extern void state_tuning_resolve(const char *profile, const char *options,
 								 bool superuser, bool clamp,
 								 const char *pipeline, StateTuning *out);
 
+/* A profile's name ('default', ...). */
+extern const char *state_profile_name(StateProfile profile);
+
 /* The settings as "name=value;..." text, for messages and the view. */
 extern char *state_tuning_describe(const StateTuning *t);
 
