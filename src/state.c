@@ -960,10 +960,14 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 void
 state_metrics_add(StateMetrics *sum, const StateMetrics *m)
 {
-	int64	   *counters[] = {&sum->block_cache_hits, &sum->block_cache_misses,
-	&sum->compactions, &sum->flushes, &sum->stall_micros};
-	const int64 *theirs[] = {&m->block_cache_hits, &m->block_cache_misses,
-	&m->compactions, &m->flushes, &m->stall_micros};
+	int64	   *counters[] = {
+		&sum->block_cache_hits, &sum->block_cache_misses,
+		&sum->compactions, &sum->flushes, &sum->stall_micros
+	};
+	const int64 *theirs[] = {
+		&m->block_cache_hits, &m->block_cache_misses,
+		&m->compactions, &m->flushes, &m->stall_micros
+	};
 
 	if (m->collected_at == 0)
 		return;
