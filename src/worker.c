@@ -269,17 +269,22 @@ worker_report_progress(Worker *w)
 			SpinLockAcquire(&mine->metrics_mutex);
 			mine->state_metrics = m;
 			SpinLockRelease(&mine->metrics_mutex);
-			for (int t = 0; t < w->ntasks && w->slot != NULL; t++)
-			{
-				ExchangeTask *task = &ctl->tasks[t];
-				StateMetrics its;
 
-				if (t == w->task)
-					continue;
-				SpinLockAcquire(&task->metrics_mutex);
-				its = task->state_metrics;
-				SpinLockRelease(&task->metrics_mutex);
-				state_metrics_add(&m, &its);
+			/* task 0, the one with the pipeline's slot, adds the others' */
+			if (w->slot != NULL)
+			{
+				for (int t = 0; t < w->ntasks; t++)
+				{
+					ExchangeTask *task = &ctl->tasks[t];
+					StateMetrics its;
+
+					if (t == w->task)
+						continue;
+					SpinLockAcquire(&task->metrics_mutex);
+					its = task->state_metrics;
+					SpinLockRelease(&task->metrics_mutex);
+					state_metrics_add(&m, &its);
+				}
 			}
 		}
 		if (w->slot != NULL)
