@@ -133,12 +133,14 @@ FROM streamflink.checkpoints WHERE pipeline IN ('par_w1', 'par_p1') GROUP BY pip
 -- in each of par_wt's three tasks), and streamflink.state_metrics shows the
 -- totals of its tasks' databases (an explicit block_cache_size is each
 -- task's: 8MB twice).  Each task publishes about once a second.  Without
--- RocksDB's statistics, the block cache's lookups are counted anyway.
+-- RocksDB's statistics, the block cache's lookups are counted anyway, and
+-- so are flushes, compactions and the time writes were stalled.
 SELECT wait_until($$SELECT count(*) = 6 AND bool_and(round(block_cache_capacity / 1048576.0) =
 	CASE pipeline WHEN 'par_wu' THEN 16 ELSE 32 END)
 	FROM streamflink.state_metrics WHERE pipeline LIKE 'par\_%'$$);
 SELECT pipeline, round(block_cache_capacity / 1048576.0) AS cache_mb,
-	   block_cache_hits >= 0 AND block_cache_misses >= 0 AS cache_lookups_counted
+	   block_cache_hits >= 0 AND block_cache_misses >= 0 AS cache_lookups_counted,
+	   flushes >= 0 AND compactions >= 0 AND stall_micros >= 0 AS jobs_counted
 FROM streamflink.state_metrics WHERE pipeline LIKE 'par\_%' ORDER BY pipeline;
 
 -- A tenant sees only its own pipelines' tasks.

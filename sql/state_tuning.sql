@@ -127,8 +127,9 @@ DROP ROLE regress_st_su;
 SET ROLE regress_st_a;
 
 -- Running: RocksDB's numbers in streamflink.state_metrics, with RocksDB's
--- statistics on (off by default: they cost CPU; compactions, flushes and
--- stall_micros are NULL then).
+-- statistics on (off by default: they cost CPU; the block cache's hits and
+-- misses are then the worker's own, and the rest is the same: the parallel
+-- suite checks them without).
 RESET ROLE;
 ALTER SYSTEM SET streamflink.state_statistics = on;
 SELECT pg_reload_conf();

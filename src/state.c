@@ -862,6 +862,146 @@ statistic(const char *stats, const char *name, const char *field)
 }
 
 /*
+ * The words of one line of RocksDB's text (up to max), as offsets into it:
+ * the number of words.
+ */
+static int
+line_words(const char *line, const char **words, int max)
+{
+	int			n = 0;
+	const char *p = line;
+
+	while (*p != '\0' && *p != '\n')
+	{
+		while (*p == ' ')
+			p++;
+		if (*p == '\0' || *p == '\n')
+			break;
+		if (n < max)
+			words[n] = p;
+		n++;
+		while (*p != ' ' && *p != '\0' && *p != '\n')
+			p++;
+	}
+	return Min(n, max);
+}
+
+/* is the word at w (ended by a blank, a line's end or the text's) this one */
+static bool
+word_is(const char *w, const char *word)
+{
+	size_t		len = strlen(word);
+
+	return strncmp(w, word, len) == 0 &&
+		(w[len] == ' ' || w[len] == '\n' || w[len] == '\0');
+}
+
+#define STATE_STATS_WORDS 40
+
+/*
+ * Add a family's completed flushes and compactions to *flushes and
+ * *compactions, from its compaction stats: RocksDB keeps those whatever the
+ * statistics (streamflink.state_statistics), and gives them to the C API
+ * only as the text of "rocksdb.cfstats-no-file-histogram".  Its table per
+ * thread pool counts jobs in "Comp(cnt)": a flush in "High" (flushes run in
+ * the high-priority pool, which opening a database gives at least one
+ * thread), a compaction in "Low" or "Bottom", an ingested table file (a
+ * large checkpoint's write-back) in "User", which is neither.  A pool
+ * without jobs has no row.  The count is found by its place from the end of
+ * the header, as a row's "Size" is two words ("1.20 KB").  False if the
+ * text is not as expected.
+ */
+static bool
+family_job_counts(const char *text, int64 *flushes, int64 *compactions)
+{
+	const char *words[STATE_STATS_WORDS];
+	const char *line;
+	int			n;
+	int			from_end = -1;
+
+	line = strstr(text, "\nPriority ");
+	if (line == NULL)
+		return false;
+	line++;
+	n = line_words(line, words, STATE_STATS_WORDS);
+	for (int i = 0; i < n; i++)
+		if (word_is(words[i], "Comp(cnt)"))
+			from_end = n - 1 - i;
+	if (from_end < 0 || n == STATE_STATS_WORDS)
+		return false;
+
+	/* the rule under the header, then a row per pool up to a blank line */
+	line = strchr(line, '\n');
+	line = line ? strchr(line + 1, '\n') : NULL;
+	while (line != NULL && line[1] != '\n' && line[1] != '\0')
+	{
+		char	   *end;
+		int64		count;
+
+		line++;
+		n = line_words(line, words, STATE_STATS_WORDS);
+		if (n <= from_end || n == STATE_STATS_WORDS)
+			return false;
+		count = strtoll(words[n - 1 - from_end], &end, 10);
+		if (end == words[n - 1 - from_end] || count < 0 ||
+			(*end != ' ' && *end != '\n' && *end != '\0'))
+			return false;
+		if (word_is(words[0], "High"))
+			*flushes += count;
+		else if (word_is(words[0], "Low") || word_is(words[0], "Bottom"))
+			*compactions += count;
+		line = strchr(line, '\n');
+	}
+	return true;
+}
+
+/*
+ * Completed flushes and compactions over every family, and the time writes
+ * were delayed or stopped, from RocksDB's own stats, kept whatever the
+ * statistics: about 30 µs for the three texts, once a second.  The stall's
+ * text ("Cumulative stall: 00:00:1.250 H:M:S" in "rocksdb.dbstats", the
+ * database's) has milliseconds.  Each stays -1 (NULL) if its text is not as
+ * expected.
+ */
+static void
+collect_job_counts(StateStore *store, StateMetrics *m)
+{
+	int64		flushes = 0;
+	int64		compactions = 0;
+	bool		ok = true;
+	char	   *text;
+
+	for (int f = 0; f < STATE_NUM_FAMILIES && ok; f++)
+	{
+		if (store->families[f] == NULL)
+			continue;
+		text = rocksdb_property_value_cf(store->db, store->families[f]->cf,
+										 "rocksdb.cfstats-no-file-histogram");
+		ok = text != NULL && family_job_counts(text, &flushes, &compactions);
+		rocksdb_free(text);
+	}
+	if (ok)
+	{
+		m->flushes = flushes;
+		m->compactions = compactions;
+	}
+
+	text = rocksdb_property_value(store->db, "rocksdb.dbstats");
+	if (text != NULL)
+	{
+		const char *p = strstr(text, "\nCumulative stall: ");
+		int			h,
+					min;
+		double		sec;
+
+		if (p != NULL && sscanf(p, "\nCumulative stall: %d:%d:%lf", &h, &min, &sec) == 3 &&
+			h >= 0 && min >= 0 && sec >= 0)
+			m->stall_micros = (int64) (((double) h * 3600 + min * 60 + sec) * 1000000.0 + 0.5);
+		rocksdb_free(text);
+	}
+}
+
+/*
  * Remember the memtables' size at its highest since the last
  * state_collect_metrics.  Writes reach the memtables in batches (the
  * cache's write-backs and evictions, the timers' flushes) and every
@@ -933,17 +1073,19 @@ state_collect_metrics(StateStore *store, StateMetrics *m)
 		rocksdb_livefiles_destroy(files);
 	}
 
-	/* the C API gives statistics only as text; NULL (shown as NULL) if off */
-	m->block_cache_hits = m->block_cache_misses = m->stall_micros = -1;
-	m->compactions = m->flushes = -1;
+	m->compactions = m->flushes = m->stall_micros = -1;
+	collect_job_counts(store, m);
+
+	/*
+	 * The block cache's hits and misses: every thread's with statistics on
+	 * (the C API gives them only as text), else the worker's own.
+	 */
+	m->block_cache_hits = m->block_cache_misses = -1;
 	stats = rocksdb_options_statistics_get_string(store->options);
 	if (stats != NULL)
 	{
 		m->block_cache_hits = statistic(stats, "rocksdb.block.cache.hit", "COUNT");
 		m->block_cache_misses = statistic(stats, "rocksdb.block.cache.miss", "COUNT");
-		m->stall_micros = statistic(stats, "rocksdb.stall.micros", "COUNT");
-		m->compactions = statistic(stats, "rocksdb.compaction.times.micros", "COUNT");
-		m->flushes = statistic(stats, "rocksdb.db.flush.micros", "COUNT");
 		rocksdb_free(stats);
 	}
 	else if (store->perf != NULL)

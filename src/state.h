@@ -64,9 +64,9 @@ typedef struct StateMetrics
 	int64		block_cache_misses;
 	int64		pending_compaction_bytes;
 	int64		running_compactions;
-	int64		compactions;	/* completed */
-	int64		flushes;		/* completed */
-	int64		stall_micros;	/* writes delayed or stopped */
+	int64		compactions;	/* completed (RocksDB's compaction stats) */
+	int64		flushes;		/* completed (the same) */
+	int64		stall_micros;	/* writes delayed or stopped (in ms steps) */
 	/* without statistics: RocksDB's state now (summed over a pipeline's tasks) */
 	int64		running_flushes;
 	int64		writes_stopped; /* databases whose writes are stopped */

@@ -16,8 +16,8 @@
 # passed the final event (every window fired, checkpoints included), and
 # vs_def its ratio to the default profile's rate on the same workload in
 # the same run.  RocksDB's statistics are on (streamflink.state_statistics:
-# the block cache hit ratio, flushes, compactions and stall time need
-# them; they cost every profile alike); a metric RocksDB did not give is
+# the block cache hit ratio of every thread, compactions' reads included,
+# needs them; they cost every profile alike); a metric RocksDB did not give is
 # '-'.  Not a timed test: machines are noisy, compare the profiles of one
 # run.
 set -euo pipefail
