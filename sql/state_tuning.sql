@@ -66,10 +66,19 @@ FROM (VALUES (NULL, 'max_open_files=-1'), (NULL, 'max_background_jobs=8'), (NULL
 			 (NULL, 'block_size'), (NULL, 'block_size=4kB;block_size=8kB'), ('fast', NULL),
 			 ('write_heavy', 'max_open_files=1024;max_background_jobs=4;max_write_buffer_number=8;write_buffer_size=4MB'),
 			 -- memtables waiting for their flush count: 16MB of cache and 7 x 16MB
-			 ('write_heavy', 'max_write_buffer_number=8')) v(p, o);
+			 ('write_heavy', 'max_write_buffer_number=8'),
+			 -- integers are decimal: no hex, no fraction, a leading zero is no octal
+			 (NULL, 'max_open_files=0x100'), (NULL, 'max_write_buffer_number=2.5'),
+			 (NULL, 'max_open_files=0100'), (NULL, 'max_open_files=-01'), (NULL, '=5'), (NULL, ' = ')) v(p, o);
 DROP FUNCTION pg_temp.sqlstate(text, text);
 -- Within the share: fine.
 SELECT streamflink.state_settings('read_heavy', 'block_cache_size=16MB;max_open_files=100;max_background_jobs=4');
+-- A parallel pipeline's tasks split the share: each of 16 tasks gets 4MB.
+SELECT streamflink.state_settings(NULL, NULL, NULL, 16);
+SELECT streamflink.state_settings(NULL, 'block_cache_size=16MB', NULL, 4);
+-- Tasks of under 2MB each would take more than the share together.
+SELECT streamflink.state_settings(NULL, NULL, NULL, 64);
+SELECT streamflink.state_settings(NULL, NULL, NULL, 0);
 -- A superuser's pipeline may go beyond (checked for the owner, not the caller).
 SELECT streamflink.state_settings(NULL, 'block_cache_size=1GB', 'postgres') IS NOT NULL AS superuser_may;
 
@@ -99,6 +108,27 @@ SELECT streamflink.create_pattern_pipeline('stp', source => 'sta', key => 'k', p
 SELECT name, state_profile, state_options FROM streamflink.pipeline ORDER BY name;
 -- A tenant cannot change the tuning afterwards (only the desired state).
 UPDATE streamflink.pipeline SET state_options = 'max_open_files=-1' WHERE name = 'sta';
+
+-- With a budget of 16MB, a worker's share is 4MB (at least): four tasks of
+-- a tenant's pipeline would get 1MB each, so neither a new pipeline nor a
+-- rescale gets them.  Server options over the share are the DBA's to fix.
+RESET ROLE;
+ALTER SYSTEM SET streamflink.state_memory = '16MB';
+ALTER SYSTEM SET streamflink.state_options = 'block_cache_size=8MB';
+SELECT pg_reload_conf();
+SELECT pg_sleep(1);
+SET ROLE regress_st_a;
+SELECT streamflink.state_settings(NULL, NULL, NULL, 4);
+UPDATE streamflink.pipeline SET parallelism = 4 WHERE name = 'sta';
+SELECT streamflink.state_settings(NULL, NULL);
+RESET ROLE;
+ALTER SYSTEM RESET streamflink.state_memory;
+ALTER SYSTEM RESET streamflink.state_options;
+SELECT pg_reload_conf();
+SELECT pg_sleep(1);
+SET ROLE regress_st_a;
+UPDATE streamflink.pipeline SET parallelism = 4 WHERE name = 'sta';
+UPDATE streamflink.pipeline SET parallelism = 1 WHERE name = 'sta';
 
 -- A superuser's pipeline given to a tenant must fit the tenant's bounds.
 RESET ROLE;

@@ -64,19 +64,20 @@ COMMENT ON COLUMN streamflink.pipeline.state_options IS
 GRANT INSERT (state_profile, state_options) ON streamflink.pipeline TO streamflink_user;
 
 /*
- * The RocksDB settings a pipeline of 'owner' (NULL: the caller) would run
- * with now, as name=value;... text; an error with a hint when the profile
- * or an option is invalid, or beyond what the owner may use (memory over a
- * worker's share of streamflink.state_memory, max_open_files=-1, many
- * background jobs: superusers only).
+ * The RocksDB settings each task of a pipeline of 'owner' (NULL: the
+ * caller) with 'parallelism' tasks would run with now, as name=value;...
+ * text; an error with a hint when the profile or an option is invalid, or
+ * beyond what the owner may use (memory over a task's share of
+ * streamflink.state_memory, tasks of under 2MB each, max_open_files=-1,
+ * many background jobs: superusers only).
  */
 CREATE FUNCTION streamflink.state_settings(profile text DEFAULT NULL, options text DEFAULT NULL,
-										   owner regrole DEFAULT NULL)
+										   owner regrole DEFAULT NULL, parallelism int DEFAULT 1)
 RETURNS text
 AS 'MODULE_PATHNAME', 'streamflink_state_settings'
 LANGUAGE C STABLE;
-REVOKE ALL ON FUNCTION streamflink.state_settings(text, text, regrole) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION streamflink.state_settings(text, text, regrole) TO streamflink_user;
+REVOKE ALL ON FUNCTION streamflink.state_settings(text, text, regrole, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamflink.state_settings(text, text, regrole, int) TO streamflink_user;
 
 /*
  * BEFORE INSERT OR UPDATE OF state_profile, state_options, owner ON
@@ -92,7 +93,8 @@ AS $$
 BEGIN
 	NEW.state_profile := lower(NEW.state_profile);
 	IF NEW.state_profile IS NOT NULL OR NEW.state_options IS NOT NULL THEN
-		PERFORM streamflink.state_settings(NEW.state_profile, NEW.state_options, NEW.owner);
+		PERFORM streamflink.state_settings(NEW.state_profile, NEW.state_options, NEW.owner,
+										   coalesce(NEW.parallelism, 1));
 	END IF;
 	RETURN NEW;
 END
@@ -216,7 +218,8 @@ BEGIN
 												 create_window_pipeline.local_aggregation);
 
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
-	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
+	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole,
+									   create_window_pipeline.parallelism);
 
 	/*
 	 * The sink table: its columns are typed as GROUP BY would type them
@@ -370,7 +373,8 @@ BEGIN
 										create_pattern_pipeline.aligned_checkpoint_timeout);
 
 	/* RocksDB tuning, before anything is created (the trigger checks again) */
-	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole);
+	PERFORM streamflink.state_settings(state_profile, state_options, current_user::regrole,
+									   create_pattern_pipeline.parallelism);
 	/* A Kafka sink (src/kafka_sink.c): `sink` names its outbox table instead. */
 	IF create_pattern_pipeline.sink_topic IS NOT NULL OR create_pattern_pipeline.sink_brokers IS NOT NULL THEN
 		sink_rel := streamflink._create_kafka_outbox(p_name, sink, create_pattern_pipeline.sink_topic,
@@ -2023,6 +2027,12 @@ BEGIN
 	IF NEW.parallelism IS DISTINCT FROM OLD.parallelism THEN
 		PERFORM streamflink._check_parallelism(NEW.parallelism, NEW.checkpoint_mode,
 											   NEW.aligned_checkpoint_timeout);
+		/*
+		 * A tenant's tasks get at least 2MB of state memory each.  Its own
+		 * sizes are not checked again: it cannot change them, and a worker
+		 * scales them down to its tasks' shares at its start.
+		 */
+		PERFORM streamflink.state_settings(NEW.state_profile, NULL, NEW.owner, NEW.parallelism);
 	END IF;
 	/*
 	 * Without a savepoint to restore, a parallelism other than the last

@@ -55,6 +55,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -462,8 +463,14 @@ make_family_options(StateStore *store, const StateTuning *t)
 	store->family_options[STATE_FAMILY_TIMERS] = timers;
 	set_table_options(timers, store, t, 0);
 	rocksdb_options_set_memtable_prefix_bloom_size_ratio(timers, 0);
+	/*
+	 * Never larger than the main family's: with a small share (a parallel
+	 * pipeline's task: 2MB at least) a fixed 8MB would be most of the
+	 * memory.  Both families' memtables count in db_write_buffer_size.
+	 */
 	if (!store->secondary)
-		rocksdb_options_set_write_buffer_size(timers, STATE_TIMERS_WRITE_BUFFER_SIZE);
+		rocksdb_options_set_write_buffer_size(timers, Min(STATE_TIMERS_WRITE_BUFFER_SIZE,
+														  t->write_buffer_size));
 }
 
 /*
@@ -519,8 +526,8 @@ state_open(const char *dir)
 {
 	StateTuning t;
 
-	/* the server's defaults, as set by its superusers */
-	state_tuning_resolve(NULL, NULL, true, true, NULL, &t);
+	/* no worker's own: the server's settings, within a small budget */
+	state_tuning_auxiliary(&t);
 	return state_open_tuned(dir, &t);
 }
 
@@ -530,10 +537,62 @@ state_open_tuned(const char *dir, const StateTuning *t)
 	return open_primary(dir, t, true);
 }
 
+/*
+ * Room for RocksDB's table files in a worker's process: -1 if unlimited.
+ * RocksDB opens them outside Postgres' fd.c, which counts on max_safe_fds
+ * descriptors of its own, keeps up to max_open_files - 10 of them open, and
+ * trims max_open_files to the soft RLIMIT_NOFILE only.  With a soft limit
+ * of 1024 (systemd's default for services) the two together would run out:
+ * every open of a table file would then fail (EMFILE), and the worker
+ * restart with the same files.  So the worker raises its soft limit towards
+ * the hard one (any process may), up to STATE_NOFILE_WANTED, and leaves
+ * RocksDB what Postgres' own files and STATE_FD_RESERVE (the Kafka
+ * clients' sockets, RocksDB's other files) leave of it.
+ */
+#define STATE_NOFILE_WANTED		65536
+#define STATE_FD_RESERVE		128
+
+static int
+table_file_room(int64 *limit)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < STATE_NOFILE_WANTED &&
+		rl.rlim_cur < rl.rlim_max)
+	{
+		struct rlimit want = rl;
+
+		want.rlim_cur = rl.rlim_max == RLIM_INFINITY ? STATE_NOFILE_WANTED :
+			Min(rl.rlim_max, STATE_NOFILE_WANTED);
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return -1;
+	*limit = (int64) rl.rlim_cur;
+	return (int) Max(*limit - max_safe_fds - STATE_FD_RESERVE, 0);
+}
+
 StateStore *
 state_open_worker(const char *dir, const StateTuning *t)
 {
-	StateStore *store = open_primary(dir, t, false);
+	StateTuning tuned = *t;
+	int64		limit = 0;
+	int			room = table_file_room(&limit);
+	StateStore *store;
+
+	if (room >= 0 && (tuned.max_open_files < 0 || tuned.max_open_files > room))
+	{
+		/* RocksDB's own least is 20 */
+		tuned.max_open_files = Max(room, 20);
+		ereport(LOG,
+				(errmsg("state option max_open_files reduced from %d to %d: the worker may open " INT64_FORMAT " files, Postgres' own up to %d of them",
+						t->max_open_files, tuned.max_open_files, limit, max_safe_fds),
+				 errhint("Raise the server's limit of open files (ulimit -n, LimitNOFILE), or lower max_files_per_process.")));
+	}
+	store = open_primary(dir, &tuned, false);
 
 	/*
 	 * Without statistics, the block cache's hits and misses of the worker's

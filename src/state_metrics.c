@@ -110,10 +110,11 @@ streamflink_state_metrics(PG_FUNCTION_ARGS)
 }
 
 /*
- * streamflink.state_settings(profile, options, owner): the RocksDB settings
- * a pipeline of 'owner' with this profile and these options would run with
- * now, as text; an ERROR with a hint if they are invalid or beyond the
- * owner's bounds.  The catalog's trigger calls it for every new pipeline.
+ * streamflink.state_settings(profile, options, owner, parallelism): the
+ * RocksDB settings each task of a pipeline of 'owner' with this profile,
+ * these options and this parallelism would run with now, as text; an ERROR
+ * with a hint if they are invalid or beyond the owner's bounds.  The
+ * catalog's trigger calls it for every new pipeline.
  */
 Datum
 streamflink_state_settings(PG_FUNCTION_ARGS)
@@ -121,8 +122,13 @@ streamflink_state_settings(PG_FUNCTION_ARGS)
 	char	   *profile = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *options = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Oid			owner = PG_ARGISNULL(2) ? GetUserId() : PG_GETARG_OID(2);
+	int			ntasks = PG_ARGISNULL(3) ? 1 : PG_GETARG_INT32(3);
 	StateTuning t;
 
-	state_tuning_resolve(profile, options, superuser_arg(owner), false, NULL, &t);
+	if (ntasks < 1 || ntasks > STATE_KEY_GROUPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parallelism must be between 1 and %d, not %d", STATE_KEY_GROUPS, ntasks)));
+	state_tuning_resolve(profile, options, superuser_arg(owner), false, ntasks, NULL, &t);
 	PG_RETURN_TEXT_P(cstring_to_text(state_tuning_describe(&t)));
 }

@@ -36,9 +36,10 @@
  * C API of 7.8 has no WriteBufferManager charged to the cache, and every
  * worker is a process of its own, so "one budget per server" is a share per
  * worker: ten running pipelines take at most ten shares, and max_workers
- * shares are the budget.  A parallel pipeline's tasks split its share.
- * Backends running run_operator, _replay or live() open small instances
- * outside it.
+ * shares are the budget.  A parallel pipeline's tasks split its share, at
+ * least 2MB each.  Instances that are no worker's own (a backend's for
+ * run_operator, _replay or live(), a restore's before the tasks start) are
+ * small and outside it (state_tuning_auxiliary).
  *
  * Tenants (owners that are not superusers): block_cache_size plus the
  * memtables that may wait for their flush (tenant_memory) within S, at most
@@ -86,6 +87,16 @@ static const struct config_enum_entry profile_options[] = {
 #define TENANT_MAX_BACKGROUND_JOBS	4
 #define TENANT_MAX_WRITE_BUFFERS	8
 
+/* A parallel pipeline's task's least share: 1MB of cache, 1MB of memtable. */
+#define STATE_MIN_TASK_SHARE		(2 * MB)
+
+/*
+ * The memory of an instance outside every worker's share: a backend's
+ * (run_operator, _replay) or a restore's (a savepoint's or a rescale's
+ * databases, built before the tasks start).
+ */
+#define STATE_AUX_MEMORY			(16 * MB)
+
 #define OPTION_HINT "State options are name=value pairs separated by semicolons: " \
 	"write_buffer_size, max_write_buffer_number, block_cache_size, block_size, " \
 	"bloom_filter_bits, compaction_style (level, universal), max_background_jobs, " \
@@ -115,7 +126,7 @@ static bool state_options_check_hook(char **newval, void **extra, GucSource sour
 /*
  * streamflink.state_statistics.  Off by default: RocksDB's statistics cost
  * 12-16% of a worker's CPU with 100k keys (test/bench/cep_bench.sh, worker
- * CPU seconds with and without), which a pipeline should not pay for three
+ * CPU seconds with and without), which a pipeline should not pay for two
  * columns of streamflink.state_metrics (without them, the block cache's
  * hits and misses are the worker's own reads', state.c).
  */
@@ -141,7 +152,7 @@ state_define_settings(void)
 							PGC_SIGHUP, GUC_UNIT_MB, NULL, NULL, NULL);
 	DefineCustomBoolVariable("streamflink.state_statistics",
 							 "Collect RocksDB statistics for streamflink.state_metrics.",
-							 "Stall time, compaction and flush counts, and the block cache hits and misses of every thread (not just the worker's reads); "
+							 "The block cache hits and misses of every thread (not just the worker's reads); "
 							 "they cost a worker about 12-16% CPU with many keys.  Taken at a worker's start.",
 							 &state_statistics, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
@@ -156,22 +167,40 @@ state_memory_set_tasks(int ntasks)
 	share_tasks = Max(ntasks, 1);
 }
 
-int64
-state_memory_share(void)
+/*
+ * A worker slot's share of the budget.  At least 4MB: below that a budget
+ * is not followed (a DBA's streamflink.state_memory under 4MB for each
+ * worker slot).
+ */
+static int64
+slot_share(void)
 {
 	int			workers = slot_count();
 
 	/* not preloaded (no slots): the default number of workers */
 	if (workers <= 0)
 		workers = 16;
+	return Max((int64) state_memory_mb * MB / workers, 4 * MB);
+}
 
-	/*
-	 * A parallel pipeline takes one worker slot and splits its share among
-	 * its tasks, each a process with a RocksDB of its own.  At least 4MB:
-	 * below that a budget is not followed (a DBA's streamflink.state_memory
-	 * under 4MB for each worker slot).
-	 */
-	return Max((int64) state_memory_mb * MB / workers / share_tasks, 4 * MB);
+/*
+ * A parallel pipeline takes one worker slot and splits its share among its
+ * tasks, each a process with a RocksDB of its own.  A task's share is at
+ * least STATE_MIN_TASK_SHARE, a tenant's smallest block cache and memtable:
+ * a tenant's pipeline whose tasks would get less is refused at its
+ * creation (state_tuning_resolve); after that, only a DBA's lowering of the
+ * budget or a rescale can make the tasks take more than the slot.
+ */
+static int64
+task_share(int ntasks)
+{
+	return Max(slot_share() / Max(ntasks, 1), STATE_MIN_TASK_SHARE);
+}
+
+int64
+state_memory_share(void)
+{
+	return task_share(share_tasks);
 }
 
 /* The built-in settings of a profile for a worker's share 'share'. */
@@ -247,6 +276,38 @@ parse_size(const char *name, const char *value, int64 min, int64 max,
 }
 
 /*
+ * A decimal integer, with an optional sign: not parse_int, which also takes
+ * 0x10, 010 as octal 8, and 2.5 rounded.
+ */
+static bool
+parse_decimal(const char *name, const char *value, int *out, TuningError *e)
+{
+	const char *p = value;
+	char	   *end;
+	long		v;
+
+	if (*p == '-' || *p == '+')
+		p++;
+	if (!isdigit((unsigned char) *p))
+		goto invalid;
+	while (isdigit((unsigned char) *p))
+		p++;
+	if (*p != '\0')
+		goto invalid;
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno == ERANGE || v < INT_MIN || v > INT_MAX)
+		goto invalid;
+	*out = (int) v;
+	return true;
+
+invalid:
+	return fail(e, ERRCODE_INVALID_PARAMETER_VALUE,
+				psprintf("invalid integer for state option %s: \"%s\"", name, value),
+				pstrdup(OPTION_HINT));
+}
+
+/*
  * An integer between min and max; between max and tenant_max (below max
  * only for a tenant) it is a privilege error, saying why.
  */
@@ -256,10 +317,8 @@ parse_integer(const char *name, const char *value, int min, int max,
 {
 	int			v;
 
-	if (!parse_int(value, &v, 0, NULL))
-		return fail(e, ERRCODE_INVALID_PARAMETER_VALUE,
-					psprintf("invalid integer for state option %s: \"%s\"", name, value),
-					pstrdup(OPTION_HINT));
+	if (!parse_decimal(name, value, &v, e))
+		return false;
 	if (v < min || v > max)
 		return fail(e, ERRCODE_INVALID_PARAMETER_VALUE,
 					psprintf("state option %s=%d is out of range", name, v),
@@ -336,12 +395,16 @@ apply_option(StateTuning *t, const char *name, const char *value,
 							 &t->max_background_jobs, e);
 	if (strcmp(name, "max_open_files") == 0)
 	{
-		if (superuser && strcmp(value, "-1") == 0)
+		int			v;
+
+		if (!parse_decimal(name, value, &v, e))
+			return false;
+		if (superuser && v == -1)
 		{
 			t->max_open_files = -1;
 			return true;
 		}
-		if (!superuser && strcmp(value, "-1") == 0)
+		if (!superuser && v == -1)
 			return fail(e, ERRCODE_INSUFFICIENT_PRIVILEGE,
 						pstrdup("state option max_open_files=-1 (no limit) needs a superuser"),
 						psprintf("Use a limit between 16 and %d.",
@@ -417,19 +480,19 @@ apply_options(StateTuning *t, const char *options, bool superuser,
 		if (*name == '\0')
 			continue;			/* empty item, e.g. after a trailing ';' */
 		eq = strchr(name, '=');
-		if (eq == NULL)
+		if (eq == NULL || eq == name)
 			return fail(e, ERRCODE_SYNTAX_ERROR,
 						psprintf("invalid %s: \"%s\" is not name=value", what, name),
 						pstrdup(OPTION_HINT));
 		*eq = '\0';
 		value = eq + 1;
-		/* trim both */
-		for (char *p = eq - 1; p >= name && isspace((unsigned char) *p); p--)
+		/* trim both (the name has a first character that is no blank) */
+		for (char *p = eq - 1; p > name && isspace((unsigned char) *p); p--)
 			*p = '\0';
 		while (isspace((unsigned char) *value))
 			value++;
-		for (char *p = value + strlen(value) - 1; p >= value && isspace((unsigned char) *p); p--)
-			*p = '\0';
+		for (size_t len = strlen(value); len > 0 && isspace((unsigned char) value[len - 1]); len--)
+			value[len - 1] = '\0';
 		for (char *p = name; *p; p++)
 			*p = pg_tolower((unsigned char) *p);
 		if (*value == '\0')
@@ -495,6 +558,30 @@ tenant_memory(const StateTuning *t)
 }
 
 /*
+ * Reduce t's memory to 'bytes' (at least STATE_MIN_TASK_SHARE): the cache
+ * and the memtables scaled down alike, each at least 1MB (a tenant's
+ * least), then fewer memtables waiting for their flush if that is not
+ * enough; and every memtable together (db_write_buffer_size) what the
+ * cache leaves of it.
+ */
+static void
+fit_memory(StateTuning *t, int64 bytes)
+{
+	int64		memory = tenant_memory(t);
+
+	if (memory > bytes)
+	{
+		double		f = (double) bytes / memory;
+
+		t->block_cache_size = Max((int64) (t->block_cache_size * f), 1 * MB);
+		t->write_buffer_size = Max((int64) (t->write_buffer_size * f), 1 * MB);
+		while (tenant_memory(t) > bytes && t->max_write_buffer_number > 2)
+			t->max_write_buffer_number--;
+	}
+	t->db_write_buffer_size = Max(bytes - t->block_cache_size, t->write_buffer_size);
+}
+
+/*
  * A tenant's integer bounds at a worker's start: the pipeline's own
  * options were checked when it was created, but its owner may have lost
  * superuser since.  What its options set beyond a tenant's bound is
@@ -535,12 +622,25 @@ clamp_tenant_integers(StateTuning *t, const StateTuning *base, const char *pipel
 
 void
 state_tuning_resolve(const char *profile, const char *options,
-					 bool superuser, bool clamp, const char *pipeline,
-					 StateTuning *out)
+					 bool superuser, bool clamp, int ntasks,
+					 const char *pipeline, StateTuning *out)
 {
-	int64		share = state_memory_share();
+	int64		share = task_share(ntasks);
 	StateTuning base;
 	TuningError e;
+
+	/*
+	 * A tenant's pipeline whose tasks would each get less than the least a
+	 * task's RocksDB runs with would take more than its slot's share.
+	 */
+	if (!superuser && !clamp && slot_share() / Max(ntasks, 1) < STATE_MIN_TASK_SHARE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("parallelism %d leaves each task " INT64_FORMAT " kB of a worker's share of state memory, under %d kB",
+						ntasks, slot_share() / Max(ntasks, 1) / 1024, (int) (STATE_MIN_TASK_SHARE / 1024)),
+				 errdetail("A worker's share is streamflink.state_memory divided by streamflink.max_workers (" INT64_FORMAT " kB); a parallel pipeline's tasks split it.",
+						   slot_share() / 1024),
+				 errhint("Use a lower parallelism, or ask the database administrator to raise streamflink.state_memory.")));
 
 	profile_defaults(profile ? profile_from_name(profile) : (StateProfile) server_profile,
 					 share, out);
@@ -570,17 +670,16 @@ state_tuning_resolve(const char *profile, const char *options,
 							memory / 1024, out->block_cache_size / 1024,
 							(memory - out->block_cache_size) / 1024, share / 1024),
 					 errdetail("The write buffers counted are max_write_buffer_number - 1 of write_buffer_size: those that may wait for a flush.  A worker's share is streamflink.state_memory divided by streamflink.max_workers, and among a parallel pipeline's tasks."),
+					 tenant_memory(&base) > share ?
+					 errhint("The server's own state settings (streamflink.state_profile, streamflink.state_options) are over it: ask the database administrator to lower them or to raise streamflink.state_memory.") :
 					 errhint("Lower block_cache_size, write_buffer_size or max_write_buffer_number, or ask the database administrator to raise streamflink.state_memory.")));
-		/* the budget was lowered since: scale both down, keep the ratio */
+		/* the budget was lowered since: scale down, keep the ratio */
+		fit_memory(out, share);
 		ereport(LOG,
 				(errmsg("streamflink pipeline \"%s\": state memory reduced to a worker's share of " INT64_FORMAT " kB",
-						pipeline ? pipeline : "?", share / 1024)));
-		{
-			double		f = (double) share / memory;
-
-			out->block_cache_size = Max((int64) (out->block_cache_size * f), 1 * MB);
-			out->write_buffer_size = Max((int64) (out->write_buffer_size * f), 1 * MB);
-		}
+						pipeline ? pipeline : "?", share / 1024),
+				 errdetail("%s", state_tuning_describe(out))));
+		return;
 	}
 
 	/* every memtable together: what the cache leaves of the share */
@@ -592,6 +691,15 @@ fail:
 			(errcode(e.sqlstate),
 			 errmsg("%s", e.msg),
 			 errhint("%s", e.hint)));
+}
+
+void
+state_tuning_auxiliary(StateTuning *out)
+{
+	/* the server's profile and options, as set by its superusers */
+	state_tuning_resolve(NULL, NULL, true, true, 1, NULL, out);
+	fit_memory(out, STATE_AUX_MEMORY);
+	out->max_background_jobs = Min(out->max_background_jobs, 2);
 }
 
 const char *

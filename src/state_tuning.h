@@ -78,10 +78,19 @@ extern void state_memory_set_tasks(int ntasks);
  * that with 'clamp' (a worker's start) what a tenant's pipeline goes beyond
  * its bounds by is reduced to them and logged: the budget may have been
  * lowered, or the owner lost superuser, since the pipeline was created.
+ * 'ntasks': the pipeline's parallelism, whose tasks split a share; a
+ * tenant's pipeline whose tasks would get under 2MB each is refused.
  */
 extern void state_tuning_resolve(const char *profile, const char *options,
-								 bool superuser, bool clamp,
+								 bool superuser, bool clamp, int ntasks,
 								 const char *pipeline, StateTuning *out);
+
+/*
+ * The settings of an instance that is no worker's own (a backend's, or a
+ * restore's before a pipeline's tasks start): the server's, within 16MB of
+ * memory and 2 background jobs, outside every worker's share.
+ */
+extern void state_tuning_auxiliary(StateTuning *out);
 
 /* A profile's name ('default', ...). */
 extern const char *state_profile_name(StateProfile profile);

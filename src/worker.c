@@ -773,7 +773,8 @@ worker_startup(Worker *w)
 
 		StartTransactionCommand();
 		state_tuning_resolve(w->def->state_profile, w->def->state_options,
-							 superuser_arg(w->def->owner), true, w->def->name, &tuning);
+							 superuser_arg(w->def->owner), true, w->ntasks,
+							 w->def->name, &tuning);
 		CommitTransactionCommand();
 		w->store = state_open_worker(checkpoint_db_dir(w->dir), &tuning);
 	}
