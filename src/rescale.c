@@ -22,6 +22,7 @@
 
 #include "checkpoint.h"
 #include "rescale.h"
+#include "state_tuning.h"
 #include "task.h"
 
 /* How long a task of the previous run may take to leave. */
@@ -41,6 +42,13 @@ rescale_build_task_snapshots(const char *dir, int64 id, int ntasks,
 							 char **dirs, KeyGroupRange *ranges, int n,
 							 const char *failpoint)
 {
+	StateTuning tuning;
+
+	/*
+	 * Task 0's worker, before any task starts: each database built, one at
+	 * a time, may take the pipeline's whole share (the server's settings).
+	 */
+	state_tuning_resolve(NULL, NULL, true, true, 1, NULL, &tuning);
 	for (int t = 0; t < ntasks; t++)
 	{
 		KeyGroupRange r = state_key_group_range_for(t, ntasks);
@@ -67,7 +75,7 @@ rescale_build_task_snapshots(const char *dir, int64 id, int ntasks,
 		if (exact >= 0)
 			state_restore(chk, dirs[exact]);
 		else
-			(void) state_restore_key_groups(chk, from, nfrom, r);
+			(void) state_restore_key_groups(chk, from, nfrom, r, &tuning);
 		checkpoint_failpoint(failpoint);
 	}
 }

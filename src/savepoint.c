@@ -952,8 +952,9 @@ streamflink_rescale_savepoint(PG_FUNCTION_ARGS)
 		for (int j = 0; j < n; j++)
 			if (ranges[j].lo <= r.hi && r.lo <= ranges[j].hi)
 				from[nfrom++] = dirs[j];
+		/* in a backend: outside every worker's share, small */
 		keys += state_restore_key_groups(psprintf("%s/%d-%d", building, r.lo, r.hi),
-										 from, nfrom, r);
+										 from, nfrom, r, NULL);
 	}
 	state_remove_dir(old);
 	if (rename(top, old) != 0 || rename(building, top) != 0)

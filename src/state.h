@@ -97,8 +97,8 @@ extern uint16 state_key_group(const char *key, size_t len);
 /*
  * Open (creating if missing) the primary database in directory 'dir', with
  * the settings of an instance that is no worker's own: a backend's, or a
- * restore's (state_tuning_auxiliary).  ereports ERROR with the RocksDB
- * message on failure.
+ * snapshot read by a restore (state_tuning_auxiliary).  ereports ERROR with
+ * the RocksDB message on failure.
  */
 extern StateStore *state_open(const char *dir);
 

@@ -36,7 +36,8 @@ state_key_group_range_for(int index, int parallelism)
 }
 
 int64
-state_restore_key_groups(const char *dir, char **chk_dirs, int n, KeyGroupRange range)
+state_restore_key_groups(const char *dir, char **chk_dirs, int n, KeyGroupRange range,
+						 const StateTuning *tuning)
 {
 	char	   *scratch = psprintf("%s.source", dir);
 	StateStore *target;
@@ -50,7 +51,8 @@ state_restore_key_groups(const char *dir, char **chk_dirs, int n, KeyGroupRange 
 	keyspace_key_group_range(range.lo, range.hi, &lower, &upper);
 
 	state_remove_dir(dir);
-	target = state_open(dir);
+	/* the writes need the memtables; reading a snapshot in order, little */
+	target = tuning ? state_open_tuned(dir, tuning) : state_open(dir);
 	PG_TRY();
 	{
 		for (int i = 0; i < n; i++)

@@ -38,10 +38,11 @@ extern KeyGroupRange state_key_group_range_for(int index, int parallelism);
  * Replace database directory 'dir' by one holding the keys of key groups
  * range.lo..range.hi found in the snapshots chk_dirs[0..n-1] (each a
  * snapshot directory, left unchanged; their ranges should not overlap
- * within 'range', a later one's key wins).  Every column family.
- * Returns the number of keys copied.
+ * within 'range', a later one's key wins).  Every column family.  The new
+ * database is written with 'tuning' (NULL: state_open's, small), the
+ * snapshots read with state_open's.  Returns the number of keys copied.
  */
 extern int64 state_restore_key_groups(const char *dir, char **chk_dirs, int n,
-									  KeyGroupRange range);
+									  KeyGroupRange range, const StateTuning *tuning);
 
 #endif							/* STREAMFLINK_STATE_RESCALE_H */

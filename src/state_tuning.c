@@ -38,8 +38,8 @@
  * worker: ten running pipelines take at most ten shares, and max_workers
  * shares are the budget.  A parallel pipeline's tasks split its share, at
  * least 2MB each.  Instances that are no worker's own (a backend's for
- * run_operator, _replay or live(), a restore's before the tasks start) are
- * small and outside it (state_tuning_auxiliary).
+ * run_operator, _replay, live() or a savepoint's rescale, a snapshot a
+ * restore reads) are small and outside it (state_tuning_auxiliary).
  *
  * Tenants (owners that are not superusers): block_cache_size plus the
  * memtables that may wait for their flush (tenant_memory) within S, at most
@@ -92,8 +92,8 @@ static const struct config_enum_entry profile_options[] = {
 
 /*
  * The memory of an instance outside every worker's share: a backend's
- * (run_operator, _replay) or a restore's (a savepoint's or a rescale's
- * databases, built before the tasks start).
+ * (run_operator, _replay, a savepoint's rescale) or a snapshot a restore
+ * reads.
  */
 #define STATE_AUX_MEMORY			(16 * MB)
 

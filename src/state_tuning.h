@@ -87,8 +87,8 @@ extern void state_tuning_resolve(const char *profile, const char *options,
 
 /*
  * The settings of an instance that is no worker's own (a backend's, or a
- * restore's before a pipeline's tasks start): the server's, within 16MB of
- * memory and 2 background jobs, outside every worker's share.
+ * snapshot a restore reads): the server's, within 16MB of memory and 2
+ * background jobs, outside every worker's share.
  */
 extern void state_tuning_auxiliary(StateTuning *out);
 
