@@ -154,6 +154,26 @@ SELECT streamflink.drop_pipeline('stsu', drop_sink => true);
 SELECT streamflink.drop_source('stsu');
 RESET ROLE;
 DROP ROLE regress_st_su;
+
+-- Settings the worker refuses at its start (here a row changed without the
+-- catalog's trigger, as a later release's tighter bound would be): it waits,
+-- showing why, rather than restarting every few seconds.
+SELECT streamflink.create_source('stbad', brokers => regress_brokers(), topic => 'regress_st',
+       columns => 'k int, v float8, ts timestamptz', event_time => 'ts');
+SELECT streamflink.create_window_pipeline('stbad', source => 'stbad', key => 'k', "window" => 'tumble',
+       size => '1 minute', aggregates => 'count(*) AS n', sink => 'public.stbad_out');
+SET session_replication_role = replica;
+UPDATE streamflink.pipeline SET state_options = 'bogus=1' WHERE name = 'stbad';
+RESET session_replication_role;
+SELECT streamflink.start('stbad');
+SELECT wait_until($$SELECT status = 'failed' FROM streamflink.pipelines WHERE name = 'stbad'$$);
+SELECT pid AS stbad_pid FROM streamflink.pipelines WHERE name = 'stbad' \gset
+SELECT pg_sleep(6);
+SELECT name, status, error, pid = :stbad_pid AS same_worker FROM streamflink.pipelines WHERE name = 'stbad';
+SELECT streamflink.stop('stbad');
+SELECT wait_until($$SELECT status = 'stopped' FROM streamflink.pipelines WHERE name = 'stbad'$$);
+SELECT streamflink.drop_pipeline('stbad', drop_sink => true);
+SELECT streamflink.drop_source('stbad');
 SET ROLE regress_st_a;
 
 -- Running: RocksDB's numbers in streamflink.state_metrics, with RocksDB's

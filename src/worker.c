@@ -772,9 +772,11 @@ worker_startup(Worker *w)
 		StateTuning tuning;
 
 		StartTransactionCommand();
+		w->resolving_tuning = true;
 		state_tuning_resolve(w->def->state_profile, w->def->state_options,
 							 superuser_arg(w->def->owner), true, w->ntasks,
 							 w->def->name, &tuning);
+		w->resolving_tuning = false;
 		CommitTransactionCommand();
 		w->store = state_open_worker(checkpoint_db_dir(w->dir), &tuning);
 	}
@@ -1294,11 +1296,14 @@ streamflink_worker_main(Datum arg)
 
 		/*
 		 * Recovery refused what it found (state of another release, a
-		 * catalog not updated): a restart would find the same, so wait to
-		 * be stopped, showing why.
+		 * catalog not updated), or the state's tuning was refused (a
+		 * definition that never went through the catalog's trigger, a bound
+		 * a later release tightened; a tenant's values beyond its bounds
+		 * are reduced, not refused): a restart would find the same, so wait
+		 * to be stopped, showing why.
 		 */
-		if (w->recovering && edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE &&
-			w->task == 0)
+		if (((w->recovering && edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE) ||
+			 w->resolving_tuning) && w->task == 0)
 		{
 			pgstat_report_activity(STATE_IDLE, "failed, waiting to be stopped");
 			for (;;)

@@ -80,6 +80,7 @@ typedef struct Worker
 	StateParticipant state;		/* the operator state, as a participant */
 	SavepointParticipant savepoint; /* savepoints, as a participant */
 	bool		recovering;		/* in checkpoint_recover (see the error path) */
+	bool		resolving_tuning;	/* in state_tuning_resolve (the same) */
 	int			nparts;
 	PartitionState *parts;
 	PartitionPosition *positions;	/* scratch for checkpoints */
