@@ -109,6 +109,12 @@ SELECT name, state_profile, state_options FROM streamflink.pipeline ORDER BY nam
 -- A tenant cannot change the tuning afterwards (only the desired state).
 UPDATE streamflink.pipeline SET state_options = 'max_open_files=-1' WHERE name = 'sta';
 
+-- Nor a direct catalog insert without options of its own.
+INSERT INTO streamflink.pipeline (name, source_id, kind, key_columns, window_kind, window_size,
+		aggregates, sink, allowed_lateness, checkpoint_interval, parallelism)
+VALUES ('sta_par', (SELECT id FROM streamflink.source WHERE name = 'sta'), 'window', '{k}',
+		'tumble', '1 minute', 'count(*) AS n', 'sta_out', '0', '1 second', 64);
+
 -- With a budget of 16MB, a worker's share is 4MB (at least): four tasks of
 -- a tenant's pipeline would get 1MB each, so neither a new pipeline nor a
 -- rescale gets them.  Server options over the share are the DBA's to fix.

@@ -92,10 +92,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	NEW.state_profile := lower(NEW.state_profile);
-	IF NEW.state_profile IS NOT NULL OR NEW.state_options IS NOT NULL THEN
-		PERFORM streamflink.state_settings(NEW.state_profile, NEW.state_options, NEW.owner,
-										   coalesce(NEW.parallelism, 1));
-	END IF;
+	/* also without options of its own: its tasks' shares must do */
+	PERFORM streamflink.state_settings(NEW.state_profile, NEW.state_options, NEW.owner,
+									   coalesce(NEW.parallelism, 1));
 	RETURN NEW;
 END
 $$;

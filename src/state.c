@@ -421,8 +421,8 @@ apply_primary_tuning(rocksdb_options_t *opts, const StateTuning *t)
 	}
 
 	/*
-	 * Statistics for streamflink.state_metrics (cache hits, stalls,
-	 * compactions, flushes), only if streamflink.state_statistics asks for
+	 * Statistics for streamflink.state_metrics (the block cache's hits and
+	 * misses of every thread), only if streamflink.state_statistics asks for
 	 * them: they cost CPU on every read and write.  RocksDB's default level,
 	 * without the detailed timers; read at most once a second by
 	 * state_collect_metrics.
@@ -575,24 +575,31 @@ table_file_room(int64 *limit)
 	return (int) Max(*limit - max_safe_fds - STATE_FD_RESERVE, 0);
 }
 
+/*
+ * t's max_open_files within the room the process has for table files (at
+ * least RocksDB's own least, 20); logged if 'log' (a worker's database).
+ */
+static void
+fit_open_files(StateTuning *t, bool log)
+{
+	int64		limit = 0;
+	int			room = table_file_room(&limit);
+	int			asked = t->max_open_files;
+
+	if (room < 0 || (asked >= 0 && asked <= room))
+		return;
+	t->max_open_files = Max(room, 20);
+	if (log)
+		ereport(LOG,
+				(errmsg("state option max_open_files reduced from %d to %d: the worker may open " INT64_FORMAT " files, Postgres' own up to %d of them",
+						asked, t->max_open_files, limit, max_safe_fds),
+				 errhint("Raise the server's limit of open files (ulimit -n, LimitNOFILE), or lower max_files_per_process.")));
+}
+
 StateStore *
 state_open_worker(const char *dir, const StateTuning *t)
 {
-	StateTuning tuned = *t;
-	int64		limit = 0;
-	int			room = table_file_room(&limit);
-	StateStore *store;
-
-	if (room >= 0 && (tuned.max_open_files < 0 || tuned.max_open_files > room))
-	{
-		/* RocksDB's own least is 20 */
-		tuned.max_open_files = Max(room, 20);
-		ereport(LOG,
-				(errmsg("state option max_open_files reduced from %d to %d: the worker may open " INT64_FORMAT " files, Postgres' own up to %d of them",
-						t->max_open_files, tuned.max_open_files, limit, max_safe_fds),
-				 errhint("Raise the server's limit of open files (ulimit -n, LimitNOFILE), or lower max_files_per_process.")));
-	}
-	store = open_primary(dir, &tuned, false);
+	StateStore *store = open_primary(dir, t, false);
 
 	/*
 	 * Without statistics, the block cache's hits and misses of the worker's
@@ -619,11 +626,19 @@ state_open_worker(const char *dir, const StateTuning *t)
 static StateStore *
 open_primary(const char *dir, const StateTuning *t, bool wal)
 {
+	StateTuning tuned = *t;
 	StateStore *store;
 	rocksdb_options_t *opts;
 	sigset_t	saved;
 	char	   *err = NULL;
 	rocksdb_column_family_handle_t *cfs[STATE_NUM_FAMILIES] = {0};
+
+	/*
+	 * Every primary, a worker's (the one without a WAL) or a restore's and a
+	 * backend's, within the room for table files.
+	 */
+	fit_open_files(&tuned, !wal);
+	t = &tuned;
 
 	/* RocksDB creates the database directory, but not its parents. */
 	make_parent_dir(dir);

@@ -122,7 +122,8 @@ streamflink_state_settings(PG_FUNCTION_ARGS)
 	char	   *profile = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *options = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Oid			owner = PG_ARGISNULL(2) ? GetUserId() : PG_GETARG_OID(2);
-	int			ntasks = PG_ARGISNULL(3) ? 1 : PG_GETARG_INT32(3);
+	/* (a database created by an earlier 0.2 script has three arguments) */
+	int			ntasks = (PG_NARGS() > 3 && !PG_ARGISNULL(3)) ? PG_GETARG_INT32(3) : 1;
 	StateTuning t;
 
 	if (ntasks < 1 || ntasks > STATE_KEY_GROUPS)

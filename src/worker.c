@@ -632,11 +632,25 @@ worker_startup(Worker *w)
 	TypeCacheEntry *tce;
 	PartitionPosition *pos;
 	PartitionPosition *start;
+	StateTuning tuning;
 
 	if (w->slot)
 		slot_set_status(w->slot, SLOT_RECOVERING, NULL);
 	/* before the state's tuning and its cache's bound are taken */
 	state_memory_set_tasks(w->ntasks);
+
+	/*
+	 * RocksDB tuning, checked again for the owner (and against the memory
+	 * budget as it is now, see state_tuning.h), before any other work:
+	 * settings refused now are refused at every start (see the error path).
+	 */
+	StartTransactionCommand();
+	w->resolving_tuning = true;
+	state_tuning_resolve(w->def->state_profile, w->def->state_options,
+						 superuser_arg(w->def->owner), true, w->ntasks,
+						 w->def->name, &tuning);
+	w->resolving_tuning = false;
+	CommitTransactionCommand();
 	w->dir = state_pipeline_dir(w->dboid, w->def->id);
 	/* task 0 keeps the pipeline's directory; the others have their own in it */
 	if (w->task > 0)
@@ -764,22 +778,7 @@ worker_startup(Worker *w)
 			start[ids[i]] = mine[i];
 	}
 
-	/*
-	 * RocksDB tuning, checked again for the owner (and against the memory
-	 * budget as it is now, see state_tuning.h).
-	 */
-	{
-		StateTuning tuning;
-
-		StartTransactionCommand();
-		w->resolving_tuning = true;
-		state_tuning_resolve(w->def->state_profile, w->def->state_options,
-							 superuser_arg(w->def->owner), true, w->ntasks,
-							 w->def->name, &tuning);
-		w->resolving_tuning = false;
-		CommitTransactionCommand();
-		w->store = state_open_worker(checkpoint_db_dir(w->dir), &tuning);
-	}
+	w->store = state_open_worker(checkpoint_db_dir(w->dir), &tuning);
 	w->state.store = w->store;
 
 	w->parts = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState) * w->nparts);
@@ -1303,7 +1302,11 @@ streamflink_worker_main(Datum arg)
 		 * to be stopped, showing why.
 		 */
 		if (((w->recovering && edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE) ||
-			 w->resolving_tuning) && w->task == 0)
+			 (w->resolving_tuning &&
+			  (edata->sqlerrcode == ERRCODE_INVALID_PARAMETER_VALUE ||
+			   edata->sqlerrcode == ERRCODE_SYNTAX_ERROR ||
+			   edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE))) &&
+			w->task == 0)
 		{
 			pgstat_report_activity(STATE_IDLE, "failed, waiting to be stopped");
 			for (;;)
