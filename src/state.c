@@ -538,13 +538,13 @@ state_open_tuned(const char *dir, const StateTuning *t)
 }
 
 /*
- * Room for RocksDB's table files in a worker's process: -1 if unlimited.
+ * Room for RocksDB's table files in this process: -1 if unlimited.
  * RocksDB opens them outside Postgres' fd.c, which counts on max_safe_fds
  * descriptors of its own, keeps up to max_open_files - 10 of them open, and
  * trims max_open_files to the soft RLIMIT_NOFILE only.  With a soft limit
  * of 1024 (systemd's default for services) the two together would run out:
  * every open of a table file would then fail (EMFILE), and the worker
- * restart with the same files.  So the worker raises its soft limit towards
+ * restart with the same files.  So the process raises its soft limit towards
  * the hard one (any process may), up to STATE_NOFILE_WANTED, and leaves
  * RocksDB what Postgres' own files and STATE_FD_RESERVE (the Kafka
  * clients' sockets, RocksDB's other files) leave of it.

@@ -308,17 +308,13 @@ invalid:
 }
 
 /*
- * An integer between min and max; between max and tenant_max (below max
- * only for a tenant) it is a privilege error, saying why.
+ * v between min and max; between max and tenant_max (below max only for a
+ * tenant) it is a privilege error, saying why.
  */
 static bool
-parse_integer(const char *name, const char *value, int min, int max,
-			  int tenant_max, bool superuser, int *out, TuningError *e)
+integer_in_bounds(const char *name, int v, int min, int max,
+				  int tenant_max, bool superuser, int *out, TuningError *e)
 {
-	int			v;
-
-	if (!parse_decimal(name, value, &v, e))
-		return false;
 	if (v < min || v > max)
 		return fail(e, ERRCODE_INVALID_PARAMETER_VALUE,
 					psprintf("state option %s=%d is out of range", name, v),
@@ -330,6 +326,17 @@ parse_integer(const char *name, const char *value, int min, int max,
 							 name, tenant_max));
 	*out = v;
 	return true;
+}
+
+/* A decimal integer within integer_in_bounds' bounds. */
+static bool
+parse_integer(const char *name, const char *value, int min, int max,
+			  int tenant_max, bool superuser, int *out, TuningError *e)
+{
+	int			v;
+
+	return parse_decimal(name, value, &v, e) &&
+		integer_in_bounds(name, v, min, max, tenant_max, superuser, out, e);
 }
 
 static bool
@@ -399,18 +406,18 @@ apply_option(StateTuning *t, const char *name, const char *value,
 
 		if (!parse_decimal(name, value, &v, e))
 			return false;
-		if (superuser && v == -1)
+		if (v == -1)
 		{
+			if (!superuser)
+				return fail(e, ERRCODE_INSUFFICIENT_PRIVILEGE,
+							pstrdup("state option max_open_files=-1 (no limit) needs a superuser"),
+							psprintf("Use a limit between 16 and %d.",
+									 TENANT_MAX_OPEN_FILES));
 			t->max_open_files = -1;
 			return true;
 		}
-		if (!superuser && v == -1)
-			return fail(e, ERRCODE_INSUFFICIENT_PRIVILEGE,
-						pstrdup("state option max_open_files=-1 (no limit) needs a superuser"),
-						psprintf("Use a limit between 16 and %d.",
-								 TENANT_MAX_OPEN_FILES));
-		return parse_integer(name, value, 16, 1000000, TENANT_MAX_OPEN_FILES, superuser,
-							 &t->max_open_files, e);
+		return integer_in_bounds(name, v, 16, 1000000, TENANT_MAX_OPEN_FILES, superuser,
+								 &t->max_open_files, e);
 	}
 	if (strcmp(name, "bloom_filter_bits") == 0)
 	{
