@@ -99,13 +99,15 @@ SELECT streamflink.create_pattern_pipeline('busy', 'evb', 'k', 'a{->>1,} b',
 	$$a AS id ~ '^a', b AS id ~ '^b'$$, 'busy_out',
 	max_partial_matches => 50000, max_partial_match_events => 1000000);
 SELECT streamflink.produce(regress_brokers(), 'regress_cep_bounds',
-	(SELECT array_agg(e) FROM generate_series(1, 40) i,
+	(SELECT array_agg(e) FROM generate_series(1, 200) i,
 			unnest(cep_events(5, 'a1 a2 a3 a4 a5 a6 a7 a8 a9 a10')) e)
 	|| cep_events(3001, 'end'), 0) AS produced;
 SELECT cep_run('{busy}');
 SELECT wait_until($$SELECT status = 'running' FROM streamflink.pipelines WHERE name = 'busy'$$);
 SELECT pg_sleep(3);
--- (still in its first firing, which runs all 400 a's of key 5)
+-- (still in its first firing, which runs all 2000 a's of key 5, each
+-- through up to the bound's 50000 partial matches: 400 a's were done in
+-- about 3 s on a 2-core machine, too close to the sleep)
 SELECT coalesce(watermark < '2030-01-01', true) AS still_busy
 FROM streamflink.pipelines WHERE name = 'busy';
 CREATE TEMP TABLE busy_stop AS SELECT clock_timestamp() AS asked;

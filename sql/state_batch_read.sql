@@ -12,7 +12,10 @@
 -- the 20000 windows and the 10000 buffers back in a batch each, over
 -- STATE_INGEST_MIN_OPS: they reach RocksDB as table files ingested whole
 -- rather than through the memtable (state.c), where the reads after the
--- restart find them.
+-- restart find them.  Once the windows fired, the checkpoint after deletes
+-- them, each by a tombstone, and the key groups' gone windows by range
+-- deletions before those.  The keys a savepoint's rescale copies count
+-- what is left in RocksDB: every window before the firing, none after.
 --
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
@@ -56,9 +59,13 @@ SELECT count(*) FROM br.br_win_out;
 SELECT count(*) FROM br.br_cep_out;
 
 -- Stopped (a last checkpoint) and started again: a new worker, its cache empty.
-SELECT streamflink.stop('br_win');
+SELECT streamflink.stop('br_win', savepoint => 'open');
 SELECT streamflink.stop('br_cep');
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name IN ('br_win', 'br_cep')$$);
+RESET ROLE;  -- a rescale is a superuser's
+-- the 20000 windows and a count of open windows per key group
+SELECT streamflink.rescale_savepoint('br_win', 'open', 1) AS keys_open;
+SET ROLE regress_br_tenant;
 SELECT streamflink.start('br_win');
 SELECT streamflink.start('br_cep');
 -- an event an hour later: every window and every buffered event is due
@@ -85,9 +92,13 @@ SELECT count(*) AS matches, count(DISTINCT k) AS keys, bool_and(k % 3 <> 0) AS r
 FROM br.br_cep_out;
 SELECT k, match_start, match_end, events FROM br.br_cep_out WHERE k IN (1, 9998) ORDER BY k;
 
-SELECT streamflink.stop('br_win');
+SELECT streamflink.stop('br_win', savepoint => 'fired');
 SELECT streamflink.stop('br_cep');
 SELECT wait_until($$SELECT bool_and(status = 'stopped') FROM streamflink.pipelines WHERE name IN ('br_win', 'br_cep')$$);
+RESET ROLE;
+-- no window left: the key groups' counts only
+SELECT streamflink.rescale_savepoint('br_win', 'fired', 1) AS keys_fired;
+SET ROLE regress_br_tenant;
 SELECT streamflink.drop_pipeline('br_win', drop_sink => true);
 SELECT streamflink.drop_pipeline('br_cep', drop_sink => true);
 SELECT streamflink.drop_source('br_src');
