@@ -565,11 +565,20 @@ tenant_memory(const StateTuning *t)
 }
 
 /*
+ * Every memtable together (db_write_buffer_size, where RocksDB flushes):
+ * what the cache leaves of 'bytes', at least one memtable.
+ */
+static void
+limit_memtables(StateTuning *t, int64 bytes)
+{
+	t->db_write_buffer_size = Max(bytes - t->block_cache_size, t->write_buffer_size);
+}
+
+/*
  * Reduce t's memory to 'bytes' (at least STATE_MIN_TASK_SHARE): the cache
  * and the memtables scaled down alike, each at least 1MB (a tenant's
  * least), then fewer memtables waiting for their flush if that is not
- * enough; and every memtable together (db_write_buffer_size) what the
- * cache leaves of it.
+ * enough; and the memtables limited to what the cache leaves of it.
  */
 static void
 fit_memory(StateTuning *t, int64 bytes)
@@ -585,7 +594,7 @@ fit_memory(StateTuning *t, int64 bytes)
 		while (tenant_memory(t) > bytes && t->max_write_buffer_number > 2)
 			t->max_write_buffer_number--;
 	}
-	t->db_write_buffer_size = Max(bytes - t->block_cache_size, t->write_buffer_size);
+	limit_memtables(t, bytes);
 }
 
 /*
@@ -689,8 +698,11 @@ state_tuning_resolve(const char *profile, const char *options,
 		return;
 	}
 
-	/* every memtable together: what the cache leaves of the share */
-	out->db_write_buffer_size = Max(share - out->block_cache_size, out->write_buffer_size);
+	/*
+	 * Within the share, as given: not fit_memory, which would scale down a
+	 * superuser's sizes beyond it.
+	 */
+	limit_memtables(out, share);
 	return;
 
 fail:
